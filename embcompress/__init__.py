@@ -1,0 +1,55 @@
+"""embcompress: compressed embedding tables for recommendation models, served fast.
+
+The public names below are imported lazily, so ``import embcompress`` costs numpy only; torch and
+the other heavy dependencies load with the modules that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    ChecksumError,
+    ConfigError,
+    EmbcompressError,
+    NotFittedError,
+    VersionError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "quantize": "embcompress.formats",
+    "dequantize": "embcompress.formats",
+    "QuantizedTable": "embcompress.table",
+    "read_artifact": "embcompress.container",
+    "write_artifact": "embcompress.container",
+}
+
+__all__ = [
+    "ArtifactError",
+    "BackendUnavailableError",
+    "ChecksumError",
+    "ConfigError",
+    "EmbcompressError",
+    "NotFittedError",
+    "VersionError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embcompress' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""The ``embcompress`` command line: one module per verb, each a thin wrapper over a library call."""

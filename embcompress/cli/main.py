@@ -1,0 +1,70 @@
+"""Entry point of the ``embcompress`` command.
+
+Each verb lives in its own module of this package and exposes ``command``; this file only wires
+them into one Typer app and turns exceptions into exit codes (0 ok, 1 bad input, 2 usage,
+3 integrity failure), printing one line, with the traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from ..errors import ArtifactError, EmbcompressError
+
+# verb -> module of embcompress.cli that defines `command`
+COMMANDS = {
+    "demo": "demo",
+}
+
+app = typer.Typer(
+    name="embcompress",
+    help="Compress recommendation-model embedding tables and serve them fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+for _verb, _module in COMMANDS.items():
+    _mod = importlib.import_module(f"{__package__}.{_module}")
+    app.command(name=_verb, help=_mod.__doc__)(_mod.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the one place exceptions become exit codes
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            print("Aborted.", file=sys.stderr)
+            sys.exit(1)
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, ArtifactError):
+            code = 3
+        elif isinstance(exc, (EmbcompressError, OSError, ValueError)):
+            code = 1
+        else:
+            code = 1
+            print(f"embcompress: unexpected {type(exc).__name__} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(code)

@@ -1,0 +1,396 @@
+"""The one container every artifact is stored in (tables, id maps, log stats, ...).
+
+Layout (little endian)::
+
+    0   magic       8 bytes  b"\\x89EMBC\\r\\n\\x1a" (the PNG trick: text-mode mangling breaks it)
+    8   major       u16      readers refuse a newer major version
+    10  minor       u16      readers accept any minor version of their major
+    12  reserved    u32      zero
+    16  header_len  u64      bytes of the JSON header
+    24  header_crc  u32      CRC-32 of bytes 8..24 and of the JSON header
+    28  reserved    u32      zero
+    32  JSON header (UTF-8): kind, config, inputs, meta, align, file_size, sections
+        zero padding to ``align``
+        sections, each starting at a multiple of ``align``, zero padding between them
+
+Each section entry records ``name, dtype, shape, offset, nbytes, crc32``. Opening a file checks
+the magic, the version, the header checksum, the file size and every section's bounds before any
+data is touched; ``verify()`` also checks every section's CRC-32 and that every padding byte is
+zero, so a change to any byte of the file is detected. Writes are atomic: a temporary file in the
+same directory, fsync, rename, fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, ChecksumError, ConfigError, VersionError
+
+MAGIC = b"\x89EMBC\r\n\x1a"
+MAJOR = 1
+MINOR = 0
+PREFIX = struct.Struct("<8sHHIQII")  # magic, major, minor, reserved, header_len, crc, reserved
+PREFIX_SIZE = PREFIX.size  # 32
+DEFAULT_ALIGN = 64  # a cache line; table files ask for 4096 so a row block is one aligned read
+_CHUNK = 64 << 20  # checksum and copy in 64 MiB pieces so huge sections need no extra memory
+# Numeric dtypes only: an artifact never holds Python objects.
+_KINDS = set("biuf")
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Section:
+    """Where one array lives in the file."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+    crc32: int
+
+
+def _crc(buf, crc: int = 0) -> int:
+    mv = memoryview(buf).cast("B")
+    for start in range(0, len(mv), _CHUNK):
+        crc = zlib.crc32(mv[start : start + _CHUNK], crc)
+    return crc
+
+
+def _align_up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
+
+
+def _check_dtype(dtype: np.dtype, where: str) -> np.dtype:
+    if dtype.kind not in _KINDS or dtype.fields is not None:
+        raise ConfigError(
+            f"Section {where!r} must hold a numeric dtype (bool, int, uint or float). "
+            f"Got {dtype} instead."
+        )
+    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+
+def write_artifact(
+    path: str | os.PathLike,
+    kind: str,
+    sections: Mapping[str, np.ndarray],
+    *,
+    config: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    align: int = DEFAULT_ALIGN,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Write ``sections`` (name -> numeric array) to ``path`` atomically and return the path.
+
+    ``config`` is the configuration that produced the artifact, ``inputs`` names what it was made
+    from (files, seeds), ``meta`` holds anything else; all three must be JSON-serializable.
+    ``progress(done_bytes, total_bytes)`` is called as data is written.
+    """
+    path = Path(path)
+    if not isinstance(kind, str) or not kind:
+        raise ConfigError(f"The 'kind' parameter of write_artifact must be a non-empty str. Got {kind!r} instead.")
+    if not isinstance(align, int) or align < 8 or align & (align - 1):
+        raise ConfigError(
+            f"The 'align' parameter of write_artifact must be a power of two of at least 8. Got {align!r} instead."
+        )
+    arrays: list[tuple[str, np.ndarray]] = []
+    for name, arr in sections.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"Section names must be non-empty strings. Got {name!r} instead.")
+        arr = np.asarray(arr)
+        dtype = _check_dtype(arr.dtype, name)
+        arrays.append((name, np.ascontiguousarray(arr, dtype=dtype)))
+
+    crcs = [_crc(arr) if arr.nbytes else 0 for _, arr in arrays]
+
+    # The header holds every offset, so lay the sections out before writing anything.
+    def header_bytes(data_start: int) -> tuple[bytes, list[dict]]:
+        entries, offset = [], data_start
+        for (name, arr), crc in zip(arrays, crcs):
+            entries.append(
+                {
+                    "name": name,
+                    "dtype": arr.dtype.str,
+                    "shape": list(arr.shape),
+                    "offset": offset,
+                    "nbytes": arr.nbytes,
+                    "crc32": crc,
+                }
+            )
+            offset = _align_up(offset + arr.nbytes, align)
+        file_size = entries[-1]["offset"] + entries[-1]["nbytes"] if entries else data_start
+        header = {
+            "kind": kind,
+            "align": align,
+            "file_size": file_size,
+            "config": dict(config or {}),
+            "inputs": dict(inputs or {}),
+            "meta": dict(meta or {}),
+            "sections": entries,
+        }
+        try:
+            text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"The config, inputs and meta of a {kind!r} artifact must be JSON-serializable "
+                f"with finite numbers. Got an error: {exc}."
+            ) from None
+        return text.encode(), entries
+
+    # The data start depends on the header's length, which depends on the offsets: iterate to a
+    # fixed point (two rounds at most in practice, since offsets only grow by alignment steps).
+    data_start = _align_up(PREFIX_SIZE + 1024, align)
+    for _ in range(8):
+        hdr, entries = header_bytes(data_start)
+        need = _align_up(PREFIX_SIZE + len(hdr), align)
+        if need <= data_start:
+            break
+        data_start = need
+    # Pad the JSON with spaces to the data start: a reader parses it unchanged, and every byte of
+    # the file is then either header, section data, or zero padding between sections.
+    hdr = hdr + b" " * (data_start - PREFIX_SIZE - len(hdr))
+    head = struct.pack("<HHIQ", MAJOR, MINOR, 0, len(hdr))
+    crc = zlib.crc32(hdr, zlib.crc32(head))
+    prefix = PREFIX.pack(MAGIC, MAJOR, MINOR, 0, len(hdr), crc, 0)
+
+    total = sum(a.nbytes for _, a in arrays)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(prefix)
+            fh.write(hdr)
+            done = 0
+            for (name, arr), entry in zip(arrays, entries):
+                pad = entry["offset"] - fh.tell()
+                if pad:
+                    fh.write(b"\0" * pad)
+                mv = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
+                for start in range(0, len(mv), _CHUNK):
+                    fh.write(mv[start : start + _CHUNK])
+                    done += min(_CHUNK, len(mv) - start)
+                    if progress is not None:
+                        progress(done, total)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some file systems do not allow opening a directory; the rename still stands
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Artifact:
+    """An opened artifact: its header, and its sections as arrays (memory-mapped by default).
+
+    Use :func:`read_artifact` to open one.
+    """
+
+    def __init__(self, path: Path, header: dict, sections: dict[str, Section], version, mmap: bool):
+        self.path = path
+        self.header = header
+        self.version = version
+        self._sections = sections
+        self._mmap = mmap
+        self._mm = np.memmap(path, mode="r", dtype=np.uint8) if mmap else None
+
+    kind = property(lambda self: self.header["kind"])
+    config = property(lambda self: self.header["config"])
+    inputs = property(lambda self: self.header["inputs"])
+    meta = property(lambda self: self.header["meta"])
+    align = property(lambda self: self.header["align"])
+
+    @property
+    def section_names(self) -> list[str]:
+        return list(self._sections)
+
+    def section(self, name: str) -> Section:
+        """Where section ``name`` lives in the file (for direct reads of part of it)."""
+        try:
+            return self._sections[name]
+        except KeyError:
+            raise ArtifactError(
+                f"The {self.kind!r} artifact {str(self.path)!r} has no section {name!r}; "
+                f"it has {self.section_names}. Re-create it with this version of embcompress."
+            ) from None
+
+    def array(self, name: str) -> np.ndarray:
+        """Section ``name`` as a read-only array: a view of the mapping, or a fresh copy."""
+        s = self.section(name)
+        if self._mm is not None:
+            out = self._mm[s.offset : s.offset + s.nbytes].view(s.dtype).reshape(s.shape)
+        else:
+            out = np.empty(s.shape, dtype=s.dtype)
+            with open(self.path, "rb") as fh:
+                fh.seek(s.offset)
+                if fh.readinto(memoryview(out).cast("B")) != s.nbytes:
+                    raise ArtifactError(f"The artifact {str(self.path)!r} was truncated while being read.")
+            out.flags.writeable = False
+        return out
+
+    def verify(self) -> None:
+        """Check every section's CRC-32 and every padding byte; raise ChecksumError on a mismatch."""
+        with open(self.path, "rb") as fh:
+            pos = self.header["_data_start"]
+            for s in sorted(self._sections.values(), key=lambda s: s.offset):
+                _check_zero(fh, pos, s.offset, self.path)
+                fh.seek(s.offset)
+                crc, left = 0, s.nbytes
+                while left:
+                    chunk = fh.read(min(_CHUNK, left))
+                    if not chunk:
+                        raise ArtifactError(f"The artifact {str(self.path)!r} is truncated in section {s.name!r}.")
+                    crc = zlib.crc32(chunk, crc)
+                    left -= len(chunk)
+                if crc != s.crc32:
+                    raise ChecksumError(
+                        f"Section {s.name!r} of {str(self.path)!r} does not match its checksum "
+                        f"(stored {s.crc32:#010x}, computed {crc:#010x}): the file is corrupted. "
+                        f"Restore it from a good copy or re-create it."
+                    )
+                pos = s.offset + s.nbytes
+            _check_zero(fh, pos, self.header["file_size"], self.path)
+
+    def close(self) -> None:
+        self._mm = None
+
+    def __enter__(self) -> "Artifact":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Artifact(kind={self.kind!r}, path={str(self.path)!r}, sections={self.section_names})"
+
+
+def _check_zero(fh, start: int, stop: int, path: Path) -> None:
+    if stop <= start:
+        return
+    fh.seek(start)
+    if fh.read(stop - start).strip(b"\0"):
+        raise ChecksumError(
+            f"Padding bytes {start}..{stop} of {str(path)!r} are not zero: the file is corrupted. "
+            f"Restore it from a good copy or re-create it."
+        )
+
+
+def read_artifact(
+    path: str | os.PathLike,
+    *,
+    kind: str | tuple[str, ...] | None = None,
+    mmap: bool = True,
+    verify: str = "header",
+) -> Artifact:
+    """Open an artifact, checking its header; with ``verify="full"`` also every data byte.
+
+    ``kind`` (one or several) is what the caller expects; another kind is refused with an error
+    that says what the file holds.
+    """
+    if verify not in ("header", "full"):
+        raise ConfigError(f"The 'verify' parameter of read_artifact must be 'header' or 'full'. Got {verify!r} instead.")
+    path = Path(path)
+    where = str(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            prefix = fh.read(PREFIX_SIZE)
+            if len(prefix) < PREFIX_SIZE:
+                raise ArtifactError(
+                    f"{where!r} is not an embcompress artifact: it is {size} bytes long, shorter than "
+                    f"the {PREFIX_SIZE}-byte prefix. It may be truncated; re-create it."
+                )
+            magic, major, minor, res1, header_len, crc, res2 = PREFIX.unpack(prefix)
+            if magic != MAGIC:
+                raise ArtifactError(
+                    f"{where!r} is not an embcompress artifact (its first bytes are {magic!r}, "
+                    f"expected {MAGIC!r}). Pass a file written by embcompress."
+                )
+            if major > MAJOR:
+                raise VersionError(
+                    f"{where!r} was written in container format {major}.{minor}, newer than this "
+                    f"embcompress reads ({MAJOR}.x). Upgrade embcompress to read it."
+                )
+            if header_len > size - PREFIX_SIZE:
+                raise ArtifactError(
+                    f"{where!r} is truncated: its header needs {header_len} bytes but only "
+                    f"{size - PREFIX_SIZE} follow the prefix. Re-create it from a good copy."
+                )
+            hdr = fh.read(header_len)
+    except FileNotFoundError:
+        raise ArtifactError(f"No artifact at {where!r}: the file does not exist. Check the path.") from None
+    except IsADirectoryError:
+        raise ArtifactError(f"{where!r} is a directory, not an artifact file. Pass the file's path.") from None
+    head = struct.pack("<HHIQ", major, minor, res1, header_len)
+    if zlib.crc32(hdr, zlib.crc32(head)) != crc or res1 or res2 or major < 1:
+        raise ChecksumError(
+            f"The header of {where!r} does not match its checksum: the file is corrupted. "
+            f"Restore it from a good copy or re-create it."
+        )
+    try:
+        header = json.loads(hdr)
+        sections = _parse_sections(header, PREFIX_SIZE + header_len, size)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"The header of {where!r} is malformed ({exc}). Re-create the file.") from None
+    header["_data_start"] = PREFIX_SIZE + header_len
+    if kind is not None:
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+        if header["kind"] not in kinds:
+            raise ArtifactError(
+                f"{where!r} holds a {header['kind']!r} artifact, not {' or '.join(map(repr, kinds))}. "
+                f"Pass a file of the expected kind."
+            )
+    art = Artifact(path, header, sections, (major, minor), mmap)
+    if verify == "full":
+        art.verify()
+    return art
+
+
+def _parse_sections(header: dict, data_start: int, size: int) -> dict[str, Section]:
+    if header["file_size"] != size:
+        raise ValueError(f"the header records {header['file_size']} bytes but the file has {size}; it is truncated or extended")
+    align = header["align"]
+    if not isinstance(align, int) or align < 8 or align & (align - 1):
+        raise ValueError(f"alignment {align!r} is not a power of two")
+    out: dict[str, Section] = {}
+    end = data_start
+    for e in header["sections"]:
+        dtype = np.dtype(e["dtype"])
+        if dtype.kind not in _KINDS or dtype.fields is not None:
+            raise ValueError(f"section {e['name']!r} has non-numeric dtype {e['dtype']!r}")
+        shape = tuple(int(d) for d in e["shape"])
+        if any(d < 0 for d in shape):
+            raise ValueError(f"section {e['name']!r} has a negative dimension")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        offset = int(e["offset"])
+        if nbytes != e["nbytes"] or offset % align or offset < end or offset + nbytes > size:
+            raise ValueError(f"section {e['name']!r} lies outside the file or overlaps another")
+        if e["name"] in out:
+            raise ValueError(f"section {e['name']!r} appears twice")
+        out[e["name"]] = Section(e["name"], dtype, shape, offset, nbytes, int(e["crc32"]))
+        end = offset + nbytes
+    return out

@@ -1,0 +1,137 @@
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from embcompress.container import MAGIC, PREFIX_SIZE, read_artifact, write_artifact
+from embcompress.errors import ArtifactError, ChecksumError, ConfigError, VersionError
+
+
+def _write(tmp_path, **kw):
+    rng = np.random.default_rng(0)
+    sections = {
+        "rows": rng.integers(0, 255, size=(37, 13), dtype=np.uint8),
+        "scales": rng.standard_normal(37).astype(np.float32),
+        "empty": np.zeros((0, 4), dtype=np.int64),
+    }
+    path = write_artifact(tmp_path / "a.embc", "test", sections, config={"fmt": "x"}, inputs={"seed": 3}, **kw)
+    return path, sections
+
+
+def test_round_trip_mmap_and_copy(tmp_path):
+    path, sections = _write(tmp_path)
+    for mmap in (True, False):
+        art = read_artifact(path, kind="test", mmap=mmap, verify="full")
+        assert art.kind == "test" and art.config == {"fmt": "x"} and art.inputs == {"seed": 3}
+        assert art.section_names == list(sections)
+        for name, arr in sections.items():
+            got = art.array(name)
+            assert got.dtype == arr.dtype and got.shape == arr.shape
+            np.testing.assert_array_equal(got, arr)
+            assert not got.flags.writeable
+
+
+def test_sections_are_aligned(tmp_path):
+    path, _ = _write(tmp_path, align=4096)
+    art = read_artifact(path)
+    for name in art.section_names:
+        assert art.section(name).offset % 4096 == 0
+
+
+def test_every_byte_flip_is_detected_by_full_verify(tmp_path):
+    path, sections = _write(tmp_path)
+    good = path.read_bytes()
+    # every byte of a small file: prefix, header, padding and data
+    for i in range(len(good)):
+        bad = bytearray(good)
+        bad[i] ^= 0x41
+        path.write_bytes(bytes(bad))
+        with pytest.raises(ArtifactError):
+            read_artifact(path, verify="full")
+
+
+def test_truncation_is_detected_at_open(tmp_path):
+    path, _ = _write(tmp_path)
+    good = path.read_bytes()
+    for cut in (0, 5, PREFIX_SIZE, PREFIX_SIZE + 10, len(good) // 2, len(good) - 1):
+        path.write_bytes(good[:cut])
+        with pytest.raises(ArtifactError, match="truncated|shorter|malformed"):
+            read_artifact(path)
+
+
+def test_appended_bytes_are_detected(tmp_path):
+    path, _ = _write(tmp_path)
+    with open(path, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ArtifactError):
+        read_artifact(path)
+
+
+def test_wrong_magic_names_the_problem(tmp_path):
+    p = tmp_path / "foreign.bin"
+    p.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(ArtifactError, match="not an embcompress artifact"):
+        read_artifact(p)
+
+
+def test_newer_major_version_is_refused(tmp_path):
+    path, _ = _write(tmp_path)
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<H", raw, len(MAGIC), 2)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(VersionError, match="Upgrade embcompress"):
+        read_artifact(path)
+
+
+def test_wrong_kind_is_refused(tmp_path):
+    path, _ = _write(tmp_path)
+    with pytest.raises(ArtifactError, match="holds a 'test' artifact"):
+        read_artifact(path, kind="table")
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        read_artifact(tmp_path / "nope")
+    with pytest.raises(ArtifactError, match="directory"):
+        read_artifact(tmp_path)
+
+
+def test_object_dtype_and_nonfinite_config_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="numeric dtype"):
+        write_artifact(tmp_path / "x", "t", {"a": np.array(["a"], dtype=object)})
+    with pytest.raises(ConfigError, match="JSON"):
+        write_artifact(tmp_path / "x", "t", {"a": np.zeros(1)}, meta={"v": float("nan")})
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary file left behind"
+
+
+def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
+    path, sections = _write(tmp_path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_artifact(path, "test", {"rows": np.ones(10)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.embc"]
+
+
+def test_big_endian_input_is_stored_little_endian(tmp_path):
+    arr = np.arange(5, dtype=">i4")
+    path = write_artifact(tmp_path / "b", "t", {"a": arr})
+    got = read_artifact(path, verify="full").array("a")
+    assert got.dtype == np.dtype("<i4")
+    np.testing.assert_array_equal(got, arr)
+
+
+def test_large_header_is_laid_out(tmp_path):
+    meta = {"long": "x" * 5000}
+    path = write_artifact(tmp_path / "c", "t", {"a": np.arange(3.0)}, meta=meta)
+    art = read_artifact(path, verify="full")
+    assert art.meta == meta
+    assert json.loads(json.dumps(art.meta)) == meta
