@@ -247,7 +247,7 @@ class Artifact:
             out = np.empty(s.shape, dtype=s.dtype)
             with open(self.path, "rb") as fh:
                 fh.seek(s.offset)
-                if fh.readinto(memoryview(out).cast("B")) != s.nbytes:
+                if s.nbytes and fh.readinto(out.reshape(-1).view(np.uint8)) != s.nbytes:
                     raise ArtifactError(f"The artifact {str(self.path)!r} was truncated while being read.")
             out.flags.writeable = False
         return out
