@@ -13,7 +13,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip "setuptools>=69" wheel
+	$(PIP) install -q --upgrade pip "setuptools>=77" wheel
 
 $(STAMP): pyproject.toml setup.py | $(PY)
 	$(PIP) install -q $(TORCH)
