@@ -1,0 +1,203 @@
+"""Raw categorical values -> int64 ids: the one rule that mining and serving both apply.
+
+Ids are int64 at every API. A raw value becomes an id by its kind:
+
+``int``
+    An integer-valued column keeps its value (``12`` is id ``12``).
+``string``
+    A string is hashed to 64 bits with :func:`hash_strings` and the uint64 is reinterpreted as
+    int64 (``.view(np.int64)``): FNV-1a 64 over the value's UTF-8 bytes, then the MurmurHash3
+    ``fmix64`` finalizer so every output bit depends on every input byte (FNV-1a alone leaves the
+    low bits weak for short keys, and maps are indexed by low bits). No seed: the hash is stable
+    across processes, machines and versions, and is pinned by golden tests.
+``hex32``
+    Criteo's categorical values are already 32-bit hashes written as 8 hex digits; they are
+    parsed (:func:`parse_hex32`), not hashed again: ``"68fd1e64"`` is id ``0x68fd1e64``. Parsing
+    cannot collide, costs less, and both mining engines do it natively in SQL.
+
+A missing value (null, or an empty string) is its own id, :data:`MISSING_ID` (``-2**63``, the
+int64 view of ``0x8000_0000_0000_0000``), in every feature. Integer columns and 32-bit hex can
+never produce it (their ids are far from ``-2**63`` in practice; an int64 column that holds
+``-2**63`` itself is refused by the readers), and :func:`hash_strings` never returns it: the one
+hash value equal to it is moved to the next value, ``0x8000_0000_0000_0001``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError
+
+MISSING_ID: int = -(2**63)
+"""The reserved id of a missing value (null or empty), the same in every feature."""
+MISSING_U64 = np.uint64(2**63)
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_FMIX_C1 = np.uint64(0xFF51AFD7ED558CCD)
+_FMIX_C2 = np.uint64(0xC4CEB9FE1A85EC53)
+_S33 = np.uint64(33)
+
+# hex digit value of each byte, -1 for a byte that is not a hex digit
+_HEX = np.full(256, -1, dtype=np.int64)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    h ^= h >> _S33
+    h *= _FMIX_C1
+    h ^= h >> _S33
+    h *= _FMIX_C2
+    h ^= h >> _S33
+    return h
+
+
+def _as_arrow(values, owner: str):
+    """``values`` as one Arrow string/binary array (the boundary conversion, once)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if not isinstance(values, pa.Array):
+        arr = np.asarray(values) if not isinstance(values, (list, tuple)) else values
+        if isinstance(arr, np.ndarray) and arr.dtype.kind in "biufcmM":
+            raise ConfigError(
+                f"The 'values' parameter of {owner} must hold strings, bytes or None. "
+                f"Got an array of {arr.dtype} instead. Integer ids need no hashing: pass them as int64."
+            )
+        if isinstance(arr, np.ndarray) and arr.dtype.kind == "S":
+            values = pa.array(arr, type=pa.binary())
+        else:
+            try:
+                values = pa.array(arr, type=pa.string())
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                try:
+                    values = pa.array(arr, type=pa.binary())
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    raise ConfigError(
+                        f"The 'values' parameter of {owner} must hold strings, bytes or None. "
+                        f"Got an array of {getattr(arr, 'dtype', type(arr).__name__)} instead. "
+                        f"Integer ids need no hashing: pass them as int64."
+                    ) from None
+    t = values.type
+    if pa.types.is_dictionary(t):
+        values = values.dictionary_decode()
+        t = values.type
+    if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
+        values = values.cast(pa.large_string() if pa.types.is_string_view(t) else pa.large_binary())
+        t = values.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+        raise ConfigError(
+            f"The 'values' parameter of {owner} must hold strings or bytes. Got Arrow type {t} instead. "
+            f"Integer ids need no hashing: pass them as int64."
+        )
+    return values
+
+
+def _buffers(arr):
+    """(offsets int64 of len n+1, data uint8, null mask or None) of an Arrow string array."""
+    import pyarrow as pa
+
+    n = len(arr)
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    bufs = arr.buffers()
+    off_dtype = np.int64 if large else np.int32
+    offsets = np.frombuffer(bufs[1], dtype=off_dtype)[arr.offset : arr.offset + n + 1].astype(np.int64) if n else np.zeros(1, np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    nulls = None
+    if arr.null_count:
+        nulls = arr.is_null().to_numpy(zero_copy_only=False)
+    return offsets, data, nulls
+
+
+def fnv1a_fmix_numpy(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """FNV-1a 64 + fmix64 of the byte strings ``data[offsets[i]:offsets[i+1]]``, vectorized.
+
+    One NumPy pass per byte position over the strings still that long (sorted by length, so the
+    live strings are a prefix): no per-string Python work.
+    """
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    order = np.argsort(-lengths, kind="stable")
+    ls = lengths[order]
+    starts = offsets[:-1][order]
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    maxlen = int(ls[0]) if n else 0
+    # live[j] = how many strings are longer than j (ls is descending)
+    live = np.searchsorted(-ls, -np.arange(maxlen), side="left")
+    for j in range(maxlen):
+        k = int(live[j])
+        h[:k] ^= data[starts[:k] + j]
+        h[:k] *= _FNV_PRIME
+    h = _fmix64(h)
+    out = np.empty(n, dtype=np.uint64)
+    out[order] = h
+    return out
+
+
+def hash_strings(values) -> np.ndarray:
+    """The stable 64-bit hash (uint64) of each string id; null and ``""`` give ``MISSING_U64``.
+
+    ``values``: a sequence or NumPy array of ``str``/``bytes``/``None``, or an Arrow string or
+    binary array. A ``str`` is hashed as its UTF-8 bytes, so ``"a"`` and ``b"a"`` agree.
+    Use :func:`string_ids` for int64 ids.
+    """
+    arr = _as_arrow(values, "hash_strings")
+    offsets, data, nulls = _buffers(arr)
+    h = fnv1a_fmix_numpy(offsets, data)
+    h[h == MISSING_U64] = MISSING_U64 + np.uint64(1)
+    missing = np.diff(offsets) == 0
+    if nulls is not None:
+        missing |= nulls
+    h[missing] = MISSING_U64
+    return h
+
+
+def string_ids(values) -> np.ndarray:
+    """int64 ids of string values: :func:`hash_strings` reinterpreted (``.view(np.int64)``)."""
+    return hash_strings(values).view(np.int64)
+
+
+def _hex32(values):
+    """(ids int64, valid bool): 1 to 8 hex digits parsed; null/``""`` -> MISSING_ID, valid."""
+    arr = _as_arrow(values, "parse_hex32")
+    offsets, data, nulls = _buffers(arr)
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    ids = np.zeros(n, dtype=np.int64)
+    valid = lengths <= 8
+    for j in range(8):
+        live = lengths > j
+        digit = np.full(n, 0, dtype=np.int64)
+        pos = np.minimum(offsets[:-1] + j, max(len(data) - 1, 0))
+        if len(data):
+            digit[live] = _HEX[data[pos[live]]]
+        valid &= ~live | (digit >= 0)
+        ids = np.where(live, (ids << 4) | np.maximum(digit, 0), ids)
+    missing = lengths == 0
+    if nulls is not None:
+        missing |= nulls
+    ids[missing] = MISSING_ID
+    valid |= missing
+    ids[~valid] = MISSING_ID
+    return ids, valid
+
+
+def parse_hex32(values) -> np.ndarray:
+    """int64 ids of 32-bit hex values (Criteo's categorical fields): ``"68fd1e64"`` -> ``0x68fd1e64``.
+
+    1 to 8 hex digits, either case; null and ``""`` give :data:`MISSING_ID`. Anything else is
+    refused, naming the first bad value.
+    """
+    ids, valid = _hex32(values)
+    if not valid.all():
+        bad = int(np.flatnonzero(~valid)[0])
+        arr = _as_arrow(values, "parse_hex32")
+        raise ConfigError(
+            f"The 'values' parameter of parse_hex32 must hold 1 to 8 hex digits per value. "
+            f"Got {arr[bad].as_py()!r} at position {bad} instead. Hash such ids with string_ids."
+        )
+    return ids
