@@ -27,6 +27,7 @@ _LAZY = {
     "QuantizedTable": "embcompress.table",
     "read_artifact": "embcompress.container",
     "write_artifact": "embcompress.container",
+    "IdMap": "embcompress.idmap",
 }
 
 __all__ = [

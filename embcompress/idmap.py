@@ -1,0 +1,426 @@
+"""Raw id -> embedding row: mapped ids (hot ids, learned buckets) and a fallback hash for the rest.
+
+An :class:`IdMap` sends every int64 id to a row in ``[0, n_rows)``:
+
+- a *mapped* id (one the map holds, e.g. seen in the logs) goes to its stored row;
+- any other id goes to a *fallback* (cold) row: ``fallback_rows[mix64(id, seed) % len(fallback_rows)]``.
+
+``mix64`` is the hash that training-time mappers and serving share, so an id never seen offline
+lands on the same row everywhere::
+
+    z = (uint64(id) + (seed + 1) * 0x9E3779B97F4A7C15) mod 2**64
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 mod 2**64
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB mod 2**64
+    mix64 = z ^ (z >> 31)
+
+(the splitmix64 output function, Steele et al. 2014, keyed by the seed). The same value picks the
+first probe slot of the hash table: ``mix64(id, seed) >> (64 - log2(capacity))``.
+
+Storage is kept compact because every compression figure counts it (``nbytes``): rows are held in
+the narrowest unsigned dtype that has room for ``n_rows`` plus an "empty" marker (its maximum);
+mapped ids are held either
+
+- ``"direct"``: one row entry per id in ``[min_id, max_id]`` when the ids are dense enough that
+  this is smaller than the hash table, or
+- ``"hash"``: an open-addressing table with linear probing, capacity the power of two that keeps
+  the load at most 0.7, int64 keys beside the rows.
+
+A contiguous range of fallback rows is stored as two numbers rather than an array. Lookups run in
+the compiled kernel ``embcompress.kernels._idmap`` (OpenMP threads), or in its NumPy twin
+:func:`_lookup_numpy` when the compiled kernels are not built or ``EMBCOMPRESS_KERNELS=numpy``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .container import read_artifact, write_artifact
+from .errors import ArtifactError, ConfigError, param_error
+from .kernels import compiled, resolve_threads
+
+KIND = "idmap"
+FORMAT_VERSION = 1
+HASH_NAME = "splitmix64"
+MAX_LOAD = 0.7  # linear probing stays short (about 2 probes for a hit) up to this load
+_MIN_CAPACITY = 8
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_ROW_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+def mix64(ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The seeded 64-bit mixing hash of ``ids`` (uint64), as the module docstring defines it."""
+    x = np.asarray(ids).astype(np.int64, copy=False).view(np.uint64)
+    with np.errstate(over="ignore"):
+        z = x + (np.uint64(seed) + np.uint64(1)) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def row_dtype(n_rows: int) -> np.dtype:
+    """The narrowest unsigned dtype holding rows ``0 .. n_rows - 1`` and the empty marker (its max)."""
+    for dt in _ROW_DTYPES:
+        if n_rows <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise param_error("n_rows", "IdMap", "be below 2**64 - 1", n_rows)
+
+
+def _check_int_array(x, name: str, owner: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise param_error(name, owner, "be a 1-D array of integers", f"an array of shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise param_error(name, owner, "be a 1-D array of integers", f"dtype {arr.dtype}")
+    return _as_int64(arr)
+
+
+def _as_int64(arr: np.ndarray) -> np.ndarray:
+    # uint64 ids (hashed strings) are taken by their bit pattern, as mix64 takes every id.
+    if arr.dtype == np.uint64:
+        return np.ascontiguousarray(arr).view(np.int64)
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _check_seed(seed, owner: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+        raise param_error("seed", owner, "be an int in [0, 2**64)", seed)
+    return int(seed)
+
+
+def _build_hash(ids: np.ndarray, rows: np.ndarray, seed: int, dtype: np.dtype):
+    """Insert ``ids`` (sorted, unique) into a linear-probing table, in rounds, all in NumPy.
+
+    Each round, every unplaced id looks at its current slot: where that slot is free, the
+    smallest id claiming it takes it; everyone else moves one slot on. An id only ever moves past
+    occupied slots, so every slot between an id's home and its place is occupied: the invariant a
+    linear-probing lookup needs. The table depends on the ids and the seed only.
+    """
+    n = ids.size
+    bits = max(int(np.ceil(np.log2(max(n / MAX_LOAD, _MIN_CAPACITY)))), 3)
+    cap = 1 << bits
+    shift = 64 - bits
+    keys = np.zeros(cap, dtype=np.int64)
+    vals = np.full(cap, np.iinfo(dtype).max, dtype=dtype)
+    taken = np.zeros(cap, dtype=bool)
+    slot = (mix64(ids, seed) >> np.uint64(shift)).astype(np.int64)
+    todo = np.arange(n)
+    mask = cap - 1
+    while todo.size:
+        s = slot[todo]
+        free = ~taken[s]
+        # first claimant of each free slot: todo is in id order, so np.unique's first index wins
+        _, first = np.unique(s[free], return_index=True)
+        win = todo[free][first]
+        ws = slot[win]
+        keys[ws] = ids[win]
+        vals[ws] = rows[win]
+        taken[ws] = True
+        won = np.zeros(n, dtype=bool)
+        won[win] = True
+        todo = todo[~won[todo]]
+        slot[todo] = (slot[todo] + 1) & mask
+    return keys, vals, shift
+
+
+def _lookup_numpy(ids, keys, vals, base, seed, shift, fallback, fb_start, fb_count, out):
+    """NumPy twin of ``embcompress.kernels._idmap.lookup`` (same arguments, same result)."""
+    n = ids.size
+    h = mix64(ids, seed)
+    r = np.full(n, -1, dtype=np.int64)
+    empty = np.iinfo(vals.dtype).max
+    if keys.size:
+        mask = np.uint64(keys.size - 1)
+        slot = h >> np.uint64(shift)
+        active = np.arange(n)
+        while active.size:
+            s = slot[active]
+            v = vals[s]
+            hit = (v != empty) & (keys[s] == ids[active])
+            r[active[hit]] = v[hit]
+            go = (v != empty) & ~hit
+            active = active[go]
+            slot[active] = (s[go] + np.uint64(1)) & mask
+    elif vals.size:
+        j = ids.view(np.uint64) - np.uint64(base & 0xFFFFFFFFFFFFFFFF)
+        inside = j < np.uint64(vals.size)
+        v = vals[j[inside]]
+        idx = np.flatnonzero(inside)[v != empty]
+        r[idx] = v[v != empty]
+    miss = r < 0
+    if miss.any():
+        hm = h[miss] % np.uint64(fb_count)
+        r[miss] = fallback[hm] if fallback.size else fb_start + hm.astype(np.int64)
+    out[:] = r
+    return out
+
+
+class IdMap:
+    """Raw int64 ids -> rows in ``[0, n_rows)``. Build with :meth:`from_arrays`, open with :meth:`load`.
+
+    Attributes: ``n_rows``; ``seed`` (of the fallback hash); ``ids`` and ``rows`` (the mapped ids,
+    ascending, and their rows); ``fallback_rows`` (the cold rows unmapped ids hash into);
+    ``layout`` (``"direct"``, ``"hash"`` or ``"none"``); ``nbytes`` (memory of the map itself);
+    ``config``, ``inputs``, ``meta`` (JSON dicts recorded in its file: what built it, from what,
+    and facts such as ``meta["moved_ids"]`` after a refit).
+    """
+
+    def __init__(self, *, n_rows, seed, keys, vals, base, shift, fallback, fb_start, fb_count,
+                 config=None, inputs=None, meta=None):
+        # Private: from_arrays and load validate, then call this.
+        self.n_rows = int(n_rows)
+        self.seed = int(seed)
+        self._keys, self._vals, self._base, self._shift = keys, vals, int(base), int(shift)
+        self._fallback, self._fb_start, self._fb_count = fallback, int(fb_start), int(fb_count)
+        self.config = dict(config or {})
+        self.inputs = dict(inputs or {})
+        self.meta = dict(meta or {})
+        self._pairs = None
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(cls, ids, rows, n_rows: int, *, fallback_rows=None, seed: int = 0,
+                    config: Mapping[str, Any] | None = None, inputs: Mapping[str, Any] | None = None,
+                    meta: Mapping[str, Any] | None = None) -> "IdMap":
+        """A map sending ``ids[i]`` to ``rows[i]`` and every other id into ``fallback_rows``.
+
+        ``fallback_rows`` defaults to every row not owned by a hot id, where a hot id is one that
+        is alone on its row; when that leaves no row, to all rows. ``config``, ``inputs`` and
+        ``meta`` are recorded in the file :meth:`save` writes.
+        """
+        owner = "IdMap.from_arrays"
+        if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
+            raise param_error("n_rows", owner, "be a positive int", n_rows)
+        n_rows = int(n_rows)
+        dtype = row_dtype(n_rows)
+        seed = _check_seed(seed, owner)
+        ids = _check_int_array(ids, "ids", owner)
+        rows = _check_int_array(rows, "rows", owner)
+        if ids.size != rows.size:
+            raise ConfigError(
+                f"The 'ids' and 'rows' parameters of {owner} must have the same length. "
+                f"Got {ids.size} ids and {rows.size} rows instead."
+            )
+        if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+            bad = rows[(rows < 0) | (rows >= n_rows)][0]
+            raise param_error("rows", owner, f"lie in [0, n_rows) = [0, {n_rows})", f"row {int(bad)}")
+        order = np.argsort(ids, kind="stable")
+        ids, rows = ids[order], rows[order]
+        if ids.size > 1:
+            dup = np.flatnonzero(ids[1:] == ids[:-1])
+            if dup.size:
+                raise param_error("ids", owner, "hold each id once", f"id {int(ids[dup[0]])} {int(np.sum(ids == ids[dup[0]]))} times")
+        if fallback_rows is None:
+            occupancy = np.bincount(rows, minlength=n_rows)
+            fallback = np.flatnonzero(occupancy != 1)
+            if fallback.size == 0:
+                fallback = np.arange(n_rows)
+        else:
+            fallback = _check_int_array(fallback_rows, "fallback_rows", owner)
+            if fallback.size == 0:
+                raise param_error("fallback_rows", owner, "hold at least one row", "an empty array")
+            if fallback.min() < 0 or fallback.max() >= n_rows:
+                bad = fallback[(fallback < 0) | (fallback >= n_rows)][0]
+                raise param_error("fallback_rows", owner, f"lie in [0, n_rows) = [0, {n_rows})", f"row {int(bad)}")
+            if np.unique(fallback).size != fallback.size:
+                raise param_error("fallback_rows", owner, "hold each row once", "repeated rows")
+        # A contiguous ascending range is stored as (start, count), no array.
+        if fallback.size == 1 or np.all(np.diff(fallback) == 1):
+            fb_arr, fb_start = np.zeros(0, dtype=dtype), int(fallback[0])
+        else:
+            fb_arr, fb_start = fallback.astype(dtype), 0
+        keys, vals, base, shift = cls._layout(ids, rows.astype(dtype), seed, dtype)
+        return cls(n_rows=n_rows, seed=seed, keys=keys, vals=vals, base=base, shift=shift,
+                   fallback=fb_arr, fb_start=fb_start, fb_count=int(fallback.size),
+                   config=config, inputs=inputs, meta=meta)
+
+    @staticmethod
+    def _layout(ids, rows, seed, dtype):
+        """Direct array when it is no larger than the hash table, else the hash table."""
+        empty_keys = np.zeros(0, dtype=np.int64)
+        if ids.size == 0:
+            return empty_keys, np.zeros(0, dtype=dtype), 0, 0
+        span = int(ids[-1]) - int(ids[0]) + 1
+        cap = 1 << max(int(np.ceil(np.log2(max(ids.size / MAX_LOAD, _MIN_CAPACITY)))), 3)
+        if span * dtype.itemsize <= cap * (8 + dtype.itemsize):
+            vals = np.full(span, np.iinfo(dtype).max, dtype=dtype)
+            vals[ids - ids[0]] = rows
+            return empty_keys, vals, int(ids[0]), 0
+        keys, vals, shift = _build_hash(ids, rows, seed, dtype)
+        return keys, vals, 0, shift
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def lookup(self, ids, *, out: np.ndarray | None = None, n_threads: int | None = None) -> np.ndarray:
+        """Rows of ``ids`` (any shape of integers) as int64, each in ``[0, n_rows)``.
+
+        ``out`` (optional): a C-contiguous int64 array of the same shape to write into.
+        """
+        arr = np.asarray(ids)
+        if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+            raise param_error("ids", "IdMap.lookup", "hold integers (int64 ids)", f"dtype {arr.dtype}")
+        flat = _as_int64(arr.reshape(-1))
+        if out is None:
+            res = np.empty(arr.shape, dtype=np.int64)
+        else:
+            if not isinstance(out, np.ndarray) or out.dtype != np.int64 or out.shape != arr.shape or not out.flags.c_contiguous or not out.flags.writeable:
+                raise param_error("out", "IdMap.lookup", f"be a writeable C-contiguous int64 array of shape {arr.shape}",
+                                  f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
+            res = out
+        res_flat = res.reshape(-1)
+        threads = resolve_threads(n_threads)
+        kernel = compiled("_idmap")
+        args = (flat, self._keys, self._vals, self._base, self.seed, self._shift, self._fallback,
+                self._fb_start, self._fb_count, res_flat)
+        if kernel is not None:
+            kernel.lookup(*args, threads)
+        else:
+            _lookup_numpy(*args)
+        return res
+
+    __call__ = lookup
+
+    # -- description --------------------------------------------------------------------------
+
+    @property
+    def layout(self) -> str:
+        return "hash" if self._keys.size else ("direct" if self._vals.size else "none")
+
+    @property
+    def row_dtype(self) -> np.dtype:
+        return self._vals.dtype
+
+    def _mapped(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._pairs is None:
+            empty = np.iinfo(self._vals.dtype).max
+            held = np.flatnonzero(self._vals != empty)
+            if self.layout == "hash":
+                ids = self._keys[held]
+            else:
+                ids = (held.astype(np.uint64) + np.uint64(self._base & 0xFFFFFFFFFFFFFFFF)).view(np.int64)
+            rows = self._vals[held].astype(np.int64)
+            order = np.argsort(ids, kind="stable")
+            self._pairs = (ids[order], rows[order])
+        return self._pairs
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The mapped ids, ascending (int64)."""
+        return self._mapped()[0]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The rows of :attr:`ids`, aligned (int64)."""
+        return self._mapped()[1]
+
+    @property
+    def n_mapped(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def fallback_rows(self) -> np.ndarray:
+        """The cold rows unmapped ids hash into (int64, in the order the hash indexes them)."""
+        if self._fallback.size:
+            return self._fallback.astype(np.int64)
+        return np.arange(self._fb_start, self._fb_start + self._fb_count, dtype=np.int64)
+
+    @property
+    def hot_rows(self) -> int:
+        """Rows owned by a single mapped id and outside the fallback rows."""
+        occupancy = np.bincount(self.rows, minlength=self.n_rows)
+        single = occupancy == 1
+        single[self.fallback_rows] = False
+        return int(single.sum())
+
+    @property
+    def moved_ids(self) -> int | None:
+        """After a refit against a previous map: how many of its ids changed rows (else None)."""
+        return self.meta.get("moved_ids")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the map itself holds: keys, rows and fallback rows."""
+        return int(self._keys.nbytes + self._vals.nbytes + self._fallback.nbytes)
+
+    def __repr__(self) -> str:
+        return (f"IdMap(n_rows={self.n_rows}, mapped_ids={self.n_mapped}, layout={self.layout!r}, "
+                f"fallback_rows={self._fb_count}, nbytes={self.nbytes})")
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _header_config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "hash": HASH_NAME,
+            "n_rows": self.n_rows,
+            "seed": self.seed,
+            "layout": self.layout,
+            "row_dtype": self._vals.dtype.str,
+            "base": self._base,
+            "shift": self._shift,
+            "fallback_start": self._fb_start,
+            "fallback_count": self._fb_count,
+            "build": self.config,
+        }
+
+    def save(self, path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None) -> Path:
+        """Write the map to ``path`` (kind ``"idmap"``, atomically) and return the path."""
+        sections = {"keys": self._keys, "vals": self._vals, "fallback": self._fallback}
+        return write_artifact(path, KIND, sections, config=self._header_config(),
+                              inputs=self.inputs, meta=self.meta, progress=progress)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, verify: str = "header", mmap: bool = True) -> "IdMap":
+        """Open an id-map file. ``verify="full"`` also checks every byte and that each mapped id
+        is found on its row."""
+        art = read_artifact(path, kind=KIND, mmap=mmap, verify=verify)
+        where = str(path)
+        cfg = art.config
+        try:
+            if cfg["format_version"] > FORMAT_VERSION:
+                raise ArtifactError(
+                    f"{where!r} holds an id map of format {cfg['format_version']}, newer than this "
+                    f"embcompress reads ({FORMAT_VERSION}). Upgrade embcompress to read it.")
+            if cfg["hash"] != HASH_NAME:
+                raise ArtifactError(f"{where!r} uses the fallback hash {cfg['hash']!r}, which this embcompress does not know.")
+            n_rows, seed = int(cfg["n_rows"]), int(cfg["seed"])
+            dtype = row_dtype(n_rows)
+            keys, vals, fallback = art.array("keys"), art.array("vals"), art.array("fallback")
+            fb_start, fb_count = int(cfg["fallback_start"]), int(cfg["fallback_count"])
+            base, shift = int(cfg["base"]), int(cfg["shift"])
+            problems = []
+            if np.dtype(cfg["row_dtype"]) != dtype or vals.dtype != dtype or fallback.dtype != dtype:
+                problems.append("row dtype does not fit n_rows")
+            if keys.dtype != np.int64 or keys.ndim != 1 or vals.ndim != 1 or fallback.ndim != 1:
+                problems.append("sections have the wrong dtype or shape")
+            if keys.size and (keys.size != vals.size or keys.size & (keys.size - 1) or shift != 64 - keys.size.bit_length() + 1):
+                problems.append("the hash table's capacity is inconsistent")
+            empty = np.iinfo(dtype).max
+            if vals.size and np.any((vals >= n_rows) & (vals != empty)):
+                problems.append("a row lies outside [0, n_rows)")
+            if fb_count < 1 or (fallback.size and fallback.size != fb_count):
+                problems.append("no fallback rows")
+            elif fallback.size and fallback.max() >= n_rows:
+                problems.append("a fallback row lies outside [0, n_rows)")
+            elif not fallback.size and not (0 <= fb_start and fb_start + fb_count <= n_rows):
+                problems.append("the fallback range lies outside [0, n_rows)")
+            if problems:
+                raise ArtifactError(f"The id map {where!r} is inconsistent ({'; '.join(problems)}). Re-create it.")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"The id map header of {where!r} is malformed ({exc}). Re-create it.") from None
+        build = cfg.get("build") or {}
+        m = cls(n_rows=n_rows, seed=seed, keys=keys, vals=vals, base=base, shift=shift,
+                fallback=fallback, fb_start=fb_start, fb_count=fb_count,
+                config=build, inputs=art.inputs, meta=art.meta)
+        if verify == "full" and m.n_mapped and not np.array_equal(m.lookup(m.ids), m.rows):
+            raise ArtifactError(f"The id map {where!r} does not find every id it holds on its row. Re-create it.")
+        return m

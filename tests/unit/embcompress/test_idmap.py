@@ -1,0 +1,213 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from embcompress.container import read_artifact, write_artifact
+from embcompress.errors import ArtifactError, ChecksumError, ConfigError
+from embcompress.idmap import IdMap, _lookup_numpy, mix64, row_dtype
+from embcompress.kernels import compiled
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+@pytest.fixture(params=["cython", "numpy"])
+def kernels(request, monkeypatch):
+    if request.param == "cython" and compiled("_idmap") is None:
+        pytest.skip("compiled kernels not built")
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", request.param)
+    return request.param
+
+
+def _sparse_map(seed=0, n=5000, n_rows=3000):
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(2**50, n, replace=False).astype(np.int64) - 2**49
+    rows = rng.integers(0, n_rows, n)
+    return ids, rows, IdMap.from_arrays(ids, rows, n_rows, seed=seed)
+
+
+def test_mix64_golden():
+    # splitmix64 with seed 0 is the reference splitmix64 generator started at state 0: its first
+    # output (state += golden ratio, then the finalizer) is 0xE220A8397B1DCDAF.
+    assert int(mix64(np.array([0]), 0)[0]) == 0xE220A8397B1DCDAF
+    # seed s shifts the state by (s + 1) golden ratios: seed 1 at id 0 is the generator's 2nd output
+    assert int(mix64(np.array([0]), 1)[0]) == 0x6E789E6AA1B965F4
+
+
+def test_row_dtype_is_narrowest_with_room_for_the_empty_marker():
+    assert row_dtype(255) == np.uint8 and row_dtype(256) == np.uint16
+    assert row_dtype(65535) == np.uint16 and row_dtype(65536) == np.uint32
+
+
+def test_hash_layout_finds_every_id_and_hashes_the_rest(kernels):
+    ids, rows, m = _sparse_map()
+    assert m.layout == "hash" and m.row_dtype == np.uint16
+    np.testing.assert_array_equal(m.lookup(ids), rows)
+    np.testing.assert_array_equal(m.ids, np.sort(ids))
+    unseen = np.arange(-1000, 1000)
+    got = m.lookup(unseen)
+    assert got.min() >= 0 and got.max() < m.n_rows
+    assert np.isin(got, m.fallback_rows).all()
+    np.testing.assert_array_equal(got, m.fallback_rows[mix64(unseen, m.seed) % np.uint64(m.fallback_rows.size)])
+
+
+def test_compiled_and_numpy_agree_bit_for_bit(monkeypatch):
+    if compiled("_idmap") is None:
+        pytest.skip("compiled kernels not built")
+    rng = np.random.default_rng(1)
+    ids, rows, m = _sparse_map(1)
+    dense = IdMap.from_arrays(np.arange(-50, 400), rng.integers(0, 300, 450), 300, fallback_rows=rng.permutation(300)[:77], seed=9)
+    queries = np.concatenate([ids, rng.integers(-(2**63), 2**63 - 1, 20000), np.array([-(2**63), 2**63 - 1, 0, -51, 400])])
+    for idmap in (m, dense, IdMap.from_arrays([], [], 17, seed=5)):
+        out_c = idmap.lookup(queries, n_threads=2)
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
+        out_n = idmap.lookup(queries)
+        monkeypatch.delenv("EMBCOMPRESS_KERNELS")
+        np.testing.assert_array_equal(out_c, out_n)
+        # and the twin called directly
+        buf = np.empty_like(out_n)
+        _lookup_numpy(queries, idmap._keys, idmap._vals, idmap._base, idmap.seed, idmap._shift,
+                      idmap._fallback, idmap._fb_start, idmap._fb_count, buf)
+        np.testing.assert_array_equal(buf, out_c)
+
+
+def test_dense_ids_use_a_direct_array(kernels):
+    ids = np.arange(1000, 3000)
+    rows = ids % 200
+    m = IdMap.from_arrays(ids, rows, 250)
+    assert m.layout == "direct" and m.nbytes == 2000 + 0  # uint8 rows, fallback a range
+    np.testing.assert_array_equal(m.lookup(ids), rows)
+    # every row of 0..199 holds 10 ids, so none is hot: the fallback is all 250 rows
+    np.testing.assert_array_equal(m.fallback_rows, np.arange(250))
+    out = m.lookup(np.array([999, 3000, -(2**63)]))
+    assert ((out >= 0) & (out < 250)).all()
+
+
+def test_default_fallback_is_every_row_not_owned_by_a_hot_id(kernels):
+    # ids 0..9 alone on rows 0..9 (hot); ids 10..29 share rows 10..13; rows 14..19 unused
+    ids = np.arange(30)
+    rows = np.concatenate([np.arange(10), 10 + np.arange(20) % 4])
+    m = IdMap.from_arrays(ids, rows, 20)
+    np.testing.assert_array_equal(m.fallback_rows, np.arange(10, 20))
+    assert m.hot_rows == 10
+    got = m.lookup(np.arange(10**6, 10**6 + 5000))
+    assert set(np.unique(got)) == set(range(10, 20))  # spread over all cold rows, not one default
+    # every row owned by one id: the fallback falls back to all rows
+    m2 = IdMap.from_arrays(np.arange(5), np.arange(5), 5)
+    np.testing.assert_array_equal(m2.fallback_rows, np.arange(5))
+
+
+def test_explicit_fallback_rows_and_lookup_shapes(kernels):
+    m = IdMap.from_arrays([5, 7], [0, 1], 10, fallback_rows=[9, 3, 4], seed=2)
+    np.testing.assert_array_equal(m.fallback_rows, [9, 3, 4])
+    q = np.array([[5, 7, 100], [101, 102, 103]])
+    got = m.lookup(q)
+    assert got.shape == (2, 3) and got[0, 0] == 0 and got[0, 1] == 1
+    assert np.isin(got.ravel()[2:], [9, 3, 4]).all()
+    out = np.empty((2, 3), dtype=np.int64)
+    assert m.lookup(q, out=out) is out
+    np.testing.assert_array_equal(out, got)
+    np.testing.assert_array_equal(m(np.uint64([5, 7])), [0, 1])
+    assert m.lookup(np.array([], dtype=np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(ids=[1, 2], rows=[0], n_rows=4), "same length"),
+        (dict(ids=[1, 2], rows=[0, 4], n_rows=4), "'rows' parameter of IdMap.from_arrays must lie in"),
+        (dict(ids=[1, 2], rows=[0, -1], n_rows=4), "Got 'row -1'"),
+        (dict(ids=[1, 1], rows=[0, 1], n_rows=4), "hold each id once"),
+        (dict(ids=[1], rows=[0], n_rows=0), "'n_rows' parameter of IdMap.from_arrays must be a positive int"),
+        (dict(ids=[1.5], rows=[0], n_rows=4), "integers"),
+        (dict(ids=[1], rows=[0], n_rows=4, fallback_rows=[]), "at least one row"),
+        (dict(ids=[1], rows=[0], n_rows=4, fallback_rows=[4]), "'fallback_rows'"),
+        (dict(ids=[1], rows=[0], n_rows=4, fallback_rows=[2, 2]), "each row once"),
+        (dict(ids=[1], rows=[0], n_rows=4, seed=-1), "'seed'"),
+    ],
+)
+def test_validation_errors_follow_the_grammar(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        IdMap.from_arrays(**kwargs)
+
+
+def test_lookup_validates_its_inputs():
+    m = IdMap.from_arrays([1], [0], 4)
+    with pytest.raises(ConfigError, match="'ids' parameter of IdMap.lookup"):
+        m.lookup(np.array([1.0]))
+    with pytest.raises(ConfigError, match="'out' parameter"):
+        m.lookup(np.array([1, 2]), out=np.empty(3, dtype=np.int64))
+    with pytest.raises(ConfigError, match="n_threads"):
+        m.lookup(np.array([1]), n_threads=0)
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_save_load_round_trip(tmp_path, mmap, kernels):
+    ids, rows, m = _sparse_map(3)
+    m.meta["note"] = "x"
+    path = m.save(tmp_path / "a.idmap")
+    art = read_artifact(path, kind="idmap")
+    assert art.config["seed"] == 3 and art.config["hash"] == "splitmix64" and art.meta == {"note": "x"}
+    back = IdMap.load(path, verify="full", mmap=mmap)
+    assert back.n_rows == m.n_rows and back.seed == m.seed and back.nbytes == m.nbytes
+    q = np.concatenate([ids, np.arange(-500, 500)])
+    np.testing.assert_array_equal(back.lookup(q), m.lookup(q))
+    np.testing.assert_array_equal(back.fallback_rows, m.fallback_rows)
+
+
+def test_load_refuses_corrupt_and_inconsistent_files(tmp_path):
+    ids, rows, m = _sparse_map(4, n=100, n_rows=50)
+    path = m.save(tmp_path / "a.idmap")
+    data = bytearray(path.read_bytes())
+    sec = read_artifact(path).section("vals")
+    data[sec.offset] ^= 0xFF
+    bad = tmp_path / "bad.idmap"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError):
+        IdMap.load(bad, verify="full")
+    # a well-formed container whose rows exceed n_rows
+    art = read_artifact(path)
+    vals = art.array("vals").copy()
+    vals[vals != np.iinfo(vals.dtype).max] = 60
+    write_artifact(tmp_path / "c.idmap", "idmap", {"keys": art.array("keys"), "vals": vals, "fallback": art.array("fallback")},
+                   config=art.config)
+    with pytest.raises(ArtifactError, match="outside"):
+        IdMap.load(tmp_path / "c.idmap")
+    write_artifact(tmp_path / "d.idmap", "table", {"x": np.zeros(1)})
+    with pytest.raises(ArtifactError, match="not 'idmap'"):
+        IdMap.load(tmp_path / "d.idmap")
+
+
+def test_memory_is_counted_and_compact():
+    ids, rows, m = _sparse_map(5, n=7000, n_rows=65536)
+    cap = 16384  # next power of two keeping 7000 ids at load <= 0.7
+    # int64 keys + uint32 rows (65536 rows need the empty marker too) + the scattered cold rows
+    assert m.nbytes == cap * (8 + 4) + m.fallback_rows.size * 4
+    ranged = IdMap.from_arrays(ids, rows, 65536, fallback_rows=np.arange(100, 65536))
+    assert ranged.nbytes == cap * (8 + 4)  # a contiguous fallback range costs no array
+    assert IdMap.from_arrays([], [], 1000).nbytes == 0
+
+
+def test_file_opens_with_only_embcompress(tmp_path):
+    ids, rows, m = _sparse_map(6, n=300, n_rows=100)
+    path = m.save(tmp_path / "m.idmap")
+    code = textwrap.dedent(
+        f"""
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split('.')[0] in ('learned_hash', 'analysis', 'torch', 'faiss', 'scipy'):
+                    raise ImportError('hidden: ' + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        import embcompress
+        m = embcompress.IdMap.load({str(path)!r}, verify='full')
+        print(','.join(map(str, m.lookup(np.array({ids[:5].tolist()!r})))))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ",".join(map(str, rows[:5]))
