@@ -1,0 +1,177 @@
+"""The public codec: ``quantize``, ``dequantize`` and the reference decode of row records.
+
+``quantize`` validates once, then runs the compiled quantizer when it is built (MX and BDR
+families; ``EMBCOMPRESS_KERNELS=numpy`` forces the NumPy reference) or the NumPy reference of
+``mx.py`` / ``bdr.py`` / ``rowwise.py`` / ``floats.py``. Both give the same bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError, param_error
+from ..kernels import compiled, resolve_threads
+from . import bdr, floats, mx, rowwise
+from .packing import pack, unpack
+from .spec import FORMATS, FormatSpec, get_format
+
+SCALE_MODES = ("floor", "mse")
+NONFINITE = ("error", "nan_block")
+
+
+def resolve_block(spec: FormatSpec, block_size, owner: str = "quantize") -> int | None:
+    """The block size a table of ``spec`` uses: the format default for None, else validated."""
+    if block_size is None:
+        return spec.block_size
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
+        raise param_error("block_size", owner, "be an int or None", block_size)
+    block_size = int(block_size)
+    if spec.family == "mx":
+        if block_size < 8 or block_size % 8 or block_size > 4096:
+            raise param_error(
+                "block_size", owner, f"be a multiple of 8 between 8 and 4096 for {spec.name} (the default is 32)", block_size
+            )
+    elif spec.family == "bdr":
+        if block_size not in (8, 16):
+            raise param_error(
+                "block_size", owner, f"be 8 or 16 for {spec.name} (one microexponent byte per block; the default is 16)", block_size
+            )
+    else:
+        raise param_error("block_size", owner, f"be None for {spec.name}, which scales whole rows", block_size)
+    return block_size
+
+
+def _spec_of(fmt, owner: str) -> FormatSpec:
+    if isinstance(fmt, FormatSpec):
+        return fmt
+    if not isinstance(fmt, str):
+        raise param_error("fmt", owner, f"be a format name, one of {list(FORMATS)}", fmt)
+    return get_format(fmt)
+
+
+def _as_table(x, owner: str) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise param_error("x", owner, "be a float32 array (n_rows, dim)", f"an array of dtype {arr.dtype}")
+    if arr.dtype.itemsize > 4:
+        raise param_error(
+            "x", owner, "be float32 (or float16); convert with x.astype(np.float32), which rounds", f"dtype {arr.dtype}"
+        )
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise param_error("x", owner, "be a 2-D table (n_rows, dim) with dim >= 1", f"shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _nonfinite_rows_error(x: np.ndarray) -> ConfigError:
+    rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    shown = ", ".join(map(str, rows[:10])) + (f", ... ({rows.size} rows)" if rows.size > 10 else "")
+    return ConfigError(
+        f"The table passed to quantize has non-finite values (NaN or inf) in rows [{shown}]. "
+        f"Clean them, or pass nonfinite='nan_block' to store those blocks as NaN."
+    )
+
+
+def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", n_threads=None):
+    """Quantize a float32 table ``(n_rows, dim)`` to format ``fmt``; returns a ``QuantizedTable``.
+
+    ``block_size``: None for the format's default (MX: 32, BDR: 16; row-wise and plain floats take
+    none). ``scale_mode``: ``"floor"`` (the OCP rule) or ``"mse"`` (per block, the scale in
+    {floor, floor + 1} with the lower squared error; MX and BDR only). ``nonfinite``: ``"error"``
+    raises naming the rows with NaN/inf; ``"nan_block"`` stores those blocks (rows, for row-wise
+    and float formats) as NaN. ``n_threads``: compiled quantizer threads (None: all).
+    """
+    from ..table import QuantizedTable
+
+    spec = _spec_of(fmt, "quantize")
+    x = _as_table(x, "quantize")
+    block = resolve_block(spec, block_size)
+    if scale_mode not in SCALE_MODES:
+        raise param_error("scale_mode", "quantize", f"be one of {SCALE_MODES}", scale_mode)
+    if scale_mode == "mse" and spec.family not in ("mx", "bdr"):
+        raise param_error("scale_mode", "quantize", f"be 'floor' for {spec.name} (only MX and BDR formats choose a block scale)", scale_mode)
+    if nonfinite not in NONFINITE:
+        raise param_error("nonfinite", "quantize", f"be one of {NONFINITE}", nonfinite)
+    threads = resolve_threads(n_threads)
+    n, dim = x.shape
+    row_bytes = spec.row_bytes(dim, block)
+    data = None
+    if spec.family in ("mx", "bdr"):
+        kernel = compiled(f"_quantize_{spec.family}")
+        if kernel is not None:
+            data = np.empty((n, row_bytes), dtype=np.uint8)
+            bad = kernel.quantize(x, data, spec, block, scale_mode == "mse", nonfinite == "nan_block", threads)
+            if bad and nonfinite == "error":
+                raise _nonfinite_rows_error(x)
+    if data is None:
+        data = encode_numpy(x, spec, block, scale_mode, nonfinite)
+    return QuantizedTable(data, spec.name, (n, dim), block_size=block, scale_mode=scale_mode)
+
+
+def encode_numpy(x: np.ndarray, spec: FormatSpec, block: int | None, scale_mode: str = "floor", nonfinite: str = "error") -> np.ndarray:
+    """The NumPy reference quantizer: float32 ``(n, dim)`` -> row records ``(n, row_bytes)`` uint8."""
+    n, dim = x.shape
+    finite_rows = np.isfinite(x).all(axis=1)
+    if not finite_rows.all() and nonfinite == "error":
+        raise _nonfinite_rows_error(x)
+    any_bad = not finite_rows.all()
+    if spec.family == "float":
+        vals = floats.encode(np.where(finite_rows[:, None], x, np.float32(np.nan)) if any_bad else x, spec)
+        return np.ascontiguousarray(vals).view(np.uint8).reshape(n, -1)
+    if spec.family == "rowwise":
+        meta, codes = rowwise.encode(x, spec, ~finite_rows if any_bad else None)
+    else:
+        padded = spec.padded_dim(dim, block)
+        xp = np.zeros((n, padded), dtype=np.float32)
+        xp[:, :dim] = x
+        nb = padded // block
+        nan_blocks = ~np.isfinite(xp).reshape(n, nb, block).all(axis=2) if any_bad else None
+        codec = mx if spec.family == "mx" else bdr
+        meta, codes = codec.encode(xp, spec, block, scale_mode, nan_blocks)
+    return np.ascontiguousarray(np.concatenate([meta, pack(codes, spec.elem_bits)], axis=1))
+
+
+def unpack_records(records: np.ndarray, spec: FormatSpec, dim: int, block: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Split row records into (metadata bytes, unpacked codes ``(k, padded_dim)``)."""
+    sb = spec.scale_bytes(dim, block)
+    return records[:, :sb], unpack(records[:, sb:], spec.elem_bits, spec.padded_dim(dim, block))
+
+
+def decode_records(records, fmt, dim, block_size=None) -> np.ndarray:
+    """NumPy reference decode of ``k`` row records (uint8 ``(k, row_bytes)``) -> float32 ``(k, dim)``.
+
+    The lookup kernel's reference: every compiled decoder must match it bit for bit.
+    """
+    spec = _spec_of(fmt, "decode_records")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise param_error("dim", "decode_records", "be a positive int", dim)
+    dim = int(dim)
+    block = resolve_block(spec, block_size, "decode_records")
+    records = np.asarray(records)
+    row_bytes = spec.row_bytes(dim, block)
+    if records.dtype != np.uint8 or records.ndim != 2 or records.shape[1] != row_bytes:
+        raise param_error(
+            "records", "decode_records", f"be a uint8 array (k, {row_bytes}) of {spec.name} rows of dim {dim}",
+            f"{records.dtype} array of shape {records.shape}",
+        )
+    k = records.shape[0]
+    if spec.family == "float":
+        return floats.decode(records, spec, dim)
+    meta, codes = unpack_records(records, spec, dim, block)
+    if spec.family == "rowwise":
+        out = rowwise.decode(meta, codes, spec)
+    elif spec.family == "mx":
+        out = mx.decode(meta, codes, spec, block)
+    else:
+        out = bdr.decode(meta, codes, spec, block)
+    return np.ascontiguousarray(out[:, :dim], dtype=np.float32).reshape(k, dim)
+
+
+def dequantize(q) -> np.ndarray:
+    """Decode a ``QuantizedTable`` to float32 of its shape: ``decode_records(q.data, ...)``."""
+    from ..table import QuantizedTable
+
+    if not isinstance(q, QuantizedTable):
+        raise param_error("q", "dequantize", "be a QuantizedTable (from embcompress.quantize)", type(q).__name__)
+    return decode_records(q.data, q.fmt, q.shape[1], q.block_size)
