@@ -1,0 +1,220 @@
+"""The pooled embedding lookup: ``torch.nn.functional.embedding_bag`` over compressed tables.
+
+``pooled_lookup`` checks its inputs once, then runs the compiled kernel (``_lookup.pyx``: OpenMP
+over bags, rows decoded on the fly) or, with ``EMBCOMPRESS_KERNELS=numpy`` or no build, its
+NumPy twin (``reference.py``). Both return the same bits.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import ConfigError, param_error
+from ..formats.spec import FORMATS, FormatSpec
+from . import compiled, resolve_threads
+
+MODES = {"sum": 0, "mean": 1, "max": 2}
+
+# format family -> the kernel's family code (the enum at the top of _lookup.pyx)
+_FP32, _FP16, _BF16, _INT8_ROW, _INT4_ROW, _INT2_ROW, _MX_LUT8, _MXINT8, _MX_LUT_BITS, _BDR = range(10)
+_KIND = {
+    "fp32": _FP32,
+    "fp16": _FP16,
+    "bf16": _BF16,
+    "int8_rowwise": _INT8_ROW,
+    "int4_rowwise": _INT4_ROW,
+    "int2_rowwise": _INT2_ROW,
+    "mxfp8_e4m3": _MX_LUT8,
+    "mxfp8_e5m2": _MX_LUT8,
+    "mxint8": _MXINT8,
+    "mxfp6_e3m2": _MX_LUT_BITS,
+    "mxfp6_e2m3": _MX_LUT_BITS,
+    "mxfp4_e2m1": _MX_LUT_BITS,
+    "mx9": _BDR,
+    "mx6": _BDR,
+    "mx4": _BDR,
+}
+KERNEL_FORMATS = tuple(_KIND)
+
+
+@lru_cache(maxsize=None)
+def _lut(fmt: str) -> np.ndarray:
+    if _KIND[fmt] in (_MX_LUT8, _MX_LUT_BITS):
+        from ..formats.mx import element_lut
+
+        return np.ascontiguousarray(element_lut(FORMATS[fmt]), dtype=np.float32)
+    return np.zeros(1, dtype=np.float32)  # the kernel takes a pointer; unused by other families
+
+
+def _table_parts(table) -> tuple[np.ndarray, str, FormatSpec, int, int | None]:
+    """Records, format, spec, dim and block size of ``table``, checked against each other."""
+    where = "pooled_lookup"
+    try:
+        fmt, shape, data = table.fmt, tuple(table.shape), table.data
+    except AttributeError:
+        raise param_error(
+            "table", where, "be a compressed table (a QuantizedTable or an opened table file, "
+            "with .fmt, .shape, .block_size and .data)", type(table).__name__
+        ) from None
+    if fmt not in _KIND:
+        raise ConfigError(
+            f"The lookup kernel does not know the format {fmt!r} of this table. "
+            f"It reads: {', '.join(KERNEL_FORMATS)}. Re-create the table in one of them."
+        )
+    spec = FORMATS[fmt]
+    block = getattr(table, "block_size", None)
+    if spec.block_size is None:
+        block = None
+    elif block is None:
+        block = spec.block_size
+    if len(shape) != 2:
+        raise param_error("table", where, "have a 2-D shape (n_rows, dim)", shape)
+    n_rows, dim = shape
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise param_error("table", where, "hold its row records as a 2-D uint8 array", getattr(data, "dtype", type(data)))
+    row_bytes = spec.row_bytes(dim, block)
+    if data.shape != (n_rows, row_bytes):
+        raise param_error(
+            "table", where, f"hold records of shape {(n_rows, row_bytes)} for a {fmt} table of shape {shape}",
+            data.shape,
+        )
+    if not data.flags.c_contiguous:
+        data = np.ascontiguousarray(data)
+    return data, fmt, spec, dim, block
+
+
+def _as_int64(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise param_error(name, "pooled_lookup", "hold integers (int64 preferred)", f"dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise param_error(name, "pooled_lookup", "hold values below 2**63", int(arr.max()))
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def pooled_lookup(
+    table,
+    indices,
+    offsets=None,
+    *,
+    mode: str = "sum",
+    per_sample_weights=None,
+    include_last_offset: bool = False,
+    n_threads: int | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pooled lookup of bags of rows, as ``torch.nn.functional.embedding_bag``; float32 ``(n_bags, dim)``.
+
+    ``indices`` are row numbers (int64; other integer dtypes are converted). Bags are given as
+    torch takes them: 1-D ``indices`` with ``offsets`` (the start of each bag, ``offsets[0] == 0``,
+    non-decreasing; with ``include_last_offset=True`` one more entry, equal to ``len(indices)``),
+    or 2-D ``indices`` of shape ``(n_bags, bag_len)`` with ``offsets=None``. ``mode`` is "sum",
+    "mean" or "max"; an empty bag gives zeros. ``per_sample_weights`` (float, one per index)
+    scales each row before a sum, and is allowed with "sum" only, as in torch. ``out``, if
+    given, is a writable C-contiguous float32 array of the result's shape and is returned.
+    ``n_threads=None`` uses OpenMP's default (``OMP_NUM_THREADS`` or all cores).
+
+    Rows are decoded from the table's format on the fly. Out-of-range or negative indices raise
+    a ConfigError.
+    """
+    data, fmt, spec, dim, block = _table_parts(table)
+    n_rows = data.shape[0]
+    where = "pooled_lookup"
+    if mode not in MODES:
+        raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
+
+    idx = _as_int64(indices, "indices")
+    if offsets is None:
+        if idx.ndim != 2:
+            raise param_error("offsets", where, "be given when 'indices' is 1-D", None)
+        if include_last_offset:
+            raise param_error("include_last_offset", where, "be False when 'indices' is 2-D", True)
+        n_bags, bag_len = idx.shape
+        offs = np.arange(n_bags + 1, dtype=np.int64) * bag_len
+        idx = idx.reshape(-1)
+    else:
+        if idx.ndim != 1:
+            raise param_error("indices", where, "be 1-D when 'offsets' is given", f"shape {idx.shape}")
+        offs = _as_int64(offsets, "offsets")
+        if offs.ndim != 1:
+            raise param_error("offsets", where, "be 1-D", f"shape {offs.shape}")
+        if include_last_offset:
+            if len(offs) == 0:
+                raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
+            if offs[-1] != len(idx):
+                raise param_error(
+                    "offsets", where, f"end with len(indices) = {len(idx)} when include_last_offset=True",
+                    int(offs[-1]),
+                )
+        else:
+            offs = np.append(offs, np.int64(len(idx)))
+        if len(offs) > 1:
+            if offs[0] != 0:
+                raise param_error("offsets", where, "start at 0", int(offs[0]))
+            if np.any(np.diff(offs) < 0):
+                raise param_error("offsets", where, "be non-decreasing and at most len(indices)", offs[:-1] if not include_last_offset else offs)
+    n_bags = len(offs) - 1
+
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= n_rows:
+            bad = lo if lo < 0 else hi
+            raise ConfigError(
+                f"The 'indices' parameter of pooled_lookup must hold row numbers in [0, {n_rows}) "
+                f"for a table of {n_rows} rows. Got {bad} instead. Map raw ids to rows with the "
+                f"table's id map first."
+            )
+
+    weights = None
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise param_error(
+                "per_sample_weights", where, "be None unless mode='sum' (as in torch)", f"weights with mode={mode!r}"
+            )
+        w = np.asarray(per_sample_weights)
+        if w.dtype.kind != "f":
+            raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
+        weights = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
+        if weights.shape != idx.shape:
+            raise param_error(
+                "per_sample_weights", where, f"have one weight per index ({idx.size})", f"shape {w.shape}"
+            )
+
+    if out is None:
+        out = np.empty((n_bags, dim), dtype=np.float32)
+    elif (
+        not isinstance(out, np.ndarray)
+        or out.dtype != np.float32
+        or out.shape != (n_bags, dim)
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
+        raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
+    threads = resolve_threads(n_threads)
+
+    mod = compiled("_lookup")
+    if mod is None:
+        from .reference import pool
+
+        pool(data, fmt, dim, block, idx, offs, weights, mode, out)
+    else:
+        mod.pool(
+            data,
+            _KIND[fmt],
+            dim,
+            block or 0,
+            spec.n_blocks(dim, block),
+            spec.elem_bits,
+            _lut(fmt),
+            idx,
+            offs,
+            weights if weights is not None else np.zeros(0, dtype=np.float32),
+            weights is not None,
+            MODES[mode],
+            out,
+            threads,
+        )
+    return out
