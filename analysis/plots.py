@@ -1,0 +1,44 @@
+"""Plots of analysis reports (PNG, matplotlib's Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_FAMILY_COLORS = {"mx": "tab:blue", "bdr": "tab:orange", "rowwise": "tab:green", "float": "tab:gray"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_format_report(report, path: str | os.PathLike) -> Path:
+    """Bits per element against QSNR (and bag-sum QSNR when present), one point per format."""
+    from embcompress.formats import get_format
+
+    plt = _pyplot()
+    rows = [r for r in report.rows if r["qsnr_db"] != float("inf")]
+    has_bags = any("bag_qsnr_db" in r for r in rows)
+    fig, axes = plt.subplots(1, 2 if has_bags else 1, figsize=(12 if has_bags else 7, 5), squeeze=False)
+    for ax, key, label in zip(axes[0], ("qsnr_db", "bag_qsnr_db"), ("element QSNR (dB)", "bag-sum QSNR (dB)")):
+        for r in rows:
+            fam = get_format(r["format"]).family
+            ax.scatter(r["bits_per_element"], r[key], color=_FAMILY_COLORS[fam], s=40)
+            ax.annotate(r["format"], (r["bits_per_element"], r[key]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+        ax.set_xlabel("stored bits per element (scales included)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in _FAMILY_COLORS.items()]
+    axes[0][0].legend(handles=handles, loc="lower right")
+    fig.suptitle(getattr(report, "title", "") or "format report")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
