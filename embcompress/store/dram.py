@@ -1,0 +1,126 @@
+"""The DRAM tier: a fixed number of row records held in memory, and the policy that fills it.
+
+Policies:
+
+- ``frequency``: a static hot set, the rows with the most mined accesses (ties to the lower row),
+  loaded by the warm-up and replaced only when asked (:meth:`DramTier.set_hot`). Misses are not
+  admitted, so serving never writes the tier.
+- ``lru``: every missed row is admitted; the least recently used rows are evicted. Recency is kept
+  per batch (all rows of a batch share one timestamp), which is what a batched server sees.
+- ``lfu``: access counts are kept for every row seen (not only cached ones); a missed row replaces
+  the cached row with the lowest count when its own count is higher.
+
+The tier holds ``capacity`` records in one array, a slot index of 4 bytes per table row (not
+counted in the budget) and the policy's per-slot or per-row counters. Callers serialize access.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POLICIES = ("frequency", "lru", "lfu")
+
+
+class DramTier:
+    """``capacity`` row records of ``row_bytes`` for a table of ``n_rows`` rows."""
+
+    def __init__(self, n_rows: int, row_bytes: int, capacity: int, policy: str):
+        self.n_rows, self.row_bytes, self.capacity, self.policy = n_rows, row_bytes, capacity, policy
+        self.data = np.zeros((capacity, row_bytes), dtype=np.uint8)
+        self.slot_of = np.full(n_rows, -1, dtype=np.int32 if capacity < 2**31 else np.int64)
+        self.row_of = np.full(capacity, -1, dtype=np.int64)
+        self.n_used = 0
+        self.clock = 0
+        self.last_used = np.zeros(capacity, dtype=np.int64) if policy == "lru" else None
+        self.counts = np.zeros(n_rows, dtype=np.int64) if policy == "lfu" else None
+
+    def find(self, rows: np.ndarray) -> np.ndarray:
+        """Slot of each row (-1 when not held)."""
+        return self.slot_of[rows].astype(np.int64, copy=False)
+
+    def note_access(self, rows: np.ndarray, counts: np.ndarray, slots: np.ndarray) -> None:
+        """Record one batch's accesses (unique ``rows``, their ``counts`` and current ``slots``)."""
+        self.clock += 1
+        if self.policy == "lru":
+            held = slots[slots >= 0]
+            self.last_used[held] = self.clock
+        elif self.policy == "lfu":
+            self.counts[rows] += counts
+
+    def admit(self, rows: np.ndarray, records: np.ndarray) -> None:
+        """Offer missed ``rows`` (unique, not held) with their records to the policy."""
+        if self.policy == "frequency" or len(rows) == 0:
+            return
+        free = self.capacity - self.n_used
+        if self.policy == "lru":
+            # Newly read rows are the most recent; victims are the oldest held rows.
+            take = min(len(rows), self.capacity)
+            rows, records = rows[:take], records[:take]
+            n_free = min(free, take)
+            slots = np.arange(self.n_used, self.n_used + n_free, dtype=np.int64)
+            n_evict = take - n_free
+            if n_evict:
+                used = self.last_used[: self.n_used]
+                victims = np.argpartition(used, n_evict - 1)[:n_evict] if n_evict < self.n_used else np.arange(self.n_used)
+                slots = np.concatenate([slots, victims.astype(np.int64)])
+            self._place(rows, records, slots)
+            self.last_used[slots] = self.clock
+            return
+        # LFU: fill free slots with the most counted candidates, then swap while a candidate's
+        # count beats the least counted held row's.
+        order = np.argsort(-self.counts[rows], kind="stable")
+        rows, records = rows[order], records[order]
+        n_free = min(free, len(rows))
+        if n_free:
+            self._place(rows[:n_free], records[:n_free], np.arange(self.n_used, self.n_used + n_free, dtype=np.int64))
+            rows, records = rows[n_free:], records[n_free:]
+        if len(rows) == 0:
+            return
+        held_counts = self.counts[self.row_of[: self.n_used]]
+        k = min(len(rows), self.n_used)
+        victims = np.argpartition(held_counts, k - 1)[:k] if k < self.n_used else np.arange(self.n_used)
+        victims = victims[np.argsort(held_counts[victims], kind="stable")]
+        n = int(np.sum(self.counts[rows[:k]] > held_counts[victims]))
+        if n:
+            self._place(rows[:n], records[:n], victims[:n].astype(np.int64))
+
+    def _place(self, rows: np.ndarray, records: np.ndarray, slots: np.ndarray) -> None:
+        old = self.row_of[slots]
+        self.slot_of[old[old >= 0]] = -1
+        self.data[slots] = records
+        self.row_of[slots] = rows
+        self.slot_of[rows] = slots
+        self.n_used = max(self.n_used, int(slots.max()) + 1) if len(slots) else self.n_used
+
+    def set_hot(self, rows: np.ndarray, records: np.ndarray) -> None:
+        """Replace the whole content with ``rows`` (at most ``capacity``), e.g. a new hot set."""
+        self.slot_of[self.row_of[: self.n_used]] = -1
+        self.row_of[:] = -1
+        self.n_used = 0
+        if self.last_used is not None:
+            self.last_used[:] = 0
+        if len(rows):
+            self._place(rows, records, np.arange(len(rows), dtype=np.int64))
+            if self.last_used is not None:
+                self.last_used[: len(rows)] = self.clock
+
+    def write_through(self, rows: np.ndarray, records: np.ndarray) -> None:
+        """Replace the held copies of updated ``rows`` with their new records."""
+        slots = self.find(rows)
+        held = slots >= 0
+        self.data[slots[held]] = records[held]
+
+    @property
+    def held_rows(self) -> np.ndarray:
+        return self.row_of[: self.n_used][self.row_of[: self.n_used] >= 0]
+
+
+def top_rows(frequencies: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` rows with the highest frequencies, ties broken toward the lower row, sorted."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= len(frequencies):
+        return np.arange(len(frequencies), dtype=np.int64)
+    # Sort by (-frequency, row): a stable argsort of -frequency keeps lower rows first on ties.
+    order = np.argsort(-np.asarray(frequencies, dtype=np.float64), kind="stable")[:k]
+    return np.sort(order).astype(np.int64)

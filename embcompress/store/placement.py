@@ -1,0 +1,218 @@
+"""Where rows live: the DRAM hot set and the co-access layout of the table file.
+
+Co-access layout: a server that misses DRAM reads whole 4 KiB blocks, so rows that are read
+together should share a block. :func:`coaccess_order` packs rows into groups of at most
+``rows_per_block`` by greedy capacity-bounded merging along co-access edges, heaviest first (the
+Kruskal order: two groups join when an edge links them and the union still fits a block), then
+lays groups out hottest first, filling each block with whole groups (first fit) so a small group
+never straddles two blocks when another fits. Rows with no co-access follow in id order. With
+learned clusters instead, rows are sorted by (cluster, row) so a cluster's rows are contiguous.
+
+:func:`reorder_rows` writes the reordered table file: the same container, config and sections,
+the ``rows`` section in the new order, plus a ``row_order`` section (``row_order[new] = old``)
+that the store reads so callers keep using the old row ids.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..container import read_artifact, write_artifact
+from ..errors import ArtifactError, param_error
+from .scm import BLOCK
+
+ROW_ORDER = "row_order"
+
+
+def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
+    """Co-access counts of row pairs from a log of bags (``indices`` split at ``offsets``).
+
+    Each bag (one sample's ids, or one query's) counts once for each distinct pair of its rows;
+    bags longer than ``max_bag`` contribute their first ``max_bag`` distinct rows. Returns an upper
+    triangular ``scipy.sparse.csr_matrix`` (n_rows, n_rows) of counts.
+    """
+    import scipy.sparse as sp
+
+    indices = np.asarray(indices, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    bounds = np.concatenate([offsets, [len(indices)]]) if len(offsets) == 0 or offsets[-1] != len(indices) else offsets
+    lengths = np.diff(bounds)
+    rows_i, rows_j = [], []
+    # Group bags by length so each group's pairs come from one vectorized triu expansion.
+    for length in np.unique(lengths):
+        if length < 2:
+            continue
+        starts = bounds[:-1][lengths == length]
+        bags = indices[starts[:, None] + np.arange(length)[None, :]]
+        bags = np.sort(bags, axis=1)[:, :max_bag] if length > max_bag else np.sort(bags, axis=1)
+        a, b = np.triu_indices(bags.shape[1], k=1)
+        i, j = bags[:, a].ravel(), bags[:, b].ravel()
+        keep = i != j  # repeated ids in a bag are one row
+        rows_i.append(i[keep])
+        rows_j.append(j[keep])
+    if not rows_i:
+        return sp.csr_matrix((n_rows, n_rows), dtype=np.float64)
+    i, j = np.concatenate(rows_i), np.concatenate(rows_j)
+    m = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n_rows, n_rows)).tocsr()
+    m.sum_duplicates()
+    return m
+
+
+class _Groups:
+    """Union-find with group sizes, capped at ``cap`` members."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))  # Python lists: scalar access is the hot path
+        self.size = [1] * n
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        root = x
+        while p[root] != root:
+            root = p[root]
+        while p[x] != root:
+            p[x], x = root, p[x]
+        return root
+
+
+def coaccess_order(
+    n_rows: int,
+    row_bytes: int,
+    *,
+    cooccurrence=None,
+    clusters=None,
+    frequencies=None,
+    block_bytes: int = BLOCK,
+) -> np.ndarray:
+    """The new row order (``order[new] = old``) that puts co-accessed rows in shared blocks."""
+    owner = "coaccess_order"
+    if (cooccurrence is None) == (clusters is None):
+        raise param_error("cooccurrence", owner, "be given, or else clusters (exactly one of them)", "both" if cooccurrence is not None else None)
+    if clusters is not None:
+        clusters = np.asarray(clusters)
+        if clusters.shape != (n_rows,) or clusters.dtype.kind not in "iu":
+            raise param_error("clusters", owner, f"be {n_rows} int cluster labels, one a row", f"{clusters.dtype} of shape {clusters.shape}")
+        return np.lexsort((np.arange(n_rows), clusters)).astype(np.int64)
+    import scipy.sparse as sp
+
+    m = sp.coo_matrix(cooccurrence)
+    if m.shape != (n_rows, n_rows):
+        raise param_error("cooccurrence", owner, f"be a ({n_rows}, {n_rows}) matrix", m.shape)
+    cap = max(1, block_bytes // row_bytes)
+    i, j, w = m.row.astype(np.int64), m.col.astype(np.int64), m.data.astype(np.float64)
+    keep = (i != j) & (w > 0)
+    i, j, w = i[keep], j[keep], w[keep]
+    order = np.lexsort((j, i, -w))  # heaviest first, ties by (i, j): deterministic
+    g = _Groups(n_rows)
+    if cap > 1:
+        for a, b in zip(i[order].tolist(), j[order].tolist()):
+            ra, rb = g.find(a), g.find(b)
+            if ra != rb and g.size[ra] + g.size[rb] <= cap:
+                if g.size[ra] < g.size[rb]:
+                    ra, rb = rb, ra
+                g.parent[rb] = ra
+                g.size[ra] += g.size[rb]
+    roots = np.array([g.find(x) for x in range(n_rows)], dtype=np.int64) if n_rows else np.zeros(0, np.int64)
+    # Heat of a row: its frequency if given, else its total co-access weight.
+    if frequencies is not None:
+        heat = np.asarray(frequencies, dtype=np.float64).reshape(-1)
+        if heat.shape != (n_rows,):
+            raise param_error("frequencies", owner, f"hold {n_rows} counts", heat.shape)
+    else:
+        heat = np.bincount(i, w, n_rows) + np.bincount(j, w, n_rows)
+    touched = heat > 0
+    group_heat = np.bincount(roots, heat, n_rows)
+    group_size = np.bincount(roots, minlength=n_rows)
+    # Groups with any heat, hottest first (ties by root id); first-fit them into blocks.
+    live = np.flatnonzero((group_size > 0) & (np.bincount(roots, touched, n_rows) > 0))
+    live = live[np.lexsort((live, -group_heat[live]))]
+    members = np.argsort(roots, kind="stable")
+    first = np.concatenate([[0], np.cumsum(group_size)])
+    blocks: list[list[int]] = []
+    room: list[int] = []
+    for r in live.tolist():
+        s = int(group_size[r])
+        for k in range(max(0, len(room) - 8), len(room)):  # look back a few open blocks only
+            if room[k] >= s:
+                blocks[k].append(r)
+                room[k] -= s
+                break
+        else:
+            blocks.append([r])
+            room.append(cap - s)
+    parts = [members[first[r] : first[r] + group_size[r]] for blk in blocks for r in blk]
+    placed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    rest = np.setdiff1d(np.arange(n_rows, dtype=np.int64), placed, assume_unique=True)
+    return np.concatenate([placed, rest]).astype(np.int64)
+
+
+def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, block_bytes: int = BLOCK) -> np.ndarray:
+    """Distinct ``block_bytes`` blocks each batch of row ids touches (``new_row``: old -> new position)."""
+    out = np.empty(len(batches), dtype=np.int64)
+    for k, rows in enumerate(batches):
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if new_row is not None:
+            rows = new_row[rows]
+        start = base + rows * row_bytes
+        first, last = start // block_bytes, (start + row_bytes - 1) // block_bytes
+        out[k] = len(np.unique(np.concatenate([first, last])))
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A reordered table: where it was written and its permutation both ways."""
+
+    path: Path
+    order: np.ndarray  # order[new] = old row
+    new_row: np.ndarray  # new_row[old] = new position
+
+
+def reorder_rows(
+    table_file,
+    out_file,
+    *,
+    cooccurrence=None,
+    clusters=None,
+    frequencies=None,
+    block_bytes: int = BLOCK,
+) -> Layout:
+    """Write ``out_file``: ``table_file`` with its rows in co-access order, plus ``row_order``.
+
+    Give the mined ``cooccurrence`` (a sparse (n_rows, n_rows) count matrix, e.g. from
+    :func:`mine_coaccess`) or learned ``clusters`` (one label a row). ``frequencies`` (one count a
+    row) orders the groups hottest first. A table that was reordered before is reordered from its
+    original row ids (the written ``row_order`` maps original ids to the new positions).
+    """
+    art = read_artifact(table_file, kind="table")
+    sec = art.section("rows")
+    if len(sec.shape) != 2:
+        raise ArtifactError(f"The 'rows' section of {str(art.path)!r} is not 2-D; re-create the table.")
+    n_rows, row_bytes = sec.shape
+    if Path(out_file).resolve() == Path(table_file).resolve():
+        raise param_error("out_file", "reorder_rows", "differ from table_file (the original stays intact)", str(out_file))
+    order = coaccess_order(n_rows, row_bytes, cooccurrence=cooccurrence, clusters=clusters,
+                           frequencies=frequencies, block_bytes=block_bytes)
+    prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
+    rows = art.array("rows")
+    # The old file holds original row prev[p] at position p; we want original row order[k] at k.
+    src = order if prev is None else invert(prev)[order]
+    sections = {"rows": rows[src]}
+    sections.update({name: art.array(name) for name in art.section_names if name not in ("rows", ROW_ORDER)})
+    sections[ROW_ORDER] = order
+    h = art.header
+    meta = dict(h["meta"], row_order={"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"})
+    inputs = dict(h["inputs"], reordered_from=os.fspath(table_file))
+    path = write_artifact(out_file, h["kind"], sections, config=h["config"], inputs=inputs, meta=meta, align=h["align"])
+    return Layout(Path(path), order, invert(order))
+
+
+def invert(perm: np.ndarray) -> np.ndarray:
+    """The inverse permutation."""
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm), dtype=perm.dtype)
+    return inv

@@ -1,0 +1,133 @@
+"""The storage-class-memory tier: batched direct reads of row records from a table file.
+
+A batch's rows (unique, sorted) become the distinct 4 KiB blocks that hold them; runs of adjacent
+blocks are merged into one read of up to ``max_read_bytes``; the reads go into one page-aligned
+buffer, at most ``max_in_flight`` at a time (a small thread pool: ``os.preadv`` releases the GIL),
+and the records are gathered from it. The file is opened with ``O_DIRECT`` where the file system
+allows it (the page cache is bypassed, as a server reading an SSD would); elsewhere (tmpfs, macOS)
+with plain positional reads. Every read is block aligned either way.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import ArtifactError
+
+BLOCK = 4096  # I/O unit: the page size and the logical block of NVMe drives formatted for 4 KiB
+
+
+def _aligned_buffer(nbytes: int) -> mmap.mmap:
+    # Anonymous mappings are page aligned, which O_DIRECT needs for the memory side of a read.
+    return mmap.mmap(-1, max(BLOCK, -(-nbytes // BLOCK) * BLOCK))
+
+
+class RowReader:
+    """Reads row records of ``row_bytes`` stored from byte ``base`` of ``path`` (``n_rows`` of them)."""
+
+    def __init__(self, path, base: int, row_bytes: int, n_rows: int, *, direct: bool = True,
+                 max_in_flight: int = 8, max_read_bytes: int = 128 << 10):
+        self.path, self.base, self.row_bytes, self.n_rows = str(path), base, row_bytes, n_rows
+        self.max_in_flight, self.max_read_blocks = max_in_flight, max(1, max_read_bytes // BLOCK)
+        self.direct = False
+        self._fd = -1
+        if direct and hasattr(os, "O_DIRECT"):
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_DIRECT)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                probe = _aligned_buffer(BLOCK)
+                try:
+                    os.preadv(fd, [probe], 0)
+                    self._fd, self.direct = fd, True
+                except OSError:  # EINVAL: the file system refuses direct I/O
+                    os.close(fd)
+        if self._fd < 0:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise ArtifactError(f"No table file at {self.path!r}: the file does not exist. Check the path.") from None
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def blocks_of(self, rows: np.ndarray) -> np.ndarray:
+        """The distinct file blocks (sorted) that hold ``rows``."""
+        start = self.base + rows.astype(np.int64) * self.row_bytes
+        first, last = start // BLOCK, (start + self.row_bytes - 1) // BLOCK
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.int64)
+        span = int((last - first).max()) + 1
+        if span == 1:
+            return np.unique(first)
+        blocks = first[:, None] + np.arange(span, dtype=np.int64)[None, :]
+        return np.unique(blocks[blocks <= last[:, None]])
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, int]:
+        """Records of ``rows`` (unique, any order) as uint8 ``(len(rows), row_bytes)``, and blocks read."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
+        if len(rows) == 0:
+            return out, 0
+        blocks = self.blocks_of(rows)
+        buf = _aligned_buffer(len(blocks) * BLOCK)  # unmapped when the last reference goes
+        view = memoryview(buf)
+        # Extents: runs of consecutive blocks, cut at max_read_blocks.
+        brk = np.flatnonzero(np.diff(blocks) != 1) + 1
+        starts = np.concatenate([[0], brk])
+        stops = np.concatenate([brk, [len(blocks)]])
+        extents = []
+        for s, e in zip(starts.tolist(), stops.tolist()):
+            for a in range(s, e, self.max_read_blocks):
+                extents.append((a, min(e, a + self.max_read_blocks)))
+        fd = self._fd
+
+        def read_extent(ext):
+            a, b = ext
+            want = (b - a) * BLOCK
+            pos = int(blocks[a]) * BLOCK
+            got = os.preadv(fd, [view[a * BLOCK : b * BLOCK]], pos)
+            # The last block of the file may be short; the records inside it must not be.
+            if got < want:
+                end = pos + got
+                need = self.base + self.n_rows * self.row_bytes
+                if end < min(pos + want, need):
+                    raise ArtifactError(
+                        f"The table file {self.path!r} was truncated: a read at byte {pos} got "
+                        f"{got} of {want} bytes. Restore the file from a good copy."
+                    )
+            return got
+
+        if len(extents) == 1 or self.max_in_flight == 1:
+            for ext in extents:
+                read_extent(ext)
+        else:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
+                pool = self._pool
+            list(pool.map(read_extent, extents))
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        start = self.base + rows * self.row_bytes
+        pos = np.searchsorted(blocks, start // BLOCK) * BLOCK + start % BLOCK
+        out[:] = arr[pos[:, None] + np.arange(self.row_bytes, dtype=np.int64)[None, :]]
+        return out, len(blocks)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

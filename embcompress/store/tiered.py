@@ -1,0 +1,283 @@
+"""TieredStore: a table file served from a DRAM tier of hot rows, with the file itself behind it.
+
+For each batch the store finds the batch's unique rows, copies those held in DRAM, reads the rest
+from the file (:mod:`.scm`: direct, block-aligned, batched reads), lets the DRAM policy admit what
+it wants, and hands the staged rows to the lookup kernel with the indices remapped to them. The
+kernel never does I/O; the result is bit for bit what the kernel gives on the whole table, since
+each bag still pools the same decoded rows in the same order.
+
+Counters are kept on unique ids per batch (a row asked for twice in one batch is one access):
+``hit_rate`` is the share served from a cache tier (DRAM is the only one, so it equals
+``dram_hit_rate``); the SCM tier counts rows read, 4 KiB blocks read, bytes read and the read
+amplification (bytes read / bytes of the records wanted). With a device model the store also
+accumulates the time that device would take for the same reads (``device_seconds``).
+
+One lock serializes staging (DRAM lookups, file reads, admission) and updates, so Python threads
+may share a store; the kernel runs outside the lock. Updates go through a write-ahead journal
+(:mod:`.journal`) and replace the cached copies under the lock, so no lookup sees a torn row.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..container import read_artifact
+from ..errors import ArtifactError, ConfigError, param_error
+from . import journal
+from .devices import DeviceModel, get_device
+from .dram import POLICIES, DramTier, top_rows
+from .placement import ROW_ORDER, invert
+from .scm import BLOCK, RowReader
+
+_OWNER = "TieredStore"
+_WARM_CHUNK = 1 << 16  # rows per read while loading the hot set
+
+
+class TieredStore:
+    """Serve pooled lookups of a table file with ``dram_bytes`` of hot rows in memory.
+
+    ``policy``: ``"frequency"`` (static hot set from ``frequencies``, the rows' mined access
+    counts; the file's ``frequencies`` section when not given), ``"lru"`` or ``"lfu"`` (admitted
+    and evicted online; ``frequencies``, if given, seed the warm-up). ``device``: a
+    :class:`~embcompress.store.devices.DeviceModel` or a name (``"nand"``, ``"3dxp"``) whose read
+    time is accumulated for the file reads. Row ids are the table's original ids, also for a file
+    written by :func:`~embcompress.store.reorder_rows`.
+    """
+
+    def __init__(self, table_file, *, dram_bytes: int, policy: str = "frequency", frequencies=None,
+                 device: DeviceModel | str | None = None, direct_io: bool = True, max_in_flight: int = 8):
+        from ..table import QuantizedTable
+
+        if policy not in POLICIES:
+            raise param_error("policy", _OWNER, f"be one of {POLICIES}", policy)
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise param_error("max_in_flight", _OWNER, "be a positive int", max_in_flight)
+        self.path = Path(table_file)
+        if not self.path.exists():
+            raise ArtifactError(f"No table file at {str(self.path)!r}: the file does not exist. Check the path.")
+        journal.replay(self.path)  # finish an update a crash interrupted
+        art = read_artifact(self.path, kind="table")
+        sec = art.section("rows")
+        cfg = art.config
+        try:
+            n_rows, dim = (int(v) for v in cfg["shape"])
+            proto = QuantizedTable(np.zeros((0, sec.shape[1] if len(sec.shape) == 2 else 0), np.uint8), cfg["format"],
+                                   (0, dim), block_size=cfg.get("block_size"), scale_mode=cfg.get("scale_mode", "floor"))
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise ArtifactError(f"The table file {str(self.path)!r} has an inconsistent header ({exc}). Re-create it.") from None
+        if sec.shape != (n_rows, proto.row_bytes) or sec.dtype != np.uint8:
+            raise ArtifactError(
+                f"The 'rows' section of {str(self.path)!r} is {sec.dtype} {sec.shape}, not uint8 "
+                f"{(n_rows, proto.row_bytes)} as its config says. Re-create the table."
+            )
+        self.fmt, self.shape, self.block_size, self.scale_mode = proto.fmt, (n_rows, dim), proto.block_size, proto.scale_mode
+        self.spec, self.row_bytes = proto.spec, proto.row_bytes
+        table_bytes = n_rows * self.row_bytes
+        if isinstance(dram_bytes, bool) or not isinstance(dram_bytes, (int, np.integer)):
+            raise param_error("dram_bytes", _OWNER, "be an int number of bytes", dram_bytes)
+        if dram_bytes < self.row_bytes:
+            raise param_error("dram_bytes", _OWNER, f"hold at least one row ({self.row_bytes} bytes)", int(dram_bytes))
+        if dram_bytes > table_bytes:
+            raise param_error(
+                "dram_bytes", _OWNER,
+                f"be at most the table's {table_bytes} bytes (a larger budget has nothing to hold; "
+                f"for an all-DRAM table use embcompress.open_table)", int(dram_bytes),
+            )
+        self.dram_bytes = int(dram_bytes)
+        self.policy = policy
+        self.device = None if device is None else get_device(device, _OWNER)
+        # Original row id -> position in the file (identity unless the file was reordered).
+        self._order = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
+        self._pos = invert(self._order) if self._order is not None else None
+        if frequencies is None and "frequencies" in art.section_names:
+            frequencies = np.asarray(art.array("frequencies"))
+        if frequencies is not None:
+            frequencies = np.asarray(frequencies)
+            if frequencies.shape != (n_rows,) or frequencies.dtype.kind not in "iuf" or not np.all(np.isfinite(frequencies)) or np.any(frequencies < 0):
+                raise param_error("frequencies", _OWNER, f"be {n_rows} finite non-negative counts, one a row",
+                                  f"{frequencies.dtype} of shape {frequencies.shape}")
+        elif policy == "frequency":
+            raise param_error("frequencies", _OWNER, "be given for policy='frequency' (the file holds none); "
+                              "pass mined access counts or use policy='lru'", None)
+        self._freq = frequencies
+        self._dram = DramTier(n_rows, self.row_bytes, self.dram_bytes // self.row_bytes, policy)
+        self._reader = RowReader(self.path, sec.offset, self.row_bytes, n_rows, direct=direct_io, max_in_flight=max_in_flight)
+        self._direct_io, self._max_in_flight = direct_io, max_in_flight
+        self._lock = threading.RLock()
+        self._warm = False
+        self.reset_stats()
+
+    # -- row source interface (what embcompress.nn.MXEmbeddingBag takes) ---------------------------
+    @property
+    def direct_io(self) -> bool:
+        """Whether the file is read with O_DIRECT (False where the file system refuses it)."""
+        return self._reader.direct
+
+    def _positions(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self._pos is None else self._pos[rows]
+
+    def warm_up(self, frequencies=None) -> int:
+        """Load the hot set (the top rows by frequency) into DRAM; returns the rows loaded.
+
+        New ``frequencies`` replace the old ones (a refresh of the static hot set). Without any
+        frequencies (LRU/LFU not seeded) there is nothing to load.
+        """
+        with self._lock:
+            if frequencies is not None:
+                f = np.asarray(frequencies)
+                if f.shape != (self.shape[0],) or f.dtype.kind not in "iuf" or not np.all(np.isfinite(f)) or np.any(f < 0):
+                    raise param_error("frequencies", "TieredStore.warm_up", f"be {self.shape[0]} finite non-negative counts",
+                                      f"{f.dtype} of shape {f.shape}")
+                self._freq = f
+            self._warm = True
+            if self._freq is None:
+                return 0
+            hot = top_rows(self._freq, self._dram.capacity)
+            pos = np.sort(self._positions(hot))
+            records = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
+            for a in range(0, len(pos), _WARM_CHUNK):
+                records[a : a + _WARM_CHUNK] = self._reader.read(pos[a : a + _WARM_CHUNK])[0]
+            self._dram.set_hot(pos, records)
+            return len(pos)
+
+    def _stage(self, rows: np.ndarray, counts: np.ndarray, n_lookups: int) -> np.ndarray:
+        """Row records of unique original ``rows`` (int64, asked ``counts`` times), through the tiers."""
+        pos = self._positions(rows)
+        with self._lock:
+            self._c["lookups"] += n_lookups
+            if not self._warm:
+                self.warm_up()
+            slots = self._dram.find(pos)
+            hit = slots >= 0
+            staged = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
+            staged[hit] = self._dram.data[slots[hit]]
+            miss = pos[~hit]
+            records, n_blocks = self._reader.read(miss)
+            staged[~hit] = records
+            self._dram.note_access(pos, counts, slots)
+            self._dram.admit(miss, records)
+            c = self._c
+            c["batches"] += 1
+            c["unique_rows"] += len(pos)
+            c["dram_hits"] += int(hit.sum())
+            c["scm_rows"] += len(miss)
+            c["blocks_read"] += n_blocks
+            if self.device is not None and len(miss):
+                units = self.device.units_read(self._reader.base + miss * self.row_bytes, self.row_bytes)
+                c["device_reads"] += units
+                c["device_seconds"] += self.device.read_seconds(units)
+        return staged
+
+    def pooled_lookup(self, indices, offsets=None, *, mode: str = "sum", per_sample_weights=None,
+                      include_last_offset: bool = False, n_threads: int | None = None, out=None) -> np.ndarray:
+        """``embcompress.pooled_lookup`` on the whole table, with the rows staged through the tiers."""
+        from ..kernels.lookup import pooled_lookup
+        from ..table import QuantizedTable
+
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu" or idx.ndim not in (1, 2):
+            raise param_error("indices", "TieredStore.pooled_lookup", "be a 1-D (or 2-D) array of int row ids",
+                              f"{idx.dtype} of shape {idx.shape}")
+        n = self.shape[0]
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            bad = idx[(idx < 0) | (idx >= n)].ravel()[0]
+            raise param_error("indices", "TieredStore.pooled_lookup", f"hold row ids in [0, {n})", int(bad))
+        uniq, inverse, counts = np.unique(idx.astype(np.int64, copy=False).ravel(), return_inverse=True, return_counts=True)
+        staged = self._stage(uniq, counts, idx.size)
+        compact = QuantizedTable(staged, self.fmt, (len(uniq), self.shape[1]), block_size=self.block_size,
+                                 scale_mode=self.scale_mode)
+        return pooled_lookup(compact, inverse.reshape(idx.shape).astype(np.int64), offsets, mode=mode,
+                             per_sample_weights=per_sample_weights, include_last_offset=include_last_offset,
+                             n_threads=n_threads, out=out)
+
+    def rows(self, rows) -> np.ndarray:
+        """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""
+        r = np.asarray(rows, dtype=np.int64).ravel()
+        if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
+            raise param_error("rows", "TieredStore.rows", f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
+        uniq, inverse, counts = np.unique(r, return_inverse=True, return_counts=True)
+        staged = self._stage(uniq, counts, r.size)
+        return staged[inverse]
+
+    # -- updates -------------------------------------------------------------------------------------
+    def update_rows(self, rows, values) -> None:
+        """Replace ``rows`` (unique original ids) in the file and in DRAM, crash-safely.
+
+        ``values``: float rows ``(k, dim)`` (quantized to the table's format) or ready row records
+        (uint8 ``(k, row_bytes)``).
+        """
+        from ..formats import quantize
+
+        where = "TieredStore.update_rows"
+        r = np.asarray(rows)
+        if r.dtype.kind not in "iu" or r.ndim != 1:
+            raise param_error("rows", where, "be a 1-D array of int row ids", f"{r.dtype} of shape {r.shape}")
+        r = r.astype(np.int64)
+        if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
+            raise param_error("rows", where, f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
+        if len(np.unique(r)) != len(r):
+            raise param_error("rows", where, "hold each row once (which value would win is ambiguous)", "repeated ids")
+        v = np.asarray(values)
+        if v.dtype == np.uint8 and v.shape == (len(r), self.row_bytes):
+            records = np.ascontiguousarray(v)
+        elif v.dtype.kind == "f" and v.shape == (len(r), self.shape[1]):
+            records = np.asarray(quantize(v.astype(np.float32), self.fmt, block_size=self.block_size,
+                                          scale_mode=self.scale_mode).data)
+        else:
+            raise param_error("values", where, f"be float rows ({len(r)}, {self.shape[1]}) or uint8 records "
+                              f"({len(r)}, {self.row_bytes})", f"{v.dtype} of shape {v.shape}")
+        if len(r) == 0:
+            return
+        pos = self._positions(r)
+        order = np.argsort(pos)
+        pos, records = pos[order], records[order]
+        with self._lock:
+            journal.apply_update(self.path, "rows", pos, records)
+            self._dram.write_through(pos, records)
+            # The file may have been rewritten whole (see journal.apply_update): reopen the reader.
+            sec = read_artifact(self.path, kind="table").section("rows")
+            self._reader.close()
+            self._reader = RowReader(self.path, sec.offset, self.row_bytes, self.shape[0],
+                                     direct=self._direct_io, max_in_flight=self._max_in_flight)
+            self._c["rows_updated"] += len(pos)
+
+    # -- counters ------------------------------------------------------------------------------------
+    def reset_stats(self) -> None:
+        with getattr(self, "_lock", threading.RLock()):
+            self._c = dict(batches=0, lookups=0, unique_rows=0, dram_hits=0, scm_rows=0, blocks_read=0,
+                           device_reads=0, device_seconds=0.0, rows_updated=0)
+
+    def stats(self) -> dict:
+        """Counters since the last reset (rates on unique ids per batch)."""
+        with self._lock:
+            c = dict(self._c)
+        u = c["unique_rows"]
+        wanted = c["scm_rows"] * self.row_bytes
+        c["bytes_read"] = c["blocks_read"] * BLOCK
+        c["dram_hit_rate"] = c["dram_hits"] / u if u else math.nan
+        c["hit_rate"] = c["dram_hit_rate"]
+        c["scm_rate"] = c["scm_rows"] / u if u else math.nan
+        c["read_amplification"] = c["bytes_read"] / wanted if wanted else math.nan
+        c["blocks_per_batch"] = c["blocks_read"] / c["batches"] if c["batches"] else math.nan
+        c["dram_rows"] = int(self._dram.n_used)
+        c["dram_capacity_rows"] = int(self._dram.capacity)
+        if self.device is not None:
+            c["device"] = self.device.name
+        return c
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> "TieredStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"TieredStore({str(self.path)!r}, fmt={self.fmt!r}, shape={self.shape}, policy={self.policy!r}, "
+                f"dram_rows={self._dram.capacity})")
