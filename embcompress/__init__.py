@@ -28,6 +28,10 @@ _LAZY = {
     "read_artifact": "embcompress.container",
     "write_artifact": "embcompress.container",
     "IdMap": "embcompress.idmap",
+    "write_table": "embcompress.tablefile",
+    "open_table": "embcompress.tablefile",
+    "pooled_lookup": "embcompress.kernels.lookup",
+    "export": "embcompress.export",
 }
 
 __all__ = [

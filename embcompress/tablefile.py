@@ -1,0 +1,226 @@
+"""A compressed table's file: write (atomic) / open (memory-mapped) / verify.
+
+One table per file, in the artifact container (``container.py``), kind ``"table"``, 4096-byte
+alignment. Sections, in file order:
+
+- ``rows``: the row records, uint8 ``(n_rows, row_bytes)``, exactly ``QuantizedTable.data``.
+  It starts on a 4096-byte boundary and rows are contiguous, so row ``i`` is the bytes
+  ``[offset + i * row_bytes, offset + (i + 1) * row_bytes)`` and a block of rows is one read;
+  the tiered store reads it by offset with O_DIRECT. Keep this name and alignment.
+- ``frequencies`` (optional): access count (or weight) of each row, int64 or float64 ``(n_rows,)``,
+  which placement uses to keep hot rows in DRAM.
+- ``idmap.ids``, ``idmap.rows``, ``idmap.fallback_rows`` (optional): the id map that sends raw
+  ids to rows (``IdMap.from_arrays`` rebuilds it; its seed and records are in the header).
+
+The header's ``config`` is the table's (``QuantizedTable.to_sections``); ``meta["table_file"]``
+records this layout's version and the id map's parameters. ``open_table(verify="header")``
+checks the header and bounds; ``verify="full"`` also every byte and the id map, so a corrupted
+file raises an :class:`~embcompress.errors.ArtifactError` instead of returning wrong rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .container import read_artifact, write_artifact
+from .errors import ArtifactError, ConfigError, param_error
+from .table import TABLE_ALIGN, TABLE_KIND, QuantizedTable
+
+FILE_VERSION = 1
+_FREQ = "frequencies"
+_IDMAP = ("idmap.ids", "idmap.rows", "idmap.fallback_rows")
+
+
+def _check_frequencies(frequencies, n_rows: int) -> np.ndarray:
+    f = np.asarray(frequencies)
+    if f.dtype.kind not in "iuf" or f.shape != (n_rows,):
+        raise param_error(
+            "frequencies", "write_table", f"be a 1-D numeric array with one entry per row ({n_rows})",
+            f"{f.dtype} array of shape {f.shape}",
+        )
+    if f.dtype.kind == "f":
+        if not np.all(np.isfinite(f)) or (f.size and f.min() < 0):
+            raise param_error("frequencies", "write_table", "be finite and non-negative", "negative or non-finite values")
+        return np.ascontiguousarray(f, dtype=np.float64)
+    if f.size and f.min() < 0:
+        raise param_error("frequencies", "write_table", "be non-negative", int(f.min()))
+    if f.dtype.kind == "u" and f.size and f.max() > np.iinfo(np.int64).max:
+        raise param_error("frequencies", "write_table", "fit in int64", int(f.max()))
+    return np.ascontiguousarray(f, dtype=np.int64)
+
+
+def write_table(
+    path: str | os.PathLike,
+    q: QuantizedTable,
+    *,
+    id_map=None,
+    frequencies=None,
+    inputs: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write table ``q`` (with its id map and per-row access frequencies, if given) to ``path``.
+
+    The write is atomic: a temporary file beside ``path`` is written, fsynced and renamed, so a
+    crash leaves either the old file or the new one. ``inputs`` names what the table was made
+    from; ``progress(done_bytes, total_bytes)`` is called while data is written.
+    """
+    if not isinstance(q, QuantizedTable):
+        raise param_error("q", "write_table", "be a QuantizedTable (from embcompress.quantize)", type(q).__name__)
+    n_rows = q.shape[0]
+    sections, config = q.to_sections()
+    sections = dict(sections)
+    layout: dict = {"version": FILE_VERSION, "frequencies": frequencies is not None, "id_map": None}
+    if frequencies is not None:
+        sections[_FREQ] = _check_frequencies(frequencies, n_rows)
+    if id_map is not None:
+        from .idmap import IdMap
+
+        if not isinstance(id_map, IdMap):
+            raise param_error("id_map", "write_table", "be an embcompress.IdMap", type(id_map).__name__)
+        if id_map.n_rows != n_rows:
+            raise param_error(
+                "id_map", "write_table", f"map ids to the table's {n_rows} rows", f"a map onto {id_map.n_rows} rows"
+            )
+        sections[_IDMAP[0]] = np.ascontiguousarray(id_map.ids, dtype=np.int64)
+        sections[_IDMAP[1]] = np.ascontiguousarray(id_map.rows, dtype=np.int64)
+        sections[_IDMAP[2]] = np.ascontiguousarray(id_map.fallback_rows, dtype=np.int64)
+        layout["id_map"] = {
+            "n_rows": id_map.n_rows,
+            "seed": id_map.seed,
+            "config": id_map.config,
+            "inputs": id_map.inputs,
+            "meta": id_map.meta,
+        }
+    return write_artifact(
+        path, TABLE_KIND, sections, config=config, inputs=inputs, meta={"table_file": layout},
+        align=TABLE_ALIGN, progress=progress,
+    )
+
+
+class TableFile:
+    """An opened table file: the table (row records memory-mapped), its id map and frequencies.
+
+    Use :func:`open_table`. It is what the lookup kernel reads (``.data``, ``.fmt``, ``.shape``,
+    ``.block_size``) and a row source for :class:`embcompress.nn.MXEmbeddingBag`
+    (``.pooled_lookup(indices, offsets, **opts)`` over row numbers).
+
+    Attributes: ``path``, ``table`` (the :class:`QuantizedTable`), ``id_map`` (an
+    :class:`~embcompress.IdMap` or None), ``frequencies`` (per-row array or None), ``header``
+    (the container header), ``rows_offset`` (byte offset of row 0 in the file; row ``i`` starts at
+    ``rows_offset + i * row_bytes``), ``file_size``.
+    """
+
+    def __init__(self, path: Path, table: QuantizedTable, id_map, frequencies, header: dict, rows_offset: int, version):
+        self.path = path
+        self.table = table
+        self.id_map = id_map
+        self.frequencies = frequencies
+        self.header = header
+        self.rows_offset = rows_offset
+        self.version = version
+        self.file_size = int(header["file_size"])
+
+    data = property(lambda self: self.table.data)
+    fmt = property(lambda self: self.table.fmt)
+    spec = property(lambda self: self.table.spec)
+    shape = property(lambda self: self.table.shape)
+    block_size = property(lambda self: self.table.block_size)
+    row_bytes = property(lambda self: self.table.row_bytes)
+    nbytes = property(lambda self: self.table.nbytes)
+
+    def pooled_lookup(self, indices, offsets=None, **opts) -> np.ndarray:
+        """:func:`embcompress.pooled_lookup` on this table (``indices`` are row numbers)."""
+        from .kernels.lookup import pooled_lookup
+
+        return pooled_lookup(self.table, indices, offsets, **opts)
+
+    def dequantize(self) -> np.ndarray:
+        """The whole table decoded to float32 ``(n_rows, dim)``."""
+        return self.table.dequantize()
+
+    def close(self) -> None:
+        """Drop this object's references to the mapping (arrays handed out keep it alive)."""
+        self.table = None
+        self.frequencies = None
+
+    def __enter__(self) -> "TableFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.table is None:
+            return f"TableFile({str(self.path)!r}, closed)"
+        extra = "".join(
+            [", id_map" if self.id_map is not None else "", ", frequencies" if self.frequencies is not None else ""]
+        )
+        return f"TableFile({str(self.path)!r}, fmt={self.fmt!r}, shape={self.shape}{extra})"
+
+
+def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "header") -> TableFile:
+    """Open a table file written by :func:`write_table`.
+
+    ``mmap=True`` maps the row records (pages load on first touch); ``mmap=False`` reads them.
+    ``verify="header"`` checks magic, version, header checksum, file size and section bounds;
+    ``verify="full"`` also checks every section's checksum and the id map, so corruption
+    anywhere raises an ArtifactError (exit code 3 on the command line) rather than wrong rows.
+    """
+    if verify not in ("header", "full"):
+        raise param_error("verify", "open_table", "be 'header' or 'full'", verify)
+    if not isinstance(mmap, bool):
+        raise param_error("mmap", "open_table", "be a bool", mmap)
+    art = read_artifact(path, kind=TABLE_KIND, mmap=mmap, verify=verify)
+    where = str(path)
+    layout = art.meta.get("table_file", {"version": FILE_VERSION, "id_map": None, "frequencies": False})
+    try:
+        if not isinstance(layout, dict) or not isinstance(layout.get("version"), int):
+            raise ArtifactError(f"{where!r} has a malformed table-file record in its header. Re-create it.")
+        if layout["version"] > FILE_VERSION:
+            raise ArtifactError(
+                f"{where!r} was written with table-file layout {layout['version']}, newer than this "
+                f"embcompress reads ({FILE_VERSION}). Upgrade embcompress to read it."
+            )
+        table = QuantizedTable.from_sections(art.config, {"rows": art.array("rows")})
+    except ArtifactError as exc:
+        raise ArtifactError(f"{where!r}: {exc}") from None
+    n_rows = table.shape[0]
+    names = set(art.section_names)
+
+    frequencies = None
+    if layout.get("frequencies"):
+        frequencies = art.array(_FREQ)
+        if frequencies.shape != (n_rows,) or frequencies.dtype not in (np.int64, np.float64):
+            raise ArtifactError(
+                f"{where!r}: the frequencies section must hold {n_rows} int64 or float64 values; "
+                f"it holds {frequencies.dtype} of shape {frequencies.shape}. Re-create the file."
+            )
+    elif _FREQ in names:
+        raise ArtifactError(f"{where!r}: a frequencies section the header does not announce. Re-create the file.")
+
+    id_map = None
+    im = layout.get("id_map")
+    if im is not None:
+        from .idmap import IdMap
+
+        try:
+            ids, rows, fallback = (art.array(n) for n in _IDMAP)
+            if int(im["n_rows"]) != n_rows:
+                raise ConfigError(f"the id map sends ids to {im['n_rows']} rows, the table has {n_rows}")
+            id_map = IdMap.from_arrays(
+                ids, rows, n_rows, fallback_rows=fallback, seed=int(im["seed"]),
+                config=im.get("config"), inputs=im.get("inputs"), meta=im.get("meta"),
+            )
+        except ArtifactError as exc:
+            raise ArtifactError(f"{where!r}: {exc}") from None
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{where!r}: the stored id map is inconsistent ({exc}). Re-create the file.") from None
+    elif names & set(_IDMAP):
+        raise ArtifactError(f"{where!r}: id-map sections the header does not announce. Re-create the file.")
+
+    rows_offset = art.section("rows").offset
+    return TableFile(Path(path), table, id_map, frequencies, art.header, rows_offset, art.version)

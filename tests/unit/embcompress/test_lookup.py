@@ -1,0 +1,218 @@
+"""pooled_lookup: embedding_bag semantics over every format, compiled == NumPy bit for bit."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import embcompress
+from embcompress import ConfigError
+from embcompress.formats import FORMATS, decode_records
+from embcompress.kernels import compiled
+from embcompress.kernels.lookup import KERNEL_FORMATS, pooled_lookup
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+ALL_FORMATS = sorted(FORMATS)
+BACKENDS = ["numpy", "cython"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    if request.param == "cython" and compiled("_lookup") is None:
+        pytest.skip("compiled kernel not built")
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", request.param)
+    return request.param
+
+
+def both(fn, monkeypatch):
+    """Run fn under the NumPy and the compiled backend; return both results."""
+    out = []
+    for name in BACKENDS:
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", name)
+        out.append(fn())
+    monkeypatch.delenv("EMBCOMPRESS_KERNELS")
+    return out
+
+
+def quantize(x, fmt, **kw):
+    """The codec under its default backend: these tests choose the lookup's backend only."""
+    saved = os.environ.pop("EMBCOMPRESS_KERNELS", None)
+    try:
+        return embcompress.quantize(x, fmt, **kw)
+    finally:
+        if saved is not None:
+            os.environ["EMBCOMPRESS_KERNELS"] = saved
+
+
+def same_bits(a, b):
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def make_table(fmt, n=300, dim=45, seed=0, block_size=None):
+    rng = np.random.default_rng(seed)
+    # Rows of very different magnitudes so block scales span a wide range.
+    x = rng.standard_normal((n, dim)).astype(np.float32) * np.exp2(rng.integers(-8, 8, (n, 1))).astype(np.float32)
+    x[0] = 0.0
+    x[1, :7] = -0.0
+    return quantize(x, fmt, block_size=block_size)
+
+
+def bags(rng, n_rows, n_bags=70, max_len=9):
+    lens = rng.integers(0, max_len, n_bags)
+    lens[3] = 0  # an empty bag somewhere in the middle
+    offsets = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    indices = rng.integers(0, n_rows, int(lens.sum())).astype(np.int64)
+    return indices, offsets
+
+
+def torch_ref(q, indices, offsets, mode, weights=None):
+    w = torch.from_numpy(decode_records(q.data, q.fmt, q.shape[1], q.block_size))
+    psw = None if weights is None else torch.from_numpy(weights)
+    return F.embedding_bag(
+        torch.from_numpy(indices), w, torch.from_numpy(offsets), mode=mode, per_sample_weights=psw
+    ).numpy()
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_every_format_bit_exact_and_matches_torch(fmt, monkeypatch):
+    assert fmt in KERNEL_FORMATS
+    q = make_table(fmt)
+    rng = np.random.default_rng(1)
+    indices, offsets = bags(rng, q.shape[0])
+    weights = rng.standard_normal(len(indices)).astype(np.float32)
+    for mode, w in [("sum", None), ("sum", weights), ("mean", None), ("max", None)]:
+        a, b = both(lambda: pooled_lookup(q, indices, offsets, mode=mode, per_sample_weights=w, n_threads=2), monkeypatch)
+        assert same_bits(a, b), (fmt, mode)
+        ref = torch_ref(q, indices, offsets, mode, w)
+        np.testing.assert_allclose(a, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max() + 1e-30))
+        assert not a[3].any()  # empty bag
+
+
+@pytest.mark.parametrize("fmt,block", [("mxfp8_e4m3", 8), ("mxfp6_e3m2", 8), ("mxfp6_e2m3", 16), ("mxfp4_e2m1", 64), ("mxint8", 24), ("mx6", 8), ("mx4", 8), ("mx9", 8)])
+def test_block_sizes_and_padding(fmt, block, monkeypatch):
+    q = make_table(fmt, dim=37, block_size=block)
+    indices, offsets = bags(np.random.default_rng(2), q.shape[0])
+    a, b = both(lambda: pooled_lookup(q, indices, offsets), monkeypatch)
+    assert same_bits(a, b)
+    np.testing.assert_allclose(a, torch_ref(q, indices, offsets, "sum"), rtol=1e-5, atol=1e-30)
+
+
+def test_nan_blocks_and_special_values(monkeypatch):
+    x = np.ones((4, 64), dtype=np.float32)
+    x[1, 3] = np.nan
+    x[2] = 1e-38  # scales near the bottom of E8M0
+    x[3] = 3e38
+    for fmt in ("mxfp8_e4m3", "mxint8", "mx6", "mxfp4_e2m1"):
+        q = quantize(x, fmt, nonfinite="nan_block")
+        idx = np.array([0, 1, 2, 3, 3, 2, 1, 0], dtype=np.int64)
+        for mode in ("sum", "max"):
+            a, b = both(lambda: pooled_lookup(q, idx, np.array([0, 2, 4, 6]), mode=mode), monkeypatch)
+            assert np.array_equal(a, b, equal_nan=True)
+            blk = q.block_size  # the NaN stays in the block that held it
+            assert np.isnan(a[0, :blk]).all() and not np.isnan(a[0, blk:]).any()
+
+
+def test_two_d_indices_and_include_last_offset(backend):
+    q = make_table("int8_rowwise")
+    idx2 = np.arange(12).reshape(4, 3)
+    a = pooled_lookup(q, idx2, None, mode="mean")
+    b = pooled_lookup(q, idx2.reshape(-1), np.array([0, 3, 6, 9]), mode="mean")
+    c = pooled_lookup(q, idx2.reshape(-1), np.array([0, 3, 6, 9, 12]), mode="mean", include_last_offset=True)
+    assert same_bits(a, b) and same_bits(a, c)
+    # int32 indices and offsets (what torch models often hold) are converted
+    d = pooled_lookup(q, idx2.reshape(-1).astype(np.int32), np.array([0, 3, 6, 9], dtype=np.int32), mode="mean")
+    assert same_bits(a, d)
+
+
+def test_no_bags_and_out_buffer(backend):
+    q = make_table("fp16")
+    out = pooled_lookup(q, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    assert out.shape == (0, 45)
+    buf = np.full((2, 45), 7.0, dtype=np.float32)
+    res = pooled_lookup(q, np.array([1, 2, 3]), np.array([0, 3]), out=buf)
+    assert res is buf and not buf[1].any()
+    for bad in (np.zeros((2, 44), np.float32), np.zeros((2, 45), np.float64), np.zeros((45, 2), np.float32).T):
+        with pytest.raises(ConfigError, match="'out' parameter"):
+            pooled_lookup(q, np.array([1, 2, 3]), np.array([0, 3]), out=bad)
+    ro = np.zeros((2, 45), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ConfigError, match="'out' parameter"):
+        pooled_lookup(q, np.array([1, 2, 3]), np.array([0, 3]), out=ro)
+
+
+@pytest.mark.parametrize(
+    "indices,offsets,kw,match",
+    [
+        ([0, 300], [0], {}, "in \\[0, 300\\).*Got 300"),
+        ([0, -1], [0], {}, "Got -1"),
+        ([0.0, 1.0], [0], {}, "'indices' parameter"),
+        ([0, 1], [1], {}, "'offsets' parameter .* start at 0"),
+        ([0, 1, 2], [0, 2, 1], {}, "non-decreasing"),
+        ([0, 1, 2], [0, 4], {}, "non-decreasing"),
+        ([0, 1, 2], [0, 2], {"include_last_offset": True}, "end with len\\(indices\\)"),
+        ([0, 1], [0], {"mode": "avg"}, "'mode' parameter"),
+        ([0, 1], [0], {"mode": "mean", "per_sample_weights": [1.0, 1.0]}, "'per_sample_weights'"),
+        ([0, 1], [0], {"per_sample_weights": [1.0]}, "one weight per index"),
+        ([0, 1], [0], {"per_sample_weights": [1, 1]}, "float array"),
+        ([0, 1], [0], {"n_threads": 0}, "n_threads"),
+        ([[0, 1]], [0], {}, "1-D when 'offsets'"),
+        ([0, 1], None, {}, "'offsets' parameter"),
+    ],
+)
+def test_bad_input_is_refused_clearly(backend, indices, offsets, kw, match):
+    q = make_table("mxint8")
+    with pytest.raises(ConfigError, match=match):
+        pooled_lookup(q, np.asarray(indices), None if offsets is None else np.asarray(offsets), **kw)
+
+
+def test_unknown_format_and_bad_table_refused(backend):
+    q = make_table("mxint8")
+
+    class Foreign:
+        fmt, shape, block_size, data = "mxfp3_weird", q.shape, 32, q.data
+
+    with pytest.raises(ConfigError, match="does not know the format 'mxfp3_weird'"):
+        pooled_lookup(Foreign(), [0], [0])
+
+    class Mismatched:
+        fmt, shape, block_size, data = "mxint8", (q.shape[0], q.shape[1] + 40), 32, q.data
+
+    with pytest.raises(ConfigError, match="hold records of shape"):
+        pooled_lookup(Mismatched(), [0], [0])
+    with pytest.raises(ConfigError, match="compressed table"):
+        pooled_lookup(np.zeros((3, 3), np.float32), [0], [0])
+
+
+def test_threads_from_many_python_threads_equal_single_threaded(backend):
+    q = make_table("mxfp8_e4m3", n=2000, dim=64)
+    rng = np.random.default_rng(5)
+    jobs = [bags(rng, q.shape[0], n_bags=400, max_len=30) for _ in range(6)]
+    expected = [pooled_lookup(q, i, o, n_threads=1) for i, o in jobs]
+    results = [None] * len(jobs)
+
+    def run(k):
+        for _ in range(3):
+            results[k] = pooled_lookup(q, *jobs[k], n_threads=2)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        assert same_bits(got, want)
+
+
+def test_thread_count_does_not_change_bits(monkeypatch):
+    q = make_table("mx9", n=500)
+    i, o = bags(np.random.default_rng(9), q.shape[0], n_bags=300)
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", "auto")
+    outs = [pooled_lookup(q, i, o, n_threads=t) for t in (1, 2, 3)]
+    assert same_bits(outs[0], outs[1]) and same_bits(outs[0], outs[2])
+
+
+def test_public_name():
+    assert embcompress.pooled_lookup is pooled_lookup
