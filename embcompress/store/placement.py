@@ -4,8 +4,9 @@ Co-access layout: a server that misses DRAM reads whole 4 KiB blocks, so rows th
 together should share a block. :func:`coaccess_order` packs rows into groups of at most
 ``rows_per_block`` by greedy capacity-bounded merging along co-access edges, heaviest first (the
 Kruskal order: two groups join when an edge links them and the union still fits a block), then
-lays groups out hottest first, filling each block with whole groups (first fit) so a small group
-never straddles two blocks when another fits. Rows with no co-access follow in id order. With
+lays groups out hottest first, filling each block with whole groups (first fit) and topping it up
+with rows that have no co-access, so every block starts aligned and no group straddles two.
+The remaining rows without co-access follow in id order. With
 learned clusters instead, rows are sorted by (cluster, row) so a cluster's rows are contiguous.
 
 :func:`reorder_rows` writes the reordered table file: the same container, config and sections,
@@ -32,7 +33,7 @@ def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
     """Co-access counts of row pairs from a log of bags (``indices`` split at ``offsets``).
 
     Each bag (one sample's ids, or one query's) counts once for each distinct pair of its rows;
-    bags longer than ``max_bag`` contribute their first ``max_bag`` distinct rows. Returns an upper
+    bags longer than ``max_bag`` contribute the pairs among their ``max_bag`` lowest ids. Returns an upper
     triangular ``scipy.sparse.csr_matrix`` (n_rows, n_rows) of counts.
     """
     import scipy.sparse as sp
@@ -48,10 +49,14 @@ def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
             continue
         starts = bounds[:-1][lengths == length]
         bags = indices[starts[:, None] + np.arange(length)[None, :]]
-        bags = np.sort(bags, axis=1)[:, :max_bag] if length > max_bag else np.sort(bags, axis=1)
+        bags = np.sort(bags, axis=1)
+        dup = np.zeros(bags.shape, dtype=bool)
+        dup[:, 1:] = bags[:, 1:] == bags[:, :-1]
+        bags[dup] = -1  # a repeated id in a bag is one row
+        bags = bags[:, :max_bag]
         a, b = np.triu_indices(bags.shape[1], k=1)
         i, j = bags[:, a].ravel(), bags[:, b].ravel()
-        keep = i != j  # repeated ids in a bag are one row
+        keep = (i >= 0) & (j >= 0)
         rows_i.append(i[keep])
         rows_j.append(j[keep])
     if not rows_i:
@@ -144,10 +149,19 @@ def coaccess_order(
         else:
             blocks.append([r])
             room.append(cap - s)
-    parts = [members[first[r] : first[r] + group_size[r]] for blk in blocks for r in blk]
-    placed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    rest = np.setdiff1d(np.arange(n_rows, dtype=np.int64), placed, assume_unique=True)
-    return np.concatenate([placed, rest]).astype(np.int64)
+    grouped = np.zeros(n_rows, dtype=bool)
+    for r in live.tolist():
+        grouped[members[first[r] : first[r] + group_size[r]]] = True
+    rest = np.flatnonzero(~grouped)  # rows without co-access, in id order
+    # A block's leftover room takes rows without co-access, so the next block starts aligned.
+    parts, used = [], 0
+    for blk, left in zip(blocks, room):
+        parts.extend(members[first[r] : first[r] + group_size[r]] for r in blk)
+        take = min(left, len(rest) - used)
+        parts.append(rest[used : used + take])
+        used += take
+    parts.append(rest[used:])
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, block_bytes: int = BLOCK) -> np.ndarray:

@@ -1,0 +1,116 @@
+"""Crashes during TieredStore.update_rows: every row ends either old or new, never torn or mixed.
+
+A child process updates rows and dies (os._exit, as a SIGKILL would leave it: no cleanup, no
+flush) at a chosen point of the protocol: while writing the journal, after k row writes, or
+before the header write. The parent then opens the store, which replays any journal, and checks
+the rows and the file's checksums.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embcompress.container import read_artifact
+from embcompress.formats import quantize
+from embcompress.store import TieredStore
+from embcompress.store.journal import journal_path
+
+ROOT = Path(__file__).resolve().parents[2]
+N, DIM = 2000, 32
+ROWS = np.arange(0, N, 37, dtype=np.int64)  # 55 rows spread over the file
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from embcompress.store import TieredStore
+    import embcompress.store.journal as journal
+
+    path, point, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rows = np.arange(0, {N}, 37, dtype=np.int64)
+    store = TieredStore(path, dram_bytes=4096, policy="lru")
+    new = np.full((len(rows), store.row_bytes), 0xAB, dtype=np.uint8)
+    if point == "journal":  # die before the journal's rename makes it visible
+        real = os.replace
+        journal.os.replace = lambda *a: os._exit(9) if str(a[1]).endswith(".journal") else real(*a)
+        import embcompress.container as c
+        c.os.replace = journal.os.replace
+    elif point == "rows":  # die after k row writes (k = 0: before any)
+        real_pwrite, count = os.pwrite, [0]
+        def pwrite(fd, data, off):
+            if count[0] == k:
+                os._exit(9)
+            count[0] += 1
+            return real_pwrite(fd, data, off)
+        journal.os.pwrite = pwrite
+    elif point == "loop":  # update forever; the parent kills us
+        i = 0
+        while True:
+            i += 1
+            store.update_rows(rows, np.full((len(rows), store.row_bytes), i % 251, dtype=np.uint8))
+            print(i, flush=True)
+    store.update_rows(rows, new)
+    os._exit(0)
+    """
+).replace("{N}", str(N))
+
+
+def _make(tmp_path):
+    x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    q = quantize(x, "mxfp8_e4m3")
+    return q.save(tmp_path / "t.embc"), q
+
+
+def _run(path, point, k=0):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", CHILD, str(path), point, str(k)], env=env, timeout=60)
+
+
+def _check_consistent(path, q):
+    store = TieredStore(path, dram_bytes=4096, policy="lru")  # replays the journal
+    assert not journal_path(path).exists()
+    art = read_artifact(path, kind="table", verify="full")  # checksums match the rows
+    rows = art.array("rows")
+    others = np.setdiff1d(np.arange(N), ROWS)
+    assert np.array_equal(rows[others], q.data[others])
+    changed = rows[ROWS]
+    # All rows of one update are old together or new together, and each row is whole.
+    return store, changed
+
+
+@pytest.mark.parametrize("point, k, expect", [("journal", 0, "old"), ("rows", 0, "new"), ("rows", 20, "new"), ("rows", 55, "new")])
+def test_crash_at_each_step_leaves_old_or_new_rows(tmp_path, point, k, expect):
+    path, q = _make(tmp_path)
+    assert _run(path, point, k).returncode == 9
+    if point == "rows":
+        assert journal_path(path).exists()  # the crash hit after the journal was durable
+    store, changed = _check_consistent(path, q)
+    if expect == "old":
+        assert np.array_equal(changed, q.data[ROWS])
+    else:
+        assert (changed == 0xAB).all()
+        assert (store.rows(ROWS) == 0xAB).all()
+
+
+def test_killed_while_updating_in_a_loop(tmp_path):
+    path, q = _make(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for delay in (0.4, 0.7):
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), "loop", "0"], env=env, stdout=subprocess.PIPE)
+        # Wait for the first update to finish, then kill at some later point.
+        assert proc.stdout.readline()
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _, changed = _check_consistent(path, q)
+        # Every updated row holds the same whole value: one iteration, all of its rows.
+        assert len(np.unique(changed)) == 1
+        assert zlib.crc32(read_artifact(path).array("rows").tobytes()) == read_artifact(path).section("rows").crc32

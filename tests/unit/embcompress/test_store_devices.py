@@ -1,0 +1,94 @@
+import math
+
+import numpy as np
+import pytest
+
+from embcompress.errors import ConfigError
+from embcompress.store.devices import DDR4_RDIMM, DEVICES, NAND_PM9A3, XPOINT_P5800X, DeviceModel, get_device, plan
+
+
+def _dev(**kw):
+    base = NAND_PM9A3.to_dict()
+    base.update(kw)
+    return DeviceModel(**base)
+
+
+def test_builtin_models_are_consistent_and_round_trip():
+    for d in DEVICES.values():
+        assert DeviceModel.from_dict(d.to_dict()) == d
+        assert d.source
+    # 3D XPoint answers an order of magnitude faster than NAND; DRAM faster still.
+    assert DDR4_RDIMM.read_latency_us < XPOINT_P5800X.read_latency_us < NAND_PM9A3.read_latency_us / 10
+    assert get_device("3dxp") is XPOINT_P5800X and get_device("NAND") is NAND_PM9A3
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(read_latency_us=-1.0), "read_latency_us"),
+        (dict(read_iops=0), "read_iops"),
+        (dict(power_w=math.nan), "power_w"),
+        (dict(cost_per_gb=math.inf), "cost_per_gb"),
+        (dict(read_granularity=3000), "read_granularity"),
+        (dict(queue_depth=0), "queue_depth"),
+        (dict(read_latency_us=0.001), "10 ns"),
+        # 900K reads of 4 KiB is 3.7 GB/s: more than a 1 GB/s device moves.
+        (dict(bandwidth_gbps=1.0), "bandwidth"),
+        # 900K reads/s at 80 us needs 72 in flight; 8 is not enough (Little's law).
+        (dict(queue_depth=8), "Little"),
+    ],
+)
+def test_impossible_figures_are_rejected(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        _dev(**kw)
+
+
+def test_unknown_device_name():
+    with pytest.raises(ConfigError, match="'device' parameter"):
+        get_device("floppy")
+
+
+def test_read_seconds_bounds():
+    d = NAND_PM9A3
+    assert d.read_seconds(0) == 0.0
+    # One read: one latency. 128 reads in flight: still one latency round, unless IOPS bound.
+    assert d.read_seconds(1) == pytest.approx(80e-6)
+    assert d.read_seconds(128) == pytest.approx(max(80e-6, 128 / 900e3))
+    # Many reads: the IOPS ceiling.
+    assert d.read_seconds(900_000) == pytest.approx(1.0)
+
+
+def test_units_read_counts_distinct_units():
+    d = NAND_PM9A3  # 4096-byte units
+    # Two records in block 0, one straddling blocks 0 and 1, one in block 5.
+    starts = np.array([0, 100, 4000, 5 * 4096], dtype=np.int64)
+    assert d.units_read(starts, 200) == 3
+    assert d.units_read(np.zeros(0, np.int64), 200) == 0
+
+
+def test_planner_picks_cheapest_feasible_budget():
+    n_rows, row_bytes = 1_000_000, 64
+    freq = 1.0 / np.arange(1, n_rows + 1) ** 1.05  # Zipf(1.05) by rank
+    p = plan(n_rows * row_bytes, row_bytes, freq, lookups_per_s=2e6, device="nand")
+    # Cost is never above all-DRAM (fraction 1.0 is a candidate), and the choice is the cheapest.
+    feasible = [c for c in p.candidates if c["feasible"]]
+    assert p.cost_usd == min(c["cost_usd"] for c in feasible)
+    assert p.device_utilization <= 0.7 + 1e-12
+    # Hit rate of a budget is the top rows' share of the accesses.
+    c01 = next(c for c in p.candidates if c["dram_fraction"] == 0.1)
+    top = freq[: 100_000].sum() / freq.sum()
+    assert c01["hit_rate"] == pytest.approx(top)
+    assert c01["iops_needed"] == pytest.approx(2e6 * (1 - top))
+    # A tight latency target forces more DRAM.
+    tight = plan(n_rows * row_bytes, row_bytes, freq, lookups_per_s=2e6, device="nand", max_latency_us=10)
+    assert tight.hit_rate >= 1 - 10 / 80 and tight.dram_fraction >= p.dram_fraction
+    assert set(p.to_dict()) >= {"dram_bytes", "hit_rate", "iops_needed", "power_w", "cost_usd", "all_dram_cost_usd"}
+
+
+def test_planner_rejects_bad_input():
+    with pytest.raises(ConfigError, match="frequencies"):
+        plan(6400, 64, np.ones(99), lookups_per_s=1.0)
+    with pytest.raises(ConfigError, match="lookups_per_s"):
+        plan(6400, 64, np.ones(100), lookups_per_s=-1.0)
+    with pytest.raises(ConfigError, match="max_latency_us"):
+        plan(6400, 64, np.ones(100), lookups_per_s=1.0, max_latency_us=0.001, fractions=(0.5,))

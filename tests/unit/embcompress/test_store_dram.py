@@ -1,0 +1,68 @@
+import numpy as np
+
+from embcompress.store.dram import DramTier, top_rows
+
+
+def _rec(rows, row_bytes=8):
+    return (np.asarray(rows, dtype=np.int64)[:, None] % 251 + np.zeros((1, row_bytes), np.int64)).astype(np.uint8)
+
+
+def _batch(t, rows):
+    rows = np.asarray(rows, dtype=np.int64)
+    slots = t.find(rows)
+    t.note_access(rows, np.ones(len(rows), np.int64), slots)
+    miss = rows[slots < 0]
+    t.admit(miss, _rec(miss))
+    return slots >= 0
+
+
+def _held(t):
+    return set(t.held_rows.tolist())
+
+
+def test_top_rows_breaks_ties_to_the_lower_row():
+    f = np.array([1, 5, 5, 0, 5, 2])
+    assert top_rows(f, 2).tolist() == [1, 2]
+    assert top_rows(f, 4).tolist() == [1, 2, 4, 5]
+    assert top_rows(f, 0).tolist() == [] and top_rows(f, 9).tolist() == list(range(6))
+
+
+def test_frequency_tier_is_static():
+    t = DramTier(100, 8, 3, "frequency")
+    t.set_hot(np.array([3, 7, 9]), _rec([3, 7, 9]))
+    assert _batch(t, [3, 50, 51]).tolist() == [True, False, False]
+    assert _held(t) == {3, 7, 9}  # misses are not admitted
+    assert np.array_equal(t.data[t.find(np.array([7]))], _rec([7]))
+
+
+def test_lru_evicts_the_least_recently_used():
+    t = DramTier(100, 8, 3, "lru")
+    _batch(t, [1, 2, 3])
+    _batch(t, [1])  # 2 and 3 are now older than 1
+    _batch(t, [4, 5])
+    assert _held(t) == {1, 4, 5}
+    assert _batch(t, [1, 4, 5]).all()
+    # Records follow their rows through eviction.
+    for r in (1, 4, 5):
+        assert np.array_equal(t.data[t.find(np.array([r]))], _rec([r]))
+
+
+def test_lfu_keeps_the_most_counted():
+    t = DramTier(100, 8, 2, "lfu")
+    for _ in range(3):
+        _batch(t, [1, 2])
+    _batch(t, [3])  # count 1 < 3: not admitted
+    assert _held(t) == {1, 2}
+    for _ in range(4):
+        _batch(t, [3, 1])
+    assert _held(t) == {1, 3}  # 3 (count 5) replaced 2 (count 3)
+    assert np.array_equal(t.data[t.find(np.array([3]))], _rec([3]))
+
+
+def test_write_through_replaces_held_copies_only():
+    t = DramTier(10, 8, 2, "lru")
+    _batch(t, [1, 2])
+    new = np.full((2, 8), 7, np.uint8)
+    t.write_through(np.array([2, 5]), new)
+    assert (t.data[t.find(np.array([2]))] == 7).all()
+    assert (t.data[t.find(np.array([1]))] == 1).all()

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from embcompress.errors import ConfigError
+from embcompress.store import blocks_per_batch, coaccess_order, mine_coaccess
+
+
+def test_mine_coaccess_counts_each_pair_once_a_bag():
+    # Bags: [1, 2, 3], [2, 1], [4], [5, 5, 1]
+    idx = np.array([1, 2, 3, 2, 1, 4, 5, 5, 1])
+    off = np.array([0, 3, 5, 6])
+    m = mine_coaccess(idx, off, 6).toarray()
+    assert m[1, 2] == 2 and m[1, 3] == 1 and m[2, 3] == 1 and m[1, 5] == 1
+    assert m.sum() == 5 and np.all(np.tril(m) == 0)
+
+
+def _planted(n_rows=4096, group=8, n_bags=3000, seed=0):
+    """Bags that each draw most of one planted group of `group` rows scattered over the table."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_rows)
+    groups = perm.reshape(-1, group)
+    bags = [rng.choice(groups[g], size=6, replace=False) for g in rng.integers(0, len(groups), n_bags)]
+    return np.concatenate(bags), np.arange(0, 6 * n_bags, 6), groups
+
+
+def test_planted_groups_share_blocks():
+    row_bytes = 512  # 8 rows a 4 KiB block: one planted group fills one block
+    idx, off, groups = _planted()
+    order = coaccess_order(4096, row_bytes, cooccurrence=mine_coaccess(idx, off, 4096))
+    assert sorted(order.tolist()) == list(range(4096))
+    new_row = np.empty_like(order)
+    new_row[order] = np.arange(4096)
+    # Every planted group that was seen lands in one block.
+    blocks = new_row[groups] * row_bytes // 4096
+    seen = np.isin(groups, idx).all(axis=1)
+    assert np.mean([len(set(b)) == 1 for b in blocks[seen]]) > 0.95
+    batches = [idx[k : k + 60] for k in range(0, len(idx), 60)]  # 10 bags a batch
+    before = blocks_per_batch(batches, row_bytes)
+    after = blocks_per_batch(batches, row_bytes, new_row=new_row)
+    assert after.mean() < before.mean() / 4
+
+
+def test_order_inputs_are_checked():
+    with pytest.raises(ConfigError, match="exactly one"):
+        coaccess_order(10, 64)
+    with pytest.raises(ConfigError, match="clusters"):
+        coaccess_order(10, 64, clusters=np.zeros(9, int))
+    with pytest.raises(ConfigError, match="cooccurrence"):
+        coaccess_order(10, 64, cooccurrence=np.zeros((9, 9)))
+    # Rows without co-access keep id order after the grouped ones.
+    m = np.zeros((10, 10))
+    m[7, 2] = 1
+    assert coaccess_order(10, 64, cooccurrence=m).tolist() == [2, 7, 0, 1, 3, 4, 5, 6, 8, 9]

@@ -1,0 +1,167 @@
+import threading
+import zlib
+
+import numpy as np
+import pytest
+
+from embcompress.container import read_artifact
+from embcompress.errors import ArtifactError, ConfigError
+from embcompress.formats import quantize
+from embcompress.kernels.lookup import pooled_lookup
+from embcompress.store import TieredStore, coaccess_order, reorder_rows
+from embcompress.store.journal import journal_path
+
+N, DIM = 3000, 40
+
+
+def _table(tmp_path, fmt="mxfp8_e4m3", n=N, dim=DIM, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    q = quantize(x, fmt)
+    return q.save(tmp_path / f"{fmt}.embc"), q
+
+
+def _zipf_batches(n_batches, bag=8, bags=64, n=N, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        idx = (rng.zipf(1.3, bag * bags) - 1) % n
+        out.append((idx.astype(np.int64), np.arange(0, bag * bags, bag, dtype=np.int64)))
+    return out
+
+
+def _freq(n=N):
+    return 1.0 / np.arange(1, n + 1)  # row 0 hottest, as the Zipf batches draw
+
+
+@pytest.fixture(params=["numpy", "auto"])
+def backend(request, monkeypatch):
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("fmt", ["mxfp8_e4m3", "mxfp4_e2m1", "mx6", "int4_rowwise", "fp16"])
+@pytest.mark.parametrize("policy", ["frequency", "lru", "lfu"])
+def test_lookups_equal_the_kernel_on_the_whole_table(tmp_path, backend, fmt, policy):
+    path, q = _table(tmp_path, fmt)
+    with TieredStore(path, dram_bytes=200 * q.row_bytes, policy=policy, frequencies=_freq()) as store:
+        for k, (idx, off) in enumerate(_zipf_batches(6)):
+            mode = ("sum", "mean", "max")[k % 3]
+            w = np.random.default_rng(k).random(len(idx)).astype(np.float32) if mode == "sum" and k else None
+            got = store.pooled_lookup(idx, off, mode=mode, per_sample_weights=w)
+            want = pooled_lookup(q, idx, off, mode=mode, per_sample_weights=w)
+            assert got.dtype == np.float32 and np.array_equal(got, want)
+        # include_last_offset, empty bags, out=
+        off = np.array([0, 3, 3, 10], dtype=np.int64)
+        idx = np.array([5, 0, 2999, 7, 7, 7, 1, 2, 3, 4], dtype=np.int64)
+        out = np.empty((3, DIM), np.float32)
+        got = store.pooled_lookup(idx, off, include_last_offset=True, out=out)
+        assert got is out and np.array_equal(out, pooled_lookup(q, idx, off, include_last_offset=True))
+
+
+def test_counters_on_unique_ids_per_batch(tmp_path):
+    path, q = _table(tmp_path)
+    store = TieredStore(path, dram_bytes=10 * q.row_bytes, frequencies=_freq())
+    assert store.warm_up() == 10  # rows 0..9 are the hot set
+    idx = np.array([0, 0, 1, 500, 500, 2999], dtype=np.int64)  # 4 unique: 2 hot, 2 cold
+    store.pooled_lookup(idx, np.array([0], dtype=np.int64))
+    s = store.stats()
+    assert (s["lookups"], s["unique_rows"], s["dram_hits"], s["scm_rows"]) == (6, 4, 2, 2)
+    assert s["hit_rate"] == s["dram_hit_rate"] == 0.5
+    assert s["blocks_read"] == 2 and s["bytes_read"] == 2 * 4096
+    assert s["read_amplification"] == pytest.approx(2 * 4096 / (2 * q.row_bytes))
+    store.reset_stats()
+    assert store.stats()["lookups"] == 0
+    # A device model accumulates the time its reads would take.
+    dev = TieredStore(path, dram_bytes=10 * q.row_bytes, frequencies=_freq(), device="nand")
+    dev.pooled_lookup(idx, np.array([0], dtype=np.int64))
+    assert dev.stats()["device_reads"] == 2 and dev.stats()["device_seconds"] == pytest.approx(80e-6)
+
+
+def test_bad_budgets_files_and_ids(tmp_path):
+    path, q = _table(tmp_path)
+    with pytest.raises(ConfigError, match="at least one row"):
+        TieredStore(path, dram_bytes=q.row_bytes - 1, frequencies=_freq())
+    with pytest.raises(ConfigError, match="at most the table"):
+        TieredStore(path, dram_bytes=N * q.row_bytes + 1, frequencies=_freq())
+    with pytest.raises(ConfigError, match="'frequencies'"):
+        TieredStore(path, dram_bytes=q.row_bytes)
+    with pytest.raises(ConfigError, match="'policy'"):
+        TieredStore(path, dram_bytes=q.row_bytes, policy="fifo")
+    with pytest.raises(ArtifactError, match="does not exist"):
+        TieredStore(tmp_path / "missing.embc", dram_bytes=100, policy="lru")
+    store = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    with pytest.raises(ConfigError, match=r"\[0, 3000\)"):
+        store.pooled_lookup(np.array([3000]), np.array([0]))
+    cut = tmp_path / "cut.embc"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ArtifactError, match="truncated"):
+        TieredStore(cut, dram_bytes=100, policy="lru")
+
+
+def test_threads_while_the_cache_admits_and_evicts(tmp_path):
+    path, q = _table(tmp_path, "mxfp6_e3m2")
+    batches = _zipf_batches(40, seed=7)
+    want = [pooled_lookup(q, i, o) for i, o in batches]
+    store = TieredStore(path, dram_bytes=50 * q.row_bytes, policy="lru")
+    errors = []
+
+    def work(t):
+        for k in range(t, len(batches) * 3, 4):
+            i, o = batches[k % len(batches)]
+            if not np.array_equal(store.pooled_lookup(i, o, n_threads=1), want[k % len(batches)]):
+                errors.append(k)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.stats()["batches"] == len(batches) * 3 and store.stats()["dram_rows"] == 50
+
+
+@pytest.mark.parametrize("policy", ["frequency", "lru"])
+def test_updates_reach_file_cache_and_checksum(tmp_path, policy):
+    path, q = _table(tmp_path)
+    store = TieredStore(path, dram_bytes=100 * q.row_bytes, policy=policy, frequencies=_freq())
+    hot = np.arange(5, dtype=np.int64)
+    store.pooled_lookup(hot, np.arange(5))  # rows 0..4 now in DRAM under both policies
+    new = np.random.default_rng(3).standard_normal((3, DIM)).astype(np.float32)
+    rows = np.array([2, 2500, 0], dtype=np.int64)  # two cached, one on file only
+    store.update_rows(rows, new)
+    want = quantize(new, q.fmt).data
+    for r, rec in zip(rows, want):
+        assert np.array_equal(store.rows([r])[0], rec)
+    assert not journal_path(path).exists()
+    art = read_artifact(path, kind="table", verify="full")  # the CRC was kept exact
+    assert np.array_equal(art.array("rows")[rows], want)
+    assert art.section("rows").crc32 == zlib.crc32(art.array("rows").tobytes())
+    # Lookups see the new rows; records can be given directly too.
+    ref = q.data.copy()
+    ref[rows] = want
+    store.update_rows(np.array([7]), ref[[1]])
+    ref[7] = ref[1]
+    from embcompress.table import QuantizedTable
+
+    idx, off = _zipf_batches(1)[0]
+    full = QuantizedTable(ref, q.fmt, q.shape, block_size=q.block_size)
+    assert np.array_equal(store.pooled_lookup(idx, off), pooled_lookup(full, idx, off))
+    with pytest.raises(ConfigError, match="each row once"):
+        store.update_rows(np.array([1, 1]), new[:2])
+    with pytest.raises(ConfigError, match="'values'"):
+        store.update_rows(np.array([1]), new[:, :3])
+
+
+def test_reordered_file_serves_the_original_ids(tmp_path):
+    path, q = _table(tmp_path, "int8_rowwise")
+    labels = np.random.default_rng(0).integers(0, 50, N)
+    layout = reorder_rows(path, tmp_path / "re.embc", clusters=labels)
+    assert np.array_equal(layout.order, coaccess_order(N, q.row_bytes, clusters=labels))
+    stored = read_artifact(layout.path, kind="table", verify="full")
+    assert np.array_equal(stored.array("rows"), q.data[layout.order])
+    store = TieredStore(layout.path, dram_bytes=64 * q.row_bytes, policy="frequency", frequencies=_freq())
+    for idx, off in _zipf_batches(4):
+        assert np.array_equal(store.pooled_lookup(idx, off), pooled_lookup(q, idx, off))
+    store.update_rows(np.array([9]), q.data[[3]])
+    assert np.array_equal(store.rows([9])[0], q.data[3])
+    assert np.array_equal(read_artifact(layout.path).array("rows")[layout.new_row[9]], q.data[3])
