@@ -1,0 +1,112 @@
+"""A click log in memory, split for training: categorical ids, optional dense features, labels.
+
+Every dataset of the harness (real logs and the synthetic generator) becomes a ``CTRData`` and is
+split with one of two seeded rules: by time where the log has time (earliest rows train, latest
+test), at random otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embcompress.errors import param_error
+
+
+@dataclass(frozen=True)
+class CTRData:
+    """Rows of a click log: ``cat`` raw int64 ids (n, F), ``label`` 0/1 float32, ``dense`` (n, D)."""
+
+    features: tuple[str, ...]
+    cat: np.ndarray
+    label: np.ndarray
+    dense: np.ndarray | None = None
+    dense_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        n = self.label.shape[0]
+        if self.cat.ndim != 2 or self.cat.shape != (n, len(self.features)):
+            raise param_error("cat", "CTRData", f"have shape (n_rows, {len(self.features)})", self.cat.shape)
+        if self.dense is not None and (self.dense.ndim != 2 or self.dense.shape[0] != n):
+            raise param_error("dense", "CTRData", f"have shape ({n}, n_dense)", self.dense.shape)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def n_dense(self) -> int:
+        return 0 if self.dense is None else int(self.dense.shape[1])
+
+    def column(self, feature: str) -> np.ndarray:
+        return self.cat[:, self.features.index(feature)]
+
+    def take(self, index: np.ndarray) -> CTRData:
+        return CTRData(
+            self.features,
+            np.ascontiguousarray(self.cat[index]),
+            np.ascontiguousarray(self.label[index]),
+            None if self.dense is None else np.ascontiguousarray(self.dense[index]),
+            self.dense_names,
+        )
+
+    def to_arrow(self):
+        """The rows as a pyarrow table (label, dense, then categorical columns), for mining."""
+        import pyarrow as pa
+
+        cols = {"label": pa.array(self.label.astype(np.int8))}
+        for j, name in enumerate(self.dense_names):
+            cols[name] = pa.array(self.dense[:, j])
+        for j, name in enumerate(self.features):
+            cols[name] = pa.array(self.cat[:, j])
+        return pa.table(cols)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test parts of one dataset, and how they were made."""
+
+    name: str
+    train: CTRData
+    validation: CTRData
+    test: CTRData
+    info: dict = field(default_factory=dict)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.train.features
+
+
+def _check_fractions(fractions, owner: str) -> tuple[float, float, float]:
+    f = tuple(float(x) for x in fractions)
+    if len(f) != 3 or min(f) <= 0 or abs(sum(f) - 1.0) > 1e-6:
+        raise param_error("fractions", owner, "be three positive shares (train, validation, test) summing to 1", fractions)
+    return f
+
+
+def _cut(n: int, fractions) -> tuple[int, int]:
+    a = int(round(n * fractions[0]))
+    b = a + int(round(n * fractions[1]))
+    return a, b
+
+
+def split_by_time(data: CTRData, time: np.ndarray | None, fractions=(0.8, 0.1, 0.1), *, name: str = "", info=None) -> Splits:
+    """Earliest rows train, then validation, latest test (``time=None``: the rows' own order).
+
+    A stable sort keeps the file order among rows of equal time, so the split is deterministic.
+    """
+    fractions = _check_fractions(fractions, "split_by_time")
+    order = np.arange(data.n_rows) if time is None else np.argsort(np.asarray(time), kind="stable")
+    a, b = _cut(data.n_rows, fractions)
+    meta = {"split": "time", "fractions": list(fractions), **(info or {})}
+    return Splits(name, data.take(order[:a]), data.take(order[a:b]), data.take(order[b:]), meta)
+
+
+def split_random(data: CTRData, fractions=(0.7, 0.1, 0.2), *, seed: int = 0, name: str = "", info=None) -> Splits:
+    """A seeded random split, for logs without time (the seed is recorded in ``info``)."""
+    fractions = _check_fractions(fractions, "split_random")
+    order = np.random.default_rng(seed).permutation(data.n_rows)
+    a, b = _cut(data.n_rows, fractions)
+    meta = {"split": "random", "split_seed": seed, "fractions": list(fractions), **(info or {})}
+    return Splits(name, data.take(order[:a]), data.take(order[a:b]), data.take(order[b:]), meta)

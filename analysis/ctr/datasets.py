@@ -1,0 +1,111 @@
+"""The harness's datasets, read with ``learned_hash.logs`` and split with a recorded rule.
+
+- ``frappe``: the libFM files of a Frappe folder (``frappe.*.libfm``), pooled; ten one-hot
+  fields (user and item are the big ones); no time, so a seeded random split (70/10/20).
+- ``criteo``: Criteo TSV. A folder with ``*train*``, ``*dev*`` and ``*test*`` files (the sample
+  here, already cut by time) keeps that split; a single file is cut in file order (which is time
+  order in Criteo's logs), 80/10/10. The 13 integer fields become dense features
+  ``log(1 + max(x, 0))`` (missing: 0).
+- ``talkingdata``: the CSV (ip, app, device, os, channel, click_time, is_attributed), sorted by
+  click_time and cut by time 80/10/10.
+- ``synthetic``: :func:`analysis.ctr.synthetic.load_synthetic`.
+
+``n_rows`` caps the rows read from a real log (the first rows of the file, so the cap keeps time
+order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from embcompress.errors import ConfigError
+from embcompress.idhash import MISSING_ID
+
+from .data import CTRData, Splits, split_by_time, split_random
+
+
+def _files(path: Path, pattern: str) -> list[Path]:
+    files = sorted(path.glob(pattern)) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise ConfigError(f"No data files matching {pattern!r} at {str(path)!r}. Point 'path' at the data file or folder.")
+    return files
+
+
+def _cap(cols: dict, n_rows: int | None) -> dict:
+    return cols if n_rows is None else {k: v[:n_rows] for k, v in cols.items()}
+
+
+def _label01(x: np.ndarray) -> np.ndarray:
+    return (np.asarray(x) > 0).astype(np.float32)
+
+
+def load_frappe(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.7, 0.1, 0.2)) -> Splits:
+    from learned_hash.logs import FRAPPE_FIELDS, read_log
+
+    files = _files(Path(path), "*.libfm")
+    parts = [read_log(str(f), features=FRAPPE_FIELDS, label="label", format="libfm", fields=FRAPPE_FIELDS) for f in files]
+    cols = _cap({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, n_rows)
+    data = CTRData(FRAPPE_FIELDS, np.stack([cols[f] for f in FRAPPE_FIELDS], axis=1), _label01(cols["label"]))
+    info = {"source": "frappe", "files": [f.name for f in files]}
+    return split_random(data, fractions, seed=split_seed, name="frappe", info=info)
+
+
+def _criteo_data(file: Path, n_rows: int | None) -> CTRData:
+    from learned_hash.logs import CRITEO_CAT, CRITEO_INT, read_log
+
+    cols = _cap(read_log(str(file), features=(*CRITEO_CAT, *CRITEO_INT), label="label", format="criteo",
+                         kinds={c: "int" for c in CRITEO_INT}), n_rows)
+    ints = np.stack([cols[c] for c in CRITEO_INT], axis=1)
+    ints = np.where(ints == MISSING_ID, 0, np.maximum(ints, 0)).astype(np.float64)
+    dense = np.log1p(ints).astype(np.float32)
+    return CTRData(CRITEO_CAT, np.stack([cols[c] for c in CRITEO_CAT], axis=1), _label01(cols["label"]), dense, CRITEO_INT)
+
+
+def load_criteo(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.8, 0.1, 0.1)) -> Splits:
+    path = Path(path)
+    if path.is_dir():
+        parts, names = {}, []
+        for name, key in (("train", "train"), ("validation", "dev"), ("test", "test")):
+            found = sorted(p for p in path.glob(f"*{key}*") if p.is_file())
+            if len(found) != 1:
+                raise ConfigError(
+                    f"The Criteo folder {str(path)!r} must hold one file with {key!r} in its name "
+                    f"(train/dev/test, cut by time). Got {[p.name for p in found]} instead; or point 'path' at one file."
+                )
+            parts[name] = _criteo_data(found[0], n_rows)
+            names.append(found[0].name)
+        info = {"source": "criteo", "split": "time (pre-split files)", "files": names}
+        return Splits("criteo", parts["train"], parts["validation"], parts["test"], info)
+    data = _criteo_data(_files(path, "*")[0], n_rows)
+    return split_by_time(data, None, fractions, name="criteo", info={"source": "criteo", "files": [path.name]})
+
+
+TALKINGDATA_FEATURES = ("ip", "app", "device", "os", "channel")
+
+
+def load_talkingdata(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.8, 0.1, 0.1)) -> Splits:
+    from learned_hash.logs import read_log
+
+    file = _files(Path(path), "*.csv")[0]
+    cols = _cap(read_log(str(file), features=TALKINGDATA_FEATURES, label="is_attributed", time_key="click_time",
+                         format="csv"), n_rows)
+    data = CTRData(TALKINGDATA_FEATURES, np.stack([cols[f] for f in TALKINGDATA_FEATURES], axis=1),
+                   _label01(cols["is_attributed"]))
+    return split_by_time(data, cols["click_time"], fractions, name="talkingdata",
+                         info={"source": "talkingdata", "files": [file.name], "time_key": "click_time"})
+
+
+def load_dataset(config) -> Splits:
+    """The splits a :class:`analysis.ctr.sweep.DatasetConfig` names."""
+    if config.name == "synthetic":
+        from .synthetic import load_synthetic
+
+        opts = {k: tuple(v) if isinstance(v, list) else v for k, v in config.options.items()}
+        return load_synthetic(config.n_rows or 100_000, seed=config.split_seed, **opts)
+    path = Path(config.path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"The data path {str(path)!r} of dataset {config.name!r} does not exist. Point 'path' at the data.")
+    loader = {"frappe": load_frappe, "criteo": load_criteo, "talkingdata": load_talkingdata}[config.name]
+    return loader(path, split_seed=config.split_seed, n_rows=config.n_rows)

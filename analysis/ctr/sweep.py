@@ -1,0 +1,451 @@
+"""A sweep: methods x budgets x formats x seeds on one dataset, each run trained and tested.
+
+Per seed the full-table model is trained once (it is the baseline of every comparison and the
+source of the ``learned_trained`` maps); every other run trains the model its map and budget allow
+(or, for ``learned_trained``, starts from the full model with its compressed rows initialised
+from the trained ones and fine-tunes), then stores its tables in the run's format (quantize,
+dequantize) and predicts the test rows. The test split is the same for every run, so each run is
+compared with the full table of its seed by a paired bootstrap over test rows.
+
+The library function :func:`run_sweep` takes a ``progress(done, total)`` callback and never prints;
+``embcompress evaluate`` wraps it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from embcompress.errors import ConfigError, param_error
+from embcompress.formats.spec import FORMATS
+
+from .compression import METHODS, FeatureMap, compressed_map, full_map, plan_budget, shared_row_init
+from .data import Splits
+from .metrics import auc, logloss, mean_spread, paired_bootstrap
+from .train import TrainConfig
+
+VERSION = 1
+DATASETS = ("frappe", "criteo", "talkingdata", "synthetic")
+
+
+def _tuple_of(value, kind, name, owner, *, allow_empty=False):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise param_error(name, owner, f"be a list of {kind.__name__}", value)
+    out = tuple(value)
+    if not out and not allow_empty:
+        raise param_error(name, owner, "be a non-empty list", value)
+    for v in out:
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise param_error(name, owner, f"hold only {kind.__name__} values", value)
+    return out
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which log and how to split it. ``path``: a file or folder (real data); ``n_rows``: the
+    synthetic log's size, or a cap on the rows read from a real log; ``options``: keyword arguments
+    of the synthetic generator."""
+
+    name: str = "synthetic"
+    path: str | None = None
+    n_rows: int | None = None
+    split_seed: int = 0
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.name not in DATASETS:
+            raise param_error("name", "DatasetConfig", f"be one of {DATASETS}", self.name)
+        if self.name != "synthetic" and not self.path:
+            raise param_error("path", "DatasetConfig", f"name the {self.name} data file or folder", self.path)
+        if self.n_rows is not None and not (isinstance(self.n_rows, int) and self.n_rows >= 10):
+            raise param_error("n_rows", "DatasetConfig", "be None or an integer >= 10", self.n_rows)
+        if not isinstance(self.split_seed, int):
+            raise param_error("split_seed", "DatasetConfig", "be an integer", self.split_seed)
+        if not isinstance(self.options, dict):
+            raise param_error("options", "DatasetConfig", "be an object of generator options", self.options)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dim: int = 32
+    bottom: tuple[int, ...] = (64,)
+    top: tuple[int, ...] = (64, 32)
+
+    def __post_init__(self):
+        if not (isinstance(self.dim, int) and self.dim >= 1):
+            raise param_error("dim", "ModelConfig", "be an integer >= 1", self.dim)
+        object.__setattr__(self, "bottom", _tuple_of(self.bottom, int, "bottom", "ModelConfig", allow_empty=True))
+        object.__setattr__(self, "top", _tuple_of(self.top, int, "top", "ModelConfig", allow_empty=True))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep, read from JSON (:meth:`from_json`). Runs: every method (other than ``full``) in
+    every format at every budget, plus the ``extra`` (method, format) pairs; ``full`` in every
+    format named anywhere; all of it for every seed."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    methods: tuple[str, ...] = ("full", "hash", "frequency", "qr", "learned")
+    budgets: tuple[float, ...] = (0.1, 0.02)
+    formats: tuple[str, ...] = ("fp32",)
+    extra: tuple[tuple[str, str], ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2)
+    min_vocab: int = 64
+    method_params: dict = field(default_factory=dict)
+    bootstrap: int = 1000
+    version: int = VERSION
+
+    def __post_init__(self):
+        owner = "SweepConfig"
+        if self.version != VERSION:
+            raise param_error("version", owner, f"be {VERSION} (this toolkit's sweep config version)", self.version)
+        methods = _tuple_of(self.methods, str, "methods", owner)
+        for m in methods:
+            if m not in METHODS:
+                raise param_error("methods", owner, f"name methods among {METHODS}", m)
+        budgets = self.budgets
+        if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__") or not len(budgets):
+            raise param_error("budgets", owner, "be a list of fractions of the full fp32 tables, like [0.1, 0.02]", budgets)
+        for b in budgets:
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 < b < 1.0:
+                raise param_error("budgets", owner, "hold fractions in (0, 1) of the full fp32 tables", b)
+        budgets = tuple(float(b) for b in budgets)
+        formats = _tuple_of(self.formats, str, "formats", owner)
+        extra = []
+        for pair in self.extra:
+            if isinstance(pair, dict):
+                pair = (pair.get("method"), pair.get("format"))
+            pair = tuple(pair)
+            if len(pair) != 2 or pair[0] not in METHODS or pair[0] == "full":
+                raise param_error("extra", owner, f"hold (method, format) pairs with a method among {METHODS[1:]}", pair)
+            extra.append(pair)
+        for f in (*formats, *(p[1] for p in extra)):
+            if f not in FORMATS:
+                raise param_error("formats", owner, f"name formats among {tuple(FORMATS)}", f)
+        seeds = _tuple_of(self.seeds, int, "seeds", owner)
+        if len(set(seeds)) != len(seeds):
+            raise param_error("seeds", owner, "hold distinct seeds", list(seeds))
+        if not (isinstance(self.min_vocab, int) and self.min_vocab >= 1):
+            raise param_error("min_vocab", owner, "be an integer >= 1", self.min_vocab)
+        if not (isinstance(self.bootstrap, int) and self.bootstrap >= 10):
+            raise param_error("bootstrap", owner, "be an integer >= 10", self.bootstrap)
+        if not isinstance(self.method_params, dict) or any(k not in METHODS for k in self.method_params):
+            raise param_error("method_params", owner, f"map method names among {METHODS} to fit_hash parameters", self.method_params)
+        for name, v in (("methods", methods), ("budgets", budgets), ("formats", formats), ("extra", tuple(extra)), ("seeds", seeds)):
+            object.__setattr__(self, name, v)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SweepConfig:
+        if not isinstance(d, dict):
+            raise param_error("config", "SweepConfig.from_dict", "be a JSON object", type(d).__name__)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"Unknown keys {sorted(unknown)} in the sweep config. Known keys: {sorted(known)}.")
+        d = dict(d)
+        parts = {"dataset": DatasetConfig, "model": ModelConfig, "train": TrainConfig}
+        for key, kind in parts.items():
+            if key in d:
+                sub = d[key]
+                sub_known = {f.name for f in fields(kind)}
+                if not isinstance(sub, dict) or set(sub) - sub_known:
+                    raise ConfigError(f"The {key!r} section of the sweep config must be an object with keys among {sorted(sub_known)}. Got {sub!r} instead.")
+                d[key] = kind(**sub)
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> SweepConfig:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"Cannot read the sweep config {str(path)!r}: {exc.strerror}. Check the path.") from None
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"The sweep config {str(path)!r} is not valid JSON: {exc}.") from None
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["extra"] = [{"method": m, "format": f} for m, f in self.extra]
+        return d
+
+    def runs(self) -> list[tuple[str, str, float | None]]:
+        """Every (method, format, budget) of one seed, the full tables first (budget None)."""
+        pairs = [(m, f) for m in self.methods if m != "full" for f in self.formats]
+        pairs += [p for p in self.extra if p not in pairs]
+        full_formats = ["fp32"] + [f for f in dict.fromkeys([*self.formats, *(p[1] for p in self.extra)]) if f != "fp32"]
+        return [("full", f, None) for f in full_formats] + [(m, f, b) for b in self.budgets for m, f in pairs]
+
+
+@dataclass
+class SweepResult:
+    """Everything a sweep measured: one record per run and one summary row per (method, format,
+    budget), with the dataset and machine it ran on. ``to_dict`` is what ``results.json`` holds."""
+
+    config: SweepConfig
+    dataset: dict
+    reference_bytes: int
+    runs: list[dict]
+    summary: list[dict]
+    environment: dict
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "embcompress.sweep_results",
+            "version": VERSION,
+            "config": self.config.to_dict(),
+            "dataset": self.dataset,
+            "reference_bytes": self.reference_bytes,
+            "summary": self.summary,
+            "runs": self.runs,
+            "environment": self.environment,
+        }
+
+    def row(self, method: str, fmt: str = "fp32", budget: float | None = None) -> dict:
+        """The summary row of one (method, format, budget)."""
+        for r in self.summary:
+            if r["method"] == method and r["format"] == fmt and r["budget"] == budget:
+                return r
+        raise KeyError((method, fmt, budget))
+
+
+def environment() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+
+
+def train_stats(splits: Splits, compressed: list[str]):
+    """Id counts (with positives) of every feature, and co-occurrence of each compressed feature
+    with every other feature, mined from the training split only (no test leakage)."""
+    from learned_hash.mining.stats import LogStats
+
+    tr = splits.train
+    columns = {f: tr.column(f) for f in tr.features}
+    columns["label"] = tr.label
+    pairs = sorted({tuple(sorted((a, b))) for a in compressed for b in tr.features if b != a})
+    return LogStats.from_rows(columns, features=list(tr.features), label="label", pairs=pairs,
+                              source={"dataset": splits.name, "split": "train"})
+
+
+def _encode(maps: dict[str, FeatureMap], part, features):
+    from .train import Encoded
+
+    cols = [maps[f].index(part.column(f)) for f in features]
+    return Encoded.from_numpy(np.concatenate(cols, axis=1), part.dense, part.label)
+
+
+def _store_in_format(model, fmt: str) -> None:
+    """Replace every table's weights by their ``fmt`` round trip (what serving would read)."""
+    if fmt == "fp32":
+        return
+    import torch
+
+    from embcompress.formats import dequantize, quantize
+
+    with torch.no_grad():
+        for tabs in model.table_weights():
+            for w in tabs:
+                w.copy_(torch.from_numpy(dequantize(quantize(w.detach().numpy(), fmt))))
+
+
+def _collisions(maps, stats, compressed) -> dict:
+    from ..collisions import collision_report
+
+    rep = collision_report({f: maps[f].id_map for f in compressed}, stats)
+    return {f: {k: v for k, v in r.to_dict().items() if k in ("shared_access_share", "collision_rate", "label_rate_spread")}
+            for f, r in rep.features.items()}
+
+
+def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
+              progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Run every (method, format, budget) of ``config`` for every seed; see the module docstring.
+
+    ``splits`` overrides the dataset of the config (tests and notebooks pass data they made).
+    """
+    import copy
+
+    import torch
+
+    from .datasets import load_dataset
+    from .model import DLRM
+    from .train import fit, predict
+
+    if not isinstance(config, SweepConfig):
+        raise param_error("config", "run_sweep", "be a SweepConfig", type(config).__name__)
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
+    splits = splits if splits is not None else load_dataset(config.dataset)
+    features = list(splits.features)
+    from learned_hash.mining.stats import LogStats  # noqa: F401  (fail early if missing)
+
+    vocab = {f: int(np.unique(splits.train.column(f)).size) for f in features}
+    compressed = [f for f in features if vocab[f] >= config.min_vocab]
+    if not compressed:
+        raise ConfigError(
+            f"No feature has at least min_vocab={config.min_vocab} distinct training ids "
+            f"(largest: {max(vocab.values())}). Lower 'min_vocab'."
+        )
+    stats = train_stats(splits, compressed)
+    full_maps = {f: full_map(f, stats) for f in features}
+    dim = config.model.dim
+    y_test = splits.test.label.astype(np.float64)
+    specs = config.runs()
+    total = len(specs) * len(config.seeds)
+    done = 0
+    runs: list[dict] = []
+    preds: dict[tuple, np.ndarray] = {}
+    reference = plan_budget(stats, features, compressed, config.budgets[0], dim=dim, fmt="fp32", full_maps=full_maps).reference_bytes
+
+    def new_model(maps):
+        return DLRM([maps[f].shape for f in features], dim, n_dense=splits.train.n_dense,
+                    bottom=config.model.bottom, top=config.model.top)
+
+    for seed in config.seeds:
+        full_model = None
+        for method, fmt, budget in specs:
+            t0 = time.perf_counter()
+            record: dict = {"seed": seed, "method": method, "format": fmt, "budget": budget}
+            params = dict(config.method_params.get(method, {}))
+            if method == "full":
+                maps = dict(full_maps)
+                if full_model is None:
+                    torch.manual_seed(seed)
+                    full_model = new_model(maps)
+                    hist = fit(full_model, _encode(maps, splits.train, features),
+                               _encode(maps, splits.validation, features), config.train, seed=seed)
+                    full_hist = hist
+                model = copy.deepcopy(full_model)
+                hist = full_hist
+            else:
+                plan = plan_budget(stats, features, compressed, budget, dim=dim, fmt=fmt, full_maps=full_maps)
+                maps = dict(full_maps)
+                trained = {}
+                for i, f in enumerate(features):
+                    if f not in compressed:
+                        continue
+                    if method == "learned_trained":
+                        n_ids = full_maps[f].info["n_ids"]
+                        trained[f] = full_model.embeddings[i][0].weight.detach().numpy()[:n_ids].copy()
+                    maps[f] = compressed_map(method, f, stats, plan.shares[f], dim=dim, fmt=fmt, seed=seed,
+                                             params=params, trained_rows=trained.get(f))
+                tr = _encode(maps, splits.train, features)
+                va = _encode(maps, splits.validation, features)
+                torch.manual_seed(seed)
+                model = new_model(maps)
+                if method == "learned_trained":
+                    state = {k: v for k, v in full_model.state_dict().items()
+                             if not any(k.startswith(f"embeddings.{i}.") for i, f in enumerate(features) if f in compressed)}
+                    model.load_state_dict(state, strict=False)
+                    for i, f in enumerate(features):
+                        if f in compressed:
+                            ids, counts = stats.frequencies(f)
+                            model.set_table(i, 0, shared_row_init(maps[f].id_map, ids, counts, trained[f], maps[f].shape.rows[0]))
+                    record["auc_before_finetune"] = auc(y_test, predict(model, _encode(maps, splits.test, features)))
+                    hist = {"epochs_run": 0, "best_epoch": -1}
+                    if config.train.finetune_epochs:
+                        hist = fit(model, tr, va, config.train, seed=seed, epochs=config.train.finetune_epochs,
+                                   lr=config.train.finetune_lr)
+                else:
+                    hist = fit(model, tr, va, config.train, seed=seed)
+                record["collisions"] = _collisions(maps, stats, compressed)
+            _store_in_format(model, fmt)
+            p = predict(model, _encode(maps, splits.test, features))
+            preds[(method, fmt, budget, seed)] = p
+            table_bytes = {f: maps[f].table_bytes(fmt, dim) for f in features}
+            map_bytes = {f: maps[f].map_bytes for f in features}
+            total_bytes = sum(table_bytes.values()) + sum(map_bytes.values())
+            record.update({
+                "auc": auc(y_test, p),
+                "logloss": logloss(y_test, p),
+                "bytes": total_bytes,
+                "table_bytes": sum(table_bytes.values()),
+                "map_bytes": sum(map_bytes.values()),
+                "ratio": total_bytes / reference,
+                "rows": {f: list(maps[f].shape.rows) for f in features},
+                "feature_bytes": {f: table_bytes[f] + map_bytes[f] for f in features},
+                "epochs_run": hist["epochs_run"],
+                "best_epoch": hist["best_epoch"],
+                "seconds": time.perf_counter() - t0,
+            })
+            if method != "full":
+                record["hot_rows"] = {f: maps[f].info.get("hot_rows") for f in compressed}
+            runs.append(record)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+    summary = _summarize(config, runs, preds, y_test)
+    dataset = {
+        "name": splits.name,
+        "info": splits.info,
+        "features": features,
+        "compressed": compressed,
+        "vocab": vocab,
+        "rows": {"train": splits.train.n_rows, "validation": splits.validation.n_rows, "test": splits.test.n_rows},
+        "positive_rate_test": float(y_test.mean()),
+    }
+    return SweepResult(config, dataset, int(reference), runs, summary, environment())
+
+
+def _summarize(config: SweepConfig, runs: list[dict], preds: dict, y_test: np.ndarray) -> list[dict]:
+    out = []
+    seen = []
+    for r in runs:
+        key = (r["method"], r["format"], r["budget"])
+        if key not in seen:
+            seen.append(key)
+    for key in seen:
+        method, fmt, budget = key
+        group = [r for r in runs if (r["method"], r["format"], r["budget"]) == key]
+        row = {
+            "method": method,
+            "format": fmt,
+            "budget": budget,
+            "bytes": float(np.mean([r["bytes"] for r in group])),
+            "ratio": float(np.mean([r["ratio"] for r in group])),
+            "auc": mean_spread([r["auc"] for r in group]),
+            "logloss": mean_spread([r["logloss"] for r in group]),
+            "seeds": [r["seed"] for r in group],
+        }
+        if "auc_before_finetune" in group[0]:
+            row["auc_before_finetune"] = mean_spread([r["auc_before_finetune"] for r in group])
+        if "collisions" in group[0]:
+            feats = group[0]["collisions"].keys()
+            row["collisions"] = {
+                f: {k: float(np.mean([g["collisions"][f][k] for g in group])) if group[0]["collisions"][f][k] is not None else None
+                    for k in group[0]["collisions"][f]}
+                for f in feats
+            }
+        if key != ("full", "fp32", None):
+            seeds = row["seeds"]
+            ci = paired_bootstrap(y_test, [preds[(*key, s)] for s in seeds], [preds[("full", "fp32", None, s)] for s in seeds],
+                                  n_boot=config.bootstrap, seed=0)
+            row["delta_auc"] = ci["auc"].to_dict()
+            row["delta_logloss"] = ci["logloss"].to_dict()
+        out.append(row)
+    return out
