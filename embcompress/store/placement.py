@@ -10,8 +10,10 @@ The remaining rows without co-access follow in id order. With
 learned clusters instead, rows are sorted by (cluster, row) so a cluster's rows are contiguous.
 
 :func:`reorder_rows` writes the reordered table file: the same container, config and sections,
-the ``rows`` section in the new order, plus a ``row_order`` section (``row_order[new] = old``)
-that the store reads so callers keep using the old row ids.
+the ``rows`` section in the new order, plus a ``row_order`` section (``row_order[new] = old``).
+The file stays self-consistent for ``open_table``: its ``frequencies`` follow their rows and its
+id map sends raw ids to the new positions. :class:`~embcompress.store.TieredStore` reads
+``row_order`` and keeps serving the original row numbers (its ``id_map`` is mapped back too).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ..errors import ArtifactError, param_error
 from .scm import BLOCK
 
 ROW_ORDER = "row_order"
+# Sections of a table file whose values are row numbers (the id map's), renumbered by a reorder.
+_ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 
 
 def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
@@ -215,14 +219,24 @@ def reorder_rows(
     rows = art.array("rows")
     # The old file holds original row prev[p] at position p; we want original row order[k] at k.
     src = order if prev is None else invert(prev)[order]
+    new_row = invert(order)
     sections = {"rows": rows[src]}
-    sections.update({name: art.array(name) for name in art.section_names if name not in ("rows", ROW_ORDER)})
+    for name in art.section_names:
+        if name in ("rows", ROW_ORDER):
+            continue
+        arr = art.array(name)
+        if name == "frequencies":  # one entry a row: follows its row
+            arr = arr[src]
+        elif name in _ROW_VALUED:  # row numbers: renumbered to the new positions
+            arr = new_row[arr if prev is None else prev[arr]]  # old position -> original -> new
+        sections[name] = arr
     sections[ROW_ORDER] = order
     h = art.header
     meta = dict(h["meta"], row_order={"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"})
     inputs = dict(h["inputs"], reordered_from=os.fspath(table_file))
     path = write_artifact(out_file, h["kind"], sections, config=h["config"], inputs=inputs, meta=meta, align=h["align"])
-    return Layout(Path(path), order, invert(order))
+    return Layout(Path(path), order, new_row)
+
 
 
 def invert(perm: np.ndarray) -> np.ndarray:

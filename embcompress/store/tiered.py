@@ -94,7 +94,9 @@ class TieredStore:
         self._order = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
         self._pos = invert(self._order) if self._order is not None else None
         if frequencies is None and "frequencies" in art.section_names:
-            frequencies = np.asarray(art.array("frequencies"))
+            frequencies = np.asarray(art.array("frequencies"))  # one entry a stored row
+            if self._pos is not None:
+                frequencies = frequencies[self._pos]  # to original row numbers
         if frequencies is not None:
             frequencies = np.asarray(frequencies)
             if frequencies.shape != (n_rows,) or frequencies.dtype.kind not in "iuf" or not np.all(np.isfinite(frequencies)) or np.any(frequencies < 0):
@@ -116,6 +118,20 @@ class TieredStore:
     def direct_io(self) -> bool:
         """Whether the file is read with O_DIRECT (False where the file system refuses it)."""
         return self._reader.direct
+
+    @property
+    def id_map(self):
+        """The file's id map (raw ids -> the original row numbers this store serves), or None."""
+        if not hasattr(self, "_id_map"):
+            from ..idmap import IdMap
+            from ..tablefile import open_table
+
+            m = open_table(self.path).id_map
+            if m is not None and self._order is not None:
+                m = IdMap.from_arrays(m.ids, self._order[m.rows], self.shape[0], fallback_rows=self._order[m.fallback_rows],
+                                      seed=m.seed, config=m.config, inputs=m.inputs, meta=m.meta)
+            self._id_map = m
+        return self._id_map
 
     def _positions(self, rows: np.ndarray) -> np.ndarray:
         return rows if self._pos is None else self._pos[rows]

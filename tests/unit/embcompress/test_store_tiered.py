@@ -165,3 +165,34 @@ def test_reordered_file_serves_the_original_ids(tmp_path):
     store.update_rows(np.array([9]), q.data[[3]])
     assert np.array_equal(store.rows([9])[0], q.data[3])
     assert np.array_equal(read_artifact(layout.path).array("rows")[layout.new_row[9]], q.data[3])
+
+
+def test_reordered_file_keeps_id_map_and_frequencies_consistent(tmp_path):
+    from embcompress.idmap import IdMap
+    from embcompress.tablefile import open_table, write_table
+
+    x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    q = quantize(x, "mxint8")
+    raw = np.arange(10_000, 10_000 + N, dtype=np.int64)
+    m = IdMap.from_arrays(raw[:2000], np.arange(2000), N, seed=5)
+    path = write_table(tmp_path / "t.embc", q, id_map=m, frequencies=np.arange(N)[::-1].copy())
+    order = np.random.default_rng(1).permutation(N)
+    labels = np.empty(N, np.int64)
+    labels[order] = np.arange(N)  # clusters that spell out a random permutation
+    layout = reorder_rows(path, tmp_path / "re.embc", clusters=labels)
+    assert np.array_equal(layout.order, order)
+    # open_table on the new file: raw ids still reach the same row contents.
+    t = open_table(layout.path, verify="full")
+    ids = np.concatenate([raw[:50], [123456789]])  # hot ids and one unseen id (fallback)
+    assert np.array_equal(t.data[t.id_map.lookup(ids)], q.data[m.lookup(ids)])
+    assert np.array_equal(t.frequencies[layout.new_row], np.arange(N)[::-1])
+    # The store serves original row numbers, reads the file's frequencies and maps ids back.
+    store = TieredStore(layout.path, dram_bytes=3 * q.row_bytes)
+    store.warm_up()
+    assert store.stats()["dram_rows"] == 3 and store.rows([0, 1, 2]).tolist() == q.data[:3].tolist()
+    assert store.stats()["dram_hits"] == 3  # rows 0..2 have the highest frequencies
+    assert np.array_equal(store.id_map.lookup(ids), m.lookup(ids))
+    # Reordering a reordered file starts from the original ids again.
+    again = reorder_rows(layout.path, tmp_path / "re2.embc", clusters=np.zeros(N, np.int64))
+    assert np.array_equal(read_artifact(again.path).array("rows"), q.data)
+    assert np.array_equal(open_table(again.path).id_map.lookup(ids), m.lookup(ids))
