@@ -211,12 +211,16 @@ class LogStats:
             prs[(a, b)] = (ia, ib, *vs)
         seqs = {}
         if sequence_key is not None:
-            sess = np.asarray(columns[sequence_key])
+            sess = _i64(columns[sequence_key], f"Column {sequence_key!r}")
             t = np.asarray(columns[time_key]) if time_key is not None else np.zeros(n, dtype=_I64)
+            if t.dtype.kind == "M":
+                t = t.view(_I64)  # NaT is the smallest int64: missing times sort first, as in SQL
+            in_session = sess != MISSING_ID  # rows without a session are in no sequence
             for f in features:
                 ids = cols[f]
                 # the engines' rule: within a session, order by (time, id); ties are broken by id
                 order = np.lexsort((ids, t, sess))
+                order = order[in_session[order]]
                 s, i = sess[order], ids[order]
                 same = s[1:] == s[:-1]
                 (prev, nxt), (c,) = _sum_by_keys([i[:-1][same], i[1:][same]], [np.ones(int(same.sum()), _I64)])

@@ -1,0 +1,718 @@
+"""Log readers: Criteo TSV, CSV with a header, Parquet, libFM; a schema; streaming batches.
+
+A log is read in bounded memory, one block at a time (``block_bytes`` of text, or one Parquet
+batch), and each batch comes out as a dict of NumPy arrays:
+
+- each categorical feature and the session key: int64 ids (see :mod:`embcompress.idhash`):
+  integer columns keep their value, string columns are hashed, Criteo's hex values are parsed;
+  a missing value (null or ``""``) is ``MISSING_ID`` (``-2**63``);
+- the label: float64 as written (a row is *positive* when its label is > 0);
+- the time key: int64, or datetime64[us] for a timestamp column (missing: NaT / ``MISSING_ID``).
+
+What counts as a value is fixed by the regular expressions below, which the mining engines
+(DuckDB, Spark) apply too, so every reader and engine accepts and rejects exactly the same
+lines. A *bad line* is a line with the wrong number of fields, a feature value that does not
+parse as its kind, a missing or non-numeric label, or a time that does not parse. With
+``on_bad_line="error"`` (default) the first one raises an error naming it; with ``"skip"`` bad
+lines are skipped and counted (``LogReader.bad_lines``; :func:`read_log` warns with the count).
+Blank lines are not rows and are ignored. An input without any rows is an error.
+
+Formats (``format=``; inferred from the extension when it is ``.parquet``, ``.csv`` or ``.libfm``):
+
+``criteo``
+    Tab-separated ``label, I1..I13, C1..C26``, no header. ``I*`` are integers, ``C*`` 32-bit
+    hex (kind ``hex32``). Empty fields are missing.
+``csv``
+    A header line names the columns; ``delimiter`` (default ``,``). Kinds are inferred from the
+    first block (integers -> ``int``, anything else -> ``string``; a time column of ISO dates ->
+    ``timestamp``), or given by ``LogSchema.kinds``. Leading dots of the header's first name are
+    dropped (the TalkingData sample's header starts with ``..ip``).
+``parquet``
+    A file, a glob, or a directory of ``*.parquet`` files. Kinds follow the Parquet types.
+``libfm``
+    ``label idx:val idx:val ...``: one-hot categorical fields whose id is the global feature
+    index. The field of each index is given by ``fields`` (names in the order the indices appear
+    on every line, as in Frappe: :data:`FRAPPE_FIELDS`) or by ``field_map`` (field name ->
+    ``(lo, hi)`` half-open range of indices, or an int array giving each index's field number
+    into ``fields``). Values are ignored (one-hot).
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embcompress.errors import ConfigError
+from embcompress.idhash import MISSING_ID, _hex32, string_ids
+
+FORMATS = ("criteo", "csv", "parquet", "libfm")
+ID_KINDS = ("int", "string", "hex32")
+TIME_KINDS = ("int", "timestamp")
+CRITEO_INT = tuple(f"I{i}" for i in range(1, 14))
+CRITEO_CAT = tuple(f"C{i}" for i in range(1, 27))
+CRITEO_COLUMNS = ("label", *CRITEO_INT, *CRITEO_CAT)
+FRAPPE_FIELDS = ("user", "item", "daytime", "weekday", "isweekend", "homework", "cost", "weather", "country", "city")
+
+# What a valid value is, shared with the SQL engines (full-string matches; plain spaces only, no
+# backslash classes, so the same text works in RE2, DuckDB and Java regexes and SQL literals).
+INT_RE = r" *-?[0-9]{1,18} *"  # 18 digits always fit int64; '+' is refused (Arrow cannot cast it)
+HEX_RE = r"[0-9a-fA-F]{1,8}"
+NUM_RE = r" *[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)? *"
+TIME_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?)?"
+
+ON_BAD_LINE = ("error", "skip")
+DEFAULT_BLOCK_BYTES = 8 << 20
+
+
+def _full(rx: str) -> str:
+    return f"^(?:{rx})$"
+
+
+@dataclass(frozen=True)
+class LogSchema:
+    """Which columns a job reads: categorical ``features``, the ``label``, a ``time_key`` and a
+    ``session_key`` (user/session). ``kinds`` overrides a column's inferred kind: features and
+    session key ``"int" | "string" | "hex32"``, time key ``"int" | "timestamp"``."""
+
+    features: tuple[str, ...]
+    label: str | None = None
+    time_key: str | None = None
+    session_key: str | None = None
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    version: int = 1
+
+    def __post_init__(self):
+        feats = (self.features,) if isinstance(self.features, str) else tuple(self.features)
+        object.__setattr__(self, "features", feats)
+        object.__setattr__(self, "kinds", dict(self.kinds or {}))
+        if not feats or not all(isinstance(f, str) and f for f in feats):
+            raise ConfigError(
+                f"The 'features' parameter of LogSchema must be a non-empty list of column names. Got {self.features!r} instead."
+            )
+        if len(set(feats)) != len(feats):
+            raise ConfigError(f"The 'features' parameter of LogSchema must not repeat a name. Got {list(feats)!r} instead.")
+        keys = {"label": self.label, "time_key": self.time_key, "session_key": self.session_key}
+        for name, v in keys.items():
+            if v is None:
+                continue
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f"The {name!r} parameter of LogSchema must be a column name or None. Got {v!r} instead.")
+            # the session key may also be a feature (a user id is both); nothing else may double up
+            if (name != "session_key" and v in feats) or any(v == w for n, w in keys.items() if n != name):
+                raise ConfigError(
+                    f"The {name!r} parameter of LogSchema must name a column of its own (not a feature, "
+                    f"the label or another key). Got {v!r} instead."
+                )
+        for col, kind in self.kinds.items():
+            allowed = TIME_KINDS if col == self.time_key else ("number",) if col == self.label else ID_KINDS
+            if kind not in allowed:
+                raise ConfigError(f"The kind of column {col!r} in LogSchema.kinds must be one of {allowed}. Got {kind!r} instead.")
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column the schema reads, features first."""
+        return list(dict.fromkeys([*self.features, *(c for c in (self.session_key, self.label, self.time_key) if c)]))
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "features": list(self.features), "label": self.label,
+                "time_key": self.time_key, "session_key": self.session_key, "kinds": dict(self.kinds)}
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """Where a log is and how it is written: resolved files, format and format options.
+
+    Build with :meth:`resolve` from a path, a glob, a directory or a list of them.
+    """
+
+    paths: tuple[str, ...]
+    format: str
+    delimiter: str = ","
+    fields: tuple[str, ...] | None = None
+    field_ranges: tuple[tuple[str, int, int], ...] | None = None
+
+    @classmethod
+    def resolve(cls, source, *, format: str | None = None, delimiter: str | None = None,
+                fields: Sequence[str] | None = None, field_map: Any = None) -> "LogSource":
+        if isinstance(source, LogSource):
+            return source
+        items = [source] if isinstance(source, (str, os.PathLike)) else list(source or [])
+        if not items or not all(isinstance(s, (str, os.PathLike)) for s in items):
+            raise ConfigError(
+                f"The 'source' parameter must be a path, a glob, a directory or a list of paths. Got {source!r} instead."
+            )
+        if format is not None and format not in FORMATS:
+            raise ConfigError(f"The 'format' parameter must be one of {FORMATS}. Got {format!r} instead.")
+        paths: list[str] = []
+        for item in items:
+            s = os.fspath(item)
+            p = Path(s)
+            if p.is_dir():
+                found = sorted(str(f) for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))
+                               and (format not in (None, "parquet") or f.suffix == ".parquet"))
+                if not found:
+                    raise ConfigError(f"The directory {s!r} holds no log files{' (*.parquet)' if format in (None, 'parquet') else ''}. Check the path.")
+                paths += found
+            elif p.is_file():
+                paths.append(s)
+            elif _glob.has_magic(s):
+                found = sorted(f for f in _glob.glob(s, recursive=True) if Path(f).is_file())
+                if not found:
+                    raise ConfigError(f"The glob {s!r} matches no files. Check the pattern.")
+                paths += found
+            else:
+                raise ConfigError(f"Cannot read the log {s!r}: no such file or directory. Check the path.")
+        for p in paths:
+            if not os.access(p, os.R_OK):
+                raise ConfigError(f"Cannot read the log {p!r}: permission denied. Make it readable.")
+        if format is None:
+            exts = {Path(p).suffix.lower() for p in paths}
+            guess = {".parquet": "parquet", ".csv": "csv", ".libfm": "libfm"}
+            if len(exts) == 1 and next(iter(exts)) in guess:
+                format = guess[next(iter(exts))]
+            else:
+                raise ConfigError(
+                    f"The 'format' parameter is needed for {paths[0]!r} (its extension does not say). "
+                    f"Pass one of {FORMATS}."
+                )
+        if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+            raise ConfigError(f"The 'delimiter' parameter must be one character. Got {delimiter!r} instead.")
+        if format == "criteo":
+            delimiter = "\t"
+        ranges = None
+        if format == "libfm":
+            fields, ranges = _libfm_fields(fields, field_map)
+        elif fields is not None or field_map is not None:
+            raise ConfigError(f"The 'fields' and 'field_map' parameters apply to libfm logs only. Got format {format!r}.")
+        return cls(tuple(paths), format, delimiter or ",", tuple(fields) if fields else None, ranges)
+
+    def describe(self) -> dict:
+        """What was read, recorded in the artifacts made from it."""
+        out: dict[str, Any] = {"paths": [os.path.abspath(p) for p in self.paths], "format": self.format}
+        try:
+            out["bytes"] = sum(os.path.getsize(p) for p in self.paths)
+        except OSError:
+            pass
+        if self.format == "csv":
+            out["delimiter"] = self.delimiter
+        if self.fields:
+            out["fields"] = list(self.fields)
+        if self.field_ranges:
+            out["field_ranges"] = [list(r) for r in self.field_ranges]
+        return out
+
+    def column_names(self) -> list[str]:
+        """The log's column names (reading only the header or the file schema)."""
+        if self.format == "criteo":
+            return list(CRITEO_COLUMNS)
+        if self.format == "libfm":
+            return ["label", *(self.fields or ())]
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(self.paths[0]).names)
+        import pyarrow.csv as pcsv
+
+        with open(self.paths[0], "rb") as fh:
+            first = fh.readline()
+        if not first.strip():
+            raise ConfigError(f"The CSV log {self.paths[0]!r} is empty: it has no header line. Pass a CSV with a header.")
+        t = pcsv.read_csv(__import__("io").BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
+                          read_options=pcsv.ReadOptions(autogenerate_column_names=False))
+        return _clean_names(t.column_names)
+
+
+def _clean_names(names: list[str]) -> list[str]:
+    return [n.lstrip(".") if i == 0 else n for i, n in enumerate(names)]
+
+
+def _libfm_fields(fields, field_map):
+    if fields is None and field_map is None:
+        raise ConfigError(
+            "A libfm log needs its fields: pass fields=[names in line order] (Frappe: "
+            "learned_hash.logs.FRAPPE_FIELDS) or field_map={name: (lo, hi)}."
+        )
+    if isinstance(field_map, Mapping):
+        ranges = []
+        for name, r in field_map.items():
+            try:
+                lo, hi = (int(x) for x in r)
+            except (TypeError, ValueError):
+                raise ConfigError(f"The 'field_map' parameter must map field names to (lo, hi) index ranges. Got {r!r} for {name!r} instead.") from None
+            if not (0 <= lo < hi):
+                raise ConfigError(f"The 'field_map' range of {name!r} must satisfy 0 <= lo < hi. Got {(lo, hi)!r} instead.")
+            ranges.append((str(name), lo, hi))
+        ranges.sort(key=lambda r: r[1])
+        for (a, _, ahi), (b, blo, _) in zip(ranges, ranges[1:]):
+            if blo < ahi:
+                raise ConfigError(f"The 'field_map' ranges of {a!r} and {b!r} overlap. Pass disjoint ranges.")
+        return [r[0] for r in ranges], tuple(ranges)
+    if field_map is not None:
+        arr = np.asarray(field_map)
+        if fields is None or arr.ndim != 1 or arr.dtype.kind not in "iu":
+            raise ConfigError("An array 'field_map' must be 1-D integers (each index's field number into 'fields'); pass 'fields' too.")
+        # turn the per-index field numbers into runs so the map is stored as ranges
+        ranges, start = [], 0
+        for i in range(1, len(arr) + 1):
+            if i == len(arr) or arr[i] != arr[start]:
+                if arr[start] >= 0:
+                    if arr[start] >= len(fields):
+                        raise ConfigError(f"The 'field_map' array names field number {int(arr[start])}, but only {len(fields)} fields were given.")
+                    ranges.append((fields[int(arr[start])], start, i))
+                start = i
+        return list(fields), tuple(ranges)
+    fields = [fields] if isinstance(fields, str) else list(fields)
+    if not fields or not all(isinstance(f, str) and f for f in fields) or len(set(fields)) != len(fields):
+        raise ConfigError(f"The 'fields' parameter must be distinct non-empty names. Got {fields!r} instead.")
+    return fields, None
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
+    """The kind of every column the schema reads (``LogSchema.kinds`` wins where given)."""
+    names = src.column_names()
+    missing = [c for c in schema.columns if c not in names]
+    if missing:
+        raise ConfigError(
+            f"The log {src.paths[0]!r} has no column {missing[0]!r}. Its columns are {names}. "
+            f"Pass names from that list."
+        )
+    kinds: dict[str, str] = {}
+    if src.format == "criteo":
+        for c in schema.columns:
+            kinds[c] = "hex32" if c in CRITEO_CAT else "int"
+    elif src.format == "libfm":
+        kinds = {c: "int" for c in schema.columns}
+    elif src.format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sch = pq.read_schema(src.paths[0])
+        for c in schema.columns:
+            t = sch.field(c).type
+            if pa.types.is_dictionary(t):
+                t = t.value_type
+            if pa.types.is_integer(t) or pa.types.is_boolean(t):
+                kinds[c] = "int"
+            elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+                kinds[c] = "timestamp"
+            elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
+                kinds[c] = "string"
+            elif pa.types.is_floating(t) and c == schema.label:
+                kinds[c] = "number"
+            else:
+                raise ConfigError(
+                    f"Column {c!r} of {src.paths[0]!r} has Parquet type {t}, which cannot be "
+                    f"{'a label' if c == schema.label else 'a categorical id'}. Use integer or string columns."
+                )
+        if schema.time_key and kinds.get(schema.time_key) == "string":
+            kinds[schema.time_key] = "timestamp"
+    else:  # csv: look at the first block with Arrow's inference
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        reader = pcsv.open_csv(src.paths[0], read_options=pcsv.ReadOptions(block_size=1 << 20),
+                               parse_options=pcsv.ParseOptions(delimiter=src.delimiter, invalid_row_handler=lambda r: "skip"))
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            batch = None
+        if batch is not None:
+            types = dict(zip(_clean_names(batch.schema.names), batch.schema.types))
+        else:
+            types = {}
+        for c in schema.columns:
+            t = types.get(c, pa.string())
+            if c == schema.time_key:
+                kinds[c] = "int" if pa.types.is_integer(t) else "timestamp"
+            else:
+                kinds[c] = "int" if pa.types.is_integer(t) else "string"
+    if schema.label:
+        kinds[schema.label] = "number"
+    kinds.update(schema.kinds)
+    return kinds
+
+
+# --------------------------------------------------------------------------- converting
+
+
+def _ids_of(col, kind: str):
+    """(int64 ids, bad mask or None) of one Arrow column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.dictionary_decode()
+        t = col.type
+    if pa.types.is_null(t):
+        return np.full(len(col), MISSING_ID, dtype=np.int64), None
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        if kind != "int":
+            raise ConfigError(f"A column of integers cannot be read as kind {kind!r}. Set its kind to 'int'.")
+        return pc.fill_null(col.cast(pa.int64(), safe=False), MISSING_ID).to_numpy(zero_copy_only=False).astype(np.int64, copy=False), None
+    if kind == "string":
+        return string_ids(col), None
+    if kind == "hex32":
+        ids, valid = _hex32(col)
+        return ids, ~valid
+    # int written as text
+    missing = pc.fill_null(pc.equal(col, ""), True)
+    ok = pc.fill_null(pc.match_substring_regex(col, _full(INT_RE)), False)
+    vals = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, col, "0")), pa.int64())
+    ids = vals.to_numpy(zero_copy_only=False).astype(np.int64, copy=True)
+    missing = missing.to_numpy(zero_copy_only=False)
+    ids[missing] = MISSING_ID
+    return ids, ~(ok.to_numpy(zero_copy_only=False) | missing)
+
+
+def _label_of(col):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+        bad = col.is_null().to_numpy(zero_copy_only=False)
+        vals = pc.fill_null(col.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        return vals, bad
+    ok = pc.fill_null(pc.match_substring_regex(col, _full(NUM_RE)), False)
+    vals = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, col, "0")), pa.float64()).to_numpy(zero_copy_only=False)
+    return vals, ~ok.to_numpy(zero_copy_only=False)
+
+
+def _time_of(col, kind: str):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return col.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[us]"), None
+    if kind == "int":
+        return _ids_of(col, "int")
+    missing = pc.fill_null(pc.equal(col, ""), True).to_numpy(zero_copy_only=False)
+    ok = pc.fill_null(pc.match_substring_regex(col, _full(TIME_RE)), False)
+    vals = pc.cast(pc.if_else(ok, col, "1970-01-01"), pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    vals[missing] = np.datetime64("NaT")
+    return vals, ~(ok.to_numpy(zero_copy_only=False) | missing)
+
+
+def convert_batch(table, schema: LogSchema, kinds: Mapping[str, str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One Arrow batch/table of raw columns -> (NumPy columns, bad-row mask)."""
+    n = table.num_rows
+    bad = np.zeros(n, dtype=bool)
+    out: dict[str, np.ndarray] = {}
+    for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
+        out[c], b = _ids_of(table.column(c), kinds[c])
+        if b is not None:
+            bad |= b
+    if schema.label:
+        out[schema.label], b = _label_of(table.column(schema.label))
+        bad |= b
+    if schema.time_key:
+        out[schema.time_key], b = _time_of(table.column(schema.time_key), kinds[schema.time_key])
+        if b is not None:
+            bad |= b
+    return out, bad
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class BadLineError(ConfigError):
+    """A malformed line in a log read with ``on_bad_line="error"``."""
+
+
+def _bad_line_error(path: str, where: str, text: str, why: str) -> BadLineError:
+    text = text if len(text) <= 200 else text[:200] + "..."
+    return BadLineError(
+        f"Malformed line in {path!r} ({where}): {why}: {text!r}. Fix the line, or pass "
+        f"on_bad_line='skip' to skip and count such lines."
+    )
+
+
+def _locate(path: str, record: int, *, header: bool) -> tuple[str, str]:
+    """(``"line N"``, its text) of the 0-based ``record``-th data line (error path only)."""
+    k = -1
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if (header and lineno == 1) or not raw.strip(b"\r\n"):
+                continue
+            k += 1
+            if k == record:
+                return f"line {lineno}", raw.decode("utf-8", "replace").rstrip("\r\n")
+    return f"record {record + 1}", ""
+
+
+def _find_line(path: str, text: str) -> str:
+    """``"line N"`` of the first line equal to ``text`` (error path only)."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if raw.decode("utf-8", "replace").rstrip("\r\n") == text:
+                return f"line {lineno}"
+    return "a line"
+
+
+class LogReader:
+    """An iterable of batches (dicts of NumPy arrays) of one log; counts the lines it skipped.
+
+    ``bad_lines`` is final once iteration ends; ``rows`` counts the good rows yielded.
+    """
+
+    def __init__(self, source: LogSource, schema: LogSchema, *, on_bad_line: str = "error",
+                 block_bytes: int = DEFAULT_BLOCK_BYTES, kinds: Mapping[str, str] | None = None):
+        if on_bad_line not in ON_BAD_LINE:
+            raise ConfigError(f"The 'on_bad_line' parameter must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
+        if not isinstance(block_bytes, int) or block_bytes < 1024:
+            raise ConfigError(f"The 'block_bytes' parameter must be an int of at least 1024. Got {block_bytes!r} instead.")
+        self.source, self.schema = source, schema
+        self.on_bad_line, self.block_bytes = on_bad_line, block_bytes
+        self.kinds = dict(kinds) if kinds is not None else infer_kinds(source, schema)
+        self.bad_lines = 0
+        self.rows = 0
+        self.bytes_read = 0
+        self.total_bytes = sum(os.path.getsize(p) for p in source.paths)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        self.bad_lines = self.rows = self.bytes_read = 0
+        gen = {"criteo": self._text, "csv": self._text, "parquet": self._parquet, "libfm": self._libfm}[self.source.format]
+        for path in self.source.paths:
+            for table, row0, size in gen(path):
+                cols, bad = convert_batch(table, self.schema, self.kinds)
+                if bad.any():
+                    if self.on_bad_line == "error":
+                        i = int(np.flatnonzero(bad)[0])
+                        row = {c: table.column(c)[i].as_py() for c in self.schema.columns}
+                        where, text = f"record {row0 + i + 1}", str(row)
+                        if self.source.format in ("criteo", "csv"):
+                            where, text = _locate(path, row0 + i, header=self.source.format == "csv")
+                        raise _bad_line_error(path, where, text, f"a value does not parse as its column's kind ({row})")
+                    self.bad_lines += int(bad.sum())
+                    cols = {k: v[~bad] for k, v in cols.items()}
+                self.bytes_read += size
+                n = len(next(iter(cols.values())))
+                self.rows += n
+                if n:
+                    yield cols
+
+    # Each generator yields (Arrow table of the schema's columns, index of its first record, bytes).
+
+    def _text(self, path: str):
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        criteo = self.source.format == "criteo"
+        names = list(CRITEO_COLUMNS) if criteo else self.source.column_names()
+        first_bad: list = []
+
+        def on_invalid(row):
+            if self.on_bad_line == "error":
+                first_bad.append(row)
+                return "error"
+            self.bad_lines += 1
+            return "skip"
+
+        read = pcsv.ReadOptions(column_names=names, skip_rows=0 if criteo else 1, block_size=self.block_bytes, use_threads=False)
+        parse = pcsv.ParseOptions(delimiter=self.source.delimiter, quote_char=False if criteo else '"', invalid_row_handler=on_invalid)
+        convert = pcsv.ConvertOptions(column_types={c: pa.string() for c in self.schema.columns},
+                                      include_columns=self.schema.columns, strings_can_be_null=False,
+                                      quoted_strings_can_be_null=False)
+        if os.path.getsize(path) == 0 or (not criteo and os.path.getsize(path) <= len(open(path, "rb").readline())):
+            return  # no rows (a CSV's header alone has none)
+        try:
+            reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+            row0 = 0
+            size = os.path.getsize(path)
+            for batch in reader:
+                table = pa.Table.from_batches([batch])
+                yield table, row0, min(self.block_bytes, size)
+                row0 += batch.num_rows
+        except pa.ArrowInvalid as exc:
+            if first_bad:
+                r = first_bad[0]
+                where = _find_line(path, r.text)
+                raise _bad_line_error(path, where, r.text, f"{r.actual_columns} fields where {r.expected_columns} are expected") from None
+            raise ConfigError(f"Cannot parse the log {path!r} as {self.source.format}: {exc}. Check the format and delimiter.") from None
+
+    def _parquet(self, path: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ConfigError(f"Cannot read {path!r} as Parquet: {exc}. Pass a Parquet file or the right format.") from None
+        missing = [c for c in self.schema.columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise ConfigError(f"The log {path!r} has no column {missing[0]!r}. Its columns are {pf.schema_arrow.names}.")
+        row_bytes = max(1, pf.metadata.serialized_size and (os.path.getsize(path) // max(1, pf.metadata.num_rows)))
+        batch_rows = max(1024, self.block_bytes // max(8, row_bytes))
+        row0 = 0
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=self.schema.columns):
+            yield pa.Table.from_batches([batch]), row0, batch.num_rows * row_bytes
+            row0 += batch.num_rows
+
+    def _libfm(self, path: str):
+        """Parse ``label idx:val ...`` lines a block at a time with Arrow string kernels."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        fields = list(self.source.fields)
+        ranges = self.source.field_ranges
+        want = self.schema.columns
+        line0 = 0
+        with open(path, "rb") as fh:
+            rest = b""
+            while True:
+                chunk = fh.read(self.block_bytes)
+                data = rest + chunk
+                if not chunk:
+                    rest = b""
+                else:
+                    cut = data.rfind(b"\n")
+                    if cut < 0:
+                        rest = data
+                        continue
+                    data, rest = data[: cut + 1], data[cut + 1 :]
+                if not data:
+                    break
+                lines = pc.split_pattern(pa.array([data.decode("utf-8", errors="replace")]), "\n").flatten()
+                if data.endswith(b"\n"):
+                    lines = lines.slice(0, len(lines) - 1)
+                lineno = np.arange(line0 + 1, line0 + 1 + len(lines))
+                line0 += len(lines)
+                trimmed = pc.utf8_trim_whitespace(lines)
+                tokens = pc.utf8_split_whitespace(trimmed)
+                ntok = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
+                keep = pc.utf8_length(trimmed).to_numpy(zero_copy_only=False) > 0  # blank lines are not rows
+                tokens, lines, ntok, lineno = tokens.filter(pa.array(keep)), lines.filter(pa.array(keep)), ntok[keep], lineno[keep]
+                n = len(tokens)
+                table, bad, why = self._libfm_rows(tokens, ntok, fields, ranges, want)
+                if bad.any():
+                    if self.on_bad_line == "error":
+                        i = int(np.flatnonzero(bad)[0])
+                        raise _bad_line_error(path, f"line {lineno[i]}", lines[i].as_py(), why[i])
+                    self.bad_lines += int(bad.sum())
+                    table = table.filter(pa.array(~bad))
+                if n:
+                    yield table, 0, len(data)
+                if not chunk:
+                    break
+
+    @staticmethod
+    def _libfm_rows(tokens, ntok, fields, ranges, want):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(tokens)
+        bad = np.zeros(n, dtype=bool)
+        why = np.full(n, "", dtype=object)
+        nf = len(fields)
+        label = pc.list_element(tokens, 0) if n else pa.array([], pa.string())
+        feats = pc.list_slice(tokens, 1)
+        flat = feats.flatten()
+        owner = np.repeat(np.arange(n), ntok - 1)
+        parts = pc.split_pattern(flat, ":", max_splits=1)
+        ok = (pc.list_value_length(parts).to_numpy(zero_copy_only=False) == 2) if len(flat) else np.zeros(0, bool)
+        idx_txt = pc.list_element(parts, 0) if len(flat) else pa.array([], pa.string())
+        ok &= pc.fill_null(pc.match_substring_regex(idx_txt, r"^[0-9]{1,18}$"), False).to_numpy(zero_copy_only=False) if len(flat) else ok
+        idx = np.zeros(len(flat), dtype=np.int64)
+        if len(flat):
+            idx[ok] = pc.cast(idx_txt.filter(pa.array(ok)), pa.int64()).to_numpy(zero_copy_only=False)
+        badtok = np.zeros(n, dtype=bool)
+        np.logical_or.at(badtok, owner[~ok], True)
+        bad |= badtok
+        why[badtok] = "a feature is not 'index:value'"
+        out = {c: np.full(n, MISSING_ID, dtype=np.int64) for c in fields}
+        if ranges is None:
+            # positional: the k-th feature of a line belongs to fields[k]
+            wrong = (ntok - 1) != nf
+            why[wrong & ~bad] = f"not exactly {nf} features (one per field)"
+            bad |= wrong
+            pos = np.arange(len(flat)) - np.repeat(np.cumsum(ntok - 1) - (ntok - 1), ntok - 1)
+            good = ~bad[owner]
+            for k, c in enumerate(fields):
+                sel = good & (pos == k)
+                out[c][owner[sel]] = idx[sel]
+        else:
+            los = np.array([r[1] for r in ranges])
+            his = np.array([r[2] for r in ranges])
+            f = np.searchsorted(los, idx, side="right") - 1
+            inside = (f >= 0) & (idx < his[np.maximum(f, 0)]) & ok
+            unknown = np.zeros(n, dtype=bool)
+            np.logical_or.at(unknown, owner[~inside & ok], True)
+            why[unknown & ~bad] = "a feature index is in no field of field_map"
+            bad |= unknown
+            # one-hot: a field may appear at most once per line
+            key = owner[inside] * nf + f[inside]
+            dup = np.zeros(n, dtype=bool)
+            if len(key):
+                ks = np.sort(key)
+                d = ks[1:][ks[1:] == ks[:-1]] // nf
+                dup[d] = True
+            why[dup & ~bad] = "a field appears twice (libfm fields are one-hot)"
+            bad |= dup
+            name_of = [r[0] for r in ranges]
+            sel_owner, sel_f, sel_idx = owner[inside], f[inside], idx[inside]
+            for j, c in enumerate(name_of):
+                s = sel_f == j
+                out[c][sel_owner[s]] = sel_idx[s]
+        lab_ok = pc.fill_null(pc.match_substring_regex(label, _full(NUM_RE)), False).to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+        why[~lab_ok & ~bad] = "the label is not a number"
+        bad |= ~lab_ok
+        cols = {c: pa.array(out[c]) for c in want if c in out}
+        if "label" in want:
+            cols["label"] = pc.cast(pc.if_else(pa.array(lab_ok), label, "0"), pa.float64()) if n else pa.array([], pa.float64())
+        return pa.table(cols) if n else pa.table({c: pa.array([], pa.float64() if c == "label" else pa.int64()) for c in want}), bad, why
+
+
+def _schema_of(schema: LogSchema | None, features, label, time_key, session_key, kinds) -> LogSchema:
+    if schema is not None:
+        if not isinstance(schema, LogSchema):
+            raise ConfigError(f"The 'schema' parameter must be a LogSchema. Got {type(schema).__name__} instead.")
+        return schema
+    if features is None:
+        raise ConfigError("Pass the categorical features to read: features=[...] (or a LogSchema).")
+    return LogSchema(tuple([features] if isinstance(features, str) else features), label, time_key, session_key, kinds or {})
+
+
+def iter_batches(
+    source, schema: LogSchema | None = None, *, features: Sequence[str] | None = None, label: str | None = None,
+    time_key: str | None = None, session_key: str | None = None, kinds: Mapping[str, str] | None = None,
+    format: str | None = None, delimiter: str | None = None, fields: Sequence[str] | None = None,
+    field_map: Any = None, on_bad_line: str = "error", block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> LogReader:
+    """Stream a log as batches of NumPy columns, in bounded memory (one block at a time).
+
+    Pass a :class:`LogSchema`, or its parts (``features``, ``label``, ``time_key``,
+    ``session_key``, ``kinds``). Returns a :class:`LogReader`: iterate it; afterwards its
+    ``bad_lines`` holds the number of skipped lines.
+    """
+    src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
+    sch = _schema_of(schema, features, label, time_key, session_key, kinds)
+    return LogReader(src, sch, on_bad_line=on_bad_line, block_bytes=block_bytes)
+
+
+def read_log(source, schema: LogSchema | None = None, **kwargs) -> dict[str, np.ndarray]:
+    """Read a whole (small) log into NumPy columns; same parameters as :func:`iter_batches`.
+
+    Warns with the count when ``on_bad_line="skip"`` skipped lines; an empty log is an error.
+    """
+    reader = iter_batches(source, schema, **kwargs)
+    parts = list(reader)
+    if not parts:
+        raise ConfigError(
+            f"The log {reader.source.paths[0]!r} has no rows"
+            + (f" ({reader.bad_lines} malformed lines were skipped)" if reader.bad_lines else "")
+            + ". Pass a log with data."
+        )
+    if reader.bad_lines:
+        warnings.warn(f"skipped {reader.bad_lines} malformed lines of {reader.source.paths[0]!r}", stacklevel=2)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -1,0 +1,181 @@
+"""``mine``: the public entry point. Validates once, plans the jobs, hands them to an engine."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from embcompress.errors import ConfigError
+from learned_hash.logs import ON_BAD_LINE, LogReader, LogSchema, LogSource, infer_kinds
+
+from .jobs import MiningPlan
+from .stats import LogStats
+
+ENGINES = ("duckdb", "spark")
+
+
+def _names(value, what: str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    if not items or not all(isinstance(x, str) and x.strip() for x in items):
+        raise ConfigError(f"The {what!r} parameter of mine must be a non-empty list of column names. Got {value!r} instead.")
+    return [x.strip() for x in items]
+
+
+def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for p in pairs or ():
+        if isinstance(p, str):
+            p = tuple(p.split(":"))
+        if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)) or p[0] == p[1]:
+            raise ConfigError(
+                f"The 'pairs' parameter of mine must hold pairs of two different feature names, "
+                f"e.g. [('user', 'item')] or ['user:item']. Got {p!r} instead."
+            )
+        for x in p:
+            if x not in features:
+                raise ConfigError(
+                    f"The 'pairs' parameter of mine names {x!r}, which is not a mined feature "
+                    f"{features}. Add it to features."
+                )
+        if tuple(p) in out or (p[1], p[0]) in out:
+            continue
+        out.append(tuple(p))
+    return tuple(out)
+
+
+def raise_first_bad_line(plan: MiningPlan) -> None:
+    """Find the first malformed line with the Python reader and raise its BadLineError.
+
+    Engines call this when they met a bad line under ``on_bad_line="error"``: the reader applies
+    the same rules and names the line, which SQL engines cannot do portably.
+    """
+    reader = LogReader(plan.source, plan.schema, on_bad_line="error", kinds=plan.kinds)
+    for _ in reader:
+        pass
+    raise ConfigError(
+        f"The log {plan.source.paths[0]!r} has malformed lines. Fix them, or pass on_bad_line='skip' "
+        f"to skip and count them."
+    )
+
+
+def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:
+    """Stream a libFM log into Parquet (bounded memory) so the engines read it natively."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    reader = LogReader(plan.source, plan.schema, on_bad_line=plan.on_bad_line, kinds=plan.kinds)
+    path = os.path.join(tmp, "log.parquet")
+    writer = None
+    try:
+        for batch in reader:
+            table = pa.table(batch)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            if progress is not None:
+                progress(10.0 * reader.bytes_read / max(1, reader.total_bytes), 100.0)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        _empty(plan, reader.bad_lines)
+    src = LogSource((path,), "parquet")
+    kinds = dict(plan.kinds)
+    return MiningPlan(src, plan.schema, kinds, plan.pairs, plan.min_count, plan.on_bad_line), reader.bad_lines
+
+
+def _empty(plan: MiningPlan, bad: int):
+    raise ConfigError(
+        f"The log {plan.source.paths[0]!r} has no rows"
+        + (f" ({bad} malformed lines were skipped)" if bad else "")
+        + ". Pass a log with data."
+    )
+
+
+def mine(
+    source,
+    *,
+    features: Sequence[str] | str,
+    label: str | None = None,
+    pairs: Iterable = (),
+    sequence_key: str | None = None,
+    time_key: str | None = None,
+    min_count: int = 1,
+    engine: str = "duckdb",
+    format: str | None = None,
+    delimiter: str | None = None,
+    fields: Sequence[str] | None = None,
+    field_map: Any = None,
+    kinds: Mapping[str, str] | None = None,
+    on_bad_line: str = "error",
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    temp_directory: str | os.PathLike | None = None,
+    spark_master: str = "local[2]",
+    spark_conf: Mapping[str, str] | None = None,
+    progress: Callable[[float, float], None] | None = None,
+) -> LogStats:
+    """Count id accesses, co-occurrences and sequences in a log; return :class:`LogStats`.
+
+    Parameters
+    ----------
+    source : a path, glob, directory, or list of paths (see :mod:`learned_hash.logs`).
+    features : the categorical columns to count (a list, or ``"C1,C2"``).
+    label : the label column; adds positive counts (a row is positive when its label is > 0).
+    pairs : ``(a, b)`` feature pairs (or ``"a:b"``) whose ids' co-occurrence in a row is counted.
+    sequence_key, time_key : count consecutive ids of each feature within a session
+        (``sequence_key``), ordered by ``time_key`` (ties by the value itself).
+    min_count : counts below this are pruned.
+    engine : ``"duckdb"`` (embedded, default) or ``"spark"`` (``spark_master``: ``"local[N]"``
+        or a Spark Connect URL ``"sc://host:15002"``); both run the same jobs and give the same counts.
+    format, delimiter, fields, field_map, kinds : how to read the log (see :mod:`learned_hash.logs`).
+    on_bad_line : ``"error"`` (default) or ``"skip"`` (skipped lines are counted in ``bad_lines``).
+    memory_limit : e.g. ``"2GB"``: DuckDB's memory cap (it spills to ``temp_directory`` beyond
+        it); for Spark in local mode, the driver memory.
+    threads : engine threads (DuckDB ``threads``; Spark ``local[threads]``), default all cores.
+    progress : ``progress(done, total)`` callback.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"The 'engine' parameter of mine must be one of {ENGINES}. Got {engine!r} instead.")
+    if on_bad_line not in ON_BAD_LINE:
+        raise ConfigError(f"The 'on_bad_line' parameter of mine must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
+    if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
+        raise ConfigError(f"The 'min_count' parameter of mine must be an int >= 1. Got {min_count!r} instead.")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"The 'threads' parameter of mine must be a positive int or None. Got {threads!r} instead.")
+    if memory_limit is not None and (not isinstance(memory_limit, str) or not memory_limit.strip()):
+        raise ConfigError(f"The 'memory_limit' parameter of mine must be a size such as '2GB'. Got {memory_limit!r} instead.")
+    if sequence_key is not None and time_key is None:
+        raise ConfigError(
+            "The 'time_key' parameter of mine is needed with a sequence_key: consecutive ids are "
+            "ordered by time within a session. Pass time_key=<the time column>."
+        )
+    if time_key is not None and sequence_key is None:
+        raise ConfigError("The 'time_key' parameter of mine is used only with a sequence_key. Pass sequence_key too, or drop time_key.")
+    feats = _names(features, "features")
+    pair_list = _pairs(pairs, feats)
+    src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
+    schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
+    plan = MiningPlan(src, schema, infer_kinds(src, schema), pair_list, min_count, on_bad_line)
+    described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
+
+    with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_directory) as tmp:
+        pre_bad = 0
+        if src.format == "libfm":
+            plan, pre_bad = _libfm_to_parquet(plan, tmp, progress)
+        if engine == "duckdb":
+            from .duckdb_engine import run
+
+            stats = run(plan, memory_limit=memory_limit, threads=threads, temp_directory=tmp,
+                        progress=progress, source=described)
+        else:
+            from .spark_engine import run
+
+            stats = run(plan, master=spark_master, conf=spark_conf, memory_limit=memory_limit,
+                        threads=threads, local_dir=tmp, progress=progress, source=described)
+    stats.bad_lines += pre_bad
+    if stats.n_rows == 0:
+        _empty(plan if src.format != "libfm" else MiningPlan(src, schema, {}, (), 1, on_bad_line), stats.bad_lines)
+    return stats

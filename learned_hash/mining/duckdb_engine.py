@@ -1,0 +1,130 @@
+"""Run a mining plan on DuckDB, in process, with a memory limit and spilling to disk.
+
+DuckDB reads the files itself (``read_csv`` with every column as text, or ``read_parquet``),
+does the group-bys itself, and hands the aggregated rows over as Arrow. With ``memory_limit``
+set, its hash aggregates spill to ``temp_directory``, so a log larger than memory still mines.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+
+from embcompress.errors import ConfigError
+from learned_hash.logs import CRITEO_COLUMNS
+
+from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, sequence_sql
+
+_D = DuckDBDialect()
+
+
+def _list(paths) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _scan(plan: MiningPlan) -> str:
+    src = plan.source
+    files = _list(src.paths)
+    if src.format == "parquet":
+        return f"read_parquet({files})"
+    names = list(CRITEO_COLUMNS) if src.format == "criteo" else src.column_names()
+    cols = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
+    delim = src.delimiter.replace("'", "''")
+    opts = [
+        f"delim='{delim}'",
+        f"header={'false' if src.format == 'criteo' else 'true'}",
+        f"columns={cols}",
+        "auto_detect=false",
+        "null_padding=false",
+    ]
+    if src.format == "criteo":
+        opts += ["quote=''", "escape=''"]
+    if plan.on_bad_line == "skip":
+        opts += ["ignore_errors=true", "store_rejects=true"]
+    return f"read_csv({files}, {', '.join(opts)})"
+
+
+def _fetch(con, sql: str, progress, base: float, span: float):
+    """Run ``sql``; report DuckDB's own progress as ``base .. base+span`` percent."""
+    out: dict = {}
+
+    def run():
+        try:
+            rel = con.sql(sql)
+            out["table"] = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        except BaseException as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+
+    if progress is None:
+        run()
+    else:
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        while th.is_alive():
+            th.join(0.2)
+            try:
+                pct = max(0.0, float(con.query_progress()))
+            except Exception:
+                pct = 0.0
+            progress(base + span * min(pct, 100.0) / 100.0, 100.0)
+    if "error" in out:
+        raise out["error"]
+    return out["table"]
+
+
+def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | None = None,
+        temp_directory: str | None = None, progress=None, source=None):
+    """Mine ``plan`` on DuckDB and return LogStats."""
+    import duckdb
+
+    from .api import raise_first_bad_line
+
+    own_tmp = None
+    if temp_directory is None:
+        own_tmp = tempfile.TemporaryDirectory(prefix="embc-duckdb-")
+        temp_directory = own_tmp.name
+    con = duckdb.connect(":memory:")
+    try:
+        if memory_limit is not None:
+            try:
+                con.execute(f"SET memory_limit = '{memory_limit}'")
+            except duckdb.Error:
+                raise ConfigError(
+                    f"The 'memory_limit' parameter of mine must be a size such as '2GB' or '512MB'. "
+                    f"Got {memory_limit!r} instead."
+                ) from None
+        con.execute(f"SET temp_directory = '{os.fspath(temp_directory)}'")
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
+        con.execute("SET preserve_insertion_order = false")
+        if progress is not None:
+            con.execute("SET enable_progress_bar = true")
+            con.execute("SET enable_progress_bar_print = false")
+        con.execute(f"CREATE VIEW {LOG_TABLE} AS SELECT * FROM {_scan(plan)}")
+        n_seq = len(plan.sequence_jobs)
+        span = 100.0 / (1 + n_seq)
+        try:
+            counts = _fetch(con, counts_sql(plan, _D), progress, 0.0, span)
+            rejected = 0
+            if plan.on_bad_line == "skip" and plan.text:
+                rejected = con.execute("SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors)").fetchone()[0]
+            seqs = {}
+            for k, job in enumerate(plan.sequence_jobs):
+                seqs[job.feature] = _fetch(con, sequence_sql(plan, _D, job), progress, span * (1 + k), span)
+        except duckdb.InvalidInputException as exc:
+            if plan.on_bad_line == "error":
+                raise_first_bad_line(plan)
+            raise ConfigError(f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}") from None
+        except duckdb.IOException as exc:
+            raise ConfigError(f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}. Check the path and format.") from None
+        stats, nbad = collect(plan, counts, seqs, engine="duckdb", bad_lines=int(rejected), source=source)
+        if nbad and plan.on_bad_line == "error":
+            raise_first_bad_line(plan)
+        if progress is not None:
+            progress(100.0, 100.0)
+        return stats
+    finally:
+        con.close()
+        if own_tmp is not None:
+            own_tmp.cleanup()

@@ -1,0 +1,310 @@
+"""The mining jobs, described once, compiled to SQL that both engines run unchanged in meaning.
+
+A :class:`MiningPlan` names the log (a resolved :class:`~learned_hash.logs.LogSource`), the columns
+and their kinds, and the jobs:
+
+- :class:`FrequencyJob` (feature): rows per id, and positive rows per id with a label;
+- :class:`PairJob` (a, b): rows per (id in a, id in b), and positive rows;
+- :class:`SequenceJob` (feature): within a session, consecutive (previous id, id) pairs.
+
+All frequency and pair jobs run as ONE query (``GROUP BY GROUPING SETS``), so the log is scanned
+once whatever the number of jobs; each sequence job is one windowed query. The only difference
+between engines is a :class:`Dialect` (regex match, hex parse), and how the log becomes the table
+``log`` the SQL reads. What is valid, missing or bad is decided in SQL by the same regular
+expressions the Python readers use (:mod:`learned_hash.logs`), so every engine and reader agree.
+
+Results come back as Arrow tables of aggregated rows only; :func:`collect` turns them into
+:class:`~learned_hash.mining.stats.LogStats` (string ids hashed there, after aggregation, vectorized).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embcompress.idhash import MISSING_ID, hash_strings
+from learned_hash.logs import HEX_RE, INT_RE, NUM_RE, TIME_RE, LogSchema, LogSource
+
+from .stats import LogStats, _sum_by_keys
+
+TEXT_FORMATS = ("criteo", "csv")
+LOG_TABLE = "__embc_log"
+
+
+@dataclass(frozen=True)
+class FrequencyJob:
+    feature: str
+
+
+@dataclass(frozen=True)
+class PairJob:
+    a: str
+    b: str
+
+
+@dataclass(frozen=True)
+class SequenceJob:
+    feature: str
+
+
+@dataclass(frozen=True)
+class MiningPlan:
+    """Everything an engine needs: where the log is, what each column is, which jobs to run."""
+
+    source: LogSource
+    schema: LogSchema
+    kinds: dict
+    pairs: tuple[tuple[str, str], ...]
+    min_count: int
+    on_bad_line: str
+
+    @property
+    def frequency_jobs(self) -> list[FrequencyJob]:
+        return [FrequencyJob(f) for f in self.schema.features]
+
+    @property
+    def pair_jobs(self) -> list[PairJob]:
+        return [PairJob(a, b) for a, b in self.pairs]
+
+    @property
+    def sequence_jobs(self) -> list[SequenceJob]:
+        if self.schema.session_key is None:
+            return []
+        return [SequenceJob(f) for f in self.schema.features]
+
+    @property
+    def text(self) -> bool:
+        """Whether the engine reads every column as text (CSV-like logs) or typed (Parquet)."""
+        return self.source.format in TEXT_FORMATS
+
+    def can_be_bad(self) -> bool:
+        """Whether some row may be malformed (else the SQL skips the bad-row bookkeeping)."""
+        if self.text or self.schema.label is not None:
+            return True
+        return False
+
+
+class Dialect:
+    """What differs between the SQL of the engines."""
+
+    name = "sql"
+
+    def ident(self, name: str) -> str:
+        raise NotImplementedError
+
+    def full_match(self, expr: str, rx: str) -> str:
+        raise NotImplementedError
+
+    def hex32(self, expr: str) -> str:
+        raise NotImplementedError
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+class DuckDBDialect(Dialect):
+    name = "duckdb"
+
+    def ident(self, name):
+        return '"' + name.replace('"', '""') + '"'
+
+    def full_match(self, expr, rx):
+        return f"regexp_full_match({expr}, {_lit(rx)})"
+
+    def hex32(self, expr):
+        return f"TRY_CAST('0x' || {expr} AS BIGINT)"
+
+
+class SparkDialect(Dialect):
+    name = "spark"
+
+    def ident(self, name):
+        return "`" + name.replace("`", "``") + "`"
+
+    def full_match(self, expr, rx):
+        # Spark string literals treat backslashes as escapes; the shared regexes contain none.
+        return f"({expr} RLIKE {_lit('^(?:' + rx + ')$')})"
+
+    def hex32(self, expr):
+        return f"TRY_CAST(conv({expr}, 16, 10) AS BIGINT)"
+
+
+MISSING = f"CAST({MISSING_ID + 1} - 1 AS BIGINT)"  # -2**63 has no literal of its own in SQL
+
+
+def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str, str | None]:
+    """(value expression, bad expression or None) of one column in the ``log`` table."""
+    c = d.ident(col)
+    kind = plan.kinds[col]
+    empty = f"({c} IS NULL OR {c} = '')"
+    if role == "label":
+        if not plan.text and kind == "number":
+            return f"({c} > 0)", f"({c} IS NULL)"
+        ok = d.full_match(c, NUM_RE)
+        return f"(TRY_CAST(trim({c}) AS DOUBLE) > 0)", f"NOT coalesce({ok}, FALSE)"
+    if role == "time":
+        if not plan.text:
+            return c, None
+        if kind == "int":
+            return f"TRY_CAST(trim({c}) AS BIGINT)", f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))"
+        return f"NULLIF({c}, '')", f"NOT ({empty} OR coalesce({d.full_match(c, TIME_RE)}, FALSE))"
+    # an id column
+    if kind == "string":
+        return f"NULLIF({c}, '')", None  # hashed after aggregation; null is MISSING_ID there
+    if not plan.text:
+        return f"coalesce(CAST({c} AS BIGINT), {MISSING})", None
+    if kind == "hex32":
+        return (f"CASE WHEN {empty} THEN {MISSING} ELSE {d.hex32(c)} END",
+                f"NOT ({empty} OR coalesce({d.full_match(c, HEX_RE)}, FALSE))")
+    return (f"CASE WHEN {empty} THEN {MISSING} ELSE TRY_CAST(trim({c}) AS BIGINT) END",
+            f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))")
+
+
+def key_columns(plan: MiningPlan) -> list[str]:
+    """The id columns, in order; their SQL aliases are ``__k0, __k1, ...``."""
+    keys = list(plan.schema.features)
+    if plan.schema.session_key and plan.schema.session_key not in keys:
+        keys.append(plan.schema.session_key)
+    return keys
+
+
+def converted_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> str:
+    """``SELECT`` over the raw ``log`` table giving ids ``__k*``, ``__pos``, ``__t``, ``__bad``."""
+    sel, bads = [], []
+    for i, col in enumerate(key_columns(plan)):
+        v, b = _column_sql(plan, d, col, "id")
+        sel.append(f"{v} AS __k{i}")
+        if b:
+            bads.append(b)
+    if plan.schema.label:
+        v, b = _column_sql(plan, d, plan.schema.label, "label")
+        sel.append(f"coalesce({v}, FALSE) AS __pos")
+        bads.append(b)
+    if plan.schema.time_key:
+        v, b = _column_sql(plan, d, plan.schema.time_key, "time")
+        sel.append(f"{v} AS __t")
+        if b:
+            bads.append(b)
+    if extra_bad:
+        bads.append(extra_bad)
+    if plan.can_be_bad():
+        sel.append(f"({' OR '.join(bads) if bads else 'FALSE'}) AS __bad")
+    return f"SELECT {', '.join(sel)} FROM {LOG_TABLE}"
+
+
+def _sets(plan: MiningPlan) -> list[tuple[int, ...]]:
+    """The grouping sets: one per feature, one per pair, and the grand total ()."""
+    feats = list(plan.schema.features)
+    sets = [(feats.index(f),) for f in feats]
+    sets += [(feats.index(a), feats.index(b)) for a, b in plan.pairs]
+    sets.append(())
+    return sets
+
+
+def grouping_mask(n_keys: int, grouped: tuple[int, ...]) -> int:
+    """GROUPING_ID of a set: bit (n-1-i) is 1 when key i is aggregated away (SQL standard)."""
+    return sum(1 << (n_keys - 1 - i) for i in range(n_keys) if i not in grouped)
+
+
+def counts_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> str:
+    """The one query of all frequency and pair jobs, plus the row and bad-row totals."""
+    nf = len(plan.schema.features)
+    keys = [f"__k{i}" for i in range(nf)]
+    good = "NOT __bad" if plan.can_be_bad() else None
+    n = f"count(*) FILTER (WHERE {good})" if good else "count(*)"
+    aggs = [f"{n} AS __n"]
+    if plan.schema.label:
+        aggs.append(f"count(*) FILTER (WHERE __pos{' AND ' + good if good else ''}) AS __p")
+    if good:
+        aggs.append("count(*) FILTER (WHERE __bad) AS __nbad")
+    sets = ", ".join("(" + ", ".join(keys[i] for i in s) + ")" for s in _sets(plan))
+    total = grouping_mask(nf, ())
+    return (
+        f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}) "
+        f"SELECT {', '.join(keys)}, GROUPING_ID({', '.join(keys)}) AS __g, {', '.join(aggs)} "
+        f"FROM t GROUP BY GROUPING SETS ({sets}) "
+        f"HAVING {n} >= {int(plan.min_count)} OR GROUPING_ID({', '.join(keys)}) = {total}"
+    )
+
+
+def sequence_sql(plan: MiningPlan, d: Dialect, job: SequenceJob, *, extra_bad: str | None = None) -> str:
+    """Consecutive ids of ``job.feature`` within each session, ordered by time then the value."""
+    keys = key_columns(plan)
+    k = f"__k{keys.index(job.feature)}"
+    s = f"__k{keys.index(plan.schema.session_key)}"
+    kind = plan.kinds[plan.schema.session_key]
+    has_session = f"{s} IS NOT NULL AND {s} <> ''" if kind == "string" else f"{s} <> {MISSING}"
+    where = [has_session] + (["NOT __bad"] if plan.can_be_bad() else [])
+    order = ("__t ASC NULLS FIRST, " if plan.schema.time_key else "") + f"{k} ASC NULLS FIRST"
+    window = f"PARTITION BY {s} ORDER BY {order}"
+    return (
+        f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}), "
+        f"w AS (SELECT LAG({k}) OVER ({window}) AS __prev, {k} AS __next, "
+        f"ROW_NUMBER() OVER ({window}) AS __rn FROM t WHERE {' AND '.join(where)}) "
+        f"SELECT __prev, __next, count(*) AS __n FROM w WHERE __rn > 1 GROUP BY __prev, __next "
+        f"HAVING count(*) >= {int(plan.min_count)}"
+    )
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _ids(column, kind: str) -> np.ndarray:
+    if kind == "string":
+        return hash_strings(column).view(np.int64)
+    return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def collect(plan: MiningPlan, counts, sequences: dict, *, engine: str, bad_lines: int = 0,
+            source=None) -> tuple[LogStats, int]:
+    """Arrow results -> LogStats (and the number of bad rows the query saw).
+
+    ``counts`` is the result of :func:`counts_sql`; ``sequences`` maps a feature to the result
+    of its :func:`sequence_sql`.
+    """
+    import pyarrow.compute as pc
+
+    feats = list(plan.schema.features)
+    nf = len(feats)
+    g = counts.column("__g").to_numpy(zero_copy_only=False)
+    label = plan.schema.label is not None
+
+    def part(grouped):
+        sub = counts.filter(pc.equal(counts.column("__g"), grouping_mask(nf, grouped)))
+        keys = [_ids(sub.column(f"__k{i}"), plan.kinds[feats[i]]) for i in grouped]
+        vals = [sub.column("__n").to_numpy(zero_copy_only=False).astype(np.int64)]
+        if label:
+            vals.append(sub.column("__p").to_numpy(zero_copy_only=False).astype(np.int64))
+        if any(plan.kinds[feats[i]] == "string" for i in grouped) and len(keys[0]):
+            # distinct strings may share a hash (or be null and ''): merge them as one id
+            keys, vals = _sum_by_keys(keys, vals)
+        return keys, vals
+
+    total_rows = counts.filter(pc.equal(counts.column("__g"), grouping_mask(nf, ())))
+    n_rows = int(total_rows.column("__n")[0].as_py() or 0) if total_rows.num_rows else 0
+    nbad = int(total_rows.column("__nbad")[0].as_py() or 0) if total_rows.num_rows and "__nbad" in counts.column_names else 0
+    del g
+    freqs = {}
+    for i, f in enumerate(feats):
+        (ids,), vals = part((i,))
+        freqs[f] = (ids, *vals)
+    pairs = {}
+    for a, b in plan.pairs:
+        (ia, ib), vals = part((feats.index(a), feats.index(b)))
+        pairs[(a, b)] = (ia, ib, *vals)
+    seqs = {}
+    for f, tbl in sequences.items():
+        prev = _ids(tbl.column("__prev"), plan.kinds[f])
+        nxt = _ids(tbl.column("__next"), plan.kinds[f])
+        cnt = tbl.column("__n").to_numpy(zero_copy_only=False).astype(np.int64)
+        if plan.kinds[f] == "string" and len(prev):
+            (prev, nxt), (cnt,) = _sum_by_keys([prev, nxt], [cnt])
+        seqs[f] = (prev, nxt, cnt)
+    stats = LogStats(
+        features=feats, frequencies=freqs, pairs=pairs, sequences=seqs, label=plan.schema.label,
+        n_rows=n_rows, sequence_key=plan.schema.session_key, time_key=plan.schema.time_key,
+        min_count=plan.min_count, engine=engine, source=source, bad_lines=bad_lines + nbad,
+    )
+    return stats, nbad
