@@ -5,8 +5,11 @@ Policies:
 - ``frequency``: a static hot set, the rows with the most mined accesses (ties to the lower row),
   loaded by the warm-up and replaced only when asked (:meth:`DramTier.set_hot`). Misses are not
   admitted, so serving never writes the tier.
-- ``lru``: every missed row is admitted; the least recently used rows are evicted. Recency is kept
-  per batch (all rows of a batch share one timestamp), which is what a batched server sees.
+- ``lru``: missed rows are admitted, evicting the least recently used. Recency is kept per batch
+  (all rows of a batch share one timestamp, which is what a batched server sees); rows hit in the
+  batch are never evicted by its misses, and when the misses outnumber the room, the ones asked
+  most often in the batch are admitted (a sequential LRU keeps the batch's last-referenced rows,
+  and a row asked often is likely among them).
 - ``lfu``: access counts are kept for every row seen (not only cached ones); a missed row replaces
   the cached row with the lowest count when its own count is higher.
 
@@ -47,21 +50,27 @@ class DramTier:
         elif self.policy == "lfu":
             self.counts[rows] += counts
 
-    def admit(self, rows: np.ndarray, records: np.ndarray) -> None:
-        """Offer missed ``rows`` (unique, not held) with their records to the policy."""
+    def admit(self, rows: np.ndarray, records: np.ndarray, counts: np.ndarray) -> None:
+        """Offer missed ``rows`` (unique, not held; asked ``counts`` times) with their records."""
         if self.policy == "frequency" or len(rows) == 0:
             return
         free = self.capacity - self.n_used
         if self.policy == "lru":
-            # Newly read rows are the most recent; victims are the oldest held rows.
-            take = min(len(rows), self.capacity)
-            rows, records = rows[:take], records[:take]
+            # Rows hit in this batch are the most recent and stay. A sequential LRU would keep the
+            # batch's last-referenced rows; the rows asked most often in the batch stand in for them.
+            old = np.flatnonzero(self.last_used[: self.n_used] < self.clock)
+            take = min(len(rows), free + len(old))
+            if take == 0:
+                return
+            if take < len(rows):
+                pick = np.sort(np.argsort(-counts, kind="stable")[:take])
+                rows, records = rows[pick], records[pick]
             n_free = min(free, take)
             slots = np.arange(self.n_used, self.n_used + n_free, dtype=np.int64)
             n_evict = take - n_free
             if n_evict:
-                used = self.last_used[: self.n_used]
-                victims = np.argpartition(used, n_evict - 1)[:n_evict] if n_evict < self.n_used else np.arange(self.n_used)
+                used = self.last_used[old]
+                victims = old[np.argpartition(used, n_evict - 1)[:n_evict]] if n_evict < len(old) else old
                 slots = np.concatenate([slots, victims.astype(np.int64)])
             self._place(rows, records, slots)
             self.last_used[slots] = self.clock

@@ -9,8 +9,9 @@ each bag still pools the same decoded rows in the same order.
 Counters are kept on unique ids per batch (a row asked for twice in one batch is one access):
 ``hit_rate`` is the share served from a cache tier (DRAM is the only one, so it equals
 ``dram_hit_rate``); the SCM tier counts rows read, 4 KiB blocks read, bytes read and the read
-amplification (bytes read / bytes of the records wanted). With a device model the store also
-accumulates the time that device would take for the same reads (``device_seconds``).
+amplification (bytes read / bytes of the records wanted) and the wall time of its reads
+(``scm_seconds``). With a device model the store also accumulates the time that device would take
+for the same reads (``device_seconds``), so a run can report what the device would sustain.
 
 One lock serializes staging (DRAM lookups, file reads, admission) and updates, so Python threads
 may share a store; the kernel runs outside the lock. Updates go through a write-ahead journal
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,10 +174,12 @@ class TieredStore:
             staged = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
             staged[hit] = self._dram.data[slots[hit]]
             miss = pos[~hit]
+            t0 = time.perf_counter()
             records, n_blocks = self._reader.read(miss)
+            self._c["scm_seconds"] += time.perf_counter() - t0
             staged[~hit] = records
             self._dram.note_access(pos, counts, slots)
-            self._dram.admit(miss, records)
+            self._dram.admit(miss, records, counts[~hit])
             c = self._c
             c["batches"] += 1
             c["unique_rows"] += len(pos)
@@ -265,7 +269,7 @@ class TieredStore:
     def reset_stats(self) -> None:
         with getattr(self, "_lock", threading.RLock()):
             self._c = dict(batches=0, lookups=0, unique_rows=0, dram_hits=0, scm_rows=0, blocks_read=0,
-                           device_reads=0, device_seconds=0.0, rows_updated=0)
+                           device_reads=0, device_seconds=0.0, scm_seconds=0.0, rows_updated=0)
 
     def stats(self) -> dict:
         """Counters since the last reset (rates on unique ids per batch)."""

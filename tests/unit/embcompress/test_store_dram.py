@@ -12,7 +12,7 @@ def _batch(t, rows):
     slots = t.find(rows)
     t.note_access(rows, np.ones(len(rows), np.int64), slots)
     miss = rows[slots < 0]
-    t.admit(miss, _rec(miss))
+    t.admit(miss, _rec(miss), np.ones(len(miss), np.int64))
     return slots >= 0
 
 
@@ -66,3 +66,15 @@ def test_write_through_replaces_held_copies_only():
     t.write_through(np.array([2, 5]), new)
     assert (t.data[t.find(np.array([2]))] == 7).all()
     assert (t.data[t.find(np.array([1]))] == 1).all()
+
+
+def test_lru_keeps_rows_hit_in_the_batch_and_admits_the_most_asked():
+    t = DramTier(100, 8, 3, "lru")
+    _batch(t, [1, 2, 3])
+    rows = np.array([1, 10, 11, 12], dtype=np.int64)
+    slots = t.find(rows)
+    t.note_access(rows, np.array([1, 1, 5, 2]), slots)
+    miss = rows[slots < 0]
+    t.admit(miss, _rec(miss), np.array([1, 5, 2]))
+    # Row 1 was hit this batch and stays; two slots are free to take: 11 (5 asks) and 12 (2 asks).
+    assert _held(t) == {1, 11, 12}
