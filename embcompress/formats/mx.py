@@ -116,8 +116,10 @@ def encode(xp: np.ndarray, spec: FormatSpec, block: int, scale_mode: str, nan_bl
         X1 = np.minimum(X + 1, SCALE_MAX)
         codes1 = _encode_elements(sign, M, E, fl2, X1[:, :, None], spec)
         lut = element_lut(spec)
-        sse0 = _block_sse(xb, lut[codes] * e8m0_to_f32(X + E8M0_BIAS)[:, :, None])
-        sse1 = _block_sse(xb, lut[codes1] * e8m0_to_f32(X1 + E8M0_BIAS)[:, :, None])
+        # floor + 1 can round a block's top element past float32's range (inf): it then loses.
+        with np.errstate(over="ignore", invalid="ignore"):
+            sse0 = _block_sse(xb, lut[codes] * e8m0_to_f32(X + E8M0_BIAS)[:, :, None])
+            sse1 = _block_sse(xb, lut[codes1] * e8m0_to_f32(X1 + E8M0_BIAS)[:, :, None])
         better = sse1 < sse0
         X = np.where(better, X1, X)
         codes = np.where(better[:, :, None], codes1, codes)
