@@ -14,6 +14,7 @@ _LAZY = {
     "LogSchema": "learned_hash.logs",
     "iter_batches": "learned_hash.logs",
     "read_log": "learned_hash.logs",
+    "fit_hash": "learned_hash.build",
 }
 
 __all__ = [*_LAZY]

@@ -1,0 +1,54 @@
+"""Baseline id -> row mappers, built as :class:`embcompress.IdMap` like the learned map.
+
+- ``"hash"``: the hashing trick. No id is stored; every id goes to ``mix64(id, seed) % n_rows``,
+  where ``mix64`` is the seeded splitmix64 hash of :mod:`embcompress.idmap` (a fresh seed draws a
+  fresh hash function, as a universal family would).
+- ``"frequency"``: the frequency hybrid. The ``hot_rows`` most accessed ids own rows ``0 ..
+  hot_rows - 1``; every other id hashes into the cold rows ``hot_rows .. n_rows - 1``.
+
+Both are reached through :func:`learned_hash.fit_hash` (``method="hash"`` / ``"frequency"``) and
+also callable directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embcompress.errors import param_error
+from embcompress.idmap import IdMap
+
+# The default number of hot rows: an id owns a row when it alone carries at least the traffic of
+# an average row (count * n_rows >= total accesses), and at most half the rows go to hot ids, so
+# the other half stays for the clustered ids and for ids never seen.
+HOT_SHARE_LIMIT = 0.5
+
+
+def choose_hot_rows(counts, n_rows: int) -> int:
+    """Hot rows by the frequency curve: ids with ``count * n_rows >= sum(counts)``, at most
+    ``n_rows // 2`` (and never every row: one stays cold for unseen ids)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0 or n_rows < 2:
+        return 0
+    # counts are sorted descending, so the qualifying ids are a prefix
+    qualifying = int(np.count_nonzero(counts.astype(np.float64) * n_rows >= total))
+    return min(qualifying, int(n_rows * HOT_SHARE_LIMIT), n_rows - 1)
+
+
+def hash_map(n_rows: int, *, seed: int = 0, config=None, inputs=None, meta=None) -> IdMap:
+    """The hashing trick as an IdMap: no stored ids, all rows are fallback rows."""
+    return IdMap.from_arrays(np.zeros(0, np.int64), np.zeros(0, np.int64), n_rows,
+                             fallback_rows=np.arange(n_rows), seed=seed,
+                             config=config or {"method": "hash", "n_rows": n_rows, "seed": seed},
+                             inputs=inputs, meta=meta)
+
+
+def frequency_map(ids, n_rows: int, *, hot_rows: int, seed: int = 0, config=None, inputs=None, meta=None) -> IdMap:
+    """Ids ``ids[:hot_rows]`` (most accessed first) own rows ``0 .. hot_rows - 1``; the rest hash
+    into rows ``hot_rows .. n_rows - 1``."""
+    if isinstance(hot_rows, bool) or not isinstance(hot_rows, (int, np.integer)) or not 0 <= hot_rows < n_rows:
+        raise param_error("hot_rows", "frequency_map", f"be an int in [0, n_rows - 1] = [0, {n_rows - 1}]", hot_rows)
+    ids = np.asarray(ids, dtype=np.int64)[:hot_rows]
+    return IdMap.from_arrays(ids, np.arange(ids.size), n_rows, fallback_rows=np.arange(ids.size, n_rows), seed=seed,
+                             config=config or {"method": "frequency", "n_rows": n_rows, "hot_rows": int(ids.size), "seed": seed},
+                             inputs=inputs, meta=meta)

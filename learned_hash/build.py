@@ -1,0 +1,223 @@
+"""Buckets -> :class:`embcompress.IdMap`: :func:`fit_hash`, the one call for every mapper.
+
+``method="learned"``:
+
+1. Ids of ``feature`` by access count (from :class:`learned_hash.LogStats`). The ``hot_rows``
+   most accessed own rows of their own (default: :func:`learned_hash.baselines.choose_hot_rows`,
+   ids that alone carry at least an average row's traffic, at most half the rows).
+2. The next ids, up to ``max_mapped_ids`` mapped ids in all, are embedded
+   (:mod:`learned_hash.embed`) and clustered by frequency-weighted k-means
+   (:mod:`learned_hash.cluster`) into the remaining ``n_rows - hot_rows`` rows.
+3. Every other id (less frequent than the map's budget, without co-occurrence to embed, or never
+   seen) hashes into those cold rows through the map's seeded fallback hash.
+
+``previous=``: a refit keeps every bucket on the old row most of its ids had (largest overlaps
+first), so an id whose bucket did not change keeps its row; ``meta["moved_ids"]`` (and
+``IdMap.moved_ids``) counts the previous map's ids whose row changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from embcompress.errors import ConfigError, param_error
+from embcompress.idmap import IdMap
+
+from .baselines import choose_hot_rows, frequency_map, hash_map
+from .cluster import FrequencyKMeans
+from .embed import LabelAwareEmbedding, SpectralEmbedding, cooccurrence
+
+METHODS = ("learned", "hash", "frequency")
+EMBEDDINGS = ("auto", "cooccurrence", "label_aware")
+
+
+def collision_share(idmap: IdMap, ids, counts) -> float:
+    """Share of accesses (``counts`` of ``ids``) whose id shares its row with another of ``ids``."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    rows = idmap.lookup(np.asarray(ids, dtype=np.int64))
+    occupancy = np.bincount(rows, minlength=idmap.n_rows)
+    return float(counts[occupancy[rows] > 1].sum() / total)
+
+
+def _relabel(prop_rows, ids, previous: IdMap, n_rows: int):
+    """A permutation of rows sending each proposed row to the old row most of its ids had."""
+    old_mapped = np.isin(ids, previous.ids)
+    pr = prop_rows[old_mapped]
+    old = previous.lookup(ids[old_mapped])
+    perm = np.full(n_rows, -1, dtype=np.int64)
+    if pr.size:
+        pairs, overlap = np.unique(np.stack([pr, old]), axis=1, return_counts=True)
+        # largest overlap first; ties by proposed row then old row, so the result is deterministic
+        order = np.lexsort((pairs[1], pairs[0], -overlap))
+        used = np.zeros(n_rows, dtype=bool)
+        for p, o in pairs[:, order].T:
+            if perm[p] < 0 and not used[o]:
+                perm[p] = o
+                used[o] = True
+    free = np.setdiff1d(np.arange(n_rows), perm[perm >= 0])
+    perm[perm < 0] = free  # both ascending: unmatched proposed rows take free rows in order
+    return perm
+
+
+def _check_int(value, name, low, high=None, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):
+        what = f"an int in [{low}, {high}]" if high is not None else f"an int >= {low}"
+        raise param_error(name, "fit_hash", f"be {what}" + (" or None" if allow_none else ""), value)
+    return int(value)
+
+
+def fit_hash(
+    stats,
+    feature: str,
+    n_rows: int,
+    *,
+    method: str = "learned",
+    hot_rows: int | None = None,
+    max_mapped_ids: int | None = None,
+    seed: int = 0,
+    previous: IdMap | None = None,
+    embedding: str | tuple = "auto",
+    partners: Sequence[str] | None = None,
+    n_components: int = 16,
+    max_share: float | None = None,
+    n_iter: int = 20,
+    n_threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IdMap:
+    """Fit an id -> row map for ``feature`` of ``stats`` into ``n_rows`` rows (see the module doc).
+
+    ``method``: ``"learned"`` (default), ``"hash"`` (hashing trick) or ``"frequency"`` (hot ids own
+    rows, the rest hashed). ``hot_rows``: rows owned by single hot ids (default from the frequency
+    curve; 0 for ``"hash"``). ``max_mapped_ids``: most ids the map stores (bounds ``nbytes``).
+    ``embedding`` (learned): ``"auto"``, ``"cooccurrence"`` (PPMI spectral), ``"label_aware"``
+    (spectral on partners split by label), or ``(ids, vectors)`` precomputed, e.g. a trained
+    table's rows via :class:`learned_hash.embed.TableEmbedding`. ``"auto"`` takes
+    ``"label_aware"`` when the stats hold a label, else ``"cooccurrence"``. ``partners``: features
+    whose co-occurrence embeds ``feature`` (default every feature mined in a pair with it).
+    ``n_components``, ``max_share``, ``n_iter``, ``n_threads``: embedding dimension and k-means
+    settings. ``progress(done, total)`` follows the clustering.
+    """
+    if method not in METHODS:
+        raise param_error("method", "fit_hash", f"be one of {METHODS}", method)
+    n_rows = _check_int(n_rows, "n_rows", 1, allow_none=False)
+    seed = _check_int(seed, "seed", 0, 2**31 - 1, allow_none=False)
+    if previous is not None:
+        if not isinstance(previous, IdMap):
+            raise param_error("previous", "fit_hash", "be an embcompress.IdMap or None", type(previous).__name__)
+        if previous.n_rows != n_rows:
+            raise param_error("previous", "fit_hash", f"map into the same n_rows ({n_rows}) for its rows to stay valid",
+                              f"a map with n_rows={previous.n_rows}")
+    ids, counts = stats.frequencies(feature)
+    max_mapped = _check_int(max_mapped_ids, "max_mapped_ids", 0)
+    budget = ids.size if max_mapped is None else min(max_mapped, ids.size)
+    if method == "hash":
+        if hot_rows not in (None, 0):
+            raise param_error("hot_rows", "fit_hash", "be None or 0 with method='hash' (the hashing trick has no hot rows)", hot_rows)
+        n_hot = 0
+    elif hot_rows is None:
+        n_hot = min(choose_hot_rows(counts, n_rows), budget)
+    else:
+        n_hot = min(_check_int(hot_rows, "hot_rows", 0, n_rows - 1), budget)
+    inputs = {"stats": stats.source, "stats_rows": stats.n_rows, "feature": feature, "previous": previous is not None}
+    config = {"method": method, "feature": feature, "n_rows": n_rows, "seed": seed,
+              "hot_rows": n_hot, "hot_rows_rule": "given" if hot_rows is not None else "count * n_rows >= total, <= n_rows / 2",
+              "max_mapped_ids": max_mapped}
+    meta = {"ids_seen": int(ids.size), "accesses": int(counts.sum()), "hot_ids": n_hot}
+
+    if method == "hash":
+        idmap = hash_map(n_rows, seed=seed, config=config, inputs=inputs)
+        mapped_ids, prop = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    elif method == "frequency":
+        mapped_ids, prop = ids[:n_hot], np.arange(n_hot)
+    else:
+        mapped_ids, prop, extra = _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding,
+                                           partners, n_components, max_share, n_iter, n_threads, progress)
+        config.update(extra.pop("config"))
+        meta.update(extra)
+
+    if method != "hash":
+        if previous is not None:
+            perm = _relabel(prop, mapped_ids, previous, n_rows)
+            rows, cold = perm[prop], np.sort(perm[n_hot:])
+        else:
+            rows, cold = prop, np.arange(n_hot, n_rows)
+        if method == "frequency" and previous is None:
+            idmap = frequency_map(mapped_ids, n_rows, hot_rows=n_hot, seed=seed, config=config, inputs=inputs)
+        else:
+            idmap = IdMap.from_arrays(mapped_ids, rows, n_rows, fallback_rows=cold, seed=seed,
+                                      config=config, inputs=inputs)
+    meta["mapped_ids"] = idmap.n_mapped
+    meta["collision_share"] = collision_share(idmap, ids, counts)
+    if previous is not None:
+        meta["moved_ids"] = int(np.count_nonzero(idmap.lookup(previous.ids) != previous.rows))
+        meta["previous_mapped_ids"] = previous.n_mapped
+    idmap.meta.update(meta)
+    return idmap
+
+
+def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding, partners,
+             n_components, max_share, n_iter, n_threads, progress):
+    """Proposed rows of the learned map: hot ids on 0..n_hot-1, clustered ids after them."""
+    rest, weight = ids[n_hot:budget], counts[n_hot:budget]
+    extra: dict = {"config": {}}
+    if isinstance(embedding, str):
+        if embedding not in EMBEDDINGS:
+            raise param_error("embedding", "fit_hash", f"be one of {EMBEDDINGS} or an (ids, vectors) pair", embedding)
+        # Until the evaluation issue measures which embedding serves model quality best, "auto"
+        # takes the label-aware one when a label was mined (it told clicking from non-clicking
+        # partners apart in a first check on a rating log), else plain co-occurrence.
+        kind = embedding if embedding != "auto" else ("label_aware" if stats.label is not None else "cooccurrence")
+        if kind == "label_aware" and stats.label is None:
+            raise ConfigError("fit_hash(embedding='label_aware') needs stats mined with a label. "
+                              "Mine with label=<the label column>, or use embedding='cooccurrence'.")
+        est_cls = LabelAwareEmbedding if kind == "label_aware" else SpectralEmbedding
+        est = est_cls(n_components, seed=seed)
+        if rest.size:
+            if kind == "label_aware":
+                Xp, used = cooccurrence(stats, feature, rest, partners=partners, label=1)
+                Xn, _ = cooccurrence(stats, feature, rest, partners=used, label=0)
+                has = np.asarray((Xp + Xn).sum(axis=1)).ravel() > 0
+                vectors = est.fit(Xp[has], Xn[has]).embedding_
+            else:
+                X, used = cooccurrence(stats, feature, rest, partners=partners)
+                has = np.asarray(X.sum(axis=1)).ravel() > 0
+                vectors = est.fit(X[has]).embedding_
+            emb_ids = rest[has]
+        else:
+            used, has, emb_ids, vectors = [], np.zeros(0, bool), rest, np.zeros((0, n_components), np.float32)
+        extra["config"]["embedding"] = {"kind": kind, "partners": list(used), **est.get_params()}
+    else:
+        try:
+            e_ids, e_vec = embedding
+        except (TypeError, ValueError):
+            raise param_error("embedding", "fit_hash", f"be one of {EMBEDDINGS} or an (ids, vectors) pair", type(embedding).__name__) from None
+        e_ids = np.asarray(e_ids, dtype=np.int64)
+        e_vec = np.asarray(e_vec, dtype=np.float32)
+        if e_vec.ndim != 2 or e_vec.shape[0] != e_ids.size or not np.isfinite(e_vec).all():
+            raise param_error("embedding", "fit_hash", "be (ids, vectors) with one finite row of vectors an id",
+                              f"{e_ids.size} ids and vectors of shape {e_vec.shape}")
+        order = np.argsort(e_ids, kind="stable")
+        at = np.minimum(np.searchsorted(e_ids[order], rest), max(e_ids.size - 1, 0))
+        has = e_ids[order][at] == rest if e_ids.size else np.zeros(rest.size, bool)
+        emb_ids, vectors = rest[has], e_vec[order][at[has]]
+        extra["config"]["embedding"] = {"kind": "given", "dim": int(e_vec.shape[1])}
+    w = weight[has]
+    extra["unembedded_ids"] = int(rest.size - emb_ids.size)
+    n_cold = n_rows - n_hot
+    if emb_ids.size:
+        km = FrequencyKMeans(n_cold, n_iter=n_iter, max_share=max_share, n_threads=n_threads, seed=seed)
+        km.fit(vectors, w, progress=progress)
+        labels = km.labels_
+        extra["config"]["cluster"] = km.settings_
+    else:
+        labels = np.zeros(0, np.int64)
+    mapped = np.concatenate([ids[:n_hot], emb_ids])
+    prop = np.concatenate([np.arange(n_hot), n_hot + labels])
+    return mapped, prop, extra
