@@ -169,6 +169,27 @@ def throughput(path, q, log, train_frac, n_threads, bag, n_batches):
                   f"{wall - st['scm_seconds']:.2f} s")
 
 
+def planner(n_rows: int, row_bytes: int, a: float):
+    from embcompress.store.devices import plan
+
+    # The Zipf law by rank, in groups of `per` ranks (the integral of x^-a over each group).
+    per = max(1, n_rows // 10_000_000)
+    edges = np.arange(0, n_rows + 1, per, dtype=np.float64) + 0.5
+    freq = (edges[:-1] ** (1 - a) - edges[1:] ** (1 - a)) / (a - 1)
+    tb = n_rows * row_bytes
+    print(f"[3] planner: {n_rows:,} rows x {row_bytes} B = {tb / 1e9:.2f} GB, Zipf({a}) accesses, at most 70% "
+          f"device utilization; cost and power against all-DRAM (DDR4 RDIMM)")
+    for device in ("nand", "3dxp"):
+        for rate in (1e6, 1e7):
+            for lat in (None, 5.0):
+                p = plan(tb, row_bytes, freq, rate, device=device, max_latency_us=lat)
+                print(f"  {p.device:<16} {rate:>12,.0f} lookups/s, mean latency <= {str(lat) + ' us' if lat else 'any':<8}: "
+                      f"DRAM {p.dram_fraction:>5.1%} ({p.dram_bytes / 1e9:.2f} GB), hit rate {100 * p.hit_rate:5.1f}%, "
+                      f"{p.iops_needed:>10,.0f} IOPS on {p.n_devices:.3f} device(s), mean latency "
+                      f"{p.mean_read_latency_us:5.1f} us, {p.power_w:6.1f} W vs {p.all_dram_power_w:6.1f} W, "
+                      f"${p.cost_usd:,.0f} vs ${p.all_dram_cost_usd:,.0f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=200_000)
@@ -183,16 +204,29 @@ def main(argv=None):
     ap.add_argument("--train-frac", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-talkingdata", action="store_true")
+    ap.add_argument("--sections", default="1,2,3", help="which parts to run (1 hit rates, 2 lookups/s, 3 planner)")
+    ap.add_argument("--plan-rows", type=int, default=2_000_000_000)
+    ap.add_argument("--plan-row-bytes", type=int, default=512)
     ap.add_argument("--dir", default=None, help="where to write the table file (default: a temporary directory)")
     args = ap.parse_args(argv)
     threads = resolve_threads(args.threads)
+    sections = {int(x) for x in args.sections.split(",")}
     print(f"machine: {machine()}; kernel threads {threads}")
+    if 3 in sections:
+        planner(args.plan_rows, args.plan_row_bytes, args.zipf)
+    if not sections & {1, 2}:
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         path = Path(d) / "zipf.embc"
         q = make_table(path, args.rows, args.dim, args.fmt)
         print(f"table: {args.rows:,} x {args.dim} {args.fmt}, {q.row_bytes} B rows, {q.nbytes / 1e6:.1f} MB file")
         log, true = zipf_log(args.rows, args.batches, args.batch, args.zipf, seed=1)
-        print(f"1. hit rate on unique ids per batch; {args.batches} batches of {args.batch} ids, "
+        if 2 in sections:
+            print(f"[2] lookups/s, bags of {args.bag}, {threads} kernel thread(s), {args.throughput_batches} batches of the measured part")
+            throughput(path, q, log, args.train_frac, threads, args.bag, args.throughput_batches)
+        if 1 not in sections:
+            return
+        print(f"[1] hit rate on unique ids per batch; {args.batches} batches of {args.batch} ids, "
               f"first {args.train_frac:.0%} mine the frequencies, the rest are measured")
         hit_rates(path, args.rows, q.row_bytes, log, args.train_frac, true, f"Zipf({args.zipf})", args.refresh_every)
         if not args.skip_talkingdata:
@@ -204,8 +238,6 @@ def main(argv=None):
                 hit_rates(tpath, n_td, tq.row_bytes, td, args.train_frac, None, "TalkingData", args.refresh_every)
             else:
                 print(f"  TalkingData: {TALKINGDATA} not found, skipped")
-        print(f"2. lookups/s, bags of {args.bag}, {threads} kernel thread(s), {args.throughput_batches} batches of the measured part")
-        throughput(path, q, log, args.train_frac, threads, args.bag, args.throughput_batches)
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ class Plan:
     dram_fraction: float
     hit_rate: float  # of row reads served by DRAM
     iops_needed: float  # device reads/s for the misses
-    n_devices: int
+    n_devices: float  # share of devices (capacity or IOPS, whichever binds); may be fractional
     device_utilization: float
     mean_read_latency_us: float
     power_w: float
@@ -212,8 +212,10 @@ def plan(
 ) -> Plan:
     """Choose the DRAM budget that serves ``lookups_per_s`` row reads at the least cost.
 
-    ``frequencies`` is the access histogram (reads of each row); the hot set of a budget is its
-    top rows, so its hit rate is their share of the reads. Each budget needs enough devices to
+    ``frequencies`` is the access histogram: reads of each row, or of equal groups of rows when
+    it has fewer entries than the table has rows (so a billion-row table can be planned from a
+    coarser histogram). The hot set of a budget is its top rows, so its hit rate is their share
+    of the reads. Each budget needs enough devices to
     hold the table and to serve the misses at ``max_utilization`` of their IOPS (a miss of a
     row record spanning two read units costs two reads); budgets whose mean read latency exceeds
     ``max_latency_us`` are skipped. Power and cost count the DRAM (by the GB) and the devices,
@@ -229,17 +231,19 @@ def plan(
         raise param_error("max_utilization", "plan", "be in (0, 1]", max_utilization)
     freq = np.asarray(frequencies, dtype=np.float64).reshape(-1)
     n_rows = table_bytes // row_bytes
-    if len(freq) != n_rows or not np.all(np.isfinite(freq)) or np.any(freq < 0) or freq.sum() <= 0:
+    if not 0 < len(freq) <= n_rows or not np.all(np.isfinite(freq)) or np.any(freq < 0) or freq.sum() <= 0:
         raise param_error(
-            "frequencies", "plan", f"be {n_rows} finite non-negative counts (one a row) with a positive sum",
+            "frequencies", "plan", f"be 1 to {n_rows} finite non-negative counts with a positive sum",
             f"{len(freq)} values",
         )
+    # Entry k of the histogram stands for n_rows / len(freq) rows (one row when it has n_rows).
     cum = np.concatenate([[0.0], np.cumsum(np.sort(freq)[::-1])]) / freq.sum()
+    per_entry = n_rows / len(freq)
     # Rows whose record crosses a read-unit boundary cost two reads (records are packed back to back).
     g = dev.read_granularity
     starts = np.arange(min(n_rows, 1 << 16), dtype=np.int64) * row_bytes
     reads_per_miss = float(np.mean((starts + row_bytes - 1) // g - starts // g + 1))
-    mem_lat = mem.read_latency_us * max(1, -(-row_bytes // mem.read_granularity))
+    mem_lat = mem.read_latency_us + row_bytes / (mem.bandwidth_gbps * 1e3)  # first line, then streaming
 
     all_dram_gb = _dram_gb(table_bytes)
     all_dram_power = all_dram_gb / mem.capacity_gb * mem.power_w
@@ -249,11 +253,13 @@ def plan(
         if not 0 < frac <= 1:
             raise param_error("fractions", "plan", "hold numbers in (0, 1]", frac)
         rows = int(n_rows * frac)
-        hit = float(cum[rows])
+        hit = float(cum[min(len(freq), int(rows / per_entry))])
         iops = lookups_per_s * (1 - hit) * reads_per_miss
-        cap_units = math.ceil(_dram_gb(table_bytes) / dev.capacity_gb) if frac < 1 else 0
-        io_units = math.ceil(iops / (dev.read_iops * max_utilization)) if iops > 0 else 0
-        n_dev = max(cap_units, io_units)
+        # Devices are shared by many tables, so a table takes a fraction of one: its capacity share
+        # or its IOPS share at max_utilization, whichever is larger.
+        cap_share = _dram_gb(table_bytes) / dev.capacity_gb if frac < 1 else 0.0
+        io_share = iops / (dev.read_iops * max_utilization)
+        n_dev = max(cap_share, io_share)
         util = iops / (n_dev * dev.read_iops) if n_dev else 0.0
         latency = hit * mem_lat + (1 - hit) * dev.read_latency_us
         dram_gb = _dram_gb(rows * row_bytes)

@@ -111,15 +111,21 @@ class RowReader:
                     )
             return got
 
-        if len(extents) == 1 or self.max_in_flight == 1:
-            for ext in extents:
+        def read_all(part):
+            for ext in part:
                 read_extent(ext)
+
+        if len(extents) < 2 * self.max_in_flight or self.max_in_flight == 1:
+            read_all(extents)
         else:
+            # One task a worker, each a contiguous share of the extents: a pool task costs far more
+            # Python time than a read, and preadv releases the GIL, so the workers' reads overlap.
             with self._lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
                 pool = self._pool
-            list(pool.map(read_extent, extents))
+            k = self.max_in_flight
+            list(pool.map(read_all, [extents[i::k] for i in range(k)]))
         arr = np.frombuffer(buf, dtype=np.uint8)
         start = self.base + rows * self.row_bytes
         pos = np.searchsorted(blocks, start // BLOCK) * BLOCK + start % BLOCK

@@ -87,7 +87,7 @@ def test_planner_picks_cheapest_feasible_budget():
 
 def test_planner_rejects_bad_input():
     with pytest.raises(ConfigError, match="frequencies"):
-        plan(6400, 64, np.ones(99), lookups_per_s=1.0)
+        plan(6400, 64, np.ones(101), lookups_per_s=1.0)
     with pytest.raises(ConfigError, match="lookups_per_s"):
         plan(6400, 64, np.ones(100), lookups_per_s=-1.0)
     with pytest.raises(ConfigError, match="max_latency_us"):
