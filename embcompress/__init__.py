@@ -31,6 +31,8 @@ _LAZY = {
     "write_table": "embcompress.tablefile",
     "open_table": "embcompress.tablefile",
     "pooled_lookup": "embcompress.kernels.lookup",
+    "TieredStore": "embcompress.store",
+    "reorder_rows": "embcompress.store",
     "export": "embcompress.export",
 }
 
