@@ -17,6 +17,7 @@ from ..errors import ArtifactError, EmbcompressError
 # verb -> module of embcompress.cli that defines `command`
 COMMANDS = {
     "demo": "demo",
+    "fit-hash": "fit_hash",
 }
 
 app = typer.Typer(

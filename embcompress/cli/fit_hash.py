@@ -1,0 +1,118 @@
+"""Fit one id map per feature from a log-stats file (learned hash maps, or a baseline).
+
+Writes DIR/<feature>.idmap for each --feature and prints one line per feature: ids seen, rows,
+hot rows, the share of accesses whose id shares its row with another seen id, and the map's bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import BackendUnavailableError, ConfigError
+from .progress import Bar
+
+
+def _parse_rows(features: list[str], rows: int | None, rows_per_feature: list[str]) -> dict[str, int]:
+    per: dict[str, int] = {}
+    for item in rows_per_feature:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ConfigError(f"The '--rows-per-feature' option must look like FEATURE=N. Got {item!r} instead.")
+        per[name] = int(value)
+    unknown = sorted(set(per) - set(features))
+    if unknown:
+        raise ConfigError(f"The '--rows-per-feature' option names features not given with --feature: {unknown}. "
+                          f"Add them with --feature or drop them.")
+    out = {}
+    for f in features:
+        n = per.get(f, rows)
+        if n is None:
+            raise ConfigError(f"No row count for feature {f!r}. Pass --rows N, or --rows-per-feature {f}=N.")
+        out[f] = n
+    return out
+
+
+def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], out_dir: Path, *,
+                   previous_dir: Path | None = None, progress_for=None, **options):
+    """Fit and save one map per feature, yielding one summary dict per feature as it is written
+    (what the CLI prints). ``options`` go to :func:`learned_hash.fit_hash`;
+    ``progress_for(feature)`` gives each fit's progress callback.
+    """
+    try:
+        from learned_hash import LogStats, fit_hash
+    except ImportError as exc:
+        raise BackendUnavailableError(f"fit-hash needs the 'learned_hash' package of this distribution ({exc}).") from None
+    from ..idmap import IdMap
+
+    if not features:
+        raise ConfigError("Pass at least one --feature to fit a map for.")
+    for f in features:
+        if not f or "/" in f or "\\" in f or f.startswith("."):
+            raise ConfigError(f"The feature name {f!r} cannot name a file in --out-dir. Pass a plain feature name.")
+    stats = LogStats.load(stats_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in features:
+        previous = None
+        if previous_dir is not None:
+            previous = IdMap.load(previous_dir / f"{f}.idmap")
+        m = fit_hash(stats, f, rows[f], previous=previous,
+                     progress=progress_for(f) if progress_for is not None else None, **options)
+        m.inputs["stats_file"] = str(stats_path)
+        path = m.save(out_dir / f"{f}.idmap")
+        yield {
+            "feature": f, "path": str(path), "ids_seen": m.meta["ids_seen"], "rows": m.n_rows,
+            "hot_rows": m.meta["hot_ids"], "collision_share": m.meta["collision_share"], "nbytes": m.nbytes,
+            "mapped_ids": m.n_mapped, "moved_ids": m.moved_ids,
+        }
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def summary_line(s: dict) -> str:
+    moved = f", {s['moved_ids']:,} ids moved" if s.get("moved_ids") is not None else ""
+    return (f"{s['feature']}: {s['ids_seen']:,} ids seen -> {s['rows']:,} rows ({s['hot_rows']:,} hot), "
+            f"{s['collision_share']:.1%} of accesses collide, map {_size(s['nbytes'])}{moved} -> {s['path']}")
+
+
+def command(
+    stats: Path = typer.Argument(..., help="Log-stats file written by `embcompress mine`."),
+    feature: list[str] = typer.Option(..., "--feature", "-f", help="Feature to fit a map for (repeatable)."),
+    rows: int = typer.Option(None, "--rows", help="Rows of every feature's table."),
+    rows_per_feature: list[str] = typer.Option([], "--rows-per-feature", help="FEATURE=N rows for one feature (repeatable)."),
+    method: str = typer.Option("learned", "--method", help="learned | hash | frequency"),
+    hot_rows: int = typer.Option(None, "--hot-rows", help="Rows owned by single hot ids (default: from the frequency curve)."),
+    max_mapped_ids: int = typer.Option(None, "--max-mapped-ids", help="Most ids a map stores; the rest hash."),
+    embedding: str = typer.Option("auto", "--embedding", help="auto | cooccurrence | label_aware"),
+    max_share: float = typer.Option(None, "--max-share", help="Largest share of traffic one bucket may carry."),
+    seed: int = typer.Option(0, "--seed", help="Seed of embedding, clustering and fallback hash."),
+    threads: int = typer.Option(None, "--threads", help="Threads (default: the machine's, honouring OMP_NUM_THREADS)."),
+    previous_dir: Path = typer.Option(None, "--previous-dir", help="Folder of earlier maps: keep unchanged buckets on their rows."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the <feature>.idmap files."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    per = _parse_rows(feature, rows, rows_per_feature)
+    bar = None
+
+    def progress_for(f):
+        nonlocal bar
+        bar = Bar(f"fit-hash {f}", enabled=not quiet)
+        return bar
+
+    try:
+        for s in fit_hash_files(stats, feature, per, out_dir, previous_dir=previous_dir, progress_for=progress_for,
+                                method=method, hot_rows=hot_rows, max_mapped_ids=max_mapped_ids,
+                                embedding=embedding, max_share=max_share, seed=seed, n_threads=threads):
+            bar.close()
+            bar = None
+            typer.echo(summary_line(s))
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from embcompress.cli.fit_hash import _parse_rows, fit_hash_files
+from embcompress.cli.main import main
+from embcompress.errors import ArtifactError, ConfigError
+from embcompress.idmap import IdMap
+from learned_hash.mining.stats import LogStats
+
+
+@pytest.fixture(scope="module")
+def stats_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n = 5000
+    cols = {"a": rng.zipf(1.4, n) % 300, "b": rng.integers(0, 50, n), "c": rng.zipf(1.2, n) % 80, "y": rng.integers(0, 2, n)}
+    stats = LogStats.from_rows(cols, features=["a", "b", "c"], label="y", pairs=[("a", "b"), ("a", "c"), ("b", "c")])
+    return stats.save(tmp_path_factory.mktemp("stats") / "log.stats"), stats
+
+
+def test_cli_writes_one_map_per_feature_and_summarizes(stats_file, tmp_path, capsys):
+    path, stats = stats_file
+    out = tmp_path / "maps"
+    main(["fit-hash", str(path), "--feature", "a", "--feature", "b", "--rows", "40",
+          "--rows-per-feature", "b=20", "--seed", "3", "--out-dir", str(out), "--quiet"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("a: ") and lines[1].startswith("b: ")
+    a = IdMap.load(out / "a.idmap", verify="full")
+    b = IdMap.load(out / "b.idmap")
+    assert (a.n_rows, b.n_rows, a.seed) == (40, 20, 3)
+    ids_seen = stats.frequencies("a")[0].size
+    assert f"{ids_seen:,} ids seen -> 40 rows ({a.meta['hot_ids']} hot)" in lines[0]
+    assert f"{a.meta['collision_share']:.1%} of accesses collide" in lines[0] and "map " in lines[0]
+    assert a.inputs["stats_file"] == str(path)
+
+
+def test_cli_baselines_and_refit(stats_file, tmp_path, capsys):
+    path, _ = stats_file
+    for method in ("hash", "frequency"):
+        main(["fit-hash", str(path), "-f", "c", "--rows", "16", "--method", method, "--out-dir", str(tmp_path / method), "--quiet"])
+        assert IdMap.load(tmp_path / method / "c.idmap").config["method"] == method
+    main(["fit-hash", str(path), "-f", "c", "--rows", "16", "--method", "frequency", "--previous-dir",
+          str(tmp_path / "frequency"), "--out-dir", str(tmp_path / "again"), "--quiet"])
+    assert "0 ids moved" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "features, rows, match",
+    [
+        (["zzz"], {"zzz": 8}, "'feature' parameter of LogStats.frequencies"),
+        (["a"], {"a": 0}, "'n_rows' parameter of fit_hash"),
+        ([], {}, "at least one --feature"),
+    ],
+)
+def test_errors_name_the_problem(stats_file, tmp_path, features, rows, match):
+    path, _ = stats_file
+    with pytest.raises(ConfigError, match=match):
+        list(fit_hash_files(path, features, rows, tmp_path))
+
+
+def test_missing_stats_file_is_an_integrity_error(tmp_path):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        list(fit_hash_files(tmp_path / "nope", ["a"], {"a": 8}, tmp_path))
+
+
+def test_library_function_and_row_parsing(stats_file, tmp_path):
+    path, _ = stats_file
+    seen = []
+    out = list(fit_hash_files(path, ["b"], {"b": 10}, tmp_path, progress_for=lambda f: (lambda d, t: seen.append((f, d, t)))))
+    assert out[0]["feature"] == "b" and out[0]["rows"] == 10 and seen and seen[-1][1] == seen[-1][2]
+    assert _parse_rows(["a", "b"], 5, ["b=7"]) == {"a": 5, "b": 7}
+    with pytest.raises(ConfigError, match="not given with --feature"):
+        _parse_rows(["a"], 5, ["b=7"])
+    with pytest.raises(ConfigError, match="FEATURE=N"):
+        _parse_rows(["a"], 5, ["a:7"])
+    with pytest.raises(ConfigError, match="No row count for feature 'a'"):
+        _parse_rows(["a"], None, [])
+    with pytest.raises(ConfigError, match="cannot name a file"):
+        list(fit_hash_files(path, ["../x"], {"../x": 4}, tmp_path))
