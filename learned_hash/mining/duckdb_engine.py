@@ -108,7 +108,7 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             counts = _fetch(con, counts_sql(plan, _D), progress, 0.0, span)
             rejected = 0
             if plan.on_bad_line == "skip" and plan.text:
-                rejected = con.execute("SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors)").fetchone()[0]
+                rejected = con.execute("SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors)").fetchall()[0][0]
             seqs = {}
             for k, job in enumerate(plan.sequence_jobs):
                 seqs[job.feature] = _fetch(con, sequence_sql(plan, _D, job), progress, span * (1 + k), span)

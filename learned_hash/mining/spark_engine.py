@@ -1,0 +1,125 @@
+"""Run a mining plan on Apache Spark: local mode (``local[N]``) or a Spark Connect server (``sc://``).
+
+The SQL is the same as DuckDB's (see :mod:`.jobs`), through the Spark dialect; Spark's own CSV
+and Parquet readers load the files (every CSV column as text, exactly as DuckDB), and the
+aggregated rows come back as Arrow (``DataFrame.toArrow``), never as Python rows.
+
+A local session is created once per process and reused (starting a JVM costs seconds); its
+temporary files go under the system temp directory. With Spark Connect the files must be
+readable at the same paths by the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from embcompress.errors import BackendUnavailableError, ConfigError
+from learned_hash.logs import CRITEO_COLUMNS
+
+from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, sequence_sql
+
+_D = SparkDialect()
+CORRUPT = "__embc_corrupt"
+
+
+def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = None, threads: int | None = None):
+    """A Spark session for mining: Spark Connect for ``sc://...``, else a local/cluster master."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise BackendUnavailableError(
+            "engine='spark' needs pyspark: install it with `pip install embcompress[spark]` (and Java 17)."
+        ) from None
+    if not isinstance(master, str) or not master:
+        raise ConfigError(f"The 'spark_master' parameter of mine must be 'local[N]' or 'sc://host:port'. Got {master!r} instead.")
+    if master.startswith("sc://"):
+        builder = SparkSession.builder.remote(master)
+        for k, v in (conf or {}).items():
+            builder = builder.config(k, v)
+        return builder.getOrCreate()
+    if threads is not None and master.startswith("local"):
+        master = f"local[{int(threads)}]"
+    local_dir = os.path.join(tempfile.gettempdir(), f"embc-spark-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    os.makedirs(local_dir, exist_ok=True)
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.local.dir": local_dir,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={local_dir}",
+    }
+    if memory_limit is not None:
+        settings["spark.driver.memory"] = memory_limit.replace("GB", "g").replace("MB", "m").replace("B", "")
+    settings.update(conf or {})
+    builder = SparkSession.builder.master(master).appName("embcompress-mine")
+    for k, v in settings.items():
+        builder = builder.config(k, v)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # no Java, bad master, ...
+        raise BackendUnavailableError(
+            f"Cannot start Spark with master {master!r}: {exc}. Install Java 17 and check the master URL."
+        ) from None
+    spark.sparkContext.setLogLevel("ERROR")  # a CSV header that differs from the schema warns per file
+    return spark
+
+
+def _load(spark, plan: MiningPlan):
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    src = plan.source
+    if src.format == "parquet":
+        return spark.read.parquet(*src.paths), None
+    names = list(CRITEO_COLUMNS) if src.format == "criteo" else src.column_names()
+    fields = [StructField(n, StringType(), True) for n in names]
+    skip = plan.on_bad_line == "skip"
+    if skip:
+        fields.append(StructField(CORRUPT, StringType(), True))
+    reader = (
+        spark.read.schema(StructType(fields))
+        .option("sep", src.delimiter)
+        .option("header", "false" if src.format == "criteo" else "true")
+        .option("mode", "PERMISSIVE" if skip else "FAILFAST")
+        .option("enforceSchema", "true")
+    )
+    if skip:
+        reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
+    if src.format == "criteo":
+        reader = reader.option("quote", "")
+    return reader.csv(list(src.paths)), (f"{CORRUPT} IS NOT NULL" if skip else None)
+
+
+def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: str | None = None,
+        threads: int | None = None, local_dir=None, progress=None, source=None):
+    """Mine ``plan`` on Spark and return LogStats."""
+    spark = session(master, conf=conf, memory_limit=memory_limit, threads=threads)
+    from .api import raise_first_bad_line
+
+    # Parse every field of a CSV line, so a line with too few or too many fields is flagged as
+    # corrupt even when the query reads only some columns (as DuckDB flags it).
+    spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+    df, extra_bad = _load(spark, plan)
+    df.createOrReplaceTempView(LOG_TABLE)
+    n_jobs = 1 + len(plan.sequence_jobs)
+    try:
+        counts = spark.sql(counts_sql(plan, _D, extra_bad=extra_bad)).toArrow()
+        if progress is not None:
+            progress(100.0 / n_jobs, 100.0)
+        seqs = {}
+        for k, job in enumerate(plan.sequence_jobs):
+            seqs[job.feature] = spark.sql(sequence_sql(plan, _D, job, extra_bad=extra_bad)).toArrow()
+            if progress is not None:
+                progress(100.0 * (k + 2) / n_jobs, 100.0)
+    except Exception as exc:
+        if plan.on_bad_line == "error" and plan.text and ("FAILFAST" in str(exc) or "Malformed" in str(exc)):
+            raise_first_bad_line(plan)
+        raise
+    finally:
+        spark.catalog.dropTempView(LOG_TABLE)
+    stats, nbad = collect(plan, counts, seqs, engine="spark", source=source)
+    if nbad and plan.on_bad_line == "error":
+        raise_first_bad_line(plan)
+    return stats
