@@ -18,6 +18,7 @@ from ..errors import ArtifactError, EmbcompressError
 COMMANDS = {
     "demo": "demo",
     "fit-hash": "fit_hash",
+    "mine": "mine",
 }
 
 app = typer.Typer(
@@ -46,14 +47,17 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # the one place exceptions become exit codes
-        import click
+        try:
+            from click import ClickException
+        except ImportError:  # typer >= 0.2x vendors click instead of depending on it
+            from typer._click.exceptions import ClickException
 
-        if isinstance(exc, click.exceptions.Exit):
+        if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             print("Aborted.", file=sys.stderr)
             sys.exit(1)
         if _state["debug"]:

@@ -1,0 +1,65 @@
+"""Mine logs into a log-stats file: id frequencies, co-occurring pairs, sequences.
+
+Prints one line per feature: ids seen, accesses (rows counted), and the share of ids seen once;
+then the rows read and the malformed lines skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import BackendUnavailableError
+from .progress import Bar
+
+
+def _load_mine():
+    try:
+        from learned_hash import mine
+    except ImportError as exc:
+        raise BackendUnavailableError(f"mine needs the 'learned_hash' package of this distribution ({exc}).") from None
+    return mine
+
+
+def feature_line(stats, feature: str) -> str:
+    s = stats.summary(feature)
+    return (f"{feature}: {s['ids']:,} ids seen, {s['accesses']:,} accesses, "
+            f"{s['once_share']:.1%} of ids seen once")
+
+
+def command(
+    logs: list[Path] = typer.Argument(..., help="Log files, globs or directories."),
+    features: str = typer.Option(..., "--features", help="Categorical columns to count, comma-separated (C1,C2)."),
+    label: str = typer.Option(None, "--label", help="Label column: adds positive counts (positive when > 0)."),
+    pair: list[str] = typer.Option([], "--pair", help="A:B feature pair whose co-occurrence is counted (repeatable)."),
+    format: str = typer.Option(None, "--format", help="criteo | csv | parquet | libfm (default: from the extension)."),
+    delimiter: str = typer.Option(None, "--delimiter", help="CSV field delimiter (default ',')."),
+    fields: str = typer.Option(None, "--fields", help="libFM field names in line order, comma-separated."),
+    sequence_key: str = typer.Option(None, "--sequence-key", help="Session/user column: count consecutive ids."),
+    time_key: str = typer.Option(None, "--time-key", help="Time column ordering a session's rows."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb | spark"),
+    spark_master: str = typer.Option("local[2]", "--spark-master", help="Spark master: local[N] or sc://host:port."),
+    memory_limit: str = typer.Option(None, "--memory-limit", help="Engine memory cap, e.g. 4GB (DuckDB spills beyond it)."),
+    threads: int = typer.Option(None, "--threads", help="Engine threads (default: all cores)."),
+    min_count: int = typer.Option(1, "--min-count", help="Prune counts below N."),
+    on_bad_line: str = typer.Option("error", "--on-bad-line", help="error | skip (skipped lines are counted)."),
+    out: Path = typer.Option(..., "--out", help="Log-stats file to write (e.g. stats.embc)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    mine = _load_mine()
+    bar = Bar("mine", enabled=not quiet)
+    try:
+        stats = mine(
+            [str(p) for p in logs], features=features, label=label, pairs=pair, format=format,
+            delimiter=delimiter, fields=fields.split(",") if fields else None, sequence_key=sequence_key,
+            time_key=time_key, engine=engine, spark_master=spark_master, memory_limit=memory_limit,
+            threads=threads, min_count=min_count, on_bad_line=on_bad_line, progress=bar,
+        )
+    finally:
+        bar.close()
+    path = stats.save(out)
+    for f in stats.features:
+        typer.echo(feature_line(stats, f))
+    skipped = f", {stats.bad_lines:,} malformed lines skipped" if stats.bad_lines else ""
+    typer.echo(f"{stats.n_rows:,} rows mined on {stats.engine}{skipped} -> {path}")
