@@ -17,8 +17,9 @@ def encode(x: np.ndarray, spec: FormatSpec) -> np.ndarray:
     if spec.name == "fp16":
         with np.errstate(over="ignore"):
             return x.astype("<f2")
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    with np.errstate(over="ignore"):  # only NaN bit patterns can wrap, and they are replaced
+        rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
     return np.where(np.isnan(x), 0x7FC0, rounded).astype("<u2")  # torch's canonical NaN
 
 

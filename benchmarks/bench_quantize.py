@@ -1,0 +1,124 @@
+"""Quantize a float32 table to every format: ours against the anchors, in one process.
+
+Anchors: torchao's CPU MX cast (``torchao.prototype.mx_formats.mx_tensor.to_mx``, floor scale,
+the function ``MXTensor.to_mx`` calls) for the MXFP formats, and torch's fbgemm prepack
+(``torch.ops.quantized.embedding_bag_{byte,4bit,2bit}_prepack``) for the row-wise formats.
+Formats no anchor implements (MXINT8, MX9/6/4, fp16/bf16) print our time only.
+
+    python benchmarks/bench_quantize.py                  # 1,048,576 x 128, every format
+    python benchmarks/bench_quantize.py --rows 65536     # smaller
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+
+# issue 2, section 3: speedup targets against torchao on a 2-core machine
+TARGETS = {"mxfp4_e2m1": 10.0, "mxfp6_e3m2": 10.0, "mxfp6_e2m3": 10.0, "mxfp8_e4m3": 3.0, "mxfp8_e5m2": 3.0}
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+
+
+def best_of(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def anchors():
+    """format -> callable(torch tensor) for the anchors that are installed."""
+    out = {}
+    try:
+        import torch
+    except ImportError:
+        return out, None
+    for fmt, op in (("int8_rowwise", "embedding_bag_byte_prepack"), ("int4_rowwise", "embedding_bag_4bit_prepack"),
+                    ("int2_rowwise", "embedding_bag_2bit_prepack")):
+        if hasattr(torch.ops.quantized, op):
+            out[fmt] = ("torch fbgemm prepack", getattr(torch.ops.quantized, op))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torchao.prototype.mx_formats.constants import DTYPE_FP6_E2M3, DTYPE_FP6_E3M2
+            from torchao.prototype.mx_formats.mx_tensor import to_mx
+    except Exception as exc:  # torchao missing or broken: ours still runs
+        print(f"torchao not available ({type(exc).__name__}: {exc}); MX rows print ours only")
+        return out, torch
+    for fmt, dtype in (("mxfp8_e4m3", torch.float8_e4m3fn), ("mxfp8_e5m2", torch.float8_e5m2),
+                       ("mxfp6_e3m2", DTYPE_FP6_E3M2), ("mxfp6_e2m3", DTYPE_FP6_E2M3),
+                       ("mxfp4_e2m1", torch.float4_e2m1fn_x2)):
+        out[fmt] = ("torchao to_mx", lambda t, d=dtype: to_mx(t, d, 32))
+    return out, torch
+
+
+def main(argv=None) -> int:
+    import embcompress
+    from embcompress.formats import FORMATS
+    from embcompress.kernels import backend, resolve_threads
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_048_576)
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--formats", nargs="*", default=list(FORMATS))
+    p.add_argument("--repeat", type=int, default=3, help="best of this many runs (ours); anchors run once per repeat too")
+    p.add_argument("--threads", type=int, default=None, help="threads for ours and torch (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    threads = resolve_threads(args.threads)
+    anchor, torch = anchors()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    print(f"bench_quantize: {args.rows} x {args.dim} float32 (N(0,1), seed {args.seed}), best of {args.repeat}")
+    print(f"machine: {machine()}")
+    print(f"threads: {threads} (ours, OpenMP; torch set_num_threads), kernels: {backend()}, "
+          f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch is not None else ""))
+    x = np.random.default_rng(args.seed).standard_normal((args.rows, args.dim), dtype=np.float32)
+    xt = torch.from_numpy(x) if torch is not None else None
+    embcompress.quantize(x[:64], "mxfp8_e4m3")  # import and build caches outside the timing
+
+    header = f"{'format':<14}{'ours s':>9}{'anchor s':>10}{'speedup':>9}{'target':>8}  anchor"
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for fmt in args.formats:
+        ours = best_of(lambda: embcompress.quantize(x, fmt, n_threads=threads), args.repeat)
+        if fmt in anchor:
+            name, fn = anchor[fmt]
+            theirs = best_of(lambda: fn(xt), args.repeat)
+            ratio = theirs / ours
+            target = TARGETS.get(fmt)
+            mark = "" if target is None else (" ok" if ratio >= target else " MISSED")
+            ok &= target is None or ratio >= target
+            tgt = f"{target:.0f}x" if target else "-"
+            print(f"{fmt:<14}{ours:>9.3f}{theirs:>10.3f}{ratio:>8.1f}x{tgt:>8}  {name}{mark}")
+        else:
+            print(f"{fmt:<14}{ours:>9.3f}{'-':>10}{'-':>9}{'-':>8}  (no anchor implements it)")
+        sys.stdout.flush()
+    print("all targets met" if ok else "some targets missed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
