@@ -42,3 +42,36 @@ def plot_format_report(report, path: str | os.PathLike) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_pareto(summary: list[dict], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Total embedding bytes (log scale) against test AUC, one line per (method, format) through
+    its budgets, error bars one standard deviation over seeds; the full fp32 table dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    series: dict[tuple[str, str], list[dict]] = {}
+    for r in summary:
+        series.setdefault((r["method"], r["format"]), []).append(r)
+    markers = "osD^v<>phX*"
+    for k, ((method, fmt), rows) in enumerate(series.items()):
+        rows = sorted(rows, key=lambda r: r["bytes"])
+        x = [r["bytes"] for r in rows]
+        y = [r["auc"]["mean"] for r in rows]
+        e = [r["auc"]["std"] for r in rows]
+        label = method if fmt == "fp32" else f"{method} ({fmt})"
+        ls = "-" if fmt == "fp32" else ":"
+        ax.errorbar(x, y, yerr=e, marker=markers[k % len(markers)], ls=ls, capsize=3, label=label)
+        if method == "full" and fmt == "fp32":
+            ax.axhline(y[0], color="gray", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("total embedding bytes (rows x row record + id maps)")
+    ax.set_ylabel("test AUC (mean over seeds, ±1 sd)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or "bytes against AUC")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -15,10 +15,17 @@ Methods (the names a sweep config uses):
 
 Budgets are bytes, all of them: for every feature its rows times the format's row record
 (``FORMATS[fmt].row_bytes(dim)``, block scales included) plus the id map's own ``nbytes``.
-A sweep's budget is a fraction of the full fp32 tables (rows times ``4 * dim``). Features with
-fewer ids than ``min_vocab`` keep full tables in the run's format and pay for them first; the rest
-of the budget goes to the compressed features in proportion to their full sizes, and each method
-gets as many rows as fit its share once its map is paid for.
+A sweep's budget is a fraction of the full fp32 tables (rows times ``4 * dim``) of the compressed
+features (those with at least ``min_vocab`` training ids: the big tables, which are the ones worth
+compressing); features with fewer ids keep full tables, the same in every run, and their bytes are
+reported beside. The budget goes to the compressed features in proportion to their full sizes,
+and each method gets as many rows as fit its share once its map is paid for.
+
+A per-id map costs bytes that the hashing trick does not pay (at least one byte per mapped id).
+A learned map holds every id seen in training when that leaves room for at least two rows (so it
+takes fewer rows than the hashing trick at the same bytes); when it does not, it holds only the
+hottest ids that fit in ``max_map_share`` of the feature's bytes (default 0.5) and hashes the rest
+into its cold rows.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from .model import TableShape
 
 METHODS = ("full", "hash", "frequency", "qr", "learned", "learned_trained")
 MAX_SOLVE_STEPS = 8
+MAX_MAP_SHARE = 0.5
 
 
 @dataclass
@@ -80,34 +88,40 @@ def full_rows(stats, feature: str) -> int:
     return int(stats.frequencies(feature)[0].size) + 1
 
 
-def _solve(build: Callable[[int], object], budget: int, row_bytes: int, upper: int, owner: str):
-    """The largest row count ``r <= upper`` whose map (``build(r)``) and rows fit ``budget``.
+def _largest_rows(price: Callable[[int], int], budget: int, row_bytes: int, upper: int) -> int:
+    """The largest ``r <= upper`` with ``r * row_bytes + price(r) <= budget`` (0 if none).
 
-    Map bytes depend on ``r`` (row dtype, hot rows), so iterate: price the map at a guess, shrink
-    the guess until map plus rows fit.
+    ``price(r)``, the map's bytes at ``r`` rows, never falls as ``r`` grows (the row dtype only
+    widens), so the total is increasing and a binary search finds the edge.
     """
-    r = min(upper, budget // row_bytes)
-    best = None
+    lo, hi = 0, min(upper, budget // row_bytes) + 1  # total(lo) fits (or lo = 0), total(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if mid * row_bytes + price(mid) <= budget else (lo, mid)
+    return lo
+
+
+def _fit_within(build: Callable[[int], object], r: int, budget: int, row_bytes: int, owner: str):
+    """Fit at ``r`` rows; if the fitted map came out larger than priced, step down until it fits."""
     for _ in range(MAX_SOLVE_STEPS):
         if r < 1:
             break
         m = build(r)
         if r * row_bytes + m.nbytes <= budget:
-            best = (r, m)
-            nxt = min(upper, (budget - m.nbytes) // row_bytes)
-            if nxt <= r:
-                break  # cannot grow
-        else:
-            nxt = min(r - 1, (budget - m.nbytes) // row_bytes)
-            if best is not None and nxt <= best[0]:
-                break
-        r = nxt
-    if best is None:
-        raise ConfigError(
-            f"The budget of {budget} bytes cannot hold even one row and the id map for {owner}. "
-            f"Raise the budget or lower 'min_vocab' so fewer features are compressed."
-        )
-    return best
+            return r, m
+        r = min(r - 1, (budget - m.nbytes) // row_bytes)
+    raise ConfigError(
+        f"The budget of {budget} bytes cannot hold even one row and the id map for {owner}. "
+        f"Raise the budget or lower 'min_vocab' so fewer features are compressed."
+    )
+
+
+def _map_price(ids: np.ndarray):
+    """Bytes of an id map holding ``ids`` (row values do not change its size), at ``r`` rows."""
+    from embcompress.idmap import IdMap
+
+    zeros = np.zeros(ids.size, dtype=np.int64)
+    return lambda r: IdMap.from_arrays(ids, zeros, max(r, 1), fallback_rows=np.arange(max(r, 1))).nbytes
 
 
 def compressed_map(
@@ -138,19 +152,21 @@ def compressed_map(
     if method == "qr":
         def build(r):
             m_rows = max(1, r // 2)
-            q_rows = max(1, r - m_rows)
-            return fit_hash(stats, feature, q_rows * m_rows, method="hash", seed=seed)
+            return fit_hash(stats, feature, max(1, r - m_rows) * m_rows, method="hash", seed=seed)
 
-        r, idm = _solve(build, budget, rb, 2 * upper, owner)
+        r = _largest_rows(lambda r: build(r).nbytes, budget, rb, 2 * upper)
+        r, idm = _fit_within(build, r, budget, rb, owner)
         m_rows = max(1, r // 2)
         q_rows = max(1, r - m_rows)
         return FeatureMap(feature, method, TableShape((q_rows, m_rows)), idm, {"slots": q_rows * m_rows})
+    ids = stats.frequencies(feature)[0]
+    info: dict = {}
     if method == "learned_trained":
         if trained_rows is None:
             raise param_error("trained_rows", "compressed_map", "hold the trained full table's rows for 'learned_trained'", None)
         # k-means on the raw trained rows: its weighted squared error is exactly what replacing
         # each id's row by its bucket's traffic-weighted mean costs
-        params.setdefault("embedding", (stats.frequencies(feature)[0], trained_rows))
+        params.setdefault("embedding", (ids, trained_rows))
         kind = "learned"
     else:
         kind = method
@@ -158,36 +174,60 @@ def compressed_map(
     def build(r):
         return fit_hash(stats, feature, r, method=kind, seed=seed, **params)
 
-    r, idm = _solve(build, budget, rb, upper, owner)
-    return FeatureMap(feature, method, TableShape((r,)), idm, {"hot_rows": int(idm.hot_rows)})
+    if kind == "learned":
+        # Map every seen id when that leaves room for rows; else only the hottest ids that fit in
+        # max_map_share of the bytes (the rest are hashed into the cold rows).
+        share = params.pop("max_map_share", MAX_MAP_SHARE)
+        if not (isinstance(share, (int, float)) and 0.0 < share < 1.0):
+            raise param_error("max_map_share", "compressed_map", "be a fraction in (0, 1)", share)
+        k = min(ids.size, params.get("max_mapped_ids") or ids.size)
+        r = _largest_rows(_map_price(ids[:k]), budget, rb, upper)
+        if r < 2:
+            k = _mapped_ids_cap(ids, int(share * budget), max(1, budget // rb))
+            params["max_mapped_ids"] = k
+            r = _largest_rows(_map_price(ids[:k]), budget, rb, upper)
+        info["mapped_ids_cap"] = int(k)
+    else:
+        r = _largest_rows(lambda r: build(r).nbytes, budget, rb, upper)
+    r, idm = _fit_within(build, r, budget, rb, owner)
+    info.update(hot_rows=int(idm.hot_rows), mapped_ids=int(idm.n_mapped))
+    return FeatureMap(feature, method, TableShape((r,)), idm, info)
+
+
+def _mapped_ids_cap(ids: np.ndarray, map_budget: int, n_rows: int) -> int:
+    """The most of the hottest ``ids`` an id map can hold in ``map_budget`` bytes (binary search on
+    the size of an actual map of them: its layout and row dtype decide the bytes)."""
+    from embcompress.idmap import IdMap
+
+    def cost(k):
+        return IdMap.from_arrays(ids[:k], np.zeros(k, dtype=np.int64), n_rows, fallback_rows=np.arange(n_rows)).nbytes
+
+    if cost(ids.size) <= map_budget:
+        return int(ids.size)
+    lo, hi = 0, ids.size  # cost(lo) fits, cost(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= map_budget else (lo, mid)
+    return lo
 
 
 @dataclass(frozen=True)
 class BudgetPlan:
-    """Bytes per compressed feature for one budget, and the fixed cost of the uncompressed ones."""
+    """Bytes for each compressed feature at one budget."""
 
-    reference_bytes: int  # the full fp32 tables
+    reference_bytes: int  # the full fp32 tables of the compressed features
     budget_bytes: int
-    fixed_bytes: int
     shares: dict[str, int]
 
 
-def plan_budget(stats, features: list[str], compressed: list[str], fraction: float, *, dim: int, fmt: str,
-                full_maps: dict[str, FeatureMap]) -> BudgetPlan:
-    """Split ``fraction`` of the full fp32 tables' bytes over the compressed features."""
+def plan_budget(stats, compressed: list[str], fraction: float, *, dim: int) -> BudgetPlan:
+    """Split ``fraction`` of the compressed features' full fp32 bytes over them, by full size."""
     fp32 = get_format("fp32").row_bytes(dim)
-    reference = sum(full_rows(stats, f) * fp32 for f in features)
+    full = {f: full_rows(stats, f) for f in compressed}
+    reference = sum(full.values()) * fp32
     budget = int(fraction * reference)
-    fixed = sum(full_maps[f].total_bytes(fmt, dim) for f in features if f not in compressed)
-    left = budget - fixed
-    if left <= 0:
-        raise ConfigError(
-            f"A budget of {fraction:g} of the full tables ({budget} bytes) does not even hold the "
-            f"uncompressed features ({fixed} bytes). Lower 'min_vocab' so more features are compressed."
-        )
-    weights = np.array([full_rows(stats, f) for f in compressed], dtype=np.float64)
-    shares = {f: int(left * w / weights.sum()) for f, w in zip(compressed, weights, strict=True)}
-    return BudgetPlan(reference, budget, fixed, shares)
+    total = sum(full.values())
+    return BudgetPlan(reference, budget, {f: int(budget * full[f] / total) for f in compressed})
 
 
 def shared_row_init(id_map, ids: np.ndarray, counts: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:

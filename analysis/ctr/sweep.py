@@ -89,7 +89,10 @@ class ModelConfig:
 class SweepConfig:
     """A sweep, read from JSON (:meth:`from_json`). Runs: every method (other than ``full``) in
     every format at every budget, plus the ``extra`` (method, format) pairs; ``full`` in every
-    format named anywhere; all of it for every seed."""
+    format named anywhere; all of it for every seed. ``method_params`` gives a method's
+    ``fit_hash`` parameters; ``variants`` names a method with its own parameters (e.g.
+    ``{"learned_cooc": {"method": "learned", "embedding": "cooccurrence"}}``), usable wherever a
+    method is."""
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -99,8 +102,9 @@ class SweepConfig:
     formats: tuple[str, ...] = ("fp32",)
     extra: tuple[tuple[str, str], ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
-    min_vocab: int = 64
+    min_vocab: int = 500
     method_params: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)
     bootstrap: int = 1000
     version: int = VERSION
 
@@ -108,10 +112,16 @@ class SweepConfig:
         owner = "SweepConfig"
         if self.version != VERSION:
             raise param_error("version", owner, f"be {VERSION} (this toolkit's sweep config version)", self.version)
+        if not isinstance(self.variants, dict):
+            raise param_error("variants", owner, "map variant names to {\"method\": ..., fit_hash parameters}", self.variants)
+        for name, v in self.variants.items():
+            if name in METHODS or not isinstance(v, dict) or v.get("method") not in METHODS or v.get("method") == "full":
+                raise param_error("variants", owner, f"map new names (not {METHODS}) to objects with a 'method' among {METHODS[1:]}", {name: v})
+        known = (*METHODS, *self.variants)
         methods = _tuple_of(self.methods, str, "methods", owner)
         for m in methods:
-            if m not in METHODS:
-                raise param_error("methods", owner, f"name methods among {METHODS}", m)
+            if m not in known:
+                raise param_error("methods", owner, f"name methods among {known}", m)
         budgets = self.budgets
         if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__") or not len(budgets):
             raise param_error("budgets", owner, "be a list of fractions of the full fp32 tables, like [0.1, 0.02]", budgets)
@@ -125,8 +135,8 @@ class SweepConfig:
             if isinstance(pair, dict):
                 pair = (pair.get("method"), pair.get("format"))
             pair = tuple(pair)
-            if len(pair) != 2 or pair[0] not in METHODS or pair[0] == "full":
-                raise param_error("extra", owner, f"hold (method, format) pairs with a method among {METHODS[1:]}", pair)
+            if len(pair) != 2 or pair[0] not in known or pair[0] == "full":
+                raise param_error("extra", owner, f"hold (method, format) pairs with a method among {known[1:]}", pair)
             extra.append(pair)
         for f in (*formats, *(p[1] for p in extra)):
             if f not in FORMATS:
@@ -178,6 +188,14 @@ class SweepConfig:
         d = asdict(self)
         d["extra"] = [{"method": m, "format": f} for m, f in self.extra]
         return d
+
+    def base_method(self, name: str) -> tuple[str, dict]:
+        """The method a run name stands for and its ``fit_hash`` parameters."""
+        if name in self.variants:
+            v = dict(self.variants[name])
+            base = v.pop("method")
+            return base, {**self.method_params.get(base, {}), **v}
+        return name, dict(self.method_params.get(name, {}))
 
     def runs(self) -> list[tuple[str, str, float | None]]:
         """Every (method, format, budget) of one seed, the full tables first (budget None)."""
@@ -286,7 +304,21 @@ def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
     """Run every (method, format, budget) of ``config`` for every seed; see the module docstring.
 
     ``splits`` overrides the dataset of the config (tests and notebooks pass data they made).
+    With ``train.threads`` set, torch, BLAS and OpenMP (FAISS) all run with that many threads: on
+    a small shared CPU, BLAS's default of one thread per core oversubscribes and runs the id
+    embeddings' small SVDs tens of times slower.
     """
+    if not isinstance(config, SweepConfig):
+        raise param_error("config", "run_sweep", "be a SweepConfig", type(config).__name__)
+    if config.train.threads is None:
+        return _run_sweep(config, splits, progress)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=config.train.threads):
+        return _run_sweep(config, splits, progress)
+
+
+def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepResult:
     import copy
 
     import torch
@@ -295,8 +327,6 @@ def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
     from .model import DLRM
     from .train import fit, predict
 
-    if not isinstance(config, SweepConfig):
-        raise param_error("config", "run_sweep", "be a SweepConfig", type(config).__name__)
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     splits = splits if splits is not None else load_dataset(config.dataset)
@@ -319,7 +349,7 @@ def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
     done = 0
     runs: list[dict] = []
     preds: dict[tuple, np.ndarray] = {}
-    reference = plan_budget(stats, features, compressed, config.budgets[0], dim=dim, fmt="fp32", full_maps=full_maps).reference_bytes
+    reference = plan_budget(stats, compressed, 1.0, dim=dim).reference_bytes
 
     def new_model(maps):
         return DLRM([maps[f].shape for f in features], dim, n_dense=splits.train.n_dense,
@@ -330,7 +360,11 @@ def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
         for method, fmt, budget in specs:
             t0 = time.perf_counter()
             record: dict = {"seed": seed, "method": method, "format": fmt, "budget": budget}
-            params = dict(config.method_params.get(method, {}))
+            base, params = config.base_method(method)
+            if base != method:
+                record["base_method"] = base
+            if config.train.threads is not None and base != "qr":
+                params.setdefault("n_threads", config.train.threads)
             if method == "full":
                 maps = dict(full_maps)
                 if full_model is None:
@@ -342,22 +376,22 @@ def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
                 model = copy.deepcopy(full_model)
                 hist = full_hist
             else:
-                plan = plan_budget(stats, features, compressed, budget, dim=dim, fmt=fmt, full_maps=full_maps)
+                plan = plan_budget(stats, compressed, budget, dim=dim)
                 maps = dict(full_maps)
                 trained = {}
                 for i, f in enumerate(features):
                     if f not in compressed:
                         continue
-                    if method == "learned_trained":
+                    if base == "learned_trained":
                         n_ids = full_maps[f].info["n_ids"]
                         trained[f] = full_model.embeddings[i][0].weight.detach().numpy()[:n_ids].copy()
-                    maps[f] = compressed_map(method, f, stats, plan.shares[f], dim=dim, fmt=fmt, seed=seed,
+                    maps[f] = compressed_map(base, f, stats, plan.shares[f], dim=dim, fmt=fmt, seed=seed,
                                              params=params, trained_rows=trained.get(f))
                 tr = _encode(maps, splits.train, features)
                 va = _encode(maps, splits.validation, features)
                 torch.manual_seed(seed)
                 model = new_model(maps)
-                if method == "learned_trained":
+                if base == "learned_trained":
                     state = {k: v for k, v in full_model.state_dict().items()
                              if not any(k.startswith(f"embeddings.{i}.") for i, f in enumerate(features) if f in compressed)}
                     model.load_state_dict(state, strict=False)
@@ -376,10 +410,11 @@ def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
             _store_in_format(model, fmt)
             p = predict(model, _encode(maps, splits.test, features))
             preds[(method, fmt, budget, seed)] = p
-            table_bytes = {f: maps[f].table_bytes(fmt, dim) for f in features}
-            map_bytes = {f: maps[f].map_bytes for f in features}
+            table_bytes = {f: maps[f].table_bytes(fmt, dim) for f in compressed}
+            map_bytes = {f: maps[f].map_bytes for f in compressed}
             total_bytes = sum(table_bytes.values()) + sum(map_bytes.values())
             record.update({
+                "other_bytes": sum(maps[f].total_bytes(fmt, dim) for f in features if f not in compressed),
                 "auc": auc(y_test, p),
                 "logloss": logloss(y_test, p),
                 "bytes": total_bytes,
@@ -387,13 +422,13 @@ def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
                 "map_bytes": sum(map_bytes.values()),
                 "ratio": total_bytes / reference,
                 "rows": {f: list(maps[f].shape.rows) for f in features},
-                "feature_bytes": {f: table_bytes[f] + map_bytes[f] for f in features},
+                "feature_bytes": {f: table_bytes[f] + map_bytes[f] for f in compressed},
                 "epochs_run": hist["epochs_run"],
                 "best_epoch": hist["best_epoch"],
                 "seconds": time.perf_counter() - t0,
             })
             if method != "full":
-                record["hot_rows"] = {f: maps[f].info.get("hot_rows") for f in compressed}
+                record["maps"] = {f: maps[f].info for f in compressed}
             runs.append(record)
             done += 1
             if progress is not None:

@@ -17,6 +17,7 @@ from ..errors import ArtifactError, EmbcompressError
 # verb -> module of embcompress.cli that defines `command`
 COMMANDS = {
     "demo": "demo",
+    "evaluate": "evaluate",
     "fit-hash": "fit_hash",
     "mine": "mine",
 }

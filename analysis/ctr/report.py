@@ -1,0 +1,193 @@
+"""A sweep's report: ``results.json`` (machine-readable), ``report.md``, ``report.html`` (the same
+tables with the plot embedded) and ``pareto.png`` (bytes against AUC, every method).
+
+Nothing here measures anything: it formats a sweep's results (the dict of
+:meth:`SweepResult.to_dict`, the content of ``results.json``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+from embcompress.errors import param_error
+
+
+def _write(path: Path, data: str | bytes) -> Path:
+    """Write through a temporary file and rename, so a reader never sees half a report."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+    return path
+
+
+def _budget(b) -> str:
+    return "full" if b is None else f"1/{1 / b:.0f}" if abs(1 / b - round(1 / b)) < 1e-9 else f"{b:g}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _ci(d: dict | None, digits: int = 4) -> str:
+    if not d:
+        return "-"
+    return f"{d['mean']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
+
+
+def _sorted(summary: list[dict]) -> list[dict]:
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    return sorted(summary, key=lambda r: (r["budget"] is not None, -(r["budget"] or 0), methods.index(r["method"]), r["format"] != "fp32", r["format"]))
+
+
+def results_table(results: dict) -> list[list[str]]:
+    """The summary as rows of strings (header first), as both reports print it."""
+    compressed = results["dataset"]["compressed"]
+    head = ["budget", "method", "format", "bytes", "of full fp32", "AUC (mean ± sd)", "ΔAUC vs full [95% CI]",
+            "logloss (mean ± sd)", "Δlogloss [95% CI]", "accesses on shared rows"]
+    rows = [head]
+    for r in _sorted(results["summary"]):
+        coll = r.get("collisions")
+        shared = ", ".join(f"{f} {coll[f]['shared_access_share']:.0%}" for f in compressed if f in coll) if coll else "-"
+        rows.append([
+            _budget(r["budget"]), r["method"], r["format"], _size(r["bytes"]), f"{r['ratio']:.4f}",
+            f"{r['auc']['mean']:.4f} ± {r['auc']['std']:.4f}", _ci(r.get("delta_auc")),
+            f"{r['logloss']['mean']:.4f} ± {r['logloss']['std']:.4f}", _ci(r.get("delta_logloss")), shared,
+        ])
+    return rows
+
+
+def findings(results: dict) -> list[str]:
+    """The comparisons the evaluation asks for, stated from the numbers: at every budget, does each
+    learned method lose at most half the AUC the hashing trick loses, and beat the frequency hybrid;
+    and what a narrower format costs a method at the same budget."""
+    summ = results["summary"]
+
+    def get(method, fmt, budget):
+        return next((r for r in summ if r["method"] == method and r["format"] == fmt and r["budget"] == budget), None)
+
+    full = get("full", "fp32", None)
+    out = []
+    if full is None:
+        return out
+    f_auc = full["auc"]["mean"]
+    budgets = sorted({r["budget"] for r in summ if r["budget"] is not None}, reverse=True)
+    variants = results["config"].get("variants", {})
+    learned = [m for m in dict.fromkeys(r["method"] for r in summ)
+               if variants.get(m, {}).get("method", m) in ("learned", "learned_trained")]
+    for b in budgets:
+        hashed, freq = get("hash", "fp32", b), get("frequency", "fp32", b)
+        for m in learned:
+            lr = get(m, "fp32", b)
+            if lr is None:
+                continue
+            parts = [f"budget {_budget(b)}, {m}: AUC {lr['auc']['mean']:.4f} (loss {f_auc - lr['auc']['mean']:+.4f} against full {f_auc:.4f})"]
+            if hashed is not None:
+                h_loss = f_auc - hashed["auc"]["mean"]
+                l_loss = f_auc - lr["auc"]["mean"]
+                ok = l_loss <= 0.5 * h_loss
+                parts.append(f"hashing trick loses {h_loss:+.4f}: {m} loses {'at most' if ok else 'MORE than'} half of it"
+                             + (f" ({l_loss / h_loss:.0%} of it)" if h_loss > 0 else ""))
+            if freq is not None:
+                d = lr["auc"]["mean"] - freq["auc"]["mean"]
+                parts.append(f"{'beats' if d > 0 else 'does NOT beat'} the frequency hybrid ({d:+.4f} AUC)")
+            out.append("; ".join(parts) + ".")
+    for r in summ:
+        if r["format"] != "fp32" and r["budget"] is not None:
+            base = get(r["method"], "fp32", r["budget"])
+            if base is not None:
+                out.append(f"budget {_budget(r['budget'])}, {r['method']} with {r['format']} rows: AUC {r['auc']['mean']:.4f}, "
+                           f"{r['auc']['mean'] - base['auc']['mean']:+.4f} against its fp32 rows at the same bytes "
+                           f"({_size(r['bytes'])}, so it holds more rows).")
+        if r["format"] != "fp32" and r["budget"] is None:
+            out.append(f"full table stored as {r['format']}: AUC {r['auc']['mean']:.4f} ({r['auc']['mean'] - f_auc:+.4f} against fp32).")
+    return out
+
+
+def to_markdown(results: dict, *, plot: str | None = "pareto.png") -> str:
+    ds, env, cfg = results["dataset"], results["environment"], results["config"]
+    comp = ", ".join(f"{f} ({ds['vocab'][f]} ids)" for f in ds["compressed"])
+    lines = [
+        f"# Collision impact on {ds['name']}",
+        "",
+        f"Rows: train {ds['rows']['train']}, validation {ds['rows']['validation']}, test {ds['rows']['test']} "
+        f"(split: {ds['info'].get('split', '?')}; test positive rate {ds['positive_rate_test']:.3f}). "
+        f"Compressed features: {comp}; "
+        f"the others keep full tables, the same in every run and outside the budgets.",
+        "",
+        f"Budgets are fractions of the compressed features' full fp32 tables ({_size(results['reference_bytes'])}, "
+        f"dim {cfg['model']['dim']}), counting every byte: rows times the format's row record (scales "
+        f"included) plus the id maps. Seeds: {cfg['seeds']}; ΔAUC and Δlogloss are against the full fp32 "
+        f"table of the same seed, mean over seeds, with a 95% paired bootstrap interval over test rows "
+        f"({cfg['bootstrap']} resamples).",
+        "",
+    ]
+    table = results_table(results)
+    lines.append("| " + " | ".join(table[0]) + " |")
+    lines.append("|" + " --- |" * len(table[0]))
+    lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
+    lines.append("")
+    found = findings(results)
+    if found:
+        lines += ["## Findings", ""] + [f"- {f}" for f in found] + [""]
+    if plot:
+        lines += [f"![bytes against AUC]({plot})", ""]
+    lines += [
+        "## Machine",
+        "",
+        f"{env['cpu']}, {env['cores']} cores, torch {env['torch']} with {env['torch_threads']} threads, {env['date']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def to_html(results: dict, *, png: bytes | None = None) -> str:
+    ds = results["dataset"]
+    table = results_table(results)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table[1:])
+    found = "".join(f"<li>{html.escape(f)}</li>" for f in findings(results))
+    img = f'<img alt="bytes against AUC" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
+    md = to_markdown(results, plot=None).split("\n")
+    intro = "".join(f"<p>{html.escape(p)}</p>" for p in md[2:7:2])
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Collision impact on {html.escape(ds['name'])}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{background:#eee}}</style></head>
+<body><h1>Collision impact on {html.escape(ds['name'])}</h1>
+{intro}
+<table><tr>{head}</tr>
+{body}
+</table>
+<h2>Findings</h2><ul>{found}</ul>
+{img}
+<h2>Machine</h2><p>{html.escape(md[-2])}</p>
+</body></html>
+"""
+
+
+def write_report(result, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``results.json``, ``pareto.png``, ``report.md`` and ``report.html`` into ``out_dir``.
+
+    ``result``: a :class:`SweepResult` or its ``to_dict()``. Returns the paths by name.
+    """
+    from ..plots import plot_pareto
+
+    results = result.to_dict() if hasattr(result, "to_dict") else result
+    if not isinstance(results, dict) or "summary" not in results:
+        raise param_error("result", "write_report", "be a SweepResult or the dict of its results.json", type(result).__name__)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": _write(out / "results.json", json.dumps(results, indent=1, sort_keys=False) + "\n")}
+    paths["pareto"] = plot_pareto(results["summary"], out / "pareto.png",
+                                  title=f"{results['dataset']['name']}: total embedding bytes against test AUC")
+    paths["markdown"] = _write(out / "report.md", to_markdown(results, plot="pareto.png"))
+    paths["html"] = _write(out / "report.html", to_html(results, png=paths["pareto"].read_bytes()))
+    return paths

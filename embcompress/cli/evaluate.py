@@ -1,0 +1,47 @@
+"""Run a sweep (methods x budgets x formats x seeds) from a JSON config; write its report.
+
+Trains a click model per run on the configured dataset and writes results.json, report.md,
+report.html and pareto.png into --out. See examples/sweeps/ for configs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ..errors import BackendUnavailableError
+from .progress import progress_bar
+
+
+def command(
+    config: Path = typer.Argument(..., help="Sweep config (JSON), e.g. examples/sweeps/frappe.json."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json, report.md, report.html, pareto.png."),
+    data: str = typer.Option(None, "--data", help="Data file or folder; overrides the config's dataset path."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar; print only where the report went."),
+) -> None:
+    try:  # the serving core never imports analysis at module level
+        from analysis.ctr.report import write_report
+        from analysis.ctr.sweep import SweepConfig, run_sweep
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"'embcompress evaluate' needs the analysis package and torch ({exc}). Install torch==2.13.0 and this distribution."
+        ) from None
+    cfg = SweepConfig.from_json(config)
+    if data is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, dataset=replace(cfg.dataset, path=data))
+    start = time.perf_counter()
+    with progress_bar("evaluate", quiet=quiet) as bar:
+        result = run_sweep(cfg, progress=bar)
+    paths = write_report(result, out)
+    if not quiet:
+        from analysis.ctr.report import findings
+
+        for line in findings(result.to_dict()):
+            typer.echo(line)
+        typer.echo(f"{len(result.runs)} runs in {time.perf_counter() - start:.0f}s.")
+    typer.echo(f"Wrote {paths['markdown'].name}, {paths['html'].name}, {paths['results'].name}, "
+               f"{paths['pareto'].name} (output folder: {Path(out).resolve()})")
