@@ -1,7 +1,7 @@
 """The public codec: ``quantize``, ``dequantize`` and the reference decode of row records.
 
-``quantize`` validates once, then runs the compiled quantizer when it is built (MX and BDR
-families; ``EMBCOMPRESS_KERNELS=numpy`` forces the NumPy reference) or the NumPy reference of
+``quantize`` validates once, then runs the compiled quantizer when it is built (MX, BDR and
+row-wise families; ``EMBCOMPRESS_KERNELS=numpy`` forces the NumPy reference) or the NumPy reference of
 ``mx.py`` / ``bdr.py`` / ``rowwise.py`` / ``floats.py``. Both give the same bytes.
 """
 
@@ -102,6 +102,13 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
         if kernel is not None:
             data = np.empty((n, row_bytes), dtype=np.uint8)
             bad = kernel.quantize(x, data, spec, block, scale_mode == "mse", nonfinite == "nan_block", threads)
+            if bad and nonfinite == "error":
+                raise _nonfinite_rows_error(x)
+    elif spec.family == "rowwise":
+        kernel = compiled("_quantize_rowwise")
+        if kernel is not None:
+            data = np.empty((n, row_bytes), dtype=np.uint8)
+            bad = kernel.quantize(x, data, spec, nonfinite == "nan_block", threads)
             if bad and nonfinite == "error":
                 raise _nonfinite_rows_error(x)
     if data is None:

@@ -15,6 +15,7 @@ from embcompress.formats.codec import encode_numpy
 from tests.unit.embcompress.formats_inputs import adversarial_table, random_table
 
 BLOCKED = [f for f, s in FORMATS.items() if s.family in ("mx", "bdr")]
+ROWWISE = [f for f, s in FORMATS.items() if s.family == "rowwise"]
 
 
 def _kernel(spec):
@@ -67,3 +68,45 @@ def test_compiled_nonfinite_blocks(fmt):
     np.testing.assert_array_equal(out, ref)
     _, bad = _compiled(x, spec, spec.block_size, False, False, 1)
     assert bad == 3
+
+
+@pytest.mark.parametrize("fmt", ROWWISE)
+@pytest.mark.parametrize("make", [adversarial_table, random_table])
+def test_compiled_rowwise_equals_numpy(fmt, make):
+    spec = get_format(fmt)
+    x = np.concatenate([make(seed) for seed in range(3)])
+    x[7, ::3] = -0.0
+    x[8] = 0.0
+    x[8, 1::2] = -0.0  # the reduction order picks the sign of a zero min and max
+    kernel = _kernel(spec)
+    for dim in (x.shape[1], 37, 8, 1):
+        xs = np.ascontiguousarray(x[:, :dim])
+        ref = encode_numpy(xs, spec, None)
+        for threads in (1, 2):
+            out = np.empty_like(ref)
+            assert kernel.quantize(xs, out, spec, False, threads) == 0
+            np.testing.assert_array_equal(out, ref)
+    xs = x.copy()
+    xs[3, 4] = np.nan
+    xs[9, 0] = -np.inf
+    ref = encode_numpy(xs, spec, None, "floor", "nan_block")
+    out = np.empty_like(ref)
+    assert kernel.quantize(xs, out, spec, True, 2) == 2
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_compiled_fp16_conversion_equals_numpy():
+    kernel = _kernel(get_format("int4_rowwise"))
+    rng = np.random.default_rng(0)
+    bits = np.concatenate([
+        rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32),
+        np.arange(0x33000000 - 64, 0x33000000 + 64, dtype=np.uint32),  # around 2^-25
+        np.arange(0x387FC000, 0x38802000, 7, dtype=np.uint32),  # half subnormal/normal edge
+        np.arange(0x477FE000, 0x47800100, dtype=np.uint32),  # around 65504 / 65520
+    ])
+    bits = np.concatenate([bits, bits | 0x80000000])
+    x = bits.view(np.float32)
+    x = x[~np.isnan(x)]
+    with np.errstate(over="ignore"):  # overflow to inf is part of what is compared
+        want = x.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(kernel.f32_to_f16_bits(x), want)

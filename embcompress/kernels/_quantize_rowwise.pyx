@@ -1,0 +1,167 @@
+# Compiled row-wise quantizer (int8 / int4 / int2 with a per-row scale and bias), fbgemm's
+# arithmetic. The one hot loop is the prange over rows in quantize(); quantize_row encodes one
+# row straight into its record (scale, bias, then packed codes). The NumPy twin is
+# embcompress/formats/rowwise.py, and both are tested against torch's fbgemm prepack bytes:
+# - min/max reduce as fbgemm's AVX2 code does (8 lanes that keep the later of equal values, then
+#   lanes and tail that keep the earlier), which decides the sign of a zero min or max;
+# - every operation is the same float32 operation in the same order (no contraction applies:
+#   there is no a * b + c), round half to even (rintf in the default rounding mode), and
+#   float -> fp16 conversion rounds to nearest even in software.
+
+from cython.parallel cimport prange
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+from libc.string cimport memcpy, memset
+
+cdef extern from *:
+    """
+    #pragma GCC optimize("fp-contract=off")
+    #include <math.h>
+    #include <float.h>
+    #include <string.h>
+    #include <stdint.h>
+
+    static inline uint32_t embc_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+    static inline float embc_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+    static inline float embc_nan(void) { return embc_float(0x7FC00000u); }  /* numpy's float32 NaN */
+
+    /* float32 -> IEEE half, round to nearest even; overflow -> inf; NaN -> quiet NaN. */
+    static inline uint16_t embc_f2h(float f) {
+        uint32_t x = embc_bits(f), sign = (x >> 16) & 0x8000u, mag = x & 0x7FFFFFFFu;
+        uint32_t e = mag >> 23, m, s, h;
+        if (mag >= 0x7F800000u) return (uint16_t)(sign | (mag > 0x7F800000u ? 0x7E00u | ((mag >> 13) & 0x3FFu) : 0x7C00u));
+        if (e >= 113) {                 /* half normal range (or overflow) */
+            h = (mag >> 13) - (112u << 10);
+            m = mag & 0x1FFFu;
+            h += (m > 0x1000u) || (m == 0x1000u && (h & 1u));
+            return (uint16_t)(sign | (h >= 0x7C00u ? 0x7C00u : h));
+        }
+        if (e < 102) return (uint16_t)sign;  /* below 2^-25: rounds to zero */
+        m = (mag & 0x7FFFFFu) | 0x800000u;   /* half subnormal: units of 2^-24 */
+        s = 126 - e;                          /* 14 .. 24 */
+        h = (m + (1u << (s - 1)) - 1u + ((m >> s) & 1u)) >> s;
+        return (uint16_t)(sign | h);
+    }
+
+    static inline float embc_h2f(uint16_t h) {
+        uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+        if (e == 31) return embc_float(sign | 0x7F800000u | (m << 13));
+        if (e) return embc_float(sign | ((e + 112u) << 23) | (m << 13));
+        return sign ? -((float)m * 5.9604644775390625e-08f) : (float)m * 5.9604644775390625e-08f;  /* m * 2^-24, exact */
+    }
+
+    /* fbgemm's _mm256_cvtps_epi32 (+ saturating packs) then clamp to [0, top]. */
+    static inline uint8_t embc_code(float t, int top) {
+        float r;
+        if (!(t > -2147483648.0f && t < 2147483648.0f)) return 0;  /* NaN, inf, out of int32 */
+        r = rintf(t);
+        return (uint8_t)(r < 0.0f ? 0 : (r > (float)top ? top : (int)r));
+    }
+
+    /* min and max in fbgemm's AVX2 reduction order. */
+    static inline void embc_min_max(const float *x, int dim, float *mn_out, float *mx_out) {
+        float lmin[8], lmax[8], mn = FLT_MAX, mx = -FLT_MAX, v;
+        int c, l, vec = dim / 8 * 8;
+        for (l = 0; l < 8; l++) { lmin[l] = FLT_MAX; lmax[l] = -FLT_MAX; }
+        for (c = 0; c < vec; c += 8)
+            for (l = 0; l < 8; l++) {
+                v = x[c + l];
+                lmin[l] = lmin[l] < v ? lmin[l] : v;   /* vminps(acc, v): v on ties */
+                lmax[l] = lmax[l] > v ? lmax[l] : v;
+            }
+        for (l = 0; l < 8; l++) {
+            mn = lmin[l] < mn ? lmin[l] : mn;          /* std::min(mn, lane): mn on ties */
+            mx = mx < lmax[l] ? lmax[l] : mx;          /* std::max(mx, lane) */
+        }
+        for (c = vec; c < dim; c++) {
+            mn = x[c] < mn ? x[c] : mn;
+            mx = mx < x[c] ? x[c] : mx;
+        }
+        *mn_out = mn; *mx_out = mx;
+    }
+    """
+    float embc_nan() noexcept nogil
+    uint16_t embc_f2h(float f) noexcept nogil
+    float embc_h2f(uint16_t h) noexcept nogil
+    uint8_t embc_code(float t, int top) noexcept nogil
+    void embc_min_max(const float* x, int dim, float* mn, float* mx) noexcept nogil
+    float rintf(float) noexcept nogil
+    bint isinf(float) noexcept nogil
+
+
+cdef int quantize_row(const float* x, int dim, uint8_t* out, int bits, int code_bytes, bint nan_block) noexcept nogil:
+    """Encode one row; returns 1 when it holds NaN or inf."""
+    cdef int c, top = (1 << bits) - 1, per = 8 // bits, meta = 8 if bits == 8 else 4
+    cdef float mn, mx, rng, scale, inv
+    cdef float sb[2]
+    cdef uint16_t hb[2]
+    cdef uint8_t code
+    cdef uint8_t* codes = out + meta
+    cdef bint bad = False
+    for c in range(dim):
+        if (<const uint32_t*>x)[c] & 0x7F800000u == 0x7F800000u:
+            bad = True
+    if bad and nan_block:
+        memset(codes, 0, code_bytes)
+        if bits == 8:
+            sb[0] = embc_nan()
+            sb[1] = sb[0]
+            memcpy(out, sb, 8)
+        else:
+            hb[0] = 0x7E00
+            hb[1] = 0x7E00
+            memcpy(out, hb, 4)
+        return 1
+    embc_min_max(x, dim, &mn, &mx)
+    if bits == 8:
+        rng = mx - mn
+        sb[0] = rng / <float>255.0
+        sb[1] = mn
+        inv = <float>255.0 / (rng + <float>1e-8)
+        memcpy(out, sb, 8)
+        for c in range(dim):
+            codes[c] = embc_code((x[c] - mn) * inv, 255)
+        return bad
+    hb[1] = embc_f2h(mn)
+    mn = embc_h2f(hb[1])
+    rng = mx - mn
+    scale = <float>1.0 if rng == 0 else rng / <float>top
+    scale = embc_h2f(embc_f2h(scale))
+    if scale == 0:
+        scale = 1.0
+    inv = <float>1.0 / scale
+    if isinf(inv):
+        scale = 1.0
+        inv = 1.0
+    hb[0] = embc_f2h(scale)
+    memcpy(out, hb, 4)
+    memset(codes, 0, code_bytes)
+    for c in range(dim):
+        code = embc_code((x[c] - mn) * inv, top)
+        codes[c // per] |= <uint8_t>(code << ((c % per) * bits))
+    return bad
+
+
+def quantize(const float[:, ::1] x, uint8_t[:, ::1] out, spec, bint nan_block, int n_threads):
+    """Quantize x (n, dim) into out (n, row_bytes); returns the count of rows with NaN or inf."""
+    cdef int64_t n = x.shape[0], i
+    cdef int dim = x.shape[1]
+    cdef int bits = spec.elem_bits
+    cdef int code_bytes = out.shape[1] - (8 if bits == 8 else 4)
+    cdef int bad = 0
+    if n == 0:
+        return 0
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        bad += quantize_row(&x[i, 0], dim, &out[i, 0], bits, code_bytes, nan_block)
+    return bad
+
+
+def f32_to_f16_bits(const float[::1] x):
+    """The kernel's float -> fp16 conversion, exposed for tests against numpy's cast."""
+    import numpy as np
+
+    out = np.empty(x.shape[0], np.uint16)
+    cdef uint16_t[::1] o = out
+    cdef int64_t i
+    for i in range(x.shape[0]):
+        o[i] = embc_f2h(x[i])
+    return out
