@@ -13,7 +13,7 @@ co-access (pairs of rows in one sample) and frequencies, the rest is measured.
    features, each feature's values in sorted order in its own row range ("id order"); a sample is
    its 26 ids.
 
-Layouts compared on the same table (``mxfp4_e2m1``, dim 120: 64-byte rows, 64 a block): id order,
+Layouts compared on the same table (``int8_rowwise``, dim 56: 64-byte rows, 64 a block): id order,
 frequency order (hottest rows first, mined), and the co-access layout. Figures: distinct blocks
 per batch with no DRAM tier (every row read from the file), and blocks read per batch through a
 TieredStore with a 1 % DRAM budget (frequency policy), measured from the store's counters.
@@ -66,7 +66,7 @@ def criteo_log(samples_per_batch):
     return samples[: n_batches * samples_per_batch].reshape(n_batches, samples_per_batch, len(cols)), offset
 
 
-def compare(label, log, n_rows, train_frac, tmp: Path, fmt="mxfp4_e2m1", dim=120):
+def compare(label, log, n_rows, train_frac, tmp: Path, fmt="int8_rowwise", dim=56):
     n_train = max(1, int(len(log) * train_frac))
     train, test = log[:n_train], log[n_train:]
     flat = train.reshape(-1, train.shape[-1])
