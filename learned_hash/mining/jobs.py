@@ -131,7 +131,6 @@ class SparkDialect(Dialect):
         return f"TRY_CAST(conv({expr}, 16, 10) AS BIGINT)"
 
 
-MISSING = f"CAST({MISSING_ID + 1} - 1 AS BIGINT)"  # -2**63 has no literal of its own in SQL
 
 
 def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str, str | None]:
@@ -150,16 +149,15 @@ def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str,
         if kind == "int":
             return f"TRY_CAST(trim({c}) AS BIGINT)", f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))"
         return f"NULLIF({c}, '')", f"NOT ({empty} OR coalesce({d.full_match(c, TIME_RE)}, FALSE))"
-    # an id column
+    # An id column. A missing value is NULL throughout the SQL and becomes MISSING_ID only in the
+    # aggregated result (collect), so typed columns are grouped as they are, with no per-row work.
     if kind == "string":
-        return f"NULLIF({c}, '')", None  # hashed after aggregation; null is MISSING_ID there
+        return f"NULLIF({c}, '')", None  # hashed after aggregation
     if not plan.text:
-        return f"coalesce(CAST({c} AS BIGINT), {MISSING})", None
+        return c, None
     if kind == "hex32":
-        return (f"CASE WHEN {empty} THEN {MISSING} ELSE {d.hex32(c)} END",
-                f"NOT ({empty} OR coalesce({d.full_match(c, HEX_RE)}, FALSE))")
-    return (f"CASE WHEN {empty} THEN {MISSING} ELSE TRY_CAST(trim({c}) AS BIGINT) END",
-            f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))")
+        return f"{d.hex32(c)}", f"NOT ({empty} OR coalesce({d.full_match(c, HEX_RE)}, FALSE))"
+    return f"TRY_CAST(trim({c}) AS BIGINT)", f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))"
 
 
 def key_columns(plan: MiningPlan) -> list[str]:
@@ -221,11 +219,13 @@ def counts_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) ->
         aggs.append("count(*) FILTER (WHERE __bad) AS __nbad")
     sets = ", ".join("(" + ", ".join(keys[i] for i in s) + ")" for s in _sets(plan))
     total = grouping_mask(nf, ())
+    having = ""
+    if good or plan.min_count > 1:  # groups of bad rows only, or below min_count, are dropped
+        having = f" HAVING {n} >= {int(plan.min_count)} OR GROUPING_ID({', '.join(keys)}) = {total}"
     return (
         f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}) "
         f"SELECT {', '.join(keys)}, GROUPING_ID({', '.join(keys)}) AS __g, {', '.join(aggs)} "
-        f"FROM t GROUP BY GROUPING SETS ({sets}) "
-        f"HAVING {n} >= {int(plan.min_count)} OR GROUPING_ID({', '.join(keys)}) = {total}"
+        f"FROM t GROUP BY GROUPING SETS ({sets}){having}"
     )
 
 
@@ -235,8 +235,7 @@ def sequence_sql(plan: MiningPlan, d: Dialect, job: SequenceJob, *, extra_bad: s
     k = f"__k{keys.index(job.feature)}"
     s = f"__k{keys.index(plan.schema.session_key)}"
     kind = plan.kinds[plan.schema.session_key]
-    has_session = f"{s} IS NOT NULL AND {s} <> ''" if kind == "string" else f"{s} <> {MISSING}"
-    where = [has_session] + (["NOT __bad"] if plan.can_be_bad() else [])
+    where = [f"{s} IS NOT NULL"] + (["NOT __bad"] if plan.can_be_bad() else [])
     order = ("__t ASC NULLS FIRST, " if plan.schema.time_key else "") + f"{k} ASC NULLS FIRST"
     window = f"PARTITION BY {s} ORDER BY {order}"
     return (
@@ -252,9 +251,17 @@ def sequence_sql(plan: MiningPlan, d: Dialect, job: SequenceJob, *, extra_bad: s
 
 
 def _ids(column, kind: str) -> np.ndarray:
+    """int64 ids of a grouped key column; NULL (missing) becomes MISSING_ID."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if kind == "string":
         return hash_strings(column).view(np.int64)
-    return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if column.type != pa.int64():
+        column = column.cast(pa.int64(), safe=False)  # uint64 ids wrap to int64, as hashed ids do
+    if column.null_count:
+        column = pc.fill_null(column, MISSING_ID)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def collect(plan: MiningPlan, counts, sequences: dict, *, engine: str, bad_lines: int = 0,
@@ -264,28 +271,30 @@ def collect(plan: MiningPlan, counts, sequences: dict, *, engine: str, bad_lines
     ``counts`` is the result of :func:`counts_sql`; ``sequences`` maps a feature to the result
     of its :func:`sequence_sql`.
     """
-    import pyarrow.compute as pc
+    import pyarrow as pa
 
     feats = list(plan.schema.features)
     nf = len(feats)
     g = counts.column("__g").to_numpy(zero_copy_only=False)
-    label = plan.schema.label is not None
+    n_all = counts.column("__n").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    p_all = counts.column("__p").to_numpy(zero_copy_only=False).astype(np.int64, copy=False) if plan.schema.label else None
 
     def part(grouped):
-        sub = counts.filter(pc.equal(counts.column("__g"), grouping_mask(nf, grouped)))
-        keys = [_ids(sub.column(f"__k{i}"), plan.kinds[feats[i]]) for i in grouped]
-        vals = [sub.column("__n").to_numpy(zero_copy_only=False).astype(np.int64)]
-        if label:
-            vals.append(sub.column("__p").to_numpy(zero_copy_only=False).astype(np.int64))
-        if any(plan.kinds[feats[i]] == "string" for i in grouped) and len(keys[0]):
-            # distinct strings may share a hash (or be null and ''): merge them as one id
+        # one grouping set's rows: take just its key columns (not a filter of the whole table)
+        idx = np.flatnonzero(g == grouping_mask(nf, grouped))
+        take = pa.array(idx)
+        keys = [_ids(counts.column(f"__k{i}").take(take), plan.kinds[feats[i]]) for i in grouped]
+        vals = [n_all[idx]] + ([p_all[idx]] if p_all is not None else [])
+        if any(plan.kinds[feats[i]] == "string" for i in grouped) and len(idx):
+            # distinct strings may share a 64-bit hash: merge them as the one id they became
             keys, vals = _sum_by_keys(keys, vals)
         return keys, vals
 
-    total_rows = counts.filter(pc.equal(counts.column("__g"), grouping_mask(nf, ())))
-    n_rows = int(total_rows.column("__n")[0].as_py() or 0) if total_rows.num_rows else 0
-    nbad = int(total_rows.column("__nbad")[0].as_py() or 0) if total_rows.num_rows and "__nbad" in counts.column_names else 0
-    del g
+    total = np.flatnonzero(g == grouping_mask(nf, ()))
+    n_rows = int(n_all[total[0]]) if len(total) else 0
+    nbad = 0
+    if len(total) and "__nbad" in counts.column_names:
+        nbad = int(counts.column("__nbad")[int(total[0])].as_py() or 0)
     freqs = {}
     for i, f in enumerate(feats):
         (ids,), vals = part((i,))

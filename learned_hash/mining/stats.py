@@ -54,8 +54,27 @@ def _sum_by_keys(keys: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> tu
     return [k[idx] for k in ks], [np.add.reduceat(v[order].astype(_I64), idx) for v in values]
 
 
+def _order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """Order by (major, minor) ascending, for unique pairs.
+
+    Packs (major - min, minor - min) into one uint64 when both fit: one argsort of unique keys is
+    several times faster than a two-key lexsort on the millions of ids of a big log.
+    """
+    if len(major) > 1:
+        mlo, nlo = int(major.min()), int(minor.min())
+        m_bits = (int(major.max()) - mlo).bit_length()
+        n_bits = (int(minor.max()) - nlo).bit_length()
+        if m_bits + n_bits <= 64:
+            # differences wrap in int64 but are exact modulo 2**64, which is all uint64 keeps
+            key = (major - mlo).astype(np.uint64) << np.uint64(n_bits) if m_bits else np.zeros(len(major), np.uint64)
+            key |= (minor - nlo).astype(np.uint64)
+            return np.argsort(key)
+    return np.lexsort((minor, major))
+
+
 def _freq_order(ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    return np.lexsort((ids, -counts))
+    """Order by count descending, then id ascending."""
+    return _order(-counts, ids)
 
 
 class LogStats:
@@ -120,7 +139,7 @@ class LogStats:
             ia, ib, c = (_i64(x, f"The pair counts of ({a!r}, {b!r})") for x in (ia, ib, c))
             pos = None if pos is None else _i64(pos, f"The pair positives of ({a!r}, {b!r})")
             if not _canonical:
-                order = np.lexsort((ib, ia))
+                order = _order(ia, ib)
                 ia, ib, c = ia[order], ib[order], c[order]
                 pos = None if pos is None else pos[order]
             self._pairs[(a, b)] = (ia, ib, c, pos)
@@ -128,7 +147,7 @@ class LogStats:
         for f, (prev, nxt, c) in sequences.items():
             prev, nxt, c = (_i64(x, f"The sequence counts of {f!r}") for x in (prev, nxt, c))
             if not _canonical:
-                order = np.lexsort((nxt, prev))
+                order = _order(prev, nxt)
                 prev, nxt, c = prev[order], nxt[order], c[order]
             self._seq[f] = (prev, nxt, c)
 

@@ -108,3 +108,13 @@ def test_from_arrays_and_clear_errors(tmp_path):
         LogStats.load(tmp_path / "nope.embc")
     hashed = LogStats.from_arrays({"s": (np.array([2**63 + 5], dtype=np.uint64), np.array([2]))})
     assert hashed.frequencies("s")[0].dtype == np.int64
+
+
+@pytest.mark.parametrize("span", [10, 2**40, 2**64 - 1])
+def test_frequency_order_fast_path_equals_lexsort(span):
+    from learned_hash.mining.stats import _freq_order
+
+    rng = np.random.default_rng(5)
+    ids = np.unique(rng.integers(0, span, 5000, dtype=np.uint64, endpoint=True)).view(np.int64)
+    for counts in (rng.integers(1, 50, len(ids)), np.full(len(ids), 3)):
+        assert np.array_equal(_freq_order(ids, counts), np.lexsort((ids, -counts)))
