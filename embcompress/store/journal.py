@@ -162,10 +162,12 @@ def _apply_journal(path: Path, jpath: Path) -> None:
     fd = os.open(path, os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
-        if base + int(meta["n_rows"]) * row_bytes > size or records.shape[1:] != (row_bytes,):
+        if (meta.get("table") != path.name or base + int(meta["n_rows"]) * row_bytes > size
+                or records.shape[1:] != (row_bytes,)):
             raise ArtifactError(
-                f"The update journal {str(jpath)!r} does not belong to {str(path)!r} (its rows lie "
-                f"outside the file). Move the journal away if the table was replaced on purpose."
+                f"The update journal {str(jpath)!r} does not belong to {str(path)!r} (it names "
+                f"{meta.get('table')!r} or its rows lie outside the file). Move the journal away if "
+                f"the table was replaced on purpose."
             )
         for r, rec in zip(rows.tolist(), records):
             os.pwrite(fd, rec.tobytes(), base + r * row_bytes)

@@ -1,0 +1,78 @@
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embcompress.container import read_artifact, write_artifact
+from embcompress.errors import ArtifactError
+from embcompress.store import journal
+from embcompress.store.journal import apply_update, journal_path, replay, updated_crc
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_rows=st.integers(1, 300),
+    row_bytes=st.integers(1, 70),
+    data=st.data(),
+)
+def test_updated_crc_equals_a_full_recompute(n_rows, row_bytes, data):
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    sec = rng.integers(0, 256, (n_rows, row_bytes), dtype=np.uint8)
+    rows = np.array(sorted(data.draw(st.sets(st.integers(0, n_rows - 1), max_size=min(n_rows, 20)))), dtype=np.int64)
+    new = rng.integers(0, 256, (len(rows), row_bytes), dtype=np.uint8)
+    after = sec.copy()
+    after[rows] = new
+    assert updated_crc(zlib.crc32(sec.tobytes()), sec[rows], new, rows, n_rows) == zlib.crc32(after.tobytes())
+
+
+def _file(tmp_path, n=500, rb=24):
+    data = np.random.default_rng(0).integers(0, 256, (n, rb), dtype=np.uint8)
+    extra = np.arange(7, dtype=np.int64)
+    return write_artifact(tmp_path / "t.embc", "table", {"rows": data, "extra": extra}, config={"k": 1}, align=4096), data
+
+
+def test_update_in_place_keeps_every_checksum(tmp_path):
+    path, data = _file(tmp_path)
+    rows = np.array([0, 17, 499], dtype=np.int64)
+    new = np.full((3, 24), 5, np.uint8)
+    apply_update(path, "rows", rows, new)
+    art = read_artifact(path, verify="full")
+    data[rows] = new
+    assert np.array_equal(art.array("rows"), data) and art.config == {"k": 1}
+    assert not journal_path(path).exists() and not replay(path)
+
+
+def test_header_too_short_for_the_new_checksum_rewrites_the_file(tmp_path, monkeypatch):
+    path, data = _file(tmp_path)
+    monkeypatch.setattr(journal, "_header_bytes", lambda *a: None)
+    apply_update(path, "rows", np.array([3]), np.zeros((1, 24), np.uint8))
+    data[3] = 0
+    art = read_artifact(path, verify="full")
+    assert np.array_equal(art.array("rows"), data) and np.array_equal(art.array("extra"), np.arange(7))
+
+
+def test_replay_is_idempotent_and_refuses_a_foreign_journal(tmp_path):
+    path, data = _file(tmp_path)
+    j = journal_path(path)
+    # A journal left by a crash before any row was written: replaying applies it, twice is harmless.
+    real = journal._apply_journal
+    journal._apply_journal = lambda *a: None
+    try:
+        apply_update(path, "rows", np.array([1, 2]), np.ones((2, 24), np.uint8))
+    finally:
+        journal._apply_journal = real
+    assert j.exists()
+    saved = j.read_bytes()
+    assert replay(path)
+    j.write_bytes(saved)
+    assert replay(path)
+    art = read_artifact(path, verify="full")
+    assert (art.array("rows")[[1, 2]] == 1).all()
+    # A journal whose rows lie outside this file is refused, not applied.
+    small = write_artifact(tmp_path / "small.embc", "table", {"rows": data[:2]}, align=4096)
+    journal_path(small).write_bytes(saved)
+    with pytest.raises(ArtifactError, match="does not belong"):
+        replay(small)
