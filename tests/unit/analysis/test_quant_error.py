@@ -75,3 +75,11 @@ def test_generator_is_seeded_and_heavy_tailed():
     norms = np.linalg.norm(a, axis=1)
     hot = ca > np.quantile(ca, 0.99)
     assert norms[hot].mean() > 5 * np.median(norms)  # frequent rows are far larger
+
+
+def test_explore_formats_writes_report_and_plot(tmp_path):
+    from analysis.quant_error import explore_formats
+
+    report, plot = explore_formats(tmp_path / "out", n_rows=500, dim=32, n_bags=20, formats=["mxfp4_e2m1", "int8_rowwise"])
+    assert plot.exists() and (tmp_path / "out" / "format_report.md").read_text().count("|") > 10
+    assert [r["format"] for r in report] == ["mxfp4_e2m1", "int8_rowwise"] and "bag_qsnr_db" in report[0]
