@@ -14,7 +14,8 @@ lands on the same row everywhere::
     mix64 = z ^ (z >> 31)
 
 (the splitmix64 output function, Steele et al. 2014, keyed by the seed). The same value picks the
-first probe slot of the hash table: ``mix64(id, seed) >> (64 - log2(capacity))``.
+first probe slot of the hash table: ``((mix64(id, seed) >> 32) * capacity) >> 32`` (Lemire's
+multiply-shift range reduction, so the capacity need not be a power of two).
 
 Storage is kept compact because every compression figure counts it (``nbytes``): rows are held in
 the narrowest unsigned dtype that has room for ``n_rows`` plus an "empty" marker (its maximum);
@@ -22,8 +23,8 @@ mapped ids are held either
 
 - ``"direct"``: one row entry per id in ``[min_id, max_id]`` when the ids are dense enough that
   this is smaller than the hash table, or
-- ``"hash"``: an open-addressing table with linear probing, capacity the power of two that keeps
-  the load at most 0.7, int64 keys beside the rows.
+- ``"hash"``: an open-addressing table with linear probing at load 0.75 (capacity
+  ``ceil(n / 0.75)``), int64 keys beside the rows.
 
 A contiguous range of fallback rows is stored as two numbers rather than an array. Lookups run in
 the compiled kernel ``embcompress.kernels._idmap`` (OpenMP threads), or in its NumPy twin
@@ -46,8 +47,11 @@ from .kernels import compiled, resolve_threads
 KIND = "idmap"
 FORMAT_VERSION = 1
 HASH_NAME = "splitmix64"
-MAX_LOAD = 0.7  # linear probing stays short (about 2 probes for a hit) up to this load
+# Linear probing at load a takes (1 + 1/(1-a)) / 2 probes for a hit (2.5 at 0.75) and
+# (1 + 1/(1-a)^2) / 2 for a miss (8.5); hits dominate (unseen ids are rare and cold).
+MAX_LOAD = 0.75
 _MIN_CAPACITY = 8
+_MAX_CAPACITY = 2**32 - 1  # slots are picked from 32 bits of the hash
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -96,6 +100,14 @@ def _check_seed(seed, owner: str) -> int:
     return int(seed)
 
 
+def _capacity(n: int) -> int:
+    return max(int(np.ceil(n / MAX_LOAD)), _MIN_CAPACITY)
+
+
+def _home_slot(h: np.ndarray, cap: int) -> np.ndarray:
+    return ((h >> np.uint64(32)) * np.uint64(cap)) >> np.uint64(32)
+
+
 def _build_hash(ids: np.ndarray, rows: np.ndarray, seed: int, dtype: np.dtype):
     """Insert ``ids`` (sorted, unique) into a linear-probing table, in rounds, all in NumPy.
 
@@ -105,15 +117,12 @@ def _build_hash(ids: np.ndarray, rows: np.ndarray, seed: int, dtype: np.dtype):
     linear-probing lookup needs. The table depends on the ids and the seed only.
     """
     n = ids.size
-    bits = max(int(np.ceil(np.log2(max(n / MAX_LOAD, _MIN_CAPACITY)))), 3)
-    cap = 1 << bits
-    shift = 64 - bits
+    cap = _capacity(n)
     keys = np.zeros(cap, dtype=np.int64)
     vals = np.full(cap, np.iinfo(dtype).max, dtype=dtype)
     taken = np.zeros(cap, dtype=bool)
-    slot = (mix64(ids, seed) >> np.uint64(shift)).astype(np.int64)
+    slot = _home_slot(mix64(ids, seed), cap).astype(np.int64)
     todo = np.arange(n)
-    mask = cap - 1
     while todo.size:
         s = slot[todo]
         free = ~taken[s]
@@ -127,19 +136,20 @@ def _build_hash(ids: np.ndarray, rows: np.ndarray, seed: int, dtype: np.dtype):
         won = np.zeros(n, dtype=bool)
         won[win] = True
         todo = todo[~won[todo]]
-        slot[todo] = (slot[todo] + 1) & mask
-    return keys, vals, shift
+        nxt = slot[todo] + 1
+        slot[todo] = np.where(nxt == cap, 0, nxt)
+    return keys, vals
 
 
-def _lookup_numpy(ids, keys, vals, base, seed, shift, fallback, fb_start, fb_count, out):
+def _lookup_numpy(ids, keys, vals, base, seed, fallback, fb_start, fb_count, out):
     """NumPy twin of ``embcompress.kernels._idmap.lookup`` (same arguments, same result)."""
     n = ids.size
     h = mix64(ids, seed)
     r = np.full(n, -1, dtype=np.int64)
     empty = np.iinfo(vals.dtype).max
     if keys.size:
-        mask = np.uint64(keys.size - 1)
-        slot = h >> np.uint64(shift)
+        cap = np.uint64(keys.size)
+        slot = _home_slot(h, keys.size)
         active = np.arange(n)
         while active.size:
             s = slot[active]
@@ -148,7 +158,8 @@ def _lookup_numpy(ids, keys, vals, base, seed, shift, fallback, fb_start, fb_cou
             r[active[hit]] = v[hit]
             go = (v != empty) & ~hit
             active = active[go]
-            slot[active] = (s[go] + np.uint64(1)) & mask
+            nxt = s[go] + np.uint64(1)
+            slot[active] = np.where(nxt == cap, np.uint64(0), nxt)
     elif vals.size:
         j = ids.view(np.uint64) - np.uint64(base & 0xFFFFFFFFFFFFFFFF)
         inside = j < np.uint64(vals.size)
@@ -173,12 +184,12 @@ class IdMap:
     and facts such as ``meta["moved_ids"]`` after a refit).
     """
 
-    def __init__(self, *, n_rows, seed, keys, vals, base, shift, fallback, fb_start, fb_count,
+    def __init__(self, *, n_rows, seed, keys, vals, base, fallback, fb_start, fb_count,
                  config=None, inputs=None, meta=None):
         # Private: from_arrays and load validate, then call this.
         self.n_rows = int(n_rows)
         self.seed = int(seed)
-        self._keys, self._vals, self._base, self._shift = keys, vals, int(base), int(shift)
+        self._keys, self._vals, self._base = keys, vals, int(base)
         self._fallback, self._fb_start, self._fb_count = fallback, int(fb_start), int(fb_count)
         self.config = dict(config or {})
         self.inputs = dict(inputs or {})
@@ -238,8 +249,10 @@ class IdMap:
             fb_arr, fb_start = np.zeros(0, dtype=dtype), int(fallback[0])
         else:
             fb_arr, fb_start = fallback.astype(dtype), 0
-        keys, vals, base, shift = cls._layout(ids, rows.astype(dtype), seed, dtype)
-        return cls(n_rows=n_rows, seed=seed, keys=keys, vals=vals, base=base, shift=shift,
+        if ids.size and _capacity(ids.size) > _MAX_CAPACITY:
+            raise param_error("ids", owner, f"hold at most {int(_MAX_CAPACITY * MAX_LOAD):,} ids", f"{ids.size:,} ids")
+        keys, vals, base = cls._layout(ids, rows.astype(dtype), seed, dtype)
+        return cls(n_rows=n_rows, seed=seed, keys=keys, vals=vals, base=base,
                    fallback=fb_arr, fb_start=fb_start, fb_count=int(fallback.size),
                    config=config, inputs=inputs, meta=meta)
 
@@ -248,15 +261,14 @@ class IdMap:
         """Direct array when it is no larger than the hash table, else the hash table."""
         empty_keys = np.zeros(0, dtype=np.int64)
         if ids.size == 0:
-            return empty_keys, np.zeros(0, dtype=dtype), 0, 0
+            return empty_keys, np.zeros(0, dtype=dtype), 0
         span = int(ids[-1]) - int(ids[0]) + 1
-        cap = 1 << max(int(np.ceil(np.log2(max(ids.size / MAX_LOAD, _MIN_CAPACITY)))), 3)
-        if span * dtype.itemsize <= cap * (8 + dtype.itemsize):
+        if span * dtype.itemsize <= _capacity(ids.size) * (8 + dtype.itemsize):
             vals = np.full(span, np.iinfo(dtype).max, dtype=dtype)
             vals[ids - ids[0]] = rows
-            return empty_keys, vals, int(ids[0]), 0
-        keys, vals, shift = _build_hash(ids, rows, seed, dtype)
-        return keys, vals, 0, shift
+            return empty_keys, vals, int(ids[0])
+        keys, vals = _build_hash(ids, rows, seed, dtype)
+        return keys, vals, 0
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -279,7 +291,7 @@ class IdMap:
         res_flat = res.reshape(-1)
         threads = resolve_threads(n_threads)
         kernel = compiled("_idmap")
-        args = (flat, self._keys, self._vals, self._base, self.seed, self._shift, self._fallback,
+        args = (flat, self._keys, self._vals, self._base, self.seed, self._fallback,
                 self._fb_start, self._fb_count, res_flat)
         if kernel is not None:
             kernel.lookup(*args, threads)
@@ -366,7 +378,7 @@ class IdMap:
             "layout": self.layout,
             "row_dtype": self._vals.dtype.str,
             "base": self._base,
-            "shift": self._shift,
+            "slots": "linear probing from ((mix64 >> 32) * capacity) >> 32",
             "fallback_start": self._fb_start,
             "fallback_count": self._fb_count,
             "build": self.config,
@@ -396,13 +408,14 @@ class IdMap:
             dtype = row_dtype(n_rows)
             keys, vals, fallback = art.array("keys"), art.array("vals"), art.array("fallback")
             fb_start, fb_count = int(cfg["fallback_start"]), int(cfg["fallback_count"])
-            base, shift = int(cfg["base"]), int(cfg["shift"])
+            base = int(cfg["base"])
             problems = []
             if np.dtype(cfg["row_dtype"]) != dtype or vals.dtype != dtype or fallback.dtype != dtype:
                 problems.append("row dtype does not fit n_rows")
             if keys.dtype != np.int64 or keys.ndim != 1 or vals.ndim != 1 or fallback.ndim != 1:
                 problems.append("sections have the wrong dtype or shape")
-            if keys.size and (keys.size != vals.size or keys.size & (keys.size - 1) or shift != 64 - keys.size.bit_length() + 1):
+            if keys.size and (keys.size != vals.size or keys.size > _MAX_CAPACITY
+                              or np.count_nonzero(vals != np.iinfo(dtype).max) > keys.size * MAX_LOAD):
                 problems.append("the hash table's capacity is inconsistent")
             empty = np.iinfo(dtype).max
             if vals.size and np.any((vals >= n_rows) & (vals != empty)):
@@ -418,7 +431,7 @@ class IdMap:
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"The id map header of {where!r} is malformed ({exc}). Re-create it.") from None
         build = cfg.get("build") or {}
-        m = cls(n_rows=n_rows, seed=seed, keys=keys, vals=vals, base=base, shift=shift,
+        m = cls(n_rows=n_rows, seed=seed, keys=keys, vals=vals, base=base,
                 fallback=fallback, fb_start=fb_start, fb_count=fb_count,
                 config=build, inputs=art.inputs, meta=art.meta)
         if verify == "full" and m.n_mapped and not np.array_equal(m.lookup(m.ids), m.rows):

@@ -21,18 +21,19 @@ cdef inline uint64_t mix64(uint64_t x, uint64_t seed) noexcept nogil:
 
 
 def lookup(const int64_t[::1] ids, const int64_t[::1] keys, const row_t[::1] vals,
-           int64_t base, uint64_t seed, int shift, const row_t[::1] fallback,
+           int64_t base, uint64_t seed, const row_t[::1] fallback,
            int64_t fb_start, int64_t fb_count, int64_t[::1] out, int n_threads):
     """Rows of ``ids`` into ``out``.
 
-    Layout by shapes: ``keys`` non-empty: hash table of ``keys.shape[0]`` (a power of two) slots,
-    slot of an id ``mix64(id, seed) >> shift``, empty slots hold the row dtype's maximum in
-    ``vals``; else ``vals`` non-empty: direct array, ``vals[id - base]``; else no mapped ids.
+    Layout by shapes: ``keys`` non-empty: hash table of ``cap = keys.shape[0]`` (< 2**32) slots,
+    first slot of an id ``((mix64(id, seed) >> 32) * cap) >> 32``, then the next slots (wrapping),
+    empty slots hold the row dtype's maximum in ``vals``; else ``vals`` non-empty: direct array,
+    ``vals[id - base]``; else no mapped ids.
     Unmapped ids go to ``fallback[h % fb_count]`` (or ``fb_start + h % fb_count`` when
     ``fallback`` is empty), ``h = mix64(id, seed)``.
     """
     cdef Py_ssize_t i, n = ids.shape[0]
-    cdef uint64_t cap = keys.shape[0], mask = cap - 1, h, slot, j
+    cdef uint64_t cap = keys.shape[0], h, slot, j
     cdef uint64_t span = vals.shape[0]
     cdef row_t empty = <row_t>(-1), v
     cdef int64_t x, r
@@ -43,7 +44,7 @@ def lookup(const int64_t[::1] ids, const int64_t[::1] keys, const row_t[::1] val
         h = mix64(<uint64_t>x, seed)
         r = -1
         if mode == 2:
-            slot = h >> shift
+            slot = ((h >> 32) * cap) >> 32
             while True:
                 v = vals[slot]
                 if v == empty:
@@ -51,7 +52,9 @@ def lookup(const int64_t[::1] ids, const int64_t[::1] keys, const row_t[::1] val
                 if keys[slot] == x:
                     r = <int64_t>v
                     break
-                slot = (slot + 1) & mask
+                slot = slot + 1
+                if slot == cap:
+                    slot = 0
         elif mode == 1:
             j = <uint64_t>x - <uint64_t>base  # unsigned: wraps instead of overflowing
             if j < span:

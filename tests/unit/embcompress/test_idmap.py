@@ -69,8 +69,7 @@ def test_compiled_and_numpy_agree_bit_for_bit(monkeypatch):
         np.testing.assert_array_equal(out_c, out_n)
         # and the twin called directly
         buf = np.empty_like(out_n)
-        _lookup_numpy(queries, idmap._keys, idmap._vals, idmap._base, idmap.seed, idmap._shift,
-                      idmap._fallback, idmap._fb_start, idmap._fb_count, buf)
+        _lookup_numpy(queries, idmap._keys, idmap._vals, idmap._base, idmap.seed, idmap._fallback, idmap._fb_start, idmap._fb_count, buf)
         np.testing.assert_array_equal(buf, out_c)
 
 
@@ -176,6 +175,11 @@ def test_load_refuses_corrupt_and_inconsistent_files(tmp_path):
                    config=art.config)
     with pytest.raises(ArtifactError, match="outside"):
         IdMap.load(tmp_path / "c.idmap")
+    # a table with no empty slot would make a miss probe forever: refused on open
+    full = {"keys": np.arange(8, dtype=np.int64), "vals": np.zeros(8, dtype=vals.dtype), "fallback": art.array("fallback")}
+    write_artifact(tmp_path / "e.idmap", "idmap", full, config=art.config)
+    with pytest.raises(ArtifactError, match="capacity"):
+        IdMap.load(tmp_path / "e.idmap")
     write_artifact(tmp_path / "d.idmap", "table", {"x": np.zeros(1)})
     with pytest.raises(ArtifactError, match="not 'idmap'"):
         IdMap.load(tmp_path / "d.idmap")
@@ -183,7 +187,7 @@ def test_load_refuses_corrupt_and_inconsistent_files(tmp_path):
 
 def test_memory_is_counted_and_compact():
     ids, rows, m = _sparse_map(5, n=7000, n_rows=65536)
-    cap = 16384  # next power of two keeping 7000 ids at load <= 0.7
+    cap = 9334  # ceil(7000 / 0.75): the load stays at most 0.75
     # int64 keys + uint32 rows (65536 rows need the empty marker too) + the scattered cold rows
     assert m.nbytes == cap * (8 + 4) + m.fallback_rows.size * 4
     ranged = IdMap.from_arrays(ids, rows, 65536, fallback_rows=np.arange(100, 65536))
