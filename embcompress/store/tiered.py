@@ -13,9 +13,11 @@ amplification (bytes read / bytes of the records wanted) and the wall time of it
 (``scm_seconds``). With a device model the store also accumulates the time that device would take
 for the same reads (``device_seconds``), so a run can report what the device would sustain.
 
-One lock serializes staging (DRAM lookups, file reads, admission) and updates, so Python threads
-may share a store; the kernel runs outside the lock. Updates go through a write-ahead journal
-(:mod:`.journal`) and replace the cached copies under the lock, so no lookup sees a torn row.
+Python threads may share a store. A lock guards the DRAM tier and the counters (held briefly, to
+copy hits and to admit); file reads run outside it, under the shared side of a readers-writer
+lock whose exclusive side updates and warm-ups take, so reads of several threads overlap and no
+read sees a row while it is being written. The kernel runs outside both. Updates go through a
+write-ahead journal (:mod:`.journal`) and replace the cached copies, so no lookup sees a torn row.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,45 @@ from .scm import BLOCK, RowReader
 
 _OWNER = "TieredStore"
 _WARM_CHUNK = 1 << 16  # rows per read while loading the hot set
+
+
+class _FileLock:
+    """Many readers or one writer, writers first (a waiting update is not starved by lookups)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextmanager
+    def shared(self):
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
 
 
 class TieredStore:
@@ -111,7 +153,8 @@ class TieredStore:
         self._dram = DramTier(n_rows, self.row_bytes, self.dram_bytes // self.row_bytes, policy)
         self._reader = RowReader(self.path, sec.offset, self.row_bytes, n_rows, direct=direct_io, max_in_flight=max_in_flight)
         self._direct_io, self._max_in_flight = direct_io, max_in_flight
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # DRAM tier and counters
+        self._file = _FileLock()  # lookups read the file shared; updates and warm-ups exclusive
         self._warm = False
         self.reset_stats()
 
@@ -144,7 +187,7 @@ class TieredStore:
         New ``frequencies`` replace the old ones (a refresh of the static hot set). Without any
         frequencies (LRU/LFU not seeded) there is nothing to load.
         """
-        with self._lock:
+        with self._file.exclusive(), self._lock:
             if frequencies is not None:
                 f = np.asarray(frequencies)
                 if f.shape != (self.shape[0],) or f.dtype.kind not in "iuf" or not np.all(np.isfinite(f)) or np.any(f < 0):
@@ -165,31 +208,37 @@ class TieredStore:
     def _stage(self, rows: np.ndarray, counts: np.ndarray, n_lookups: int) -> np.ndarray:
         """Row records of unique original ``rows`` (int64, asked ``counts`` times), through the tiers."""
         pos = self._positions(rows)
-        with self._lock:
-            self._c["lookups"] += n_lookups
-            if not self._warm:
-                self.warm_up()
+        if not self._warm:
+            self.warm_up()
+        with self._lock:  # DRAM hits, copied out at once
             slots = self._dram.find(pos)
             hit = slots >= 0
             staged = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
             staged[hit] = self._dram.data[slots[hit]]
-            miss = pos[~hit]
+            self._dram.note_access(pos, counts, slots)
+        miss = pos[~hit]
+        # File reads run outside the state lock, so threads' reads overlap; the shared side of the
+        # file lock keeps updates out until this batch's misses are read and admitted.
+        with self._file.shared():
             t0 = time.perf_counter()
             records, n_blocks = self._reader.read(miss)
-            self._c["scm_seconds"] += time.perf_counter() - t0
+            read_s = time.perf_counter() - t0
             staged[~hit] = records
-            self._dram.note_access(pos, counts, slots)
-            self._dram.admit(miss, records, counts[~hit])
-            c = self._c
-            c["batches"] += 1
-            c["unique_rows"] += len(pos)
-            c["dram_hits"] += int(hit.sum())
-            c["scm_rows"] += len(miss)
-            c["blocks_read"] += n_blocks
-            if self.device is not None and len(miss):
-                units = self.device.units_read(self._reader.base + miss * self.row_bytes, self.row_bytes)
-                c["device_reads"] += units
-                c["device_seconds"] += self.device.read_seconds(units)
+            with self._lock:
+                new = self._dram.find(miss) < 0  # another thread may have admitted some meanwhile
+                self._dram.admit(miss[new], records[new], counts[~hit][new])
+                c = self._c
+                c["lookups"] += n_lookups
+                c["batches"] += 1
+                c["unique_rows"] += len(pos)
+                c["dram_hits"] += int(hit.sum())
+                c["scm_rows"] += len(miss)
+                c["blocks_read"] += n_blocks
+                c["scm_seconds"] += read_s
+                if self.device is not None and len(miss):
+                    units = self.device.units_read(self._reader.base + miss * self.row_bytes, self.row_bytes)
+                    c["device_reads"] += units
+                    c["device_seconds"] += self.device.read_seconds(units)
         return staged
 
     def pooled_lookup(self, indices, offsets=None, *, mode: str = "sum", per_sample_weights=None,
@@ -255,7 +304,7 @@ class TieredStore:
         pos = self._positions(r)
         order = np.argsort(pos)
         pos, records = pos[order], records[order]
-        with self._lock:
+        with self._file.exclusive(), self._lock:
             journal.apply_update(self.path, "rows", pos, records)
             self._dram.write_through(pos, records)
             # The file may have been rewritten whole (see journal.apply_update): reopen the reader.
