@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +216,37 @@ def test_file_opens_with_only_embcompress(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ",".join(map(str, rows[:5]))
+
+
+# -- files written by an earlier version stay readable -------------------------------------------
+# tests/fixtures/idmaps were written by embcompress 0.1.0 (container 1.0, id-map format 1) and are
+# never regenerated. Unmapped ids go to fallback_rows[mix64(id, seed) % len(fallback_rows)].
+FIXTURES = Path(ROOT) / "tests" / "fixtures" / "idmaps"
+
+
+def test_fixture_hash_layout(kernels):
+    m = IdMap.load(FIXTURES / "hash_3ids_10rows.idmap", verify="full")
+    assert (m.layout, m.n_rows, m.seed, m.row_dtype) == ("hash", 10, 11, np.uint8)
+    # 3 ids -> capacity max(ceil(3 / 0.75), 8) = 8 slots of int64 key + uint8 row; 5 fallback rows
+    assert m.nbytes == 8 * 9 + 5
+    assert m.fallback_rows.tolist() == [9, 3, 5, 1, 2]
+    assert m.ids.tolist() == [-(2**62), 7, 12345678901] and m.rows.tolist() == [4, 4, 0]
+    # mix64(id, 11) for ids 0, 1, 2, -1: mod 5 = 1, 0, 0, 2 -> fallback rows 3, 9, 9, 5
+    assert mix64(np.array([0, 1, 2, -1]), 11).tolist() == [
+        0xC2D326E0055BDEF6, 0x9AFCD44D14CF8BFE, 0x701560AD31BB9977, 0xCE755952D3025DA7]
+    assert m.lookup(np.array([-(2**62), 12345678901, 7, 0, 1, 2, -1])).tolist() == [4, 0, 4, 3, 9, 9, 5]
+    assert m.config == {"method": "fixture"} and m.meta == {"note": "hash layout"}
+    assert m.inputs == {"written_by": "embcompress 0.1.0"}
+
+
+def test_fixture_direct_layout(kernels):
+    m = IdMap.load(FIXTURES / "direct_10ids_300rows.idmap", verify="full")
+    # ids 100..109 on rows i % 3: dense, so a direct array of 10 uint16 (300 rows need 9 bits)
+    assert (m.layout, m.n_rows, m.seed, m.nbytes) == ("direct", 300, 0, 20)
+    # no row holds a single id, so every row is a fallback row: the range 0..299, stored as two numbers
+    assert m.fallback_rows.tolist() == list(range(300))
+    assert m.lookup(np.array([100, 104, 109])).tolist() == [0, 1, 0]
+    # unmapped 99, 110, 0 -> mix64(id, 0) % 300 = 0x42F3A9364C476BE3 % 300, 0x9089F05FBF88F8E7 % 300,
+    # 0xE220A8397B1DCDAF % 300 (the last is splitmix64's first output, test_mix64_golden)
+    assert mix64(np.array([99, 110, 0]), 0).tolist() == [0x42F3A9364C476BE3, 0x9089F05FBF88F8E7, 0xE220A8397B1DCDAF]
+    assert m.lookup(np.array([99, 110, 0])).tolist() == [203, 87, 235]
