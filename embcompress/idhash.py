@@ -16,10 +16,9 @@ Ids are int64 at every API. A raw value becomes an id by its kind:
     cannot collide, costs less, and both mining engines do it natively in SQL.
 
 A missing value (null, or an empty string) is its own id, :data:`MISSING_ID` (``-2**63``, the
-int64 view of ``0x8000_0000_0000_0000``), in every feature. Integer columns and 32-bit hex can
-never produce it (their ids are far from ``-2**63`` in practice; an int64 column that holds
-``-2**63`` itself is refused by the readers), and :func:`hash_strings` never returns it: the one
-hash value equal to it is moved to the next value, ``0x8000_0000_0000_0001``.
+int64 view of ``0x8000_0000_0000_0000``), in every feature. 32-bit hex never produces it, an
+integer column holding ``-2**63`` itself reads as missing, and :func:`hash_strings` never returns
+it: the one hash value equal to it is moved to the next value, ``0x8000_0000_0000_0001``.
 """
 
 from __future__ import annotations
@@ -138,6 +137,19 @@ def fnv1a_fmix_numpy(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fnv1a_fmix(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """The compiled kernel when built (``EMBCOMPRESS_KERNELS``), else the NumPy twin."""
+    from .kernels import compiled, resolve_threads
+
+    mod = compiled("_idhash")
+    if mod is None:
+        return fnv1a_fmix_numpy(offsets, data)
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    mod.fnv1a_fmix(np.ascontiguousarray(offsets, dtype=np.int64), np.ascontiguousarray(data, dtype=np.uint8),
+                   out, resolve_threads(None))
+    return out
+
+
 def hash_strings(values) -> np.ndarray:
     """The stable 64-bit hash (uint64) of each string id; null and ``""`` give ``MISSING_U64``.
 
@@ -147,7 +159,7 @@ def hash_strings(values) -> np.ndarray:
     """
     arr = _as_arrow(values, "hash_strings")
     offsets, data, nulls = _buffers(arr)
-    h = fnv1a_fmix_numpy(offsets, data)
+    h = _fnv1a_fmix(offsets, data)
     h[h == MISSING_U64] = MISSING_U64 + np.uint64(1)
     missing = np.diff(offsets) == 0
     if nulls is not None:

@@ -206,9 +206,20 @@ def grouping_mask(n_keys: int, grouped: tuple[int, ...]) -> int:
     return sum(1 << (n_keys - 1 - i) for i in range(n_keys) if i not in grouped)
 
 
+def result_column(plan: MiningPlan, feature: str, position: int) -> str:
+    """The result column holding ``feature``'s ids as the first (0) or second (1) key of a set.
+
+    The grouped rows come back narrow: one int and one text column per key position, whatever
+    the number of features, instead of one mostly-NULL column per feature (the Arrow result of a
+    large log is then a quarter of the size).
+    """
+    return ("__s" if plan.kinds[feature] == "string" else "__i") + "ab"[position]
+
+
 def counts_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> str:
     """The one query of all frequency and pair jobs, plus the row and bad-row totals."""
-    nf = len(plan.schema.features)
+    feats = list(plan.schema.features)
+    nf = len(feats)
     keys = [f"__k{i}" for i in range(nf)]
     good = "NOT __bad" if plan.can_be_bad() else None
     n = f"count(*) FILTER (WHERE {good})" if good else "count(*)"
@@ -217,15 +228,25 @@ def counts_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) ->
         aggs.append(f"count(*) FILTER (WHERE __pos{' AND ' + good if good else ''}) AS __p")
     if good:
         aggs.append("count(*) FILTER (WHERE __bad) AS __nbad")
-    sets = ", ".join("(" + ", ".join(keys[i] for i in s) + ")" for s in _sets(plan))
+    sets = _sets(plan)
+    grouping = ", ".join("(" + ", ".join(keys[i] for i in s) + ")" for s in sets)
     total = grouping_mask(nf, ())
     having = ""
     if good or plan.min_count > 1:  # groups of bad rows only, or below min_count, are dropped
         having = f" HAVING {n} >= {int(plan.min_count)} OR GROUPING_ID({', '.join(keys)}) = {total}"
+    # route each set's keys into the narrow result columns
+    cases: dict[str, list[str]] = {}
+    for s in sets:
+        for pos, i in enumerate(s):
+            cases.setdefault(result_column(plan, feats[i], pos), []).append(
+                f"WHEN {grouping_mask(nf, s)} THEN {keys[i]}")
+    narrow = [f"CASE __g {' '.join(w)} END AS {col}" for col, w in sorted(cases.items())]
+    outs = ", ".join([*narrow, "__g", *(a.rsplit(" AS ", 1)[1] for a in aggs)])
     return (
-        f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}) "
-        f"SELECT {', '.join(keys)}, GROUPING_ID({', '.join(keys)}) AS __g, {', '.join(aggs)} "
-        f"FROM t GROUP BY GROUPING SETS ({sets}){having}"
+        f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}), "
+        f"g AS (SELECT {', '.join(keys)}, GROUPING_ID({', '.join(keys)}) AS __g, {', '.join(aggs)} "
+        f"FROM t GROUP BY GROUPING SETS ({grouping}){having}) "
+        f"SELECT {outs} FROM g"
     )
 
 
@@ -283,7 +304,8 @@ def collect(plan: MiningPlan, counts, sequences: dict, *, engine: str, bad_lines
         # one grouping set's rows: take just its key columns (not a filter of the whole table)
         idx = np.flatnonzero(g == grouping_mask(nf, grouped))
         take = pa.array(idx)
-        keys = [_ids(counts.column(f"__k{i}").take(take), plan.kinds[feats[i]]) for i in grouped]
+        keys = [_ids(counts.column(result_column(plan, feats[i], pos)).take(take), plan.kinds[feats[i]])
+                for pos, i in enumerate(grouped)]
         vals = [n_all[idx]] + ([p_all[idx]] if p_all is not None else [])
         if any(plan.kinds[feats[i]] == "string" for i in grouped) and len(idx):
             # distinct strings may share a 64-bit hash: merge them as the one id they became

@@ -72,3 +72,21 @@ def test_parse_hex32():
 def test_empty_input():
     assert hash_strings([]).shape == (0,)
     assert parse_hex32([]).shape == (0,)
+
+
+def test_compiled_kernel_matches_numpy_twin_bit_for_bit():
+    from embcompress.idhash import _buffers, _as_arrow, fnv1a_fmix_numpy
+    from embcompress.kernels import compiled
+
+    mod = compiled("_idhash")
+    if mod is None:
+        pytest.skip("compiled kernels not built or EMBCOMPRESS_KERNELS=numpy")
+    rng = np.random.default_rng(1)
+    values = ["", "a", "é" * 70] + ["".join(map(chr, rng.integers(32, 0x3FF, size=n))) for n in rng.integers(0, 60, 3000)]
+    offsets, data, _ = _buffers(_as_arrow(values, "test"))
+    for threads in (1, 2):
+        out = np.empty(len(values), dtype=np.uint64)
+        mod.fnv1a_fmix(offsets, data, out, threads)
+        assert np.array_equal(out, fnv1a_fmix_numpy(offsets, data))
+    empty = np.empty(0, dtype=np.uint64)
+    mod.fnv1a_fmix(np.zeros(1, np.int64), np.zeros(0, np.uint8), empty, 1)
