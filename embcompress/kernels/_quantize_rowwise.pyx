@@ -51,10 +51,11 @@ cdef extern from *:
 
     /* fbgemm's _mm256_cvtps_epi32 (+ saturating packs) then clamp to [0, top]. */
     static inline uint8_t embc_code(float t, int top) {
-        float r;
-        if (!(t > -2147483648.0f && t < 2147483648.0f)) return 0;  /* NaN, inf, out of int32 */
-        r = rintf(t);
-        return (uint8_t)(r < 0.0f ? 0 : (r > (float)top ? top : (int)r));
+        /* NaN, inf and anything outside int32 become 0 (INT_MIN, then the saturating packs). */
+        int ok = t > -2147483648.0f && t < 2147483648.0f;
+        float r = rintf(ok ? t : 0.0f);
+        r = r < 0.0f ? 0.0f : (r > (float)top ? (float)top : r);
+        return (uint8_t)(int)r;
     }
 
     /* min and max in fbgemm's AVX2 reduction order. */
@@ -88,6 +89,10 @@ cdef extern from *:
     bint isinf(float) noexcept nogil
 
 
+cdef enum:
+    MAX_DIM = 4096  # rows up to this wide pack from a stack buffer; wider ones in place
+
+
 cdef int quantize_row(const float* x, int dim, uint8_t* out, int bits, int code_bytes, bint nan_block) noexcept nogil:
     """Encode one row; returns 1 when it holds NaN or inf."""
     cdef int c, top = (1 << bits) - 1, per = 8 // bits, meta = 8 if bits == 8 else 4
@@ -97,9 +102,11 @@ cdef int quantize_row(const float* x, int dim, uint8_t* out, int bits, int code_
     cdef uint8_t code
     cdef uint8_t* codes = out + meta
     cdef bint bad = False
-    for c in range(dim):
-        if (<const uint32_t*>x)[c] & 0x7F800000u == 0x7F800000u:
-            bad = True
+    cdef uint32_t nonfinite = 0
+    cdef uint8_t buf[MAX_DIM]
+    for c in range(dim):  # branch-free so it vectorizes
+        nonfinite |= ((<const uint32_t*>x)[c] & 0x7F800000u) == 0x7F800000u
+    bad = nonfinite != 0
     if bad and nan_block:
         memset(codes, 0, code_bytes)
         if bits == 8:
@@ -134,10 +141,22 @@ cdef int quantize_row(const float* x, int dim, uint8_t* out, int bits, int code_
         inv = 1.0
     hb[0] = embc_f2h(scale)
     memcpy(out, hb, 4)
-    memset(codes, 0, code_bytes)
+    if dim > MAX_DIM:
+        memset(codes, 0, code_bytes)
+        for c in range(dim):
+            code = embc_code((x[c] - mn) * inv, top)
+            codes[c // per] |= <uint8_t>(code << ((c % per) * bits))
+        return bad
     for c in range(dim):
-        code = embc_code((x[c] - mn) * inv, top)
-        codes[c // per] |= <uint8_t>(code << ((c % per) * bits))
+        buf[c] = embc_code((x[c] - mn) * inv, top)
+    for c in range(dim, code_bytes * per):
+        buf[c] = 0
+    if bits == 4:
+        for c in range(code_bytes):
+            codes[c] = buf[2 * c] | (buf[2 * c + 1] << 4)
+    else:
+        for c in range(code_bytes):
+            codes[c] = buf[4 * c] | (buf[4 * c + 1] << 2) | (buf[4 * c + 2] << 4) | (buf[4 * c + 3] << 6)
     return bad
 
 

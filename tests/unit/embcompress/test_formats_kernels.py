@@ -86,6 +86,11 @@ def test_compiled_rowwise_equals_numpy(fmt, make):
             out = np.empty_like(ref)
             assert kernel.quantize(xs, out, spec, False, threads) == 0
             np.testing.assert_array_equal(out, ref)
+    wide = random_table(9, n=3, dim=4101)  # wider than the kernel's stack buffer
+    ref = encode_numpy(wide, spec, None)
+    out = np.empty_like(ref)
+    kernel.quantize(wide, out, spec, False, 2)
+    np.testing.assert_array_equal(out, ref)
     xs = x.copy()
     xs[3, 4] = np.nan
     xs[9, 0] = -np.inf
