@@ -183,11 +183,14 @@ def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, bl
 
 @dataclass(frozen=True)
 class Layout:
-    """A reordered table: where it was written and its permutation both ways."""
+    """A reordered table: where it was written, its permutation both ways, and on a replayed log
+    the mean 4 KiB blocks a batch reads in the original order and in the new one (None without)."""
 
     path: Path
     order: np.ndarray  # order[new] = old row
     new_row: np.ndarray  # new_row[old] = new position
+    blocks_per_batch_before: float | None = None
+    blocks_per_batch_after: float | None = None
 
 
 def reorder_rows(
@@ -198,6 +201,7 @@ def reorder_rows(
     clusters=None,
     frequencies=None,
     block_bytes: int = BLOCK,
+    replay=None,
 ) -> Layout:
     """Write ``out_file``: ``table_file`` with its rows in co-access order, plus ``row_order``.
 
@@ -205,6 +209,8 @@ def reorder_rows(
     :func:`mine_coaccess`) or learned ``clusters`` (one label a row). ``frequencies`` (one count a
     row) orders the groups hottest first. A table that was reordered before is reordered from its
     original row ids (the written ``row_order`` maps original ids to the new positions).
+    ``replay``: batches of original row ids (a held-out log); the layout then reports the mean
+    4 KiB blocks a batch reads in the input file's order and in the new one.
     """
     art = read_artifact(table_file, kind="table")
     sec = art.section("rows")
@@ -235,7 +241,12 @@ def reorder_rows(
     meta = dict(h["meta"], row_order={"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"})
     inputs = dict(h["inputs"], reordered_from=os.fspath(table_file))
     path = write_artifact(out_file, h["kind"], sections, config=h["config"], inputs=inputs, meta=meta, align=h["align"])
-    return Layout(Path(path), order, new_row)
+    before = after = None
+    if replay is not None:
+        before = float(blocks_per_batch(replay, row_bytes, new_row=None if prev is None else invert(prev),
+                                        block_bytes=block_bytes).mean())
+        after = float(blocks_per_batch(replay, row_bytes, new_row=new_row, block_bytes=block_bytes).mean())
+    return Layout(Path(path), order, new_row, before, after)
 
 
 

@@ -155,8 +155,11 @@ def test_updates_reach_file_cache_and_checksum(tmp_path, policy):
 def test_reordered_file_serves_the_original_ids(tmp_path):
     path, q = _table(tmp_path, "int8_rowwise")
     labels = np.random.default_rng(0).integers(0, 50, N)
-    layout = reorder_rows(path, tmp_path / "re.embc", clusters=labels)
+    batches = [np.flatnonzero(labels == k) for k in range(50)]  # each batch reads one cluster
+    layout = reorder_rows(path, tmp_path / "re.embc", clusters=labels, replay=batches)
     assert np.array_equal(layout.order, coaccess_order(N, q.row_bytes, clusters=labels))
+    # ~60 rows of 40 bytes a cluster: scattered over ~30 blocks before, 1 or 2 after.
+    assert layout.blocks_per_batch_after <= 2 < 20 < layout.blocks_per_batch_before
     stored = read_artifact(layout.path, kind="table", verify="full")
     assert np.array_equal(stored.array("rows"), q.data[layout.order])
     store = TieredStore(layout.path, dram_bytes=64 * q.row_bytes, policy="frequency", frequencies=_freq())
