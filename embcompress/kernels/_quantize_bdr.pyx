@@ -27,35 +27,42 @@ cdef inline int encode_block(const uint32_t* xb, const int* fl2, int block, int 
     With sse != NULL, also the block's squared error (element order, exact terms)."""
     cdef int p, j, s, q, E, t
     cdef int micro = 0
-    cdef int64_t M, n
-    cdef int64_t top = (1 << (b - 1)) - 1
-    cdef uint32_t mag, expf
+    cdef int sj[MAX_BLOCK]
+    cdef int64_t M64, n64
+    cdef uint32_t top = (1u << (b - 1)) - 1, mag, expf, M, n
     cdef double acc = 0.0, d
     cdef float v
     for p in range(block // 2):
-        s = 1 if (fl2[2 * p] < e and fl2[2 * p + 1] < e) else 0
+        s = (fl2[2 * p] < e) & (fl2[2 * p + 1] < e)
+        sj[2 * p] = s
+        sj[2 * p + 1] = s
         micro |= s << p
-        q = e - s - (b - 2)
-        for j in range(2 * p, 2 * p + 2):
+    if exact:  # blocks holding fp32 subnormals: the general integer path
+        for j in range(block):
             mag = xb[j] & 0x7FFFFFFF
             expf = mag >> 23
-            # branch-free for zeros and normals: (M, E) with |x| = M * 2^E; fp32 subnormals
-            # (rare) take rne_shift, which also shifts left
-            M = (mag & 0x7FFFFF) | ((<int64_t>(expf != 0)) << 23)
+            M64 = (mag & 0x7FFFFF) | ((<int64_t>(expf != 0)) << 23)
             E = (<int>expf if expf else 1) - 150
-            if exact:
-                n = rne_shift(M, q - E)
-            else:
-                t = q - E
-                t = 31 if t > 31 else t
-                n = rne_u32(<uint32_t>M, <uint32_t>t)
+            n64 = rne_shift(M64, e - sj[j] - (b - 2) - E)
+            n64 = top if n64 > top else n64
+            codes[j] = <uint8_t>(n64 | ((xb[j] >> 31) << (b - 1)))
+    else:  # zeros and normals, no data-dependent branches: the loop vectorizes
+        for j in range(block):
+            mag = xb[j] & 0x7FFFFFFF
+            expf = mag >> 23
+            M = (mag & 0x7FFFFF) | ((<uint32_t>(expf != 0)) << 23)
+            E = (<int>expf if expf else 1) - 150
+            t = e - sj[j] - (b - 2) - E  # >= 15 here
+            t = 31 if t > 31 else t
+            n = rne_u32(M, <uint32_t>t)
             n = top if n > top else n
             codes[j] = <uint8_t>(n | ((xb[j] >> 31) << (b - 1)))
-            if sse != NULL:
-                v = <float>n * pow2f(q)
-                d = <double>f32_from_bits(mag) - <double>v  # |x| - |x_hat|: same square
-                acc += d * d
     if sse != NULL:
+        for j in range(block):
+            q = e - sj[j] - (b - 2)
+            v = <float>(codes[j] & top) * pow2f(q)
+            d = <double>f32_from_bits(xb[j] & 0x7FFFFFFF) - <double>v  # |x| - |x_hat|: same square
+            acc += d * d
         sse[0] = acc
     return micro
 
@@ -87,7 +94,7 @@ cdef int quantize_row(const uint32_t* xrow, int dim, uint8_t* out, int block, in
                 nonfinite = True
             elif mag > amax:
                 amax = mag
-            fl2[j] = floor_log2_mag(mag) if mag else ZERO_EXP
+            fl2[j] = (<int>(mag >> 23) - 127) if mag >= 0x800000 else (floor_log2_mag(mag) if mag else ZERO_EXP)
             sub |= (mag != 0) & (mag < 0x800000)
         if nonfinite:
             bad += 1
