@@ -136,9 +136,14 @@ class TieredStore:
         self.device = None if device is None else get_device(device, _OWNER)
         # Original row id -> position in the file (identity unless the file was reordered).
         self._order = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
+        if self._order is not None and (self._order.shape != (n_rows,) or self._order.min(initial=0) < 0
+                                        or self._order.max(initial=0) >= max(n_rows, 1)
+                                        or np.any(np.bincount(self._order, minlength=n_rows) != 1)):
+            raise ArtifactError(f"The 'row_order' section of {str(self.path)!r} is not a permutation of its "
+                                f"{n_rows} rows: the file is corrupted. Re-create it with reorder_rows.")
         self._pos = invert(self._order) if self._order is not None else None
         if frequencies is None and "frequencies" in art.section_names:
-            frequencies = np.asarray(art.array("frequencies"))  # one entry a stored row
+            frequencies = np.array(art.array("frequencies"))  # one entry a stored row (a copy, not the map)
             if self._pos is not None:
                 frequencies = frequencies[self._pos]  # to original row numbers
         if frequencies is not None:
