@@ -42,33 +42,42 @@ def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
     """
     import scipy.sparse as sp
 
-    indices = np.asarray(indices, dtype=np.int64)
-    offsets = np.asarray(offsets, dtype=np.int64)
+    owner = "mine_coaccess"
+    indices = np.asarray(indices)
+    offsets = np.asarray(offsets)
+    if indices.dtype.kind not in "iu" or indices.ndim != 1:
+        raise param_error("indices", owner, "be a 1-D array of int row ids", f"{indices.dtype} of shape {indices.shape}")
+    if offsets.dtype.kind not in "iu" or offsets.ndim != 1:
+        raise param_error("offsets", owner, "be a 1-D array of int bag starts", f"{offsets.dtype} of shape {offsets.shape}")
+    indices, offsets = indices.astype(np.int64), offsets.astype(np.int64)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_rows):
+        raise param_error("indices", owner, f"hold row ids in [0, {n_rows})", f"ids from {indices.min()} to {indices.max()}")
+    if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or offsets[-1] > len(indices)):
+        raise param_error("offsets", owner, f"start at 0 and rise to at most {len(indices)}", "other offsets")
     bounds = np.concatenate([offsets, [len(indices)]]) if len(offsets) == 0 or offsets[-1] != len(indices) else offsets
     lengths = np.diff(bounds)
-    rows_i, rows_j = [], []
-    # Group bags by length so each group's pairs come from one vectorized triu expansion.
+    total = sp.csr_matrix((n_rows, n_rows), dtype=np.float64)
+    # Group bags by length so each group's pairs come from one vectorized triu expansion, a few
+    # million pairs at a time.
     for length in np.unique(lengths):
         if length < 2:
             continue
-        starts = bounds[:-1][lengths == length]
-        bags = indices[starts[:, None] + np.arange(length)[None, :]]
-        bags = np.sort(bags, axis=1)
-        dup = np.zeros(bags.shape, dtype=bool)
-        dup[:, 1:] = bags[:, 1:] == bags[:, :-1]
-        bags[dup] = -1  # a repeated id in a bag is one row
-        bags = bags[:, :max_bag]
-        a, b = np.triu_indices(bags.shape[1], k=1)
-        i, j = bags[:, a].ravel(), bags[:, b].ravel()
-        keep = (i >= 0) & (j >= 0)
-        rows_i.append(i[keep])
-        rows_j.append(j[keep])
-    if not rows_i:
-        return sp.csr_matrix((n_rows, n_rows), dtype=np.float64)
-    i, j = np.concatenate(rows_i), np.concatenate(rows_j)
-    m = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n_rows, n_rows)).tocsr()
-    m.sum_duplicates()
-    return m
+        all_starts = bounds[:-1][lengths == length]
+        width = min(int(length), max_bag)
+        a, b = np.triu_indices(width, k=1)
+        step = max(1, (4 << 20) // max(1, len(a)))
+        for c in range(0, len(all_starts), step):
+            starts = all_starts[c : c + step]
+            bags = np.sort(indices[starts[:, None] + np.arange(length)[None, :]], axis=1)
+            dup = np.zeros(bags.shape, dtype=bool)
+            dup[:, 1:] = bags[:, 1:] == bags[:, :-1]
+            bags[dup] = -1  # a repeated id in a bag is one row
+            bags = bags[:, :width]
+            i, j = bags[:, a].ravel(), bags[:, b].ravel()
+            keep = (i >= 0) & (j >= 0)
+            total = total + sp.coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n_rows, n_rows)).tocsr()
+    total.sum_duplicates()
+    return total
 
 
 class _Groups:

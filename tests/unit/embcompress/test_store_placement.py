@@ -51,3 +51,11 @@ def test_order_inputs_are_checked():
     m = np.zeros((10, 10))
     m[7, 2] = 1
     assert coaccess_order(10, 64, cooccurrence=m).tolist() == [2, 7, 0, 1, 3, 4, 5, 6, 8, 9]
+
+
+def test_mine_coaccess_checks_its_log():
+    with pytest.raises(ConfigError, match=r"\[0, 5\)"):
+        mine_coaccess(np.array([0, 5]), np.array([0]), 5)
+    with pytest.raises(ConfigError, match="offsets"):
+        mine_coaccess(np.array([0, 1]), np.array([1, 0]), 5)
+    assert mine_coaccess(np.zeros(0, np.int64), np.zeros(0, np.int64), 3).nnz == 0
