@@ -341,6 +341,8 @@ class TieredStore:
         c["dram_capacity_rows"] = int(self._dram.capacity)
         if self.device is not None:
             c["device"] = self.device.name
+            # The lookups/s the device's reads alone would allow for this access pattern.
+            c["device_lookups_per_s"] = c["lookups"] / c["device_seconds"] if c["device_seconds"] else math.inf
         return c
 
     def close(self) -> None:

@@ -75,6 +75,7 @@ def test_counters_on_unique_ids_per_batch(tmp_path):
     dev = TieredStore(path, dram_bytes=10 * q.row_bytes, frequencies=_freq(), device="nand")
     dev.pooled_lookup(idx, np.array([0], dtype=np.int64))
     assert dev.stats()["device_reads"] == 2 and dev.stats()["device_seconds"] == pytest.approx(80e-6)
+    assert dev.stats()["device_lookups_per_s"] == pytest.approx(6 / 80e-6)
 
 
 def test_bad_budgets_files_and_ids(tmp_path):
