@@ -33,15 +33,22 @@ cdef extern from *:
         int bits;            /* element code width: MX sub-byte codes, BDR elements */
         int64_t row_bytes;   /* bytes of one row record */
         const float *lut;    /* MX element code -> value (2^bits entries) */
+        int simd;            /* 0: scalar decoders; 1: AVX-512 decoders; 2: also the fast paths */
+        int cshift;          /* MX fast path: chunk of 16 c lies in block c >> cshift */
+        int fast;            /* fast-path kind, or -1 (set by embc_prepare) */
+        int fp8_arith;       /* FP8 decoded by shifts (checked against lut by the caller), with: */
+        int fp8_shift;       /*   23 - mantissa bits */
+        float fp8_rescale;   /*   2^(127 - exponent bias) */
+        int fp8_special;     /*   first magnitude code of Inf/NaN (codes at or above it) */
     } embc_fmt;
 
     #if defined(__GNUC__) || defined(__clang__)
-    #define EMBC_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 0)
+    #define EMBC_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
     #else
     #define EMBC_PREFETCH(p) ((void)0)
     #endif
     /* Rows ahead to prefetch: enough to cover DRAM latency at a few ns of work per row. */
-    #define EMBC_PREFETCH_ROWS 12
+    #define EMBC_PREFETCH_ROWS 16
 
     static inline float embc_f32(uint32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
 
@@ -179,38 +186,371 @@ cdef extern from *:
     EMBC_DEFINE_ROW(set, EMBC_OP_SET)
     EMBC_DEFINE_ROW(max, EMBC_OP_MAX)
 
-    static inline void embc_prefetch_row(const uint8_t *p, int64_t row_bytes) {
-        for (int64_t o = 0; o < row_bytes; o += 64) EMBC_PREFETCH(p + o);
-        EMBC_PREFETCH(p + row_bytes - 1);
+    /* ---- AVX-512 decoders: 16 values at a time, the same IEEE operations as the scalar
+       decoders above (exact conversions, then one multiply by an exact power-of-two scale, or
+       code * scale then + bias), so every path gives the same bits. Masked loads never read
+       past a row record; masked stores never write past dim. */
+    #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    #include <immintrin.h>
+    #define EMBC_HAVE_SIMD 1
+
+    static inline __mmask16 embc_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+    /* Lane i of the result: code i of a little-endian stream of `bits`-wide codes (bits <= 8)
+       starting at p, for the lanes in m; reads only the bytes those codes occupy. */
+    static inline __m512i embc_codes(const uint8_t *p, int bits, __mmask16 m) {
+        const int n = 32 - __builtin_clz((unsigned)m);           /* lanes used: codes 0..n-1 */
+        const int nbytes = (n * bits + 7) >> 3;
+        const __m128i raw = _mm_maskz_loadu_epi8(embc_mask(nbytes), p);
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i bit = _mm512_mullo_epi32(lane, _mm512_set1_epi32(bits));
+        /* bytes byte(i) and byte(i) + 1 of each lane, via a 16-byte table lookup */
+        const __m512i byte = _mm512_srli_epi32(bit, 3);
+        const __m128i b0 = _mm512_cvtepi32_epi8(byte);
+        const __m128i b1 = _mm_add_epi8(b0, _mm_set1_epi8(1));
+        const __m512i lo = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(raw, b0));
+        const __m512i hi = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(raw, b1));
+        const __m512i word = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 8));
+        const __m512i sh = _mm512_and_si512(bit, _mm512_set1_epi32(7));
+        return _mm512_and_si512(_mm512_srlv_epi32(word, sh), _mm512_set1_epi32((1 << bits) - 1));
     }
 
+    #define EMBC_V_ADD 0
+    #define EMBC_V_WADD 1
+    #define EMBC_V_SET 2
+    #define EMBC_V_MAX 3
+    static inline __attribute__((always_inline)) void embc_vop(float *acc, __m512 v, __m512 wv, __mmask16 m, const int op) {
+        /* Full chunks use plain loads and stores: a masked store does not forward to the next
+           row's load of the same accumulator, which would stall every row. */
+        const int full = m == (__mmask16)0xFFFF;
+        if (op == EMBC_V_SET) {
+            if (full) _mm512_storeu_ps(acc, v); else _mm512_mask_storeu_ps(acc, m, v);
+            return;
+        }
+        const __m512 a = full ? _mm512_loadu_ps(acc) : _mm512_maskz_loadu_ps(m, acc);
+        __m512 r;
+        if (op == EMBC_V_ADD) r = _mm512_add_ps(a, v);
+        else if (op == EMBC_V_WADD) r = _mm512_add_ps(a, _mm512_mul_ps(wv, v));
+        else {  /* keep a where a >= v or a is NaN, else v */
+            const __mmask16 keep = _mm512_cmp_ps_mask(a, v, _CMP_GE_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+            r = _mm512_mask_blend_ps(keep, v, a);
+        }
+        if (full) _mm512_storeu_ps(acc, r); else _mm512_mask_storeu_ps(acc, m, r);
+    }
+
+    static inline __attribute__((always_inline)) void embc_row_simd(const embc_fmt *f, const uint8_t *restrict rec,
+                                                                    __m512 wv, float *restrict acc, const int op) {
+        const int dim = f->dim;
+        switch (f->kind) {
+        case EMBC_FP32:
+            for (int i = 0; i < dim; i += 16) {
+                const __mmask16 m = embc_mask(dim - i);
+                embc_vop(acc + i, _mm512_maskz_loadu_ps(m, rec + 4 * i), wv, m, op);
+            }
+            break;
+        case EMBC_FP16:
+            for (int i = 0; i < dim; i += 16) {
+                const __mmask16 m = embc_mask(dim - i);
+                embc_vop(acc + i, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, rec + 2 * i)), wv, m, op);
+            }
+            break;
+        case EMBC_BF16:
+            for (int i = 0; i < dim; i += 16) {
+                const __mmask16 m = embc_mask(dim - i);
+                const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, rec + 2 * i));
+                embc_vop(acc + i, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)), wv, m, op);
+            }
+            break;
+        case EMBC_INT8_ROW: case EMBC_INT4_ROW: case EMBC_INT2_ROW: {
+            const int bits = f->kind == EMBC_INT8_ROW ? 8 : f->kind == EMBC_INT4_ROW ? 4 : 2;
+            const float s_ = bits == 8 ? embc_f32(embc_u32(rec)) : embc_half(embc_u16(rec));
+            const float b_ = bits == 8 ? embc_f32(embc_u32(rec + 4)) : embc_half(embc_u16(rec + 2));
+            const __m512 s = _mm512_set1_ps(s_), b = _mm512_set1_ps(b_);
+            const uint8_t *c = rec + (bits == 8 ? 8 : 4);
+            for (int i = 0; i < dim; i += 16) {
+                const __mmask16 m = embc_mask(dim - i);
+                const __m512i k = bits == 8 ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, c + i))
+                                            : embc_codes(c + i * bits / 8, bits, m);
+                embc_vop(acc + i, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(k), s), b), wv, m, op);
+            }
+            break; }
+        case EMBC_MX_LUT8: case EMBC_MXINT8: case EMBC_MX_LUT_BITS: {
+            const uint8_t *c = rec + f->nb;
+            const int bits = f->kind == EMBC_MX_LUT_BITS ? f->bits : 8;
+            const __m512 lut16 = bits == 4 ? _mm512_loadu_ps(f->lut) : _mm512_setzero_ps();
+            for (int k = 0, i0 = 0; k < f->nb; k++, i0 += f->block) {
+                const __m512 s = _mm512_set1_ps(embc_e8m0(rec[k], f->kind == EMBC_MXINT8 ? 6 : 0));
+                const int i1 = i0 + f->block < dim ? i0 + f->block : dim;
+                for (int i = i0; i < i1; i += 16) {
+                    const __mmask16 m = embc_mask(i1 - i);
+                    __m512 v;
+                    if (f->kind == EMBC_MXINT8) {
+                        v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, c + i)));
+                    } else if (bits == 8) {
+                        const __m512i k8 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, c + i));
+                        v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, k8, f->lut, 4);
+                    } else if (bits == 4) {
+                        v = _mm512_permutexvar_ps(embc_codes(c + i / 2, 4, m), lut16);
+                    } else {
+                        v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, embc_codes(c + (int64_t)i * bits / 8, bits, m), f->lut, 4);
+                    }
+                    embc_vop(acc + i, _mm512_mul_ps(v, s), wv, m, op);
+                }
+            }
+            break; }
+        case EMBC_BDR: {
+            const int b = f->bits, nb = f->nb;
+            const int64_t block_bytes = (int64_t)b * f->block / 8;
+            const __m512i mag_mask = _mm512_set1_epi32((1 << (b - 1)) - 1);
+            for (int k = 0, i0 = 0; k < nb; k++, i0 += f->block) {
+                const uint8_t *c = rec + 2 * nb + k * block_bytes;
+                const unsigned micro = rec[nb + k];
+                unsigned spread = 0;  /* lane mask: lanes 2j and 2j + 1 take microexponent bit j */
+                for (int j = 0; j < 8; j++) spread |= ((micro >> j) & 1u) * (3u << (2 * j));
+                const __m512 sc = _mm512_mask_blend_ps((__mmask16)spread, _mm512_set1_ps(embc_e8m0(rec[k], b - 2)),
+                                                       _mm512_set1_ps(embc_e8m0(rec[k], b - 1)));
+                const int n = (i0 + f->block < dim ? i0 + f->block : dim) - i0;
+                const __mmask16 m = embc_mask(n);  /* blocks are 8 or 16 elements */
+                const __m512i code = embc_codes(c, b, m);
+                const __m512i sign = _mm512_slli_epi32(_mm512_srli_epi32(code, b - 1), 31);
+                const __m512 mag = _mm512_cvtepi32_ps(_mm512_and_si512(code, mag_mask));
+                const __m512 v = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign));
+                embc_vop(acc + i0, _mm512_mul_ps(v, sc), wv, m, op);
+            }
+            break; }
+        }
+    }
+    #else
+    #define EMBC_HAVE_SIMD 0
+    #endif
+
+    /* Prefetch each cache line of a row record once. */
+    static inline void embc_prefetch_row(const uint8_t *p, int64_t row_bytes) {
+        const uintptr_t last = ((uintptr_t)p + (uintptr_t)row_bytes - 1) & ~(uintptr_t)63;
+        for (uintptr_t line = (uintptr_t)p & ~(uintptr_t)63; line <= last; line += 64) EMBC_PREFETCH(line);
+    }
+
+    #if EMBC_HAVE_SIMD
+
+    /* ---- Fast paths (dim a multiple of 16; MX blocks of 16 * 2^k): the bag's accumulators for
+       G = 1, 2, 4 or 8 chunks of 16 values stay in registers while all its rows stream past, the
+       row data of later chunk groups coming from L1. Same per-element operation order. */
+    #define EMBC_K_FP4 100  /* mxfp4_e2m1: MX_LUT_BITS with 4-bit codes */
+
+    /* 16 nibbles of 8 bytes, element 2i in the low nibble, as 16 bytes */
+    static inline __m128i embc_nibbles(const uint8_t *p) {
+        const __m128i b = _mm_loadl_epi64((const __m128i *)p);
+        const __m128i m = _mm_set1_epi8(0x0F);
+        return _mm_unpacklo_epi8(_mm_and_si128(b, m), _mm_and_si128(_mm_srli_epi16(b, 4), m));
+    }
+
+    /* The scales 2^(v - 127 - shift) of a row's (at most 16) E8M0 bytes v, lane k = block k, as
+       float bits built directly, never by arithmetic (a subnormal product would take a slow
+       microcode assist): normal (v - shift) << 23, subnormal 1 << (v - shift + 22), NaN for 0xFF. */
+    static inline __m512 embc_e8m0_vec(const uint8_t *p, int nb, const int shift) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(embc_mask(nb), p));
+        const __m512i e = _mm512_sub_epi32(v, _mm512_set1_epi32(shift));
+        const __mmask16 normal = _mm512_cmpgt_epi32_mask(e, _mm512_setzero_si512());
+        __m512i bits = _mm512_mask_blend_epi32(normal,
+            _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_add_epi32(e, _mm512_set1_epi32(22))),
+            _mm512_slli_epi32(e, 23));
+        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(v, _mm512_set1_epi32(255)),
+                                     _mm512_set1_epi32(0x7FC00000));
+        return _mm512_castsi512_ps(bits);
+    }
+
+    static inline __attribute__((always_inline)) __m512 embc_dec(const embc_fmt *f, const uint8_t *rec, int c,
+                                                                 const int kind, __m512 s, __m512 b, __m512 lut16,
+                                                                 const float *sarr, int special) {
+        switch (kind) {
+        case EMBC_FP32: return _mm512_loadu_ps(rec + 64 * c);
+        case EMBC_FP16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32 * c)));
+        case EMBC_BF16:
+            return _mm512_castsi512_ps(_mm512_slli_epi32(
+                _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(rec + 32 * c))), 16));
+        case EMBC_INT8_ROW:
+            return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(rec + 8 + 16 * c)))), s), b);
+        case EMBC_INT4_ROW:
+            return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                embc_nibbles(rec + 4 + 8 * c))), s), b);
+        case EMBC_MXINT8: {
+            const __m512 sc = _mm512_set1_ps(sarr[c >> f->cshift]);
+            return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)))), sc); }
+        case EMBC_MX_LUT8: {
+            const __m512 sc = _mm512_set1_ps(sarr[c >> f->cshift]);
+            if (!f->fp8_arith || special) {
+                const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)));
+                return _mm512_mul_ps(_mm512_i32gather_ps(k, f->lut, 4), sc);
+            }
+            /* FP8 by shifts: the sign-extended code shifted left by 23 - mbits and masked keeps
+               the sign at bit 31 and puts the magnitude bits under a float32's exponent field,
+               which reads as 2^(127 - bias) times the element value (exponent field 0 gives float
+               subnormals, which scale exactly); one exact multiply by 2^(127 - bias) decodes it.
+               Rows holding Inf/NaN codes took the table path above. */
+            const __m512i sx = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)));
+            const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(sx, f->fp8_shift),
+                                                  _mm512_set1_epi32((int)(0x80000000u | (0x7Fu << f->fp8_shift))));
+            return _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(f->fp8_rescale)), sc); }
+        default: { /* EMBC_K_FP4 */
+            const __m512 sc = _mm512_set1_ps(sarr[c >> f->cshift]);
+            const __m512i k = _mm512_cvtepu8_epi32(embc_nibbles(rec + f->nb + 8 * c));
+            return _mm512_mul_ps(_mm512_permutexvar_ps(k, lut16), sc); }
+        }
+    }
+
+    static inline __attribute__((always_inline)) void embc_bag_fast(
+            const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end,
+            int64_t n_idx, const float *w, int mode, float *restrict out, const int kind, const int G) {
+        const int64_t rb = f->row_bytes;
+        const int nc = f->dim / 16;
+        const __m512 lut16 = kind == EMBC_K_FP4 ? _mm512_loadu_ps(f->lut) : _mm512_setzero_ps();
+        float sarr[16] __attribute__((aligned(64)));
+        if (start == 0)
+            for (int64_t j = 0; j < end && j < EMBC_PREFETCH_ROWS; j++) embc_prefetch_row(data + idx[j] * rb, rb);
+        for (int c0 = 0; c0 < nc; c0 += G) {
+            __m512 acc[8];
+            for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
+            for (int64_t j = start; j < end; j++) {
+                if (c0 == 0 && j + EMBC_PREFETCH_ROWS < n_idx)
+                    embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
+                const uint8_t *rec = data + idx[j] * rb;
+                __m512 s = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+                if (kind == EMBC_INT8_ROW) {
+                    s = _mm512_set1_ps(embc_f32(embc_u32(rec)));
+                    b = _mm512_set1_ps(embc_f32(embc_u32(rec + 4)));
+                } else if (kind == EMBC_INT4_ROW) {
+                    s = _mm512_set1_ps(embc_half(embc_u16(rec)));
+                    b = _mm512_set1_ps(embc_half(embc_u16(rec + 2)));
+                } else if (kind == EMBC_MXINT8) {  /* code k means k / 64: fold 2^-6 into the scale */
+                    _mm512_store_ps(sarr, embc_e8m0_vec(rec, f->nb, 6));
+                } else if (kind == EMBC_MX_LUT8 || kind == EMBC_K_FP4) {
+                    _mm512_store_ps(sarr, embc_e8m0_vec(rec, f->nb, 0));
+                }
+                int special = 0;
+                if (kind == EMBC_MX_LUT8 && f->fp8_arith) {  /* any Inf/NaN code in this row? */
+                    const uint8_t *cp = rec + f->nb;
+                    const __m512i lo7 = _mm512_set1_epi8(0x7F), from = _mm512_set1_epi8((char)f->fp8_special);
+                    for (int o = 0; o < f->dim; o += 64) {
+                        const __m512i m = _mm512_and_si512(_mm512_maskz_loadu_epi8(
+                            f->dim - o >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (f->dim - o)) - 1), cp + o), lo7);
+                        special |= _mm512_cmpge_epu8_mask(m, from) != 0;
+                    }
+                }
+                if (mode == EMBC_MAX) {
+                    if (j == start) {
+                        for (int g = 0; g < G; g++) acc[g] = embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special);
+                    } else {
+                        for (int g = 0; g < G; g++) {
+                            const __m512 v = embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special);
+                            const __mmask16 keep = _mm512_cmp_ps_mask(acc[g], v, _CMP_GE_OQ)
+                                                 | _mm512_cmp_ps_mask(acc[g], acc[g], _CMP_UNORD_Q);
+                            acc[g] = _mm512_mask_blend_ps(keep, v, acc[g]);
+                        }
+                    }
+                } else if (w) {
+                    const __m512 wv = _mm512_set1_ps(w[j]);
+                    for (int g = 0; g < G; g++)
+                        acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(wv, embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special)));
+                } else {
+                    for (int g = 0; g < G; g++)
+                        acc[g] = _mm512_add_ps(acc[g], embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special));
+                }
+            }
+            if (mode == EMBC_MEAN && end > start) {
+                const __m512 n = _mm512_set1_ps((float)(end - start));
+                for (int g = 0; g < G; g++) acc[g] = _mm512_div_ps(acc[g], n);
+            }
+            for (int g = 0; g < G; g++) _mm512_storeu_ps(out + 16 * (c0 + g), acc[g]);
+        }
+    }
+
+    /* The fast kind of f, or -1 when only the general decoders apply. */
+    static int embc_fast_kind(const embc_fmt *f) {
+        if (f->dim % 16) return -1;
+        switch (f->kind) {
+        case EMBC_FP32: case EMBC_FP16: case EMBC_BF16: case EMBC_INT8_ROW: case EMBC_INT4_ROW:
+            return f->kind;
+        case EMBC_MXINT8: case EMBC_MX_LUT8: case EMBC_MX_LUT_BITS:
+            if (f->block % 16 || ((f->block / 16) & (f->block / 16 - 1)) || f->nb > 16) return -1;
+            if (f->kind == EMBC_MX_LUT_BITS) return f->bits == 4 ? EMBC_K_FP4 : -1;
+            return f->kind;
+        default:
+            return -1;
+        }
+    }
+
+    #define EMBC_FAST_G(K) \
+        case K: if (G == 8) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 8); \
+                else if (G == 4) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 4); \
+                else if (G == 2) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 2); \
+                else embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 1); \
+                break;
+    static void embc_bag_fast_any(const embc_fmt *f, int fast, const uint8_t *data, const int64_t *idx,
+                                  int64_t start, int64_t end, int64_t n_idx, const float *w, int mode, float *out) {
+        const int nc = f->dim / 16;
+        const int G = nc % 8 == 0 ? 8 : nc % 4 == 0 ? 4 : nc % 2 == 0 ? 2 : 1;
+        switch (fast) {
+        EMBC_FAST_G(EMBC_FP32) EMBC_FAST_G(EMBC_FP16) EMBC_FAST_G(EMBC_BF16) EMBC_FAST_G(EMBC_INT8_ROW)
+        EMBC_FAST_G(EMBC_INT4_ROW) EMBC_FAST_G(EMBC_MXINT8) EMBC_FAST_G(EMBC_MX_LUT8) EMBC_FAST_G(EMBC_K_FP4)
+        }
+    }
+    #endif
+
     /* Pool one bag, indices [start, end), into out[0:dim]. Rows EMBC_PREFETCH_ROWS ahead are
-       prefetched, across the end of the bag too (the next bag is this thread's next work). */
+       prefetched, across the end of the bag too: the next bag is this thread's next work. */
+    #if EMBC_HAVE_SIMD
+    #define EMBC_ROW(NAME, OPV) do { if (f->simd) embc_row_simd(f, rec, wv, out, OPV); \
+                                     else embc_row_##NAME(f, rec, wj, out); } while (0)
+    #else
+    #define EMBC_ROW(NAME, OPV) embc_row_##NAME(f, rec, wj, out)
+    #endif
     static void embc_bag(const embc_fmt *f, const uint8_t *data, const int64_t *idx,
                          int64_t start, int64_t end, int64_t n_idx, const float *w, int mode,
                          float *restrict out) {
         const int64_t rb = f->row_bytes;
         const int dim = f->dim;
+    #if EMBC_HAVE_SIMD
+        if (f->simd >= 2 && f->fast >= 0) {
+            embc_bag_fast_any(f, f->fast, data, idx, start, end, n_idx, w, mode, out);
+            return;
+        }
+    #endif
         for (int i = 0; i < dim; i++) out[i] = 0.0f;
-        for (int64_t j = start; j < end && j < start + EMBC_PREFETCH_ROWS && j < n_idx; j++)
-            embc_prefetch_row(data + idx[j] * rb, rb);
+        if (start == 0)  /* later bags find their first rows prefetched by the bag before */
+            for (int64_t j = 0; j < end && j < EMBC_PREFETCH_ROWS; j++) embc_prefetch_row(data + idx[j] * rb, rb);
         for (int64_t j = start; j < end; j++) {
             if (j + EMBC_PREFETCH_ROWS < n_idx)
                 embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
             const uint8_t *rec = data + idx[j] * rb;
+            const float wj = w ? w[j] : 0.0f;
+    #if EMBC_HAVE_SIMD
+            const __m512 wv = _mm512_set1_ps(wj);
+    #endif
             if (mode == EMBC_MAX) {
-                if (j == start) embc_row_set(f, rec, 0.0f, out);
-                else embc_row_max(f, rec, 0.0f, out);
+                if (j == start) EMBC_ROW(set, EMBC_V_SET);
+                else EMBC_ROW(max, EMBC_V_MAX);
             } else if (w) {
-                embc_row_wadd(f, rec, w[j], out);
+                EMBC_ROW(wadd, EMBC_V_WADD);
             } else {
-                embc_row_add(f, rec, 0.0f, out);
+                EMBC_ROW(add, EMBC_V_ADD);
             }
         }
         if (mode == EMBC_MEAN && end > start) {
             const float n = (float)(end - start);
             for (int i = 0; i < dim; i++) out[i] = out[i] / n;
         }
+    }
+    static int embc_have_simd(void) { return EMBC_HAVE_SIMD; }
+    static void embc_prepare(embc_fmt *f) {
+        f->cshift = 0;
+        while (f->block >= 32 && (16 << f->cshift) < f->block) f->cshift++;
+    #if EMBC_HAVE_SIMD
+        f->fast = embc_fast_kind(f);
+    #else
+        f->fast = -1;
+    #endif
     }
     """
     ctypedef struct embc_fmt:
@@ -221,6 +561,13 @@ cdef extern from *:
         int bits
         int64_t row_bytes
         const float *lut
+        int simd
+        int fp8_arith
+        int fp8_shift
+        float fp8_rescale
+        int fp8_special
+    int embc_have_simd() noexcept nogil
+    void embc_prepare(embc_fmt *f) noexcept nogil
     void embc_bag(const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start,
                   int64_t end, int64_t n_idx, const float *w, int mode, float *out) noexcept nogil
 
@@ -240,6 +587,8 @@ def pool(
     int mode,
     float[:, ::1] out,
     int n_threads,
+    int simd=2,
+    tuple fp8=None,
 ):
     """Pool bags ``offsets[b]:offsets[b+1]`` of ``indices`` into ``out[b]`` (trusted inputs)."""
     cdef embc_fmt f
@@ -255,8 +604,18 @@ def pool(
     f.bits = bits
     f.row_bytes = data.shape[1]
     f.lut = &lut[0]
+    f.simd = simd if embc_have_simd() else 0
+    f.fp8_arith = fp8 is not None
+    if fp8 is not None:
+        f.fp8_shift, f.fp8_rescale, f.fp8_special = fp8
+    embc_prepare(&f)
     if n_bags <= 0 or dim == 0:
         return
     with nogil:
         for b in prange(n_bags, schedule="static", num_threads=n_threads):
             embc_bag(&f, base, idx, offsets[b], offsets[b + 1], n_idx, w, mode, &out[b, 0])
+
+
+def have_simd():
+    """Whether the AVX-512 decoders were compiled in (the scalar ones always are)."""
+    return bool(embc_have_simd())

@@ -48,6 +48,30 @@ def _lut(fmt: str) -> np.ndarray:
     return np.zeros(1, dtype=np.float32)  # the kernel takes a pointer; unused by other families
 
 
+@lru_cache(maxsize=None)
+def _fp8_params(fmt: str):
+    """(shift, rescale, first Inf/NaN magnitude code) for decoding FP8 elements by shifts in the
+    kernel, or None. The rule is checked against the element table on every finite code, so the
+    kernel only uses it where it gives the table's exact bits (Inf/NaN codes use the table)."""
+    if _KIND[fmt] != _MX_LUT8:
+        return None
+    spec = FORMATS[fmt]
+    shift, rescale = 23 - spec.mbits, np.float32(2.0 ** (127 - spec.bias))
+    lut = _lut(fmt)
+    special = np.flatnonzero(~np.isfinite(lut[:128]))
+    first = int(special[0]) if len(special) else 128
+    if np.any(np.diff(special) != 1) or (len(special) and special[-1] != 127):
+        return None
+    codes = np.arange(256, dtype=np.int64)
+    sx = np.where(codes >= 128, codes - 256, codes).astype(np.int32)
+    bits = ((sx.view(np.uint32) << np.uint32(shift)) & np.uint32(0x80000000 | (0x7F << shift))).astype(np.uint32)
+    vals = bits.view(np.float32) * rescale
+    finite = (codes & 0x7F) < first
+    if not np.array_equal(vals.view(np.uint32)[finite], lut.view(np.uint32)[finite]):
+        return None
+    return shift, float(rescale), first
+
+
 def _table_parts(table) -> tuple[np.ndarray, str, FormatSpec, int, int | None]:
     """Records, format, spec, dim and block size of ``table``, checked against each other."""
     where = "pooled_lookup"
@@ -216,5 +240,6 @@ def pooled_lookup(
             MODES[mode],
             out,
             threads,
+            fp8=_fp8_params(fmt),
         )
     return out

@@ -29,6 +29,11 @@ def pool(data, fmt: str, dim: int, block_size, indices, offsets, weights, mode: 
     """
     from ..formats import decode_records
 
+    with np.errstate(all="ignore"):  # Inf and NaN rows pool as IEEE says, like the compiled kernel
+        _pool(decode_records, data, fmt, dim, block_size, indices, offsets, weights, mode, out)
+
+
+def _pool(decode_records, data, fmt, dim, block_size, indices, offsets, weights, mode, out) -> None:
     out[...] = 0.0
     n_bags = len(offsets) - 1
     if n_bags == 0 or dim == 0:

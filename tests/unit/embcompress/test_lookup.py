@@ -216,3 +216,39 @@ def test_thread_count_does_not_change_bits(monkeypatch):
 
 def test_public_name():
     assert embcompress.pooled_lookup is pooled_lookup
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+@pytest.mark.parametrize("dim", [128, 48, 45])
+def test_arbitrary_record_bytes_every_decoder_path(fmt, dim, monkeypatch):
+    """Any bytes are a record: random ones reach every code (Inf, NaN, subnormals, NaN scales).
+    The compiled kernel's scalar, AVX-512 and fast-path decoders all give the reference's bits."""
+    from embcompress.kernels import lookup as L
+    from embcompress.table import QuantizedTable
+
+    mod = compiled("_lookup")
+    if mod is None:
+        pytest.skip("compiled kernel not built")
+    spec = FORMATS[fmt]
+    rng = np.random.default_rng(dim)
+    data = rng.integers(0, 256, (64, spec.row_bytes(dim)), dtype=np.uint8)
+    if spec.family == "rowwise":  # keep the row scale and bias finite so sums stay comparable
+        meta = rng.standard_normal((64, 2)).astype(np.float32 if spec.elem_bits == 8 else np.float16)
+        data[:, : spec.row_meta_bytes] = meta.view(np.uint8)
+    q = QuantizedTable(data, fmt, (64, dim), block_size=spec.block_size)
+    indices, offsets = bags(rng, 64, n_bags=40)
+    weights = rng.standard_normal(len(indices)).astype(np.float32)
+    full = np.append(offsets, len(indices)).astype(np.int64)
+    for mode, w in [("sum", None), ("sum", weights), ("mean", None), ("max", None)]:
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
+        ref = pooled_lookup(q, indices, offsets, mode=mode, per_sample_weights=w)
+        for simd in (0, 1, 2):
+            out = np.empty_like(ref)
+            mod.pool(
+                q.data, L._KIND[fmt], dim, q.block_size or 0, spec.n_blocks(dim, q.block_size), spec.elem_bits,
+                L._lut(fmt), indices, full, w if w is not None else np.zeros(0, np.float32), w is not None,
+                L.MODES[mode], out, 2, simd=simd, fp8=L._fp8_params(fmt),
+            )
+            nan = np.isnan(ref)
+            assert np.array_equal(nan, np.isnan(out)), (fmt, mode, simd)
+            assert np.array_equal(ref.view(np.uint32)[~nan], out.view(np.uint32)[~nan]), (fmt, mode, simd)

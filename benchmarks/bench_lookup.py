@@ -1,0 +1,148 @@
+"""Pooled lookup: embcompress's kernel against torch's own CPU kernels, in one process.
+
+A float32 table (default 2,000,000 x 128) is quantized to each format; 8192 bags of 32 ids each
+(uniform, or Zipf(1.05) over randomly placed hot rows) are pooled (sum) with 1 and 2 threads by
+
+- ours: ``embcompress.pooled_lookup`` on mxint8, mxfp8_e4m3, mxfp8_e5m2, mxfp4_e2m1, int8_rowwise,
+  int4_rowwise and fp32 tables;
+- torch: ``torch.ops.quantized.embedding_bag_byte_rowwise_offsets`` and
+  ``embedding_bag_4bit_rowwise_offsets`` on the same float table prepacked by
+  ``embedding_bag_byte_prepack`` / ``embedding_bag_4bit_prepack``, and ``F.embedding_bag`` on fp32.
+
+Prints rows per second, GB/s of row records read, and the ratios (ours / torch's int8 operator for
+8-bit formats, / torch's int4 operator for 4-bit formats, / F.embedding_bag for fp32), the
+machine and thread counts. Times are the best of ``--repeat`` runs after a warm-up.
+
+    python benchmarks/bench_lookup.py                # the issue's size
+    python benchmarks/bench_lookup.py --rows 200000  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+OURS_8BIT = ["mxint8", "mxfp8_e4m3", "mxfp8_e5m2", "int8_rowwise"]
+OURS_4BIT = ["mxfp4_e2m1", "int4_rowwise"]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def zipf_ids(rng, n_rows: int, size: int, a: float) -> np.ndarray:
+    """Zipf(a) ranks over n_rows (bounded, by inverse CDF), sent to a random permutation of rows."""
+    cdf = np.cumsum(np.arange(1, n_rows + 1, dtype=np.float64) ** -a)
+    ranks = np.searchsorted(cdf, rng.random(size) * cdf[-1])
+    return rng.permutation(n_rows)[np.minimum(ranks, n_rows - 1)].astype(np.int64)
+
+
+def best(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--bags", type=int, default=8192)
+    ap.add_argument("--bag-len", type=int, default=32)
+    ap.add_argument("--zipf", type=float, default=1.05)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--formats", nargs="+", default=OURS_8BIT + OURS_4BIT + ["fp32"])
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import torch
+    import torch.nn.functional as F
+
+    import embcompress
+    from embcompress.kernels import backend
+
+    rng = np.random.default_rng(args.seed)
+    x = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
+    xt = torch.from_numpy(x)
+    n_idx = args.bags * args.bag_len
+    offsets = np.arange(args.bags, dtype=np.int64) * args.bag_len
+    id_sets = {
+        "uniform": rng.integers(0, args.rows, n_idx, dtype=np.int64),
+        f"zipf{args.zipf}": zipf_ids(rng, args.rows, n_idx, args.zipf),
+    }
+
+    print(f"machine: {cpu_model()}, {platform.machine()}, {__import__('os').cpu_count()} logical cpus")
+    print(f"torch {torch.__version__}, embcompress backend: {backend()}")
+    print(f"table {args.rows} x {args.dim}, {args.bags} bags of {args.bag_len} ids, mode sum, best of {args.repeat}")
+
+    torch_tables = {
+        "torch_int8": torch.ops.quantized.embedding_bag_byte_prepack(xt),
+        "torch_int4": torch.ops.quantized.embedding_bag_4bit_prepack(xt),
+    }
+    ours = {}
+    for fmt in args.formats:
+        t0 = time.perf_counter()
+        ours[fmt] = embcompress.quantize(x, fmt)
+        print(f"  quantized {fmt:<13} {ours[fmt].row_bytes:4d} B/row in {time.perf_counter() - t0:6.1f} s")
+
+    rows = []
+    for dist, ids in id_sets.items():
+        it, ot = torch.from_numpy(ids), torch.from_numpy(offsets)
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            res = {}
+            res["torch_int8"] = best(
+                lambda: torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
+                    torch_tables["torch_int8"], it, ot, False, 0, False, None, None, False
+                ), args.repeat,
+            )
+            res["torch_int4"] = best(
+                lambda: torch.ops.quantized.embedding_bag_4bit_rowwise_offsets(
+                    torch_tables["torch_int4"], it, ot, False, 0, False, None, None, False
+                ), args.repeat,
+            )
+            res["torch_fp32"] = best(lambda: F.embedding_bag(it, xt, ot, mode="sum"), args.repeat)
+            out = np.empty((args.bags, args.dim), dtype=np.float32)
+            for fmt, q in ours.items():
+                res[fmt] = best(lambda: embcompress.pooled_lookup(q, ids, offsets, n_threads=threads, out=out), args.repeat)
+            for name, sec in res.items():
+                row_bytes = (
+                    torch_tables[name].shape[1] if name in torch_tables else
+                    args.dim * 4 if name == "torch_fp32" else ours[name].row_bytes
+                )
+                anchor = (
+                    "torch_int8" if name in OURS_8BIT else "torch_int4" if name in OURS_4BIT else
+                    "torch_fp32" if name == "fp32" else None
+                )
+                rows.append((dist, threads, name, sec, n_idx / sec, n_idx * row_bytes / sec / 1e9,
+                             res[anchor] / sec if anchor else None, anchor))
+    base = {(d, n): s for d, t, n, s, *_ in rows if t == min(args.threads)}
+
+    print()
+    print(f"{'ids':<10} {'thr':>3} {'kernel':<14} {'ms':>8} {'Mrows/s':>8} {'GB/s':>6} {'vs torch':>9} {'vs 1 thr':>8}")
+    for dist, threads, name, sec, rps, gbs, ratio, anchor in rows:
+        scale = base[(dist, name)] / sec if threads != min(args.threads) else None
+        print(
+            f"{dist:<10} {threads:>3} {name:<14} {sec * 1e3:8.2f} {rps / 1e6:8.1f} {gbs:6.2f} "
+            f"{'' if ratio is None else f'{ratio:5.2f}x ' + anchor.removeprefix('torch_'):>9} "
+            f"{'' if scale is None else f'{scale:5.2f}x':>8}"
+        )
+
+
+if __name__ == "__main__":
+    main()
