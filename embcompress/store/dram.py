@@ -123,13 +123,3 @@ class DramTier:
     def held_rows(self) -> np.ndarray:
         return self.row_of[: self.n_used][self.row_of[: self.n_used] >= 0]
 
-
-def top_rows(frequencies: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` rows with the highest frequencies, ties broken toward the lower row, sorted."""
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if k >= len(frequencies):
-        return np.arange(len(frequencies), dtype=np.int64)
-    # Sort by (-frequency, row): a stable argsort of -frequency keeps lower rows first on ties.
-    order = np.argsort(-np.asarray(frequencies, dtype=np.float64), kind="stable")[:k]
-    return np.sort(order).astype(np.int64)

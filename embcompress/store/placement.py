@@ -1,5 +1,7 @@
 """Where rows live: the DRAM hot set and the co-access layout of the table file.
 
+Hot set: :func:`top_rows`, the rows with the most mined accesses, ties to the lower row.
+
 Co-access layout: a server that misses DRAM reads whole 4 KiB blocks, so rows that are read
 together should share a block. :func:`coaccess_order` packs rows into groups of at most
 ``rows_per_block`` by greedy capacity-bounded merging along co-access edges, heaviest first (the
@@ -31,6 +33,17 @@ from .scm import BLOCK
 ROW_ORDER = "row_order"
 # Sections of a table file whose values are row numbers (the id map's), renumbered by a reorder.
 _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
+
+
+def top_rows(frequencies: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` rows with the highest frequencies, ties broken toward the lower row, sorted."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= len(frequencies):
+        return np.arange(len(frequencies), dtype=np.int64)
+    # Sort by (-frequency, row): a stable argsort of -frequency keeps lower rows first on ties.
+    order = np.argsort(-np.asarray(frequencies, dtype=np.float64), kind="stable")[:k]
+    return np.sort(order).astype(np.int64)
 
 
 def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):

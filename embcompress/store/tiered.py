@@ -34,8 +34,8 @@ from ..container import read_artifact
 from ..errors import ArtifactError, ConfigError, param_error
 from . import journal
 from .devices import DeviceModel, get_device
-from .dram import POLICIES, DramTier, top_rows
-from .placement import ROW_ORDER, invert
+from .dram import POLICIES, DramTier
+from .placement import ROW_ORDER, invert, top_rows
 from .scm import BLOCK, RowReader
 
 _OWNER = "TieredStore"

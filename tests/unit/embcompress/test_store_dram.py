@@ -1,6 +1,7 @@
 import numpy as np
 
-from embcompress.store.dram import DramTier, top_rows
+from embcompress.store.dram import DramTier
+from embcompress.store.placement import top_rows
 
 
 def _rec(rows, row_bytes=8):
