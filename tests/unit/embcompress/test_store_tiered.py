@@ -99,11 +99,12 @@ def test_bad_budgets_files_and_ids(tmp_path):
         TieredStore(cut, dram_bytes=100, policy="lru")
 
 
-def test_threads_while_the_cache_admits_and_evicts(tmp_path):
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+def test_threads_while_the_cache_admits_and_evicts(tmp_path, policy):
     path, q = _table(tmp_path, "mxfp6_e3m2")
     batches = _zipf_batches(40, seed=7)
     want = [pooled_lookup(q, i, o) for i, o in batches]
-    store = TieredStore(path, dram_bytes=50 * q.row_bytes, policy="lru")
+    store = TieredStore(path, dram_bytes=50 * q.row_bytes, policy=policy)
     errors = []
 
     def work(t):
