@@ -9,8 +9,8 @@ Figures (each a vendor datasheet / product brief or a review that measured the d
 
 - DRAM, DDR4-3200 RDIMM, one 32 GB module: 25.6 GB/s peak per channel (JEDEC DDR4-3200:
   3200 MT/s x 8 bytes); ~100 ns loaded random-access latency; 64-byte read granularity (a cache
-  line), so at most 25.6e9 / 64 = 400 M reads/s; ~4 W per 32 GB module under load (DDR4 RDIMMs
-  draw 3-5 W per 32 GB module; ServeTheHome measured ~2-4 W per DDR4 RDIMM by pulling DIMMs);
+  line), so at most 25.6e9 / 64 = 400 M reads/s; ~4 W per 32 GB module under load (published
+  comparisons put a 32 GB DDR4 module at 3-5 W under load and a DDR4 RDIMM at 1.5-3.5 W);
   ~$3/GB (server DDR4 street price 2023-24, approximate).
 - NAND, Samsung PM9A3 U.2 (PCIe 4.0 x4, 128-layer V-NAND TLC): up to 900,000 random 4 KiB read
   IOPS and 6,500 MB/s sequential read (Samsung announcement, 2020, reported by heise and
