@@ -15,7 +15,7 @@
 2. Lookups/s (pooled, bags of 32) on the Zipf log at the 10 % budget: the anchor is the kernel on
    the whole table in memory; the store reads its misses from the file with O_DIRECT; "with a
    device model" replaces the measured read time by the time the device would take for the same
-   reads (NAND PM9A3, 3D XPoint P5800X): lookups / (wall - scm_seconds + device_seconds).
+   reads (NAND PM9A3, 3D XPoint P4800X): lookups / (wall - scm_seconds + device_seconds).
 """
 
 from __future__ import annotations

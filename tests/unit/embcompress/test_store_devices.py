@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from embcompress.errors import ConfigError
-from embcompress.store.devices import DDR4_RDIMM, DEVICES, NAND_PM9A3, XPOINT_P5800X, DeviceModel, get_device, plan
+from embcompress.store.devices import DDR4_RDIMM, DEVICES, NAND_PM9A3, XPOINT_P4800X, DeviceModel, get_device, plan
 
 
 def _dev(**kw):
@@ -17,9 +17,9 @@ def test_builtin_models_are_consistent_and_round_trip():
     for d in DEVICES.values():
         assert DeviceModel.from_dict(d.to_dict()) == d
         assert d.source
-    # 3D XPoint answers an order of magnitude faster than NAND; DRAM faster still.
-    assert DDR4_RDIMM.read_latency_us < XPOINT_P5800X.read_latency_us < NAND_PM9A3.read_latency_us / 10
-    assert get_device("3dxp") is XPOINT_P5800X and get_device("NAND") is NAND_PM9A3
+    # 3D XPoint answers several times faster than NAND; DRAM faster still.
+    assert DDR4_RDIMM.read_latency_us < XPOINT_P4800X.read_latency_us < NAND_PM9A3.read_latency_us / 5
+    assert get_device("3dxp") is XPOINT_P4800X and get_device("NAND") is NAND_PM9A3
 
 
 @pytest.mark.parametrize(
