@@ -1,0 +1,324 @@
+"""torch modules over compressed tables: :class:`MXEmbeddingBag` and :class:`MXEmbeddingBagCollection`.
+
+``MXEmbeddingBag`` drops in for ``torch.nn.EmbeddingBag`` at inference: ``forward(input, offsets,
+per_sample_weights)`` takes raw ids, sends them through the table's id map (if any) to rows, and
+returns what ``nn.EmbeddingBag`` returns on the decoded weights (modes "sum", "mean", "max";
+bags as torch takes them). Rows are decoded on the fly by the compiled kernel; there is no
+backward (the tables are for serving).
+
+The kernel and the id map are registered as ``torch.library`` custom ops,
+``embcompress::pooled_lookup`` and ``embcompress::map_ids`` (and ``embcompress::source_lookup``
+for row sources), each with a fake (meta) implementation, so ``torch.compile`` and
+``torch.export`` trace a model that uses them without graph breaks.
+
+Row sources
+-----------
+The module reads its table through a small interface, so a store that keeps rows elsewhere (the
+tiered DRAM + SSD store) plugs in: a *row source* is any object with
+
+- ``shape``: ``(n_rows, dim)``;
+- ``fmt``: the format name;
+- ``pooled_lookup(indices, offsets, *, mode, per_sample_weights, include_last_offset)``: the
+  pooled rows as a float32 NumPy array ``(n_bags, dim)``, with ``indices`` row numbers (int64).
+
+A :class:`~embcompress.table.QuantizedTable` or an opened table file is held as a uint8 buffer
+of row records (so ``state_dict``, ``torch.export`` and ``.to()`` see it); any other row source is
+called through ``embcompress::source_lookup``, which finds it by a process-local key, so a
+program exported from such a module runs in the process that built it. The id map is found the
+same way (``embcompress::map_ids``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import ConfigError, param_error
+from .kernels.lookup import MODES, pooled_lookup
+from .table import QuantizedTable
+
+__all__ = ["MXEmbeddingBag", "MXEmbeddingBagCollection"]
+
+# Process-local registries for what a custom op cannot take as a tensor: id maps and row sources.
+_REGISTRY: dict[int, object] = {}
+_KEYS = itertools.count(1)
+_LOCK = threading.Lock()
+
+
+def _register(obj) -> int:
+    with _LOCK:
+        key = next(_KEYS)
+        _REGISTRY[key] = obj
+    return key
+
+
+def _registered(key: int):
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise ConfigError(
+            f"No id map or row source is registered under key {key} in this process: a program "
+            f"exported from an MXEmbeddingBag over one runs only where the module was built."
+        ) from None
+
+
+class _Records:
+    """The kernel's view of a table held as a records array (what the custom op receives)."""
+
+    __slots__ = ("data", "fmt", "shape", "block_size")
+
+    def __init__(self, data, fmt, dim, block_size):
+        self.data, self.fmt, self.shape, self.block_size = data, fmt, (data.shape[0], dim), block_size
+
+
+def _np(t: Tensor | None):
+    return None if t is None else t.detach().cpu().contiguous().numpy()
+
+
+@torch.library.custom_op("embcompress::pooled_lookup", mutates_args=())
+def _lookup_op(
+    records: Tensor,
+    indices: Tensor,
+    offsets: Tensor,
+    per_sample_weights: Tensor | None,
+    fmt: str,
+    dim: int,
+    block_size: int,
+    mode: str,
+    include_last_offset: bool,
+    n_threads: int,
+) -> Tensor:
+    table = _Records(_np(records), fmt, dim, block_size or None)
+    out = pooled_lookup(
+        table, _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
+        include_last_offset=include_last_offset, n_threads=n_threads or None,
+    )
+    return torch.from_numpy(out)
+
+
+@_lookup_op.register_fake
+def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset, n_threads):
+    n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
+    return indices.new_empty((n_bags, dim), dtype=torch.float32)
+
+
+@torch.library.custom_op("embcompress::source_lookup", mutates_args=())
+def _source_op(
+    indices: Tensor,
+    offsets: Tensor,
+    per_sample_weights: Tensor | None,
+    key: int,
+    dim: int,
+    mode: str,
+    include_last_offset: bool,
+) -> Tensor:
+    out = _registered(key).pooled_lookup(
+        _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
+        include_last_offset=include_last_offset,
+    )
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+
+
+@_source_op.register_fake
+def _(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset):
+    n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
+    return indices.new_empty((n_bags, dim), dtype=torch.float32)
+
+
+@torch.library.custom_op("embcompress::map_ids", mutates_args=())
+def _map_op(ids: Tensor, key: int) -> Tensor:
+    flat = _np(ids).reshape(-1)
+    return torch.from_numpy(_registered(key).lookup(flat).astype(np.int64, copy=False)).reshape(ids.shape)
+
+
+@_map_op.register_fake
+def _(ids, key):
+    return torch.empty_like(ids, dtype=torch.int64)
+
+
+def _check_source(source, owner: str):
+    if isinstance(source, QuantizedTable) or hasattr(source, "table") and isinstance(source.table, QuantizedTable):
+        return source if isinstance(source, QuantizedTable) else source.table
+    missing = [a for a in ("shape", "fmt", "pooled_lookup") if not hasattr(source, a)]
+    if missing:
+        raise param_error(
+            "source", owner, "be a QuantizedTable, an opened table file, or a row source with .shape, .fmt "
+            "and .pooled_lookup(indices, offsets, **opts)", f"{type(source).__name__} without {missing}",
+        )
+    return None
+
+
+class MXEmbeddingBag(nn.Module):
+    """``nn.EmbeddingBag`` over a compressed table, for inference.
+
+    Build it with :meth:`from_file` (a table file written by ``embcompress.write_table`` or
+    ``embcompress.export``, with its id map), :meth:`from_embedding_bag` (quantize a trained
+    ``nn.EmbeddingBag``), or directly from a table or a row source (see the module docstring).
+
+    ``forward(input, offsets=None, per_sample_weights=None)`` takes raw ids (any integer tensor:
+    1-D with ``offsets``, or 2-D ``(n_bags, bag_len)`` without) and returns float32
+    ``(n_bags, dim)``. Without an id map, ids are row numbers. ``padding_idx``, ``max_norm`` and
+    gradients are not supported.
+    """
+
+    def __init__(self, source, *, id_map=None, mode: str = "mean", include_last_offset: bool = False,
+                 n_threads: int | None = None):
+        super().__init__()
+        owner = "MXEmbeddingBag"
+        if mode not in MODES:
+            raise param_error("mode", owner, "be 'sum', 'mean' or 'max'", mode)
+        if not isinstance(include_last_offset, bool):
+            raise param_error("include_last_offset", owner, "be a bool", include_last_offset)
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise param_error("n_threads", owner, "be a positive int or None", n_threads)
+        table = _check_source(source, owner)
+        n_rows, dim = (int(v) for v in source.shape)
+        self.fmt: str = source.fmt
+        self.num_embeddings, self.embedding_dim = n_rows, dim
+        self.mode, self.include_last_offset, self.n_threads = mode, include_last_offset, n_threads or 0
+        if table is not None:
+            from .kernels.lookup import _table_parts
+
+            _table_parts(table)  # refuses a format the kernel does not know, here rather than at forward
+            self.block_size = table.block_size or 0
+            with warnings.catch_warnings():  # read-only (memory-mapped) records: the module never writes them
+                warnings.simplefilter("ignore", UserWarning)
+                records = torch.from_numpy(np.asarray(table.data))
+            self.register_buffer("records", records)
+            self.source = table
+            self._source_key = 0
+        else:
+            self.block_size = 0
+            self.records = None
+            self.source = source
+            self._source_key = _register(source)
+        self.id_map = id_map
+        self._map_key = 0
+        if id_map is not None:
+            if not hasattr(id_map, "lookup") or getattr(id_map, "n_rows", None) != n_rows:
+                raise param_error(
+                    "id_map", owner, f"be an IdMap onto the table's {n_rows} rows",
+                    f"{type(id_map).__name__} onto {getattr(id_map, 'n_rows', '?')} rows",
+                )
+            self._map_key = _register(id_map)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path, *, mode: str = "mean", include_last_offset: bool = False, verify: str = "header",
+                  mmap: bool = True, n_threads: int | None = None) -> "MXEmbeddingBag":
+        """The table file at ``path`` (its rows memory-mapped) with its id map, if it holds one."""
+        from .tablefile import open_table
+
+        t = open_table(path, mmap=mmap, verify=verify)
+        return cls(t.table, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)
+
+    @classmethod
+    def from_embedding_bag(cls, emb: nn.Module, fmt: str, id_map=None, *, block_size: int | None = None,
+                           scale_mode: str = "floor", n_threads: int | None = None) -> "MXEmbeddingBag":
+        """Quantize a trained ``nn.EmbeddingBag`` (or ``nn.Embedding``, pooled with "mean") to ``fmt``.
+
+        Its weight is the table: one row per row of ``id_map`` if given, else one per id.
+        """
+        from .formats import quantize
+
+        if not isinstance(emb, (nn.EmbeddingBag, nn.Embedding)):
+            raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "be an nn.EmbeddingBag or nn.Embedding", type(emb).__name__)
+        weight = emb.weight.detach().to("cpu", torch.float32).numpy()
+        q = quantize(weight, fmt, block_size=block_size, scale_mode=scale_mode)
+        mode = getattr(emb, "mode", "mean")
+        return cls(q, id_map=id_map, mode=mode, include_last_offset=bool(getattr(emb, "include_last_offset", False)),
+                   n_threads=n_threads)
+
+    # -- use ----------------------------------------------------------------------------------
+
+    def forward(self, input: Tensor, offsets: Tensor | None = None, per_sample_weights: Tensor | None = None) -> Tensor:
+        if input.dim() == 2:
+            if offsets is not None:
+                raise param_error("offsets", "MXEmbeddingBag.forward", "be None when 'input' is 2-D", "a tensor")
+            n_bags, bag_len = input.shape
+            offsets = torch.arange(0, n_bags * bag_len, bag_len, dtype=torch.int64)
+            input = input.reshape(-1)
+            if per_sample_weights is not None:
+                per_sample_weights = per_sample_weights.reshape(-1)
+            include_last = False
+        else:
+            if offsets is None:
+                raise param_error("offsets", "MXEmbeddingBag.forward", "be given when 'input' is 1-D", None)
+            include_last = self.include_last_offset
+        rows = input.to(torch.int64)
+        if self._map_key:
+            rows = torch.ops.embcompress.map_ids(rows, self._map_key)
+        offsets = offsets.to(torch.int64)
+        if per_sample_weights is not None:
+            per_sample_weights = per_sample_weights.to(torch.float32)
+        if self.records is not None:
+            return torch.ops.embcompress.pooled_lookup(
+                self.records, rows, offsets, per_sample_weights, self.fmt, self.embedding_dim, self.block_size,
+                self.mode, include_last, self.n_threads,
+            )
+        return torch.ops.embcompress.source_lookup(
+            rows, offsets, per_sample_weights, self._source_key, self.embedding_dim, self.mode, include_last
+        )
+
+    def decoded_weight(self) -> Tensor:
+        """The table's rows decoded to float32 ``(num_embeddings, embedding_dim)`` (in-memory tables)."""
+        if self.records is None:
+            raise ConfigError("decoded_weight() needs a table held in memory; this module reads a row source.")
+        from .formats import decode_records
+
+        return torch.from_numpy(decode_records(self.records.numpy(), self.fmt, self.embedding_dim, self.block_size or None))
+
+    def extra_repr(self) -> str:
+        idm = ", id_map" if self.id_map is not None else ""
+        src = "" if self.records is not None else f", source={type(self.source).__name__}"
+        return f"{self.num_embeddings}, {self.embedding_dim}, fmt={self.fmt!r}, mode={self.mode!r}{idm}{src}"
+
+
+class MXEmbeddingBagCollection(nn.Module):
+    """Several :class:`MXEmbeddingBag` s, one per feature, looked up in one call.
+
+    ``forward(features)`` takes a mapping ``feature -> input`` where each input is what
+    :meth:`MXEmbeddingBag.forward` takes: a tuple ``(ids, offsets)`` or
+    ``(ids, offsets, per_sample_weights)``, or a 2-D id tensor ``(n_bags, bag_len)``. It returns a
+    dict ``feature -> (n_bags, dim)`` float32 tensor, in the order of ``features``. Features not
+    given are not looked up; an unknown feature is an error.
+    """
+
+    def __init__(self, bags: Mapping[str, MXEmbeddingBag]):
+        super().__init__()
+        if not isinstance(bags, Mapping) or not bags:
+            raise param_error("bags", "MXEmbeddingBagCollection", "be a non-empty mapping of feature -> MXEmbeddingBag", type(bags).__name__)
+        for name, bag in bags.items():
+            if not isinstance(name, str) or not name or "." in name:
+                raise param_error("bags", "MXEmbeddingBagCollection", "have non-empty str feature names without '.'", name)
+            if not isinstance(bag, MXEmbeddingBag):
+                raise param_error("bags", "MXEmbeddingBagCollection", "map features to MXEmbeddingBag modules", type(bag).__name__)
+        self.bags = nn.ModuleDict(dict(bags))
+
+    @classmethod
+    def from_files(cls, paths: Mapping[str, object], **kwargs) -> "MXEmbeddingBagCollection":
+        """One bag per ``feature -> table file``; ``kwargs`` go to :meth:`MXEmbeddingBag.from_file`."""
+        return cls({name: MXEmbeddingBag.from_file(path, **kwargs) for name, path in paths.items()})
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.bags.keys())
+
+    def forward(self, features: Mapping[str, object]) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for name, value in features.items():
+            if name not in self.bags:
+                raise param_error("features", "MXEmbeddingBagCollection.forward", f"name features of this collection {self.features}", name)
+            bag = self.bags[name]
+            if isinstance(value, Tensor):
+                out[name] = bag(value)
+            else:
+                out[name] = bag(*value)
+        return out
