@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .mx import _block_sse
-from .scale import E8M0_BIAS, E8M0_NAN, SCALE_MAX, SCALE_MIN, ZERO_EXP, e8m0_to_f32, floor_log2_bits, pow2_f32, rne_shift, split_f32
+from .scale import E8M0_BIAS, E8M0_NAN, SCALE_MAX, SCALE_MIN, ZERO_EXP, floor_log2_bits, pow2_f32, rne_shift, split_f32
 from .spec import FormatSpec
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .packing import pack, unpack
+from ..errors import param_error
 from .spec import FormatSpec
 
 _EPS = np.float32(1e-8)
@@ -126,8 +126,6 @@ def to_torch_packed(q) -> np.ndarray:
     for ``int2_rowwise`` (``dim`` a multiple of 4) those of ``embedding_bag_2bit_prepack``. Torch's
     ``embedding_bag_{byte,4bit,2bit}_rowwise_offsets`` operators then pool our tables.
     """
-    from ..errors import param_error
-
     spec = q.spec
     if spec.family != "rowwise":
         raise param_error("q", "to_torch_packed", "be an int8_rowwise, int4_rowwise or int2_rowwise table", q.fmt)
@@ -140,11 +138,3 @@ def to_torch_packed(q) -> np.ndarray:
     meta = spec.row_meta_bytes
     data = q.data
     return np.ascontiguousarray(np.concatenate([data[:, meta:], data[:, :meta]], axis=1))
-
-
-def pack_codes(codes: np.ndarray, spec: FormatSpec) -> np.ndarray:
-    return pack(codes, spec.elem_bits)
-
-
-def unpack_codes(packed: np.ndarray, spec: FormatSpec, padded: int) -> np.ndarray:
-    return unpack(packed, spec.elem_bits, padded)
