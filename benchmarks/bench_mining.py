@@ -8,7 +8,8 @@ the co-occurrence of the pair (f0, f1). The anchor is that work written by hand 
 which also validates, infers column kinds, applies the missing-id rule and min_count, and sorts
 everything into LogStats. Both run in this process with the same memory limit and threads;
 each is timed ``--repeat`` times (interleaved) and the best run is reported, with the peak
-resident memory seen while it ran (sampled every 10 ms).
+resident memory of the process seen while it ran (sampled every 10 ms) and its growth during the
+run (the first run of each is the cleanest memory figure: freed memory may stay resident).
 
     python benchmarks/bench_mining.py                  # 20M rows (about 1 GB of Parquet)
     python benchmarks/bench_mining.py --rows 2000000   # smaller
@@ -83,7 +84,7 @@ class PeakRSS:
         import psutil
 
         self._proc = psutil.Process()
-        self.peak = self._proc.memory_info().rss
+        self.start = self.peak = self._proc.memory_info().rss
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -97,6 +98,11 @@ class PeakRSS:
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def growth(self) -> int:
+        """Peak above the resident size at entry (earlier runs' freed memory may stay resident)."""
+        return self.peak - self.start
 
 
 def raw_query(path: Path, memory_limit: str, threads: int, tmp: str):
@@ -171,7 +177,8 @@ def main(argv=None) -> None:
                     else:
                         stats = ours(path, args.memory_limit, args.threads, tmp)
                     dt = time.perf_counter() - t
-                print(f"  run {r + 1} {name:4s}: {dt:7.2f} s, peak RSS {mem.peak / 2**20:7.0f} MiB")
+                print(f"  run {r + 1} {name:4s}: {dt:7.2f} s, peak RSS {mem.peak / 2**20:6.0f} MiB "
+                      f"(+{mem.growth / 2**20:.0f} MiB during the run)")
                 if dt < best[name][0]:
                     best[name] = (dt, mem.peak)
     check_same(table, stats)

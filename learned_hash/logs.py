@@ -40,6 +40,7 @@ Formats (``format=``; inferred from the extension when it is ``.parquet``, ``.cs
 from __future__ import annotations
 
 import glob as _glob
+import io
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -224,7 +225,7 @@ class LogSource:
             first = fh.readline()
         if not first.strip():
             raise ConfigError(f"The CSV log {self.paths[0]!r} is empty: it has no header line. Pass a CSV with a header.")
-        t = pcsv.read_csv(__import__("io").BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
+        t = pcsv.read_csv(io.BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
                           read_options=pcsv.ReadOptions(autogenerate_column_names=False))
         return _clean_names(t.column_names)
 
@@ -552,7 +553,8 @@ class LogReader:
         missing = [c for c in self.schema.columns if c not in pf.schema_arrow.names]
         if missing:
             raise ConfigError(f"The log {path!r} has no column {missing[0]!r}. Its columns are {pf.schema_arrow.names}.")
-        row_bytes = max(1, pf.metadata.serialized_size and (os.path.getsize(path) // max(1, pf.metadata.num_rows)))
+        # size batches so one holds about block_bytes of the file's (compressed) data
+        row_bytes = max(1, os.path.getsize(path) // max(1, pf.metadata.num_rows))
         batch_rows = max(1024, self.block_bytes // max(8, row_bytes))
         row0 = 0
         for batch in pf.iter_batches(batch_size=batch_rows, columns=self.schema.columns):
