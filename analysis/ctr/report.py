@@ -99,15 +99,24 @@ def findings(results: dict) -> list[str]:
                 d = lr["auc"]["mean"] - freq["auc"]["mean"]
                 parts.append(f"{'beats' if d > 0 else 'does NOT beat'} the frequency hybrid ({d:+.4f} AUC)")
             out.append("; ".join(parts) + ".")
+    same = ", same rows"
     for r in summ:
-        if r["format"] != "fp32" and r["budget"] is not None:
+        if r["format"] == "fp32":
+            continue
+        if r["budget"] is None:
+            out.append(f"full table stored as {r['format']}: AUC {r['auc']['mean']:.4f} ({r['auc']['mean'] - f_auc:+.4f} against fp32).")
+        elif r["method"].endswith(same):
+            base = get(r["method"][: -len(same)], "fp32", r["budget"])
+            if base is not None:
+                out.append(f"budget {_budget(r['budget'])}, {r['method'][: -len(same)]} with the same rows stored as {r['format']}: "
+                           f"AUC {r['auc']['mean']:.4f}, {r['auc']['mean'] - base['auc']['mean']:+.4f} against fp32 storage, "
+                           f"bytes {_size(base['bytes'])} -> {_size(r['bytes'])}.")
+        else:
             base = get(r["method"], "fp32", r["budget"])
             if base is not None:
-                out.append(f"budget {_budget(r['budget'])}, {r['method']} with {r['format']} rows: AUC {r['auc']['mean']:.4f}, "
-                           f"{r['auc']['mean'] - base['auc']['mean']:+.4f} against its fp32 rows at the same bytes "
-                           f"({_size(r['bytes'])}, so it holds more rows).")
-        if r["format"] != "fp32" and r["budget"] is None:
-            out.append(f"full table stored as {r['format']}: AUC {r['auc']['mean']:.4f} ({r['auc']['mean'] - f_auc:+.4f} against fp32).")
+                out.append(f"budget {_budget(r['budget'])}, {r['method']} with {r['format']} rows at the same bytes "
+                           f"({_size(r['bytes'])}, so more rows): AUC {r['auc']['mean']:.4f}, "
+                           f"{r['auc']['mean'] - base['auc']['mean']:+.4f} against its fp32 rows.")
     return out
 
 

@@ -89,7 +89,9 @@ class ModelConfig:
 class SweepConfig:
     """A sweep, read from JSON (:meth:`from_json`). Runs: every method (other than ``full``) in
     every format at every budget, plus the ``extra`` (method, format) pairs; ``full`` in every
-    format named anywhere; all of it for every seed. ``method_params`` gives a method's
+    format named anywhere; all of it for every seed. ``requantize`` (method, format) pairs also
+    store the fp32 run's trained tables in that format, same rows (fewer bytes): a summary row
+    named ``"<method>, same rows"``, the cost of the narrower format on its own. ``method_params`` gives a method's
     ``fit_hash`` parameters; ``variants`` names a method with its own parameters (e.g.
     ``{"learned_cooc": {"method": "learned", "embedding": "cooccurrence"}}``), usable wherever a
     method is."""
@@ -101,6 +103,7 @@ class SweepConfig:
     budgets: tuple[float, ...] = (0.1, 0.02)
     formats: tuple[str, ...] = ("fp32",)
     extra: tuple[tuple[str, str], ...] = ()
+    requantize: tuple[tuple[str, str], ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
     min_vocab: int = 500
     method_params: dict = field(default_factory=dict)
@@ -130,15 +133,21 @@ class SweepConfig:
                 raise param_error("budgets", owner, "hold fractions in (0, 1) of the full fp32 tables", b)
         budgets = tuple(float(b) for b in budgets)
         formats = _tuple_of(self.formats, str, "formats", owner)
-        extra = []
-        for pair in self.extra:
-            if isinstance(pair, dict):
-                pair = (pair.get("method"), pair.get("format"))
-            pair = tuple(pair)
-            if len(pair) != 2 or pair[0] not in known or pair[0] == "full":
-                raise param_error("extra", owner, f"hold (method, format) pairs with a method among {known[1:]}", pair)
-            extra.append(pair)
-        for f in (*formats, *(p[1] for p in extra)):
+        pairs = {}
+        for name in ("extra", "requantize"):
+            pairs[name] = []
+            for pair in getattr(self, name):
+                if isinstance(pair, dict):
+                    pair = (pair.get("method"), pair.get("format"))
+                pair = tuple(pair)
+                if len(pair) != 2 or pair[0] not in known or pair[0] == "full":
+                    raise param_error(name, owner, f"hold (method, format) pairs with a method among {known[1:]}", pair)
+                if name == "requantize" and pair[0] not in methods:
+                    raise param_error(name, owner, f"name methods of 'methods' ({methods}), whose fp32 runs it requantizes", pair)
+                pairs[name].append(pair)
+        extra = pairs["extra"]
+        object.__setattr__(self, "requantize", tuple(pairs["requantize"]))
+        for f in (*formats, *(p[1] for p in extra), *(p[1] for p in self.requantize)):
             if f not in FORMATS:
                 raise param_error("formats", owner, f"name formats among {tuple(FORMATS)}", f)
         seeds = _tuple_of(self.seeds, int, "seeds", owner)
@@ -187,6 +196,7 @@ class SweepConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["extra"] = [{"method": m, "format": f} for m, f in self.extra]
+        d["requantize"] = [{"method": m, "format": f} for m, f in self.requantize]
         return d
 
     def base_method(self, name: str) -> tuple[str, dict]:
@@ -345,7 +355,11 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
     dim = config.model.dim
     y_test = splits.test.label.astype(np.float64)
     specs = config.runs()
-    total = len(specs) * len(config.seeds)
+    requant = {}
+    for m, f in config.requantize:
+        if "fp32" in config.formats:
+            requant.setdefault(m, []).append(f)
+    total = (len(specs) + sum(map(len, requant.values())) * len(config.budgets)) * len(config.seeds)
     done = 0
     runs: list[dict] = []
     preds: dict[tuple, np.ndarray] = {}
@@ -407,32 +421,38 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
                 else:
                     hist = fit(model, tr, va, config.train, seed=seed)
                 record["collisions"] = _collisions(maps, stats, compressed)
-            _store_in_format(model, fmt)
-            p = predict(model, _encode(maps, splits.test, features))
-            preds[(method, fmt, budget, seed)] = p
-            table_bytes = {f: maps[f].table_bytes(fmt, dim) for f in compressed}
-            map_bytes = {f: maps[f].map_bytes for f in compressed}
-            total_bytes = sum(table_bytes.values()) + sum(map_bytes.values())
-            record.update({
-                "other_bytes": sum(maps[f].total_bytes(fmt, dim) for f in features if f not in compressed),
-                "auc": auc(y_test, p),
-                "logloss": logloss(y_test, p),
-                "bytes": total_bytes,
-                "table_bytes": sum(table_bytes.values()),
-                "map_bytes": sum(map_bytes.values()),
-                "ratio": total_bytes / reference,
-                "rows": {f: list(maps[f].shape.rows) for f in features},
-                "feature_bytes": {f: table_bytes[f] + map_bytes[f] for f in compressed},
-                "epochs_run": hist["epochs_run"],
-                "best_epoch": hist["best_epoch"],
-                "seconds": time.perf_counter() - t0,
-            })
-            if method != "full":
-                record["maps"] = {f: maps[f].info for f in compressed}
-            runs.append(record)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            later = [] if fmt != "fp32" or budget is None else requant.get(method, [])
+            for label, f, m, rec in [(method, fmt, model, record)] + [
+                (f"{method}, same rows", f2, copy.deepcopy(model), {**record, "method": f"{method}, same rows", "format": f2})
+                for f2 in later
+            ]:
+                _store_in_format(m, f)
+                p = predict(m, _encode(maps, splits.test, features))
+                preds[(label, f, budget, seed)] = p
+                table_bytes = {c: maps[c].table_bytes(f, dim) for c in compressed}
+                map_bytes = {c: maps[c].map_bytes for c in compressed}
+                total_bytes = sum(table_bytes.values()) + sum(map_bytes.values())
+                rec = dict(rec)
+                rec.update({
+                    "other_bytes": sum(maps[c].total_bytes(f, dim) for c in features if c not in compressed),
+                    "auc": auc(y_test, p),
+                    "logloss": logloss(y_test, p),
+                    "bytes": total_bytes,
+                    "table_bytes": sum(table_bytes.values()),
+                    "map_bytes": sum(map_bytes.values()),
+                    "ratio": total_bytes / reference,
+                    "rows": {c: list(maps[c].shape.rows) for c in features},
+                    "feature_bytes": {c: table_bytes[c] + map_bytes[c] for c in compressed},
+                    "epochs_run": hist["epochs_run"],
+                    "best_epoch": hist["best_epoch"],
+                    "seconds": time.perf_counter() - t0,
+                })
+                if method != "full":
+                    rec["maps"] = {c: maps[c].info for c in compressed}
+                runs.append(rec)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
 
     summary = _summarize(config, runs, preds, y_test)
     dataset = {

@@ -13,7 +13,7 @@ def _cli(*args, cwd=ROOT):
 
 def test_evaluate_writes_report_html_results_and_plot(tmp_path):
     cfg = json.loads((ROOT / "examples" / "sweeps" / "synthetic_tiny.json").read_text())
-    cfg.update(methods=["full", "hash", "learned"], seeds=[0], extra=[], bootstrap=20)
+    cfg.update(methods=["full", "hash", "learned"], seeds=[0], extra=[], requantize=[], bootstrap=20)
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(cfg))
     out = tmp_path / "out"

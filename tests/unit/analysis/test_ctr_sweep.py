@@ -18,9 +18,9 @@ def result():
 
 def test_sweep_runs_every_method_seed_and_budget(result):
     cfg = result.config
-    per_seed = len(cfg.runs())
+    per_seed = len(cfg.runs()) + len(cfg.requantize) * len(cfg.budgets)
     assert len(result.runs) == per_seed * len(cfg.seeds)
-    assert {r["method"] for r in result.runs} == set(cfg.methods)
+    assert {r["method"] for r in result.runs} == {*cfg.methods, "learned, same rows"}
     keys = {(r["method"], r["format"], r["budget"]) for r in result.summary}
     assert ("full", "mxfp4_e2m1", None) in keys and ("learned", "mxfp4_e2m1", 0.1) in keys
     for r in result.runs:
@@ -43,6 +43,17 @@ def test_summary_has_seed_spread_and_paired_intervals(result):
             full_runs = {x["seed"]: x["auc"] for x in result.runs if (x["method"], x["format"]) == ("full", "fp32")}
             assert d["mean"] == pytest.approx(np.mean([x["auc"] - full_runs[x["seed"]] for x in runs]))
     assert result.row("learned_trained", budget=0.1)["auc_before_finetune"]["n"] == 2
+
+
+def test_requantize_keeps_rows_and_map_and_shrinks_bytes(result):
+    for seed in result.config.seeds:
+        fp32, mx = (next(r for r in result.runs if r["seed"] == seed and r["method"] == m and r["budget"] == 0.1)
+                    for m in ("learned", "learned, same rows"))
+        assert mx["format"] == "mxfp4_e2m1" and mx["rows"] == fp32["rows"] and mx["map_bytes"] == fp32["map_bytes"]
+        # a dim-8 row: 32 fp32 bytes, or one 32-element MX block (1 scale byte + 16 code bytes)
+        assert mx["table_bytes"] * 32 == fp32["table_bytes"] * 17
+        assert abs(mx["auc"] - fp32["auc"]) < 0.05
+    assert any("same rows stored as mxfp4_e2m1" in f for f in findings(result.to_dict()))
 
 
 def test_learned_map_beats_hashing_on_planted_groups(result):
@@ -73,6 +84,8 @@ def test_config_validation(tmp_path):
         ("formats", ["fp7"], "'formats' parameter"),
         ("seeds", [1, 1], "'seeds' parameter"),
         ("extra", [{"method": "full", "format": "fp32"}], "'extra' parameter"),
+        ("requantize", [{"method": "learned_cooc", "format": "fp16"}], "'requantize' parameter"),
+        ("variants", {"hash": {"method": "learned"}}, "'variants' parameter"),
         ("version", 9, "'version' parameter"),
         ("colour", "red", "Unknown keys"),
     ]:
