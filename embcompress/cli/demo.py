@@ -1,9 +1,10 @@
-"""Run the format explorer on a trained-looking table and plot it (interim demo).
+"""Run the whole pipeline end to end and print one table: the main job.
 
-Draws a 100k x 64 table shaped like a trained recommendation embedding table (Zipf id frequencies,
-row norms growing with frequency, clustered rows, outlier dimensions, heavy-tailed elements),
-quantizes it to every format, and prints bytes per row, compression, QSNR and the error of pooled
-bag sums; the plot goes to the output folder named at the end.
+Generates a synthetic click log (or reads --data: a Frappe folder, a Criteo TSV, a TalkingData
+CSV), mines it, fits learned id maps, trains a click model per method (full tables, the hashing
+trick, learned maps), exports the tables in fp32 and MXFP4, serves the test rows through tiered
+stores (checked against the in-memory kernel), and prints bytes, compression, AUC and logloss.
+The report, plots, table files and results.json go to the folder named at the end.
 """
 
 from __future__ import annotations
@@ -16,31 +17,32 @@ import typer
 from ..errors import BackendUnavailableError
 
 
-def run_demo(out: Path, *, n_rows: int = 100_000, dim: int = 64, seed: int = 0, n_bags: int = 2000, progress=None):
-    """The demo as a function: returns ``(report, plot path)``."""
-    try:
-        from analysis.plots import plot_format_report
-        from analysis.quant_error import format_report, frequency_bags, frequency_shaped_table
-    except ImportError as exc:  # the demo shows analysis; the serving core does not need it
-        raise BackendUnavailableError(f"The demo needs the 'analysis' package of this distribution ({exc}).") from None
-    table, counts = frequency_shaped_table(n_rows, dim, seed=seed)
-    bags = frequency_bags(counts, n_bags, seed=seed)
-    report = format_report(table, sample_bags=bags)
-    plot = plot_format_report(report, Path(out) / "format_report.png")
-    (Path(out) / "format_report.md").write_text(report.title + "\n\n" + report.to_markdown() + "\n")
-    return report, plot
-
-
 def command(
-    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the report and plot."),
-    rows: int = typer.Option(100_000, help="Rows of the generated table."),
-    dim: int = typer.Option(64, help="Embedding dimension."),
-    seed: int = typer.Option(0, help="Seed of the generated table and bags."),
-    quiet: bool = typer.Option(False, "--quiet", help="Print only the report."),
+    data: Path = typer.Option(None, "--data", help="A real log instead of the synthetic one: Frappe folder, Criteo TSV, TalkingData CSV."),
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the report, plots and table files."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data, the maps and the training."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes: seconds instead of minutes (a smoke test)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
+    try:  # the demo shows analysis; the serving core does not import it at module level
+        from analysis.pipeline import run_demo
+    except ImportError as exc:
+        raise BackendUnavailableError(f"The demo needs the 'analysis' package of this distribution and torch ({exc}).") from None
+    from .progress import progress_bar
+
     start = time.perf_counter()
-    report, plot = run_demo(out, n_rows=rows, dim=dim, seed=seed)
-    typer.echo(str(report))
-    if not quiet:
-        typer.echo(f"\nTable: generated {rows} x {dim}, frequency-shaped (seed {seed}); {time.perf_counter() - start:.1f}s.")
-    typer.echo(f"Wrote {plot} and {plot.with_suffix('.md')} (output folder: {plot.parent.resolve()})")
+    with progress_bar("demo", quiet=quiet) as bar:
+        result = run_demo(out, data=data, seed=seed, quick=quick, progress=bar)
+    elapsed = time.perf_counter() - start
+    ds = result.dataset
+    typer.echo(f"\nembcompress demo on {ds['name']} ({ds['rows']['train']} train / {ds['rows']['test']} test rows), seed {seed}:\n")
+    typer.echo(result.table())
+    bad = sum(s["mismatches"] for s in result.serving.values())
+    lookups = sum(s["lookups"] for s in result.serving.values())
+    typer.echo(
+        f"\nServed {lookups} lookups from the table files through tiered stores: "
+        + ("all equal to the in-memory kernel." if bad == 0 else f"{bad} outputs DIFFER from the in-memory kernel.")
+    )
+    typer.echo(f"Finished in {elapsed:.0f}s. Report, plots and table files: {Path(result.out_dir).resolve()}/ (open report.md)")
+    if bad:
+        raise typer.Exit(1)
