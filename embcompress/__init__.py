@@ -33,10 +33,14 @@ _LAZY = {
     "pooled_lookup": "embcompress.kernels.lookup",
     "TieredStore": "embcompress.store",
     "reorder_rows": "embcompress.store",
-    "export": "embcompress.export",
 }
 
+# `export` is both a submodule and the function it defines: bind the function now (export.py
+# imports torch only when called), or the first `import embcompress.export` would shadow it.
+from .export import export  # noqa: E402
+
 __all__ = [
+    "export",
     "ArtifactError",
     "BackendUnavailableError",
     "ChecksumError",

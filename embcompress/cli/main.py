@@ -18,8 +18,11 @@ from ..errors import ArtifactError, EmbcompressError
 COMMANDS = {
     "demo": "demo",
     "evaluate": "evaluate",
+    "export": "export",
     "fit-hash": "fit_hash",
+    "inspect": "inspect",
     "mine": "mine",
+    "verify": "verify",
 }
 
 app = typer.Typer(

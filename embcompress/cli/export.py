@@ -1,0 +1,67 @@
+"""Export every embedding table of a trained model's state dict to compressed table files.
+
+The state dict is read with torch.load(weights_only=True). Tables are the 2-D float tensors
+named '<...emb...>.weight' (or those named with --table). With --id-map NAME=FILE a table is
+stored with that id map, and a full-size table (one row per raw id) is first folded onto the
+map's rows, weighted by --frequencies NAME=FILE.npy (counts per id). Prints bytes before and
+after and the QSNR per table; writes export.json beside the table files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _pairs(values: list[str], option: str) -> dict[str, Path]:
+    from ..errors import ConfigError
+
+    out = {}
+    for v in values or []:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"The {option} option must be NAME=PATH. Got {v!r} instead.")
+        out[name] = Path(path)
+    return out
+
+
+def command(
+    state_dict: Path = typer.Argument(..., help="A torch state-dict file (torch.save of model.state_dict())."),
+    fmt: str = typer.Option(..., "--fmt", help="Storage format, e.g. mxfp8_e4m3, mxfp4_e2m1, mxint8, int8_rowwise."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the table files and export.json."),
+    id_map: list[str] = typer.Option(None, "--id-map", help="NAME=FILE: an id-map file for table NAME (repeatable)."),
+    frequencies: list[str] = typer.Option(None, "--frequencies", help="NAME=FILE.npy: access counts per id of table NAME (repeatable)."),
+    table: list[str] = typer.Option(None, "--table", help="Export only these tables (state-dict names, repeatable)."),
+    block_size: int = typer.Option(None, "--block-size", help="Block size of MX/BDR formats (default: the format's)."),
+    scale_mode: str = typer.Option("floor", "--scale-mode", help="floor (OCP) or mse."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    import numpy as np
+    import torch
+
+    from ..errors import ArtifactError, ConfigError
+    from ..export import export
+    from ..idmap import IdMap
+    from .progress import progress_bar
+
+    if not state_dict.is_file():
+        raise ArtifactError(f"No state-dict file at {str(state_dict)!r}. Check the path.")
+    try:
+        sd = torch.load(state_dict, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file; report one clear line
+        raise ArtifactError(f"{str(state_dict)!r} is not a readable torch state dict ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(sd, dict):
+        raise ConfigError(f"{str(state_dict)!r} must hold a state dict (a dict of tensors). Got {type(sd).__name__} instead.")
+    maps = {name: IdMap.load(path) for name, path in _pairs(id_map, "--id-map").items()}
+    freqs = {name: np.load(path, allow_pickle=False) for name, path in _pairs(frequencies, "--frequencies").items()}
+    with progress_bar("export", quiet=quiet) as bar:
+        report = export(sd, fmt=fmt, id_maps=maps, frequencies=freqs, out_dir=out_dir, tables=table or None,
+                        block_size=block_size, scale_mode=scale_mode, progress=bar)
+    typer.echo(f"{'table':<28} {'shape':>16} {'bytes before':>14} {'bytes after':>13} {'ratio':>7} {'QSNR dB':>8}")
+    for e in report:
+        shape = "x".join(map(str, e["shape"]))
+        extra = f"  (vs trained {e['qsnr_vs_trained_db']:.2f} dB over {e['trained_shape'][0]} ids)" if "qsnr_vs_trained_db" in e else ""
+        typer.echo(f"{e['name']:<28} {shape:>16} {e['bytes_before']:>14} {e['bytes_after']:>13} "
+                   f"{e['compression']:>6.2f}x {e['qsnr_db']:>8.2f}{extra}")
+    typer.echo(f"wrote {len(report)} table files and export.json to {out_dir}")

@@ -1,0 +1,250 @@
+"""A trained torch model's embedding tables -> compressed table files.
+
+``export(model_or_state_dict, fmt=..., out_dir=...)`` writes one table file per embedding table
+(``<out_dir>/<table name>.embc``, the name being the module path, e.g. ``sparse.user``) and a
+report ``<out_dir>/export.json``; it returns the report, one entry per table with the bytes
+before (the trained table) and after (the file: rows, id map, frequencies, header) and the QSNR.
+
+Which tensors are tables: in an ``nn.Module``, the weights of every ``nn.Embedding`` and
+``nn.EmbeddingBag``; in a state dict (no module types to go by), every 2-D floating tensor whose
+key ends in ``.weight`` and has a path component containing "emb" (``emb.weight``,
+``embeddings.0.weight``, ``sparse.embedding_bags.user.weight``); pass ``tables=[...]`` to choose
+them by name instead.
+
+With an id map for a table (``id_maps={name: IdMap}``):
+
+- a trained table with one row per map row (``n_rows``) is quantized as it is;
+- a trained *full-size* table, one row per raw id (ids ``0 .. N-1``), is folded first: each
+  row of the compressed table becomes the access-frequency weighted mean of the rows of the ids
+  the map sends to it (``frequencies={name: counts per id}``; equal weights without), computed
+  in float64; a row with a single member (a hot id) is that member's row exactly; a row no id
+  reaches stays zero. The file then stores per-row frequencies (the sum over members), and the
+  report adds the QSNR of the served rows against the trained table over all ids.
+
+QSNR is ``10 log10(sum x^2 / sum (x - x_hat)^2)`` in dB over the table that was quantized.
+
+torch is imported when a function runs, not with this module: ``embcompress`` binds ``export``
+at import (a submodule named like its function would otherwise shadow it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, param_error
+
+__all__ = ["export", "find_tables", "fold_rows", "qsnr_db"]
+
+_OWNER = "export"
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def find_tables(model_or_state_dict, tables: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The embedding tables of a model or state dict: ``name -> float32 array (rows, dim)``."""
+    import torch
+    from torch import nn
+
+    found: dict[str, object] = {}
+    if isinstance(model_or_state_dict, nn.Module):
+        mods = dict(model_or_state_dict.named_modules())
+        if tables is None:
+            found = {n: m.weight for n, m in mods.items() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+        else:
+            for n in tables:
+                if n not in mods or not isinstance(getattr(mods[n], "weight", None), torch.Tensor):
+                    raise param_error("tables", _OWNER, "name modules of the model that have a weight", n)
+                found[n] = mods[n].weight
+    elif isinstance(model_or_state_dict, Mapping):
+        sd = model_or_state_dict
+        if tables is None:
+            for key, t in sd.items():
+                if not isinstance(key, str) or not key.endswith(".weight"):
+                    continue
+                name = key[: -len(".weight")]
+                if any("emb" in part.lower() for part in name.split(".")) and _is_table(t):
+                    found[name] = t
+        else:
+            for n in tables:
+                t = sd.get(f"{n}.weight", sd.get(n))
+                if t is None or not _is_table(t):
+                    raise param_error("tables", _OWNER, "name 2-D float tensors of the state dict (with or without '.weight')", n)
+                found[n] = t
+    else:
+        raise param_error("model_or_state_dict", _OWNER, "be an nn.Module or a state dict (a mapping of names to tensors)",
+                          type(model_or_state_dict).__name__)
+    out = {}
+    for name, t in found.items():
+        arr = t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)
+        if arr.ndim != 2 or arr.shape[1] < 1:
+            raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {arr.shape}")
+        out[name] = np.ascontiguousarray(arr)
+    return out
+
+
+def _is_table(t) -> bool:
+    import torch
+
+    if isinstance(t, torch.Tensor):
+        return t.dim() == 2 and t.is_floating_point()
+    return isinstance(t, np.ndarray) and t.ndim == 2 and t.dtype.kind == "f"
+
+
+def _bytes_of(model_or_state_dict, name: str, arr: np.ndarray) -> int:
+    """Bytes of the trained table in its own dtype."""
+    import torch
+    from torch import nn
+
+    t = None
+    if isinstance(model_or_state_dict, nn.Module):
+        t = getattr(dict(model_or_state_dict.named_modules()).get(name), "weight", None)
+    elif isinstance(model_or_state_dict, Mapping):
+        t = model_or_state_dict.get(f"{name}.weight", model_or_state_dict.get(name))
+    if isinstance(t, torch.Tensor):
+        return t.numel() * t.element_size()
+    if isinstance(t, np.ndarray):
+        return t.nbytes
+    return arr.nbytes
+
+
+def fold_rows(weight: np.ndarray, rows: np.ndarray, n_rows: int, weights: np.ndarray | None = None):
+    """Fold a full-size table into ``n_rows`` rows: row r = weighted mean of ``weight[i]`` over ids
+    ``i`` with ``rows[i] == r`` (float64, then float32); single-member rows copied exactly.
+
+    Returns ``(table float32 (n_rows, dim), per-row weight sums float64, members per row int64)``.
+    """
+    n, dim = weight.shape
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    counts = np.bincount(rows, minlength=n_rows)
+    wsum = np.bincount(rows, weights=w, minlength=n_rows)
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]) if n else np.zeros(0, np.int64)
+    present = sorted_rows[starts]
+    out = np.zeros((n_rows, dim), dtype=np.float32)
+    if n:
+        sums = np.add.reduceat(weight[order].astype(np.float64) * w[order, None], starts, axis=0)
+        plain = np.add.reduceat(weight[order].astype(np.float64), starts, axis=0)
+        ws = wsum[present][:, None]
+        # rows whose members all have weight 0 take the plain mean of their members
+        mean = np.where(ws > 0, sums / np.where(ws > 0, ws, 1.0), plain / counts[present][:, None])
+        out[present] = mean.astype(np.float32)
+        single = counts[present] == 1
+        out[present[single]] = weight[order[starts[single]]]
+    return out, wsum, counts
+
+
+def qsnr_db(x: np.ndarray, x_hat: np.ndarray) -> float:
+    """Quantization signal-to-noise ratio in dB (inf when exact)."""
+    x64, d = x.astype(np.float64), x.astype(np.float64) - x_hat.astype(np.float64)
+    noise = float(np.sum(d * d))
+    signal = float(np.sum(x64 * x64))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * np.log10(signal / noise)
+
+
+def export(
+    model_or_state_dict,
+    *,
+    fmt: str,
+    id_maps: Mapping[str, object] | None = None,
+    frequencies: Mapping[str, np.ndarray] | None = None,
+    out_dir: str | os.PathLike,
+    tables: Sequence[str] | None = None,
+    block_size: int | None = None,
+    scale_mode: str = "floor",
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict]:
+    """Write every embedding table of ``model_or_state_dict`` to ``out_dir`` in format ``fmt``.
+
+    ``id_maps`` and ``frequencies`` are keyed by table name (see the module docstring for how
+    they fold a full-size table). Returns one report entry per table: ``name``, ``path``,
+    ``fmt``, ``trained_shape``, ``shape``, ``bytes_before``, ``bytes_after``, ``compression``,
+    ``qsnr_db`` and, for a folded table, ``qsnr_vs_trained_db``; the same list is written to
+    ``out_dir/export.json``. ``progress(done_tables, total_tables)`` is called after each table.
+    """
+    from .formats import dequantize, get_format, quantize
+    from .idmap import IdMap
+    from .tablefile import write_table
+
+    get_format(fmt)
+    if out_dir is None:
+        raise param_error("out_dir", _OWNER, "be a directory path", None)
+    found = find_tables(model_or_state_dict, tables)
+    if not found:
+        raise ConfigError(
+            "export found no embedding tables: the model has no nn.Embedding / nn.EmbeddingBag, or no "
+            "state-dict key '<...emb...>.weight' holds a 2-D float tensor. Name them with tables=[...]."
+        )
+    id_maps = dict(id_maps or {})
+    frequencies = dict(frequencies or {})
+    for kind, given in (("id_maps", id_maps), ("frequencies", frequencies)):
+        unknown = sorted(set(given) - set(found))
+        if unknown:
+            raise param_error(kind, _OWNER, f"be keyed by table names {sorted(found)}", unknown)
+    for name, m in id_maps.items():
+        if not isinstance(m, IdMap):
+            raise param_error("id_maps", _OWNER, "map table names to embcompress.IdMap objects", f"{name}: {type(m).__name__}")
+    for name in found:
+        if not _NAME.match(name):
+            raise param_error("tables", _OWNER, "have names usable as file names (letters, digits, _ . -)", name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    report = []
+    for done, (name, weight) in enumerate(found.items(), 1):
+        n, dim = weight.shape
+        idm = id_maps.get(name)
+        freq = frequencies.get(name)
+        if freq is not None:
+            freq = np.asarray(freq)
+            if freq.shape != (n,) or freq.dtype.kind not in "iuf" or (freq.size and (freq.min() < 0 or not np.all(np.isfinite(freq)))):
+                raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n})",
+                                  f"{freq.dtype} array of shape {freq.shape}")
+        table, row_freq, folded_rows = weight, freq, None
+        if idm is not None and n != idm.n_rows:
+            # A full-size table: ids 0 .. n-1 are its rows; fold them onto the map's rows.
+            folded_rows = np.asarray(idm.lookup(np.arange(n, dtype=np.int64)), dtype=np.int64)
+            table, wsum, _ = fold_rows(weight, folded_rows, idm.n_rows, None if freq is None else freq.astype(np.float64))
+            row_freq = None if freq is None else (
+                np.bincount(folded_rows, weights=freq, minlength=idm.n_rows).astype(np.int64)
+                if freq.dtype.kind in "iu" else wsum
+            )
+        if not np.all(np.isfinite(table)):
+            raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
+        q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode)
+        path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq,
+                           inputs={"table": name, "trained_shape": [n, dim], "fmt": fmt})
+        decoded = dequantize(q)
+        entry = {
+            "name": name,
+            "path": str(path),
+            "fmt": fmt,
+            "trained_shape": [n, dim],
+            "shape": list(q.shape),
+            "bytes_before": _bytes_of(model_or_state_dict, name, weight),
+            "bytes_after": path.stat().st_size,
+            "qsnr_db": qsnr_db(table, decoded),
+        }
+        entry["compression"] = entry["bytes_before"] / entry["bytes_after"]
+        if folded_rows is not None:
+            entry["qsnr_vs_trained_db"] = qsnr_db(weight, decoded[folded_rows])
+        report.append(entry)
+        if progress is not None:
+            progress(done, len(found))
+    (out / "export.json").write_text(json.dumps(report, indent=2, default=_json_num) + "\n")
+    return report
+
+
+def _json_num(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
