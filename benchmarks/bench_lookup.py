@@ -11,7 +11,8 @@ A float32 table (default 2,000,000 x 128) is quantized to each format; 8192 bags
 
 Prints rows per second, GB/s of row records read, and the ratios (ours / torch's int8 operator for
 8-bit formats, / torch's int4 operator for 4-bit formats, / F.embedding_bag for fp32), the
-machine and thread counts. Times are the best of ``--repeat`` runs after a warm-up.
+machine and thread counts. Times are the best of ``--repeat`` rounds after a warm-up, the kernels
+taking turns within each round so that load from other processes falls on all of them alike.
 
     python benchmarks/bench_lookup.py                # the issue's size
     python benchmarks/bench_lookup.py --rows 200000  # quicker
@@ -47,14 +48,18 @@ def zipf_ids(rng, n_rows: int, size: int, a: float) -> np.ndarray:
     return rng.permutation(n_rows)[np.minimum(ranks, n_rows - 1)].astype(np.int64)
 
 
-def best(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def best_interleaved(fns: dict, repeat: int) -> dict:
+    """Best wall time of each callable over ``repeat`` rounds, the callables taking turns within a
+    round so that load from other processes falls on all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def main() -> None:
@@ -65,7 +70,7 @@ def main() -> None:
     ap.add_argument("--bag-len", type=int, default=32)
     ap.add_argument("--zipf", type=float, default=1.05)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--formats", nargs="+", default=OURS_8BIT + OURS_4BIT + ["fp32"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -105,21 +110,17 @@ def main() -> None:
         it, ot = torch.from_numpy(ids), torch.from_numpy(offsets)
         for threads in args.threads:
             torch.set_num_threads(threads)
-            res = {}
-            res["torch_int8"] = best(
-                lambda: torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
-                    torch_tables["torch_int8"], it, ot, False, 0, False, None, None, False
-                ), args.repeat,
-            )
-            res["torch_int4"] = best(
-                lambda: torch.ops.quantized.embedding_bag_4bit_rowwise_offsets(
-                    torch_tables["torch_int4"], it, ot, False, 0, False, None, None, False
-                ), args.repeat,
-            )
-            res["torch_fp32"] = best(lambda: F.embedding_bag(it, xt, ot, mode="sum"), args.repeat)
             out = np.empty((args.bags, args.dim), dtype=np.float32)
+            fns = {
+                "torch_int8": lambda: torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
+                    torch_tables["torch_int8"], it, ot, False, 0, False, None, None, False),
+                "torch_int4": lambda: torch.ops.quantized.embedding_bag_4bit_rowwise_offsets(
+                    torch_tables["torch_int4"], it, ot, False, 0, False, None, None, False),
+                "torch_fp32": lambda: F.embedding_bag(it, xt, ot, mode="sum"),
+            }
             for fmt, q in ours.items():
-                res[fmt] = best(lambda: embcompress.pooled_lookup(q, ids, offsets, n_threads=threads, out=out), args.repeat)
+                fns[fmt] = lambda q=q: embcompress.pooled_lookup(q, ids, offsets, n_threads=threads, out=out)
+            res = best_interleaved(fns, args.repeat)
             for name, sec in res.items():
                 row_bytes = (
                     torch_tables[name].shape[1] if name in torch_tables else
