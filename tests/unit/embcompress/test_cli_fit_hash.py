@@ -76,3 +76,24 @@ def test_library_function_and_row_parsing(stats_file, tmp_path):
         _parse_rows(["a"], None, [])
     with pytest.raises(ConfigError, match="cannot name a file"):
         list(fit_hash_files(path, ["../x"], {"../x": 4}, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["-f", "a", "--out-dir", "OUT"], 1, "No row count for feature 'a'"),
+        (["-f", "a", "--rows", "8", "--method", "qr", "--out-dir", "OUT"], 1, "'method' parameter of fit_hash"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_codes(stats_file, tmp_path, capsys, args, code, message):
+    path, _ = stats_file
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(path), *[a.replace("OUT", str(tmp_path)) for a in args]])
+    err = capsys.readouterr().err
+    assert exc.value.code == code and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_missing_stats_file_exits_3(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(tmp_path / "nope"), "-f", "a", "--rows", "8", "--out-dir", str(tmp_path)])
+    assert exc.value.code == 3 and "does not exist" in capsys.readouterr().err
