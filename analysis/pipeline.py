@@ -13,12 +13,13 @@
    learned map (:func:`learned_hash.fit_hash` through the harness, at the same total bytes: 1/10
    of the full fp32 tables, id maps included); small features keep a row per id in every run;
 4. **train**: one DLRM-style model per method (full, hash, learned), early-stopped on validation;
-5. **export**: every model's tables to table files (with their id maps and per-row access
-   counts) in fp32 and in MXFP4;
+5. **export**: every model's tables to table files with :func:`embcompress.export` (with their
+   id maps and per-row access counts) in fp32 and in MXFP4;
 6. **serve**: every table file behind a :class:`embcompress.store.TieredStore` with a tenth of
-   its rows in DRAM; the test split's raw ids go through the file's id map and the store into
-   the model, and every batch's lookups are checked to equal the in-memory kernel on the same
-   file, bit for bit. AUC and logloss are measured on these served predictions;
+   its bytes in DRAM, read by an :class:`embcompress.nn.MXEmbeddingBag` in place of the model's
+   table: the test split's raw ids go through the file's id map and the store into the model,
+   and every batch's lookups are checked to equal an ``MXEmbeddingBag`` on the same file in
+   memory, bit for bit. AUC and logloss are measured on these served predictions;
 7. **report**: one table (bytes, compression against full fp32, AUC and logloss per method and
    format), the collision report of the maps, the format explorer on the trained full table,
    plots, ``results.json``, all in ``out_dir``.
@@ -157,60 +158,48 @@ def _mine(splits, compressed: list[str], work: Path):
 
 # ----------------------------------------------------------------------------- serving
 
-class _ServedTable:
-    """One feature's table as the served model reads it: raw ids -> the file's id map -> the
-    tiered store -> the lookup kernel. Every batch is also pooled by the in-memory kernel on the
-    same file and compared bit for bit."""
+def _served_model(model, files: list[Path], dram_share: float):
+    """A copy of ``model`` that reads its tables from table files and takes raw ids.
 
-    def __init__(self, path: Path, dram_share: float):
-        from embcompress.store import TieredStore
-        from embcompress.tablefile import open_table
-
-        self.file = open_table(path, verify="full")
-        table_bytes = self.file.shape[0] * self.file.row_bytes
-        dram = min(table_bytes, max(self.file.row_bytes, int(dram_share * table_bytes)))
-        self.store = TieredStore(path, dram_bytes=dram, policy="frequency")
-        self.lookups = 0
-        self.mismatches = 0
-        self.seconds = 0.0
-
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
-        from embcompress.kernels.lookup import pooled_lookup
-
-        rows = self.file.id_map.lookup(np.ascontiguousarray(ids, dtype=np.int64))
-        bags = rows.reshape(-1, 1)  # one id a bag: the model reads one vector per feature
-        t0 = time.perf_counter()
-        served = self.store.pooled_lookup(bags)
-        self.seconds += time.perf_counter() - t0
-        reference = pooled_lookup(self.file.table, bags)
-        self.lookups += rows.size
-        self.mismatches += int(np.count_nonzero(served != reference))
-        return served
-
-    def close(self):
-        self.store.close()
-        self.file.close()
-
-
-def _served_model(model, tables: list[_ServedTable]):
-    """A copy of ``model`` whose embedding tables are served from table files; it takes raw ids."""
+    Each feature's table is an :class:`embcompress.nn.MXEmbeddingBag` over a
+    :class:`embcompress.store.TieredStore` (raw ids -> the file's id map -> the store stages the
+    rows -> the kernel pools them), checked on every batch against an ``MXEmbeddingBag`` over the
+    same file in memory. Returns the model and its served tables (for counters and closing).
+    """
     import copy
 
-    import torch
     from torch import nn
 
+    from embcompress.nn import MXEmbeddingBag
+    from embcompress.store import TieredStore
+    from embcompress.tablefile import open_table
+
     class Served(nn.Module):
-        def __init__(self, table):
+        def __init__(self, path: Path):
             super().__init__()
-            self.table = table
+            file = open_table(path, verify="full")
+            table_bytes = file.shape[0] * file.row_bytes
+            dram = min(table_bytes, max(file.row_bytes, int(dram_share * table_bytes)))
+            self.store = TieredStore(path, dram_bytes=dram, policy="frequency")
+            self.bag = MXEmbeddingBag(self.store, id_map=self.store.id_map, mode="sum")
+            self.reference = MXEmbeddingBag(file.table, id_map=file.id_map, mode="sum")
+            self.nbytes, self.map_bytes = file.nbytes, file.id_map.nbytes
+            self.lookups, self.mismatches, self.seconds = 0, 0, 0.0
 
         def forward(self, ids):
-            return torch.from_numpy(self.table(ids.numpy()))
+            bags = ids.reshape(-1, 1)  # one id a bag: the model reads one vector per feature
+            t0 = time.perf_counter()
+            out = self.bag(bags)
+            self.seconds += time.perf_counter() - t0
+            self.lookups += bags.shape[0]
+            self.mismatches += int((out != self.reference(bags)).sum())
+            return out
 
     served = copy.deepcopy(model)
+    tables = [Served(p) for p in files]
     for i, t in enumerate(tables):
-        served.embeddings[i][0] = Served(t)
-    return served
+        served.embeddings[i][0] = t
+    return served, tables
 
 
 # ----------------------------------------------------------------------------- the job
@@ -244,6 +233,19 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     seed = int(seed)
 
+    import torch
+
+    # One torch thread: this model is too small for intra-op parallelism to pay, and on a busy
+    # 2-core machine two spinning threads made an epoch 4x slower than one (measured).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(out, data, seed, settings, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, data, seed: int, settings: DemoSettings, progress) -> DemoResult:
     import torch
 
     from analysis.ctr.compression import compressed_map, full_map, plan_budget
@@ -319,24 +321,21 @@ def run_demo(
     step("train")
 
     # 5. export every table, in every format, with its id map and per-row access counts
-    from embcompress.formats import quantize
-    from embcompress.tablefile import write_table
+    from embcompress.export import export
 
     paths: dict[tuple[str, str], list[Path]] = {}
     for method in METHODS:
+        state = {f"embedding.{f}.weight": models[method].embeddings[i][0].weight.detach() for i, f in enumerate(features)}
+        id_maps, freqs = {}, {}
+        for f in features:
+            m = maps[method][f]
+            ids, counts = stats.frequencies(f)
+            id_maps[f"embedding.{f}"] = m.id_map
+            freqs[f"embedding.{f}"] = np.bincount(m.id_map.lookup(ids), weights=counts, minlength=m.shape.rows[0]).astype(np.int64)
         for fmt in FORMATS:
-            folder = out / "tables" / f"{method}-{fmt}"
-            folder.mkdir(parents=True, exist_ok=True)
-            paths[(method, fmt)] = []
-            for i, f in enumerate(features):
-                m = maps[method][f]
-                ids, counts = stats.frequencies(f)
-                freq = np.bincount(m.id_map.lookup(ids), weights=counts, minlength=m.shape.rows[0]).astype(np.int64)
-                weight = models[method].embeddings[i][0].weight.detach().numpy()
-                paths[(method, fmt)].append(write_table(
-                    folder / f"{f}.embc", quantize(weight, fmt), id_map=m.id_map, frequencies=freq,
-                    inputs={"model": f"demo DLRM, method {method}, seed {seed}", "feature": f, "stats": "artifacts/train.stats"},
-                ))
+            report = export(state, fmt=fmt, id_maps=id_maps, frequencies=freqs, out_dir=out / "tables" / f"{method}-{fmt}")
+            by_name = {e["name"]: Path(e["path"]) for e in report}
+            paths[(method, fmt)] = [by_name[f"embedding.{f}"] for f in features]
     step("export")
 
     # 6. serve the test split from the files through tiered stores and measure
@@ -346,20 +345,20 @@ def run_demo(
     rows, serving = [], {}
     reference = None
     for k, (method, fmt) in enumerate(paths):
-        tables = [_ServedTable(p, settings.dram_share) for p in paths[(method, fmt)]]
+        served_model, tables = _served_model(models[method], paths[(method, fmt)], settings.dram_share)
         try:
-            p = predict(_served_model(models[method], tables), raw, batch_size=settings.serve_batch)
+            p = predict(served_model, raw, batch_size=settings.serve_batch)
             served = {
                 "lookups": sum(t.lookups for t in tables),
                 "mismatches": sum(t.mismatches for t in tables),
                 "store_seconds": sum(t.seconds for t in tables),
-                "tables": {f: _store_stats(t) for f, t in zip(features, tables)},
+                "tables": {f: _store_stats(t.store) for f, t in zip(features, tables)},
             }
-            table_bytes = sum(t.file.nbytes for t in tables)
-            map_bytes = sum(t.file.id_map.nbytes for t in tables)
+            table_bytes = sum(t.nbytes for t in tables)
+            map_bytes = sum(t.map_bytes for t in tables)
         finally:
             for t in tables:
-                t.close()
+                t.store.close()
         if fmt == "fp32":  # served fp32 rows are the trained rows: the predictions must agree
             direct = predict(models[method], encode(method, test))
             served["max_abs_diff_vs_torch"] = float(np.max(np.abs(p - direct)))
@@ -406,8 +405,8 @@ def run_demo(
     return result
 
 
-def _store_stats(t: _ServedTable) -> dict:
-    s = t.store.stats()
+def _store_stats(store) -> dict:
+    s = store.stats()
     keep = ("hit_rate", "blocks_read", "bytes_read", "read_amplification", "dram_rows", "dram_capacity_rows", "unique_rows")
     return {k: (None if isinstance(s[k], float) and not np.isfinite(s[k]) else s[k]) for k in keep}
 
@@ -523,8 +522,9 @@ def _write_report(out: Path, rows, dataset, serving, collisions, full_model, ful
         "",
         f"Each table file is served by an `embcompress.store.TieredStore` holding {settings.dram_share:.0%} of its "
         f"bytes in DRAM (the rows with the most mined accesses) and reading the rest from the file; test rows go "
-        f"through in batches of {settings.serve_batch}, and every batch is also pooled by `embcompress.pooled_lookup` "
-        "on the whole table in memory.",
+        f"through in batches of {settings.serve_batch} as raw ids into `embcompress.nn.MXEmbeddingBag` modules built on "
+        "the stores (in place of the model's tables), and every batch is also pooled by an `MXEmbeddingBag` on the whole "
+        "table in memory.",
         "",
         "| method / format | lookups | differing outputs | DRAM hit rate (unique rows) | 4 KiB blocks read | served = torch (fp32) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -552,7 +552,8 @@ def _write_report(out: Path, rows, dataset, serving, collisions, full_model, ful
         "",
         "- `results.json`: every number above, the settings and the machine",
         "- `artifacts/train.stats`: the mined log statistics (`learned_hash.LogStats.load`)",
-        "- `tables/<method>-<format>/<feature>.embc`: the exported table files (`embcompress inspect` / `verify`)",
+        "- `tables/<method>-<format>/embedding.<feature>.embc`: the exported table files (`embcompress inspect` / "
+        "`verify`; `embcompress.nn.MXEmbeddingBag.from_file` serves one), with `export.json` (bytes and QSNR per table)",
         "- `bytes_vs_auc.png`, `format_report.png`, `format_report.md`",
         "",
         "## Time",

@@ -74,7 +74,9 @@ def test_files_written(demo):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for method in METHODS:
         for fmt in FORMATS:
-            assert sorted(p.stem for p in (out / "tables" / f"{method}-{fmt}").glob("*.embc")) == sorted(result.dataset["features"])
+            folder = out / "tables" / f"{method}-{fmt}"
+            assert sorted(p.stem for p in folder.glob("*.embc")) == sorted(f"embedding.{f}" for f in result.dataset["features"])
+            assert (folder / "export.json").is_file()
     saved = json.loads((out / "results.json").read_text())
     assert saved["kind"] == "embcompress.demo_results" and saved["seed"] == 3
     assert [(r["method"], r["format"], r["auc"]) for r in saved["rows"]] == [(r["method"], r["format"], r["auc"]) for r in result.rows]
@@ -89,7 +91,7 @@ def test_table_files_open_with_the_core(demo):
 
     result, out, _ = demo
     big = result.dataset["compressed"][0]
-    with open_table(out / "tables" / "learned-mxfp4_e2m1" / f"{big}.embc", verify="full") as t:
+    with open_table(out / "tables" / "learned-mxfp4_e2m1" / f"embedding.{big}.embc", verify="full") as t:
         assert t.fmt == "mxfp4_e2m1" and t.shape[0] == result.row("learned", "mxfp4_e2m1")["rows"][big]
         assert t.id_map is not None and t.frequencies is not None and t.frequencies.sum() > 0
 
