@@ -62,9 +62,22 @@ cdef inline uint32_t rne_u32(uint32_t v, uint32_t s) noexcept nogil:
     return (v + ((<uint32_t>1) << (s - 1)) - 1 + ((v >> s) & 1)) >> s
 
 
-cdef inline uint8_t encode_elem(uint32_t bits, int X, int is_int, int nbits, int mbits, int emin,
+cdef inline uint8_t encode_int(uint32_t bits, int X) noexcept nogil:
+    """MXINT8 code of a zero or normal float32 under shared exponent X (two's complement k)."""
+    cdef uint32_t mag = bits & 0x7FFFFFFF
+    cdef int s = X + 144 - <int>(mag >> 23)  # value * 64 / 2^X = M >> s, s >= 17 in this block
+    cdef uint32_t n
+    s = 31 if s > 31 else s
+    n = rne_u32((mag & 0x7FFFFF) | 0x800000, <uint32_t>s)
+    n = 127 if n > 127 else n
+    n = 0 if mag == 0 else n
+    n = (0u - n) if (bits >> 31) else n
+    return <uint8_t>(n & 0xFF)
+
+
+cdef inline uint8_t encode_elem(uint32_t bits, int X, int nbits, int mbits, int emin,
                                 int bias, int maxcode) noexcept nogil:
-    """Element code of float32 bits under shared exponent X: the value of encode_exact, for
+    """FP element code of float32 bits under shared exponent X: the value of encode_exact, for
     zeros and normal float32 inputs (the caller sends blocks with fp32 subnormals to encode_exact).
 
     No data-dependent branches, so the block loop vectorizes: the element-normal result rounds the
@@ -77,13 +90,6 @@ cdef inline uint8_t encode_elem(uint32_t bits, int X, int is_int, int nbits, int
     cdef int e_el = expf - 127 - X
     cdef int s_sub
     cdef uint32_t v, r_norm, r_sub, n
-    if is_int:
-        s_sub = X + 144 - expf  # >= 17 for elements of this block
-        s_sub = 31 if s_sub > 31 else s_sub
-        n = rne_u32(M, <uint32_t>s_sub)
-        n = 127 if n > 127 else n
-        n = 0 if mag == 0 else n
-        return <uint8_t>(((0u - n) & 0xFF) if sign else n)
     # element-normal: bits of x / 2^X with the exponent field re-biased to the element's
     v = ((<uint32_t>(e_el + bias) & 0xFF) << 23) | (mag & 0x7FFFFF)
     r_norm = rne_u32(v, <uint32_t>(23 - mbits))
@@ -98,15 +104,34 @@ cdef inline uint8_t encode_elem(uint32_t bits, int X, int is_int, int nbits, int
     return <uint8_t>(n | (sign << (nbits - 1)))
 
 
-cdef inline void encode_block(const uint32_t* xb, uint8_t* c, int block, int X, bint exact, int is_int,
+cdef inline uint8_t encode_normal(uint32_t bits, int X, int nbits, int mbits, int bias, int maxcode) noexcept nogil:
+    """encode_elem for an FP element known to land in the element's normal range (or zero)."""
+    cdef uint32_t mag = bits & 0x7FFFFFFF
+    cdef int e_el = <int>(mag >> 23) - 127 - X
+    cdef uint32_t n = rne_u32(((<uint32_t>(e_el + bias) & 0xFF) << 23) | (mag & 0x7FFFFF), <uint32_t>(23 - mbits))
+    n = <uint32_t>maxcode if n > <uint32_t>maxcode else n
+    n = 0 if mag == 0 else n
+    return <uint8_t>(n | ((bits >> 31) << (nbits - 1)))
+
+
+cdef inline void encode_block(const uint32_t* xb, uint8_t* c, int block, int X, int path, int is_int,
                               int nbits, int mbits, int emin, int bias, int maxcode) noexcept nogil:
+    # path 2: the block holds fp32 subnormals (the general integer path); otherwise MXINT8, or
+    # FP elements where none (path 1, the common case for FP8) or some (path 0) fall below the
+    # element format's normals. One simple loop each, so each vectorizes.
     cdef int j
-    if exact:
+    if path == 2:
         for j in range(block):
             c[j] = encode_exact(xb[j], X, is_int, nbits, mbits, emin, maxcode)
+    elif is_int:
+        for j in range(block):
+            c[j] = encode_int(xb[j], X)
+    elif path == 1:
+        for j in range(block):
+            c[j] = encode_normal(xb[j], X, nbits, mbits, bias, maxcode)
     else:
         for j in range(block):
-            c[j] = encode_elem(xb[j], X, is_int, nbits, mbits, emin, bias, maxcode)
+            c[j] = encode_elem(xb[j], X, nbits, mbits, emin, bias, maxcode)
 
 
 cdef inline double block_sse(const uint32_t* xb, const uint8_t* codes, int k, int X, const MXFmt* f) noexcept nogil:
@@ -138,7 +163,8 @@ cdef inline int quantize_row_blocks(const uint32_t* xrow, int dim, uint8_t* out,
     cdef uint8_t c0[MAX_BLOCK]
     cdef uint8_t c1[MAX_BLOCK]
     cdef int b, j, k, X, X1, bad = 0
-    cdef uint32_t mag, amax, sub
+    cdef uint32_t mag, amax, sub, minmag, low, minlow
+    cdef int path
     cdef const uint32_t* xp
     cdef bint nonfinite
     cdef int code_bytes = block * nbits // 8
@@ -148,17 +174,20 @@ cdef inline int quantize_row_blocks(const uint32_t* xrow, int dim, uint8_t* out,
         if k > block:
             k = block
         amax = 0
-        sub = 0
+        minlow = 0xFFFFFFFFu
         if k == block:
             xp = xrow + b * block
         else:  # the last, partial block: zero padding
             for j in range(block):
                 xb[j] = xrow[b * block + j] if j < k else 0
             xp = xb
-        for j in range(block):
+        for j in range(block):  # three unsigned reductions, so the scan vectorizes
             mag = xp[j] & 0x7FFFFFFF
             amax = mag if mag > amax else amax
-            sub |= (mag != 0) & (mag < 0x800000)
+            low = mag - 1u  # wraps for zero: the min of mag - 1 is over nonzero elements
+            minlow = low if low < minlow else minlow
+        sub = minlow < 0x7FFFFF  # some nonzero element is an fp32 subnormal
+        minmag = minlow + 1u
         nonfinite = amax >= 0x7F800000
         if nonfinite:
             bad += 1
@@ -174,10 +203,12 @@ cdef inline int quantize_row_blocks(const uint32_t* xrow, int dim, uint8_t* out,
                 X = -127
             elif X > 127:
                 X = 127
-        encode_block(xp, c0, block, X, sub, is_int, nbits, mbits, emin, bias, maxcode)
+        # the smallest nonzero element decides whether any element falls below the normals
+        path = 2 if sub else (1 if (not is_int and <int>(minmag >> 23) - 127 - X >= emin) else 0)
+        encode_block(xp, c0, block, X, path, is_int, nbits, mbits, emin, bias, maxcode)
         if mse and amax != 0 and X < 127:
             X1 = X + 1
-            encode_block(xp, c1, block, X1, sub, is_int, nbits, mbits, emin, bias, maxcode)
+            encode_block(xp, c1, block, X1, 2 if sub else 0, is_int, nbits, mbits, emin, bias, maxcode)
             if block_sse(xp, c1, block, X1, f) < block_sse(xp, c0, block, X, f):
                 X = X1
                 for j in range(block):
@@ -209,6 +240,6 @@ def quantize(const float[:, ::1] x, uint8_t[:, ::1] out, spec, int block, bint m
     f.lut = &lut[0]
     if n == 0:
         return 0
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+    for i in prange(n, nogil=True, schedule="dynamic", chunksize=256, num_threads=n_threads):
         bad += quantize_row(<const uint32_t*>&x[i, 0], dim, &out[i, 0], block, nb, &f, mse, nan_block)
     return bad
