@@ -110,7 +110,8 @@ class SpectralEmbedding:
         nz_rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
         # PMI(i, j) = log P(j | i) - log P_alpha(j); keep the positive part
         X.data = np.log(X.data / row[nz_rows]) - context_logp[X.indices]
-        X.data[X.data < 0] = 0
+        # keep the positive part; a partner never seen in fit (log p = -inf) carries no information
+        X.data[(X.data < 0) | ~np.isfinite(X.data)] = 0
         X.eliminate_zeros()
         return X
 

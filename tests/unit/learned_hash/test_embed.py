@@ -125,3 +125,15 @@ def test_cooccurrence_from_stats_matches_pair_counts_and_label_split():
         cooccurrence(stats, "a", ids, partners=["zzz"])
     with pytest.raises(ConfigError, match="no mined co-occurrence"):
         cooccurrence(LogStats.from_rows(cols, features=["a"]), "a", ids)
+
+
+def test_transform_ignores_partners_unseen_in_fit():
+    X, _ = _blocks()
+    X = X.tolil()
+    X[:, 0] = 0  # partner 0 never seen in fit
+    est = SpectralEmbedding(4, seed=0).fit(X.tocsr())
+    new = X.tocsr().copy().tolil()
+    new[0, 0] = 5
+    out = est.transform(new.tocsr())
+    assert np.isfinite(out).all()
+    assert out[0] @ est.embedding_[0] > 0.99  # the unknown partner does not move the id
