@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from embcompress.errors import ConfigError, NotFittedError
-from learned_hash.embed import LabelAwareEmbedding, SpectralEmbedding, TableEmbedding, cooccurrence, randomized_svd
+from learned_hash.embed import LabelAwareEmbedding, _orthonormalize, SpectralEmbedding, TableEmbedding, cooccurrence, randomized_svd
 from learned_hash.mining.stats import LogStats
 
 
@@ -137,3 +137,11 @@ def test_transform_ignores_partners_unseen_in_fit():
     out = est.transform(new.tocsr())
     assert np.isfinite(out).all()
     assert out[0] @ est.embedding_[0] > 0.99  # the unknown partner does not move the id
+
+
+def test_orthonormalize_spans_the_columns_even_when_rank_deficient():
+    rng = np.random.default_rng(0)
+    for Y in (rng.standard_normal((500, 12)), np.repeat(rng.standard_normal((500, 3)), 4, axis=1)):
+        Q = _orthonormalize(Y)
+        np.testing.assert_allclose(Q.T @ Q, np.eye(12), atol=1e-8)
+        np.testing.assert_allclose(Q @ (Q.T @ Y), Y, atol=1e-8)  # Y lies in span(Q)
