@@ -49,6 +49,13 @@ cdef inline float pow2f(int e) noexcept nogil:
     return f32_from_bits((<uint32_t>1) << (e + 149))
 
 
+cdef inline uint64_t pack8(const uint8_t* c, int bits) noexcept nogil:
+    """8 codes as one little-endian word (inlined with a constant width: constant shifts)."""
+    return ((<uint64_t>c[0]) | (<uint64_t>c[1] << bits) | (<uint64_t>c[2] << (2 * bits))
+            | (<uint64_t>c[3] << (3 * bits)) | (<uint64_t>c[4] << (4 * bits)) | (<uint64_t>c[5] << (5 * bits))
+            | (<uint64_t>c[6] << (6 * bits)) | (<uint64_t>c[7] << (7 * bits)))
+
+
 cdef inline void pack_codes(const uint8_t* codes, int count, int bits, uint8_t* dst) noexcept nogil:
     """Little-endian bit stream of count codes (count a multiple of 8): 8 codes -> bits bytes."""
     cdef int g, j
@@ -68,9 +75,19 @@ cdef inline void pack_codes(const uint8_t* codes, int count, int bits, uint8_t* 
             dst[3 * g + 1] = <uint8_t>((w >> 8) & 0xFF)
             dst[3 * g + 2] = <uint8_t>(w >> 16)
         return
+    if bits == 5:
+        for g in range(count // 8):
+            word = pack8(codes + 8 * g, 5)
+            for j in range(5):
+                dst[5 * g + j] = <uint8_t>((word >> (8 * j)) & 0xFF)
+        return
+    if bits == 3:
+        for g in range(count // 8):
+            word = pack8(codes + 8 * g, 3)
+            for j in range(3):
+                dst[3 * g + j] = <uint8_t>((word >> (8 * j)) & 0xFF)
+        return
     for g in range(count // 8):
-        word = 0
-        for j in range(8):
-            word |= (<uint64_t>codes[8 * g + j]) << (bits * j)
+        word = pack8(codes + 8 * g, bits)
         for j in range(bits):
             dst[bits * g + j] = <uint8_t>((word >> (8 * j)) & 0xFF)

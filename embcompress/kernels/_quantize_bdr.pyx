@@ -12,7 +12,6 @@ from ._qbits cimport floor_log2_mag, rne_shift, pow2f, f32_from_bits, pack_codes
 
 cdef enum:
     MAX_BLOCK = 16
-    ZERO_EXP = -1048576  # stands for floor(log2(0)): below every shared exponent
 
 
 cdef inline uint32_t rne_u32(uint32_t v, uint32_t s) noexcept nogil:
@@ -20,7 +19,12 @@ cdef inline uint32_t rne_u32(uint32_t v, uint32_t s) noexcept nogil:
     return (v + ((<uint32_t>1) << (s - 1)) - 1 + ((v >> s) & 1)) >> s
 
 
-cdef inline int encode_block(const uint32_t* xb, const int* fl2, int block, int e, int b, bint exact,
+cdef inline uint32_t pow2_bits(int e) noexcept nogil:
+    """float32 bits of 2^e (-149 <= e <= 127): |x| < 2^e iff its magnitude bits are below these."""
+    return (<uint32_t>(e + 127) << 23) if e >= -126 else ((<uint32_t>1) << (e + 149))
+
+
+cdef inline int encode_block(const uint32_t* xb, int block, int e, int b, bint exact,
                              uint8_t* codes, double* sse) noexcept nogil:
     """Codes of one block under shared exponent e; returns the microexponent byte.
 
@@ -30,10 +34,11 @@ cdef inline int encode_block(const uint32_t* xb, const int* fl2, int block, int 
     cdef int sj[MAX_BLOCK]
     cdef int64_t M64, n64
     cdef uint32_t top = (1u << (b - 1)) - 1, mag, expf, M, n
+    cdef uint32_t thr = pow2_bits(e)  # an element's exponent is below e iff |x| < 2^e
     cdef double acc = 0.0, d
     cdef float v
     for p in range(block // 2):
-        s = (fl2[2 * p] < e) & (fl2[2 * p + 1] < e)
+        s = ((xb[2 * p] & 0x7FFFFFFF) < thr) & ((xb[2 * p + 1] & 0x7FFFFFFF) < thr)
         sj[2 * p] = s
         sj[2 * p + 1] = s
         micro |= s << p
@@ -71,12 +76,11 @@ cdef int quantize_row(const uint32_t* xrow, int dim, uint8_t* out, int block, in
                       bint mse, bint nan_block) noexcept nogil:
     """Encode one row; returns the number of blocks holding NaN or inf."""
     cdef uint32_t xb[MAX_BLOCK]
-    cdef int fl2[MAX_BLOCK]
     cdef uint8_t c0[MAX_BLOCK]
     cdef uint8_t c1[MAX_BLOCK]
     cdef int blk, j, k, e, m0, m1, bad = 0
-    cdef uint32_t mag, amax, sub
-    cdef bint nonfinite
+    cdef uint32_t mag, amax, minlow, low
+    cdef bint nonfinite, sub
     cdef double sse0, sse1
     cdef int code_bytes = block * b // 8
     cdef uint8_t* codes_out = out + 2 * nb
@@ -84,18 +88,17 @@ cdef int quantize_row(const uint32_t* xrow, int dim, uint8_t* out, int block, in
         k = dim - blk * block
         if k > block:
             k = block
-        amax = 0
-        sub = 0
-        nonfinite = False
         for j in range(block):
             xb[j] = xrow[blk * block + j] if j < k else 0
+        amax = 0
+        minlow = 0xFFFFFFFFu
+        for j in range(block):  # unsigned reductions, so the scan vectorizes
             mag = xb[j] & 0x7FFFFFFF
-            if mag >= 0x7F800000:
-                nonfinite = True
-            elif mag > amax:
-                amax = mag
-            fl2[j] = (<int>(mag >> 23) - 127) if mag >= 0x800000 else (floor_log2_mag(mag) if mag else ZERO_EXP)
-            sub |= (mag != 0) & (mag < 0x800000)
+            amax = mag if mag > amax else amax
+            low = mag - 1u  # wraps for zero: the min is over nonzero elements
+            minlow = low if low < minlow else minlow
+        sub = minlow < 0x7FFFFF  # some nonzero element is an fp32 subnormal
+        nonfinite = amax >= 0x7F800000
         if nonfinite:
             bad += 1
             if nan_block:
@@ -112,15 +115,15 @@ cdef int quantize_row(const uint32_t* xrow, int dim, uint8_t* out, int block, in
             elif e > 127:
                 e = 127
         if mse and amax != 0 and e < 127:
-            m0 = encode_block(xb, fl2, block, e, b, sub, c0, &sse0)
-            m1 = encode_block(xb, fl2, block, e + 1, b, sub, c1, &sse1)
+            m0 = encode_block(xb, block, e, b, sub, c0, &sse0)
+            m1 = encode_block(xb, block, e + 1, b, sub, c1, &sse1)
             if sse1 < sse0:
                 e = e + 1
                 m0 = m1
                 for j in range(block):
                     c0[j] = c1[j]
         else:
-            m0 = encode_block(xb, fl2, block, e, b, sub, c0, NULL)
+            m0 = encode_block(xb, block, e, b, sub, c0, NULL)
         out[blk] = <uint8_t>(e + 127)
         out[nb + blk] = <uint8_t>m0
         pack_codes(c0, block, b, codes_out + blk * code_bytes)
@@ -138,6 +141,6 @@ def quantize(const float[:, ::1] x, uint8_t[:, ::1] out, spec, int block, bint m
         raise ValueError(f"block {block} not supported by the compiled BDR quantizer")
     if n == 0:
         return 0
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+    for i in prange(n, nogil=True, schedule="dynamic", chunksize=256, num_threads=n_threads):
         bad += quantize_row(<const uint32_t*>&x[i, 0], dim, &out[i, 0], block, nb, b, mse, nan_block)
     return bad
