@@ -116,12 +116,24 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
     return QuantizedTable(data, spec.name, (n, dim), block_size=block, scale_mode=scale_mode)
 
 
+_CHUNK_ROWS = 1 << 14  # the reference works on int64 copies: bound its memory on big tables
+
+
 def encode_numpy(x: np.ndarray, spec: FormatSpec, block: int | None, scale_mode: str = "floor", nonfinite: str = "error") -> np.ndarray:
     """The NumPy reference quantizer: float32 ``(n, dim)`` -> row records ``(n, row_bytes)`` uint8."""
+    if not np.isfinite(x).all() and nonfinite == "error":
+        raise _nonfinite_rows_error(x)
+    if x.shape[0] <= _CHUNK_ROWS:
+        return _encode_chunk(x, spec, block, scale_mode)
+    out = np.empty((x.shape[0], spec.row_bytes(x.shape[1], block)), dtype=np.uint8)
+    for start in range(0, x.shape[0], _CHUNK_ROWS):
+        out[start : start + _CHUNK_ROWS] = _encode_chunk(x[start : start + _CHUNK_ROWS], spec, block, scale_mode)
+    return out
+
+
+def _encode_chunk(x: np.ndarray, spec: FormatSpec, block: int | None, scale_mode: str) -> np.ndarray:
     n, dim = x.shape
     finite_rows = np.isfinite(x).all(axis=1)
-    if not finite_rows.all() and nonfinite == "error":
-        raise _nonfinite_rows_error(x)
     any_bad = not finite_rows.all()
     if spec.family == "float":
         vals = floats.encode(np.where(finite_rows[:, None], x, np.float32(np.nan)) if any_bad else x, spec)
