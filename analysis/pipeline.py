@@ -72,7 +72,7 @@ class DemoSettings:
             return cls(n_rows=4000, vocab=(300, 600, 20, 5), n_groups=(10, 12, 4, 2), dim=16, budget=0.1,
                        min_vocab=100, epochs=2, batch_size=256, lr=1e-2, dram_share=0.1, serve_batch=512,
                        format_bags=200)
-        return cls(n_rows=100_000, vocab=(2000, 5000, 200, 20), n_groups=(20, 50, 10, 4), dim=32, budget=0.1,
+        return cls(n_rows=300_000, vocab=(5000, 20000, 200, 20), n_groups=(50, 200, 10, 4), dim=32, budget=0.1,
                    min_vocab=500, epochs=10, batch_size=512, lr=2e-3, dram_share=0.1, serve_batch=4096,
                    format_bags=2000)
 
