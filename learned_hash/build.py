@@ -100,7 +100,9 @@ def fit_hash(
     (spectral on partners split by label), or ``(ids, vectors)`` precomputed, e.g. a trained
     table's rows via :class:`learned_hash.embed.TableEmbedding`. ``"auto"`` takes
     ``"label_aware"`` when the stats hold a label, else ``"cooccurrence"``. ``partners``: features
-    whose co-occurrence embeds ``feature`` (default every feature mined in a pair with it).
+    whose co-occurrence embeds ``feature`` (default every feature mined in a pair with it;
+    ``feature`` itself means its session sequences, which are not split by label, so ``"auto"``
+    then takes ``"cooccurrence"``).
     ``n_components``, ``max_share``, ``n_iter``, ``n_threads``: embedding dimension and k-means
     settings. ``progress(done, total)`` follows the clustering.
     """
@@ -173,7 +175,9 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
         # Until the evaluation issue measures which embedding serves model quality best, "auto"
         # takes the label-aware one when a label was mined (it told clicking from non-clicking
         # partners apart in a first check on a rating log), else plain co-occurrence.
-        kind = embedding if embedding != "auto" else ("label_aware" if stats.label is not None else "cooccurrence")
+        sequences = partners is not None and feature in partners  # not split by label
+        kind = embedding if embedding != "auto" else (
+            "label_aware" if stats.label is not None and not sequences else "cooccurrence")
         if kind == "label_aware" and stats.label is None:
             raise ConfigError("fit_hash(embedding='label_aware') needs stats mined with a label. "
                               "Mine with label=<the label column>, or use embedding='cooccurrence'.")

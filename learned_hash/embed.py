@@ -278,8 +278,10 @@ def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[st
         return mined
     partners = list(partners)
     for p in partners:
-        if p not in mined:
-            raise param_error("partners", "cooccurrence", f"name features mined in a pair with {feature!r} ({mined})", p)
+        if p not in mined and p != feature:
+            raise param_error("partners", "cooccurrence",
+                              f"name features mined in a pair with {feature!r} ({mined}), or {feature!r} itself "
+                              f"for its session sequences", p)
     return partners
 
 
@@ -287,8 +289,11 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
     """``(matrix, partners)``: co-occurrence counts of ``feature``'s ``ids`` (rows, in the given
     order) with the ids of each partner feature (columns, partner after partner).
 
-    ``partners`` defaults to every feature mined in a pair with ``feature``. ``label=1`` (``0``)
-    counts only positive (negative) rows. Ids with no pair get an empty row.
+    ``partners`` defaults to every feature mined in a pair with ``feature``; ``feature`` itself
+    among them stands for its session sequences (mined with a ``sequence_key``): an id's partners
+    are then the ids just before and just after it in a session. ``label=1`` (``0``) counts only
+    positive (negative) rows (pairs only: sequences are not split by label). Ids with no pair get
+    an empty row.
     """
     import scipy.sparse as sp
 
@@ -298,9 +303,20 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
     partners = _partners_of(stats, feature, partners)
     blocks = []
     for p in partners:
-        # columns: every partner id of the pair, whatever the label, so label blocks align
-        cols = np.unique(stats.pair_counts(feature, p)[1])
-        ia, ib, c = stats.pair_counts(feature, p, label=label)
+        if p == feature:
+            if label is not None:
+                raise ConfigError(
+                    f"Session sequences of {feature!r} are not split by label, so they cannot be a "
+                    f"partner of a label-aware embedding. Use embedding='cooccurrence' or other partners."
+                )
+            prev, nxt, c = stats.sequence_counts(feature)
+            # symmetric: b follows a counts for a (partner b) and for b (partner a)
+            ia, ib, c = np.concatenate([prev, nxt]), np.concatenate([nxt, prev]), np.concatenate([c, c])
+            cols = np.unique(ib)
+        else:
+            # columns: every partner id of the pair, whatever the label, so label blocks align
+            cols = np.unique(stats.pair_counts(feature, p)[1])
+            ia, ib, c = stats.pair_counts(feature, p, label=label)
         at = np.minimum(np.searchsorted(sorted_ids, ia), max(ids.size - 1, 0))
         found = sorted_ids[at] == ia if ids.size else np.zeros(ia.size, dtype=bool)
         blocks.append(sp.csr_matrix((c[found], (order[at[found]], np.searchsorted(cols, ib[found]))),

@@ -91,6 +91,8 @@ def command(
     hot_rows: int = typer.Option(None, "--hot-rows", help="Rows owned by single hot ids (default: from the frequency curve)."),
     max_mapped_ids: int = typer.Option(None, "--max-mapped-ids", help="Most ids a map stores; the rest hash."),
     embedding: str = typer.Option("auto", "--embedding", help="auto | cooccurrence | label_aware"),
+    partner: list[str] = typer.Option([], "--partner", help="Feature whose co-occurrence embeds the ids (repeatable; "
+                                      "the feature itself: its session sequences). Default: every mined pair."),
     max_share: float = typer.Option(None, "--max-share", help="Largest share of traffic one bucket may carry."),
     seed: int = typer.Option(0, "--seed", help="Seed of embedding, clustering and fallback hash."),
     threads: int = typer.Option(None, "--threads", help="Threads (default: the machine's, honouring OMP_NUM_THREADS)."),
@@ -109,7 +111,8 @@ def command(
     try:
         for s in fit_hash_files(stats, feature, per, out_dir, previous_dir=previous_dir, progress_for=progress_for,
                                 method=method, hot_rows=hot_rows, max_mapped_ids=max_mapped_ids,
-                                embedding=embedding, max_share=max_share, seed=seed, n_threads=threads):
+                                embedding=embedding, partners=partner or None, max_share=max_share, seed=seed,
+                                n_threads=threads):
             bar.close()
             bar = None
             typer.echo(summary_line(s))

@@ -235,3 +235,20 @@ def test_on_frappe_items_sharing_a_row_have_similar_users():
     for embedding in ("cooccurrence", "label_aware"):
         learned = same_row_similarity(fit_hash(stats, "item", 256, embedding=embedding, seed=0))
         assert learned > 1.6 * hashed, (embedding, learned, hashed)
+
+
+def test_session_sequences_embed_ids_for_fit_hash():
+    rng = np.random.default_rng(1)
+    n_sessions, per = 600, 8
+    sess = np.repeat(np.arange(n_sessions), per)
+    grp = sess % 6
+    item = grp * 1000 + rng.integers(0, 15, sess.size)
+    cols = {"s": sess, "item": item, "t": np.tile(np.arange(per), n_sessions), "y": rng.integers(0, 2, sess.size)}
+    stats = LogStats.from_rows(cols, features=["item"], label="y", sequence_key="s", time_key="t")
+    m = fit_hash(stats, "item", 12, hot_rows=0, partners=["item"], seed=0)
+    assert m.config["embedding"]["kind"] == "cooccurrence" and m.config["embedding"]["partners"] == ["item"]
+    ids = stats.frequencies("item")[0]
+    rows = m.lookup(ids)
+    # every row holds ids of one session group only
+    for r in np.unique(rows):
+        assert np.unique(ids[rows == r] // 1000).size == 1

@@ -145,3 +145,29 @@ def test_orthonormalize_spans_the_columns_even_when_rank_deficient():
         Q = _orthonormalize(Y)
         np.testing.assert_allclose(Q.T @ Q, np.eye(12), atol=1e-8)
         np.testing.assert_allclose(Q @ (Q.T @ Y), Y, atol=1e-8)  # Y lies in span(Q)
+
+
+def test_session_sequences_as_partners():
+    # sessions walk within one of two id groups: 0..9 or 100..109
+    rng = np.random.default_rng(0)
+    sess, item, t = [], [], []
+    for s in range(400):
+        base = 0 if s % 2 else 100
+        for k in range(6):
+            sess.append(s)
+            item.append(base + int(rng.integers(0, 10)))
+            t.append(k)
+    cols = {"s": np.array(sess), "item": np.array(item), "t": np.array(t), "y": rng.integers(0, 2, len(sess))}
+    stats = LogStats.from_rows(cols, features=["item"], label="y", sequence_key="s", time_key="t")
+    ids = stats.frequencies("item")[0]
+    X, partners = cooccurrence(stats, "item", ids, partners=["item"])
+    prev, nxt, c = stats.sequence_counts("item")
+    assert partners == ["item"] and X.sum() == 2 * c.sum()
+    E = SpectralEmbedding(2, seed=0).fit_transform(X)
+    group = ids >= 100
+    sim = E @ E.T
+    assert sim[group[:, None] == group[None, :]].mean() > 0.9 > 0.1 > sim[group[:, None] != group[None, :]].mean()
+    with pytest.raises(ConfigError, match="not split by label"):
+        cooccurrence(stats, "item", ids, partners=["item"], label=1)
+    with pytest.raises(ConfigError, match="session key"):
+        cooccurrence(LogStats.from_rows(cols, features=["item"]), "item", ids, partners=["item"])
