@@ -1,8 +1,12 @@
+import os
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embcompress.idmap import IdMap
+from embcompress.kernels import compiled
 
 int64s = st.integers(-(2**63), 2**63 - 1)
 
@@ -57,3 +61,22 @@ def test_save_load_identity(tmp_path_factory, m_ids, queries):
     np.testing.assert_array_equal(back.ids, m.ids)
     np.testing.assert_array_equal(back.rows, m.rows)
     np.testing.assert_array_equal(back.fallback_rows, m.fallback_rows)
+
+
+@pytest.mark.skipif(compiled("_idmap") is None, reason="compiled kernels not built (or EMBCOMPRESS_KERNELS=numpy)")
+@settings(max_examples=40, deadline=None)
+@given(maps(), st.lists(int64s, max_size=100))
+def test_compiled_kernel_matches_numpy_twin(m_ids, queries):
+    m, ids, _, _ = m_ids
+    q = np.concatenate([ids, np.array(queries, dtype=np.int64)])
+    got_c = m.lookup(q, n_threads=2)
+    before = os.environ.get("EMBCOMPRESS_KERNELS")
+    os.environ["EMBCOMPRESS_KERNELS"] = "numpy"
+    try:
+        got_n = m.lookup(q)
+    finally:
+        if before is None:
+            del os.environ["EMBCOMPRESS_KERNELS"]
+        else:
+            os.environ["EMBCOMPRESS_KERNELS"] = before
+    np.testing.assert_array_equal(got_c, got_n)
