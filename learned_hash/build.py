@@ -8,8 +8,8 @@
 2. The next ids, up to ``max_mapped_ids`` mapped ids in all, are embedded
    (:mod:`learned_hash.embed`) and clustered by frequency-weighted k-means
    (:mod:`learned_hash.cluster`) into the remaining ``n_rows - hot_rows`` rows.
-3. Every other id (less frequent than the map's budget, without co-occurrence to embed, or never
-   seen) hashes into those cold rows through the map's seeded fallback hash.
+3. Every other id (less frequent than the map's budget, without co-occurrence above chance to
+   embed, or never seen) hashes into those cold rows through the map's seeded fallback hash.
 
 ``previous=``: a refit keeps every bucket on the old row most of its ids had (largest overlaps
 first), so an id whose bucket did not change keeps its row; ``meta["moved_ids"]`` (and
@@ -27,7 +27,7 @@ from embcompress.idmap import IdMap
 
 from .baselines import choose_hot_rows, frequency_map, hash_map
 from .cluster import FrequencyKMeans
-from .embed import LabelAwareEmbedding, SpectralEmbedding, cooccurrence
+from .embed import LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, cooccurrence
 
 METHODS = ("learned", "hash", "frequency")
 EMBEDDINGS = ("auto", "cooccurrence", "label_aware")
@@ -183,19 +183,26 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
                               "Mine with label=<the label column>, or use embedding='cooccurrence'.")
         est_cls = LabelAwareEmbedding if kind == "label_aware" else SpectralEmbedding
         est = est_cls(n_components, seed=seed)
+        used, has, vectors = partners or [], np.zeros(rest.size, bool), np.zeros((0, n_components), np.float32)
         if rest.size:
             if kind == "label_aware":
                 Xp, used = cooccurrence(stats, feature, rest, partners=partners, label=1)
                 Xn, _ = cooccurrence(stats, feature, rest, partners=used, label=0)
                 has = np.asarray((Xp + Xn).sum(axis=1)).ravel() > 0
-                vectors = est.fit(Xp[has], Xn[has]).embedding_
+                fit = lambda: est.fit(Xp[has], Xn[has])  # noqa: E731
             else:
                 X, used = cooccurrence(stats, feature, rest, partners=partners)
                 has = np.asarray(X.sum(axis=1)).ravel() > 0
-                vectors = est.fit(X[has]).embedding_
-            emb_ids = rest[has]
-        else:
-            used, has, emb_ids, vectors = [], np.zeros(0, bool), rest, np.zeros((0, n_components), np.float32)
+                fit = lambda: est.fit(X[has])  # noqa: E731
+            try:
+                vectors = fit().embedding_ if has.any() else vectors
+            except NoPositiveCooccurrence:  # every id at chance level with its partners
+                vectors = np.zeros((int(has.sum()), n_components), np.float32)
+            # ids whose partners tell nothing (zero embedding) are hashed like unseen ids
+            informative = np.linalg.norm(vectors, axis=1) > 0
+            vectors = vectors[informative]
+            has[has] = informative
+        emb_ids = rest[has]
         extra["config"]["embedding"] = {"kind": kind, "partners": list(used), **est.get_params()}
     else:
         try:

@@ -26,6 +26,10 @@ import numpy as np
 from embcompress.errors import ConfigError, NotFittedError, param_error
 
 
+class NoPositiveCooccurrence(ConfigError):
+    """No id co-occurs with any partner above chance: PPMI is all zero, nothing to embed."""
+
+
 def _orthonormalize(Y: np.ndarray) -> np.ndarray:
     """An orthonormal basis of the columns of a tall ``Y``: Cholesky QR done twice (CholeskyQR2),
     a few times faster than Householder QR on tall-skinny blocks and as accurate once repeated;
@@ -139,7 +143,7 @@ class SpectralEmbedding:
         M = self._ppmi(X, self.context_logp_)
         self.n_features_in_ = X.shape[1]
         if M.nnz == 0:
-            raise ConfigError(
+            raise NoPositiveCooccurrence(
                 f"{type(self).__name__}.fit found no positive co-occurrence: every id co-occurs with "
                 f"every partner at chance level or not at all. Mine more pairs or use a trained table."
             )

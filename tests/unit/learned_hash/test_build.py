@@ -252,3 +252,16 @@ def test_session_sequences_embed_ids_for_fit_hash():
     # every row holds ids of one session group only
     for r in np.unique(rows):
         assert np.unique(ids[rows == r] // 1000).size == 1
+
+
+def test_ids_without_informative_cooccurrence_are_hashed_not_clustered():
+    # id 7 co-occurs with nothing; 5 and 6 only with one partner each, at chance level (PPMI 0)
+    stats = LogStats.from_arrays({"a": (np.array([5, 6, 7]), np.array([100, 50, 1]))},
+                                 pairs={("a", "b"): (np.array([5, 6]), np.array([1, 1]), np.array([100, 50]))}, n_rows=151)
+    m = fit_hash(stats, "a", 4, hot_rows=0, embedding="cooccurrence")
+    assert m.n_mapped == 0 and m.meta["unembedded_ids"] == 3
+    hot = fit_hash(stats, "a", 4, embedding="cooccurrence")  # 5 and 6 carry an average row's traffic
+    assert hot.meta["hot_ids"] == 2 and hot.n_mapped == 2 and hot.meta["unembedded_ids"] == 1
+    empty = LogStats.from_arrays({"a": (np.zeros(0, np.int64), np.zeros(0, np.int64))}, n_rows=0)
+    for method in ("hash", "frequency"):
+        assert fit_hash(empty, "a", 4, method=method).meta["ids_seen"] == 0
