@@ -51,31 +51,50 @@ cdef extern from *:
 
     /* fbgemm's _mm256_cvtps_epi32 (+ saturating packs) then clamp to [0, top]. */
     static inline uint8_t embc_code(float t, int top) {
-        /* NaN, inf and anything outside int32 become 0 (INT_MIN, then the saturating packs). */
-        int ok = t > -2147483648.0f && t < 2147483648.0f;
-        float r = rintf(ok ? t : 0.0f);
-        r = r < 0.0f ? 0.0f : (r > (float)top ? (float)top : r);
+        /* NaN, inf and anything outside int32 become 0 (INT_MIN, then the saturating packs);
+           negatives clamp to 0 anyway. Branch-free, so the code loops vectorize. */
+        float r;
+        t = ((t > -1.0f) & (t < 2147483648.0f)) ? t : 0.0f;
+        r = rintf(t);
+        r = r > (float)top ? (float)top : r;
         return (uint8_t)(int)r;
     }
 
-    /* min and max in fbgemm's AVX2 reduction order. */
+    /* min and max in fbgemm's AVX2 reduction order: 8 lanes over the first dim / 8 * 8 values
+       (vminps / vmaxps(acc, v) keep v on ties), then the lanes in order and the tail (std::min /
+       std::max keep the running value on ties). */
+    #ifdef __AVX__
+    #include <immintrin.h>
+    #endif
     static inline void embc_min_max(const float *x, int dim, float *mn_out, float *mx_out) {
         float lmin[8], lmax[8], mn = FLT_MAX, mx = -FLT_MAX, v;
         int c, l, vec = dim / 8 * 8;
+    #ifdef __AVX__
+        __m256 vmin = _mm256_set1_ps(FLT_MAX), vmax = _mm256_set1_ps(-FLT_MAX);
+        for (c = 0; c < vec; c += 8) {
+            __m256 in = _mm256_loadu_ps(x + c);
+            vmin = _mm256_min_ps(vmin, in);
+            vmax = _mm256_max_ps(vmax, in);
+        }
+        _mm256_storeu_ps(lmin, vmin);
+        _mm256_storeu_ps(lmax, vmax);
+    #else
         for (l = 0; l < 8; l++) { lmin[l] = FLT_MAX; lmax[l] = -FLT_MAX; }
         for (c = 0; c < vec; c += 8)
             for (l = 0; l < 8; l++) {
                 v = x[c + l];
-                lmin[l] = lmin[l] < v ? lmin[l] : v;   /* vminps(acc, v): v on ties */
+                lmin[l] = lmin[l] < v ? lmin[l] : v;
                 lmax[l] = lmax[l] > v ? lmax[l] : v;
             }
+    #endif
         for (l = 0; l < 8; l++) {
-            mn = lmin[l] < mn ? lmin[l] : mn;          /* std::min(mn, lane): mn on ties */
-            mx = mx < lmax[l] ? lmax[l] : mx;          /* std::max(mx, lane) */
+            mn = lmin[l] < mn ? lmin[l] : mn;
+            mx = mx < lmax[l] ? lmax[l] : mx;
         }
         for (c = vec; c < dim; c++) {
-            mn = x[c] < mn ? x[c] : mn;
-            mx = mx < x[c] ? x[c] : mx;
+            v = x[c];
+            mn = v < mn ? v : mn;
+            mx = mx < v ? v : mx;
         }
         *mn_out = mn; *mx_out = mx;
     }
@@ -169,7 +188,7 @@ def quantize(const float[:, ::1] x, uint8_t[:, ::1] out, spec, bint nan_block, i
     cdef int bad = 0
     if n == 0:
         return 0
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+    for i in prange(n, nogil=True, schedule="dynamic", chunksize=256, num_threads=n_threads):
         bad += quantize_row(&x[i, 0], dim, &out[i, 0], bits, code_bytes, nan_block)
     return bad
 
