@@ -79,10 +79,9 @@ class MiningPlan:
         return self.source.format in TEXT_FORMATS
 
     def can_be_bad(self) -> bool:
-        """Whether some row may be malformed (else the SQL skips the bad-row bookkeeping)."""
-        if self.text or self.schema.label is not None:
-            return True
-        return False
+        """Whether some row may be malformed (else the SQL skips the bad-row bookkeeping): any
+        text log, or a label (a missing label makes a row bad)."""
+        return self.text or self.schema.label is not None
 
 
 class Dialect:
@@ -255,7 +254,6 @@ def sequence_sql(plan: MiningPlan, d: Dialect, job: SequenceJob, *, extra_bad: s
     keys = key_columns(plan)
     k = f"__k{keys.index(job.feature)}"
     s = f"__k{keys.index(plan.schema.session_key)}"
-    kind = plan.kinds[plan.schema.session_key]
     where = [f"{s} IS NOT NULL"] + (["NOT __bad"] if plan.can_be_bad() else [])
     order = ("__t ASC NULLS FIRST, " if plan.schema.time_key else "") + f"{k} ASC NULLS FIRST"
     window = f"PARTITION BY {s} ORDER BY {order}"
