@@ -44,7 +44,7 @@ def plot_format_report(report, path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_pareto(summary: list[dict], path: str | os.PathLike, *, title: str = "") -> Path:
+def plot_pareto(summary: list[dict], path: str | os.PathLike, *, title: str = "", dpi: int = 110) -> Path:
     """Total embedding bytes (log scale) against test AUC, one line per (method, format) through
     its budgets, error bars one standard deviation over seeds; the full fp32 table dashed."""
     plt = _pyplot()
@@ -72,6 +72,6 @@ def plot_pareto(summary: list[dict], path: str | os.PathLike, *, title: str = ""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
