@@ -34,6 +34,12 @@ def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = N
     if not isinstance(master, str) or not master:
         raise ConfigError(f"The 'spark_master' parameter of mine must be 'local[N]' or 'sc://host:port'. Got {master!r} instead.")
     if master.startswith("sc://"):
+        try:
+            import pyspark.sql.connect  # noqa: F401  (checks grpcio and the other client packages)
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"A Spark Connect URL needs the Connect client: `pip install embcompress[spark]` ({exc})."
+            ) from None
         builder = SparkSession.builder.remote(master)
         for k, v in (conf or {}).items():
             builder = builder.config(k, v)
