@@ -118,3 +118,18 @@ def test_frequency_order_fast_path_equals_lexsort(span):
     ids = np.unique(rng.integers(0, span, 5000, dtype=np.uint64, endpoint=True)).view(np.int64)
     for counts in (rng.integers(1, 50, len(ids)), np.full(len(ids), 3)):
         assert np.array_equal(_freq_order(ids, counts), np.lexsort((ids, -counts)))
+
+
+def test_fixture_written_by_0_1_0_still_reads():
+    # tests/fixtures/logstats/small_v1.logstats was written by embcompress 0.1.0 (container 1.0,
+    # log-stats format 1) from the literal arrays below and is never regenerated.
+    from tests.conftest import ROOT
+
+    s = LogStats.load(ROOT / "tests" / "fixtures" / "logstats" / "small_v1.logstats", verify="full")
+    assert (s.features, s.label, s.n_rows, s.bad_lines, s.engine) == (["user", "item"], "y", 8, 2, "duckdb")
+    assert (s.sequence_key, s.time_key, s.min_count, s.source) == ("user", "t", 1, {"paths": ["/data/log.csv"], "format": "csv"})
+    assert [x.tolist() for x in s.frequencies("user")] == [[7, 3, MISSING_ID], [5, 2, 1]]
+    assert s.positives("user")[1].tolist() == [2, 0, 1]
+    assert [x.tolist() for x in s.pair_counts("user", "item")] == [[MISSING_ID, 3, 7, 7], [100, 200, 100, 200], [1, 2, 4, 1]]
+    assert [x.tolist() for x in s.pair_counts("user", "item", label=0)] == [[3, 7, 7], [200, 100, 200], [2, 2, 1]]
+    assert [x.tolist() for x in s.sequence_counts("item")] == [[100, 200], [200, 100], [1, 1]]
