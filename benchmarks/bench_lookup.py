@@ -21,6 +21,7 @@ taking turns within each round so that load from other processes falls on all of
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -75,6 +76,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
+    # Our tables are NumPy arrays, which NumPy backs with transparent huge pages where the kernel
+    # allows it (THP "madvise"); ask torch's allocator for the same, so both kernels see the same
+    # TLB behaviour on the same table.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     import torch
     import torch.nn.functional as F
 
@@ -91,8 +96,9 @@ def main() -> None:
         f"zipf{args.zipf}": zipf_ids(rng, args.rows, n_idx, args.zipf),
     }
 
-    print(f"machine: {cpu_model()}, {platform.machine()}, {__import__('os').cpu_count()} logical cpus")
-    print(f"torch {torch.__version__}, embcompress backend: {backend()}")
+    print(f"machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} logical cpus")
+    print(f"torch {torch.__version__}, embcompress backend: {backend()}, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, load average {os.getloadavg()[0]:.1f}")
     print(f"table {args.rows} x {args.dim}, {args.bags} bags of {args.bag_len} ids, mode sum, best of {args.repeat}")
 
     torch_tables = {

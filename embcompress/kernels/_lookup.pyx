@@ -40,6 +40,8 @@ cdef extern from *:
         int fp8_shift;       /*   23 - mantissa bits */
         float fp8_rescale;   /*   2^(127 - exponent bias) */
         int fp8_special;     /*   first magnitude code of Inf/NaN (codes at or above it) */
+        const float *scales;   /* E8M0 byte v -> 2^(v - 127), NaN for 0xFF (256 entries) */
+        const float *scales6;  /* E8M0 byte v -> 2^(v - 133), NaN for 0xFF: mxint8's k / 64 folded in */
     } embc_fmt;
 
     #if defined(__GNUC__) || defined(__clang__)
@@ -336,32 +338,11 @@ cdef extern from *:
        G = 1, 2, 4 or 8 chunks of 16 values stay in registers while all its rows stream past, the
        row data of later chunk groups coming from L1. Same per-element operation order. */
     #define EMBC_K_FP4 100  /* mxfp4_e2m1: MX_LUT_BITS with 4-bit codes */
-
-    /* 16 nibbles of 8 bytes, element 2i in the low nibble, as 16 bytes */
-    static inline __m128i embc_nibbles(const uint8_t *p) {
-        const __m128i b = _mm_loadl_epi64((const __m128i *)p);
-        const __m128i m = _mm_set1_epi8(0x0F);
-        return _mm_unpacklo_epi8(_mm_and_si128(b, m), _mm_and_si128(_mm_srli_epi16(b, 4), m));
-    }
-
-    /* The scales 2^(v - 127 - shift) of a row's (at most 16) E8M0 bytes v, lane k = block k, as
-       float bits built directly, never by arithmetic (a subnormal product would take a slow
-       microcode assist): normal (v - shift) << 23, subnormal 1 << (v - shift + 22), NaN for 0xFF. */
-    static inline __m512 embc_e8m0_vec(const uint8_t *p, int nb, const int shift) {
-        const __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(embc_mask(nb), p));
-        const __m512i e = _mm512_sub_epi32(v, _mm512_set1_epi32(shift));
-        const __mmask16 normal = _mm512_cmpgt_epi32_mask(e, _mm512_setzero_si512());
-        __m512i bits = _mm512_mask_blend_epi32(normal,
-            _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_add_epi32(e, _mm512_set1_epi32(22))),
-            _mm512_slli_epi32(e, 23));
-        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(v, _mm512_set1_epi32(255)),
-                                     _mm512_set1_epi32(0x7FC00000));
-        return _mm512_castsi512_ps(bits);
-    }
+    #define EMBC_K_FP8 101  /* MX_LUT8 decoded by shifts (fp8_arith) */
 
     static inline __attribute__((always_inline)) __m512 embc_dec(const embc_fmt *f, const uint8_t *rec, int c,
                                                                  const int kind, __m512 s, __m512 b, __m512 lut16,
-                                                                 const float *sarr, int special) {
+                                                                 const float *sarr) {
         switch (kind) {
         case EMBC_FP32: return _mm512_loadu_ps(rec + 64 * c);
         case EMBC_FP16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32 * c)));
@@ -371,33 +352,57 @@ cdef extern from *:
         case EMBC_INT8_ROW:
             return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
                 _mm_loadu_si128((const __m128i *)(rec + 8 + 16 * c)))), s), b);
-        case EMBC_INT4_ROW:
-            return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-                embc_nibbles(rec + 4 + 8 * c))), s), b);
+        case EMBC_INT4_ROW: {
+            /* 4-bit kinds keep each group of 32 values as two chunks, the even elements (low
+               nibbles, chunk 2m) and the odd ones (high nibbles, chunk 2m + 1), so one byte load
+               serves both; the bag's output is interleaved back when stored. */
+            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + 4 + 16 * (c >> 1))));
+            const __m512i nib = _mm512_and_si512(c & 1 ? _mm512_srli_epi32(k, 4) : k, _mm512_set1_epi32(15));
+            return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(nib), s), b); }
         case EMBC_MXINT8: {
-            const __m512 sc = _mm512_set1_ps(sarr[c >> f->cshift]);
+            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
             return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                 _mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)))), sc); }
         case EMBC_MX_LUT8: {
-            const __m512 sc = _mm512_set1_ps(sarr[c >> f->cshift]);
-            if (!f->fp8_arith || special) {
-                const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)));
-                return _mm512_mul_ps(_mm512_i32gather_ps(k, f->lut, 4), sc);
-            }
+            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
+            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)));
+            return _mm512_mul_ps(_mm512_i32gather_ps(k, f->lut, 4), sc); }
+        case EMBC_K_FP8: {
             /* FP8 by shifts: the sign-extended code shifted left by 23 - mbits and masked keeps
                the sign at bit 31 and puts the magnitude bits under a float32's exponent field,
-               which reads as 2^(127 - bias) times the element value (exponent field 0 gives float
-               subnormals, which scale exactly); one exact multiply by 2^(127 - bias) decodes it.
-               Rows holding Inf/NaN codes took the table path above. */
+               which reads as 2^(bias - 127) times the element value (exponent field 0 gives
+               float subnormals, which scale exactly); one exact multiply by 2^(127 - bias)
+               decodes it, then the block scale. Rows holding Inf/NaN codes go through the table
+               instead (embc_fp8_special). */
+            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
             const __m512i sx = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)));
             const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(sx, f->fp8_shift),
                                                   _mm512_set1_epi32((int)(0x80000000u | (0x7Fu << f->fp8_shift))));
             return _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(f->fp8_rescale)), sc); }
-        default: { /* EMBC_K_FP4 */
-            const __m512 sc = _mm512_set1_ps(sarr[c >> f->cshift]);
-            const __m512i k = _mm512_cvtepu8_epi32(embc_nibbles(rec + f->nb + 8 * c));
-            return _mm512_mul_ps(_mm512_permutexvar_ps(k, lut16), sc); }
+        default: { /* EMBC_K_FP4: even / odd chunks as for EMBC_INT4_ROW; the table permute reads
+                      only the low 4 bits of each lane */
+            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
+            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * (c >> 1))));
+            return _mm512_mul_ps(_mm512_permutexvar_ps(c & 1 ? _mm512_srli_epi32(k, 4) : k, lut16), sc); }
         }
+    }
+
+    /* Whether a row holds FP8 Inf/NaN codes, and its chunks c0 .. c0 + G - 1 decoded by the
+       element table (kept out of line: the hot loop then keeps its accumulators in registers). */
+    static int embc_fp8_special(const embc_fmt *f, const uint8_t *rec) {
+        const uint8_t *cp = rec + f->nb;
+        const __m512i lo7 = _mm512_set1_epi8(0x7F), from = _mm512_set1_epi8((char)f->fp8_special);
+        int special = 0;
+        for (int o = 0; o < f->dim; o += 64) {
+            const __mmask64 m = f->dim - o >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (f->dim - o)) - 1);
+            special |= _mm512_cmpge_epu8_mask(_mm512_and_si512(_mm512_maskz_loadu_epi8(m, cp + o), lo7), from) != 0;
+        }
+        return special;
+    }
+    static __attribute__((noinline)) void embc_fp8_table(const embc_fmt *f, const uint8_t *rec, const float *sarr,
+                                                         int c0, int G, __m512 *v) {
+        for (int g = 0; g < G; g++)
+            v[g] = embc_dec(f, rec, c0 + g, EMBC_MX_LUT8, _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), sarr);
     }
 
     static inline __attribute__((always_inline)) void embc_bag_fast(
@@ -406,7 +411,9 @@ cdef extern from *:
         const int64_t rb = f->row_bytes;
         const int nc = f->dim / 16;
         const __m512 lut16 = kind == EMBC_K_FP4 ? _mm512_loadu_ps(f->lut) : _mm512_setzero_ps();
-        float sarr[16] __attribute__((aligned(64)));
+        /* E8M0 byte -> block scale, by table: a load and a broadcast per chunk instead of vector
+           arithmetic per row (mxint8 folds its 2^-6 in) */
+        const float *sarr = kind == EMBC_MXINT8 ? f->scales6 : f->scales;
         if (start == 0)
             for (int64_t j = 0; j < end && j < EMBC_PREFETCH_ROWS; j++) embc_prefetch_row(data + idx[j] * rb, rb);
         for (int c0 = 0; c0 < nc; c0 += G) {
@@ -423,46 +430,46 @@ cdef extern from *:
                 } else if (kind == EMBC_INT4_ROW) {
                     s = _mm512_set1_ps(embc_half(embc_u16(rec)));
                     b = _mm512_set1_ps(embc_half(embc_u16(rec + 2)));
-                } else if (kind == EMBC_MXINT8) {  /* code k means k / 64: fold 2^-6 into the scale */
-                    _mm512_store_ps(sarr, embc_e8m0_vec(rec, f->nb, 6));
-                } else if (kind == EMBC_MX_LUT8 || kind == EMBC_K_FP4) {
-                    _mm512_store_ps(sarr, embc_e8m0_vec(rec, f->nb, 0));
                 }
-                int special = 0;
-                if (kind == EMBC_MX_LUT8 && f->fp8_arith) {  /* any Inf/NaN code in this row? */
-                    const uint8_t *cp = rec + f->nb;
-                    const __m512i lo7 = _mm512_set1_epi8(0x7F), from = _mm512_set1_epi8((char)f->fp8_special);
-                    for (int o = 0; o < f->dim; o += 64) {
-                        const __m512i m = _mm512_and_si512(_mm512_maskz_loadu_epi8(
-                            f->dim - o >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (f->dim - o)) - 1), cp + o), lo7);
-                        special |= _mm512_cmpge_epu8_mask(m, from) != 0;
-                    }
+                __m512 v[8];
+                if (kind == EMBC_K_FP8 && embc_fp8_special(f, rec)) {
+                    __m512 vt[8];
+                    embc_fp8_table(f, rec, sarr, c0, G, vt);
+                    for (int g = 0; g < G; g++) v[g] = vt[g];
+                } else {
+                    for (int g = 0; g < G; g++) v[g] = embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr);
                 }
                 if (mode == EMBC_MAX) {
                     if (j == start) {
-                        for (int g = 0; g < G; g++) acc[g] = embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special);
+                        for (int g = 0; g < G; g++) acc[g] = v[g];
                     } else {
                         for (int g = 0; g < G; g++) {
-                            const __m512 v = embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special);
-                            const __mmask16 keep = _mm512_cmp_ps_mask(acc[g], v, _CMP_GE_OQ)
+                            const __mmask16 keep = _mm512_cmp_ps_mask(acc[g], v[g], _CMP_GE_OQ)
                                                  | _mm512_cmp_ps_mask(acc[g], acc[g], _CMP_UNORD_Q);
-                            acc[g] = _mm512_mask_blend_ps(keep, v, acc[g]);
+                            acc[g] = _mm512_mask_blend_ps(keep, v[g], acc[g]);
                         }
                     }
                 } else if (w) {
                     const __m512 wv = _mm512_set1_ps(w[j]);
-                    for (int g = 0; g < G; g++)
-                        acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(wv, embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special)));
+                    for (int g = 0; g < G; g++) acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(wv, v[g]));
                 } else {
-                    for (int g = 0; g < G; g++)
-                        acc[g] = _mm512_add_ps(acc[g], embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr, special));
+                    for (int g = 0; g < G; g++) acc[g] = _mm512_add_ps(acc[g], v[g]);
                 }
             }
             if (mode == EMBC_MEAN && end > start) {
                 const __m512 n = _mm512_set1_ps((float)(end - start));
                 for (int g = 0; g < G; g++) acc[g] = _mm512_div_ps(acc[g], n);
             }
-            for (int g = 0; g < G; g++) _mm512_storeu_ps(out + 16 * (c0 + g), acc[g]);
+            if ((kind == EMBC_INT4_ROW || kind == EMBC_K_FP4) && G >= 2) {  /* even / odd chunks back to element order */
+                const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                for (int g = 0; g < G; g += 2) {
+                    _mm512_storeu_ps(out + 16 * (c0 + g), _mm512_permutex2var_ps(acc[g], lo, acc[g + 1]));
+                    _mm512_storeu_ps(out + 16 * (c0 + g + 1), _mm512_permutex2var_ps(acc[g], hi, acc[g + 1]));
+                }
+            } else {
+                for (int g = 0; g < G; g++) _mm512_storeu_ps(out + 16 * (c0 + g), acc[g]);
+            }
         }
     }
 
@@ -470,11 +477,15 @@ cdef extern from *:
     static int embc_fast_kind(const embc_fmt *f) {
         if (f->dim % 16) return -1;
         switch (f->kind) {
-        case EMBC_FP32: case EMBC_FP16: case EMBC_BF16: case EMBC_INT8_ROW: case EMBC_INT4_ROW:
+        case EMBC_FP32: case EMBC_FP16: case EMBC_BF16: case EMBC_INT8_ROW:
             return f->kind;
+        case EMBC_INT4_ROW:  /* even / odd chunk pairs: groups of 32 */
+            return f->dim % 32 ? -1 : f->kind;
         case EMBC_MXINT8: case EMBC_MX_LUT8: case EMBC_MX_LUT_BITS:
-            if (f->block % 16 || ((f->block / 16) & (f->block / 16 - 1)) || f->nb > 16) return -1;
-            if (f->kind == EMBC_MX_LUT_BITS) return f->bits == 4 ? EMBC_K_FP4 : -1;
+            if (f->block % 16 || ((f->block / 16) & (f->block / 16 - 1))) return -1;
+            if (f->kind == EMBC_MX_LUT_BITS)
+                return f->bits == 4 && f->dim % 32 == 0 && f->block % 32 == 0 ? EMBC_K_FP4 : -1;
+            if (f->kind == EMBC_MX_LUT8 && f->fp8_arith) return EMBC_K_FP8;
             return f->kind;
         default:
             return -1;
@@ -494,6 +505,7 @@ cdef extern from *:
         switch (fast) {
         EMBC_FAST_G(EMBC_FP32) EMBC_FAST_G(EMBC_FP16) EMBC_FAST_G(EMBC_BF16) EMBC_FAST_G(EMBC_INT8_ROW)
         EMBC_FAST_G(EMBC_INT4_ROW) EMBC_FAST_G(EMBC_MXINT8) EMBC_FAST_G(EMBC_MX_LUT8) EMBC_FAST_G(EMBC_K_FP4)
+        EMBC_FAST_G(EMBC_K_FP8)
         }
     }
     #endif
@@ -566,6 +578,8 @@ cdef extern from *:
         int fp8_shift
         float fp8_rescale
         int fp8_special
+        const float *scales
+        const float *scales6
     int embc_have_simd() noexcept nogil
     void embc_prepare(embc_fmt *f) noexcept nogil
     void embc_bag(const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start,
@@ -589,6 +603,8 @@ def pool(
     int n_threads,
     int simd=2,
     tuple fp8=None,
+    const float[::1] scales=None,
+    const float[::1] scales6=None,
 ):
     """Pool bags ``offsets[b]:offsets[b+1]`` of ``indices`` into ``out[b]`` (trusted inputs)."""
     cdef embc_fmt f
@@ -605,6 +621,10 @@ def pool(
     f.row_bytes = data.shape[1]
     f.lut = &lut[0]
     f.simd = simd if embc_have_simd() else 0
+    if scales is None or scales6 is None or scales.shape[0] != 256 or scales6.shape[0] != 256:
+        raise ValueError("pool needs the two 256-entry E8M0 scale tables")
+    f.scales = &scales[0]
+    f.scales6 = &scales6[0]
     f.fp8_arith = fp8 is not None
     if fp8 is not None:
         f.fp8_shift, f.fp8_rescale, f.fp8_special = fp8

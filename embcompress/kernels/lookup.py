@@ -48,11 +48,33 @@ def _lut(fmt: str) -> np.ndarray:
     return np.zeros(1, dtype=np.float32)  # the kernel takes a pointer; unused by other families
 
 
+def _e8m0_tables() -> tuple[np.ndarray, np.ndarray]:
+    """E8M0 byte -> 2^(v - 127) and -> 2^(v - 133) (mxint8's k / 64 folded in), float32, exact
+    (2^-133 is a float32 subnormal), NaN for 0xFF: the kernel's block scales."""
+    if not _SCALES:
+        v = np.arange(256)
+        for shift in (0, 6):
+            with np.errstate(over="ignore"):  # byte 255 overflows here; it is NaN below
+                t = np.ldexp(1.0, v - 127 - shift).astype(np.float32)
+            t[255] = np.nan
+            _SCALES.append(t)
+    return _SCALES[0], _SCALES[1]
+
+
+_SCALES: list[np.ndarray] = []
+
+
 @lru_cache(maxsize=None)
 def _fp8_params(fmt: str):
-    """(shift, rescale, first Inf/NaN magnitude code) for decoding FP8 elements by shifts in the
-    kernel, or None. The rule is checked against the element table on every finite code, so the
-    kernel only uses it where it gives the table's exact bits (Inf/NaN codes use the table)."""
+    """``(shift, rescale, first Inf/NaN magnitude code)`` for decoding FP8 elements by shifts in
+    the kernel, or None.
+
+    The kernel reads the sign-extended code shifted left by ``23 - mbits`` (masked) as a float,
+    which is the element value times ``2^(bias - 127)``, multiplies it by ``rescale =
+    2^(127 - bias)`` (exact) and then by the block scale: one rounding, as the reference. The rule
+    is checked here against the element table on every finite code; rows holding Inf/NaN codes
+    take the element table in the kernel.
+    """
     if _KIND[fmt] != _MX_LUT8:
         return None
     spec = FORMATS[fmt]
@@ -220,6 +242,7 @@ def pooled_lookup(
     threads = resolve_threads(n_threads)
 
     mod = compiled("_lookup")
+    fp8 = _fp8_params(fmt)
     if mod is None:
         from .reference import pool
 
@@ -240,6 +263,8 @@ def pooled_lookup(
             MODES[mode],
             out,
             threads,
-            fp8=_fp8_params(fmt),
+            fp8=fp8,
+            scales=_e8m0_tables()[0],
+            scales6=_e8m0_tables()[1],
         )
     return out

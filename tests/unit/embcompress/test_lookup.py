@@ -248,6 +248,7 @@ def test_arbitrary_record_bytes_every_decoder_path(fmt, dim, monkeypatch):
                 q.data, L._KIND[fmt], dim, q.block_size or 0, spec.n_blocks(dim, q.block_size), spec.elem_bits,
                 L._lut(fmt), indices, full, w if w is not None else np.zeros(0, np.float32), w is not None,
                 L.MODES[mode], out, 2, simd=simd, fp8=L._fp8_params(fmt),
+                scales=L._e8m0_tables()[0], scales6=L._e8m0_tables()[1],
             )
             nan = np.isnan(ref)
             assert np.array_equal(nan, np.isnan(out)), (fmt, mode, simd)
