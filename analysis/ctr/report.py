@@ -94,7 +94,7 @@ def findings(results: dict) -> list[str]:
                 l_loss = f_auc - lr["auc"]["mean"]
                 ok = l_loss <= 0.5 * h_loss
                 parts.append(f"hashing trick loses {h_loss:+.4f}: {m} loses {'at most' if ok else 'MORE than'} half of it"
-                             + (f" ({l_loss / h_loss:.0%} of it)" if h_loss > 0 else ""))
+                             + (f" ({l_loss / h_loss:.0%} of it)" if h_loss > 0 and l_loss >= 0 else ""))
             if freq is not None:
                 d = lr["auc"]["mean"] - freq["auc"]["mean"]
                 parts.append(f"{'beats' if d > 0 else 'does NOT beat'} the frequency hybrid ({d:+.4f} AUC)")
