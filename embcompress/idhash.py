@@ -112,6 +112,32 @@ def _buffers(arr):
     return offsets, data, nulls
 
 
+def _numpy_buffers(values, owner: str):
+    """The same buffers without pyarrow (the serving core needs numpy only): one UTF-8 encode
+    per value, then a single join."""
+    arr = np.asarray(values, dtype=object if isinstance(values, (list, tuple)) else None).ravel()
+    if arr.dtype.kind in "biufcmM":
+        raise ConfigError(
+            f"The 'values' parameter of {owner} must hold strings, bytes or None. "
+            f"Got an array of {arr.dtype} instead. Integer ids need no hashing: pass them as int64."
+        )
+    nulls = np.fromiter((v is None for v in arr), dtype=bool, count=len(arr))
+    enc = [b"" if v is None else v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr]
+    offsets = np.zeros(len(enc) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), out=offsets[1:])
+    data = np.frombuffer(b"".join(enc), dtype=np.uint8)
+    return offsets, data, (nulls if nulls.any() else None)
+
+
+def _string_buffers(values, owner: str):
+    """(offsets int64 of len n+1, data uint8, null mask or None) of string/bytes values."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return _numpy_buffers(values, owner)
+    return _buffers(_as_arrow(values, owner))
+
+
 def fnv1a_fmix_numpy(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
     """FNV-1a 64 + fmix64 of the byte strings ``data[offsets[i]:offsets[i+1]]``, vectorized.
 
@@ -157,8 +183,7 @@ def hash_strings(values) -> np.ndarray:
     binary array. A ``str`` is hashed as its UTF-8 bytes, so ``"a"`` and ``b"a"`` agree.
     Use :func:`string_ids` for int64 ids.
     """
-    arr = _as_arrow(values, "hash_strings")
-    offsets, data, nulls = _buffers(arr)
+    offsets, data, nulls = _string_buffers(values, "hash_strings")
     h = _fnv1a_fmix(offsets, data)
     h[h == MISSING_U64] = MISSING_U64 + np.uint64(1)
     missing = np.diff(offsets) == 0
@@ -175,8 +200,7 @@ def string_ids(values) -> np.ndarray:
 
 def _hex32(values):
     """(ids int64, valid bool): 1 to 8 hex digits parsed; null/``""`` -> MISSING_ID, valid."""
-    arr = _as_arrow(values, "parse_hex32")
-    offsets, data, nulls = _buffers(arr)
+    offsets, data, nulls = _string_buffers(values, "parse_hex32")
     n = len(offsets) - 1
     lengths = np.diff(offsets)
     ids = np.zeros(n, dtype=np.int64)
@@ -207,9 +231,10 @@ def parse_hex32(values) -> np.ndarray:
     ids, valid = _hex32(values)
     if not valid.all():
         bad = int(np.flatnonzero(~valid)[0])
-        arr = _as_arrow(values, "parse_hex32")
+        offsets, data, _ = _string_buffers(values, "parse_hex32")
+        text = data[offsets[bad] : offsets[bad + 1]].tobytes().decode("utf-8", "replace")
         raise ConfigError(
             f"The 'values' parameter of parse_hex32 must hold 1 to 8 hex digits per value. "
-            f"Got {arr[bad].as_py()!r} at position {bad} instead. Hash such ids with string_ids."
+            f"Got {text!r} at position {bad} instead. Hash such ids with string_ids."
         )
     return ids

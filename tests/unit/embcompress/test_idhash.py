@@ -90,3 +90,17 @@ def test_compiled_kernel_matches_numpy_twin_bit_for_bit():
         assert np.array_equal(out, fnv1a_fmix_numpy(offsets, data))
     empty = np.empty(0, dtype=np.uint64)
     mod.fnv1a_fmix(np.zeros(1, np.int64), np.zeros(0, np.uint8), empty, 1)
+
+
+def test_without_pyarrow_the_same_ids(monkeypatch):
+    values = ["a", None, "", "日本", b"bc", "68fd1e64"]
+    with_arrow = hash_strings(values)
+    hexes = parse_hex32(["68fd1e64", "", None, "FF"])
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # import pyarrow -> ImportError
+    assert np.array_equal(hash_strings(values), with_arrow)
+    assert np.array_equal(hash_strings(np.array(values, dtype=object)), with_arrow)
+    assert np.array_equal(parse_hex32(["68fd1e64", "", None, "FF"]), hexes)
+    with pytest.raises(ConfigError, match="'zz'"):
+        parse_hex32(["zz"])
+    with pytest.raises(ConfigError, match="Integer ids need no hashing"):
+        hash_strings(np.arange(3))
