@@ -33,6 +33,10 @@ _LAZY = {
     "pooled_lookup": "embcompress.kernels.lookup",
     "TieredStore": "embcompress.store",
     "reorder_rows": "embcompress.store",
+    "string_ids": "embcompress.idhash",
+    "hash_strings": "embcompress.idhash",
+    "parse_hex32": "embcompress.idhash",
+    "MISSING_ID": "embcompress.idhash",
 }
 
 # `export` is both a submodule and the function it defines: bind the function now (export.py
