@@ -632,7 +632,9 @@ def pool(
     if n_bags <= 0 or dim == 0:
         return
     with nogil:
-        for b in prange(n_bags, schedule="static", num_threads=n_threads):
+        # dynamic chunks of bags: when another process takes a core from one thread, the other
+        # carries on with the remaining bags instead of waiting at the end for a fixed half
+        for b in prange(n_bags, schedule="dynamic", chunksize=16, num_threads=n_threads):
             embc_bag(&f, base, idx, offsets[b], offsets[b + 1], n_idx, w, mode, &out[b, 0])
 
 
