@@ -66,14 +66,35 @@ class DemoSettings:
     format_bags: int  # bags the format explorer pools
     version: int = 1
 
+    def __post_init__(self):
+        owner = "DemoSettings"
+        if self.version != 1:
+            raise param_error("version", owner, "be 1", self.version)
+        if self.n_rows is not None and not (isinstance(self.n_rows, int) and self.n_rows >= 100):
+            raise param_error("n_rows", owner, "be None or an int >= 100", self.n_rows)
+        if len(self.vocab) != len(self.n_groups) or len(self.vocab) < 2:
+            raise param_error("n_groups", owner, "have one entry per vocabulary, at least two", self.n_groups)
+        for name in ("dim", "min_vocab", "epochs", "batch_size", "serve_batch", "format_bags"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise param_error(name, owner, "be an int >= 1", v)
+        for name in ("budget", "dram_share"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise param_error(name, owner, "be a fraction in (0, 1)", v)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            raise param_error("lr", owner, "be a positive number", self.lr)
+
     @classmethod
-    def default(cls, quick: bool) -> DemoSettings:
+    def default(cls, quick: bool = False, *, real: bool = False) -> DemoSettings:
+        """The demo's sizes: ``quick`` for tests; ``real`` for a real log (all its rows, or the
+        first 20,000 when quick; the synthetic vocabularies do not apply)."""
         if quick:
-            return cls(n_rows=4000, vocab=(300, 600, 20, 5), n_groups=(10, 12, 4, 2), dim=16, budget=0.1,
-                       min_vocab=100, epochs=2, batch_size=256, lr=1e-2, dram_share=0.1, serve_batch=512,
-                       format_bags=200)
-        return cls(n_rows=300_000, vocab=(5000, 20000, 200, 20), n_groups=(50, 200, 10, 4), dim=32, budget=0.1,
-                   min_vocab=500, epochs=10, batch_size=512, lr=2e-3, dram_share=0.1, serve_batch=4096,
+            return cls(n_rows=20_000 if real else 4000, vocab=(300, 600, 20, 5), n_groups=(10, 12, 4, 2), dim=16,
+                       budget=0.1, min_vocab=100, epochs=2, batch_size=256, lr=1e-2, dram_share=0.1,
+                       serve_batch=512, format_bags=200)
+        return cls(n_rows=None if real else 300_000, vocab=(5000, 20000, 200, 20), n_groups=(50, 200, 10, 4), dim=32,
+                   budget=0.1, min_vocab=500, epochs=10, batch_size=512, lr=2e-3, dram_share=0.1, serve_batch=4096,
                    format_bags=2000)
 
 
@@ -134,7 +155,8 @@ def _load(data, settings: DemoSettings, seed: int):
     from analysis.ctr.synthetic import load_synthetic
 
     if data is None:
-        return load_synthetic(settings.n_rows, seed=seed, vocab=settings.vocab, n_groups=settings.n_groups)
+        n_rows = settings.n_rows or DemoSettings.default().n_rows
+        return load_synthetic(n_rows, seed=seed, vocab=settings.vocab, n_groups=settings.n_groups)
     kind = detect_dataset(data)
     loader = {"frappe": load_frappe, "criteo": load_criteo, "talkingdata": load_talkingdata}[kind]
     path = Path(data).expanduser()
@@ -216,19 +238,16 @@ def run_demo(
     """Run the whole pipeline (see the module docstring) and write its report to ``out_dir``.
 
     ``data``: None for the synthetic log, or a real log (see :func:`detect_dataset`). ``quick``:
-    tiny sizes for tests. ``settings`` overrides the sizes. ``seed`` seeds the data, the maps and
+    tiny sizes for tests. ``settings`` overrides the sizes (default: ``DemoSettings.default(quick,
+    real=data is not None)``). ``seed`` seeds the data, the maps and
     the training. Returns a :class:`DemoResult`; ``result.report`` is the markdown report.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
         raise param_error("seed", "run_demo", "be an int in [0, 2**31)", seed)
     if settings is None:
-        settings = DemoSettings.default(bool(quick))
+        settings = DemoSettings.default(bool(quick), real=data is not None)
     elif not isinstance(settings, DemoSettings):
         raise param_error("settings", "run_demo", "be a DemoSettings or None", type(settings).__name__)
-    if data is not None and quick and settings.n_rows is not None:
-        settings = DemoSettings(**{**asdict(settings), "n_rows": max(settings.n_rows, 20_000)})
-    elif data is not None and not quick and settings.n_rows == DemoSettings.default(False).n_rows:
-        settings = DemoSettings(**{**asdict(settings), "n_rows": None})  # a real log: all of it
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     seed = int(seed)
@@ -425,11 +444,13 @@ _FMT_NAMES = {"fp32": "fp32", "mxfp4_e2m1": "MXFP4"}
 
 
 def _cells(rows: list[dict], compressed: list[str]) -> list[list[str]]:
-    head = ["method", "format", f"rows ({', '.join(compressed)})", "bytes", "compression", "AUC", "logloss"]
+    few = len(compressed) <= 3  # name each compressed feature's rows, or give their total
+    rows_head = f"rows ({', '.join(compressed)})" if few else f"rows ({len(compressed)} features)"
+    head = ["method", "format", rows_head, "bytes", "compression", "AUC", "logloss"]
     body = [[
         "hashing trick" if r["method"] == "hash" else r["method"],
         _FMT_NAMES.get(r["format"], r["format"]),
-        " / ".join(str(r["rows"][f]) for f in compressed),
+        " / ".join(str(r["rows"][f]) for f in compressed) if few else str(sum(r["rows"].values())),
         _size(r["bytes"]),
         f"{r['compression']:.1f}x",
         f"{r['auc']:.4f}",
