@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import asdict
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from tests.conftest import data_path
 
 pytest.importorskip("torch")
 
-from analysis.pipeline import FORMATS, METHODS, detect_dataset, run_demo  # noqa: E402
+from analysis.pipeline import FORMATS, METHODS, DemoSettings, detect_dataset, run_demo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,6 +104,10 @@ def test_bad_inputs(tmp_path):
         run_demo(tmp_path, quick=True, seed=-1)
     with pytest.raises(ConfigError, match="does not exist"):
         run_demo(tmp_path, quick=True, data=tmp_path / "nothing-here")
+    with pytest.raises(ConfigError, match="'budget' parameter of DemoSettings"):
+        DemoSettings(**{**asdict(DemoSettings.default(quick=True)), "budget": 1.5})
+    with pytest.raises(ConfigError, match="settings"):
+        run_demo(tmp_path, settings={"dim": 8})
 
 
 def test_detect_dataset(tmp_path):
