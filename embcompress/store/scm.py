@@ -129,7 +129,8 @@ class RowReader:
         arr = np.frombuffer(buf, dtype=np.uint8)
         start = self.base + rows * self.row_bytes
         pos = np.searchsorted(blocks, start // BLOCK) * BLOCK + start % BLOCK
-        out[:] = arr[pos[:, None] + np.arange(self.row_bytes, dtype=np.int64)[None, :]]
+        # A window view of the buffer: row k is window pos[k], gathered without an index matrix.
+        out[:] = np.lib.stride_tricks.sliding_window_view(arr, self.row_bytes)[pos]
         return out, len(blocks)
 
     def __del__(self):
