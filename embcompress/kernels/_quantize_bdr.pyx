@@ -75,6 +75,19 @@ cdef inline int encode_block(const uint32_t* xb, int block, int e, int b, bint e
 cdef int quantize_row(const uint32_t* xrow, int dim, uint8_t* out, int block, int nb, int b,
                       bint mse, bint nan_block) noexcept nogil:
     """Encode one row; returns the number of blocks holding NaN or inf."""
+    # Constant block and element widths give the compiler fixed-length loops and shifts.
+    if block == 16:
+        if b == 8:
+            return quantize_row_blocks(xrow, dim, out, 16, nb, 8, mse, nan_block)
+        if b == 5:
+            return quantize_row_blocks(xrow, dim, out, 16, nb, 5, mse, nan_block)
+        if b == 3:
+            return quantize_row_blocks(xrow, dim, out, 16, nb, 3, mse, nan_block)
+    return quantize_row_blocks(xrow, dim, out, block, nb, b, mse, nan_block)
+
+
+cdef inline int quantize_row_blocks(const uint32_t* xrow, int dim, uint8_t* out, int block, int nb, int b,
+                                    bint mse, bint nan_block) noexcept nogil:
     cdef uint32_t xb[MAX_BLOCK]
     cdef uint8_t c0[MAX_BLOCK]
     cdef uint8_t c1[MAX_BLOCK]
