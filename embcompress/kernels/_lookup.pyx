@@ -38,7 +38,8 @@ cdef extern from *:
         int fast;            /* fast-path kind, or -1 (set by embc_prepare) */
         int fp8_arith;       /* FP8 decoded by shifts (checked against lut by the caller), with: */
         int fp8_shift;       /*   23 - mantissa bits */
-        float fp8_rescale;   /*   2^(127 - exponent bias) */
+        int fp8_scale_adj;   /*   scale bytes >= fp8_special + fp8_scale_adj do not fold (incl. NaN) */
+        const float *scales8;  /*   E8M0 byte v -> 2^(v - bias): 2^(127 - bias) folded into the scale */
         int fp8_special;     /*   first magnitude code of Inf/NaN (codes at or above it) */
         const float *scales;   /* E8M0 byte v -> 2^(v - 127), NaN for 0xFF (256 entries) */
         const float *scales6;  /* E8M0 byte v -> 2^(v - 133), NaN for 0xFF: mxint8's k / 64 folded in */
@@ -338,76 +339,85 @@ cdef extern from *:
        G = 1, 2, 4 or 8 chunks of 16 values stay in registers while all its rows stream past, the
        row data of later chunk groups coming from L1. Same per-element operation order. */
     #define EMBC_K_FP4 100  /* mxfp4_e2m1: MX_LUT_BITS with 4-bit codes */
-    #define EMBC_K_FP8 101  /* MX_LUT8 decoded by shifts (fp8_arith) */
+    #define EMBC_K_FP8 101  /* MX_LUT8 decoded by shifts (fp8_arith), 3 mantissa bits (E4M3) */
+    #define EMBC_K_FP8_M2 102  /* the same, 2 mantissa bits (E5M2) */
 
-    static inline __attribute__((always_inline)) __m512 embc_dec(const embc_fmt *f, const uint8_t *rec, int c,
-                                                                 const int kind, __m512 s, __m512 b, __m512 lut16,
-                                                                 const float *sarr) {
+    /* FP8 by shifts: the sign-extended code shifted left by 23 - mbits and masked keeps the sign
+       at bit 31 and puts the magnitude bits under a float32's exponent field, which reads as
+       2^(bias - 127) times the element value (exponent field 0 gives float subnormals, which
+       scale exactly); multiplied by sc = 2^(127 - bias) times the block scale (f->scales8), that
+       is the element value times the block scale in one correctly rounded product, as the table
+       path gives. Inf/NaN codes, and scale bytes whose sc would overflow, are the caller's. */
+    static inline __attribute__((always_inline)) __m512 embc_fp8_shifts(const embc_fmt *f, __m128i x, __m512 sc,
+                                                                         const int SH) {
+        const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(_mm512_cvtepi8_epi32(x), SH),
+                                              _mm512_set1_epi32((int)(0x80000000u | (0x7Fu << SH))));
+        return _mm512_mul_ps(_mm512_castsi512_ps(bits), sc);
+    }
+
+    /* Chunk g of a pass (16 values) of a row: cb points at the pass's first code byte (see
+       embc_pass_base), sb at the scale byte of its first block; CS is log2(block / 16) when known
+       at compile time (block 32: 1), else -1 (read from f). */
+    #define EMBC_SCALE_OF(g) sarr[sb[CS >= 0 ? (g) >> (CS >= 0 ? CS : 0) : (g) >> f->cshift]]
+    static inline __attribute__((always_inline)) __m512 embc_dec(const embc_fmt *f, const uint8_t *cb, const uint8_t *sb,
+                                                                 const int g, const int kind, const int CS,
+                                                                 __m512 s, __m512 b, __m512 lut16, const float *sarr) {
         switch (kind) {
-        case EMBC_FP32: return _mm512_loadu_ps(rec + 64 * c);
-        case EMBC_FP16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32 * c)));
+        case EMBC_FP32: return _mm512_loadu_ps(cb + 64 * g);
+        case EMBC_FP16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(cb + 32 * g)));
         case EMBC_BF16:
             return _mm512_castsi512_ps(_mm512_slli_epi32(
-                _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(rec + 32 * c))), 16));
+                _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(cb + 32 * g))), 16));
         case EMBC_INT8_ROW:
             return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-                _mm_loadu_si128((const __m128i *)(rec + 8 + 16 * c)))), s), b);
+                _mm_loadu_si128((const __m128i *)(cb + 16 * g)))), s), b);
         case EMBC_INT4_ROW: {
             /* 4-bit kinds keep each group of 32 values as two chunks, the even elements (low
                nibbles, chunk 2m) and the odd ones (high nibbles, chunk 2m + 1), so one byte load
                serves both; the bag's output is interleaved back when stored. */
-            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + 4 + 16 * (c >> 1))));
-            const __m512i nib = _mm512_and_si512(c & 1 ? _mm512_srli_epi32(k, 4) : k, _mm512_set1_epi32(15));
+            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cb + 16 * (g >> 1))));
+            const __m512i nib = _mm512_and_si512(g & 1 ? _mm512_srli_epi32(k, 4) : k, _mm512_set1_epi32(15));
             return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(nib), s), b); }
-        case EMBC_MXINT8: {
-            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
+        case EMBC_MXINT8:
             return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                _mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)))), sc); }
+                _mm_loadu_si128((const __m128i *)(cb + 16 * g)))), _mm512_set1_ps(EMBC_SCALE_OF(g)));
         case EMBC_MX_LUT8: {
-            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
-            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)));
-            return _mm512_mul_ps(_mm512_i32gather_ps(k, f->lut, 4), sc); }
-        case EMBC_K_FP8: {
-            /* FP8 by shifts: the sign-extended code shifted left by 23 - mbits and masked keeps
-               the sign at bit 31 and puts the magnitude bits under a float32's exponent field,
-               which reads as 2^(bias - 127) times the element value (exponent field 0 gives
-               float subnormals, which scale exactly); one exact multiply by 2^(127 - bias)
-               decodes it, then the block scale. Rows holding Inf/NaN codes go through the table
-               instead (embc_fp8_special). */
-            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
-            const __m512i sx = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * c)));
-            const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(sx, f->fp8_shift),
-                                                  _mm512_set1_epi32((int)(0x80000000u | (0x7Fu << f->fp8_shift))));
-            return _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(f->fp8_rescale)), sc); }
+            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cb + 16 * g)));
+            return _mm512_mul_ps(_mm512_i32gather_ps(k, f->lut, 4), _mm512_set1_ps(EMBC_SCALE_OF(g))); }
         default: { /* EMBC_K_FP4: even / odd chunks as for EMBC_INT4_ROW; the table permute reads
                       only the low 4 bits of each lane */
-            const __m512 sc = _mm512_set1_ps(sarr[rec[c >> f->cshift]]);
-            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(rec + f->nb + 16 * (c >> 1))));
-            return _mm512_mul_ps(_mm512_permutexvar_ps(c & 1 ? _mm512_srli_epi32(k, 4) : k, lut16), sc); }
+            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cb + 16 * (g >> 1))));
+            return _mm512_mul_ps(_mm512_permutexvar_ps(g & 1 ? _mm512_srli_epi32(k, 4) : k, lut16),
+                                 _mm512_set1_ps(EMBC_SCALE_OF(g))); }
         }
     }
 
-    /* Whether a row holds FP8 Inf/NaN codes, and its chunks c0 .. c0 + G - 1 decoded by the
-       element table (kept out of line: the hot loop then keeps its accumulators in registers). */
-    static int embc_fp8_special(const embc_fmt *f, const uint8_t *rec) {
-        const uint8_t *cp = rec + f->nb;
-        const __m512i lo7 = _mm512_set1_epi8(0x7F), from = _mm512_set1_epi8((char)f->fp8_special);
-        int special = 0;
-        for (int o = 0; o < f->dim; o += 64) {
-            const __mmask64 m = f->dim - o >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (f->dim - o)) - 1);
-            special |= _mm512_cmpge_epu8_mask(_mm512_and_si512(_mm512_maskz_loadu_epi8(m, cp + o), lo7), from) != 0;
+    /* Where the code bytes of chunk c0 (a pass's first) start in a row record. */
+    static inline __attribute__((always_inline)) const uint8_t *embc_pass_base(const embc_fmt *f, const uint8_t *rec,
+                                                                               int c0, const int kind) {
+        switch (kind) {
+        case EMBC_FP32: return rec + (int64_t)64 * c0;
+        case EMBC_FP16: case EMBC_BF16: return rec + (int64_t)32 * c0;
+        case EMBC_INT8_ROW: return rec + 8 + (int64_t)16 * c0;
+        case EMBC_INT4_ROW: return rec + 4 + (int64_t)8 * c0;
+        case EMBC_K_FP4: return rec + f->nb + (int64_t)8 * c0;
+        default: return rec + f->nb + (int64_t)16 * c0;  /* MXINT8, MX_LUT8, K_FP8, K_FP8_M2 */
         }
-        return special;
     }
+
+    /* Chunks c0 .. c0 + G - 1 of an FP8 row decoded by the element table, for passes holding
+       Inf/NaN codes (kept out of line: the hot loop then keeps its accumulators in registers). */
     static __attribute__((noinline)) void embc_fp8_table(const embc_fmt *f, const uint8_t *rec, const float *sarr,
                                                          int c0, int G, __m512 *v) {
-        for (int g = 0; g < G; g++)
-            v[g] = embc_dec(f, rec, c0 + g, EMBC_MX_LUT8, _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), sarr);
+        const uint8_t *cb = rec + f->nb + (int64_t)16 * c0, *sb = rec + (c0 >> f->cshift);
+        const __m512 z = _mm512_setzero_ps();
+        for (int g = 0; g < G; g++) v[g] = embc_dec(f, cb, sb, g, EMBC_MX_LUT8, -1, z, z, z, sarr);
     }
 
     static inline __attribute__((always_inline)) void embc_bag_fast(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end,
-            int64_t n_idx, const float *w, int mode, float *restrict out, const int kind, const int G) {
+            int64_t n_idx, const float *w, int mode, float *restrict out, const int kind, const int G,
+            const int CS) {
         const int64_t rb = f->row_bytes;
         const int nc = f->dim / 16;
         const __m512 lut16 = kind == EMBC_K_FP4 ? _mm512_loadu_ps(f->lut) : _mm512_setzero_ps();
@@ -432,12 +442,27 @@ cdef extern from *:
                     b = _mm512_set1_ps(embc_half(embc_u16(rec + 2)));
                 }
                 __m512 v[8];
-                if (kind == EMBC_K_FP8 && embc_fp8_special(f, rec)) {
-                    __m512 vt[8];
-                    embc_fp8_table(f, rec, sarr, c0, G, vt);
-                    for (int g = 0; g < G; g++) v[g] = vt[g];
+                const uint8_t *cb = embc_pass_base(f, rec, c0, kind);
+                const uint8_t *sb = rec + (c0 >> (CS >= 0 ? CS : f->cshift));
+                if (kind == EMBC_K_FP8 || kind == EMBC_K_FP8_M2) {
+                    /* decode by shifts, tracking the largest code magnitude of the pass and its
+                       scale bytes (shifted so that a byte too large to fold, or NaN, compares as
+                       an Inf/NaN code); such a pass is decoded again through the element table */
+                    const int nsb = CS >= 0 ? ((G - 1) >> (CS >= 0 ? CS : 0)) + 1 : ((G - 1) >> f->cshift) + 1;
+                    __m128i top = _mm_subs_epu8(_mm_maskz_loadu_epi8(embc_mask(nsb), sb), _mm_set1_epi8((char)f->fp8_scale_adj));
+                    for (int g = 0; g < G; g++) {
+                        const __m128i x = _mm_loadu_si128((const __m128i *)(cb + 16 * g));
+                        top = _mm_max_epu8(top, _mm_and_si128(x, _mm_set1_epi8(0x7F)));
+                        v[g] = embc_fp8_shifts(f, x, _mm512_set1_ps(f->scales8[sb[CS >= 0 ? g >> (CS >= 0 ? CS : 0) : g >> f->cshift]]),
+                                               kind == EMBC_K_FP8 ? 20 : 21);
+                    }
+                    if (_mm_cmpge_epu8_mask(top, _mm_set1_epi8((char)f->fp8_special))) {
+                        __m512 vt[8];
+                        embc_fp8_table(f, rec, sarr, c0, G, vt);
+                        for (int g = 0; g < G; g++) v[g] = vt[g];
+                    }
                 } else {
-                    for (int g = 0; g < G; g++) v[g] = embc_dec(f, rec, c0 + g, kind, s, b, lut16, sarr);
+                    for (int g = 0; g < G; g++) v[g] = embc_dec(f, cb, sb, g, kind, CS, s, b, lut16, sarr);
                 }
                 if (mode == EMBC_MAX) {
                     if (j == start) {
@@ -485,27 +510,31 @@ cdef extern from *:
             if (f->block % 16 || ((f->block / 16) & (f->block / 16 - 1))) return -1;
             if (f->kind == EMBC_MX_LUT_BITS)
                 return f->bits == 4 && f->dim % 32 == 0 && f->block % 32 == 0 ? EMBC_K_FP4 : -1;
-            if (f->kind == EMBC_MX_LUT8 && f->fp8_arith) return EMBC_K_FP8;
+            if (f->kind == EMBC_MX_LUT8 && f->fp8_arith && (f->fp8_shift == 20 || f->fp8_shift == 21))
+                return f->fp8_shift == 20 ? EMBC_K_FP8 : EMBC_K_FP8_M2;
             return f->kind;
         default:
             return -1;
         }
     }
 
-    #define EMBC_FAST_G(K) \
-        case K: if (G == 8) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 8); \
-                else if (G == 4) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 4); \
-                else if (G == 2) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 2); \
-                else embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 1); \
-                break;
+    #define EMBC_FAST_GC(K, CS) \
+        if (G == 8) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 8, CS); \
+        else if (G == 4) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 4, CS); \
+        else if (G == 2) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 2, CS); \
+        else embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 1, CS);
+    /* no block scales */
+    #define EMBC_FAST_G(K) case K: EMBC_FAST_GC(K, 0) break;
+    /* block scales: blocks of 32 (the MX default) with the chunk -> block shift known */
+    #define EMBC_FAST_GS(K) case K: if (f->cshift == 1) { EMBC_FAST_GC(K, 1) } else { EMBC_FAST_GC(K, -1) } break;
     static void embc_bag_fast_any(const embc_fmt *f, int fast, const uint8_t *data, const int64_t *idx,
                                   int64_t start, int64_t end, int64_t n_idx, const float *w, int mode, float *out) {
         const int nc = f->dim / 16;
         const int G = nc % 8 == 0 ? 8 : nc % 4 == 0 ? 4 : nc % 2 == 0 ? 2 : 1;
         switch (fast) {
         EMBC_FAST_G(EMBC_FP32) EMBC_FAST_G(EMBC_FP16) EMBC_FAST_G(EMBC_BF16) EMBC_FAST_G(EMBC_INT8_ROW)
-        EMBC_FAST_G(EMBC_INT4_ROW) EMBC_FAST_G(EMBC_MXINT8) EMBC_FAST_G(EMBC_MX_LUT8) EMBC_FAST_G(EMBC_K_FP4)
-        EMBC_FAST_G(EMBC_K_FP8)
+        EMBC_FAST_G(EMBC_INT4_ROW) EMBC_FAST_GS(EMBC_MXINT8) EMBC_FAST_GS(EMBC_MX_LUT8) EMBC_FAST_GS(EMBC_K_FP4)
+        EMBC_FAST_GS(EMBC_K_FP8) EMBC_FAST_GS(EMBC_K_FP8_M2)
         }
     }
     #endif
@@ -576,7 +605,8 @@ cdef extern from *:
         int simd
         int fp8_arith
         int fp8_shift
-        float fp8_rescale
+        int fp8_scale_adj
+        const float *scales8
         int fp8_special
         const float *scales
         const float *scales6
@@ -605,6 +635,7 @@ def pool(
     tuple fp8=None,
     const float[::1] scales=None,
     const float[::1] scales6=None,
+    const float[::1] scales8=None,
 ):
     """Pool bags ``offsets[b]:offsets[b+1]`` of ``indices`` into ``out[b]`` (trusted inputs)."""
     cdef embc_fmt f
@@ -625,9 +656,10 @@ def pool(
         raise ValueError("pool needs the two 256-entry E8M0 scale tables")
     f.scales = &scales[0]
     f.scales6 = &scales6[0]
-    f.fp8_arith = fp8 is not None
-    if fp8 is not None:
-        f.fp8_shift, f.fp8_rescale, f.fp8_special = fp8
+    f.fp8_arith = fp8 is not None and scales8 is not None and scales8.shape[0] == 256
+    f.scales8 = &scales8[0] if f.fp8_arith else NULL
+    if f.fp8_arith:
+        f.fp8_shift, f.fp8_special, f.fp8_scale_adj = fp8
     embc_prepare(&f)
     if n_bags <= 0 or dim == 0:
         return

@@ -66,32 +66,40 @@ _SCALES: list[np.ndarray] = []
 
 @lru_cache(maxsize=None)
 def _fp8_params(fmt: str):
-    """``(shift, rescale, first Inf/NaN magnitude code)`` for decoding FP8 elements by shifts in
-    the kernel, or None.
+    """``((shift, first Inf/NaN magnitude code, scale adjust), scale table)`` for decoding FP8
+    elements by shifts in the compiled kernel, or None.
 
     The kernel reads the sign-extended code shifted left by ``23 - mbits`` (masked) as a float,
-    which is the element value times ``2^(bias - 127)``, multiplies it by ``rescale =
-    2^(127 - bias)`` (exact) and then by the block scale: one rounding, as the reference. The rule
-    is checked here against the element table on every finite code; rows holding Inf/NaN codes
-    take the element table in the kernel.
+    which is the element value times ``2^(bias - 127)``, and multiplies it by the table entry
+    ``2^(v - bias)`` of its block's scale byte ``v``: the element value times ``2^(v - 127)`` in
+    one correctly rounded product, as the reference computes. The rule is checked here against
+    the element table on every finite code. Rows holding Inf/NaN codes, or a scale byte above
+    ``127 + bias`` (whose entry would overflow; NaN scales included), take the element table in
+    the kernel: it flags scale bytes ``v`` with ``v - adjust >= first`` (saturating).
     """
     if _KIND[fmt] != _MX_LUT8:
         return None
     spec = FORMATS[fmt]
-    shift, rescale = 23 - spec.mbits, np.float32(2.0 ** (127 - spec.bias))
+    shift = 23 - spec.mbits
     lut = _lut(fmt)
     special = np.flatnonzero(~np.isfinite(lut[:128]))
     first = int(special[0]) if len(special) else 128
-    if np.any(np.diff(special) != 1) or (len(special) and special[-1] != 127):
+    if np.any(np.diff(special) != 1) or (len(special) and special[-1] != 127) or first > 127:
         return None
     codes = np.arange(256, dtype=np.int64)
     sx = np.where(codes >= 128, codes - 256, codes).astype(np.int32)
     bits = ((sx.view(np.uint32) << np.uint32(shift)) & np.uint32(0x80000000 | (0x7F << shift))).astype(np.uint32)
-    vals = bits.view(np.float32) * rescale
+    vals = bits.view(np.float32) * np.float32(2.0 ** (127 - spec.bias))
     finite = (codes & 0x7F) < first
     if not np.array_equal(vals.view(np.uint32)[finite], lut.view(np.uint32)[finite]):
         return None
-    return shift, float(rescale), first
+    max_byte = 127 + spec.bias  # largest v with 2^(v - bias) finite
+    adjust = max_byte + 1 - first
+    if not 0 < adjust < 256:
+        return None
+    table = np.full(256, np.nan, dtype=np.float32)  # never read above max_byte: those rows take the table
+    table[: max_byte + 1] = np.ldexp(1.0, np.arange(max_byte + 1) - spec.bias)
+    return (shift, first, adjust), table
 
 
 def _table_parts(table) -> tuple[np.ndarray, str, FormatSpec, int, int | None]:
@@ -263,7 +271,8 @@ def pooled_lookup(
             MODES[mode],
             out,
             threads,
-            fp8=fp8,
+            fp8=fp8[0] if fp8 else None,
+            scales8=fp8[1] if fp8 else None,
             scales=_e8m0_tables()[0],
             scales6=_e8m0_tables()[1],
         )

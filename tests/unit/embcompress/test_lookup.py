@@ -247,7 +247,9 @@ def test_arbitrary_record_bytes_every_decoder_path(fmt, dim, monkeypatch):
             mod.pool(
                 q.data, L._KIND[fmt], dim, q.block_size or 0, spec.n_blocks(dim, q.block_size), spec.elem_bits,
                 L._lut(fmt), indices, full, w if w is not None else np.zeros(0, np.float32), w is not None,
-                L.MODES[mode], out, 2, simd=simd, fp8=L._fp8_params(fmt),
+                L.MODES[mode], out, 2, simd=simd,
+                fp8=L._fp8_params(fmt)[0] if L._fp8_params(fmt) else None,
+                scales8=L._fp8_params(fmt)[1] if L._fp8_params(fmt) else None,
                 scales=L._e8m0_tables()[0], scales6=L._e8m0_tables()[1],
             )
             nan = np.isnan(ref)
