@@ -51,7 +51,7 @@ cdef extern from *:
     #define EMBC_PREFETCH(p) ((void)0)
     #endif
     /* Rows ahead to prefetch: enough to cover DRAM latency at a few ns of work per row. */
-    #define EMBC_PREFETCH_ROWS 16
+    #define EMBC_PREFETCH_ROWS 24
 
     static inline float embc_f32(uint32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
 
