@@ -57,7 +57,13 @@ __all__ = [
 ]
 
 
+# submodules reachable as attributes after a plain `import embcompress` (nn loads torch)
+_SUBMODULES = {"container", "formats", "idhash", "idmap", "kernels", "nn", "store", "table", "tablefile"}
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'embcompress' has no attribute {name!r}")

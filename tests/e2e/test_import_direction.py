@@ -64,3 +64,16 @@ def test_serving_core_opens_every_artifact_without_siblings(tmp_path):
     assert got["out"] == expected
     assert got["rows"] == [1]
     assert got["kind"] == "logstats"
+
+
+def test_submodules_are_attributes_of_the_package():
+    script = BLOCKER + textwrap.dedent(
+        """
+        import embcompress
+        assert embcompress.formats.FORMATS["mxfp4_e2m1"].row_bytes(64) == 2 + 32
+        assert embcompress.store.TieredStore is embcompress.TieredStore
+        assert not [k for k in sys.modules if k.split(".")[0] in HIDDEN]
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
