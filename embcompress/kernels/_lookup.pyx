@@ -16,7 +16,11 @@ from cython.parallel cimport prange
 
 cdef extern from *:
     """
+    #if defined(__clang__)
+    #pragma STDC FP_CONTRACT OFF
+    #elif defined(__GNUC__)
     #pragma GCC optimize("fp-contract=off")
+    #endif
     #include <stdint.h>
     #include <string.h>
 
