@@ -428,8 +428,6 @@ cdef extern from *:
         /* E8M0 byte -> block scale, by table: a load and a broadcast per chunk instead of vector
            arithmetic per row (mxint8 folds its 2^-6 in) */
         const float *sarr = kind == EMBC_MXINT8 ? f->scales6 : f->scales;
-        if (start == 0)
-            for (int64_t j = 0; j < end && j < EMBC_PREFETCH_ROWS; j++) embc_prefetch_row(data + idx[j] * rb, rb);
         for (int c0 = 0; c0 < nc; c0 += G) {
             __m512 acc[8];
             for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
@@ -544,7 +542,7 @@ cdef extern from *:
     #endif
 
     /* Pool one bag, indices [start, end), into out[0:dim]. Rows EMBC_PREFETCH_ROWS ahead are
-       prefetched, across the end of the bag too: the next bag is this thread's next work. */
+       prefetched, across the end of the bag too (up to n_idx, the end of this thread's run). */
     #if EMBC_HAVE_SIMD
     #define EMBC_ROW(NAME, OPV) do { if (f->simd) embc_row_simd(f, rec, wv, out, OPV); \
                                      else embc_row_##NAME(f, rec, wj, out); } while (0)
@@ -563,8 +561,6 @@ cdef extern from *:
         }
     #endif
         for (int i = 0; i < dim; i++) out[i] = 0.0f;
-        if (start == 0)  /* later bags find their first rows prefetched by the bag before */
-            for (int64_t j = 0; j < end && j < EMBC_PREFETCH_ROWS; j++) embc_prefetch_row(data + idx[j] * rb, rb);
         for (int64_t j = start; j < end; j++) {
             if (j + EMBC_PREFETCH_ROWS < n_idx)
                 embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
@@ -587,6 +583,17 @@ cdef extern from *:
             for (int i = 0; i < dim; i++) out[i] = out[i] / n;
         }
     }
+    /* Pool the run of bags [b0, b1) (a thread's unit of work) into out (dim floats a bag). The
+       first rows of the run are prefetched here; later bags find theirs prefetched by the bags
+       before, and nothing past the run's last row is (another thread may take the next run). */
+    static void embc_bags(const embc_fmt *f, const uint8_t *data, const int64_t *idx, const int64_t *offsets,
+                          int64_t b0, int64_t b1, const float *w, int mode, float *out) {
+        const int64_t rb = f->row_bytes, first = offsets[b0], last = offsets[b1];
+        for (int64_t j = first; j < last && j < first + EMBC_PREFETCH_ROWS; j++) embc_prefetch_row(data + idx[j] * rb, rb);
+        for (int64_t b = b0; b < b1; b++)
+            embc_bag(f, data, idx, offsets[b], offsets[b + 1], last, w, mode, out + b * (int64_t)f->dim);
+    }
+
     static int embc_have_simd(void) { return EMBC_HAVE_SIMD; }
     static void embc_prepare(embc_fmt *f) {
         f->cshift = 0;
@@ -616,8 +623,12 @@ cdef extern from *:
         const float *scales6
     int embc_have_simd() noexcept nogil
     void embc_prepare(embc_fmt *f) noexcept nogil
-    void embc_bag(const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start,
-                  int64_t end, int64_t n_idx, const float *w, int mode, float *out) noexcept nogil
+    void embc_bags(const embc_fmt *f, const uint8_t *data, const int64_t *idx, const int64_t *offsets,
+                   int64_t b0, int64_t b1, const float *w, int mode, float *out) noexcept nogil
+
+
+cdef enum:
+    _RUN = 32  # bags a thread takes at a time
 
 
 def pool(
@@ -667,11 +678,12 @@ def pool(
     embc_prepare(&f)
     if n_bags <= 0 or dim == 0:
         return
+    cdef Py_ssize_t n_runs = (n_bags + _RUN - 1) // _RUN
     with nogil:
-        # dynamic chunks of bags: when another process takes a core from one thread, the other
-        # carries on with the remaining bags instead of waiting at the end for a fixed half
-        for b in prange(n_bags, schedule="dynamic", chunksize=16, num_threads=n_threads):
-            embc_bag(&f, base, idx, offsets[b], offsets[b + 1], n_idx, w, mode, &out[b, 0])
+        # runs of _RUN bags handed out dynamically: when another process takes a core from one
+        # thread, the other carries on with the remaining runs instead of waiting for a fixed half
+        for b in prange(n_runs, schedule="dynamic", num_threads=n_threads):
+            embc_bags(&f, base, idx, &offsets[0], b * _RUN, min(b * _RUN + _RUN, n_bags), w, mode, &out[0, 0])
 
 
 def have_simd():
