@@ -14,8 +14,6 @@ printed: the map's bytes and the share of accesses whose id shares its row, for 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,20 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import machine  # noqa: E402
+
 from embcompress.kernels import resolve_threads  # noqa: E402
 from learned_hash import LogStats, fit_hash  # noqa: E402
 
 
-def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, numpy {np.__version__}"
 
 
 def size(n: int) -> str:

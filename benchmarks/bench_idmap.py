@@ -14,8 +14,6 @@ dense ids 0..n-1 (the direct-array layout). Best of ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,20 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import machine  # noqa: E402
+
 from embcompress.idmap import IdMap  # noqa: E402
 from embcompress.kernels import backend  # noqa: E402
 
 
-def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, numpy {np.__version__}"
 
 
 def best(fn, repeat):

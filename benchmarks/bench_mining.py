@@ -31,20 +31,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_model  # noqa: E402
+
 N_FEATURES = 8
 VOCAB = [100, 1_000, 10_000, 100_000, 1_000_000, 3_000_000, 10_000_000, 10_000_000]
 ZIPF_A = 1.2
 CHUNK = 2_000_000
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_log(rows: int, data_dir: Path, seed: int = 0) -> Path:

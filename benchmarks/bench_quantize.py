@@ -12,29 +12,18 @@ Formats no anchor implements (MXINT8, MX9/6/4, fp16/bf16) print our time only.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 import warnings
 
 import numpy as np
 
+from machine import machine  # noqa: E402
+
 # issue 2, section 3: speedup targets against torchao on a 2-core machine
 TARGETS = {"mxfp4_e2m1": 10.0, "mxfp6_e3m2": 10.0, "mxfp6_e2m3": 10.0, "mxfp8_e4m3": 3.0, "mxfp8_e5m2": 3.0}
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
 def timed(fn) -> tuple[float, float]:

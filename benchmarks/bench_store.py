@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from machine import machine  # noqa: E402
 
 from embcompress.formats import quantize  # noqa: E402
 from embcompress.kernels import resolve_threads  # noqa: E402
@@ -41,16 +42,6 @@ from embcompress.tablefile import write_table  # noqa: E402
 TALKINGDATA = Path(os.environ.get("EMBCOMPRESS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "talkingdata_sample" / "train_sample.csv"
 
 
-def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, numpy {np.__version__}"
 
 
 def zipf_log(n_rows: int, n_batches: int, batch: int, a: float, seed: int):
