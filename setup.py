@@ -51,7 +51,8 @@ class BuildExt(build_ext):
         # source); set EMBCOMPRESS_PORTABLE=1 to build a wheel for other machines.
         arch = [] if os.environ.get("EMBCOMPRESS_PORTABLE") == "1" else ["-march=native"]
         for ext in self.extensions:
-            ext.extra_compile_args = ["-O3", *arch, *(["-fopenmp"] if openmp else [])]
+            # No FMA contraction: every kernel must match its NumPy twin bit for bit.
+            ext.extra_compile_args = ["-O3", "-ffp-contract=off", *arch, *(["-fopenmp"] if openmp else [])]
             ext.extra_link_args = ["-fopenmp"] if openmp else []
         super().build_extensions()
 
