@@ -50,12 +50,18 @@ cdef extern from *:
     } embc_fmt;
 
     #if defined(__GNUC__) || defined(__clang__)
-    #define EMBC_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+    #define EMBC_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 1)
+    #define EMBC_PREFETCH_NEAR(p) __builtin_prefetch((const void *)(p), 0, 3)
     #else
     #define EMBC_PREFETCH(p) ((void)0)
+    #define EMBC_PREFETCH_NEAR(p) ((void)0)
     #endif
-    /* Rows ahead to prefetch: enough to cover DRAM latency at a few ns of work per row. */
-    #define EMBC_PREFETCH_ROWS 24
+    /* Two prefetch distances: rows 32 indices ahead are fetched into L2 (prefetcht2: L2 can
+       track more outstanding misses than L1's fill buffers, so more rows are in flight), and
+       rows 8 ahead are pulled on into L1. Measured best on the 2M-row benchmark against one
+       distance (8 to 32 rows, into L1 or L2). The fast paths use both; the others the far one. */
+    #define EMBC_PREFETCH_ROWS 32
+    #define EMBC_PREFETCH_NEAR_ROWS 8
 
     static inline float embc_f32(uint32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
 
@@ -336,6 +342,10 @@ cdef extern from *:
         const uintptr_t last = ((uintptr_t)p + (uintptr_t)row_bytes - 1) & ~(uintptr_t)63;
         for (uintptr_t line = (uintptr_t)p & ~(uintptr_t)63; line <= last; line += 64) EMBC_PREFETCH(line);
     }
+    static inline void embc_prefetch_row_near(const uint8_t *p, int64_t row_bytes) {
+        const uintptr_t last = ((uintptr_t)p + (uintptr_t)row_bytes - 1) & ~(uintptr_t)63;
+        for (uintptr_t line = (uintptr_t)p & ~(uintptr_t)63; line <= last; line += 64) EMBC_PREFETCH_NEAR(line);
+    }
 
     #if EMBC_HAVE_SIMD
 
@@ -434,6 +444,8 @@ cdef extern from *:
             for (int64_t j = start; j < end; j++) {
                 if (c0 == 0 && j + EMBC_PREFETCH_ROWS < n_idx)
                     embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
+                if (c0 == 0 && j + EMBC_PREFETCH_NEAR_ROWS < n_idx)
+                    embc_prefetch_row_near(data + idx[j + EMBC_PREFETCH_NEAR_ROWS] * rb, rb);
                 const uint8_t *rec = data + idx[j] * rb;
                 __m512 s = _mm512_setzero_ps(), b = _mm512_setzero_ps();
                 if (kind == EMBC_INT8_ROW) {
