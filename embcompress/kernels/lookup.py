@@ -48,20 +48,18 @@ def _lut(fmt: str) -> np.ndarray:
     return np.zeros(1, dtype=np.float32)  # the kernel takes a pointer; unused by other families
 
 
+@lru_cache(maxsize=None)
 def _e8m0_tables() -> tuple[np.ndarray, np.ndarray]:
     """E8M0 byte -> 2^(v - 127) and -> 2^(v - 133) (mxint8's k / 64 folded in), float32, exact
     (2^-133 is a float32 subnormal), NaN for 0xFF: the kernel's block scales."""
-    if not _SCALES:
-        v = np.arange(256)
-        for shift in (0, 6):
-            with np.errstate(over="ignore"):  # byte 255 overflows here; it is NaN below
-                t = np.ldexp(1.0, v - 127 - shift).astype(np.float32)
-            t[255] = np.nan
-            _SCALES.append(t)
-    return _SCALES[0], _SCALES[1]
-
-
-_SCALES: list[np.ndarray] = []
+    v = np.arange(256)
+    tables = []
+    for shift in (0, 6):
+        with np.errstate(over="ignore"):  # byte 255 overflows here; it is NaN below
+            t = np.ldexp(1.0, v - 127 - shift).astype(np.float32)
+        t[255] = np.nan
+        tables.append(t)
+    return tables[0], tables[1]
 
 
 @lru_cache(maxsize=None)
