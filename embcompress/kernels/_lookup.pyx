@@ -337,14 +337,22 @@ cdef extern from *:
     #define EMBC_HAVE_SIMD 0
     #endif
 
-    /* Prefetch each cache line of a row record once. */
+    /* Prefetch each cache line of a row record (prefetches never fault, so the one past a short
+       row is harmless). */
+    /* (Rows of up to 3 lines, the common case, without a loop: the per-row cost counts when rows
+       come from cache.) */
+    #define EMBC_PREFETCH_LINES(PF, p, row_bytes) do {                                          \
+            const uintptr_t first_ = (uintptr_t)(p) & ~(uintptr_t)63;                           \
+            const uintptr_t last_ = ((uintptr_t)(p) + (uintptr_t)(row_bytes) - 1) & ~(uintptr_t)63; \
+            PF(first_);                                                                         \
+            if (last_ - first_ <= 128) { PF(first_ + 64); PF(last_); }                          \
+            else for (uintptr_t line_ = first_ + 64; line_ <= last_; line_ += 64) PF(line_);     \
+        } while (0)
     static inline void embc_prefetch_row(const uint8_t *p, int64_t row_bytes) {
-        const uintptr_t last = ((uintptr_t)p + (uintptr_t)row_bytes - 1) & ~(uintptr_t)63;
-        for (uintptr_t line = (uintptr_t)p & ~(uintptr_t)63; line <= last; line += 64) EMBC_PREFETCH(line);
+        EMBC_PREFETCH_LINES(EMBC_PREFETCH, p, row_bytes);
     }
     static inline void embc_prefetch_row_near(const uint8_t *p, int64_t row_bytes) {
-        const uintptr_t last = ((uintptr_t)p + (uintptr_t)row_bytes - 1) & ~(uintptr_t)63;
-        for (uintptr_t line = (uintptr_t)p & ~(uintptr_t)63; line <= last; line += 64) EMBC_PREFETCH_NEAR(line);
+        EMBC_PREFETCH_LINES(EMBC_PREFETCH_NEAR, p, row_bytes);
     }
 
     #if EMBC_HAVE_SIMD
