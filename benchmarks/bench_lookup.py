@@ -22,24 +22,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
 
+from machine import machine  # benchmarks/machine.py: the description every benchmark prints
+
 OURS_8BIT = ["mxint8", "mxfp8_e4m3", "mxfp8_e5m2", "int8_rowwise"]
 OURS_4BIT = ["mxfp4_e2m1", "int4_rowwise"]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def zipf_ids(rng, n_rows: int, size: int, a: float) -> np.ndarray:
@@ -101,9 +91,9 @@ def main() -> None:
         f"zipf{args.zipf}": zipf_ids(rng, args.rows, n_idx, args.zipf),
     }
 
-    print(f"machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} logical cpus")
+    print(f"machine: {machine()}")
     print(f"torch {torch.__version__}, embcompress backend: {backend()}, "
-          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, load average {os.getloadavg()[0]:.1f}")
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}")
     print(f"table {args.rows} x {args.dim}, {args.bags} bags of {args.bag_len} ids, mode sum, best of {args.repeat}")
 
     torch_tables = {
