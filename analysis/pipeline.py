@@ -41,6 +41,8 @@ import numpy as np
 
 from embcompress.errors import ConfigError, param_error
 
+from .ctr.report import human_bytes
+
 METHODS = ("full", "hash", "learned")
 FORMATS = ("fp32", "mxfp4_e2m1")
 DATASETS = ("frappe", "criteo", "talkingdata")
@@ -289,13 +291,7 @@ def _run(out: Path, data, seed: int, settings: DemoSettings, progress) -> DemoRe
     # 1. data
     splits = _load(data, settings, seed)
     features = list(splits.features)
-    vocab = {f: int(np.unique(splits.train.column(f)).size) for f in features}
-    compressed = [f for f in features if vocab[f] >= settings.min_vocab]
-    if not compressed:
-        raise ConfigError(
-            f"No feature of {splits.name!r} has at least {settings.min_vocab} distinct training ids "
-            f"(largest: {max(vocab.values())}); nothing is worth compressing. Use a larger log."
-        )
+    compressed = splits.compressible(settings.min_vocab)
     step("data")
 
     # 2. mine
@@ -410,7 +406,7 @@ def _run(out: Path, data, seed: int, settings: DemoSettings, progress) -> DemoRe
         "info": splits.info,
         "features": features,
         "compressed": compressed,
-        "vocab": vocab,
+        "vocab": splits.vocab_sizes(),
         "rows": {"train": splits.train.n_rows, "validation": splits.validation.n_rows, "test": splits.test.n_rows},
         "positive_rate_test": float(y.mean()),
         "budget": settings.budget,
@@ -432,14 +428,6 @@ def _store_stats(store) -> dict:
 
 # ----------------------------------------------------------------------------- writing
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
-
-
 _FMT_NAMES = {"fp32": "fp32", "mxfp4_e2m1": "MXFP4"}
 
 
@@ -451,7 +439,7 @@ def _cells(rows: list[dict], compressed: list[str]) -> list[list[str]]:
         "hashing trick" if r["method"] == "hash" else r["method"],
         _FMT_NAMES.get(r["format"], r["format"]),
         " / ".join(str(r["rows"][f]) for f in compressed) if few else str(sum(r["rows"].values())),
-        _size(r["bytes"]),
+        human_bytes(r["bytes"]),
         f"{r['compression']:.1f}x",
         f"{r['auc']:.4f}",
         f"{r['logloss']:.4f}",
@@ -599,7 +587,7 @@ def _describe_data(dataset, settings, seed) -> str:
             f"Compressed features: {big}; "
             f"the others keep a row per id in every run. The hashing trick and the learned map get "
             f"{dataset['budget']:.0%} of the compressed features' full fp32 bytes "
-            f"({_size(dataset['budget_bytes'])} of {_size(dataset['reference_bytes'])}), id maps included. "
+            f"({human_bytes(dataset['budget_bytes'])} of {human_bytes(dataset['reference_bytes'])}), id maps included. "
             f"Embedding dimension {settings.dim}.")
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embcompress.errors import param_error
+from embcompress.errors import ConfigError, param_error
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,22 @@ class Splits:
     @property
     def features(self) -> tuple[str, ...]:
         return self.train.features
+
+    def vocab_sizes(self) -> dict[str, int]:
+        """Distinct training ids per feature."""
+        return {f: int(np.unique(self.train.column(f)).size) for f in self.features}
+
+    def compressible(self, min_vocab: int) -> list[str]:
+        """The features with at least ``min_vocab`` distinct training ids (smaller tables stay full)."""
+        vocab = self.vocab_sizes()
+        out = [f for f in self.features if vocab[f] >= min_vocab]
+        if not out:
+            raise ConfigError(
+                f"No feature of {self.name!r} has at least min_vocab={min_vocab} distinct training ids "
+                f"(largest: {max(vocab.values())}); nothing is worth compressing. Lower 'min_vocab' "
+                f"or use a larger log."
+            )
+        return out
 
 
 def _check_fractions(fractions, owner: str) -> tuple[float, float, float]:

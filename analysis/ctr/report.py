@@ -28,7 +28,8 @@ def _budget(b) -> str:
     return "full" if b is None else f"1/{1 / b:.0f}" if abs(1 / b - round(1 / b)) < 1e-9 else f"{b:g}"
 
 
-def _size(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``n`` bytes as B, KiB, MiB or GiB with one decimal."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -57,7 +58,7 @@ def results_table(results: dict) -> list[list[str]]:
         coll = r.get("collisions")
         shared = ", ".join(f"{f} {coll[f]['shared_access_share']:.0%}" for f in compressed if f in coll) if coll else "-"
         rows.append([
-            _budget(r["budget"]), r["method"], r["format"], _size(r["bytes"]), f"{r['ratio']:.4f}",
+            _budget(r["budget"]), r["method"], r["format"], human_bytes(r["bytes"]), f"{r['ratio']:.4f}",
             f"{r['auc']['mean']:.4f} ± {r['auc']['std']:.4f}", _ci(r.get("delta_auc")),
             f"{r['logloss']['mean']:.4f} ± {r['logloss']['std']:.4f}", _ci(r.get("delta_logloss")), shared,
         ])
@@ -110,12 +111,12 @@ def findings(results: dict) -> list[str]:
             if base is not None:
                 out.append(f"budget {_budget(r['budget'])}, {r['method'][: -len(same)]} with the same rows stored as {r['format']}: "
                            f"AUC {r['auc']['mean']:.4f}, {r['auc']['mean'] - base['auc']['mean']:+.4f} against fp32 storage, "
-                           f"bytes {_size(base['bytes'])} -> {_size(r['bytes'])}.")
+                           f"bytes {human_bytes(base['bytes'])} -> {human_bytes(r['bytes'])}.")
         else:
             base = get(r["method"], "fp32", r["budget"])
             if base is not None:
                 out.append(f"budget {_budget(r['budget'])}, {r['method']} with {r['format']} rows at the same bytes "
-                           f"({_size(r['bytes'])}, so more rows): AUC {r['auc']['mean']:.4f}, "
+                           f"({human_bytes(r['bytes'])}, so more rows): AUC {r['auc']['mean']:.4f}, "
                            f"{r['auc']['mean'] - base['auc']['mean']:+.4f} against its fp32 rows.")
     return out
 
@@ -131,7 +132,7 @@ def to_markdown(results: dict, *, plot: str | None = "pareto.png") -> str:
         f"Compressed features: {comp}; "
         f"the others keep full tables, the same in every run and outside the budgets.",
         "",
-        f"Budgets are fractions of the compressed features' full fp32 tables ({_size(results['reference_bytes'])}, "
+        f"Budgets are fractions of the compressed features' full fp32 tables ({human_bytes(results['reference_bytes'])}, "
         f"dim {cfg['model']['dim']}), counting every byte: rows times the format's row record (scales "
         f"included) plus the id maps. Seeds: {cfg['seeds']}; ΔAUC and Δlogloss are against the full fp32 "
         f"table of the same seed, mean over seeds, with a 95% paired bootstrap interval over test rows "

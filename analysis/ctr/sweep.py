@@ -343,13 +343,8 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
     features = list(splits.features)
     from learned_hash.mining.stats import LogStats  # noqa: F401  (fail early if missing)
 
-    vocab = {f: int(np.unique(splits.train.column(f)).size) for f in features}
-    compressed = [f for f in features if vocab[f] >= config.min_vocab]
-    if not compressed:
-        raise ConfigError(
-            f"No feature has at least min_vocab={config.min_vocab} distinct training ids "
-            f"(largest: {max(vocab.values())}). Lower 'min_vocab'."
-        )
+    vocab = splits.vocab_sizes()
+    compressed = splits.compressible(config.min_vocab)
     stats = train_stats(splits, compressed)
     full_maps = {f: full_map(f, stats) for f in features}
     dim = config.model.dim

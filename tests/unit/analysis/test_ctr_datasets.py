@@ -41,3 +41,16 @@ def test_talkingdata_sorted_by_click_time():
 def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_dataset(DatasetConfig(name="frappe", path=str(tmp_path / "nope")))
+
+
+def test_compressible_features_and_the_error_when_none_is():
+    from analysis.ctr.synthetic import load_synthetic
+
+    splits = load_synthetic(2000, seed=0, vocab=(300, 600, 20, 5), n_groups=(10, 12, 4, 2))
+    vocab = splits.vocab_sizes()
+    assert set(vocab) == set(splits.features)
+    big = splits.compressible(100)
+    assert big and all(vocab[f] >= 100 for f in big)
+    assert all(vocab[f] < 100 for f in splits.features if f not in big)
+    with pytest.raises(ConfigError, match="min_vocab=100000"):
+        splits.compressible(100_000)
