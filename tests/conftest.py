@@ -18,3 +18,13 @@ def data_path(*parts: str) -> Path:
 @pytest.fixture
 def data_dir() -> Path:
     return data_path()
+
+
+# CI machines are shared and slow at times: no per-example deadline for property tests.
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("embcompress", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("embcompress")
+except ImportError:  # hypothesis is a dev dependency; unit tests without it still run
+    pass
