@@ -192,7 +192,8 @@ class LogSource:
             fields, ranges = _libfm_fields(fields, field_map)
         elif fields is not None or field_map is not None:
             raise ConfigError(f"The 'fields' and 'field_map' parameters apply to libfm logs only. Got format {format!r}.")
-        return cls(tuple(paths), format, delimiter or ",", tuple(fields) if fields else None, ranges)
+        # Absolute paths: a Spark Connect server resolves relative ones against its own directory.
+        return cls(tuple(os.path.abspath(p) for p in paths), format, delimiter or ",", tuple(fields) if fields else None, ranges)
 
     def describe(self) -> dict:
         """What was read, recorded in the artifacts made from it."""
