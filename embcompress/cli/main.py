@@ -42,7 +42,10 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 for _verb, _module in COMMANDS.items():
     _mod = importlib.import_module(f"{__package__}.{_module}")
-    app.command(name=_verb, help=_mod.__doc__)(_mod.command)
+    # The docstring's line breaks are for the source: rejoin each paragraph for the terminal,
+    # and list a verb by its first paragraph.
+    _paras = [" ".join(p.split()) for p in (_mod.__doc__ or "").split("\n\n") if p.strip()]
+    app.command(name=_verb, help="\n\n".join(_paras), short_help=_paras[0] if _paras else None)(_mod.command)
 
 
 def main(argv: list[str] | None = None) -> None:
