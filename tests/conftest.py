@@ -15,6 +15,21 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+def hide_modules(*names: str) -> str:
+    """Source to prepend to a subprocess script: importing any of ``names`` (top-level packages)
+    raises ImportError there, as on a machine where they are not installed. The script can read
+    the set as ``HIDDEN``."""
+    return (
+        "import sys, importlib.abc\n"
+        f"HIDDEN = {set(names)!r}\n"
+        "class _Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in HIDDEN:\n"
+        "            raise ImportError(f'{name} is hidden in this test')\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return data_path()

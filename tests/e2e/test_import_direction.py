@@ -15,21 +15,12 @@ import numpy as np
 import embcompress
 from embcompress.idmap import IdMap
 from learned_hash.mining.stats import LogStats
+from tests.conftest import hide_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BLOCKER = textwrap.dedent(
-    """
-    import sys, importlib.abc
-    HIDDEN = {"learned_hash", "analysis", "torch", "typer", "duckdb", "faiss", "pyarrow",
-              "matplotlib", "pyspark", "pandas", "scipy"}
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HIDDEN:
-                raise ImportError(f"{name} is hidden in this test")
-    sys.meta_path.insert(0, Block())
-    """
-)
+BLOCKER = hide_modules("learned_hash", "analysis", "torch", "typer", "duckdb", "faiss", "pyarrow",
+                       "matplotlib", "pyspark", "pandas", "scipy")
 
 
 def test_serving_core_opens_every_artifact_without_siblings(tmp_path):

@@ -11,6 +11,7 @@ from embcompress.container import read_artifact, write_artifact
 from embcompress.errors import ArtifactError, ChecksumError, ConfigError
 from embcompress.idmap import IdMap, _lookup_numpy, mix64, row_dtype
 from embcompress.kernels import compiled
+from tests.conftest import hide_modules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -199,14 +200,8 @@ def test_memory_is_counted_and_compact():
 def test_file_opens_with_only_embcompress(tmp_path):
     ids, rows, m = _sparse_map(6, n=300, n_rows=100)
     path = m.save(tmp_path / "m.idmap")
-    code = textwrap.dedent(
+    code = hide_modules("learned_hash", "analysis", "torch", "faiss", "scipy") + textwrap.dedent(
         f"""
-        import sys, importlib.abc
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split('.')[0] in ('learned_hash', 'analysis', 'torch', 'faiss', 'scipy'):
-                    raise ImportError('hidden: ' + name)
-        sys.meta_path.insert(0, Block())
         import numpy as np
         import embcompress
         m = embcompress.IdMap.load({str(path)!r}, verify='full')

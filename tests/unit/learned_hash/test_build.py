@@ -12,6 +12,7 @@ from learned_hash import fit_hash
 from learned_hash.build import collision_share
 from learned_hash.embed import TableEmbedding
 from learned_hash.mining.stats import LogStats
+from tests.conftest import hide_modules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -189,14 +190,8 @@ def test_fit_hash_file_opens_with_only_embcompress(planted, tmp_path):
     path = m.save(tmp_path / "item.idmap")
     back = IdMap.load(path, verify="full")
     assert back.config["method"] == "learned" and back.inputs["stats"] == "planted" and back.meta == m.meta
-    code = textwrap.dedent(
+    code = hide_modules("learned_hash", "analysis", "faiss", "scipy", "torch") + textwrap.dedent(
         f"""
-        import sys, importlib.abc
-        class Hide(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split('.')[0] in ('learned_hash', 'analysis', 'faiss', 'scipy', 'torch'):
-                    raise ImportError('hidden: ' + name)
-        sys.meta_path.insert(0, Hide())
         import numpy as np
         from embcompress import IdMap
         m = IdMap.load({str(path)!r}, verify='full')
