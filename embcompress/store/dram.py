@@ -3,8 +3,9 @@
 Policies:
 
 - ``frequency``: a static hot set, the rows with the most mined accesses (ties to the lower row),
-  loaded by the warm-up and replaced only when asked (:meth:`DramTier.set_hot`). Misses are not
-  admitted, so serving never writes the tier.
+  loaded by the warm-up and replaced only when asked: whole (:meth:`DramTier.set_hot`) or, for a
+  refresh, by swapping in only the rows that enter it (:meth:`DramTier.swap_hot`). Misses are not
+  admitted, so serving itself never writes the tier.
 - ``lru``: missed rows are admitted, evicting the least recently used. Recency is kept per batch
   (all rows of a batch share one timestamp, which is what a batched server sees); rows hit in the
   batch are never evicted by its misses, and when the misses outnumber the room, the ones asked
@@ -112,6 +113,24 @@ class DramTier:
             self._place(rows, records, np.arange(len(rows), dtype=np.int64))
             if self.last_used is not None:
                 self.last_used[: len(rows)] = self.clock
+
+    def swap_hot(self, hot: np.ndarray, entering: np.ndarray, records: np.ndarray) -> None:
+        """Make the content the rows ``hot`` (at most ``capacity``), given the records of ``entering``.
+
+        ``entering`` are the rows of ``hot`` not held now (with their ``records``); rows held but
+        not in ``hot`` leave, rows in both keep their slot and record. A refresh thus reads only
+        what changed.
+        """
+        held = self.row_of[: self.n_used]
+        leaving = np.flatnonzero((held >= 0) & ~np.isin(held, hot))
+        gone = held[leaving]
+        self.slot_of[gone] = -1
+        self.row_of[leaving] = -1
+        if len(entering):
+            # Empty slots below n_used first (just freed, or left by an earlier swap), then the rest.
+            free = np.concatenate([np.flatnonzero(self.row_of[: self.n_used] < 0),
+                                   np.arange(self.n_used, self.capacity, dtype=np.int64)])
+            self._place(entering, records, free[: len(entering)].astype(np.int64))
 
     def write_through(self, rows: np.ndarray, records: np.ndarray) -> None:
         """Replace the held copies of updated ``rows`` with their new records."""

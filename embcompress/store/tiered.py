@@ -2,7 +2,8 @@
 
 For each batch the store finds the batch's unique rows, copies those held in DRAM, reads the rest
 from the file (:mod:`.scm`: direct, block-aligned, batched reads), lets the DRAM policy admit what
-it wants, and hands the staged rows to the lookup kernel with the indices remapped to them. The
+it wants (or, for the ``frequency`` policy with ``refresh_every``, re-ranks the rows by their
+mined plus served accesses when a refresh is due and swaps in the rows that enter), and hands the staged rows to the lookup kernel with the indices remapped to them. The
 kernel never does I/O; the result is bit for bit what the kernel gives on the whole table, since
 each bag still pools the same decoded rows in the same order.
 
@@ -16,7 +17,8 @@ for the same reads (``device_seconds``), so a run can report what the device wou
 Python threads may share a store. A lock guards the DRAM tier and the counters (held briefly, to
 copy hits and to admit); file reads run outside it, under the shared side of a readers-writer
 lock whose exclusive side updates and warm-ups take, so reads of several threads overlap and no
-read sees a row while it is being written. The kernel runs outside both. Updates go through a
+read sees a row while it is being written. A refresh reads its entering rows the same way and
+swaps them in under the state lock; one runs at a time. The kernel runs outside both. Updates go through a
 write-ahead journal (:mod:`.journal`) and replace the cached copies, so no lookup sees a torn row.
 """
 
@@ -86,20 +88,46 @@ class TieredStore:
 
     ``policy``: ``"frequency"`` (static hot set from ``frequencies``, the rows' mined access
     counts; the file's ``frequencies`` section when not given), ``"lru"`` or ``"lfu"`` (admitted
-    and evicted online; ``frequencies``, if given, seed the warm-up). ``device``: a
+    and evicted online; ``frequencies``, if given, seed the warm-up).
+
+    ``refresh_every`` (``frequency`` only): every that many batches the store refreshes the hot
+    set itself, from ``frequencies`` plus the accesses it has served since (per row, a row asked
+    twice in a batch counts twice, the unit of mined counts); only the rows that enter the set are
+    read. ``None`` (default) keeps the set static until ``warm_up(new_frequencies)``.
+    ``half_life`` (with ``refresh_every``): served accesses lose half their weight every that
+    many batches, and so does the prior; ``None`` weighs all alike. The refresh runs on the lookup
+    that makes it due (one ranking of all rows, O(rows log rows)), and its reads are counted apart
+    from the lookups' (``refreshes``, ``refresh_rows``, ``refresh_blocks``). It keeps one float64
+    score a table row, outside the budget like the slot index.
+
+    ``device``: a
     :class:`~embcompress.store.devices.DeviceModel` or a name (``"nand"``, ``"3dxp"``) whose read
     time is accumulated for the file reads. Row ids are the table's original ids, also for a file
     written by :func:`~embcompress.store.reorder_rows`.
     """
 
     def __init__(self, table_file, *, dram_bytes: int, policy: str = "frequency", frequencies=None,
-                 device: DeviceModel | str | None = None, direct_io: bool = True, max_in_flight: int = 8):
+                 device: DeviceModel | str | None = None, direct_io: bool = True, max_in_flight: int = 8,
+                 refresh_every: int | None = None, half_life: float | None = None):
         from ..table import QuantizedTable
 
         if policy not in POLICIES:
             raise param_error("policy", _OWNER, f"be one of {POLICIES}", policy)
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise param_error("max_in_flight", _OWNER, "be a positive int", max_in_flight)
+        if refresh_every is not None:
+            if isinstance(refresh_every, bool) or not isinstance(refresh_every, (int, np.integer)) or refresh_every < 1:
+                raise param_error("refresh_every", _OWNER, "be a positive int number of batches or None", refresh_every)
+            if policy != "frequency":
+                raise param_error("refresh_every", _OWNER, f"be None for policy={policy!r} (it refreshes the "
+                                  "frequency policy's hot set; lru and lfu admit rows online)", refresh_every)
+        if half_life is not None:
+            if (isinstance(half_life, bool) or not isinstance(half_life, (int, float, np.integer, np.floating))
+                    or not math.isfinite(half_life) or half_life <= 0):
+                raise param_error("half_life", _OWNER, "be a positive finite number of batches or None", half_life)
+            if refresh_every is None:
+                raise param_error("half_life", _OWNER, "be None unless refresh_every is set (it weighs the "
+                                  "served accesses a refresh ranks rows by)", half_life)
         self.path = Path(table_file)
         if not self.path.exists():
             raise ArtifactError(f"No table file at {str(self.path)!r}: the file does not exist. Check the path.")
@@ -155,6 +183,11 @@ class TieredStore:
             raise param_error("frequencies", _OWNER, "be given for policy='frequency' (the file holds none); "
                               "pass mined access counts or use policy='lru'", None)
         self._freq = frequencies
+        self._refresh_every = None if refresh_every is None else int(refresh_every)
+        self.half_life = None if half_life is None else float(half_life)
+        self._decay = 1.0 if half_life is None else 0.5 ** (1.0 / self.half_life)
+        self._refreshing = False
+        self._set_score(frequencies)
         self._dram = DramTier(n_rows, self.row_bytes, self.dram_bytes // self.row_bytes, policy)
         self._reader = RowReader(self.path, sec.offset, self.row_bytes, n_rows, direct=direct_io, max_in_flight=max_in_flight)
         self._direct_io, self._max_in_flight = direct_io, max_in_flight
@@ -186,11 +219,63 @@ class TieredStore:
     def _positions(self, rows: np.ndarray) -> np.ndarray:
         return rows if self._pos is None else self._pos[rows]
 
+    @property
+    def refresh_every(self) -> int | None:
+        """Batches between the store's own refreshes of the hot set (None: static)."""
+        return self._refresh_every
+
+    def _set_score(self, frequencies) -> None:
+        # Refresh ranking: the prior plus the served accesses. Decay is kept as a growing gain on
+        # new accesses (rescaled when large) instead of multiplying every row's score each batch.
+        self._score = None if self._refresh_every is None else np.array(frequencies, dtype=np.float64)
+        self._gain = 1.0
+        self._since_refresh = 0
+
+    def _note_served(self, rows: np.ndarray, counts: np.ndarray):
+        """Add a batch's accesses to the refresh score; the new hot set when a refresh is due.
+
+        Under ``self._lock``. Returns ``(hot, entering)`` file positions, or None.
+        """
+        self._gain /= self._decay
+        self._score[rows] += counts * self._gain
+        if self._gain > 1e150:
+            self._score /= self._gain
+            self._gain = 1.0
+        self._since_refresh += 1
+        if self._since_refresh < self._refresh_every or self._refreshing:
+            return None
+        self._since_refresh = 0
+        self._refreshing = True
+        hot = self._positions(top_rows(self._score, self._dram.capacity))
+        return hot, np.sort(hot[self._dram.find(hot) < 0])
+
+    def _refresh(self, hot: np.ndarray, entering: np.ndarray) -> None:
+        """Swap the rows ``entering`` the hot set in (under the shared file lock, not the state lock)."""
+        try:
+            t0 = time.perf_counter()
+            records, n_blocks = self._reader.read(entering)
+            read_s = time.perf_counter() - t0
+            with self._lock:
+                self._dram.swap_hot(hot, entering, records)
+                c = self._c
+                c["refreshes"] += 1
+                c["refresh_rows"] += len(entering)
+                c["refresh_blocks"] += n_blocks
+                c["refresh_seconds"] += read_s
+                if self.device is not None and len(entering):
+                    units = self.device.units_read(self._reader.base + entering * self.row_bytes, self.row_bytes)
+                    c["device_reads"] += units
+                    c["device_seconds"] += self.device.read_seconds(units)
+        finally:
+            with self._lock:
+                self._refreshing = False
+
     def warm_up(self, frequencies=None) -> int:
         """Load the hot set (the top rows by frequency) into DRAM; returns the rows loaded.
 
-        New ``frequencies`` replace the old ones (a refresh of the static hot set). Without any
-        frequencies (LRU/LFU not seeded) there is nothing to load.
+        New ``frequencies`` replace the old ones (a refresh of the static hot set; with
+        ``refresh_every`` they also become the prior the served accesses are added to). Without
+        any frequencies (LRU/LFU not seeded) there is nothing to load.
         """
         with self._file.exclusive(), self._lock:
             if frequencies is not None:
@@ -199,6 +284,7 @@ class TieredStore:
                     raise param_error("frequencies", "TieredStore.warm_up", f"be {self.shape[0]} finite non-negative counts",
                                       f"{f.dtype} of shape {f.shape}")
                 self._freq = f
+                self._set_score(f)
             self._warm = True
             if self._freq is None:
                 return 0
@@ -222,6 +308,7 @@ class TieredStore:
             staged[hit] = self._dram.data[slots[hit]]
             self._dram.note_access(pos, counts, slots)
         miss = pos[~hit]
+        refresh = None
         # File reads run outside the state lock, so threads' reads overlap; the shared side of the
         # file lock keeps updates out until this batch's misses are read and admitted.
         with self._file.shared():
@@ -244,6 +331,10 @@ class TieredStore:
                     units = self.device.units_read(self._reader.base + miss * self.row_bytes, self.row_bytes)
                     c["device_reads"] += units
                     c["device_seconds"] += self.device.read_seconds(units)
+                if self._refresh_every is not None:
+                    refresh = self._note_served(rows, counts)
+            if refresh is not None:
+                self._refresh(*refresh)
         return staged
 
     def pooled_lookup(self, indices, offsets=None, *, mode: str = "sum", per_sample_weights=None,
@@ -323,7 +414,8 @@ class TieredStore:
     def reset_stats(self) -> None:
         with getattr(self, "_lock", threading.RLock()):
             self._c = dict(batches=0, lookups=0, unique_rows=0, dram_hits=0, scm_rows=0, blocks_read=0,
-                           device_reads=0, device_seconds=0.0, scm_seconds=0.0, rows_updated=0)
+                           device_reads=0, device_seconds=0.0, scm_seconds=0.0, rows_updated=0,
+                           refreshes=0, refresh_rows=0, refresh_blocks=0, refresh_seconds=0.0)
 
     def stats(self) -> dict:
         """Counters since the last reset (rates on unique ids per batch)."""
@@ -337,7 +429,7 @@ class TieredStore:
         c["scm_rate"] = c["scm_rows"] / u if u else math.nan
         c["read_amplification"] = c["bytes_read"] / wanted if wanted else math.nan
         c["blocks_per_batch"] = c["blocks_read"] / c["batches"] if c["batches"] else math.nan
-        c["dram_rows"] = int(self._dram.n_used)
+        c["dram_rows"] = len(self._dram.held_rows)
         c["dram_capacity_rows"] = int(self._dram.capacity)
         if self.device is not None:
             c["device"] = self.device.name
@@ -355,5 +447,6 @@ class TieredStore:
         self.close()
 
     def __repr__(self) -> str:
+        refresh = "" if self._refresh_every is None else f", refresh_every={self._refresh_every}, half_life={self.half_life}"
         return (f"TieredStore({str(self.path)!r}, fmt={self.fmt!r}, shape={self.shape}, policy={self.policy!r}, "
-                f"dram_rows={self._dram.capacity})")
+                f"dram_rows={self._dram.capacity}{refresh})")

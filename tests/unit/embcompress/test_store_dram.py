@@ -79,3 +79,18 @@ def test_lru_keeps_rows_hit_in_the_batch_and_admits_the_most_asked():
     t.admit(miss, _rec(miss), np.array([1, 5, 2]))
     # Row 1 was hit this batch and stays; two slots are free to take: 11 (5 asks) and 12 (2 asks).
     assert _held(t) == {1, 11, 12}
+
+
+def test_swap_hot_moves_only_what_changed_and_reuses_freed_slots():
+    t = DramTier(100, 8, 4, "frequency")
+    t.set_hot(np.array([1, 2, 3]), _rec([1, 2, 3]))
+    slot2 = int(t.find(np.array([2]))[0])
+    t.swap_hot(np.array([2, 3, 9, 10]), np.array([9, 10]), _rec([9, 10]))  # 1 leaves, 9 and 10 enter
+    assert _held(t) == {2, 3, 9, 10} and t.find(np.array([1]))[0] == -1
+    assert int(t.find(np.array([2]))[0]) == slot2  # kept rows keep their slot
+    t.swap_hot(np.array([9]), np.array([], np.int64), _rec([]))  # shrink: three slots left empty
+    assert _held(t) == {9}
+    t.swap_hot(np.array([9, 20, 21, 22]), np.array([20, 21, 22]), _rec([20, 21, 22]))  # the holes are reused
+    assert _held(t) == {9, 20, 21, 22} and t.n_used == 4
+    for r in (9, 20, 21, 22):
+        assert np.array_equal(t.data[t.find(np.array([r]))], _rec([r]))
