@@ -174,6 +174,42 @@ def _lookup_numpy(ids, keys, vals, base, seed, fallback, fb_start, fb_count, out
     return out
 
 
+def _lookup(ids, keys, vals, base, seed, fallback, fb_start, fb_count, out, n_threads: int):
+    """The lookup on a map's arrays, by the compiled kernel or its twin; trusts its inputs."""
+    kernel = compiled("_idmap")
+    args = (ids, keys, vals, base, seed, fallback, fb_start, fb_count, out)
+    if kernel is not None:
+        kernel.lookup(*args, n_threads)
+    else:
+        _lookup_numpy(*args)
+    return out
+
+
+def _problems(n_rows: int, keys, vals, fallback, fb_start: int, fb_count: int) -> list[str]:
+    """What is inconsistent in a map's arrays (empty when they make a map onto ``n_rows`` rows)."""
+    dtype = row_dtype(n_rows)
+    problems = []
+    if vals.dtype != dtype or fallback.dtype != dtype:
+        problems.append("row dtype does not fit n_rows")
+    if keys.dtype != np.int64 or keys.ndim != 1 or vals.ndim != 1 or fallback.ndim != 1:
+        problems.append("sections have the wrong dtype or shape")
+        return problems
+    # a hash table with no empty slot would make a miss probe forever
+    if keys.size and (keys.size != vals.size or keys.size > _MAX_CAPACITY
+                      or np.count_nonzero(vals != np.iinfo(dtype).max) > keys.size * MAX_LOAD):
+        problems.append("the hash table's capacity is inconsistent")
+    empty = np.iinfo(dtype).max
+    if vals.size and np.any((vals >= n_rows) & (vals != empty)):
+        problems.append("a row lies outside [0, n_rows)")
+    if fb_count < 1 or (fallback.size and fallback.size != fb_count):
+        problems.append("no fallback rows")
+    elif fallback.size and fallback.max() >= n_rows:
+        problems.append("a fallback row lies outside [0, n_rows)")
+    elif not fallback.size and not (0 <= fb_start and fb_start + fb_count <= n_rows):
+        problems.append("the fallback range lies outside [0, n_rows)")
+    return problems
+
+
 class IdMap:
     """Raw int64 ids -> rows in ``[0, n_rows)``. Build with :meth:`from_arrays`, open with :meth:`load`.
 
@@ -288,18 +324,42 @@ class IdMap:
                 raise param_error("out", "IdMap.lookup", f"be a writeable C-contiguous int64 array of shape {arr.shape}",
                                   f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
             res = out
-        res_flat = res.reshape(-1)
-        threads = resolve_threads(n_threads)
-        kernel = compiled("_idmap")
-        args = (flat, self._keys, self._vals, self._base, self.seed, self._fallback,
-                self._fb_start, self._fb_count, res_flat)
-        if kernel is not None:
-            kernel.lookup(*args, threads)
-        else:
-            _lookup_numpy(*args)
+        _lookup(flat, self._keys, self._vals, self._base, self.seed, self._fallback,
+                self._fb_start, self._fb_count, res.reshape(-1), resolve_threads(n_threads))
         return res
 
     __call__ = lookup
+
+    # -- as arrays (what MXEmbeddingBag keeps as buffers) ---------------------------------------
+
+    def parts(self) -> dict[str, np.ndarray]:
+        """The map as four arrays, without copying: ``keys`` (int64, the hash table's keys, empty
+        in the other layouts), ``vals`` (row dtype: the hash table's rows or the direct array),
+        ``fallback`` (row dtype; empty when the cold rows are a range) and ``params`` (int64
+        ``[seed, base, fallback_start, fallback_count]``, the seed by its 64-bit pattern).
+        With ``n_rows`` they are the whole map: :meth:`from_parts` rebuilds it."""
+        seed = np.array([self.seed], dtype=np.uint64).view(np.int64)[0]
+        params = np.array([seed, self._base, self._fb_start, self._fb_count], dtype=np.int64)
+        return {"keys": self._keys, "vals": self._vals, "fallback": self._fallback, "params": params}
+
+    @classmethod
+    def from_parts(cls, n_rows: int, keys, vals, fallback, params, *, where: str = "from arrays") -> "IdMap":
+        """The map :meth:`parts` describes, after the checks :meth:`load` makes on a file
+        (``where`` names the arrays' origin in the error). ``config``, ``inputs`` and ``meta``
+        are not part of it and come back empty."""
+        if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
+            raise param_error("n_rows", "IdMap.from_parts", "be a positive int", n_rows)
+        n_rows = int(n_rows)
+        keys, vals, fallback, params = (np.ascontiguousarray(a) for a in (keys, vals, fallback, params))
+        if params.dtype != np.int64 or params.shape != (4,):
+            problems = ["params must be int64 [seed, base, fallback_start, fallback_count]"]
+        else:
+            seed, base, fb_start, fb_count = (int(v) for v in params)
+            problems = _problems(n_rows, keys, vals, fallback, fb_start, fb_count)
+        if problems:
+            raise ArtifactError(f"The id map {where} is inconsistent ({'; '.join(problems)}). Re-create it.")
+        return cls(n_rows=n_rows, seed=seed & 0xFFFFFFFFFFFFFFFF, keys=keys, vals=vals, base=base,
+                   fallback=fallback, fb_start=fb_start, fb_count=fb_count)
 
     # -- description --------------------------------------------------------------------------
 
@@ -409,23 +469,9 @@ class IdMap:
             keys, vals, fallback = art.array("keys"), art.array("vals"), art.array("fallback")
             fb_start, fb_count = int(cfg["fallback_start"]), int(cfg["fallback_count"])
             base = int(cfg["base"])
-            problems = []
-            if np.dtype(cfg["row_dtype"]) != dtype or vals.dtype != dtype or fallback.dtype != dtype:
-                problems.append("row dtype does not fit n_rows")
-            if keys.dtype != np.int64 or keys.ndim != 1 or vals.ndim != 1 or fallback.ndim != 1:
-                problems.append("sections have the wrong dtype or shape")
-            if keys.size and (keys.size != vals.size or keys.size > _MAX_CAPACITY
-                              or np.count_nonzero(vals != np.iinfo(dtype).max) > keys.size * MAX_LOAD):
-                problems.append("the hash table's capacity is inconsistent")
-            empty = np.iinfo(dtype).max
-            if vals.size and np.any((vals >= n_rows) & (vals != empty)):
-                problems.append("a row lies outside [0, n_rows)")
-            if fb_count < 1 or (fallback.size and fallback.size != fb_count):
-                problems.append("no fallback rows")
-            elif fallback.size and fallback.max() >= n_rows:
-                problems.append("a fallback row lies outside [0, n_rows)")
-            elif not fallback.size and not (0 <= fb_start and fb_start + fb_count <= n_rows):
-                problems.append("the fallback range lies outside [0, n_rows)")
+            problems = _problems(n_rows, keys, vals, fallback, fb_start, fb_count)
+            if np.dtype(cfg["row_dtype"]) != dtype and "row dtype does not fit n_rows" not in problems:
+                problems.insert(0, "row dtype does not fit n_rows")
             if problems:
                 raise ArtifactError(f"The id map {where!r} is inconsistent ({'; '.join(problems)}). Re-create it.")
         except (KeyError, TypeError, ValueError) as exc:

@@ -11,6 +11,17 @@ The kernel and the id map are registered as ``torch.library`` custom ops,
 for row sources), each with a fake (meta) implementation, so ``torch.compile`` and
 ``torch.export`` trace a model that uses them without graph breaks.
 
+What travels with the module
+----------------------------
+A table held in memory and the id map are buffers of the module, passed to the ops as tensors:
+``records`` (uint8 row records) and ``id_map_keys``, ``id_map_vals``, ``id_map_fallback``,
+``id_map_params`` (the arrays of :meth:`IdMap.parts <embcompress.idmap.IdMap.parts>`, the row
+arrays as their bytes). So ``state_dict`` carries them (``load_state_dict`` into a module built
+over a table of the same shape installs the id map it holds, whatever map, if any, the module
+had), and a ``torch.export`` program of the module, saved with ``torch.export.save``, runs in
+another process after ``import embcompress.nn`` (which registers the ops) and
+``torch.export.load``, with the same outputs.
+
 Row sources
 -----------
 The module reads its table through a small interface, so a store that keeps rows elsewhere (the
@@ -22,15 +33,19 @@ tiered DRAM + SSD store) plugs in: a *row source* is any object with
   pooled rows as a float32 NumPy array ``(n_bags, dim)``, with ``indices`` row numbers (int64).
 
 A :class:`~embcompress.table.QuantizedTable` or an opened table file is held as a uint8 buffer
-of row records (so ``state_dict``, ``torch.export`` and ``.to()`` see it); any other row source is
-called through ``embcompress::source_lookup``, which finds it by a process-local key, so a
-program exported from such a module runs in the process that built it. The id map is found the
-same way (``embcompress::map_ids``).
+of row records. Any other row source (a :class:`~embcompress.store.TieredStore` holds an open
+file, a DRAM cache and statistics: nothing a tensor can hold) is called through
+``embcompress::source_lookup``, which finds it by a key local to the process that built the
+module, so a program exported from such a module runs only in that process; elsewhere it raises
+an error saying so. To serve a store in another process, build the module over the store there;
+to ship one portable program, export a module over the in-memory table
+(``MXEmbeddingBag.from_file``). Keys are random 62-bit numbers, so a program loaded in another
+process never reaches a source registered there by chance.
 """
 
 from __future__ import annotations
 
-import itertools
+import secrets
 import threading
 import warnings
 from collections.abc import Mapping
@@ -40,20 +55,26 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError, param_error
+from .idmap import IdMap, _lookup, row_dtype
+from .kernels import resolve_threads
 from .kernels.lookup import MODES, pooled_lookup
 from .table import QuantizedTable
 
 __all__ = ["MXEmbeddingBag", "MXEmbeddingBagCollection"]
 
-# Process-local registries for what a custom op cannot take as a tensor: id maps and row sources.
+# Process-local registry of the row sources a custom op cannot take as a tensor (see the module
+# docstring). Random keys: a program loaded elsewhere must not find an unrelated source there.
 _REGISTRY: dict[int, object] = {}
-_KEYS = itertools.count(1)
 _LOCK = threading.Lock()
+# The id map's buffers, in the order embcompress::map_ids takes them.
+_ID_MAP_BUFFERS = ("id_map_keys", "id_map_vals", "id_map_fallback", "id_map_params")
 
 
 def _register(obj) -> int:
     with _LOCK:
-        key = next(_KEYS)
+        key = 0
+        while key == 0 or key in _REGISTRY:
+            key = secrets.randbits(62)
         _REGISTRY[key] = obj
     return key
 
@@ -63,8 +84,13 @@ def _registered(key: int):
         return _REGISTRY[key]
     except KeyError:
         raise ConfigError(
-            f"No id map or row source is registered under key {key} in this process: a program "
-            f"exported from an MXEmbeddingBag over one runs only where the module was built."
+            f"No row source is registered under key {key} in this process. An MXEmbeddingBag over a "
+            f"row source that is not an in-memory table (such as a TieredStore, which holds an open "
+            f"file and a cache) calls it by a key that lives only in the process that built the "
+            f"module, so a program exported (torch.export) from it runs only there. Build the module "
+            f"over the store in this process (MXEmbeddingBag(TieredStore(path), id_map=store.id_map)), "
+            f"or export a module over the in-memory table (MXEmbeddingBag.from_file(path)), whose "
+            f"rows and id map travel in the program as buffers."
         ) from None
 
 
@@ -132,14 +158,41 @@ def _(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset)
 
 
 @torch.library.custom_op("embcompress::map_ids", mutates_args=())
-def _map_op(ids: Tensor, key: int) -> Tensor:
-    flat = _np(ids).reshape(-1)
-    return torch.from_numpy(_registered(key).lookup(flat).astype(np.int64, copy=False)).reshape(ids.shape)
+def _map_op(ids: Tensor, keys: Tensor, vals: Tensor, fallback: Tensor, params: Tensor, n_rows: int,
+            n_threads: int) -> Tensor:
+    # The buffers of a module's id map (see _id_map_tensors); the row arrays come as their bytes.
+    dtype = row_dtype(n_rows)
+    seed, base, fb_start, fb_count = (int(v) for v in _np(params))
+    out = np.empty(ids.numel(), dtype=np.int64)
+    _lookup(_np(ids).reshape(-1), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
+            _np(fallback).view(dtype), fb_start, fb_count, out, resolve_threads(n_threads or None))
+    return torch.from_numpy(out).reshape(ids.shape)
 
 
 @_map_op.register_fake
-def _(ids, key):
+def _(ids, keys, vals, fallback, params, n_rows, n_threads):
     return torch.empty_like(ids, dtype=torch.int64)
+
+
+def _tensor(arr: np.ndarray) -> Tensor:
+    with warnings.catch_warnings():  # read-only (memory-mapped) arrays: the module never writes them
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(arr)
+    # An empty tensor over NumPy's memory has a null data pointer but a non-null storage, which
+    # torch.export.save (torch 2.13) fails to place; torch's own empty tensor has null for both.
+    return t.clone() if t.numel() == 0 else t
+
+
+def _id_map_tensors(id_map: IdMap) -> dict[str, Tensor]:
+    """The id map's arrays as the module's buffers, sharing memory; the row arrays (uint8 to
+    uint64 by the table's rows) as bytes, a dtype every torch version saves and loads."""
+    p = id_map.parts()
+    return {
+        "id_map_keys": _tensor(p["keys"]),
+        "id_map_vals": _tensor(p["vals"].view(np.uint8)),
+        "id_map_fallback": _tensor(p["fallback"].view(np.uint8)),
+        "id_map_params": _tensor(p["params"]),
+    }
 
 
 def _check_source(source, owner: str):
@@ -187,10 +240,7 @@ class MXEmbeddingBag(nn.Module):
 
             _table_parts(table)  # refuses a format the kernel does not know, here rather than at forward
             self.block_size = table.block_size or 0
-            with warnings.catch_warnings():  # read-only (memory-mapped) records: the module never writes them
-                warnings.simplefilter("ignore", UserWarning)
-                records = torch.from_numpy(np.asarray(table.data))
-            self.register_buffer("records", records)
+            self.register_buffer("records", _tensor(np.asarray(table.data)))
             self.source = table
             self._source_key = 0
         else:
@@ -198,15 +248,44 @@ class MXEmbeddingBag(nn.Module):
             self.records = None
             self.source = source
             self._source_key = _register(source)
+        if id_map is not None and (not isinstance(id_map, IdMap) or id_map.n_rows != n_rows):
+            raise param_error(
+                "id_map", owner, f"be an IdMap onto the table's {n_rows} rows",
+                f"{type(id_map).__name__} onto {getattr(id_map, 'n_rows', '?')} rows",
+            )
+        self._set_id_map(id_map)
+
+    def _set_id_map(self, id_map: IdMap | None) -> None:
         self.id_map = id_map
-        self._map_key = 0
-        if id_map is not None:
-            if not hasattr(id_map, "lookup") or getattr(id_map, "n_rows", None) != n_rows:
-                raise param_error(
-                    "id_map", owner, f"be an IdMap onto the table's {n_rows} rows",
-                    f"{type(id_map).__name__} onto {getattr(id_map, 'n_rows', '?')} rows",
-                )
-            self._map_key = _register(id_map)
+        tensors = _id_map_tensors(id_map) if id_map is not None else {}
+        for name in _ID_MAP_BUFFERS:
+            self.register_buffer(name, tensors.get(name))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # Before torch copies the state into the buffers: an id map in the state replaces the
+        # module's (its arrays' sizes are the map's own), checked as IdMap.load checks a file; and
+        # the records get fresh memory when the state has them, since the table's own may be a
+        # read-only file mapping (writing into it would crash).
+        names = [prefix + n for n in _ID_MAP_BUFFERS]
+        if all(isinstance(state_dict.get(n), Tensor) for n in names):
+            keys, vals, fallback, params = (state_dict[n].detach().cpu().contiguous().numpy().copy() for n in names)
+            dtype = row_dtype(self.num_embeddings)
+            if vals.dtype == fallback.dtype == np.uint8 and not (vals.size % dtype.itemsize or fallback.size % dtype.itemsize):
+                vals, fallback = vals.view(dtype), fallback.view(dtype)  # else from_parts names the wrong dtype
+            self._set_id_map(IdMap.from_parts(self.num_embeddings, keys, vals, fallback, params,
+                                              where=f"in the state dict under {prefix}id_map_*"))
+        records = state_dict.get(prefix + "records")
+        fresh = (self.records is not None and isinstance(records, Tensor)
+                 and records.shape == self.records.shape and records.dtype == self.records.dtype)
+        if fresh:
+            self.records = torch.empty_like(self.records)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if fresh:
+            t = self.source
+            self.source = QuantizedTable(self.records.numpy(), t.fmt, t.shape, block_size=t.block_size,
+                                         scale_mode=t.scale_mode)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -253,8 +332,11 @@ class MXEmbeddingBag(nn.Module):
                 raise param_error("offsets", "MXEmbeddingBag.forward", "be given when 'input' is 1-D", None)
             include_last = self.include_last_offset
         rows = input.to(torch.int64)
-        if self._map_key:
-            rows = torch.ops.embcompress.map_ids(rows, self._map_key)
+        if self.id_map_params is not None:
+            rows = torch.ops.embcompress.map_ids(
+                rows, self.id_map_keys, self.id_map_vals, self.id_map_fallback, self.id_map_params,
+                self.num_embeddings, self.n_threads,
+            )
         offsets = offsets.to(torch.int64)
         if per_sample_weights is not None:
             per_sample_weights = per_sample_weights.to(torch.float32)

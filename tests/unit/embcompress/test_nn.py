@@ -1,5 +1,9 @@
 """MXEmbeddingBag / MXEmbeddingBagCollection: nn.EmbeddingBag semantics, id maps, row sources,
-torch.compile and torch.export."""
+torch.compile and torch.export (programs saved and loaded in a new process), state_dict."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from embcompress import ConfigError  # noqa: E402
 from embcompress.idmap import IdMap  # noqa: E402
 from embcompress.kernels import compiled  # noqa: E402
 from embcompress.nn import MXEmbeddingBag, MXEmbeddingBagCollection  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 
 
 @pytest.fixture(params=["numpy", "cython"])
@@ -176,3 +181,139 @@ def test_torch_compile_fullgraph():
     compiled_model = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         assert torch.allclose(compiled_model(ids, offsets), model(ids, offsets))
+
+
+# -- portability: what travels with the module (state_dict, torch.export programs) ------------
+
+
+def layout_maps(n=40):
+    """One id map per layout, with the awkward cases: a seed above 2**63, scattered and ranged
+    cold rows, rows of two dtypes' widths."""
+    rng = np.random.default_rng(3)
+    sparse = rng.choice(2**62, 25, replace=False) - 2**61  # far apart: the hash table
+    return {
+        "hash": IdMap.from_arrays(sparse, rng.integers(0, n, 25), n, fallback_rows=[3, 31, 7, 12], seed=2**64 - 5),
+        "direct": IdMap.from_arrays(np.arange(-10, 20), np.arange(30), n, seed=1),  # cold rows 30..39: a range
+        "none": IdMap.from_arrays([], [], n, seed=7),  # the hashing trick: every id hashed
+    }
+
+
+class Tower(torch.nn.Module):
+    """A model over a collection: every feature looks up the same bags, outputs side by side."""
+
+    def __init__(self, col):
+        super().__init__()
+        self.col = col
+
+    def forward(self, ids, offsets, weights):
+        out = self.col({f: (ids, offsets, weights) for f in self.col.features})
+        return torch.cat(list(out.values()), dim=1)
+
+
+def tower(tmp_path, n=40):
+    x = np.random.default_rng(4).standard_normal((n, 16)).astype(np.float32)
+    maps = layout_maps(n)
+    bags = {
+        name: MXEmbeddingBag(embcompress.quantize(x, fmt), id_map=idm, mode="sum")
+        for (name, idm), fmt in zip(maps.items(), ["mxfp8_e4m3", "mxint8", "mxfp4_e2m1"])
+    }
+    # and a table file: rows and id map memory-mapped
+    path = embcompress.write_table(tmp_path / "t.embc", embcompress.quantize(-x, "mx6"), id_map=maps["hash"])
+    bags["file"] = MXEmbeddingBag.from_file(path, mode="sum")
+    return Tower(MXEmbeddingBagCollection(bags)).eval()
+
+
+def tower_inputs(model):
+    maps = [b.id_map for b in model.col.bags.values()]
+    known = np.concatenate([m.ids for m in maps])
+    ids = np.concatenate([known, np.random.default_rng(5).integers(-(2**63), 2**63 - 1, 40), [-(2**63), 2**63 - 1]])
+    return torch.from_numpy(ids), torch.tensor([0, 3, 3, 40, 71]), torch.rand(ids.size, generator=torch.Generator().manual_seed(6))
+
+
+def run_python(code: str, env_backend: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if env_backend:
+        env["EMBCOMPRESS_KERNELS"] = env_backend
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_exported_program_with_id_maps_runs_in_a_new_process(backend, tmp_path):
+    model = tower(tmp_path)
+    ids, offsets, weights = tower_inputs(model)
+    with torch.no_grad():
+        expected = model(ids, offsets, weights)
+    for i, bag in enumerate(model.col.bags.values()):  # the op maps ids as IdMap.lookup does
+        rows = torch.from_numpy(bag.id_map.lookup(ids.numpy()))
+        ref = F.embedding_bag(rows, bag.decoded_weight(), offsets, mode="sum", per_sample_weights=weights)
+        assert close(expected[:, 16 * i: 16 * (i + 1)], ref)
+    ep = torch.export.export(model, (ids, offsets, weights))
+    assert {"records", "id_map_keys", "id_map_vals", "id_map_fallback", "id_map_params"} <= {
+        k.rsplit(".", 1)[-1] for k in ep.state_dict
+    }
+    torch.export.save(ep, tmp_path / "tower.pt2")
+    torch.save((ids, offsets, weights), tmp_path / "inputs.pt")
+    # a fresh interpreter: nothing of this process (no registry, no IdMap object) is there
+    done = run_python(
+        "import numpy as np, torch, embcompress.nn\n"
+        "from embcompress.kernels import backend\n"
+        f"ep = torch.export.load({str(tmp_path / 'tower.pt2')!r})\n"
+        f"ids, offsets, weights = torch.load({str(tmp_path / 'inputs.pt')!r})\n"
+        "with torch.no_grad():\n"
+        "    out = ep.module()(ids, offsets, weights)\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, out.numpy())\n"
+        "print(backend())\n",
+        backend,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [backend]
+    assert torch.equal(torch.from_numpy(np.load(tmp_path / "out.npy")), expected)
+
+
+def test_state_dict_carries_the_id_map(backend, tmp_path):
+    x = np.random.default_rng(7).standard_normal((40, 16)).astype(np.float32)
+    q = embcompress.quantize(x, "mxint8")
+    maps = layout_maps()
+    ids, offsets = torch.tensor([-10, 5, 19, 20, 123456789, 2**62]), torch.tensor([0, 2, 4])
+    for idm in maps.values():
+        src = MXEmbeddingBag(q, id_map=idm, mode="sum")
+        for fresh in (MXEmbeddingBag(q, mode="sum"), MXEmbeddingBag(q, id_map=maps["none"], mode="sum")):
+            fresh.load_state_dict(src.state_dict())
+            assert torch.equal(fresh(ids, offsets), src(ids, offsets))
+            assert fresh.id_map.layout == idm.layout and fresh.id_map.seed == idm.seed
+    # a module over a memory-mapped (read-only) file takes another table's rows without writing the file
+    path = embcompress.write_table(tmp_path / "t.embc", q, id_map=maps["hash"])
+    other = MXEmbeddingBag(embcompress.quantize(2 * x, "mxint8"), id_map=maps["direct"], mode="sum")
+    mapped = MXEmbeddingBag.from_file(path, mode="sum")
+    mapped.load_state_dict(other.state_dict())
+    assert torch.equal(mapped(ids, offsets), other(ids, offsets))
+    assert torch.equal(mapped.decoded_weight(), other.decoded_weight())
+    assert np.array_equal(embcompress.open_table(path, verify="full").table.data, q.data)
+    # an id map that does not fit the table is refused as IdMap.load refuses a file
+    state = MXEmbeddingBag(q, id_map=maps["hash"], mode="sum").state_dict()
+    state["id_map_vals"] = torch.full_like(state["id_map_vals"], 41)  # rows past the table's 40
+    with pytest.raises(embcompress.ArtifactError, match="id_map_.*outside"):
+        MXEmbeddingBag(q, mode="sum").load_state_dict(state)
+
+
+def test_custom_ops_pass_torch_opcheck():
+    idm = layout_maps()["hash"]
+    m = MXEmbeddingBag(embcompress.quantize(np.ones((40, 16), np.float32), "mxint8"), id_map=idm, mode="sum")
+    ids = torch.from_numpy(idm.ids[:6].reshape(2, 3).copy())
+    torch.library.opcheck(torch.ops.embcompress.map_ids.default,
+                          (ids, m.id_map_keys, m.id_map_vals, m.id_map_fallback, m.id_map_params, 40, 0))
+    torch.library.opcheck(torch.ops.embcompress.pooled_lookup.default,
+                          (m.records, torch.tensor([1, 2, 3]), torch.tensor([0, 1]), None, "mxint8", 16, 32, "sum", False, 0))
+
+
+def test_program_over_a_row_source_says_why_it_cannot_run_elsewhere(tmp_path):
+    q = embcompress.quantize(np.ones((40, 16), np.float32), "mxint8")
+    model = Model(MXEmbeddingBag(ListSource(q), id_map=layout_maps()["direct"], mode="sum")).eval()
+    ids, offsets = torch.tensor([1, 2, 3]), torch.tensor([0, 1])
+    torch.export.save(torch.export.export(model, (ids, offsets)), tmp_path / "src.pt2")
+    done = run_python(
+        "import torch, embcompress.nn\n"
+        f"ep = torch.export.load({str(tmp_path / 'src.pt2')!r})\n"
+        "ep.module()(torch.tensor([1, 2, 3]), torch.tensor([0, 1]))\n"
+    )
+    assert done.returncode != 0
+    assert "No row source is registered" in done.stderr and "MXEmbeddingBag.from_file(path)" in done.stderr
