@@ -245,3 +245,21 @@ def test_fixture_direct_layout(kernels):
     # 0xE220A8397B1DCDAF % 300 (the last is splitmix64's first output, test_mix64_golden)
     assert mix64(np.array([99, 110, 0]), 0).tolist() == [0x42F3A9364C476BE3, 0x9089F05FBF88F8E7, 0xE220A8397B1DCDAF]
     assert m.lookup(np.array([99, 110, 0])).tolist() == [203, 87, 235]
+
+
+def test_parts_rebuild_the_map_and_are_checked(kernels):
+    ids, rows, m = _sparse_map(6)
+    dense = IdMap.from_arrays(np.arange(-50, 400), np.arange(450) % 300, 300, seed=2**64 - 1)
+    q = np.concatenate([ids, np.arange(-600, 600), [-(2**63), 2**63 - 1]])
+    for idm in (m, dense, IdMap.from_arrays([], [], 17, seed=5)):
+        p = idm.parts()
+        back = IdMap.from_parts(idm.n_rows, **{k: v.copy() for k, v in p.items()})
+        assert back.layout == idm.layout and back.seed == idm.seed and back.nbytes == idm.nbytes
+        np.testing.assert_array_equal(back.lookup(q), idm.lookup(q))
+    p = m.parts()
+    with pytest.raises(ArtifactError, match="in the test is inconsistent .*outside"):
+        IdMap.from_parts(m.n_rows, p["keys"], np.minimum(p["vals"], m.n_rows), p["fallback"], p["params"], where="in the test")
+    with pytest.raises(ArtifactError, match="row dtype"):
+        IdMap.from_parts(m.n_rows, p["keys"], p["vals"].astype(np.int64), p["fallback"], p["params"])
+    with pytest.raises(ArtifactError, match="params"):
+        IdMap.from_parts(m.n_rows, p["keys"], p["vals"], p["fallback"], p["params"][:3])
