@@ -35,15 +35,24 @@ ROW_ORDER = "row_order"
 _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 
 
-def top_rows(frequencies: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` rows with the highest frequencies, ties broken toward the lower row, sorted."""
+def top_rows(frequencies: np.ndarray, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` rows with the highest frequencies, ties broken toward the lower row, sorted.
+
+    ``rows`` (unique, any order) limits the choice to those rows.
+    """
+    f = np.asarray(frequencies, dtype=np.float64)
+    if rows is not None:
+        f = f[rows]
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    if k >= len(frequencies):
-        return np.arange(len(frequencies), dtype=np.int64)
-    # Sort by (-frequency, row): a stable argsort of -frequency keeps lower rows first on ties.
-    order = np.argsort(-np.asarray(frequencies, dtype=np.float64), kind="stable")[:k]
-    return np.sort(order).astype(np.int64)
+    if k >= len(f):
+        return np.arange(len(f), dtype=np.int64) if rows is None else np.sort(rows).astype(np.int64)
+    # Linear time: every row above the k-th largest value, then the lowest rows equal to it.
+    kth = np.partition(f, len(f) - k)[len(f) - k]
+    above, tied = np.flatnonzero(f > kth), np.flatnonzero(f == kth)
+    if rows is None:
+        return np.sort(np.concatenate([above, tied[: k - len(above)]])).astype(np.int64)
+    return np.sort(np.concatenate([rows[above], np.sort(rows[tied])[: k - len(above)]])).astype(np.int64)
 
 
 def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):

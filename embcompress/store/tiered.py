@@ -96,9 +96,10 @@ class TieredStore:
     read. ``None`` (default) keeps the set static until ``warm_up(new_frequencies)``.
     ``half_life`` (with ``refresh_every``): served accesses lose half their weight every that
     many batches, and so does the prior; ``None`` weighs all alike. The refresh runs on the lookup
-    that makes it due (one ranking of all rows, O(rows log rows)), and its reads are counted apart
-    from the lookups' (``refreshes``, ``refresh_rows``, ``refresh_blocks``). It keeps one float64
-    score a table row, outside the budget like the slot index.
+    that makes it due and ranks only the hot set and the rows served since the last refresh (the
+    result equals ranking every row, see ``_set_score``); its reads are counted apart from the
+    lookups' (``refreshes``, ``refresh_rows``, ``refresh_blocks``, ``refresh_seconds``). It keeps
+    a float64 score and a flag a table row, outside the budget like the slot index.
 
     ``device``: a
     :class:`~embcompress.store.devices.DeviceModel` or a name (``"nand"``, ``"3dxp"``) whose read
@@ -226,10 +227,17 @@ class TieredStore:
 
     def _set_score(self, frequencies) -> None:
         # Refresh ranking: the prior plus the served accesses. Decay is kept as a growing gain on
-        # new accesses (rescaled when large) instead of multiplying every row's score each batch.
-        self._score = None if self._refresh_every is None else np.array(frequencies, dtype=np.float64)
+        # new accesses (rescaled when large) instead of multiplying every row's score each batch,
+        # so scores only grow between refreshes. Hence a row neither in the last ranking's top nor
+        # touched since still has at least that top above it: a refresh ranks only the last top
+        # and the rows touched since, not the whole table.
+        on = self._refresh_every is not None
+        self._score = np.array(frequencies, dtype=np.float64) if on else None
         self._gain = 1.0
         self._since_refresh = 0
+        self._hot = np.zeros(0, np.int64)  # original rows of the last ranking's top (set by warm_up)
+        self._touched = []  # original rows first touched since that ranking
+        self._is_touched = np.zeros(self.shape[0] if on else 0, dtype=bool)
 
     def _note_served(self, rows: np.ndarray, counts: np.ndarray):
         """Add a batch's accesses to the refresh score; the new hot set when a refresh is due.
@@ -241,12 +249,21 @@ class TieredStore:
         if self._gain > 1e150:
             self._score /= self._gain
             self._gain = 1.0
+        new = rows[~self._is_touched[rows]]
+        self._is_touched[new] = True
+        self._touched.append(new)
         self._since_refresh += 1
         if self._since_refresh < self._refresh_every or self._refreshing:
             return None
         self._since_refresh = 0
         self._refreshing = True
-        hot = self._positions(top_rows(self._score, self._dram.capacity))
+        touched = np.concatenate(self._touched)
+        self._is_touched[touched] = False
+        self._touched = []
+        # The tier holds exactly the last top (one refresh at a time; this policy never admits).
+        fresh = touched[self._dram.find(self._positions(touched)) < 0]
+        self._hot = top_rows(self._score, self._dram.capacity, rows=np.concatenate([self._hot, fresh]))
+        hot = self._positions(self._hot)
         return hot, np.sort(hot[self._dram.find(hot) < 0])
 
     def _refresh(self, hot: np.ndarray, entering: np.ndarray) -> None:
@@ -274,8 +291,9 @@ class TieredStore:
         """Load the hot set (the top rows by frequency) into DRAM; returns the rows loaded.
 
         New ``frequencies`` replace the old ones (a refresh of the static hot set; with
-        ``refresh_every`` they also become the prior the served accesses are added to). Without
-        any frequencies (LRU/LFU not seeded) there is nothing to load.
+        ``refresh_every`` they also become the prior the served accesses are added to, and without
+        new ones the set is the top by that prior plus what was served). Without any frequencies
+        (LRU/LFU not seeded) there is nothing to load.
         """
         with self._file.exclusive(), self._lock:
             if frequencies is not None:
@@ -288,7 +306,11 @@ class TieredStore:
             self._warm = True
             if self._freq is None:
                 return 0
-            hot = top_rows(self._freq, self._dram.capacity)
+            hot = top_rows(self._freq if self._score is None else self._score, self._dram.capacity)
+            if self._score is not None:  # the ranking refreshes start from
+                self._hot = hot
+                self._is_touched[:] = False
+                self._touched = []
             pos = np.sort(self._positions(hot))
             records = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
             for a in range(0, len(pos), _WARM_CHUNK):

@@ -26,6 +26,16 @@ def test_top_rows_breaks_ties_to_the_lower_row():
     assert top_rows(f, 2).tolist() == [1, 2]
     assert top_rows(f, 4).tolist() == [1, 2, 4, 5]
     assert top_rows(f, 0).tolist() == [] and top_rows(f, 9).tolist() == list(range(6))
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # the linear-time selection against a full stable sort
+        f = rng.integers(0, 4, rng.integers(1, 40)).astype(np.float64)
+        k = int(rng.integers(1, len(f) + 1))
+        assert top_rows(f, k).tolist() == sorted(np.argsort(-f, kind="stable")[:k].tolist())
+        rows = rng.permutation(len(f))[: int(rng.integers(1, len(f) + 1))]  # a subset, in any order
+        g = np.full(len(f), -1.0)
+        g[rows] = f[rows]
+        want = sorted(np.argsort(-g, kind="stable")[: min(k, len(rows))].tolist())
+        assert top_rows(f, k, rows=rows).tolist() == want
 
 
 def test_frequency_tier_is_static():

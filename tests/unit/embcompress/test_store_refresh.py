@@ -88,6 +88,17 @@ def test_half_life_forgets_old_accesses(tmp_path):
         assert s.stats()["hit_rate"] == (1.0 if expect_new else 0.0)
 
 
+@pytest.mark.parametrize("half_life", [None, 0.7, 4.0])
+def test_ranking_the_hot_set_and_the_touched_rows_equals_ranking_every_row(tmp_path, half_life):
+    path, q = _table(tmp_path)
+    prior = np.round(_prior() / 3)  # many ties, broken toward the lower row
+    s = TieredStore(path, dram_bytes=40 * q.row_bytes, frequencies=prior, refresh_every=2, half_life=half_life)
+    for k, b in enumerate(_drifting_batches(24, size=64, seed=5)):
+        s.rows(b)
+        if k % 2:
+            assert np.array_equal(np.sort(s._dram.held_rows), top_rows(s._score, 40))
+
+
 def test_warm_up_with_new_frequencies_replaces_the_prior(tmp_path):
     path, q = _table(tmp_path)
     s = TieredStore(path, dram_bytes=5 * q.row_bytes, frequencies=np.arange(N, dtype=np.float64), refresh_every=2)
