@@ -5,13 +5,20 @@
 
 1. Hit rate (on unique ids per batch) of the DRAM tier at budgets of 1 % and 10 % of the table,
    for: ``frequency`` with frequencies mined from a training prefix of the log (the first
-   ``--train-frac`` of the batches), the ideal static set (the top rows by true frequency: the
-   Zipf law's own ranks, or for a real log the counts of the evaluated part itself), ``lru`` and
-   ``lfu``, and ``frequency+refresh`` (the static hot set re-mined from every id served so far and
-   reloaded every ``--refresh-every`` batches). Every policy replays the prefix first (so LRU/LFU
-   start warm), then counters are reset and the rest of the log is measured. Logs: Zipf(1.05) over ``--rows`` rows (ids shuffled so hot
-   rows are spread over the file), and the TalkingData sample sorted by click_time, its ip, app,
-   device, os and channel ids in one table (each feature its own row range).
+   ``--train-frac`` of the batches), static; the same with the store's own refresh
+   (``refresh_every`` 10 and 1 batches: the hot set re-ranked by mined plus served accesses, and
+   ``--half-life`` for the decayed variant); the ideal static set (the top rows by true frequency:
+   the Zipf law's own ranks, or for a real log the counts of the evaluated part itself); ``lru``
+   and ``lfu``. LRU and LFU replay the prefix first (so they start warm); the frequency policies
+   start from the counts mined from it. Then counters are reset and the rest of the log is
+   measured. Logs: Zipf(1.05) over ``--rows`` rows (ids shuffled so hot rows are spread over the
+   file), and the TalkingData sample sorted by click_time, its ip, app, device, os and channel ids
+   in one table (each feature its own row range).
+   For TalkingData, diagnostics of how far a causal policy can get from its hindsight ideal: the
+   same-period static set (ranked on the odd batches of the measured part, measured on the even
+   ones, and the other way round) against the in-sample ideal of those batches; the same split on
+   the clicks shuffled out of time order (no drift at all); Belady's clairvoyant online cache;
+   and a simulated hybrid (a refreshed frequency core plus an LRU tail admitting rows outside it).
 2. Lookups/s (pooled, bags of 32) on the Zipf log at the 10 % budget: the anchor is the kernel on
    the whole table in memory; the store reads its misses from the file with O_DIRECT; "with a
    device model" replaces the measured read time by the time the device would take for the same
@@ -37,6 +44,7 @@ from embcompress.formats import quantize  # noqa: E402
 from embcompress.kernels import resolve_threads  # noqa: E402
 from embcompress.kernels.lookup import pooled_lookup  # noqa: E402
 from embcompress.store import TieredStore  # noqa: E402
+from embcompress.store.placement import top_rows  # noqa: E402
 from embcompress.tablefile import write_table  # noqa: E402
 
 TALKINGDATA = Path(os.environ.get("EMBCOMPRESS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "talkingdata_sample" / "train_sample.csv"
@@ -85,7 +93,22 @@ def make_table(path: Path, n_rows: int, dim: int, fmt: str, seed: int = 0):
     return q
 
 
-def hit_rates(path, n_rows, row_bytes, log, train_frac, true_freq, label, refresh_every):
+RECOMMENDED = "refresh 1"  # the configuration the README recommends: refresh_every=1, no decay
+
+
+def replay(path, budget, test, train=(), **store_args):
+    """Hit rate of a store over ``test`` after replaying ``train`` (counters reset in between)."""
+    with TieredStore(path, dram_bytes=budget, direct_io=False, **store_args) as s:
+        s.warm_up()
+        for b in train:
+            s.rows(b)
+        s.reset_stats()
+        for b in test:
+            s.rows(b)
+        return s.stats()
+
+
+def hit_rates(path, n_rows, row_bytes, log, train_frac, true_freq, label, half_life):
     n_train = max(1, int(len(log) * train_frac))
     train, test = log[:n_train], log[n_train:]
     mined = np.bincount(train.ravel(), minlength=n_rows).astype(np.float64)
@@ -93,31 +116,122 @@ def hit_rates(path, n_rows, row_bytes, log, train_frac, true_freq, label, refres
     rows_out = []
     for frac in (0.01, 0.10):
         budget = max(row_bytes, int(n_rows * frac) * row_bytes)
-        res = {}
-        for name, policy, freq in (("ideal", "frequency", ideal), ("frequency", "frequency", mined),
-                                   ("frequency+refresh", "frequency", mined),
-                                   ("lru", "lru", None), ("lfu", "lfu", None)):
-            with TieredStore(path, dram_bytes=budget, policy=policy, frequencies=freq, direct_io=False) as s:
-                s.warm_up()
-                if policy != "frequency":
-                    for b in train:
-                        s.rows(b)
-                s.reset_stats()
-                seen = mined.copy()
-                for k, b in enumerate(test):
-                    s.rows(b)
-                    if name == "frequency+refresh":
-                        # Re-mine from every id served so far and reload the hot set.
-                        seen += np.bincount(b, minlength=n_rows)
-                        if (k + 1) % refresh_every == 0:
-                            s.warm_up(seen)
-                res[name] = s.stats()["hit_rate"]
+        runs = {"ideal": dict(frequencies=ideal), "frequency": dict(frequencies=mined),
+                "refresh 10": dict(frequencies=mined, refresh_every=10),
+                "refresh 1": dict(frequencies=mined, refresh_every=1),
+                f"refresh 1, half-life {half_life:g}": dict(frequencies=mined, refresh_every=1, half_life=half_life),
+                "lru": dict(policy="lru"), "lfu": dict(policy="lfu")}
+        res, reads = {}, {}
+        for name, kw in runs.items():
+            st = replay(path, budget, test, train if "policy" in kw else (), **kw)
+            res[name] = st["hit_rate"]
+            reads[name] = st["refresh_rows"] / max(1, st["batches"])
         rows_out.append((frac, res))
         print(f"  {label:<12} DRAM {frac:>4.0%} of table: " + "  ".join(f"{k} {100 * v:6.2f}%" for k, v in res.items()))
-        print(f"  {'':<12} frequency - ideal {100 * (res['frequency'] - res['ideal']):+.2f} pt, "
-              f"frequency - lru {100 * (res['frequency'] - res['lru']):+.2f} pt, "
-              f"frequency+refresh - ideal {100 * (res['frequency+refresh'] - res['ideal']):+.2f} pt")
+        print(f"  {'':<12} rows read by refreshes a batch: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in reads.items() if k.startswith("refresh")))
+        print(f"  {'':<12} frequency - ideal {100 * (res['frequency'] - res['ideal']):+.2f} pt; {RECOMMENDED} - ideal "
+              f"{100 * (res[RECOMMENDED] - res['ideal']):+.2f} pt, - lru {100 * (res[RECOMMENDED] - res['lru']):+.2f} pt, "
+              f"- lfu {100 * (res[RECOMMENDED] - res['lfu']):+.2f} pt")
     return rows_out
+
+
+def _static_rate(sets, hot):
+    held = np.zeros(max(int(hot.max(initial=0)) + 1, max(int(u.max(initial=0)) + 1 for u in sets)), bool)
+    held[hot] = True
+    return sum(int(held[u].sum()) for u in sets) / sum(len(u) for u in sets)
+
+
+def belady(uniq, n_train, cap, n_rows):
+    """Hit rate on batches ``n_train:`` of a clairvoyant cache of ``cap`` rows (keeps the rows used soonest)."""
+    never = len(uniq)
+    nxt, upcoming = [None] * len(uniq), np.full(n_rows, never)
+    for k in range(len(uniq) - 1, -1, -1):
+        nxt[k] = upcoming[uniq[k]].copy()
+        upcoming[uniq[k]] = k
+    next_use, held, hits = np.full(n_rows, never), np.zeros(0, np.int64), 0
+    inside = np.zeros(n_rows, bool)
+    for k, u in enumerate(uniq):
+        if k >= n_train:
+            hits += int(inside[u].sum())
+        next_use[u] = nxt[k]
+        cand = np.union1d(held, u)
+        keep = cand[np.argsort(next_use[cand], kind="stable")[:cap]]
+        inside[held] = False
+        held = keep[next_use[keep] < never]
+        inside[held] = True
+    return hits / sum(len(u) for u in uniq[n_train:])
+
+
+def core_and_tail(log, n_train, cap, n_rows, prior, tail_share, admit_after):
+    """Simulated hybrid: a core of the top rows by prior plus served accesses (re-ranked every
+    batch, as ``refresh_every=1``) and an LRU tail of ``tail_share`` of the rows, admitting a row
+    outside the core on its ``admit_after``-th batch seen (the most seen first when room is short).
+    The tail is warmed on the prefix; hit rate on the rest."""
+    n_tail = int(round(cap * tail_share))
+    score, seen = prior.astype(np.float64).copy(), np.zeros(n_rows, np.int64)
+    core = np.zeros(n_rows, bool)
+    core[top_rows(score, cap - n_tail)] = True
+    tail_time = np.full(n_rows, -1)  # batch a tail row was last used, -1 when not in the tail
+    hits = total = 0
+    for k, b in enumerate(log):
+        u, c = np.unique(b, return_counts=True)
+        in_tail = tail_time[u] >= 0
+        if k >= n_train:
+            hits += int((core[u] | in_tail).sum())
+            total += len(u)
+            score[u] += c
+        seen[u] += 1
+        tail_time[u[in_tail]] = k
+        new = u[~core[u] & ~in_tail & (seen[u] >= admit_after)]
+        if n_tail and len(new):
+            held = np.flatnonzero(tail_time >= 0)
+            room = n_tail - len(held)
+            if len(new) > room:
+                old = held[tail_time[held] < k]  # rows used in this batch stay
+                n_evict = min(len(old), len(new) - room)
+                tail_time[old[np.argsort(tail_time[old], kind="stable")[:n_evict]]] = -1
+                new = new[np.argsort(-seen[new], kind="stable")[: room + n_evict]]
+            tail_time[new] = k
+        if k >= n_train:
+            core[:] = False
+            core[top_rows(score, cap - n_tail)] = True
+            tail_time[core] = -1
+    return hits / total
+
+
+def diagnose(log, n_rows, train_frac, seed=0):
+    """Why the hindsight ideal is out of a causal policy's reach on the TalkingData sample."""
+    n_train = max(1, int(len(log) * train_frac))
+    first, second = (np.bincount(part.ravel(), minlength=n_rows) for part in (log[:n_train], log[n_train:]))
+    print("  TalkingData regression to the mean: rows asked k times in the first half are asked, on average, in "
+          "the second: " + ", ".join(f"k={k}: {second[(first == k) & (first + second > 0)].mean():.2f}" for k in range(7))
+          + " (k=0: rows new in the second half)")
+    for frac in (0.01, 0.10):
+        cap = int(n_rows * frac)
+        for order, lg in (("time order", log), ("clicks shuffled", None)):
+            if lg is None:  # the same clicks in a random order: no drift, the same counts
+                clicks = log.reshape(-1, 5)
+                lg = clicks[np.random.default_rng(seed).permutation(len(clicks))].reshape(log.shape)
+            uniq = [np.unique(b) for b in lg]
+            test, raw = uniq[n_train:], lg[n_train:]
+            odd, even = test[1::2], test[0::2]
+            # Sets ranked by access counts, as the table's ideal is (the same rule, other batches).
+            c_odd, c_even = (np.bincount(raw[s].ravel(), minlength=n_rows).astype(np.float64) for s in (np.s_[1::2], np.s_[0::2]))
+            in_sample = (_static_rate(odd, top_rows(c_odd, cap)) + _static_rate(even, top_rows(c_even, cap))) / 2
+            same_period = (_static_rate(odd, top_rows(c_even, cap)) + _static_rate(even, top_rows(c_odd, cap))) / 2
+            mined = np.bincount(lg[:n_train].ravel(), minlength=n_rows).astype(np.float64)
+            ideal = _static_rate(test, top_rows(np.bincount(raw.ravel(), minlength=n_rows).astype(np.float64), cap))
+            static = _static_rate(test, top_rows(mined, cap))
+            print(f"  TalkingData {order:<15} DRAM {frac:>4.0%}: ideal {100 * ideal:6.2f}%, frequency (static) "
+                  f"{100 * static:6.2f}% ({100 * (static - ideal):+.2f} pt); half the measured batches against a "
+                  f"set ranked on the other half, same period: in-sample {100 * in_sample:6.2f}%, same-period "
+                  f"{100 * same_period:6.2f}% ({100 * (same_period - in_sample):+.2f} pt)")
+            if order == "time order":
+                print(f"  {'':<27} Belady (clairvoyant online) {100 * belady(uniq, n_train, cap, n_rows):6.2f}%; "
+                      "refreshed core + LRU tail (simulated): " + ", ".join(
+                          f"tail {share:.0%} admit on touch {t} {100 * core_and_tail(lg, n_train, cap, n_rows, mined, share, t):6.2f}%"
+                          for share in (0.0, 0.1, 0.25) for t in ((1, 2) if share else (1,))))
 
 
 def throughput(path, q, log, train_frac, n_threads, bag, n_batches):
@@ -135,8 +249,9 @@ def throughput(path, q, log, train_frac, n_threads, bag, n_batches):
     anchor = n_lookups / (time.perf_counter() - t0)
     print(f"  in-memory kernel (anchor): {anchor:,.0f} lookups/s")
     budget = int(q.shape[0] * 0.10) * q.row_bytes
-    for device in (None, "nand", "3dxp"):
-        with TieredStore(path, dram_bytes=budget, policy="frequency", frequencies=mined, device=device) as s:
+    for device, refresh in ((None, None), (None, 1), ("nand", None), ("3dxp", None)):
+        with TieredStore(path, dram_bytes=budget, policy="frequency", frequencies=mined, device=device,
+                         refresh_every=refresh) as s:
             s.warm_up()
             for b in test[:2]:
                 s.pooled_lookup(b, offsets, n_threads=n_threads)
@@ -148,10 +263,13 @@ def throughput(path, q, log, train_frac, n_threads, bag, n_batches):
             st = s.stats()
         if device is None:
             rate = n_lookups / wall
-            print(f"  store, O_DIRECT={s.direct_io}, DRAM 10%: {rate:,.0f} lookups/s (ratio to anchor "
+            how = "static hot set" if refresh is None else f"refresh_every={refresh}"
+            print(f"  store, O_DIRECT={s.direct_io}, DRAM 10%, {how}: {rate:,.0f} lookups/s (ratio to anchor "
                   f"{rate / anchor:.3f}); hit rate {100 * st['hit_rate']:.2f}%, {st['blocks_per_batch']:.0f} "
                   f"blocks/batch, read amplification {st['read_amplification']:.1f}, file reads "
-                  f"{st['scm_seconds']:.2f} s of {wall:.2f} s")
+                  f"{st['scm_seconds']:.2f} s of {wall:.2f} s"
+                  + ("" if refresh is None else f", refresh reads {st['refresh_seconds']:.2f} s "
+                     f"({st['refresh_rows'] / st['batches']:.0f} rows a batch)"))
         else:
             sim = wall - st["scm_seconds"] + st["device_seconds"]
             rate = n_lookups / sim
@@ -188,7 +306,7 @@ def main(argv=None):
     ap.add_argument("--fmt", default="mxfp8_e4m3")
     ap.add_argument("--batches", type=int, default=2000)
     ap.add_argument("--throughput-batches", type=int, default=200)
-    ap.add_argument("--refresh-every", type=int, default=10, help="batches between hot-set refreshes")
+    ap.add_argument("--half-life", type=float, default=60.0, help="batches, for the decayed refresh row")
     ap.add_argument("--batch", type=int, default=4096, help="lookups a batch")
     ap.add_argument("--bag", type=int, default=32)
     ap.add_argument("--zipf", type=float, default=1.05)
@@ -219,14 +337,15 @@ def main(argv=None):
             return
         print(f"[1] hit rate on unique ids per batch; {args.batches} batches of {args.batch} ids, "
               f"first {args.train_frac:.0%} mine the frequencies, the rest are measured")
-        hit_rates(path, args.rows, q.row_bytes, log, args.train_frac, true, f"Zipf({args.zipf})", args.refresh_every)
+        hit_rates(path, args.rows, q.row_bytes, log, args.train_frac, true, f"Zipf({args.zipf})", args.half_life)
         if not args.skip_talkingdata:
             if TALKINGDATA.exists():
                 td, n_td = talkingdata_log(args.batch)
                 tpath = Path(d) / "talkingdata.embc"
                 tq = make_table(tpath, n_td, args.dim, args.fmt)
                 print(f"  TalkingData: {td.size:,} ids over {n_td:,} rows, {len(td)} batches, sorted by click_time")
-                hit_rates(tpath, n_td, tq.row_bytes, td, args.train_frac, None, "TalkingData", args.refresh_every)
+                hit_rates(tpath, n_td, tq.row_bytes, td, args.train_frac, None, "TalkingData", args.half_life)
+                diagnose(td, n_td, args.train_frac)
             else:
                 print(f"  TalkingData: {TALKINGDATA} not found, skipped")
 
