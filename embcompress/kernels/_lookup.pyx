@@ -7,8 +7,9 @@
 #   exact power-of-two scale: one correctly rounded product; row-wise: code * scale, then + bias);
 # - each output element accumulates in float32 in index order, starting from +0.0 (sum, mean)
 #   or from the first row (max), and a mean divides the sum by the count at the end;
-# - floating-point contraction is off (no fused multiply-add), as in NumPy, and the build never
-#   uses -ffast-math.
+# - floating-point contraction is off, as in NumPy, and the build never uses -ffast-math; the one
+#   fused multiply-add, in the fast path's sum, is written out where its product is exact (see
+#   EMBC_FP4_FMA_MAX_SCALE), so it rounds as the reference's multiply, then add.
 # The public entry point, with its checks, is embcompress.kernels.lookup.pooled_lookup.
 
 from libc.stdint cimport uint8_t, int64_t
@@ -337,16 +338,20 @@ cdef extern from *:
     #define EMBC_HAVE_SIMD 0
     #endif
 
-    /* Prefetch each cache line of a row record (prefetches never fault, so the one past a short
-       row is harmless). */
-    /* (Rows of up to 3 lines, the common case, without a loop: the per-row cost counts when rows
-       come from cache.) */
+    /* Prefetch each cache line of a row record: its first byte, the next line (records over 64
+       bytes), the one after (over 129), and its last byte cover every line of a record up to
+       193 bytes without a loop or address arithmetic (a prefetch never faults, and a second one
+       of the same line costs a load slot only); longer records loop over the rest. */
     #define EMBC_PREFETCH_LINES(PF, p, row_bytes) do {                                          \
-            const uintptr_t first_ = (uintptr_t)(p) & ~(uintptr_t)63;                           \
-            const uintptr_t last_ = ((uintptr_t)(p) + (uintptr_t)(row_bytes) - 1) & ~(uintptr_t)63; \
-            PF(first_);                                                                         \
-            if (last_ - first_ <= 128) { PF(first_ + 64); PF(last_); }                          \
-            else for (uintptr_t line_ = first_ + 64; line_ <= last_; line_ += 64) PF(line_);     \
+            const uint8_t *p_ = (const uint8_t *)(p);                                           \
+            const int64_t rb_ = (row_bytes);                                                    \
+            PF(p_);                                                                             \
+            if (rb_ > 64) PF(p_ + 64);                                                          \
+            if (rb_ > 129) {                                                                    \
+                PF(p_ + 128);                                                                   \
+                for (int64_t o_ = 192; o_ < rb_ - 1; o_ += 64) PF(p_ + o_);                     \
+            }                                                                                   \
+            PF(p_ + rb_ - 1);                                                                   \
         } while (0)
     static inline void embc_prefetch_row(const uint8_t *p, int64_t row_bytes) {
         EMBC_PREFETCH_LINES(EMBC_PREFETCH, p, row_bytes);
@@ -367,23 +372,22 @@ cdef extern from *:
     /* FP8 by shifts: the sign-extended code shifted left by 23 - mbits and masked keeps the sign
        at bit 31 and puts the magnitude bits under a float32's exponent field, which reads as
        2^(bias - 127) times the element value (exponent field 0 gives float subnormals, which
-       scale exactly); multiplied by sc = 2^(127 - bias) times the block scale (f->scales8), that
-       is the element value times the block scale in one correctly rounded product, as the table
-       path gives. Inf/NaN codes, and scale bytes whose sc would overflow, are the caller's. */
-    static inline __attribute__((always_inline)) __m512 embc_fp8_shifts(const embc_fmt *f, __m128i x, __m512 sc,
-                                                                         const int SH) {
-        const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(_mm512_cvtepi8_epi32(x), SH),
-                                              _mm512_set1_epi32((int)(0x80000000u | (0x7Fu << SH))));
-        return _mm512_mul_ps(_mm512_castsi512_ps(bits), sc);
+       scale exactly); times sc = 2^(127 - bias) times the block scale (f->scales8), that is the
+       element value times the block scale in one exact product, as the table path gives.
+       Inf/NaN codes, and scale bytes whose sc would overflow, are the caller's. */
+    static inline __attribute__((always_inline)) __m512 embc_fp8_bits(__m128i x, const int SH) {
+        return _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(_mm512_cvtepi8_epi32(x), SH),
+                                                    _mm512_set1_epi32((int)(0x80000000u | (0x7Fu << SH)))));
     }
 
-    /* Chunk g of a pass (16 values) of a row: cb points at the pass's first code byte (see
-       embc_pass_base), sb at the scale byte of its first block; CS is log2(block / 16) when known
-       at compile time (block 32: 1), else -1 (read from f). */
+    /* The block scale of chunk g of a pass: sb points at the scale byte of the pass's first
+       block; CS is log2(block / 16) when known at compile time (block 32: 1), else -1 (read
+       from f). */
     #define EMBC_SCALE_OF(g) sarr[sb[CS >= 0 ? (g) >> (CS >= 0 ? CS : 0) : (g) >> f->cshift]]
-    static inline __attribute__((always_inline)) __m512 embc_dec(const embc_fmt *f, const uint8_t *cb, const uint8_t *sb,
-                                                                 const int g, const int kind, const int CS,
-                                                                 __m512 s, __m512 b, __m512 lut16, const float *sarr) {
+    /* Chunk g of a pass (16 values) of a row, cb pointing at the pass's first code byte (see
+       embc_pass_base); for the MX kinds the element values before their block scale. */
+    static inline __attribute__((always_inline)) __m512 embc_dec(const embc_fmt *f, const uint8_t *cb, const int g,
+                                                                 const int kind, __m512 s, __m512 b, __m512 lut16) {
         switch (kind) {
         case EMBC_FP32: return _mm512_loadu_ps(cb + 64 * g);
         case EMBC_FP16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(cb + 32 * g)));
@@ -401,16 +405,13 @@ cdef extern from *:
             const __m512i nib = _mm512_and_si512(g & 1 ? _mm512_srli_epi32(k, 4) : k, _mm512_set1_epi32(15));
             return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(nib), s), b); }
         case EMBC_MXINT8:
-            return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                _mm_loadu_si128((const __m128i *)(cb + 16 * g)))), _mm512_set1_ps(EMBC_SCALE_OF(g)));
-        case EMBC_MX_LUT8: {
-            const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cb + 16 * g)));
-            return _mm512_mul_ps(_mm512_i32gather_ps(k, f->lut, 4), _mm512_set1_ps(EMBC_SCALE_OF(g))); }
+            return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(cb + 16 * g))));
+        case EMBC_MX_LUT8:
+            return _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cb + 16 * g))), f->lut, 4);
         default: { /* EMBC_K_FP4: even / odd chunks as for EMBC_INT4_ROW; the table permute reads
                       only the low 4 bits of each lane */
             const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cb + 16 * (g >> 1))));
-            return _mm512_mul_ps(_mm512_permutexvar_ps(g & 1 ? _mm512_srli_epi32(k, 4) : k, lut16),
-                                 _mm512_set1_ps(EMBC_SCALE_OF(g))); }
+            return _mm512_permutexvar_ps(g & 1 ? _mm512_srli_epi32(k, 4) : k, lut16); }
         }
     }
 
@@ -433,19 +434,38 @@ cdef extern from *:
                                                          int c0, int G, __m512 *v) {
         const uint8_t *cb = rec + f->nb + (int64_t)16 * c0, *sb = rec + (c0 >> f->cshift);
         const __m512 z = _mm512_setzero_ps();
-        for (int g = 0; g < G; g++) v[g] = embc_dec(f, cb, sb, g, EMBC_MX_LUT8, -1, z, z, z, sarr);
+        for (int g = 0; g < G; g++)
+            v[g] = _mm512_mul_ps(embc_dec(f, cb, g, EMBC_MX_LUT8, z, z, z), _mm512_set1_ps(sarr[sb[g >> f->cshift]]));
     }
 
+    /* Sum pooling fuses each MX chunk's block scale into the accumulation, acc = x * s + acc in
+       one fused multiply-add, where the product x * s is exact and so rounds nowhere: then the
+       fused result is the sum of the rounded product, as the reference computes it. The product
+       of an element and a power-of-two scale is exact unless it overflows or falls below the
+       float32 subnormal grid. FP8 rows on the shifts path have scale bytes at most 127 + bias
+       (larger ones take the element table), so their products stay below 2^(9 + 7) (E4M3) or
+       2^(16 + 15) (E5M2); an mxint8 row qualifies when its scale bytes are at most 253
+       (128 / 64 * 2^126 = 2^127), an FP4 row at most 252 (6 * 2^125 < 2^128); NaN scale bytes
+       (255) multiply, then add, too. The smallest products are 2^-133 (mxint8), 2^-136 (E4M3),
+       2^-143 (E5M2) and 2^-128 (FP4), all on the grid. */
+    #define EMBC_MXINT8_FMA_MAX_SCALE 253
+    #define EMBC_FP4_FMA_MAX_SCALE 252
+
+    /* OPM: 0 for sum and mean, 1 for weighted sums and max (a run-time choice by mode and w). */
     static inline __attribute__((always_inline)) void embc_bag_fast(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end,
             int64_t n_idx, const float *w, int mode, float *restrict out, const int kind, const int G,
-            const int CS) {
+            const int CS, const int OPM) {
         const int64_t rb = f->row_bytes;
         const int nc = f->dim / 16;
+        const int mx = kind == EMBC_MXINT8 || kind == EMBC_MX_LUT8 || kind == EMBC_K_FP4
+                       || kind == EMBC_K_FP8 || kind == EMBC_K_FP8_M2;
+        const int nsb = CS >= 0 ? ((G - 1) >> (CS >= 0 ? CS : 0)) + 1 : ((G - 1) >> f->cshift) + 1;  /* scale bytes a pass */
         const __m512 lut16 = kind == EMBC_K_FP4 ? _mm512_loadu_ps(f->lut) : _mm512_setzero_ps();
         /* E8M0 byte -> block scale, by table: a load and a broadcast per chunk instead of vector
-           arithmetic per row (mxint8 folds its 2^-6 in) */
-        const float *sarr = kind == EMBC_MXINT8 ? f->scales6 : f->scales;
+           arithmetic per row (mxint8 folds its 2^-6 in; FP8 on shifts 2^(127 - bias)) */
+        const float *sarr = kind == EMBC_MXINT8 ? f->scales6
+                          : (kind == EMBC_K_FP8 || kind == EMBC_K_FP8_M2) ? f->scales8 : f->scales;
         for (int c0 = 0; c0 < nc; c0 += G) {
             __m512 acc[8];
             for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
@@ -463,30 +483,51 @@ cdef extern from *:
                     s = _mm512_set1_ps(embc_half(embc_u16(rec)));
                     b = _mm512_set1_ps(embc_half(embc_u16(rec + 2)));
                 }
-                __m512 v[8];
+                /* v: the chunks' values; for the MX kinds (scaled = 0) before their block scales sc */
+                __m512 v[8], sc[8];
+                int scaled = !mx;
                 const uint8_t *cb = embc_pass_base(f, rec, c0, kind);
                 const uint8_t *sb = rec + (c0 >> (CS >= 0 ? CS : f->cshift));
+                if (mx)
+                    for (int g = 0; g < G; g++) sc[g] = _mm512_set1_ps(EMBC_SCALE_OF(g));
                 if (kind == EMBC_K_FP8 || kind == EMBC_K_FP8_M2) {
-                    /* decode by shifts, tracking the largest code magnitude of the pass and its
-                       scale bytes (shifted so that a byte too large to fold, or NaN, compares as
-                       an Inf/NaN code); such a pass is decoded again through the element table */
-                    const int nsb = CS >= 0 ? ((G - 1) >> (CS >= 0 ? CS : 0)) + 1 : ((G - 1) >> f->cshift) + 1;
-                    __m128i top = _mm_subs_epu8(_mm_maskz_loadu_epi8(embc_mask(nsb), sb), _mm_set1_epi8((char)f->fp8_scale_adj));
-                    for (int g = 0; g < G; g++) {
-                        const __m128i x = _mm_loadu_si128((const __m128i *)(cb + 16 * g));
-                        top = _mm_max_epu8(top, _mm_and_si128(x, _mm_set1_epi8(0x7F)));
-                        v[g] = embc_fp8_shifts(f, x, _mm512_set1_ps(f->scales8[sb[CS >= 0 ? g >> (CS >= 0 ? CS : 0) : g >> f->cshift]]),
-                                               kind == EMBC_K_FP8 ? 20 : 21);
+                    /* decode by shifts; a pass holding an Inf/NaN code, or a scale byte too
+                       large to fold (or NaN: shifted so that it compares as an Inf/NaN code), is
+                       decoded again through the element table. The codes are checked 64 at a
+                       time, not per chunk: two vector operations a 64 instead of eight. */
+                    const __m512i special = _mm512_set1_epi8((char)f->fp8_special);
+                    __mmask64 bad = _mm_cmpge_epu8_mask(
+                        _mm_subs_epu8(_mm_maskz_loadu_epi8(embc_mask(nsb), sb), _mm_set1_epi8((char)f->fp8_scale_adj)),
+                        _mm512_castsi512_si128(special));
+                    for (int o = 0; o < 16 * G; o += 64) {
+                        const __mmask64 m = 16 * G - o >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * G - o)) - 1);
+                        const __m512i x = _mm512_maskz_loadu_epi8(m, cb + o);
+                        bad |= _mm512_cmpge_epu8_mask(_mm512_and_si512(x, _mm512_set1_epi8(0x7F)), special);
                     }
-                    if (_mm_cmpge_epu8_mask(top, _mm_set1_epi8((char)f->fp8_special))) {
-                        __m512 vt[8];
-                        embc_fp8_table(f, rec, sarr, c0, G, vt);
+                    for (int g = 0; g < G; g++)
+                        v[g] = embc_fp8_bits(_mm_loadu_si128((const __m128i *)(cb + 16 * g)), kind == EMBC_K_FP8 ? 20 : 21);
+                    if (bad) {
+                        __m512 vt[8];  /* not v itself: its address taken, v would live in memory */
+                        embc_fp8_table(f, rec, f->scales, c0, G, vt);
                         for (int g = 0; g < G; g++) v[g] = vt[g];
+                        scaled = 1;
                     }
                 } else {
-                    for (int g = 0; g < G; g++) v[g] = embc_dec(f, cb, sb, g, kind, CS, s, b, lut16, sarr);
+                    for (int g = 0; g < G; g++) v[g] = embc_dec(f, cb, g, kind, s, b, lut16);
                 }
-                if (mode == EMBC_MAX) {
+                int fuse = OPM == 0 && !scaled && kind != EMBC_MX_LUT8;
+                if (fuse && (kind == EMBC_K_FP4 || kind == EMBC_MXINT8))
+                    fuse = !_mm_cmpgt_epu8_mask(_mm_maskz_loadu_epi8(embc_mask(nsb), sb), _mm_set1_epi8(
+                        (char)(kind == EMBC_K_FP4 ? EMBC_FP4_FMA_MAX_SCALE : EMBC_MXINT8_FMA_MAX_SCALE)));
+                if (fuse) {
+                    for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(v[g], sc[g], acc[g]);
+                    continue;
+                }
+                if (!scaled)
+                    for (int g = 0; g < G; g++) v[g] = _mm512_mul_ps(v[g], sc[g]);
+                if (OPM == 0) {
+                    for (int g = 0; g < G; g++) acc[g] = _mm512_add_ps(acc[g], v[g]);
+                } else if (mode == EMBC_MAX) {
                     if (j == start) {
                         for (int g = 0; g < G; g++) acc[g] = v[g];
                     } else {
@@ -496,11 +537,9 @@ cdef extern from *:
                             acc[g] = _mm512_mask_blend_ps(keep, v[g], acc[g]);
                         }
                     }
-                } else if (w) {
+                } else {
                     const __m512 wv = _mm512_set1_ps(w[j]);
                     for (int g = 0; g < G; g++) acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(wv, v[g]));
-                } else {
-                    for (int g = 0; g < G; g++) acc[g] = _mm512_add_ps(acc[g], v[g]);
                 }
             }
             if (mode == EMBC_MEAN && end > start) {
@@ -540,11 +579,12 @@ cdef extern from *:
         }
     }
 
-    #define EMBC_FAST_GC(K, CS) \
-        if (G == 8) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 8, CS); \
-        else if (G == 4) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 4, CS); \
-        else if (G == 2) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 2, CS); \
-        else embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 1, CS);
+    #define EMBC_FAST_GCO(K, CS, OPM) \
+        if (G == 8) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 8, CS, OPM); \
+        else if (G == 4) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 4, CS, OPM); \
+        else if (G == 2) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 2, CS, OPM); \
+        else embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 1, CS, OPM);
+    #define EMBC_FAST_GC(K, CS) if (opm) { EMBC_FAST_GCO(K, CS, 1) } else { EMBC_FAST_GCO(K, CS, 0) }
     /* no block scales */
     #define EMBC_FAST_G(K) case K: EMBC_FAST_GC(K, 0) break;
     /* block scales: blocks of 32 (the MX default) with the chunk -> block shift known */
@@ -553,6 +593,7 @@ cdef extern from *:
                                   int64_t start, int64_t end, int64_t n_idx, const float *w, int mode, float *out) {
         const int nc = f->dim / 16;
         const int G = nc % 8 == 0 ? 8 : nc % 4 == 0 ? 4 : nc % 2 == 0 ? 2 : 1;
+        const int opm = mode == EMBC_MAX || w != NULL;
         switch (fast) {
         EMBC_FAST_G(EMBC_FP32) EMBC_FAST_G(EMBC_FP16) EMBC_FAST_G(EMBC_BF16) EMBC_FAST_G(EMBC_INT8_ROW)
         EMBC_FAST_G(EMBC_INT4_ROW) EMBC_FAST_GS(EMBC_MXINT8) EMBC_FAST_GS(EMBC_MX_LUT8) EMBC_FAST_GS(EMBC_K_FP4)

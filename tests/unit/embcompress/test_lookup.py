@@ -255,3 +255,48 @@ def test_arbitrary_record_bytes_every_decoder_path(fmt, dim, monkeypatch):
             nan = np.isnan(ref)
             assert np.array_equal(nan, np.isnan(out)), (fmt, mode, simd)
             assert np.array_equal(ref.view(np.uint32)[~nan], out.view(np.uint32)[~nan]), (fmt, mode, simd)
+
+
+def _records(fmt, dim, rows):
+    """A table whose every row holds one code repeated, under one scale byte: rows = [(scale byte, code)]."""
+    from embcompress.table import QuantizedTable
+
+    spec = FORMATS[fmt]
+    data = np.zeros((len(rows), spec.row_bytes(dim)), dtype=np.uint8)
+    nb = spec.n_blocks(dim, spec.block_size)
+    for r, (scale, code) in enumerate(rows):
+        data[r, :nb] = scale
+        data[r, nb:] = code if spec.elem_bits == 8 else code | code << 4  # two FP4 codes a byte
+    return QuantizedTable(data, fmt, (len(rows), dim), block_size=spec.block_size)
+
+
+@pytest.mark.parametrize("fmt, rows", [
+    # FP4: -6 * 2^125 = -1.5 * 2^127 (finite), then +4 * 2^126 = 2^128, which rounds to Inf: a fused
+    # multiply-add would give 2^126 instead; scale bytes above 252 must not be fused
+    ("mxfp4_e2m1", [(252, 0xF), (253, 0x6), (254, 0x7), (255, 0x1), (1, 0x1), (0, 0x9)]),
+    # mxint8: the largest and smallest products (127 * 2^121, 2^-133) and a NaN scale
+    ("mxint8", [(254, 0x7F), (254, 0x80), (0, 0x01), (0, 0xFF), (255, 0x01), (127, 0x40)]),
+    # FP8: scale bytes at and above 127 + bias take the element table; subnormal codes; Inf / NaN codes
+    ("mxfp8_e4m3", [(134, 0x7E), (135, 0x7E), (254, 0xFE), (0, 0x01), (127, 0x7F), (120, 0x81)]),
+    ("mxfp8_e5m2", [(142, 0x7B), (143, 0x7B), (254, 0xFB), (0, 0x01), (127, 0x7C), (127, 0x7D)]),
+])
+def test_extreme_scales_and_codes_match_the_reference(fmt, rows, monkeypatch):
+    """The fast path fuses a block scale into the accumulation only where the product is exact;
+    every pair and triple of these rows, in either order, gives the reference's bits."""
+    q = _records(fmt, 64, rows)
+    n = len(rows)
+    bags_ = [[a, b] for a in range(n) for b in range(n)] + [[a, b, c] for a in range(n) for b in range(n) for c in (0, n - 1)]
+    indices = np.array([i for bag in bags_ for i in bag], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(b) for b in bags_[:-1]]).astype(np.int64)
+    for mode in ("sum", "mean", "max"):
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
+        ref = pooled_lookup(q, indices, offsets, mode=mode)
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", "auto")
+        out = pooled_lookup(q, indices, offsets, mode=mode)
+        nan = np.isnan(ref)
+        assert np.array_equal(nan, np.isnan(out)), (fmt, mode)
+        assert np.array_equal(ref.view(np.uint32)[~nan], out.view(np.uint32)[~nan]), (fmt, mode)
+    # the FP4 case above really does overflow in the reference and cancel under fusion
+    if fmt == "mxfp4_e2m1":
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
+        assert np.isposinf(pooled_lookup(q, np.array([0, 1]), np.array([0]))).all()
