@@ -50,7 +50,8 @@ cdef extern from *:
         const float *scales6;  /* E8M0 byte v -> 2^(v - 133), NaN for 0xFF: mxint8's k / 64 folded in */
     } embc_fmt;
 
-    #if defined(__GNUC__) || defined(__clang__)
+    /* EMBC_NO_PREFETCH: only for benchmarks/kernel_harness.py, which times the kernel without them */
+    #if (defined(__GNUC__) || defined(__clang__)) && !defined(EMBC_NO_PREFETCH)
     #define EMBC_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 1)
     #define EMBC_PREFETCH_NEAR(p) __builtin_prefetch((const void *)(p), 0, 3)
     #else
