@@ -244,11 +244,14 @@ class TieredStore:
 
         Under ``self._lock``. Returns ``(hot, entering)`` file positions, or None.
         """
-        self._gain /= self._decay
-        self._score[rows] += counts * self._gain
-        if self._gain > 1e150:
-            self._score /= self._gain
+        # Rescale before the gain passes 1e150, not after: for a half-life of a small fraction of a
+        # batch 1 / decay alone overflows (or decay is 0.0), so the decay is folded into the scores.
+        if self._gain > 1e150 * self._decay:
+            self._score *= self._decay / self._gain
             self._gain = 1.0
+        else:
+            self._gain /= self._decay
+        self._score[rows] += counts * self._gain
         new = rows[~self._is_touched[rows]]
         self._is_touched[new] = True
         self._touched.append(new)

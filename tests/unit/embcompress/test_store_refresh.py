@@ -174,3 +174,16 @@ def test_bad_refresh_parameters(tmp_path):
             TieredStore(path, dram_bytes=q.row_bytes, frequencies=f, refresh_every=1, half_life=bad)
     with pytest.raises(ConfigError, match="'half_life'.*unless refresh_every"):
         TieredStore(path, dram_bytes=q.row_bytes, frequencies=f, half_life=10)
+
+
+@pytest.mark.parametrize("half_life", [1e-5, 1 / 1050, 9.8e-4])
+def test_a_half_life_of_a_small_fraction_of_a_batch_keeps_the_last_batch(tmp_path, half_life):
+    # Decay 0.5 ** (1 / half_life) is 0.0 (1e-5), subnormal (1/1050) or just above the smallest
+    # normal float (9.8e-4): a gain of 1 / decay is then a division by zero, inf, or overflows
+    # once multiplied by a count. Every earlier access weighs (next to) nothing: the last batch wins.
+    path, q = _table(tmp_path)
+    s = TieredStore(path, dram_bytes=10 * q.row_bytes, frequencies=np.ones(N), refresh_every=1, half_life=half_life)
+    for k in range(5):
+        s.rows(np.repeat(np.arange(100, 110) + k, 100))
+    assert np.isfinite(s._score).all()
+    assert set(s._dram.held_rows.tolist()) == set(range(104, 114))
