@@ -444,8 +444,9 @@ class TieredStore:
 
     def stats(self) -> dict:
         """Counters since the last reset (rates on unique ids per batch)."""
-        with self._lock:
+        with self._lock:  # the tier too: a refresh or an admission may be moving rows
             c = dict(self._c)
+            c["dram_rows"] = len(self._dram.held_rows)
         u = c["unique_rows"]
         wanted = c["scm_rows"] * self.row_bytes
         c["bytes_read"] = c["blocks_read"] * BLOCK
@@ -454,7 +455,6 @@ class TieredStore:
         c["scm_rate"] = c["scm_rows"] / u if u else math.nan
         c["read_amplification"] = c["bytes_read"] / wanted if wanted else math.nan
         c["blocks_per_batch"] = c["blocks_read"] / c["batches"] if c["batches"] else math.nan
-        c["dram_rows"] = len(self._dram.held_rows)
         c["dram_capacity_rows"] = int(self._dram.capacity)
         if self.device is not None:
             c["device"] = self.device.name

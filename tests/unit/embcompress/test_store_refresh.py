@@ -187,3 +187,45 @@ def test_a_half_life_of_a_small_fraction_of_a_batch_keeps_the_last_batch(tmp_pat
         s.rows(np.repeat(np.arange(100, 110) + k, 100))
     assert np.isfinite(s._score).all()
     assert set(s._dram.held_rows.tolist()) == set(range(104, 114))
+
+
+
+def test_stats_while_a_refresh_swaps_see_the_tier_whole(tmp_path, monkeypatch):
+    # stats() must read the tier under the state lock: mid-swap the leaving rows are out and the
+    # entering ones not yet in (and for lru/lfu n_used may move between held_rows' two slices).
+    # The interleaving is forced: stats() pauses where it reads the tier until the swap is half
+    # done (or, when it holds the lock, gives up waiting, since the swap cannot start).
+    from embcompress.store.dram import DramTier
+
+    path, q = _table(tmp_path)
+    s = TieredStore(path, dram_bytes=10 * q.row_bytes, frequencies=np.arange(N, dtype=np.float64)[::-1].copy(),
+                    refresh_every=1)
+    s.warm_up()  # rows 0..9
+    at_read, mid, go = threading.Event(), threading.Event(), threading.Event()
+    held_rows = DramTier.held_rows.fget
+
+    def paused_held_rows(tier):
+        if threading.current_thread().name == "stats":
+            at_read.set()
+            mid.wait(2.0)
+        return held_rows(tier)
+
+    monkeypatch.setattr(DramTier, "held_rows", property(paused_held_rows))
+    place = s._dram._place
+
+    def paused_place(*args):  # swap_hot calls it after taking the leaving rows out
+        mid.set()
+        go.wait()
+        place(*args)
+
+    s._dram._place = paused_place
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(s.stats()["dram_rows"]), name="stats")
+    reader.start()
+    at_read.wait()
+    lookup = threading.Thread(target=s.rows, args=(np.full(5000, 1500),))  # 1500 enters, 9 leaves
+    lookup.start()
+    reader.join()
+    go.set()
+    lookup.join()
+    assert seen == [10] and 1500 in s._dram.held_rows.tolist()
