@@ -317,3 +317,28 @@ def test_program_over_a_row_source_says_why_it_cannot_run_elsewhere(tmp_path):
     )
     assert done.returncode != 0
     assert "No row source is registered" in done.stderr and "MXEmbeddingBag.from_file(path)" in done.stderr
+
+
+def test_state_dict_with_part_of_an_id_map_is_refused_and_writes_nothing(backend, tmp_path):
+    # Its buffers share memory with the IdMap (a user's object, other modules, or a read-only
+    # mapping of an id-map file): copying part of another map into them would alias or crash.
+    q = embcompress.quantize(np.random.default_rng(8).standard_normal((40, 16)).astype(np.float32), "mxint8")
+    maps = layout_maps()
+    other = MXEmbeddingBag(q, id_map=IdMap.from_arrays(maps["hash"].ids, maps["hash"].rows[::-1].copy(), 40,
+                                                       fallback_rows=[1, 2, 5, 9], seed=11), mode="sum").state_dict()
+    ids, offsets = torch.tensor([*maps["hash"].ids[:4].tolist(), 5, 123456789]), torch.tensor([0, 3])
+    idm = maps["hash"]
+    expected_rows = idm.lookup(ids.numpy()).copy()
+    mapped = MXEmbeddingBag(q, id_map=IdMap.load(idm.save(tmp_path / "m.idmap")), mode="sum")  # read-only mapping
+    for m in (MXEmbeddingBag(q, id_map=idm, mode="sum"), mapped):
+        before = m(ids, offsets)
+        for keep in (["id_map_fallback"], ["id_map_keys", "id_map_vals", "id_map_fallback"]):
+            state = {k: v for k, v in other.items() if k in keep}
+            for strict in (False, True):
+                with pytest.raises(embcompress.ArtifactError, match="id_map_params"):
+                    m.load_state_dict(state, strict=strict)
+        assert torch.equal(m(ids, offsets), before)
+    np.testing.assert_array_equal(idm.lookup(ids.numpy()), expected_rows)
+    with pytest.raises(embcompress.ArtifactError, match="id_map_"):  # a module without a map refuses it too
+        MXEmbeddingBag(q, mode="sum").load_state_dict({"id_map_params": other["id_map_params"]}, strict=False)
+
