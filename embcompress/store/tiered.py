@@ -263,8 +263,8 @@ class TieredStore:
         touched = np.concatenate(self._touched)
         self._is_touched[touched] = False
         self._touched = []
-        # The tier holds exactly the last top (one refresh at a time; this policy never admits).
-        fresh = touched[self._dram.find(self._positions(touched)) < 0]
+        # Against the last top, not the tier: a refresh whose read failed ranked but did not swap.
+        fresh = touched[~np.isin(touched, self._hot, assume_unique=True)]
         self._hot = top_rows(self._score, self._dram.capacity, rows=np.concatenate([self._hot, fresh]))
         hot = self._positions(self._hot)
         return hot, np.sort(hot[self._dram.find(hot) < 0])

@@ -229,3 +229,28 @@ def test_stats_while_a_refresh_swaps_see_the_tier_whole(tmp_path, monkeypatch):
     go.set()
     lookup.join()
     assert seen == [10] and 1500 in s._dram.held_rows.tolist()
+
+
+def test_a_refresh_whose_read_fails_leaves_later_refreshes_right(tmp_path):
+    # The failed refresh has ranked (its top is the new last top) but not swapped: the tier still
+    # holds the old set. Later refreshes must still rank each row once and reach the right set.
+    path, q = _table(tmp_path)
+    s = TieredStore(path, dram_bytes=4 * q.row_bytes, frequencies=np.arange(N, dtype=np.float64)[::-1].copy(),
+                    refresh_every=1)
+    s.warm_up()  # rows 0..3
+    read, calls = s._reader.read, []
+
+    def read_failing_on_the_second_call(rows):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        return read(rows)
+
+    s._reader.read = read_failing_on_the_second_call
+    with pytest.raises(OSError):
+        s.rows(np.repeat([1600, 1601], 5000))  # the lookup's own read, then the refresh's, which fails
+    assert sorted(s._dram.held_rows.tolist()) == [0, 1, 2, 3]
+    for _ in range(2):
+        assert np.array_equal(s.rows(np.repeat([1600, 1601, 3], 5000)), q.data[np.repeat([1600, 1601, 3], 5000)])
+    assert sorted(s._dram.held_rows.tolist()) == top_rows(s._score, 4).tolist() == [0, 3, 1600, 1601]
+    assert s.stats()["dram_rows"] == 4
