@@ -171,7 +171,7 @@ def _map_op(ids: Tensor, keys: Tensor, vals: Tensor, fallback: Tensor, params: T
 
 @_map_op.register_fake
 def _(ids, keys, vals, fallback, params, n_rows, n_threads):
-    return torch.empty_like(ids, dtype=torch.int64)
+    return ids.new_empty(ids.shape, dtype=torch.int64)  # contiguous, as the real op returns (not ids' strides)
 
 
 def _tensor(arr: np.ndarray) -> Tensor:

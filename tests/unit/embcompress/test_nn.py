@@ -342,3 +342,14 @@ def test_state_dict_with_part_of_an_id_map_is_refused_and_writes_nothing(backend
     with pytest.raises(embcompress.ArtifactError, match="id_map_"):  # a module without a map refuses it too
         MXEmbeddingBag(q, mode="sum").load_state_dict({"id_map_params": other["id_map_params"]}, strict=False)
 
+
+
+def test_map_ids_fake_gives_the_real_strides(backend):
+    # The op is registered for any ids tensor: under torch.compile the fake's strides are trusted.
+    idm = layout_maps()["direct"]
+    m = MXEmbeddingBag(embcompress.quantize(np.ones((40, 16), np.float32), "mxint8"), id_map=idm, mode="sum")
+    ids = torch.arange(-12, 12).reshape(4, 6).t()  # 2-D, not contiguous
+    torch.library.opcheck(torch.ops.embcompress.map_ids.default,
+                          (ids, m.id_map_keys, m.id_map_vals, m.id_map_fallback, m.id_map_params, 40, 0))
+    out = torch.ops.embcompress.map_ids(ids, m.id_map_keys, m.id_map_vals, m.id_map_fallback, m.id_map_params, 40, 0)
+    np.testing.assert_array_equal(out.numpy(), idm.lookup(ids.numpy()))
