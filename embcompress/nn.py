@@ -55,7 +55,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ArtifactError, ConfigError, param_error
-from .idmap import IdMap, _lookup, row_dtype
+from .idmap import IdMap, _as_int64, _lookup, row_dtype
 from .kernels import resolve_threads
 from .kernels.lookup import MODES, pooled_lookup
 from .table import QuantizedTable
@@ -164,7 +164,7 @@ def _map_op(ids: Tensor, keys: Tensor, vals: Tensor, fallback: Tensor, params: T
     dtype = row_dtype(n_rows)
     seed, base, fb_start, fb_count = (int(v) for v in _np(params))
     out = np.empty(ids.numel(), dtype=np.int64)
-    _lookup(_np(ids).reshape(-1), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
+    _lookup(_as_int64(_np(ids).reshape(-1)), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
             _np(fallback).view(dtype), fb_start, fb_count, out, resolve_threads(n_threads or None))
     return torch.from_numpy(out).reshape(ids.shape)
 

@@ -353,3 +353,13 @@ def test_map_ids_fake_gives_the_real_strides(backend):
                           (ids, m.id_map_keys, m.id_map_vals, m.id_map_fallback, m.id_map_params, 40, 0))
     out = torch.ops.embcompress.map_ids(ids, m.id_map_keys, m.id_map_vals, m.id_map_fallback, m.id_map_params, 40, 0)
     np.testing.assert_array_equal(out.numpy(), idm.lookup(ids.numpy()))
+
+
+def test_map_ids_op_takes_narrow_ids_as_idmap_lookup_does(backend):
+    # int32 ids called straight into the op: the NumPy path read their bytes as int64 ids.
+    idm = layout_maps()["direct"]
+    m = MXEmbeddingBag(embcompress.quantize(np.ones((40, 16), np.float32), "mxint8"), id_map=idm, mode="sum")
+    ids = torch.tensor([-10, 0, 5, 19, 100, 7], dtype=torch.int32)
+    out = torch.ops.embcompress.map_ids(ids, m.id_map_keys, m.id_map_vals, m.id_map_fallback, m.id_map_params, 40, 0)
+    assert out.dtype == torch.int64
+    np.testing.assert_array_equal(out.numpy(), idm.lookup(ids.numpy()))
