@@ -285,8 +285,8 @@ class MXEmbeddingBag(nn.Module):
             self._set_id_map(IdMap.from_parts(self.num_embeddings, keys, vals, fallback, params,
                                               where=f"in the state dict under {prefix}id_map_*"))
         records = state_dict.get(prefix + "records")
-        fresh = (self.records is not None and isinstance(records, Tensor)
-                 and records.shape == self.records.shape and records.dtype == self.records.dtype)
+        # (torch copies a same-shape tensor of any dtype, casting it)
+        fresh = self.records is not None and isinstance(records, Tensor) and records.shape == self.records.shape
         if fresh:
             self.records = torch.empty_like(self.records)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,

@@ -363,3 +363,18 @@ def test_map_ids_op_takes_narrow_ids_as_idmap_lookup_does(backend):
     out = torch.ops.embcompress.map_ids(ids, m.id_map_keys, m.id_map_vals, m.id_map_fallback, m.id_map_params, 40, 0)
     assert out.dtype == torch.int64
     np.testing.assert_array_equal(out.numpy(), idm.lookup(ids.numpy()))
+
+
+def test_state_dict_records_of_another_dtype_do_not_write_into_a_mapped_table(backend, tmp_path):
+    # torch copies a same-shape tensor of another dtype by casting it: into fresh memory, never
+    # into the read-only mapping of the file (that crashed the process).
+    q = embcompress.quantize(np.random.default_rng(9).standard_normal((40, 16)).astype(np.float32), "mxint8")
+    other = MXEmbeddingBag(embcompress.quantize(np.full((40, 16), 0.5, np.float32), "mxint8"), mode="sum")
+    mapped = MXEmbeddingBag.from_file(embcompress.write_table(tmp_path / "t.embc", q), mode="sum")
+    state = other.state_dict()
+    state["records"] = state["records"].to(torch.int16)  # every uint8 value survives the casts
+    mapped.load_state_dict(state)
+    assert mapped.records.dtype == torch.uint8
+    ids, offsets = torch.tensor([0, 5, 39]), torch.tensor([0, 1])
+    assert torch.equal(mapped(ids, offsets), other(ids, offsets))
+    assert np.array_equal(embcompress.open_table(tmp_path / "t.embc", verify="full").table.data, q.data)
