@@ -268,16 +268,16 @@ class MXEmbeddingBag(nn.Module):
         # the records get fresh memory when the state has them, since the table's own may be a
         # read-only file mapping (writing into it would crash).
         names = [prefix + n for n in _ID_MAP_BUFFERS]
-        given = [n for n in names if n in state_dict]
-        if given and len(given) < len(names):
+        given = [n for n in names if isinstance(state_dict.get(n), Tensor)]
+        if any(n in state_dict for n in names) and len(given) < len(names):
             # Part of a map is no map, and copying it into the buffers would write into the
             # IdMap's own arrays (the caller's object, or a read-only file mapping: a crash).
             raise ArtifactError(
-                f"The id map in the state dict under {prefix}id_map_* is incomplete: it has {given} but not "
-                f"{[n for n in names if n not in state_dict]}. Load a state dict with all four id_map_* "
-                f"entries (as state_dict() gives them) or none of them."
+                f"The id map in the state dict under {prefix}id_map_* is incomplete: it has tensors for {given} "
+                f"but not for {[n for n in names if n not in given]}. Load a state dict with all four "
+                f"id_map_* tensors (as state_dict() gives them) or none of them."
             )
-        if all(isinstance(state_dict.get(n), Tensor) for n in names):
+        if given:
             keys, vals, fallback, params = (state_dict[n].detach().cpu().contiguous().numpy().copy() for n in names)
             dtype = row_dtype(self.num_embeddings)
             if vals.dtype == fallback.dtype == np.uint8 and not (vals.size % dtype.itemsize or fallback.size % dtype.itemsize):

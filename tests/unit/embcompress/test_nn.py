@@ -337,6 +337,9 @@ def test_state_dict_with_part_of_an_id_map_is_refused_and_writes_nothing(backend
             for strict in (False, True):
                 with pytest.raises(embcompress.ArtifactError, match="id_map_params"):
                     m.load_state_dict(state, strict=strict)
+        # all four, one not a tensor: torch would skip it and copy the other three
+        with pytest.raises(embcompress.ArtifactError, match="id_map_params"):
+            m.load_state_dict({**other, "id_map_params": other["id_map_params"].numpy()})
         assert torch.equal(m(ids, offsets), before)
     np.testing.assert_array_equal(idm.lookup(ids.numpy()), expected_rows)
     with pytest.raises(embcompress.ArtifactError, match="id_map_"):  # a module without a map refuses it too
