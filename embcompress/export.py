@@ -21,7 +21,8 @@ With an id map for a table (``id_maps={name: IdMap}``):
   reaches stays zero. The file then stores per-row frequencies (the sum over members), and the
   report adds the QSNR of the served rows against the trained table over all ids.
 
-QSNR is ``10 log10(sum x^2 / sum (x - x_hat)^2)`` in dB over the table that was quantized.
+QSNR is ``10 log10(sum x^2 / sum (x - x_hat)^2)`` in dB over the table that was quantized
+(``inf`` when exact, e.g. ``fp32``; ``export.json`` stays strict JSON and holds ``null`` there).
 
 torch is imported when a function runs, not with this module: ``embcompress`` binds ``export``
 at import (a submodule named like its function would otherwise shadow it).
@@ -240,7 +241,9 @@ def export(
         report.append(entry)
         if progress is not None:
             progress(done, len(found))
-    (out / "export.json").write_text(json.dumps(report, indent=2, default=_json_num) + "\n")
+    # strict JSON has no inf/NaN (an exact table's QSNR is +inf): those are written as null
+    written = [{k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in e.items()} for e in report]
+    (out / "export.json").write_text(json.dumps(written, indent=2, default=_json_num, allow_nan=False) + "\n")
     return report
 
 

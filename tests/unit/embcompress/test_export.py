@@ -122,3 +122,16 @@ def test_export_refuses_no_tables_and_nonfinite(tmp_path):
     bad[1, 1] = float("nan")
     with pytest.raises(ConfigError, match="non-finite"):
         embcompress.export({"emb.weight": bad}, fmt="mxint8", out_dir=tmp_path)
+
+
+def test_export_json_is_strict_json_when_qsnr_is_infinite(tmp_path):
+    # fp32 (and an all-zero table in any format) is exact: QSNR +inf, which JSON cannot hold
+    report = embcompress.export({"emb.weight": torch.zeros(8, 4), "emb2.weight": torch.ones(8, 4)}, fmt="fp32", out_dir=tmp_path)
+    assert report[0]["qsnr_db"] == float("inf")
+
+    def refuse(const):
+        raise ValueError(f"not JSON: {const}")
+
+    written = json.loads((tmp_path / "export.json").read_text(), parse_constant=refuse)
+    assert [e["qsnr_db"] for e in written] == [None, None]
+    assert written[0]["bytes_before"] == report[0]["bytes_before"]
