@@ -197,6 +197,17 @@ def export(
     for name in found:
         if not _NAME.match(name):
             raise param_error("tables", _OWNER, "have names usable as file names (letters, digits, _ . -)", name)
+    # Check every table before writing any file, so bad input leaves out_dir as it was.
+    for name, weight in found.items():
+        n = weight.shape[0]
+        freq = frequencies.get(name)
+        if freq is not None:
+            freq = frequencies[name] = np.asarray(freq)
+            if freq.shape != (n,) or freq.dtype.kind not in "iuf" or (freq.size and (freq.min() < 0 or not np.all(np.isfinite(freq)))):
+                raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n})",
+                                  f"{freq.dtype} array of shape {freq.shape}")
+        if not np.all(np.isfinite(weight)):
+            raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -205,11 +216,6 @@ def export(
         n, dim = weight.shape
         idm = id_maps.get(name)
         freq = frequencies.get(name)
-        if freq is not None:
-            freq = np.asarray(freq)
-            if freq.shape != (n,) or freq.dtype.kind not in "iuf" or (freq.size and (freq.min() < 0 or not np.all(np.isfinite(freq)))):
-                raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n})",
-                                  f"{freq.dtype} array of shape {freq.shape}")
         table, row_freq, folded_rows = weight, freq, None
         if idm is not None and n != idm.n_rows:
             # A full-size table: ids 0 .. n-1 are its rows; fold them onto the map's rows.
@@ -219,8 +225,6 @@ def export(
                 np.bincount(folded_rows, weights=freq, minlength=idm.n_rows).astype(np.int64)
                 if freq.dtype.kind in "iu" else wsum
             )
-        if not np.all(np.isfinite(table)):
-            raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
         q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode)
         path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq,
                            inputs={"table": name, "trained_shape": [n, dim], "fmt": fmt})

@@ -135,3 +135,19 @@ def test_export_json_is_strict_json_when_qsnr_is_infinite(tmp_path):
     written = json.loads((tmp_path / "export.json").read_text(), parse_constant=refuse)
     assert [e["qsnr_db"] for e in written] == [None, None]
     assert written[0]["bytes_before"] == report[0]["bytes_before"]
+
+
+@pytest.mark.parametrize("bad", ["frequencies", "nonfinite"])
+def test_export_refuses_bad_input_before_writing_any_file(tmp_path, bad):
+    # a later table's bad input must not leave earlier tables written beside an older export.json
+    (tmp_path / "export.json").write_text("[]\n")
+    b = torch.ones(6, 4)
+    kw = {}
+    if bad == "frequencies":
+        kw["frequencies"] = {"emb_b": np.ones(3)}
+    else:
+        b[2, 1] = float("inf")
+    with pytest.raises(ConfigError):
+        embcompress.export({"emb_a.weight": torch.ones(8, 4), "emb_b.weight": b}, fmt="mxint8", out_dir=tmp_path, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json"]
+    assert (tmp_path / "export.json").read_text() == "[]\n"
