@@ -23,6 +23,7 @@ same directory, fsync, rename, fsync of the directory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
@@ -353,8 +354,11 @@ def read_artifact(
         )
     try:
         header = json.loads(hdr)
+        # Every later access (kind, config, inputs, meta) trusts these fields: check them here.
+        if not isinstance(header["kind"], str) or not all(isinstance(header[k], dict) for k in ("config", "inputs", "meta")):
+            raise ValueError("its 'kind' must be a string and its 'config', 'inputs' and 'meta' objects")
         sections = _parse_sections(header, PREFIX_SIZE + header_len, size)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ArtifactError(f"The header of {where!r} is malformed ({exc}). Re-create the file.") from None
     header["_data_start"] = PREFIX_SIZE + header_len
     if kind is not None:
@@ -385,7 +389,7 @@ def _parse_sections(header: dict, data_start: int, size: int) -> dict[str, Secti
         shape = tuple(int(d) for d in e["shape"])
         if any(d < 0 for d in shape):
             raise ValueError(f"section {e['name']!r} has a negative dimension")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # exact: int64 would wrap on a crafted shape
         offset = int(e["offset"])
         if nbytes != e["nbytes"] or offset % align or offset < end or offset + nbytes > size:
             raise ValueError(f"section {e['name']!r} lies outside the file or overlaps another")

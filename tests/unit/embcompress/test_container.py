@@ -1,6 +1,7 @@
 import json
 import os
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -135,3 +136,72 @@ def test_large_header_is_laid_out(tmp_path):
     art = read_artifact(path, verify="full")
     assert art.meta == meta
     assert json.loads(json.dumps(art.meta)) == meta
+
+
+def _rewrite_header(path, change):
+    """Apply ``change`` to the JSON header of ``path`` and store it with a valid checksum, as a
+    crafted or foreign-but-well-formed file would be (the header keeps its length)."""
+    raw = bytearray(path.read_bytes())
+    header_len = int.from_bytes(raw[16:24], "little")
+    header = json.loads(raw[PREFIX_SIZE : PREFIX_SIZE + header_len])
+    header = change(header)
+    text = json.dumps(header).encode()
+    assert len(text) <= header_len
+    text += b" " * (header_len - len(text))
+    head = struct.pack("<HHIQ", 1, 0, 0, header_len)
+    struct.pack_into("<I", raw, 24, zlib.crc32(text, zlib.crc32(head)))
+    raw[PREFIX_SIZE : PREFIX_SIZE + header_len] = text
+    path.write_bytes(bytes(raw))
+
+
+def _section(header, name):
+    return next(s for s in header["sections"] if s["name"] == name)
+
+
+@pytest.mark.parametrize(
+    "shape,nbytes",
+    [
+        ([2**32, 2**32], 0),  # 2^64 elements: wraps to 0 in int64 arithmetic
+        ([64, 2**58 + 1], 64),  # 2^64 + 64 elements: wraps to 64, which fits in the file
+        ([2**70, 1], 2**70),  # does not fit int64 at all
+    ],
+)
+@pytest.mark.parametrize("mmap", [True, False])
+def test_section_shape_overflow_is_refused(tmp_path, shape, nbytes, mmap):
+    path, _ = _write(tmp_path)
+
+    def change(h):
+        _section(h, "rows").update(shape=shape, nbytes=nbytes)
+        return h
+
+    _rewrite_header(path, change)
+    with pytest.raises(ArtifactError, match="malformed"):
+        read_artifact(path, mmap=mmap).array("rows")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda h: {k: v for k, v in h.items() if k != "kind"},
+        lambda h: {k: v for k, v in h.items() if k != "meta"},
+        lambda h: {k: v for k, v in h.items() if k != "config"},
+        lambda h: {**h, "inputs": [1, 2]},
+        lambda h: {**h, "kind": ["test"]},
+        lambda h: [h],
+    ],
+)
+def test_header_without_its_fields_is_refused(tmp_path, change):
+    path, _ = _write(tmp_path)
+    _rewrite_header(path, change)
+    with pytest.raises(ArtifactError, match="malformed"):
+        read_artifact(path, kind="test")
+
+
+def test_deeply_nested_header_is_refused(tmp_path):
+    # parsing fails on the nesting before any field is looked at
+    text = b'{"deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    head = struct.pack("<HHIQ", 1, 0, 0, len(text))
+    p = tmp_path / "deep.embc"
+    p.write_bytes(MAGIC + head + struct.pack("<II", zlib.crc32(text, zlib.crc32(head)), 0) + text)
+    with pytest.raises(ArtifactError, match="malformed"):
+        read_artifact(p)
