@@ -117,6 +117,10 @@ def _header_bytes(fields: tuple, header: dict, header_len: int) -> bytes | None:
 def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray) -> None:
     """Replace ``rows`` (unique int64) of the 2-D uint8 section ``section`` by ``records``, crash-safely."""
     path = Path(path)
+    # An earlier update that failed after its journal was durable (an I/O error, an interrupt) left
+    # rows half written: finish it first. The new journal would replace it, and this update's
+    # checksum would start from rows that do not match the header's.
+    replay(path)
     art = read_artifact(path)
     sec = art.section(section)
     n_rows, row_bytes = sec.shape
@@ -128,6 +132,7 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray) -> N
             old[i] = np.frombuffer(os.pread(fd, row_bytes, base + r * row_bytes), dtype=np.uint8)
         new_crc = updated_crc(sec.crc32, old, records, rows, n_rows)
         fields, header, header_len = _read_header(fd)
+        before = os.pread(fd, PREFIX_SIZE + header_len, 0)
         for e in header["sections"]:
             if e["name"] == section:
                 e["crc32"] = new_crc
@@ -141,7 +146,8 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray) -> N
         return
     jpath = journal_path(path)
     write_artifact(
-        jpath, JOURNAL_KIND, {"rows": rows.astype(np.int64), "records": records, "header": np.frombuffer(head, dtype=np.uint8)},
+        jpath, JOURNAL_KIND, {"rows": rows.astype(np.int64), "records": records, "header": np.frombuffer(head, dtype=np.uint8),
+               "old_header": np.frombuffer(before, dtype=np.uint8)},
         meta={"table": path.name, "section": section, "base": base, "row_bytes": row_bytes, "n_rows": n_rows},
     )
     _apply_journal(path, jpath)
@@ -154,6 +160,20 @@ def _rewrite_whole(art, section: str, rows: np.ndarray, records: np.ndarray) -> 
     write_artifact(art.path, h["kind"], arrays, config=h["config"], inputs=h["inputs"], meta=h["meta"], align=h["align"])
 
 
+def _header_matches(fd, j, head: bytes) -> bool:
+    """Whether the table's header is this update's old or new one, or a torn write of one over the other.
+
+    The name and size alone do not tell a table re-created under the same name from the one the
+    journal was written for. Byte by byte, since a crash may tear the header write at any sector.
+    """
+    if "old_header" not in j.section_names:  # a journal from before old headers were kept
+        return True
+    old = j.array("old_header")
+    cur = np.frombuffer(os.pread(fd, len(head), 0), dtype=np.uint8)
+    new = np.frombuffer(head, dtype=np.uint8)
+    return len(cur) == len(new) == len(old) and bool(np.all((cur == old) | (cur == new)))
+
+
 def _apply_journal(path: Path, jpath: Path) -> None:
     j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
     meta = j.meta
@@ -163,10 +183,11 @@ def _apply_journal(path: Path, jpath: Path) -> None:
     try:
         size = os.fstat(fd).st_size
         if (meta.get("table") != path.name or base + int(meta["n_rows"]) * row_bytes > size
-                or records.shape[1:] != (row_bytes,)):
+                or records.shape[1:] != (row_bytes,) or not _header_matches(fd, j, head)):
             raise ArtifactError(
                 f"The update journal {str(jpath)!r} does not belong to {str(path)!r} (it names "
-                f"{meta.get('table')!r} or its rows lie outside the file). Move the journal away if "
+                f"{meta.get('table')!r}, its rows lie outside the file, or the file's header is neither the "
+                f"one it updates nor the one it writes). Move the journal away if "
                 f"the table was replaced on purpose."
             )
         for r, rec in zip(rows.tolist(), records):

@@ -76,3 +76,60 @@ def test_replay_is_idempotent_and_refuses_a_foreign_journal(tmp_path):
     journal_path(small).write_bytes(saved)
     with pytest.raises(ArtifactError, match="does not belong"):
         replay(small)
+
+
+def _crash_after_journal(path, rows, records):
+    """apply_update up to a durable journal, as a crash right after it leaves the file."""
+    real = journal._apply_journal
+    journal._apply_journal = lambda *a: None
+    try:
+        apply_update(path, "rows", rows, records)
+    finally:
+        journal._apply_journal = real
+
+
+def test_a_journal_left_for_a_replaced_table_is_refused(tmp_path):
+    path, data = _file(tmp_path)
+    _crash_after_journal(path, np.array([1, 2]), np.ones((2, 24), np.uint8))
+    # The table is then re-created under the same name (same shape, other values): the journal's
+    # rows and header belong to the old table and must not be written into the new one.
+    other = data ^ 0x5A
+    write_artifact(path, "table", {"rows": other, "extra": np.arange(7, dtype=np.int64)}, config={"k": 2}, align=4096)
+    with pytest.raises(ArtifactError, match="does not belong"):
+        replay(path)
+    art = read_artifact(path, verify="full")
+    assert np.array_equal(art.array("rows"), other) and art.config == {"k": 2}
+
+
+def test_replay_finishes_a_torn_header_write(tmp_path):
+    path, data = _file(tmp_path)
+    _crash_after_journal(path, np.array([5]), np.full((1, 24), 9, np.uint8))
+    head = read_artifact(journal_path(path), mmap=False).array("header").tobytes()
+    # Power lost while the header was written: its first bytes new, the rest old.
+    with open(path, "r+b") as fh:
+        fh.write(head[:30])
+    assert replay(path)
+    art = read_artifact(path, verify="full")
+    assert (art.array("rows")[5] == 9).all()
+
+
+def test_an_update_after_a_failed_one_finishes_it_first(tmp_path, monkeypatch):
+    path, data = _file(tmp_path)
+    real, count = journal.os.pwrite, [0]
+
+    def failing(fd, b, off):  # an I/O error after two of the first update's row writes
+        count[0] += 1
+        if count[0] == 3:
+            raise OSError(5, "Input/output error")
+        return real(fd, b, off)
+
+    monkeypatch.setattr(journal.os, "pwrite", failing)
+    first = np.array([10, 20, 30, 40], dtype=np.int64)
+    with pytest.raises(OSError):
+        apply_update(path, "rows", first, np.full((4, 24), 7, np.uint8))
+    monkeypatch.setattr(journal.os, "pwrite", real)
+    apply_update(path, "rows", np.array([100]), np.full((1, 24), 8, np.uint8))
+    art = read_artifact(path, verify="full")  # the checksum covers both updates
+    rows = art.array("rows")
+    assert (rows[first] == 7).all() and (rows[100] == 8).all()
+    assert not journal_path(path).exists()
