@@ -127,7 +127,7 @@ class QuantizedTable:
                 f"({TABLE_VERSION}). Upgrade embcompress to read it."
             )
         fmt = config.get("format")
-        if fmt not in FORMATS:
+        if not isinstance(fmt, str) or fmt not in FORMATS:  # a list or dict is unhashable
             raise ArtifactError(f"The table's format {fmt!r} is unknown; known: {', '.join(FORMATS)}.")
         if "rows" not in sections:
             raise ArtifactError(f"A table artifact must have a 'rows' section. Got sections {sorted(sections)} instead.")

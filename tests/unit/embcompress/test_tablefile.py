@@ -129,6 +129,10 @@ def test_newer_layout_and_inconsistent_sections_refused(tmp_path):
     bad_cfg = write_artifact(tmp_path / "c.embc", "table", sections, config={**config, "format": "mxfp3"}, align=4096)
     with pytest.raises(ArtifactError, match="format 'mxfp3' is unknown"):
         open_table(bad_cfg)
+    # a format that is not a string at all (a crafted header) is refused the same way, not a TypeError
+    odd_cfg = write_artifact(tmp_path / "d.embc", "table", sections, config={**config, "format": ["fp32"]}, align=4096)
+    with pytest.raises(ArtifactError, match=r"format \['fp32'\] is unknown"):
+        open_table(odd_cfg)
 
 
 KILLER = textwrap.dedent(
