@@ -19,7 +19,8 @@ With an id map for a table (``id_maps={name: IdMap}``):
   the map sends to it (``frequencies={name: counts per id}``; equal weights without), computed
   in float64; a row with a single member (a hot id) is that member's row exactly; a row no id
   reaches stays zero. The file then stores per-row frequencies (the sum over members), and the
-  report adds the QSNR of the served rows against the trained table over all ids.
+  report adds the QSNR of the served rows against the trained table over all ids. A map holding
+  an id outside ``0 .. N-1`` was built for another table and is refused.
 
 QSNR is ``10 log10(sum x^2 / sum (x - x_hat)^2)`` in dB over the table that was quantized
 (``inf`` when exact, e.g. ``fp32``; ``export.json`` stays strict JSON and holds ``null`` there).
@@ -208,6 +209,15 @@ def export(
                                   f"{freq.dtype} array of shape {freq.shape}")
         if not np.all(np.isfinite(weight)):
             raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
+        idm = id_maps.get(name)
+        if idm is not None and n != idm.n_rows:
+            # a full-size table has rows for ids 0 .. n-1 only; other ids mean the map is another table's
+            ids = idm.ids
+            outside = ids[(ids < 0) | (ids >= n)]
+            if outside.size:
+                raise param_error("id_maps", _OWNER, f"hold only ids 0 .. {n - 1} for the full-size table {name!r} "
+                                  f"(one trained row per id): pass the map built for this table's ids",
+                                  f"a map onto {idm.n_rows} rows holding id {int(outside[0])}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -151,3 +151,13 @@ def test_export_refuses_bad_input_before_writing_any_file(tmp_path, bad):
         embcompress.export({"emb_a.weight": torch.ones(8, 4), "emb_b.weight": b}, fmt="mxint8", out_dir=tmp_path, **kw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json"]
     assert (tmp_path / "export.json").read_text() == "[]\n"
+
+
+@pytest.mark.parametrize("ids", [np.arange(100, 120), np.arange(-1, 19)])
+def test_export_refuses_a_map_with_ids_outside_a_full_size_table(tmp_path, ids):
+    # a full-size table has a row for ids 0 .. n-1 only: a map of other ids was built for another
+    # table, and folding would give its ids the mean of unrelated rows
+    idm = IdMap.from_arrays(ids, np.arange(20) % 5, 5)
+    with pytest.raises(ConfigError, match=r"'id_maps' parameter of export.*ids 0 \.\. 19.*id (100|-1)"):
+        embcompress.export({"emb.weight": torch.randn(20, 4)}, fmt="fp32", id_maps={"emb": idm}, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
