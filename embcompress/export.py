@@ -82,6 +82,8 @@ def find_tables(model_or_state_dict, tables: Sequence[str] | None = None) -> dic
                           type(model_or_state_dict).__name__)
     out = {}
     for name, t in found.items():
+        if isinstance(t, torch.Tensor) and t.is_meta:
+            raise param_error("tables", _OWNER, "hold trained weights, not tensors on the meta device (load the weights first)", name)
         arr = t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)
         if arr.ndim != 2 or arr.shape[1] < 1:
             raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {arr.shape}")

@@ -161,3 +161,12 @@ def test_export_refuses_a_map_with_ids_outside_a_full_size_table(tmp_path, ids):
     with pytest.raises(ConfigError, match=r"'id_maps' parameter of export.*ids 0 \.\. 19.*id (100|-1)"):
         embcompress.export({"emb.weight": torch.randn(20, 4)}, fmt="fp32", id_maps={"emb": idm}, out_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_export_refuses_meta_tensors_clearly(tmp_path):
+    # a model built on the meta device has shapes but no weights to export
+    with torch.device("meta"):
+        m = torch.nn.Embedding(10, 4)
+    for src in (m, {"emb.weight": m.weight}):
+        with pytest.raises(ConfigError, match="meta device"):
+            embcompress.export(src, fmt="mxint8", out_dir=tmp_path)
