@@ -114,3 +114,32 @@ def test_killed_while_updating_in_a_loop(tmp_path):
         # Every updated row holds the same whole value: one iteration, all of its rows.
         assert len(np.unique(changed)) == 1
         assert zlib.crc32(read_artifact(path).array("rows").tobytes()) == read_artifact(path).section("rows").crc32
+
+
+def test_update_after_a_failed_update_serves_its_rows_new(tmp_path, monkeypatch):
+    # An I/O error midway through an update's row writes: the journal holds it, and the next update
+    # finishes it first. The DRAM copies of its rows must then be the new records too.
+    import embcompress.store.journal as journal
+
+    path, q = _make(tmp_path)
+    first = np.array([10, 20, 30, 40], dtype=np.int64)
+    freq = np.zeros(N)
+    freq[first] = 100  # the hot set: held in DRAM
+    store = TieredStore(path, dram_bytes=8 * q.row_bytes, policy="frequency", frequencies=freq)
+    assert np.array_equal(store.rows(first), q.data[first])
+    real, count = journal.os.pwrite, [0]
+
+    def failing(fd, b, off):
+        count[0] += 1
+        if count[0] == 3:
+            raise OSError(5, "Input/output error")
+        return real(fd, b, off)
+
+    monkeypatch.setattr(journal.os, "pwrite", failing)
+    new = np.full((4, q.row_bytes), 0xAB, dtype=np.uint8)
+    with pytest.raises(OSError):
+        store.update_rows(first, new)
+    monkeypatch.setattr(journal.os, "pwrite", real)
+    store.update_rows(np.array([100]), np.full((1, q.row_bytes), 0xCD, dtype=np.uint8))
+    assert (store.rows(first) == 0xAB).all() and (store.rows([100]) == 0xCD).all()
+    assert (read_artifact(path, kind="table", verify="full").array("rows")[first] == 0xAB).all()
