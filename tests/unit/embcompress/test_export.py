@@ -170,3 +170,23 @@ def test_export_refuses_meta_tensors_clearly(tmp_path):
     for src in (m, {"emb.weight": m.weight}):
         with pytest.raises(ConfigError, match="meta device"):
             embcompress.export(src, fmt="mxint8", out_dir=tmp_path)
+
+
+def test_export_json_replaced_atomically(tmp_path, monkeypatch):
+    # a crash while the report is written leaves the previous export.json whole: the new text
+    # only appears through a rename
+    import os
+
+    (tmp_path / "export.json").write_text("[]\n")
+    real = os.replace
+
+    def crash(src, dst):
+        if str(dst).endswith("export.json"):
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        embcompress.export({"emb.weight": torch.ones(8, 4)}, fmt="mxint8", out_dir=tmp_path)
+    assert (tmp_path / "export.json").read_text() == "[]\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.embc", "export.json"]  # no temporary left
