@@ -99,16 +99,20 @@ class RowReader:
             a, b = ext
             want = (b - a) * BLOCK
             pos = int(blocks[a]) * BLOCK
-            got = os.preadv(fd, [view[a * BLOCK : b * BLOCK]], pos)
             # The last block of the file may be short; the records inside it must not be.
-            if got < want:
-                end = pos + got
-                need = self.base + self.n_rows * self.row_bytes
-                if end < min(pos + want, need):
+            need = min(want, self.base + self.n_rows * self.row_bytes - pos)
+            got = 0
+            while got < need:
+                # A read may return short mid-file (POSIX allows it; network and FUSE file systems
+                # do): go on from where it stopped, from that block's start under O_DIRECT.
+                at = got - got % BLOCK if self.direct else got
+                n = os.preadv(fd, [view[a * BLOCK + at : b * BLOCK]], pos + at)
+                if at + n <= got:  # no progress: the end of the file
                     raise ArtifactError(
                         f"The table file {self.path!r} was truncated: a read at byte {pos} got "
                         f"{got} of {want} bytes. Restore the file from a good copy."
                     )
+                got = at + n
             return got
 
         def read_all(part):

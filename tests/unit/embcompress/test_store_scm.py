@@ -44,3 +44,23 @@ def test_truncated_file_is_a_clear_error(rows_file, tmp_path):
     r.close()
     with pytest.raises(ArtifactError, match="does not exist"):
         RowReader(tmp_path / "nope", 0, 100, 1)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_short_reads_are_resumed(rows_file, monkeypatch, direct):
+    # POSIX lets a read return fewer bytes than asked (network and FUSE file systems do, mid-file):
+    # the reader must go on from where it stopped, not call the file truncated.
+    import os
+
+    path, data, base = rows_file
+    r = RowReader(path, base, 100, len(data), direct=direct, max_in_flight=1, max_read_bytes=8 * BLOCK)
+    real = os.preadv
+    step = BLOCK if r.direct else 1000  # O_DIRECT reads stay block aligned
+
+    def short(fd, bufs, off):
+        return real(fd, [memoryview(bufs[0])[:step]], off)
+
+    monkeypatch.setattr(os, "preadv", short)
+    got, _ = r.read(np.arange(len(data)))
+    assert np.array_equal(got, data)
+    r.close()
