@@ -174,6 +174,14 @@ def _header_matches(fd, j, head: bytes) -> bool:
     return len(cur) == len(new) == len(old) and bool(np.all((cur == old) | (cur == new)))
 
 
+def _pwrite_all(fd, data: bytes, offset: int) -> None:
+    # pwrite may store only part (a full copy-on-write disk, a quota): write the rest, or fail.
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
 def _apply_journal(path: Path, jpath: Path) -> None:
     j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
     meta = j.meta
@@ -191,8 +199,8 @@ def _apply_journal(path: Path, jpath: Path) -> None:
                 f"the table was replaced on purpose."
             )
         for r, rec in zip(rows.tolist(), records):
-            os.pwrite(fd, rec.tobytes(), base + r * row_bytes)
-        os.pwrite(fd, head, 0)
+            _pwrite_all(fd, rec.tobytes(), base + r * row_bytes)
+        _pwrite_all(fd, head, 0)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -133,3 +133,16 @@ def test_an_update_after_a_failed_one_finishes_it_first(tmp_path, monkeypatch):
     rows = art.array("rows")
     assert (rows[first] == 7).all() and (rows[100] == 8).all()
     assert not journal_path(path).exists()
+
+
+def test_short_writes_are_completed(tmp_path, monkeypatch):
+    # A write may store fewer bytes than asked (a full disk on a copy-on-write file system, a
+    # quota): the rest must still be written before the journal goes, or the row stays torn.
+    path, data = _file(tmp_path)
+    real = journal.os.pwrite
+    monkeypatch.setattr(journal.os, "pwrite", lambda fd, b, off: real(fd, bytes(b)[: max(1, len(b) // 2)], off))
+    rows = np.array([3, 4], dtype=np.int64)
+    apply_update(path, "rows", rows, np.full((2, 24), 6, np.uint8))
+    monkeypatch.setattr(journal.os, "pwrite", real)
+    art = read_artifact(path, verify="full")
+    assert (art.array("rows")[rows] == 6).all()
