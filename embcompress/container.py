@@ -26,6 +26,7 @@ import json
 import math
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -211,13 +212,18 @@ class Artifact:
     Use :func:`read_artifact` to open one.
     """
 
-    def __init__(self, path: Path, header: dict, sections: dict[str, Section], version, mmap: bool):
+    def __init__(self, path: Path, header: dict, sections: dict[str, Section], version, mmap: bool, fh):
         self.path = path
         self.header = header
         self.version = version
         self._sections = sections
         self._mmap = mmap
-        self._mm = np.memmap(path, mode="r", dtype=np.uint8) if mmap else None
+        # The mapping, copies and verify() all use ``fh``, the file whose header was checked, never
+        # the path again: a file renamed over the path meanwhile (an atomic rewrite) must not mix
+        # its bytes with this header.
+        self._mm = np.memmap(fh, mode="r", dtype=np.uint8) if mmap else None
+        self._fd = os.dup(fh.fileno())
+        self._lock = threading.Lock()  # copies and verify() share the descriptor's file position
 
     kind = property(lambda self: self.header["kind"])
     config = property(lambda self: self.header["config"])
@@ -246,7 +252,7 @@ class Artifact:
             out = self._mm[s.offset : s.offset + s.nbytes].view(s.dtype).reshape(s.shape)
         else:
             out = np.empty(s.shape, dtype=s.dtype)
-            with open(self.path, "rb") as fh:
+            with self._lock, self._file() as fh:
                 fh.seek(s.offset)
                 if s.nbytes and fh.readinto(out.reshape(-1).view(np.uint8)) != s.nbytes:
                     raise ArtifactError(f"The artifact {str(self.path)!r} was truncated while being read.")
@@ -255,7 +261,7 @@ class Artifact:
 
     def verify(self) -> None:
         """Check every section's CRC-32 and every padding byte; raise ChecksumError on a mismatch."""
-        with open(self.path, "rb") as fh:
+        with self._lock, self._file() as fh:
             pos = self.header["_data_start"]
             for s in sorted(self._sections.values(), key=lambda s: s.offset):
                 _check_zero(fh, pos, s.offset, self.path)
@@ -276,8 +282,23 @@ class Artifact:
                 pos = s.offset + s.nbytes
             _check_zero(fh, pos, self.header["file_size"], self.path)
 
+    def _file(self):
+        if self._fd is None:
+            raise ArtifactError(f"The artifact {str(self.path)!r} is closed. Open it again with read_artifact.")
+        return os.fdopen(os.dup(self._fd), "rb")
+
     def close(self) -> None:
+        """Release the file (arrays handed out keep their mapping alive)."""
         self._mm = None
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
     def __enter__(self) -> "Artifact":
         return self
@@ -317,58 +338,59 @@ def read_artifact(
     path = Path(path)
     where = str(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            prefix = fh.read(PREFIX_SIZE)
-            if len(prefix) < PREFIX_SIZE:
-                raise ArtifactError(
-                    f"{where!r} is not an embcompress artifact: it is {size} bytes long, shorter than "
-                    f"the {PREFIX_SIZE}-byte prefix. It may be truncated; re-create it."
-                )
-            magic, major, minor, res1, header_len, crc, res2 = PREFIX.unpack(prefix)
-            if magic != MAGIC:
-                raise ArtifactError(
-                    f"{where!r} is not an embcompress artifact (its first bytes are {magic!r}, "
-                    f"expected {MAGIC!r}). Pass a file written by embcompress."
-                )
-            if major > MAJOR:
-                raise VersionError(
-                    f"{where!r} was written in container format {major}.{minor}, newer than this "
-                    f"embcompress reads ({MAJOR}.x). Upgrade embcompress to read it."
-                )
-            if header_len > size - PREFIX_SIZE:
-                raise ArtifactError(
-                    f"{where!r} is truncated: its header needs {header_len} bytes but only "
-                    f"{size - PREFIX_SIZE} follow the prefix. Re-create it from a good copy."
-                )
-            hdr = fh.read(header_len)
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise ArtifactError(f"No artifact at {where!r}: the file does not exist. Check the path.") from None
     except IsADirectoryError:
         raise ArtifactError(f"{where!r} is a directory, not an artifact file. Pass the file's path.") from None
-    head = struct.pack("<HHIQ", major, minor, res1, header_len)
-    if zlib.crc32(hdr, zlib.crc32(head)) != crc or res1 or res2 or major < 1:
-        raise ChecksumError(
-            f"The header of {where!r} does not match its checksum: the file is corrupted. "
-            f"Restore it from a good copy or re-create it."
-        )
-    try:
-        header = json.loads(hdr)
-        # Every later access (kind, config, inputs, meta) trusts these fields: check them here.
-        if not isinstance(header["kind"], str) or not all(isinstance(header[k], dict) for k in ("config", "inputs", "meta")):
-            raise ValueError("its 'kind' must be a string and its 'config', 'inputs' and 'meta' objects")
-        sections = _parse_sections(header, PREFIX_SIZE + header_len, size)
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ArtifactError(f"The header of {where!r} is malformed ({exc}). Re-create the file.") from None
-    header["_data_start"] = PREFIX_SIZE + header_len
-    if kind is not None:
-        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-        if header["kind"] not in kinds:
+    with fh:  # the Artifact keeps its own descriptor of this file
+        size = os.fstat(fh.fileno()).st_size
+        prefix = fh.read(PREFIX_SIZE)
+        if len(prefix) < PREFIX_SIZE:
             raise ArtifactError(
-                f"{where!r} holds a {header['kind']!r} artifact, not {' or '.join(map(repr, kinds))}. "
-                f"Pass a file of the expected kind."
+                f"{where!r} is not an embcompress artifact: it is {size} bytes long, shorter than "
+                f"the {PREFIX_SIZE}-byte prefix. It may be truncated; re-create it."
             )
-    art = Artifact(path, header, sections, (major, minor), mmap)
+        magic, major, minor, res1, header_len, crc, res2 = PREFIX.unpack(prefix)
+        if magic != MAGIC:
+            raise ArtifactError(
+                f"{where!r} is not an embcompress artifact (its first bytes are {magic!r}, "
+                f"expected {MAGIC!r}). Pass a file written by embcompress."
+            )
+        if major > MAJOR:
+            raise VersionError(
+                f"{where!r} was written in container format {major}.{minor}, newer than this "
+                f"embcompress reads ({MAJOR}.x). Upgrade embcompress to read it."
+            )
+        if header_len > size - PREFIX_SIZE:
+            raise ArtifactError(
+                f"{where!r} is truncated: its header needs {header_len} bytes but only "
+                f"{size - PREFIX_SIZE} follow the prefix. Re-create it from a good copy."
+            )
+        hdr = fh.read(header_len)
+        head = struct.pack("<HHIQ", major, minor, res1, header_len)
+        if zlib.crc32(hdr, zlib.crc32(head)) != crc or res1 or res2 or major < 1:
+            raise ChecksumError(
+                f"The header of {where!r} does not match its checksum: the file is corrupted. "
+                f"Restore it from a good copy or re-create it."
+            )
+        try:
+            header = json.loads(hdr)
+            # Every later access (kind, config, inputs, meta) trusts these fields: check them here.
+            if not isinstance(header["kind"], str) or not all(isinstance(header[k], dict) for k in ("config", "inputs", "meta")):
+                raise ValueError("its 'kind' must be a string and its 'config', 'inputs' and 'meta' objects")
+            sections = _parse_sections(header, PREFIX_SIZE + header_len, size)
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise ArtifactError(f"The header of {where!r} is malformed ({exc}). Re-create the file.") from None
+        header["_data_start"] = PREFIX_SIZE + header_len
+        if kind is not None:
+            kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+            if header["kind"] not in kinds:
+                raise ArtifactError(
+                    f"{where!r} holds a {header['kind']!r} artifact, not {' or '.join(map(repr, kinds))}. "
+                    f"Pass a file of the expected kind."
+                )
+        art = Artifact(path, header, sections, (major, minor), mmap, fh)
     if verify == "full":
         art.verify()
     return art

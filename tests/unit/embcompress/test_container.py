@@ -6,15 +6,15 @@ import zlib
 import numpy as np
 import pytest
 
-from embcompress.container import MAGIC, PREFIX_SIZE, read_artifact, write_artifact
+from embcompress.container import MAGIC, PREFIX_SIZE, Artifact, read_artifact, write_artifact
 from embcompress.errors import ArtifactError, ChecksumError, ConfigError, VersionError
 
 
-def _write(tmp_path, **kw):
-    rng = np.random.default_rng(0)
+def _write(tmp_path, n_rows=37, seed=0, **kw):
+    rng = np.random.default_rng(seed)
     sections = {
-        "rows": rng.integers(0, 255, size=(37, 13), dtype=np.uint8),
-        "scales": rng.standard_normal(37).astype(np.float32),
+        "rows": rng.integers(0, 255, size=(n_rows, 13), dtype=np.uint8),
+        "scales": rng.standard_normal(n_rows).astype(np.float32),
         "empty": np.zeros((0, 4), dtype=np.int64),
     }
     path = write_artifact(tmp_path / "a.embc", "test", sections, config={"fmt": "x"}, inputs={"seed": 3}, **kw)
@@ -205,3 +205,44 @@ def test_deeply_nested_header_is_refused(tmp_path):
     p.write_bytes(MAGIC + head + struct.pack("<II", zlib.crc32(text, zlib.crc32(head)), 0) + text)
     with pytest.raises(ArtifactError, match="malformed"):
         read_artifact(p)
+
+
+# -- a writer renames a new file over the path while a reader opens it -----------------------------
+# The reader must use the one file whose header it checked: never mix that header with another
+# file's bytes (wrong rows, a bare ValueError, or a false "corrupted" error).
+
+
+def _replace_with_other(path, n_rows):
+    """Rename a valid file over ``path``: the same layout with other bytes (37 rows), or smaller."""
+    _write(path.parent, n_rows=n_rows, seed=9)
+
+
+@pytest.mark.parametrize("n_rows", [37, 5])
+def test_copy_reads_come_from_the_verified_file(tmp_path, monkeypatch, n_rows):
+    path, sections = _write(tmp_path)
+    real_verify = Artifact.verify
+
+    def verify_then_replace(self):
+        real_verify(self)
+        _replace_with_other(path, n_rows)
+
+    monkeypatch.setattr(Artifact, "verify", verify_then_replace)
+    art = read_artifact(path, mmap=False, verify="full")
+    np.testing.assert_array_equal(art.array("rows"), sections["rows"])
+    np.testing.assert_array_equal(art.array("scales"), sections["scales"])
+
+
+@pytest.mark.parametrize("n_rows", [37, 5])
+@pytest.mark.parametrize("verify", ["header", "full"])
+def test_mapping_is_of_the_checked_file(tmp_path, monkeypatch, verify, n_rows):
+    path, sections = _write(tmp_path)
+    real_memmap = np.memmap
+
+    def replace_then_map(*args, **kwargs):
+        _replace_with_other(path, n_rows)
+        return real_memmap(*args, **kwargs)
+
+    monkeypatch.setattr(np, "memmap", replace_then_map)
+    art = read_artifact(path, verify=verify)
+    np.testing.assert_array_equal(art.array("rows"), sections["rows"])
+    np.testing.assert_array_equal(art.array("scales"), sections["scales"])
