@@ -30,7 +30,7 @@ The models are first-order: a batch of ``n`` reads on a device with ``q`` reads 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -69,6 +69,11 @@ class DeviceModel:
             raise param_error("queue_depth", owner, "be a positive int", q)
         if self.read_latency_us < 0.01:
             raise param_error("read_latency_us", owner, "be at least 0.01 us (no memory answers faster than 10 ns)", self.read_latency_us)
+        # A read cannot complete before its bytes have crossed the device's bandwidth.
+        transfer_us = g / (self.bandwidth_gbps * 1e3)
+        if self.read_latency_us * 1.05 < transfer_us:
+            raise param_error("read_latency_us", owner, f"be at least the {transfer_us:.3g} us that one "
+                              f"{g}-byte read takes at {self.bandwidth_gbps:g} GB/s", self.read_latency_us)
         # Random reads cannot move more bytes than the device's sequential bandwidth ...
         if self.read_iops * g > self.bandwidth_gbps * 1e9 * 1.05:
             raise ConfigError(
@@ -117,6 +122,13 @@ class DeviceModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeviceModel":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise param_error("d", "DeviceModel.from_dict", f"hold only the figures {sorted(names)}", unknown)
+        missing = sorted(f.name for f in fields(cls) if f.name not in d and f.default is MISSING)
+        if missing:
+            raise param_error("d", "DeviceModel.from_dict", f"hold the figures {missing} too", sorted(d))
         return cls(**d)
 
 
@@ -229,6 +241,9 @@ def plan(
         raise param_error("lookups_per_s", "plan", "be a finite positive number", lookups_per_s)
     if not 0 < max_utilization <= 1:
         raise param_error("max_utilization", "plan", "be in (0, 1]", max_utilization)
+    fractions = tuple(fractions)
+    if not fractions:
+        raise param_error("fractions", "plan", "hold at least one DRAM fraction in (0, 1]", fractions)
     freq = np.asarray(frequencies, dtype=np.float64).reshape(-1)
     n_rows = table_bytes // row_bytes
     if not 0 < len(freq) <= n_rows or not np.all(np.isfinite(freq)) or np.any(freq < 0) or freq.sum() <= 0:

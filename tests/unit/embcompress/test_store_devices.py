@@ -92,3 +92,23 @@ def test_planner_rejects_bad_input():
         plan(6400, 64, np.ones(100), lookups_per_s=-1.0)
     with pytest.raises(ConfigError, match="max_latency_us"):
         plan(6400, 64, np.ones(100), lookups_per_s=1.0, max_latency_us=0.001, fractions=(0.5,))
+
+
+def test_latency_shorter_than_one_transfer_is_rejected():
+    # A 1 MiB read at 6.5 GB/s takes 161 us: no device answers it in 80 us.
+    with pytest.raises(ConfigError, match="read_latency_us"):
+        _dev(read_granularity=1 << 20, read_iops=5000.0)
+
+
+def test_from_dict_names_unknown_and_missing_figures():
+    d = NAND_PM9A3.to_dict()
+    with pytest.raises(ConfigError, match="'read_iopz'"):
+        DeviceModel.from_dict(dict(d, read_iopz=1.0))
+    del d["power_w"]
+    with pytest.raises(ConfigError, match="'power_w'"):
+        DeviceModel.from_dict(d)
+
+
+def test_planner_without_budgets_is_a_clear_error():
+    with pytest.raises(ConfigError, match="'fractions'"):
+        plan(6400, 64, np.ones(100), lookups_per_s=1.0, fractions=())
