@@ -206,9 +206,14 @@ def export(
         freq = frequencies.get(name)
         if freq is not None:
             freq = frequencies[name] = np.asarray(freq)
-            if freq.shape != (n,) or freq.dtype.kind not in "iuf" or (freq.size and (freq.min() < 0 or not np.all(np.isfinite(freq)))):
-                raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n})",
-                                  f"{freq.dtype} array of shape {freq.shape}")
+            got = None
+            if freq.shape != (n,) or freq.dtype.kind not in "iuf":
+                got = f"{freq.dtype} array of shape {freq.shape}"
+            elif freq.size and not (np.all(np.isfinite(freq)) and freq.min() >= 0):
+                i = int(np.flatnonzero(~(np.isfinite(freq) & (freq >= 0)))[0])
+                got = f"{freq[i].item()} at position {i}"
+            if got is not None:
+                raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n}), all finite", got)
         if not np.all(np.isfinite(weight)):
             raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
         idm = id_maps.get(name)

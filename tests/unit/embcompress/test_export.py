@@ -190,3 +190,11 @@ def test_export_json_replaced_atomically(tmp_path, monkeypatch):
         embcompress.export({"emb.weight": torch.ones(8, 4)}, fmt="mxint8", out_dir=tmp_path)
     assert (tmp_path / "export.json").read_text() == "[]\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.embc", "export.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("freq,got", [(np.r_[np.ones(9), np.nan], "nan"), (np.r_[np.ones(9), -2.0], "-2"),
+                                      (np.r_[np.ones(9), np.inf], "inf")])
+def test_export_frequency_errors_say_which_value_is_wrong(tmp_path, freq, got):
+    # the shape is right here: the message must point at the value, and ask for finite counts
+    with pytest.raises(ConfigError, match=rf"non-negative count per trained row \(10\), all finite\. Got '{got}\S* at position 9'"):
+        embcompress.export({"emb.weight": torch.ones(10, 4)}, fmt="mxint8", frequencies={"emb": freq}, out_dir=tmp_path)
