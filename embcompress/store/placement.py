@@ -28,6 +28,7 @@ import numpy as np
 
 from ..container import read_artifact, write_artifact
 from ..errors import ArtifactError, param_error
+from . import journal
 from .scm import BLOCK
 
 ROW_ORDER = "row_order"
@@ -243,6 +244,7 @@ def reorder_rows(
     ``replay``: batches of original row ids (a held-out log); the layout then reports the mean
     4 KiB blocks a batch reads in the input file's order and in the new one.
     """
+    journal.replay(table_file)  # an update a crash interrupted: copy its rows whole, not half written
     art = read_artifact(table_file, kind="table")
     sec = art.section("rows")
     if len(sec.shape) != 2:

@@ -59,3 +59,38 @@ def test_mine_coaccess_checks_its_log():
     with pytest.raises(ConfigError, match="offsets"):
         mine_coaccess(np.array([0, 1]), np.array([1, 0]), 5)
     assert mine_coaccess(np.zeros(0, np.int64), np.zeros(0, np.int64), 3).nnz == 0
+
+
+def test_reorder_finishes_an_update_a_crash_interrupted(tmp_path):
+    # A crash after the journal and two of four row writes: the reordered copy must hold the update
+    # whole (as the store would serve it after replaying), not the half-written rows.
+    from embcompress.container import read_artifact, write_artifact
+    from embcompress.store import journal, reorder_rows
+
+    data = np.random.default_rng(0).integers(0, 256, (300, 16), dtype=np.uint8)
+    path = write_artifact(tmp_path / "t.embc", "table", {"rows": data}, config={"k": 1}, align=4096)
+    rows = np.array([3, 50, 100, 200], dtype=np.int64)
+    real_apply, real_pwrite, count = journal._apply_journal, journal.os.pwrite, [0]
+
+    def crash_midway(p, j):
+        def pwrite(fd, b, off):
+            count[0] += 1
+            if count[0] > 2:
+                raise KeyboardInterrupt  # stands for the process dying here
+            return real_pwrite(fd, b, off)
+
+        journal.os.pwrite = pwrite
+        try:
+            real_apply(p, j)
+        finally:
+            journal.os.pwrite = real_pwrite
+
+    journal._apply_journal = crash_midway
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            journal.apply_update(path, "rows", rows, np.zeros((4, 16), np.uint8))
+    finally:
+        journal._apply_journal = real_apply
+    layout = reorder_rows(path, tmp_path / "re.embc", clusters=np.zeros(300, np.int64))
+    out = read_artifact(layout.path, verify="full").array("rows")
+    assert (out[rows] == 0).all()
