@@ -112,7 +112,8 @@ def write_artifact(
             raise ConfigError(f"Section names must be non-empty strings. Got {name!r} instead.")
         arr = np.asarray(arr)
         dtype = _check_dtype(arr.dtype, name)
-        arrays.append((name, np.ascontiguousarray(arr, dtype=dtype)))
+        # ascontiguousarray makes a 0-d array 1-d: keep the caller's shape
+        arrays.append((name, np.ascontiguousarray(arr, dtype=dtype).reshape(arr.shape)))
 
     crcs = [_crc(arr) if arr.nbytes else 0 for _, arr in arrays]
 

@@ -246,3 +246,10 @@ def test_mapping_is_of_the_checked_file(tmp_path, monkeypatch, verify, n_rows):
     art = read_artifact(path, verify=verify)
     np.testing.assert_array_equal(art.array("rows"), sections["rows"])
     np.testing.assert_array_equal(art.array("scales"), sections["scales"])
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_zero_dimensional_section_keeps_its_shape(tmp_path, mmap):
+    path = write_artifact(tmp_path / "s.embc", "t", {"count": np.asarray(5, dtype=np.int64)})
+    got = read_artifact(path, mmap=mmap, verify="full").array("count")
+    assert got.shape == () and int(got) == 5
