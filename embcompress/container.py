@@ -406,6 +406,8 @@ def _parse_sections(header: dict, data_start: int, size: int) -> dict[str, Secti
     out: dict[str, Section] = {}
     end = data_start
     for e in header["sections"]:
+        if not isinstance(e["name"], str) or not e["name"]:
+            raise ValueError(f"a section name must be a non-empty string, not {e['name']!r}")
         dtype = np.dtype(e["dtype"])
         if dtype.kind not in _KINDS or dtype.fields is not None:
             raise ValueError(f"section {e['name']!r} has non-numeric dtype {e['dtype']!r}")

@@ -253,3 +253,17 @@ def test_zero_dimensional_section_keeps_its_shape(tmp_path, mmap):
     path = write_artifact(tmp_path / "s.embc", "t", {"count": np.asarray(5, dtype=np.int64)})
     got = read_artifact(path, mmap=mmap, verify="full").array("count")
     assert got.shape == () and int(got) == 5
+
+
+@pytest.mark.parametrize("name", [None, 5, ""])
+def test_section_name_that_is_not_a_string_is_refused(tmp_path, name):
+    # as write_artifact refuses it; `embcompress inspect` formatted a null name with a TypeError
+    path, _ = _write(tmp_path)
+
+    def change(h):
+        _section(h, "scales")["name"] = name
+        return h
+
+    _rewrite_header(path, change)
+    with pytest.raises(ArtifactError, match="malformed"):
+        read_artifact(path)
