@@ -14,11 +14,13 @@ table's complete new header bytes, then the row writes, the header write and an 
 journal's removal. Opening a table with a journal present re-applies it (idempotent), so a crash
 at any point leaves every row either old (journal not yet durable) or new (journal replayed), and
 the header's checksum matches the rows. Only this process writes; callers exclude concurrent
-readers of the same rows (the store holds its lock while applying).
+readers of the same rows (the store holds its lock while applying). Replays take an exclusive
+``flock`` on the table, since every process that opens it replays a journal it finds.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -182,13 +184,19 @@ def _pwrite_all(fd, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _apply_journal(path: Path, jpath: Path) -> None:
-    j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
-    meta = j.meta
-    rows, records, head = j.array("rows"), j.array("records"), j.array("header").tobytes()
-    base, row_bytes = int(meta["base"]), int(meta["row_bytes"])
+def _apply_journal(path: Path, jpath: Path) -> bool:
+    """Apply the journal and remove it; False when another process did so first."""
     fd = os.open(path, os.O_RDWR)
     try:
+        # Every process opening the table replays: one at a time, and a later one finds it done
+        # (else it rewrites rows an update made since, or fails when the first removes the journal).
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not jpath.exists():
+            return False
+        j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
+        meta = j.meta
+        rows, records, head = j.array("rows"), j.array("records"), j.array("header").tobytes()
+        base, row_bytes = int(meta["base"]), int(meta["row_bytes"])
         size = os.fstat(fd).st_size
         if (meta.get("table") != path.name or base + int(meta["n_rows"]) * row_bytes > size
                 or records.shape[1:] != (row_bytes,) or not _header_matches(fd, j, head)):
@@ -202,10 +210,11 @@ def _apply_journal(path: Path, jpath: Path) -> None:
             _pwrite_all(fd, rec.tobytes(), base + r * row_bytes)
         _pwrite_all(fd, head, 0)
         os.fsync(fd)
+        jpath.unlink()
+        container._fsync_dir(jpath.parent)
     finally:
-        os.close(fd)
-    jpath.unlink()
-    container._fsync_dir(jpath.parent)
+        os.close(fd)  # releases the lock
+    return True
 
 
 def replay(path) -> bool:
@@ -214,5 +223,4 @@ def replay(path) -> bool:
     jpath = journal_path(path)
     if not jpath.exists():
         return False
-    _apply_journal(path, jpath)
-    return True
+    return _apply_journal(path, jpath)

@@ -146,3 +146,40 @@ def test_short_writes_are_completed(tmp_path, monkeypatch):
     monkeypatch.setattr(journal.os, "pwrite", real)
     art = read_artifact(path, verify="full")
     assert (art.array("rows")[rows] == 6).all()
+
+
+def test_two_replays_of_one_journal_do_not_collide(tmp_path, monkeypatch):
+    # Several serving processes restarting after a crash each open the store, which replays the
+    # journal. The second must wait for the first, then find it done: not apply it again while the
+    # first deletes it (FileNotFoundError), nor rewrite rows a later update has already replaced.
+    import threading
+
+    path, data = _file(tmp_path)
+    _crash_after_journal(path, np.array([1, 2, 3]), np.full((3, 24), 4, np.uint8))
+    real, go, errors, results = journal.os.pwrite, threading.Event(), [], {}
+
+    def pwrite(fd, b, off):
+        if threading.current_thread().name == "first":
+            go.wait(10)  # the first replayer stalls after taking the journal
+        return real(fd, b, off)
+
+    monkeypatch.setattr(journal.os, "pwrite", pwrite)
+
+    def run(name):
+        try:
+            results[name] = replay(path)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    first = threading.Thread(target=run, args=("first",), name="first")
+    first.start()
+    second = threading.Thread(target=run, args=("second",), name="second")
+    second.start()
+    second.join(0.5)  # with the lock it waits here for the first (or, started late, finds nothing)
+    go.set()
+    first.join()
+    second.join()
+    assert errors == []
+    assert sorted(results.values()) == [False, True]
+    art = read_artifact(path, verify="full")
+    assert (art.array("rows")[[1, 2, 3]] == 4).all() and not journal_path(path).exists()
