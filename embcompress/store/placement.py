@@ -131,6 +131,7 @@ def coaccess_order(
 ) -> np.ndarray:
     """The new row order (``order[new] = old``) that puts co-accessed rows in shared blocks."""
     owner = "coaccess_order"
+    _check_block_bytes(block_bytes, owner)
     if (cooccurrence is None) == (clusters is None):
         raise param_error("cooccurrence", owner, "be given, or else clusters (exactly one of them)", "both" if cooccurrence is not None else None)
     if clusters is not None:
@@ -200,8 +201,15 @@ def coaccess_order(
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
+def _check_block_bytes(block_bytes, owner: str) -> None:
+    # 0 or a negative size divided silently into nonsense (numpy warns, then packs one row a block).
+    if isinstance(block_bytes, bool) or not isinstance(block_bytes, (int, np.integer)) or block_bytes < 1:
+        raise param_error("block_bytes", owner, "be a positive int number of bytes", block_bytes)
+
+
 def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, block_bytes: int = BLOCK) -> np.ndarray:
     """Distinct ``block_bytes`` blocks each batch of row ids touches (``new_row``: old -> new position)."""
+    _check_block_bytes(block_bytes, "blocks_per_batch")
     out = np.empty(len(batches), dtype=np.int64)
     for k, rows in enumerate(batches):
         rows = np.unique(np.asarray(rows, dtype=np.int64))

@@ -94,3 +94,13 @@ def test_reorder_finishes_an_update_a_crash_interrupted(tmp_path):
     layout = reorder_rows(path, tmp_path / "re.embc", clusters=np.zeros(300, np.int64))
     out = read_artifact(layout.path, verify="full").array("rows")
     assert (out[rows] == 0).all()
+
+
+@pytest.mark.parametrize("bad", [0, -4096, 4096.0])
+def test_block_bytes_is_checked(bad):
+    m = np.zeros((10, 10))
+    m[7, 2] = 1
+    with pytest.raises(ConfigError, match="'block_bytes'"):
+        coaccess_order(10, 64, cooccurrence=m, block_bytes=bad)
+    with pytest.raises(ConfigError, match="'block_bytes'"):
+        blocks_per_batch([np.arange(5)], 64, block_bytes=bad)
