@@ -267,3 +267,32 @@ def test_section_name_that_is_not_a_string_is_refused(tmp_path, name):
     _rewrite_header(path, change)
     with pytest.raises(ArtifactError, match="malformed"):
         read_artifact(path)
+
+
+def test_full_verify_checks_a_huge_gap_in_bounded_memory(tmp_path):
+    # A crafted header may place a section far into a (sparse) file: the zero padding before it
+    # is checked piece by piece, as checksums are, not read into memory whole.
+    import tracemalloc
+
+    path = write_artifact(tmp_path / "gap.embc", "t", {"a": np.arange(8, dtype=np.int64)})
+    art = read_artifact(path)
+    data_start, data = art.header["_data_start"], art.array("a").tobytes()
+    offset = 256 << 20
+
+    def change(h):
+        h["sections"][0]["offset"] = offset
+        h["file_size"] = offset + len(data)
+        return h
+
+    _rewrite_header(path, change)
+    with open(path, "r+b") as fh:
+        fh.truncate(data_start)
+        fh.seek(offset)
+        fh.write(data)
+    tracemalloc.start()
+    try:
+        np.testing.assert_array_equal(read_artifact(path, verify="full").array("a"), np.arange(8))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 160 << 20, peak  # one 64 MiB piece at a time, not the 256 MiB gap
