@@ -110,6 +110,7 @@ def test_killed_while_updating_in_a_loop(tmp_path):
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         _, changed = _check_consistent(path, q)
         # Every updated row holds the same whole value: one iteration, all of its rows.
         assert len(np.unique(changed)) == 1
