@@ -83,6 +83,58 @@ class _FileLock:
                 self._cond.notify_all()
 
 
+def _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, n_threads, out, dim) -> None:
+    """Refuse what ``embcompress.pooled_lookup`` refuses, before the batch is staged.
+
+    The kernel checks these too, but only after staging, which has already admitted, evicted and
+    counted the batch: a refused batch must leave the tier and the counters as they were.
+    """
+    from ..kernels import resolve_threads
+    from ..kernels.lookup import MODES, _as_int64
+
+    where = "TieredStore.pooled_lookup"
+    if mode not in MODES:
+        raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
+    if offsets is None:
+        if idx.ndim != 2:
+            raise param_error("offsets", where, "be given when 'indices' is 1-D", None)
+        if include_last_offset:
+            raise param_error("include_last_offset", where, "be False when 'indices' is 2-D", True)
+        n_bags = idx.shape[0]
+    else:
+        if idx.ndim != 1:
+            raise param_error("indices", where, "be 1-D when 'offsets' is given", f"shape {idx.shape}")
+        offs = _as_int64(offsets, "offsets")
+        if offs.ndim != 1:
+            raise param_error("offsets", where, "be 1-D", f"shape {offs.shape}")
+        if include_last_offset:
+            if len(offs) == 0:
+                raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
+            if offs[-1] != len(idx):
+                raise param_error("offsets", where, f"end with len(indices) = {len(idx)} when include_last_offset=True",
+                                  int(offs[-1]))
+        else:
+            offs = np.append(offs, np.int64(len(idx)))
+        if len(offs) > 1 and (offs[0] != 0 or np.any(np.diff(offs) < 0)):
+            raise param_error("offsets", where, "start at 0 and be non-decreasing and at most len(indices)",
+                              offs if include_last_offset else offs[:-1])
+        n_bags = len(offs) - 1
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise param_error("per_sample_weights", where, "be None unless mode='sum' (as in torch)",
+                              f"weights with mode={mode!r}")
+        w = np.asarray(per_sample_weights)
+        if w.dtype.kind != "f":
+            raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
+        if w.size != idx.size:
+            raise param_error("per_sample_weights", where, f"have one weight per index ({idx.size})", f"shape {w.shape}")
+    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_bags, dim)
+                            or not out.flags.c_contiguous or not out.flags.writeable):
+        got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
+        raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
+    resolve_threads(n_threads)
+
+
 class TieredStore:
     """Serve pooled lookups of a table file with ``dram_bytes`` of hot rows in memory.
 
@@ -376,6 +428,7 @@ class TieredStore:
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             bad = idx[(idx < 0) | (idx >= n)].ravel()[0]
             raise param_error("indices", "TieredStore.pooled_lookup", f"hold row ids in [0, {n})", int(bad))
+        _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, n_threads, out, self.shape[1])
         uniq, inverse, counts = np.unique(idx.astype(np.int64, copy=False).ravel(), return_inverse=True, return_counts=True)
         staged = self._stage(uniq, counts, idx.size)
         compact = QuantizedTable(staged, self.fmt, (len(uniq), self.shape[1]), block_size=self.block_size,
@@ -386,7 +439,10 @@ class TieredStore:
 
     def rows(self, rows) -> np.ndarray:
         """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""
-        r = np.asarray(rows, dtype=np.int64).ravel()
+        r = np.asarray(rows)
+        if r.dtype.kind not in "iu":  # a float id would be truncated to some other row
+            raise param_error("rows", "TieredStore.rows", "be int row ids", f"dtype {r.dtype}")
+        r = r.astype(np.int64).ravel()
         if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
             raise param_error("rows", "TieredStore.rows", f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
         uniq, inverse, counts = np.unique(r, return_inverse=True, return_counts=True)

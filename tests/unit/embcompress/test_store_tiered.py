@@ -229,3 +229,63 @@ def test_readers_never_see_a_torn_row_while_rows_are_updated(tmp_path):
     assert bad == []
     assert (store.rows(rows) == 8).all()
     assert read_artifact(path, verify="full").section("rows").crc32 == zlib.crc32(read_artifact(path).array("rows").tobytes())
+
+
+def _tier_state(store):
+    t = store._dram
+    return [store.stats()["batches"], store.stats()["unique_rows"], t.clock, t.n_used, t.row_of.copy(), t.data.copy(),
+            None if t.last_used is None else t.last_used.copy(), None if t.counts is None else t.counts.copy()]
+
+
+@pytest.mark.parametrize("policy", ["frequency", "lru", "lfu"])
+def test_a_refused_batch_changes_neither_the_tier_nor_the_counters(tmp_path, backend, policy):
+    # Options the kernel refuses must be refused before the batch is staged: a bad mode or offsets
+    # used to be found by the kernel only after the policy had admitted, evicted and counted.
+    path, q = _table(tmp_path, n=200)
+    store = TieredStore(path, dram_bytes=5 * q.row_bytes, policy=policy, frequencies=_freq(200))
+    store.pooled_lookup(np.arange(10), np.array([0]))
+    idx = np.arange(20, 30, dtype=np.int64)
+    w = np.ones(10, np.float32)
+    bad = [
+        (idx, dict(offsets=[0], mode="median")),
+        (idx, dict(offsets=[1])),
+        (idx, dict(offsets=[0, 5, 3])),
+        (idx, dict(offsets=[0, 11])),
+        (idx, dict(offsets=[0, 5], include_last_offset=True)),
+        (idx, dict(offsets=[], include_last_offset=True)),
+        (idx, dict(offsets=np.array([0.0]))),
+        (idx, dict(offsets=np.array([[0]]))),
+        (idx, dict(offsets=np.array([2**63], np.uint64))),
+        (idx, dict(offsets=None)),
+        (idx.reshape(2, 5), dict(offsets=[0])),
+        (idx.reshape(2, 5), dict(offsets=None, include_last_offset=True)),
+        (idx, dict(offsets=[0], per_sample_weights=w[:3])),
+        (idx, dict(offsets=[0], per_sample_weights=np.ones(10, np.int64))),
+        (idx, dict(offsets=[0], mode="max", per_sample_weights=w)),
+        (idx, dict(offsets=[0], out=np.empty((2, DIM), np.float32))),
+        (idx, dict(offsets=[0], out=np.empty((1, DIM), np.float64))),
+        (idx, dict(offsets=[0], n_threads=0)),
+    ]
+    for i, kw in bad:
+        with pytest.raises(ConfigError):
+            pooled_lookup(q, i, **kw)  # the kernel refuses it
+        before = _tier_state(store)
+        with pytest.raises(ConfigError):
+            store.pooled_lookup(i, **kw)
+        after = _tier_state(store)
+        assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after)), kw
+    # What the kernel accepts, the store serves the same.
+    for i, kw in [(idx, dict(offsets=[0, 0, 10], include_last_offset=True)), (idx.reshape(5, 2), dict(offsets=None)),
+                  (idx, dict(offsets=np.array([0, 4], np.uint32), per_sample_weights=w.astype(np.float64))),
+                  (np.zeros(0, np.int64), dict(offsets=np.zeros(0, np.int64))), (np.zeros(0, np.int64), dict(offsets=[0, 0])),
+                  (np.zeros((3, 0), np.int64), dict(offsets=None, mode="max"))]:
+        assert np.array_equal(store.pooled_lookup(i, **kw), pooled_lookup(q, i, **kw)), kw
+
+
+def test_rows_refuses_ids_that_are_not_integers(tmp_path):
+    path, q = _table(tmp_path, n=200)
+    store = TieredStore(path, dram_bytes=5 * q.row_bytes, policy="lru")
+    with pytest.raises(ConfigError, match="'rows'"):
+        store.rows(np.array([1.7, 2.2]))  # was truncated to rows 1 and 2
+    assert store.stats()["batches"] == 0
+    assert np.array_equal(store.rows(np.array([3, 3, 199], np.uint16)), q.data[[3, 3, 199]])
