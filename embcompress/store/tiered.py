@@ -104,9 +104,11 @@ def _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, 
     else:
         if idx.ndim != 1:
             raise param_error("indices", where, "be 1-D when 'offsets' is given", f"shape {idx.shape}")
+        if np.ndim(offsets) != 1:  # before the conversion, which makes a scalar 1-D
+            raise param_error("offsets", where, "be 1-D", f"shape {np.shape(offsets)}")
         offs = _as_int64(offsets, "offsets")
-        if offs.ndim != 1:
-            raise param_error("offsets", where, "be 1-D", f"shape {offs.shape}")
+        if len(offs) and offs[0] != 0:  # also with include_last_offset and no bags, as torch
+            raise param_error("offsets", where, "start at 0", int(offs[0]))
         if include_last_offset:
             if len(offs) == 0:
                 raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
@@ -115,8 +117,8 @@ def _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, 
                                   int(offs[-1]))
         else:
             offs = np.append(offs, np.int64(len(idx)))
-        if len(offs) > 1 and (offs[0] != 0 or np.any(np.diff(offs) < 0)):
-            raise param_error("offsets", where, "start at 0 and be non-decreasing and at most len(indices)",
+        if np.any(np.diff(offs) < 0):
+            raise param_error("offsets", where, "be non-decreasing and at most len(indices)",
                               offs if include_last_offset else offs[:-1])
         n_bags = len(offs) - 1
     if per_sample_weights is not None:

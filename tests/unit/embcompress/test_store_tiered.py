@@ -274,6 +274,13 @@ def test_a_refused_batch_changes_neither_the_tier_nor_the_counters(tmp_path, bac
             store.pooled_lookup(i, **kw)
         after = _tier_state(store)
         assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after)), kw
+    # Refused as torch refuses them: a scalar offset, and offsets not starting at 0 with no bags.
+    for i, kw in [(idx, dict(offsets=np.int64(0))), (idx, dict(offsets=[10], include_last_offset=True))]:
+        before = _tier_state(store)
+        with pytest.raises(ConfigError, match="'offsets'"):
+            store.pooled_lookup(i, **kw)
+        after = _tier_state(store)
+        assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after)), kw
     # What the kernel accepts, the store serves the same.
     for i, kw in [(idx, dict(offsets=[0, 0, 10], include_last_offset=True)), (idx.reshape(5, 2), dict(offsets=None)),
                   (idx, dict(offsets=np.array([0, 4], np.uint32), per_sample_weights=w.astype(np.float64))),
