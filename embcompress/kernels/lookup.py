@@ -7,6 +7,7 @@ NumPy twin (``reference.py``). Both return the same bits.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -143,7 +144,8 @@ def _as_int64(x, name: str) -> np.ndarray:
         raise param_error(name, "pooled_lookup", "hold integers (int64 preferred)", f"dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise param_error(name, "pooled_lookup", "hold values below 2**63", int(arr.max()))
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    # (reshaped: ascontiguousarray makes a 0-d array 1-D, which would pass a scalar as a bag)
+    return np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape)
 
 
 def pooled_lookup(
@@ -202,7 +204,7 @@ def pooled_lookup(
                 )
         else:
             offs = np.append(offs, np.int64(len(idx)))
-        if len(offs) > 1:
+        if len(offs) > 1 or include_last_offset:  # (offsets [len(indices)]: no bags, yet indices)
             if offs[0] != 0:
                 raise param_error("offsets", where, "start at 0", int(offs[0]))
             if np.any(np.diff(offs) < 0):
@@ -245,7 +247,20 @@ def pooled_lookup(
     ):
         got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
         raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
-    threads = resolve_threads(n_threads)
+    else:
+        # The kernel writes out while it reads these: an overlap would read what it wrote (all are
+        # C-contiguous here, so sharing bounds is sharing bytes).
+        for name, arr in (("'indices'", idx), ("'offsets'", offs), ("'per_sample_weights'", weights),
+                          ("the table's rows", data)):
+            if arr is not None and np.may_share_memory(out, arr):
+                raise ConfigError(
+                    f"The 'out' parameter of pooled_lookup must not share memory with {name}. "
+                    f"Got an array that overlaps it instead. Pass a separate buffer (or none)."
+                )
+    # More threads than bags would idle, and more than a few per core only contend; the bits are
+    # the same for any count. Unclamped, OpenMP set up every thread asked for (200,000 crashed
+    # the process; 2**31 overflowed the kernel's int).
+    threads = min(resolve_threads(n_threads), max(n_bags, 1), 4 * (os.cpu_count() or 1))
 
     mod = compiled("_lookup")
     fp8 = _fp8_params(fmt)

@@ -300,3 +300,60 @@ def test_extreme_scales_and_codes_match_the_reference(fmt, rows, monkeypatch):
     if fmt == "mxfp4_e2m1":
         monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
         assert np.isposinf(pooled_lookup(q, np.array([0, 1]), np.array([0]))).all()
+
+
+def test_out_sharing_memory_with_an_input_is_refused(backend):
+    # The kernel writes out while it reads the indices, offsets, weights and rows: an out that
+    # overlaps one of them read indices it had overwritten (a segfault in the compiled kernel,
+    # wrong sums in the NumPy one). Refused, as torch refuses an out= that overlaps an input.
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    q = quantize(x, "fp32")
+    idx, off = np.array([1, 2, 3, 4]), np.array([0, 2])
+    mem = np.zeros(8, np.float32)  # out (2, 4) and the four int64 indices in the same 32 bytes
+    mem.view(np.int64)[:] = idx
+    with pytest.raises(ConfigError, match="'out' parameter.*share memory with 'indices'"):
+        pooled_lookup(q, mem.view(np.int64), off, out=mem.reshape(2, 4))
+    w = np.ones(8, np.float32)
+    with pytest.raises(ConfigError, match="share memory with 'per_sample_weights'"):
+        pooled_lookup(q, idx, off, per_sample_weights=w[:4], out=w.reshape(2, 4))
+    rows = x.copy()
+
+    class Writable:  # a table over memory the caller can still write
+        fmt, shape, block_size, data = "fp32", x.shape, None, rows.view(np.uint8)
+
+    with pytest.raises(ConfigError, match="share memory with the table's rows"):
+        pooled_lookup(Writable(), idx, off, out=rows[:2])
+    # next to an input but not over it is fine
+    mem = np.zeros(16, np.float32)
+    mem[8:].view(np.int64)[:] = idx
+    got = pooled_lookup(q, mem[8:].view(np.int64), off, out=mem[:8].reshape(2, 4))
+    assert same_bits(got, pooled_lookup(q, idx, off))
+
+
+@pytest.mark.parametrize("n_threads", [200_000, 2**31, 2**40])
+def test_more_threads_than_work_gives_the_same_bits(backend, n_threads):
+    # OpenMP was asked for every thread requested: 200,000 crashed the process (segfault) and
+    # 2**31 or more raised an OverflowError from inside the kernel's call.
+    q = make_table("mxint8")
+    i, o = bags(np.random.default_rng(3), q.shape[0], n_bags=40)
+    assert same_bits(pooled_lookup(q, i, o, n_threads=n_threads), pooled_lookup(q, i, o, n_threads=1))
+
+
+def test_include_last_offset_offsets_must_start_at_zero_even_with_no_bags(backend):
+    # offsets=[len(indices)] with include_last_offset=True is zero bags that silently dropped
+    # every index; torch refuses it (offsets[0] has to be 0), and so do we.
+    q = make_table("fp16")
+    with pytest.raises(ConfigError, match="'offsets' parameter .* start at 0. Got 3"):
+        pooled_lookup(q, np.array([1, 2, 3]), np.array([3]), include_last_offset=True)
+    # no indices and offsets [0] is zero bags, as in torch
+    assert pooled_lookup(q, np.zeros(0, np.int64), np.array([0]), include_last_offset=True).shape == (0, 45)
+
+
+def test_zero_dimensional_indices_or_offsets_are_refused(backend):
+    # np.ascontiguousarray made a 0-d array 1-D, so a scalar id or offset passed as a bag; torch
+    # refuses both (input has to be 1D or 2D, offsets has to be a 1D Tensor).
+    q = make_table("fp16")
+    with pytest.raises(ConfigError, match="'indices' parameter .* 1-D"):
+        pooled_lookup(q, np.int64(3), np.array([0]))
+    with pytest.raises(ConfigError, match="'offsets' parameter .* 1-D"):
+        pooled_lookup(q, np.array([1, 2]), np.int64(0))
