@@ -134,6 +134,15 @@ def _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, 
                             or not out.flags.c_contiguous or not out.flags.writeable):
         got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
         raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
+    if out is not None:
+        # The kernel refuses an out over its inputs (it would read what it wrote), as converted.
+        ins = (("'indices'", np.ascontiguousarray(idx, dtype=np.int64)),
+               ("'offsets'", None if offsets is None else _as_int64(offsets, "offsets")),
+               ("'per_sample_weights'", None if per_sample_weights is None
+                else np.ascontiguousarray(per_sample_weights, dtype=np.float32)))
+        for name, arr in ins:
+            if arr is not None and np.may_share_memory(out, arr):
+                raise param_error("out", where, f"not share memory with {name}", "an array that overlaps it")
     resolve_threads(n_threads)
 
 

@@ -275,9 +275,15 @@ def test_a_refused_batch_changes_neither_the_tier_nor_the_counters(tmp_path, bac
         after = _tier_state(store)
         assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after)), kw
     # Refused as torch refuses them: a scalar offset, and offsets not starting at 0 with no bags.
-    for i, kw in [(idx, dict(offsets=np.int64(0))), (idx, dict(offsets=[10], include_last_offset=True))]:
+    # And an out over an input (indices, offsets or weights), which the kernel would read after writing.
+    mem = np.zeros(2 * DIM, np.float32)
+    on_mem = mem[:DIM].reshape(1, DIM)
+    for i, kw in [(idx, dict(offsets=np.int64(0))), (idx, dict(offsets=[10], include_last_offset=True)),
+                  (mem[:20].view(np.int64), dict(offsets=[0], out=on_mem)),
+                  (idx, dict(offsets=mem[:2].view(np.int64), out=on_mem)),
+                  (idx, dict(offsets=[0], per_sample_weights=mem[DIM - 5 : DIM + 5], out=on_mem))]:
         before = _tier_state(store)
-        with pytest.raises(ConfigError, match="'offsets'"):
+        with pytest.raises(ConfigError, match="'offsets'|'out'"):
             store.pooled_lookup(i, **kw)
         after = _tier_state(store)
         assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after)), kw
