@@ -327,11 +327,18 @@ class MXEmbeddingBag(nn.Module):
     # -- use ----------------------------------------------------------------------------------
 
     def forward(self, input: Tensor, offsets: Tensor | None = None, per_sample_weights: Tensor | None = None) -> Tensor:
+        where = "MXEmbeddingBag.forward"
+        if input.dim() not in (1, 2):
+            raise param_error("input", where, "be 1-D (with offsets) or 2-D (n_bags, bag_len)", f"{input.dim()}-D")
+        # (checked before the casts to int64 below, which would truncate float ids silently)
+        for name, t in (("input", input), ("offsets", offsets)):
+            if t is not None and (t.is_floating_point() or t.is_complex()):
+                raise param_error(name, where, "be an integer tensor (int64 preferred)", f"dtype {t.dtype}")
         if input.dim() == 2:
             if offsets is not None:
                 raise param_error("offsets", "MXEmbeddingBag.forward", "be None when 'input' is 2-D", "a tensor")
             n_bags, bag_len = input.shape
-            offsets = torch.arange(0, n_bags * bag_len, bag_len, dtype=torch.int64)
+            offsets = torch.arange(n_bags, dtype=torch.int64) * bag_len  # (bag_len 0: empty bags)
             input = input.reshape(-1)
             if per_sample_weights is not None:
                 per_sample_weights = per_sample_weights.reshape(-1)

@@ -381,3 +381,27 @@ def test_state_dict_records_of_another_dtype_do_not_write_into_a_mapped_table(ba
     ids, offsets = torch.tensor([0, 5, 39]), torch.tensor([0, 1])
     assert torch.equal(mapped(ids, offsets), other(ids, offsets))
     assert np.array_equal(embcompress.open_table(tmp_path / "t.embc", verify="full").table.data, q.data)
+
+
+def test_forward_refuses_float_ids_and_offsets_instead_of_truncating(backend):
+    # forward cast input and offsets to int64 before the kernel's dtype check, so float ids were
+    # truncated (2.9 -> row 2) and float offsets too; nn.EmbeddingBag refuses both.
+    m = MXEmbeddingBag.from_embedding_bag(trained_bag(), "mxint8")
+    ids, offsets = torch.tensor([1, 2, 3]), torch.tensor([0, 2])
+    with pytest.raises(ConfigError, match="'input' parameter of MXEmbeddingBag.forward.*integer"):
+        m(ids.float() + 0.9, offsets)
+    with pytest.raises(ConfigError, match="'offsets' parameter of MXEmbeddingBag.forward.*integer"):
+        m(ids, offsets.double())
+    assert torch.equal(m(ids.int(), offsets.int()), m(ids, offsets))  # integer widths stay fine
+
+
+def test_forward_input_shapes_as_nn_embedding_bag_takes_them(backend):
+    m = MXEmbeddingBag.from_embedding_bag(trained_bag(mode="mean"), "mxint8")
+    # a 0-d id passed as a bag of one, and a 3-D input was told to give offsets "when 1-D"
+    with pytest.raises(ConfigError, match="'input' parameter .* 2-D .*Got '0-D'"):
+        m(torch.tensor(3), torch.tensor([0]))
+    with pytest.raises(ConfigError, match="'input' parameter .* 2-D .*Got '3-D'"):
+        m(torch.zeros(2, 2, 2, dtype=torch.long))
+    # 2-D bags of length 0 are empty bags (torch.arange(0, 0, 0) raised 'step must be nonzero')
+    out = m(torch.zeros(3, 0, dtype=torch.long))
+    assert out.shape == (3, 32) and not out.any()
