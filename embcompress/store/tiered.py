@@ -394,7 +394,6 @@ class TieredStore:
             hit = slots >= 0
             staged = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
             staged[hit] = self._dram.data[slots[hit]]
-            self._dram.note_access(pos, counts, slots)
         miss = pos[~hit]
         refresh = None
         # File reads run outside the state lock, so threads' reads overlap; the shared side of the
@@ -405,7 +404,13 @@ class TieredStore:
             read_s = time.perf_counter() - t0
             staged[~hit] = records
             with self._lock:
-                new = self._dram.find(miss) < 0  # another thread may have admitted some meanwhile
+                # The batch's accesses are recorded with its admissions, in one step: recorded when
+                # its hits were copied, a batch served by another thread meanwhile would move the
+                # clock and this batch's hits would look old to its own misses (and a failed read
+                # would leave them recorded). The tier may have changed since: look again.
+                now = self._dram.find(pos)
+                self._dram.note_access(pos, counts, now)
+                new = now[~hit] < 0  # another thread may have admitted some meanwhile
                 self._dram.admit(miss[new], records[new], counts[~hit][new])
                 c = self._c
                 c["lookups"] += n_lookups

@@ -302,3 +302,50 @@ def test_rows_refuses_ids_that_are_not_integers(tmp_path):
         store.rows(np.array([1.7, 2.2]))  # was truncated to rows 1 and 2
     assert store.stats()["batches"] == 0
     assert np.array_equal(store.rows(np.array([3, 3, 199], np.uint16)), q.data[[3, 3, 199]])
+
+
+def test_lru_records_a_batch_where_it_admits_so_threads_keep_it_sequential(tmp_path):
+    # A batch's hits were stamped when copied, its misses admitted after its file read, against the
+    # clock of then: a batch served by another thread in between made this batch's own hits look
+    # old, and its misses evicted them, a state no sequential order of the two batches gives.
+    path, q = _table(tmp_path, n=100)
+    store = TieredStore(path, dram_bytes=2 * q.row_bytes, policy="lru")
+    store.pooled_lookup(np.array([1, 2]), np.array([0]))  # the tier holds rows 1 and 2
+    entered, go = threading.Event(), threading.Event()
+    read = store._reader.read
+
+    def paused_read(rows):
+        if 10 in rows:  # batch A's miss: let batch B run meanwhile
+            entered.set()
+            go.wait(10)
+        return read(rows)
+
+    store._reader.read = paused_read
+    a = threading.Thread(target=store.pooled_lookup, args=(np.array([1, 10]), np.array([0])))
+    a.start()
+    assert entered.wait(10)
+    store.pooled_lookup(np.array([2]), np.array([0]))  # batch B: a hit on row 2
+    go.set()
+    a.join()
+    # A then B, or B then A: A's miss 10 evicts row 2, never row 1 which A itself asked for.
+    assert set(store._dram.held_rows.tolist()) == {1, 10}
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+def test_a_batch_whose_read_fails_leaves_the_policy_state_unchanged(tmp_path, policy):
+    path, q = _table(tmp_path, n=100)
+    store = TieredStore(path, dram_bytes=3 * q.row_bytes, policy=policy)
+    store.pooled_lookup(np.array([1, 2, 3, 1]), np.array([0]))
+    read = store._reader.read
+
+    def failing_read(rows):
+        raise ArtifactError("the device went away")
+
+    store._reader.read = failing_read
+    before = _tier_state(store)
+    with pytest.raises(ArtifactError, match="went away"):
+        store.pooled_lookup(np.array([1, 50, 51]), np.array([0]))
+    after = _tier_state(store)
+    assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after))
+    store._reader.read = read
+    assert np.array_equal(store.pooled_lookup(np.array([1, 50]), np.array([0])), pooled_lookup(q, np.array([1, 50]), np.array([0])))
