@@ -339,9 +339,12 @@ class MXEmbeddingBag(nn.Module):
                 raise param_error("offsets", "MXEmbeddingBag.forward", "be None when 'input' is 2-D", "a tensor")
             n_bags, bag_len = input.shape
             offsets = torch.arange(n_bags, dtype=torch.int64) * bag_len  # (bag_len 0: empty bags)
-            input = input.reshape(-1)
             if per_sample_weights is not None:
+                if per_sample_weights.shape != input.shape:  # (flattened alike, a transposed one would pass)
+                    raise param_error("per_sample_weights", where, f"have the shape of 'input' {tuple(input.shape)}",
+                                      f"shape {tuple(per_sample_weights.shape)}")
                 per_sample_weights = per_sample_weights.reshape(-1)
+            input = input.reshape(-1)
             include_last = False
         else:
             if offsets is None:

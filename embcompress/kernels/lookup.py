@@ -180,6 +180,7 @@ def pooled_lookup(
         raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
 
     idx = _as_int64(indices, "indices")
+    idx_shape = idx.shape  # per_sample_weights must have it, as in torch (idx is flattened below)
     if offsets is None:
         if idx.ndim != 2:
             raise param_error("offsets", where, "be given when 'indices' is 1-D", None)
@@ -230,11 +231,12 @@ def pooled_lookup(
         w = np.asarray(per_sample_weights)
         if w.dtype.kind != "f":
             raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
-        weights = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
-        if weights.shape != idx.shape:
+        if w.shape != idx_shape:
             raise param_error(
-                "per_sample_weights", where, f"have one weight per index ({idx.size})", f"shape {w.shape}"
+                "per_sample_weights", where, f"have one weight per index, in the shape of 'indices' {idx_shape}",
+                f"shape {w.shape}",
             )
+        weights = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
 
     if out is None:
         out = np.empty((n_bags, dim), dtype=np.float32)

@@ -357,3 +357,18 @@ def test_zero_dimensional_indices_or_offsets_are_refused(backend):
         pooled_lookup(q, np.int64(3), np.array([0]))
     with pytest.raises(ConfigError, match="'offsets' parameter .* 1-D"):
         pooled_lookup(q, np.array([1, 2]), np.int64(0))
+
+
+def test_per_sample_weights_must_have_the_shape_of_indices(backend):
+    # Both were flattened before comparing sizes, so weights of shape (4, 3) for 2-D indices
+    # (3, 4) (a transposed array) were paired with the wrong ids; torch refuses any other shape.
+    q = make_table("fp16")
+    idx2 = np.arange(12).reshape(3, 4)
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    good = pooled_lookup(q, idx2, None, per_sample_weights=w)
+    assert same_bits(good, pooled_lookup(q, idx2.reshape(-1), np.array([0, 4, 8]), per_sample_weights=w.reshape(-1)))
+    for bad in (w.reshape(4, 3), w.reshape(-1)):
+        with pytest.raises(ConfigError, match="one weight per index"):
+            pooled_lookup(q, idx2, None, per_sample_weights=bad)
+    with pytest.raises(ConfigError, match="one weight per index"):
+        pooled_lookup(q, np.arange(5), np.array([0, 2]), per_sample_weights=np.ones((5, 1), np.float32))

@@ -405,3 +405,14 @@ def test_forward_input_shapes_as_nn_embedding_bag_takes_them(backend):
     # 2-D bags of length 0 are empty bags (torch.arange(0, 0, 0) raised 'step must be nonzero')
     out = m(torch.zeros(3, 0, dtype=torch.long))
     assert out.shape == (3, 32) and not out.any()
+
+
+def test_forward_per_sample_weights_must_have_the_shape_of_input(backend):
+    # forward flattened 2-D input and weights alike, so (4, 3) weights for a (3, 4) input were
+    # paired with the wrong ids; nn.EmbeddingBag refuses any shape but the input's.
+    m = MXEmbeddingBag.from_embedding_bag(trained_bag(), "mxint8")
+    ids = torch.arange(12).reshape(3, 4)
+    w = torch.rand(3, 4)
+    assert close(m(ids, None, w), F.embedding_bag(ids, m.decoded_weight(), mode="sum", per_sample_weights=w))
+    with pytest.raises(ConfigError, match="'per_sample_weights' parameter of MXEmbeddingBag.forward"):
+        m(ids, None, w.reshape(4, 3))
