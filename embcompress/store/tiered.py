@@ -128,8 +128,9 @@ def _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, 
         w = np.asarray(per_sample_weights)
         if w.dtype.kind != "f":
             raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
-        if w.size != idx.size:
-            raise param_error("per_sample_weights", where, f"have one weight per index ({idx.size})", f"shape {w.shape}")
+        if w.shape != idx.shape:
+            raise param_error("per_sample_weights", where, f"have one weight per index, in the shape of 'indices' "
+                              f"{idx.shape}", f"shape {w.shape}")
     if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_bags, dim)
                             or not out.flags.c_contiguous or not out.flags.writeable):
         got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()

@@ -260,6 +260,8 @@ def test_a_refused_batch_changes_neither_the_tier_nor_the_counters(tmp_path, bac
         (idx.reshape(2, 5), dict(offsets=[0])),
         (idx.reshape(2, 5), dict(offsets=None, include_last_offset=True)),
         (idx, dict(offsets=[0], per_sample_weights=w[:3])),
+        (idx, dict(offsets=[0], per_sample_weights=w.reshape(10, 1))),
+        (idx.reshape(2, 5), dict(offsets=None, per_sample_weights=w.reshape(5, 2))),
         (idx, dict(offsets=[0], per_sample_weights=np.ones(10, np.int64))),
         (idx, dict(offsets=[0], mode="max", per_sample_weights=w)),
         (idx, dict(offsets=[0], out=np.empty((2, DIM), np.float32))),
