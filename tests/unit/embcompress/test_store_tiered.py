@@ -351,3 +351,43 @@ def test_a_batch_whose_read_fails_leaves_the_policy_state_unchanged(tmp_path, po
     assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after))
     store._reader.read = read
     assert np.array_equal(store.pooled_lookup(np.array([1, 50]), np.array([0])), pooled_lookup(q, np.array([1, 50]), np.array([0])))
+
+
+def test_the_store_refuses_exactly_what_the_kernel_refuses_and_before_staging(tmp_path):
+    # The store checks the kernel's options itself (the kernel checks only after staging): any
+    # drift between the two checks shows here, over combinations of valid and invalid options.
+    import itertools
+
+    path, q = _table(tmp_path, n=60)
+    store = TieredStore(path, dram_bytes=4 * q.row_bytes, policy="lru")
+    ids = {"1d": np.array([3, 7, 7, 50, 1, 2], np.int64), "2d": np.array([[3, 7, 7], [50, 1, 2]], np.int64),
+           "empty": np.zeros(0, np.int64)}
+    offsets = {"none": None, "ok": np.array([0, 2]), "ok_last": np.array([0, 2, 6]), "late": np.array([1, 2]),
+               "down": np.array([0, 4, 2]), "float": np.array([0.0]), "2d": np.array([[0]]), "scalar": np.int64(0),
+               "zero": np.array([0]), "empty": np.zeros(0, np.int64), "end": np.array([6])}
+    weights = {"none": None, "flat": np.ones(6, np.float32), "grid": np.ones((2, 3), np.float32),
+               "col": np.ones((6, 1), np.float32), "int": np.ones(6, np.int64), "short": np.ones(2, np.float32)}
+    outs = {"none": None, "1": np.empty((1, DIM), np.float32), "2": np.empty((2, DIM), np.float32),
+            "f64": np.empty((2, DIM), np.float64)}
+    n_checked = 0
+    for (ik, i), (ok, o), (wk, w), (uk, out), mode, last, threads in itertools.product(
+            ids.items(), offsets.items(), weights.items(), outs.items(), ("sum", "max", "median"), (False, True), (None, 0)):
+        kw = dict(offsets=o, per_sample_weights=w, mode=mode, include_last_offset=last, n_threads=threads)
+        try:
+            want = pooled_lookup(q, i, out=None if out is None else out.copy(), **kw)
+        except ConfigError:
+            want = None
+        before = _tier_state(store)
+        try:
+            got = store.pooled_lookup(i, out=None if out is None else out.copy(), **kw)
+        except ConfigError:
+            got = None
+        case = (ik, ok, wk, uk, mode, last, threads)
+        assert (got is None) == (want is None), case
+        if got is None:
+            after = _tier_state(store)
+            assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before, after)), case
+        else:
+            assert np.array_equal(got, want), case
+            n_checked += 1
+    assert n_checked > 10  # some combinations are valid
