@@ -107,7 +107,9 @@ cdef extern from *:
     #define EMBC_OP_ADD(a, v) ((a) += (v))
     #define EMBC_OP_WADD(a, v) ((a) += w * (v))
     #define EMBC_OP_SET(a, v) ((a) = (v))
-    #define EMBC_OP_MAX(a, v) do { float v_ = (v); (a) = ((a) >= v_ || (a) != (a)) ? (a) : v_; } while (0)
+    /* max as torch's CPU kernel takes it: a row replaces the running max only where it is greater,
+       so a NaN is kept from a bag's first row and never taken from a later one */
+    #define EMBC_OP_MAX(a, v) do { float v_ = (v); (a) = v_ > (a) ? v_ : (a); } while (0)
 
     #define EMBC_DEFINE_ROW(NAME, OP)                                                          \
     static void embc_row_##NAME(const embc_fmt *f, const uint8_t *restrict rec, float w,       \
@@ -246,9 +248,8 @@ cdef extern from *:
         __m512 r;
         if (op == EMBC_V_ADD) r = _mm512_add_ps(a, v);
         else if (op == EMBC_V_WADD) r = _mm512_add_ps(a, _mm512_mul_ps(wv, v));
-        else {  /* keep a where a >= v or a is NaN, else v */
-            const __mmask16 keep = _mm512_cmp_ps_mask(a, v, _CMP_GE_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
-            r = _mm512_mask_blend_ps(keep, v, a);
+        else {  /* v where v > a (ordered: never a NaN v), else a */
+            r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, a, _CMP_GT_OQ), a, v);
         }
         if (full) _mm512_storeu_ps(acc, r); else _mm512_mask_storeu_ps(acc, m, r);
     }
@@ -532,11 +533,8 @@ cdef extern from *:
                     if (j == start) {
                         for (int g = 0; g < G; g++) acc[g] = v[g];
                     } else {
-                        for (int g = 0; g < G; g++) {
-                            const __mmask16 keep = _mm512_cmp_ps_mask(acc[g], v[g], _CMP_GE_OQ)
-                                                 | _mm512_cmp_ps_mask(acc[g], acc[g], _CMP_UNORD_Q);
-                            acc[g] = _mm512_mask_blend_ps(keep, v[g], acc[g]);
-                        }
+                        for (int g = 0; g < G; g++)
+                            acc[g] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v[g], acc[g], _CMP_GT_OQ), acc[g], v[g]);
                     }
                 } else {
                     const __m512 wv = _mm512_set1_ps(w[j]);

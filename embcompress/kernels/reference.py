@@ -7,7 +7,8 @@ float32 in exactly the compiled kernel's order, so both give the same bits:
 - sum / mean: each output element starts at +0.0 and adds its bag's rows in index order
   (``acc + w * v`` as a rounded product then a rounded sum when weighted); a mean then divides
   by the bag's length;
-- max: starts from the bag's first row, then ``acc = acc if (acc >= v or acc is NaN) else v``;
+- max: starts from the bag's first row, then ``acc = v if v > acc else acc`` (torch's rule: a NaN
+  is kept from the first row and never taken from a later one);
 - an empty bag gives zeros.
 
 Inputs are trusted: ``embcompress.kernels.lookup.pooled_lookup`` checks them once.
@@ -57,7 +58,7 @@ def _pool(decode_records, data, fmt, dim, block_size, indices, offsets, weights,
                     acc[sel] = v
                 else:
                     a = acc[sel]
-                    acc[sel] = np.where((a >= v) | np.isnan(a), a, v)
+                    acc[sel] = np.where(v > a, v, a)
             else:
                 if weights is not None:
                     v = weights[lo + starts[sel] + p][:, None] * v

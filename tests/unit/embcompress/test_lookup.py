@@ -108,11 +108,17 @@ def test_nan_blocks_and_special_values(monkeypatch):
     for fmt in ("mxfp8_e4m3", "mxint8", "mx6", "mxfp4_e2m1"):
         q = quantize(x, fmt, nonfinite="nan_block")
         idx = np.array([0, 1, 2, 3, 3, 2, 1, 0], dtype=np.int64)
+        offsets = np.array([0, 2, 4, 6])
+        blk = q.block_size  # the NaN stays in the block that held it
         for mode in ("sum", "max"):
-            a, b = both(lambda: pooled_lookup(q, idx, np.array([0, 2, 4, 6]), mode=mode), monkeypatch)
+            a, b = both(lambda: pooled_lookup(q, idx, offsets, mode=mode), monkeypatch)
             assert np.array_equal(a, b, equal_nan=True)
-            blk = q.block_size  # the NaN stays in the block that held it
-            assert np.isnan(a[0, :blk]).all() and not np.isnan(a[0, blk:]).any()
+            if mode == "max":  # torch's own rule for NaN, bit for bit
+                assert np.array_equal(a, torch_ref(q, idx, offsets, mode), equal_nan=True), fmt
+            # bag 3 is rows 1, 0: its first row holds the NaN block, which sum and max both keep
+            assert np.isnan(a[3, :blk]).all() and not np.isnan(a[3, blk:]).any()
+            # bag 0 is rows 0, 1: sum takes the NaN; max, as torch's, keeps the first row there
+            assert np.isnan(a[0, :blk]).all() == (mode == "sum") and not np.isnan(a[0, blk:]).any()
 
 
 def test_two_d_indices_and_include_last_offset(backend):
