@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -138,14 +139,120 @@ def _table_parts(table) -> tuple[np.ndarray, str, FormatSpec, int, int | None]:
     return data, fmt, spec, dim, block
 
 
-def _as_int64(x, name: str) -> np.ndarray:
+def _as_int64(x, name: str, where: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
-        raise param_error(name, "pooled_lookup", "hold integers (int64 preferred)", f"dtype {arr.dtype}")
+        raise param_error(name, where, "hold integers (int64 preferred)", f"dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise param_error(name, "pooled_lookup", "hold values below 2**63", int(arr.max()))
+        raise param_error(name, where, "hold values below 2**63", int(arr.max()))
     # (reshaped: ascontiguousarray makes a 0-d array 1-D, which would pass a scalar as a bag)
     return np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape)
+
+
+class Bags(NamedTuple):
+    """Checked bags, as the kernel takes them."""
+
+    indices: np.ndarray  # flat int64 row numbers
+    offsets: np.ndarray  # int64, n_bags + 1 entries (the last is len(indices))
+    weights: np.ndarray | None  # flat float32, or None
+    n_bags: int
+    threads: int
+
+
+def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_offset: bool, n_threads, out,
+               dim: int, n_rows: int, where: str = "pooled_lookup", table_data: np.ndarray | None = None) -> Bags:
+    """Check everything ``pooled_lookup`` takes besides the table (its docstring says what is
+    allowed) against a table of ``n_rows`` x ``dim``; raise a ConfigError naming ``where``.
+    ``TieredStore.pooled_lookup`` calls it before staging a batch, so that a refused batch leaves
+    the store as it was."""
+    if mode not in MODES:
+        raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
+
+    idx = _as_int64(indices, "indices", where)
+    idx_shape = idx.shape  # per_sample_weights must have it, as in torch (idx is flattened below)
+    if offsets is None:
+        if idx.ndim != 2:
+            raise param_error("offsets", where, "be given when 'indices' is 1-D", None)
+        if include_last_offset:
+            raise param_error("include_last_offset", where, "be False when 'indices' is 2-D", True)
+        n_bags, bag_len = idx.shape
+        offs = offs_given = np.arange(n_bags + 1, dtype=np.int64) * bag_len
+        idx = idx.reshape(-1)
+    else:
+        if idx.ndim != 1:
+            raise param_error("indices", where, "be 1-D when 'offsets' is given", f"shape {idx.shape}")
+        offs = offs_given = _as_int64(offsets, "offsets", where)
+        if offs.ndim != 1:
+            raise param_error("offsets", where, "be 1-D", f"shape {offs.shape}")
+        if include_last_offset:
+            if len(offs) == 0:
+                raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
+            if offs[-1] != len(idx):
+                raise param_error(
+                    "offsets", where, f"end with len(indices) = {len(idx)} when include_last_offset=True",
+                    int(offs[-1]),
+                )
+        else:
+            offs = np.append(offs, np.int64(len(idx)))
+        if len(offs) > 1 or include_last_offset:  # (offsets [len(indices)]: no bags, yet indices)
+            if offs[0] != 0:
+                raise param_error("offsets", where, "start at 0", int(offs[0]))
+            if np.any(np.diff(offs) < 0):
+                raise param_error("offsets", where, "be non-decreasing and at most len(indices)", offs[:-1] if not include_last_offset else offs)
+    n_bags = len(offs) - 1
+
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= n_rows:
+            bad = lo if lo < 0 else hi
+            raise ConfigError(
+                f"The 'indices' parameter of {where} must hold row numbers in [0, {n_rows}) "
+                f"for a table of {n_rows} rows. Got {bad} instead. Map raw ids to rows with the "
+                f"table's id map first."
+            )
+
+    weights = None
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise param_error(
+                "per_sample_weights", where, "be None unless mode='sum' (as in torch)", f"weights with mode={mode!r}"
+            )
+        w = np.asarray(per_sample_weights)
+        if w.dtype.kind != "f":
+            raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
+        if w.shape != idx_shape:
+            raise param_error(
+                "per_sample_weights", where, f"have one weight per index, in the shape of 'indices' {idx_shape}",
+                f"shape {w.shape}",
+            )
+        weights = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
+
+    if out is not None:
+        if (
+            not isinstance(out, np.ndarray)
+            or out.dtype != np.float32
+            or out.shape != (n_bags, dim)
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
+            raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
+        # The kernel writes out while it reads these: an overlap would read what it wrote (all are
+        # C-contiguous here, so sharing bounds is sharing bytes). The offsets as given too, as torch
+        # refuses any aliasing, though the kernel may read an extended copy.
+        for name, arr in (("'indices'", idx), ("'offsets'", offs), ("'offsets'", offs_given),
+                          ("'per_sample_weights'", weights),
+                          ("the table's rows", table_data)):
+            if arr is not None and np.may_share_memory(out, arr):
+                raise ConfigError(
+                    f"The 'out' parameter of {where} must not share memory with {name}. "
+                    f"Got an array that overlaps it instead. Pass a separate buffer (or none)."
+                )
+    # More threads than bags would idle, and more than a few per core only contend; the bits are
+    # the same for any count. Unclamped, OpenMP set up every thread asked for (200,000 crashed
+    # the process; 2**31 overflowed the kernel's int).
+    threads = min(resolve_threads(n_threads), max(n_bags, 1), 4 * (os.cpu_count() or 1))
+    return Bags(idx, offs, weights, n_bags, threads)
 
 
 def pooled_lookup(
@@ -174,95 +281,12 @@ def pooled_lookup(
     a ConfigError.
     """
     data, fmt, spec, dim, block = _table_parts(table)
-    n_rows = data.shape[0]
-    where = "pooled_lookup"
-    if mode not in MODES:
-        raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
-
-    idx = _as_int64(indices, "indices")
-    idx_shape = idx.shape  # per_sample_weights must have it, as in torch (idx is flattened below)
-    if offsets is None:
-        if idx.ndim != 2:
-            raise param_error("offsets", where, "be given when 'indices' is 1-D", None)
-        if include_last_offset:
-            raise param_error("include_last_offset", where, "be False when 'indices' is 2-D", True)
-        n_bags, bag_len = idx.shape
-        offs = np.arange(n_bags + 1, dtype=np.int64) * bag_len
-        idx = idx.reshape(-1)
-    else:
-        if idx.ndim != 1:
-            raise param_error("indices", where, "be 1-D when 'offsets' is given", f"shape {idx.shape}")
-        offs = _as_int64(offsets, "offsets")
-        if offs.ndim != 1:
-            raise param_error("offsets", where, "be 1-D", f"shape {offs.shape}")
-        if include_last_offset:
-            if len(offs) == 0:
-                raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
-            if offs[-1] != len(idx):
-                raise param_error(
-                    "offsets", where, f"end with len(indices) = {len(idx)} when include_last_offset=True",
-                    int(offs[-1]),
-                )
-        else:
-            offs = np.append(offs, np.int64(len(idx)))
-        if len(offs) > 1 or include_last_offset:  # (offsets [len(indices)]: no bags, yet indices)
-            if offs[0] != 0:
-                raise param_error("offsets", where, "start at 0", int(offs[0]))
-            if np.any(np.diff(offs) < 0):
-                raise param_error("offsets", where, "be non-decreasing and at most len(indices)", offs[:-1] if not include_last_offset else offs)
-    n_bags = len(offs) - 1
-
-    if idx.size:
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= n_rows:
-            bad = lo if lo < 0 else hi
-            raise ConfigError(
-                f"The 'indices' parameter of pooled_lookup must hold row numbers in [0, {n_rows}) "
-                f"for a table of {n_rows} rows. Got {bad} instead. Map raw ids to rows with the "
-                f"table's id map first."
-            )
-
-    weights = None
-    if per_sample_weights is not None:
-        if mode != "sum":
-            raise param_error(
-                "per_sample_weights", where, "be None unless mode='sum' (as in torch)", f"weights with mode={mode!r}"
-            )
-        w = np.asarray(per_sample_weights)
-        if w.dtype.kind != "f":
-            raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
-        if w.shape != idx_shape:
-            raise param_error(
-                "per_sample_weights", where, f"have one weight per index, in the shape of 'indices' {idx_shape}",
-                f"shape {w.shape}",
-            )
-        weights = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
-
+    bags = check_bags(indices, offsets, mode=mode, per_sample_weights=per_sample_weights,
+                      include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=dim,
+                      n_rows=data.shape[0], table_data=data)
+    idx, offs, weights, threads = bags.indices, bags.offsets, bags.weights, bags.threads
     if out is None:
-        out = np.empty((n_bags, dim), dtype=np.float32)
-    elif (
-        not isinstance(out, np.ndarray)
-        or out.dtype != np.float32
-        or out.shape != (n_bags, dim)
-        or not out.flags.c_contiguous
-        or not out.flags.writeable
-    ):
-        got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
-        raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
-    else:
-        # The kernel writes out while it reads these: an overlap would read what it wrote (all are
-        # C-contiguous here, so sharing bounds is sharing bytes).
-        for name, arr in (("'indices'", idx), ("'offsets'", offs), ("'per_sample_weights'", weights),
-                          ("the table's rows", data)):
-            if arr is not None and np.may_share_memory(out, arr):
-                raise ConfigError(
-                    f"The 'out' parameter of pooled_lookup must not share memory with {name}. "
-                    f"Got an array that overlaps it instead. Pass a separate buffer (or none)."
-                )
-    # More threads than bags would idle, and more than a few per core only contend; the bits are
-    # the same for any count. Unclamped, OpenMP set up every thread asked for (200,000 crashed
-    # the process; 2**31 overflowed the kernel's int).
-    threads = min(resolve_threads(n_threads), max(n_bags, 1), 4 * (os.cpu_count() or 1))
+        out = np.empty((bags.n_bags, dim), dtype=np.float32)
 
     mod = compiled("_lookup")
     fp8 = _fp8_params(fmt)

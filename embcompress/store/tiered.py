@@ -83,70 +83,6 @@ class _FileLock:
                 self._cond.notify_all()
 
 
-def _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, n_threads, out, dim) -> None:
-    """Refuse what ``embcompress.pooled_lookup`` refuses, before the batch is staged.
-
-    The kernel checks these too, but only after staging, which has already admitted, evicted and
-    counted the batch: a refused batch must leave the tier and the counters as they were.
-    """
-    from ..kernels import resolve_threads
-    from ..kernels.lookup import MODES, _as_int64
-
-    where = "TieredStore.pooled_lookup"
-    if mode not in MODES:
-        raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
-    if offsets is None:
-        if idx.ndim != 2:
-            raise param_error("offsets", where, "be given when 'indices' is 1-D", None)
-        if include_last_offset:
-            raise param_error("include_last_offset", where, "be False when 'indices' is 2-D", True)
-        n_bags = idx.shape[0]
-    else:
-        if idx.ndim != 1:
-            raise param_error("indices", where, "be 1-D when 'offsets' is given", f"shape {idx.shape}")
-        if np.ndim(offsets) != 1:  # before the conversion, which makes a scalar 1-D
-            raise param_error("offsets", where, "be 1-D", f"shape {np.shape(offsets)}")
-        offs = _as_int64(offsets, "offsets")
-        if len(offs) and offs[0] != 0:  # also with include_last_offset and no bags, as torch
-            raise param_error("offsets", where, "start at 0", int(offs[0]))
-        if include_last_offset:
-            if len(offs) == 0:
-                raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
-            if offs[-1] != len(idx):
-                raise param_error("offsets", where, f"end with len(indices) = {len(idx)} when include_last_offset=True",
-                                  int(offs[-1]))
-        else:
-            offs = np.append(offs, np.int64(len(idx)))
-        if np.any(np.diff(offs) < 0):
-            raise param_error("offsets", where, "be non-decreasing and at most len(indices)",
-                              offs if include_last_offset else offs[:-1])
-        n_bags = len(offs) - 1
-    if per_sample_weights is not None:
-        if mode != "sum":
-            raise param_error("per_sample_weights", where, "be None unless mode='sum' (as in torch)",
-                              f"weights with mode={mode!r}")
-        w = np.asarray(per_sample_weights)
-        if w.dtype.kind != "f":
-            raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
-        if w.shape != idx.shape:
-            raise param_error("per_sample_weights", where, f"have one weight per index, in the shape of 'indices' "
-                              f"{idx.shape}", f"shape {w.shape}")
-    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_bags, dim)
-                            or not out.flags.c_contiguous or not out.flags.writeable):
-        got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
-        raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
-    if out is not None:
-        # The kernel refuses an out over its inputs (it would read what it wrote), as converted.
-        ins = (("'indices'", np.ascontiguousarray(idx, dtype=np.int64)),
-               ("'offsets'", None if offsets is None else _as_int64(offsets, "offsets")),
-               ("'per_sample_weights'", None if per_sample_weights is None
-                else np.ascontiguousarray(per_sample_weights, dtype=np.float32)))
-        for name, arr in ins:
-            if arr is not None and np.may_share_memory(out, arr):
-                raise param_error("out", where, f"not share memory with {name}", "an array that overlaps it")
-    resolve_threads(n_threads)
-
-
 class TieredStore:
     """Serve pooled lookups of a table file with ``dram_bytes`` of hot rows in memory.
 
@@ -434,18 +370,17 @@ class TieredStore:
     def pooled_lookup(self, indices, offsets=None, *, mode: str = "sum", per_sample_weights=None,
                       include_last_offset: bool = False, n_threads: int | None = None, out=None) -> np.ndarray:
         """``embcompress.pooled_lookup`` on the whole table, with the rows staged through the tiers."""
-        from ..kernels.lookup import pooled_lookup
+        from ..kernels.lookup import check_bags, pooled_lookup
         from ..table import QuantizedTable
 
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu" or idx.ndim not in (1, 2):
             raise param_error("indices", "TieredStore.pooled_lookup", "be a 1-D (or 2-D) array of int row ids",
                               f"{idx.dtype} of shape {idx.shape}")
-        n = self.shape[0]
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            bad = idx[(idx < 0) | (idx >= n)].ravel()[0]
-            raise param_error("indices", "TieredStore.pooled_lookup", f"hold row ids in [0, {n})", int(bad))
-        _check_options(idx, offsets, mode, per_sample_weights, include_last_offset, n_threads, out, self.shape[1])
+        # the kernel's own checks, before staging: a refused batch leaves the tier and counters as they were
+        check_bags(idx, offsets, mode=mode, per_sample_weights=per_sample_weights,
+                   include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=self.shape[1],
+                   n_rows=self.shape[0], where="TieredStore.pooled_lookup")
         uniq, inverse, counts = np.unique(idx.astype(np.int64, copy=False).ravel(), return_inverse=True, return_counts=True)
         staged = self._stage(uniq, counts, idx.size)
         compact = QuantizedTable(staged, self.fmt, (len(uniq), self.shape[1]), block_size=self.block_size,
