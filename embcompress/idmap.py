@@ -189,6 +189,8 @@ def _problems(n_rows: int, keys, vals, fallback, fb_start: int, fb_count: int) -
     """What is inconsistent in a map's arrays (empty when they make a map onto ``n_rows`` rows)."""
     dtype = row_dtype(n_rows)
     problems = []
+    if n_rows > 2**63:  # lookup returns int64 rows
+        problems.append("n_rows exceeds 2**63")
     if vals.dtype != dtype or fallback.dtype != dtype:
         problems.append("row dtype does not fit n_rows")
     if keys.dtype != np.int64 or keys.ndim != 1 or vals.ndim != 1 or fallback.ndim != 1:
@@ -208,6 +210,13 @@ def _problems(n_rows: int, keys, vals, fallback, fb_start: int, fb_count: int) -
     elif not fallback.size and not (0 <= fb_start and fb_start + fb_count <= n_rows):
         problems.append("the fallback range lies outside [0, n_rows)")
     return problems
+
+
+def _header_int(cfg: dict, key: str, low: int, high: int) -> int:
+    v = cfg[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+        raise ValueError(f"{key!r} must be an int in [{low}, {high}], got {v!r}")
+    return v
 
 
 class IdMap:
@@ -248,6 +257,8 @@ class IdMap:
         if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
             raise param_error("n_rows", owner, "be a positive int", n_rows)
         n_rows = int(n_rows)
+        if n_rows > 2**63:  # lookup returns int64 rows
+            raise param_error("n_rows", owner, "be at most 2**63 (rows are int64)", n_rows)
         dtype = row_dtype(n_rows)
         seed = _check_seed(seed, owner)
         ids = _check_int_array(ids, "ids", owner)
@@ -464,11 +475,16 @@ class IdMap:
                     f"embcompress reads ({FORMAT_VERSION}). Upgrade embcompress to read it.")
             if cfg["hash"] != HASH_NAME:
                 raise ArtifactError(f"{where!r} uses the fallback hash {cfg['hash']!r}, which this embcompress does not know.")
-            n_rows, seed = int(cfg["n_rows"]), int(cfg["seed"])
+            # JSON ints in the ranges the kernel's arguments take (rows are int64, so n_rows <= 2**63),
+            # so a bad header fails here, not later as an OverflowError or a negative row in lookup
+            n_rows, seed = _header_int(cfg, "n_rows", 1, 2**63), _header_int(cfg, "seed", 0, 2**64 - 1)
+            base = _header_int(cfg, "base", -(2**63), 2**63 - 1)
+            fb_start = _header_int(cfg, "fallback_start", -(2**63), 2**63 - 1)
+            fb_count = _header_int(cfg, "fallback_count", -(2**63), 2**63 - 1)
+            if not isinstance(cfg.get("build", {}), dict):
+                raise ValueError("'build' is not a JSON object")
             dtype = row_dtype(n_rows)
             keys, vals, fallback = art.array("keys"), art.array("vals"), art.array("fallback")
-            fb_start, fb_count = int(cfg["fallback_start"]), int(cfg["fallback_count"])
-            base = int(cfg["base"])
             problems = _problems(n_rows, keys, vals, fallback, fb_start, fb_count)
             if np.dtype(cfg["row_dtype"]) != dtype and "row dtype does not fit n_rows" not in problems:
                 problems.insert(0, "row dtype does not fit n_rows")

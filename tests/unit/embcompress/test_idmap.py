@@ -263,3 +263,50 @@ def test_parts_rebuild_the_map_and_are_checked(kernels):
         IdMap.from_parts(m.n_rows, p["keys"], p["vals"].astype(np.int64), p["fallback"], p["params"])
     with pytest.raises(ArtifactError, match="params"):
         IdMap.from_parts(m.n_rows, p["keys"], p["vals"], p["fallback"], p["params"][:3])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("fallback_start", 2**70),  # unused by a fallback array, but the compiled kernel takes it as int64
+        ("base", 2**70),
+        ("seed", -1),
+        ("seed", 2**64),
+        ("seed", "1"),
+        ("n_rows", 10.5),
+        ("n_rows", True),
+        ("build", 5),
+    ],
+)
+def test_load_refuses_header_numbers_out_of_range(tmp_path, kernels, field, value):
+    # Such a header used to load, then crash with OverflowError in lookup (on the compiled kernel
+    # only, for fallback_start and base), or be silently truncated (n_rows 10.5 -> 10).
+    for m in (IdMap.from_arrays([3, 10**9, -5], [0, 1, 2], 10, fallback_rows=[9, 3, 5, 7]),
+              IdMap.from_arrays(np.arange(100, 110), np.arange(10) % 3, 300)):
+        art = read_artifact(m.save(tmp_path / "a.idmap"))
+        config = {**art.config, field: value}
+        write_artifact(tmp_path / "b.idmap", "idmap", {k: art.array(k) for k in ("keys", "vals", "fallback")}, config=config)
+        with pytest.raises(ArtifactError, match="malformed"):
+            IdMap.load(tmp_path / "b.idmap")
+
+
+def test_load_refuses_a_fallback_range_beyond_int64(tmp_path, kernels):
+    # n_rows above 2**63 fits the uint64 row dtype, but rows are int64: a range reaching past
+    # 2**63 - 1 made the compiled lookup raise OverflowError and the NumPy one return negative rows.
+    config = {"format_version": 1, "hash": "splitmix64", "n_rows": 2**64 - 2, "seed": 0, "layout": "none",
+              "row_dtype": "<u8", "base": 0, "fallback_start": 0, "fallback_count": 2**63 + 5, "build": {}}
+    sections = {"keys": np.zeros(0, np.int64), "vals": np.zeros(0, np.uint64), "fallback": np.zeros(0, np.uint64)}
+    write_artifact(tmp_path / "b.idmap", "idmap", sections, config=config)
+    with pytest.raises(ArtifactError, match="malformed"):
+        IdMap.load(tmp_path / "b.idmap")
+
+
+def test_n_rows_beyond_int64_rows_is_refused():
+    # Rows are returned as int64: a map onto more than 2**63 rows cannot be served. from_parts
+    # accepted a fallback range ending past 2**63 - 1, and its lookups returned negative rows.
+    with pytest.raises(ConfigError, match="'n_rows' parameter of IdMap.from_arrays must be at most 2\\*\\*63"):
+        IdMap.from_arrays([1], [0], 2**63 + 1, fallback_rows=[0])
+    params = np.array([0, 0, 2**63 - 1, 2**63 - 1], dtype=np.int64)  # seed, base, fallback start, count
+    empty = np.zeros(0, np.uint64)
+    with pytest.raises(ArtifactError, match="n_rows exceeds 2\\*\\*63"):
+        IdMap.from_parts(2**64 - 2, np.zeros(0, np.int64), empty, empty, params)
