@@ -338,9 +338,13 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                 kinds[c] = "int" if pa.types.is_integer(t) else "timestamp"
             else:
                 kinds[c] = "int" if pa.types.is_integer(t) else "string"
+    text_label = src.format == "parquet" and schema.label is not None and kinds.get(schema.label) == "string"
     if schema.label:
         kinds[schema.label] = "number"
     kinds.update(schema.kinds)
+    if text_label:
+        # a Parquet label stored as text is parsed as a text log's label is (NUM_RE), by every engine
+        kinds[schema.label] = "string"
     return kinds
 
 
@@ -382,8 +386,9 @@ def _label_of(col):
     import pyarrow.compute as pc
 
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
-        bad = col.is_null().to_numpy(zero_copy_only=False)
         vals = pc.fill_null(col.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        # NaN is no label, as the text 'nan' is not (NUM_RE); the engines flag it too (jobs.py)
+        bad = col.is_null().to_numpy(zero_copy_only=False) | np.isnan(vals)
         return vals, bad
     ok = pc.fill_null(pc.match_substring_regex(col, _full(NUM_RE)), False)
     vals = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, col, "0")), pa.float64()).to_numpy(zero_copy_only=False)

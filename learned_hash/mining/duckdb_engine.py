@@ -7,9 +7,11 @@ set, its hash aggregates spill to ``temp_directory``, so a log larger than memor
 
 from __future__ import annotations
 
+import glob as _glob
 import os
 import tempfile
 import threading
+from pathlib import Path
 
 from embcompress.errors import ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
@@ -23,9 +25,24 @@ def _list(paths) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _scan(plan: MiningPlan) -> str:
+def _literal_paths(paths, link_dir: str) -> list[str]:
+    """``paths`` with each name DuckDB would expand as a glob (``*``, ``?``, ``[``) replaced by a
+    symlink without such characters: DuckDB has no way to escape them, and ``log[1].csv`` would
+    otherwise read ``log1.csv`` instead."""
+    out = []
+    for i, p in enumerate(paths):
+        if _glob.has_magic(p):
+            suffix = "".join(x for x in Path(p).suffixes if not _glob.has_magic(x))  # keeps .gz detection
+            link = os.path.join(link_dir, f"log{i}{suffix}")
+            os.symlink(p, link)
+            p = link
+        out.append(p)
+    return out
+
+
+def _scan(plan: MiningPlan, paths) -> str:
     src = plan.source
-    files = _list(src.paths)
+    files = _list(paths)
     if src.format == "parquet":
         return f"read_parquet({files})"
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else src.column_names()
@@ -80,7 +97,7 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
 
     from .api import raise_first_bad_line
 
-    own_tmp = None
+    own_tmp = own_links = None
     if temp_directory is None:
         own_tmp = tempfile.TemporaryDirectory(prefix="embc-duckdb-")
         temp_directory = own_tmp.name
@@ -94,14 +111,18 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
                     f"The 'memory_limit' parameter of mine must be a size such as '2GB' or '512MB'. "
                     f"Got {memory_limit!r} instead."
                 ) from None
-        con.execute(f"SET temp_directory = '{os.fspath(temp_directory)}'")
+        con.execute(f"SET temp_directory = '{os.fspath(temp_directory).replace(chr(39), chr(39) * 2)}'")
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
         if progress is not None:
             con.execute("SET enable_progress_bar = true")
             con.execute("SET enable_progress_bar_print = false")
-        con.execute(f"CREATE VIEW {LOG_TABLE} AS SELECT * FROM {_scan(plan)}")
+        paths = list(plan.source.paths)
+        if any(_glob.has_magic(p) for p in paths):
+            own_links = tempfile.TemporaryDirectory(prefix="embc-duckdb-in-")  # default dir: no glob characters
+            paths = _literal_paths(paths, own_links.name)
+        con.execute(f"CREATE VIEW {LOG_TABLE} AS SELECT * FROM {_scan(plan, paths)}")
         n_seq = len(plan.sequence_jobs)
         span = 100.0 / (1 + n_seq)
         try:
@@ -118,6 +139,11 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             raise ConfigError(f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}") from None
         except duckdb.IOException as exc:
             raise ConfigError(f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}. Check the path and format.") from None
+        except duckdb.ConversionException as exc:  # a Parquet file whose column types differ from the first file's
+            raise ConfigError(
+                f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}. Every file of a log must have "
+                f"the same column types: rewrite the odd file, or mine it separately."
+            ) from None
         stats, nbad = collect(plan, counts, seqs, engine="duckdb", bad_lines=int(rejected), source=source)
         if nbad and plan.on_bad_line == "error":
             raise_first_bad_line(plan)
@@ -128,3 +154,5 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
         con.close()
         if own_tmp is not None:
             own_tmp.cleanup()
+        if own_links is not None:
+            own_links.cleanup()

@@ -139,7 +139,8 @@ def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str,
     empty = f"({c} IS NULL OR {c} = '')"
     if role == "label":
         if not plan.text and kind == "number":
-            return f"({c} > 0)", f"({c} IS NULL)"
+            # NaN > 0 holds in DuckDB and Spark (NaN sorts above all numbers): NaN is a bad label
+            return f"({c} > 0)", f"({c} IS NULL OR isnan(CAST({c} AS DOUBLE)))"
         ok = d.full_match(c, NUM_RE)
         return f"(TRY_CAST(trim({c}) AS DOUBLE) > 0)", f"NOT coalesce({ok}, FALSE)"
     if role == "time":

@@ -1,0 +1,76 @@
+"""mine() on DuckDB with awkward inputs: file names that look like globs or hold quotes, NaN and
+text labels in Parquet, a temp directory with a quote. Each agrees with the Python reader."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from embcompress.errors import ConfigError
+from learned_hash import mine
+from learned_hash.logs import iter_batches
+
+
+def reader_counts(path, **kw):
+    """(good rows, bad lines, positives per id) as the Python reader sees them."""
+    r = iter_batches(path, on_bad_line="skip", **kw)
+    parts = list(r)
+    a = np.concatenate([p[kw["features"][0]] for p in parts])
+    y = np.concatenate([p[kw["label"]] for p in parts]) if kw.get("label") else None
+    pos = {} if y is None else {int(i): int(((a == i) & (y > 0)).sum()) for i in np.unique(a)}
+    return len(a), r.bad_lines, pos
+
+
+def test_file_name_with_glob_characters_is_read_as_itself(tmp_path):
+    # DuckDB expands '[1]' as a glob; the file must be read as named, not its look-alike 'log1.csv'
+    (tmp_path / "log1.csv").write_text("a,b\n9,9\n")
+    p = tmp_path / "log[1].csv"
+    p.write_text("a,b\n1,2\n3,4\n3,5\n")
+    ids, counts = mine(str(p), features=["a"]).frequencies("a")
+    assert dict(zip(ids.tolist(), counts.tolist())) == {3: 2, 1: 1}
+    q = tmp_path / "it's a *.csv"
+    q.write_text("a,b\n7,1\n")
+    ids, counts = mine(str(q), features=["a"]).frequencies("a")
+    assert ids.tolist() == [7] and counts.tolist() == [1]
+
+
+def test_parquet_nan_label_is_a_bad_line_as_in_text(tmp_path):
+    # a text label 'nan' is malformed; a NaN in a float Parquet label must be too, on every path
+    p = tmp_path / "nan.parquet"
+    pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": [float("nan"), 1.0, 0.0, None]}), p)
+    rows, bad, pos = reader_counts(str(p), features=["a"], label="y")
+    assert (rows, bad, pos) == (2, 2, {2: 1, 3: 0})
+    s = mine(str(p), features=["a"], label="y", on_bad_line="skip")
+    assert (s.n_rows, s.bad_lines) == (2, 2)
+    ids, p_counts = s.positives("a")
+    assert dict(zip(ids.tolist(), p_counts.tolist())) == pos
+    with pytest.raises(ConfigError, match="nan"):
+        mine(str(p), features=["a"], label="y")
+
+
+def test_parquet_text_label_parses_like_a_text_log(tmp_path):
+    p = tmp_path / "slab.parquet"
+    pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": ["1", "abc", "0", " 2.5 "]}), p)
+    rows, bad, pos = reader_counts(str(p), features=["a"], label="y")
+    assert (rows, bad, pos) == (3, 1, {1: 1, 3: 0, 4: 1})
+    s = mine(str(p), features=["a"], label="y", on_bad_line="skip")
+    assert (s.n_rows, s.bad_lines) == (3, 1)
+    ids, p_counts = s.positives("a")
+    assert dict(zip(ids.tolist(), p_counts.tolist())) == pos
+    with pytest.raises(ConfigError, match="abc"):
+        mine(str(p), features=["a"], label="y")
+
+
+def test_temp_directory_with_a_quote(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("a,b\n1,2\n")
+    tmp = tmp_path / "it's tmp"
+    tmp.mkdir()
+    assert mine(str(p), features=["a"], temp_directory=tmp).n_rows == 1
+
+
+def test_parquet_files_with_different_column_types_is_a_clear_error(tmp_path):
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "p1.parquet")
+    pq.write_table(pa.table({"a": ["x", "y"]}), tmp_path / "p2.parquet")
+    with pytest.raises(ConfigError, match="(?s)p2.parquet.*same column types"):
+        mine(str(tmp_path), features=["a"], on_bad_line="skip")
