@@ -215,6 +215,10 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
             raise param_error("embedding", "fit_hash", "be (ids, vectors) with one finite row of vectors an id",
                               f"{e_ids.size} ids and vectors of shape {e_vec.shape}")
         order = np.argsort(e_ids, kind="stable")
+        rep = np.flatnonzero(e_ids[order][1:] == e_ids[order][:-1])
+        if rep.size:  # two vectors for one id: which one would be meant is unknown
+            raise param_error("embedding", "fit_hash", "be (ids, vectors) holding each id once",
+                              f"id {int(e_ids[order][rep[0]])} more than once")
         at = np.minimum(np.searchsorted(e_ids[order], rest), max(e_ids.size - 1, 0))
         has = e_ids[order][at] == rest if e_ids.size else np.zeros(rest.size, bool)
         emb_ids, vectors = rest[has], e_vec[order][at[has]]

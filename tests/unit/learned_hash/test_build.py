@@ -164,6 +164,8 @@ def test_embedding_from_a_trained_table(planted):
         (dict(max_mapped_ids=-1), "'max_mapped_ids'"),
         (dict(embedding="word2vec"), "'embedding'"),
         (dict(embedding=(np.arange(3), np.ones((2, 4)))), "'embedding'"),
+        # an id given two vectors is ambiguous (it used to take the first silently)
+        (dict(embedding=(np.array([1, 2, 1]), np.eye(3))), "'embedding' parameter of fit_hash must .*each id once"),
         (dict(previous="x"), "'previous'"),
         (dict(seed=-1), "'seed'"),
     ],
