@@ -73,12 +73,19 @@ def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = N
     return spark
 
 
+def _literal(path: str) -> str:
+    """``path`` with Hadoop's glob characters escaped: Spark expands ``*?[]{}`` in every path it
+    reads, so ``log[1].csv`` would read ``log1.csv`` instead (a backslash makes one literal)."""
+    return "".join("\\" + ch if ch in "\\*?[]{}" else ch for ch in path)
+
+
 def _load(spark, plan: MiningPlan):
     from pyspark.sql.types import StringType, StructField, StructType
 
     src = plan.source
+    paths = [_literal(p) for p in src.paths]
     if src.format == "parquet":
-        return spark.read.parquet(*src.paths), None
+        return spark.read.parquet(*paths), None
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else src.column_names()
     fields = [StructField(n, StringType(), True) for n in names]
     skip = plan.on_bad_line == "skip"
@@ -95,7 +102,7 @@ def _load(spark, plan: MiningPlan):
         reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
     if src.format == "criteo":
         reader = reader.option("quote", "")
-    return reader.csv(list(src.paths)), (f"{CORRUPT} IS NOT NULL" if skip else None)
+    return reader.csv(paths), (f"{CORRUPT} IS NOT NULL" if skip else None)
 
 
 def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: str | None = None,

@@ -74,3 +74,25 @@ def test_parquet_files_with_different_column_types_is_a_clear_error(tmp_path):
     pq.write_table(pa.table({"a": ["x", "y"]}), tmp_path / "p2.parquet")
     with pytest.raises(ConfigError, match="(?s)p2.parquet.*same column types"):
         mine(str(tmp_path), features=["a"], on_bad_line="skip")
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_reads_glob_like_names_as_themselves_and_flags_nan_labels(tmp_path):
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java (java not found on PATH)")
+    (tmp_path / "log1.csv").write_text("a,b\n9,9\n")
+    p = tmp_path / "log[1].csv"
+    p.write_text("a,b\n1,2\n3,4\n3,5\n")
+    ids, counts = mine(str(p), features=["a"], engine="spark").frequencies("a")
+    assert dict(zip(ids.tolist(), counts.tolist())) == {3: 2, 1: 1}
+    q = tmp_path / "it's {a,b}.csv"
+    q.write_text("a,b\n7,1\n")
+    assert mine(str(q), features=["a"], engine="spark").frequencies("a")[0].tolist() == [7]
+    n = tmp_path / "nan.parquet"
+    pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": [float("nan"), 1.0, 0.0, None]}), n)
+    kw = dict(features=["a"], label="y", on_bad_line="skip")
+    assert mine(str(n), engine="spark", **kw) == mine(str(n), **kw)
