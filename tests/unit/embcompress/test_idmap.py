@@ -310,3 +310,25 @@ def test_n_rows_beyond_int64_rows_is_refused():
     empty = np.zeros(0, np.uint64)
     with pytest.raises(ArtifactError, match="n_rows exceeds 2\\*\\*63"):
         IdMap.from_parts(2**64 - 2, np.zeros(0, np.int64), empty, empty, params)
+
+
+def test_lookup_with_a_huge_thread_count_neither_crashes_nor_overflows(kernels):
+    # The thread count went to OpenMP unclamped: 200,000 killed the process (segfault) on the
+    # compiled kernel and 2**31 overflowed its int, while the NumPy twin returned rows. The rows do
+    # not depend on the thread count, so it is clamped as pooled_lookup clamps it. In a subprocess,
+    # so that a crash fails this test instead of the run.
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from embcompress.idmap import IdMap
+        m = IdMap.from_arrays([1, 10**12], [0, 3], 4)
+        q = np.arange(-50, 50)
+        want = m.lookup(q, n_threads=1)
+        for t in (200_000, 2**31, 2**40):
+            assert np.array_equal(m.lookup(q, n_threads=t), want), t
+        print("ok")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "EMBCOMPRESS_KERNELS": kernels})
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
