@@ -21,6 +21,7 @@ A single id heavier than the cap stays alone on its bucket (the cap cannot split
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -114,7 +115,9 @@ class FrequencyKMeans:
             if s * self.n_clusters < 1:
                 raise param_error("max_share", owner, f"be at least 1 / n_clusters = {1 / self.n_clusters:.3g} "
                                   f"(the buckets must be able to carry all traffic)", s)
-        return resolve_threads(self.n_threads)
+        # The labels do not depend on the thread count; unclamped, OpenMP set up every thread asked
+        # for (200,000 crashed the process, 2**31 overflowed FAISS's int).
+        return min(resolve_threads(self.n_threads), 4 * (os.cpu_count() or 1))
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("n_clusters", "n_iter", "max_points_per_centroid",

@@ -97,3 +97,28 @@ def test_input_validation_and_not_fitted():
         FrequencyKMeans(2).fit(np.ones((10, 2)), -np.ones(10))
     with pytest.raises(NotFittedError):
         FrequencyKMeans(2).predict(np.ones((1, 2)))
+
+
+def test_a_huge_thread_count_neither_crashes_nor_overflows():
+    # n_threads went to faiss.omp_set_num_threads unclamped: 200,000 killed the process
+    # (segfault) and 2**31 raised OverflowError. The labels do not depend on the thread count.
+    # In a subprocess, so that a crash fails this test instead of the run.
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from learned_hash.cluster import FrequencyKMeans
+        X = np.random.default_rng(0).standard_normal((20000, 8)).astype(np.float32)
+        want = FrequencyKMeans(300, n_iter=3, seed=0, n_threads=1).fit(X).labels_
+        for t in (200_000, 2**31):
+            assert np.array_equal(FrequencyKMeans(300, n_iter=3, seed=0, n_threads=t).fit(X).labels_, want), t
+        print("ok")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
