@@ -222,7 +222,8 @@ class LogSource:
             return list(pq.read_schema(self.paths[0]).names)
         import pyarrow.csv as pcsv
 
-        with open(self.paths[0], "rb") as fh:
+        # through the decompression the readers apply too (Arrow and the engines read .gz, .bz2, ...)
+        with _open_text(self.paths[0]) as fh:
             first = fh.readline()
         if not first.strip():
             raise ConfigError(f"The CSV log {self.paths[0]!r} is empty: it has no header line. Pass a CSV with a header.")
@@ -445,10 +446,17 @@ def _bad_line_error(path: str, where: str, text: str, why: str) -> BadLineError:
     )
 
 
+def _open_text(path: str):
+    """A text log's bytes as Arrow's CSV reader sees them: decompressed when the name says so."""
+    import pyarrow as pa
+
+    return io.BufferedReader(pa.input_stream(path, compression="detect"))
+
+
 def _locate(path: str, record: int, *, header: bool) -> tuple[str, str]:
     """(``"line N"``, its text) of the 0-based ``record``-th data line (error path only)."""
     k = -1
-    with open(path, "rb") as fh:
+    with _open_text(path) as fh:
         for lineno, raw in enumerate(fh, 1):
             if (header and lineno == 1) or not raw.strip(b"\r\n"):
                 continue
@@ -460,7 +468,7 @@ def _locate(path: str, record: int, *, header: bool) -> tuple[str, str]:
 
 def _find_line(path: str, text: str) -> str:
     """``"line N"`` of the first line equal to ``text`` (error path only)."""
-    with open(path, "rb") as fh:
+    with _open_text(path) as fh:
         for lineno, raw in enumerate(fh, 1):
             if raw.decode("utf-8", "replace").rstrip("\r\n") == text:
                 return f"line {lineno}"
@@ -531,8 +539,11 @@ class LogReader:
         convert = pcsv.ConvertOptions(column_types={c: pa.string() for c in self.schema.columns},
                                       include_columns=self.schema.columns, strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
-        if os.path.getsize(path) == 0 or (not criteo and os.path.getsize(path) <= len(open(path, "rb").readline())):
-            return  # no rows (a CSV's header alone has none)
+        with _open_text(path) as fh:
+            if not criteo:
+                fh.readline()
+            if not fh.read(1):
+                return  # no rows (a CSV's header alone has none)
         try:
             reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
             row0 = 0

@@ -8,7 +8,7 @@ import pytest
 
 from embcompress.errors import ConfigError
 from learned_hash import mine
-from learned_hash.logs import iter_batches
+from learned_hash.logs import iter_batches, read_log
 
 
 def reader_counts(path, **kw):
@@ -96,3 +96,17 @@ def test_spark_reads_glob_like_names_as_themselves_and_flags_nan_labels(tmp_path
     pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": [float("nan"), 1.0, 0.0, None]}), n)
     kw = dict(features=["a"], label="y", on_bad_line="skip")
     assert mine(str(n), engine="spark", **kw) == mine(str(n), **kw)
+
+
+def test_gzipped_csv_reads_its_header(tmp_path):
+    # Arrow and DuckDB decompress a .gz log; the header must be read through the decompression too
+    import gzip
+
+    p = tmp_path / "log.csv.gz"
+    with gzip.open(p, "wt") as fh:
+        fh.write("a,b\n1,2\n3,4\n1,x\n")
+    assert read_log(str(p), format="csv", features=["a"])["a"].tolist() == [1, 3, 1]
+    ids, counts = mine(str(p), format="csv", features=["a"]).frequencies("a")
+    assert dict(zip(ids.tolist(), counts.tolist())) == {1: 2, 3: 1}
+    with pytest.raises(ConfigError, match="line 4"):
+        mine(str(p), format="csv", features=["a", "b"], kinds={"b": "int"})
