@@ -133,6 +133,8 @@ class FrequencyKMeans:
         if k == 1:
             c = (np.average(X, axis=0, weights=w) if w.sum() > 0 else X.mean(axis=0))[None].astype(np.float32)
             return c, np.zeros(n, dtype=np.int64)
+        if not w.sum() > 0:  # no traffic at all: FAISS's weighted means would be 0/0
+            w = np.ones_like(w)
         faiss = _faiss()
         # A small k-means (the second level's) is done in milliseconds; OpenMP's fork and barrier
         # per iteration would cost more than it saves, more so on a busy machine.

@@ -24,6 +24,15 @@ def test_recovers_separated_blobs_deterministically():
     assert s["max_points_per_centroid"] == 256 and s["seed"] == 1 and s["n_threads"] == 1 and s["coarse_clusters"] is None
 
 
+def test_zero_traffic_clusters_as_unweighted():
+    # With every weight 0, FAISS's weighted means are 0/0 and every point fell into bucket 0; the
+    # seeding and the one-bucket case already took zero total traffic as "no weights".
+    X, truth = _blobs()
+    km = FrequencyKMeans(5, seed=1, n_threads=1).fit(X, np.zeros(len(X)))
+    assert len({(t, l) for t, l in zip(truth, km.labels_)}) == 5 and np.unique(km.labels_).size == 5
+    np.testing.assert_array_equal(km.bucket_weight_, np.zeros(5))
+
+
 def test_weights_pull_buckets_towards_traffic():
     # points spread evenly on a line; those left of 0.2 carry 100x the traffic, so far more than
     # the unweighted fifth of the buckets should land there
