@@ -203,7 +203,9 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
             vectors = vectors[informative]
             has[has] = informative
         emb_ids = rest[has]
-        extra["config"]["embedding"] = {"kind": kind, "partners": list(used), **est.get_params()}
+        # the map's file holds JSON: NumPy scalars (validation accepts them) as Python numbers
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in est.get_params().items()}
+        extra["config"]["embedding"] = {"kind": kind, "partners": list(used), **params}
     else:
         try:
             e_ids, e_vec = embedding

@@ -139,8 +139,9 @@ class FrequencyKMeans:
         # A small k-means (the second level's) is done in milliseconds; OpenMP's fork and barrier
         # per iteration would cost more than it saves, more so on a busy machine.
         faiss.omp_set_num_threads(1 if n * k < _SMALL else self._threads)
-        km = faiss.Kmeans(X.shape[1], k, niter=self.n_iter, seed=int(seed) % 2**31, verbose=False,
-                          max_points_per_centroid=self.max_points_per_centroid, min_points_per_centroid=1)
+        # plain ints: FAISS's SWIG layer refuses NumPy integers, which validation accepts
+        km = faiss.Kmeans(X.shape[1], k, niter=int(self.n_iter), seed=int(seed) % 2**31, verbose=False,
+                          max_points_per_centroid=int(self.max_points_per_centroid), min_points_per_centroid=1)
         km.train(X, weights=w, init_centroids=_weighted_seeding(X, w, k, np.random.default_rng(seed)))
         _, lab = km.index.search(X, 1)
         return km.centroids.astype(np.float32), lab[:, 0].astype(np.int64)
@@ -230,13 +231,13 @@ class FrequencyKMeans:
             "faiss_version": getattr(faiss, "__version__", "unknown"),
             "n_clusters": k,
             "coarse_clusters": coarse,
-            "n_iter": self.n_iter,
-            "max_points_per_centroid": self.max_points_per_centroid,
+            "n_iter": int(self.n_iter),
+            "max_points_per_centroid": int(self.max_points_per_centroid),
             "min_points_per_centroid": 1,
             "weighted": sample_weight is not None,
-            "max_share": self.max_share,
+            "max_share": None if self.max_share is None else float(self.max_share),
             "moved_by_balance": int(moved),
-            "seed": self.seed,
+            "seed": int(self.seed),
             "n_threads": threads,
         }
         return self

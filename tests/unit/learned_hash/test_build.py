@@ -176,6 +176,18 @@ def test_validation(planted, kwargs, match):
         fit_hash(stats, "item", 40, **kwargs)
 
 
+def test_numpy_integer_settings_are_recorded_as_json(planted, tmp_path):
+    # n_components and n_iter were recorded (or passed to FAISS) as NumPy integers: the map's save
+    # failed ("int64 is not JSON serializable") or the fit raised a TypeError inside FAISS.
+    stats, _ = planted
+    want = fit_hash(stats, "item", 24, n_components=8, n_iter=5, seed=2)
+    m = fit_hash(stats, "item", 24, n_components=np.int64(8), n_iter=np.int64(5), seed=2)
+    back = IdMap.load(m.save(tmp_path / "m.idmap"))
+    assert back.config == want.config
+    ids, _ = stats.frequencies("item")
+    np.testing.assert_array_equal(back.lookup(ids), want.lookup(ids))
+
+
 def test_learned_needs_cooccurrence():
     stats = LogStats.from_rows({"a": np.arange(100) % 7}, features=["a"])
     with pytest.raises(ConfigError, match="no mined co-occurrence pairs"):

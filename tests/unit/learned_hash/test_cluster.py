@@ -33,6 +33,19 @@ def test_zero_traffic_clusters_as_unweighted():
     np.testing.assert_array_equal(km.bucket_weight_, np.zeros(5))
 
 
+def test_numpy_integer_parameters_run_and_record_as_json():
+    # Validation accepts NumPy integers; n_iter and max_points_per_centroid went to FAISS as such
+    # (a TypeError from its SWIG layer) and settings_ (written into id-map files) held np.int64.
+    import json
+
+    X, _ = _blobs()
+    want = FrequencyKMeans(5, n_iter=7, max_points_per_centroid=100, seed=1, n_threads=1).fit(X)
+    km = FrequencyKMeans(np.int64(5), n_iter=np.int64(7), max_points_per_centroid=np.int64(100), seed=np.int64(1),
+                         n_threads=1).fit(X)
+    np.testing.assert_array_equal(km.labels_, want.labels_)
+    assert json.loads(json.dumps(km.settings_)) == want.settings_
+
+
 def test_weights_pull_buckets_towards_traffic():
     # points spread evenly on a line; those left of 0.2 carry 100x the traffic, so far more than
     # the unweighted fifth of the buckets should land there
