@@ -35,11 +35,16 @@ def choose_hot_rows(counts, n_rows: int) -> int:
     return min(qualifying, int(n_rows * HOT_SHARE_LIMIT), n_rows - 1)
 
 
+def _py(v):
+    """A NumPy scalar as the Python number (the config is written as JSON)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def hash_map(n_rows: int, *, seed: int = 0, config=None, inputs=None, meta=None) -> IdMap:
     """The hashing trick as an IdMap: no stored ids, all rows are fallback rows."""
     return IdMap.from_arrays(np.zeros(0, np.int64), np.zeros(0, np.int64), n_rows,
                              fallback_rows=np.arange(n_rows), seed=seed,
-                             config=config or {"method": "hash", "n_rows": n_rows, "seed": seed},
+                             config=config or {"method": "hash", "n_rows": _py(n_rows), "seed": _py(seed)},
                              inputs=inputs, meta=meta)
 
 
@@ -50,5 +55,5 @@ def frequency_map(ids, n_rows: int, *, hot_rows: int, seed: int = 0, config=None
         raise param_error("hot_rows", "frequency_map", f"be an int in [0, n_rows - 1] = [0, {n_rows - 1}]", hot_rows)
     ids = np.asarray(ids, dtype=np.int64)[:hot_rows]
     return IdMap.from_arrays(ids, np.arange(ids.size), n_rows, fallback_rows=np.arange(ids.size, n_rows), seed=seed,
-                             config=config or {"method": "frequency", "n_rows": n_rows, "hot_rows": int(ids.size), "seed": seed},
+                             config=config or {"method": "frequency", "n_rows": _py(n_rows), "hot_rows": int(ids.size), "seed": _py(seed)},
                              inputs=inputs, meta=meta)

@@ -43,3 +43,16 @@ def test_frequency_map_hot_rows_then_hashing():
 )
 def test_choose_hot_rows_rule(counts, n_rows, expected):
     assert choose_hot_rows(np.array(counts, dtype=np.int64), n_rows) == expected
+
+
+def test_numpy_integer_arguments_give_a_map_that_saves(tmp_path):
+    # n_rows, hot_rows and seed as NumPy integers went into the recorded config as such, and
+    # save failed ("int64 is not JSON serializable").
+    from embcompress.idmap import IdMap
+
+    for m, want in ((hash_map(np.int64(10), seed=np.int64(3)), hash_map(10, seed=3)),
+                    (frequency_map(np.arange(5), np.int64(10), hot_rows=np.int64(3), seed=np.uint64(2)),
+                     frequency_map(np.arange(5), 10, hot_rows=3, seed=2))):
+        back = IdMap.load(m.save(tmp_path / "m.idmap"))
+        assert back.config == want.config
+        np.testing.assert_array_equal(back.lookup(np.arange(-50, 50)), want.lookup(np.arange(-50, 50)))
