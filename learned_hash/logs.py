@@ -15,7 +15,7 @@ lines. A *bad line* is a line with the wrong number of fields, a feature value t
 parse as its kind, a missing or non-numeric label, or a time that does not parse. With
 ``on_bad_line="error"`` (default) the first one raises an error naming it; with ``"skip"`` bad
 lines are skipped and counted (``LogReader.bad_lines``; :func:`read_log` warns with the count).
-Blank lines are not rows and are ignored. An input without any rows is an error.
+Blank lines (empty or only whitespace) are not rows and are ignored. An input without any rows is an error.
 
 Formats (``format=``; inferred from the extension when it is ``.parquet``, ``.csv`` or ``.libfm``):
 
@@ -528,6 +528,8 @@ class LogReader:
         first_bad: list = []
 
         def on_invalid(row):
+            if not row.text.strip():
+                return "skip"  # a line of whitespace is blank, as Spark's CSV reader and libfm take it
             if self.on_bad_line == "error":
                 first_bad.append(row)
                 return "error"

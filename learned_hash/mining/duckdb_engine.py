@@ -57,8 +57,9 @@ def _scan(plan: MiningPlan, paths) -> str:
     ]
     if src.format == "criteo":
         opts += ["quote=''", "escape=''"]
-    if plan.on_bad_line == "skip":
-        opts += ["ignore_errors=true", "store_rejects=true"]
+    # Rejected lines are kept and judged after the scan (run), in both modes: a line of only
+    # whitespace is rejected by DuckDB but is blank, not bad (as Spark and the readers take it).
+    opts += ["ignore_errors=true", "store_rejects=true"]
     return f"read_csv({files}, {', '.join(opts)})"
 
 
@@ -128,8 +129,13 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
         try:
             counts = _fetch(con, counts_sql(plan, _D), progress, 0.0, span)
             rejected = 0
-            if plan.on_bad_line == "skip" and plan.text:
-                rejected = con.execute("SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors)").fetchall()[0][0]
+            if plan.text:
+                rejected = con.execute(
+                    "SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors "
+                    "WHERE trim(coalesce(csv_line, 'x'), ' ' || chr(9) || chr(11) || chr(12) || chr(13)) <> '')"
+                ).fetchall()[0][0]
+                if rejected and plan.on_bad_line == "error":
+                    raise_first_bad_line(plan)
             seqs = {}
             for k, job in enumerate(plan.sequence_jobs):
                 seqs[job.feature] = _fetch(con, sequence_sql(plan, _D, job), progress, span * (1 + k), span)

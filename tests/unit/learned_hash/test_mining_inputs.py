@@ -110,3 +110,23 @@ def test_gzipped_csv_reads_its_header(tmp_path):
     assert dict(zip(ids.tolist(), counts.tolist())) == {1: 2, 3: 1}
     with pytest.raises(ConfigError, match="line 4"):
         mine(str(p), format="csv", features=["a", "b"], kinds={"b": "int"})
+
+
+def test_whitespace_only_lines_are_blank_on_every_path(tmp_path):
+    # Spark drops a line that trims to nothing before parsing it; the reader and DuckDB must agree
+    # (as the libfm reader already does): such a line is blank, not a row and not a bad line
+    line = "1\t" + "\t".join(["5"] * 13) + "\t" + "\t".join(["68fd1e64"] * 26)
+    p = tmp_path / "ws.txt"
+    p.write_text(line + "\n   \n" + line + "\n\t\n" + line + "\n" + "\t".join(["1"] * 15 + ["0a"] * 26) + "\n")
+    kw = dict(format="criteo", features=["C1"], label="label")
+    assert reader_counts(str(p), **kw)[:2] == (3, 1)
+    s = mine(str(p), on_bad_line="skip", **kw)
+    assert (s.n_rows, s.bad_lines) == (3, 1)
+    with pytest.raises(ConfigError, match="line 6"):
+        mine(str(p), **kw)
+    c = tmp_path / "ws.csv"
+    c.write_text("a,b\n1,2\n  \n3,4\n \t\n")
+    for on_bad_line in ("error", "skip"):
+        s = mine(str(c), features=["a"], on_bad_line=on_bad_line)
+        assert (s.n_rows, s.bad_lines) == (2, 0)
+    assert read_log(str(c), features=["a"])["a"].tolist() == [1, 3]
