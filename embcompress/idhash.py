@@ -121,8 +121,15 @@ def _numpy_buffers(values, owner: str):
             f"The 'values' parameter of {owner} must hold strings, bytes or None. "
             f"Got an array of {arr.dtype} instead. Integer ids need no hashing: pass them as int64."
         )
+    # as pyarrow refuses them: str() would hash 1 as "1" and a NaN as "nan"
+    bad = next((v for v in arr if v is not None and not isinstance(v, (str, bytes))), None)
+    if bad is not None:
+        raise ConfigError(
+            f"The 'values' parameter of {owner} must hold strings, bytes or None. "
+            f"Got an element of type {type(bad).__name__} instead. Integer ids need no hashing: pass them as int64."
+        )
     nulls = np.fromiter((v is None for v in arr), dtype=bool, count=len(arr))
-    enc = [b"" if v is None else v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr]
+    enc = [b"" if v is None else v if isinstance(v, bytes) else v.encode("utf-8") for v in arr]
     offsets = np.zeros(len(enc) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), out=offsets[1:])
     data = np.frombuffer(b"".join(enc), dtype=np.uint8)

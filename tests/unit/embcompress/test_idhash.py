@@ -104,3 +104,16 @@ def test_without_pyarrow_the_same_ids(monkeypatch):
         parse_hex32(["zz"])
     with pytest.raises(ConfigError, match="Integer ids need no hashing"):
         hash_strings(np.arange(3))
+
+
+@pytest.mark.parametrize("values", [[1, "a"], ["a", float("nan")], np.array(["a", 2.5], dtype=object)])
+def test_without_pyarrow_non_strings_are_refused_as_with_it(monkeypatch, values):
+    # Without pyarrow, a non-string element was hashed as its str() (1 as "1", a pandas-style NaN
+    # as "nan"), where pyarrow refuses it: the same input gave ids or an error by installation.
+    with pytest.raises(ConfigError, match="must hold strings, bytes or None"):
+        hash_strings(values)
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # import pyarrow -> ImportError
+    with pytest.raises(ConfigError, match="must hold strings, bytes or None"):
+        hash_strings(values)
+    with pytest.raises(ConfigError, match="must hold strings, bytes or None"):
+        parse_hex32(values)
