@@ -6,11 +6,12 @@ then the rows read and the malformed lines skipped.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, ConfigError
 from .progress import Bar
 
 
@@ -48,6 +49,15 @@ def command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     mine = _load_mine()
+    # checked before mining, which can take hours on a large log
+    parent = out.expanduser().absolute().parent
+    if not parent.is_dir() or out.is_dir():
+        raise ConfigError(
+            f"The '--out' parameter of mine must be a file path in an existing directory. Got {str(out)!r} "
+            f"instead. Create the directory {str(parent)!r} first, or pass another path."
+        )
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"Cannot write the stats file {str(out)!r}: the directory {str(parent)!r} is not writable. Pass another --out.")
     bar = Bar("mine", enabled=not quiet)
     try:
         stats = mine(

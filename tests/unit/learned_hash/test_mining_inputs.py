@@ -130,3 +130,16 @@ def test_whitespace_only_lines_are_blank_on_every_path(tmp_path):
         s = mine(str(c), features=["a"], on_bad_line=on_bad_line)
         assert (s.n_rows, s.bad_lines) == (2, 0)
     assert read_log(str(c), features=["a"])["a"].tolist() == [1, 3]
+
+
+def test_cli_mine_checks_the_out_directory_before_mining(tmp_path, capsys):
+    # mining a large log takes long: a typo in --out must fail first, naming the fix
+    from embcompress.cli.main import main
+
+    log = tmp_path / "log.csv"
+    log.write_text("a,b\n1,2\nbad\n")  # mining it would fail on the bad line
+    with pytest.raises(SystemExit) as exc:
+        main(["mine", str(log), "--features", "a", "--out", str(tmp_path / "no" / "s.embc"), "--quiet"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "--out" in err and "Create" in err and "Malformed" not in err
