@@ -335,6 +335,8 @@ class IdMap:
                 raise param_error("out", "IdMap.lookup", f"be a writeable C-contiguous int64 array of shape {arr.shape}",
                                   f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
             res = out
+            if np.may_share_memory(out, flat):  # the kernel would overwrite ids it has not read yet
+                flat = flat.copy()
         # The rows do not depend on the thread count; unclamped, OpenMP set up every thread asked
         # for (200,000 crashed the process, 2**31 overflowed the kernel's int), as in pooled_lookup.
         threads = min(resolve_threads(n_threads), max(flat.size, 1), 4 * (os.cpu_count() or 1))

@@ -332,3 +332,17 @@ def test_lookup_with_a_huge_thread_count_neither_crashes_nor_overflows(kernels):
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "EMBCOMPRESS_KERNELS": kernels})
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_lookup_into_an_out_that_overlaps_the_ids(kernels):
+    # The compiled kernel wrote rows over ids it had not read yet when out overlapped ids at an
+    # offset (the NumPy twin reads all ids first), so the two disagreed. In place (out is ids)
+    # stays allowed.
+    m = IdMap.from_arrays(np.arange(100), np.arange(100) * 7 % 50 + 1000, 2000)
+    buf = np.arange(10, 30, dtype=np.int64)
+    want = m.lookup(buf[:10].copy())
+    m.lookup(buf[:10], out=buf[1:11], n_threads=1)
+    np.testing.assert_array_equal(buf[1:11], want)
+    ids = np.arange(10, 20, dtype=np.int64)
+    m.lookup(ids, out=ids, n_threads=2)
+    np.testing.assert_array_equal(ids, m.lookup(np.arange(10, 20)))
