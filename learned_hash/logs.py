@@ -591,6 +591,8 @@ class LogReader:
         line0 = 0
         with open(path, "rb") as fh:
             rest = b""
+            if fh.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte-order mark is no part of the first label
+                fh.seek(0)
             while True:
                 chunk = fh.read(self.block_bytes)
                 data = rest + chunk
