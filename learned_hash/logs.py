@@ -299,24 +299,42 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        sch = pq.read_schema(src.paths[0])
-        for c in schema.columns:
-            t = sch.field(c).type
-            if pa.types.is_dictionary(t):
-                t = t.value_type
-            if pa.types.is_integer(t) or pa.types.is_boolean(t):
-                kinds[c] = "int"
-            elif pa.types.is_timestamp(t) or pa.types.is_date(t):
-                kinds[c] = "timestamp"
-            elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
-                kinds[c] = "string"
-            elif pa.types.is_floating(t) and c == schema.label:
-                kinds[c] = "number"
-            else:
+        # every file, not only the first: an engine reads a column missing from a later file as
+        # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs
+        for path in src.paths:
+            sch = pq.read_schema(path)
+            absent = [c for c in schema.columns if c not in sch.names]
+            if absent:
                 raise ConfigError(
-                    f"Column {c!r} of {src.paths[0]!r} has Parquet type {t}, which cannot be "
-                    f"{'a label' if c == schema.label else 'a categorical id'}. Use integer or string columns."
+                    f"The log {path!r} has no column {absent[0]!r}. Its columns are {sch.names}. Every file "
+                    f"of a log must have the schema's columns: mine this file separately, or fix it."
                 )
+            here: dict[str, str] = {}
+            for c in schema.columns:
+                t = sch.field(c).type
+                if pa.types.is_dictionary(t):
+                    t = t.value_type
+                if pa.types.is_integer(t) or pa.types.is_boolean(t):
+                    here[c] = "int"
+                elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+                    here[c] = "timestamp"
+                elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
+                    here[c] = "string"
+                elif pa.types.is_floating(t) and c == schema.label:
+                    here[c] = "number"
+                else:
+                    raise ConfigError(
+                        f"Column {c!r} of {path!r} has Parquet type {t}, which cannot be "
+                        f"{'a label' if c == schema.label else 'a categorical id'}. Use integer or string columns."
+                    )
+            if not kinds:
+                kinds, first = here, path
+            for c in schema.columns:
+                if here[c] != kinds[c]:
+                    raise ConfigError(
+                        f"Column {c!r} of {path!r} holds {here[c]} values but of {first!r} {kinds[c]} values. "
+                        f"Every file of a log must have the same column types: rewrite the odd file, or mine it separately."
+                    )
         if schema.time_key and kinds.get(schema.time_key) == "string":
             kinds[schema.time_key] = "timestamp"
     else:  # csv: look at the first block with Arrow's inference

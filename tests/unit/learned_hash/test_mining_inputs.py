@@ -154,3 +154,19 @@ def test_libfm_with_a_byte_order_mark_and_crlf(tmp_path):
     assert d["u"].tolist() == [0, 1] and d["label"].tolist() == [1.0, 0.0]
     s = mine(str(p), **kw)
     assert (s.n_rows, s.bad_lines) == (2, 0)
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_parquet_file_missing_a_column_is_an_error_on_spark_too(tmp_path):
+    # Spark reads a column that a later file lacks as NULL: its ids would all count as missing
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java (java not found on PATH)")
+    pq.write_table(pa.table({"a": [1, 2], "b": [1, 1]}), tmp_path / "p1.parquet")
+    pq.write_table(pa.table({"b": [5, 6]}), tmp_path / "p2.parquet")
+    for engine in ("duckdb", "spark"):
+        with pytest.raises(ConfigError, match="(?s)p2.parquet.*no column 'a'"):
+            mine(str(tmp_path), features=["a"], engine=engine, on_bad_line="skip")
