@@ -211,7 +211,12 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
             e_ids, e_vec = embedding
         except (TypeError, ValueError):
             raise param_error("embedding", "fit_hash", f"be one of {EMBEDDINGS} or an (ids, vectors) pair", type(embedding).__name__) from None
-        e_ids = np.asarray(e_ids, dtype=np.int64)
+        e_ids = np.asarray(e_ids)
+        if e_ids.ndim != 1 or (e_ids.size and e_ids.dtype.kind not in "iu"):
+            raise param_error("embedding", "fit_hash", "be (ids, vectors) with ids a 1-D integer array",
+                              f"ids of shape {e_ids.shape} and dtype {e_ids.dtype}")
+        # uint64 ids (hashed strings) by their bit pattern, as everywhere
+        e_ids = e_ids.view(np.int64) if e_ids.dtype == np.uint64 else e_ids.astype(np.int64)
         e_vec = np.asarray(e_vec, dtype=np.float32)
         if e_vec.ndim != 2 or e_vec.shape[0] != e_ids.size or not np.isfinite(e_vec).all():
             raise param_error("embedding", "fit_hash", "be (ids, vectors) with one finite row of vectors an id",

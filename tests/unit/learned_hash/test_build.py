@@ -166,6 +166,10 @@ def test_embedding_from_a_trained_table(planted):
         (dict(embedding=(np.arange(3), np.ones((2, 4)))), "'embedding'"),
         # an id given two vectors is ambiguous (it used to take the first silently)
         (dict(embedding=(np.array([1, 2, 1]), np.eye(3))), "'embedding' parameter of fit_hash must .*each id once"),
+        # ids must be a 1-D integer array: 2-D ids crashed with a TypeError, float ids were truncated
+        # (and above 2**53 lose their low bits, so they silently name other ids)
+        (dict(embedding=(np.arange(3)[:, None], np.eye(3))), "'embedding' parameter of fit_hash must .*1-D integer"),
+        (dict(embedding=(np.arange(3) + 0.5, np.eye(3))), "'embedding' parameter of fit_hash must .*1-D integer"),
         (dict(previous="x"), "'previous'"),
         (dict(seed=-1), "'seed'"),
     ],
