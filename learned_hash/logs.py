@@ -335,8 +335,6 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                         f"Column {c!r} of {path!r} holds {here[c]} values but of {first!r} {kinds[c]} values. "
                         f"Every file of a log must have the same column types: rewrite the odd file, or mine it separately."
                     )
-        if schema.time_key and kinds.get(schema.time_key) == "string":
-            kinds[schema.time_key] = "timestamp"
     else:  # csv: look at the first block with Arrow's inference
         import pyarrow as pa
         import pyarrow.csv as pcsv
@@ -358,12 +356,18 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
             else:
                 kinds[c] = "int" if pa.types.is_integer(t) else "string"
     text_label = src.format == "parquet" and schema.label is not None and kinds.get(schema.label) == "string"
+    text_time = src.format == "parquet" and schema.time_key is not None and kinds.get(schema.time_key) == "string"
+    if text_time:
+        kinds[schema.time_key] = "timestamp"
     if schema.label:
         kinds[schema.label] = "number"
     kinds.update(schema.kinds)
     if text_label:
         # a Parquet label stored as text is parsed as a text log's label is (NUM_RE), by every engine
         kinds[schema.label] = "string"
+    if text_time and kinds[schema.time_key] == "timestamp":
+        # ISO times stored as Parquet text are parsed and checked (TIME_RE) as a text log's are
+        kinds[schema.time_key] = "string"
     return kinds
 
 

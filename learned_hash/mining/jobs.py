@@ -80,8 +80,9 @@ class MiningPlan:
 
     def can_be_bad(self) -> bool:
         """Whether some row may be malformed (else the SQL skips the bad-row bookkeeping): any
-        text log, or a label (a missing label makes a row bad)."""
-        return self.text or self.schema.label is not None
+        text log, a label (a missing label makes a row bad), or a time stored as text."""
+        return (self.text or self.schema.label is not None
+                or (self.schema.time_key is not None and self.kinds.get(self.schema.time_key) == "string"))
 
 
 class Dialect:
@@ -144,7 +145,7 @@ def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str,
         ok = d.full_match(c, NUM_RE)
         return f"(TRY_CAST(trim({c}) AS DOUBLE) > 0)", f"NOT coalesce({ok}, FALSE)"
     if role == "time":
-        if not plan.text:
+        if not plan.text and kind != "string":  # "string": ISO times stored as Parquet text
             return c, None
         if kind == "int":
             return f"TRY_CAST(trim({c}) AS BIGINT)", f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))"

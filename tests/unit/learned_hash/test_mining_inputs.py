@@ -170,3 +170,26 @@ def test_parquet_file_missing_a_column_is_an_error_on_spark_too(tmp_path):
     for engine in ("duckdb", "spark"):
         with pytest.raises(ConfigError, match="(?s)p2.parquet.*no column 'a'"):
             mine(str(tmp_path), features=["a"], engine=engine, on_bad_line="skip")
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_parquet_text_time_is_checked_like_a_text_log(tmp_path, engine):
+    # the reader drops a row whose text time does not parse; the engines took it as good
+    if engine == "spark":
+        import shutil
+
+        pytest.importorskip("pyspark")
+        if shutil.which("java") is None:
+            pytest.skip("Spark needs Java (java not found on PATH)")
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1, 2, 3, 4], "s": [7, 7, 7, 7],
+                             "t": ["2024-01-01", "garbage", "2024-01-03 10:00", "2024-01-02"]}), p)
+    r = iter_batches(str(p), features=["a"], session_key="s", time_key="t", on_bad_line="skip")
+    assert sum(len(b["a"]) for b in r) == 3 and r.bad_lines == 1
+    s = mine(str(p), features=["a"], sequence_key="s", time_key="t", on_bad_line="skip", engine=engine)
+    assert (s.n_rows, s.bad_lines) == (3, 1)
+    prev, nxt, counts = s.sequence_counts("a")
+    assert sorted(zip(prev.tolist(), nxt.tolist(), counts.tolist())) == [(1, 4, 1), (4, 3, 1)]
+    with pytest.raises(ConfigError, match="garbage"):
+        mine(str(p), features=["a"], sequence_key="s", time_key="t", engine=engine)
