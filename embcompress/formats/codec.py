@@ -137,7 +137,7 @@ def _encode_chunk(x: np.ndarray, spec: FormatSpec, block: int | None, scale_mode
     any_bad = not finite_rows.all()
     if spec.family == "float":
         vals = floats.encode(np.where(finite_rows[:, None], x, np.float32(np.nan)) if any_bad else x, spec)
-        return np.ascontiguousarray(vals).view(np.uint8).reshape(n, -1)
+        return np.ascontiguousarray(vals).view(np.uint8).reshape(n, spec.row_bytes(dim))
     if spec.family == "rowwise":
         meta, codes = rowwise.encode(x, spec, ~finite_rows if any_bad else None)
     else:

@@ -101,3 +101,11 @@ def test_empty_table():
     q = ec.quantize(np.zeros((0, 40), np.float32), "mxfp6_e3m2")
     assert q.data.shape == (0, get_format("mxfp6_e3m2").row_bytes(40))
     assert ec.dequantize(q).shape == (0, 40)
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "fp16", "bf16"])
+def test_empty_table_plain_floats(fmt):
+    # reshape(0, -1) cannot infer the row width, so the record width must be given explicitly
+    q = ec.quantize(np.zeros((0, 40), np.float32), fmt)
+    assert q.data.shape == (0, get_format(fmt).row_bytes(40))
+    assert ec.dequantize(q).shape == (0, 40)
