@@ -50,7 +50,13 @@ for _verb, _module in COMMANDS.items():
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode Typer returns the code of a typer.Exit (and 130 for Ctrl-C)
+        # instead of exiting: hand it to the shell.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            if code == 130:
+                print("Interrupted.", file=sys.stderr)
+            sys.exit(code)
     except SystemExit:
         raise
     except Exception as exc:  # the one place exceptions become exit codes
