@@ -87,11 +87,11 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
     spec = _spec_of(fmt, "quantize")
     x = _as_table(x, "quantize")
     block = resolve_block(spec, block_size)
-    if scale_mode not in SCALE_MODES:
+    if not isinstance(scale_mode, str) or scale_mode not in SCALE_MODES:
         raise param_error("scale_mode", "quantize", f"be one of {SCALE_MODES}", scale_mode)
     if scale_mode == "mse" and spec.family not in ("mx", "bdr"):
         raise param_error("scale_mode", "quantize", f"be 'floor' for {spec.name} (only MX and BDR formats choose a block scale)", scale_mode)
-    if nonfinite not in NONFINITE:
+    if not isinstance(nonfinite, str) or nonfinite not in NONFINITE:
         raise param_error("nonfinite", "quantize", f"be one of {NONFINITE}", nonfinite)
     threads = resolve_threads(n_threads)
     n, dim = x.shape

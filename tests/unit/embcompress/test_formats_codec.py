@@ -109,3 +109,17 @@ def test_empty_table_plain_floats(fmt):
     q = ec.quantize(np.zeros((0, 40), np.float32), fmt)
     assert q.data.shape == (0, get_format(fmt).row_bytes(40))
     assert ec.dequantize(q).shape == (0, 40)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(scale_mode=np.array(["mse"])),  # was accepted and stored as an array (not JSON)
+        dict(scale_mode=np.array(["floor", "mse"])),  # was NumPy's "truth value is ambiguous"
+        dict(nonfinite=np.array(["nan_block"])),
+        dict(nonfinite=np.array(["error", "nan_block"])),
+    ],
+)
+def test_option_values_must_be_strings(kwargs):
+    with pytest.raises(ConfigError, match=f"'{next(iter(kwargs))}' parameter of quantize"):
+        ec.quantize(_table(2, 32), "mxfp4_e2m1", **kwargs)
