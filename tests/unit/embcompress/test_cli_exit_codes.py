@@ -34,3 +34,23 @@ def test_typer_exit_code_reaches_the_shell(tmp_path):
     # `demo` raises typer.Exit(1) when served outputs differ from the in-memory kernel
     p = _run_patched("import typer; raise typer.Exit(1)", tmp_path)
     assert p.returncode == 1, (p.returncode, p.stderr)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "embcompress", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_output_folder_that_is_a_file_names_the_fix(tmp_path, below):
+    from pathlib import Path
+
+    stats = Path(__file__).parents[2] / "fixtures" / "logstats" / "small_v1.logstats"
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    out = blocker / "maps" if below else blocker
+    p = _cli("fit-hash", stats, "-f", "C1", "--rows", 5, "--method", "hash", "--out-dir", out, "--quiet")
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr and "Errno" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(blocker) in lines[0] and "is a file" in lines[0], p.stderr
