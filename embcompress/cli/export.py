@@ -50,7 +50,10 @@ def command(
     try:
         sd = torch.load(state_dict, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; report one clear line
-        raise ArtifactError(f"{str(state_dict)!r} is not a readable torch state dict ({type(exc).__name__}: {exc}).") from None
+        # torch's text can run to paragraphs (and suggest weights_only=False): keep its first sentence
+        detail = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
+        raise ArtifactError(f"{str(state_dict)!r} is not a readable torch state dict ({type(exc).__name__}: {detail}). "
+                            f"Pass a file written by torch.save(model.state_dict()).") from None
     if not isinstance(sd, dict):
         raise ConfigError(f"{str(state_dict)!r} must hold a state dict (a dict of tensors). Got {type(sd).__name__} instead.")
     maps = {name: IdMap.load(path) for name, path in _pairs(id_map, "--id-map").items()}

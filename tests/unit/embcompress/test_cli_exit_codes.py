@@ -54,3 +54,13 @@ def test_output_folder_that_is_a_file_names_the_fix(tmp_path, below):
     assert "Traceback" not in p.stderr and "Errno" not in p.stderr, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and str(blocker) in lines[0] and "is a file" in lines[0], p.stderr
+
+
+def test_export_of_a_file_that_is_not_a_state_dict_is_one_line(tmp_path):
+    pytest.importorskip("torch")
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"x" * 64)
+    p = _cli("export", bad, "--fmt", "mxfp4_e2m1", "--out-dir", tmp_path / "out", "--quiet")
+    assert p.returncode == 3, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in p.stderr, p.stderr
