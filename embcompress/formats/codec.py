@@ -113,7 +113,25 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
                 raise _nonfinite_rows_error(x)
     if data is None:
         data = encode_numpy(x, spec, block, scale_mode, nonfinite)
+    if spec.family == "rowwise" and nonfinite == "error":
+        _check_row_meta(x, data, spec)
     return QuantizedTable(data, spec.name, (n, dim), block_size=block, scale_mode=scale_mode)
+
+
+def _check_row_meta(x: np.ndarray, data: np.ndarray, spec: FormatSpec) -> None:
+    """Refuse finite rows whose row-wise scale or bias overflowed (float16 for int4/int2: |min| or
+    range / (2^b - 1) above 65504; float32 for int8: max - min above float32's max). Both backends
+    store inf there, as fbgemm does, and such rows would decode to inf/NaN without a word; under
+    nonfinite="nan_block" they are kept as stored, non-finite on decode like a NaN row."""
+    scale, bias = rowwise.scale_bias(data[:, : spec.row_meta_bytes], spec)
+    rows = np.flatnonzero(np.isfinite(x).all(axis=1) & ~(np.isfinite(scale) & np.isfinite(bias)))
+    if rows.size:
+        shown = ", ".join(map(str, rows[:10])) + (f", ... ({rows.size} rows)" if rows.size > 10 else "")
+        kind = "float32" if spec.elem_bits == 8 else "float16"
+        raise ConfigError(
+            f"The table passed to quantize has rows [{shown}] whose {spec.name} {kind} scale or bias "
+            f"overflows (values too large for the format). Scale the table down, or use an MX, BDR or fp32 format."
+        )
 
 
 _CHUNK_ROWS = 1 << 14  # the reference works on int64 copies: bound its memory on big tables

@@ -123,3 +123,23 @@ def test_empty_table_plain_floats(fmt):
 def test_option_values_must_be_strings(kwargs):
     with pytest.raises(ConfigError, match=f"'{next(iter(kwargs))}' parameter of quantize"):
         ec.quantize(_table(2, 32), "mxfp4_e2m1", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "fmt, row",
+    [
+        ("int4_rowwise", [1e6, -1.0, 0.5, 2.0]),  # range / 15 overflows the float16 scale
+        ("int2_rowwise", [-7e4, 0.0, 1.0, 2.0]),  # the minimum overflows the float16 bias
+        ("int8_rowwise", [3e38, -3e38, 0.0, 1.0]),  # max - min overflows float32
+    ],
+)
+def test_rowwise_refuses_rows_its_scale_cannot_hold(fmt, row):
+    # Such rows used to be stored with an inf scale or bias and decode to inf/NaN silently.
+    x = np.array([[1.0, 2.0, 3.0, 4.0], row], np.float32)
+    with pytest.raises(ConfigError, match=r"rows \[1\]"):
+        ec.quantize(x, fmt)
+    # nan_block keeps them as stored: non-finite on decode, like the NaN rows it is asked for
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert not np.isfinite(ec.dequantize(ec.quantize(x, fmt, nonfinite="nan_block"))[1]).all()
+    ok = np.array([[1.0, 2.0, 3.0, 4.0], [6e4, -6e4, 0.0, 1.0]], np.float32) / (1e4 if fmt != "int8_rowwise" else 1)
+    assert np.isfinite(ec.dequantize(ec.quantize(ok, fmt))).all()
