@@ -33,6 +33,7 @@ def command(
         from dataclasses import replace
 
         cfg = replace(cfg, dataset=replace(cfg.dataset, path=data))
+    out.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after a sweep of many minutes
     start = time.perf_counter()
     with progress_bar("evaluate", quiet=quiet) as bar:
         result = run_sweep(cfg, progress=bar)

@@ -64,3 +64,24 @@ def test_export_of_a_file_that_is_not_a_state_dict_is_one_line(tmp_path):
     assert p.returncode == 3, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in p.stderr, p.stderr
+
+
+def test_evaluate_checks_out_before_the_sweep(tmp_path):
+    # a sweep can take many minutes: a bad --out must fail before it, not after
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    config = Path(__file__).parents[3] / "examples" / "sweeps" / "synthetic_tiny.json"
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    code = (
+        "import analysis.ctr.sweep as s\n"
+        "def ran(*a, **k):\n"
+        "    raise RuntimeError('the sweep ran')\n"
+        "s.run_sweep = ran\n"
+        "from embcompress.cli.main import main\n"
+        f"main(['evaluate', {str(config)!r}, '--out', {str(blocker)!r}, '--quiet'])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    assert "the sweep ran" not in p.stderr and "is a file" in p.stderr, p.stderr
