@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {str(blocker)!r} is a file, not a folder, so {str(exc.filename)!r} "
                   f"cannot be used as a folder. Pass another path, or move the file away.", file=sys.stderr)
             sys.exit(1)
+        if isinstance(exc, PermissionError) and exc.filename:
+            print(f"error: Permission denied for {str(exc.filename)!r}. Pass another path, or change its permissions.",
+                  file=sys.stderr)
+            sys.exit(1)
         if isinstance(exc, ArtifactError):
             code = 3
         elif isinstance(exc, (EmbcompressError, OSError, ValueError)):

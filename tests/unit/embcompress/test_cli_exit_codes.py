@@ -85,3 +85,12 @@ def test_evaluate_checks_out_before_the_sweep(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stderr
     assert "the sweep ran" not in p.stderr and "is a file" in p.stderr, p.stderr
+
+
+def test_permission_denied_names_the_fix(tmp_path):
+    # e.g. an --out folder the user cannot write (not reproducible as root, so raised directly)
+    p = _run_patched(f"raise PermissionError(13, 'Permission denied', {str(tmp_path / 'ro')!r})", tmp_path)
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path / "ro") in lines[0] and "permission" in lines[0].lower(), p.stderr
+    assert "Errno" not in lines[0] and "another path" in lines[0], p.stderr
