@@ -51,7 +51,10 @@ def _spec_of(fmt, owner: str) -> FormatSpec:
 
 def _as_table(x, owner: str) -> np.ndarray:
     if type(x).__module__.startswith("torch"):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 holds every value
+            x = x.float()
+        x = x.numpy()
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         raise param_error("x", owner, "be a float32 array (n_rows, dim)", f"an array of dtype {arr.dtype}")

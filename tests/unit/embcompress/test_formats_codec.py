@@ -143,3 +143,10 @@ def test_rowwise_refuses_rows_its_scale_cannot_hold(fmt, row):
         assert not np.isfinite(ec.dequantize(ec.quantize(x, fmt, nonfinite="nan_block"))[1]).all()
     ok = np.array([[1.0, 2.0, 3.0, 4.0], [6e4, -6e4, 0.0, 1.0]], np.float32) / (1e4 if fmt != "int8_rowwise" else 1)
     assert np.isfinite(ec.dequantize(ec.quantize(ok, fmt))).all()
+
+
+def test_torch_bfloat16_input_is_accepted_exactly():
+    # torch's .numpy() has no bfloat16 (TypeError); every bf16 value is a float32, like float16
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(_table(3, 32)).to(torch.bfloat16)
+    np.testing.assert_array_equal(ec.dequantize(ec.quantize(t, "bf16")), t.float().numpy())
