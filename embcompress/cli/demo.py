@@ -5,6 +5,10 @@ CSV), mines it, fits learned id maps, trains a click model per method (full tabl
 trick, learned maps), exports the tables in fp32 and MXFP4, serves the test rows through tiered
 stores (checked against the in-memory kernel), and prints bytes, compression, AUC and logloss.
 The report, plots, table files and results.json go to the folder named at the end.
+
+Re-running into the same --out replaces those files; files of an earlier run whose names this
+run does not write (other data, other features) stay beside them, so give each dataset its own
+--out.
 """
 
 from __future__ import annotations

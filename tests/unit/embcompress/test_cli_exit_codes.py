@@ -94,3 +94,11 @@ def test_permission_denied_names_the_fix(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and str(tmp_path / "ro") in lines[0] and "permission" in lines[0].lower(), p.stderr
     assert "Errno" not in lines[0] and "another path" in lines[0], p.stderr
+
+
+def test_every_verb_has_help():
+    from embcompress.cli.main import COMMANDS
+
+    for verb in COMMANDS:
+        p = _cli(verb, "--help")
+        assert p.returncode == 0 and "Usage:" in p.stdout and "Traceback" not in p.stderr, (verb, p.stderr)
