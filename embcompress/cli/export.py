@@ -26,6 +26,18 @@ def _pairs(values: list[str], option: str) -> dict[str, Path]:
     return out
 
 
+def _load_counts(path: Path):
+    import numpy as np
+
+    from ..errors import ConfigError
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # missing, a folder, or not a plain .npy array
+        raise ConfigError(f"The --frequencies file {str(path)!r} must be a .npy array of counts per id "
+                          f"(numpy.save). It cannot be read ({type(exc).__name__}). Check the path.") from None
+
+
 def command(
     state_dict: Path = typer.Argument(..., help="A torch state-dict file (torch.save of model.state_dict())."),
     fmt: str = typer.Option(..., "--fmt", help="Storage format, e.g. mxfp8_e4m3, mxfp4_e2m1, mxint8, int8_rowwise."),
@@ -57,7 +69,7 @@ def command(
     if not isinstance(sd, dict):
         raise ConfigError(f"{str(state_dict)!r} must hold a state dict (a dict of tensors). Got {type(sd).__name__} instead.")
     maps = {name: IdMap.load(path) for name, path in _pairs(id_map, "--id-map").items()}
-    freqs = {name: np.load(path, allow_pickle=False) for name, path in _pairs(frequencies, "--frequencies").items()}
+    freqs = {name: _load_counts(path) for name, path in _pairs(frequencies, "--frequencies").items()}
     with progress_bar("export", quiet=quiet) as bar:
         report = export(sd, fmt=fmt, id_maps=maps, frequencies=freqs, out_dir=out_dir, tables=table or None,
                         block_size=block_size, scale_mode=scale_mode, progress=bar)

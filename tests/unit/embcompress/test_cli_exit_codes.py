@@ -102,3 +102,17 @@ def test_every_verb_has_help():
     for verb in COMMANDS:
         p = _cli(verb, "--help")
         assert p.returncode == 0 and "Usage:" in p.stdout and "Traceback" not in p.stderr, (verb, p.stderr)
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "not_npy"])
+def test_export_bad_frequencies_file_is_one_clear_line(tmp_path, kind):
+    torch = pytest.importorskip("torch")
+    sd = tmp_path / "sd.pt"
+    torch.save({"emb.weight": torch.zeros(4, 8)}, sd)
+    (tmp_path / "counts.txt").write_text("1 2 3 4\n")
+    freq = {"missing": tmp_path / "nope.npy", "folder": tmp_path, "not_npy": tmp_path / "counts.txt"}[kind]
+    p = _cli("export", sd, "--fmt", "fp32", "--out-dir", tmp_path / "out", "--frequencies", f"emb={freq}", "--quiet")
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(freq) in lines[0] and "--frequencies" in lines[0], p.stderr
+    assert "Errno" not in lines[0] and "allow_pickle" not in lines[0], p.stderr
