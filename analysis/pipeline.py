@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embcompress.container import write_file_atomic
 from embcompress.errors import ConfigError, param_error
 
 from .ctr.report import human_bytes
@@ -459,15 +460,10 @@ def _md_table(cells: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells[1:]])
 
 
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _write_json(path: Path, obj) -> Path:
-    return _write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
+    return write_file_atomic(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(o):
@@ -497,7 +493,7 @@ def _write_report(out: Path, rows, dataset, serving, collisions, full_model, ful
                        sample_bags=frequency_bags(row_counts.astype(np.int64), settings.format_bags, seed=seed))
     fr.title = f"format report: trained full table of {big!r} ({weight.shape[0]} x {weight.shape[1]}), {settings.format_bags} bags by traffic"
     files["format_plot"] = plot_format_report(fr, out / "format_report.png")
-    files["format_report"] = _write_text(out / "format_report.md", f"# {fr.title}\n\n{fr.to_markdown()}\n\n![formats](format_report.png)\n")
+    files["format_report"] = write_file_atomic(out / "format_report.md", f"# {fr.title}\n\n{fr.to_markdown()}\n\n![formats](format_report.png)\n")
 
     full = next(r for r in rows if r["method"] == "full" and r["format"] == "fp32")
     lines = [
@@ -570,7 +566,7 @@ def _write_report(out: Path, rows, dataset, serving, collisions, full_model, ful
         ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()) + f" (report not included); {_machine()}.",
         "",
     ]
-    files["report"] = _write_text(out / "report.md", "\n".join(lines))
+    files["report"] = write_file_atomic(out / "report.md", "\n".join(lines))
     return files
 
 

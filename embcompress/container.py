@@ -168,22 +168,38 @@ def write_artifact(
     prefix = PREFIX.pack(MAGIC, MAJOR, MINOR, 0, len(hdr), crc, 0)
 
     total = sum(a.nbytes for _, a in arrays)
+
+    def write(fh) -> None:
+        fh.write(prefix)
+        fh.write(hdr)
+        done = 0
+        for (name, arr), entry in zip(arrays, entries):
+            pad = entry["offset"] - fh.tell()
+            if pad:
+                fh.write(b"\0" * pad)
+            mv = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
+            for start in range(0, len(mv), _CHUNK):
+                fh.write(mv[start : start + _CHUNK])
+                done += min(_CHUNK, len(mv) - start)
+                if progress is not None:
+                    progress(done, total)
+
+    return write_file_atomic(path, write)
+
+
+def write_file_atomic(path: str | Path, data) -> Path:
+    """Write ``path`` through a temporary file in its directory, fsync, rename, then fsync the
+    directory: a crash leaves the old file or the new one, never half of either. ``data`` is
+    ``bytes``, ``str`` (UTF-8) or a function that writes into the open binary file. Every file
+    the project writes goes through here (artifacts by ``write_artifact``)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(prefix)
-            fh.write(hdr)
-            done = 0
-            for (name, arr), entry in zip(arrays, entries):
-                pad = entry["offset"] - fh.tell()
-                if pad:
-                    fh.write(b"\0" * pad)
-                mv = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
-                for start in range(0, len(mv), _CHUNK):
-                    fh.write(mv[start : start + _CHUNK])
-                    done += min(_CHUNK, len(mv) - start)
-                    if progress is not None:
-                        progress(done, total)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode() if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .container import write_file_atomic
 from .errors import ConfigError, param_error
 
 __all__ = ["export", "find_tables", "fold_rows", "qsnr_db"]
@@ -264,22 +265,8 @@ def export(
             progress(done, len(found))
     # strict JSON has no inf/NaN (an exact table's QSNR is +inf): those are written as null
     written = [{k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in e.items()} for e in report]
-    _write_atomic(out / "export.json", json.dumps(written, indent=2, default=_json_num, allow_nan=False) + "\n")
+    write_file_atomic(out / "export.json", json.dumps(written, indent=2, default=_json_num, allow_nan=False) + "\n")
     return report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename: a crash leaves the old report or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _json_num(v):

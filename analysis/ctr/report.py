@@ -13,15 +13,10 @@ import json
 import os
 from pathlib import Path
 
+from embcompress.container import write_file_atomic
 from embcompress.errors import param_error
 
 
-def _write(path: Path, data: str | bytes) -> Path:
-    """Write through a temporary file and rename, so a reader never sees half a report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-    return path
 
 
 def _budget(b) -> str:
@@ -195,9 +190,9 @@ def write_report(result, out_dir: str | os.PathLike) -> dict[str, Path]:
         raise param_error("result", "write_report", "be a SweepResult or the dict of its results.json", type(result).__name__)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": _write(out / "results.json", json.dumps(results, indent=1, sort_keys=False) + "\n")}
+    paths = {"results": write_file_atomic(out / "results.json", json.dumps(results, indent=1, sort_keys=False) + "\n")}
     paths["pareto"] = plot_pareto(results["summary"], out / "pareto.png",
                                   title=f"{results['dataset']['name']}: total embedding bytes against test AUC")
-    paths["markdown"] = _write(out / "report.md", to_markdown(results, plot="pareto.png"))
-    paths["html"] = _write(out / "report.html", to_html(results, png=paths["pareto"].read_bytes()))
+    paths["markdown"] = write_file_atomic(out / "report.md", to_markdown(results, plot="pareto.png"))
+    paths["html"] = write_file_atomic(out / "report.html", to_html(results, png=paths["pareto"].read_bytes()))
     return paths

@@ -282,10 +282,7 @@ class TieredStore:
                 c["refresh_rows"] += len(entering)
                 c["refresh_blocks"] += n_blocks
                 c["refresh_seconds"] += read_s
-                if self.device is not None and len(entering):
-                    units = self.device.units_read(self._reader.base + entering * self.row_bytes, self.row_bytes)
-                    c["device_reads"] += units
-                    c["device_seconds"] += self.device.read_seconds(units)
+                self._count_device_reads(entering)
         finally:
             with self._lock:
                 self._refreshing = False
@@ -357,15 +354,19 @@ class TieredStore:
                 c["scm_rows"] += len(miss)
                 c["blocks_read"] += n_blocks
                 c["scm_seconds"] += read_s
-                if self.device is not None and len(miss):
-                    units = self.device.units_read(self._reader.base + miss * self.row_bytes, self.row_bytes)
-                    c["device_reads"] += units
-                    c["device_seconds"] += self.device.read_seconds(units)
+                self._count_device_reads(miss)
                 if self._refresh_every is not None:
                     refresh = self._note_served(rows, counts)
             if refresh is not None:
                 self._refresh(*refresh)
         return staged
+
+    def _count_device_reads(self, rows: np.ndarray) -> None:
+        """Add what the device model would take to read ``rows`` from the file (under the lock)."""
+        if self.device is not None and len(rows):
+            units = self.device.units_read(self._reader.base + rows * self.row_bytes, self.row_bytes)
+            self._c["device_reads"] += units
+            self._c["device_seconds"] += self.device.read_seconds(units)
 
     def pooled_lookup(self, indices, offsets=None, *, mode: str = "sum", per_sample_weights=None,
                       include_last_offset: bool = False, n_threads: int | None = None, out=None) -> np.ndarray:
