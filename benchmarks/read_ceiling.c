@@ -3,11 +3,14 @@
  *   cc -O2 -march=native -o /tmp/read_ceiling benchmarks/read_ceiling.c && /tmp/read_ceiling
  *
  * Reads rows of 68, 132 and 136 bytes (mxfp4 / torch int4, MX8, torch int8 records) at random
- * from a 2,000,000-row table on huge pages, prefetching rows 32 ahead into L2 and 8 ahead into L1
- * as the lookup kernel does, with fresh random ids every round (16 rounds of 262,144 ids, the
- * best round counts). "touch" reads one byte of every cache line of a row; "decode" widens the
- * row's bytes to floats and adds them into eight accumulators, the lookup kernel's work without
- * the scales. No pooling, no output: what a kernel reading these rows cannot beat. */
+ * from a 2,000,000-row table on huge pages, prefetching each line of a row once, rows 32 ahead
+ * into L2 and 8 ahead into L1, as the lookup kernel does, with fresh random ids every round (16
+ * rounds of 262,144 ids, the best round counts). "touch" reads one byte of every cache line of a
+ * row; "decode" widens the row's bytes to floats and adds them into eight accumulators, the
+ * lookup kernel's work without the scales. No pooling, no output: what a kernel reading these
+ * rows cannot beat. Each is run twice: "warm", round after round on the same table (part of it
+ * stays in this machine's large L3), and "swept", with 512 MiB read between rounds, as the other
+ * kernels' turns in bench_lookup.py sweep the caches. */
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,19 +21,29 @@
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
-static void run(const uint8_t *d, long rows, int rb, const int64_t *ids, long n, int rounds, int decode) {
+/* one prefetch per line of the row at p: lines p, p + 64, ..., and the last byte's if it lies
+   beyond them (inlined: a call would spill the accumulators) */
+#define PREFETCH_ROW(p, rb, hint) do {                                                            \
+        const char *p_ = (p);                                                                    \
+        for (int o_ = 0; o_ < (rb); o_ += 64) _mm_prefetch(p_ + o_, hint);                       \
+        if ((int)((uintptr_t)p_ & 63) + (rb) - 1 >= (((rb) + 63) & ~63)) _mm_prefetch(p_ + (rb) - 1, hint); \
+    } while (0)
+
+static void run(const uint8_t *d, int rb, const int64_t *ids, long n, int rounds, int decode, const uint8_t *sweep) {
     const int lines = (rb + 63) / 64;
     double best = 1e9;
     float sink[16] = {0};
+    uint64_t swept = 0;
     for (int r = 0; r < rounds; r++) {
+        if (sweep) for (size_t k = 0; k < ((size_t)1 << 29); k += 64) swept += sweep[k];
         const int64_t *idx = ids + (size_t)r * n;
         __m512 acc[8];
         for (int c = 0; c < 8; c++) acc[c] = _mm512_setzero_ps();
         uint64_t touched = 0;
         const double t0 = now();
         for (long i = 0; i < n; i++) {
-            if (i + 32 < n) { const char *q = (const char *)d + idx[i + 32] * rb; _mm_prefetch(q, _MM_HINT_T2); _mm_prefetch(q + 64, _MM_HINT_T2); _mm_prefetch(q + rb - 1, _MM_HINT_T2); }
-            if (i + 8 < n) { const char *q = (const char *)d + idx[i + 8] * rb; _mm_prefetch(q, _MM_HINT_T0); _mm_prefetch(q + 64, _MM_HINT_T0); _mm_prefetch(q + rb - 1, _MM_HINT_T0); }
+            if (i + 32 < n) PREFETCH_ROW((const char *)d + idx[i + 32] * rb, rb, _MM_HINT_T2);
+            if (i + 8 < n) PREFETCH_ROW((const char *)d + idx[i + 8] * rb, rb, _MM_HINT_T0);
             const uint8_t *p = d + idx[i] * rb;
             if (decode) {
                 for (int c = 0; c < 8 && 4 + 16 * c + 16 <= rb; c++)
@@ -44,8 +57,9 @@ static void run(const uint8_t *d, long rows, int rb, const int64_t *ids, long n,
         for (int c = 0; c < 8; c++) sink[0] += _mm512_reduce_add_ps(acc[c]);
         sink[1] += (float)touched;
     }
-    printf("%3d B rows (%d lines), %-6s: %6.1f M rows/s, %6.1f M lines/s   (%g)\n", rb, lines,
-           decode ? "decode" : "touch", n / best / 1e6, n * (double)lines / best / 1e6, sink[0] + sink[1]);
+    printf("%3d B rows (%d lines), %-5s %-6s: %6.1f M rows/s, %6.1f M lines/s   (%g)\n", rb, lines,
+           sweep ? "swept" : "warm", decode ? "decode" : "touch", n / best / 1e6, n * (double)lines / best / 1e6,
+           sink[0] + sink[1] + (float)(swept & 1));
 }
 
 int main(void) {
@@ -54,6 +68,10 @@ int main(void) {
     int64_t *ids = malloc(sizeof(int64_t) * n * rounds);
     uint64_t s = 88172645463325252ull;
     for (long i = 0; i < n * rounds; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; ids[i] = (int64_t)(s % rows); }
+    uint8_t *sweep = aligned_alloc(2u << 20, (size_t)1 << 29);
+    if (!sweep) return 1;
+    madvise(sweep, (size_t)1 << 29, MADV_HUGEPAGE);
+    memset(sweep, 1, (size_t)1 << 29);
     for (int k = 0; k < 3; k++) {
         const int rb = sizes[k];
         const size_t bytes = ((size_t)rows * rb + (2u << 20)) & ~(size_t)((2u << 20) - 1);
@@ -61,10 +79,13 @@ int main(void) {
         if (!d) return 1;
         madvise(d, bytes, MADV_HUGEPAGE);
         memset(d, 1, bytes);
-        run(d, rows, rb, ids, n, rounds, 0);
-        run(d, rows, rb, ids, n, rounds, 1);
+        for (int swept = 0; swept < 2; swept++) {
+            run(d, rb, ids, n, rounds, 0, swept ? sweep : NULL);
+            run(d, rb, ids, n, rounds, 1, swept ? sweep : NULL);
+        }
         free(d);
     }
     free(ids);
+    free(sweep);
     return 0;
 }
