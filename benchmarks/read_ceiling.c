@@ -1,6 +1,8 @@
 /* The random-row read ceiling of this machine, for benchmarks/README.md ("Pooled lookup").
  *
- *   cc -O2 -march=native -o /tmp/read_ceiling benchmarks/read_ceiling.c && /tmp/read_ceiling
+ *   cc -O2 -march=native -o /tmp/read_ceiling benchmarks/read_ceiling.c -lm
+ *   /tmp/read_ceiling          (uniform ids)
+ *   /tmp/read_ceiling 1.05     (Zipf(1.05) ids over randomly placed rows, as bench_lookup.py draws)
  *
  * Reads rows of 68, 132 and 136 bytes (mxfp4 / torch int4, MX8, torch int8 records) at random
  * from a 2,000,000-row table on huge pages, prefetching each line of a row once, rows 32 ahead
@@ -12,6 +14,7 @@
  * stays in this machine's large L3), and "swept", with 512 MiB read between rounds, as the other
  * kernels' turns in bench_lookup.py sweep the caches. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,12 +65,32 @@ static void run(const uint8_t *d, int rb, const int64_t *ids, long n, int rounds
            sink[0] + sink[1] + (float)(swept & 1));
 }
 
-int main(void) {
+static uint64_t state = 88172645463325252ull;
+static uint64_t next(void) { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state; }
+
+int main(int argc, char **argv) {
     const long rows = 2000000, n = 262144;
     const int rounds = 16, sizes[] = {68, 132, 136};
+    const double a = argc > 1 ? atof(argv[1]) : 0;
     int64_t *ids = malloc(sizeof(int64_t) * n * rounds);
-    uint64_t s = 88172645463325252ull;
-    for (long i = 0; i < n * rounds; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; ids[i] = (int64_t)(s % rows); }
+    if (!ids) return 1;
+    if (a > 0) {  /* Zipf(a) ranks by inverse CDF, sent to a random permutation of the rows */
+        double *cdf = malloc(sizeof(double) * rows), total = 0;
+        int64_t *perm = malloc(sizeof(int64_t) * rows);
+        if (!cdf || !perm) return 1;
+        for (long i = 0; i < rows; i++) { total += pow(i + 1, -a); cdf[i] = total; perm[i] = i; }
+        for (long i = rows - 1; i > 0; i--) { const long j = next() % (i + 1); const int64_t t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+        for (long i = 0; i < n * rounds; i++) {
+            const double u = (next() >> 11) * (1.0 / 9007199254740992.0) * total;
+            long lo = 0, hi = rows - 1;
+            while (lo < hi) { const long m = (lo + hi) / 2; if (cdf[m] < u) lo = m + 1; else hi = m; }
+            ids[i] = perm[lo];
+        }
+        free(cdf); free(perm);
+    } else {
+        for (long i = 0; i < n * rounds; i++) ids[i] = (int64_t)(next() % rows);
+    }
+    printf("%s ids, 2,000,000 rows, best of %d rounds of %ld\n", a > 0 ? "Zipf" : "uniform", rounds, n);
     uint8_t *sweep = aligned_alloc(2u << 20, (size_t)1 << 29);
     if (!sweep) return 1;
     madvise(sweep, (size_t)1 << 29, MADV_HUGEPAGE);

@@ -655,6 +655,17 @@ cdef extern from *:
             embc_bag(f, data, idx, offsets[b], offsets[b + 1], last, w, mode, out + b * (int64_t)f->dim);
     }
 
+    /* The least and the greatest of idx[0:n), n > 0, in one pass (vectorized by the compiler). */
+    static void embc_bounds(const int64_t *idx, int64_t n, int64_t *lo, int64_t *hi) {
+        int64_t a = idx[0], b = idx[0];
+        for (int64_t i = 1; i < n; i++) {
+            a = idx[i] < a ? idx[i] : a;
+            b = idx[i] > b ? idx[i] : b;
+        }
+        *lo = a;
+        *hi = b;
+    }
+
     static int embc_have_simd(void) { return EMBC_HAVE_SIMD; }
     static void embc_prepare(embc_fmt *f) {
         f->cshift = 0;
@@ -683,6 +694,7 @@ cdef extern from *:
         const float *scales
         const float *scales6
     int embc_have_simd() noexcept nogil
+    void embc_bounds(const int64_t *idx, int64_t n, int64_t *lo, int64_t *hi) noexcept nogil
     void embc_prepare(embc_fmt *f) noexcept nogil
     void embc_bags(const embc_fmt *f, const uint8_t *data, const int64_t *idx, const int64_t *offsets,
                    int64_t b0, int64_t b1, const float *w, int mode, float *out) noexcept nogil
@@ -745,6 +757,23 @@ def pool(
         # thread, the other carries on with the remaining runs instead of waiting for a fixed half
         for b in prange(n_runs, schedule="dynamic", num_threads=n_threads):
             embc_bags(&f, base, idx, &offsets[0], b * _RUN, min(b * _RUN + _RUN, n_bags), w, mode, &out[0, 0])
+
+
+def index_bounds(const int64_t[::1] idx, int n_threads):
+    """``(min, max)`` of a non-empty ``idx`` in one pass, split over up to ``n_threads`` threads:
+    the range check of every lookup, which ``idx.min()`` and ``idx.max()`` made two serial
+    passes (about 0.1 ms for 262,144 indices, 3-5 % of a 2-thread lookup)."""
+    cdef Py_ssize_t n = idx.shape[0], k
+    cdef int64_t lo[16]
+    cdef int64_t hi[16]
+    if n == 0:
+        raise ValueError("index_bounds needs at least one index")
+    # parts of at least 32,768 indices: a thread's start-up costs about as much as reading those
+    cdef int parts = <int>max(1, min(n_threads, 16, n // 32768))
+    with nogil:
+        for k in prange(parts, schedule="static", num_threads=parts):
+            embc_bounds(&idx[k * n // parts], (k + 1) * n // parts - k * n // parts, &lo[k], &hi[k])
+    return min([lo[k] for k in range(parts)]), max([hi[k] for k in range(parts)])
 
 
 def have_simd():

@@ -200,9 +200,14 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
             if np.any(np.diff(offs) < 0):
                 raise param_error("offsets", where, "be non-decreasing and at most len(indices)", offs[:-1] if not include_last_offset else offs)
     n_bags = len(offs) - 1
+    # More threads than bags would idle, and more than a few per core only contend; the bits are
+    # the same for any count. Unclamped, OpenMP set up every thread asked for (200,000 crashed
+    # the process; 2**31 overflowed the kernel's int).
+    threads = min(resolve_threads(n_threads), max(n_bags, 1), 4 * (os.cpu_count() or 1))
 
     if idx.size:
-        lo, hi = int(idx.min()), int(idx.max())
+        mod = compiled("_lookup")
+        lo, hi = mod.index_bounds(idx, threads) if mod is not None else (int(idx.min()), int(idx.max()))
         if lo < 0 or hi >= n_rows:
             bad = lo if lo < 0 else hi
             raise ConfigError(
@@ -248,10 +253,6 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
                     f"The 'out' parameter of {where} must not share memory with {name}. "
                     f"Got an array that overlaps it instead. Pass a separate buffer (or none)."
                 )
-    # More threads than bags would idle, and more than a few per core only contend; the bits are
-    # the same for any count. Unclamped, OpenMP set up every thread asked for (200,000 crashed
-    # the process; 2**31 overflowed the kernel's int).
-    threads = min(resolve_threads(n_threads), max(n_bags, 1), 4 * (os.cpu_count() or 1))
     return Bags(idx, offs, weights, n_bags, threads)
 
 

@@ -378,3 +378,32 @@ def test_per_sample_weights_must_have_the_shape_of_indices(backend):
             pooled_lookup(q, idx2, None, per_sample_weights=bad)
     with pytest.raises(ConfigError, match="one weight per index"):
         pooled_lookup(q, np.arange(5), np.array([0, 2]), per_sample_weights=np.ones((5, 1), np.float32))
+
+
+@pytest.mark.parametrize("n", [1, 2, 32767, 32768, 100_003, 262_144])
+@pytest.mark.parametrize("threads", [1, 2, 16, 64])
+def test_index_bounds_finds_the_extremes_anywhere(n, threads):
+    mod = compiled("_lookup")
+    if mod is None:
+        pytest.skip("compiled kernel not built")
+    rng = np.random.default_rng(n)
+    idx = rng.integers(-(2**62), 2**62, n)
+    assert mod.index_bounds(idx, threads) == (idx.min(), idx.max())
+    # the extremes at each end, and at the parts' seams (n * k // parts), where a slip would miss them
+    for pos in {0, n - 1, n // 2, n // 2 - 1, n // 4, (3 * n) // 4}:
+        probe = idx.copy()
+        probe[pos] = -(2**63)
+        assert mod.index_bounds(probe, threads)[0] == -(2**63)
+        probe[pos] = 2**63 - 1
+        assert mod.index_bounds(probe, threads)[1] == 2**63 - 1
+
+
+def test_one_bad_index_among_many_is_named(backend):
+    q = make_table("mxint8")
+    idx = np.random.default_rng(5).integers(0, 300, 200_000)
+    offs = np.arange(0, 200_000, 40, dtype=np.int64)
+    for pos, bad in ((199_999, 300), (100_000, -7), (0, 10**12)):
+        probe = idx.copy()
+        probe[pos] = bad
+        with pytest.raises(ConfigError, match=f"Got {bad} instead"):
+            pooled_lookup(q, probe, offs, n_threads=2)
