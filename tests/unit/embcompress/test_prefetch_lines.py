@@ -6,12 +6,13 @@ recording prefetch and checked for every record size up to 600 bytes at every al
 
 import shutil
 import subprocess
-import textwrap
+import sys
 from pathlib import Path
 
 import pytest
 
-PYX = Path(__file__).resolve().parents[3] / "embcompress" / "kernels" / "_lookup.pyx"
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from kernel_harness import kernel_source  # noqa: E402  (the kernel's C code, as the harness builds it)
 
 PROGRAM = r"""
 #include <stdint.h>
@@ -41,12 +42,6 @@ int main(void) {
     return 0;
 }
 """
-
-
-def kernel_source() -> str:
-    text = PYX.read_text()
-    start = text.index('cdef extern from *:\n    """') + len('cdef extern from *:\n    """')
-    return textwrap.dedent(text[start:text.index('    """', start)])
 
 
 def test_every_line_of_a_record_is_prefetched_once(tmp_path):
