@@ -66,9 +66,17 @@ def auc(labels, scores) -> float:
     return float(_weighted_auc(y[order], np.ones_like(y), starts))
 
 
+def _check_probs(p: np.ndarray, owner: str, param: str = "probs") -> None:
+    # clipping would turn logits or other scores into a plausible-looking loss: refuse them
+    if p.min() < 0.0 or p.max() > 1.0:
+        raise param_error(param, owner, "hold probabilities in [0, 1] (apply a sigmoid to logits first)",
+                          f"values from {p.min():g} to {p.max():g}")
+
+
 def logloss(labels, probs) -> float:
-    """Mean binary cross-entropy of probabilities clipped to [1e-7, 1 - 1e-7]."""
+    """Mean binary cross-entropy of probabilities in [0, 1], clipped to [1e-7, 1 - 1e-7]."""
     y, p = _check(labels, probs, "logloss")
+    _check_probs(p, "logloss")
     p = np.clip(p, EPS, 1.0 - EPS)
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
 
@@ -105,7 +113,8 @@ def paired_bootstrap(
     ``probs_a[i]`` and ``probs_b[i]`` are the test predictions of run ``i`` (e.g. one seed) of the
     two models on the same test rows ``labels``. Every resample draws test rows with replacement
     and applies the same draw to every run of both models; the statistic is the mean over runs of
-    the difference. Returns ``{"auc": Interval, "logloss": Interval}``.
+    the difference. Resamples holding only one class have no AUC and are left out of the AUC
+    interval (not of the logloss one). Returns ``{"auc": Interval, "logloss": Interval}``.
     """
     owner = "paired_bootstrap"
     if len(probs_a) != len(probs_b) or not len(probs_a):
@@ -119,6 +128,8 @@ def paired_bootstrap(
     for a, b in zip(probs_a, probs_b, strict=True):
         y, pa = _check(labels, a, owner)
         _, pb = _check(labels, b, owner)
+        _check_probs(pa, owner, "probs_a")
+        _check_probs(pb, owner, "probs_b")
         pairs.append((pa, pb))
     if y.min() == y.max():
         raise param_error("labels", owner, "hold both classes", f"only class {int(y[0])}")
@@ -146,6 +157,12 @@ def paired_bootstrap(
     d_auc /= len(pairs)
     d_ll /= len(pairs)
     q = [(1.0 - level) / 2 * 100, (1.0 + level) / 2 * 100]
+    # A resample without a positive or without a negative has no AUC (0/0, NaN): the AUC interval
+    # is over the resamples that hold both classes.
+    d_auc = d_auc[np.isfinite(d_auc)]
+    if not d_auc.size:
+        raise param_error("labels", owner, f"hold enough positives and negatives that some of the {n_boot} resamples "
+                          "hold both (use a larger test split or raise n_boot)", f"{int(y.sum())} positives in {n} rows")
     lo_a, hi_a = np.percentile(d_auc, q)
     lo_l, hi_l = np.percentile(d_ll, q)
     return {
