@@ -12,7 +12,8 @@ batch), and each batch comes out as a dict of NumPy arrays:
 What counts as a value is fixed by the regular expressions below, which the mining engines
 (DuckDB, Spark) apply too, so every reader and engine accepts and rejects exactly the same
 lines. A *bad line* is a line with the wrong number of fields, a feature value that does not
-parse as its kind, a missing or non-numeric label, or a time that does not parse. With
+parse as its kind, a missing or non-numeric label, a time that does not parse, or (text logs) a value
+of a column read that is not valid UTF-8. With
 ``on_bad_line="error"`` (default) the first one raises an error naming it; with ``"skip"`` bad
 lines are skipped and counted (``LogReader.bad_lines``; :func:`read_log` warns with the count).
 Blank lines (empty or only whitespace) are not rows and are ignored. An input without any rows is an error.
@@ -468,6 +469,30 @@ def _bad_line_error(path: str, where: str, text: str, why: str) -> BadLineError:
     )
 
 
+def _as_text(table):
+    """``(table with binary columns cast to strings, mask of rows with a value that is not UTF-8 or None)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    bad = None
+    cols = []
+    for name, col in zip(table.column_names, table.columns):
+        try:
+            col = col.cast(pa.string())
+        except pa.ArrowInvalid:  # rare: find the offending values one by one
+            vals = col.to_pylist()
+            wrong = np.zeros(len(vals), dtype=bool)
+            for i, v in enumerate(vals):
+                try:
+                    v is None or v.decode("utf-8")
+                except UnicodeDecodeError:
+                    wrong[i] = True
+            bad = wrong if bad is None else bad | wrong
+            col = pc.if_else(pa.array(wrong), pa.scalar(b"", pa.binary()), col).cast(pa.string())
+        cols.append(col)
+    return pa.table(cols, names=table.column_names), bad
+
+
 def _open_text(path: str):
     """A text log's bytes as Arrow's CSV reader sees them: decompressed when the name says so."""
     import pyarrow as pa
@@ -475,17 +500,11 @@ def _open_text(path: str):
     return io.BufferedReader(pa.input_stream(path, compression="detect"))
 
 
-def _locate(path: str, record: int, *, header: bool) -> tuple[str, str]:
-    """(``"line N"``, its text) of the 0-based ``record``-th data line (error path only)."""
-    k = -1
-    with _open_text(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if (header and lineno == 1) or not raw.strip(b"\r\n"):
-                continue
-            k += 1
-            if k == record:
-                return f"line {lineno}", raw.decode("utf-8", "replace").rstrip("\r\n")
-    return f"record {record + 1}", ""
+def _keep(lines_in, seen: list):
+    """Lines of ``lines_in``, each also appended to ``seen`` (the text of the record being read)."""
+    for line in lines_in:
+        seen.append(line)
+        yield line
 
 
 def _find_line(path: str, text: str) -> str:
@@ -521,16 +540,20 @@ class LogReader:
         self.bad_lines = self.rows = self.bytes_read = 0
         gen = {"criteo": self._text, "csv": self._text, "parquet": self._parquet, "libfm": self._libfm}[self.source.format]
         for path in self.source.paths:
-            for table, row0, size in gen(path):
+            for table, row0, size, not_utf8 in gen(path):
                 cols, bad = convert_batch(table, self.schema, self.kinds)
+                if not_utf8 is not None:
+                    bad |= not_utf8
                 if bad.any():
                     if self.on_bad_line == "error":
                         i = int(np.flatnonzero(bad)[0])
                         row = {c: table.column(c)[i].as_py() for c in self.schema.columns}
                         where, text = f"record {row0 + i + 1}", str(row)
                         if self.source.format in ("criteo", "csv"):
-                            where, text = _locate(path, row0 + i, header=self.source.format == "csv")
-                        raise _bad_line_error(path, where, text, f"a value does not parse as its column's kind ({row})")
+                            where, text = self._locate(path, row0 + i)
+                        why = ("a value is not valid UTF-8 text" if not_utf8 is not None and not_utf8[i]
+                               else f"a value does not parse as its column's kind ({row})")
+                        raise _bad_line_error(path, where, text, why)
                     self.bad_lines += int(bad.sum())
                     cols = {k: v[~bad] for k, v in cols.items()}
                 self.bytes_read += size
@@ -539,7 +562,32 @@ class LogReader:
                 if n:
                     yield cols
 
-    # Each generator yields (Arrow table of the schema's columns, index of its first record, bytes).
+    # Each generator yields (Arrow table of the schema's columns, index of its first record, bytes,
+    # mask of records with bytes that are not UTF-8 or None).
+
+    def _locate(self, path: str, record: int) -> tuple[str, str]:
+        """(``"line N"``, its text) of the 0-based ``record``-th data record (error path only).
+
+        Parsed as the reader does (a quoted CSV field may span lines; a line of whitespace is
+        blank, not a record), so the line is the record's own first line."""
+        import csv
+
+        criteo = self.source.format == "criteo"
+        ncols = len(CRITEO_COLUMNS) if criteo else len(self.source.column_names())
+        quoting = dict(quoting=csv.QUOTE_NONE) if criteo else dict(quotechar='"', doublequote=True)
+        k, start = -1, 1
+        with io.TextIOWrapper(_open_text(path), encoding="utf-8", errors="replace", newline="") as fh:
+            lines: list[str] = []
+            reader = csv.reader(_keep(fh, lines), delimiter=self.source.delimiter, strict=False, **quoting)
+            for row in reader:
+                first, start = start, reader.line_num + 1
+                text, lines[:] = "".join(lines).rstrip("\r\n"), []
+                if (not criteo and first == 1) or (len(row) != ncols and not "".join(row).strip()):
+                    continue  # the header, or a blank line
+                k += 1
+                if k == record:
+                    return f"line {first}", text
+        return f"record {record + 1}", ""
 
     def _text(self, path: str):
         import pyarrow as pa
@@ -560,7 +608,9 @@ class LogReader:
 
         read = pcsv.ReadOptions(column_names=names, skip_rows=0 if criteo else 1, block_size=self.block_bytes, use_threads=False)
         parse = pcsv.ParseOptions(delimiter=self.source.delimiter, quote_char=False if criteo else '"', invalid_row_handler=on_invalid)
-        convert = pcsv.ConvertOptions(column_types={c: pa.string() for c in self.schema.columns},
+        # read as bytes, then checked per value: a value that is not UTF-8 makes its line bad (as
+        # in the engines) instead of failing the whole file in Arrow's string conversion
+        convert = pcsv.ConvertOptions(column_types={c: pa.binary() for c in self.schema.columns},
                                       include_columns=self.schema.columns, strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
         with _open_text(path) as fh:
@@ -573,8 +623,8 @@ class LogReader:
             row0 = 0
             size = os.path.getsize(path)
             for batch in reader:
-                table = pa.Table.from_batches([batch])
-                yield table, row0, min(self.block_bytes, size)
+                table, not_utf8 = _as_text(pa.Table.from_batches([batch]))
+                yield table, row0, min(self.block_bytes, size), not_utf8
                 row0 += batch.num_rows
         except pa.ArrowInvalid as exc:
             if first_bad:
@@ -599,7 +649,7 @@ class LogReader:
         batch_rows = max(1024, self.block_bytes // max(8, row_bytes))
         row0 = 0
         for batch in pf.iter_batches(batch_size=batch_rows, columns=self.schema.columns):
-            yield pa.Table.from_batches([batch]), row0, batch.num_rows * row_bytes
+            yield pa.Table.from_batches([batch]), row0, batch.num_rows * row_bytes, None
             row0 += batch.num_rows
 
     def _libfm(self, path: str):
@@ -611,10 +661,10 @@ class LogReader:
         ranges = self.source.field_ranges
         want = self.schema.columns
         line0 = 0
-        with open(path, "rb") as fh:
-            rest = b""
-            if fh.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte-order mark is no part of the first label
-                fh.seek(0)
+        with _open_text(path) as fh:  # decompressed when the name says so (.gz, .bz2, ...), as text logs are
+            rest = fh.read(3)
+            if rest == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark is no part of the first label
+                rest = b""
             while True:
                 chunk = fh.read(self.block_bytes)
                 data = rest + chunk
@@ -647,7 +697,7 @@ class LogReader:
                     self.bad_lines += int(bad.sum())
                     table = table.filter(pa.array(~bad))
                 if n:
-                    yield table, 0, len(data)
+                    yield table, 0, len(data), None
                 if not chunk:
                     break
 
