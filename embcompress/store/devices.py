@@ -30,6 +30,7 @@ The models are first-order: a batch of ``n`` reads on a device with ``q`` reads 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
@@ -237,23 +238,36 @@ def plan(
     for name, v in (("table_bytes", table_bytes), ("row_bytes", row_bytes)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise param_error(name, "plan", "be a positive int", v)
-    if not isinstance(lookups_per_s, (int, float)) or not math.isfinite(lookups_per_s) or lookups_per_s <= 0:
+    table_bytes, row_bytes = int(table_bytes), int(row_bytes)
+    if table_bytes < row_bytes:
+        raise param_error("table_bytes", "plan", f"hold at least one row of row_bytes={row_bytes}", table_bytes)
+
+    def number(v) -> bool:  # numpy scalars too (a rate summed from a log is often np.int64)
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not number(lookups_per_s) or lookups_per_s <= 0:
         raise param_error("lookups_per_s", "plan", "be a finite positive number", lookups_per_s)
-    if not 0 < max_utilization <= 1:
-        raise param_error("max_utilization", "plan", "be in (0, 1]", max_utilization)
+    if not number(max_utilization) or not 0 < max_utilization <= 1:
+        raise param_error("max_utilization", "plan", "be a number in (0, 1]", max_utilization)
+    if max_latency_us is not None and (not number(max_latency_us) or max_latency_us <= 0):
+        raise param_error("max_latency_us", "plan", "be a finite positive number of microseconds or None", max_latency_us)
     fractions = tuple(fractions)
     if not fractions:
         raise param_error("fractions", "plan", "hold at least one DRAM fraction in (0, 1]", fractions)
+    for frac in fractions:
+        if not number(frac) or not 0 < frac <= 1:
+            raise param_error("fractions", "plan", "hold numbers in (0, 1]", frac)
     freq = np.asarray(frequencies, dtype=np.float64).reshape(-1)
     n_rows = table_bytes // row_bytes
     if not 0 < len(freq) <= n_rows or not np.all(np.isfinite(freq)) or np.any(freq < 0) or freq.sum() <= 0:
+        got = f"{len(freq)} values" + (f" with sum {freq.sum():g}" if 0 < len(freq) <= n_rows and np.all(freq >= 0) else "")
         raise param_error(
-            "frequencies", "plan", f"be 1 to {n_rows} finite non-negative counts with a positive sum",
-            f"{len(freq)} values",
+            "frequencies", "plan", f"be 1 to {n_rows} finite non-negative counts with a positive sum", got,
         )
-    # Entry k of the histogram stands for n_rows / len(freq) rows (one row when it has n_rows).
+    # Entry k of the histogram stands for n_rows / len(freq) rows (one row when it has n_rows), all
+    # read alike, so a budget holding part of an entry's rows gets that part of its reads.
     cum = np.concatenate([[0.0], np.cumsum(np.sort(freq)[::-1])]) / freq.sum()
-    per_entry = n_rows / len(freq)
+    cum[-1] = 1.0  # (the rounding of the sum must not leave a whole-table budget below 1)
     # Rows whose record crosses a read-unit boundary cost two reads (records are packed back to back).
     g = dev.read_granularity
     starts = np.arange(min(n_rows, 1 << 16), dtype=np.int64) * row_bytes
@@ -265,10 +279,9 @@ def plan(
     all_dram_cost = all_dram_gb * mem.cost_per_gb
     cands, best = [], None
     for frac in sorted(set(float(f) for f in fractions)):
-        if not 0 < frac <= 1:
-            raise param_error("fractions", "plan", "hold numbers in (0, 1]", frac)
         rows = int(n_rows * frac)
-        hit = float(cum[min(len(freq), int(rows / per_entry))])
+        # Entries covered, computed exactly: rows / (n_rows / len) rounds below len for rows = n_rows.
+        hit = float(np.interp(rows * len(freq) / n_rows, np.arange(len(freq) + 1), cum))
         iops = lookups_per_s * (1 - hit) * reads_per_miss
         # Devices are shared by many tables, so a table takes a fraction of one: its capacity share
         # or its IOPS share at max_utilization, whichever is larger.

@@ -112,3 +112,55 @@ def test_from_dict_names_unknown_and_missing_figures():
 def test_planner_without_budgets_is_a_clear_error():
     with pytest.raises(ConfigError, match="'fractions'"):
         plan(6400, 64, np.ones(100), lookups_per_s=1.0, fractions=())
+
+
+def test_coarse_histogram_counts_part_of_a_group():
+    # 1000 rows in 10 equal groups: a budget of 50 rows holds half the hottest group (its rows are
+    # alike), so half its 10/55 of the reads; the same histogram spread over single rows agrees.
+    n_rows, row_bytes = 1000, 64
+    groups = np.arange(10, 0, -1, dtype=np.float64)
+    fractions = (0.001, 0.005, 0.05, 0.1, 0.15, 0.37, 0.5, 1.0)
+    coarse = plan(n_rows * row_bytes, row_bytes, groups, 1e6, fractions=fractions)
+    fine = plan(n_rows * row_bytes, row_bytes, np.repeat(groups / 100, 100), 1e6, fractions=fractions)
+    c05 = next(c for c in coarse.candidates if c["dram_fraction"] == 0.05)
+    assert c05["hit_rate"] == pytest.approx(0.5 * 10 / 55)
+    for c, f in zip(coarse.candidates, fine.candidates):
+        assert c["hit_rate"] == pytest.approx(f["hit_rate"])
+    hits = [c["hit_rate"] for c in coarse.candidates]
+    assert hits == sorted(hits)  # more DRAM never lowers the hit rate
+
+
+def test_all_dram_budget_needs_no_device_whatever_the_histogram_length():
+    # 9 rows planned from 7 entries: 9 / (9 / 7) rounds below 7 in floating point, which made the
+    # whole-table budget miss 1/7 of the reads and buy devices for them.
+    p = plan(9 * 64, 64, np.ones(7), 1e6, fractions=(1.0,))
+    assert p.hit_rate == 1.0 and p.iops_needed == 0.0 and p.n_devices == 0.0
+    assert p.cost_usd == pytest.approx(p.all_dram_cost_usd) and p.power_w == pytest.approx(p.all_dram_power_w)
+
+
+def test_planner_takes_numpy_numbers():
+    freq = 1.0 / np.arange(1, 1001)
+    want = plan(64_000, 64, freq, 2e6)
+    got = plan(np.int64(64_000), np.int64(64), freq, np.int64(2_000_000), max_utilization=np.float64(0.7),
+               max_latency_us=np.float32(1e9))
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(max_latency_us=math.nan), "'max_latency_us' parameter.*positive"),
+        (dict(max_latency_us=-1.0), "'max_latency_us' parameter.*positive"),
+        (dict(max_latency_us="10"), "'max_latency_us' parameter"),
+        (dict(max_utilization="0.7"), "'max_utilization' parameter"),
+        (dict(max_utilization=math.nan), "'max_utilization' parameter"),
+        (dict(fractions=(0.5, "all")), "'fractions' parameter"),
+        (dict(table_bytes=32), "'table_bytes' parameter.*at least one row"),
+        (dict(frequencies=np.zeros(100)), "'frequencies' parameter.*sum 0"),
+    ],
+)
+def test_planner_bad_options_are_named(kw, match):
+    args = dict(table_bytes=6400, row_bytes=64, frequencies=np.ones(100), lookups_per_s=1e3)
+    args.update(kw)
+    with pytest.raises(ConfigError, match=match):
+        plan(**args)
