@@ -9,7 +9,8 @@ Figures (each a vendor datasheet / product brief or a review that measured the d
 
 - DRAM, DDR4-3200 RDIMM, one 32 GB module: 25.6 GB/s peak per channel (JEDEC DDR4-3200:
   3200 MT/s x 8 bytes); ~100 ns loaded random-access latency; 64-byte read granularity (a cache
-  line), so at most 25.6e9 / 64 = 400 M reads/s; ~4 W per 32 GB module under load (published
+  line), so at most 25.6e9 / 64 = 400 M reads/s; ~4 W per 32 GB module under load (DRAM sizes
+  are binary: the module holds 32 GiB, 34.36e9 bytes, and is modelled so; published
   comparisons put a 32 GB DDR4 module at 3-5 W under load and a DDR4 RDIMM at 1.5-3.5 W);
   ~$3/GB (server DDR4 street price 2023-24, approximate).
 - NAND, Samsung PM9A3 U.2 (PCIe 4.0 x4, 128-layer V-NAND TLC): up to 900,000 random 4 KiB read
@@ -141,7 +142,7 @@ DDR4_RDIMM = DeviceModel(
     bandwidth_gbps=25.6,
     queue_depth=64,
     power_w=4.0,
-    capacity_gb=32.0,
+    capacity_gb=32 * 2**30 / 1e9,  # a "32 GB" module holds 32 GiB: 34.36 GB of 1e9 bytes
     cost_per_gb=3.0,
     source="JEDEC DDR4-3200 (25.6 GB/s a channel); 3-5 W per 32 GB RDIMM; ~$3/GB street price",
 )

@@ -164,3 +164,12 @@ def test_planner_bad_options_are_named(kw, match):
     args.update(kw)
     with pytest.raises(ConfigError, match=match):
         plan(**args)
+
+
+def test_dram_module_capacity_is_binary():
+    # A "32 GB" DIMM holds 32 GiB; the planner counts bytes in GB of 1e9, so one module is 34.4 GB
+    # and a table of exactly 32 GiB fills one module: its power and its price.
+    assert DDR4_RDIMM.capacity_gb * 1e9 == pytest.approx(32 * 2**30)
+    p = plan(32 * 2**30, 64, np.ones(1000), 1e6, fractions=(1.0,))
+    assert p.all_dram_power_w == pytest.approx(DDR4_RDIMM.power_w)
+    assert p.all_dram_cost_usd == pytest.approx(DDR4_RDIMM.capacity_gb * DDR4_RDIMM.cost_per_gb)
