@@ -181,8 +181,15 @@ class FrequencyKMeans:
             w = np.ones(n, dtype=np.float32)
         else:
             w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+            if w.shape != (n,):
                 raise param_error("sample_weight", owner, f"be {n} finite non-negative weights", f"shape {w.shape}")
+            if not np.isfinite(w).all():
+                raise param_error("sample_weight", owner, f"be {n} finite non-negative weights",
+                                  f"a non-finite weight at index {int(np.flatnonzero(~np.isfinite(w))[0])}")
+            if (w < 0).any():
+                i = int(np.flatnonzero(w < 0)[0])
+                raise param_error("sample_weight", owner, f"be {n} finite non-negative weights",
+                                  f"a negative weight ({w[i]:g}) at index {i}")
             w = w.astype(np.float32)
         k = min(int(self.n_clusters), n)
         faiss = _faiss()
