@@ -576,7 +576,11 @@ def _describe_data(dataset, settings, seed) -> str:
         what = (f"A synthetic click log ({info.get('n_rows')} rows, seed {seed}): Zipf ids with planted groups of ids "
                 f"that behave alike, vocabularies {dict(zip(dataset['features'], settings.vocab))}.")
     else:
+        from analysis.ctr.report import bad_lines_note
+
         what = f"The {dataset['name']} log ({', '.join(info.get('files', []))})."
+        if bad_lines_note(info):
+            what += " " + bad_lines_note(info)
     r = dataset["rows"]
     big = ", ".join(f"{f} ({dataset['vocab'][f]} ids)" for f in dataset["compressed"])
     return (f"{what} Split {info.get('split', '?')}: {r['train']} train, {r['validation']} validation, {r['test']} test rows. "

@@ -10,17 +10,22 @@
   click_time and cut by time 80/10/10.
 - ``synthetic``: :func:`analysis.ctr.synthetic.load_synthetic`.
 
-``n_rows`` caps the rows read from a real log (the first rows of the file, so the cap keeps time
-order).
+``n_rows`` caps the rows read from a real log (the first rows of each file; in time order for
+Criteo, a random sample of TalkingData's rows, which are then sorted).
+
+Malformed lines (see ``learned_hash.logs``) are skipped and counted by default
+(``on_bad_line="skip"``): the count per file is in ``Splits.info["bad_lines"]``, a warning says it
+and the reports print it. ``on_bad_line="error"`` stops at the first one and names it.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from embcompress.errors import ConfigError
+from embcompress.errors import ConfigError, param_error
 from embcompress.idhash import MISSING_ID
 
 from .data import CTRData, Splits, split_by_time, split_random
@@ -33,6 +38,29 @@ def _files(path: Path, pattern: str) -> list[Path]:
     return files
 
 
+ON_BAD_LINE = ("skip", "error")
+
+
+def _read(file: Path, on_bad_line: str, bad_lines: dict, **kwargs) -> dict:
+    """``file``'s columns; the lines skipped as malformed are counted into ``bad_lines``."""
+    from learned_hash.logs import iter_batches
+
+    if on_bad_line not in ON_BAD_LINE:
+        raise param_error("on_bad_line", "the dataset loaders", f"be one of {ON_BAD_LINE}", on_bad_line)
+    reader = iter_batches(str(file), on_bad_line=on_bad_line, **kwargs)
+    parts = list(reader)
+    bad_lines[file.name] = int(reader.bad_lines)
+    if not parts:
+        raise ConfigError(
+            f"The log {str(file)!r} has no rows" + (f" ({reader.bad_lines} malformed lines were skipped)" if reader.bad_lines else "")
+            + ". Point 'path' at a log with data in this format."
+        )
+    if reader.bad_lines:
+        warnings.warn(f"skipped {reader.bad_lines} malformed line{'s' if reader.bad_lines > 1 else ''} of {str(file)!r} "
+                      f"(counted in the splits' info['bad_lines']; on_bad_line='error' names the first)", stacklevel=3)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def _cap(cols: dict, n_rows: int | None) -> dict:
     return cols if n_rows is None else {k: v[:n_rows] for k, v in cols.items()}
 
@@ -41,30 +69,35 @@ def _label01(x: np.ndarray) -> np.ndarray:
     return (np.asarray(x) > 0).astype(np.float32)
 
 
-def load_frappe(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.7, 0.1, 0.2)) -> Splits:
-    from learned_hash.logs import FRAPPE_FIELDS, read_log
+def load_frappe(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.7, 0.1, 0.2),
+                on_bad_line: str = "skip") -> Splits:
+    from learned_hash.logs import FRAPPE_FIELDS
 
     files = _files(Path(path), "*.libfm")
-    parts = [read_log(str(f), features=FRAPPE_FIELDS, label="label", format="libfm", fields=FRAPPE_FIELDS) for f in files]
+    bad: dict[str, int] = {}
+    parts = [_read(f, on_bad_line, bad, features=FRAPPE_FIELDS, label="label", format="libfm", fields=FRAPPE_FIELDS)
+             for f in files]
     cols = _cap({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, n_rows)
     data = CTRData(FRAPPE_FIELDS, np.stack([cols[f] for f in FRAPPE_FIELDS], axis=1), _label01(cols["label"]))
-    info = {"source": "frappe", "files": [f.name for f in files]}
+    info = {"source": "frappe", "files": [f.name for f in files], "bad_lines": bad}
     return split_random(data, fractions, seed=split_seed, name="frappe", info=info)
 
 
-def _criteo_data(file: Path, n_rows: int | None) -> CTRData:
-    from learned_hash.logs import CRITEO_CAT, CRITEO_INT, read_log
+def _criteo_data(file: Path, n_rows: int | None, on_bad_line: str, bad: dict) -> CTRData:
+    from learned_hash.logs import CRITEO_CAT, CRITEO_INT
 
-    cols = _cap(read_log(str(file), features=(*CRITEO_CAT, *CRITEO_INT), label="label", format="criteo",
-                         kinds={c: "int" for c in CRITEO_INT}), n_rows)
+    cols = _cap(_read(file, on_bad_line, bad, features=(*CRITEO_CAT, *CRITEO_INT), label="label", format="criteo",
+                      kinds={c: "int" for c in CRITEO_INT}), n_rows)
     ints = np.stack([cols[c] for c in CRITEO_INT], axis=1)
     ints = np.where(ints == MISSING_ID, 0, np.maximum(ints, 0)).astype(np.float64)
     dense = np.log1p(ints).astype(np.float32)
     return CTRData(CRITEO_CAT, np.stack([cols[c] for c in CRITEO_CAT], axis=1), _label01(cols["label"]), dense, CRITEO_INT)
 
 
-def load_criteo(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.8, 0.1, 0.1)) -> Splits:
+def load_criteo(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.8, 0.1, 0.1),
+                on_bad_line: str = "skip") -> Splits:
     path = Path(path)
+    bad: dict[str, int] = {}
     if path.is_dir():
         parts, names = {}, []
         for name, key in (("train", "train"), ("validation", "dev"), ("test", "test")):
@@ -74,27 +107,27 @@ def load_criteo(path, *, split_seed: int = 0, n_rows: int | None = None, fractio
                     f"The Criteo folder {str(path)!r} must hold one file with {key!r} in its name "
                     f"(train/dev/test, cut by time). Got {[p.name for p in found]} instead; or point 'path' at one file."
                 )
-            parts[name] = _criteo_data(found[0], n_rows)
+            parts[name] = _criteo_data(found[0], n_rows, on_bad_line, bad)
             names.append(found[0].name)
-        info = {"source": "criteo", "split": "time (pre-split files)", "files": names}
+        info = {"source": "criteo", "split": "time (pre-split files)", "files": names, "bad_lines": bad}
         return Splits("criteo", parts["train"], parts["validation"], parts["test"], info)
-    data = _criteo_data(_files(path, "*")[0], n_rows)
-    return split_by_time(data, None, fractions, name="criteo", info={"source": "criteo", "files": [path.name]})
+    data = _criteo_data(_files(path, "*")[0], n_rows, on_bad_line, bad)
+    return split_by_time(data, None, fractions, name="criteo", info={"source": "criteo", "files": [path.name], "bad_lines": bad})
 
 
 TALKINGDATA_FEATURES = ("ip", "app", "device", "os", "channel")
 
 
-def load_talkingdata(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.8, 0.1, 0.1)) -> Splits:
-    from learned_hash.logs import read_log
-
+def load_talkingdata(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.8, 0.1, 0.1),
+                     on_bad_line: str = "skip") -> Splits:
     file = _files(Path(path), "*.csv")[0]
-    cols = _cap(read_log(str(file), features=TALKINGDATA_FEATURES, label="is_attributed", time_key="click_time",
-                         format="csv"), n_rows)
+    bad: dict[str, int] = {}
+    cols = _cap(_read(file, on_bad_line, bad, features=TALKINGDATA_FEATURES, label="is_attributed", time_key="click_time",
+                      format="csv"), n_rows)
     data = CTRData(TALKINGDATA_FEATURES, np.stack([cols[f] for f in TALKINGDATA_FEATURES], axis=1),
                    _label01(cols["is_attributed"]))
     return split_by_time(data, cols["click_time"], fractions, name="talkingdata",
-                         info={"source": "talkingdata", "files": [file.name], "time_key": "click_time"})
+                         info={"source": "talkingdata", "files": [file.name], "time_key": "click_time", "bad_lines": bad})
 
 
 def load_dataset(config) -> Splits:
@@ -108,4 +141,4 @@ def load_dataset(config) -> Splits:
     if not path.exists():
         raise ConfigError(f"The data path {str(path)!r} of dataset {config.name!r} does not exist. Point 'path' at the data.")
     loader = {"frappe": load_frappe, "criteo": load_criteo, "talkingdata": load_talkingdata}[config.name]
-    return loader(path, split_seed=config.split_seed, n_rows=config.n_rows)
+    return loader(path, split_seed=config.split_seed, n_rows=config.n_rows, on_bad_line=config.on_bad_line)

@@ -38,6 +38,15 @@ def _ci(d: dict | None, digits: int = 4) -> str:
     return f"{d['mean']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
 
 
+def bad_lines_note(info: dict) -> str:
+    """A sentence on the malformed lines the loader skipped, or "" when there were none."""
+    bad = {f: n for f, n in (info.get("bad_lines") or {}).items() if n}
+    if not bad:
+        return ""
+    total = sum(bad.values())
+    return f"{total} malformed line{'s' if total > 1 else ''} skipped ({', '.join(f'{f} {n}' for f, n in bad.items())})."
+
+
 def _sorted(summary: list[dict]) -> list[dict]:
     methods = list(dict.fromkeys(r["method"] for r in summary))
     return sorted(summary, key=lambda r: (r["budget"] is not None, -(r["budget"] or 0), methods.index(r["method"]), r["format"] != "fp32", r["format"]))
@@ -124,7 +133,8 @@ def to_markdown(results: dict, *, plot: str | None = "pareto.png") -> str:
         "",
         f"Rows: train {ds['rows']['train']}, validation {ds['rows']['validation']}, test {ds['rows']['test']} "
         f"(split: {ds['info'].get('split', '?')}; test positive rate {ds['positive_rate_test']:.3f}). "
-        f"Compressed features: {comp}; "
+        + (bad_lines_note(ds["info"]) + " " if bad_lines_note(ds["info"]) else "")
+        + f"Compressed features: {comp}; "
         f"the others keep full tables, the same in every run and outside the budgets.",
         "",
         f"Budgets are fractions of the compressed features' full fp32 tables ({human_bytes(results['reference_bytes'])}, "

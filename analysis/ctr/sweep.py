@@ -51,13 +51,15 @@ def _tuple_of(value, kind, name, owner, *, allow_empty=False):
 class DatasetConfig:
     """Which log and how to split it. ``path``: a file or folder (real data); ``n_rows``: the
     synthetic log's size, or a cap on the rows read from a real log; ``options``: keyword arguments
-    of the synthetic generator."""
+    of the synthetic generator; ``on_bad_line``: ``"skip"`` (skip and count malformed lines of a
+    real log, reported with the results) or ``"error"`` (stop at the first)."""
 
     name: str = "synthetic"
     path: str | None = None
     n_rows: int | None = None
     split_seed: int = 0
     options: dict = field(default_factory=dict)
+    on_bad_line: str = "skip"
 
     def __post_init__(self):
         if self.name not in DATASETS:
@@ -70,6 +72,8 @@ class DatasetConfig:
             raise param_error("split_seed", "DatasetConfig", "be an integer", self.split_seed)
         if not isinstance(self.options, dict):
             raise param_error("options", "DatasetConfig", "be an object of generator options", self.options)
+        if self.on_bad_line not in ("skip", "error"):
+            raise param_error("on_bad_line", "DatasetConfig", "be 'skip' (count and report malformed lines) or 'error'", self.on_bad_line)
 
 
 @dataclass(frozen=True)
