@@ -413,13 +413,22 @@ class MXEmbeddingBagCollection(nn.Module):
         return list(self.bags.keys())
 
     def forward(self, features: Mapping[str, object]) -> dict[str, Tensor]:
+        where = "MXEmbeddingBagCollection.forward"
+        if not isinstance(features, Mapping):
+            # (a keyed jagged tensor is not read: give {f: (kjt[f].values(), kjt[f].offsets())})
+            raise param_error("features", where, "be a mapping from feature name to its input (a 2-D id tensor "
+                              "or a tuple (ids, offsets[, per_sample_weights]))", type(features).__name__)
         out: dict[str, Tensor] = {}
         for name, value in features.items():
             if name not in self.bags:
-                raise param_error("features", "MXEmbeddingBagCollection.forward", f"name features of this collection {self.features}", name)
+                raise param_error("features", where, f"name features of this collection {self.features}", name)
             bag = self.bags[name]
             if isinstance(value, Tensor):
                 out[name] = bag(value)
-            else:
+            elif isinstance(value, (tuple, list)) and 1 <= len(value) <= 3:
                 out[name] = bag(*value)
+            else:
+                what = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
+                raise param_error("features", where, f"give feature {name!r} a tensor or a tuple "
+                                  "(ids, offsets[, per_sample_weights])", what)
         return out

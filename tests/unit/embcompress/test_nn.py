@@ -416,3 +416,21 @@ def test_forward_per_sample_weights_must_have_the_shape_of_input(backend):
     assert close(m(ids, None, w), F.embedding_bag(ids, m.decoded_weight(), mode="sum", per_sample_weights=w))
     with pytest.raises(ConfigError, match="'per_sample_weights' parameter of MXEmbeddingBag.forward"):
         m(ids, None, w.reshape(4, 3))
+
+
+def test_collection_refuses_inputs_it_cannot_read_by_name():
+    a = MXEmbeddingBag.from_embedding_bag(trained_bag(n=50, dim=16, seed=1), "mxint8")
+    col = MXEmbeddingBagCollection({"user": a})
+    ids, offs = torch.tensor([1, 2, 3]), torch.tensor([0, 2])
+
+    class Jagged:  # keyed-jagged-like: keys and values, but not a mapping
+        def keys(self):
+            return ["user"]
+
+    for bad in ([("user", (ids, offs))], None, Jagged()):
+        with pytest.raises(ConfigError, match="'features' parameter.*mapping"):
+            col(bad)
+    for bad in ((ids, offs, None, None), (), "ids", 3):
+        with pytest.raises(ConfigError, match="feature 'user'"):
+            col({"user": bad})
+    assert torch.equal(col({"user": [ids, offs]})["user"], a(ids, offs))  # a list is a tuple
