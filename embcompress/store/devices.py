@@ -190,7 +190,7 @@ def get_device(device: "DeviceModel | str", owner: str = "get_device") -> Device
 class Plan:
     """The planner's choice for one table and its reference all-DRAM deployment."""
 
-    dram_bytes: int
+    dram_bytes: int  # the budget of row records (TieredStore's dram_bytes)
     dram_fraction: float
     hit_rate: float  # of row reads served by DRAM
     iops_needed: float  # device reads/s for the misses
@@ -203,6 +203,7 @@ class Plan:
     all_dram_cost_usd: float
     device: str
     candidates: list = field(default_factory=list)  # every budget considered, as dicts
+    dram_index_bytes: int = 0  # DRAM the store keeps beside the budget (counted in power and cost)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,6 +224,7 @@ def plan(
     max_utilization: float = 0.7,
     max_latency_us: float | None = None,
     fractions=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+    index_bytes_per_row: int = 4,
 ) -> Plan:
     """Choose the DRAM budget that serves ``lookups_per_s`` row reads at the least cost.
 
@@ -233,7 +235,10 @@ def plan(
     hold the table and to serve the misses at ``max_utilization`` of their IOPS (a miss of a
     row record spanning two read units costs two reads); budgets whose mean read latency exceeds
     ``max_latency_us`` are skipped. Power and cost count the DRAM (by the GB) and the devices,
-    and are reported beside an all-DRAM deployment of the same table.
+    and are reported beside an all-DRAM deployment of the same table. The DRAM of a budget under
+    the whole table is its row records plus what the store keeps for every table row beside them,
+    ``index_bytes_per_row``: 4 (the slot index), 12 for ``lfu``, 13 for a ``frequency`` store with
+    ``refresh_every`` (``lru``'s 8 bytes a cached row are not counted).
     """
     dev, mem = get_device(device, "plan"), get_device(dram, "plan")
     for name, v in (("table_bytes", table_bytes), ("row_bytes", row_bytes)):
@@ -250,6 +255,8 @@ def plan(
         raise param_error("lookups_per_s", "plan", "be a finite positive number", lookups_per_s)
     if not number(max_utilization) or not 0 < max_utilization <= 1:
         raise param_error("max_utilization", "plan", "be a number in (0, 1]", max_utilization)
+    if isinstance(index_bytes_per_row, bool) or not isinstance(index_bytes_per_row, (int, np.integer)) or index_bytes_per_row < 0:
+        raise param_error("index_bytes_per_row", "plan", "be a non-negative int (4: the store's slot index)", index_bytes_per_row)
     if max_latency_us is not None and (not number(max_latency_us) or max_latency_us <= 0):
         raise param_error("max_latency_us", "plan", "be a finite positive number of microseconds or None", max_latency_us)
     fractions = tuple(fractions)
@@ -291,11 +298,12 @@ def plan(
         n_dev = max(cap_share, io_share)
         util = iops / (n_dev * dev.read_iops) if n_dev else 0.0
         latency = hit * mem_lat + (1 - hit) * dev.read_latency_us
-        dram_gb = _dram_gb(rows * row_bytes)
+        index = index_bytes_per_row * n_rows if frac < 1 else 0  # all-DRAM serves the table itself
+        dram_gb = _dram_gb(rows * row_bytes + index)
         power = dram_gb / mem.capacity_gb * mem.power_w + n_dev * dev.power_w
         cost = dram_gb * mem.cost_per_gb + n_dev * dev.capacity_gb * dev.cost_per_gb
         ok = max_latency_us is None or latency <= max_latency_us
-        c = dict(dram_fraction=frac, dram_bytes=rows * row_bytes, hit_rate=hit, iops_needed=iops,
+        c = dict(dram_fraction=frac, dram_bytes=rows * row_bytes, dram_index_bytes=index, hit_rate=hit, iops_needed=iops,
                  n_devices=n_dev, device_utilization=util, mean_read_latency_us=latency,
                  power_w=power, cost_usd=cost, feasible=ok)
         cands.append(c)
@@ -312,4 +320,5 @@ def plan(
         device_utilization=best["device_utilization"], mean_read_latency_us=best["mean_read_latency_us"],
         power_w=best["power_w"], cost_usd=best["cost_usd"], all_dram_power_w=all_dram_power,
         all_dram_cost_usd=all_dram_cost, device=dev.name, candidates=cands,
+        dram_index_bytes=best["dram_index_bytes"],
     )

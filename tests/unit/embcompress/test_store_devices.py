@@ -173,3 +173,31 @@ def test_dram_module_capacity_is_binary():
     p = plan(32 * 2**30, 64, np.ones(1000), 1e6, fractions=(1.0,))
     assert p.all_dram_power_w == pytest.approx(DDR4_RDIMM.power_w)
     assert p.all_dram_cost_usd == pytest.approx(DDR4_RDIMM.capacity_gb * DDR4_RDIMM.cost_per_gb)
+
+
+def test_plan_arithmetic_by_hand_counts_the_store_index():
+    # 1000 rows of 64 bytes, uniform reads, 1e6 lookups/s on NAND, a 10 % budget: 100 rows hit 10 %.
+    p = plan(64_000, 64, np.ones(1000), 1e6, fractions=(0.1,))
+    c = p.candidates[0]
+    assert c["dram_bytes"] == 6400 and c["hit_rate"] == pytest.approx(0.1)
+    assert c["iops_needed"] == pytest.approx(9e5)  # 64-byte records never straddle a 4 KiB unit
+    n_dev = 9e5 / (900e3 * 0.7)  # the IOPS share binds (the capacity share is 64 kB of 3.84 TB)
+    assert c["n_devices"] == pytest.approx(n_dev) and c["device_utilization"] == pytest.approx(0.7)
+    assert c["mean_read_latency_us"] == pytest.approx(0.1 * (0.1 + 64 / 25_600) + 0.9 * 80)
+    # DRAM: the budget's records plus the store's slot index, 4 bytes for each of the 1000 rows.
+    dram_gb = (6400 + 4 * 1000) / 1e9
+    assert c["power_w"] == pytest.approx(dram_gb / DDR4_RDIMM.capacity_gb * 4.0 + n_dev * 12.0)
+    assert c["cost_usd"] == pytest.approx(dram_gb * 3.0 + n_dev * 3840 * 0.10)
+    # Where it matters: 1e9 rows of 64 bytes, a 1 % budget is 640 MB of records beside a 4 GB index.
+    big = plan(64 * 10**9, 64, np.ones(1000), 1e3, fractions=(0.01, 1.0))
+    c = big.candidates[0]
+    assert c["dram_bytes"] == 640 * 10**6
+    n_dev = 64 / 3840  # the capacity share binds
+    assert c["cost_usd"] == pytest.approx((640e6 + 4e9) / 1e9 * 3.0 + n_dev * 384)
+    assert c["power_w"] == pytest.approx(4.64 / DDR4_RDIMM.capacity_gb * 4.0 + n_dev * 12.0)
+    # A refreshing frequency store keeps 13 bytes a row; the whole table in DRAM needs no index.
+    big13 = plan(64 * 10**9, 64, np.ones(1000), 1e3, fractions=(0.01, 1.0), index_bytes_per_row=13)
+    assert big13.candidates[0]["cost_usd"] == pytest.approx((640e6 + 13e9) / 1e9 * 3.0 + n_dev * 384)
+    assert big13.candidates[1]["cost_usd"] == pytest.approx(big13.all_dram_cost_usd)
+    with pytest.raises(ConfigError, match="'index_bytes_per_row' parameter"):
+        plan(6400, 64, np.ones(100), 1.0, index_bytes_per_row=-1)
