@@ -8,6 +8,18 @@ from pathlib import Path
 _FAMILY_COLORS = {"mx": "tab:blue", "bdr": "tab:orange", "rowwise": "tab:green", "float": "tab:gray"}
 
 
+def _save(fig, path, dpi: int) -> Path:
+    """Write ``fig`` as a PNG atomically (a failed render leaves the old file), then close it."""
+    from embcompress.container import write_file_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return write_file_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+    finally:
+        _pyplot().close(fig)
+
+
 def _pyplot():
     import matplotlib
 
@@ -37,11 +49,7 @@ def plot_format_report(report, path: str | os.PathLike) -> Path:
     axes[0][0].legend(handles=handles, loc="lower right")
     fig.suptitle(getattr(report, "title", "") or "format report")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 120)
 
 
 def plot_pareto(summary: list[dict], path: str | os.PathLike, *, title: str = "", dpi: int = 110) -> Path:
@@ -70,8 +78,4 @@ def plot_pareto(summary: list[dict], path: str | os.PathLike, *, title: str = ""
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "bytes against AUC")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi)

@@ -218,10 +218,11 @@ def explore_formats(out_dir, *, n_rows: int = 100_000, dim: int = 64, seed: int 
     from pathlib import Path
 
     from analysis.plots import plot_format_report
+    from embcompress import container
 
     table, counts = frequency_shaped_table(n_rows, dim, seed=seed)
     report = format_report(table, formats, sample_bags=frequency_bags(counts, n_bags, seed=seed))
     out = Path(out_dir)
     plot = plot_format_report(report, out / "format_report.png")
-    (out / "format_report.md").write_text(f"{report.title} (frequency-shaped, seed {seed})\n\n{report.to_markdown()}\n")
+    container.write_file_atomic(out / "format_report.md", f"{report.title} (frequency-shaped, seed {seed})\n\n{report.to_markdown()}\n")
     return report, plot
