@@ -546,14 +546,7 @@ class LogReader:
                     bad |= not_utf8
                 if bad.any():
                     if self.on_bad_line == "error":
-                        i = int(np.flatnonzero(bad)[0])
-                        row = {c: table.column(c)[i].as_py() for c in self.schema.columns}
-                        where, text = f"record {row0 + i + 1}", str(row)
-                        if self.source.format in ("criteo", "csv"):
-                            where, text = self._locate(path, row0 + i)
-                        why = ("a value is not valid UTF-8 text" if not_utf8 is not None and not_utf8[i]
-                               else f"a value does not parse as its column's kind ({row})")
-                        raise _bad_line_error(path, where, text, why)
+                        raise self._value_error(path, table, row0, bad, not_utf8)
                     self.bad_lines += int(bad.sum())
                     cols = {k: v[~bad] for k, v in cols.items()}
                 self.bytes_read += size
@@ -564,6 +557,17 @@ class LogReader:
 
     # Each generator yields (Arrow table of the schema's columns, index of its first record, bytes,
     # mask of records with bytes that are not UTF-8 or None).
+
+    def _value_error(self, path: str, table, row0: int, bad, not_utf8) -> BadLineError:
+        """The error naming the first bad record of ``table`` (whose first record is ``row0``)."""
+        i = int(np.flatnonzero(bad)[0])
+        row = {c: table.column(c)[i].as_py() for c in self.schema.columns}
+        where, text = f"record {row0 + i + 1}", str(row)
+        if self.source.format in ("criteo", "csv"):
+            where, text = self._locate(path, row0 + i)
+        why = ("a value is not valid UTF-8 text" if not_utf8 is not None and not_utf8[i]
+               else f"a value does not parse as its column's kind ({row})")
+        return _bad_line_error(path, where, text, why)
 
     def _locate(self, path: str, record: int) -> tuple[str, str]:
         """(``"line N"``, its text) of the 0-based ``record``-th data record (error path only).
@@ -630,8 +634,33 @@ class LogReader:
             if first_bad:
                 r = first_bad[0]
                 where = _find_line(path, r.text)
+                # Arrow parses a whole block (or more) before its values are checked: a bad value
+                # on an earlier line must be the one named
+                self._raise_bad_value_before(path, where, read, parse, convert)
                 raise _bad_line_error(path, where, r.text, f"{r.actual_columns} fields where {r.expected_columns} are expected") from None
             raise ConfigError(f"Cannot parse the log {path!r} as {self.source.format}: {exc}. Check the format and delimiter.") from None
+
+    def _raise_bad_value_before(self, path: str, where: str, read, parse, convert) -> None:
+        """Raise the error of the first bad value on a line before ``where`` (``"line N"``), if any."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        if not where.startswith("line "):
+            return
+        stop = int(where.split()[1])
+        with _open_text(path) as fh:
+            head = b"".join(line for _, line in zip(range(stop - 1), fh))
+        # lines before the first of wrong field count: only blank ones are invalid (skipped)
+        parse = pcsv.ParseOptions(delimiter=parse.delimiter, quote_char=parse.quote_char, invalid_row_handler=lambda row: "skip")
+        row0 = 0
+        for batch in pcsv.open_csv(io.BytesIO(head), read_options=read, parse_options=parse, convert_options=convert):
+            table, not_utf8 = _as_text(pa.Table.from_batches([batch]))
+            _, bad = convert_batch(table, self.schema, self.kinds)
+            if not_utf8 is not None:
+                bad |= not_utf8
+            if bad.any():
+                raise self._value_error(path, table, row0, bad, not_utf8)
+            row0 += batch.num_rows
 
     def _parquet(self, path: str):
         import pyarrow as pa

@@ -65,3 +65,20 @@ def test_a_bad_value_is_located_on_its_own_line(tmp_path, filler):
     lineno = 3 + filler.count(b"\n")
     with pytest.raises(BadLineError, match=rf"\(line {lineno}\): .*'2,b,oops'"):
         read_log(p, features=["u", "i"], label="y")
+
+
+@pytest.mark.parametrize("block_bytes", [1024, 8 << 20])
+def test_error_names_the_first_bad_line_when_a_wrong_field_count_follows_a_bad_value(tmp_path, block_bytes):
+    # the bad value on line 3 comes first; the line with too few fields (further on) used to be named
+    p = tmp_path / "log.csv"
+    rows = [f"{k},x{k},{k % 2}" for k in range(200)]
+    rows[1] = "1,x1,oops"
+    rows[150] = "150,x150"
+    p.write_text("u,i,y\n" + "\n".join(rows) + "\n")
+    with pytest.raises(BadLineError, match=r"\(line 3\): a value does not parse.*'1,x1,oops'"):
+        read_log(p, features=["u", "i"], label="y", block_bytes=block_bytes)
+    # with the value fixed, the wrong field count is the first
+    rows[1] = "1,x1,1"
+    p.write_text("u,i,y\n" + "\n".join(rows) + "\n")
+    with pytest.raises(BadLineError, match=r"\(line 152\): 2 fields where 3 are expected"):
+        read_log(p, features=["u", "i"], label="y", block_bytes=block_bytes)
