@@ -94,10 +94,13 @@ def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
             bags = np.sort(indices[starts[:, None] + np.arange(length)[None, :]], axis=1)
             dup = np.zeros(bags.shape, dtype=bool)
             dup[:, 1:] = bags[:, 1:] == bags[:, :-1]
-            bags[dup] = -1  # a repeated id in a bag is one row
-            bags = bags[:, :width]
+            # A repeated id in a bag is one row: repeats move past the distinct ids (sorted again),
+            # so the first max_bag columns are the bag's lowest distinct ids.
+            bags[dup] = n_rows
+            if width < length:
+                bags = np.sort(bags, axis=1)[:, :width]
             i, j = bags[:, a].ravel(), bags[:, b].ravel()
-            keep = (i >= 0) & (j >= 0)
+            keep = (i < n_rows) & (j < n_rows)
             total = total + sp.coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n_rows, n_rows)).tocsr()
     total.sum_duplicates()
     return total

@@ -104,3 +104,22 @@ def test_block_bytes_is_checked(bad):
         coaccess_order(10, 64, cooccurrence=m, block_bytes=bad)
     with pytest.raises(ConfigError, match="'block_bytes'"):
         blocks_per_batch([np.arange(5)], 64, block_bytes=bad)
+
+
+def test_mine_coaccess_long_bags_keep_their_lowest_distinct_ids():
+    # max_bag=2: bag [1, 1, 2, 3] has the distinct ids {1, 2, 3}; its two lowest make the pair (1, 2).
+    # A repeated id used to take a place among the lowest, so the bag counted no pair at all.
+    assert mine_coaccess(np.array([1, 1, 2, 3]), np.array([0]), 5, max_bag=2).toarray()[1, 2] == 1
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # against counting each bag's pairs by hand
+        n, max_bag = 12, int(rng.integers(2, 5))
+        lengths = rng.integers(0, 7, rng.integers(1, 8))
+        idx = rng.integers(0, n, lengths.sum())
+        off = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        want = np.zeros((n, n))
+        for s, length in zip(off, lengths):
+            ids = sorted(set(idx[s : s + length].tolist()))[:max_bag]
+            for a in range(len(ids)):
+                for b in range(a + 1, len(ids)):
+                    want[ids[a], ids[b]] += 1
+        assert np.array_equal(mine_coaccess(idx, off, n, max_bag=max_bag).toarray(), want)
