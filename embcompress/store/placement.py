@@ -193,13 +193,24 @@ def coaccess_order(
     for r in live.tolist():
         grouped[members[first[r] : first[r] + group_size[r]]] = True
     rest = np.flatnonzero(~grouped)  # rows without co-access, in id order
-    # A block's leftover room takes rows without co-access, so the next block starts aligned.
-    parts, used = [], 0
-    for blk, left in zip(blocks, room):
-        parts.extend(members[first[r] : first[r] + group_size[r]] for r in blk)
+    # A block's leftover room takes rows without co-access, so the next block starts aligned; when
+    # those run out, rows of the coldest blocks (from the end) fill it, since rows cannot be padded.
+    block_rows = [np.concatenate([members[first[r] : first[r] + group_size[r]] for r in blk]) for blk in blocks]
+    parts, used, k = [], 0, 0
+    while k < len(block_rows):
+        parts.append(block_rows[k])
+        left = cap - len(block_rows[k])
         take = min(left, len(rest) - used)
         parts.append(rest[used : used + take])
-        used += take
+        used, left = used + take, left - take
+        while left > 0 and len(block_rows) > k + 1:
+            last = block_rows[-1]
+            parts.append(last[len(last) - min(left, len(last)) :])
+            block_rows[-1] = last[: len(last) - min(left, len(last))]
+            left -= len(last) - len(block_rows[-1])
+            if len(block_rows[-1]) == 0:
+                block_rows.pop()
+        k += 1
     parts.append(rest[used:])
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 

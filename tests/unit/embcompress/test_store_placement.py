@@ -123,3 +123,21 @@ def test_mine_coaccess_long_bags_keep_their_lowest_distinct_ids():
                 for b in range(a + 1, len(ids)):
                     want[ids[a], ids[b]] += 1
         assert np.array_equal(mine_coaccess(idx, off, n, max_bag=max_bag).toarray(), want)
+
+
+def test_blocks_stay_aligned_when_every_row_is_co_accessed():
+    # 4 groups of 3 rows, 4 rows a block, no row without co-access to top blocks up: the hotter
+    # groups still get a block each (the coldest group's rows fill their room) instead of the
+    # groups running on back to back and straddling blocks.
+    import scipy.sparse as sp
+
+    n, row_bytes = 12, 1024
+    i, j = zip(*[(3 * g + a, 3 * g + b) for g in range(4) for a in range(3) for b in range(a + 1, 3)])
+    m = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    freq = np.repeat([100.0, 50.0, 10.0, 1.0], 3)
+    order = coaccess_order(n, row_bytes, cooccurrence=m, frequencies=freq)
+    assert sorted(order.tolist()) == list(range(n))
+    new_row = np.empty(n, np.int64)
+    new_row[order] = np.arange(n)
+    blocks = blocks_per_batch([[3 * g, 3 * g + 1, 3 * g + 2] for g in range(4)], row_bytes, new_row=new_row)
+    assert blocks[:3].tolist() == [1, 1, 1]
