@@ -7,7 +7,8 @@ together should share a block. :func:`coaccess_order` packs rows into groups of 
 ``rows_per_block`` by greedy capacity-bounded merging along co-access edges, heaviest first (the
 Kruskal order: two groups join when an edge links them and the union still fits a block), then
 lays groups out hottest first, filling each block with whole groups (first fit) and topping it up
-with rows that have no co-access, so every block starts aligned and no group straddles two.
+with rows that have no co-access, so every block starts aligned and no group straddles two
+(when those rows run out, rows of the coldest blocks fill the room instead, splitting those).
 The remaining rows without co-access follow in id order. With
 learned clusters instead, rows are sorted by (cluster, row) so a cluster's rows are contiguous.
 
