@@ -291,6 +291,7 @@ def _run(out: Path, data, seed: int, settings: DemoSettings, progress) -> DemoRe
 
     # 1. data
     splits = _load(data, settings, seed)
+    splits.check_classes()  # before any mining or training, not at the first AUC
     features = list(splits.features)
     compressed = splits.compressible(settings.min_vocab)
     step("data")

@@ -81,6 +81,21 @@ class Splits:
         """Distinct training ids per feature."""
         return {f: int(np.unique(self.train.column(f)).size) for f in self.features}
 
+    def check_classes(self) -> None:
+        """Refuse parts without both classes: validation and test AUC need positives and negatives,
+        and a model trained on one class learns nothing (tiny ``n_rows`` on a rare label does this)."""
+        bad = []
+        for part in ("train", "validation", "test"):
+            y = getattr(self, part).label
+            n_pos = int((y > 0).sum())
+            if n_pos in (0, y.size):
+                bad.append(f"the {part} split ({y.size} rows) has no {'positive' if n_pos == 0 else 'negative'} rows")
+        if bad:
+            raise ConfigError(
+                f"In the {self.name!r} data, {' and '.join(bad)}; AUC needs both classes. Read more rows (raise "
+                f"'n_rows', or leave it unset for the whole log) or use a larger log."
+            )
+
     def compressible(self, min_vocab: int) -> list[str]:
         """The features with at least ``min_vocab`` distinct training ids (smaller tables stay full)."""
         vocab = self.vocab_sizes()

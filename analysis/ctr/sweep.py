@@ -344,6 +344,7 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     splits = splits if splits is not None else load_dataset(config.dataset)
+    splits.check_classes()  # before any training, not at the first AUC
     features = list(splits.features)
     from learned_hash.mining.stats import LogStats  # noqa: F401  (fail early if missing)
 
