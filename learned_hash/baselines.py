@@ -40,8 +40,14 @@ def _py(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _check_rows(n_rows, owner: str) -> None:
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
+        raise param_error("n_rows", owner, "be a positive int", n_rows)
+
+
 def hash_map(n_rows: int, *, seed: int = 0, config=None, inputs=None, meta=None) -> IdMap:
     """The hashing trick as an IdMap: no stored ids, all rows are fallback rows."""
+    _check_rows(n_rows, "hash_map")
     return IdMap.from_arrays(np.zeros(0, np.int64), np.zeros(0, np.int64), n_rows,
                              fallback_rows=np.arange(n_rows), seed=seed,
                              config=config or {"method": "hash", "n_rows": _py(n_rows), "seed": _py(seed)},
@@ -51,6 +57,7 @@ def hash_map(n_rows: int, *, seed: int = 0, config=None, inputs=None, meta=None)
 def frequency_map(ids, n_rows: int, *, hot_rows: int, seed: int = 0, config=None, inputs=None, meta=None) -> IdMap:
     """Ids ``ids[:hot_rows]`` (most accessed first) own rows ``0 .. hot_rows - 1``; the rest hash
     into rows ``hot_rows .. n_rows - 1``."""
+    _check_rows(n_rows, "frequency_map")
     if isinstance(hot_rows, bool) or not isinstance(hot_rows, (int, np.integer)) or not 0 <= hot_rows < n_rows:
         raise param_error("hot_rows", "frequency_map", f"be an int in [0, n_rows - 1] = [0, {n_rows - 1}]", hot_rows)
     ids = np.asarray(ids, dtype=np.int64)[:hot_rows]
