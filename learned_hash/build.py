@@ -169,6 +169,8 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
     """Proposed rows of the learned map: hot ids on 0..n_hot-1, clustered ids after them."""
     rest, weight = ids[n_hot:budget], counts[n_hot:budget]
     extra: dict = {"config": {}}
+    if isinstance(partners, str):  # one name, not its letters ('c' in 'ctx' would be a match)
+        partners = [partners]
     if isinstance(embedding, str):
         if embedding not in EMBEDDINGS:
             raise param_error("embedding", "fit_hash", f"be one of {EMBEDDINGS} or an (ids, vectors) pair", embedding)

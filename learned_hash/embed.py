@@ -280,7 +280,7 @@ def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[st
                 f"Mine with pairs=[({feature!r}, <another feature>), ...], or pass an embedding."
             )
         return mined
-    partners = list(partners)
+    partners = [partners] if isinstance(partners, str) else list(partners)  # one name, not its letters
     for p in partners:
         if p not in mined and p != feature:
             raise param_error("partners", "cooccurrence",
