@@ -142,6 +142,10 @@ def format_report(table, formats=None, sample_bags=None, *, scale_mode: str = "f
     x = np.asarray(table)
     if x.dtype != np.float32 or x.ndim != 2:
         raise param_error("table", "format_report", "be a float32 array (n_rows, dim)", f"{x.dtype} array of shape {x.shape}")
+    bad_rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad_rows.size:  # quantize's own message suggests an option this report does not take
+        raise param_error("table", "format_report", "be finite (drop or clean the rows holding NaN or inf first)",
+                          f"NaN or inf in rows {bad_rows[:10].tolist()}" + (f" and {bad_rows.size - 10} more" if bad_rows.size > 10 else ""))
     names = list(FORMATS) if formats is None else list(formats)
     for name in names:
         get_format(name)
