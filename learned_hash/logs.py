@@ -580,17 +580,21 @@ class LogReader:
         ncols = len(CRITEO_COLUMNS) if criteo else len(self.source.column_names())
         quoting = dict(quoting=csv.QUOTE_NONE) if criteo else dict(quotechar='"', doublequote=True)
         k, start = -1, 1
-        with io.TextIOWrapper(_open_text(path), encoding="utf-8", errors="replace", newline="") as fh:
-            lines: list[str] = []
-            reader = csv.reader(_keep(fh, lines), delimiter=self.source.delimiter, strict=False, **quoting)
-            for row in reader:
-                first, start = start, reader.line_num + 1
-                text, lines[:] = "".join(lines).rstrip("\r\n"), []
-                if (not criteo and first == 1) or (len(row) != ncols and not "".join(row).strip()):
-                    continue  # the header, or a blank line
-                k += 1
-                if k == record:
-                    return f"line {first}", text
+        limit = csv.field_size_limit(2**31 - 1)  # Arrow takes fields of any length; csv's default is 128 KiB
+        try:
+            with io.TextIOWrapper(_open_text(path), encoding="utf-8", errors="replace", newline="") as fh:
+                lines: list[str] = []
+                reader = csv.reader(_keep(fh, lines), delimiter=self.source.delimiter, strict=False, **quoting)
+                for row in reader:
+                    first, start = start, reader.line_num + 1
+                    text, lines[:] = "".join(lines).rstrip("\r\n"), []
+                    if (not criteo and first == 1) or (len(row) != ncols and not "".join(row).strip()):
+                        continue  # the header, or a blank line
+                    k += 1
+                    if k == record:
+                        return f"line {first}", text
+        finally:
+            csv.field_size_limit(limit)
         return f"record {record + 1}", ""
 
     def _text(self, path: str):

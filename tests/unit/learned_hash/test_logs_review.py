@@ -82,3 +82,11 @@ def test_error_names_the_first_bad_line_when_a_wrong_field_count_follows_a_bad_v
     p.write_text("u,i,y\n" + "\n".join(rows) + "\n")
     with pytest.raises(BadLineError, match=r"\(line 152\): 2 fields where 3 are expected"):
         read_log(p, features=["u", "i"], label="y", block_bytes=block_bytes)
+
+
+def test_a_bad_line_after_a_very_long_field_is_still_located(tmp_path):
+    # locating the line must not fail on a field longer than Python's csv default limit (128 KiB)
+    p = tmp_path / "log.csv"
+    p.write_text("u,i,y\n1," + "a" * 200_000 + ",1\n2,b,oops\n")
+    with pytest.raises(BadLineError, match=r"\(line 3\): a value does not parse.*'2,b,oops'"):
+        read_log(p, features=["u", "i"], label="y")
