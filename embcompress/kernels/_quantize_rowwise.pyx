@@ -52,10 +52,12 @@ cdef extern from *:
     /* fbgemm's _mm256_cvtps_epi32 (+ saturating packs) then clamp to [0, top]. */
     static inline uint8_t embc_code(float t, int top) {
         /* NaN, inf and anything outside int32 become 0 (INT_MIN, then the saturating packs);
-           negatives clamp to 0 anyway. Branch-free, so the code loops vectorize. */
+           negatives clamp to 0 (int4/int2: x below its fp16-rounded bias; rint(-0.7) is -1, which
+           must not reach the uint8 cast as 0xFF). Branch-free, so the code loops vectorize. */
         float r;
         t = ((t > -1.0f) & (t < 2147483648.0f)) ? t : 0.0f;
         r = rintf(t);
+        r = r < 0.0f ? 0.0f : r;
         r = r > (float)top ? (float)top : r;
         return (uint8_t)(int)r;
     }
