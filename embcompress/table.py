@@ -51,7 +51,10 @@ class QuantizedTable:
                 f"{data.dtype} of shape {data.shape}",
             )
         data = np.ascontiguousarray(data)
-        if data.flags.writeable and data.base is None:
+        if data.flags.writeable:
+            # freeze a view of our own: views (e.g. the float formats' records) stay read-only too,
+            # and the caller's array object keeps its flags
+            data = data.view()
             data.flags.writeable = False
         self._data, self._spec, self._shape, self._block, self._scale_mode = data, spec, (n, dim), block, scale_mode
 
