@@ -3,12 +3,14 @@
 Hot set: :func:`top_rows`, the rows with the most mined accesses, ties to the lower row.
 
 Co-access layout: a server that misses DRAM reads whole 4 KiB blocks, so rows that are read
-together should share a block. :func:`coaccess_order` packs rows into groups of at most
-``rows_per_block`` by greedy capacity-bounded merging along co-access edges, heaviest first (the
-Kruskal order: two groups join when an edge links them and the union still fits a block), then
+together should share a block. :func:`coaccess_order` packs rows into groups of at most the
+rows a block holds whole by greedy capacity-bounded merging along co-access edges, heaviest first
+(the Kruskal order: two groups join when an edge links them and the union still fits a block), then
 lays groups out hottest first, filling each block with whole groups (first fit) and topping it up
 with rows that have no co-access, so every block starts aligned and no group straddles two
 (when those rows run out, rows of the coldest blocks fill the room instead, splitting those).
+Blocks are the file's: when ``row_bytes`` does not divide the block size, a block takes the
+records lying whole inside it and the record across each boundary is a filler row too.
 The remaining rows without co-access follow in id order. With
 learned clusters instead, rows are sorted by (cluster, row) so a cluster's rows are contiguous.
 
@@ -21,6 +23,7 @@ id map sends raw ids to the new positions. :class:`~embcompress.store.TieredStor
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +151,9 @@ def coaccess_order(
     m = sp.coo_matrix(cooccurrence)
     if m.shape != (n_rows, n_rows):
         raise param_error("cooccurrence", owner, f"be a ({n_rows}, {n_rows}) matrix", m.shape)
-    cap = max(1, block_bytes // row_bytes)
+    # Rows a block holds whole wherever the records around it fall (the rows section starts on a
+    # block boundary): a block's first whole record starts at most row_bytes - gcd bytes into it.
+    cap = max(1, (block_bytes - row_bytes + math.gcd(row_bytes, block_bytes)) // row_bytes)
     i, j, w = m.row.astype(np.int64), m.col.astype(np.int64), m.data.astype(np.float64)
     keep = (i != j) & (w > 0)
     i, j, w = i[keep], j[keep], w[keep]
@@ -194,24 +199,42 @@ def coaccess_order(
     for r in live.tolist():
         grouped[members[first[r] : first[r] + group_size[r]]] = True
     rest = np.flatnonzero(~grouped)  # rows without co-access, in id order
-    # A block's leftover room takes rows without co-access, so the next block starts aligned; when
-    # those run out, rows of the coldest blocks (from the end) fill it, since rows cannot be padded.
+    # Lay the blocks on the file's blocks: each goes on the records lying whole inside one block;
+    # the room left there and the records across a boundary (row_bytes not dividing block_bytes)
+    # take rows without co-access, and when those run out rows of the coldest blocks (from the end),
+    # since rows cannot be padded.
     block_rows = [np.concatenate([members[first[r] : first[r] + group_size[r]] for r in blk]) for blk in blocks]
-    parts, used, k = [], 0, 0
-    while k < len(block_rows):
-        parts.append(block_rows[k])
-        left = cap - len(block_rows[k])
-        take = min(left, len(rest) - used)
+    pos = np.arange(n_rows, dtype=np.int64)
+    home = pos * row_bytes // block_bytes  # the block a record starts in; -1: it crosses into the next
+    if row_bytes <= block_bytes:
+        home[((pos + 1) * row_bytes - 1) // block_bytes != home] = -1
+    else:  # no record fits a block: one row a block, in order
+        home = pos
+    runs = np.concatenate([[0], np.flatnonzero(np.diff(home)) + 1, [n_rows]]) if n_rows else np.zeros(1, np.int64)
+    parts, used, placed = [], 0, 0
+
+    def filler(m: int) -> None:
+        nonlocal used
+        take = min(m, len(rest) - used)
         parts.append(rest[used : used + take])
-        used, left = used + take, left - take
-        while left > 0 and len(block_rows) > k + 1:
+        used, m = used + take, m - take
+        while m > 0 and len(block_rows) > placed:  # only blocks not laid out yet
             last = block_rows[-1]
-            parts.append(last[len(last) - min(left, len(last)) :])
-            block_rows[-1] = last[: len(last) - min(left, len(last))]
-            left -= len(last) - len(block_rows[-1])
-            if len(block_rows[-1]) == 0:
+            cut = max(0, len(last) - m)
+            parts.append(last[cut:])
+            m -= len(last) - cut
+            block_rows[-1] = last[:cut]
+            if cut == 0:
                 block_rows.pop()
-        k += 1
+
+    for a, b in zip(runs[:-1].tolist(), runs[1:].tolist()):
+        if home[a] < 0 or placed >= len(block_rows):
+            filler(b - a)
+            continue
+        blk = block_rows[placed]
+        placed += 1
+        parts.append(blk)
+        filler(b - a - len(blk))
     parts.append(rest[used:])
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
