@@ -104,3 +104,36 @@ def test_swap_hot_moves_only_what_changed_and_reuses_freed_slots():
     assert _held(t) == {9, 20, 21, 22} and t.n_used == 4
     for r in (9, 20, 21, 22):
         assert np.array_equal(t.data[t.find(np.array([r]))], _rec([r]))
+
+
+def test_lru_and_lfu_match_a_reference_on_random_traces():
+    # One row a batch: the tier must be exactly a textbook LRU, and an LFU that admits a missed row
+    # when its count (kept for every row seen) beats the least counted held row's.
+    from collections import OrderedDict
+
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        n, cap = 50, int(rng.integers(1, 12))
+        lru, lfu = DramTier(n, 8, cap, "lru"), DramTier(n, 8, cap, "lfu")
+        ref_lru, counts, ref_lfu = OrderedDict(), np.zeros(n, np.int64), set()
+        for x in (rng.zipf(1.2, 300) % n).tolist():
+            assert _batch(lru, [x])[0] == (x in ref_lru)
+            ref_lru[x] = True
+            ref_lru.move_to_end(x)
+            if len(ref_lru) > cap:
+                ref_lru.popitem(last=False)
+            assert _held(lru) == set(ref_lru)
+            assert _batch(lfu, [x])[0] == (x in ref_lfu)
+            counts[x] += 1
+            if x not in ref_lfu:
+                low = min((counts[y] for y in ref_lfu), default=0)
+                if len(ref_lfu) < cap:
+                    ref_lfu.add(x)
+                elif counts[x] > low:  # which of the tied least counted rows leaves is the tier's choice
+                    gone = ref_lfu - _held(lfu)
+                    assert len(gone) == 1 and counts[gone.pop()] == low
+                    ref_lfu = _held(lfu)
+            assert _held(lfu) == ref_lfu
+        for t in (lru, lfu):  # records follow their rows; the capacity holds
+            held = t.held_rows
+            assert len(held) <= cap and np.array_equal(t.data[t.find(held)], _rec(held))
