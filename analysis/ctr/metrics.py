@@ -20,17 +20,19 @@ from embcompress.errors import param_error
 EPS = 1e-7
 
 
-def _check(labels, scores, owner: str) -> tuple[np.ndarray, np.ndarray]:
+def _check(labels, scores, owner: str, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels)
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim != 1 or s.shape != y.shape:
-        raise param_error("scores", owner, f"be a 1-d array of the labels' length {y.shape}", s.shape)
+        raise param_error(name, owner, f"be a 1-d array of the labels' length {y.shape}", s.shape)
     if y.size == 0:
         raise param_error("labels", owner, "hold at least one row", 0)
     if not np.isin(y, (0, 1)).all():
         raise param_error("labels", owner, "hold only 0 and 1", np.unique(y)[:5].tolist())
-    if not np.isfinite(s).all():
-        raise param_error("scores", owner, "be finite", "non-finite values")
+    bad = np.flatnonzero(~np.isfinite(s))
+    if bad.size:  # usually a model that diverged: say where
+        raise param_error(name, owner, "be finite (NaN or inf usually means training diverged: lower the learning rate)",
+                          f"NaN or inf at rows {bad[:10].tolist()}, {bad.size} of {s.size}")
     return y.astype(np.float64), s
 
 
@@ -75,7 +77,7 @@ def _check_probs(p: np.ndarray, owner: str, param: str = "probs") -> None:
 
 def logloss(labels, probs) -> float:
     """Mean binary cross-entropy of probabilities in [0, 1], clipped to [1e-7, 1 - 1e-7]."""
-    y, p = _check(labels, probs, "logloss")
+    y, p = _check(labels, probs, "logloss", "probs")
     _check_probs(p, "logloss")
     p = np.clip(p, EPS, 1.0 - EPS)
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
@@ -126,8 +128,8 @@ def paired_bootstrap(
     y = None
     pairs = []
     for a, b in zip(probs_a, probs_b, strict=True):
-        y, pa = _check(labels, a, owner)
-        _, pb = _check(labels, b, owner)
+        y, pa = _check(labels, a, owner, "probs_a")
+        _, pb = _check(labels, b, owner, "probs_b")
         _check_probs(pa, owner, "probs_a")
         _check_probs(pb, owner, "probs_b")
         pairs.append((pa, pb))

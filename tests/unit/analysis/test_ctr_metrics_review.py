@@ -63,3 +63,21 @@ def test_bootstrap_without_any_two_class_resample_says_what_to_do():
     y = np.array([1, 0])
     with pytest.raises(ConfigError, match="positives and negatives"):
         paired_bootstrap(y, [np.array([0.9, 0.1])], [np.array([0.2, 0.8])], n_boot=10, seed=1256)
+
+
+def test_non_finite_values_are_named_with_the_parameter_and_rows():
+    # the message said "The 'scores' parameter of logloss must be finite. Got 'non-finite
+    # values' instead.": a parameter logloss does not have, and no row
+    with pytest.raises(ConfigError, match=r"'probs' parameter of logloss must be finite.*rows \[1, 3\]"):
+        logloss([1, 0, 1, 0], [0.5, np.nan, 0.2, np.inf])
+    from analysis.ctr.metrics import auc
+
+    with pytest.raises(ConfigError, match=r"'scores' parameter of auc must be finite.*rows \[0\]"):
+        auc([1, 0], [np.nan, 0.1])
+    with pytest.raises(ConfigError, match=r"'probs_b' parameter of paired_bootstrap must be finite"):
+        paired_bootstrap([1, 0], [np.array([0.5, 0.2])], [np.array([0.5, np.nan])], n_boot=10)
+
+
+def test_scores_of_the_wrong_length_name_the_parameter():
+    with pytest.raises(ConfigError, match=r"'probs' parameter of logloss must be a 1-d array"):
+        logloss([1, 0, 1], [0.5, 0.2])
