@@ -287,7 +287,7 @@ def plan(
     all_dram_cost = all_dram_gb * mem.cost_per_gb
     cands, best = [], None
     for frac in sorted(set(float(f) for f in fractions)):
-        rows = int(n_rows * frac)
+        rows = max(1, int(n_rows * frac))  # a store holds at least one row (TieredStore refuses less)
         # Entries covered, computed exactly: rows / (n_rows / len) rounds below len for rows = n_rows.
         hit = float(np.interp(rows * len(freq) / n_rows, np.arange(len(freq) + 1), cum))
         iops = lookups_per_s * (1 - hit) * reads_per_miss

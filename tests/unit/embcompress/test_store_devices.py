@@ -201,3 +201,10 @@ def test_plan_arithmetic_by_hand_counts_the_store_index():
     assert big13.candidates[1]["cost_usd"] == pytest.approx(big13.all_dram_cost_usd)
     with pytest.raises(ConfigError, match="'index_bytes_per_row' parameter"):
         plan(6400, 64, np.ones(100), 1.0, index_bytes_per_row=-1)
+
+
+def test_every_budget_holds_at_least_one_row():
+    # 0.1 % of 100 rows is no row: a budget of 0 bytes, which TieredStore refuses (under one row).
+    p = plan(6400, 64, np.ones(100), 1.0)
+    assert min(c["dram_bytes"] for c in p.candidates) == 64 and p.dram_bytes >= 64
+    assert p.candidates[0]["hit_rate"] == pytest.approx(0.01)
