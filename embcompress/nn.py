@@ -318,6 +318,13 @@ class MXEmbeddingBag(nn.Module):
 
         if not isinstance(emb, (nn.EmbeddingBag, nn.Embedding)):
             raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "be an nn.EmbeddingBag or nn.Embedding", type(emb).__name__)
+        # The module pools every id and never renormalizes rows: a bag built with these would
+        # give other results than the trained one, silently.
+        for opt in ("padding_idx", "max_norm"):
+            if getattr(emb, opt, None) is not None:
+                raise param_error("emb", "MXEmbeddingBag.from_embedding_bag",
+                                  f"have {opt}=None (not supported here; build it without {opt})",
+                                  f"{opt}={getattr(emb, opt)}")
         weight = emb.weight.detach().to("cpu", torch.float32).numpy()
         q = quantize(weight, fmt, block_size=block_size, scale_mode=scale_mode)
         mode = getattr(emb, "mode", "mean")
