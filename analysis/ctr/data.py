@@ -7,6 +7,7 @@ test), at random otherwise.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,11 +127,23 @@ def split_by_time(data: CTRData, time: np.ndarray | None, fractions=(0.8, 0.1, 0
     """Earliest rows train, then validation, latest test (``time=None``: the rows' own order).
 
     A stable sort keeps the file order among rows of equal time, so the split is deterministic.
+    Rows without a time (NaT, NaN) cannot be placed: they are left out and counted in
+    ``info["rows_without_time"]`` (sorted, they came last and landed in the test split).
     """
     fractions = _check_fractions(fractions, "split_by_time")
-    order = np.arange(data.n_rows) if time is None else np.argsort(np.asarray(time), kind="stable")
-    a, b = _cut(data.n_rows, fractions)
     meta = {"split": "time", "fractions": list(fractions), **(info or {})}
+    if time is None:
+        order = np.arange(data.n_rows)
+    else:
+        time = np.asarray(time)
+        missing = np.isnat(time) if time.dtype.kind in "mM" else np.isnan(time) if time.dtype.kind == "f" else np.zeros(time.shape, bool)
+        order = np.flatnonzero(~missing)
+        order = order[np.argsort(time[order], kind="stable")]
+        meta["rows_without_time"] = int(missing.sum())
+        if missing.any():
+            warnings.warn(f"left out {int(missing.sum())} rows without a time from the time split "
+                          f"(counted in info['rows_without_time'])", stacklevel=2)
+    a, b = _cut(order.size, fractions)
     return Splits(name, data.take(order[:a]), data.take(order[a:b]), data.take(order[b:]), meta)
 
 

@@ -39,12 +39,16 @@ def _ci(d: dict | None, digits: int = 4) -> str:
 
 
 def bad_lines_note(info: dict) -> str:
-    """A sentence on the malformed lines the loader skipped, or "" when there were none."""
+    """A sentence on the malformed lines the loader skipped and the rows without a time the time
+    split left out, or "" when there were none."""
     bad = {f: n for f, n in (info.get("bad_lines") or {}).items() if n}
-    if not bad:
-        return ""
-    total = sum(bad.values())
-    return f"{total} malformed line{'s' if total > 1 else ''} skipped ({', '.join(f'{f} {n}' for f, n in bad.items())})."
+    out = []
+    if bad:
+        total = sum(bad.values())
+        out.append(f"{total} malformed line{'s' if total > 1 else ''} skipped ({', '.join(f'{f} {n}' for f, n in bad.items())}).")
+    if info.get("rows_without_time"):
+        out.append(f"{info['rows_without_time']} rows without a time left out of the time split.")
+    return " ".join(out)
 
 
 def _sorted(summary: list[dict]) -> list[dict]:

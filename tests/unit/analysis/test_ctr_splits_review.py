@@ -42,3 +42,35 @@ def test_demo_refuses_a_test_split_without_positives(tmp_path):
     settings = DemoSettings.default(True, real=True)
     with pytest.raises(ConfigError, match=r"test split.*no positive"):
         run_demo(tmp_path / "out", data=csv, settings=settings)
+
+
+def test_time_split_leaves_out_rows_without_a_time_and_counts_them():
+    # NaT sorts last, so a row with no click_time landed in the test split as if it were the latest
+    from analysis.ctr.data import CTRData, split_by_time
+
+    n = 20
+    data = CTRData(("a",), np.arange(n, dtype=np.int64)[:, None], (np.arange(n) % 2).astype(np.float32))
+    time = np.datetime64("2017-11-07T00:00:00") + np.arange(n).astype("timedelta64[s]")
+    time[[3, 17]] = np.datetime64("NaT")
+    with pytest.warns(UserWarning, match="2 rows without a time"):
+        s = split_by_time(data, time, (0.5, 0.2, 0.3))
+    kept = np.concatenate([s.train.column("a"), s.validation.column("a"), s.test.column("a")])
+    assert 3 not in kept and 17 not in kept and kept.size == n - 2
+    assert np.all(np.diff(kept) > 0)  # still in time order
+    assert s.info["rows_without_time"] == 2
+
+
+def test_time_split_records_zero_when_every_row_has_a_time():
+    from analysis.ctr.data import CTRData, split_by_time
+
+    data = CTRData(("a",), np.arange(10, dtype=np.int64)[:, None], (np.arange(10) % 2).astype(np.float32))
+    s = split_by_time(data, np.arange(10.0)[::-1])
+    assert s.info["rows_without_time"] == 0 and s.test.column("a").tolist() == [0]
+
+
+def test_report_note_counts_rows_without_time():
+    from analysis.ctr.report import bad_lines_note
+
+    assert bad_lines_note({"rows_without_time": 2, "bad_lines": {"x.csv": 1}}) == (
+        "1 malformed line skipped (x.csv 1). 2 rows without a time left out of the time split.")
+    assert bad_lines_note({"rows_without_time": 0, "bad_lines": {"x.csv": 0}}) == ""
