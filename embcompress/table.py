@@ -84,6 +84,8 @@ class QuantizedTable:
     def take(self, rows) -> "QuantizedTable":
         """A table of the given rows (int ids in ``[0, n_rows)``, or a boolean mask)."""
         rows = np.asarray(rows)
+        if rows.size == 0 and rows.dtype.kind == "f":
+            rows = rows.astype(np.int64)  # an empty list arrives as float64
         if rows.dtype == bool:
             if rows.shape != (self._shape[0],):
                 raise param_error("rows", "QuantizedTable.take", f"be a mask of {self._shape[0]} booleans", f"shape {rows.shape}")

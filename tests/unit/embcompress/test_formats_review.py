@@ -294,3 +294,10 @@ def test_table_built_on_a_view_is_read_only():
     data = np.array(ec.quantize(random_table(2, n=4, dim=32), "mx4").data)
     t = QuantizedTable(data[1:3], "mx4", (2, 32))
     assert not t.data.flags.writeable
+
+
+def test_take_of_no_rows():
+    # np.asarray([]) is float64: an empty list of ids was refused as "not int row ids"
+    q = ec.quantize(random_table(3, n=5, dim=16), "mxfp4_e2m1")
+    t = q.take([])
+    assert t.shape == (0, 16) and t.data.shape == (0, q.row_bytes)
