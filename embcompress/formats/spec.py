@@ -40,8 +40,8 @@ from ..errors import ConfigError
 class FormatSpec:
     """One storage format.
 
-    ``bits`` is the element width on average, counting block metadata (scales, microexponents,
-    row scale and bias) only where ``bits_with_scales`` says so.
+    ``elem_bits`` is the width of one element code; ``bits_per_element`` is the average stored
+    width of a row's values, its metadata (scales, microexponents, row scale and bias) included.
     """
 
     name: str

@@ -301,3 +301,13 @@ def test_take_of_no_rows():
     q = ec.quantize(random_table(3, n=5, dim=16), "mxfp4_e2m1")
     t = q.take([])
     assert t.shape == (0, 16) and t.data.shape == (0, q.row_bytes)
+
+
+def test_format_spec_doc_names_only_real_members():
+    # its docstring described ``bits`` and ``bits_with_scales``, which FormatSpec does not have
+    import re
+
+    from embcompress.formats.spec import FormatSpec
+
+    named = set(re.findall(r"``(\w+)``", FormatSpec.__doc__))
+    assert named and all(hasattr(FormatSpec, n) or n in FormatSpec.__dataclass_fields__ for n in named), named
