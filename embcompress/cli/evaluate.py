@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, ConfigError
 from .progress import progress_bar
 
 
@@ -31,6 +31,13 @@ def command(
     cfg = SweepConfig.from_json(config)
     if data is not None:
         from dataclasses import replace
+
+        if cfg.dataset.name == "synthetic":
+            raise ConfigError(
+                f"--data names a real log, but the dataset of {config} is 'synthetic' (generated, no "
+                f"file). Set \"dataset\": {{\"name\": \"frappe\" | \"criteo\" | \"talkingdata\", ...}} in "
+                f"the config, or leave out --data."
+            )
 
         cfg = replace(cfg, dataset=replace(cfg.dataset, path=data))
     out.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after a sweep of many minutes

@@ -116,3 +116,22 @@ def test_export_bad_frequencies_file_is_one_clear_line(tmp_path, kind):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and str(freq) in lines[0] and "--frequencies" in lines[0], p.stderr
     assert "Errno" not in lines[0] and "allow_pickle" not in lines[0], p.stderr
+
+
+def test_evaluate_data_on_a_synthetic_config_is_refused(tmp_path):
+    # --data overrides a real dataset's path; on a synthetic config it was ignored without a word
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    config = Path(__file__).parents[3] / "examples" / "sweeps" / "synthetic_tiny.json"
+    code = (
+        "import analysis.ctr.sweep as s\n"
+        "def ran(*a, **k):\n"
+        "    raise RuntimeError('the sweep ran')\n"
+        "s.run_sweep = ran\n"
+        "from embcompress.cli.main import main\n"
+        f"main(['evaluate', {str(config)!r}, '--out', {str(tmp_path / 'o')!r}, '--data', {str(tmp_path)!r}, '--quiet'])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    assert "the sweep ran" not in p.stderr and "'synthetic'" in p.stderr and "dataset" in p.stderr, p.stderr
