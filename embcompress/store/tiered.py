@@ -195,6 +195,7 @@ class TieredStore:
         self._lock = threading.RLock()  # DRAM tier and counters
         self._file = _FileLock()  # lookups read the file shared; updates and warm-ups exclusive
         self._warm = False
+        self._closed = False
         self.reset_stats()
 
     # -- row source interface (what embcompress.nn.MXEmbeddingBag takes) ---------------------------
@@ -216,6 +217,11 @@ class TieredStore:
                                       seed=m.seed, config=m.config, inputs=m.inputs, meta=m.meta)
             self._id_map = m
         return self._id_map
+
+    def _check_open(self, where: str) -> None:
+        if self._closed:
+            raise ConfigError(f"{where}: the TieredStore over {self.path} is closed (its file and DRAM tier are "
+                              f"released). Open a new TieredStore on the file to serve it again.")
 
     def _positions(self, rows: np.ndarray) -> np.ndarray:
         return rows if self._pos is None else self._pos[rows]
@@ -296,6 +302,7 @@ class TieredStore:
         (LRU/LFU not seeded) there is nothing to load.
         """
         with self._file.exclusive(), self._lock:
+            self._check_open("TieredStore.warm_up")
             if frequencies is not None:
                 f = np.asarray(frequencies)
                 if f.shape != (self.shape[0],) or f.dtype.kind not in "iuf" or not np.all(np.isfinite(f)) or np.any(f < 0):
@@ -324,6 +331,7 @@ class TieredStore:
         if not self._warm:
             self.warm_up()
         with self._lock:  # DRAM hits, copied out at once
+            self._check_open("TieredStore lookup")
             slots = self._dram.find(pos)
             hit = slots >= 0
             staged = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
@@ -333,6 +341,7 @@ class TieredStore:
         # File reads run outside the state lock, so threads' reads overlap; the shared side of the
         # file lock keeps updates out until this batch's misses are read and admitted.
         with self._file.shared():
+            self._check_open("TieredStore lookup")  # closed since the hits were copied
             t0 = time.perf_counter()
             records, n_blocks = self._reader.read(miss)
             read_s = time.perf_counter() - t0
@@ -374,6 +383,7 @@ class TieredStore:
         from ..kernels.lookup import check_bags, pooled_lookup
         from ..table import QuantizedTable
 
+        self._check_open("TieredStore.pooled_lookup")
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu" or idx.ndim not in (1, 2):
             raise param_error("indices", "TieredStore.pooled_lookup", "be a 1-D (or 2-D) array of int row ids",
@@ -392,6 +402,7 @@ class TieredStore:
 
     def rows(self, rows) -> np.ndarray:
         """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""
+        self._check_open("TieredStore.rows")
         r = np.asarray(rows)
         if r.dtype.kind not in "iu":  # a float id would be truncated to some other row
             raise param_error("rows", "TieredStore.rows", "be int row ids", f"dtype {r.dtype}")
@@ -435,6 +446,7 @@ class TieredStore:
         order = np.argsort(pos)
         pos, records = pos[order], records[order]
         with self._file.exclusive(), self._lock:
+            self._check_open("TieredStore.update_rows")
             jpath = journal.journal_path(self.path)
             if jpath.exists():  # an earlier update failed midway: finish it, and its DRAM copies too
                 with read_artifact(jpath, kind=journal.JOURNAL_KIND, verify="full", mmap=False) as prev:
@@ -478,7 +490,18 @@ class TieredStore:
         return c
 
     def close(self) -> None:
-        self._reader.close()
+        """Close the file and free the DRAM tier and the per-row state (a module over the store keeps
+        the store object alive, so its memory must go here); the counters stay readable. Later
+        lookups, updates and warm-ups raise. Waits for lookups in flight; closing twice is fine."""
+        with self._file.exclusive(), self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._reader.close()
+            self._dram = DramTier(0, self.row_bytes, 0, self.policy)
+            self._score, self._is_touched, self._touched = None, np.zeros(0, bool), []
+            self._hot = np.zeros(0, np.int64)
+            self._freq = self._pos = None
 
     def __enter__(self) -> "TieredStore":
         return self

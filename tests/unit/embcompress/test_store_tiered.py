@@ -391,3 +391,23 @@ def test_the_store_refuses_exactly_what_the_kernel_refuses_and_before_staging(tm
             assert np.array_equal(got, want), case
             n_checked += 1
     assert n_checked > 10  # some combinations are valid
+
+
+@pytest.mark.parametrize("policy", ["frequency", "lru", "lfu"])
+def test_a_closed_store_frees_its_dram_and_refuses_clearly(tmp_path, policy):
+    # A module over a store keeps the store (nn's registry), so close() must give the hot rows'
+    # memory back; and a lookup after it raised a raw "Bad file descriptor" on a miss.
+    path, q = _table(tmp_path)
+    kw = dict(frequencies=_freq(), refresh_every=2) if policy == "frequency" else {}
+    s = TieredStore(path, dram_bytes=40 * q.row_bytes, policy=policy, **kw)
+    s.pooled_lookup(np.arange(0, N, 3), np.array([0, 7]))
+    s.close()
+    s.close()  # twice is fine
+    assert s._dram.data.nbytes == 0 and s._dram.slot_of.nbytes == 0
+    assert s.stats()["dram_rows"] == 0 and s.stats()["batches"] == 1  # the counters stay readable
+    for call in (lambda: s.pooled_lookup(np.arange(5), np.array([0])), lambda: s.rows([0, 1]),
+                 lambda: s.warm_up(), lambda: s.update_rows(np.array([0]), np.zeros((1, DIM), np.float32))):
+        with pytest.raises(ConfigError, match="closed"):
+            call()
+    with TieredStore(path, dram_bytes=40 * q.row_bytes, policy=policy, **kw) as s2:  # the file is untouched
+        assert np.array_equal(s2.rows([0, 1]), q.data[[0, 1]])
