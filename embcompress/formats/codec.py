@@ -118,6 +118,8 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
         data = encode_numpy(x, spec, block, scale_mode, nonfinite)
     if spec.family == "rowwise" and nonfinite == "error":
         _check_row_meta(x, data, spec)
+    if spec.family == "float" and spec.elem_bits == 16 and nonfinite == "error":
+        _check_float_range(x, data, spec)
     return QuantizedTable(data, spec.name, (n, dim), block_size=block, scale_mode=scale_mode)
 
 
@@ -134,6 +136,23 @@ def _check_row_meta(x: np.ndarray, data: np.ndarray, spec: FormatSpec) -> None:
         raise ConfigError(
             f"The table passed to quantize has rows [{shown}] whose {spec.name} {kind} scale or bias "
             f"overflows (values too large for the format). Scale the table down, or use an MX, BDR or fp32 format."
+        )
+
+
+def _check_float_range(x: np.ndarray, data: np.ndarray, spec: FormatSpec) -> None:
+    """Refuse finite values that round to inf in fp16 (beyond 65504) or bf16 (near float32's max):
+    IEEE rounding makes them inf, and such rows would decode to inf without a word; under
+    nonfinite="nan_block" they are kept as IEEE rounds them."""
+    exp = 0x7C00 if spec.name == "fp16" else 0x7F80  # an all-ones exponent: inf or NaN
+    inf = (data.view("<u2") & exp) == exp
+    rows = np.flatnonzero(inf.any(axis=1) & np.isfinite(x).all(axis=1))
+    if rows.size:
+        shown = ", ".join(map(str, rows[:10])) + (f", ... ({rows.size} rows)" if rows.size > 10 else "")
+        top = "65504" if spec.name == "fp16" else "about 3.39e38"
+        raise ConfigError(
+            f"The table passed to quantize has rows [{shown}] with values beyond {spec.name}'s largest "
+            f"finite value ({top}), which would be stored as inf. Scale the table down, use bf16 or fp32, "
+            f"or pass nonfinite='nan_block' to keep them as inf."
         )
 
 

@@ -150,3 +150,17 @@ def test_torch_bfloat16_input_is_accepted_exactly():
     torch = pytest.importorskip("torch")
     t = torch.tensor(_table(3, 32)).to(torch.bfloat16)
     np.testing.assert_array_equal(ec.dequantize(ec.quantize(t, "bf16")), t.float().numpy())
+
+
+@pytest.mark.parametrize("fmt,big", [("fp16", 65520.0), ("fp16", -1e6), ("bf16", 3.4e38)])
+def test_finite_values_beyond_a_float_format_are_refused_unless_asked(fmt, big, monkeypatch):
+    # fp16's largest finite value is 65504; 65520 and beyond round to inf. Under the default
+    # nonfinite="error" that was silent: the row decoded to inf (row-wise formats refuse the same).
+    x = np.ones((5, 8), np.float32)
+    x[3, 2] = big
+    for backend in ("numpy", "auto"):
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", backend)
+        with pytest.raises(ConfigError, match=r"rows \[3\].*" + fmt):
+            ec.quantize(x, fmt)
+        q = ec.quantize(x, fmt, nonfinite="nan_block")  # kept as IEEE rounds it, when asked
+        assert np.isinf(ec.dequantize(q)[3, 2]) and np.isfinite(np.delete(ec.dequantize(q), 3, axis=0)).all()
