@@ -6,10 +6,18 @@ report ``<out_dir>/export.json``; it returns the report, one entry per table wit
 before (the trained table) and after (the file: rows, id map, frequencies, header) and the QSNR.
 
 Which tensors are tables: in an ``nn.Module``, the weights of every ``nn.Embedding`` and
-``nn.EmbeddingBag``; in a state dict (no module types to go by), every 2-D floating tensor whose
-key ends in ``.weight`` and has a path component containing "emb" (``emb.weight``,
-``embeddings.0.weight``, ``sparse.embedding_bags.user.weight``); pass ``tables=[...]`` to choose
-them by name instead.
+``nn.EmbeddingBag`` (a bare embedding module is named ``weight``, as its state dict names it);
+in a state dict (no module types to go by), every 2-D floating tensor whose key ends in
+``.weight``, has a path component containing "emb" (``emb.weight``, ``embeddings.0.weight``,
+``sparse.embedding_bags.user.weight``) and no ``.bias`` beside it (that is a Linear layer). Pass
+``tables=[...]`` to choose them by name instead: modules with a weight, parameters or buffers
+(a table used with ``F.embedding``), or state-dict keys (with or without ``.weight``). Tables are
+named as in the unwrapped model: a ``DataParallel`` / ``DistributedDataParallel`` or
+``torch.compile`` wrapper is looked through, and a state dict whose keys all start with
+``module.`` or ``_orig_mod.`` loses that prefix. Names that differ only in letter case are
+refused (one file on a case-insensitive file system). An ``nn.EmbeddingBag`` with
+``padding_idx`` is exported with a warning (served bags pool the padding id, which it skips);
+its report entry and file inputs record ``padding_idx``.
 
 With an id map for a table (``id_maps={name: IdMap}``):
 
@@ -34,6 +42,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -50,26 +59,77 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 def find_tables(model_or_state_dict, tables: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """The embedding tables of a model or state dict: ``name -> float32 array (rows, dim)``."""
+    return {name: _as_array(name, t) for name, t in _find(model_or_state_dict, tables)[0].items()}
+
+
+# Prefixes that wrappers put before every name: DistributedDataParallel / DataParallel
+# ("module.") and torch.compile ("_orig_mod."). Tables are named as in the unwrapped model.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _unwrap(model):
+    from torch import nn
+
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _strip_wrapper_prefix(sd: Mapping) -> Mapping:
+    """The state dict without a wrapper prefix that every key has (as torch's
+    consume_prefix_in_state_dict_if_present does); a prefix only some keys have is kept."""
+    while sd and all(isinstance(k, str) for k in sd):
+        prefix = next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in sd)), None)
+        if prefix is None:
+            break
+        sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _find(model_or_state_dict, tables: Sequence[str] | None):
+    """``({name: tensor or array as given}, {name: padding_idx})`` of the tables to export."""
     import torch
     from torch import nn
 
     found: dict[str, object] = {}
+    padding: dict[str, int] = {}
     if isinstance(model_or_state_dict, nn.Module):
-        mods = dict(model_or_state_dict.named_modules())
+        model = _unwrap(model_or_state_dict)
+        mods = dict(model.named_modules())
         if tables is None:
-            found = {n: m.weight for n, m in mods.items() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+            for n, m in mods.items():
+                if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+                    # a bare embedding module is the model itself (name ""): its state dict calls it "weight"
+                    name = n or "weight"
+                    found[name] = m.weight
+                    if isinstance(m, nn.EmbeddingBag) and m.padding_idx is not None:
+                        padding[name] = int(m.padding_idx)
         else:
+            # a module with a weight, or a parameter or buffer itself (a table used with F.embedding)
+            tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
             for n in tables:
-                if n not in mods or not isinstance(getattr(mods[n], "weight", None), torch.Tensor):
-                    raise param_error("tables", _OWNER, "name modules of the model that have a weight", n)
-                found[n] = mods[n].weight
+                t = getattr(mods[n], "weight", None) if n in mods else tensors.get(n)
+                if not isinstance(t, torch.Tensor):
+                    raise param_error("tables", _OWNER, "name modules of the model that have a weight, or its "
+                                      "parameters (e.g. a table used with F.embedding)", n)
+                found[n] = t
+                # (nn.Embedding's padding_idx only stops the gradient: its lookups return that row)
+                if isinstance(mods.get(n), nn.EmbeddingBag) and mods[n].padding_idx is not None:
+                    padding[n] = int(mods[n].padding_idx)
     elif isinstance(model_or_state_dict, Mapping):
-        sd = model_or_state_dict
+        sd = _strip_wrapper_prefix(model_or_state_dict)
         if tables is None:
             for key, t in sd.items():
                 if not isinstance(key, str) or not key.endswith(".weight"):
                     continue
                 name = key[: -len(".weight")]
+                # a Linear layer's weight is 2-D float too, but has a bias beside it; a table never does
+                if f"{name}.bias" in sd:
+                    continue
                 if any("emb" in part.lower() for part in name.split(".")) and _is_table(t):
                     found[name] = t
         else:
@@ -81,15 +141,18 @@ def find_tables(model_or_state_dict, tables: Sequence[str] | None = None) -> dic
     else:
         raise param_error("model_or_state_dict", _OWNER, "be an nn.Module or a state dict (a mapping of names to tensors)",
                           type(model_or_state_dict).__name__)
-    out = {}
-    for name, t in found.items():
-        if isinstance(t, torch.Tensor) and t.is_meta:
-            raise param_error("tables", _OWNER, "hold trained weights, not tensors on the meta device (load the weights first)", name)
-        arr = t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)
-        if arr.ndim != 2 or arr.shape[1] < 1:
-            raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {arr.shape}")
-        out[name] = np.ascontiguousarray(arr)
-    return out
+    return found, padding
+
+
+def _as_array(name: str, t) -> np.ndarray:
+    import torch
+
+    if isinstance(t, torch.Tensor) and t.is_meta:
+        raise param_error("tables", _OWNER, "hold trained weights, not tensors on the meta device (load the weights first)", name)
+    arr = t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {arr.shape}")
+    return np.ascontiguousarray(arr)
 
 
 def _is_table(t) -> bool:
@@ -100,16 +163,10 @@ def _is_table(t) -> bool:
     return isinstance(t, np.ndarray) and t.ndim == 2 and t.dtype.kind == "f"
 
 
-def _bytes_of(model_or_state_dict, name: str, arr: np.ndarray) -> int:
+def _bytes_of(t, arr: np.ndarray) -> int:
     """Bytes of the trained table in its own dtype."""
     import torch
-    from torch import nn
 
-    t = None
-    if isinstance(model_or_state_dict, nn.Module):
-        t = getattr(dict(model_or_state_dict.named_modules()).get(name), "weight", None)
-    elif isinstance(model_or_state_dict, Mapping):
-        t = model_or_state_dict.get(f"{name}.weight", model_or_state_dict.get(name))
     if isinstance(t, torch.Tensor):
         return t.numel() * t.element_size()
     if isinstance(t, np.ndarray):
@@ -183,7 +240,8 @@ def export(
     get_format(fmt)
     if out_dir is None:
         raise param_error("out_dir", _OWNER, "be a directory path", None)
-    found = find_tables(model_or_state_dict, tables)
+    raw, padding = _find(model_or_state_dict, tables)
+    found = {name: _as_array(name, t) for name, t in raw.items()}
     if not found:
         raise ConfigError(
             "export found no embedding tables: the model has no nn.Embedding / nn.EmbeddingBag, or no "
@@ -198,9 +256,16 @@ def export(
     for name, m in id_maps.items():
         if not isinstance(m, IdMap):
             raise param_error("id_maps", _OWNER, "map table names to embcompress.IdMap objects", f"{name}: {type(m).__name__}")
+    by_file: dict[str, str] = {}
     for name in found:
         if not _NAME.match(name):
             raise param_error("tables", _OWNER, "have names usable as file names (letters, digits, _ . -)", name)
+        # on a case-insensitive file system (macOS, Windows) the second file would replace the first
+        other = by_file.setdefault(name.casefold(), name)
+        if other != name:
+            raise param_error("tables", _OWNER, "have names that differ in more than letter case (they would be one "
+                              "file on a case-insensitive file system): rename one module or choose with tables=[...]",
+                              [other, name])
     # Check every table before writing any file, so bad input leaves out_dir as it was.
     for name, weight in found.items():
         n = weight.shape[0]
@@ -226,6 +291,13 @@ def export(
                 raise param_error("id_maps", _OWNER, f"hold only ids 0 .. {n - 1} for the full-size table {name!r} "
                                   f"(one trained row per id): pass the map built for this table's ids",
                                   f"a map onto {idm.n_rows} rows holding id {int(outside[0])}")
+    for name, p in padding.items():
+        # The file holds the padding row like any other, and MXEmbeddingBag pools every id it is given.
+        warnings.warn(
+            f"The table {name!r} has padding_idx={p}: nn.EmbeddingBag skips that id in its bags, but a bag served "
+            f"from the exported file (MXEmbeddingBag) pools it like any other id (the same sums while the padding "
+            f"row is zero; other means and maxima). Leave the padding id out of the bags given to the served "
+            f"table. The report and the file's inputs record padding_idx.", UserWarning, stacklevel=2)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -244,8 +316,10 @@ def export(
                 if freq.dtype.kind in "iu" else wsum
             )
         q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode)
-        path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq,
-                           inputs={"table": name, "trained_shape": [n, dim], "fmt": fmt})
+        inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt}
+        if name in padding:
+            inputs["padding_idx"] = padding[name]
+        path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq, inputs=inputs)
         decoded = dequantize(q)
         entry = {
             "name": name,
@@ -253,13 +327,15 @@ def export(
             "fmt": fmt,
             "trained_shape": [n, dim],
             "shape": list(q.shape),
-            "bytes_before": _bytes_of(model_or_state_dict, name, weight),
+            "bytes_before": _bytes_of(raw[name], weight),
             "bytes_after": path.stat().st_size,
             "qsnr_db": qsnr_db(table, decoded),
         }
         entry["compression"] = entry["bytes_before"] / entry["bytes_after"]
         if folded_rows is not None:
             entry["qsnr_vs_trained_db"] = qsnr_db(weight, decoded[folded_rows])
+        if name in padding:
+            entry["padding_idx"] = padding[name]
         report.append(entry)
         if progress is not None:
             progress(done, len(found))

@@ -325,6 +325,10 @@ class MXEmbeddingBag(nn.Module):
                 raise param_error("emb", "MXEmbeddingBag.from_embedding_bag",
                                   f"have {opt}=None (not supported here; build it without {opt})",
                                   f"{opt}={getattr(emb, opt)}")
+        if emb.weight.is_meta:  # (copying it out raises torch's NotImplementedError)
+            raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "hold trained weights, not tensors on the "
+                              "meta device (load the weights first, e.g. load_state_dict(..., assign=True))",
+                              "a weight on the meta device")
         weight = emb.weight.detach().to("cpu", torch.float32).numpy()
         q = quantize(weight, fmt, block_size=block_size, scale_mode=scale_mode)
         mode = getattr(emb, "mode", "mean")

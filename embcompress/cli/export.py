@@ -1,7 +1,8 @@
 """Export every embedding table of a trained model's state dict to compressed table files.
 
 The state dict is read with torch.load(weights_only=True). Tables are the 2-D float tensors
-named '<...emb...>.weight' (or those named with --table). With --id-map NAME=FILE a table is
+named '<...emb...>.weight' without a '.bias' beside them (or those named with --table); a
+'module.' (DistributedDataParallel) or '_orig_mod.' (torch.compile) prefix on every key is dropped. With --id-map NAME=FILE a table is
 stored with that id map, and a full-size table (one row per raw id) is first folded onto the
 map's rows, weighted by --frequencies NAME=FILE.npy (counts per id). Prints bytes before and
 after and the QSNR per table; writes export.json beside the table files.

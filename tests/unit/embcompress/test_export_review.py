@@ -1,0 +1,107 @@
+"""export, review: which tensors are tables (Linear layers, parameters used with F.embedding,
+a bare embedding module, DDP prefixes), file names that collide, padding_idx tables."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import embcompress  # noqa: E402
+from embcompress import ConfigError, open_table  # noqa: E402
+from embcompress.export import find_tables  # noqa: E402
+
+
+def test_state_dict_linear_layer_with_emb_in_its_name_is_not_a_table():
+    # A Linear layer's weight is 2-D float too, but it has a bias beside it; an embedding never does.
+    torch.manual_seed(0)
+    sd = {"emb.user.weight": torch.randn(10, 4), "user_embedding_proj.weight": torch.randn(4, 4),
+          "user_embedding_proj.bias": torch.randn(4)}
+    assert sorted(find_tables(sd)) == ["emb.user"]
+    # named explicitly, it is still exported
+    assert sorted(find_tables(sd, tables=["user_embedding_proj"])) == ["user_embedding_proj"]
+
+
+def test_a_bare_embedding_module_is_exported_under_the_name_its_state_dict_uses(tmp_path):
+    torch.manual_seed(0)
+    bag = nn.EmbeddingBag(10, 4, mode="sum")
+    report = embcompress.export(bag, fmt="fp32", out_dir=tmp_path)
+    assert [e["name"] for e in report] == ["weight"]
+    np.testing.assert_array_equal(open_table(tmp_path / "weight.embc").table.data.view(np.float32).reshape(10, 4),
+                                  bag.weight.detach().numpy())
+    # the same name as its state dict names it
+    assert sorted(find_tables(bag.state_dict(), tables=["weight"])) == ["weight"]
+
+
+class RawTables(nn.Module):
+    """A DLRM-style model whose tables are parameters used with F.embedding / F.embedding_bag."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.user_table = nn.Parameter(torch.randn(12, 4))
+        self.sparse = nn.Module()
+        self.sparse.item = nn.Parameter(torch.randn(9, 4))
+        self.mlp = nn.Linear(4, 1)
+
+
+def test_tables_may_name_parameters_of_a_model(tmp_path):
+    m = RawTables()
+    found = find_tables(m, tables=["user_table", "sparse.item"])
+    np.testing.assert_array_equal(found["user_table"], m.user_table.detach().numpy())
+    np.testing.assert_array_equal(found["sparse.item"], m.sparse.item.detach().numpy())
+    report = embcompress.export(m, fmt="fp32", out_dir=tmp_path, tables=["user_table", "sparse.item"])
+    assert {e["name"]: e["bytes_before"] for e in report} == {"user_table": 12 * 4 * 4, "sparse.item": 9 * 4 * 4}
+    # the model and its state dict name the same tables alike
+    assert sorted(find_tables(m.state_dict(), tables=["user_table", "sparse.item"])) == ["sparse.item", "user_table"]
+    with pytest.raises(ConfigError, match="'tables' parameter.*'nope'"):
+        find_tables(m, tables=["nope"])
+
+
+def test_ddp_prefix_of_a_state_dict_is_dropped_so_names_match_the_model(tmp_path):
+    torch.manual_seed(0)
+    m = nn.ModuleDict({"emb_user": nn.EmbeddingBag(10, 4), "mlp": nn.Linear(4, 1)})
+    ddp_sd = {"module." + k: v for k, v in m.state_dict().items()}
+    assert sorted(find_tables(ddp_sd)) == ["emb_user"] == sorted(find_tables(m))
+    assert sorted(find_tables(ddp_sd, tables=["emb_user"])) == ["emb_user"]
+    # torch.compile's wrapper prefix likewise
+    assert sorted(find_tables({"_orig_mod." + k: v for k, v in m.state_dict().items()})) == ["emb_user"]
+    # a DataParallel-wrapped model too
+    assert sorted(find_tables(nn.DataParallel(m))) == ["emb_user"]
+    report = embcompress.export(ddp_sd, fmt="fp32", out_dir=tmp_path)
+    assert [e["name"] for e in report] == ["emb_user"] and (tmp_path / "emb_user.embc").is_file()
+    # a prefix only some keys have is part of the names
+    mixed = {"module.emb.weight": torch.ones(3, 2), "emb.weight": torch.ones(4, 2)}
+    assert sorted(find_tables(mixed)) == ["emb", "module.emb"]
+
+
+def test_names_that_differ_only_in_case_are_refused_before_writing(tmp_path):
+    # on a case-insensitive file system (macOS, Windows) both would be one file, the second
+    # silently replacing the first
+    m = nn.ModuleDict({"User": nn.EmbeddingBag(10, 4), "user": nn.EmbeddingBag(12, 4)})
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="'User'.*'user'|'user'.*'User'"):
+        embcompress.export(m, fmt="fp32", out_dir=out)
+    assert not out.exists()
+
+
+def test_padding_idx_table_is_exported_with_a_warning_and_recorded(tmp_path):
+    # Served bags pool every id, padding included; nn.EmbeddingBag(padding_idx=...) skips it.
+    torch.manual_seed(0)
+    m = nn.ModuleDict({"emb": nn.EmbeddingBag(10, 4, mode="mean", padding_idx=0), "other": nn.Embedding(5, 4)})
+    with pytest.warns(UserWarning, match="'emb'.*padding_idx=0"):
+        report = embcompress.export(m, fmt="fp32", out_dir=tmp_path)
+    by = {e["name"]: e for e in report}
+    assert by["emb"]["padding_idx"] == 0 and "padding_idx" not in by["other"]
+    assert json.loads((tmp_path / "export.json").read_text())[0]["padding_idx"] == 0
+    # nn.Embedding's padding_idx only stops its gradient: its lookups return the padding row as
+    # any other, so pooling them (or serving them) includes it and there is nothing to warn about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = embcompress.export(nn.ModuleDict({"emb": nn.Embedding(5, 4, padding_idx=0)}), fmt="fp32",
+                                    out_dir=tmp_path / "b")
+    assert "padding_idx" not in report[0]
+
