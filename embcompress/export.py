@@ -17,7 +17,9 @@ named as in the unwrapped model: a ``DataParallel`` / ``DistributedDataParallel`
 ``module.`` or ``_orig_mod.`` loses that prefix. Names that differ only in letter case are
 refused (one file on a case-insensitive file system). An ``nn.EmbeddingBag`` with
 ``padding_idx`` is exported with a warning (served bags pool the padding id, which it skips);
-its report entry and file inputs record ``padding_idx``.
+its report entry and file inputs record ``padding_idx``. The file of an ``nn.EmbeddingBag``
+records its ``mode`` and ``include_last_offset`` (inputs), which ``MXEmbeddingBag.from_file``
+takes by default.
 
 With an id map for a table (``id_maps={name: IdMap}``):
 
@@ -91,12 +93,12 @@ def _strip_wrapper_prefix(sd: Mapping) -> Mapping:
 
 
 def _find(model_or_state_dict, tables: Sequence[str] | None):
-    """``({name: tensor or array as given}, {name: padding_idx})`` of the tables to export."""
+    """``({name: tensor or array as given}, {name: its nn.EmbeddingBag})`` of the tables to export."""
     import torch
     from torch import nn
 
     found: dict[str, object] = {}
-    padding: dict[str, int] = {}
+    bags: dict[str, object] = {}
     if isinstance(model_or_state_dict, nn.Module):
         model = _unwrap(model_or_state_dict)
         mods = dict(model.named_modules())
@@ -106,8 +108,8 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                     # a bare embedding module is the model itself (name ""): its state dict calls it "weight"
                     name = n or "weight"
                     found[name] = m.weight
-                    if isinstance(m, nn.EmbeddingBag) and m.padding_idx is not None:
-                        padding[name] = int(m.padding_idx)
+                    if isinstance(m, nn.EmbeddingBag):
+                        bags[name] = m
         else:
             # a module with a weight, or a parameter or buffer itself (a table used with F.embedding)
             tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
@@ -117,9 +119,8 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                     raise param_error("tables", _OWNER, "name modules of the model that have a weight, or its "
                                       "parameters (e.g. a table used with F.embedding)", n)
                 found[n] = t
-                # (nn.Embedding's padding_idx only stops the gradient: its lookups return that row)
-                if isinstance(mods.get(n), nn.EmbeddingBag) and mods[n].padding_idx is not None:
-                    padding[n] = int(mods[n].padding_idx)
+                if isinstance(mods.get(n), nn.EmbeddingBag):
+                    bags[n] = mods[n]
     elif isinstance(model_or_state_dict, Mapping):
         sd = _strip_wrapper_prefix(model_or_state_dict)
         if tables is None:
@@ -141,7 +142,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
     else:
         raise param_error("model_or_state_dict", _OWNER, "be an nn.Module or a state dict (a mapping of names to tensors)",
                           type(model_or_state_dict).__name__)
-    return found, padding
+    return found, bags
 
 
 def _as_array(name: str, t) -> np.ndarray:
@@ -240,7 +241,11 @@ def export(
     get_format(fmt)
     if out_dir is None:
         raise param_error("out_dir", _OWNER, "be a directory path", None)
-    raw, padding = _find(model_or_state_dict, tables)
+    raw, bags = _find(model_or_state_dict, tables)
+    # How each bag pools, recorded in its file so MXEmbeddingBag.from_file serves it alike; and its
+    # padding_idx (nn.Embedding's only stops the gradient: its lookups return that row as any other).
+    pooling = {name: {"mode": b.mode, "include_last_offset": bool(b.include_last_offset)} for name, b in bags.items()}
+    padding = {name: int(b.padding_idx) for name, b in bags.items() if b.padding_idx is not None}
     found = {name: _as_array(name, t) for name, t in raw.items()}
     if not found:
         raise ConfigError(
@@ -316,7 +321,7 @@ def export(
                 if freq.dtype.kind in "iu" else wsum
             )
         q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode)
-        inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt}
+        inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt, **pooling.get(name, {})}
         if name in padding:
             inputs["padding_idx"] = padding[name]
         path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq, inputs=inputs)

@@ -299,12 +299,22 @@ class MXEmbeddingBag(nn.Module):
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path, *, mode: str = "mean", include_last_offset: bool = False, verify: str = "header",
-                  mmap: bool = True, n_threads: int | None = None) -> "MXEmbeddingBag":
-        """The table file at ``path`` (its rows memory-mapped) with its id map, if it holds one."""
+    def from_file(cls, path, *, mode: str | None = None, include_last_offset: bool | None = None,
+                  verify: str = "header", mmap: bool = True, n_threads: int | None = None) -> "MXEmbeddingBag":
+        """The table file at ``path`` (its rows memory-mapped) with its id map, if it holds one.
+
+        ``mode`` and ``include_last_offset`` default to those of the ``nn.EmbeddingBag`` the file
+        was exported from (``embcompress.export`` records them), else ``"mean"`` and ``False``.
+        """
         from .tablefile import open_table
 
         t = open_table(path, mmap=mmap, verify=verify)
+        inputs = t.header.get("inputs")
+        inputs = inputs if isinstance(inputs, dict) else {}
+        if mode is None:
+            mode = inputs.get("mode") if inputs.get("mode") in MODES else "mean"
+        if include_last_offset is None:
+            include_last_offset = inputs.get("include_last_offset") is True
         return cls(t.table, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)
 
     @classmethod
