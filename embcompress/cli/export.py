@@ -69,6 +69,13 @@ def command(
                             f"Pass a file written by torch.save(model.state_dict()).") from None
     if not isinstance(sd, dict):
         raise ConfigError(f"{str(state_dict)!r} must hold a state dict (a dict of tensors). Got {type(sd).__name__} instead.")
+    if not any(isinstance(v, torch.Tensor) for v in sd.values()):
+        # a training checkpoint ({"model": state_dict, "epoch": ...}) rather than the state dict
+        nested = [k for k, v in sd.items() if isinstance(v, dict) and any(isinstance(t, torch.Tensor) for t in v.values())]
+        if nested:
+            raise ConfigError(f"{str(state_dict)!r} must hold a state dict (names to tensors), but holds no tensor at its "
+                              f"top level: it looks like a checkpoint with a state dict under {nested[0]!r}. Pass a file "
+                              f"holding that state dict alone: torch.save(checkpoint[{nested[0]!r}], 'state.pt').")
     maps = {name: IdMap.load(path) for name, path in _pairs(id_map, "--id-map").items()}
     freqs = {name: _load_counts(path) for name, path in _pairs(frequencies, "--frequencies").items()}
     with progress_bar("export", quiet=quiet) as bar:

@@ -105,3 +105,20 @@ def test_padding_idx_table_is_exported_with_a_warning_and_recorded(tmp_path):
                                     out_dir=tmp_path / "b")
     assert "padding_idx" not in report[0]
 
+
+
+def test_cli_names_the_state_dict_inside_a_training_checkpoint(tmp_path, capsys):
+    # torch.save({"model": model.state_dict(), "epoch": 3}) is how many training loops save; the
+    # message said the model had no tables and to name them, which cannot help
+    from embcompress.cli.main import main
+
+    torch.manual_seed(0)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": {"emb_user.weight": torch.randn(10, 4)}, "epoch": 3}, path)
+    try:
+        code = main(["export", str(path), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"), "--quiet"])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "'model'" in err and "state dict" in err and "torch.save(checkpoint['model']" in err, err
