@@ -135,7 +135,8 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                     found[name] = t
         else:
             for n in tables:
-                t = sd.get(f"{n}.weight", sd.get(n))
+                # (a name with the wrapper prefix, as the keys have it, is found too)
+                t = next((d[k] for d in (sd, model_or_state_dict) for k in (f"{n}.weight", n) if k in d), None)
                 if t is None or not _is_table(t):
                     raise param_error("tables", _OWNER, "name 2-D float tensors of the state dict (with or without '.weight')", n)
                 found[n] = t

@@ -67,6 +67,7 @@ def test_ddp_prefix_of_a_state_dict_is_dropped_so_names_match_the_model(tmp_path
     ddp_sd = {"module." + k: v for k, v in m.state_dict().items()}
     assert sorted(find_tables(ddp_sd)) == ["emb_user"] == sorted(find_tables(m))
     assert sorted(find_tables(ddp_sd, tables=["emb_user"])) == ["emb_user"]
+    assert sorted(find_tables(ddp_sd, tables=["module.emb_user"])) == ["module.emb_user"]
     # torch.compile's wrapper prefix likewise
     assert sorted(find_tables({"_orig_mod." + k: v for k, v in m.state_dict().items()})) == ["emb_user"]
     # a DataParallel-wrapped model too
