@@ -193,6 +193,9 @@ def write_file_atomic(path: str | Path, data) -> Path:
     ``bytes``, ``str`` (UTF-8) or a function that writes into the open binary file. Every file
     the project writes goes through here (artifacts by ``write_artifact``)."""
     path = Path(path)
+    if not path.parent.is_dir():  # else open() names the hidden temporary file, not the user's path
+        raise ConfigError(f"Cannot write {path}: its folder {path.parent} does not exist (or is not a folder). "
+                          f"Create it first, or write somewhere else.")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         with open(tmp, "wb") as fh:

@@ -138,6 +138,12 @@ def _numpy_buffers(values, owner: str):
 
 def _string_buffers(values, owner: str):
     """(offsets int64 of len n+1, data uint8, null mask or None) of string/bytes values."""
+    if isinstance(values, (str, bytes)) or (isinstance(values, np.ndarray) and values.ndim == 0):
+        one = values.item() if isinstance(values, np.ndarray) else values
+        raise ConfigError(
+            f"The 'values' parameter of {owner} must be a list or array of ids (one per element). "
+            f"Got a single {type(one).__name__} instead: pass [{one!r}]."
+        )
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -190,7 +196,11 @@ def hash_strings(values) -> np.ndarray:
     binary array. A ``str`` is hashed as its UTF-8 bytes, so ``"a"`` and ``b"a"`` agree.
     Use :func:`string_ids` for int64 ids.
     """
-    offsets, data, nulls = _string_buffers(values, "hash_strings")
+    return _hash(values, "hash_strings")
+
+
+def _hash(values, owner: str) -> np.ndarray:
+    offsets, data, nulls = _string_buffers(values, owner)
     h = _fnv1a_fmix(offsets, data)
     h[h == MISSING_U64] = MISSING_U64 + np.uint64(1)
     missing = np.diff(offsets) == 0
@@ -202,7 +212,7 @@ def hash_strings(values) -> np.ndarray:
 
 def string_ids(values) -> np.ndarray:
     """int64 ids of string values: :func:`hash_strings` reinterpreted (``.view(np.int64)``)."""
-    return hash_strings(values).view(np.int64)
+    return _hash(values, "string_ids").view(np.int64)
 
 
 def _hex32(values):

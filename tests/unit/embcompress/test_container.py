@@ -296,3 +296,19 @@ def test_full_verify_checks_a_huge_gap_in_bounded_memory(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 160 << 20, peak  # one 64 MiB piece at a time, not the 256 MiB gap
+
+
+def test_writing_into_a_missing_folder_names_the_path_and_the_fix(tmp_path):
+    # it raised FileNotFoundError naming a hidden temporary file ('.x.embc.tmp-123-abcd')
+    import numpy as np
+
+    from embcompress import quantize
+    from embcompress.container import write_file_atomic
+    from embcompress.errors import ConfigError
+
+    target = tmp_path / "nodir" / "x.embc"
+    for write in (lambda: write_file_atomic(target, b"x"),
+                  lambda: quantize(np.ones((2, 32), np.float32), "mxint8").save(target)):
+        with pytest.raises(ConfigError, match=r"nodir.*does not exist.*Create it"):
+            write()
+    assert not (tmp_path / "nodir").exists()

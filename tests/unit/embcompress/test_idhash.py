@@ -117,3 +117,14 @@ def test_without_pyarrow_non_strings_are_refused_as_with_it(monkeypatch, values)
         hash_strings(values)
     with pytest.raises(ConfigError, match="must hold strings, bytes or None"):
         parse_hex32(values)
+
+
+@pytest.mark.parametrize("fn,name", [(parse_hex32, "parse_hex32"), (string_ids, "string_ids"),
+                                     (hash_strings, "hash_strings")])
+@pytest.mark.parametrize("value", ["68fd1e64", b"68fd1e64", np.array("68fd1e64")])
+def test_a_single_value_is_refused_naming_the_function_and_the_fix(fn, name, value):
+    # a str was called "an array of <U8", bytes gave pyarrow's raw ArrowInvalid, and string_ids
+    # named hash_strings
+    with pytest.raises(ConfigError, match=rf"'values' parameter of {name} must be a list or array.*\[b?.68fd1e64.\]"):
+        fn(value)
+    assert fn(["68fd1e64"]).shape == (1,)
