@@ -207,8 +207,19 @@ def diagnose(log, n_rows, train_frac, seed=0):
     print("  TalkingData regression to the mean: rows asked k times in the first half are asked, on average, in "
           "the second: " + ", ".join(f"k={k}: {second[(first == k) & (first + second > 0)].mean():.2f}" for k in range(7))
           + " (k=0: rows new in the second half)")
+    uniq_all = [np.unique(b) for b in log]
+    presence = [np.bincount(np.concatenate(u), minlength=n_rows).astype(np.float64)
+                for u in (uniq_all[:n_train], uniq_all[n_train:])]
+    whole = np.bincount(log.ravel(), minlength=n_rows).astype(np.float64)
     for frac in (0.01, 0.10):
+        # Other readings of the ideal and the ranking: the metric counts unique ids per batch, so
+        # rank by the batches a row is in; and "true frequency" as the whole log's counts.
         cap = int(n_rows * frac)
+        test = uniq_all[n_train:]
+        print(f"  TalkingData DRAM {frac:>4.0%}: ranked by batches present (the metric's unit): ideal "
+              f"{100 * _static_rate(test, top_rows(presence[1], cap)):6.2f}%, static set from the first half "
+              f"{100 * _static_rate(test, top_rows(presence[0], cap)):6.2f}%; ideal by the whole log's counts "
+              f"{100 * _static_rate(test, top_rows(whole, cap)):6.2f}%")
         for order, lg in (("time order", log), ("clicks shuffled", None)):
             if lg is None:  # the same clicks in a random order: no drift, the same counts
                 clicks = log.reshape(-1, 5)
