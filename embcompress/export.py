@@ -17,7 +17,9 @@ named as in the unwrapped model: a ``DataParallel`` / ``DistributedDataParallel`
 ``module.`` or ``_orig_mod.`` loses that prefix. Names that differ only in letter case are
 refused (one file on a case-insensitive file system). An ``nn.EmbeddingBag`` with
 ``padding_idx`` is exported with a warning (served bags pool the padding id, which it skips);
-its report entry and file inputs record ``padding_idx``. The file of an ``nn.EmbeddingBag``
+its report entry and file inputs record ``padding_idx``; so for ``max_norm`` on either module
+kind (torch rescales long rows as it looks them up; served rows are read as stored). The file
+of an ``nn.EmbeddingBag``
 records its ``mode`` and ``include_last_offset`` (inputs), which ``MXEmbeddingBag.from_file``
 takes by default.
 
@@ -93,7 +95,7 @@ def _strip_wrapper_prefix(sd: Mapping) -> Mapping:
 
 
 def _find(model_or_state_dict, tables: Sequence[str] | None):
-    """``({name: tensor or array as given}, {name: its nn.EmbeddingBag})`` of the tables to export."""
+    """``({name: tensor or array as given}, {name: its nn.Embedding / nn.EmbeddingBag})`` of the tables to export."""
     import torch
     from torch import nn
 
@@ -108,8 +110,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                     # a bare embedding module is the model itself (name ""): its state dict calls it "weight"
                     name = n or "weight"
                     found[name] = m.weight
-                    if isinstance(m, nn.EmbeddingBag):
-                        bags[name] = m
+                    bags[name] = m
         else:
             # a module with a weight, or a parameter or buffer itself (a table used with F.embedding)
             tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
@@ -119,7 +120,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                     raise param_error("tables", _OWNER, "name modules of the model that have a weight, or its "
                                       "parameters (e.g. a table used with F.embedding)", n)
                 found[n] = t
-                if isinstance(mods.get(n), nn.EmbeddingBag):
+                if isinstance(mods.get(n), (nn.Embedding, nn.EmbeddingBag)):
                     bags[n] = mods[n]
     elif isinstance(model_or_state_dict, Mapping):
         sd = _strip_wrapper_prefix(model_or_state_dict)
@@ -242,7 +243,10 @@ def export(
     get_format(fmt)
     if out_dir is None:
         raise param_error("out_dir", _OWNER, "be a directory path", None)
-    raw, bags = _find(model_or_state_dict, tables)
+    raw, embs = _find(model_or_state_dict, tables)
+    bags = {name: m for name, m in embs.items() if hasattr(m, "mode")}  # the nn.EmbeddingBag ones
+    # max_norm: torch renormalizes looked-up rows longer than it (both module kinds); served rows are as stored
+    norms = {name: float(m.max_norm) for name, m in embs.items() if m.max_norm is not None}
     # How each bag pools, recorded in its file so MXEmbeddingBag.from_file serves it alike; and its
     # padding_idx (nn.Embedding's only stops the gradient: its lookups return that row as any other).
     pooling = {name: {"mode": b.mode, "include_last_offset": bool(b.include_last_offset)} for name, b in bags.items()}
@@ -304,6 +308,12 @@ def export(
             f"from the exported file (MXEmbeddingBag) pools it like any other id (the same sums while the padding "
             f"row is zero; other means and maxima). Leave the padding id out of the bags given to the served "
             f"table. The report and the file's inputs record padding_idx.", UserWarning, stacklevel=2)
+    for name, mn in norms.items():
+        warnings.warn(
+            f"The table {name!r} has max_norm={mn:g}: torch rescales each looked-up row longer than that to "
+            f"max_norm, but lookups served from the exported file (MXEmbeddingBag) read the rows as stored. "
+            f"Renormalize the table's rows before export if the model relies on it. The report and the file's "
+            f"inputs record max_norm.", UserWarning, stacklevel=2)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -325,6 +335,8 @@ def export(
         inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt, **pooling.get(name, {})}
         if name in padding:
             inputs["padding_idx"] = padding[name]
+        if name in norms:
+            inputs["max_norm"] = norms[name]
         path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq, inputs=inputs)
         decoded = dequantize(q)
         entry = {
@@ -342,6 +354,8 @@ def export(
             entry["qsnr_vs_trained_db"] = qsnr_db(weight, decoded[folded_rows])
         if name in padding:
             entry["padding_idx"] = padding[name]
+        if name in norms:
+            entry["max_norm"] = norms[name]
         report.append(entry)
         if progress is not None:
             progress(done, len(found))
