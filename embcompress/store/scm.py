@@ -3,7 +3,8 @@
 A batch's rows (unique, sorted) become the distinct 4 KiB blocks that hold them; runs of adjacent
 blocks are merged into one read of up to ``max_read_bytes``; the reads go into one page-aligned
 buffer, at most ``max_in_flight`` at a time (a small thread pool: ``os.preadv`` releases the GIL),
-and the records are gathered from it. The file is opened with ``O_DIRECT`` where the file system
+and the records are gathered from it. The bound holds for all the threads reading through one
+reader together. The file is opened with ``O_DIRECT`` where the file system
 allows it (the page cache is bypassed, as a server reading an SSD would); elsewhere (tmpfs, macOS)
 with plain positional reads. Every read is block aligned either way.
 """
@@ -55,6 +56,9 @@ class RowReader:
                 raise ArtifactError(f"No table file at {self.path!r}: the file does not exist. Check the path.") from None
         self._pool = None
         self._lock = threading.Lock()
+        # Bounds the reads of every caller together (threads sharing a store share its reader), not
+        # only the pool's: a batch too small for the pool is read in its caller's thread.
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -106,7 +110,8 @@ class RowReader:
                 # A read may return short mid-file (POSIX allows it; network and FUSE file systems
                 # do): go on from where it stopped, from that block's start under O_DIRECT.
                 at = got - got % BLOCK if self.direct else got
-                n = os.preadv(fd, [view[a * BLOCK + at : b * BLOCK]], pos + at)
+                with self._in_flight:
+                    n = os.preadv(fd, [view[a * BLOCK + at : b * BLOCK]], pos + at)
                 if at + n <= got:  # no progress: the end of the file
                     raise ArtifactError(
                         f"The table file {self.path!r} was truncated: a read at byte {pos} got "

@@ -1,0 +1,70 @@
+"""Review tests of the store's I/O paths and of TieredStore under threads."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from embcompress.container import read_artifact, write_artifact
+from embcompress.store.scm import BLOCK, RowReader
+
+
+@pytest.fixture
+def rows_file(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (3000, 100), dtype=np.uint8)
+    path = write_artifact(tmp_path / "t.embc", "table", {"rows": data}, align=4096)
+    return path, data, read_artifact(path).section("rows").offset
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_max_in_flight_bounds_the_reads_of_all_threads_together(rows_file, monkeypatch, direct):
+    # Threads sharing a store share its reader: max_in_flight bounds their reads together (the
+    # device's queue depth), not each thread's. Each thread's batch is small enough to be read
+    # without the pool, which is where the bound was lost.
+    path, data, base = rows_file
+    k = 2
+    r = RowReader(path, base, 100, len(data), direct=direct, max_in_flight=k)
+    real = os.preadv
+    lock, cur, peak = threading.Lock(), [0], [0]
+    # k + 1 threads meet here inside a read if the reader lets them; it must not, and then the
+    # barrier breaks (after its timeout, a wait, not an assertion) and the reads go on.
+    meet, met = threading.Barrier(k + 1, timeout=2), threading.Event()
+
+    def counting(fd, bufs, off):
+        with lock:
+            cur[0] += 1
+            peak[0] = max(peak[0], cur[0])
+        try:
+            if not met.is_set():
+                try:
+                    meet.wait()
+                except threading.BrokenBarrierError:
+                    pass
+                met.set()
+            return real(fd, bufs, off)
+        finally:
+            with lock:
+                cur[0] -= 1
+
+    monkeypatch.setattr(os, "preadv", counting)
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(5):
+                rows = rng.choice(len(data), 3, replace=False)
+                got, _ = r.read(rows)
+                assert np.array_equal(got, data[rows])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(k + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    r.close()
+    assert not errors
+    assert peak[0] <= k
