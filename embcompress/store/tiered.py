@@ -71,8 +71,13 @@ class _FileLock:
     def exclusive(self):
         with self._cond:
             self._waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            except BaseException:  # interrupted (Ctrl-C): a writer left counted as waiting blocks every reader
+                self._waiting -= 1
+                self._cond.notify_all()
+                raise
             self._waiting -= 1
             self._writer = True
         try:

@@ -68,3 +68,59 @@ def test_max_in_flight_bounds_the_reads_of_all_threads_together(rows_file, monke
     r.close()
     assert not errors
     assert peak[0] <= k
+
+
+class _InterruptedOnce(threading.Condition):
+    """A condition whose first wait is interrupted (Ctrl-C while close() waits for lookups)."""
+
+    def __init__(self):
+        super().__init__()
+        self.interrupt = True
+
+    def wait(self, timeout=None):
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+        return super().wait(timeout)
+
+
+def test_an_interrupted_close_or_update_does_not_block_later_lookups(tmp_path):
+    # A writer waiting for the lookups in flight (close, update_rows, warm_up) that is interrupted
+    # stayed counted as waiting, and readers, who let waiting writers go first, blocked for ever.
+    from embcompress.formats import quantize
+    from embcompress.store import TieredStore
+
+    x = np.random.default_rng(0).standard_normal((500, 16)).astype(np.float32)
+    q = quantize(x, "mxfp8_e4m3")
+    store = TieredStore(q.save(tmp_path / "t.embc"), dram_bytes=10 * q.row_bytes, policy="lru")
+    lock = store._file
+    lock._cond = _InterruptedOnce()
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold_shared():
+        with lock.shared():
+            entered.set()
+            leave.wait()
+
+    holder = threading.Thread(target=hold_shared)
+    holder.start()
+    entered.wait()
+    with pytest.raises(KeyboardInterrupt):
+        store.close()  # waits for the holder; interrupted
+    leave.set()
+    holder.join()
+    got = []
+    reader = threading.Thread(target=lambda: got.append(store.rows([1, 2, 499])))
+    reader.start()
+    reader.join(30)  # a hang, not a speed, is what is tested
+    hung = reader.is_alive()
+    leave.set()
+    if hung:  # let the blocked reader finish so the test process can exit
+        with lock._cond:
+            lock._waiting = 0
+            lock._cond.notify_all()
+        reader.join()
+    assert not hung
+    assert np.array_equal(got[0], q.data[[1, 2, 499]])
+    store.close()
+    assert store._closed
