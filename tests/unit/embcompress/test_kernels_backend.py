@@ -1,7 +1,11 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from embcompress.errors import ConfigError
-from embcompress.kernels import backend, resolve_threads
+from embcompress.kernels import backend, compiled, resolve_threads
 
 
 def test_backend_env_override(monkeypatch):
@@ -12,9 +16,21 @@ def test_backend_env_override(monkeypatch):
         backend()
 
 
-def test_threads_honour_omp_and_validate():
+def test_threads_validate():
     assert resolve_threads(3) == 3
     assert resolve_threads(None) >= 1
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match="n_threads"):
             resolve_threads(bad)
+
+
+def test_threads_honour_omp_num_threads():
+    # OpenMP reads OMP_NUM_THREADS when its runtime starts, so this needs a fresh process; the
+    # value differs from the core count, so the machine default cannot pass by accident
+    if compiled("_threads") is None:
+        pytest.skip("compiled kernels not built or EMBCOMPRESS_KERNELS=numpy")
+    want = 5 if (os.cpu_count() or 1) != 5 else 3
+    env = {**os.environ, "OMP_NUM_THREADS": str(want), "EMBCOMPRESS_KERNELS": "cython"}
+    out = subprocess.run([sys.executable, "-c", "from embcompress.kernels import resolve_threads; print(resolve_threads(None))"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert int(out) == want
