@@ -145,9 +145,11 @@ def test_export_refuses_bad_input_before_writing_any_file(tmp_path, bad):
     kw = {}
     if bad == "frequencies":
         kw["frequencies"] = {"emb_b": np.ones(3)}
+        match = r"'frequencies' parameter.*'emb_b'"
     else:
         b[2, 1] = float("inf")
-    with pytest.raises(ConfigError):
+        match = r"'emb_b' holds non-finite"
+    with pytest.raises(ConfigError, match=match):  # refused for emb_b's input, not for anything else
         embcompress.export({"emb_a.weight": torch.ones(8, 4), "emb_b.weight": b}, fmt="mxint8", out_dir=tmp_path, **kw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json"]
     assert (tmp_path / "export.json").read_text() == "[]\n"
