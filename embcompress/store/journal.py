@@ -156,7 +156,12 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray) -> N
 
 
 def _rewrite_whole(art, section: str, rows: np.ndarray, records: np.ndarray) -> None:
-    arrays = {name: np.array(art.array(name)) for name in art.section_names}
+    # Without copying the table into memory (the tiered store serves tables larger than memory):
+    # the sections stay mapped from the file, the updated one copy-on-write, so only the pages of
+    # the changed rows are copied.
+    arrays = {name: art.array(name) for name in art.section_names}
+    s = art.section(section)
+    arrays[section] = np.memmap(art.path, dtype=s.dtype, mode="c", offset=s.offset, shape=s.shape)
     arrays[section][rows] = records
     h = art.header
     write_artifact(art.path, h["kind"], arrays, config=h["config"], inputs=h["inputs"], meta=h["meta"], align=h["align"])

@@ -124,3 +124,31 @@ def test_an_interrupted_close_or_update_does_not_block_later_lookups(tmp_path):
     assert np.array_equal(got[0], q.data[[1, 2, 499]])
     store.close()
     assert store._closed
+
+
+def test_the_whole_file_rewrite_of_an_update_does_not_load_the_table_into_memory(tmp_path, monkeypatch):
+    # When the header has no room for the new checksum's digits, an update rewrites the file. The
+    # tiered store exists for tables larger than memory: that rewrite copied every section into
+    # memory first (a 32 MiB table took 32 MiB), which for such a table fails or is OOM-killed.
+    import tracemalloc
+
+    from embcompress.store import journal
+
+    n, row_bytes = 1 << 18, 128  # 32 MiB of rows
+    data = np.zeros((n, row_bytes), np.uint8)
+    data[::1000] = 7
+    path = write_artifact(tmp_path / "big.embc", "table", {"rows": data, "extra": np.arange(9)}, align=4096)
+    del data
+    monkeypatch.setattr(journal, "_header_bytes", lambda *a: None)  # force the rewrite
+    rows = np.array([0, 5, n - 1], dtype=np.int64)
+    tracemalloc.start()
+    try:
+        journal.apply_update(path, "rows", rows, np.full((3, row_bytes), 0xCD, np.uint8))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (4 << 20), f"the rewrite allocated {peak} bytes for a {n * row_bytes}-byte table"
+    art = read_artifact(path, verify="full")
+    got = art.array("rows")
+    assert np.all(got[rows] == 0xCD) and np.all(got[1000] == 7) and np.all(got[1] == 0)
+    assert np.array_equal(art.array("extra"), np.arange(9))
