@@ -169,11 +169,24 @@ def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "hea
     ``verify="header"`` checks magic, version, header checksum, file size and section bounds;
     ``verify="full"`` also checks every section's checksum and the id map, so corruption
     anywhere raises an ArtifactError (exit code 3 on the command line) rather than wrong rows.
+    A journal left by an update that a crash interrupted (``TieredStore.update_rows``) is
+    replayed first, so the file holds every updated row new and every other row old.
     """
     if verify not in ("header", "full"):
         raise param_error("verify", "open_table", "be 'header' or 'full'", verify)
     if not isinstance(mmap, bool):
         raise param_error("mmap", "open_table", "be a bool", mmap)
+    from .store import journal
+
+    if journal.journal_path(path).exists():
+        try:
+            journal.replay(path)
+        except OSError as exc:
+            raise ArtifactError(
+                f"{str(path)!r} has the journal of an interrupted update ({journal.journal_path(path)}), which could "
+                f"not be applied ({exc.strerror or exc}). Open the table once where its folder is writable to "
+                f"finish the update, or restore the file and delete the journal."
+            ) from None
     art = read_artifact(path, kind=TABLE_KIND, mmap=mmap, verify=verify)
     where = str(path)
     layout = art.meta.get("table_file", {"version": FILE_VERSION, "id_map": None, "frequencies": False})

@@ -11,8 +11,8 @@ table's size.
 An update is a write-ahead journal (``<table>.journal``, itself a container artifact, written
 atomically: temporary file, fsync, rename, directory fsync) holding the new row records and the
 table's complete new header bytes, then the row writes, the header write and an fsync, then the
-journal's removal. Opening a ``TieredStore`` on a table with a journal present re-applies it
-(idempotent; ``open_table`` does not, so open a store, or call :func:`replay`, after a crash), so a
+journal's removal. Opening the table with a journal present (``TieredStore`` or ``open_table``)
+re-applies it (idempotent; :func:`replay` does it alone), so a
 crash at any point leaves every row either old (journal not yet durable) or new (journal
 replayed), and the header's checksum matches the rows. Only this process writes; callers exclude concurrent
 readers of the same rows (the store holds its lock while applying). Replays take an exclusive
