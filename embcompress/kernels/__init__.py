@@ -4,7 +4,7 @@ Every kernel has a NumPy reference in the package; the compiled (Cython + OpenMP
 bit for bit. ``backend()`` says which runs: the compiled one when it is built, else NumPy.
 Override with the environment variable ``EMBCOMPRESS_KERNELS`` = ``auto`` (default), ``cython``
 (fail if not built) or ``numpy``. ``n_threads=None`` everywhere means the machine's thread count,
-honouring ``OMP_NUM_THREADS``.
+honouring ``OMP_NUM_THREADS``; in a forked child process kernels run on one thread.
 """
 
 from __future__ import annotations
@@ -52,11 +52,31 @@ def compiled(module: str):
         return None
 
 
+# GNU OpenMP (libgomp) is not fork-safe: in a process forked after its parent ran a team of
+# threads (our kernels, or torch's), the first team of more than one thread waits forever for
+# threads that fork did not copy. So a forked child (a DataLoader or multiprocessing worker) runs
+# every kernel on one thread, as torch's DataLoader sets its workers to; the results are the same
+# bits for any thread count.
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def resolve_threads(n_threads: int | None) -> int:
-    """Threads to use: ``n_threads``, or the OpenMP default (``OMP_NUM_THREADS`` or all cores)."""
+    """Threads to use: ``n_threads``, or the OpenMP default (``OMP_NUM_THREADS`` or all cores);
+    1 in a forked child process (see above)."""
+    if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads < 1):
+        raise ConfigError(f"The 'n_threads' parameter must be a positive int or None. Got {n_threads!r} instead.")
+    if _forked_child:
+        return 1
     if n_threads is None:
         mod = compiled("_threads")
         return mod.max_threads() if mod is not None else (os.cpu_count() or 1)
-    if not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads < 1:
-        raise ConfigError(f"The 'n_threads' parameter must be a positive int or None. Got {n_threads!r} instead.")
     return n_threads

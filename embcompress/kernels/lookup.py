@@ -276,7 +276,8 @@ def pooled_lookup(
     "mean" or "max"; an empty bag gives zeros. ``per_sample_weights`` (float, one per index)
     scales each row before a sum, and is allowed with "sum" only, as in torch. ``out``, if
     given, is a writable C-contiguous float32 array of the result's shape and is returned.
-    ``n_threads=None`` uses OpenMP's default (``OMP_NUM_THREADS`` or all cores).
+    ``n_threads=None`` uses OpenMP's default (``OMP_NUM_THREADS`` or all cores); a
+    forked child process uses one thread (OpenMP teams hang after a fork).
 
     Rows are decoded from the table's format on the fly. Out-of-range or negative indices raise
     a ConfigError.
