@@ -138,7 +138,7 @@ def test_update_after_a_failed_update_serves_its_rows_new(tmp_path, monkeypatch)
 
     monkeypatch.setattr(journal.os, "pwrite", failing)
     new = np.full((4, q.row_bytes), 0xAB, dtype=np.uint8)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         store.update_rows(first, new)
     monkeypatch.setattr(journal.os, "pwrite", real)
     store.update_rows(np.array([100]), np.full((1, q.row_bytes), 0xCD, dtype=np.uint8))

@@ -125,7 +125,7 @@ def test_an_update_after_a_failed_one_finishes_it_first(tmp_path, monkeypatch):
 
     monkeypatch.setattr(journal.os, "pwrite", failing)
     first = np.array([10, 20, 30, 40], dtype=np.int64)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         apply_update(path, "rows", first, np.full((4, 24), 7, np.uint8))
     monkeypatch.setattr(journal.os, "pwrite", real)
     apply_update(path, "rows", np.array([100]), np.full((1, 24), 8, np.uint8))

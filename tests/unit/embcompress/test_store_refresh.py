@@ -247,7 +247,7 @@ def test_a_refresh_whose_read_fails_leaves_later_refreshes_right(tmp_path):
         return read(rows)
 
     s._reader.read = read_failing_on_the_second_call
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         s.rows(np.repeat([1600, 1601], 5000))  # the lookup's own read, then the refresh's, which fails
     assert sorted(s._dram.held_rows.tolist()) == [0, 1, 2, 3]
     for _ in range(2):
