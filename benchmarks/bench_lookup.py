@@ -39,6 +39,19 @@ def zipf_ids(rng, n_rows: int, size: int, a: float) -> np.ndarray:
     return rng.permutation(n_rows)[np.minimum(ranks, n_rows - 1)].astype(np.int64)
 
 
+def check_pooled(name: str, got, rows_of, ids: np.ndarray, bags: int, bag_len: int) -> None:
+    """Stop unless ``got`` is the sum pooling of the decoded rows ``rows_of(unique ids)`` over the
+    bags (a float64 reference): the timed kernels must compute what the ratios compare."""
+    u, inv = np.unique(ids, return_inverse=True)
+    rows = np.asarray(rows_of(u), dtype=np.float32)[inv]
+    want = rows.reshape(bags, bag_len, -1).sum(axis=1, dtype=np.float64)
+    err = np.abs(np.asarray(got, dtype=np.float64) - want).max(initial=0.0)
+    # float32 accumulation of bag_len rows stays far inside this bound; NaN fails it
+    if not err <= 1e-5 * bag_len * max(1.0, float(np.abs(rows).max(initial=0.0))):
+        raise SystemExit(f"MISMATCH: {name} is not the sum pooling of its table's rows (max error {err:.3g}); "
+                         "the benchmark would compare different work")
+
+
 def best_interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
     """Best wall time and best thread CPU time of each callable over ``repeat`` rounds, the
     callables taking turns within a round so that load from other processes falls on all alike.
@@ -79,6 +92,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     import embcompress
+    from embcompress.formats import to_torch_packed
     from embcompress.kernels import backend
 
     rng = np.random.default_rng(args.seed)
@@ -100,6 +114,13 @@ def main() -> None:
         "torch_int8": torch.ops.quantized.embedding_bag_byte_prepack(xt),
         "torch_int4": torch.ops.quantized.embedding_bag_4bit_prepack(xt),
     }
+    # The rows torch's kernels decode: our row-wise tables hold the bytes of torch's prepack.
+    torch_rows = {"torch_fp32": lambda u: x[u]}
+    for name, fmt in (("torch_int8", "int8_rowwise"), ("torch_int4", "int4_rowwise")):
+        q = embcompress.quantize(x, fmt)
+        if not np.array_equal(to_torch_packed(q), torch_tables[name].numpy()):
+            raise SystemExit(f"MISMATCH: {fmt} bytes differ from torch's prepack; the anchor's table is not ours")
+        torch_rows[name] = lambda u, q=q: q.take(u).dequantize()
     ours = {}
     for fmt in args.formats:
         t0 = time.perf_counter()
@@ -121,6 +142,9 @@ def main() -> None:
             }
             for fmt, q in ours.items():
                 fns[fmt] = lambda q=q: embcompress.pooled_lookup(q, ids, offsets, n_threads=threads, out=out)
+            for name, fn in fns.items():
+                rows_of = torch_rows[name] if name in torch_rows else lambda u, q=ours[name]: q.take(u).dequantize()
+                check_pooled(f"{name} ({dist}, {threads} threads)", np.asarray(fn()), rows_of, ids, args.bags, args.bag_len)
             res, cpu = best_interleaved(fns, args.repeat)
             for name, sec in res.items():
                 row_bytes = (
