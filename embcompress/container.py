@@ -379,6 +379,16 @@ def read_artifact(
                 f"expected {MAGIC!r}). Pass a file written by embcompress."
             )
         if major > MAJOR:
+            # The header checksum covers the version: a flipped bit there is damage, not a newer file.
+            newer = header_len <= size - PREFIX_SIZE and not res1 and not res2 and zlib.crc32(
+                fh.read(header_len), zlib.crc32(struct.pack("<HHIQ", major, minor, res1, header_len))) == crc
+            if not newer:  # a newer writer may checksum differently: name both causes
+                raise VersionError(
+                    f"The header of {where!r} records container format {major}.{minor}, newer than this "
+                    f"embcompress reads ({MAJOR}.x), and does not match its checksum: the file is corrupted "
+                    f"or was written by a newer embcompress. Restore it from a good copy if it is damaged. "
+                    f"Upgrade embcompress to read it if it is newer."
+                )
             raise VersionError(
                 f"{where!r} was written in container format {major}.{minor}, newer than this "
                 f"embcompress reads ({MAJOR}.x). Upgrade embcompress to read it."
@@ -417,8 +427,16 @@ def read_artifact(
     return art
 
 
+def _int(v, what: str) -> int:
+    # JSON ints only: 1e400 parses as infinity (int() raises OverflowError) and a float
+    # file_size equal to the size passed the checks, then broke verify()'s byte ranges.
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{what} must be an integer, not {v!r}")
+    return v
+
+
 def _parse_sections(header: dict, data_start: int, size: int) -> dict[str, Section]:
-    if header["file_size"] != size:
+    if _int(header["file_size"], "file_size") != size:
         raise ValueError(f"the header records {header['file_size']} bytes but the file has {size}; it is truncated or extended")
     align = header["align"]
     if not isinstance(align, int) or align < 8 or align & (align - 1):
@@ -431,15 +449,15 @@ def _parse_sections(header: dict, data_start: int, size: int) -> dict[str, Secti
         dtype = np.dtype(e["dtype"])
         if dtype.kind not in _KINDS or dtype.fields is not None:
             raise ValueError(f"section {e['name']!r} has non-numeric dtype {e['dtype']!r}")
-        shape = tuple(int(d) for d in e["shape"])
+        shape = tuple(_int(d, f"section {e['name']!r}'s shape") for d in e["shape"])
         if any(d < 0 for d in shape):
             raise ValueError(f"section {e['name']!r} has a negative dimension")
         nbytes = math.prod(shape) * dtype.itemsize  # exact: int64 would wrap on a crafted shape
-        offset = int(e["offset"])
+        offset = _int(e["offset"], f"section {e['name']!r}'s offset")
         if nbytes != e["nbytes"] or offset % align or offset < end or offset + nbytes > size:
             raise ValueError(f"section {e['name']!r} lies outside the file or overlaps another")
         if e["name"] in out:
             raise ValueError(f"section {e['name']!r} appears twice")
-        out[e["name"]] = Section(e["name"], dtype, shape, offset, nbytes, int(e["crc32"]))
+        out[e["name"]] = Section(e["name"], dtype, shape, offset, nbytes, _int(e["crc32"], f"section {e['name']!r}'s crc32"))
         end = offset + nbytes
     return out

@@ -162,6 +162,23 @@ class TableFile:
         return f"TableFile({str(self.path)!r}, fmt={self.fmt!r}, shape={self.shape}{extra})"
 
 
+def _journal_applied(path, journal) -> bool:
+    """Whether the table already holds every row record and the header of its pending journal
+    (read only: the journal cannot be removed where the folder is not writable)."""
+    try:
+        j = read_artifact(journal.journal_path(path), kind=journal.JOURNAL_KIND, verify="full", mmap=False)
+        head = j.array("header").tobytes()
+        rows, records = j.array("rows"), j.array("records")
+        base, row_bytes = int(j.meta["base"]), int(j.meta["row_bytes"])
+        with open(path, "rb") as fh:
+            if os.pread(fh.fileno(), len(head), 0) != head:
+                return False
+            return all(os.pread(fh.fileno(), row_bytes, base + r * row_bytes) == rec.tobytes()
+                       for r, rec in zip(rows.tolist(), records))
+    except (ArtifactError, OSError, KeyError, TypeError, ValueError):
+        return False
+
+
 def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "header") -> TableFile:
     """Open a table file written by :func:`write_table`.
 
@@ -182,11 +199,14 @@ def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "hea
         try:
             journal.replay(path)
         except OSError as exc:
-            raise ArtifactError(
-                f"{str(path)!r} has the journal of an interrupted update ({journal.journal_path(path)}), which could "
-                f"not be applied ({exc.strerror or exc}). Open the table once where its folder is writable to "
-                f"finish the update, or restore the file and delete the journal."
-            ) from None
+            # A table (or folder) that is not writable: fine when the journal's rows and header
+            # are already in the file (only its removal failed, now or before a crash).
+            if not _journal_applied(path, journal):
+                raise ArtifactError(
+                    f"{str(path)!r} has the journal of an interrupted update ({journal.journal_path(path)}), which "
+                    f"could not be applied ({exc.strerror or exc}). Open the table once where the table and its "
+                    f"folder are writable to finish the update, or restore the file and delete the journal."
+                ) from None
     art = read_artifact(path, kind=TABLE_KIND, mmap=mmap, verify=verify)
     where = str(path)
     layout = art.meta.get("table_file", {"version": FILE_VERSION, "id_map": None, "frequencies": False})

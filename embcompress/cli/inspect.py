@@ -14,8 +14,15 @@ import typer
 def describe(path: Path) -> str:
     """The report `embcompress inspect` prints for ``path`` (header checks only)."""
     from ..container import read_artifact
+    from ..store.journal import journal_path
     from ..table import TABLE_KIND
 
+    if journal_path(path).exists():
+        # An update that a crash interrupted: opening the table finishes it (else the container
+        # read below sees half-written rows or header and calls the file corrupt).
+        from ..tablefile import open_table
+
+        open_table(path)
     art = read_artifact(path)
     lines = [
         f"file:      {path}",

@@ -12,8 +12,15 @@ import typer
 def verify_file(path: Path) -> str:
     """Fully verify ``path``; return a one-line summary or raise an ArtifactError."""
     from ..container import read_artifact
+    from ..store.journal import journal_path
     from ..table import TABLE_KIND
 
+    if journal_path(path).exists():
+        # An update that a crash interrupted: opening the table finishes it (else the container
+        # read below sees half-written rows or header and calls the file corrupt).
+        from ..tablefile import open_table
+
+        open_table(path, verify="full")
     art = read_artifact(path, verify="full")
     if art.kind == TABLE_KIND:
         from ..tablefile import open_table
