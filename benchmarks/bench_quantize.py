@@ -43,8 +43,19 @@ def best_interleaved(fns, repeat: int) -> list[tuple[float, float]]:
     return best
 
 
+def check_same(fmt: str, q, theirs: np.ndarray) -> None:
+    """Stop unless our table equals the anchor's (torch's prepack bytes, or torchao's decoded values)."""
+    from embcompress.formats import to_torch_packed
+
+    ours = to_torch_packed(q) if fmt.endswith("_rowwise") else q.dequantize()
+    if not np.array_equal(ours, theirs.reshape(ours.shape), equal_nan=ours.dtype.kind == "f"):
+        raise SystemExit(f"MISMATCH in {fmt}: ours and the anchor made different tables; the benchmark would "
+                         "compare different work")
+
+
 def anchors():
-    """format -> callable(torch tensor) for the anchors that are installed."""
+    """format -> (name, callable(torch tensor), its result as an array comparable to ours) for the
+    anchors that are installed."""
     out = {}
     try:
         import torch
@@ -53,19 +64,22 @@ def anchors():
     for fmt, op in (("int8_rowwise", "embedding_bag_byte_prepack"), ("int4_rowwise", "embedding_bag_4bit_prepack"),
                     ("int2_rowwise", "embedding_bag_2bit_prepack")):
         if hasattr(torch.ops.quantized, op):
-            out[fmt] = ("torch fbgemm prepack", getattr(torch.ops.quantized, op))
+            # what the anchor made, as comparable to ours: the fused row bytes our to_torch_packed gives
+            out[fmt] = ("torch fbgemm prepack", getattr(torch.ops.quantized, op), lambda r: r.numpy())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from torchao.prototype.mx_formats.constants import DTYPE_FP6_E2M3, DTYPE_FP6_E3M2
-            from torchao.prototype.mx_formats.mx_tensor import to_mx
+            from torchao.prototype.mx_formats.mx_tensor import to_dtype, to_mx
     except Exception as exc:  # torchao missing or broken: ours still runs
         print(f"torchao not available ({type(exc).__name__}: {exc}); MX rows print ours only")
         return out, torch
     for fmt, dtype in (("mxfp8_e4m3", torch.float8_e4m3fn), ("mxfp8_e5m2", torch.float8_e5m2),
                        ("mxfp6_e3m2", DTYPE_FP6_E3M2), ("mxfp6_e2m3", DTYPE_FP6_E2M3),
                        ("mxfp4_e2m1", torch.float4_e2m1fn_x2)):
-        out[fmt] = ("torchao to_mx", lambda t, d=dtype: to_mx(t, d, 32))
+        # to_mx returns (scale, data); torchao's own decode gives the values, as our dequantize does
+        out[fmt] = ("torchao to_mx", lambda t, d=dtype: to_mx(t, d, 32),
+                    lambda r, d=dtype: to_dtype(r[1], r[0], d, 32, torch.float32).numpy())
     return out, torch
 
 
@@ -94,7 +108,6 @@ def main(argv=None) -> int:
           f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch is not None else ""))
     x = np.random.default_rng(args.seed).standard_normal((args.rows, args.dim), dtype=np.float32)
     xt = torch.from_numpy(x) if torch is not None else None
-    embcompress.quantize(x[:64], "mxfp8_e4m3")  # import and build caches outside the timing
 
     header = (f"{'format':<14}{'ours s':>9}{'anchor s':>10}{'speedup':>9}{'target':>8}"
               f"{'ours cpu':>10}{'anchor cpu':>11}{'cpu ratio':>10}  anchor")
@@ -104,7 +117,9 @@ def main(argv=None) -> int:
     for fmt in args.formats:
         ours_fn = lambda: embcompress.quantize(x, fmt, n_threads=threads)  # noqa: E731
         if fmt in anchor:
-            name, fn = anchor[fmt]
+            name, fn, comparable = anchor[fmt]
+            # one untimed call of each on a slice: the check, and the same warm-up for both sides
+            check_same(fmt, embcompress.quantize(x[:4096], fmt, n_threads=threads), comparable(fn(xt[:4096])))
             (ours, ours_cpu), (theirs, theirs_cpu) = best_interleaved([ours_fn, lambda: fn(xt)], args.repeat)
             ratio = theirs / ours
             target = TARGETS.get(fmt)
@@ -114,6 +129,7 @@ def main(argv=None) -> int:
             print(f"{fmt:<14}{ours:>9.3f}{theirs:>10.3f}{ratio:>8.1f}x{tgt:>8}"
                   f"{ours_cpu:>10.3f}{theirs_cpu:>11.3f}{theirs_cpu / ours_cpu:>9.1f}x  {name}{mark}")
         else:
+            embcompress.quantize(x[:4096], fmt, n_threads=threads)  # the same untimed warm-up
             (ours, ours_cpu), = best_interleaved([ours_fn], args.repeat)
             print(f"{fmt:<14}{ours:>9.3f}{'-':>10}{'-':>9}{'-':>8}{ours_cpu:>10.3f}{'-':>11}{'-':>10}  (no anchor implements it)")
         sys.stdout.flush()
