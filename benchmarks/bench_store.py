@@ -254,6 +254,7 @@ def throughput(path, q, log, train_frac, n_threads, bag, n_batches):
     # Anchor: the kernel on the whole table in memory.
     for b in test[:2]:
         pooled_lookup(q, b, offsets, n_threads=n_threads)
+    want = pooled_lookup(q, test[0], offsets, n_threads=n_threads)
     t0 = time.perf_counter()
     for b in test:
         pooled_lookup(q, b, offsets, n_threads=n_threads)
@@ -264,6 +265,11 @@ def throughput(path, q, log, train_frac, n_threads, bag, n_batches):
         with TieredStore(path, dram_bytes=budget, policy="frequency", frequencies=mined, device=device,
                          refresh_every=refresh) as s:
             s.warm_up()
+            # the store must give the anchor's result (the same rows, the same kernel), or the ratio compares other work
+            got = s.pooled_lookup(test[0], offsets, n_threads=n_threads)
+            if not np.array_equal(got, want, equal_nan=True):
+                raise SystemExit(f"MISMATCH: the store (device {device}, refresh_every={refresh}) pooled other values "
+                                 f"than the in-memory kernel (max difference {np.nanmax(np.abs(got - want)):.3g})")
             for b in test[:2]:
                 s.pooled_lookup(b, offsets, n_threads=n_threads)
             s.reset_stats()
