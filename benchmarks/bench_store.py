@@ -260,7 +260,7 @@ def throughput(path, q, log, train_frac, n_threads, bag, n_batches):
         pooled_lookup(q, b, offsets, n_threads=n_threads)
     anchor = n_lookups / (time.perf_counter() - t0)
     print(f"  in-memory kernel (anchor): {anchor:,.0f} lookups/s")
-    budget = int(q.shape[0] * 0.10) * q.row_bytes
+    budget = max(q.row_bytes, int(q.shape[0] * 0.10) * q.row_bytes)  # at least one row, as in hit_rates
     for device, refresh in ((None, None), (None, 1), ("nand", None), ("3dxp", None)):
         with TieredStore(path, dram_bytes=budget, policy="frequency", frequencies=mined, device=device,
                          refresh_every=refresh) as s:
