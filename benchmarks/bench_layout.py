@@ -115,6 +115,10 @@ def main(argv=None):
     ap.add_argument("--train-frac", type=float, default=0.5)
     ap.add_argument("--skip-criteo", action="store_true")
     args = ap.parse_args(argv)
+    n_train = max(1, int(args.batches * args.train_frac))  # as the replays split the log
+    if args.batches - n_train < 1:
+        ap.error(f"--batches {args.batches} with --train-frac {args.train_frac} leaves no batch to measure after the "
+                 f"{n_train} mined; use --batches {n_train + 1} or more (or a smaller --train-frac)")
     print(f"machine: {machine()}; single-threaded (layout and replay are I/O accounting, not kernel time)")
     with tempfile.TemporaryDirectory() as d:
         log = planted_log(args.rows, args.group, args.per_sample, args.samples, args.batches)

@@ -335,6 +335,12 @@ def main(argv=None):
     ap.add_argument("--plan-row-bytes", type=int, default=512)
     ap.add_argument("--dir", default=None, help="where to write the table file (default: a temporary directory)")
     args = ap.parse_args(argv)
+    n_train = max(1, int(args.batches * args.train_frac))  # as the replays split the log
+    if args.batches - n_train < 1:
+        ap.error(f"--batches {args.batches} with --train-frac {args.train_frac} leaves no batch to measure after the "
+                 f"{n_train} mined; use --batches {n_train + 1} or more (or a smaller --train-frac)")
+    if args.throughput_batches < 1:
+        ap.error(f"--throughput-batches must be at least 1, got {args.throughput_batches}")
     threads = resolve_threads(args.threads)
     sections = {int(x) for x in args.sections.split(",")}
     print(f"machine: {machine()}; kernel threads {threads}")
