@@ -189,8 +189,8 @@ def _problems(n_rows: int, keys, vals, fallback, fb_start: int, fb_count: int) -
     """What is inconsistent in a map's arrays (empty when they make a map onto ``n_rows`` rows)."""
     dtype = row_dtype(n_rows)
     problems = []
-    if n_rows > 2**63:  # lookup returns int64 rows
-        problems.append("n_rows exceeds 2**63")
+    if n_rows > 2**63 - 1:  # lookup returns int64 rows; the kernel takes the fallback count as int64
+        problems.append("n_rows exceeds 2**63 - 1")
     if vals.dtype != dtype or fallback.dtype != dtype:
         problems.append("row dtype does not fit n_rows")
     if keys.dtype != np.int64 or keys.ndim != 1 or vals.ndim != 1 or fallback.ndim != 1:
@@ -257,8 +257,8 @@ class IdMap:
         if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
             raise param_error("n_rows", owner, "be a positive int", n_rows)
         n_rows = int(n_rows)
-        if n_rows > 2**63:  # lookup returns int64 rows
-            raise param_error("n_rows", owner, "be at most 2**63 (rows are int64)", n_rows)
+        if n_rows > 2**63 - 1:  # lookup returns int64 rows; the kernel takes the fallback count as int64
+            raise param_error("n_rows", owner, "be at most 2**63 - 1 (rows and the fallback count are int64)", n_rows)
         dtype = row_dtype(n_rows)
         seed = _check_seed(seed, owner)
         ids = _check_int_array(ids, "ids", owner)
@@ -277,11 +277,23 @@ class IdMap:
             dup = np.flatnonzero(ids[1:] == ids[:-1])
             if dup.size:
                 raise param_error("ids", owner, "hold each id once", f"id {int(ids[dup[0]])} {int(np.sum(ids == ids[dup[0]]))} times")
+        fb_range = None
         if fallback_rows is None:
-            occupancy = np.bincount(rows, minlength=n_rows)
-            fallback = np.flatnonzero(occupancy != 1)
-            if fallback.size == 0:
-                fallback = np.arange(n_rows)
+            # From the ids' rows alone (not a count per table row: a hashing-trick map onto
+            # 2**40 rows needed 8 TiB). Sorted hot rows h[i] satisfy i <= h[i] <= i + n_rows - n_hot,
+            # so the prefix and suffix of hot rows are where those bounds hold.
+            held, count = np.unique(rows, return_counts=True)
+            hot = held[count == 1]
+            gap = hot - np.arange(hot.size)
+            prefix, suffix = int(np.count_nonzero(gap == 0)), int(np.count_nonzero(gap == n_rows - hot.size))
+            if hot.size == n_rows:  # every row is hot: all rows
+                fb_range = (0, n_rows)
+            elif prefix + suffix == hot.size:  # the cold rows are one range
+                fb_range = (prefix, n_rows - hot.size)
+            else:
+                cold = np.ones(n_rows, dtype=bool)
+                cold[hot] = False
+                fallback = np.flatnonzero(cold)
         else:
             fallback = _check_int_array(fallback_rows, "fallback_rows", owner)
             if fallback.size == 0:
@@ -292,15 +304,17 @@ class IdMap:
             if np.unique(fallback).size != fallback.size:
                 raise param_error("fallback_rows", owner, "hold each row once", "repeated rows")
         # A contiguous ascending range is stored as (start, count), no array.
-        if fallback.size == 1 or np.all(np.diff(fallback) == 1):
-            fb_arr, fb_start = np.zeros(0, dtype=dtype), int(fallback[0])
+        if fb_range is not None:
+            fb_arr, (fb_start, fb_count) = np.zeros(0, dtype=dtype), fb_range
+        elif fallback.size == 1 or np.all(np.diff(fallback) == 1):
+            fb_arr, fb_start, fb_count = np.zeros(0, dtype=dtype), int(fallback[0]), int(fallback.size)
         else:
-            fb_arr, fb_start = fallback.astype(dtype), 0
+            fb_arr, fb_start, fb_count = fallback.astype(dtype), 0, int(fallback.size)
         if ids.size and _capacity(ids.size) > _MAX_CAPACITY:
             raise param_error("ids", owner, f"hold at most {int(_MAX_CAPACITY * MAX_LOAD):,} ids", f"{ids.size:,} ids")
         keys, vals, base = cls._layout(ids, rows.astype(dtype), seed, dtype)
         return cls(n_rows=n_rows, seed=seed, keys=keys, vals=vals, base=base,
-                   fallback=fb_arr, fb_start=fb_start, fb_count=int(fallback.size),
+                   fallback=fb_arr, fb_start=fb_start, fb_count=fb_count,
                    config=config, inputs=inputs, meta=meta)
 
     @staticmethod
@@ -424,10 +438,13 @@ class IdMap:
     @property
     def hot_rows(self) -> int:
         """Rows owned by a single mapped id and outside the fallback rows."""
-        occupancy = np.bincount(self.rows, minlength=self.n_rows)
-        single = occupancy == 1
-        single[self.fallback_rows] = False
-        return int(single.sum())
+        held, count = np.unique(self.rows, return_counts=True)  # not a count per table row (see from_arrays)
+        single = held[count == 1]
+        if self._fallback.size:
+            cold = np.isin(single, self._fallback)
+        else:
+            cold = (single >= self._fb_start) & (single - self._fb_start < self._fb_count)
+        return int(np.count_nonzero(~cold))
 
     @property
     def moved_ids(self) -> int | None:
@@ -480,9 +497,9 @@ class IdMap:
                     f"embcompress reads ({FORMAT_VERSION}). Upgrade embcompress to read it.")
             if cfg["hash"] != HASH_NAME:
                 raise ArtifactError(f"{where!r} uses the fallback hash {cfg['hash']!r}, which this embcompress does not know.")
-            # JSON ints in the ranges the kernel's arguments take (rows are int64, so n_rows <= 2**63),
+            # JSON ints in the ranges the kernel's arguments take (rows and counts are int64),
             # so a bad header fails here, not later as an OverflowError or a negative row in lookup
-            n_rows, seed = _header_int(cfg, "n_rows", 1, 2**63), _header_int(cfg, "seed", 0, 2**64 - 1)
+            n_rows, seed = _header_int(cfg, "n_rows", 1, 2**63 - 1), _header_int(cfg, "seed", 0, 2**64 - 1)
             base = _header_int(cfg, "base", -(2**63), 2**63 - 1)
             fb_start = _header_int(cfg, "fallback_start", -(2**63), 2**63 - 1)
             fb_count = _header_int(cfg, "fallback_count", -(2**63), 2**63 - 1)
