@@ -1,0 +1,173 @@
+"""benchmarks/bench_*.py at tiny sizes, each in a subprocess: they run, print their ratio lines, and
+stop with an error when ours and the anchor do not compute the same thing (a fault injected into
+ours before the script runs)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+
+# Adds 1 to what a pooled lookup returns: the benchmark must notice.
+BREAK_LOOKUP = """
+import embcompress
+_orig = embcompress.pooled_lookup
+def _broken(*a, **k):
+    out = _orig(*a, **k)
+    out += 1.0
+    return out
+embcompress.pooled_lookup = _broken
+"""
+
+
+def run_bench(script: str, *args: str, patch: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
+    code = (
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(BENCH)!r})\n"
+        f"{patch}\n"
+        f"sys.argv = [{script!r}, *{list(args)!r}]\n"
+        f"runpy.run_path({str(BENCH / script)!r}, run_name='__main__')\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def ok(res: subprocess.CompletedProcess) -> str:
+    assert res.returncode == 0, f"exit {res.returncode}\nstdout:\n{res.stdout[-3000:]}\nstderr:\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+LOOKUP_ARGS = ("--rows", "64", "--dim", "32", "--bags", "4", "--bag-len", "2", "--repeat", "1")
+
+
+def test_lookup_prints_ratios():
+    pytest.importorskip("torch")
+    out = ok(run_bench("bench_lookup.py", *LOOKUP_ARGS))
+    for kernel, anchor in (("mxint8", "int8"), ("int8_rowwise", "int8"), ("mxfp4_e2m1", "int4"), ("fp32", "fp32")):
+        lines = [ln for ln in out.splitlines() if f" {kernel} " in ln and f"x {anchor}" in ln]
+        assert len(lines) == 4, (kernel, out)  # 2 id distributions x 2 thread counts
+
+
+def test_lookup_fails_when_ours_computes_something_else():
+    pytest.importorskip("torch")
+    res = run_bench("bench_lookup.py", *LOOKUP_ARGS, patch=BREAK_LOOKUP)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH" in res.stdout + res.stderr
+
+
+QUANTIZE_ARGS = ("--rows", "64", "--dim", "32", "--repeat", "1")
+
+
+def test_quantize_prints_ratios():
+    pytest.importorskip("torch")
+    out = ok(run_bench("bench_quantize.py", *QUANTIZE_ARGS))
+    for fmt in ("int8_rowwise", "int4_rowwise", "int2_rowwise"):
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(fmt)]
+        assert "x" in line.split()[3] and "fbgemm" in line, line
+
+
+def test_quantize_fails_when_ours_computes_something_else():
+    pytest.importorskip("torch")
+    patch = (
+        "import embcompress\n"
+        "_orig = embcompress.quantize\n"
+        "embcompress.quantize = lambda x, fmt, **k: _orig(x * 1.5, fmt, **k)\n"
+    )
+    res = run_bench("bench_quantize.py", *QUANTIZE_ARGS, "--formats", "int8_rowwise", patch=patch)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH" in res.stdout + res.stderr
+
+
+def test_idmap_prints_ratios():
+    out = ok(run_bench("bench_idmap.py", "--ids", "10", "--queries", "10", "--rows", "4", "--repeat", "1"))
+    assert out.count("x the anchor") == 4, out
+
+
+def test_fit_hash_prints_ratio():
+    pytest.importorskip("faiss")
+    out = ok(run_bench("bench_fit_hash.py", "--ids", "1000", "--rows", "64", "--groups", "10"))
+    assert "x the anchor" in out, out
+
+
+MINING_ARGS = ("--rows", "1000", "--repeat", "1")
+
+
+def test_mining_prints_ratio(tmp_path):
+    for mod in ("duckdb", "pyarrow", "psutil"):
+        pytest.importorskip(mod)
+    out = ok(run_bench("bench_mining.py", *MINING_ARGS, "--data-dir", str(tmp_path)))
+    assert "ratio ours/raw" in out and "counts identical" in out, out
+
+
+def test_mining_fails_when_pair_counts_differ(tmp_path):
+    for mod in ("duckdb", "pyarrow", "psutil"):
+        pytest.importorskip(mod)
+    patch = (
+        "from learned_hash.mining.stats import LogStats\n"
+        "_orig = LogStats.pair_counts\n"
+        "def _broken(self, *a, **k):\n"
+        "    ia, ib, c = _orig(self, *a, **k)\n"
+        "    return ia, ib, c + 1\n"
+        "LogStats.pair_counts = _broken\n"
+    )
+    res = run_bench("bench_mining.py", *MINING_ARGS, "--data-dir", str(tmp_path), patch=patch)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH" in res.stdout + res.stderr
+
+
+STORE_ARGS = ("--rows", "1000", "--batches", "4", "--batch", "64", "--throughput-batches", "2",
+              "--skip-talkingdata", "--plan-rows", "1000")
+
+
+def test_store_prints_ratios(tmp_path):
+    out = ok(run_bench("bench_store.py", *STORE_ARGS, "--dir", str(tmp_path)))
+    assert out.count("ratio to anchor") == 4, out
+    assert out.count("refresh 1 - ideal") == 2, out
+
+
+def test_store_runs_on_a_table_under_ten_rows(tmp_path):
+    # 10 % of 5 rows is no whole row: the DRAM budget must still hold one, as section 1's does
+    out = ok(run_bench("bench_store.py", "--rows", "5", "--batches", "2", "--batch", "32", "--throughput-batches", "1",
+                       "--sections", "1,2", "--skip-talkingdata", "--dir", str(tmp_path)))
+    assert out.count("ratio to anchor") == 4, out
+
+
+def test_store_fails_when_the_store_computes_something_else(tmp_path):
+    patch = (
+        "from embcompress.store import TieredStore\n"
+        "_orig = TieredStore.pooled_lookup\n"
+        "def _broken(self, *a, **k):\n"
+        "    out = _orig(self, *a, **k)\n"
+        "    out += 1.0\n"
+        "    return out\n"
+        "TieredStore.pooled_lookup = _broken\n"
+    )
+    res = run_bench("bench_store.py", *STORE_ARGS, "--sections", "2", "--dir", str(tmp_path), patch=patch)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH" in res.stdout + res.stderr
+
+
+def test_layout_prints_ratios():
+    out = ok(run_bench("bench_layout.py", "--rows", "1000", "--batches", "4", "--samples", "8", "--skip-criteo"))
+    assert "fewer blocks without DRAM" in out, out
+
+
+def test_run_all_passes_arguments_and_reports_failures():
+    # an option no benchmark knows: every one must fail, and run_all must say so with exit 1
+    res = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--no-such-option"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert "failed: " + ", ".join(sorted(p.name for p in BENCH.glob("bench_*.py"))) in res.stdout
+
+
+@pytest.mark.parametrize("script, args", [
+    ("bench_store.py", ("--rows", "100", "--batch", "32", "--skip-talkingdata", "--sections", "1")),
+    ("bench_layout.py", ("--rows", "16", "--samples", "1", "--skip-criteo")),
+])
+def test_no_measured_batches_is_refused_not_printed_as_nan(script, args, tmp_path):
+    # one batch all goes to mining: nothing is left to measure, so no figure can be printed
+    res = run_bench(script, *args, "--batches", "1")
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "--batches" in res.stderr and "nan" not in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
