@@ -49,6 +49,7 @@ def command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     mine = _load_mine()
+    out = out.expanduser()  # written where it is checked ('~/x' quoted, or --out=~/x, reaches here as is)
     # checked before mining, which can take hours on a large log
     parent = out.expanduser().absolute().parent
     if not parent.is_dir() or out.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -14,6 +15,23 @@ from .jobs import MiningPlan
 from .stats import LogStats
 
 ENGINES = ("duckdb", "spark")
+# A size both engines take: DuckDB's units (KB, MB, ... are powers of 1000; KiB, MiB, ... of 1024)
+_SIZE = re.compile(r"\s*([0-9]+(?:[.][0-9]+)?)\s*(B|KB?|MB?|GB?|TB?|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
+_UNITS = {"b": 1, **{u: 1000 ** (i + 1) for i, u in enumerate("kmgt")},
+          **{u + "b": 1000 ** (i + 1) for i, u in enumerate("kmgt")},
+          **{u + "ib": 1 << (10 * (i + 1)) for i, u in enumerate("kmgt")}}
+
+
+def memory_bytes(memory_limit) -> int:
+    """The bytes of a size such as ``"2GB"``, ``"1.5GiB"`` or ``"512 MB"`` (ConfigError otherwise)."""
+    m = _SIZE.fullmatch(memory_limit) if isinstance(memory_limit, str) else None
+    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()]) if m else 0
+    if n < 1 << 20:
+        raise ConfigError(
+            f"The 'memory_limit' parameter of mine must be a size such as '2GB', '512MB' or '1.5GiB' "
+            f"(at least 1MiB). Got {memory_limit!r} instead."
+        )
+    return n
 
 
 def _names(value, what: str) -> list[str]:
@@ -132,8 +150,9 @@ def mine(
         or a Spark Connect URL ``"sc://host:15002"``); both run the same jobs and give the same counts.
     format, delimiter, fields, field_map, kinds : how to read the log (see :mod:`learned_hash.logs`).
     on_bad_line : ``"error"`` (default) or ``"skip"`` (skipped lines are counted in ``bad_lines``).
-    memory_limit : e.g. ``"2GB"``: DuckDB's memory cap (it spills to ``temp_directory`` beyond
-        it); for Spark in local mode, the driver memory.
+    memory_limit : e.g. ``"2GB"``, ``"512MB"``, ``"1.5GiB"`` (KB, MB, GB, TB are powers of 1000;
+        KiB, MiB, GiB, TiB of 1024): DuckDB's memory cap (it spills to ``temp_directory`` beyond
+        it); for Spark in local mode, the driver memory (taken when the session starts).
     threads : engine threads (DuckDB ``threads``; Spark ``local[threads]``), default all cores.
     progress : ``progress(done, total)`` callback.
     """
@@ -145,8 +164,8 @@ def mine(
         raise ConfigError(f"The 'min_count' parameter of mine must be an int >= 1. Got {min_count!r} instead.")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ConfigError(f"The 'threads' parameter of mine must be a positive int or None. Got {threads!r} instead.")
-    if memory_limit is not None and (not isinstance(memory_limit, str) or not memory_limit.strip()):
-        raise ConfigError(f"The 'memory_limit' parameter of mine must be a size such as '2GB'. Got {memory_limit!r} instead.")
+    if memory_limit is not None:
+        memory_bytes(memory_limit)  # checked here for both engines, before either starts
     if sequence_key is not None and time_key is None:
         raise ConfigError(
             "The 'time_key' parameter of mine is needed with a sequence_key: consecutive ids are "

@@ -96,7 +96,7 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
     """Mine ``plan`` on DuckDB and return LogStats."""
     import duckdb
 
-    from .api import raise_first_bad_line
+    from .api import memory_bytes, raise_first_bad_line
 
     own_tmp = own_links = None
     if temp_directory is None:
@@ -105,12 +105,12 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
     con = duckdb.connect(":memory:")
     try:
         if memory_limit is not None:
-            try:
-                con.execute(f"SET memory_limit = '{memory_limit}'")
-            except duckdb.Error:
+            try:  # in bytes: the size is parsed once (api.memory_bytes), the same for both engines
+                con.execute(f"SET memory_limit = '{memory_bytes(memory_limit)}B'")
+            except duckdb.Error as exc:
                 raise ConfigError(
-                    f"The 'memory_limit' parameter of mine must be a size such as '2GB' or '512MB'. "
-                    f"Got {memory_limit!r} instead."
+                    f"The 'memory_limit' parameter of mine must be a size DuckDB can work in. Got "
+                    f"{memory_limit!r} instead ({exc}). Pass a larger size, such as '2GB'."
                 ) from None
         con.execute(f"SET temp_directory = '{os.fspath(temp_directory).replace(chr(39), chr(39) * 2)}'")
         if threads is not None:

@@ -99,6 +99,19 @@ class Dialect:
     def hex32(self, expr: str) -> str:
         raise NotImplementedError
 
+    def timestamp(self, expr: str) -> str:
+        """An ISO time text as a timestamp (NULL when it is no valid time): ordered by time, not
+        as text, where ``'2017-01-01T09:00'`` sorts after ``'2017-01-01 10:00'``."""
+        raise NotImplementedError
+
+    def text(self, expr: str) -> str:
+        """A text column's value as the log's UTF-8 text (see SparkDialect)."""
+        return expr
+
+    def text_bad(self, expr: str) -> str | None:
+        """When a text column's value is not valid UTF-8 (None: the engine rejects such lines itself)."""
+        return None
+
 
 def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
@@ -116,6 +129,9 @@ class DuckDBDialect(Dialect):
     def hex32(self, expr):
         return f"TRY_CAST('0x' || {expr} AS BIGINT)"
 
+    def timestamp(self, expr):
+        return f"TRY_CAST({expr} AS TIMESTAMP)"
+
 
 class SparkDialect(Dialect):
     name = "spark"
@@ -129,6 +145,22 @@ class SparkDialect(Dialect):
 
     def hex32(self, expr):
         return f"TRY_CAST(conv({expr}, 16, 10) AS BIGINT)"
+
+    def timestamp(self, expr):
+        # no time zone: a session's zone (Spark Connect: the server's) must not move local times
+        return f"TRY_CAST({expr} AS TIMESTAMP_NTZ)"
+
+    def __init__(self, latin1: bool = False):
+        # latin1: the engine read a text log as ISO-8859-1 (every byte one character), so a value
+        # that is not UTF-8 is seen and made a bad line, as DuckDB and the Python readers do;
+        # read as UTF-8, Spark would replace its bytes with U+FFFD and count the line as good
+        self.latin1 = latin1
+
+    def text(self, expr):
+        return f"CAST(encode({expr}, 'ISO-8859-1') AS STRING)" if self.latin1 else expr
+
+    def text_bad(self, expr):
+        return f"NOT coalesce(is_valid_utf8({self.text(expr)}), TRUE)" if self.latin1 else None
 
 
 
@@ -149,11 +181,15 @@ def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str,
             return c, None
         if kind == "int":
             return f"TRY_CAST(trim({c}) AS BIGINT)", f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))"
-        return f"NULLIF({c}, '')", f"NOT ({empty} OR coalesce({d.full_match(c, TIME_RE)}, FALSE))"
+        t = d.timestamp(f"NULLIF({c}, '')")
+        # a time that matches the pattern but is no date (month 13) does not parse: a bad line
+        return t, f"NOT ({empty} OR coalesce({d.full_match(c, TIME_RE)} AND {t} IS NOT NULL, FALSE))"
     # An id column. A missing value is NULL throughout the SQL and becomes MISSING_ID only in the
     # aggregated result (collect), so typed columns are grouped as they are, with no per-row work.
     if kind == "string":
-        return f"NULLIF({c}, '')", None  # hashed after aggregation
+        if plan.text:
+            return f"NULLIF({d.text(c)}, '')", d.text_bad(c)  # hashed after aggregation
+        return f"NULLIF({c}, '')", None
     if not plan.text:
         return c, None
     if kind == "hex32":

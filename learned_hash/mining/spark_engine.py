@@ -17,9 +17,9 @@ import tempfile
 from embcompress.errors import BackendUnavailableError, ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
 
+from .api import memory_bytes
 from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, sequence_sql
 
-_D = SparkDialect()
 CORRUPT = "__embc_corrupt"
 
 
@@ -58,7 +58,8 @@ def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = N
         "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={local_dir}",
     }
     if memory_limit is not None:
-        settings["spark.driver.memory"] = memory_limit.replace("GB", "g").replace("MB", "m").replace("B", "")
+        # Spark takes whole units only ("1.5g", "2GiB", "512 MB" would stop its JVM from starting)
+        settings["spark.driver.memory"] = f"{max(1, memory_bytes(memory_limit) >> 20)}m"
     settings.update(conf or {})
     builder = SparkSession.builder.master(master).appName("embcompress-mine")
     for k, v in settings.items():
@@ -79,13 +80,28 @@ def _literal(path: str) -> str:
     return "".join("\\" + ch if ch in "\\*?[]{}" else ch for ch in path)
 
 
+def _latin1(plan: MiningPlan) -> bool:
+    """Whether a text log is read as ISO-8859-1 (see SparkDialect): needs a one-byte delimiter."""
+    return plan.text and ord(plan.source.delimiter) < 128
+
+
 def _load(spark, plan: MiningPlan):
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, DecimalType, StringType, StructField, StructType
 
     src = plan.source
     paths = [_literal(p) for p in src.paths]
     if src.format == "parquet":
-        return spark.read.parquet(*paths), None
+        df = spark.read.parquet(*paths)
+        for c in plan.schema.columns:
+            t = df.schema[c].dataType
+            if isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
+                df = df.withColumn(c, F.col(c).cast("bigint"))
+            elif isinstance(t, DecimalType) and (t.precision, t.scale) == (20, 0):
+                # a uint64 column (Spark has no unsigned type): ids wrap to int64, as hashed ids do
+                q = "`" + c.replace("`", "``") + "`"
+                df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
+        return df, None
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else src.column_names()
     fields = [StructField(n, StringType(), True) for n in names]
     skip = plan.on_bad_line == "skip"
@@ -98,10 +114,14 @@ def _load(spark, plan: MiningPlan):
         .option("mode", "PERMISSIVE" if skip else "FAILFAST")
         .option("enforceSchema", "true")
     )
+    if _latin1(plan):
+        reader = reader.option("encoding", "ISO-8859-1")
     if skip:
         reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
     if src.format == "criteo":
         reader = reader.option("quote", "")
+    else:  # RFC 4180, as Arrow and DuckDB read it: "" in a quoted value is one " (Spark's default is \")
+        reader = reader.option("escape", '"')
     return reader.csv(paths), (f"{CORRUPT} IS NOT NULL" if skip else None)
 
 
@@ -115,6 +135,7 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     # corrupt even when the query reads only some columns (as DuckDB flags it).
     spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     df, extra_bad = _load(spark, plan)
+    _D = SparkDialect(latin1=_latin1(plan))
     df.createOrReplaceTempView(LOG_TABLE)
     n_jobs = 1 + len(plan.sequence_jobs)
     try:
