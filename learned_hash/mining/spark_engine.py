@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 
 from embcompress.errors import BackendUnavailableError, ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
@@ -64,6 +65,18 @@ def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = N
     builder = SparkSession.builder.master(master).appName("embcompress-mine")
     for k, v in settings.items():
         builder = builder.config(k, v)
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        # getOrCreate hands back the running session as it is: its master and driver memory stay
+        asked = {"master": master, "spark.driver.memory": settings.get("spark.driver.memory")}
+        have = {"master": running.sparkContext.master,
+                "spark.driver.memory": running.sparkContext.getConf().get("spark.driver.memory")}
+        for k, v in asked.items():
+            if v is not None and v != have[k]:
+                warnings.warn(
+                    f"Spark {k} {v} was asked for, but the running Spark session (reused) has "
+                    f"{have[k]}. Stop it first (SparkSession.getActiveSession().stop()) to mine with {v}.",
+                    UserWarning, stacklevel=4)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # no Java, bad master, ...

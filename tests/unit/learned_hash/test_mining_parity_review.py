@@ -157,3 +157,21 @@ def test_a_time_that_is_no_date_is_a_bad_line(tmp_path):
     s = mine(p, features=["a"], sequence_key="s", time_key="t", on_bad_line="skip")
     assert (s.n_rows, s.bad_lines) == (2, 1)
     assert [x.tolist() for x in s.sequence_counts("a")] == [[3], [1], [1]]
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_says_when_the_running_session_ignores_threads_or_memory(spark, tmp_path):
+    # a local session is reused (a JVM costs seconds): asking for other threads or memory is
+    # not silently ignored
+    pq.write_table(pa.table({"a": [1, 2, 2]}), tmp_path / "a.parquet")
+    with pytest.warns(UserWarning, match=r"local\[1\].*running.*local\[2\]"):
+        s = mine(tmp_path / "a.parquet", features=["a"], engine="spark", threads=1)
+    assert s.n_rows == 3
+    with pytest.warns(UserWarning, match=r"spark.driver.memory"):
+        mine(tmp_path / "a.parquet", features=["a"], engine="spark", memory_limit="3GiB")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert mine(tmp_path / "a.parquet", features=["a"], engine="spark").n_rows == 3
