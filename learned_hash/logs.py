@@ -419,6 +419,16 @@ def _label_of(col):
     return vals, ~ok.to_numpy(zero_copy_only=False)
 
 
+def _is_date(text: str) -> bool:
+    import pyarrow as pa
+
+    try:
+        pa.scalar(text).cast(pa.timestamp("us"))
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
 def _time_of(col, kind: str):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -430,7 +440,12 @@ def _time_of(col, kind: str):
         return _ids_of(col, "int")
     missing = pc.fill_null(pc.equal(col, ""), True).to_numpy(zero_copy_only=False)
     ok = pc.fill_null(pc.match_substring_regex(col, _full(TIME_RE)), False)
-    vals = pc.cast(pc.if_else(ok, col, "1970-01-01"), pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    try:
+        stamps = pc.cast(pc.if_else(ok, col, "1970-01-01"), pa.timestamp("us"))
+    except pa.ArrowInvalid:  # a value of the pattern that is no date (month 13): a bad line, as the engines count it
+        ok = pa.array([bool(o) and _is_date(v) for o, v in zip(ok.to_pylist(), col.to_pylist())])
+        stamps = pc.cast(pc.if_else(ok, col, "1970-01-01"), pa.timestamp("us"))
+    vals = stamps.to_numpy(zero_copy_only=False).astype("datetime64[us]")
     vals[missing] = np.datetime64("NaT")
     return vals, ~(ok.to_numpy(zero_copy_only=False) | missing)
 

@@ -90,3 +90,17 @@ def test_a_bad_line_after_a_very_long_field_is_still_located(tmp_path):
     p.write_text("u,i,y\n1," + "a" * 200_000 + ",1\n2,b,oops\n")
     with pytest.raises(BadLineError, match=r"\(line 3\): a value does not parse.*'2,b,oops'"):
         read_log(p, features=["u", "i"], label="y")
+
+
+def test_a_time_that_is_no_date_is_a_counted_bad_line(tmp_path):
+    # "2017-13-01" fits the time pattern; pyarrow's cast raised ArrowInvalid out of read_log, while
+    # both mining engines count it as a bad line
+    from learned_hash.logs import read_log
+
+    p = tmp_path / "l.csv"
+    p.write_text("u,t,y\n1,2017-01-01 10:00:00,1\n2,2017-13-01 10:00:00,0\n3,2017-01-02 10:00:00,1\n")
+    with pytest.warns(UserWarning, match="skipped 1 malformed line"):
+        out = read_log(p, format="csv", features=["u"], label="y", time_key="t", on_bad_line="skip")
+    assert list(out["u"]) == [1, 3]
+    with pytest.raises(BadLineError, match="2017-13-01"):
+        read_log(p, format="csv", features=["u"], label="y", time_key="t", on_bad_line="error")
