@@ -17,6 +17,7 @@ class Bar:
         self.stream = stream or sys.stderr
         self.enabled = enabled and self.stream.isatty()
         self._last = 0.0
+        self._drawn = False
         self._start = time.perf_counter()
 
     def __call__(self, done: float, total: float) -> None:
@@ -33,9 +34,10 @@ class Bar:
             f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {frac:6.1%} {now - self._start:6.1f}s"
         )
         self.stream.flush()
+        self._drawn = True
 
     def close(self) -> None:
-        if self.enabled:
+        if self._drawn:  # end the bar's line; a bar never drawn leaves no blank line
             self.stream.write("\n")
             self.stream.flush()
 
