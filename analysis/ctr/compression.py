@@ -109,17 +109,22 @@ def _largest_rows(price: Callable[[int], int], budget: int, row_bytes: int, uppe
     return lo
 
 
-def _fit_within(build: Callable[[int], object], r: int, budget: int, row_bytes: int, owner: str):
-    """Fit at ``r`` rows; if the fitted map came out larger than priced, step down until it fits."""
+def _fit_within(build: Callable[[int], object], r: int, budget: int, row_bytes: int, owner: str, min_rows: int = 1):
+    """Fit at ``r`` rows; if the fitted map came out larger than priced, step down until it fits.
+
+    ``min_rows``: the fewest rows the method can have (qr: a quotient and a remainder row, so a
+    smaller ``r`` would be stored as more rows than were paid for).
+    """
     for _ in range(MAX_SOLVE_STEPS):
-        if r < 1:
+        if r < min_rows:
             break
         m = build(r)
         if r * row_bytes + m.nbytes <= budget:
             return r, m
         r = min(r - 1, (budget - m.nbytes) // row_bytes)
+    rows = "one row" if min_rows == 1 else f"{min_rows} rows"
     raise ConfigError(
-        f"The budget of {budget} bytes cannot hold even one row and the id map for {owner}. "
+        f"The budget of {budget} bytes cannot hold even {rows} and the id map for {owner}. "
         f"Raise the budget or lower 'min_vocab' so fewer features are compressed."
     )
 
@@ -163,7 +168,7 @@ def compressed_map(
             return fit_hash(stats, feature, max(1, r - m_rows) * m_rows, method="hash", seed=seed)
 
         r = _largest_rows(lambda r: build(r).nbytes, budget, rb, 2 * upper)
-        r, idm = _fit_within(build, r, budget, rb, owner)
+        r, idm = _fit_within(build, r, budget, rb, owner, min_rows=2)  # q + m == r only from 2 rows
         m_rows = max(1, r // 2)
         q_rows = max(1, r - m_rows)
         return FeatureMap(feature, method, TableShape((q_rows, m_rows)), idm, {"slots": q_rows * m_rows})
