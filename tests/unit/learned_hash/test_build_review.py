@@ -50,3 +50,17 @@ def test_criteo_and_talkingdata_maps_keep_their_invariants_and_round_trip(tmp_pa
         assert (back.seed, back.meta, back.config) == (7, m.meta, m.config)
         if kw.get("embedding") == "label_aware":  # the same seed gives the same map
             assert np.array_equal(fit_hash(stats, feature, n_rows, seed=7, **kw).lookup(ids), rows)
+
+
+@pytest.mark.parametrize("method", ["learned", "hash", "frequency"])
+@pytest.mark.parametrize("kw,match", [({"n_threads": 0}, "n_threads"), ({"n_threads": -2}, "n_threads"),
+                                      ({"max_share": 2.0}, "max_share"), ({"max_share": 0.0}, "max_share")])
+def test_bad_threads_or_max_share_are_refused_whatever_runs(method, kw, match):
+    # they were checked only where clustering ran, so a small feature (or the hash method)
+    # accepted --threads 0 and --max-share 2 without a word
+    from embcompress.errors import ConfigError
+    from learned_hash.mining.stats import LogStats
+
+    stats = LogStats.from_rows({"a": np.arange(20) % 5}, features=["a"])
+    with pytest.raises(ConfigError, match=match):
+        fit_hash(stats, "a", 4, method=method, **kw)
