@@ -100,7 +100,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
     from torch import nn
 
     found: dict[str, object] = {}
-    bags: dict[str, object] = {}
+    modules: dict[str, object] = {}
     if isinstance(model_or_state_dict, nn.Module):
         model = _unwrap(model_or_state_dict)
         mods = dict(model.named_modules())
@@ -110,7 +110,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                     # a bare embedding module is the model itself (name ""): its state dict calls it "weight"
                     name = n or "weight"
                     found[name] = m.weight
-                    bags[name] = m
+                    modules[name] = m
         else:
             # a module with a weight, or a parameter or buffer itself (a table used with F.embedding)
             tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
@@ -121,7 +121,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                                       "parameters (e.g. a table used with F.embedding)", n)
                 found[n] = t
                 if isinstance(mods.get(n), (nn.Embedding, nn.EmbeddingBag)):
-                    bags[n] = mods[n]
+                    modules[n] = mods[n]
     elif isinstance(model_or_state_dict, Mapping):
         sd = _strip_wrapper_prefix(model_or_state_dict)
         if tables is None:
@@ -144,7 +144,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
     else:
         raise param_error("model_or_state_dict", _OWNER, "be an nn.Module or a state dict (a mapping of names to tensors)",
                           type(model_or_state_dict).__name__)
-    return found, bags
+    return found, modules
 
 
 def _as_array(name: str, t) -> np.ndarray:
@@ -244,13 +244,19 @@ def export(
     if out_dir is None:
         raise param_error("out_dir", _OWNER, "be a directory path", None)
     raw, embs = _find(model_or_state_dict, tables)
-    bags = {name: m for name, m in embs.items() if hasattr(m, "mode")}  # the nn.EmbeddingBag ones
-    # max_norm: torch renormalizes looked-up rows longer than it (both module kinds); served rows are as stored
-    norms = {name: float(m.max_norm) for name, m in embs.items() if m.max_norm is not None}
-    # How each bag pools, recorded in its file so MXEmbeddingBag.from_file serves it alike; and its
-    # padding_idx (nn.Embedding's only stops the gradient: its lookups return that row as any other).
-    pooling = {name: {"mode": b.mode, "include_last_offset": bool(b.include_last_offset)} for name, b in bags.items()}
-    padding = {name: int(b.padding_idx) for name, b in bags.items() if b.padding_idx is not None}
+    # How each bag pools, recorded in its file so MXEmbeddingBag.from_file serves it alike.
+    pooling = {name: {"mode": m.mode, "include_last_offset": bool(m.include_last_offset)}
+               for name, m in embs.items() if hasattr(m, "mode")}  # the nn.EmbeddingBag ones
+    # What torch applies at lookup and served lookups do not, recorded in the file and the report:
+    # a bag's padding_idx (nn.Embedding's only stops the gradient: its lookups return that row as
+    # any other) and max_norm (torch rescales looked-up rows longer than it; served rows are as stored).
+    unserved = {}
+    for name, m in embs.items():
+        opts = {"padding_idx": int(m.padding_idx)} if name in pooling and m.padding_idx is not None else {}
+        if m.max_norm is not None:
+            opts["max_norm"] = float(m.max_norm)
+        if opts:
+            unserved[name] = opts
     found = {name: _as_array(name, t) for name, t in raw.items()}
     if not found:
         raise ConfigError(
@@ -301,19 +307,21 @@ def export(
                 raise param_error("id_maps", _OWNER, f"hold only ids 0 .. {n - 1} for the full-size table {name!r} "
                                   f"(one trained row per id): pass the map built for this table's ids",
                                   f"a map onto {idm.n_rows} rows holding id {int(outside[0])}")
-    for name, p in padding.items():
-        # The file holds the padding row like any other, and MXEmbeddingBag pools every id it is given.
-        warnings.warn(
-            f"The table {name!r} has padding_idx={p}: nn.EmbeddingBag skips that id in its bags, but a bag served "
-            f"from the exported file (MXEmbeddingBag) pools it like any other id (the same sums while the padding "
-            f"row is zero; other means and maxima). Leave the padding id out of the bags given to the served "
-            f"table. The report and the file's inputs record padding_idx.", UserWarning, stacklevel=2)
-    for name, mn in norms.items():
-        warnings.warn(
-            f"The table {name!r} has max_norm={mn:g}: torch rescales each looked-up row longer than that to "
-            f"max_norm, but lookups served from the exported file (MXEmbeddingBag) read the rows as stored. "
-            f"Renormalize the table's rows before export if the model relies on it. The report and the file's "
-            f"inputs record max_norm.", UserWarning, stacklevel=2)
+    for name, opts in unserved.items():
+        if "padding_idx" in opts:
+            # The file holds the padding row like any other, and MXEmbeddingBag pools every id it is given.
+            warnings.warn(
+                f"The table {name!r} has padding_idx={opts['padding_idx']}: nn.EmbeddingBag skips that id in its "
+                f"bags, but a bag served from the exported file (MXEmbeddingBag) pools it like any other id (the "
+                f"same sums while the padding row is zero; other means and maxima). Leave the padding id out of "
+                f"the bags given to the served table. The report and the file's inputs record padding_idx.",
+                UserWarning, stacklevel=2)
+        if "max_norm" in opts:
+            warnings.warn(
+                f"The table {name!r} has max_norm={opts['max_norm']:g}: torch rescales each looked-up row longer "
+                f"than that to max_norm, but lookups served from the exported file (MXEmbeddingBag) read the rows "
+                f"as stored. Renormalize the table's rows before export if the model relies on it. The report and "
+                f"the file's inputs record max_norm.", UserWarning, stacklevel=2)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -332,11 +340,8 @@ def export(
                 if freq.dtype.kind in "iu" else wsum
             )
         q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode)
-        inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt, **pooling.get(name, {})}
-        if name in padding:
-            inputs["padding_idx"] = padding[name]
-        if name in norms:
-            inputs["max_norm"] = norms[name]
+        inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt, **pooling.get(name, {}),
+                  **unserved.get(name, {})}
         path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq, inputs=inputs)
         decoded = dequantize(q)
         entry = {
@@ -352,10 +357,7 @@ def export(
         entry["compression"] = entry["bytes_before"] / entry["bytes_after"]
         if folded_rows is not None:
             entry["qsnr_vs_trained_db"] = qsnr_db(weight, decoded[folded_rows])
-        if name in padding:
-            entry["padding_idx"] = padding[name]
-        if name in norms:
-            entry["max_norm"] = norms[name]
+        entry.update(unserved.get(name, {}))
         report.append(entry)
         if progress is not None:
             progress(done, len(found))

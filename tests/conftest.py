@@ -30,6 +30,33 @@ def hide_modules(*names: str) -> str:
     )
 
 
+def pooled_lookup_on(backend: str, *args, **kw):
+    """``pooled_lookup`` under ``EMBCOMPRESS_KERNELS=backend``, the variable restored after."""
+    from embcompress.kernels.lookup import pooled_lookup
+
+    old = os.environ.get("EMBCOMPRESS_KERNELS")
+    os.environ["EMBCOMPRESS_KERNELS"] = backend
+    try:
+        return pooled_lookup(*args, **kw)
+    finally:
+        if old is None:
+            del os.environ["EMBCOMPRESS_KERNELS"]
+        else:
+            os.environ["EMBCOMPRESS_KERNELS"] = old
+
+
+def quantize_default(x, fmt, **kw):
+    """The codec under its default backend (lookup tests choose the lookup's backend only)."""
+    import embcompress
+
+    saved = os.environ.pop("EMBCOMPRESS_KERNELS", None)
+    try:
+        return embcompress.quantize(x, fmt, **kw)
+    finally:
+        if saved is not None:
+            os.environ["EMBCOMPRESS_KERNELS"] = saved
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return data_path()

@@ -6,7 +6,6 @@
 - sum pooling of one-row bags is the decoded row (decode_records) exactly.
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from hypothesis import strategies as st
 
 from embcompress.formats import FORMATS, decode_records
 from embcompress.kernels import compiled
-from embcompress.kernels.lookup import pooled_lookup
 from embcompress.table import QuantizedTable
+from tests.conftest import pooled_lookup_on as run
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -45,18 +44,6 @@ def cases(draw):
     mode = draw(st.sampled_from(["sum", "mean", "max"]))
     weights = rng.standard_normal(len(indices)).astype(np.float32) if mode == "sum" and draw(st.booleans()) else None
     return q, indices, offsets, mode, weights, rng
-
-
-def run(backend, *args, **kw):
-    old = os.environ.get("EMBCOMPRESS_KERNELS")
-    os.environ["EMBCOMPRESS_KERNELS"] = backend
-    try:
-        return pooled_lookup(*args, **kw)
-    finally:
-        if old is None:
-            del os.environ["EMBCOMPRESS_KERNELS"]
-        else:
-            os.environ["EMBCOMPRESS_KERNELS"] = old
 
 
 @SETTINGS

@@ -66,23 +66,29 @@ def test_export_of_a_file_that_is_not_a_state_dict_is_one_line(tmp_path):
     assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in p.stderr, p.stderr
 
 
-def test_evaluate_checks_out_before_the_sweep(tmp_path):
-    # a sweep can take many minutes: a bad --out must fail before it, not after
-    pytest.importorskip("torch")
+def _evaluate_tiny_without_its_sweep(*args):
+    """`embcompress evaluate` of the tiny synthetic config in a subprocess whose sweep raises 'the
+    sweep ran' if reached: what the command refuses before a sweep of many minutes."""
     from pathlib import Path
 
     config = Path(__file__).parents[3] / "examples" / "sweeps" / "synthetic_tiny.json"
-    blocker = tmp_path / "taken"
-    blocker.write_text("not a folder")
     code = (
         "import analysis.ctr.sweep as s\n"
         "def ran(*a, **k):\n"
         "    raise RuntimeError('the sweep ran')\n"
         "s.run_sweep = ran\n"
         "from embcompress.cli.main import main\n"
-        f"main(['evaluate', {str(config)!r}, '--out', {str(blocker)!r}, '--quiet'])\n"
+        f"main(['evaluate', {str(config)!r}, *{[str(a) for a in args]!r}, '--quiet'])\n"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_evaluate_checks_out_before_the_sweep(tmp_path):
+    # a sweep can take many minutes: a bad --out must fail before it, not after
+    pytest.importorskip("torch")
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    p = _evaluate_tiny_without_its_sweep("--out", blocker)
     assert p.returncode == 1, p.stderr
     assert "the sweep ran" not in p.stderr and "is a file" in p.stderr, p.stderr
 
@@ -121,17 +127,6 @@ def test_export_bad_frequencies_file_is_one_clear_line(tmp_path, kind):
 def test_evaluate_data_on_a_synthetic_config_is_refused(tmp_path):
     # --data overrides a real dataset's path; on a synthetic config it was ignored without a word
     pytest.importorskip("torch")
-    from pathlib import Path
-
-    config = Path(__file__).parents[3] / "examples" / "sweeps" / "synthetic_tiny.json"
-    code = (
-        "import analysis.ctr.sweep as s\n"
-        "def ran(*a, **k):\n"
-        "    raise RuntimeError('the sweep ran')\n"
-        "s.run_sweep = ran\n"
-        "from embcompress.cli.main import main\n"
-        f"main(['evaluate', {str(config)!r}, '--out', {str(tmp_path / 'o')!r}, '--data', {str(tmp_path)!r}, '--quiet'])\n"
-    )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    p = _evaluate_tiny_without_its_sweep("--out", tmp_path / "o", "--data", tmp_path)
     assert p.returncode == 1, p.stderr
     assert "the sweep ran" not in p.stderr and "'synthetic'" in p.stderr and "dataset" in p.stderr, p.stderr

@@ -1,6 +1,5 @@
 """pooled_lookup: embedding_bag semantics over every format, compiled == NumPy bit for bit."""
 
-import os
 import threading
 
 import numpy as np
@@ -11,6 +10,7 @@ from embcompress import ConfigError
 from embcompress.formats import FORMATS, decode_records
 from embcompress.kernels import compiled
 from embcompress.kernels.lookup import KERNEL_FORMATS, pooled_lookup
+from tests.conftest import quantize_default as quantize
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -35,16 +35,6 @@ def both(fn, monkeypatch):
         out.append(fn())
     monkeypatch.delenv("EMBCOMPRESS_KERNELS")
     return out
-
-
-def quantize(x, fmt, **kw):
-    """The codec under its default backend: these tests choose the lookup's backend only."""
-    saved = os.environ.pop("EMBCOMPRESS_KERNELS", None)
-    try:
-        return embcompress.quantize(x, fmt, **kw)
-    finally:
-        if saved is not None:
-            os.environ["EMBCOMPRESS_KERNELS"] = saved
 
 
 def same_bits(a, b):

@@ -16,21 +16,11 @@ from embcompress.formats import FORMATS, decode_records
 from embcompress.kernels import compiled
 from embcompress.kernels.lookup import pooled_lookup
 from embcompress.table import QuantizedTable
+from tests.conftest import pooled_lookup_on as run
+from tests.conftest import quantize_default as quantize
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-
-
-def run(backend, *args, **kw):
-    old = os.environ.get("EMBCOMPRESS_KERNELS")
-    os.environ["EMBCOMPRESS_KERNELS"] = backend
-    try:
-        return pooled_lookup(*args, **kw)
-    finally:
-        if old is None:
-            del os.environ["EMBCOMPRESS_KERNELS"]
-        else:
-            os.environ["EMBCOMPRESS_KERNELS"] = old
 
 
 def backends():
@@ -42,15 +32,6 @@ def same(a, b):
     nan = np.isnan(a)
     return a.shape == b.shape and np.array_equal(nan, np.isnan(b)) and np.array_equal(
         a.view(np.uint32)[~nan], b.view(np.uint32)[~nan])
-
-
-def quantize(x, fmt, **kw):
-    saved = os.environ.pop("EMBCOMPRESS_KERNELS", None)
-    try:
-        return embcompress.quantize(x, fmt, **kw)
-    finally:
-        if saved is not None:
-            os.environ["EMBCOMPRESS_KERNELS"] = saved
 
 
 def random_bags(rng, n_rows, n_bags, max_len):

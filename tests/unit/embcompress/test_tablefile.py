@@ -210,36 +210,6 @@ def test_fixture_header_is_what_the_layout_says():
     assert os.path.getsize(FIXTURES / "mxint8_2x40_idmap.embc") == header["file_size"]
 
 
-def test_open_table_finishes_an_interrupted_update(tmp_path, monkeypatch):
-    # An update that died midway leaves some rows new and some old, and its journal. TieredStore
-    # replays it on open; open_table served the mix (and verify="full" called the file corrupt).
-    from embcompress.store import journal
-
-    x = np.random.default_rng(0).standard_normal((300, 32)).astype(np.float32)
-    q = embcompress.quantize(x, "mxint8")
-    path = embcompress.write_table(tmp_path / "t.embc", q)
-    real, count = journal.os.pwrite, [0]
-
-    def failing(fd, b, off):  # an I/O error after the first row write
-        count[0] += 1
-        if count[0] == 2:
-            raise OSError(5, "Input/output error")
-        return real(fd, b, off)
-
-    monkeypatch.setattr(journal.os, "pwrite", failing)
-    rows = np.array([10, 20, 30], dtype=np.int64)
-    new = np.full((3, q.row_bytes), 0x11, np.uint8)
-    with pytest.raises(OSError, match="Input/output error"):
-        journal.apply_update(path, "rows", rows, new)
-    monkeypatch.setattr(journal.os, "pwrite", real)
-    assert journal.journal_path(path).exists()
-    for verify in ("full", "header"):
-        t = embcompress.open_table(path, verify=verify)
-        assert (np.asarray(t.data)[rows] == 0x11).all()
-        assert np.array_equal(np.delete(np.asarray(t.data), rows, axis=0), np.delete(q.data, rows, axis=0))
-    assert not journal.journal_path(path).exists()
-
-
 def test_a_journal_that_cannot_be_applied_is_named_with_the_fix(tmp_path, monkeypatch):
     # e.g. a read-only copy of a table whose update died (not reproducible as root: raised directly)
     from embcompress.errors import ArtifactError

@@ -39,6 +39,18 @@ def _interrupted_update(path, q, monkeypatch, fail_at):
     return rows
 
 
+def _deny_writes(monkeypatch):
+    """The table file opens read-only (a read-only copy; tests run as root, so by patching)."""
+    real_open = journal.os.open
+
+    def read_only(p, flags, *a):
+        if flags & (journal.os.O_RDWR | journal.os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *a)
+
+    monkeypatch.setattr(journal.os, "open", read_only)
+
+
 def _deny_journal_removal(monkeypatch):
     # A folder that is not writable (as root, tests cannot make one): the journal cannot be removed.
     real = Path.unlink
@@ -49,6 +61,18 @@ def _deny_journal_removal(monkeypatch):
         return real(self, *a, **k)
 
     monkeypatch.setattr(Path, "unlink", unlink)
+
+
+def test_open_table_finishes_an_interrupted_update(tmp_path, monkeypatch):
+    # An update that died midway leaves some rows new and some old, and its journal. TieredStore
+    # replays it on open; open_table served the mix (and verify="full" called the file corrupt).
+    path, q = _table(tmp_path)
+    rows = _interrupted_update(path, q, monkeypatch, fail_at=2)
+    for verify in ("full", "header"):
+        t = embcompress.open_table(path, verify=verify)
+        assert (np.asarray(t.data)[rows] == 0x11).all()
+        assert np.array_equal(np.delete(np.asarray(t.data), rows, axis=0), np.delete(q.data, rows, axis=0))
+    assert not journal.journal_path(path).exists()
 
 
 @pytest.mark.parametrize("verify", ["header", "full"])
@@ -71,14 +95,7 @@ def test_open_table_of_a_read_only_copy_whose_journal_is_already_applied(tmp_pat
     rows = _interrupted_update(path, q, monkeypatch, fail_at=2)
     _deny_journal_removal(monkeypatch)
     embcompress.open_table(path)  # applies the rows and header; the journal stays
-    real_open = journal.os.open
-
-    def read_only(p, flags, *a):
-        if flags & (journal.os.O_RDWR | journal.os.O_WRONLY):
-            raise PermissionError(13, "Permission denied", str(p))
-        return real_open(p, flags, *a)
-
-    monkeypatch.setattr(journal.os, "open", read_only)
+    _deny_writes(monkeypatch)
     t = embcompress.open_table(path, verify="full")
     assert (np.asarray(t.data)[rows] == 0x11).all()
 
@@ -88,14 +105,7 @@ def test_open_table_of_a_read_only_table_with_an_unapplied_journal_names_the_fix
     # and the message says the table itself (not only its folder) must be writable.
     path, q = _table(tmp_path)
     _interrupted_update(path, q, monkeypatch, fail_at=2)
-    real_open = journal.os.open
-
-    def read_only(p, flags, *a):
-        if flags & (journal.os.O_RDWR | journal.os.O_WRONLY):
-            raise PermissionError(13, "Permission denied", str(p))
-        return real_open(p, flags, *a)
-
-    monkeypatch.setattr(journal.os, "open", read_only)
+    _deny_writes(monkeypatch)
     with pytest.raises(ArtifactError, match=r"interrupted update.*table and its folder are writable"):
         embcompress.open_table(path)
 

@@ -34,31 +34,25 @@ def test_file_name_with_glob_characters_is_read_as_itself(tmp_path):
     assert ids.tolist() == [7] and counts.tolist() == [1]
 
 
-def test_parquet_nan_label_is_a_bad_line_as_in_text(tmp_path):
-    # a text label 'nan' is malformed; a NaN in a float Parquet label must be too, on every path
-    p = tmp_path / "nan.parquet"
-    pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": [float("nan"), 1.0, 0.0, None]}), p)
-    rows, bad, pos = reader_counts(str(p), features=["a"], label="y")
-    assert (rows, bad, pos) == (2, 2, {2: 1, 3: 0})
+def _parquet_labels_agree(p, labels, rows, bad, pos, first_bad):
+    """The reader and mining count a Parquet label column alike, skipping or stopping at ``first_bad``."""
+    pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": labels}), p)
+    assert reader_counts(str(p), features=["a"], label="y") == (rows, bad, pos)
     s = mine(str(p), features=["a"], label="y", on_bad_line="skip")
-    assert (s.n_rows, s.bad_lines) == (2, 2)
+    assert (s.n_rows, s.bad_lines) == (rows, bad)
     ids, p_counts = s.positives("a")
     assert dict(zip(ids.tolist(), p_counts.tolist())) == pos
-    with pytest.raises(ConfigError, match="nan"):
+    with pytest.raises(ConfigError, match=first_bad):
         mine(str(p), features=["a"], label="y")
+
+
+def test_parquet_nan_label_is_a_bad_line_as_in_text(tmp_path):
+    # a text label 'nan' is malformed; a NaN in a float Parquet label must be too, on every path
+    _parquet_labels_agree(tmp_path / "nan.parquet", [float("nan"), 1.0, 0.0, None], 2, 2, {2: 1, 3: 0}, "nan")
 
 
 def test_parquet_text_label_parses_like_a_text_log(tmp_path):
-    p = tmp_path / "slab.parquet"
-    pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": ["1", "abc", "0", " 2.5 "]}), p)
-    rows, bad, pos = reader_counts(str(p), features=["a"], label="y")
-    assert (rows, bad, pos) == (3, 1, {1: 1, 3: 0, 4: 1})
-    s = mine(str(p), features=["a"], label="y", on_bad_line="skip")
-    assert (s.n_rows, s.bad_lines) == (3, 1)
-    ids, p_counts = s.positives("a")
-    assert dict(zip(ids.tolist(), p_counts.tolist())) == pos
-    with pytest.raises(ConfigError, match="abc"):
-        mine(str(p), features=["a"], label="y")
+    _parquet_labels_agree(tmp_path / "slab.parquet", ["1", "abc", "0", " 2.5 "], 3, 1, {1: 1, 3: 0, 4: 1}, "abc")
 
 
 def test_temp_directory_with_a_quote(tmp_path):
