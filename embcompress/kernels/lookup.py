@@ -157,6 +157,45 @@ class Bags(NamedTuple):
     weights: np.ndarray | None  # flat float32, or None
     n_bags: int
     threads: int
+    kernel: object  # the compiled _lookup module, or None for the NumPy backend
+
+
+_MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
+def _checked_offsets(mod, idx, offs, include_last: bool, n_rows: int, threads: int, where: str) -> np.ndarray:
+    """The offsets the kernel takes (``n_bags + 1`` entries, the last ``len(idx)``), once the
+    bags and the indices are checked; a ConfigError naming the first problem otherwise. ``mod``:
+    the compiled _lookup module, or None."""
+    if mod is not None:  # every check in one call; on a problem, the checks below name it
+        ext = np.empty(len(offs) + (0 if include_last else 1), dtype=np.int64)
+        if mod.checked_offsets(idx, offs, include_last, n_rows, threads, ext):
+            return ext
+    if include_last:
+        if len(offs) == 0:
+            raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
+        if offs[-1] != len(idx):
+            raise param_error(
+                "offsets", where, f"end with len(indices) = {len(idx)} when include_last_offset=True", int(offs[-1])
+            )
+        ext = offs
+    else:
+        ext = np.append(offs, np.int64(len(idx)))
+    if len(ext) > 1 or include_last:  # (offsets [len(indices)]: no bags, yet indices)
+        if ext[0] != 0:
+            raise param_error("offsets", where, "start at 0", int(ext[0]))
+        if np.any(np.diff(ext) < 0):
+            raise param_error("offsets", where, "be non-decreasing and at most len(indices)", offs)
+    if idx.size:
+        lo, hi = mod.index_bounds(idx, threads) if mod is not None else (int(idx.min()), int(idx.max()))
+        if lo < 0 or hi >= n_rows:
+            bad = lo if lo < 0 else hi
+            raise ConfigError(
+                f"The 'indices' parameter of {where} must hold row numbers in [0, {n_rows}) "
+                f"for a table of {n_rows} rows. Got {bad} instead. Map raw ids to rows with the "
+                f"table's id map first."
+            )
+    return ext
 
 
 def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_offset: bool, n_threads, out,
@@ -176,45 +215,23 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
         if include_last_offset:
             raise param_error("include_last_offset", where, "be False when 'indices' is 2-D", True)
         n_bags, bag_len = idx.shape
-        offs = offs_given = np.arange(n_bags + 1, dtype=np.int64) * bag_len
+        offs_given = np.arange(n_bags + 1, dtype=np.int64) * bag_len  # (with its last entry)
         idx = idx.reshape(-1)
+        include_last = True
     else:
         if idx.ndim != 1:
             raise param_error("indices", where, "be 1-D when 'offsets' is given", f"shape {idx.shape}")
-        offs = offs_given = _as_int64(offsets, "offsets", where)
-        if offs.ndim != 1:
-            raise param_error("offsets", where, "be 1-D", f"shape {offs.shape}")
-        if include_last_offset:
-            if len(offs) == 0:
-                raise param_error("offsets", where, "hold at least one entry with include_last_offset=True", "[]")
-            if offs[-1] != len(idx):
-                raise param_error(
-                    "offsets", where, f"end with len(indices) = {len(idx)} when include_last_offset=True",
-                    int(offs[-1]),
-                )
-        else:
-            offs = np.append(offs, np.int64(len(idx)))
-        if len(offs) > 1 or include_last_offset:  # (offsets [len(indices)]: no bags, yet indices)
-            if offs[0] != 0:
-                raise param_error("offsets", where, "start at 0", int(offs[0]))
-            if np.any(np.diff(offs) < 0):
-                raise param_error("offsets", where, "be non-decreasing and at most len(indices)", offs[:-1] if not include_last_offset else offs)
-    n_bags = len(offs) - 1
+        offs_given = _as_int64(offsets, "offsets", where)
+        if offs_given.ndim != 1:
+            raise param_error("offsets", where, "be 1-D", f"shape {offs_given.shape}")
+        include_last = include_last_offset
+    n_bags = len(offs_given) - 1 if include_last else len(offs_given)
     # More threads than bags would idle, and more than a few per core only contend; the bits are
     # the same for any count. Unclamped, OpenMP set up every thread asked for (200,000 crashed
     # the process; 2**31 overflowed the kernel's int).
-    threads = min(resolve_threads(n_threads), max(n_bags, 1), 4 * (os.cpu_count() or 1))
-
-    if idx.size:
-        mod = compiled("_lookup")
-        lo, hi = mod.index_bounds(idx, threads) if mod is not None else (int(idx.min()), int(idx.max()))
-        if lo < 0 or hi >= n_rows:
-            bad = lo if lo < 0 else hi
-            raise ConfigError(
-                f"The 'indices' parameter of {where} must hold row numbers in [0, {n_rows}) "
-                f"for a table of {n_rows} rows. Got {bad} instead. Map raw ids to rows with the "
-                f"table's id map first."
-            )
+    threads = min(resolve_threads(n_threads), max(n_bags, 1), _MAX_THREADS)
+    mod = compiled("_lookup")  # (asked once a call: it reads the environment, about 1 us)
+    offs = _checked_offsets(mod, idx, offs_given, include_last, n_rows, threads, where)
 
     weights = None
     if per_sample_weights is not None:
@@ -253,7 +270,7 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
                     f"The 'out' parameter of {where} must not share memory with {name}. "
                     f"Got an array that overlaps it instead. Pass a separate buffer (or none)."
                 )
-    return Bags(idx, offs, weights, n_bags, threads)
+    return Bags(idx, offs, weights, n_bags, threads, mod)
 
 
 def pooled_lookup(
@@ -290,7 +307,7 @@ def pooled_lookup(
     if out is None:
         out = np.empty((bags.n_bags, dim), dtype=np.float32)
 
-    mod = compiled("_lookup")
+    mod = bags.kernel
     fp8 = _fp8_params(fmt)
     if mod is None:
         from .reference import pool

@@ -388,6 +388,43 @@ def test_index_bounds_finds_the_extremes_anywhere(n, threads):
         assert mod.index_bounds(probe, threads)[1] == 2**63 - 1
 
 
+def test_compiled_bag_checks_accept_exactly_what_the_numpy_checks_accept():
+    # The compiled check decides alone when bags are good (the NumPy checks run only to name a
+    # problem), so it must never accept what they refuse, nor refuse good bags (slow, not wrong).
+    from embcompress.kernels.lookup import _checked_offsets
+
+    mod = compiled("_lookup")
+    if mod is None:
+        pytest.skip("compiled kernel not built")
+    rng = np.random.default_rng(11)
+    n_rows = 50
+    cases = 0
+    for _ in range(3000):
+        n_idx = int(rng.integers(0, 12))
+        idx = rng.integers(-2 if rng.random() < 0.1 else 0, n_rows + (2 if rng.random() < 0.1 else 0), n_idx)
+        offs = np.sort(rng.integers(0, n_idx + 1, int(rng.integers(0, 6))))
+        if len(offs) and rng.random() < 0.7:
+            offs[0] = 0
+        if len(offs) > 1 and rng.random() < 0.15:
+            offs = offs[::-1].copy()
+        if len(offs) and rng.random() < 0.1:
+            offs[-1] = n_idx + int(rng.integers(1, 3))
+        last = bool(rng.random() < 0.5)
+        if last and len(offs) and rng.random() < 0.5:
+            offs[-1] = n_idx
+        try:
+            want = _checked_offsets(None, idx, offs, last, n_rows, 1, "test")
+        except ConfigError:
+            want = None
+        ext = np.empty(len(offs) + (0 if last else 1), dtype=np.int64)
+        got = mod.checked_offsets(idx, offs, last, n_rows, 1, ext)
+        assert got == (want is not None), (idx, offs, last)
+        if got:
+            assert np.array_equal(ext, want)
+        cases += got
+    assert 500 < cases < 2500  # both answers were exercised
+
+
 def test_one_bad_index_among_many_is_named(backend):
     q = make_table("mxint8")
     idx = np.random.default_rng(5).integers(0, 300, 200_000)
