@@ -299,39 +299,34 @@ def pooled_lookup(
     Rows are decoded from the table's format on the fly. Out-of-range or negative indices raise
     a ConfigError.
     """
-    data, fmt, spec, dim, block = _table_parts(table)
+    data, fmt, _, dim, block = _table_parts(table)
     bags = check_bags(indices, offsets, mode=mode, per_sample_weights=per_sample_weights,
                       include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=dim,
                       n_rows=data.shape[0], table_data=data)
+    return pool_bags(data, fmt, dim, block, bags, mode, out)
+
+
+_NO_WEIGHTS = np.zeros(0, dtype=np.float32)
+
+
+def pool_bags(data: np.ndarray, fmt: str, dim: int, block: int | None, bags: Bags, mode: str,
+              out: np.ndarray | None) -> np.ndarray:
+    """The lookup itself, on ``bags`` that ``check_bags`` passed over the row records ``data``
+    (``(n_rows, row_bytes)`` uint8, C-contiguous) of a ``fmt`` table: the compiled kernel, or its
+    NumPy twin. ``TieredStore`` calls it on the rows it staged, with the bags it checked."""
     idx, offs, weights, threads = bags.indices, bags.offsets, bags.weights, bags.threads
     if out is None:
         out = np.empty((bags.n_bags, dim), dtype=np.float32)
-
     mod = bags.kernel
-    fp8 = _fp8_params(fmt)
     if mod is None:
         from .reference import pool
 
         pool(data, fmt, dim, block, idx, offs, weights, mode, out)
-    else:
-        mod.pool(
-            data,
-            _KIND[fmt],
-            dim,
-            block or 0,
-            spec.n_blocks(dim, block),
-            spec.elem_bits,
-            _lut(fmt),
-            idx,
-            offs,
-            weights if weights is not None else np.zeros(0, dtype=np.float32),
-            weights is not None,
-            MODES[mode],
-            out,
-            threads,
-            fp8=fp8[0] if fp8 else None,
-            scales8=fp8[1] if fp8 else None,
-            scales=_e8m0_tables()[0],
-            scales6=_e8m0_tables()[1],
-        )
+        return out
+    spec = FORMATS[fmt]
+    fp8 = _fp8_params(fmt)
+    scales, scales6 = _e8m0_tables()
+    mod.pool(data, _KIND[fmt], dim, block or 0, spec.n_blocks(dim, block), spec.elem_bits, _lut(fmt), idx, offs,
+             weights if weights is not None else _NO_WEIGHTS, weights is not None, MODES[mode], out, threads,
+             fp8=fp8[0] if fp8 else None, scales8=fp8[1] if fp8 else None, scales=scales, scales6=scales6)
     return out

@@ -2,8 +2,11 @@
 
 A batch's rows (unique, sorted) become the distinct 4 KiB blocks that hold them; runs of adjacent
 blocks are merged into one read of up to ``max_read_bytes``; the reads go into one page-aligned
-buffer, at most ``max_in_flight`` at a time (a small thread pool: ``os.preadv`` releases the GIL),
-and the records are gathered from it. The bound holds for all the threads reading through one
+buffer (each thread's own, kept between batches), at most ``max_in_flight`` at a time, and the
+records are gathered from it. Reads that wait on a device overlap in a small thread pool
+(``os.preadv`` releases the GIL); reads served at memory speed (the page cache, tmpfs) run in the
+caller's thread, where a pool would only add its hand-offs: the reader keeps a running mean of
+the time a read takes and chooses by it, batch by batch. The bound holds for all the threads reading through one
 reader together. The file is opened with ``O_DIRECT`` where the file system
 allows it (the page cache is bypassed, as a server reading an SSD would); elsewhere (tmpfs, macOS)
 with plain positional reads. Every read is block aligned either way.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,6 +25,14 @@ import numpy as np
 from ..errors import ArtifactError
 
 BLOCK = 4096  # I/O unit: the page size and the logical block of NVMe drives formatted for 4 KiB
+# A read taking less than this is served from memory: threads cannot overlap a copy on these few
+# cores, and handing reads to a pool cost 400 us a batch where they took 60 (32 rows, page cache).
+MEMORY_READ_SECONDS = 10e-6
+# A batch whose reads would take less than this in one thread is read there: the pool's hand-offs
+# cost about as much. (O_DIRECT reads on this VM's disk take 35-80 us: 4 of them run inline, 32
+# in the pool, 1.4x faster.)
+POOL_SECONDS = 300e-6
+KEEP_BUFFER_BYTES = 8 << 20  # a thread keeps its read buffer up to this size between batches
 
 
 def _aligned_buffer(nbytes: int) -> mmap.mmap:
@@ -56,6 +68,8 @@ class RowReader:
                 raise ArtifactError(f"No table file at {self.path!r}: the file does not exist. Check the path.") from None
         self._pool = None
         self._lock = threading.Lock()
+        self._local = threading.local()  # each thread's read buffer: a fresh mapping cost 17 us a batch
+        self.read_seconds = 100e-6  # running mean of one read; a device's until measured
         # Bounds the reads of every caller together (threads sharing a store share its reader), not
         # only the pool's: a batch too small for the pool is read in its caller's thread.
         self._in_flight = threading.BoundedSemaphore(max_in_flight)
@@ -64,6 +78,7 @@ class RowReader:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        self._local = threading.local()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -87,7 +102,11 @@ class RowReader:
         if len(rows) == 0:
             return out, 0
         blocks = self.blocks_of(rows)
-        buf = _aligned_buffer(len(blocks) * BLOCK)  # unmapped when the last reference goes
+        buf = getattr(self._local, "buf", None)
+        if buf is None or len(buf) < len(blocks) * BLOCK:
+            buf = _aligned_buffer(len(blocks) * BLOCK)  # unmapped when the last reference goes
+            if len(buf) <= KEEP_BUFFER_BYTES:
+                self._local.buf = buf
         view = memoryview(buf)
         # Extents: runs of consecutive blocks, cut at max_read_blocks.
         brk = np.flatnonzero(np.diff(blocks) != 1) + 1
@@ -111,7 +130,10 @@ class RowReader:
                 # do): go on from where it stopped, from that block's start under O_DIRECT.
                 at = got - got % BLOCK if self.direct else got
                 with self._in_flight:
+                    t0 = time.perf_counter()
                     n = os.preadv(fd, [view[a * BLOCK + at : b * BLOCK]], pos + at)
+                    # (a mean over all threads' reads; a lost update between two of them is harmless)
+                    self.read_seconds += 0.05 * (time.perf_counter() - t0 - self.read_seconds)
                 if at + n <= got:  # no progress: the end of the file
                     raise ArtifactError(
                         f"The table file {self.path!r} was truncated: a read at byte {pos} got "
@@ -124,7 +146,8 @@ class RowReader:
             for ext in part:
                 read_extent(ext)
 
-        if len(extents) < 2 * self.max_in_flight or self.max_in_flight == 1:
+        mean = self.read_seconds
+        if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or len(extents) * mean < POOL_SECONDS:
             read_all(extents)
         else:
             # One task a worker, each a contiguous share of the extents: a pool task costs far more
@@ -135,11 +158,14 @@ class RowReader:
                 pool = self._pool
             k = self.max_in_flight
             list(pool.map(read_all, [extents[i::k] for i in range(k)]))
-        arr = np.frombuffer(buf, dtype=np.uint8)
         start = self.base + rows * self.row_bytes
         pos = np.searchsorted(blocks, start // BLOCK) * BLOCK + start % BLOCK
-        # A window view of the buffer: row k is window pos[k], gathered without an index matrix.
-        out[:] = np.lib.stride_tricks.sliding_window_view(arr, self.row_bytes)[pos]
+        # A window view of the buffer's bytes read (window i starts at byte i): row k is window
+        # pos[k], gathered without an index matrix.
+        n_windows = len(blocks) * BLOCK - self.row_bytes + 1
+        windows = np.ndarray((n_windows, self.row_bytes), dtype=np.uint8, buffer=buf, strides=(1, 1))
+        out[:] = windows[pos]
+        view.release()
         return out, len(blocks)
 
     def __del__(self):

@@ -385,25 +385,22 @@ class TieredStore:
     def pooled_lookup(self, indices, offsets=None, *, mode: str = "sum", per_sample_weights=None,
                       include_last_offset: bool = False, n_threads: int | None = None, out=None) -> np.ndarray:
         """``embcompress.pooled_lookup`` on the whole table, with the rows staged through the tiers."""
-        from ..kernels.lookup import check_bags, pooled_lookup
-        from ..table import QuantizedTable
+        from ..kernels.lookup import check_bags, pool_bags
 
         self._check_open("TieredStore.pooled_lookup")
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu" or idx.ndim not in (1, 2):
             raise param_error("indices", "TieredStore.pooled_lookup", "be a 1-D (or 2-D) array of int row ids",
                               f"{idx.dtype} of shape {idx.shape}")
-        # the kernel's own checks, before staging: a refused batch leaves the tier and counters as they were
-        check_bags(idx, offsets, mode=mode, per_sample_weights=per_sample_weights,
-                   include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=self.shape[1],
-                   n_rows=self.shape[0], where="TieredStore.pooled_lookup")
-        uniq, inverse, counts = np.unique(idx.astype(np.int64, copy=False).ravel(), return_inverse=True, return_counts=True)
-        staged = self._stage(uniq, counts, idx.size)
-        compact = QuantizedTable(staged, self.fmt, (len(uniq), self.shape[1]), block_size=self.block_size,
-                                 scale_mode=self.scale_mode)
-        return pooled_lookup(compact, inverse.reshape(idx.shape).astype(np.int64), offsets, mode=mode,
-                             per_sample_weights=per_sample_weights, include_last_offset=include_last_offset,
-                             n_threads=n_threads, out=out)
+        # the kernel's own checks, before staging: a refused batch leaves the tier and counters as
+        # they were; the kernel then runs on the staged rows with these bags, not checked again
+        bags = check_bags(idx, offsets, mode=mode, per_sample_weights=per_sample_weights,
+                          include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=self.shape[1],
+                          n_rows=self.shape[0], where="TieredStore.pooled_lookup")
+        uniq, inverse, counts = np.unique(bags.indices, return_inverse=True, return_counts=True)
+        staged = self._stage(uniq, counts, bags.indices.size)
+        rows = np.ascontiguousarray(inverse.reshape(-1), dtype=np.int64)  # positions in staged
+        return pool_bags(staged, self.fmt, self.shape[1], self.block_size, bags._replace(indices=rows), mode, out)
 
     def rows(self, rows) -> np.ndarray:
         """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""

@@ -64,3 +64,79 @@ def test_short_reads_are_resumed(rows_file, monkeypatch, direct):
     got, _ = r.read(np.arange(len(data)))
     assert np.array_equal(got, data)
     r.close()
+
+
+def _recording_preadv(monkeypatch, delay):
+    """Patch os.preadv to take ``delay`` seconds more; returns (threads that read, peak in flight)."""
+    import os
+    import threading
+    import time
+
+    real, lock = os.preadv, threading.Lock()
+    readers, cur, peak = set(), [0], [0]
+
+    def slow(fd, bufs, off):
+        with lock:
+            readers.add(threading.get_ident())
+            cur[0] += 1
+            peak[0] = max(peak[0], cur[0])
+        try:
+            if delay:
+                time.sleep(delay)
+            return real(fd, bufs, off)
+        finally:
+            with lock:
+                cur[0] -= 1
+
+    monkeypatch.setattr(os, "preadv", slow)
+    return readers, peak
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_reads_that_wait_on_a_device_overlap_in_the_pool(rows_file, monkeypatch, direct):
+    import threading
+
+    path, data, base = rows_file
+    r = RowReader(path, base, 100, len(data), direct=direct, max_in_flight=4, max_read_bytes=BLOCK)
+    readers, peak = _recording_preadv(monkeypatch, 0.002)  # a slow device: 2 ms a read
+    rows = np.arange(0, len(data), 50)  # 60 rows in 60 separate blocks
+    got, _ = r.read(rows)
+    assert np.array_equal(got, data[rows])
+    assert 1 < peak[0] <= 4
+    assert threading.get_ident() not in readers
+    r.close()
+
+
+def test_reads_served_at_memory_speed_stay_in_the_callers_thread(rows_file, monkeypatch):
+    # Once the reader has measured reads taking microseconds (the page cache holds the file just
+    # written; O_DIRECT reads would go to the disk), a batch of many reads runs in the caller's
+    # thread: a pool would only add its hand-offs.
+    import threading
+
+    path, data, base = rows_file
+    r = RowReader(path, base, 100, len(data), direct=False, max_in_flight=4, max_read_bytes=BLOCK)
+    r.read_seconds = 1e-6
+    # (the threshold raised to 1 ms: a loaded CI machine may take 10 us over a page-cache read)
+    monkeypatch.setattr("embcompress.store.scm.MEMORY_READ_SECONDS", 1e-3)
+    readers, peak = _recording_preadv(monkeypatch, 0.0)
+    rows = np.arange(0, len(data), 50)
+    for _ in range(3):  # the running mean stays low: every read is fast
+        got, _ = r.read(rows)
+        assert np.array_equal(got, data[rows])
+    assert readers == {threading.get_ident()} and peak[0] == 1
+    assert r.read_seconds < 1e-3
+    r.close()
+
+
+def test_the_read_buffer_is_reused_and_never_leaks_an_earlier_batch(rows_file):
+    # Each thread keeps its read buffer between batches; a smaller batch after a larger one must
+    # get its own rows, not leftovers of the earlier batch in the reused buffer.
+    path, data, base = rows_file
+    r = RowReader(path, base, 100, len(data), direct=False, max_in_flight=1)
+    big = np.arange(0, len(data), 3)
+    assert np.array_equal(r.read(big)[0], data[big])
+    buf = r._local.buf
+    for rows in (np.array([5]), np.array([2999, 7, 40]), np.array([41])):
+        assert np.array_equal(r.read(rows)[0], data[rows])
+    assert r._local.buf is buf
+    r.close()
