@@ -57,6 +57,27 @@ def test_lookup_fails_when_ours_computes_something_else():
     assert "MISMATCH" in res.stdout + res.stderr
 
 
+LATENCY_ARGS = ("--rows", "256", "--dim", "32", "--bag-len", "2", "--bags", "1", "3", "--calls", "20",
+                "--batches", "4")
+
+
+def test_latency_prints_ratios():
+    pytest.importorskip("torch")
+    out = ok(run_bench("bench_latency.py", *LATENCY_ARGS))
+    for pair in ("pooled_lookup mxint8 | torch int8 op", "pooled_lookup mxfp4_e2m1 | torch int4 op",
+                 "MXEmbeddingBag mxfp4_e2m1 | nn.EmbeddingBag", "TieredStore, rows in DRAM | table in memory",
+                 "TieredStore, Zipf ids | table in memory"):
+        lines = [ln for ln in out.splitlines() if ln.startswith(pair)]
+        assert len(lines) == 2 and all(ln.endswith("x") for ln in lines), (pair, out)  # 2 batch sizes
+
+
+def test_latency_fails_when_ours_computes_something_else():
+    pytest.importorskip("torch")
+    res = run_bench("bench_latency.py", *LATENCY_ARGS, patch=BREAK_LOOKUP)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH" in res.stdout + res.stderr
+
+
 QUANTIZE_ARGS = ("--rows", "64", "--dim", "32", "--repeat", "1")
 
 
