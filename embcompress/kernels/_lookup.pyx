@@ -356,10 +356,13 @@ cdef extern from *:
             if ((int64_t)((uintptr_t)p_ & 63) + rb_ - 1 >= ((rb_ + 63) & ~(int64_t)63))          \
                 PF(p_ + rb_ - 1);                                                               \
         } while (0)
-    static inline void embc_prefetch_row(const uint8_t *p, int64_t row_bytes) {
+    /* always_inline: a function holding only prefetches has no effect GCC can see, so where it
+       was not inlined before GCC's pure-function analysis, every call to it was deleted as dead
+       code (the general decoders' loop and embc_bags' first rows ran without prefetching). */
+    static inline __attribute__((always_inline)) void embc_prefetch_row(const uint8_t *p, int64_t row_bytes) {
         EMBC_PREFETCH_LINES(EMBC_PREFETCH, p, row_bytes);
     }
-    static inline void embc_prefetch_row_near(const uint8_t *p, int64_t row_bytes) {
+    static inline __attribute__((always_inline)) void embc_prefetch_row_near(const uint8_t *p, int64_t row_bytes) {
         EMBC_PREFETCH_LINES(EMBC_PREFETCH_NEAR, p, row_bytes);
     }
 

@@ -55,3 +55,37 @@ def test_every_line_of_a_record_is_prefetched_once(tmp_path):
                    check=True, capture_output=True)
     res = subprocess.run([str(exe)], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout
+
+
+def test_the_compiled_decoders_keep_their_prefetches(tmp_path):
+    # GCC deleted every call to a prefetch helper it had not inlined early (a function holding only
+    # prefetches has no effect it can see): the general decoders and the first rows of each run
+    # went unprefetched, 2.8x slower on mxfp6 (benchmarks/README.md). Compiled here as the package
+    # builds the kernel, the code outside the fast paths must still prefetch (into L2, the one
+    # distance the general decoders use).
+    import re
+
+    from kernel_harness import FLAGS
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler on PATH (the kernel itself needs one to build)")
+    (tmp_path / "kernel.h").write_text(kernel_source())
+    (tmp_path / "t.c").write_text(
+        '#include "kernel.h"\n'
+        "void drive(const embc_fmt *f, const uint8_t *d, const int64_t *i, const int64_t *o, float *out, long n)"
+        " { embc_bags(f, d, i, o, 0, n, 0, 0, out); }\n"
+    )
+    asm = tmp_path / "t.s"
+    subprocess.run([cc, *FLAGS, "-S", f"-I{tmp_path}", str(tmp_path / "t.c"), "-o", str(asm)],
+                   check=True, capture_output=True)
+    per_function, current = {}, None
+    for line in asm.read_text().splitlines():
+        label = re.match(r"^([A-Za-z_][\w.]*):", line)
+        if label:
+            current = label.group(1)
+        elif current and re.match(r"\s+prefetcht[0-2]\b", line):
+            kind = line.split()[0]
+            per_function.setdefault(current, set()).add(kind)
+    general = set().union(*[kinds for fn, kinds in per_function.items() if not fn.startswith("embc_bag_f")])
+    assert "prefetcht2" in general, per_function
