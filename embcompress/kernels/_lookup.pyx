@@ -562,6 +562,66 @@ cdef extern from *:
         }
     }
 
+    #if defined(__AVX512VBMI__)
+    #define EMBC_HAVE_FP4T 1
+    /* mxfp4_e2m1 sum and mean, blocks of 32, dim a multiple of 128, by whole 64-byte code lines:
+       a pass takes 128 values, 16 code dwords of 8 nibbles each, as 8 vectors: vector k holds
+       nibble k of every dword (the dwords shifted right by 4k; the table permute reads the low
+       4 bits), so lane i of vector k is value 8i + k. One load and 8 permutes a row, against 4
+       loads, 4 widenings and 8 permutes in even/odd chunks; every lane of every vector lies in
+       block i / 4, so one scale vector serves the row. The same operations as the chunked path
+       per value (see EMBC_FP4_FMA_MAX_SCALE), in another lane order, undone when stored. */
+    static __attribute__((noinline)) __m512 embc_fp4t_scales(const float *sarr, const uint8_t *sb) {
+        /* scale bytes outside [1, 252]: 0 (2^-127, subnormal), 253-254 (too large to fuse), NaN */
+        const __m512i lane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        return _mm512_permutexvar_ps(lane, _mm512_castps128_ps512(
+            _mm_setr_ps(sarr[sb[0]], sarr[sb[1]], sarr[sb[2]], sarr[sb[3]])));
+    }
+    static void embc_bag_fp4t(const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start,
+                              int64_t end, int64_t n_idx, int mode, float *restrict out) {
+        const int64_t rb = f->row_bytes;
+        const __m512 lut16 = _mm512_loadu_ps(f->lut);
+        /* dword lane i <- scale byte i >> 2, zero-extended (the other bytes masked off) */
+        const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        for (int p = 0; p < f->dim / 128; p++) {
+            __m512 acc[8];
+            for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
+            for (int64_t j = start; j < end; j++) {
+                if (p == 0 && j + EMBC_PREFETCH_ROWS < n_idx)
+                    embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
+                if (p == 0 && j + EMBC_PREFETCH_NEAR_ROWS < n_idx)
+                    embc_prefetch_row_near(data + idx[j + EMBC_PREFETCH_NEAR_ROWS] * rb, rb);
+                const uint8_t *rec = data + idx[j] * rb;
+                const uint8_t *sb = rec + 4 * p;
+                const __m512i x = _mm512_loadu_si512((const void *)(rec + f->nb + 64 * p));
+                const __m128i sv = _mm_cvtsi32_si128((int)embc_u32(sb));
+                /* scale bytes in [1, 252]: 2^(b - 127) has the float bits b << 23, and every
+                   product is exact, so the fused multiply-add rounds as multiply, then add */
+                if (__builtin_expect(!_mm_mask_cmpgt_epu8_mask(0xF, _mm_sub_epi8(sv, _mm_set1_epi8(1)),
+                                                               _mm_set1_epi8((char)251)), 1)) {
+                    const __m512 sc = _mm512_castsi512_ps(_mm512_slli_epi32(
+                        _mm512_maskz_permutexvar_epi8(0x1111111111111111ULL, spread, _mm512_castsi128_si512(sv)), 23));
+                    for (int k = 0; k < 8; k++)
+                        acc[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 4 * k), lut16), sc, acc[k]);
+                } else {
+                    const __m512 sc = embc_fp4t_scales(f->scales, sb);
+                    for (int k = 0; k < 8; k++)
+                        acc[k] = _mm512_add_ps(acc[k], _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 4 * k), lut16), sc));
+                }
+            }
+            if (mode == EMBC_MEAN && end > start) {
+                const __m512 n = _mm512_set1_ps((float)(end - start));
+                for (int k = 0; k < 8; k++) acc[k] = _mm512_div_ps(acc[k], n);
+            }
+            float tmp[8][16] __attribute__((aligned(64)));
+            for (int k = 0; k < 8; k++) _mm512_store_ps(tmp[k], acc[k]);
+            float *o = out + 128 * p;
+            for (int i = 0; i < 16; i++)
+                for (int k = 0; k < 8; k++) o[8 * i + k] = tmp[k][i];
+        }
+    }
+    #endif
+
     /* The fast kind of f, or -1 when only the general decoders apply. */
     static int embc_fast_kind(const embc_fmt *f) {
         if (f->dim % 16) return -1;
@@ -619,6 +679,12 @@ cdef extern from *:
         const int64_t rb = f->row_bytes;
         const int dim = f->dim;
     #if EMBC_HAVE_SIMD
+    #ifdef EMBC_HAVE_FP4T
+        if (f->simd >= 2 && f->fast == EMBC_K_FP4 && f->cshift == 1 && dim % 128 == 0 && !w && mode != EMBC_MAX) {
+            embc_bag_fp4t(f, data, idx, start, end, n_idx, mode, out);
+            return;
+        }
+    #endif
         if (f->simd >= 2 && f->fast >= 0) {
             embc_bag_fast_any(f, f->fast, data, idx, start, end, n_idx, w, mode, out);
             return;

@@ -215,7 +215,7 @@ def test_public_name():
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
-@pytest.mark.parametrize("dim", [128, 48, 45])
+@pytest.mark.parametrize("dim", [128, 256, 48, 45])
 def test_arbitrary_record_bytes_every_decoder_path(fmt, dim, monkeypatch):
     """Any bytes are a record: random ones reach every code (Inf, NaN, subnormals, NaN scales).
     The compiled kernel's scalar, AVX-512 and fast-path decoders all give the reference's bits."""
@@ -276,10 +276,11 @@ def _records(fmt, dim, rows):
     ("mxfp8_e4m3", [(134, 0x7E), (135, 0x7E), (254, 0xFE), (0, 0x01), (127, 0x7F), (120, 0x81)]),
     ("mxfp8_e5m2", [(142, 0x7B), (143, 0x7B), (254, 0xFB), (0, 0x01), (127, 0x7C), (127, 0x7D)]),
 ])
-def test_extreme_scales_and_codes_match_the_reference(fmt, rows, monkeypatch):
+@pytest.mark.parametrize("dim", [64, 256])  # 256: FP4 by whole code lines, two of them a row
+def test_extreme_scales_and_codes_match_the_reference(fmt, rows, dim, monkeypatch):
     """The fast path fuses a block scale into the accumulation only where the product is exact;
     every pair and triple of these rows, in either order, gives the reference's bits."""
-    q = _records(fmt, 64, rows)
+    q = _records(fmt, dim, rows)
     n = len(rows)
     bags_ = [[a, b] for a in range(n) for b in range(n)] + [[a, b, c] for a in range(n) for b in range(n) for c in (0, n - 1)]
     indices = np.array([i for bag in bags_ for i in bag], dtype=np.int64)
