@@ -366,6 +366,14 @@ cdef extern from *:
         EMBC_PREFETCH_LINES(EMBC_PREFETCH_NEAR, p, row_bytes);
     }
 
+    /* The fast paths' prefetches at index j: the row EMBC_PREFETCH_ROWS ahead into L2, the row
+       EMBC_PREFETCH_NEAR_ROWS ahead on into L1 (up to n_idx, the end of this thread's run). */
+    static inline __attribute__((always_inline)) void embc_prefetch_ahead(const uint8_t *data, const int64_t *idx,
+                                                                          int64_t j, int64_t n_idx, int64_t rb) {
+        if (j + EMBC_PREFETCH_ROWS < n_idx) embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
+        if (j + EMBC_PREFETCH_NEAR_ROWS < n_idx) embc_prefetch_row_near(data + idx[j + EMBC_PREFETCH_NEAR_ROWS] * rb, rb);
+    }
+
     #if EMBC_HAVE_SIMD
 
     /* ---- Fast paths (dim a multiple of 16; MX blocks of 16 * 2^k): the bag's accumulators for
@@ -476,10 +484,7 @@ cdef extern from *:
             __m512 acc[8];
             for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
             for (int64_t j = start; j < end; j++) {
-                if (c0 == 0 && j + EMBC_PREFETCH_ROWS < n_idx)
-                    embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
-                if (c0 == 0 && j + EMBC_PREFETCH_NEAR_ROWS < n_idx)
-                    embc_prefetch_row_near(data + idx[j + EMBC_PREFETCH_NEAR_ROWS] * rb, rb);
+                if (c0 == 0) embc_prefetch_ahead(data, idx, j, n_idx, rb);
                 const uint8_t *rec = data + idx[j] * rb;
                 __m512 s = _mm512_setzero_ps(), b = _mm512_setzero_ps();
                 if (kind == EMBC_INT8_ROW) {
@@ -587,10 +592,7 @@ cdef extern from *:
             __m512 acc[8];
             for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
             for (int64_t j = start; j < end; j++) {
-                if (p == 0 && j + EMBC_PREFETCH_ROWS < n_idx)
-                    embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
-                if (p == 0 && j + EMBC_PREFETCH_NEAR_ROWS < n_idx)
-                    embc_prefetch_row_near(data + idx[j + EMBC_PREFETCH_NEAR_ROWS] * rb, rb);
+                if (p == 0) embc_prefetch_ahead(data, idx, j, n_idx, rb);
                 const uint8_t *rec = data + idx[j] * rb;
                 const uint8_t *sb = rec + 4 * p;
                 const __m512i x = _mm512_loadu_si512((const void *)(rec + f->nb + 64 * p));
