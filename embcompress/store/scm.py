@@ -18,7 +18,7 @@ import mmap
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -146,18 +146,29 @@ class RowReader:
             for ext in part:
                 read_extent(ext)
 
-        mean = self.read_seconds
-        if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or len(extents) * mean < POOL_SECONDS:
-            read_all(extents)
-        else:
-            # One task a worker, each a contiguous share of the extents: a pool task costs far more
-            # Python time than a read, and preadv releases the GIL, so the workers' reads overlap.
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
-                pool = self._pool
-            k = self.max_in_flight
-            list(pool.map(read_all, [extents[i::k] for i in range(k)]))
+        try:
+            mean = self.read_seconds
+            if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or len(extents) * mean < POOL_SECONDS:
+                read_all(extents)
+            else:
+                # One task a worker, each a share of the extents: a pool task costs far more Python
+                # time than a read, and preadv releases the GIL, so the workers' reads overlap.
+                with self._lock:
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
+                    pool = self._pool
+                k = self.max_in_flight
+                shares = [pool.submit(read_all, extents[i::k]) for i in range(k)]
+                # Every share ends before the batch does, failed or not: a share still reading
+                # would write into this thread's buffer after its next batch had taken it.
+                wait(shares)
+                for share in shares:
+                    share.result()
+        except BaseException:
+            # A read may still be running into the buffer (a share, after Ctrl-C): never reuse it.
+            if getattr(self._local, "buf", None) is buf:
+                self._local.buf = None
+            raise
         start = self.base + rows * self.row_bytes
         pos = np.searchsorted(blocks, start // BLOCK) * BLOCK + start % BLOCK
         # A window view of the buffer's bytes read (window i starts at byte i): row k is window

@@ -1,0 +1,82 @@
+"""Review tests of RowReader's reused per-thread read buffer (commit d0f9b0d)."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from embcompress.container import read_artifact, write_artifact
+from embcompress.store.scm import BLOCK, RowReader
+
+
+@pytest.fixture
+def rows_file(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (3000, 100), dtype=np.uint8)
+    path = write_artifact(tmp_path / "t.embc", "table", {"rows": data}, align=4096)
+    return path, data, read_artifact(path).section("rows").offset
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("how", ["error", "interrupt"])
+def test_a_failed_pooled_batch_leaves_no_read_running_into_the_next_batch(rows_file, monkeypatch, direct, how):
+    # A pooled batch whose read fails raised as soon as the first share failed, while the other
+    # shares' reads went on into the thread's read buffer; the thread's next batch reuses that
+    # buffer, so a late read landed in it and the batch returned another block's bytes as rows.
+    # Ctrl-C while the caller waits for the shares cannot wait for them: the buffer is dropped.
+    import embcompress.store.scm as scm
+    path, data, base = rows_file
+    r = RowReader(path, base, 100, len(data), direct=direct, max_in_flight=2, max_read_bytes=BLOCK)
+    per_block = BLOCK // 100
+    first = np.arange(1500, 1500 + 8 * per_block, per_block)  # 8 rows in 8 blocks far into the file
+    second = np.arange(0, 8 * per_block, per_block)  # 8 rows in the first 8 blocks
+    real = os.preadv
+    first_block = int(r.blocks_of(first)[0])
+    n_late = len(r.blocks_of(first)[1::2])  # the second share's reads (one block a read)
+    n_second = len(r.blocks_of(second))
+    go, started, cond, count = threading.Event(), threading.Event(), threading.Condition(), {"late": 0, "second": 0}
+    deadline = []
+
+    def patched(fd, bufs, off):
+        if threading.current_thread().name.startswith("embc-scm"):  # the first batch's pool
+            if (off // BLOCK - first_block) % 2 == 0:  # the first share's reads
+                if how == "error":  # once the other share runs (a share not started is cancelled)
+                    started.wait(timeout=5)
+                    raise OSError(5, "Input/output error")
+                return real(fd, bufs, off)
+            started.set()
+            # Held until the next batch has read its blocks; a reader that waits for these reads
+            # before raising lets them go after 1 s (a wait, not an assertion).
+            if not deadline:
+                deadline.append(time.monotonic() + 1)
+            go.wait(timeout=max(0.0, deadline[0] - time.monotonic()))
+            try:
+                return real(fd, bufs, off)
+            finally:
+                with cond:
+                    count["late"] += 1
+                    cond.notify_all()
+        n = real(fd, bufs, off)
+        count["second"] += 1
+        if count["second"] == n_second:  # the caller's last read of the second batch
+            go.set()
+            with cond:
+                cond.wait_for(lambda: count["late"] == n_late, timeout=5)
+        return n
+
+    def interrupted(futures):
+        started.wait(timeout=5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "preadv", patched)
+    if how == "interrupt":
+        monkeypatch.setattr(scm, "wait", interrupted)
+    r.read_seconds = 1.0  # a slow device: the first batch goes to the pool
+    with pytest.raises(OSError if how == "error" else KeyboardInterrupt):
+        r.read(first)
+    r.read_seconds = 1e-7  # memory speed: the second batch is read in this thread
+    got, _ = r.read(second)
+    monkeypatch.undo()
+    assert np.array_equal(got, data[second])
+    r.close()
