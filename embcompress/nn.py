@@ -182,6 +182,25 @@ def _(ids, keys, vals, fallback, params, n_rows, n_threads):
     return ids.new_empty(ids.shape, dtype=torch.int64)  # contiguous, as the real op returns (not ids' strides)
 
 
+class _NoBackward(torch.autograd.Function):
+    """A lookup whose per-sample weights require grad: the output requires grad, and a backward
+    through it raises. (The ops have no autograd kernel: a Python one costs every call about
+    7 us, and autograd's fallback for ops without one leaves the weights' .grad None with only
+    a warning, so a model training its weights would silently stop learning them.)"""
+
+    @staticmethod
+    def forward(ctx, bag, rows, offsets, per_sample_weights, include_last):
+        return bag._lookup(rows, offsets, per_sample_weights, include_last)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise ConfigError(
+            "MXEmbeddingBag has no backward (its tables are for serving), so its 'per_sample_weights' get no "
+            "gradient. Got a backward pass through a lookup whose per_sample_weights require grad instead. "
+            "Pass per_sample_weights.detach() (or look up under torch.no_grad()) to train the rest of the model."
+        )
+
+
 def _tensor(arr: np.ndarray) -> Tensor:
     with warnings.catch_warnings():  # read-only (memory-mapped) arrays: the module never writes them
         warnings.simplefilter("ignore", UserWarning)
@@ -389,6 +408,11 @@ class MXEmbeddingBag(nn.Module):
             offsets = offsets.to(torch.int64)
         if per_sample_weights is not None and per_sample_weights.dtype is not torch.float32:
             per_sample_weights = per_sample_weights.to(torch.float32)
+        if per_sample_weights is not None and per_sample_weights.requires_grad and torch.is_grad_enabled():
+            return _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last)
+        return self._lookup(rows, offsets, per_sample_weights, include_last)
+
+    def _lookup(self, rows: Tensor, offsets: Tensor, per_sample_weights: Tensor | None, include_last: bool) -> Tensor:
         if self.records is not None:
             return torch.ops.embcompress.pooled_lookup(
                 self.records, rows, offsets, per_sample_weights, self.fmt, self.embedding_dim, self.block_size,
