@@ -460,8 +460,10 @@ class TieredStore:
             # The file may have been rewritten whole (see journal.apply_update): reopen the reader.
             sec = read_artifact(self.path, kind="table").section("rows")
             self._reader.close()
+            measured = self._reader.read_seconds  # the same device: keep choosing as measured
             self._reader = RowReader(self.path, sec.offset, self.row_bytes, self.shape[0],
                                      direct=self._direct_io, max_in_flight=self._max_in_flight)
+            self._reader.read_seconds = measured
             self._c["rows_updated"] += len(pos)
 
     # -- counters ------------------------------------------------------------------------------------

@@ -80,3 +80,38 @@ def test_a_failed_pooled_batch_leaves_no_read_running_into_the_next_batch(rows_f
     monkeypatch.undo()
     assert np.array_equal(got, data[second])
     r.close()
+
+
+def test_an_update_keeps_what_the_store_measured_of_its_reads(tmp_path, monkeypatch):
+    # update_rows reopens the file with a new reader, which started again from the 100 us a read
+    # a device takes: after every update of a page-cached table, the next batch of a few misses
+    # went through the read pool's hand-offs that d0f9b0d took out of such batches.
+    import embcompress.store.scm as scm
+    from embcompress.formats import quantize
+    from embcompress.store import TieredStore
+
+    class Clock:  # every read measures 1 us: memory speed
+        t = 0.0
+
+        def perf_counter(self):
+            self.t += 1e-6
+            return self.t
+
+    x = np.random.default_rng(0).standard_normal((20000, 40)).astype(np.float32)  # 34-byte rows
+    q = quantize(x, "mxfp4_e2m1")
+    path = q.save(tmp_path / "t.embc")
+    with TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru", max_in_flight=4) as store:
+        monkeypatch.setattr(scm, "time", Clock())
+        store._reader.read_seconds = 1e-6  # as the reads it served would have measured it
+        store.update_rows(np.array([1]), x[[1]])
+        readers = set()
+        real = os.preadv
+
+        def recording(fd, bufs, off):
+            readers.add(threading.get_ident())
+            return real(fd, bufs, off)
+
+        monkeypatch.setattr(os, "preadv", recording)
+        rows = np.arange(200, 20000, 400)  # 50 misses, 50 reads
+        assert np.array_equal(store.rows(rows), q.data[rows])
+        assert readers == {threading.get_ident()}
