@@ -62,6 +62,31 @@ def data_dir() -> Path:
     return data_path()
 
 
+@pytest.fixture(params=["numpy", "cython"])
+def backend(request, monkeypatch):
+    """The lookup kernels' backend for one test: NumPy, then the compiled one (skipped when not
+    built). Store tests that want the default backend define their own."""
+    from embcompress.kernels import compiled
+
+    if request.param == "cython" and compiled("_lookup") is None:
+        pytest.skip("compiled kernel not built")
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", request.param)
+    return request.param
+
+
+@pytest.fixture
+def rows_file(tmp_path):
+    """A container file of 3,000 random 100-byte row records (they straddle 4 KiB blocks) on a
+    4096-byte boundary: ``(path, records, byte offset of the rows)``, for RowReader tests."""
+    import numpy as np
+
+    from embcompress.container import read_artifact, write_artifact
+
+    data = np.random.default_rng(0).integers(0, 256, (3000, 100), dtype=np.uint8)
+    path = write_artifact(tmp_path / "t.embc", "table", {"rows": data}, align=4096)
+    return path, data, read_artifact(path).section("rows").offset
+
+
 # CI machines are shared and slow at times: no per-example deadline for property tests.
 try:
     from hypothesis import HealthCheck, settings

@@ -19,14 +19,6 @@ ALL_FORMATS = sorted(FORMATS)
 BACKENDS = ["numpy", "cython"]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    if request.param == "cython" and compiled("_lookup") is None:
-        pytest.skip("compiled kernel not built")
-    monkeypatch.setenv("EMBCOMPRESS_KERNELS", request.param)
-    return request.param
-
-
 def both(fn, monkeypatch):
     """Run fn under the NumPy and the compiled backend; return both results."""
     out = []

@@ -14,17 +14,8 @@ F = torch.nn.functional
 import embcompress  # noqa: E402
 from embcompress import ConfigError  # noqa: E402
 from embcompress.idmap import IdMap  # noqa: E402
-from embcompress.kernels import compiled  # noqa: E402
 from embcompress.nn import MXEmbeddingBag, MXEmbeddingBagCollection  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
-
-
-@pytest.fixture(params=["numpy", "cython"])
-def backend(request, monkeypatch):
-    if request.param == "cython" and compiled("_lookup") is None:
-        pytest.skip("compiled kernel not built")
-    monkeypatch.setenv("EMBCOMPRESS_KERNELS", request.param)
-    return request.param
 
 
 def trained_bag(n=120, dim=32, mode="sum", seed=0, **kw):

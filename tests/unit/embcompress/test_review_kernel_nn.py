@@ -7,17 +7,8 @@ torch = pytest.importorskip("torch")
 
 import embcompress  # noqa: E402
 from embcompress import ConfigError  # noqa: E402
-from embcompress.kernels import compiled  # noqa: E402
 from embcompress.nn import MXEmbeddingBag  # noqa: E402
 from tests.conftest import quantize_default as quantize  # noqa: E402
-
-
-@pytest.fixture(params=["numpy", "cython"])
-def backend(request, monkeypatch):
-    if request.param == "cython" and compiled("_lookup") is None:
-        pytest.skip("compiled kernel not built")
-    monkeypatch.setenv("EMBCOMPRESS_KERNELS", request.param)
-    return request.param
 
 
 class _Source:

@@ -7,14 +7,7 @@ import numpy as np
 import pytest
 
 from embcompress.container import read_artifact, write_artifact
-from embcompress.store.scm import BLOCK, RowReader
-
-
-@pytest.fixture
-def rows_file(tmp_path):
-    data = np.random.default_rng(0).integers(0, 256, (3000, 100), dtype=np.uint8)
-    path = write_artifact(tmp_path / "t.embc", "table", {"rows": data}, align=4096)
-    return path, data, read_artifact(path).section("rows").offset
+from embcompress.store.scm import RowReader
 
 
 @pytest.mark.parametrize("direct", [True, False])

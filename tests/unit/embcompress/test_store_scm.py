@@ -1,19 +1,8 @@
 import numpy as np
 import pytest
 
-from embcompress.container import write_artifact
 from embcompress.errors import ArtifactError
 from embcompress.store.scm import BLOCK, RowReader
-
-
-@pytest.fixture
-def rows_file(tmp_path):
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 256, (3000, 100), dtype=np.uint8)  # 100-byte records straddle blocks
-    path = write_artifact(tmp_path / "t.embc", "table", {"rows": data}, align=4096)
-    from embcompress.container import read_artifact
-
-    return path, data, read_artifact(path).section("rows").offset
 
 
 @pytest.mark.parametrize("direct", [True, False])
