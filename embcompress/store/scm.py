@@ -6,10 +6,10 @@ buffer (each thread's own, kept between batches), at most ``max_in_flight`` at a
 records are gathered from it. Reads that wait on a device overlap in a small thread pool
 (``os.preadv`` releases the GIL); reads served at memory speed (the page cache, tmpfs) run in the
 caller's thread, where a pool would only add its hand-offs: the reader keeps a running mean of
-the time a read takes and chooses by it, batch by batch. The bound holds for all the threads reading through one
-reader together. The file is opened with ``O_DIRECT`` where the file system
-allows it (the page cache is bypassed, as a server reading an SSD would); elsewhere (tmpfs, macOS)
-with plain positional reads. Every read is block aligned either way.
+the time a read takes and chooses by it, batch by batch. The bound on reads in flight holds for
+all the threads reading through one reader together. The file is opened with ``O_DIRECT`` where
+the file system allows it (the page cache is bypassed, as a server reading an SSD would);
+elsewhere (tmpfs, macOS) with plain positional reads. Every read is block aligned either way.
 """
 
 from __future__ import annotations
