@@ -57,6 +57,34 @@ def quantize_default(x, fmt, **kw):
             os.environ["EMBCOMPRESS_KERNELS"] = saved
 
 
+def torn_reads_during_updates(store, rows, row_bytes: int, *, per_batch: bool = False) -> list:
+    """Three threads read ``store.rows`` of ``rows`` while eight updates rewrite them, each with
+    one repeated byte; returns the reads that were torn: a row of two values (or, with
+    ``per_batch``, a batch of two versions). The final content is the last update's."""
+    import threading
+
+    import numpy as np
+
+    stop, bad = threading.Event(), []
+
+    def read():
+        rng = np.random.default_rng(threading.get_ident() % 1000)
+        while not stop.is_set():
+            got = store.rows(rng.choice(rows, min(30, len(rows))))
+            if not (got == (got[0, 0] if per_batch else got[:, :1])).all():
+                bad.append(got)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for k in range(1, 9):
+        store.update_rows(rows, np.full((len(rows), row_bytes), k, np.uint8))
+    stop.set()
+    for t in readers:
+        t.join()
+    return bad
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return data_path()

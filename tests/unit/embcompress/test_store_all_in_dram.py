@@ -1,14 +1,13 @@
 """TieredStore batches whose rows are all in DRAM: served without the file lock and the reader,
 recorded as any other batch (counters, LRU recency, refresh scores), never torn by updates."""
 
-import threading
-
 import numpy as np
 import pytest
 
 from embcompress.formats import quantize
 from embcompress.kernels.lookup import pooled_lookup
 from embcompress.store import TieredStore
+from tests.conftest import torn_reads_during_updates
 
 N, DIM = 500, 32
 
@@ -79,25 +78,10 @@ def test_rows_updated_while_served_wholly_from_dram_are_never_torn(tmp_path):
     store = TieredStore(path, dram_bytes=40 * q.row_bytes, frequencies=freq)
     store.warm_up()  # every updated row is held
     store.update_rows(rows, np.zeros((len(rows), q.row_bytes), np.uint8))
-    stop, bad = threading.Event(), []
-
-    def read():
-        rng = np.random.default_rng(threading.get_ident() % 1000)
-        while not stop.is_set():
-            got = store.rows(rng.choice(rows, 20))
-            if not (got == got[0, 0]).all():  # every update writes one byte everywhere
-                bad.append(got)
-
-    readers = [threading.Thread(target=read) for _ in range(3)]
-    for t in readers:
-        t.start()
-    for k in range(1, 9):
-        store.update_rows(rows, np.full((len(rows), q.row_bytes), k, np.uint8))
-    stop.set()
-    for t in readers:
-        t.join()
+    # the rows of a batch are copied in one step: all of one update, not only each row
+    assert torn_reads_during_updates(store, rows, q.row_bytes, per_batch=True) == []
+    assert (store.rows(rows) == 8).all()
     store.close()
-    assert bad == []
 
 
 @pytest.mark.parametrize("policy", ["frequency", "lru", "lfu"])

@@ -10,6 +10,7 @@ from embcompress.formats import quantize
 from embcompress.kernels.lookup import pooled_lookup
 from embcompress.store import TieredStore, coaccess_order, reorder_rows
 from embcompress.store.journal import journal_path
+from tests.conftest import torn_reads_during_updates
 
 N, DIM = 3000, 40
 
@@ -208,25 +209,7 @@ def test_readers_never_see_a_torn_row_while_rows_are_updated(tmp_path):
     rows = np.arange(0, 400, 7, dtype=np.int64)
     store = TieredStore(path, dram_bytes=20 * q.row_bytes, policy="lru")
     store.update_rows(rows, np.zeros((len(rows), q.row_bytes), np.uint8))
-    stop, bad = threading.Event(), []
-
-    def read():
-        rng = np.random.default_rng(threading.get_ident() % 1000)
-        while not stop.is_set():
-            got = store.rows(rng.choice(rows, 30))
-            # Every update writes rows of one repeated byte, so a torn row has two values.
-            if not (got == got[:, :1]).all():
-                bad.append(got)
-
-    readers = [threading.Thread(target=read) for _ in range(3)]
-    for t in readers:
-        t.start()
-    for k in range(1, 9):
-        store.update_rows(rows, np.full((len(rows), q.row_bytes), k, np.uint8))
-    stop.set()
-    for t in readers:
-        t.join()
-    assert bad == []
+    assert torn_reads_during_updates(store, rows, q.row_bytes) == []
     assert (store.rows(rows) == 8).all()
     assert read_artifact(path, verify="full").section("rows").crc32 == zlib.crc32(read_artifact(path).array("rows").tobytes())
 
