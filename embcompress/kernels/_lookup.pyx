@@ -842,24 +842,35 @@ def pool(
             embc_bags(&f, base, idx, &offsets[0], b * _RUN, min(b * _RUN + _RUN, n_bags), w, mode, &out[0, 0])
 
 
-def index_bounds(const int64_t[::1] idx, int n_threads):
-    """``(min, max)`` of a non-empty ``idx`` in one pass, split over up to ``n_threads`` threads:
-    the range check of every lookup, which ``idx.min()`` and ``idx.max()`` made two serial
-    passes (about 0.1 ms for 262,144 indices, 3-5 % of a 2-thread lookup)."""
+cdef void _bounds(const int64_t[::1] idx, int n_threads, int64_t *lo_out, int64_t *hi_out) noexcept:
+    """Least and greatest of a non-empty ``idx`` in one pass, split over up to ``n_threads``
+    threads (parts of at least 32,768 indices: a thread's start-up costs about as much as reading
+    those; one part starts no OpenMP team, which costs a small lookup a microsecond)."""
     cdef Py_ssize_t n = idx.shape[0], k
     cdef int64_t lo[16]
     cdef int64_t hi[16]
-    if n == 0:
-        raise ValueError("index_bounds needs at least one index")
-    # parts of at least 32,768 indices: a thread's start-up costs about as much as reading those
     cdef int parts = <int>max(1, min(n_threads, 16, n // 32768))
     with nogil:
-        if parts == 1:  # (no OpenMP team: starting one costs a small lookup a microsecond)
+        if parts == 1:
             embc_bounds(&idx[0], n, &lo[0], &hi[0])
         else:
             for k in prange(parts, schedule="static", num_threads=parts):
                 embc_bounds(&idx[k * n // parts], (k + 1) * n // parts - k * n // parts, &lo[k], &hi[k])
-    return min([lo[k] for k in range(parts)]), max([hi[k] for k in range(parts)])
+    lo_out[0], hi_out[0] = lo[0], hi[0]
+    for k in range(1, parts):
+        lo_out[0] = min(lo_out[0], lo[k])
+        hi_out[0] = max(hi_out[0], hi[k])
+
+
+def index_bounds(const int64_t[::1] idx, int n_threads):
+    """``(min, max)`` of a non-empty ``idx`` in one pass, split over up to ``n_threads`` threads:
+    the range check of every lookup, which ``idx.min()`` and ``idx.max()`` made two serial
+    passes (about 0.1 ms for 262,144 indices, 3-5 % of a 2-thread lookup)."""
+    cdef int64_t lo, hi
+    if idx.shape[0] == 0:
+        raise ValueError("index_bounds needs at least one index")
+    _bounds(idx, n_threads, &lo, &hi)
+    return lo, hi
 
 
 def checked_offsets(const int64_t[::1] idx, const int64_t[::1] offsets, bint include_last, int64_t n_rows,
@@ -878,10 +889,7 @@ def checked_offsets(const int64_t[::1] idx, const int64_t[::1] offsets, bint inc
     if not embc_offsets_ok(&offsets[0] if n else NULL, n, n_idx, include_last):
         return False
     if n_idx:
-        if n_idx < 65536:  # (one thread's worth: see index_bounds)
-            embc_bounds(&idx[0], n_idx, &lo, &hi)
-        else:
-            lo, hi = index_bounds(idx, n_threads)
+        _bounds(idx, n_threads, &lo, &hi)
         if lo < 0 or hi >= n_rows:
             return False
     for i in range(n):

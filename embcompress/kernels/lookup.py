@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, param_error
-from ..formats.spec import FORMATS, FormatSpec
+from ..formats.spec import FORMATS
 from . import compiled, resolve_threads
 
 MODES = {"sum": 0, "mean": 1, "max": 2}
@@ -102,8 +102,8 @@ def _fp8_params(fmt: str):
     return (shift, first, adjust), table
 
 
-def _table_parts(table) -> tuple[np.ndarray, str, FormatSpec, int, int | None]:
-    """Records, format, spec, dim and block size of ``table``, checked against each other."""
+def _table_parts(table) -> tuple[np.ndarray, str, int, int | None]:
+    """Records, format, dim and block size of ``table``, checked against each other."""
     where = "pooled_lookup"
     try:
         fmt, shape, data = table.fmt, tuple(table.shape), table.data
@@ -136,7 +136,7 @@ def _table_parts(table) -> tuple[np.ndarray, str, FormatSpec, int, int | None]:
         )
     if not data.flags.c_contiguous:
         data = np.ascontiguousarray(data)
-    return data, fmt, spec, dim, block
+    return data, fmt, dim, block
 
 
 def _as_int64(x, name: str, where: str) -> np.ndarray:
@@ -299,7 +299,7 @@ def pooled_lookup(
     Rows are decoded from the table's format on the fly. Out-of-range or negative indices raise
     a ConfigError.
     """
-    data, fmt, _, dim, block = _table_parts(table)
+    data, fmt, dim, block = _table_parts(table)
     bags = check_bags(indices, offsets, mode=mode, per_sample_weights=per_sample_weights,
                       include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=dim,
                       n_rows=data.shape[0], table_data=data)
