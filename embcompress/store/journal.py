@@ -14,9 +14,10 @@ table's complete new header bytes, then the row writes, the header write and an 
 journal's removal. Opening the table with a journal present (``TieredStore`` or ``open_table``)
 re-applies it (idempotent; :func:`replay` does it alone), so a
 crash at any point leaves every row either old (journal not yet durable) or new (journal
-replayed), and the header's checksum matches the rows. Only this process writes; callers exclude concurrent
-readers of the same rows (the store holds its lock while applying). Replays take an exclusive
-``flock`` on the table, since every process that opens it replays a journal it finds.
+replayed), and the header's checksum matches the rows. Updates and replays hold an exclusive
+``flock`` on the table throughout, so writers in several threads or processes take turns and
+none loses another's rows; callers exclude concurrent readers of the same rows (the store holds
+its lock while applying).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import os
 import struct
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -117,19 +119,26 @@ def _header_bytes(fields: tuple, header: dict, header_len: int) -> bytes | None:
 
 # --- update and replay ---------------------------------------------------------------------------
 
-def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray) -> None:
-    """Replace ``rows`` (unique int64) of the 2-D uint8 section ``section`` by ``records``, crash-safely."""
+def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_replay=None) -> None:
+    """Replace ``rows`` (unique int64) of the 2-D uint8 section ``section`` by ``records``, crash-safely.
+
+    Writers of one file (threads or processes) take turns on an exclusive ``flock`` held from
+    reading the header to removing the journal, so each update starts from the rows and checksum
+    the previous one left and none is lost. ``on_replay(rows, records)`` is told the rows of an
+    earlier update this one had to finish first.
+    """
     path = Path(path)
-    # An earlier update that failed after its journal was durable (an I/O error, an interrupt) left
-    # rows half written: finish it first. The new journal would replace it, and this update's
-    # checksum would start from rows that do not match the header's.
-    replay(path)
-    art = read_artifact(path)
-    sec = art.section(section)
-    n_rows, row_bytes = sec.shape
-    base = sec.offset
-    fd = os.open(path, os.O_RDWR)
-    try:
+    with _locked(path) as fd:
+        # An earlier update that failed after its journal was durable (an I/O error, an interrupt,
+        # a crash) left rows half written: finish it first. The new journal would replace it, and
+        # this update's checksum would start from rows that do not match the header's.
+        done = _apply_journal(path, journal_path(path), fd)
+        if done is not None and on_replay is not None:
+            on_replay(*done)
+        art = read_artifact(path)
+        sec = art.section(section)
+        n_rows, row_bytes = sec.shape
+        base = sec.offset
         old = np.empty_like(records)
         for i, r in enumerate(rows.tolist()):
             old[i] = np.frombuffer(os.pread(fd, row_bytes, base + r * row_bytes), dtype=np.uint8)
@@ -140,20 +149,47 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray) -> N
             if e["name"] == section:
                 e["crc32"] = new_crc
         head = _header_bytes(fields, header, header_len)
-    finally:
+        if head is None:
+            # The new checksum needs more digits than the header's padding holds (under 1 file in
+            # 400): rewrite the whole file atomically instead, which needs no journal. (A writer
+            # waiting for the lock on the replaced file finds it replaced and locks the new one.)
+            _rewrite_whole(art, section, rows, records)
+            return
+        jpath = journal_path(path)
+        write_artifact(
+            jpath, JOURNAL_KIND, {"rows": rows.astype(np.int64), "records": records, "header": np.frombuffer(head, dtype=np.uint8),
+                   "old_header": np.frombuffer(before, dtype=np.uint8)},
+            meta={"table": path.name, "section": section, "base": base, "row_bytes": row_bytes, "n_rows": n_rows},
+        )
+        _apply_journal(path, jpath, fd)
+
+
+@contextmanager
+def _locked(path: Path):
+    """An O_RDWR descriptor of ``path`` holding its exclusive flock.
+
+    flock belongs to the open file, so threads with their own descriptors exclude each other as
+    processes do. A whole-file rewrite renames a new file over the path: a descriptor locked on
+    the replaced file is dropped and the path locked again.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
         os.close(fd)
-    if head is None:
-        # The new checksum needs more digits than the header's padding holds (under 1 file in
-        # 400): rewrite the whole file atomically instead, which needs no journal.
-        _rewrite_whole(art, section, rows, records)
-        return
-    jpath = journal_path(path)
-    write_artifact(
-        jpath, JOURNAL_KIND, {"rows": rows.astype(np.int64), "records": records, "header": np.frombuffer(head, dtype=np.uint8),
-               "old_header": np.frombuffer(before, dtype=np.uint8)},
-        meta={"table": path.name, "section": section, "base": base, "row_bytes": row_bytes, "n_rows": n_rows},
-    )
-    _apply_journal(path, jpath)
+    try:
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _rewrite_whole(art, section: str, rows: np.ndarray, records: np.ndarray) -> None:
@@ -190,43 +226,41 @@ def _pwrite_all(fd, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _apply_journal(path: Path, jpath: Path) -> bool:
-    """Apply the journal and remove it; False when another process did so first."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        # Every process opening the table replays: one at a time, and a later one finds it done
-        # (else it rewrites rows an update made since, or fails when the first removes the journal).
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if not jpath.exists():
-            return False
-        j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
-        meta = j.meta
-        rows, records, head = j.array("rows"), j.array("records"), j.array("header").tobytes()
-        base, row_bytes = int(meta["base"]), int(meta["row_bytes"])
-        size = os.fstat(fd).st_size
-        if (meta.get("table") != path.name or base + int(meta["n_rows"]) * row_bytes > size
-                or records.shape[1:] != (row_bytes,) or not _header_matches(fd, j, head)):
-            raise ArtifactError(
-                f"The update journal {str(jpath)!r} does not belong to {str(path)!r} (it names "
-                f"{meta.get('table')!r}, its rows lie outside the file, or the file's header is neither the "
-                f"one it updates nor the one it writes). Move the journal away if "
-                f"the table was replaced on purpose."
-            )
-        for r, rec in zip(rows.tolist(), records):
-            _pwrite_all(fd, rec.tobytes(), base + r * row_bytes)
-        _pwrite_all(fd, head, 0)
-        os.fsync(fd)
-        jpath.unlink()
-        container._fsync_dir(jpath.parent)
-    finally:
-        os.close(fd)  # releases the lock
-    return True
+def _apply_journal(path: Path, jpath: Path, fd: int):
+    """Apply the journal (``fd`` holds the table's lock) and remove it.
+
+    Returns its ``(rows, records)``, or None when there was none (another writer finished it).
+    """
+    if not jpath.exists():
+        return None
+    j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
+    meta = j.meta
+    rows, records, head = j.array("rows"), j.array("records"), j.array("header").tobytes()
+    base, row_bytes = int(meta["base"]), int(meta["row_bytes"])
+    size = os.fstat(fd).st_size
+    if (meta.get("table") != path.name or base + int(meta["n_rows"]) * row_bytes > size
+            or records.shape[1:] != (row_bytes,) or not _header_matches(fd, j, head)):
+        raise ArtifactError(
+            f"The update journal {str(jpath)!r} does not belong to {str(path)!r} (it names "
+            f"{meta.get('table')!r}, its rows lie outside the file, or the file's header is neither the "
+            f"one it updates nor the one it writes). Move the journal away if "
+            f"the table was replaced on purpose."
+        )
+    for r, rec in zip(rows.tolist(), records):
+        _pwrite_all(fd, rec.tobytes(), base + r * row_bytes)
+    _pwrite_all(fd, head, 0)
+    os.fsync(fd)
+    jpath.unlink()
+    container._fsync_dir(jpath.parent)
+    return np.array(rows), np.array(records)
 
 
 def replay(path) -> bool:
     """Finish an update interrupted by a crash; True when a journal was applied."""
     path = Path(path)
-    jpath = journal_path(path)
-    if not jpath.exists():
+    if not journal_path(path).exists():
         return False
-    return _apply_journal(path, jpath)
+    # Every process opening the table replays: one at a time, and a later one finds it done
+    # (else it rewrites rows an update made since, or fails when the first removes the journal).
+    with _locked(path) as fd:
+        return _apply_journal(path, journal_path(path), fd) is not None

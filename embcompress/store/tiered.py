@@ -470,13 +470,8 @@ class TieredStore:
         pos, records = pos[order], records[order]
         with self._file.exclusive(), self._lock:
             self._check_open("TieredStore.update_rows")
-            jpath = journal.journal_path(self.path)
-            if jpath.exists():  # an earlier update failed midway: finish it, and its DRAM copies too
-                with read_artifact(jpath, kind=journal.JOURNAL_KIND, verify="full", mmap=False) as prev:
-                    done = np.array(prev.array("rows")), np.array(prev.array("records"))
-                journal.replay(self.path)
-                self._dram.write_through(*done)
-            journal.apply_update(self.path, "rows", pos, records)
+            # An earlier update that failed midway is finished first: its DRAM copies too.
+            journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through)
             self._dram.write_through(pos, records)
             # The file may have been rewritten whole (see journal.apply_update): reopen the reader.
             sec = read_artifact(self.path, kind="table").section("rows")

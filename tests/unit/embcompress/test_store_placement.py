@@ -72,7 +72,7 @@ def test_reorder_finishes_an_update_a_crash_interrupted(tmp_path):
     rows = np.array([3, 50, 100, 200], dtype=np.int64)
     real_apply, real_pwrite, count = journal._apply_journal, journal.os.pwrite, [0]
 
-    def crash_midway(p, j):
+    def crash_midway(p, j, fd):
         def pwrite(fd, b, off):
             count[0] += 1
             if count[0] > 2:
@@ -81,7 +81,7 @@ def test_reorder_finishes_an_update_a_crash_interrupted(tmp_path):
 
         journal.os.pwrite = pwrite
         try:
-            real_apply(p, j)
+            return real_apply(p, j, fd)
         finally:
             journal.os.pwrite = real_pwrite
 
