@@ -64,7 +64,19 @@ FRAPPE_FIELDS = ("user", "item", "daytime", "weekday", "isweekend", "homework", 
 
 # What a valid value is, shared with the SQL engines (full-string matches; plain spaces only, no
 # backslash classes, so the same text works in RE2, DuckDB and Java regexes and SQL literals).
-INT_RE = r" *-?[0-9]{1,18} *"  # 18 digits always fit int64; '+' is refused (Arrow cannot cast it)
+
+
+def _int64_re() -> str:
+    """A decimal int64: up to 18 digits always fit; 19 digits up to 9223372036854775807 (and
+    -9223372036854775808), as one alternative per digit of the bound (a value below it agrees
+    with the bound's first i digits and has a smaller digit next)."""
+    top = str(2**63 - 1)
+    below = [top[:i] + f"[0-{int(d) - 1}]" + (f"[0-9]{{{18 - i}}}" if i < 18 else "")
+             for i, d in enumerate(top) if d != "0"]
+    return f"-?[0-9]{{1,18}}|-?({'|'.join([*below, top])})|-{2**63}"
+
+
+INT_RE = f" *({_int64_re()}) *"  # every int64, nothing beyond; '+' is refused (Arrow cannot cast it)
 HEX_RE = r"[0-9a-fA-F]{1,8}"
 NUM_RE = r" *[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)? *"
 TIME_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?)?"

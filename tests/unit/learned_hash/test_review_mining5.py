@@ -1,0 +1,62 @@
+"""Review of mining inputs (round 5): values and file sets where the Python readers, DuckDB and
+Spark gave wrong or differing counts. Each test mines on DuckDB and reads through the Python
+readers (``iter_batches`` counted by ``LogStats.from_rows``); Spark tests are marked ``spark``."""
+
+
+import numpy as np
+import pytest
+
+from embcompress.errors import ConfigError
+from learned_hash import LogStats, mine
+from learned_hash.logs import iter_batches
+
+
+def by_reader(path, *, features, label=None, pairs=(), **kw):
+    """The Python readers' counts of a log (an independent path through learned_hash.logs)."""
+    r = iter_batches(path, features=features, label=label, **kw)
+    parts = list(r)
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    s = LogStats.from_rows(cols, features=features, label=label, pairs=pairs)
+    s.bad_lines = r.bad_lines
+    return s
+
+
+def write(path, text):
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def counts(stats, feature):
+    ids, n = stats.frequencies(feature)
+    return dict(zip(ids.tolist(), n.tolist()))
+
+
+# 19-digit values that fit int64: hashed 64-bit ids written as signed decimals look like these
+BIG = [2**63 - 1, -(2**63 - 1), 1234567890123456789, -1000000000000000000, 999999999999999999]
+
+
+def big_ids_log(tmp_path, extra=""):
+    rows = "".join(f"{v},{i % 2}\n" for i, v in enumerate(BIG)) + "12,0\n" + extra
+    return write(tmp_path / "big.csv", "a,y\n" + rows)
+
+
+def test_nineteen_digit_int64_ids_are_ids_not_bad_lines(tmp_path):
+    p = big_ids_log(tmp_path)
+    expected = {v: 1 for v in BIG} | {12: 1}
+    r = by_reader(p, features=["a"], label="y")
+    assert (counts(r, "a"), r.bad_lines) == (expected, 0)
+    s = mine(p, features=["a"], label="y")
+    assert (counts(s, "a"), s.bad_lines, s.n_rows) == (expected, 0, len(BIG) + 1)
+    assert s == r
+
+
+def test_an_id_beyond_int64_is_still_a_bad_line(tmp_path):
+    p = big_ids_log(tmp_path, "9223372036854775808,1\n-9223372036854775809,1\n")
+    kw = dict(features=["a"], label="y", kinds={"a": "int"}, on_bad_line="skip")
+    expected = {v: 1 for v in BIG} | {12: 1}
+    r = by_reader(p, **kw)
+    assert (counts(r, "a"), r.bad_lines) == (expected, 2)
+    s = mine(p, **kw)
+    assert (counts(s, "a"), s.bad_lines) == (expected, 2)
+    with pytest.raises(ConfigError, match="line 8"):
+        mine(p, features=["a"], label="y", kinds={"a": "int"})
