@@ -348,20 +348,21 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                         f"Column {c!r} of {path!r} holds {here[c]} values but of {first!r} {kinds[c]} values. "
                         f"Every file of a log must have the same column types: rewrite the odd file, or mine it separately."
                     )
-    else:  # csv: look at the first block with Arrow's inference
+    else:  # csv: look at the first block with rows with Arrow's inference
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        reader = pcsv.open_csv(src.paths[0], read_options=pcsv.ReadOptions(block_size=1 << 20),
-                               parse_options=pcsv.ParseOptions(delimiter=src.delimiter, invalid_row_handler=lambda r: "skip"))
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            batch = None
-        if batch is not None:
-            types = dict(zip(_clean_names(batch.schema.names), batch.schema.types))
-        else:
-            types = {}
+        types = {}
+        for path in src.paths:  # not only the first file: a part with its header alone has no rows to infer from
+            try:
+                reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20),
+                                       parse_options=pcsv.ParseOptions(delimiter=src.delimiter, invalid_row_handler=lambda r: "skip"))
+                batch = next((b for b in reader if b.num_rows), None)
+            except pa.ArrowInvalid:  # an empty file
+                batch = None
+            if batch is not None:
+                types = dict(zip(_clean_names(batch.schema.names), batch.schema.types))
+                break
         for c in schema.columns:
             t = types.get(c, pa.string())
             if c == schema.time_key:

@@ -60,3 +60,16 @@ def test_an_id_beyond_int64_is_still_a_bad_line(tmp_path):
     assert (counts(s, "a"), s.bad_lines) == (expected, 2)
     with pytest.raises(ConfigError, match="line 8"):
         mine(p, features=["a"], label="y", kinds={"a": "int"})
+
+
+def test_kinds_come_from_a_file_with_rows_not_an_empty_first_part(tmp_path):
+    # a folder of CSV parts whose first part has its header only: its integer ids stay integers
+    (tmp_path / "log").mkdir()
+    write(tmp_path / "log" / "part-0.csv", "a,b\n")
+    write(tmp_path / "log" / "part-1.csv", "a,b\n1,x\n2,y\n2,y\n")
+    alone = mine(tmp_path / "log" / "part-1.csv", features=["a", "b"], format="csv")
+    assert counts(alone, "a") == {1: 1, 2: 2}
+    s = mine(tmp_path / "log", features=["a", "b"], format="csv")
+    assert counts(s, "a") == {1: 1, 2: 2}
+    assert s == alone
+    assert by_reader(tmp_path / "log", features=["a", "b"], format="csv") == alone
