@@ -233,16 +233,38 @@ class LogSource:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(self.paths[0]).names)
+        names = self._csv_header(self.paths[0])
+        if names is None:
+            raise ConfigError(f"The CSV log {self.paths[0]!r} is empty: it has no header line. Pass a CSV with a header.")
+        return names
+
+    def _csv_header(self, path: str) -> list[str] | None:
+        """The column names of a CSV file's header line (None when the file has none)."""
         import pyarrow.csv as pcsv
 
         # through the decompression the readers apply too (Arrow and the engines read .gz, .bz2, ...)
-        with _open_text(self.paths[0]) as fh:
+        with _open_text(path) as fh:
             first = fh.readline()
         if not first.strip():
-            raise ConfigError(f"The CSV log {self.paths[0]!r} is empty: it has no header line. Pass a CSV with a header.")
+            return None
         t = pcsv.read_csv(io.BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
                           read_options=pcsv.ReadOptions(autogenerate_column_names=False))
         return _clean_names(t.column_names)
+
+    def check_headers(self) -> None:
+        """Every CSV file must have the first file's header: the readers and both engines take a
+        file's columns by position, so another order would count one column's values as another's."""
+        if self.format != "csv":
+            return
+        first = self.column_names()
+        for path in self.paths[1:]:
+            names = self._csv_header(path)
+            if names is not None and names != first:
+                raise ConfigError(
+                    f"The CSV log {path!r} has the columns {names}, but {self.paths[0]!r} has {first}. Every "
+                    f"file of a log must have the same header (columns are read by position): rewrite the odd "
+                    f"file, or mine it separately."
+                )
 
 
 def _clean_names(names: list[str]) -> list[str]:
@@ -296,6 +318,7 @@ def _libfm_fields(fields, field_map):
 def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
     """The kind of every column the schema reads (``LogSchema.kinds`` wins where given)."""
     names = src.column_names()
+    src.check_headers()
     missing = [c for c in schema.columns if c not in names]
     if missing:
         raise ConfigError(
