@@ -34,6 +34,7 @@ import numpy as np
 
 from ..container import read_artifact
 from ..errors import ArtifactError, ConfigError, param_error
+from ..kernels.unique import unique_ids
 from . import journal
 from .devices import DeviceModel, get_device
 from .dram import POLICIES, DramTier
@@ -418,10 +419,9 @@ class TieredStore:
         bags = check_bags(idx, offsets, mode=mode, per_sample_weights=per_sample_weights,
                           include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=self.shape[1],
                           n_rows=self.shape[0], where="TieredStore.pooled_lookup")
-        uniq, inverse, counts = np.unique(bags.indices, return_inverse=True, return_counts=True)
+        uniq, inverse, counts = unique_ids(bags.indices)
         staged = self._stage(uniq, counts, bags.indices.size)
-        rows = np.ascontiguousarray(inverse.reshape(-1), dtype=np.int64)  # positions in staged
-        return pool_bags(staged, self.fmt, self.shape[1], self.block_size, bags._replace(indices=rows), mode, out)
+        return pool_bags(staged, self.fmt, self.shape[1], self.block_size, bags._replace(indices=inverse), mode, out)
 
     def rows(self, rows) -> np.ndarray:
         """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""
@@ -432,7 +432,7 @@ class TieredStore:
         r = r.astype(np.int64).ravel()
         if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
             raise param_error("rows", "TieredStore.rows", f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
-        uniq, inverse, counts = np.unique(r, return_inverse=True, return_counts=True)
+        uniq, inverse, counts = unique_ids(r)
         staged = self._stage(uniq, counts, r.size)
         return staged[inverse]
 

@@ -192,3 +192,23 @@ def test_no_measured_batches_is_refused_not_printed_as_nan(script, args, tmp_pat
     res = run_bench(script, *args, "--batches", "1")
     assert res.returncode != 0, res.stdout[-2000:]
     assert "--batches" in res.stderr and "nan" not in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
+
+
+UNIQUE_ARGS = ("--sizes", "5", "300", "--rows", "1000", "--repeat", "1")
+
+
+def test_unique_prints_ratios():
+    out = ok(run_bench("bench_unique.py", *UNIQUE_ARGS))
+    lines = [ln for ln in out.splitlines() if ln.strip().endswith("x")]
+    assert len(lines) == 4, out  # 2 sizes x 2 distributions
+
+
+def test_unique_fails_when_ours_computes_something_else():
+    patch = ("import numpy as np, embcompress.kernels.unique as U\n"
+             "_orig = U.unique_ids\n"
+             "def _broken(ids):\n"
+             "    u, inv, cnt = _orig(ids)\n"
+             "    return u, inv, cnt + 1\n"
+             "U.unique_ids = _broken\n")
+    res = run_bench("bench_unique.py", *UNIQUE_ARGS, patch=patch)
+    assert res.returncode != 0 and "MISMATCH" in res.stdout, res.stdout[-2000:]
