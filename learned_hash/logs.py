@@ -233,7 +233,8 @@ class LogSource:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(self.paths[0]).names)
-        names = self._csv_header(self.paths[0])
+        # the first file with a header: an empty part holds no rows (wherever it sorts), as the readers take it
+        names = next((h for h in map(self._csv_header, self.paths) if h is not None), None)
         if names is None:
             raise ConfigError(f"The CSV log {self.paths[0]!r} is empty: it has no header line. Pass a CSV with a header.")
         return names
@@ -256,12 +257,14 @@ class LogSource:
         file's columns by position, so another order would count one column's values as another's."""
         if self.format != "csv":
             return
-        first = self.column_names()
-        for path in self.paths[1:]:
+        first, where = None, None
+        for path in self.paths:
             names = self._csv_header(path)
-            if names is not None and names != first:
+            if first is None:
+                first, where = names, path
+            elif names is not None and names != first:
                 raise ConfigError(
-                    f"The CSV log {path!r} has the columns {names}, but {self.paths[0]!r} has {first}. Every "
+                    f"The CSV log {path!r} has the columns {names}, but {where!r} has {first}. Every "
                     f"file of a log must have the same header (columns are read by position): rewrite the odd "
                     f"file, or mine it separately."
                 )

@@ -86,3 +86,17 @@ def test_csv_files_with_another_header_are_refused_not_read_by_position(tmp_path
     # the same header (TalkingData's leading dots aside) reads on
     write(tmp_path / "log" / "day2.csv", "..a,b\n3,30\n")
     assert counts(mine(tmp_path / "log", features=["a"], format="csv"), "a") == {1: 1, 2: 1, 3: 1}
+
+
+def test_an_empty_csv_part_is_no_rows_wherever_it_sorts(tmp_path):
+    # a 0-byte part after the first was read as no rows; sorted first, it failed the whole log
+    (tmp_path / "log").mkdir()
+    write(tmp_path / "log" / "part-0.csv", "")
+    write(tmp_path / "log" / "part-1.csv", "a,b\n1,x\n2,y\n2,y\n")
+    write(tmp_path / "log" / "part-2.csv", "")
+    alone = mine(tmp_path / "log" / "part-1.csv", features=["a"], format="csv")
+    assert mine(tmp_path / "log", features=["a"], format="csv") == alone
+    assert by_reader(tmp_path / "log", features=["a"], format="csv") == alone
+    # no file with a header: still an error
+    with pytest.raises(ConfigError, match="part-0.csv.*is empty"):
+        mine([tmp_path / "log" / "part-0.csv", tmp_path / "log" / "part-2.csv"], features=["a"], format="csv")
