@@ -339,7 +339,8 @@ class MXEmbeddingBag(nn.Module):
         inputs = t.header.get("inputs")
         inputs = inputs if isinstance(inputs, dict) else {}
         if mode is None:
-            mode = inputs.get("mode") if inputs.get("mode") in MODES else "mean"
+            recorded = inputs.get("mode")  # (free-form inputs: a list there is unhashable)
+            mode = recorded if isinstance(recorded, str) and recorded in MODES else "mean"
         if include_last_offset is None:
             include_last_offset = inputs.get("include_last_offset") is True
         return cls(t.table, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)

@@ -1,0 +1,25 @@
+"""Review of the serving modules (table files, export, the torch module, the CLI): defects found
+by using the public API as a user would, each pinned by a test that failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import embcompress
+from embcompress.nn import MXEmbeddingBag
+
+
+def _table(n_rows=10, dim=8, fmt="mxint8", seed=0):
+    return embcompress.quantize(np.random.default_rng(seed).standard_normal((n_rows, dim)).astype(np.float32), fmt)
+
+
+@pytest.mark.parametrize("mode", [["sum"], {"train": "sum"}, 3])
+def test_from_file_ignores_a_recorded_mode_that_is_not_a_mode_name(tmp_path, mode):
+    # write_table's inputs are free-form: a 'mode' entry that is a list or object made
+    # from_file's `inputs.get("mode") in MODES` raise TypeError (unhashable) instead of
+    # falling back to "mean" as for any other value that is not a mode name.
+    path = embcompress.write_table(tmp_path / "t.embc", _table(), inputs={"mode": mode})
+    bag = MXEmbeddingBag.from_file(path)
+    assert bag.mode == "mean"
+    assert MXEmbeddingBag.from_file(path, mode="sum").mode == "sum"
