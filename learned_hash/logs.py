@@ -349,12 +349,13 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                     f"of a log must have the schema's columns: mine this file separately, or fix it."
                 )
             here: dict[str, str] = {}
+            ints: dict[str, Any] = {}
             for c in schema.columns:
                 t = sch.field(c).type
                 if pa.types.is_dictionary(t):
                     t = t.value_type
                 if pa.types.is_integer(t) or pa.types.is_boolean(t):
-                    here[c] = "int"
+                    here[c], ints[c] = "int", t
                 elif pa.types.is_timestamp(t) or pa.types.is_date(t):
                     here[c] = "timestamp"
                 elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
@@ -367,12 +368,20 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                         f"{'a label' if c == schema.label else 'a categorical id'}. Use integer or string columns."
                     )
             if not kinds:
-                kinds, first = here, path
+                kinds, first, first_ints = here, path, ints
             for c in schema.columns:
                 if here[c] != kinds[c]:
                     raise ConfigError(
                         f"Column {c!r} of {path!r} holds {here[c]} values but of {first!r} {kinds[c]} values. "
                         f"Every file of a log must have the same column types: rewrite the odd file, or mine it separately."
+                    )
+                # integers of another width or sign: DuckDB casts every file to the first one's
+                # type (failing on a value out of its range) and Spark reads the files in no order
+                if c in ints and ints[c] != first_ints[c]:
+                    raise ConfigError(
+                        f"Column {c!r} of {path!r} holds {ints[c]} values but of {first!r} {first_ints[c]} values. "
+                        f"Every file of a log must have the same column types: rewrite the odd file (cast "
+                        f"{c!r} to {first_ints[c]}), or mine it separately."
                     )
     else:  # csv: look at the first block with rows with Arrow's inference
         import pyarrow as pa
