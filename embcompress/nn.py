@@ -454,6 +454,10 @@ class MXEmbeddingBagCollection(nn.Module):
         for name, bag in bags.items():
             if not isinstance(name, str) or not name or "." in name:
                 raise param_error("bags", "MXEmbeddingBagCollection", "have non-empty str feature names without '.'", name)
+            if hasattr(nn.ModuleDict(), name):  # (torch's ModuleDict refuses them with a bare KeyError)
+                raise param_error("bags", "MXEmbeddingBagCollection", "have feature names that are not attributes of "
+                                  "torch's nn.ModuleDict that holds the bags (such as 'items', 'keys', 'type'): "
+                                  f"rename the feature, e.g. to '{name}_'", name)
             if not isinstance(bag, MXEmbeddingBag):
                 raise param_error("bags", "MXEmbeddingBagCollection", "map features to MXEmbeddingBag modules", type(bag).__name__)
         self.bags = nn.ModuleDict(dict(bags))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import embcompress
-from embcompress.nn import MXEmbeddingBag
+from embcompress.errors import ConfigError
+from embcompress.nn import MXEmbeddingBag, MXEmbeddingBagCollection
 
 
 def _table(n_rows=10, dim=8, fmt="mxint8", seed=0):
@@ -23,3 +24,12 @@ def test_from_file_ignores_a_recorded_mode_that_is_not_a_mode_name(tmp_path, mod
     bag = MXEmbeddingBag.from_file(path)
     assert bag.mode == "mean"
     assert MXEmbeddingBag.from_file(path, mode="sum").mode == "sum"
+
+
+@pytest.mark.parametrize("name", ["items", "keys", "type", "training"])
+def test_collection_names_a_feature_torch_cannot_hold_with_the_fix(name):
+    # The bags live in an nn.ModuleDict, which refuses names of its own attributes ('items' is a
+    # common feature name) with a bare KeyError "attribute 'items' already exists".
+    with pytest.raises(ConfigError, match="rename the feature") as err:
+        MXEmbeddingBagCollection({"user": MXEmbeddingBag(_table()), name: MXEmbeddingBag(_table())})
+    assert f"Got '{name}' instead" in str(err.value)
