@@ -314,11 +314,16 @@ class MXEmbeddingBag(nn.Module):
         records = state_dict.get(prefix + "records")
         # (torch copies a same-shape tensor of any dtype, casting it)
         fresh = self.records is not None and isinstance(records, Tensor) and records.shape == self.records.shape
+        old, n_errors = self.records, len(error_msgs)
         if fresh:
             self.records = torch.empty_like(self.records)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
-        if fresh:
+        if fresh and len(error_msgs) > n_errors:
+            # a copy failed (torch raises once every module is done): keep the rows served so far,
+            # not the fresh memory, which may hold anything
+            self.records = old
+        elif fresh:
             t = self.source
             self.source = QuantizedTable(self.records.numpy(), t.fmt, t.shape, block_size=t.block_size,
                                          scale_mode=t.scale_mode)

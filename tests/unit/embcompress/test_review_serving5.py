@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import embcompress
 from embcompress.errors import ConfigError
@@ -33,3 +34,18 @@ def test_collection_names_a_feature_torch_cannot_hold_with_the_fix(name):
     with pytest.raises(ConfigError, match="rename the feature") as err:
         MXEmbeddingBagCollection({"user": MXEmbeddingBag(_table()), name: MXEmbeddingBag(_table())})
     assert f"Got '{name}' instead" in str(err.value)
+
+
+def test_a_failed_load_state_dict_keeps_the_rows_the_module_served(backend, tmp_path):
+    # load_state_dict gives the records fresh (uninitialized) memory before torch copies the state
+    # into them; when that copy failed (here a state dict on the meta device), torch raised but the
+    # module went on serving the uninitialized memory as its table, silently.
+    path = embcompress.write_table(tmp_path / "t.embc", _table(50, 16))
+    for bag in (MXEmbeddingBag(_table(50, 16), mode="sum"), MXEmbeddingBag.from_file(path, mode="sum")):
+        ids = torch.arange(50).reshape(10, 5)
+        before = bag(ids)
+        state = {k: torch.empty_like(v, device="meta") for k, v in bag.state_dict().items()}
+        with pytest.raises(RuntimeError, match="records"):
+            bag.load_state_dict(state)
+        assert torch.equal(bag(ids), before)
+        assert torch.equal(bag.decoded_weight(), torch.from_numpy(bag.source.dequantize()))
