@@ -123,3 +123,13 @@ try:
     settings.load_profile("embcompress")
 except ImportError:  # hypothesis is a dev dependency; unit tests without it still run
     pass
+
+
+@pytest.fixture(autouse=True)
+def teams_on_small_inputs(monkeypatch):
+    """Lookups run on the threads asked for even on the small inputs of tests, so that the tests
+    of thread counts exercise OpenMP teams; calls under MIN_LOOKUPS_PER_THREAD lookups a thread
+    otherwise use fewer threads (tested with the real value in test_lookup.py)."""
+    from embcompress.kernels import lookup
+
+    monkeypatch.setattr(lookup, "MIN_LOOKUPS_PER_THREAD", 1)

@@ -427,3 +427,21 @@ def test_one_bad_index_among_many_is_named(backend):
         probe[pos] = bad
         with pytest.raises(ConfigError, match=f"Got {bad} instead"):
             pooled_lookup(q, probe, offs, n_threads=2)
+
+
+def test_small_calls_run_on_fewer_threads(monkeypatch):
+    # A thread takes at least MIN_LOOKUPS_PER_THREAD lookups (16,384): waking a team for less
+    # costs more than the work (and a time slice when another process holds a core).
+    from embcompress.kernels import lookup as L
+
+    monkeypatch.setattr(L, "MIN_LOOKUPS_PER_THREAD", 16384)
+    rows = np.zeros(10, np.int64)
+
+    def threads(n, n_threads):
+        idx = np.resize(rows, n)
+        return L.check_bags(idx, np.arange(0, n, 4), mode="sum", per_sample_weights=None, include_last_offset=False,
+                            n_threads=n_threads, out=None, dim=4, n_rows=10).threads
+
+    assert threads(4096, 2) == 1 and threads(16383 * 2, 2) == 1
+    assert threads(16384 * 2, 2) == 2 and threads(16384 * 3, 2) == 2 and threads(16384 * 3, None) >= 1
+    assert threads(16384 * 8, 4) == 4 and threads(16384 * 8, 1) == 1
