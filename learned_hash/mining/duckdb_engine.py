@@ -130,9 +130,10 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             counts = _fetch(con, counts_sql(plan, _D), progress, 0.0, span)
             rejected = 0
             if plan.text:
+                # an empty line before a blank one comes back in the same csv_line ('\n  '): blank too
                 rejected = con.execute(
                     "SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors "
-                    "WHERE trim(coalesce(csv_line, 'x'), ' ' || chr(9) || chr(11) || chr(12) || chr(13)) <> '')"
+                    "WHERE trim(coalesce(csv_line, 'x'), ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) <> '')"
                 ).fetchall()[0][0]
                 if rejected and plan.on_bad_line == "error":
                     raise_first_bad_line(plan)
