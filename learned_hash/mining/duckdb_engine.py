@@ -54,6 +54,11 @@ def _scan(plan: MiningPlan, paths) -> str:
         f"columns={cols}",
         "auto_detect=false",
         "null_padding=false",
+        # no value is NULL (a newline cannot be an unquoted value; quoted ones never are): DuckDB
+        # lets a line's extra fields pass when they are NULL ('1,x,' as a row of 2), which the
+        # readers and Spark count as a bad line; an empty value is '' and the SQL takes it as missing
+        "nullstr='\n'",
+        "allow_quoted_nulls=false",
     ]
     if src.format == "criteo":
         opts += ["quote=''", "escape=''"]

@@ -125,3 +125,22 @@ def test_an_empty_line_then_a_line_of_spaces_is_blank_on_duckdb(tmp_path):
     assert (counts(expected, "a"), expected.bad_lines) == ({1: 1, 3: 1, 5: 1}, 0)
     assert mine(p, features=["a"]) == expected
     assert mine(p, features=["a"], on_bad_line="skip").bad_lines == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "criteo"])
+def test_a_line_with_extra_empty_fields_is_bad_on_duckdb_too(tmp_path, fmt):
+    # '1,x,' has 3 fields where 2 are expected: the readers and Spark count it bad; DuckDB let
+    # extra empty fields pass as a good row
+    if fmt == "csv":
+        p = write(tmp_path / "t.csv", 'a,b\n1,x,\n2,y\n4,w,,\n"5","",\n6,\n')
+        kw = dict(features=["a"])
+    else:
+        good = "\t".join(["1", *["7"] * 13, *["68fd1e64"] * 26])
+        p = write(tmp_path / "t.txt", good + "\n" + good + "\t\n" + good + "\t\t\n")
+        kw = dict(features=["C1"], label="label", format="criteo")
+    expected = by_reader(p, on_bad_line="skip", **kw)
+    assert (expected.n_rows, expected.bad_lines) == ((2, 3) if fmt == "csv" else (1, 2))
+    assert mine(p, on_bad_line="skip", **kw) == expected
+    assert mine(p, on_bad_line="skip", **kw).bad_lines == expected.bad_lines
+    with pytest.raises(ConfigError, match="line 2"):
+        mine(p, **kw)
