@@ -127,9 +127,9 @@ except ImportError:  # hypothesis is a dev dependency; unit tests without it sti
 
 @pytest.fixture(autouse=True)
 def teams_on_small_inputs(monkeypatch):
-    """Lookups run on the threads asked for even on the small inputs of tests, so that the tests
-    of thread counts exercise OpenMP teams; calls under MIN_LOOKUPS_PER_THREAD lookups a thread
+    """Kernels run on the threads asked for even on the small inputs of tests, so that the tests
+    of thread counts exercise OpenMP teams; calls under MIN_ITEMS_PER_THREAD items a thread
     otherwise use fewer threads (tested with the real value in test_lookup.py)."""
-    from embcompress.kernels import lookup
+    import embcompress.kernels
 
-    monkeypatch.setattr(lookup, "MIN_LOOKUPS_PER_THREAD", 1)
+    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 1)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, param_error
 from ..formats.spec import FORMATS
-from . import compiled, resolve_threads
+from . import compiled, team_size
 
 MODES = {"sum": 0, "mean": 1, "max": 2}
 
@@ -161,10 +161,6 @@ class Bags(NamedTuple):
 
 
 _MAX_THREADS = 4 * (os.cpu_count() or 1)
-# A thread takes at least this many lookups. Waking an OpenMP team costs more than a small call's
-# work, and when another process holds a core the call waits for it: on this 2-core machine a
-# 4,096-lookup call took 41-85 us on one thread and 8 ms (median) on two while other jobs ran.
-MIN_LOOKUPS_PER_THREAD = 16384
 
 
 def _checked_offsets(mod, idx, offs, include_last: bool, n_rows: int, threads: int, where: str) -> np.ndarray:
@@ -233,8 +229,7 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
     # More threads than bags would idle, more than a few per core only contend, and a thread with
     # little work costs more than it saves; the bits are the same for any count. Unclamped, OpenMP
     # set up every thread asked for (200,000 crashed the process; 2**31 overflowed the kernel's int).
-    threads = min(resolve_threads(n_threads), max(n_bags, 1), _MAX_THREADS,
-                  max(1, idx.size // MIN_LOOKUPS_PER_THREAD))
+    threads = min(team_size(n_threads, idx.size), max(n_bags, 1), _MAX_THREADS)
     mod = compiled("_lookup")  # (asked once a call: it reads the environment, about 1 us)
     offs = _checked_offsets(mod, idx, offs_given, include_last, n_rows, threads, where)
 
@@ -300,7 +295,8 @@ def pooled_lookup(
     given, is a writable C-contiguous float32 array of the result's shape and is returned.
     ``n_threads=None`` uses OpenMP's default (``OMP_NUM_THREADS`` or all cores); a
     forked child process uses one thread (OpenMP teams hang after a fork). Either way a thread
-    takes at least ``MIN_LOOKUPS_PER_THREAD`` (16,384) lookups: smaller calls use fewer threads.
+    takes at least ``embcompress.kernels.MIN_ITEMS_PER_THREAD`` (16,384) lookups: smaller calls
+    use fewer threads.
 
     Rows are decoded from the table's format on the fly. Out-of-range or negative indices raise
     a ConfigError.

@@ -430,11 +430,12 @@ def test_one_bad_index_among_many_is_named(backend):
 
 
 def test_small_calls_run_on_fewer_threads(monkeypatch):
-    # A thread takes at least MIN_LOOKUPS_PER_THREAD lookups (16,384): waking a team for less
+    # A thread takes at least MIN_ITEMS_PER_THREAD lookups (16,384): waking a team for less
     # costs more than the work (and a time slice when another process holds a core).
+    import embcompress.kernels
     from embcompress.kernels import lookup as L
 
-    monkeypatch.setattr(L, "MIN_LOOKUPS_PER_THREAD", 16384)
+    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 16384)
     rows = np.zeros(10, np.int64)
 
     def threads(n, n_threads):
