@@ -144,3 +144,25 @@ def test_a_line_with_extra_empty_fields_is_bad_on_duckdb_too(tmp_path, fmt):
     assert mine(p, on_bad_line="skip", **kw).bad_lines == expected.bad_lines
     with pytest.raises(ConfigError, match="line 2"):
         mine(p, **kw)
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_agrees_on_these_logs(tmp_path):
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java (java not found on PATH)")
+    (tmp_path / "parts").mkdir()
+    write(tmp_path / "parts" / "part-0.csv", "")
+    write(tmp_path / "parts" / "part-1.csv", "a,b\n")
+    write(tmp_path / "parts" / "part-2.csv", "a,b\n1,x,\n2,y\n\n  \n2,y\n4,w,,\n")
+    logs = [(big_ids_log(tmp_path), dict(features=["a"], label="y")),
+            (tmp_path / "parts", dict(features=["a", "b"], format="csv", on_bad_line="skip"))]
+    for p, kw in logs:
+        expected = by_reader(p, **kw)
+        on_spark = mine(p, engine="spark", **kw)
+        assert on_spark == expected
+        assert on_spark.bad_lines == expected.bad_lines == mine(p, **kw).bad_lines
+    assert counts(on_spark, "a") == {2: 2}
