@@ -179,6 +179,14 @@ def _journal_applied(path, journal) -> bool:
         return False
 
 
+def journal_pending(path) -> bool:
+    """Whether an update that a crash interrupted left its journal beside ``path``. (A path
+    without a file name, such as '.', has no journal: read_artifact names it as a folder.)"""
+    from .store import journal
+
+    return bool(Path(path).name) and journal.journal_path(path).exists()
+
+
 def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "header") -> TableFile:
     """Open a table file written by :func:`write_table`.
 
@@ -195,7 +203,7 @@ def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "hea
         raise param_error("mmap", "open_table", "be a bool", mmap)
     from .store import journal
 
-    if journal.journal_path(path).exists():
+    if journal_pending(path):
         try:
             journal.replay(path)
         except OSError as exc:

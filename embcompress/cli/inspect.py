@@ -14,10 +14,10 @@ import typer
 def describe(path: Path) -> str:
     """The report `embcompress inspect` prints for ``path`` (header checks only)."""
     from ..container import read_artifact
-    from ..store.journal import journal_path
     from ..table import TABLE_KIND
+    from ..tablefile import journal_pending
 
-    if journal_path(path).exists():
+    if journal_pending(path):
         # An update that a crash interrupted: opening the table finishes it (else the container
         # read below sees half-written rows or header and calls the file corrupt).
         from ..tablefile import open_table

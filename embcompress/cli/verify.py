@@ -12,10 +12,10 @@ import typer
 def verify_file(path: Path) -> str:
     """Fully verify ``path``; return a one-line summary or raise an ArtifactError."""
     from ..container import read_artifact
-    from ..store.journal import journal_path
     from ..table import TABLE_KIND
+    from ..tablefile import journal_pending
 
-    if journal_path(path).exists():
+    if journal_pending(path):
         # An update that a crash interrupted: opening the table finishes it (else the container
         # read below sees half-written rows or header and calls the file corrupt).
         from ..tablefile import open_table

@@ -49,3 +49,22 @@ def test_a_failed_load_state_dict_keeps_the_rows_the_module_served(backend, tmp_
             bag.load_state_dict(state)
         assert torch.equal(bag(ids), before)
         assert torch.equal(bag.decoded_weight(), torch.from_numpy(bag.source.dequantize()))
+
+
+@pytest.mark.parametrize("given", ["", "."])
+def test_a_path_without_a_file_name_is_named_as_a_folder(given, tmp_path, monkeypatch, capsys):
+    # open_table (and inspect / verify) first looked for an update journal beside the path, whose
+    # name needs the path's own: '' and '.' raised "PosixPath('.') has an empty name" (a
+    # ValueError; the CLI exited 1 with that line) instead of the ArtifactError every other
+    # folder gets ("... is a directory, not an artifact file. Pass the file's path.").
+    from embcompress.cli.main import main
+    from embcompress.errors import ArtifactError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArtifactError, match="is a directory"):
+        embcompress.open_table(given)
+    for verb in ("inspect", "verify"):
+        with pytest.raises(SystemExit) as exc:
+            main([verb, given])
+        err = capsys.readouterr().err
+        assert exc.value.code == 3 and "is a directory" in err, (verb, err)
