@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError, param_error
-from ..kernels import compiled, resolve_threads
+from ..kernels import compiled, team_size
 from . import bdr, floats, mx, rowwise
 from .packing import pack, unpack
 from .spec import FORMATS, FormatSpec, get_format
@@ -83,7 +83,8 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
     none). ``scale_mode``: ``"floor"`` (the OCP rule) or ``"mse"`` (per block, the scale in
     {floor, floor + 1} with the lower squared error; MX and BDR only). ``nonfinite``: ``"error"``
     raises naming the rows with NaN/inf; ``"nan_block"`` stores those blocks (rows, for row-wise
-    and float formats) as NaN. ``n_threads``: compiled quantizer threads (None: all).
+    and float formats) as NaN. ``n_threads``: compiled quantizer threads (None: all; at most one
+    per ``embcompress.kernels.MIN_ITEMS_PER_THREAD`` elements).
     """
     from ..table import QuantizedTable
 
@@ -96,7 +97,7 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
         raise param_error("scale_mode", "quantize", f"be 'floor' for {spec.name} (only MX and BDR formats choose a block scale)", scale_mode)
     if not isinstance(nonfinite, str) or nonfinite not in NONFINITE:
         raise param_error("nonfinite", "quantize", f"be one of {NONFINITE}", nonfinite)
-    threads = resolve_threads(n_threads)
+    threads = team_size(n_threads, x.size)  # a few rows (an update) need no team
     n, dim = x.shape
     row_bytes = spec.row_bytes(dim, block)
     data = None

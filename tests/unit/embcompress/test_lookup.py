@@ -446,3 +446,4 @@ def test_small_calls_run_on_fewer_threads(monkeypatch):
     assert threads(4096, 2) == 1 and threads(16383 * 2, 2) == 1
     assert threads(16384 * 2, 2) == 2 and threads(16384 * 3, 2) == 2 and threads(16384 * 3, None) >= 1
     assert threads(16384 * 8, 4) == 4 and threads(16384 * 8, 1) == 1
+

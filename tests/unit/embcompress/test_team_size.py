@@ -1,0 +1,36 @@
+"""A kernel's thread count by its work: embcompress.kernels.team_size."""
+
+import numpy as np
+import pytest
+
+import embcompress.kernels
+from embcompress.formats import codec, quantize
+from embcompress.kernels import team_size
+
+
+@pytest.fixture
+def real_rule(monkeypatch):
+    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 16384)  # conftest sets 1
+
+
+def test_one_thread_per_minimum_of_items_and_never_more_than_asked(real_rule):
+    assert team_size(2, 0) == 1 and team_size(2, 16384 * 2 - 1) == 1
+    assert team_size(2, 16384 * 2) == 2 and team_size(2, 10**9) == 2 and team_size(1, 10**9) == 1
+    assert team_size(8, 16384 * 5) == 5
+    with pytest.raises(embcompress.ConfigError, match="n_threads"):
+        team_size(0, 10**6)
+
+
+def test_quantizing_a_few_rows_runs_on_one_thread(real_rule, monkeypatch):
+    # update_rows quantizes a handful of rows: no team for that (team_size by elements)
+    seen = []
+
+    def spy(n_threads, n_items):
+        seen.append(real(n_threads, n_items))
+        return seen[-1]
+
+    real = codec.team_size
+    monkeypatch.setattr(codec, "team_size", spy)
+    quantize(np.ones((4, 64), np.float32), "mxint8", n_threads=2)
+    quantize(np.ones((1024, 64), np.float32), "mxint8", n_threads=2)
+    assert seen == [1, 2]
