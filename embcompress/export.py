@@ -99,6 +99,8 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
     import torch
     from torch import nn
 
+    if isinstance(tables, (str, bytes)):  # (iterated, a name is its letters)
+        raise param_error("tables", _OWNER, f"be a list of table names, e.g. [{tables!r}]", tables)
     found: dict[str, object] = {}
     modules: dict[str, object] = {}
     if isinstance(model_or_state_dict, nn.Module):

@@ -68,3 +68,14 @@ def test_a_path_without_a_file_name_is_named_as_a_folder(given, tmp_path, monkey
             main([verb, given])
         err = capsys.readouterr().err
         assert exc.value.code == 3 and "is a directory" in err, (verb, err)
+
+
+def test_export_tables_given_as_one_string_is_refused_naming_the_list(tmp_path):
+    # tables="emb_user" was iterated letter by letter: "must name modules of the model ... Got 'e'
+    # instead", which names neither the table nor the fix; a state dict gave the same for 'e'.
+    model = torch.nn.Module()
+    model.emb_user = torch.nn.Embedding(10, 8)
+    for given in (model, model.state_dict()):
+        with pytest.raises(ConfigError, match=r"\['emb_user'\]"):
+            embcompress.export(given, fmt="fp32", out_dir=tmp_path / "out", tables="emb_user")
+    assert not (tmp_path / "out").exists()
