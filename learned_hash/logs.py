@@ -430,8 +430,8 @@ def _ids_of(col, kind: str):
 
     t = col.type
     if pa.types.is_dictionary(t):
-        col = col.dictionary_decode()
-        t = col.type
+        t = t.value_type
+        col = col.cast(t)  # a table's column is a ChunkedArray, which has no dictionary_decode
     if pa.types.is_null(t):
         return np.full(len(col), MISSING_ID, dtype=np.int64), None
     if pa.types.is_integer(t) or pa.types.is_boolean(t):

@@ -166,3 +166,21 @@ def test_spark_agrees_on_these_logs(tmp_path):
         assert on_spark == expected
         assert on_spark.bad_lines == expected.bad_lines == mine(p, **kw).bad_lines
     assert counts(on_spark, "a") == {2: 2}
+
+
+def test_dictionary_encoded_parquet_columns_are_read_by_the_readers(tmp_path):
+    # pandas 'category' columns are stored dictionary-encoded: iter_batches failed with
+    # AttributeError (ChunkedArray.dictionary_decode), and so did mine's search for a bad line
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"a": pa.array(["x", "", None, "x"]).dictionary_encode(),
+                             "b": pa.array([1, None, 3, 1]).dictionary_encode(),
+                             "y": [1.0, 0.0, 1.0, None]}), p)
+    expected = by_reader(p, features=["a", "b"], label="y", on_bad_line="skip")
+    assert (expected.n_rows, expected.bad_lines) == (3, 1)
+    assert counts(expected, "b") == {1: 1, 3: 1, -(2**63): 1}
+    assert mine(p, features=["a", "b"], label="y", on_bad_line="skip") == expected
+    with pytest.raises(ConfigError, match="Malformed line.*record 4"):
+        mine(p, features=["a", "b"], label="y")
