@@ -206,6 +206,8 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
     the store as it was."""
     if mode not in MODES:
         raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
+    if not isinstance(include_last_offset, (bool, np.bool_)):  # ("false" is truthy; torch refuses it too)
+        raise param_error("include_last_offset", where, "be a bool", include_last_offset)
 
     idx = _as_int64(indices, "indices", where)
     idx_shape = idx.shape  # per_sample_weights must have it, as in torch (idx is flattened below)

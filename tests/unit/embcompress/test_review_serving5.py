@@ -79,3 +79,15 @@ def test_export_tables_given_as_one_string_is_refused_naming_the_list(tmp_path):
         with pytest.raises(ConfigError, match=r"\['emb_user'\]"):
             embcompress.export(given, fmt="fp32", out_dir=tmp_path / "out", tables="emb_user")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["false", "False", None, 0])
+def test_pooled_lookup_takes_include_last_offset_as_a_bool_only(backend, flag):
+    # Any truthy value was taken as True: include_last_offset="false" (e.g. from a config file)
+    # pooled [0, 2, 4] over 4 ids as 2 bags instead of 3, without a word; torch and
+    # MXEmbeddingBag refuse a flag that is not a bool.
+    from embcompress.kernels.lookup import pooled_lookup
+
+    with pytest.raises(ConfigError, match="include_last_offset"):
+        pooled_lookup(_table(), np.arange(4), np.array([0, 2, 4]), include_last_offset=flag)
+    assert pooled_lookup(_table(), np.arange(4), np.array([0, 2, 4]), include_last_offset=np.bool_(True)).shape == (2, 8)
