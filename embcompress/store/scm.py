@@ -14,11 +14,14 @@ elsewhere (tmpfs, macOS) with plain positional reads. Every read is block aligne
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -73,6 +76,32 @@ class RowReader:
         # Bounds the reads of every caller together (threads sharing a store share its reader), not
         # only the pool's: a batch too small for the pool is read in its caller's thread.
         self._in_flight = threading.BoundedSemaphore(max_in_flight)
+        self._sharers = 0  # batches reading under the shared flock (it belongs to the open file)
+        self._flock = True  # False where the file system refuses flock
+        self._share_lock = threading.Lock()
+
+    @contextmanager
+    def _shared_flock(self):
+        """A shared ``flock`` on the file while a batch reads it: an update (in any process: see
+        ``journal.apply_update``) holds it exclusively, so a batch reads every row of an update
+        new, or every row old, and none torn. The lock belongs to the open file, which this
+        reader's threads share: taken by the first batch in, released by the last out."""
+        with self._share_lock:
+            if self._sharers == 0 and self._flock:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_SH)
+                except OSError as e:  # a file system without flock takes no update either
+                    if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                        raise
+                    self._flock = False
+            self._sharers += 1
+        try:
+            yield
+        finally:
+            with self._share_lock:
+                self._sharers -= 1
+                if self._sharers == 0 and self._flock:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -147,23 +176,8 @@ class RowReader:
                 read_extent(ext)
 
         try:
-            mean = self.read_seconds
-            if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or len(extents) * mean < POOL_SECONDS:
-                read_all(extents)
-            else:
-                # One task a worker, each a share of the extents: a pool task costs far more Python
-                # time than a read, and preadv releases the GIL, so the workers' reads overlap.
-                with self._lock:
-                    if self._pool is None:
-                        self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
-                    pool = self._pool
-                k = self.max_in_flight
-                shares = [pool.submit(read_all, extents[i::k]) for i in range(k)]
-                # Every share ends before the batch does, failed or not: a share still reading
-                # would write into this thread's buffer after its next batch had taken it.
-                wait(shares)
-                for share in shares:
-                    share.result()
+            with self._shared_flock():
+                self._read_extents(extents, read_all)
         except BaseException:
             # A read may still be running into the buffer (a share, after Ctrl-C): never reuse it.
             if getattr(self._local, "buf", None) is buf:
@@ -178,6 +192,26 @@ class RowReader:
         out[:] = windows[pos]
         view.release()
         return out, len(blocks)
+
+    def _read_extents(self, extents: list, read_all) -> None:
+        """Run ``read_all`` over the extents in this thread, or in shares over the pool."""
+        mean = self.read_seconds
+        if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or len(extents) * mean < POOL_SECONDS:
+            read_all(extents)
+            return
+        # One task a worker, each a share of the extents: a pool task costs far more Python time
+        # than a read, and preadv releases the GIL, so the workers' reads overlap.
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
+            pool = self._pool
+        k = self.max_in_flight
+        shares = [pool.submit(read_all, extents[i::k]) for i in range(k)]
+        # Every share ends before the batch does, failed or not: a share still reading would write
+        # into this thread's buffer after its next batch had taken it.
+        wait(shares)
+        for share in shares:
+            share.result()
 
     def __del__(self):
         try:

@@ -175,3 +175,49 @@ def test_two_processes_updating_one_table_lose_no_rows(tmp_path):
     art = read_artifact(path, kind="table", verify="full")
     assert np.array_equal(art.array("rows"), want)
     assert not journal_path(path).exists()
+
+
+PAUSING_WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    from embcompress.store import TieredStore
+    import embcompress.store.journal as journal
+
+    path, mark = sys.argv[1], sys.argv[2]
+    store = TieredStore(path, dram_bytes=4096, policy="lru")
+    real, count = journal._pwrite_all, [0]
+    def pausing(fd, data, off):
+        real(fd, data, off)
+        count[0] += 1
+        if count[0] == 1:  # one row of two written: the update is half applied
+            open(mark, "w").close()
+            time.sleep(1.0)
+    journal._pwrite_all = pausing
+    store.update_rows(np.array([5, 1500]), np.full((2, store.row_bytes), 0xEE, np.uint8))
+    """
+)
+
+
+def test_a_read_from_another_process_sees_an_update_whole_or_not_at_all(tmp_path):
+    # Another process updates rows 5 and 1500 and pauses after writing the first: a batch read
+    # from the file meanwhile must not hold one new and one old (nor a row torn mid-write).
+    path, q = _make(tmp_path)
+    freq = np.zeros(N)
+    freq[7] = 1  # the one row in DRAM; rows 5 and 1500 come from the file
+    store = TieredStore(path, dram_bytes=q.row_bytes, policy="frequency", frequencies=freq)
+    store.warm_up()
+    mark = tmp_path / "mid"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", PAUSING_WRITER, str(path), str(mark)], env=env)
+    try:
+        deadline = time.time() + 60
+        while not mark.exists():
+            assert proc.poll() is None and time.time() < deadline, "the writer did not reach its pause"
+            time.sleep(0.01)
+        got = store.rows(np.array([5, 1500]))
+    finally:
+        assert proc.wait(timeout=60) == 0
+    old = np.array_equal(got, q.data[[5, 1500]])
+    assert old or (got == 0xEE).all(), "a read saw half an update"
+    store.close()

@@ -137,3 +137,24 @@ def test_the_read_buffer_is_reused_and_never_leaks_an_earlier_batch(rows_file):
         assert np.array_equal(r.read(rows)[0], data[rows])
     assert r._local.buf is buf
     r.close()
+
+
+def test_a_file_system_without_flock_is_read_unlocked(tmp_path, monkeypatch):
+    # (it takes no update either: apply_update needs the lock) - reads go on without it
+    import errno
+
+    from embcompress.store import scm
+
+    data = np.random.default_rng(0).integers(0, 256, (300, 24), dtype=np.uint8)
+    path = tmp_path / "rows.bin"
+    path.write_bytes(data.tobytes())
+    reader = scm.RowReader(path, 0, 24, 300, direct=False)
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(scm.fcntl, "flock", no_flock)
+    rows = np.array([3, 100, 299])
+    assert np.array_equal(reader.read(rows)[0], data[rows])
+    assert np.array_equal(reader.read(rows)[0], data[rows])
+    reader.close()
