@@ -104,6 +104,10 @@ class Dialect:
         as text, where ``'2017-01-01T09:00'`` sorts after ``'2017-01-01 10:00'``."""
         raise NotImplementedError
 
+    def isnan(self, expr: str) -> str:
+        """Whether a float value is NaN."""
+        return f"isnan({expr})"
+
     def text(self, expr: str) -> str:
         """A text column's value as the log's UTF-8 text (see SparkDialect)."""
         return expr
@@ -131,6 +135,11 @@ class DuckDBDialect(Dialect):
 
     def timestamp(self, expr):
         return f"TRY_CAST({expr} AS TIMESTAMP)"
+
+    def isnan(self, expr):
+        # not isnan(): DuckDB folds it to false from a Parquet column's min/max, which leave NaN
+        # out, so a NaN after the first row was read as a number (isfinite is not folded)
+        return f"(NOT isfinite({expr}) AND NOT isinf({expr}))"
 
 
 class SparkDialect(Dialect):
@@ -173,7 +182,7 @@ def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str,
     if role == "label":
         if not plan.text and kind == "number":
             # NaN > 0 holds in DuckDB and Spark (NaN sorts above all numbers): NaN is a bad label
-            return f"({c} > 0)", f"({c} IS NULL OR isnan(CAST({c} AS DOUBLE)))"
+            return f"({c} > 0)", f"({c} IS NULL OR {d.isnan(f'CAST({c} AS DOUBLE)')})"
         ok = d.full_match(c, NUM_RE)
         return f"(TRY_CAST(trim({c}) AS DOUBLE) > 0)", f"NOT coalesce({ok}, FALSE)"
     if role == "time":
