@@ -45,6 +45,7 @@ process never reaches a source registered there by chance.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import warnings
@@ -56,7 +57,7 @@ from torch import Tensor, nn
 
 from .errors import ArtifactError, ConfigError, param_error
 from .idmap import IdMap, _as_int64, _lookup, row_dtype
-from .kernels import resolve_threads
+from .kernels import team_size
 from .kernels.lookup import MODES, pooled_lookup
 from .table import QuantizedTable
 
@@ -173,8 +174,14 @@ def _map_op(ids, keys, vals, fallback, params, n_rows, n_threads):
     seed, base, fb_start, fb_count = (int(v) for v in _np(params))
     out = np.empty(ids.numel(), dtype=np.int64)
     _lookup(_as_int64(_np(ids).reshape(-1)), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
-            _np(fallback).view(dtype), fb_start, fb_count, out, resolve_threads(n_threads or None))
+            _np(fallback).view(dtype), fb_start, fb_count, out, _id_threads(n_threads, out.size))
     return torch.from_numpy(out).reshape(ids.shape)
+
+
+def _id_threads(n_threads: int, n_ids: int) -> int:
+    # As pooled_lookup's: no team for a small call (it costs more than the work, and waits for a
+    # busy core), and never more than a few threads a core (OpenMP sets up every thread asked for).
+    return min(team_size(n_threads or None, n_ids), 4 * (os.cpu_count() or 1))
 
 
 @torch.library.register_fake("embcompress::map_ids")

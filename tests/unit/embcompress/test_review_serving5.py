@@ -91,3 +91,29 @@ def test_pooled_lookup_takes_include_last_offset_as_a_bool_only(backend, flag):
     with pytest.raises(ConfigError, match="include_last_offset"):
         pooled_lookup(_table(), np.arange(4), np.array([0, 2, 4]), include_last_offset=flag)
     assert pooled_lookup(_table(), np.arange(4), np.array([0, 2, 4]), include_last_offset=np.bool_(True)).shape == (2, 8)
+
+
+def test_the_id_map_op_takes_as_few_threads_as_pooled_lookup(monkeypatch):
+    # embcompress::map_ids handed the module's n_threads (for None, every core) to the id-map
+    # kernel unclamped: an OpenMP team for a one-bag call, which pooled_lookup avoids (waking one
+    # costs more than the work, and waits a time slice for a busy core), and any count asked for
+    # (pooled_lookup and IdMap.lookup clamp it: OpenMP setting up 200,000 threads crashed).
+    import os
+
+    import embcompress.kernels
+    from embcompress import nn as enn
+    from embcompress.idmap import IdMap
+
+    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 16384)  # (1 in tests: conftest.py)
+    seen = []
+    real = enn._lookup
+    monkeypatch.setattr(enn, "_lookup", lambda *a: (seen.append(a[-1]), real(*a))[1])
+    idm = IdMap.from_arrays(np.arange(0, 700, 7), np.arange(100) % 10, 10, seed=1)
+    for n_threads in (None, 2, 200_000):
+        bag = MXEmbeddingBag(_table(), id_map=idm, mode="sum", n_threads=n_threads)
+        seen.clear()
+        assert bag(torch.tensor([[0, 7, 14], [21, 1000, 5]])).shape == (2, 8)
+        assert seen == [1], (n_threads, seen)
+        seen.clear()
+        bag(torch.arange(40_000).reshape(-1, 4))
+        assert seen and 1 <= seen[0] <= min(2, 4 * (os.cpu_count() or 1)), (n_threads, seen)
