@@ -29,7 +29,9 @@ Formats (``format=``; inferred from the extension when it is ``.parquet``, ``.cs
     ``timestamp``), or given by ``LogSchema.kinds``. Leading dots of the header's first name are
     dropped (the TalkingData sample's header starts with ``..ip``).
 ``parquet``
-    A file, a glob, or a directory of ``*.parquet`` files. Kinds follow the Parquet types.
+    A file, a glob, or a directory of ``*.parquet`` files (in a directory of any format, files
+    and folders whose names start with ``.`` or ``_`` are skipped, as Spark and Hive skip them).
+    Kinds follow the Parquet types.
 ``libfm``
     ``label idx:val idx:val ...``: one-hot categorical fields whose id is the global feature
     index. The field of each index is given by ``fields`` (names in the order the indices appear
@@ -169,7 +171,10 @@ class LogSource:
             s = os.fspath(item)
             p = Path(s)
             if p.is_dir():
-                found = sorted(str(f) for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))
+                # hidden files and folders ('.', '_': Spark's _temporary/, _SUCCESS, Hive's .hive-staging/)
+                # are no part of the log, as Spark and Hive take them
+                found = sorted(str(f) for f in p.rglob("*") if f.is_file()
+                               and not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)
                                and (format not in (None, "parquet") or f.suffix == ".parquet"))
                 if not found:
                     raise ConfigError(f"The directory {s!r} holds no log files{' (*.parquet)' if format in (None, 'parquet') else ''}. Check the path.")

@@ -207,3 +207,19 @@ def test_a_nan_label_after_the_first_row_is_a_bad_line_on_duckdb(tmp_path, label
     assert s == expected
     with pytest.raises(ConfigError, match="Malformed line"):
         mine(p, features=["a"], label="y")
+
+
+def test_a_folder_of_parts_skips_hidden_and_underscore_folders(tmp_path):
+    # Spark's _temporary/ (a job still writing, or one that failed) and Hive's .hive-staging/
+    # hold copies of parts: their rows were counted again
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    log = tmp_path / "log"
+    for sub in ("", "_temporary/0/", ".hive-staging/", "day=2/"):
+        (log / sub).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"a": [1, 2]}), log / sub / "part-0.parquet")
+    (log / "_SUCCESS").write_text("")
+    s = mine(log, features=["a"])
+    assert counts(s, "a") == {1: 2, 2: 2}
+    assert by_reader(log, features=["a"]) == s
