@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -36,7 +36,6 @@ MEMORY_READ_SECONDS = 10e-6
 # in the pool, 1.4x faster.)
 POOL_SECONDS = 300e-6
 KEEP_BUFFER_BYTES = 8 << 20  # a thread keeps its read buffer up to this size between batches
-_HELD = nullcontext()  # a read whose batch already holds its place among the reads in flight
 
 
 def _aligned_buffer(nbytes: int) -> mmap.mmap:
@@ -148,7 +147,7 @@ class RowReader:
                 extents.append((a, min(e, a + self.max_read_blocks)))
         fd = self._fd
 
-        def read_extent(ext, permit):
+        def read_extent(ext):
             a, b = ext
             want = (b - a) * BLOCK
             pos = int(blocks[a]) * BLOCK
@@ -159,11 +158,10 @@ class RowReader:
                 # A read may return short mid-file (POSIX allows it; network and FUSE file systems
                 # do): go on from where it stopped, from that block's start under O_DIRECT.
                 at = got - got % BLOCK if self.direct else got
-                with permit:  # a place among the reads in flight, or _HELD: the batch holds one
-                    t0 = time.perf_counter()
-                    n = os.preadv(fd, [view[a * BLOCK + at : b * BLOCK]], pos + at)
-                    # (a mean over all threads' reads; a lost update between two of them is harmless)
-                    self.read_seconds += 0.05 * (time.perf_counter() - t0 - self.read_seconds)
+                t0 = time.perf_counter()
+                n = os.preadv(fd, [view[a * BLOCK + at : b * BLOCK]], pos + at)
+                # (a mean over all threads' reads; a lost update between two of them is harmless)
+                self.read_seconds += 0.05 * (time.perf_counter() - t0 - self.read_seconds)
                 if at + n <= got:  # no progress: the end of the file
                     raise ArtifactError(
                         f"The table file {self.path!r} was truncated: a read at byte {pos} got "
@@ -172,9 +170,12 @@ class RowReader:
                 got = at + n
             return got
 
-        def read_all(part, permit):
-            for ext in part:
-                read_extent(ext, permit)
+        def read_all(part):
+            # One read at a time: one place among the reads in flight for the whole part (taking
+            # it for each read cost 2 us of the 4 us a page-cached read took)
+            with self._in_flight:
+                for ext in part:
+                    read_extent(ext)
 
         try:
             with self._shared_flock():
@@ -198,10 +199,7 @@ class RowReader:
         """Run ``read_all`` over the extents in this thread, or in shares over the pool."""
         mean = self.read_seconds
         if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or len(extents) * mean < POOL_SECONDS:
-            # One read at a time: one place among the reads in flight for the batch (taking it
-            # for each read cost 2 us of the 4 us a page-cached read took)
-            with self._in_flight:
-                read_all(extents, _HELD)
+            read_all(extents)
             return
         # One task a worker, each a share of the extents: a pool task costs far more Python time
         # than a read, and preadv releases the GIL, so the workers' reads overlap.
@@ -210,7 +208,7 @@ class RowReader:
                 self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
             pool = self._pool
         k = self.max_in_flight
-        shares = [pool.submit(read_all, extents[i::k], self._in_flight) for i in range(k)]
+        shares = [pool.submit(read_all, extents[i::k]) for i in range(k)]
         # Every share ends before the batch does, failed or not: a share still reading would write
         # into this thread's buffer after its next batch had taken it.
         wait(shares)
