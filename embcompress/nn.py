@@ -18,7 +18,8 @@ A table held in memory and the id map are buffers of the module, passed to the o
 ``id_map_params`` (the arrays of :meth:`IdMap.parts <embcompress.idmap.IdMap.parts>`, the row
 arrays as their bytes). So ``state_dict`` carries them (``load_state_dict`` into a module built
 over a table of the same shape installs the id map it holds, whatever map, if any, the module
-had), and a ``torch.export`` program of the module, saved with ``torch.export.save``, runs in
+had; the state dict's metadata records the records' format, dim and block size, and records of
+another format are refused), and a ``torch.export`` program of the module, saved with ``torch.export.save``, runs in
 another process after ``import embcompress.nn`` (which registers the ops) and
 ``torch.export.load``, with the same outputs.
 
@@ -295,12 +296,32 @@ class MXEmbeddingBag(nn.Module):
         for name in _ID_MAP_BUFFERS:
             self.register_buffer(name, tensors.get(name))
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        # What the records' bytes are, in the state dict's metadata (torch.save keeps it): rows of
+        # other formats can have the same record shape (mxint8 and mxfp8 of one dim do).
+        meta = getattr(destination, "_metadata", None)
+        if self.records is not None and isinstance(meta, dict) and isinstance(meta.get(prefix[:-1]), dict):
+            meta[prefix[:-1]]["records"] = {"fmt": self.fmt, "dim": self.embedding_dim, "block_size": self.block_size}
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        # Before torch copies the state into the buffers: an id map in the state replaces the
+        # Before torch copies the state into the buffers: records of another format are refused
+        # (when the state dict says what they are); an id map in the state replaces the
         # module's (its arrays' sizes are the map's own), checked as IdMap.load checks a file; and
         # the records get fresh memory when the state has them, since the table's own may be a
         # read-only file mapping (writing into it would crash).
+        rec = local_metadata.get("records") if isinstance(local_metadata, dict) else None
+        if self.records is not None and isinstance(rec, dict) and prefix + "records" in state_dict:
+            got = (rec.get("fmt"), rec.get("dim"), rec.get("block_size"))
+            if got != (self.fmt, self.embedding_dim, self.block_size):
+                raise ConfigError(
+                    f"The state dict holds under {prefix}records the rows of a {got[0]} table of dim {got[1]} "
+                    f"(block size {got[2] or 'none'}), but this MXEmbeddingBag serves a {self.fmt} table of dim "
+                    f"{self.embedding_dim} (block size {self.block_size or 'none'}): its bytes would be read as "
+                    f"the wrong format. Load it into a module built over a table of its format (e.g. "
+                    f"MXEmbeddingBag.from_file on that table's file), or re-create the state dict from this format."
+                )
         names = [prefix + n for n in _ID_MAP_BUFFERS]
         given = [n for n in names if isinstance(state_dict.get(n), Tensor)]
         if any(n in state_dict for n in names) and len(given) < len(names):

@@ -117,3 +117,30 @@ def test_the_id_map_op_takes_as_few_threads_as_pooled_lookup(monkeypatch):
         seen.clear()
         bag(torch.arange(40_000).reshape(-1, 4))
         assert seen and 1 <= seen[0] <= min(2, 4 * (os.cpu_count() or 1)), (n_threads, seen)
+
+
+def test_load_state_dict_refuses_records_of_another_format(tmp_path):
+    # The records are row bytes of one format: mxfp8_e4m3 and mxint8 rows of one dim have the same
+    # record shape, so a state dict saved from one loaded into a module over the other without a
+    # word, and the module then read the bytes in its own format (values off by up to 7 here).
+    import io
+
+    w = np.random.default_rng(0).standard_normal((50, 32)).astype(np.float32)
+    src = MXEmbeddingBagCollection({"user": MXEmbeddingBag(embcompress.quantize(w, "mxfp8_e4m3"), mode="sum")})
+    buf = io.BytesIO()
+    torch.save(src.state_dict(), buf)  # (the record survives torch.save / torch.load(weights_only=True))
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    ids = torch.arange(50).reshape(10, 5)
+    for fmt in ("mxint8", "mxfp8_e5m2"):
+        dst = MXEmbeddingBagCollection({"user": MXEmbeddingBag(embcompress.quantize(np.zeros_like(w), fmt), mode="sum")})
+        before = dst({"user": ids})["user"]
+        with pytest.raises(ConfigError, match=rf"mxfp8_e4m3.*{fmt}"):
+            dst.load_state_dict(state)
+        assert torch.equal(dst({"user": ids})["user"], before)  # left as it was
+    # the same format loads as before, and so does a state dict without the record (a plain dict)
+    dst = MXEmbeddingBagCollection({"user": MXEmbeddingBag(embcompress.quantize(np.zeros_like(w), "mxfp8_e4m3"), mode="sum")})
+    dst.load_state_dict(state)
+    assert torch.equal(dst({"user": ids})["user"], src({"user": ids})["user"])
+    other = MXEmbeddingBag(embcompress.quantize(np.zeros_like(w), "mxint8"), mode="sum")
+    other.load_state_dict(dict(src.bags["user"].state_dict()))
