@@ -16,7 +16,7 @@ from pathlib import Path
 from embcompress.errors import ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
 
-from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, sequence_sql
+from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, sequence_sql, text_columns
 
 _D = DuckDBDialect()
 
@@ -45,7 +45,7 @@ def _scan(plan: MiningPlan, paths) -> str:
     files = _list(paths)
     if src.format == "parquet":
         return f"read_parquet({files})"
-    names = list(CRITEO_COLUMNS) if src.format == "criteo" else src.column_names()
+    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names())
     cols = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     delim = src.delimiter.replace("'", "''")
     opts = [

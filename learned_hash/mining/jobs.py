@@ -117,6 +117,17 @@ class Dialect:
         return None
 
 
+def text_columns(names) -> list[str]:
+    """The names an engine gives a text log's columns: the header's, but a name that is empty or
+    repeats an earlier one becomes ``__embc_c<i>`` (engines refuse such names; the readers take
+    a repeated name's first column, and so does the SQL then). pandas' ``to_csv`` writes its
+    index under an empty name."""
+    out: list[str] = []
+    for i, n in enumerate(names):
+        out.append(f"__embc_c{i}" if not n or n in out else n)
+    return out
+
+
 def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 

@@ -19,7 +19,7 @@ from embcompress.errors import BackendUnavailableError, ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
 
 from .api import memory_bytes
-from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, sequence_sql
+from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, sequence_sql, text_columns
 
 CORRUPT = "__embc_corrupt"
 
@@ -115,7 +115,7 @@ def _load(spark, plan: MiningPlan):
                 q = "`" + c.replace("`", "``") + "`"
                 df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
         return df, None
-    names = list(CRITEO_COLUMNS) if src.format == "criteo" else src.column_names()
+    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names())
     fields = [StructField(n, StringType(), True) for n in names]
     skip = plan.on_bad_line == "skip"
     if skip:

@@ -164,6 +164,7 @@ def test_spark_agrees_on_these_logs(tmp_path):
     pq.write_table(pa.table({"a": [1, 2, 3, 4], "y": [1.0, 0.0, 1.0, float("nan")]}), tmp_path / "nan.parquet")
     logs = [(big_ids_log(tmp_path), dict(features=["a"], label="y")),
             (tmp_path / "nan.parquet", dict(features=["a"], label="y", on_bad_line="skip")),
+            (write(tmp_path / "pandas.csv", ",a,a,b\n0,1,5,2\n1,1,6,3\n"), dict(features=["a", "b"])),
             (tmp_path / "parts", dict(features=["a", "b"], format="csv", on_bad_line="skip"))]
     for p, kw in logs:
         expected = by_reader(p, **kw)
@@ -223,3 +224,14 @@ def test_a_folder_of_parts_skips_hidden_and_underscore_folders(tmp_path):
     s = mine(log, features=["a"])
     assert counts(s, "a") == {1: 2, 2: 2}
     assert by_reader(log, features=["a"]) == s
+
+
+@pytest.mark.parametrize("header", [",a,b", "a,a,b", "a,,b", "a,b,"])
+def test_a_header_with_an_empty_or_repeated_name_mines(tmp_path, header):
+    # pandas' to_csv writes the index under an empty name (',a,b'); DuckDB failed with a raw
+    # BinderException on any empty or repeated name, even one the job does not read
+    p = write(tmp_path / "h.csv", header + "\n0,1,2\n1,1,3\n")
+    feature = "b" if header != "a,b," else "a"
+    expected = by_reader(p, features=[feature])
+    assert expected.n_rows == 2
+    assert mine(p, features=[feature]) == expected
