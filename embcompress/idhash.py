@@ -178,14 +178,14 @@ def fnv1a_fmix_numpy(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
 
 def _fnv1a_fmix(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
     """The compiled kernel when built (``EMBCOMPRESS_KERNELS``), else the NumPy twin."""
-    from .kernels import compiled, resolve_threads
+    from .kernels import compiled, team_size
 
     mod = compiled("_idhash")
     if mod is None:
         return fnv1a_fmix_numpy(offsets, data)
     out = np.empty(len(offsets) - 1, dtype=np.uint64)
     mod.fnv1a_fmix(np.ascontiguousarray(offsets, dtype=np.int64), np.ascontiguousarray(data, dtype=np.uint8),
-                   out, resolve_threads(None))
+                   out, team_size(None, len(out)))
     return out
 
 

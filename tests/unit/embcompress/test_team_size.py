@@ -34,3 +34,40 @@ def test_quantizing_a_few_rows_runs_on_one_thread(real_rule, monkeypatch):
     quantize(np.ones((4, 64), np.float32), "mxint8", n_threads=2)
     quantize(np.ones((1024, 64), np.float32), "mxint8", n_threads=2)
     assert seen == [1, 2]
+
+
+def test_id_map_lookups_take_threads_by_their_ids(real_rule, monkeypatch):
+    # an id map lookup of a one-bag call woke a team of every core (p99 of 12-16 ms under load)
+    from embcompress import idmap
+    from embcompress.idmap import IdMap
+
+    m = IdMap.from_arrays(np.arange(0, 2000, 2), np.arange(1000) % 64, 64, seed=0)
+    seen = []
+    real = idmap._lookup
+
+    def spy(*args):
+        seen.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(idmap, "_lookup", spy)
+    m.lookup(np.arange(32), n_threads=2)
+    m.lookup(np.arange(16384 * 2), n_threads=2)
+    assert seen == [1, 2]
+
+
+def test_string_id_hashing_takes_threads_by_its_strings(real_rule, monkeypatch):
+    from embcompress import idhash
+
+    mod = embcompress.kernels.compiled("_idhash")
+    if mod is None:
+        pytest.skip("compiled kernels not built")
+    seen = []
+
+    class Spy:
+        def fnv1a_fmix(self, offsets, data, out, threads):
+            seen.append(threads)
+            return mod.fnv1a_fmix(offsets, data, out, threads)
+
+    monkeypatch.setattr(embcompress.kernels, "compiled", lambda name: Spy() if name == "_idhash" else None)
+    few = idhash._fnv1a_fmix(np.array([0, 1, 2]), np.frombuffer(b"ab", np.uint8))
+    assert seen == [1] and few.shape == (2,)
