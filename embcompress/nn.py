@@ -482,6 +482,8 @@ class MXEmbeddingBagCollection(nn.Module):
 
     def __init__(self, bags: Mapping[str, MXEmbeddingBag]):
         super().__init__()
+        if isinstance(bags, nn.ModuleDict):  # (torch's mapping of modules is no collections.abc.Mapping)
+            bags = dict(bags.items())
         if not isinstance(bags, Mapping) or not bags:
             raise param_error("bags", "MXEmbeddingBagCollection", "be a non-empty mapping of feature -> MXEmbeddingBag", type(bags).__name__)
         for name, bag in bags.items():

@@ -144,3 +144,14 @@ def test_load_state_dict_refuses_records_of_another_format(tmp_path):
     assert torch.equal(dst({"user": ids})["user"], src({"user": ids})["user"])
     other = MXEmbeddingBag(embcompress.quantize(np.zeros_like(w), "mxint8"), mode="sum")
     other.load_state_dict(dict(src.bags["user"].state_dict()))
+
+
+def test_collection_takes_the_bags_in_an_nn_module_dict():
+    # torch's own container of named modules is not a collections.abc.Mapping, so an
+    # nn.ModuleDict of bags (or another collection's .bags) was refused as "must be a non-empty
+    # mapping of feature -> MXEmbeddingBag. Got 'ModuleDict' instead."
+    bags = torch.nn.ModuleDict({"user": MXEmbeddingBag(_table(), mode="sum"), "item": MXEmbeddingBag(_table(seed=1))})
+    c = MXEmbeddingBagCollection(bags)
+    assert c.features == ["user", "item"]
+    ids = torch.tensor([[1, 2], [3, 4]])
+    assert torch.equal(MXEmbeddingBagCollection(c.bags)({"user": ids})["user"], bags["user"](ids))
