@@ -6,6 +6,7 @@ then the rows read and the malformed lines skipped.
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def _load_mine():
     except ImportError as exc:
         raise BackendUnavailableError(f"mine needs the 'learned_hash' package of this distribution ({exc}).") from None
     return mine
+
+
+def _holds(log: Path, out: Path) -> bool:
+    """Whether the log argument ``log`` (a file or a glob) is the existing file ``out``."""
+    if log.is_dir():
+        return False
+    if log.is_file():
+        return log.samefile(out)
+    return any(Path(f).samefile(out) for f in glob.glob(str(log), recursive=True) if Path(f).is_file())
 
 
 def feature_line(stats, feature: str) -> str:
@@ -59,6 +69,11 @@ def command(
         )
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"Cannot write the stats file {str(out)!r}: the directory {str(parent)!r} is not writable. Pass another --out.")
+    if out.is_file() and any(_holds(Path(p).expanduser(), out) for p in logs):
+        raise ConfigError(
+            f"The '--out' parameter of mine names {str(out)!r}, which is one of the logs to mine: the "
+            f"stats file would replace it. Pass another --out."
+        )
     bar = Bar("mine", enabled=not quiet)
     try:
         stats = mine(
