@@ -78,6 +78,24 @@ def raise_first_bad_line(plan: MiningPlan) -> None:
     )
 
 
+def _text_ids(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> frozenset:
+    """The Parquet id columns stored as text whose kind is 'int' or 'hex32' (given in ``kinds=``):
+    the engines parse them as a text log's (every file has the first one's kinds)."""
+    if src.format != "parquet":
+        return frozenset()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sch = pq.read_schema(src.paths[0])
+    out = set()
+    for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
+        t = sch.field(c).type
+        t = t.value_type if pa.types.is_dictionary(t) else t
+        if kinds[c] in ("int", "hex32") and not (pa.types.is_integer(t) or pa.types.is_boolean(t)):
+            out.add(c)
+    return frozenset(out)
+
+
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:
     """Stream a libFM log into Parquet (bounded memory) so the engines read it natively."""
     import pyarrow as pa
@@ -177,7 +195,8 @@ def mine(
     pair_list = _pairs(pairs, feats)
     src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
     schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
-    plan = MiningPlan(src, schema, infer_kinds(src, schema), pair_list, min_count, on_bad_line)
+    kinds = infer_kinds(src, schema)
+    plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds))
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
 
     with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_directory) as tmp:

@@ -58,6 +58,8 @@ class MiningPlan:
     pairs: tuple[tuple[str, str], ...]
     min_count: int
     on_bad_line: str
+    # Parquet id columns stored as text but given kind 'int' or 'hex32': parsed as a text log's are
+    text_ids: frozenset = frozenset()
 
     @property
     def frequency_jobs(self) -> list[FrequencyJob]:
@@ -81,7 +83,7 @@ class MiningPlan:
     def can_be_bad(self) -> bool:
         """Whether some row may be malformed (else the SQL skips the bad-row bookkeeping): any
         text log, a label (a missing label makes a row bad), or a time stored as text."""
-        return (self.text or self.schema.label is not None
+        return (self.text or self.schema.label is not None or bool(self.text_ids)
                 or (self.schema.time_key is not None and self.kinds.get(self.schema.time_key) == "string"))
 
 
@@ -210,7 +212,7 @@ def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str,
         if plan.text:
             return f"NULLIF({d.text(c)}, '')", d.text_bad(c)  # hashed after aggregation
         return f"NULLIF({c}, '')", None
-    if not plan.text:
+    if not plan.text and col not in plan.text_ids:
         return c, None
     if kind == "hex32":
         return f"{d.hex32(c)}", f"NOT ({empty} OR coalesce({d.full_match(c, HEX_RE)}, FALSE))"

@@ -165,6 +165,7 @@ def test_spark_agrees_on_these_logs(tmp_path):
     logs = [(big_ids_log(tmp_path), dict(features=["a"], label="y")),
             (tmp_path / "nan.parquet", dict(features=["a"], label="y", on_bad_line="skip")),
             (write(tmp_path / "pandas.csv", ",a,a,b\n0,1,5,2\n1,1,6,3\n"), dict(features=["a", "b"])),
+            (hex_parquet(tmp_path), dict(features=["C1", "I1"], kinds={"C1": "hex32", "I1": "int"}, on_bad_line="skip")),
             (tmp_path / "parts", dict(features=["a", "b"], format="csv", on_bad_line="skip"))]
     for p, kw in logs:
         expected = by_reader(p, **kw)
@@ -235,3 +236,30 @@ def test_a_header_with_an_empty_or_repeated_name_mines(tmp_path, header):
     expected = by_reader(p, features=[feature])
     assert expected.n_rows == 2
     assert mine(p, features=[feature]) == expected
+
+
+def hex_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Criteo kept as Parquet text: hex ids to be parsed (kind 'hex32'), ints written as text
+    p = tmp_path / "criteo.parquet"
+    pq.write_table(pa.table({"C1": ["68fd1e64", "zz", "ff", "", None, "68fd1e64"],
+                             "I1": ["1", "2", "x", "", "5", "-3"]}), p)
+    return p
+
+
+@pytest.mark.parametrize("feature, kind, ids, bad", [
+    ("C1", "hex32", {0x68FD1E64: 2, 0xFF: 1, -(2**63): 2}, 1),
+    ("I1", "int", {1: 1, 2: 1, -(2**63): 1, 5: 1, -3: 1}, 1),
+])
+def test_parquet_text_ids_take_a_given_int_or_hex32_kind(tmp_path, feature, kind, ids, bad):
+    # the readers parsed them; DuckDB crashed with a raw ArrowInvalid (the text grouped as ids)
+    p = hex_parquet(tmp_path)
+    kw = dict(features=[feature], kinds={feature: kind}, on_bad_line="skip")
+    expected = by_reader(p, **kw)
+    assert (counts(expected, feature), expected.bad_lines) == (ids, bad)
+    s = mine(p, **kw)
+    assert (counts(s, feature), s.bad_lines) == (ids, bad)
+    with pytest.raises(ConfigError, match="Malformed line.*record [23]"):
+        mine(p, features=[feature], kinds={feature: kind})
