@@ -148,7 +148,9 @@ def _lookup_op(records, indices, offsets, per_sample_weights, fmt, dim, block_si
 @torch.library.register_fake("embcompress::pooled_lookup")
 def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset, n_threads):
     n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
-    return indices.new_empty((n_bags, dim), dtype=torch.float32)
+    # on the table's device, as torch's embedding_bag gives it (a module moved to the meta device
+    # and called with CPU ids runs this: on the ids' device it returned uninitialized memory)
+    return records.new_empty((n_bags, dim), dtype=torch.float32)
 
 
 @_op("source_lookup(Tensor indices, Tensor offsets, Tensor? per_sample_weights, int key, int dim, str mode, "
@@ -187,7 +189,8 @@ def _id_threads(n_threads: int, n_ids: int) -> int:
 
 @torch.library.register_fake("embcompress::map_ids")
 def _(ids, keys, vals, fallback, params, n_rows, n_threads):
-    return ids.new_empty(ids.shape, dtype=torch.int64)  # contiguous, as the real op returns (not ids' strides)
+    # contiguous, as the real op returns (not ids' strides); on the map's device (see pooled_lookup's)
+    return keys.new_empty(ids.shape, dtype=torch.int64)
 
 
 class _NoBackward(torch.autograd.Function):

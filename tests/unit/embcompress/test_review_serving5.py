@@ -155,3 +155,21 @@ def test_collection_takes_the_bags_in_an_nn_module_dict():
     assert c.features == ["user", "item"]
     ids = torch.tensor([[1, 2], [3, 4]])
     assert torch.equal(MXEmbeddingBagCollection(c.bags)({"user": ids})["user"], bags["user"](ids))
+
+
+def test_a_module_on_the_meta_device_returns_meta_tensors_not_uninitialized_memory():
+    # Moved to the meta device (e.g. to work out shapes), the module's ops ran their fake
+    # implementations, which made their outputs on the ids' device: called with CPU ids it
+    # returned a CPU tensor of uninitialized memory as the pooled rows, where nn.EmbeddingBag
+    # on the meta device returns a meta tensor.
+    from embcompress.idmap import IdMap
+
+    idm = IdMap.from_arrays(np.arange(0, 70, 7), np.arange(10), 10, seed=1)
+    ids = torch.tensor([[0, 7, 14], [21, 1000, 5]])
+    for bag in (MXEmbeddingBag(_table(), mode="sum"), MXEmbeddingBag(_table(), id_map=idm, mode="sum")):
+        bag = bag.to("meta")
+        for args in ((ids,), (ids.reshape(-1), torch.tensor([0, 3]))):
+            out = bag(*args)
+            assert out.device.type == "meta" and out.shape == (2, 8)
+    ref = torch.nn.EmbeddingBag(10, 8, mode="sum").to("meta")
+    assert ref(ids).device.type == "meta"
