@@ -415,7 +415,15 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         kinds[schema.time_key] = "timestamp"
     if schema.label:
         kinds[schema.label] = "number"
+    stored = dict(kinds)
     kinds.update(schema.kinds)
+    if src.format == "parquet":
+        for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
+            if stored[c] == "int" and kinds[c] != "int":  # the readers refuse it too (_ids_of)
+                raise ConfigError(
+                    f"Column {c!r} of {src.paths[0]!r} holds integers, which cannot be read as kind {kinds[c]!r}. "
+                    f"Set its kind to 'int' (or leave it out of kinds)."
+                )
     if text_label:
         # a Parquet label stored as text is parsed as a text log's label is (NUM_RE), by every engine
         kinds[schema.label] = "string"

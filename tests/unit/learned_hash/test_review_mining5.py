@@ -263,3 +263,17 @@ def test_parquet_text_ids_take_a_given_int_or_hex32_kind(tmp_path, feature, kind
     assert (counts(s, feature), s.bad_lines) == (ids, bad)
     with pytest.raises(ConfigError, match="Malformed line.*record [23]"):
         mine(p, features=[feature], kinds={feature: kind})
+
+
+@pytest.mark.parametrize("kind", ["string", "hex32"])
+def test_a_text_kind_for_a_parquet_integer_column_is_refused_up_front(tmp_path, kind):
+    # the readers refused it; DuckDB blamed differing file types ('string') or kept the
+    # integers as if no kind were given ('hex32')
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "n.parquet"
+    pq.write_table(pa.table({"n": [1, 2, 3]}), p)
+    for read in (mine, by_reader):
+        with pytest.raises(ConfigError, match=f"(?s)'n' of .*n.parquet.*integers.*kind '{kind}'.*'int'"):
+            read(p, features=["n"], kinds={"n": kind})
