@@ -133,6 +133,14 @@ def _op(schema: str):
     return define
 
 
+def _fake_device(*tensors: Tensor) -> torch.device:
+    """The device of a fake implementation's output. Eagerly, one runs only when an input is on
+    the meta device (a module moved there to work out shapes, or meta ids): the output is a meta
+    tensor then, as torch.compile's fake tensors are on their device; made on the CPU ids' device
+    instead, a meta module returned uninitialized memory as its pooled rows."""
+    return next((t.device for t in tensors if t.device.type == "meta"), tensors[0].device)
+
+
 @_op("pooled_lookup(Tensor records, Tensor indices, Tensor offsets, Tensor? per_sample_weights, str fmt, "
      "int dim, int block_size, str mode, bool include_last_offset, int n_threads) -> Tensor")
 def _lookup_op(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset,
@@ -148,9 +156,7 @@ def _lookup_op(records, indices, offsets, per_sample_weights, fmt, dim, block_si
 @torch.library.register_fake("embcompress::pooled_lookup")
 def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset, n_threads):
     n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
-    # on the table's device, as torch's embedding_bag gives it (a module moved to the meta device
-    # and called with CPU ids runs this: on the ids' device it returned uninitialized memory)
-    return records.new_empty((n_bags, dim), dtype=torch.float32)
+    return indices.new_empty((n_bags, dim), dtype=torch.float32, device=_fake_device(indices, records, offsets))
 
 
 @_op("source_lookup(Tensor indices, Tensor offsets, Tensor? per_sample_weights, int key, int dim, str mode, "
@@ -189,8 +195,8 @@ def _id_threads(n_threads: int, n_ids: int) -> int:
 
 @torch.library.register_fake("embcompress::map_ids")
 def _(ids, keys, vals, fallback, params, n_rows, n_threads):
-    # contiguous, as the real op returns (not ids' strides); on the map's device (see pooled_lookup's)
-    return keys.new_empty(ids.shape, dtype=torch.int64)
+    # contiguous, as the real op returns (not ids' strides)
+    return ids.new_empty(ids.shape, dtype=torch.int64, device=_fake_device(ids, keys))
 
 
 class _NoBackward(torch.autograd.Function):

@@ -167,9 +167,11 @@ def test_a_module_on_the_meta_device_returns_meta_tensors_not_uninitialized_memo
     idm = IdMap.from_arrays(np.arange(0, 70, 7), np.arange(10), 10, seed=1)
     ids = torch.tensor([[0, 7, 14], [21, 1000, 5]])
     for bag in (MXEmbeddingBag(_table(), mode="sum"), MXEmbeddingBag(_table(), id_map=idm, mode="sum")):
-        bag = bag.to("meta")
-        for args in ((ids,), (ids.reshape(-1), torch.tensor([0, 3]))):
-            out = bag(*args)
-            assert out.device.type == "meta" and out.shape == (2, 8)
+        # and a module on the CPU given meta ids (a meta tensor, as before)
+        for on, x in (("cpu", ids.to("meta")), ("meta", ids), ("meta", ids.to("meta"))):
+            bag = bag.to(on)
+            for args in ((x,), (x.reshape(-1), torch.tensor([0, 3], device=x.device))):
+                out = bag(*args)
+                assert out.device.type == "meta" and out.shape == (2, 8), (on, x.device)
     ref = torch.nn.EmbeddingBag(10, 8, mode="sum").to("meta")
     assert ref(ids).device.type == "meta"
