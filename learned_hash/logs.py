@@ -497,7 +497,7 @@ def _time_of(col, kind: str):
     t = col.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return col.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[us]"), None
-    if kind == "int":
+    if kind == "int" or pa.types.is_integer(t):  # integers order as integers, whatever the kind given (as in the engines)
         return _ids_of(col, "int")
     missing = pc.fill_null(pc.equal(col, ""), True).to_numpy(zero_copy_only=False)
     ok = pc.fill_null(pc.match_substring_regex(col, _full(TIME_RE)), False)

@@ -277,3 +277,18 @@ def test_a_text_kind_for_a_parquet_integer_column_is_refused_up_front(tmp_path, 
     for read in (mine, by_reader):
         with pytest.raises(ConfigError, match=f"(?s)'n' of .*n.parquet.*integers.*kind '{kind}'.*'int'"):
             read(p, features=["n"], kinds={"n": kind})
+
+
+def test_a_parquet_integer_time_given_kind_timestamp_is_read_as_the_engines_read_it(tmp_path):
+    # the engines order by the integers; the readers failed with a raw ArrowNotImplementedError
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1, 2, 3], "s": [1, 1, 1], "t": [3, 1, 2]}), p)
+    kw = dict(features=["a"], sequence_key="s", time_key="t", kinds={"t": "timestamp"})
+    r = iter_batches(p, features=["a"], session_key="s", time_key="t", kinds={"t": "timestamp"})
+    cols = np.concatenate([b["t"] for b in r])
+    assert cols.tolist() == [3, 1, 2]
+    prev, nxt, _ = mine(p, **kw).sequence_counts("a")
+    assert list(zip(prev.tolist(), nxt.tolist())) == [(2, 3), (3, 1)]
