@@ -33,10 +33,17 @@ def _load_counts(path: Path):
     from ..errors import ConfigError
 
     try:
-        return np.load(path, allow_pickle=False)
+        counts = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:  # missing, a folder, or not a plain .npy array
         raise ConfigError(f"The --frequencies file {str(path)!r} must be a .npy array of counts per id "
                           f"(numpy.save). It cannot be read ({type(exc).__name__}). Check the path.") from None
+    if not isinstance(counts, np.ndarray):  # an .npz archive loads as an NpzFile of named arrays
+        names = list(counts.files)
+        counts.close()
+        raise ConfigError(f"The --frequencies file {str(path)!r} must be a .npy array of counts per id "
+                          f"(numpy.save). Got an .npz archive of {names} instead. Save the counts alone with "
+                          f"np.save('counts.npy', counts).")
+    return counts
 
 
 def command(

@@ -175,3 +175,20 @@ def test_a_module_on_the_meta_device_returns_meta_tensors_not_uninitialized_memo
                 assert out.device.type == "meta" and out.shape == (2, 8), (on, x.device)
     ref = torch.nn.EmbeddingBag(10, 8, mode="sum").to("meta")
     assert ref(ids).device.type == "meta"
+
+
+def test_export_cli_names_an_npz_frequencies_file_with_the_fix(tmp_path, capsys):
+    # np.load reads an .npz archive as a lazy NpzFile, not an array: export then saw its list of
+    # member names and said "Got '<U6 array of shape (1,)' instead", naming neither the file nor
+    # what to pass (and left the archive open).
+    from embcompress.cli.main import main
+
+    torch.save({"emb.weight": torch.zeros(4, 8)}, tmp_path / "sd.pt")
+    np.savez(tmp_path / "counts.npz", counts=np.arange(4))
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tmp_path / "sd.pt"), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"),
+              "--frequencies", f"emb={tmp_path / 'counts.npz'}", "--quiet"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1 and len(lines) == 1, lines
+    assert "counts.npz" in lines[0] and "--frequencies" in lines[0] and "np.save" in lines[0], lines
+    assert not (tmp_path / "out").exists()
