@@ -63,15 +63,18 @@ def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def raise_first_bad_line(plan: MiningPlan) -> None:
+def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None) -> None:
     """Find the first malformed line with the Python reader and raise its BadLineError.
 
     Engines call this when they met a bad line under ``on_bad_line="error"``: the reader applies
-    the same rules and names the line, which SQL engines cannot do portably.
+    the same rules and names the line, which SQL engines cannot do portably. ``unreadable``: the
+    error to raise when the reader finds no bad line (the engine could not parse the file at all).
     """
     reader = LogReader(plan.source, plan.schema, on_bad_line="error", kinds=plan.kinds)
     for _ in reader:
         pass
+    if unreadable is not None:
+        raise unreadable
     raise ConfigError(
         f"The log {plan.source.paths[0]!r} has malformed lines. Fix them, or pass on_bad_line='skip' "
         f"to skip and count them."

@@ -146,9 +146,16 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             for k, job in enumerate(plan.sequence_jobs):
                 seqs[job.feature] = _fetch(con, sequence_sql(plan, _D, job), progress, span * (1 + k), span)
         except duckdb.InvalidInputException as exc:
+            # DuckDB's parser stops where the readers and Spark read on (a file mixing \r\n and \n
+            # line ends), and its own advice (strict_mode=false) is no option of mine
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            unreadable = ConfigError(
+                f"DuckDB cannot parse the log {plan.source.paths[0]!r} ({first}). A file that mixes \\r\\n and \\n "
+                f"line ends is one cause: rewrite it with one kind of line end, or mine it with engine='spark'."
+            )
             if plan.on_bad_line == "error":
-                raise_first_bad_line(plan)
-            raise ConfigError(f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}") from None
+                raise_first_bad_line(plan, unreadable)
+            raise unreadable from None
         except duckdb.IOException as exc:
             raise ConfigError(f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}. Check the path and format.") from None
         except duckdb.ConversionException as exc:  # a Parquet file whose column types differ from the first file's

@@ -292,3 +292,16 @@ def test_a_parquet_integer_time_given_kind_timestamp_is_read_as_the_engines_read
     assert cols.tolist() == [3, 1, 2]
     prev, nxt, _ = mine(p, **kw).sequence_counts("a")
     assert list(zip(prev.tolist(), nxt.tolist())) == [(2, 3), (3, 1)]
+
+
+@pytest.mark.parametrize("on_bad_line", ["error", "skip"])
+def test_mixed_line_ends_on_duckdb_name_the_cause_and_the_fix(tmp_path, on_bad_line):
+    # the readers and Spark read a file mixing \r\n and \n; DuckDB's parser stops. It said the
+    # log 'has malformed lines' (none are) or advised strict_mode=false, which mine does not take
+    p = write(tmp_path / "mixed.csv", "a,b\r\n1,2\n3,4\r\n")
+    assert by_reader(p, features=["a", "b"]).n_rows == 2
+    with pytest.raises(ConfigError) as exc:
+        mine(p, features=["a", "b"], on_bad_line=on_bad_line)
+    msg = str(exc.value)
+    assert "mixed.csv" in msg and "line ends" in msg and "engine='spark'" in msg
+    assert "has malformed lines" not in msg and "strict_mode" not in msg
