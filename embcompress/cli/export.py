@@ -57,7 +57,6 @@ def command(
     scale_mode: str = typer.Option("floor", "--scale-mode", help="floor (OCP) or mse."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    import numpy as np
     import torch
 
     from ..errors import ArtifactError, ConfigError
