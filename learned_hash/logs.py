@@ -235,9 +235,7 @@ class LogSource:
         if self.format == "libfm":
             return ["label", *(self.fields or ())]
         if self.format == "parquet":
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(self.paths[0]).names)
+            return list(_parquet_schema(self.paths[0]).names)
         # the first file with a header: an empty part holds no rows (wherever it sorts), as the readers take it
         names = next((h for h in map(self._csv_header, self.paths) if h is not None), None)
         if names is None:
@@ -273,6 +271,17 @@ class LogSource:
                     f"file of a log must have the same header (columns are read by position): rewrite the odd "
                     f"file, or mine it separately."
                 )
+
+
+def _parquet_schema(path: str):
+    """The Arrow schema of a Parquet file (ConfigError naming the file when it is no Parquet)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigError(f"Cannot read {path!r} as Parquet: {exc}. Pass a Parquet file or the right format.") from None
 
 
 def _clean_names(names: list[str]) -> list[str]:
@@ -341,12 +350,11 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         kinds = {c: "int" for c in schema.columns}
     elif src.format == "parquet":
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         # every file, not only the first: an engine reads a column missing from a later file as
         # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs
         for path in src.paths:
-            sch = pq.read_schema(path)
+            sch = _parquet_schema(path)
             absent = [c for c in schema.columns if c not in sch.names]
             if absent:
                 raise ConfigError(

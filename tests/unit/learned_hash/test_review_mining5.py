@@ -305,3 +305,22 @@ def test_mixed_line_ends_on_duckdb_name_the_cause_and_the_fix(tmp_path, on_bad_l
     msg = str(exc.value)
     assert "mixed.csv" in msg and "line ends" in msg and "engine='spark'" in msg
     assert "has malformed lines" not in msg and "strict_mode" not in msg
+
+
+def test_a_corrupt_parquet_part_is_named(tmp_path):
+    # a truncated part among many: a raw ArrowInvalid that named no file (the CLI called it an
+    # unexpected error)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "log").mkdir()
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "log" / "p0.parquet")
+    pq.write_table(pa.table({"a": [3, 4]}), tmp_path / "log" / "p1.parquet")
+    data = (tmp_path / "log" / "p1.parquet").read_bytes()
+    (tmp_path / "log" / "p1.parquet").write_bytes(data[: len(data) // 2])
+    for read in (mine, by_reader):
+        with pytest.raises(ConfigError, match="(?s)p1.parquet.*Parquet"):
+            read(tmp_path / "log", features=["a"])
+    (tmp_path / "log" / "p0.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="(?s)p0.parquet.*Parquet"):
+        mine(tmp_path / "log" / "p0.parquet", features=["a"])
