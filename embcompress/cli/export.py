@@ -23,6 +23,9 @@ def _pairs(values: list[str], option: str) -> dict[str, Path]:
         name, sep, path = v.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"The {option} option must be NAME=PATH. Got {v!r} instead.")
+        if name in out:  # (the last one would win without a word: a slip for another table's name)
+            raise ConfigError(f"The {option} option names the table {name!r} twice ({str(out[name])!r} and "
+                              f"{path!r}). Give each table one file.")
         out[name] = Path(path)
     return out
 

@@ -192,3 +192,24 @@ def test_export_cli_names_an_npz_frequencies_file_with_the_fix(tmp_path, capsys)
     assert exc.value.code == 1 and len(lines) == 1, lines
     assert "counts.npz" in lines[0] and "--frequencies" in lines[0] and "np.save" in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", ["--id-map", "--frequencies"])
+def test_export_cli_refuses_a_table_named_twice_in_one_option(tmp_path, capsys, option):
+    # "--id-map emb_user=a --id-map emb_user=b" (a copy-paste slip for emb_item) kept the last
+    # file without a word: the table got the other table's map or counts, and emb_item none.
+    from embcompress.cli.main import main
+    from embcompress.idmap import IdMap
+
+    torch.save({"emb_user.weight": torch.zeros(10, 8), "emb_item.weight": torch.zeros(10, 8)}, tmp_path / "sd.pt")
+    IdMap.from_arrays(np.arange(10), np.arange(10), 10).save(tmp_path / "a.idmap")
+    IdMap.from_arrays(np.arange(10), np.arange(10), 10).save(tmp_path / "b.idmap")
+    np.save(tmp_path / "a.npy", np.ones(10))
+    np.save(tmp_path / "b.npy", np.ones(10))
+    ext = "idmap" if option == "--id-map" else "npy"
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tmp_path / "sd.pt"), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"), "--quiet",
+              option, f"emb_user={tmp_path / f'a.{ext}'}", option, f"emb_user={tmp_path / f'b.{ext}'}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and option in err and "emb_user" in err and "twice" in err, err
+    assert not (tmp_path / "out").exists()
