@@ -247,8 +247,11 @@ class LogSource:
         import pyarrow.csv as pcsv
 
         # through the decompression the readers apply too (Arrow and the engines read .gz, .bz2, ...)
-        with _open_text(path) as fh:
-            first = fh.readline()
+        try:
+            with _open_text(path) as fh:
+                first = fh.readline()
+        except OSError as exc:  # e.g. a truncated .gz
+            raise _unreadable(path, exc) from None
         if not first.strip():
             return None
         t = pcsv.read_csv(io.BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
@@ -271,6 +274,11 @@ class LogSource:
                     f"file of a log must have the same header (columns are read by position): rewrite the odd "
                     f"file, or mine it separately."
                 )
+
+
+def _unreadable(path: str, exc: OSError) -> ConfigError:
+    return ConfigError(f"Cannot read the log {path!r}: {exc}. The file may be truncated or corrupt: "
+                       f"re-create it, or leave it out of the log.")
 
 
 def _parquet_schema(path: str):
@@ -408,6 +416,8 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                 batch = next((b for b in reader if b.num_rows), None)
             except pa.ArrowInvalid:  # an empty file
                 batch = None
+            except OSError as exc:  # e.g. a truncated .gz
+                raise _unreadable(path, exc) from None
             if batch is not None:
                 types = dict(zip(_clean_names(batch.schema.names), batch.schema.types))
                 break
@@ -705,11 +715,14 @@ class LogReader:
         convert = pcsv.ConvertOptions(column_types={c: pa.binary() for c in self.schema.columns},
                                       include_columns=self.schema.columns, strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
-        with _open_text(path) as fh:
-            if not criteo:
-                fh.readline()
-            if not fh.read(1):
-                return  # no rows (a CSV's header alone has none)
+        try:
+            with _open_text(path) as fh:
+                if not criteo:
+                    fh.readline()
+                if not fh.read(1):
+                    return  # no rows (a CSV's header alone has none)
+        except OSError as exc:  # e.g. a truncated .gz
+            raise _unreadable(path, exc) from None
         try:
             reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
             row0 = 0
@@ -727,6 +740,8 @@ class LogReader:
                 self._raise_bad_value_before(path, where, read, parse, convert)
                 raise _bad_line_error(path, where, r.text, f"{r.actual_columns} fields where {r.expected_columns} are expected") from None
             raise ConfigError(f"Cannot parse the log {path!r} as {self.source.format}: {exc}. Check the format and delimiter.") from None
+        except OSError as exc:  # e.g. a truncated .gz
+            raise _unreadable(path, exc) from None
 
     def _raise_bad_value_before(self, path: str, where: str, read, parse, convert) -> None:
         """Raise the error of the first bad value on a line before ``where`` (``"line N"``), if any."""

@@ -324,3 +324,17 @@ def test_a_corrupt_parquet_part_is_named(tmp_path):
     (tmp_path / "log" / "p0.parquet").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="(?s)p0.parquet.*Parquet"):
         mine(tmp_path / "log" / "p0.parquet", features=["a"])
+
+
+@pytest.mark.parametrize("rows", [10, 300_000])
+def test_a_truncated_compressed_csv_is_named(tmp_path, rows):
+    # a raw OSError 'Truncated compressed stream' that named no file
+    import gzip
+
+    data = gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i % 7) for i in range(rows)))
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "day0.csv.gz").write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    (tmp_path / "log" / "day1.csv.gz").write_bytes(data[: len(data) * 3 // 4])
+    for read in (mine, by_reader):
+        with pytest.raises(ConfigError, match="(?s)day1.csv.gz.*(runcated|end of GZIP)|(runcated|end of GZIP).*day1.csv.gz"):
+            read(tmp_path / "log", features=["a"], format="csv")
