@@ -281,6 +281,13 @@ def _unreadable(path: str, exc: OSError) -> ConfigError:
                        f"re-create it, or leave it out of the log.")
 
 
+def _read(fh, n: int, path: str) -> bytes:
+    try:
+        return fh.read(n)
+    except OSError as exc:  # e.g. a truncated .gz
+        raise _unreadable(path, exc) from None
+
+
 def _parquet_schema(path: str):
     """The Arrow schema of a Parquet file (ConfigError naming the file when it is no Parquet)."""
     import pyarrow as pa
@@ -794,11 +801,11 @@ class LogReader:
         want = self.schema.columns
         line0 = 0
         with _open_text(path) as fh:  # decompressed when the name says so (.gz, .bz2, ...), as text logs are
-            rest = fh.read(3)
+            rest = _read(fh, 3, path)
             if rest == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark is no part of the first label
                 rest = b""
             while True:
-                chunk = fh.read(self.block_bytes)
+                chunk = _read(fh, self.block_bytes, path)
                 data = rest + chunk
                 if not chunk:
                     rest = b""

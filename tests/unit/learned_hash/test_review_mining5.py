@@ -338,3 +338,13 @@ def test_a_truncated_compressed_csv_is_named(tmp_path, rows):
     for read in (mine, by_reader):
         with pytest.raises(ConfigError, match="(?s)day1.csv.gz.*(runcated|end of GZIP)|(runcated|end of GZIP).*day1.csv.gz"):
             read(tmp_path / "log", features=["a"], format="csv")
+
+
+def test_a_truncated_compressed_libfm_log_is_named(tmp_path):
+    import gzip
+
+    data = gzip.compress(b"".join(b"1 %d:1 %d:1\n" % (i % 5, 10 + i % 7) for i in range(200_000)))
+    p = tmp_path / "t.libfm.gz"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="(?s)t.libfm.gz.*runcated"):
+        mine(p, format="libfm", fields=["u", "i"], features=["u"])
