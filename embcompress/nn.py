@@ -51,6 +51,7 @@ import secrets
 import threading
 import warnings
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -199,6 +200,15 @@ def _(ids, keys, vals, fallback, params, n_rows, n_threads):
     return ids.new_empty(ids.shape, dtype=torch.int64, device=_fake_device(ids, keys))
 
 
+class _TableOfRecords(NamedTuple):
+    """What a pickled MXEmbeddingBag keeps of its in-memory table besides the records buffer."""
+
+    fmt: str
+    shape: tuple
+    block_size: int | None
+    scale_mode: str
+
+
 class _NoBackward(torch.autograd.Function):
     """A lookup whose per-sample weights require grad: the output requires grad, and a backward
     through it raises. (The ops have no autograd kernel: a Python one costs every call about
@@ -298,6 +308,21 @@ class MXEmbeddingBag(nn.Module):
                 f"{type(id_map).__name__} onto {getattr(id_map, 'n_rows', '?')} rows",
             )
         self._set_id_map(id_map)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        t, rec = self.source, self.records
+        if rec is not None and rec.device.type == "cpu" and np.may_share_memory(rec.numpy(), t.data):
+            # the table's rows are the records buffer: pickle (and deepcopy) them once, not twice
+            state["source"] = _TableOfRecords(t.fmt, tuple(t.shape), t.block_size, t.scale_mode)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        t = self.source
+        if isinstance(t, _TableOfRecords):
+            self.source = QuantizedTable(self.records.numpy(), t.fmt, t.shape, block_size=t.block_size,
+                                         scale_mode=t.scale_mode)
 
     def _set_id_map(self, id_map: IdMap | None) -> None:
         self.id_map = id_map

@@ -213,3 +213,28 @@ def test_export_cli_refuses_a_table_named_twice_in_one_option(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert exc.value.code == 1 and option in err and "emb_user" in err and "twice" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_pickle_and_deepcopy_carry_the_table_once(backend, tmp_path):
+    # The module holds its rows twice over one memory: the records buffer and the QuantizedTable
+    # (source) whose data it views. Pickling (torch.save(model)) and copy.deepcopy copied each
+    # on its own: the table's bytes twice in the file and in memory, and the copy's source no
+    # longer the rows it serves.
+    import copy
+    import io
+    import pickle
+
+    q = _table(20_000, 64)
+    path = embcompress.write_table(tmp_path / "t.embc", q)
+    ids = torch.arange(20_000).reshape(-1, 8)
+    for bag in (MXEmbeddingBag(q, mode="sum"), MXEmbeddingBag.from_file(path, mode="sum")):
+        want = bag(ids)
+        assert len(pickle.dumps(bag)) < 1.2 * q.nbytes
+        buf = io.BytesIO()
+        torch.save(bag, buf)
+        assert buf.tell() < 1.2 * q.nbytes
+        buf.seek(0)
+        for other in (copy.deepcopy(bag), pickle.loads(pickle.dumps(bag)), torch.load(buf, weights_only=False)):
+            assert np.shares_memory(other.records.numpy(), other.source.data)
+            assert other.source == q and not other.source.data.flags.writeable
+            assert torch.equal(other(ids), want)
