@@ -209,6 +209,14 @@ class _TableOfRecords(NamedTuple):
     scale_mode: str
 
 
+class _MapOfBuffers(NamedTuple):
+    """What a pickled MXEmbeddingBag keeps of its IdMap besides the id_map_* buffers."""
+
+    config: dict
+    inputs: dict
+    meta: dict
+
+
 class _NoBackward(torch.autograd.Function):
     """A lookup whose per-sample weights require grad: the output requires grad, and a backward
     through it raises. (The ops have no autograd kernel: a Python one costs every call about
@@ -315,6 +323,12 @@ class MXEmbeddingBag(nn.Module):
         if rec is not None and rec.device.type == "cpu" and np.may_share_memory(rec.numpy(), t.data):
             # the table's rows are the records buffer: pickle (and deepcopy) them once, not twice
             state["source"] = _TableOfRecords(t.fmt, tuple(t.shape), t.block_size, t.scale_mode)
+        m = self.id_map
+        if m is not None and self.id_map_params.device.type == "cpu" and all(
+                np.may_share_memory(getattr(self, f"id_map_{k}").numpy(), a)
+                for k, a in m.parts().items() if k != "params" and a.size):
+            # likewise the map's arrays are its buffers: what else it holds travels beside them
+            state["id_map"] = _MapOfBuffers(m.config, m.inputs, m.meta)
         return state
 
     def __setstate__(self, state):
@@ -323,6 +337,12 @@ class MXEmbeddingBag(nn.Module):
         if isinstance(t, _TableOfRecords):
             self.source = QuantizedTable(self.records.numpy(), t.fmt, t.shape, block_size=t.block_size,
                                          scale_mode=t.scale_mode)
+        m = self.id_map
+        if isinstance(m, _MapOfBuffers):
+            dtype = row_dtype(self.num_embeddings)
+            keys, vals, fallback, params = (getattr(self, n).numpy() for n in _ID_MAP_BUFFERS)
+            self.id_map = IdMap.from_parts(self.num_embeddings, keys, vals.view(dtype), fallback.view(dtype), params)
+            self.id_map.config, self.id_map.inputs, self.id_map.meta = m.config, m.inputs, m.meta
 
     def _set_id_map(self, id_map: IdMap | None) -> None:
         self.id_map = id_map

@@ -238,3 +238,27 @@ def test_pickle_and_deepcopy_carry_the_table_once(backend, tmp_path):
             assert np.shares_memory(other.records.numpy(), other.source.data)
             assert other.source == q and not other.source.data.flags.writeable
             assert torch.equal(other(ids), want)
+
+
+def test_pickle_and_deepcopy_carry_the_id_map_once(backend):
+    # As the table's rows: the id map's arrays are the module's four id_map_* buffers, and
+    # pickling / deepcopy copied the IdMap's arrays and the buffers each on their own.
+    import copy
+    import pickle
+
+    from embcompress.idmap import IdMap
+
+    rng = np.random.default_rng(0)
+    ids = rng.choice(10**12, 200_000, replace=False)
+    idm = IdMap.from_arrays(ids, rng.integers(0, 10, ids.size), 10, seed=3, config={"built": "test"})
+    bag = MXEmbeddingBag(_table(), id_map=idm, mode="sum")
+    x = torch.from_numpy(np.r_[ids[:998], [5, 7]]).reshape(-1, 4)
+    want = bag(x)
+    map_bytes = sum(a.nbytes for a in idm.parts().values())
+    assert map_bytes > 10 * bag.records.numel()
+    assert len(pickle.dumps(bag)) < 1.2 * map_bytes
+    for other in (copy.deepcopy(bag), pickle.loads(pickle.dumps(bag))):
+        assert np.shares_memory(other.id_map_keys.numpy(), other.id_map.parts()["keys"])
+        assert other.id_map.config == {"built": "test"} and other.id_map.n_rows == 10
+        assert np.array_equal(other.id_map.lookup(ids[:1000]), idm.lookup(ids[:1000]))
+        assert torch.equal(other(x), want)
