@@ -19,9 +19,10 @@ A table held in memory and the id map are buffers of the module, passed to the o
 arrays as their bytes). So ``state_dict`` carries them (``load_state_dict`` into a module built
 over a table of the same shape installs the id map it holds, whatever map, if any, the module
 had; the state dict's metadata records the records' format, dim and block size, and records of
-another format are refused), and a ``torch.export`` program of the module, saved with ``torch.export.save``, runs in
-another process after ``import embcompress.nn`` (which registers the ops) and
-``torch.export.load``, with the same outputs.
+another format are refused), and a ``torch.export`` program of the module, saved with
+``torch.export.save``, runs in another process after ``import embcompress.nn`` (which registers
+the ops) and ``torch.export.load``, with the same outputs. Pickling and ``copy.deepcopy`` carry
+the table and the id map once, as these buffers.
 
 Row sources
 -----------
