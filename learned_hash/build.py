@@ -27,7 +27,7 @@ from embcompress.idmap import IdMap
 
 from .baselines import choose_hot_rows, frequency_map, hash_map
 from .cluster import FrequencyKMeans
-from .embed import LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, cooccurrence
+from .embed import LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, _partners_of, cooccurrence
 
 METHODS = ("learned", "hash", "frequency")
 EMBEDDINGS = ("auto", "cooccurrence", "label_aware")
@@ -122,6 +122,11 @@ def fit_hash(
             raise param_error("previous", "fit_hash", f"map into the same n_rows ({n_rows}) for its rows to stay valid",
                               f"a map with n_rows={previous.n_rows}")
     ids, counts = stats.frequencies(feature)
+    if method == "learned" and isinstance(embedding, str) and partners is not None:
+        # checked here, not only where ids are embedded: with every id hot none are
+        for p in _partners_of(stats, feature, partners):
+            if p == feature:
+                stats.sequence_counts(feature)  # refuses stats mined without a session key
     max_mapped = _check_int(max_mapped_ids, "max_mapped_ids", 0)
     budget = ids.size if max_mapped is None else min(max_mapped, ids.size)
     if method == "hash":
