@@ -189,10 +189,13 @@ def _map_op(ids, keys, vals, fallback, params, n_rows, n_threads):
     return torch.from_numpy(out).reshape(ids.shape)
 
 
+_MAX_ID_THREADS = 4 * (os.cpu_count() or 1)  # (os.cpu_count() takes 3 us a call here)
+
+
 def _id_threads(n_threads: int, n_ids: int) -> int:
     # As pooled_lookup's: no team for a small call (it costs more than the work, and waits for a
     # busy core), and never more than a few threads a core (OpenMP sets up every thread asked for).
-    return min(team_size(n_threads or None, n_ids), 4 * (os.cpu_count() or 1))
+    return min(team_size(n_threads or None, n_ids), _MAX_ID_THREADS)
 
 
 @torch.library.register_fake("embcompress::map_ids")
