@@ -419,7 +419,8 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         for path in src.paths:  # not only the first file: a part with its header alone has no rows to infer from
             try:
                 reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20),
-                                       parse_options=pcsv.ParseOptions(delimiter=src.delimiter, invalid_row_handler=lambda r: "skip"))
+                                       parse_options=pcsv.ParseOptions(delimiter=src.delimiter, newlines_in_values=True,
+                                                                        invalid_row_handler=lambda r: "skip"))
                 batch = next((b for b in reader if b.num_rows), None)
             except pa.ArrowInvalid:  # an empty file
                 batch = None
@@ -716,7 +717,9 @@ class LogReader:
             return "skip"
 
         read = pcsv.ReadOptions(column_names=names, skip_rows=0 if criteo else 1, block_size=self.block_bytes, use_threads=False)
-        parse = pcsv.ParseOptions(delimiter=self.source.delimiter, quote_char=False if criteo else '"', invalid_row_handler=on_invalid)
+        # a quoted value may span lines (as DuckDB reads it): blocks must not be cut inside one
+        parse = pcsv.ParseOptions(delimiter=self.source.delimiter, quote_char=False if criteo else '"',
+                                  newlines_in_values=not criteo, invalid_row_handler=on_invalid)
         # read as bytes, then checked per value: a value that is not UTF-8 makes its line bad (as
         # in the engines) instead of failing the whole file in Arrow's string conversion
         convert = pcsv.ConvertOptions(column_types={c: pa.binary() for c in self.schema.columns},
@@ -761,7 +764,8 @@ class LogReader:
         with _open_text(path) as fh:
             head = b"".join(line for _, line in zip(range(stop - 1), fh))
         # lines before the first of wrong field count: only blank ones are invalid (skipped)
-        parse = pcsv.ParseOptions(delimiter=parse.delimiter, quote_char=parse.quote_char, invalid_row_handler=lambda row: "skip")
+        parse = pcsv.ParseOptions(delimiter=parse.delimiter, quote_char=parse.quote_char,
+                                  newlines_in_values=parse.newlines_in_values, invalid_row_handler=lambda row: "skip")
         row0 = 0
         for batch in pcsv.open_csv(io.BytesIO(head), read_options=read, parse_options=parse, convert_options=convert):
             table, not_utf8 = _as_text(pa.Table.from_batches([batch]))
