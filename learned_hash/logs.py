@@ -177,7 +177,12 @@ class LogSource:
                                and not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)
                                and (format not in (None, "parquet") or f.suffix == ".parquet"))
                 if not found:
-                    raise ConfigError(f"The directory {s!r} holds no log files{' (*.parquet)' if format in (None, 'parquet') else ''}. Check the path.")
+                    if format is None:  # a folder's format is not guessed from other extensions
+                        raise ConfigError(
+                            f"The directory {s!r} holds no *.parquet files. Pass the format of its files "
+                            f"(format='csv', 'criteo' or 'libfm'; --format on the command line), or check the path."
+                        )
+                    raise ConfigError(f"The directory {s!r} holds no log files{' (*.parquet)' if format == 'parquet' else ''}. Check the path.")
                 paths += found
             elif p.is_file():
                 paths.append(s)

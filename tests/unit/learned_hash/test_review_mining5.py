@@ -365,3 +365,12 @@ def test_a_quoted_value_across_lines_at_a_block_boundary_is_read(tmp_path):
         if (n, r.bad_lines) != (k + 301, 0):
             failed.append(k)
     assert failed == []
+
+
+def test_a_folder_of_csv_files_without_a_format_names_the_fix(tmp_path):
+    # 'holds no log files (*.parquet). Check the path.' for a folder full of CSV logs
+    (tmp_path / "logs").mkdir()
+    write(tmp_path / "logs" / "day0.csv", "a,b\n1,2\n")
+    with pytest.raises(ConfigError, match="(?s)no \\*.parquet files.*format='csv'"):
+        mine(tmp_path / "logs", features=["a"])
+    assert mine(tmp_path / "logs", features=["a"], format="csv").n_rows == 1
