@@ -351,11 +351,9 @@ class IdMap:
             res = out
             if np.may_share_memory(out, flat):  # the kernel would overwrite ids it has not read yet
                 flat = flat.copy()
-        # The rows do not depend on the thread count. As in pooled_lookup: no team for a small call
-        # (waking one costs more than the work, and waits a time slice for a busy core: 32 ids on
-        # two threads had a p99 of 12-16 ms under load), and unclamped, OpenMP set up every thread
-        # asked for (200,000 crashed the process, 2**31 overflowed the kernel's int).
-        threads = min(team_size(n_threads, flat.size), 4 * (os.cpu_count() or 1))
+        # No team for a small call: waking one costs more than the work, and waits a time slice
+        # for a busy core (32 ids on two threads had a p99 of 12-16 ms under load).
+        threads = team_size(n_threads, flat.size)
         _lookup(flat, self._keys, self._vals, self._base, self.seed, self._fallback,
                 self._fb_start, self._fb_count, res.reshape(-1), threads)
         return res

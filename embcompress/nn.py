@@ -47,7 +47,6 @@ process never reaches a source registered there by chance.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import warnings
@@ -185,17 +184,8 @@ def _map_op(ids, keys, vals, fallback, params, n_rows, n_threads):
     seed, base, fb_start, fb_count = (int(v) for v in _np(params))
     out = np.empty(ids.numel(), dtype=np.int64)
     _lookup(_as_int64(_np(ids).reshape(-1)), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
-            _np(fallback).view(dtype), fb_start, fb_count, out, _id_threads(n_threads, out.size))
+            _np(fallback).view(dtype), fb_start, fb_count, out, team_size(n_threads or None, out.size))
     return torch.from_numpy(out).reshape(ids.shape)
-
-
-_MAX_ID_THREADS = 4 * (os.cpu_count() or 1)  # (os.cpu_count() takes 3 us a call here)
-
-
-def _id_threads(n_threads: int, n_ids: int) -> int:
-    # As pooled_lookup's: no team for a small call (it costs more than the work, and waits for a
-    # busy core), and never more than a few threads a core (OpenMP sets up every thread asked for).
-    return min(team_size(n_threads or None, n_ids), _MAX_ID_THREADS)
 
 
 @torch.library.register_fake("embcompress::map_ids")

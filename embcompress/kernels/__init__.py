@@ -101,9 +101,13 @@ def resolve_threads(n_threads: int | None) -> int:
 # (median) on two threads against 41-85 us on one, and an id map lookup of 32 ids had a p99 of
 # 12-16 ms on two threads against 18-32 us on one.
 MIN_ITEMS_PER_THREAD = 16384
+# More than a few threads a core only contend; unclamped, OpenMP set up every thread asked for
+# (200,000 crashed the process; 2**31 overflowed a kernel's int). (os.cpu_count() costs 3 us.)
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
 def team_size(n_threads: int | None, n_items: int) -> int:
-    """Threads for ``n_items`` of work: ``resolve_threads(n_threads)`` at most, and one per
-    ``MIN_ITEMS_PER_THREAD`` items (so ``n_threads`` is an upper bound, as torch's is)."""
-    return max(1, min(resolve_threads(n_threads), n_items // MIN_ITEMS_PER_THREAD))
+    """Threads for ``n_items`` of work: ``resolve_threads(n_threads)`` at most (so ``n_threads``
+    is an upper bound, as torch's is), one per ``MIN_ITEMS_PER_THREAD`` items, and at most
+    ``MAX_THREADS``. Kernels give the same bits for any count."""
+    return max(1, min(resolve_threads(n_threads), n_items // MIN_ITEMS_PER_THREAD, MAX_THREADS))

@@ -7,7 +7,6 @@ NumPy twin (``reference.py``). Both return the same bits.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -160,7 +159,6 @@ class Bags(NamedTuple):
     kernel: object  # the compiled _lookup module, or None for the NumPy backend
 
 
-_MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
 def _checked_offsets(mod, idx, offs, include_last: bool, n_rows: int, threads: int, where: str) -> np.ndarray:
@@ -228,10 +226,8 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
             raise param_error("offsets", where, "be 1-D", f"shape {offs_given.shape}")
         include_last = include_last_offset
     n_bags = len(offs_given) - 1 if include_last else len(offs_given)
-    # More threads than bags would idle, more than a few per core only contend, and a thread with
-    # little work costs more than it saves; the bits are the same for any count. Unclamped, OpenMP
-    # set up every thread asked for (200,000 crashed the process; 2**31 overflowed the kernel's int).
-    threads = min(team_size(n_threads, idx.size), max(n_bags, 1), _MAX_THREADS)
+    # More threads than bags would idle (team_size has the other limits)
+    threads = min(team_size(n_threads, idx.size), max(n_bags, 1))
     mod = compiled("_lookup")  # (asked once a call: it reads the environment, about 1 us)
     offs = _checked_offsets(mod, idx, offs_given, include_last, n_rows, threads, where)
 

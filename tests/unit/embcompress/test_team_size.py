@@ -71,3 +71,8 @@ def test_string_id_hashing_takes_threads_by_its_strings(real_rule, monkeypatch):
     monkeypatch.setattr(embcompress.kernels, "compiled", lambda name: Spy() if name == "_idhash" else None)
     few = idhash._fnv1a_fmix(np.array([0, 1, 2]), np.frombuffer(b"ab", np.uint8))
     assert seen == [1] and few.shape == (2,)
+
+
+def test_never_more_than_a_few_threads_a_core(real_rule):
+    # OpenMP sets up every thread asked for (200,000 crashed the process)
+    assert team_size(200_000, 10**12) == embcompress.kernels.MAX_THREADS
