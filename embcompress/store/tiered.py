@@ -523,6 +523,15 @@ class TieredStore:
             self._hot = np.zeros(0, np.int64)
             self._freq = self._pos = None
 
+    def __reduce__(self):
+        # (copy.deepcopy and pickle come here; the default failed on a lock, naming neither)
+        raise ConfigError(
+            f"A TieredStore cannot be pickled or copied: it holds the open file {str(self.path)!r}, its DRAM "
+            f"tier and its reader threads. Open a new TieredStore on the file where it is needed (and a "
+            f"module over it with MXEmbeddingBag(store, id_map=store.id_map)), or save the module's table "
+            f"with embcompress.write_table and load it with MXEmbeddingBag.from_file."
+        )
+
     def __enter__(self) -> "TieredStore":
         return self
 

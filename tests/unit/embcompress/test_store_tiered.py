@@ -394,3 +394,20 @@ def test_a_closed_store_frees_its_dram_and_refuses_clearly(tmp_path, policy):
             call()
     with TieredStore(path, dram_bytes=40 * q.row_bytes, policy=policy, **kw) as s2:  # the file is untouched
         assert np.array_equal(s2.rows([0, 1]), q.data[[0, 1]])
+
+
+def test_pickling_or_copying_a_store_names_the_fix(tmp_path):
+    import copy
+    import pickle
+
+    import torch
+
+    from embcompress.nn import MXEmbeddingBag
+
+    x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    path = quantize(x, "mxint8").save(tmp_path / "t.embc")
+    with TieredStore(path, dram_bytes=1024, policy="lru") as store:
+        for attempt in (lambda: pickle.dumps(store), lambda: copy.deepcopy(store),
+                        lambda: copy.deepcopy(MXEmbeddingBag(store)), lambda: torch.save(MXEmbeddingBag(store), tmp_path / "m.pt")):
+            with pytest.raises(ConfigError, match="cannot be pickled or copied.*Open a new TieredStore"):
+                attempt()
