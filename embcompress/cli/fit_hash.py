@@ -101,6 +101,9 @@ def command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     per = _parse_rows(feature, rows, rows_per_feature)
+    # '~' is the home folder ('~/x' quoted, or --out-dir=~/x, reaches here as is), as in `mine --out`
+    stats, out_dir = stats.expanduser(), out_dir.expanduser()
+    previous_dir = previous_dir.expanduser() if previous_dir is not None else None
     bar = None
 
     def progress_for(f):
