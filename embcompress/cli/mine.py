@@ -60,6 +60,7 @@ def command(
 ) -> None:
     mine = _load_mine()
     out = out.expanduser()  # written where it is checked ('~/x' quoted, or --out=~/x, reaches here as is)
+    logs = [p.expanduser() for p in logs]  # a glob is quoted for mine to expand it: '~/logs/*.csv'
     # checked before mining, which can take hours on a large log
     parent = out.expanduser().absolute().parent
     if not parent.is_dir() or out.is_dir():
@@ -69,7 +70,7 @@ def command(
         )
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"Cannot write the stats file {str(out)!r}: the directory {str(parent)!r} is not writable. Pass another --out.")
-    if out.is_file() and any(_holds(Path(p).expanduser(), out) for p in logs):
+    if out.is_file() and any(_holds(p, out) for p in logs):
         raise ConfigError(
             f"The '--out' parameter of mine names {str(out)!r}, which is one of the logs to mine: the "
             f"stats file would replace it. Pass another --out."

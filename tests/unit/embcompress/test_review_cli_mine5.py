@@ -30,3 +30,14 @@ def test_out_matched_by_a_log_glob_is_refused(tmp_path, capsys):
     # a new file beside the logs is fine
     main(["mine", str(tmp_path / "day_*.csv"), "--features", "a", "--out", str(tmp_path / "s.embc"), "--quiet"])
     assert "2 rows mined" in capsys.readouterr().out
+
+
+def test_a_quoted_glob_of_logs_under_the_home_folder(tmp_path, capsys, monkeypatch):
+    # a glob is quoted so that mine expands it ('~/logs/day_*.csv'): the '~' stayed literal and
+    # the glob matched no files
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "day_0.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "logs" / "day_1.csv").write_text("a,b\n3,4\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    main(["mine", "~/logs/day_*.csv", "--features", "a", "--out", str(tmp_path / "s.embc"), "--quiet"])
+    assert "2 rows mined" in capsys.readouterr().out
