@@ -43,8 +43,10 @@ def _literal_paths(paths, link_dir: str) -> list[str]:
 def _scan(plan: MiningPlan, paths) -> str:
     src = plan.source
     files = _list(paths)
+    # no Hive partitioning: DuckDB would put a folder name's value ('day=1/') in place of the
+    # files' own column of that name, which the readers and Spark read from the files
     if src.format == "parquet":
-        return f"read_parquet({files})"
+        return f"read_parquet({files}, hive_partitioning=false)"
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names())
     cols = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     delim = src.delimiter.replace("'", "''")
@@ -53,6 +55,7 @@ def _scan(plan: MiningPlan, paths) -> str:
         f"header={'false' if src.format == 'criteo' else 'true'}",
         f"columns={cols}",
         "auto_detect=false",
+        "hive_partitioning=false",
         "null_padding=false",
         # no value is NULL (a newline cannot be an unquoted value; quoted ones never are): DuckDB
         # lets a line's extra fields pass when they are NULL ('1,x,' as a row of 2), which the

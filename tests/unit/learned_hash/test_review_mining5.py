@@ -167,12 +167,20 @@ def test_spark_agrees_on_these_logs(tmp_path):
             (write(tmp_path / "pandas.csv", ",a,a,b\n0,1,5,2\n1,1,6,3\n"), dict(features=["a", "b"])),
             (hex_parquet(tmp_path), dict(features=["C1", "I1"], kinds={"C1": "hex32", "I1": "int"}, on_bad_line="skip")),
             (tmp_path / "parts", dict(features=["a", "b"], format="csv", on_bad_line="skip"))]
+    for day, (a, d) in {1: ([1, 2], [5, 6]), 2: ([3], [7])}.items():
+        (tmp_path / "hive" / f"day={day}").mkdir(parents=True)
+        pq.write_table(pa.table({"a": a, "day": d}), tmp_path / "hive" / f"day={day}" / "p.parquet")
+        write(tmp_path / "hive" / f"day={day}" / "p.csv", "a,day\n" + "".join(f"{x},{y}\n" for x, y in zip(a, d)))
+    logs += [(str(tmp_path / "hive" / "*" / f"p.{fmt}"), dict(features=["a", "day"], format=fmt)) for fmt in ("parquet", "csv")]
     for p, kw in logs:
         expected = by_reader(p, **kw)
         on_spark = mine(p, engine="spark", **kw)
         assert on_spark == expected
         assert on_spark.bad_lines == expected.bad_lines == mine(p, **kw).bad_lines
-    assert counts(on_spark, "a") == {2: 2}
+        if p == tmp_path / "parts":
+            assert counts(on_spark, "a") == {2: 2}
+        if "hive" in str(p):
+            assert counts(on_spark, "day") == {5: 1, 6: 1, 7: 1}
 
 
 def test_dictionary_encoded_parquet_columns_are_read_by_the_readers(tmp_path):
@@ -374,3 +382,20 @@ def test_a_folder_of_csv_files_without_a_format_names_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="(?s)no \\*.parquet files.*format='csv'"):
         mine(tmp_path / "logs", features=["a"])
     assert mine(tmp_path / "logs", features=["a"], format="csv").n_rows == 1
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_column_named_like_a_hive_folder_is_read_from_the_files(tmp_path, fmt):
+    # DuckDB took 'day=1/' as a Hive partition and put 1 in place of the files' own 'day' values
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for day, (a, d) in {1: ([1, 2], [5, 6]), 2: ([3], [7])}.items():
+        (tmp_path / "log" / f"day={day}").mkdir(parents=True)
+        if fmt == "parquet":
+            pq.write_table(pa.table({"a": a, "day": d}), tmp_path / "log" / f"day={day}" / "p.parquet")
+        else:
+            write(tmp_path / "log" / f"day={day}" / "p.csv", "a,day\n" + "".join(f"{x},{y}\n" for x, y in zip(a, d)))
+    expected = by_reader(tmp_path / "log", features=["a", "day"], format=fmt)
+    assert counts(expected, "day") == {5: 1, 6: 1, 7: 1}
+    assert mine(tmp_path / "log", features=["a", "day"], format=fmt) == expected
