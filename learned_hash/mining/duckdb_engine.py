@@ -106,6 +106,14 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
 
     from .api import memory_bytes, raise_first_bad_line
 
+    if plan.text:
+        # compressions the readers (and Spark) read but DuckDB's CSV reader does not
+        other = next((p for p in plan.source.paths if p.lower().endswith((".bz2", ".lz4", ".br"))), None)
+        if other is not None:
+            raise ConfigError(
+                f"DuckDB cannot read the compressed log {other!r} (it reads gzip and zstd only). "
+                f"Recompress it with gzip or zstd (.gz, .zst), or mine it with engine='spark'."
+            )
     own_tmp = own_links = None
     if temp_directory is None:
         own_tmp = tempfile.TemporaryDirectory(prefix="embc-duckdb-")
