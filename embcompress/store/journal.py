@@ -35,6 +35,7 @@ import numpy as np
 from .. import container
 from ..container import PREFIX, PREFIX_SIZE, read_artifact, write_artifact
 from ..errors import ArtifactError
+from . import updlog
 
 JOURNAL_KIND = "row_journal"
 _POLY = np.uint64(0xEDB88320)  # reflected CRC-32 polynomial of zlib
@@ -154,6 +155,8 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
             # 400): rewrite the whole file atomically instead, which needs no journal. (A writer
             # waiting for the lock on the replaced file finds it replaced and locks the new one.)
             _rewrite_whole(art, section, rows, records)
+            if section == "rows":
+                updlog.append(path, rows)
             return
         jpath = journal_path(path)
         write_artifact(
@@ -250,6 +253,8 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
         _pwrite_all(fd, rec.tobytes(), base + r * row_bytes)
     _pwrite_all(fd, head, 0)
     os.fsync(fd)
+    if meta.get("section") == "rows":
+        updlog.append(path, rows)  # stores elsewhere read these rows again (a replay logs them again)
     jpath.unlink()
     container._fsync_dir(jpath.parent)
     return np.array(rows), np.array(records)

@@ -80,8 +80,13 @@ class RowReader:
         self._flock = True  # False where the file system refuses flock
         self._share_lock = threading.Lock()
 
+    @property
+    def file_id(self) -> int:
+        """The inode of the file this reader reads (an update may rename a new file over the path)."""
+        return os.fstat(self._fd).st_ino
+
     @contextmanager
-    def _shared_flock(self):
+    def locked(self):
         """A shared ``flock`` on the file while a batch reads it: an update (in any process: see
         ``journal.apply_update``) holds it exclusively, so a batch reads every row of an update
         new, or every row old, and none torn. The lock belongs to the open file, which this
@@ -178,7 +183,7 @@ class RowReader:
                     read_extent(ext)
 
         try:
-            with self._shared_flock():
+            with self.locked():
                 self._read_extents(extents, read_all)
         except BaseException:
             # A read may still be running into the buffer (a share, after Ctrl-C): never reuse it.

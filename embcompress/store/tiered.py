@@ -25,6 +25,7 @@ write-ahead journal (:mod:`.journal`) and replace the cached copies, so no looku
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ import numpy as np
 from ..container import read_artifact
 from ..errors import ArtifactError, ConfigError, param_error
 from ..kernels.unique import unique_ids
-from . import journal
+from . import journal, updlog
 from .devices import DeviceModel, get_device
 from .dram import POLICIES, DramTier
 from .placement import ROW_ORDER, invert, top_rows
@@ -198,6 +199,7 @@ class TieredStore:
         self._dram = DramTier(n_rows, self.row_bytes, self.dram_bytes // self.row_bytes, policy)
         self._reader = RowReader(self.path, sec.offset, self.row_bytes, n_rows, direct=direct_io, max_in_flight=max_in_flight)
         self._direct_io, self._max_in_flight = direct_io, max_in_flight
+        self._log = updlog.LogCursor(self.path)  # updates through other stores, from now on
         self._lock = threading.RLock()  # DRAM tier and counters
         self._file = _FileLock()  # lookups read the file shared; updates and warm-ups exclusive
         self._warm = False
@@ -331,11 +333,40 @@ class TieredStore:
             self._dram.set_hot(pos, records)
             return len(pos)
 
+    def _sync_updates(self) -> None:
+        """Read again the held rows that updates through other stores changed (see ``updlog``)."""
+        if not self._log.changed():  # one stat a batch
+            return
+        with self._file.exclusive(), self._lock:
+            self._check_open("TieredStore lookup")
+            if os.stat(self.path).st_ino != self._reader.file_id:  # rewritten whole by an update
+                self._reopen_reader()
+            with self._reader.locked():  # no update midway while the log and the rows are read
+                changed = self._log.read()
+                if changed is None:  # a new log, or one that cannot be parsed: every held row
+                    held = np.sort(self._dram.held_rows)
+                else:
+                    changed = changed[(changed >= 0) & (changed < self.shape[0])]
+                    held = changed[self._dram.find(changed) >= 0]
+                if len(held):
+                    self._dram.write_through(held, self._reader.read(held)[0])
+            self._c["rows_reloaded"] += len(held)
+
+    def _reopen_reader(self) -> None:
+        """A reader on the file now at the path (an update may have rewritten it whole)."""
+        sec = read_artifact(self.path, kind="table").section("rows")
+        self._reader.close()
+        measured = self._reader.read_seconds  # the same device: keep choosing as measured
+        self._reader = RowReader(self.path, sec.offset, self.row_bytes, self.shape[0],
+                                 direct=self._direct_io, max_in_flight=self._max_in_flight)
+        self._reader.read_seconds = measured
+
     def _stage(self, rows: np.ndarray, counts: np.ndarray, n_lookups: int) -> np.ndarray:
         """Row records of unique original ``rows`` (int64, asked ``counts`` times), through the tiers."""
         pos = self._positions(rows)
         if not self._warm:
             self.warm_up()
+        self._sync_updates()
         refresh = None
         with self._lock:  # DRAM hits, copied out at once
             self._check_open("TieredStore lookup")
@@ -473,20 +504,14 @@ class TieredStore:
             # An earlier update that failed midway is finished first: its DRAM copies too.
             journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through)
             self._dram.write_through(pos, records)
-            # The file may have been rewritten whole (see journal.apply_update): reopen the reader.
-            sec = read_artifact(self.path, kind="table").section("rows")
-            self._reader.close()
-            measured = self._reader.read_seconds  # the same device: keep choosing as measured
-            self._reader = RowReader(self.path, sec.offset, self.row_bytes, self.shape[0],
-                                     direct=self._direct_io, max_in_flight=self._max_in_flight)
-            self._reader.read_seconds = measured
+            self._reopen_reader()  # the file may have been rewritten whole (see journal.apply_update)
             self._c["rows_updated"] += len(pos)
 
     # -- counters ------------------------------------------------------------------------------------
     def reset_stats(self) -> None:
         with getattr(self, "_lock", threading.RLock()):
             self._c = dict(batches=0, lookups=0, unique_rows=0, dram_hits=0, scm_rows=0, blocks_read=0,
-                           device_reads=0, device_seconds=0.0, scm_seconds=0.0, rows_updated=0,
+                           device_reads=0, device_seconds=0.0, scm_seconds=0.0, rows_updated=0, rows_reloaded=0,
                            refreshes=0, refresh_rows=0, refresh_blocks=0, refresh_seconds=0.0)
 
     def stats(self) -> dict:
@@ -518,6 +543,7 @@ class TieredStore:
                 return
             self._closed = True
             self._reader.close()
+            self._log.close()
             self._dram = DramTier(0, self.row_bytes, 0, self.policy)
             self._score, self._is_touched, self._touched = None, np.zeros(0, bool), []
             self._hot = np.zeros(0, np.int64)

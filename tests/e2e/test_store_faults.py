@@ -221,3 +221,16 @@ def test_a_read_from_another_process_sees_an_update_whole_or_not_at_all(tmp_path
     old = np.array_equal(got, q.data[[5, 1500]])
     assert old or (got == 0xEE).all(), "a read saw half an update"
     store.close()
+
+
+def test_an_update_in_another_process_reaches_this_stores_dram(tmp_path):
+    path, q = _make(tmp_path)
+    freq = np.zeros(N)
+    freq[ROWS] = 1  # the rows the child updates are all held in DRAM here
+    store = TieredStore(path, dram_bytes=len(ROWS) * q.row_bytes, policy="frequency", frequencies=freq)
+    store.warm_up()
+    assert np.array_equal(store.rows(ROWS), q.data[ROWS])
+    assert _run(path, "none").returncode == 0  # the child's store writes 0xAB into ROWS
+    assert (store.rows(ROWS) == 0xAB).all()
+    assert store.stats()["rows_reloaded"] == len(ROWS)
+    store.close()

@@ -1,0 +1,144 @@
+"""The update log of a table file: which rows updates changed, for stores in other processes.
+
+A store keeps copies of rows in DRAM; an update made through another store (another process, or
+another store object in this one) changes the file under them. Every update appends the file
+positions of the rows it wrote to ``<table>.updates``, under the table's exclusive ``flock`` (see
+:mod:`.journal`), and each store reads what was appended since it last looked: one ``stat`` a
+batch while nothing changes, and when something did, it reads those rows again from the file.
+
+Decision: a sidecar log of positions, not a counter in the table's header. A counter says that
+something changed, not what: every store would have to reload its whole DRAM tier (gigabytes) on
+any update. The log is not made durable (no fsync): it matters only to stores that are running,
+and a machine that crashes restarts them with empty tiers. An update interrupted by a process
+crash is replayed from its journal, which appends its rows again (a repeat is harmless).
+
+Format: 16 bytes of header, ``b"EMBCUPD1"`` and the log's epoch (uint64 little-endian), then
+records of ``n`` (uint64) and ``n`` positions (int64). Past ``LOG_LIMIT`` bytes the next update
+starts a new log, epoch + 1, renamed over the old one: a store that sees another file or another
+epoch than its own reloads every row it holds, as it does for a log it cannot parse.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"EMBCUPD1"
+HEADER = struct.Struct("<8sQ")
+LOG_LIMIT = 4 << 20  # bytes: about 500,000 updated rows before a new log starts
+
+
+def log_path(table_path) -> Path:
+    p = Path(table_path)
+    return p.with_name(p.name + ".updates")
+
+
+def append(table_path, positions: np.ndarray) -> None:
+    """Log that the rows at ``positions`` were rewritten (the caller holds the table's exclusive lock)."""
+    path = log_path(table_path)
+    rec = struct.pack("<Q", len(positions)) + np.ascontiguousarray(positions, dtype="<i8").tobytes()
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        size = None
+    if size is not None and size <= LOG_LIMIT:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            _write_all(fd, rec)
+        finally:
+            os.close(fd)
+        return
+    epoch = 0 if size is None else (_epoch(path) or 0) + 1
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, HEADER.pack(MAGIC, epoch) + rec)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _epoch(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            magic, epoch = HEADER.unpack(f.read(HEADER.size))
+    except (OSError, struct.error):
+        return None
+    return epoch if magic == MAGIC else None
+
+
+class LogCursor:
+    """A store's place in its table's update log."""
+
+    def __init__(self, table_path):
+        self.path = log_path(table_path)
+        self._fd = None  # the log file, once there is one: fstat costs a third of a stat by path
+        self.state = (None, 0)  # (inode, bytes read); what exists now is history
+        self.epoch = None
+        if self._open():
+            self.state = (os.fstat(self._fd).st_ino, os.fstat(self._fd).st_size)
+            self.epoch = _epoch(self.path)
+
+    def _open(self) -> bool:
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def changed(self) -> bool:
+        """Whether anything was logged since the last :meth:`read` (one ``fstat``, or one ``stat``
+        while there is no log)."""
+        if self._fd is None:
+            return os.path.exists(self.path)
+        st = os.fstat(self._fd)
+        return st.st_nlink == 0 or st.st_size != self.state[1]  # (nlink 0: a new log replaced it)
+
+    def read(self) -> np.ndarray | None:
+        """Positions logged since the last read (unique), or None: reload every row held (a new
+        log, another epoch, or one that cannot be parsed). Call under the table's shared lock."""
+        self.close()
+        if not self._open():
+            return np.zeros(0, np.int64)
+        st = os.fstat(self._fd)
+        data = os.pread(self._fd, st.st_size, 0)
+        ino, off = self.state
+        self.state = (st.st_ino, len(data))
+        head = data[: HEADER.size]
+        epoch = HEADER.unpack(head)[1] if len(head) == HEADER.size and head[:8] == MAGIC else None
+        fresh = ino is None and epoch == 0  # created since this cursor began: all of it is new
+        known, self.epoch = self.epoch, epoch
+        if epoch is None or not (fresh or (st.st_ino == ino and epoch == known)):
+            return None
+        start = HEADER.size if fresh else off
+        out = []
+        while start < len(data):
+            if start + 8 > len(data):
+                return None
+            (n,) = struct.unpack_from("<Q", data, start)
+            end = start + 8 + 8 * n
+            if end > len(data):
+                return None
+            out.append(np.frombuffer(data, dtype="<i8", count=n, offset=start + 8))
+            start = end
+        return np.unique(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
