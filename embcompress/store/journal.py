@@ -17,7 +17,9 @@ crash at any point leaves every row either old (journal not yet durable) or new 
 replayed), and the header's checksum matches the rows. Updates and replays hold an exclusive
 ``flock`` on the table throughout, so writers in several threads or processes take turns and
 none loses another's rows; callers exclude concurrent readers of the same rows (the store holds
-its lock while applying).
+its lock while applying). Each applied update appends its rows' positions to the table's update
+log (:mod:`.updlog`), from which stores in other processes learn which of their DRAM copies to
+read again.
 """
 
 from __future__ import annotations
