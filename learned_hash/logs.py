@@ -796,7 +796,14 @@ class LogReader:
         row_bytes = max(1, os.path.getsize(path) // max(1, pf.metadata.num_rows))
         batch_rows = max(1024, self.block_bytes // max(8, row_bytes))
         row0 = 0
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=self.schema.columns):
+        batches = pf.iter_batches(batch_size=batch_rows, columns=self.schema.columns)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except OSError as exc:  # corrupt data pages (the footer read)
+                raise _unreadable(path, exc) from None
             yield pa.Table.from_batches([batch]), row0, batch.num_rows * row_bytes, None
             row0 += batch.num_rows
 

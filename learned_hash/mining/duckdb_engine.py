@@ -163,6 +163,9 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             unreadable = ConfigError(
                 f"DuckDB cannot parse the log {plan.source.paths[0]!r} ({first}). A file that mixes \\r\\n and \\n "
                 f"line ends is one cause: rewrite it with one kind of line end, or mine it with engine='spark'."
+            ) if plan.text else ConfigError(
+                f"DuckDB cannot read the log {plan.source.paths[0]!r} ({first}). A file may be truncated or "
+                f"corrupt: re-create it, or leave it out of the log."
             )
             if plan.on_bad_line == "error":
                 raise_first_bad_line(plan, unreadable)

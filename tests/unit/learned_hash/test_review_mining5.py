@@ -410,3 +410,21 @@ def test_a_bzip2_log_on_duckdb_names_the_fix(tmp_path):
     assert by_reader(tmp_path / "log.csv.bz2", features=["a"], format="csv").n_rows == 2
     with pytest.raises(ConfigError, match="(?s)log.csv.bz2.*gzip or zstd.*engine='spark'"):
         mine(tmp_path / "log.csv.bz2", features=["a"], format="csv")
+
+
+@pytest.mark.parametrize("on_bad_line", ["error", "skip"])
+def test_a_parquet_part_with_corrupt_data_is_named(tmp_path, on_bad_line):
+    # its footer reads, its data does not: the readers raised a raw OSError naming no file
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "cp.parquet"
+    pq.write_table(pa.table({"a": np.arange(100_000) % 977}), p, compression="snappy")
+    data = bytearray(p.read_bytes())
+    data[1000:1400] = bytes(b ^ 0x5A for b in data[1000:1400])
+    p.write_bytes(bytes(data))
+    with pytest.raises(ConfigError) as exc:
+        mine(p, features=["a"], on_bad_line=on_bad_line)
+    assert "cp.parquet" in str(exc.value) and "corrupt" in str(exc.value) and "line ends" not in str(exc.value)
+    with pytest.raises(ConfigError, match="(?s)cp.parquet.*corrupt"):
+        by_reader(p, features=["a"], on_bad_line=on_bad_line)
