@@ -208,3 +208,13 @@ def test_every_budget_holds_at_least_one_row():
     p = plan(6400, 64, np.ones(100), 1.0)
     assert min(c["dram_bytes"] for c in p.candidates) == 64 and p.dram_bytes >= 64
     assert p.candidates[0]["hit_rate"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("row_bytes", [66, 100, 4096, 5000, 9000])
+def test_units_read_equals_a_brute_force_count(row_bytes):
+    d = get_device("nand")  # 4 KiB units
+    rng = np.random.default_rng(row_bytes)
+    for _ in range(40):
+        starts = np.unique(rng.integers(0, 5000, rng.integers(1, 300))) * row_bytes + int(rng.integers(0, 4096))
+        want = {u for s in starts.tolist() for u in range(s // 4096, (s + row_bytes - 1) // 4096 + 1)}
+        assert d.units_read(starts, row_bytes) == len(want)
