@@ -138,6 +138,17 @@ def _load(spark, plan: MiningPlan):
     return reader.csv(paths), (f"{CORRUPT} IS NOT NULL" if skip else None)
 
 
+def _failed_read(message: str) -> str | None:
+    """Spark's one line naming the file it failed to read (FAILED_READ_FILE) and the last cause, or None."""
+    lines = [x.strip() for x in message.splitlines()]
+    at = next((x for x in lines if "[FAILED_READ_FILE" in x), None)
+    if at is None:
+        return None
+    at = at[at.index("[FAILED_READ_FILE"):].split("SQLSTATE")[0].strip()
+    causes = [x.split(": ", 1)[-1] for x in lines if x.startswith("Caused by:")]
+    return f"{at} ({causes[-1]})" if causes and causes[-1] not in at else at
+
+
 def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: str | None = None,
         threads: int | None = None, local_dir=None, progress=None, source=None):
     """Mine ``plan`` on Spark and return LogStats."""
@@ -163,6 +174,10 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     except Exception as exc:
         if plan.on_bad_line == "error" and plan.text and ("FAILFAST" in str(exc) or "Malformed" in str(exc)):
             raise_first_bad_line(plan)
+        unreadable = _failed_read(str(exc))
+        if unreadable:  # a file Spark cannot read: one line naming it, not the JVM's stack of causes
+            raise ConfigError(f"Spark cannot read the log: {unreadable}. A file may be truncated or corrupt: "
+                              f"re-create it, or leave it out of the log.") from None
         raise
     finally:
         spark.catalog.dropTempView(LOG_TABLE)

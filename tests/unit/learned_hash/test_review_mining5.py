@@ -428,3 +428,26 @@ def test_a_parquet_part_with_corrupt_data_is_named(tmp_path, on_bad_line):
     assert "cp.parquet" in str(exc.value) and "corrupt" in str(exc.value) and "line ends" not in str(exc.value)
     with pytest.raises(ConfigError, match="(?s)cp.parquet.*corrupt"):
         by_reader(p, features=["a"], on_bad_line=on_bad_line)
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_names_a_corrupt_parquet_part_in_one_line(tmp_path):
+    # a 145-line Py4JJavaError, which the CLI printed whole as an 'unexpected' error
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java (java not found on PATH)")
+    p = tmp_path / "cp.parquet"
+    pq.write_table(pa.table({"a": np.arange(100_000) % 977}), p, compression="snappy")
+    data = bytearray(p.read_bytes())
+    data[1000:1400] = bytes(b ^ 0x5A for b in data[1000:1400])
+    p.write_bytes(bytes(data))
+    with pytest.raises(ConfigError) as exc:
+        mine(p, features=["a"], engine="spark", on_bad_line="skip")
+    msg = str(exc.value)
+    assert "cp.parquet" in msg and "corrupt" in msg and len(msg.splitlines()) == 1
