@@ -15,6 +15,7 @@ from .jobs import MiningPlan
 from .stats import LogStats
 
 ENGINES = ("duckdb", "spark")
+MAX_FEATURES = 63  # GROUPING_ID over the feature keys is a 64-bit integer (DuckDB refuses 64 keys)
 # A size both engines take: DuckDB's units (KB, MB, ... are powers of 1000; KiB, MiB, ... of 1024)
 _SIZE = re.compile(r"\s*([0-9]+(?:[.][0-9]+)?)\s*(B|KB?|MB?|GB?|TB?|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
 _UNITS = {"b": 1, **{u: 1000 ** (i + 1) for i, u in enumerate("kmgt")},
@@ -195,6 +196,12 @@ def mine(
     if time_key is not None and sequence_key is None:
         raise ConfigError("The 'time_key' parameter of mine is used only with a sequence_key. Pass sequence_key too, or drop time_key.")
     feats = _names(features, "features")
+    if len(dict.fromkeys(feats)) > MAX_FEATURES:
+        raise ConfigError(
+            f"The 'features' parameter of mine takes at most {MAX_FEATURES} features in one call (all are "
+            f"counted in one SQL grouping, whose GROUPING_ID is 64-bit). Got {len(feats)} instead. Mine "
+            f"them in several calls, each feature with the features it is paired with."
+        )
     pair_list = _pairs(pairs, feats)
     src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
     schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))

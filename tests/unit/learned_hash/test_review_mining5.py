@@ -451,3 +451,13 @@ def test_spark_names_a_corrupt_parquet_part_in_one_line(tmp_path):
         mine(p, features=["a"], engine="spark", on_bad_line="skip")
     msg = str(exc.value)
     assert "cp.parquet" in msg and "corrupt" in msg and len(msg.splitlines()) == 1
+
+
+def test_more_features_than_one_grouping_takes_is_a_clear_error(tmp_path):
+    # GROUPING_ID is 64-bit: 64 features failed with a raw BinderException from DuckDB
+    n = 64
+    p = write(tmp_path / "wide.csv", ",".join(f"f{i}" for i in range(n)) + "\n"
+              + "".join(",".join(str((r * 7 + i) % 5) for i in range(n)) + "\n" for r in range(5)))
+    assert mine(p, features=[f"f{i}" for i in range(63)]).n_rows == 5
+    with pytest.raises(ConfigError, match="(?s)at most 63.*Got 64.*several"):
+        mine(p, features=[f"f{i}" for i in range(n)])
