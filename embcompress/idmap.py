@@ -250,7 +250,8 @@ class IdMap:
         """A map sending ``ids[i]`` to ``rows[i]`` and every other id into ``fallback_rows``.
 
         ``fallback_rows`` defaults to every row not owned by a hot id, where a hot id is one that
-        is alone on its row; when that leaves no row, to all rows. ``config``, ``inputs`` and
+        is alone on its row; when that leaves no row, to all rows. A ``range`` (step 1) is kept as
+        its bounds, never built as an array. ``config``, ``inputs`` and
         ``meta`` are recorded in the file :meth:`save` writes.
         """
         owner = "IdMap.from_arrays"
@@ -294,6 +295,13 @@ class IdMap:
                 cold = np.ones(n_rows, dtype=bool)
                 cold[hot] = False
                 fallback = np.flatnonzero(cold)
+        elif isinstance(fallback_rows, range) and fallback_rows.step == 1:
+            # a range is kept as (start, count), never built: a table's cold rows may outnumber memory
+            if len(fallback_rows) == 0:
+                raise param_error("fallback_rows", owner, "hold at least one row", "an empty range")
+            if fallback_rows.start < 0 or fallback_rows.stop > n_rows:
+                raise param_error("fallback_rows", owner, f"lie in [0, n_rows) = [0, {n_rows})", repr(fallback_rows))
+            fb_range = (fallback_rows.start, len(fallback_rows))
         else:
             fallback = _check_int_array(fallback_rows, "fallback_rows", owner)
             if fallback.size == 0:

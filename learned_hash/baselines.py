@@ -49,7 +49,7 @@ def hash_map(n_rows: int, *, seed: int = 0, config=None, inputs=None, meta=None)
     """The hashing trick as an IdMap: no stored ids, all rows are fallback rows."""
     _check_rows(n_rows, "hash_map")
     return IdMap.from_arrays(np.zeros(0, np.int64), np.zeros(0, np.int64), n_rows,
-                             fallback_rows=np.arange(n_rows), seed=seed,
+                             fallback_rows=range(n_rows), seed=seed,
                              config=config or {"method": "hash", "n_rows": _py(n_rows), "seed": _py(seed)},
                              inputs=inputs, meta=meta)
 
@@ -61,6 +61,6 @@ def frequency_map(ids, n_rows: int, *, hot_rows: int, seed: int = 0, config=None
     if isinstance(hot_rows, bool) or not isinstance(hot_rows, (int, np.integer)) or not 0 <= hot_rows < n_rows:
         raise param_error("hot_rows", "frequency_map", f"be an int in [0, n_rows - 1] = [0, {n_rows - 1}]", hot_rows)
     ids = np.asarray(ids, dtype=np.int64)[:hot_rows]
-    return IdMap.from_arrays(ids, np.arange(ids.size), n_rows, fallback_rows=np.arange(ids.size, n_rows), seed=seed,
+    return IdMap.from_arrays(ids, np.arange(ids.size), n_rows, fallback_rows=range(ids.size, n_rows), seed=seed,
                              config=config or {"method": "frequency", "n_rows": _py(n_rows), "hot_rows": int(ids.size), "seed": _py(seed)},
                              inputs=inputs, meta=meta)

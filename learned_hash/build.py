@@ -40,8 +40,8 @@ def collision_share(idmap: IdMap, ids, counts) -> float:
     if total == 0:
         return 0.0
     rows = idmap.lookup(np.asarray(ids, dtype=np.int64))
-    occupancy = np.bincount(rows, minlength=idmap.n_rows)
-    return float(counts[occupancy[rows] > 1].sum() / total)
+    _, at, occupancy = np.unique(rows, return_inverse=True, return_counts=True)  # not a count per table row
+    return float(counts[occupancy[at] > 1].sum() / total)
 
 
 def _relabel(prop_rows, ids, previous: IdMap, n_rows: int):
@@ -159,7 +159,7 @@ def fit_hash(
             perm = _relabel(prop, mapped_ids, previous, n_rows)
             rows, cold = perm[prop], np.sort(perm[n_hot:])
         else:
-            rows, cold = prop, np.arange(n_hot, n_rows)
+            rows, cold = prop, range(n_hot, n_rows)  # kept as a range by the map: never n_rows ints
         if method == "frequency" and previous is None:
             idmap = frequency_map(mapped_ids, n_rows, hot_rows=n_hot, seed=seed, config=config, inputs=inputs)
         else:

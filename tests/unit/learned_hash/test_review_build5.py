@@ -21,3 +21,23 @@ def test_a_partner_that_was_not_mined_is_refused_even_when_every_id_is_hot(partn
     with pytest.raises(ConfigError, match=match):
         fit_hash(stats, "a", 4, partners=partners)
     fit_hash(stats, "a", 4, partners=["b"])
+
+
+@pytest.mark.parametrize("method", ["hash", "frequency", "learned"])
+def test_a_table_larger_than_memory_gets_a_map(method):
+    # the map keeps its cold rows as a range; fit_hash built them as np.arange(n_rows) first (and
+    # counted rows with a bincount over n_rows): MemoryError for any table beyond memory, even
+    # for the hashing trick, which stores no id
+    rng = np.random.default_rng(0)
+    cols = {"a": rng.integers(0, 300, 3000), "b": rng.integers(0, 40, 3000), "y": rng.integers(0, 2, 3000)}
+    stats = LogStats.from_rows(cols, features=["a", "b"], label="y", pairs=[("a", "b")])
+    n_rows = 2**60
+    m = fit_hash(stats, "a", n_rows, method=method)
+    small = fit_hash(stats, "a", 2**20, method=method)
+    assert m.n_rows == n_rows and m.nbytes <= 8 * small.nbytes + 64
+    ids = np.arange(-50, 400)
+    rows = m.lookup(ids)
+    assert rows.min() >= 0 and rows.max() < n_rows
+    seen = stats.frequencies("a")[0]
+    assert (np.isin(ids, seen) | (rows >= m.meta["hot_ids"])).all()  # unseen ids: cold rows only
+    assert 0.0 <= m.meta["collision_share"] <= 1.0
