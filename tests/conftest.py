@@ -65,14 +65,17 @@ def torn_reads_during_updates(store, rows, row_bytes: int, *, per_batch: bool = 
 
     import numpy as np
 
-    stop, bad = threading.Event(), []
+    stop, bad, errors = threading.Event(), [], []
 
     def read():
         rng = np.random.default_rng(threading.get_ident() % 1000)
-        while not stop.is_set():
-            got = store.rows(rng.choice(rows, min(30, len(rows))))
-            if not (got == (got[0, 0] if per_batch else got[:, :1])).all():
-                bad.append(got)
+        try:
+            while not stop.is_set():
+                got = store.rows(rng.choice(rows, min(30, len(rows))))
+                if not (got == (got[0, 0] if per_batch else got[:, :1])).all():
+                    bad.append(got)
+        except BaseException as e:  # a reader that failed read nothing more: the test must say so
+            errors.append(e)
 
     readers = [threading.Thread(target=read) for _ in range(3)]
     for t in readers:
@@ -82,6 +85,8 @@ def torn_reads_during_updates(store, rows, row_bytes: int, *, per_batch: bool = 
     stop.set()
     for t in readers:
         t.join()
+    if errors:
+        raise errors[0]
     return bad
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,7 @@ class LogCursor:
     def __init__(self, table_path):
         self.path = log_path(table_path)
         self._fd = None  # the log file, once there is one: fstat costs a third of a stat by path
+        self._lock = threading.Lock()  # a batch's changed() while another thread's read() reopens
         self.state = (None, 0)  # (inode, bytes read); what exists now is history
         self.epoch = None
         if self._open():
@@ -98,21 +100,23 @@ class LogCursor:
     def changed(self) -> bool:
         """Whether anything was logged since the last :meth:`read` (one ``fstat``, or one ``stat``
         while there is no log)."""
-        if self._fd is None:
-            return os.path.exists(self.path)
-        st = os.fstat(self._fd)
-        return st.st_nlink == 0 or st.st_size != self.state[1]  # (nlink 0: a new log replaced it)
+        with self._lock:
+            if self._fd is None:
+                return os.path.exists(self.path)
+            st = os.fstat(self._fd)
+            return st.st_nlink == 0 or st.st_size != self.state[1]  # (nlink 0: a new log replaced it)
 
     def read(self) -> np.ndarray | None:
         """Positions logged since the last read (unique), or None: reload every row held (a new
         log, another epoch, or one that cannot be parsed). Call under the table's shared lock."""
-        self.close()
-        if not self._open():
-            return np.zeros(0, np.int64)
-        st = os.fstat(self._fd)
-        data = os.pread(self._fd, st.st_size, 0)
-        ino, off = self.state
-        self.state = (st.st_ino, len(data))
+        with self._lock:
+            self._close()
+            if not self._open():
+                return np.zeros(0, np.int64)
+            st = os.fstat(self._fd)
+            data = os.pread(self._fd, st.st_size, 0)
+            ino, off = self.state
+            self.state = (st.st_ino, len(data))
         head = data[: HEADER.size]
         epoch = HEADER.unpack(head)[1] if len(head) == HEADER.size and head[:8] == MAGIC else None
         fresh = ino is None and epoch == 0  # created since this cursor began: all of it is new
@@ -133,6 +137,10 @@ class LogCursor:
         return np.unique(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
