@@ -58,7 +58,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ArtifactError, ConfigError, param_error
-from .idmap import IdMap, _as_int64, _lookup, row_dtype
+from .idmap import ID_SECONDS, IdMap, _as_int64, _lookup, row_dtype
 from .kernels import team_size
 from .kernels.lookup import MODES, pooled_lookup
 from .table import QuantizedTable
@@ -184,7 +184,7 @@ def _map_op(ids, keys, vals, fallback, params, n_rows, n_threads):
     seed, base, fb_start, fb_count = (int(v) for v in _np(params))
     out = np.empty(ids.numel(), dtype=np.int64)
     _lookup(_as_int64(_np(ids).reshape(-1)), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
-            _np(fallback).view(dtype), fb_start, fb_count, out, team_size(n_threads or None, out.size))
+            _np(fallback).view(dtype), fb_start, fb_count, out, team_size(n_threads or None, out.size, ID_SECONDS))
     return torch.from_numpy(out).reshape(ids.shape)
 
 

@@ -133,8 +133,8 @@ except ImportError:  # hypothesis is a dev dependency; unit tests without it sti
 @pytest.fixture(autouse=True)
 def teams_on_small_inputs(monkeypatch):
     """Kernels run on the threads asked for even on the small inputs of tests, so that the tests
-    of thread counts exercise OpenMP teams; calls under MIN_ITEMS_PER_THREAD items a thread
-    otherwise use fewer threads (tested with the real value in test_lookup.py)."""
+    of thread counts exercise OpenMP teams; calls with under MIN_THREAD_SECONDS of work a thread
+    otherwise use fewer threads (tested with the real value in test_team_size.py)."""
     import embcompress.kernels
 
-    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 1)
+    monkeypatch.setattr(embcompress.kernels, "MIN_THREAD_SECONDS", 0.0)

@@ -83,8 +83,8 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
     none). ``scale_mode``: ``"floor"`` (the OCP rule) or ``"mse"`` (per block, the scale in
     {floor, floor + 1} with the lower squared error; MX and BDR only). ``nonfinite``: ``"error"``
     raises naming the rows with NaN/inf; ``"nan_block"`` stores those blocks (rows, for row-wise
-    and float formats) as NaN. ``n_threads``: compiled quantizer threads (None: all; at most one
-    per ``embcompress.kernels.MIN_ITEMS_PER_THREAD`` elements).
+    and float formats) as NaN. ``n_threads``: compiled quantizer threads (None: all; fewer for
+    small tables, see ``embcompress.kernels.team_size``).
     """
     from ..table import QuantizedTable
 
@@ -97,7 +97,7 @@ def quantize(x, fmt, *, block_size=None, scale_mode="floor", nonfinite="error", 
         raise param_error("scale_mode", "quantize", f"be 'floor' for {spec.name} (only MX and BDR formats choose a block scale)", scale_mode)
     if not isinstance(nonfinite, str) or nonfinite not in NONFINITE:
         raise param_error("nonfinite", "quantize", f"be one of {NONFINITE}", nonfinite)
-    threads = team_size(n_threads, x.size)  # a few rows (an update) need no team
+    threads = team_size(n_threads, x.size, 1.5e-9)  # (an element's time here); an update's few rows need no team
     n, dim = x.shape
     row_bytes = spec.row_bytes(dim, block)
     data = None

@@ -95,19 +95,20 @@ def resolve_threads(n_threads: int | None) -> int:
     return n_threads
 
 
-# A thread of a kernel takes at least this many items (lookups, ids). Waking an OpenMP team costs
-# more than a small call's work, and when another process holds a core the call waits a time
-# slice for it: on this 2-core machine, with other jobs running, a 4,096-lookup call took 8 ms
-# (median) on two threads against 41-85 us on one, and an id map lookup of 32 ids had a p99 of
-# 12-16 ms on two threads against 18-32 us on one.
-MIN_ITEMS_PER_THREAD = 16384
+# A thread of a kernel gets at least this much work (by the caller's estimate of an item's time).
+# Waking an OpenMP team costs a few microseconds, more than a small call's work: on this 2-core
+# machine, idle, 1,024 lookups took 19 us on one thread and 20-22 on two, 4,096 took 55 against 38.
+# (And a team waits for its slowest thread: with other jobs on the cores, 4,096 lookups on two
+# threads took 8 ms in one pass, a time slice. Pass n_threads=1 on a host whose cores are shared.)
+MIN_THREAD_SECONDS = 25e-6
 # More than a few threads a core only contend; unclamped, OpenMP set up every thread asked for
 # (200,000 crashed the process; 2**31 overflowed a kernel's int). (os.cpu_count() costs 3 us.)
 MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
-def team_size(n_threads: int | None, n_items: int) -> int:
-    """Threads for ``n_items`` of work: ``resolve_threads(n_threads)`` at most (so ``n_threads``
-    is an upper bound, as torch's is), one per ``MIN_ITEMS_PER_THREAD`` items, and at most
-    ``MAX_THREADS``. Kernels give the same bits for any count."""
-    return max(1, min(resolve_threads(n_threads), n_items // MIN_ITEMS_PER_THREAD, MAX_THREADS))
+def team_size(n_threads: int | None, n_items: int, item_seconds: float) -> int:
+    """Threads for ``n_items`` items of about ``item_seconds`` each: ``resolve_threads(n_threads)``
+    at most (so ``n_threads`` is an upper bound, as torch's is), one per ``MIN_THREAD_SECONDS`` of
+    work, and at most ``MAX_THREADS``. Kernels give the same bits for any count."""
+    by_work = int(n_items * item_seconds / MIN_THREAD_SECONDS + 1e-9) if MIN_THREAD_SECONDS > 0 else n_items
+    return max(1, min(resolve_threads(n_threads), by_work, MAX_THREADS))

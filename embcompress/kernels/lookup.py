@@ -17,6 +17,9 @@ from ..formats.spec import FORMATS
 from . import compiled, team_size
 
 MODES = {"sum": 0, "mean": 1, "max": 2}
+# A lookup's time on one thread here, rows from a table beyond the caches (13 us a 1,000): the
+# work estimate by which a call gets its threads (embcompress.kernels.team_size).
+LOOKUP_SECONDS = 12e-9
 
 # format family -> the kernel's family code (the enum at the top of _lookup.pyx)
 _FP32, _FP16, _BF16, _INT8_ROW, _INT4_ROW, _INT2_ROW, _MX_LUT8, _MXINT8, _MX_LUT_BITS, _BDR = range(10)
@@ -227,7 +230,7 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
         include_last = include_last_offset
     n_bags = len(offs_given) - 1 if include_last else len(offs_given)
     # More threads than bags would idle (team_size has the other limits)
-    threads = min(team_size(n_threads, idx.size), max(n_bags, 1))
+    threads = min(team_size(n_threads, idx.size, LOOKUP_SECONDS), max(n_bags, 1))
     mod = compiled("_lookup")  # (asked once a call: it reads the environment, about 1 us)
     offs = _checked_offsets(mod, idx, offs_given, include_last, n_rows, threads, where)
 
@@ -293,8 +296,8 @@ def pooled_lookup(
     given, is a writable C-contiguous float32 array of the result's shape and is returned.
     ``n_threads=None`` uses OpenMP's default (``OMP_NUM_THREADS`` or all cores); a
     forked child process uses one thread (OpenMP teams hang after a fork). Either way a thread
-    takes at least ``embcompress.kernels.MIN_ITEMS_PER_THREAD`` (16,384) lookups: smaller calls
-    use fewer threads.
+    takes at least about 2,000 lookups (``embcompress.kernels.team_size``): smaller calls use
+    fewer threads.
 
     Rows are decoded from the table's format on the fly. Out-of-range or negative indices raise
     a ConfigError.

@@ -430,12 +430,12 @@ def test_one_bad_index_among_many_is_named(backend):
 
 
 def test_small_calls_run_on_fewer_threads(monkeypatch):
-    # A thread takes at least MIN_ITEMS_PER_THREAD lookups (16,384): waking a team for less
-    # costs more than the work (and a time slice when another process holds a core).
+    # A thread takes at least MIN_THREAD_SECONDS (25 us) of lookups, about 2,083: waking a team
+    # for less costs more than the work.
     import embcompress.kernels
     from embcompress.kernels import lookup as L
 
-    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 16384)
+    monkeypatch.setattr(embcompress.kernels, "MIN_THREAD_SECONDS", 25e-6)
     rows = np.zeros(10, np.int64)
 
     def threads(n, n_threads):
@@ -443,7 +443,7 @@ def test_small_calls_run_on_fewer_threads(monkeypatch):
         return L.check_bags(idx, np.arange(0, n, 4), mode="sum", per_sample_weights=None, include_last_offset=False,
                             n_threads=n_threads, out=None, dim=4, n_rows=10).threads
 
-    assert threads(4096, 2) == 1 and threads(16383 * 2, 2) == 1
-    assert threads(16384 * 2, 2) == 2 and threads(16384 * 3, 2) == 2 and threads(16384 * 3, None) >= 1
-    assert threads(16384 * 8, 4) == 4 and threads(16384 * 8, 1) == 1
+    assert threads(32, 2) == 1 and threads(1024, 2) == 1 and threads(4100, 2) == 1
+    assert threads(4200, 2) == 2 and threads(262144, 2) == 2 and threads(262144, None) >= 1
+    assert threads(2084 * 4, 4) == 4 and threads(262144, 1) == 1
 

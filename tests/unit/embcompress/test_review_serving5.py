@@ -104,7 +104,7 @@ def test_the_id_map_op_takes_as_few_threads_as_pooled_lookup(monkeypatch):
     from embcompress import nn as enn
     from embcompress.idmap import IdMap
 
-    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 16384)  # (1 in tests: conftest.py)
+    monkeypatch.setattr(embcompress.kernels, "MIN_THREAD_SECONDS", 25e-6)  # (0 in tests: conftest.py)
     seen = []
     real = enn._lookup
     monkeypatch.setattr(enn, "_lookup", lambda *a: (seen.append(a[-1]), real(*a))[1])
@@ -116,7 +116,7 @@ def test_the_id_map_op_takes_as_few_threads_as_pooled_lookup(monkeypatch):
         assert seen == [1], (n_threads, seen)
         seen.clear()
         bag(torch.arange(40_000).reshape(-1, 4))
-        assert seen and 1 <= seen[0] <= min(2, 4 * (os.cpu_count() or 1)), (n_threads, seen)
+        assert seen and 1 <= seen[0] <= min(n_threads or os.cpu_count(), embcompress.kernels.MAX_THREADS), (n_threads, seen)
 
 
 def test_load_state_dict_refuses_records_of_another_format(tmp_path):

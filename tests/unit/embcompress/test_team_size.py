@@ -10,23 +10,23 @@ from embcompress.kernels import team_size
 
 @pytest.fixture
 def real_rule(monkeypatch):
-    monkeypatch.setattr(embcompress.kernels, "MIN_ITEMS_PER_THREAD", 16384)  # conftest sets 1
+    monkeypatch.setattr(embcompress.kernels, "MIN_THREAD_SECONDS", 25e-6)  # conftest sets 0
 
 
-def test_one_thread_per_minimum_of_items_and_never_more_than_asked(real_rule):
-    assert team_size(2, 0) == 1 and team_size(2, 16384 * 2 - 1) == 1
-    assert team_size(2, 16384 * 2) == 2 and team_size(2, 10**9) == 2 and team_size(1, 10**9) == 1
-    assert team_size(8, 16384 * 5) == 5
+def test_one_thread_per_25_us_of_work_and_never_more_than_asked(real_rule):
+    assert team_size(2, 0, 1e-6) == 1 and team_size(2, 49, 1e-6) == 1  # 49 us: one thread
+    assert team_size(2, 50, 1e-6) == 2 and team_size(2, 10**9, 1e-6) == 2 and team_size(1, 10**9, 1e-6) == 1
+    assert team_size(8, 125, 1e-6) == 5
     with pytest.raises(embcompress.ConfigError, match="n_threads"):
-        team_size(0, 10**6)
+        team_size(0, 10**6, 1e-6)
 
 
 def test_quantizing_a_few_rows_runs_on_one_thread(real_rule, monkeypatch):
     # update_rows quantizes a handful of rows: no team for that (team_size by elements)
     seen = []
 
-    def spy(n_threads, n_items):
-        seen.append(real(n_threads, n_items))
+    def spy(n_threads, n_items, item_seconds):
+        seen.append(real(n_threads, n_items, item_seconds))
         return seen[-1]
 
     real = codec.team_size
@@ -51,7 +51,7 @@ def test_id_map_lookups_take_threads_by_their_ids(real_rule, monkeypatch):
 
     monkeypatch.setattr(idmap, "_lookup", spy)
     m.lookup(np.arange(32), n_threads=2)
-    m.lookup(np.arange(16384 * 2), n_threads=2)
+    m.lookup(np.arange(8192), n_threads=2)
     assert seen == [1, 2]
 
 
@@ -75,4 +75,4 @@ def test_string_id_hashing_takes_threads_by_its_strings(real_rule, monkeypatch):
 
 def test_never_more_than_a_few_threads_a_core(real_rule):
     # OpenMP sets up every thread asked for (200,000 crashed the process)
-    assert team_size(200_000, 10**12) == embcompress.kernels.MAX_THREADS
+    assert team_size(200_000, 10**12, 1e-6) == embcompress.kernels.MAX_THREADS
