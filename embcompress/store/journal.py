@@ -251,12 +251,16 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
             f"one it updates nor the one it writes). Move the journal away if "
             f"the table was replaced on purpose."
         )
+    if meta.get("section") == "rows":
+        # Stores elsewhere read these rows again (a replay logs them again). Logged before the
+        # rows are written: a writer killed midway leaves the log saying so, and a running store
+        # finishes the update (see TieredStore._sync_updates) instead of serving its old copies
+        # beside the new rows it reads from the file. (Nobody reads the log before this lock goes.)
+        updlog.append(path, rows)
     for r, rec in zip(rows.tolist(), records):
         _pwrite_all(fd, rec.tobytes(), base + r * row_bytes)
     _pwrite_all(fd, head, 0)
     os.fsync(fd)
-    if meta.get("section") == "rows":
-        updlog.append(path, rows)  # stores elsewhere read these rows again (a replay logs them again)
     jpath.unlink()
     container._fsync_dir(jpath.parent)
     return np.array(rows), np.array(records)

@@ -339,6 +339,9 @@ class TieredStore:
             return
         with self._file.exclusive(), self._lock:
             self._check_open("TieredStore lookup")
+            # A writer killed midway (its rows logged, some written) left its journal: finish the
+            # update, as opening the file would, rather than serve a mix of its old and new rows.
+            journal.replay(self.path)
             if os.stat(self.path).st_ino != self._reader.file_id:  # rewritten whole by an update
                 self._reopen_reader()
             with self._reader.locked():  # no update midway while the log and the rows are read

@@ -1,0 +1,65 @@
+"""Review of the store's cross-process changes (update log, shared flock) with real processes."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embcompress.formats import quantize
+from embcompress.store import TieredStore
+
+ROOT = Path(__file__).resolve().parents[2]
+N, DIM = 2000, 32
+ROWS = np.arange(0, N, 37, dtype=np.int64)  # 55 rows spread over the file
+
+# A writer process that dies (as a SIGKILL would leave it) after k of its row writes.
+DYING_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from embcompress.store import TieredStore
+    import embcompress.store.journal as journal
+
+    path, k = sys.argv[1], int(sys.argv[2])
+    rows = np.arange(0, {N}, 37, dtype=np.int64)
+    store = TieredStore(path, dram_bytes=4096, policy="lru")
+    real_pwrite, count = os.pwrite, [0]
+    def pwrite(fd, data, off):
+        if count[0] == k:
+            os._exit(9)
+        count[0] += 1
+        return real_pwrite(fd, data, off)
+    journal.os.pwrite = pwrite
+    store.update_rows(rows, np.full((len(rows), store.row_bytes), 0xAB, dtype=np.uint8))
+    os._exit(0)
+    """
+).replace("{N}", str(N))
+
+
+@pytest.mark.parametrize("k", [40, 55])
+def test_a_writer_killed_midway_leaves_a_running_store_serving_what_the_file_opens_as(tmp_path, k):
+    # A store in this process holds some of the rows another process is updating; that process
+    # dies after k row writes (55: all rows, before the header). Whoever opens the file now gets
+    # every row new (the journal is replayed). The running store must not serve its old DRAM
+    # copies beside the new rows it reads from the file: it served a mix of old and new, for as
+    # long as nobody reopened the file (the log was appended only after the rows were written).
+    x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    q = quantize(x, "mxfp8_e4m3")
+    path = q.save(tmp_path / "t.embc")
+    freq = np.zeros(N)
+    freq[ROWS[:30]] = 1  # 30 of the 55 rows held in DRAM here, the others read from the file
+    store = TieredStore(path, dram_bytes=30 * q.row_bytes, policy="frequency", frequencies=freq)
+    store.warm_up()
+    assert np.array_equal(store.rows(ROWS), q.data[ROWS])
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", DYING_WRITER, str(path), str(k)], env=env, timeout=120)
+    assert proc.returncode == 9
+    got = store.rows(ROWS)
+    assert (got == 0xAB).all(), f"{int((got != 0xAB).any(axis=1).sum())} of {len(ROWS)} rows old"
+    with TieredStore(path, dram_bytes=4096, policy="lru") as fresh:  # what opening the file gives
+        assert (fresh.rows(ROWS) == 0xAB).all()
+    store.close()
