@@ -342,9 +342,7 @@ class TieredStore:
             # A writer killed midway (its rows logged, some written) left its journal: finish the
             # update, as opening the file would, rather than serve a mix of its old and new rows.
             journal.replay(self.path)
-            if os.stat(self.path).st_ino != self._reader.file_id:  # rewritten whole by an update
-                self._reopen_reader()
-            with self._reader.locked():  # no update midway while the log and the rows are read
+            with self._current_file_locked():  # no update midway while the log and the rows are read
                 changed = self._log.read()
                 if changed is None:  # a new log, or one that cannot be parsed: every held row
                     held = np.sort(self._dram.held_rows)
@@ -354,6 +352,20 @@ class TieredStore:
                 if len(held):
                     self._dram.write_through(held, self._reader.read(held)[0])
             self._c["rows_reloaded"] += len(held)
+
+    @contextmanager
+    def _current_file_locked(self):
+        """The reader on the file now at the path, holding its shared flock."""
+        while True:
+            if os.stat(self.path).st_ino != self._reader.file_id:  # rewritten whole by an update
+                self._reopen_reader()
+            with self._reader.locked():
+                # Looked at again under the lock: a rewrite between the look above and the lock
+                # renamed a new file over the path, whose rows (logged) would be reloaded from the
+                # replaced one. No rewrite passes the shared lock once it is held.
+                if os.stat(self.path).st_ino == self._reader.file_id:
+                    yield
+                    return
 
     def _reopen_reader(self) -> None:
         """A reader on the file now at the path (an update may have rewritten it whole)."""
