@@ -20,6 +20,7 @@ import mmap
 import os
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
@@ -36,6 +37,19 @@ MEMORY_READ_SECONDS = 10e-6
 # in the pool, 1.4x faster.)
 POOL_SECONDS = 300e-6
 KEEP_BUFFER_BYTES = 8 << 20  # a thread keeps its read buffer up to this size between batches
+
+
+# Readers open in this process: a forked child gives each its own open file and fresh threads.
+_READERS: "weakref.WeakSet[RowReader]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for reader in list(_READERS):
+        reader._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _aligned_buffer(nbytes: int) -> mmap.mmap:
@@ -78,6 +92,32 @@ class RowReader:
         self._in_flight = threading.BoundedSemaphore(max_in_flight)
         self._sharers = 0  # batches reading under the shared flock (it belongs to the open file)
         self._flock = True  # False where the file system refuses flock
+        self._share_lock = threading.Lock()
+        _READERS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: an open file of its own and no inherited threads or locks.
+
+        The inherited descriptor shares its open file, and so its flock, with the parent: the
+        child's last batch out unlocked it while the parent's batch still read. The inherited
+        pool has no threads in the child (its first pooled batch waited forever), and a lock a
+        parent thread held at the fork stays held.
+        """
+        if self._fd >= 0:
+            old = self._fd
+            flags = os.O_RDONLY | (os.O_DIRECT if self.direct else 0)
+            for name in (f"/proc/self/fd/{old}", self.path):  # the same file first, even if
+                try:                                          # the path names a rewritten one
+                    self._fd = os.open(name, flags)
+                except OSError:
+                    continue
+                os.close(old)
+                break
+        self._pool = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._in_flight = threading.BoundedSemaphore(self.max_in_flight)
+        self._sharers = 0
         self._share_lock = threading.Lock()
 
     @property

@@ -1,5 +1,9 @@
 """Review of the store's update log, shared flock and reader (this session's changes)."""
 
+import fcntl
+import os
+import time
+
 
 import numpy as np
 import pytest
@@ -51,3 +55,73 @@ def test_a_whole_file_rewrite_between_the_log_check_and_the_reload_is_not_missed
     assert (a.rows(np.array([5, 7])) == np.array([[0x22], [0x11]], np.uint8)).all()
     a.close()
     b.close()
+
+
+def _wait_child(pid, limit=60.0):
+    """The child's exit status; a child still running after ``limit`` seconds is hung: killed, -1.
+    (A hang detector, not a timing assert: the child's work takes milliseconds.)"""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return -1
+
+
+def _child(fn):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fn()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_childs_lookups_leave_the_parents_shared_lock_held(table):
+    # A store opened before a fork (a preforking server, a fork DataLoader worker) is used in both
+    # processes. The child's batch read unlocked the open file it shares with the parent, whose
+    # batch was still reading: an update in a third process could write rows under that batch.
+    path, q = table
+    store = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    store.rows(np.array([0]))
+    go_r, go_w = os.pipe()
+    pid = _child(lambda: (os.read(go_r, 1), store.rows(np.arange(0, N, 7))))
+    with store._reader.locked():  # the parent's batch is reading the file
+        os.write(go_w, b"x")
+        assert _wait_child(pid) == 0
+        fd = os.open(path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # an update must wait for the batch
+        finally:
+            os.close(fd)
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_reading_through_the_pool_does_not_hang(table):
+    # Reads that wait on a device go through the reader's thread pool. A child forked after the
+    # parent used it inherits a pool whose threads it does not have (and whose idle count says 8
+    # are waiting): its first pooled batch waited forever.
+    path, q = table
+    store = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    store.rows(np.array([0]))
+    for _ in range(10):  # (the pool grows a thread a batch up to its 8)
+        store._reader.read_seconds = 1.0  # as measured on a slow device: the pool reads
+        store.rows(np.arange(1, N, 9))
+    assert store._reader._pool is not None
+
+    def child():
+        store._reader.read_seconds = 1.0
+        got = store.rows(np.arange(2, N, 9))
+        assert np.array_equal(got, q.data[2::9])
+
+    assert _wait_child(_child(child)) == 0
+    store.close()
