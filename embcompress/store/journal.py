@@ -122,16 +122,18 @@ def _header_bytes(fields: tuple, header: dict, header_len: int) -> bytes | None:
 
 # --- update and replay ---------------------------------------------------------------------------
 
-def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_replay=None) -> None:
+def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_replay=None, on_logged=None) -> None:
     """Replace ``rows`` (unique int64) of the 2-D uint8 section ``section`` by ``records``, crash-safely.
 
     Writers of one file (threads or processes) take turns on an exclusive ``flock`` held from
     reading the header to removing the journal, so each update starts from the rows and checksum
     the previous one left and none is lost. ``on_replay(rows, records)`` is told the rows of an
-    earlier update this one had to finish first.
+    earlier update this one had to finish first. ``on_logged(before, after)`` is told the update
+    log's ``updlog.file_state`` before and after this call's appends (the caller's own rows).
     """
     path = Path(path)
     with _locked(path) as fd:
+        logged = updlog.file_state(path)
         # An earlier update that failed after its journal was durable (an I/O error, an interrupt,
         # a crash) left rows half written: finish it first. The new journal would replace it, and
         # this update's checksum would start from rows that do not match the header's.
@@ -159,14 +161,16 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
             _rewrite_whole(art, section, rows, records)
             if section == "rows":
                 updlog.append(path, rows)
-            return
-        jpath = journal_path(path)
-        write_artifact(
-            jpath, JOURNAL_KIND, {"rows": rows.astype(np.int64), "records": records, "header": np.frombuffer(head, dtype=np.uint8),
-                   "old_header": np.frombuffer(before, dtype=np.uint8)},
-            meta={"table": path.name, "section": section, "base": base, "row_bytes": row_bytes, "n_rows": n_rows},
-        )
-        _apply_journal(path, jpath, fd)
+        else:
+            jpath = journal_path(path)
+            write_artifact(
+                jpath, JOURNAL_KIND, {"rows": rows.astype(np.int64), "records": records, "header": np.frombuffer(head, dtype=np.uint8),
+                       "old_header": np.frombuffer(before, dtype=np.uint8)},
+                meta={"table": path.name, "section": section, "base": base, "row_bytes": row_bytes, "n_rows": n_rows},
+            )
+            _apply_journal(path, jpath, fd)
+        if on_logged is not None:  # (not after a failure: its rows were not served new)
+            on_logged(logged, updlog.file_state(path))
 
 
 @contextmanager

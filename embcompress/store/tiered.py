@@ -517,7 +517,9 @@ class TieredStore:
         with self._file.exclusive(), self._lock:
             self._check_open("TieredStore.update_rows")
             # An earlier update that failed midway is finished first: its DRAM copies too.
-            journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through)
+            # The log's records of this update (and of one it finished) need no reading again here.
+            journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through,
+                                 on_logged=self._log.skip)
             self._dram.write_through(pos, records)
             self._reopen_reader()  # the file may have been rewritten whole (see journal.apply_update)
             self._c["rows_updated"] += len(pos)

@@ -62,6 +62,15 @@ def append(table_path, positions: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def file_state(table_path) -> tuple[int, int] | None:
+    """``(inode, size)`` of the table's log, or None when there is none."""
+    try:
+        st = os.stat(log_path(table_path))
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -135,6 +144,22 @@ class LogCursor:
             out.append(np.frombuffer(data, dtype="<i8", count=n, offset=start + 8))
             start = end
         return np.unique(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, np.int64)
+
+    def skip(self, before, after) -> None:
+        """Pass over what the caller's own update appended (``file_state`` before and after it,
+        taken under the table's exclusive lock): when this cursor had read everything before it,
+        the update's rows need no reading again. (A new log since is read as usual.)"""
+        with self._lock:
+            if after is None:
+                return
+            if before is None and self._fd is None and self.state == (None, 0) and self._open():
+                # the update started the log
+                if os.fstat(self._fd).st_ino == after[0]:
+                    self.state, self.epoch = after, _epoch(self.path)
+                else:
+                    self._close()
+            elif before is not None and before[0] == after[0] and self._fd is not None and self.state == before:
+                self.state = after
 
     def close(self) -> None:
         with self._lock:

@@ -125,3 +125,22 @@ def test_a_forked_child_reading_through_the_pool_does_not_hang(table):
 
     assert _wait_child(_child(child)) == 0
     store.close()
+
+
+def test_a_stores_own_update_is_neither_read_again_nor_counted_as_reloaded(table):
+    # A store serves its own updates at once (written through to its DRAM copies); the update log
+    # is for other stores' updates. Its next batch read its own updated rows again from the file,
+    # under the exclusive side of its file lock, and counted them in rows_reloaded.
+    path, q = table
+    a = _holding(path, q, np.arange(50))
+    a.update_rows(np.arange(10), np.full((10, q.row_bytes), 7, np.uint8))
+    reads, real = [], a._reader.read
+    a._reader.read = lambda rows: reads.append(len(rows)) or real(rows)
+    assert (a.rows(np.arange(5)) == 7).all()
+    assert a.stats()["rows_reloaded"] == 0 and a.stats()["rows_updated"] == 10
+    assert reads == []
+    with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as b:  # another store's still count
+        b.update_rows(np.array([3, 20, 60]), np.full((3, q.row_bytes), 9, np.uint8))
+    assert (a.rows(np.array([3, 20, 60])) == 9).all()
+    assert a.stats()["rows_reloaded"] == 2
+    a.close()
