@@ -158,9 +158,9 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
             # The new checksum needs more digits than the header's padding holds (under 1 file in
             # 400): rewrite the whole file atomically instead, which needs no journal. (A writer
             # waiting for the lock on the replaced file finds it replaced and locks the new one.)
-            _rewrite_whole(art, section, rows, records)
-            if section == "rows":
+            if section == "rows":  # logged first, as a journal's rows are: see _apply_journal
                 updlog.append(path, rows)
+            _rewrite_whole(art, section, rows, records)
         else:
             jpath = journal_path(path)
             write_artifact(

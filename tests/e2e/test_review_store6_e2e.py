@@ -63,3 +63,49 @@ def test_a_writer_killed_midway_leaves_a_running_store_serving_what_the_file_ope
     with TieredStore(path, dram_bytes=4096, policy="lru") as fresh:  # what opening the file gives
         assert (fresh.rows(ROWS) == 0xAB).all()
     store.close()
+
+
+# A writer process whose update rewrites the file whole (the header's padding cannot hold the new
+# checksum) and that dies right after the new file is in place.
+DYING_REWRITER = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from embcompress.store import TieredStore
+    import embcompress.store.journal as journal
+
+    path = sys.argv[1]
+    rows = np.arange(0, {N}, 37, dtype=np.int64)
+    store = TieredStore(path, dram_bytes=4096, policy="lru")
+    journal._header_bytes = lambda *a: None
+    real = journal.write_artifact
+    def write_then_die(*a, **k):
+        real(*a, **k)
+        os._exit(9)
+    journal.write_artifact = write_then_die
+    store.update_rows(rows, np.full((len(rows), store.row_bytes), 0xAB, dtype=np.uint8))
+    os._exit(0)
+    """
+).replace("{N}", str(N))
+
+
+def test_a_writer_killed_after_rewriting_the_file_whole_still_reaches_running_stores(tmp_path):
+    # The rewritten file is in place (whoever opens it gets every row new), but the writer died
+    # before logging its rows: running stores kept their old DRAM copies and their reader on the
+    # replaced file, and so served every row old until some later update was logged.
+    x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    q = quantize(x, "mxfp8_e4m3")
+    path = q.save(tmp_path / "t.embc")
+    freq = np.zeros(N)
+    freq[ROWS[:30]] = 1
+    store = TieredStore(path, dram_bytes=30 * q.row_bytes, policy="frequency", frequencies=freq)
+    store.warm_up()
+    assert np.array_equal(store.rows(ROWS), q.data[ROWS])
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", DYING_REWRITER, str(path)], env=env, timeout=120)
+    assert proc.returncode == 9
+    with TieredStore(path, dram_bytes=4096, policy="lru") as fresh:
+        assert (fresh.rows(ROWS) == 0xAB).all()
+    got = store.rows(ROWS)
+    assert (got == 0xAB).all(), f"{int((got != 0xAB).any(axis=1).sum())} of {len(ROWS)} rows old"
+    store.close()
