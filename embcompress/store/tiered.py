@@ -341,7 +341,10 @@ class TieredStore:
             self._check_open("TieredStore lookup")
             # A writer killed midway (its rows logged, some written) left its journal: finish the
             # update, as opening the file would, rather than serve a mix of its old and new rows.
-            journal.replay(self.path)
+            try:
+                journal.replay(self.path)
+            except PermissionError:  # a server that may only read the table serves it as it is
+                pass
             with self._current_file_locked():  # no update midway while the log and the rows are read
                 changed = self._log.read()
                 if changed is None:  # a new log, or one that cannot be parsed: every held row

@@ -144,3 +144,21 @@ def test_a_stores_own_update_is_neither_read_again_nor_counted_as_reloaded(table
     assert (a.rows(np.array([3, 20, 60])) == 9).all()
     assert a.stats()["rows_reloaded"] == 2
     a.close()
+
+
+def test_a_store_without_write_access_serves_on_when_it_cannot_finish_a_journal(table, monkeypatch):
+    # A store finishes a dead writer's journal when the log changes (as opening the file does);
+    # a serving process that may only read the table cannot, and must then serve the file as it
+    # is rather than fail every batch.
+    path, q = table
+    a = _holding(path, q, np.array([5]))
+    with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as b:
+        b.update_rows(np.array([5]), np.full((1, q.row_bytes), 0x33, np.uint8))
+
+    def no_write_access(p):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(journal, "replay", no_write_access)
+    got = a.rows(np.array([5, 6]))
+    assert (got[0] == 0x33).all() and np.array_equal(got[1], q.data[6])
+    a.close()
