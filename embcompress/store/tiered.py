@@ -203,6 +203,7 @@ class TieredStore:
         self._lock = threading.RLock()  # DRAM tier and counters
         self._file = _FileLock()  # lookups read the file shared; updates and warm-ups exclusive
         self._warm = False
+        self._gen = 0  # updates served (their DRAM copies replaced): a batch's copies are of one
         self._closed = False
         self.reset_stats()
 
@@ -354,6 +355,7 @@ class TieredStore:
                     held = changed[self._dram.find(changed) >= 0]
                 if len(held):
                     self._dram.write_through(held, self._reader.read(held)[0])
+                self._gen += 1  # batches that copied DRAM rows before this stage them again
             self._c["rows_reloaded"] += len(held)
 
     @contextmanager
@@ -384,10 +386,19 @@ class TieredStore:
         pos = self._positions(rows)
         if not self._warm:
             self.warm_up()
+        while True:
+            staged = self._stage_once(rows, counts, n_lookups, pos)
+            if staged is not None:
+                return staged
+
+    def _stage_once(self, rows: np.ndarray, counts: np.ndarray, n_lookups: int, pos: np.ndarray) -> np.ndarray | None:
+        """:meth:`_stage` once; None when an update landed between its DRAM copies and its file
+        reads (it would have served that update's rows half old, half new)."""
         self._sync_updates()
         refresh = None
         with self._lock:  # DRAM hits, copied out at once
             self._check_open("TieredStore lookup")
+            gen = self._gen
             slots = self._dram.find(pos)
             hit = slots >= 0
             staged = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
@@ -413,9 +424,13 @@ class TieredStore:
         # file lock keeps updates out until this batch's misses are read and admitted.
         with self._file.shared():
             self._check_open("TieredStore lookup")  # closed since the hits were copied
-            t0 = time.perf_counter()
-            records, n_blocks = self._reader.read(miss)
-            read_s = time.perf_counter() - t0
+            with self._reader.locked():  # no update from the check to the read
+                # One through this store (another thread), or logged by another store or process.
+                if self._gen != gen or self._log.changed():
+                    return None
+                t0 = time.perf_counter()
+                records, n_blocks = self._reader.read(miss)
+                read_s = time.perf_counter() - t0
             staged[~hit] = records
             with self._lock:
                 # The batch's accesses are recorded with its admissions, in one step: recorded when
@@ -524,6 +539,7 @@ class TieredStore:
             journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through,
                                  on_logged=self._log.skip)
             self._dram.write_through(pos, records)
+            self._gen += 1  # batches that copied DRAM rows before this stage them again
             self._reopen_reader()  # the file may have been rewritten whole (see journal.apply_update)
             self._c["rows_updated"] += len(pos)
 

@@ -162,3 +162,31 @@ def test_a_store_without_write_access_serves_on_when_it_cannot_finish_a_journal(
     got = a.rows(np.array([5, 6]))
     assert (got[0] == 0x33).all() and np.array_equal(got[1], q.data[6])
     a.close()
+
+
+@pytest.mark.parametrize("through", ["another store", "this store"])
+def test_a_batch_sees_an_update_whole_or_not_at_all_across_its_dram_and_file_rows(table, through):
+    # Row 5 is held in DRAM, row 300 is read from the file. An update of both (through another
+    # store or process, or through this store from another thread) that lands after the batch
+    # copied its DRAM rows but before it read the file gave the batch row 5 old and row 300 new.
+    path, q = table
+    a = _holding(path, q, np.array([5]))
+    a.rows(np.array([5]))
+    b = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    writer = b if through == "another store" else a
+    real_shared, fired = a._file.shared, []
+
+    def shared():
+        if not fired:  # the update lands now, between the batch's DRAM copy and its file read
+            fired.append(1)
+            writer.update_rows(np.array([5, 300]), np.full((2, q.row_bytes), 0x44, np.uint8))
+        return real_shared()
+
+    a._file.shared = shared
+    got = a.rows(np.array([5, 300]))
+    assert fired
+    old = np.array_equal(got, q.data[[5, 300]])
+    assert old or (got == 0x44).all(), "the batch saw half an update"
+    assert (a.rows(np.array([5, 300])) == 0x44).all()
+    a.close()
+    b.close()
