@@ -199,7 +199,8 @@ class TieredStore:
         self._dram = DramTier(n_rows, self.row_bytes, self.dram_bytes // self.row_bytes, policy)
         self._reader = RowReader(self.path, sec.offset, self.row_bytes, n_rows, direct=direct_io, max_in_flight=max_in_flight)
         self._direct_io, self._max_in_flight = direct_io, max_in_flight
-        self._log = updlog.LogCursor(self.path)  # updates through other stores, from now on
+        with self._reader.locked():  # (not while a writer appends: its place is a record's end)
+            self._log = updlog.LogCursor(self.path)  # updates through other stores, from now on
         self._lock = threading.RLock()  # DRAM tier and counters
         self._file = _FileLock()  # lookups read the file shared; updates and warm-ups exclusive
         self._warm = False

@@ -142,7 +142,7 @@ def test_a_stores_own_update_is_neither_read_again_nor_counted_as_reloaded(table
     with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as b:  # another store's still count
         b.update_rows(np.array([3, 20, 60]), np.full((3, q.row_bytes), 9, np.uint8))
     assert (a.rows(np.array([3, 20, 60])) == 9).all()
-    assert a.stats()["rows_reloaded"] == 2
+    assert a.stats()["rows_reloaded"] == 2  # the two updated, not all five held
     a.close()
 
 
@@ -190,3 +190,36 @@ def test_a_batch_sees_an_update_whole_or_not_at_all_across_its_dram_and_file_row
     assert (a.rows(np.array([5, 300])) == 0x44).all()
     a.close()
     b.close()
+
+
+def test_a_store_opened_while_another_process_appends_to_the_log_reads_it_from_a_record_start(table):
+    # A writer appends an update's positions to <table>.updates under the table's exclusive lock;
+    # a big record can be seen half written. A store opened meanwhile took the log's size as its
+    # place: later it parsed from the middle of that record, found it unparseable and read its
+    # whole DRAM tier again (or, for some bytes, took garbage for positions and missed the rows
+    # of the next update). It must wait for the writer's lock.
+    import struct
+    import threading
+
+    from embcompress.store import updlog
+
+    path, q = table
+    with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as w:
+        w.update_rows(np.array([1]), np.full((1, q.row_bytes), 1, np.uint8))  # the log exists
+    rec = struct.pack("<Q", 3) + np.array([400, 401, 402], "<i8").tobytes()
+    opened = []
+    with journal._locked(path):  # a writer's exclusive lock, its record half appended
+        with open(updlog.log_path(path), "ab") as f:
+            f.write(rec[:12])
+        t = threading.Thread(target=lambda: opened.append(_holding(path, q, np.array([5, 9, 20, 30, 40]))))
+        t.start()
+        t.join(timeout=1.0)  # (a store that waits for the lock is still waiting: either is fine)
+        with open(updlog.log_path(path), "ab") as f:
+            f.write(rec[12:])
+    t.join()
+    a = opened[0]
+    with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as b:
+        b.update_rows(np.array([5, 9]), np.full((2, q.row_bytes), 0x55, np.uint8))
+    assert (a.rows(np.array([5, 9])) == 0x55).all()
+    assert a.stats()["rows_reloaded"] == 2  # the two updated, not all five held
+    a.close()
