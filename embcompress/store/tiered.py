@@ -345,7 +345,7 @@ class TieredStore:
             # update, as opening the file would, rather than serve a mix of its old and new rows.
             try:
                 journal.replay(self.path)
-            except PermissionError:  # a server that may only read the table serves it as it is
+            except OSError:  # a server that may only read the table (or a full disk): serve it as it is
                 pass
             with self._current_file_locked():  # no update midway while the log and the rows are read
                 changed = self._log.read()

@@ -146,19 +146,20 @@ def test_a_stores_own_update_is_neither_read_again_nor_counted_as_reloaded(table
     a.close()
 
 
-def test_a_store_without_write_access_serves_on_when_it_cannot_finish_a_journal(table, monkeypatch):
+@pytest.mark.parametrize("err", [PermissionError(13, "Permission denied"), OSError(28, "No space left on device")])
+def test_a_store_serves_on_when_it_cannot_finish_a_journal(table, monkeypatch, err):
     # A store finishes a dead writer's journal when the log changes (as opening the file does);
     # a serving process that may only read the table cannot, and must then serve the file as it
-    # is rather than fail every batch.
+    # is rather than fail every batch; so must one on a full disk (the replay logs its rows).
     path, q = table
     a = _holding(path, q, np.array([5]))
     with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as b:
         b.update_rows(np.array([5]), np.full((1, q.row_bytes), 0x33, np.uint8))
 
-    def no_write_access(p):
-        raise PermissionError(13, "Permission denied", str(p))
+    def cannot(p):
+        raise err
 
-    monkeypatch.setattr(journal, "replay", no_write_access)
+    monkeypatch.setattr(journal, "replay", cannot)
     got = a.rows(np.array([5, 6]))
     assert (got[0] == 0x33).all() and np.array_equal(got[1], q.data[6])
     a.close()
