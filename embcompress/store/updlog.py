@@ -49,6 +49,14 @@ def append(table_path, positions: np.ndarray) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
             _write_all(fd, rec)
+        except BaseException:
+            # Part of the record written (a full disk): cut it, or every later record would
+            # follow torn bytes that readers parse as positions. (No other writer appends now.)
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise
         finally:
             os.close(fd)
         return

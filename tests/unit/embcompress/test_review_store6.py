@@ -224,3 +224,33 @@ def test_a_store_opened_while_another_process_appends_to_the_log_reads_it_from_a
     assert (a.rows(np.array([5, 9])) == 0x55).all()
     assert a.stats()["rows_reloaded"] == 2  # the two updated, not all five held
     a.close()
+
+
+def test_a_log_append_that_fails_midway_leaves_no_torn_record(table, monkeypatch):
+    # The disk fills while an update appends its positions: part of the record was written, and
+    # every later record followed it, so a store parsing from before it took the next record's
+    # bytes for positions and, at best, read its whole DRAM tier again.
+    import errno
+
+    from embcompress.store import updlog
+
+    path, q = table
+    a = _holding(path, q, np.array([5, 9, 20, 30, 40]))
+    b = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    b.update_rows(np.array([5]), np.full((1, q.row_bytes), 0x61, np.uint8))
+    assert (a.rows(np.array([5])) == 0x61).all()
+    real = os.write
+
+    def disk_full(fd, data):
+        monkeypatch.setattr(updlog.os, "write", real)
+        real(fd, bytes(data)[:12])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(updlog.os, "write", disk_full)
+    with pytest.raises(OSError):
+        b.update_rows(np.array([9]), np.full((1, q.row_bytes), 0x62, np.uint8))
+    b.update_rows(np.array([9]), np.full((1, q.row_bytes), 0x63, np.uint8))
+    assert (a.rows(np.array([5, 9])) == np.array([[0x61], [0x63]], np.uint8)).all()
+    assert a.stats()["rows_reloaded"] == 2  # row 5, then row 9: not all five held
+    a.close()
+    b.close()
