@@ -426,9 +426,16 @@ class TieredStore:
         with self._file.shared():
             self._check_open("TieredStore lookup")  # closed since the hits were copied
             with self._reader.locked():  # no update from the check to the read
-                # One through this store (another thread), or logged by another store or process.
-                if self._gen != gen or self._log.changed():
+                if self._log.changed():  # another store's or process's: take it in, stage again
                     return None
+                if self._gen != gen:
+                    # One through this store (another thread) since the copy, and none can come
+                    # until this batch ends (it takes the file lock exclusively): copy again.
+                    with self._lock:
+                        slots = self._dram.find(pos)
+                        hit = slots >= 0
+                        staged[hit] = self._dram.data[slots[hit]]
+                    miss = pos[~hit]
                 t0 = time.perf_counter()
                 records, n_blocks = self._reader.read(miss)
                 read_s = time.perf_counter() - t0

@@ -254,3 +254,30 @@ def test_a_log_append_that_fails_midway_leaves_no_torn_record(table, monkeypatch
     assert a.stats()["rows_reloaded"] == 2  # row 5, then row 9: not all five held
     a.close()
     b.close()
+
+
+def test_this_stores_own_update_in_a_batchs_window_does_not_make_it_start_over(table):
+    # An update through this store that lands between a batch's DRAM copy and its file read is
+    # taken by copying the DRAM rows again under the file lock, not by staging the batch again:
+    # with a writer thread updating back to back (its next update always waiting, and served
+    # before new batches), a batch that started over each time never ended.
+    path, q = table
+    a = _holding(path, q, np.array([5]))
+    a.rows(np.array([5]))
+    real_shared, attempts = a._file.shared, []
+    real_once = a._stage_once
+
+    def shared():
+        if len(attempts) < 3:  # an update lands in the window of each of the first attempts
+            a.update_rows(np.array([5, 300]), np.full((2, q.row_bytes), 0x70 + len(attempts), np.uint8))
+        return real_shared()
+
+    def once(*args):
+        attempts.append(1)
+        return real_once(*args)
+
+    a._file.shared, a._stage_once = shared, once
+    got = a.rows(np.array([5, 300]))
+    assert len(attempts) == 1
+    assert (got == 0x71).all()
+    a.close()
