@@ -356,7 +356,7 @@ class TieredStore:
                     held = changed[self._dram.find(changed) >= 0]
                 if len(held):
                     self._dram.write_through(held, self._reader.read(held)[0])
-                self._gen += 1  # batches that copied DRAM rows before this stage them again
+                self._gen += 1  # batches that copied DRAM rows before this copy them again
             self._c["rows_reloaded"] += len(held)
 
     @contextmanager
@@ -393,8 +393,8 @@ class TieredStore:
                 return staged
 
     def _stage_once(self, rows: np.ndarray, counts: np.ndarray, n_lookups: int, pos: np.ndarray) -> np.ndarray | None:
-        """:meth:`_stage` once; None when an update landed between its DRAM copies and its file
-        reads (it would have served that update's rows half old, half new)."""
+        """:meth:`_stage` once; None when another store's or process's update landed between its
+        DRAM copies and its file reads (it would have served that update's rows half old, half new)."""
         self._sync_updates()
         refresh = None
         with self._lock:  # DRAM hits, copied out at once
@@ -547,7 +547,7 @@ class TieredStore:
             journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through,
                                  on_logged=self._log.skip)
             self._dram.write_through(pos, records)
-            self._gen += 1  # batches that copied DRAM rows before this stage them again
+            self._gen += 1  # batches that copied DRAM rows before this copy them again
             self._reopen_reader()  # the file may have been rewritten whole (see journal.apply_update)
             self._c["rows_updated"] += len(pos)
 
