@@ -10,7 +10,11 @@ Decision: a sidecar log of positions, not a counter in the table's header. A cou
 something changed, not what: every store would have to reload its whole DRAM tier (gigabytes) on
 any update. The log is not made durable (no fsync): it matters only to stores that are running,
 and a machine that crashes restarts them with empty tiers. An update interrupted by a process
-crash is replayed from its journal, which appends its rows again (a repeat is harmless).
+crash is replayed from its journal, which appends its rows again (a repeat is harmless). An update
+logs its rows before writing them (still under the exclusive lock, so no store reads the log
+sooner): a writer killed midway leaves the log changed, and a running store that sees it finishes
+the journal left behind, as opening the file would, before reading the rows again. A store's own
+updates are passed over by its cursor (``LogCursor.skip``): they reached its DRAM copies at once.
 
 Format: 16 bytes of header, ``b"EMBCUPD1"`` and the log's epoch (uint64 little-endian), then
 records of ``n`` (uint64) and ``n`` positions (int64). Past ``LOG_LIMIT`` bytes the next update
