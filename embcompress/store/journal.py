@@ -37,7 +37,7 @@ import numpy as np
 from .. import container
 from ..container import PREFIX, PREFIX_SIZE, read_artifact, write_artifact
 from ..errors import ArtifactError
-from . import updlog
+from . import scm, updlog
 
 JOURNAL_KIND = "row_journal"
 _POLY = np.uint64(0xEDB88320)  # reflected CRC-32 polynomial of zlib
@@ -184,6 +184,7 @@ def _locked(path: Path):
     while True:
         fd = os.open(path, os.O_RDWR)
         try:
+            scm.turnstile(fd, fcntl.F_WRLCK)  # batches arriving from now wait behind this update
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import mmap
 import os
+import struct
 import threading
 import time
 import weakref
@@ -37,6 +38,29 @@ MEMORY_READ_SECONDS = 10e-6
 # in the pool, 1.4x faster.)
 POOL_SECONDS = 300e-6
 KEEP_BUFFER_BYTES = 8 << 20  # a thread keeps its read buffer up to this size between batches
+
+
+# The byte of the table file whose OFD lock (a byte-range lock of the open file, apart from flock)
+# an update holds while it waits for the readers' shared flock to go: a batch arriving meanwhile
+# waits behind it. Linux's flock lets new shared holders pass a waiting exclusive one, and a store
+# busy on several threads holds its shared flock from the first batch in to the last out, so
+# another process's update waited for as long as the lookups went on.
+TURNSTILE = 1 << 62
+_LOCK_ERRNOS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+def turnstile(fd: int, kind: int) -> bool:
+    """Wait for and take (``fcntl.F_WRLCK``, ``F_RDLCK``) or drop (``F_UNLCK``) ``fd``'s OFD lock
+    of the ``TURNSTILE`` byte; False where the system has no OFD locks (then nothing is taken)."""
+    if not hasattr(fcntl, "F_OFD_SETLKW"):
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, struct.pack("hhqqi4x", kind, os.SEEK_SET, TURNSTILE, 1, 0))
+    except OSError as e:
+        if e.errno not in _LOCK_ERRNOS:
+            raise
+        return False
+    return True
 
 
 # Readers open in this process: a forked child gives each its own open file and fresh threads.
@@ -130,13 +154,26 @@ class RowReader:
         """A shared ``flock`` on the file while a batch reads it: an update (in any process: see
         ``journal.apply_update``) holds it exclusively, so a batch reads every row of an update
         new, or every row old, and none torn. The lock belongs to the open file, which this
-        reader's threads share: taken by the first batch in, released by the last out."""
+        reader's threads share: taken by the first batch in, released by the last out. A batch
+        arriving while an update waits for it lets the update go first (see ``TURNSTILE``)."""
+        depth = getattr(self._local, "depth", 0)  # this thread's batch is reading already
+        if depth == 0 and self._flock and turnstile(self._fd, fcntl.F_RDLCK):
+            turnstile(self._fd, fcntl.F_UNLCK)
+        self._local.depth = depth + 1
+        try:
+            with self._sharing():
+                yield
+        finally:
+            self._local.depth = depth
+
+    @contextmanager
+    def _sharing(self):
         with self._share_lock:
             if self._sharers == 0 and self._flock:
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_SH)
                 except OSError as e:  # a file system without flock takes no update either
-                    if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    if e.errno not in _LOCK_ERRNOS:
                         raise
                     self._flock = False
             self._sharers += 1

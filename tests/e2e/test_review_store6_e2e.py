@@ -109,3 +109,44 @@ def test_a_writer_killed_after_rewriting_the_file_whole_still_reaches_running_st
     got = store.rows(ROWS)
     assert (got == 0xAB).all(), f"{int((got != 0xAB).any(axis=1).sum())} of {len(ROWS)} rows old"
     store.close()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="Linux /proc/locks")
+def test_an_update_waiting_for_a_store_busy_on_several_threads_goes_before_its_new_batches(tmp_path):
+    # A store's batches share one shared flock, taken by the first batch in and released by the
+    # last out. With several threads serving, some batch was always reading: another process's
+    # update waited for as long as the lookups went on (20 updates of 2 rows did not end in 60 s
+    # beside 4 threads serving misses). A batch arriving while an update waits now lets it go first.
+    import threading
+
+    x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    q = quantize(x, "mxfp8_e4m3")
+    path = q.save(tmp_path / "t.embc")
+    store = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    store.rows(np.array([0]))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    writer = textwrap.dedent(
+        """
+        import sys, numpy as np
+        from embcompress.store import TieredStore
+        s = TieredStore(sys.argv[1], dram_bytes=4096, policy="lru")
+        s.update_rows(np.array([5, 1500]), np.full((2, s.row_bytes), 0xCD, np.uint8))
+        """
+    )
+    got = []
+    with store._reader.locked():  # a batch is reading (it stands for the busy serving threads)
+        proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], env=env)
+        # Wait until the writer waits for the file's exclusive flock (a blocked waiter in /proc/locks).
+        ino = os.stat(path).st_ino
+        while proc.poll() is None and not any(
+                "-> FLOCK" in line and line.split()[6].endswith(f":{ino}")
+                for line in Path("/proc/locks").read_text().splitlines()):
+            pass
+        assert proc.poll() is None, "the writer ended while a batch held the shared lock"
+        late = threading.Thread(target=lambda: got.append(store.rows(np.array([5, 1500]))))
+        late.start()  # a batch arriving now
+        late.join(timeout=2.0)  # (one that waits for the update is still waiting: either is fine)
+    late.join()
+    assert proc.wait(timeout=120) == 0
+    assert (got[0] == 0xCD).all(), "a batch arriving while an update waited went first"
+    store.close()
