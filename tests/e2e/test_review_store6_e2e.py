@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,7 @@ def test_an_update_waiting_for_a_store_busy_on_several_threads_goes_before_its_n
         while proc.poll() is None and not any(
                 "-> FLOCK" in line and line.split()[6].endswith(f":{ino}")
                 for line in Path("/proc/locks").read_text().splitlines()):
-            pass
+            time.sleep(0.01)
         assert proc.poll() is None, "the writer ended while a batch held the shared lock"
         late = threading.Thread(target=lambda: got.append(store.rows(np.array([5, 1500]))))
         late.start()  # a batch arriving now
