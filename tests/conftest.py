@@ -15,6 +15,15 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+def need_spark(allow_module_level: bool = False) -> None:
+    """Skip (the test, or the module) when pyspark or the Java it runs on is missing."""
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java (java not found on PATH)", allow_module_level=allow_module_level)
+
+
 def hide_modules(*names: str) -> str:
     """Source to prepend to a subprocess script: importing any of ``names`` (top-level packages)
     raises ImportError there, as on a machine where they are not installed. The script can read

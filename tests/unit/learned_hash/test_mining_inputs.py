@@ -9,6 +9,7 @@ import pytest
 from embcompress.errors import ConfigError
 from learned_hash import mine
 from learned_hash.logs import iter_batches, read_log
+from tests.conftest import need_spark
 
 
 def reader_counts(path, **kw):
@@ -73,11 +74,7 @@ def test_parquet_files_with_different_column_types_is_a_clear_error(tmp_path):
 @pytest.mark.spark
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_reads_glob_like_names_as_themselves_and_flags_nan_labels(tmp_path):
-    import shutil
-
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java (java not found on PATH)")
+    need_spark()
     (tmp_path / "log1.csv").write_text("a,b\n9,9\n")
     p = tmp_path / "log[1].csv"
     p.write_text("a,b\n1,2\n3,4\n3,5\n")
@@ -154,11 +151,7 @@ def test_libfm_with_a_byte_order_mark_and_crlf(tmp_path):
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_parquet_file_missing_a_column_is_an_error_on_spark_too(tmp_path):
     # Spark reads a column that a later file lacks as NULL: its ids would all count as missing
-    import shutil
-
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java (java not found on PATH)")
+    need_spark()
     pq.write_table(pa.table({"a": [1, 2], "b": [1, 1]}), tmp_path / "p1.parquet")
     pq.write_table(pa.table({"b": [5, 6]}), tmp_path / "p2.parquet")
     for engine in ("duckdb", "spark"):
@@ -171,11 +164,7 @@ def test_parquet_file_missing_a_column_is_an_error_on_spark_too(tmp_path):
 def test_parquet_text_time_is_checked_like_a_text_log(tmp_path, engine):
     # the reader drops a row whose text time does not parse; the engines took it as good
     if engine == "spark":
-        import shutil
-
-        pytest.importorskip("pyspark")
-        if shutil.which("java") is None:
-            pytest.skip("Spark needs Java (java not found on PATH)")
+        need_spark()
     p = tmp_path / "t.parquet"
     pq.write_table(pa.table({"a": [1, 2, 3, 4], "s": [7, 7, 7, 7],
                              "t": ["2024-01-01", "garbage", "2024-01-03 10:00", "2024-01-02"]}), p)

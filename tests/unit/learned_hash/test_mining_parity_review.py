@@ -3,7 +3,6 @@
 that hit the corners where they used to disagree; option validation; the CLI's output."""
 
 import os
-import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +12,7 @@ import pytest
 from embcompress.errors import ConfigError
 from learned_hash import LogStats, mine
 from learned_hash.logs import iter_batches
+from tests.conftest import need_spark
 
 
 def by_reader(path, *, features, label=None, pairs=(), sequence_key=None, time_key=None, min_count=1, **kw):
@@ -108,9 +108,7 @@ spark_needed = [
 
 @pytest.fixture(scope="module")
 def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java (java not found on PATH)")
+    need_spark()
     from learned_hash.mining.spark_engine import session
 
     s = session("local[2]")

@@ -1,15 +1,13 @@
 """The same mining jobs on Spark (local mode) give exactly DuckDB's counts."""
 
-import shutil
-
 import numpy as np
 import pytest
 
+from tests.conftest import need_spark
+
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")]
 
-pytest.importorskip("pyspark")
-if shutil.which("java") is None:
-    pytest.skip("Spark needs Java (java not found on PATH)", allow_module_level=True)
+need_spark(allow_module_level=True)
 
 from learned_hash import mine  # noqa: E402
 from learned_hash.logs import BadLineError  # noqa: E402

@@ -9,6 +9,7 @@ import pytest
 from embcompress.errors import ConfigError
 from learned_hash import LogStats, mine
 from learned_hash.logs import iter_batches
+from tests.conftest import need_spark
 
 
 def by_reader(path, *, features, label=None, pairs=(), **kw):
@@ -149,11 +150,7 @@ def test_a_line_with_extra_empty_fields_is_bad_on_duckdb_too(tmp_path, fmt):
 @pytest.mark.spark
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_agrees_on_these_logs(tmp_path):
-    import shutil
-
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java (java not found on PATH)")
+    need_spark()
     (tmp_path / "parts").mkdir()
     write(tmp_path / "parts" / "part-0.csv", "")
     write(tmp_path / "parts" / "part-1.csv", "a,b\n")
@@ -434,14 +431,10 @@ def test_a_parquet_part_with_corrupt_data_is_named(tmp_path, on_bad_line):
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_names_a_corrupt_parquet_part_in_one_line(tmp_path):
     # a 145-line Py4JJavaError, which the CLI printed whole as an 'unexpected' error
-    import shutil
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java (java not found on PATH)")
+    need_spark()
     p = tmp_path / "cp.parquet"
     pq.write_table(pa.table({"a": np.arange(100_000) % 977}), p, compression="snappy")
     data = bytearray(p.read_bytes())
