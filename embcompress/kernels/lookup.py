@@ -17,9 +17,9 @@ from ..formats.spec import FORMATS
 from . import compiled, team_size
 
 MODES = {"sum": 0, "mean": 1, "max": 2}
-# A lookup's time on one thread here, rows from a table beyond the caches (13 us a 1,000): the
+# A lookup's time on one thread here, rows from a table beyond the caches (55 us for 4,096): the
 # work estimate by which a call gets its threads (embcompress.kernels.team_size).
-LOOKUP_SECONDS = 12e-9
+LOOKUP_SECONDS = 13e-9
 
 # format family -> the kernel's family code (the enum at the top of _lookup.pyx)
 _FP32, _FP16, _BF16, _INT8_ROW, _INT4_ROW, _INT2_ROW, _MX_LUT8, _MXINT8, _MX_LUT_BITS, _BDR = range(10)
