@@ -409,17 +409,22 @@ def test_a_bzip2_log_on_duckdb_names_the_fix(tmp_path):
         mine(tmp_path / "log.csv.bz2", features=["a"], format="csv")
 
 
-@pytest.mark.parametrize("on_bad_line", ["error", "skip"])
-def test_a_parquet_part_with_corrupt_data_is_named(tmp_path, on_bad_line):
-    # its footer reads, its data does not: the readers raised a raw OSError naming no file
+def _corrupt_parquet(p):
+    """A Parquet file whose footer reads and whose data pages do not."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    p = tmp_path / "cp.parquet"
     pq.write_table(pa.table({"a": np.arange(100_000) % 977}), p, compression="snappy")
     data = bytearray(p.read_bytes())
     data[1000:1400] = bytes(b ^ 0x5A for b in data[1000:1400])
     p.write_bytes(bytes(data))
+    return p
+
+
+@pytest.mark.parametrize("on_bad_line", ["error", "skip"])
+def test_a_parquet_part_with_corrupt_data_is_named(tmp_path, on_bad_line):
+    # its footer reads, its data does not: the readers raised a raw OSError naming no file
+    p = _corrupt_parquet(tmp_path / "cp.parquet")
     with pytest.raises(ConfigError) as exc:
         mine(p, features=["a"], on_bad_line=on_bad_line)
     assert "cp.parquet" in str(exc.value) and "corrupt" in str(exc.value) and "line ends" not in str(exc.value)
@@ -431,15 +436,8 @@ def test_a_parquet_part_with_corrupt_data_is_named(tmp_path, on_bad_line):
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_names_a_corrupt_parquet_part_in_one_line(tmp_path):
     # a 145-line Py4JJavaError, which the CLI printed whole as an 'unexpected' error
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     need_spark()
-    p = tmp_path / "cp.parquet"
-    pq.write_table(pa.table({"a": np.arange(100_000) % 977}), p, compression="snappy")
-    data = bytearray(p.read_bytes())
-    data[1000:1400] = bytes(b ^ 0x5A for b in data[1000:1400])
-    p.write_bytes(bytes(data))
+    p = _corrupt_parquet(tmp_path / "cp.parquet")
     with pytest.raises(ConfigError) as exc:
         mine(p, features=["a"], engine="spark", on_bad_line="skip")
     msg = str(exc.value)
