@@ -394,6 +394,48 @@ cdef extern from *:
                                                     _mm512_set1_epi32((int)(0x80000000u | (0x7Fu << SH)))));
     }
 
+    #if defined(__GFNI__) && defined(__AVX512VBMI__)
+    #define EMBC_HAVE_FP8_GF 1
+    /* The same float32 bits by a GF(2) affine map and a byte permute: those bits are zero but
+       for bytes 2 and 3, and each of their bits is one bit of the code (a bit permutation), so
+       one affine instruction maps 32 codes to byte 2's bits in the low 256 bits of a vector and
+       to byte 3's in the high 256, and one byte permute a chunk puts them in place. Three vector
+       operations a chunk (half an affine, a permute, the multiply-add) instead of four (widen,
+       shift, mask, multiply-add) on the two vector ports. Matrix row 7 - i gives output bit i. */
+    static inline __attribute__((always_inline)) uint64_t embc_fp8_gf_matrix(const int SH, const int byte) {
+        uint64_t a = 0;
+        for (int i = 0; i < 8; i++) {
+            const int fb = 8 * byte + i, p = fb == 31 ? 7 : (fb >= SH && fb < SH + 7 ? fb - SH : -1);
+            if (p >= 0) a |= (uint64_t)1 << (8 * (7 - i) + p);
+        }
+        return a;
+    }
+    /* Chunks 0 .. G - 1 (16 codes each, from cb) as embc_fp8_bits gives them. */
+    static inline __attribute__((always_inline)) void embc_fp8_gf(const uint8_t *cb, const int G, const int SH, __m512 *v) {
+        const uint64_t m2 = embc_fp8_gf_matrix(SH, 2), m3 = embc_fp8_gf_matrix(SH, 3);
+        const __m512i A = _mm512_set_epi64((long long)m3, (long long)m3, (long long)m3, (long long)m3,
+                                           (long long)m2, (long long)m2, (long long)m2, (long long)m2);
+        /* dword i of chunk 0 (1): byte 2 from byte i (16 + i), byte 3 from byte 32 + i (48 + i) */
+        const __m512i i0 = _mm512_setr_epi32(0x20000000, 0x21010000, 0x22020000, 0x23030000, 0x24040000, 0x25050000,
+                                             0x26060000, 0x27070000, 0x28080000, 0x29090000, 0x2A0A0000, 0x2B0B0000,
+                                             0x2C0C0000, 0x2D0D0000, 0x2E0E0000, 0x2F0F0000);
+        const __m512i i1 = _mm512_add_epi8(i0, _mm512_set1_epi32(0x10100000));
+        const __mmask64 hi2 = 0xCCCCCCCCCCCCCCCCull;  /* bytes 2 and 3 of every dword */
+        int g = 0;
+        for (; g + 1 < G; g += 2) {
+            const __m512i t = _mm512_gf2p8affine_epi64_epi8(
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(cb + 16 * g))), A, 0);
+            v[g] = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(hi2, i0, t));
+            v[g + 1] = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(hi2, i1, t));
+        }
+        if (g < G) {  /* one chunk: its 16 codes in every 128-bit lane, so bytes i and 32 + i again */
+            const __m512i t = _mm512_gf2p8affine_epi64_epi8(
+                _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(cb + 16 * g))), A, 0);
+            v[g] = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(hi2, i0, t));
+        }
+    }
+    #endif
+
     /* The block scale of chunk g of a pass: sb points at the scale byte of the pass's first
        block; CS is log2(block / 16) when known at compile time (block 32: 1), else -1 (read
        from f). */
@@ -515,8 +557,12 @@ cdef extern from *:
                         const __m512i x = _mm512_maskz_loadu_epi8(m, cb + o);
                         bad |= _mm512_cmpge_epu8_mask(_mm512_and_si512(x, _mm512_set1_epi8(0x7F)), special);
                     }
+                    #ifdef EMBC_HAVE_FP8_GF
+                    embc_fp8_gf(cb, G, kind == EMBC_K_FP8 ? 20 : 21, v);
+                    #else
                     for (int g = 0; g < G; g++)
                         v[g] = embc_fp8_bits(_mm_loadu_si128((const __m128i *)(cb + 16 * g)), kind == EMBC_K_FP8 ? 20 : 21);
+                    #endif
                     if (bad) {
                         __m512 vt[8];  /* not v itself: its address taken, v would live in memory */
                         embc_fp8_table(f, rec, f->scales, c0, G, vt);

@@ -245,6 +245,31 @@ def test_arbitrary_record_bytes_every_decoder_path(fmt, dim, monkeypatch):
             assert np.array_equal(ref.view(np.uint32)[~nan], out.view(np.uint32)[~nan]), (fmt, mode, simd)
 
 
+@pytest.mark.parametrize("fmt", ["mxfp8_e4m3", "mxfp8_e5m2"])
+@pytest.mark.parametrize("dim, block", [(16, 16), (48, 16), (80, 16), (32, 32), (48, 32), (128, 32), (256, 32)])
+def test_fp8_finite_codes_every_chunk_count(fmt, dim, block, monkeypatch):
+    """Every finite FP8 code under scale bytes the fast path folds, at chunk counts one to
+    sixteen (odd ones too): the compiled decoder (by shifts, or by a GF(2) affine map and a byte
+    permute where the CPU has GFNI) gives the reference's bits in every lane."""
+    from embcompress.table import QuantizedTable
+
+    spec = FORMATS[fmt]
+    special = 0x7F if fmt == "mxfp8_e4m3" else 0x7C  # first Inf/NaN magnitude code
+    finite = np.array([c for c in range(256) if c & 0x7F < special], dtype=np.uint8)
+    rng = np.random.default_rng(dim)
+    nb = spec.n_blocks(dim, block)
+    data = np.empty((96, spec.row_bytes(dim, block)), dtype=np.uint8)
+    codes = data.shape[1] - nb  # dim, padded to whole blocks
+    data[:, :nb] = rng.integers(100, 134, (96, nb))
+    data[:, nb:] = rng.choice(finite, (96, codes))
+    data[np.arange(96) % 32 == 0, nb:] = np.resize(np.roll(finite, dim), codes)  # each code in some lane
+    q = QuantizedTable(data, fmt, (96, dim), block_size=block)
+    indices, offsets = bags(rng, 96, n_bags=60)
+    for mode in ("sum", "mean", "max"):
+        ref, out = both(lambda: pooled_lookup(q, indices, offsets, mode=mode), monkeypatch)
+        assert same_bits(ref, out), (fmt, dim, mode)
+
+
 def _records(fmt, dim, rows):
     """A table whose every row holds one code repeated, under one scale byte: rows = [(scale byte, code)]."""
     from embcompress.table import QuantizedTable
