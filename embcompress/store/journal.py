@@ -8,7 +8,8 @@ bytes that follow it (a multiplication by ``x^(8z)`` modulo the CRC polynomial, 
 ``crc32_combine`` does). The cost is a few hundred vector operations per update, whatever the
 table's size.
 
-An update is a write-ahead journal (``<table>.journal``, itself a container artifact, written
+An update is a write-ahead journal (``<table>.journal`` beside the table's real path, symlinks
+resolved, as the update log's: see :func:`.updlog.real_path`; itself a container artifact, written
 atomically: temporary file, fsync, rename, directory fsync) holding the new row records and the
 table's complete new header bytes, then the row writes, the header write and an fsync, then the
 journal's removal. Opening the table with a journal present (``TieredStore`` or ``open_table``)
@@ -45,7 +46,9 @@ _M32 = np.uint64(0xFFFFFFFF)
 
 
 def journal_path(table_path) -> Path:
-    p = Path(table_path)
+    """``<real path of the table>.journal``: one journal whatever name the table is reached by
+    (see :func:`.updlog.real_path`)."""
+    p = updlog.real_path(table_path)
     return p.with_name(p.name + ".journal")
 
 
@@ -130,8 +133,10 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
     the previous one left and none is lost. ``on_replay(rows, records)`` is told the rows of an
     earlier update this one had to finish first. ``on_logged(before, after)`` is told the update
     log's ``updlog.file_state`` before and after this call's appends (the caller's own rows).
+    ``path`` may be any name of the table: the update, its journal and its log go to its real path
+    (a whole-file rewrite replaces the file a symlink names, not the symlink).
     """
-    path = Path(path)
+    path = updlog.real_path(path)
     with _locked(path) as fd:
         logged = updlog.file_state(path)
         # An earlier update that failed after its journal was durable (an I/O error, an interrupt,
@@ -273,7 +278,7 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
 
 def replay(path) -> bool:
     """Finish an update interrupted by a crash; True when a journal was applied."""
-    path = Path(path)
+    path = updlog.real_path(path)
     if not journal_path(path).exists():
         return False
     # Every process opening the table replays: one at a time, and a later one finds it done

@@ -136,9 +136,12 @@ class TieredStore:
             if refresh_every is None:
                 raise param_error("half_life", _OWNER, "be None unless refresh_every is set (it weighs the "
                                   "served accesses a refresh ranks rows by)", half_life)
-        self.path = Path(table_file)
-        if not self.path.exists():
-            raise ArtifactError(f"No table file at {str(self.path)!r}: the file does not exist. Check the path.")
+        if not Path(table_file).exists():
+            raise ArtifactError(f"No table file at {str(table_file)!r}: the file does not exist. Check the path.")
+        # The table's real path (symlinks resolved, absolute): its journal and update log are named
+        # from it, so stores and writers reaching one table through several names share them; and
+        # the store keeps serving the file it opened if the name is later pointed elsewhere.
+        self.path = updlog.real_path(table_file)
         journal.replay(self.path)  # finish an update a crash interrupted
         art = read_artifact(self.path, kind="table")
         sec = art.section("rows")

@@ -2,7 +2,8 @@
 
 A store keeps copies of rows in DRAM; an update made through another store (another process, or
 another store object in this one) changes the file under them. Every update appends the file
-positions of the rows it wrote to ``<table>.updates``, under the table's exclusive ``flock`` (see
+positions of the rows it wrote to ``<table>.updates`` (beside the table's real path, symlinks
+resolved: see :func:`real_path`), under the table's exclusive ``flock`` (see
 :mod:`.journal`), and each store reads what was appended since it last looked: one ``stat`` a
 batch while nothing changes, and when something did, it reads those rows again from the file.
 
@@ -36,8 +37,22 @@ HEADER = struct.Struct("<8sQ")
 LOG_LIMIT = 4 << 20  # bytes: about 500,000 updated rows before a new log starts
 
 
+def real_path(table_path) -> Path:
+    """The table's real path (symlinks and ``..`` resolved, absolute), which names its companion
+    files: the update log here and the journal (:func:`.journal.journal_path`).
+
+    One table reached through several names (a symlink and its target, two symlinks, a relative
+    and an absolute path) must have one log and one journal, or a store opened through one name
+    misses the updates made through another, and an update interrupted through one name is not
+    finished when the table is opened through another. Every writer and reader of the companion
+    files derives them from this path (a hard link is another name for the file and is not
+    resolved: use one of its names)."""
+    return Path(os.path.realpath(table_path))
+
+
 def log_path(table_path) -> Path:
-    p = Path(table_path)
+    """``<real path of the table>.updates`` (see :func:`real_path`)."""
+    p = real_path(table_path)
     return p.with_name(p.name + ".updates")
 
 

@@ -338,3 +338,25 @@ def test_an_update_waiting_for_a_store_busy_on_several_threads_goes_before_its_n
     assert proc.wait(timeout=120) == 0
     assert (got[0] == 0xCD).all(), "a batch arriving while an update waited went first"
     store.close()
+
+
+def test_a_writer_killed_midway_through_a_symlink_is_finished_through_the_real_path(tmp_path):
+    # One table, two names: a process updating through a symlink dies after 40 of its 55 row
+    # writes. Its journal and log were named after the symlink, so a store running on the real
+    # path never saw the update (it served its old DRAM copies beside the new rows in the file),
+    # and opening the real path did not replay the journal: 15 rows stayed old, the checksum wrong.
+    path, q = _make(tmp_path)
+    link = tmp_path / "served.embc"
+    link.symlink_to(path.name)
+    freq = np.zeros(N)
+    freq[ROWS[:30]] = 1
+    store = TieredStore(path, dram_bytes=30 * q.row_bytes, policy="frequency", frequencies=freq)
+    store.warm_up()
+    assert np.array_equal(store.rows(ROWS), q.data[ROWS])
+    assert _run(link, "rows", 40).returncode == 9
+    got = store.rows(ROWS)
+    assert (got == 0xAB).all(), f"{int((got != 0xAB).any(axis=1).sum())} of {len(ROWS)} rows old"
+    store.close()
+    _, changed = _check_consistent(path, q)  # opened through the real path: the journal replayed
+    assert (changed == 0xAB).all()
+    assert not (tmp_path / "served.embc.journal").exists()

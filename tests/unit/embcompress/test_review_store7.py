@@ -1,0 +1,181 @@
+"""Review of the tiered store (7): one table under several names, pending journals where the table
+cannot be written, and the read counters of rows reloaded after another store's update."""
+
+import os
+
+import numpy as np
+import pytest
+
+import embcompress
+from embcompress.store import TieredStore, journal, updlog
+
+N, DIM = 500, 32
+
+
+@pytest.fixture
+def table(tmp_path):
+    x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    q = embcompress.quantize(x, "mxint8")
+    return embcompress.write_table(tmp_path / "t.embc", q), q
+
+
+def _holding(path, q, rows, **kw):
+    freq = np.zeros(N)
+    freq[rows] = 1
+    store = TieredStore(path, dram_bytes=len(rows) * q.row_bytes, policy="frequency", frequencies=freq, **kw)
+    store.warm_up()
+    return store
+
+
+def _fail_pwrite_at(monkeypatch, fail_at):
+    """The ``fail_at``-th pwrite of the journal module raises EIO (an update dies midway)."""
+    real, count = journal.os.pwrite, [0]
+
+    def failing(fd, b, off):
+        count[0] += 1
+        if count[0] == fail_at:
+            raise OSError(5, "Input/output error")
+        return real(fd, b, off)
+
+    monkeypatch.setattr(journal.os, "pwrite", failing)
+    return real
+
+
+def _names(tmp_path, path, how):
+    """Two names of the one table file ``path``: (name a store reads through, name a writer uses)."""
+    if how == "symlink and real path":
+        link = tmp_path / "link.embc"
+        link.symlink_to(path)
+        return path, link
+    if how == "two symlinks":
+        a, b = tmp_path / "a.embc", tmp_path / "sub" / "b.embc"
+        b.parent.mkdir()
+        a.symlink_to(path.name)  # relative link
+        b.symlink_to(path)
+        return a, b
+    if how == "relative and absolute":
+        os.chdir(tmp_path)
+        return path.name, path
+    raise AssertionError(how)
+
+
+HOW = ["symlink and real path", "two symlinks", "relative and absolute"]
+
+
+# --- 1. one table, several names -----------------------------------------------------------------
+
+@pytest.mark.parametrize("how", HOW)
+def test_the_companion_files_are_those_of_the_real_path(table, tmp_path, monkeypatch, how):
+    path, _ = table
+    monkeypatch.chdir(tmp_path)
+    a, b = _names(tmp_path, path, how)
+    real = os.path.realpath(path)
+    for name in (a, b, path):
+        assert str(journal.journal_path(name)) == real + ".journal"
+        assert str(updlog.log_path(name)) == real + ".updates"
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("writer_first", [True, False])
+def test_an_update_through_one_name_reaches_a_store_opened_through_another(table, tmp_path, monkeypatch, how,
+                                                                            writer_first):
+    path, q = table
+    monkeypatch.chdir(tmp_path)
+    reader_name, writer_name = _names(tmp_path, path, how)
+    if not writer_first:
+        reader_name, writer_name = writer_name, reader_name
+    a = _holding(reader_name, q, np.array([5, 6]))
+    assert np.array_equal(a.rows(np.array([5, 6])), q.data[[5, 6]])
+    with TieredStore(writer_name, dram_bytes=q.row_bytes, policy="lru") as b:
+        b.update_rows(np.array([5]), np.full((1, q.row_bytes), 0x11, np.uint8))
+    got = a.rows(np.array([5, 6]))
+    assert (got[0] == 0x11).all(), "the store served its old DRAM copy of an updated row"
+    assert np.array_equal(got[1], q.data[6])
+    assert a.stats()["rows_reloaded"] == 1
+    a.close()
+
+
+def test_a_store_opened_by_a_relative_path_follows_updates_after_the_process_changes_folder(table, tmp_path,
+                                                                                           monkeypatch):
+    # Its log and file were named relative to the folder it was opened in: after a chdir the
+    # store looked for the log (and the file) elsewhere and missed every update.
+    path, q = table
+    monkeypatch.chdir(tmp_path)
+    a = _holding("t.embc", q, np.array([5, 6]))
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as b:
+        b.update_rows(np.array([5]), np.full((1, q.row_bytes), 0x11, np.uint8))
+    assert (a.rows(np.array([5])) == 0x11).all()
+    a.update_rows(np.array([6]), np.full((1, q.row_bytes), 0x12, np.uint8))
+    assert (np.asarray(embcompress.open_table(path).data)[6] == 0x12).all()
+    assert not (other / "t.embc.journal").exists() and not (other / "t.embc.updates").exists()
+    a.close()
+
+
+def test_a_store_opened_through_a_symlink_passes_over_its_own_updates(table, tmp_path):
+    path, q = table
+    link = tmp_path / "link.embc"
+    link.symlink_to(path)
+    a = _holding(link, q, np.array([5, 6]))
+    a.update_rows(np.array([5]), np.full((1, q.row_bytes), 0x11, np.uint8))
+    assert (a.rows(np.array([5])) == 0x11).all()
+    assert a.stats()["rows_reloaded"] == 0
+    a.close()
+
+
+@pytest.mark.parametrize("opener", ["TieredStore", "open_table"])
+def test_a_journal_left_through_a_symlink_is_replayed_when_opening_the_real_path(table, tmp_path, monkeypatch, opener):
+    path, q = table
+    link = tmp_path / "link.embc"
+    link.symlink_to(path)
+    rows = np.array([10, 20, 30])
+    w = TieredStore(link, dram_bytes=q.row_bytes, policy="lru")
+    real = _fail_pwrite_at(monkeypatch, 2)  # one row written, then the update dies
+    with pytest.raises(OSError, match="Input/output error"):
+        w.update_rows(rows, np.full((3, q.row_bytes), 0x22, np.uint8))
+    monkeypatch.setattr(journal.os, "pwrite", real)
+    w.close()
+    if opener == "TieredStore":
+        with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as s:
+            got = s.rows(rows)
+    else:
+        got = np.asarray(embcompress.open_table(path, verify="full").data)[rows]
+    assert (got == 0x22).all(), f"{int((got != 0x22).any(axis=1).sum())} of 3 rows old: the update stayed torn"
+    assert not journal.journal_path(path).exists()
+    assert not (tmp_path / "link.embc.journal").exists()
+
+
+def test_a_running_store_finishes_a_journal_left_through_another_name(table, tmp_path, monkeypatch):
+    # A store on the real path holds rows 10 and 20; an update through a symlink dies after one
+    # row write. The store must see the log and finish the update, not serve old beside new.
+    path, q = table
+    link = tmp_path / "link.embc"
+    link.symlink_to(path)
+    rows = np.array([10, 20, 30])
+    a = _holding(path, q, np.array([10, 20]))
+    real = _fail_pwrite_at(monkeypatch, 2)
+    with pytest.raises(OSError, match="Input/output error"):
+        journal.apply_update(link, "rows", rows, np.full((3, q.row_bytes), 0x22, np.uint8))
+    monkeypatch.setattr(journal.os, "pwrite", real)
+    got = a.rows(rows)
+    assert (got == 0x22).all(), f"{int((got != 0x22).any(axis=1).sum())} of 3 rows old"
+    a.close()
+
+
+def test_a_whole_file_rewrite_through_a_symlink_rewrites_the_file_it_names(table, tmp_path, monkeypatch):
+    # The rewrite (the header's padding cannot hold the new checksum) renamed a new file over the
+    # symlink itself: the table stayed old, and the name became a copy of its own.
+    path, q = table
+    link = tmp_path / "link.embc"
+    link.symlink_to(path)
+    a = _holding(path, q, np.array([5]))
+    monkeypatch.setattr(journal, "_header_bytes", lambda *args: None)
+    with TieredStore(link, dram_bytes=q.row_bytes, policy="lru") as b:
+        b.update_rows(np.array([5]), np.full((1, q.row_bytes), 0x33, np.uint8))
+    monkeypatch.undo()
+    assert link.is_symlink()
+    assert (np.asarray(embcompress.open_table(path, verify="full").data)[5] == 0x33).all()
+    assert (a.rows(np.array([5])) == 0x33).all()
+    a.close()
