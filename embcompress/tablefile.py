@@ -162,23 +162,6 @@ class TableFile:
         return f"TableFile({str(self.path)!r}, fmt={self.fmt!r}, shape={self.shape}{extra})"
 
 
-def _journal_applied(path, journal) -> bool:
-    """Whether the table already holds every row record and the header of its pending journal
-    (read only: the journal cannot be removed where the folder is not writable)."""
-    try:
-        j = read_artifact(journal.journal_path(path), kind=journal.JOURNAL_KIND, verify="full", mmap=False)
-        head = j.array("header").tobytes()
-        rows, records = j.array("rows"), j.array("records")
-        base, row_bytes = int(j.meta["base"]), int(j.meta["row_bytes"])
-        with open(path, "rb") as fh:
-            if os.pread(fh.fileno(), len(head), 0) != head:
-                return False
-            return all(os.pread(fh.fileno(), row_bytes, base + r * row_bytes) == rec.tobytes()
-                       for r, rec in zip(rows.tolist(), records))
-    except (ArtifactError, OSError, KeyError, TypeError, ValueError):
-        return False
-
-
 def journal_pending(path) -> bool:
     """Whether an update that a crash interrupted left its journal beside ``path``. (A path
     without a file name, such as '.', has no journal: read_artifact names it as a folder.)"""
@@ -195,7 +178,9 @@ def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "hea
     ``verify="full"`` also checks every section's checksum and the id map, so corruption
     anywhere raises an ArtifactError (exit code 3 on the command line) rather than wrong rows.
     A journal left by an update that a crash interrupted (``TieredStore.update_rows``) is
-    replayed first, so the file holds every updated row new and every other row old.
+    replayed first, so the file holds every updated row new and every other row old; where it
+    cannot be (a table or folder this process may not write) an ArtifactError says so and names
+    the fix, unless the file already holds the whole update.
     """
     if verify not in ("header", "full"):
         raise param_error("verify", "open_table", "be 'header' or 'full'", verify)
@@ -204,17 +189,8 @@ def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "hea
     from .store import journal
 
     if journal_pending(path):
-        try:
-            journal.replay(path)
-        except OSError as exc:
-            # A table (or folder) that is not writable: fine when the journal's rows and header
-            # are already in the file (only its removal failed, now or before a crash).
-            if not _journal_applied(path, journal):
-                raise ArtifactError(
-                    f"{str(path)!r} has the journal of an interrupted update ({journal.journal_path(path)}), which "
-                    f"could not be applied ({exc.strerror or exc}). Open the table once where the table and its "
-                    f"folder are writable to finish the update, or restore the file and delete the journal."
-                ) from None
+        # (refused with the fix named where it cannot be applied, unless the file already holds it)
+        journal.replay_before_open(path)
     art = read_artifact(path, kind=TABLE_KIND, mmap=mmap, verify=verify)
     where = str(path)
     layout = art.meta.get("table_file", {"version": FILE_VERSION, "id_map": None, "frequencies": False})

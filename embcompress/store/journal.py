@@ -13,7 +13,8 @@ resolved, as the update log's: see :func:`.updlog.real_path`; itself a container
 atomically: temporary file, fsync, rename, directory fsync) holding the new row records and the
 table's complete new header bytes, then the row writes, the header write and an fsync, then the
 journal's removal. Opening the table with a journal present (``TieredStore`` or ``open_table``)
-re-applies it (idempotent; :func:`replay` does it alone), so a
+re-applies it (idempotent; :func:`replay` does it alone; where it cannot, :func:`replay_before_open`
+refuses the table with an error naming the fix), so a
 crash at any point leaves every row either old (journal not yet durable) or new (journal
 replayed), and the header's checksum matches the rows. Updates and replays hold an exclusive
 ``flock`` on the table throughout, so writers in several threads or processes take turns and
@@ -25,6 +26,7 @@ read again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -274,6 +276,60 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
     jpath.unlink()
     container._fsync_dir(jpath.parent)
     return np.array(rows), np.array(records)
+
+
+_CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def replay_before_open(path) -> None:
+    """Finish an interrupted update before a table is opened (``open_table``, ``TieredStore``).
+
+    Where it cannot be finished (a table file or folder this process may not write, a full disk)
+    the table is refused with an :class:`~embcompress.errors.ArtifactError` naming the fix, since
+    it may hold the update's rows half written, unless the table already holds all of the
+    journal's rows and header (only the journal's removal failed: a folder that is not writable),
+    which is served as it is. (A store already running serves on instead: see
+    ``TieredStore._sync_updates``.)
+    """
+    path = updlog.real_path(path)
+    jpath = journal_path(path)
+    if not jpath.exists():
+        return
+    try:
+        replay(path)
+    except OSError as exc:
+        if _applied(path, jpath):
+            return
+        why = exc.strerror or str(exc)
+        if exc.errno in _CANNOT_WRITE:
+            fix = (f"({why}: this process may not write the table file or its folder). Open the table once "
+                   f"where the table and its folder are writable (with write permission to both, e.g. as the "
+                   f"table's owner) so the journal is replayed")
+        else:
+            fix = f"({why}). Remove the cause (e.g. free disk space) and open the table again so the journal is replayed"
+        raise ArtifactError(
+            f"The table {str(path)!r} has an unfinished update: an interrupted update left its journal "
+            f"{str(jpath)!r}, which must be applied before the table is read (some rows may be half "
+            f"written), and it could not be applied here {fix}; or restore the table from a good copy and "
+            f"delete the journal."
+        ) from None
+
+
+def _applied(path: Path, jpath: Path) -> bool:
+    """Whether the table already holds every row record and the header of its pending journal
+    (read only: the journal cannot be removed where the folder is not writable)."""
+    try:
+        j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
+        head = j.array("header").tobytes()
+        rows, records = j.array("rows"), j.array("records")
+        base, row_bytes = int(j.meta["base"]), int(j.meta["row_bytes"])
+        with open(path, "rb") as fh:
+            if os.pread(fh.fileno(), len(head), 0) != head:
+                return False
+            return all(os.pread(fh.fileno(), row_bytes, base + r * row_bytes) == rec.tobytes()
+                       for r, rec in zip(rows.tolist(), records))
+    except (ArtifactError, OSError, KeyError, TypeError, ValueError):
+        return False
 
 
 def replay(path) -> bool:

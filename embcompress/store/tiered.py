@@ -142,7 +142,10 @@ class TieredStore:
         # from it, so stores and writers reaching one table through several names share them; and
         # the store keeps serving the file it opened if the name is later pointed elsewhere.
         self.path = updlog.real_path(table_file)
-        journal.replay(self.path)  # finish an update a crash interrupted
+        # Finish an update a crash interrupted; refused, with the fix named, where it cannot be
+        # (a table or folder this process may not write): its rows may be half written. A store
+        # already serving the table serves on instead (see _sync_updates).
+        journal.replay_before_open(self.path)
         art = read_artifact(self.path, kind="table")
         sec = art.section("rows")
         cfg = art.config

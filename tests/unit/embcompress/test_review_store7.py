@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import embcompress
+from embcompress.errors import ArtifactError
 from embcompress.store import TieredStore, journal, updlog
 
 N, DIM = 500, 32
@@ -179,3 +180,98 @@ def test_a_whole_file_rewrite_through_a_symlink_rewrites_the_file_it_names(table
     assert (np.asarray(embcompress.open_table(path, verify="full").data)[5] == 0x33).all()
     assert (a.rows(np.array([5])) == 0x33).all()
     a.close()
+
+
+# --- 2. a pending journal where the table cannot be written ---------------------------------------
+
+def _deny_writes(monkeypatch):
+    """The table file opens read-only (a read-only copy; tests run as root, so by patching)."""
+    real_open = journal.os.open
+
+    def read_only(p, flags, *a):
+        if flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *a)
+
+    monkeypatch.setattr(journal.os, "open", read_only)
+
+
+def _deny_journal_removal(monkeypatch):
+    # A folder that is not writable (as root, tests cannot make one): the journal cannot be removed.
+    from pathlib import Path
+
+    real = Path.unlink
+
+    def unlink(self, *a, **k):
+        if self.name.endswith(".journal"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+
+def _interrupted(path, q, monkeypatch):
+    rows = np.array([10, 20, 30])
+    real = _fail_pwrite_at(monkeypatch, 2)
+    with pytest.raises(OSError, match="Input/output error"):
+        journal.apply_update(path, "rows", rows, np.full((3, q.row_bytes), 0x22, np.uint8))
+    monkeypatch.setattr(journal.os, "pwrite", real)
+    assert journal.journal_path(path).exists()
+    return rows
+
+
+def _open(opener, path, q):
+    if opener == "TieredStore":
+        return TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    return embcompress.open_table(path)
+
+
+@pytest.mark.parametrize("opener", ["TieredStore", "open_table"])
+def test_opening_a_read_only_table_with_an_unfinished_update_names_the_fix(table, monkeypatch, opener):
+    path, q = table
+    _interrupted(path, q, monkeypatch)
+    _deny_writes(monkeypatch)
+    with pytest.raises(ArtifactError) as err:
+        _open(opener, path, q)
+    msg = str(err.value)
+    assert "unfinished update" in msg and str(journal.journal_path(path)) in msg
+    assert "write permission" in msg and "owner" in msg and "Permission denied" in msg
+    monkeypatch.undo()
+    s = _open(opener, path, q)  # opened once where it can be written: replayed
+    assert not journal.journal_path(path).exists()
+    if opener == "TieredStore":
+        s.close()
+
+
+@pytest.mark.parametrize("opener", ["TieredStore", "open_table"])
+def test_opening_a_table_whose_folder_cannot_be_written_serves_the_finished_update(table, monkeypatch, opener):
+    # The replay writes the rows and the header; only the journal's removal fails: the table is
+    # whole and new, and both openers serve it (open_table did, TieredStore raised PermissionError).
+    path, q = table
+    rows = _interrupted(path, q, monkeypatch)
+    _deny_journal_removal(monkeypatch)
+    for _ in range(2):
+        s = _open(opener, path, q)
+        got = s.rows(rows) if opener == "TieredStore" else np.asarray(s.data)[rows]
+        assert (got == 0x22).all()
+        if opener == "TieredStore":
+            s.close()
+
+
+@pytest.mark.parametrize("opener", ["TieredStore", "open_table"])
+def test_opening_where_the_update_log_cannot_be_created_names_the_fix(table, monkeypatch, opener):
+    # A folder that is not writable and holds no update log yet: the replay fails before writing
+    # a row (it logs the rows first).
+    path, q = table
+    _interrupted(path, q, monkeypatch)
+    os.unlink(updlog.log_path(path))
+    real_open = os.open
+
+    def no_create(p, flags, *a):
+        if flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *a)
+
+    monkeypatch.setattr(journal.os, "open", no_create)
+    with pytest.raises(ArtifactError, match="unfinished update"):
+        _open(opener, path, q)
