@@ -12,7 +12,11 @@ Counters are kept on unique ids per batch (a row asked for twice in one batch is
 ``dram_hit_rate``); the SCM tier counts rows read, 4 KiB blocks read, bytes read and the read
 amplification (bytes read / bytes of the records wanted) and the wall time of its reads
 (``scm_seconds``). With a device model the store also accumulates the time that device would take
-for the same reads (``device_seconds``), so a run can report what the device would sustain.
+for the same reads (``device_seconds``), so a run can report what the device would sustain. Rows
+read again after another store's or process's update (``rows_reloaded``) are device reads too:
+their blocks, bytes, time and device time are in those counters (and their records in the read
+amplification's denominator), though not in the hit rates, which stay on the batches' unique ids.
+A refresh's reads are counted apart (``refresh_*``), except in ``device_seconds``.
 
 Python threads may share a store. A lock guards the DRAM tier and the counters (held briefly, to
 copy hits and to admit); file reads run outside it, under the shared side of a readers-writer
@@ -361,7 +365,14 @@ class TieredStore:
                     changed = changed[(changed >= 0) & (changed < self.shape[0])]
                     held = changed[self._dram.find(changed) >= 0]
                 if len(held):
-                    self._dram.write_through(held, self._reader.read(held)[0])
+                    # Real reads of the device: counted with the lookups' (blocks, bytes, time, the
+                    # device model's), though not as lookups' misses (hit rates stay per batch).
+                    t0 = time.perf_counter()
+                    records, n_blocks = self._reader.read(held)
+                    self._c["scm_seconds"] += time.perf_counter() - t0
+                    self._c["blocks_read"] += n_blocks
+                    self._count_device_reads(held)
+                    self._dram.write_through(held, records)
                 self._gen += 1  # batches that copied DRAM rows before this copy them again
             self._c["rows_reloaded"] += len(held)
 
@@ -570,7 +581,7 @@ class TieredStore:
             c = dict(self._c)
             c["dram_rows"] = len(self._dram.held_rows)
         u = c["unique_rows"]
-        wanted = c["scm_rows"] * self.row_bytes
+        wanted = (c["scm_rows"] + c["rows_reloaded"]) * self.row_bytes  # the records the reads were for
         c["bytes_read"] = c["blocks_read"] * BLOCK
         c["dram_hit_rate"] = c["dram_hits"] / u if u else math.nan
         c["hit_rate"] = c["dram_hit_rate"]

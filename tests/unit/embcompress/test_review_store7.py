@@ -9,6 +9,7 @@ import pytest
 import embcompress
 from embcompress.errors import ArtifactError
 from embcompress.store import TieredStore, journal, updlog
+from embcompress.store.scm import BLOCK
 
 N, DIM = 500, 32
 
@@ -275,3 +276,52 @@ def test_opening_where_the_update_log_cannot_be_created_names_the_fix(table, mon
     monkeypatch.setattr(journal.os, "open", no_create)
     with pytest.raises(ArtifactError, match="unfinished update"):
         _open(opener, path, q)
+
+
+# --- 3. reloaded rows are device reads ------------------------------------------------------------
+
+def test_rows_reloaded_after_another_stores_update_count_as_reads(table):
+    path, q = table
+    held = np.array([5, 6, 200, 400])
+    a = _holding(path, q, held, device="nand")
+    assert np.array_equal(a.rows(held), q.data[held])
+    a.reset_stats()
+    with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as b:
+        b.update_rows(np.array([5, 400]), np.full((2, q.row_bytes), 0x44, np.uint8))
+    got = a.rows(held[:2])
+    assert (got[0] == 0x44).all() and np.array_equal(got[1], q.data[6])
+    s = a.stats()
+    reloaded = np.array([5, 400])
+    blocks = len(a._reader.blocks_of(reloaded))
+    assert s["rows_reloaded"] == 2
+    assert s["blocks_read"] == blocks and s["bytes_read"] == blocks * BLOCK
+    assert s["read_amplification"] == blocks * BLOCK / (2 * q.row_bytes)
+    units = a.device.units_read(a._reader.base + reloaded * q.row_bytes, q.row_bytes)
+    assert s["device_reads"] == units
+    assert s["device_seconds"] == pytest.approx(a.device.read_seconds(units))
+    assert s["scm_seconds"] > 0
+    # hit rates stay on the batch's unique ids: both rows were DRAM hits (after the reload)
+    assert s["unique_rows"] == 2 and s["dram_hits"] == 2 and s["hit_rate"] == 1.0 and s["scm_rows"] == 0
+    # a lookup's own misses add to the same counters
+    a.rows(np.array([300]))
+    s2 = a.stats()
+    miss_blocks = len(a._reader.blocks_of(np.array([300])))
+    assert s2["blocks_read"] == blocks + miss_blocks
+    assert s2["read_amplification"] == (blocks + miss_blocks) * BLOCK / (3 * q.row_bytes)
+    assert s2["hit_rate"] == 2 / 3
+    a.close()
+
+
+def test_a_reload_of_every_held_row_counts_its_reads(table):
+    # A log that cannot be parsed (or a new one) makes the store read every held row again.
+    path, q = table
+    held = np.array([1, 2, 3])
+    a = _holding(path, q, held, device="nand")
+    a.reset_stats()
+    with open(updlog.log_path(path), "wb") as f:  # someone else's log: not parseable
+        f.write(b"garbage that is not a log")
+    a.rows(np.array([1]))
+    s = a.stats()
+    assert s["rows_reloaded"] == 3
+    assert s["blocks_read"] == len(a._reader.blocks_of(held)) and s["device_seconds"] > 0
+    a.close()
