@@ -116,6 +116,12 @@ class TieredStore:
     :class:`~embcompress.store.devices.DeviceModel` or a name (``"nand"``, ``"3dxp"``) whose read
     time is accumulated for the file reads. Row ids are the table's original ids, also for a file
     written by :func:`~embcompress.store.reorder_rows`.
+
+    ``table_file`` may be any name of the table (a symlink, a relative path): the store serves the
+    file it names at open (``path`` is its real path, symlinks resolved), and its updates, journal
+    and update log are shared with stores and writers reaching the table through any other name.
+    A table left with an interrupted update's journal is finished on open; where this process
+    cannot write it, the store refuses it with an ArtifactError naming the fix (as ``open_table``).
     """
 
     def __init__(self, table_file, *, dram_bytes: int, policy: str = "frequency", frequencies=None,
