@@ -139,6 +139,11 @@ def load_dataset(config) -> Splits:
         return load_synthetic(config.n_rows or 100_000, seed=config.split_seed, **opts)
     path = Path(config.path).expanduser()
     if not path.exists():
-        raise ConfigError(f"The data path {str(path)!r} of dataset {config.name!r} does not exist. Point 'path' at the data.")
+        # the sweeps in examples/ give paths from the repository's root, where the README runs them
+        where = "" if path.is_absolute() else f" (a relative path is read from the current folder, {Path.cwd()})"
+        raise ConfigError(
+            f"The data path {str(path)!r} of dataset {config.name!r} does not exist{where}. Point the config's "
+            f"dataset 'path' at the data file or folder, or give it with --data (embcompress evaluate)."
+        )
     loader = {"frappe": load_frappe, "criteo": load_criteo, "talkingdata": load_talkingdata}[config.name]
     return loader(path, split_seed=config.split_seed, n_rows=config.n_rows, on_bad_line=config.on_bad_line)
