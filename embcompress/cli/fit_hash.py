@@ -52,12 +52,28 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
         if not f or "/" in f or "\\" in f or f.startswith("."):
             raise ConfigError(f"The feature name {f!r} cannot name a file in --out-dir. Pass a plain feature name.")
     stats = LogStats.load(stats_path)
+    # every earlier map is opened and checked before the first fit: a missing or mismatched one
+    # found after other features were fitted and written left --out-dir half refitted
+    previous = dict.fromkeys(features)
+    if previous_dir is not None:
+        for f in features:
+            path = previous_dir / f"{f}.idmap"
+            if not path.is_file():
+                raise ConfigError(
+                    f"--previous-dir {str(previous_dir)!r} holds no earlier map for feature {f!r} ({str(path)!r} "
+                    f"does not exist). Fit {f!r} in a run without --previous-dir, or point --previous-dir at "
+                    f"the folder of the maps being refitted."
+                )
+            previous[f] = IdMap.load(path)
+            if previous[f].n_rows != rows[f]:
+                raise ConfigError(
+                    f"The earlier map of feature {f!r} in --previous-dir ({str(path)!r}) has "
+                    f"{previous[f].n_rows:,} rows, but this run gives {f!r} {rows[f]:,}; a refit keeps rows only "
+                    f"within the same row count. Fit {f!r} into {previous[f].n_rows:,} rows, or without --previous-dir."
+                )
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in features:
-        previous = None
-        if previous_dir is not None:
-            previous = IdMap.load(previous_dir / f"{f}.idmap")
-        m = fit_hash(stats, f, rows[f], previous=previous,
+        m = fit_hash(stats, f, rows[f], previous=previous[f],
                      progress=progress_for(f) if progress_for is not None else None, **options)
         m.inputs["stats_file"] = str(stats_path)
         path = m.save(out_dir / f"{f}.idmap")

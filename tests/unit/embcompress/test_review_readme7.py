@@ -54,3 +54,66 @@ def test_evaluate_from_another_folder_says_how_to_find_the_data(tmp_path, monkey
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and os.fspath(tmp_path) in err[0] and "--data" in err[0], err
+
+
+# --- fit-hash --previous-dir --------------------------------------------------------------------
+# The README's refit: `embcompress fit-hash ... --feature C3 --feature C4 ... --previous-dir DIR`.
+# The earlier maps were opened one feature at a time, just before that feature's fit: a map missing
+# from DIR (a feature new in this run), or one fitted into another row count, stopped the command
+# only after every feature before it had been fitted and written, leaving --out-dir half refitted,
+# and a missing file exited 3 (a damaged artifact) instead of 1 (bad input).
+
+STATS = ROOT / "tests" / "fixtures" / "logstats" / "small_v1.logstats"  # features user, item
+
+
+def _fit(*args):
+    from embcompress.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(STATS), *map(str, args), "--quiet"])
+    return exc.value.code
+
+
+def test_previous_dir_without_a_features_map_stops_before_any_fit(tmp_path, capsys):
+    pytest.importorskip("typer")
+    from embcompress.cli.main import main
+
+    main(["fit-hash", str(STATS), "-f", "user", "--rows", "3", "--out-dir", str(tmp_path / "old"), "--quiet"])
+    capsys.readouterr()
+    code = _fit("-f", "user", "-f", "item", "--rows", "3", "--previous-dir", tmp_path / "old",
+                "--out-dir", tmp_path / "new")
+    assert code == 1
+    out, err = capsys.readouterr()
+    err = err.strip().splitlines()
+    assert len(err) == 1 and "'item'" in err[0] and str(tmp_path / "old" / "item.idmap") in err[0], err
+    assert "--previous-dir" in err[0]
+    assert out == "" and not list((tmp_path / "new").glob("*.idmap"))  # nothing fitted, nothing written
+
+
+def test_previous_map_of_another_row_count_stops_before_any_fit(tmp_path, capsys):
+    pytest.importorskip("typer")
+    from embcompress.cli.main import main
+
+    main(["fit-hash", str(STATS), "-f", "user", "-f", "item", "--rows", "3", "--out-dir", str(tmp_path / "old"), "--quiet"])
+    capsys.readouterr()
+    code = _fit("-f", "user", "-f", "item", "--rows", "3", "--rows-per-feature", "item=2",
+                "--previous-dir", tmp_path / "old", "--out-dir", tmp_path / "new")
+    assert code == 1
+    out, err = capsys.readouterr()
+    err = err.strip().splitlines()
+    assert len(err) == 1 and "'item'" in err[0] and str(tmp_path / "old" / "item.idmap") in err[0], err
+    assert "3 rows" in err[0] and "2" in err[0]
+    assert out == "" and not list((tmp_path / "new").glob("*.idmap"))
+
+
+def test_previous_dir_with_every_map_still_refits(tmp_path, capsys):
+    pytest.importorskip("typer")
+    from embcompress.cli.main import main
+
+    main(["fit-hash", str(STATS), "-f", "user", "-f", "item", "--rows", "3", "--out-dir", str(tmp_path / "old"), "--quiet"])
+    capsys.readouterr()
+    main(["fit-hash", str(STATS), "-f", "user", "-f", "item", "--rows", "3", "--seed", "1",
+          "--previous-dir", str(tmp_path / "old"), "--out-dir", str(tmp_path / "new"), "--quiet"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(" ids moved -> " in line for line in lines)
+    assert sorted(p.name for p in (tmp_path / "new").glob("*.idmap")) == ["item.idmap", "user.idmap"]
