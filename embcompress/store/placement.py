@@ -290,7 +290,7 @@ def reorder_rows(
     ``replay``: batches of original row ids (a held-out log); the layout then reports the mean
     4 KiB blocks a batch reads in the input file's order and in the new one.
     """
-    journal.replay(table_file)  # an update a crash interrupted: copy its rows whole, not half written
+    journal.replay_before_open(table_file)  # an update a crash interrupted: its rows whole, or a clear refusal
     art = read_artifact(table_file, kind="table")
     sec = art.section("rows")
     if len(sec.shape) != 2:
