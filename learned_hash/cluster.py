@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from embcompress.errors import BackendUnavailableError, ConfigError, NotFittedError, param_error
+from embcompress.errors import BackendUnavailableError, NotFittedError, param_error
 from embcompress.kernels import resolve_threads
 
 _CANDIDATES = 16  # buckets an evicted id may move to, nearest first

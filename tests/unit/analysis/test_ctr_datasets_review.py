@@ -2,7 +2,6 @@
 
 import warnings
 
-import numpy as np
 import pytest
 
 from analysis.ctr.datasets import load_criteo, load_dataset, load_frappe, load_talkingdata

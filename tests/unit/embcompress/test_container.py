@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from embcompress.container import MAGIC, PREFIX_SIZE, Artifact, read_artifact, write_artifact
-from embcompress.errors import ArtifactError, ChecksumError, ConfigError, VersionError
+from embcompress.errors import ArtifactError, ConfigError, VersionError
 
 
 def _write(tmp_path, n_rows=37, seed=0, **kw):
