@@ -120,7 +120,13 @@ TALKINGDATA_FEATURES = ("ip", "app", "device", "os", "channel")
 
 def load_talkingdata(path, *, split_seed: int = 0, n_rows: int | None = None, fractions=(0.8, 0.1, 0.1),
                      on_bad_line: str = "skip") -> Splits:
-    file = _files(Path(path), "*.csv")[0]
+    files = _files(Path(path), "*.csv")
+    if len(files) > 1:  # one log, as a Criteo folder's parts are: Kaggle's folder holds sample_submission.csv too
+        raise ConfigError(
+            f"The TalkingData folder {str(path)!r} holds {len(files)} CSV files ({', '.join(f.name for f in files)}); "
+            f"which is the log is not guessed. Point 'path' (--data on the command line) at that file."
+        )
+    file = files[0]
     bad: dict[str, int] = {}
     cols = _cap(_read(file, on_bad_line, bad, features=TALKINGDATA_FEATURES, label="is_attributed", time_key="click_time",
                       format="csv"), n_rows)

@@ -117,3 +117,41 @@ def test_previous_dir_with_every_map_still_refits(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(" ids moved -> " in line for line in lines)
     assert sorted(p.name for p in (tmp_path / "new").glob("*.idmap")) == ["item.idmap", "user.idmap"]
+
+
+# --- a TalkingData folder -----------------------------------------------------------------------
+# The evaluate configs point at a TalkingData folder and the demo's --data takes one. The loader
+# read the folder's first *.csv by name and ignored the rest: Kaggle's TalkingData download holds
+# sample_submission.csv beside train.csv, so it read the submission template and failed with
+# "has no column 'ip'", naming a file the user never chose. (A Criteo folder already refuses
+# anything but one train, one dev and one test file.)
+
+_TD_HEADER = "ip,app,device,os,channel,click_time,attributed_time,is_attributed\n"
+
+
+def _talkingdata_csv(path, n=40):
+    lines = [f"{i % 7},{i % 3},1,{i % 5},{i % 4},2017-11-07 09:{i // 60:02d}:{i % 60:02d},,{int(i % 9 == 0)}\n"
+             for i in range(n)]
+    path.write_text(_TD_HEADER + "".join(lines))
+    return path
+
+
+def test_talkingdata_folder_with_several_csv_files_is_refused_by_name(tmp_path):
+    from analysis.ctr.datasets import load_talkingdata
+
+    _talkingdata_csv(tmp_path / "train.csv")
+    (tmp_path / "sample_submission.csv").write_text("click_id,is_attributed\n0,0\n")
+    with pytest.raises(ConfigError) as exc:
+        load_talkingdata(tmp_path)
+    msg = str(exc.value)
+    assert "sample_submission.csv" in msg and "train.csv" in msg and str(tmp_path) in msg
+
+
+def test_talkingdata_folder_with_one_csv_and_a_file_still_load(tmp_path):
+    from analysis.ctr.datasets import load_talkingdata
+
+    _talkingdata_csv(tmp_path / "train_sample.csv")
+    (tmp_path / "SOURCE.md").write_text("where the data came from\n")  # not a CSV: not a candidate
+    one = load_talkingdata(tmp_path)
+    assert one.info["files"] == ["train_sample.csv"]
+    assert load_talkingdata(tmp_path / "train_sample.csv").info["files"] == ["train_sample.csv"]
