@@ -159,9 +159,19 @@ class QuantizedTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, verify: str = "header", mmap: bool = True) -> "QuantizedTable":
-        """Read a table written by :meth:`save` (``verify="full"`` checks every byte)."""
-        from .container import read_artifact
+        """Read a table written by :meth:`save` (``verify="full"`` checks every byte).
 
+        A journal left by an update that a failure interrupted (``TieredStore.update_rows``) is
+        replayed first, as ``open_table`` does, so the rows are the update's, not half of them;
+        where it cannot be, an ArtifactError names the fix.
+        """
+        from .container import read_artifact
+        from .tablefile import journal_pending
+
+        if journal_pending(path):
+            from .store import journal
+
+            journal.replay_before_open(path)
         art = read_artifact(path, kind=TABLE_KIND, verify=verify, mmap=mmap)
         return cls.from_sections(art.config, {name: art.array(name) for name in art.section_names})
 
