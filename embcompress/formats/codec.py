@@ -157,18 +157,22 @@ def _check_float_range(x: np.ndarray, data: np.ndarray, spec: FormatSpec) -> Non
         )
 
 
-_CHUNK_ROWS = 1 << 14  # the reference works on int64 copies: bound its memory on big tables
+# The reference works on int64 copies (about 125 bytes an element at the peak, either scale_mode):
+# it encodes chunks of at most this many elements (whole rows; a wider row is one chunk), so its
+# memory stays near 130 MB whatever the table's width.
+_CHUNK_ELEMENTS = 1 << 20
 
 
 def encode_numpy(x: np.ndarray, spec: FormatSpec, block: int | None, scale_mode: str = "floor", nonfinite: str = "error") -> np.ndarray:
     """The NumPy reference quantizer: float32 ``(n, dim)`` -> row records ``(n, row_bytes)`` uint8."""
     if not np.isfinite(x).all() and nonfinite == "error":
         raise _nonfinite_rows_error(x)
-    if x.shape[0] <= _CHUNK_ROWS:
+    rows = max(1, _CHUNK_ELEMENTS // spec.padded_dim(x.shape[1], block))
+    if x.shape[0] <= rows:
         return _encode_chunk(x, spec, block, scale_mode)
     out = np.empty((x.shape[0], spec.row_bytes(x.shape[1], block)), dtype=np.uint8)
-    for start in range(0, x.shape[0], _CHUNK_ROWS):
-        out[start : start + _CHUNK_ROWS] = _encode_chunk(x[start : start + _CHUNK_ROWS], spec, block, scale_mode)
+    for start in range(0, x.shape[0], rows):
+        out[start : start + rows] = _encode_chunk(x[start : start + rows], spec, block, scale_mode)
     return out
 
 

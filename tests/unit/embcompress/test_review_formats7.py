@@ -5,6 +5,7 @@ against independent float64 oracles (OCP MX v1.0 with ml_dtypes' casts, the BDR 
 torch's fbgemm prepack bytes on random and adversarial tables under both backends; they agreed.
 """
 
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -58,3 +59,22 @@ def test_load_finishes_an_interrupted_update_as_open_table_does(tmp_path, monkey
     np.testing.assert_array_equal(q.data[rows], new)
     assert not journal.journal_path(path).exists()
     QuantizedTable.load(path, verify="full")  # the checksum covers the finished update
+
+
+# -- the NumPy reference's memory on wide tables --------------------------------------------------
+
+def test_numpy_reference_memory_is_bounded_for_wide_tables(monkeypatch):
+    # The reference works on int64 copies (tens of bytes an element) in chunks that were counted
+    # in rows (16,384), so a wide table was one chunk: 2 GB for a 67 MB table of 16,384 x 1,024,
+    # 8 GB at dim 4,096 (here 530 MB). Chunks are now counted in elements (here 140 MB).
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
+    x = np.random.default_rng(0).standard_normal((32, 131072)).astype(np.float32)  # 16 MB
+    tracemalloc.start()
+    try:
+        q = ec.quantize(x, "mxfp8_e4m3")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * x.nbytes, f"peak {peak / 1e6:.0f} MB for a {x.nbytes / 1e6:.0f} MB table"
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", "auto")
+    assert np.array_equal(q.data, ec.quantize(x, "mxfp8_e4m3").data)
