@@ -175,6 +175,11 @@ class QuantizedTable:
         art = read_artifact(path, kind=TABLE_KIND, verify=verify, mmap=mmap)
         return cls.from_sections(art.config, {name: art.array(name) for name in art.section_names})
 
+    def __reduce__(self):
+        # Copies (pickle for a worker process, copy.deepcopy) are rebuilt through __init__, which
+        # checks the records and makes the copy's data read-only as the original's.
+        return (_rebuild, (self._data, self.fmt, self._shape, self._block, self._scale_mode))
+
     def __len__(self) -> int:
         return self._shape[0]
 
@@ -191,3 +196,8 @@ class QuantizedTable:
     def __repr__(self) -> str:
         block = f", block_size={self._block}" if self._block else ""
         return f"QuantizedTable(fmt={self.fmt!r}, shape={self._shape}{block}, row_bytes={self.row_bytes}, nbytes={self.nbytes})"
+
+
+def _rebuild(data, fmt, shape, block_size, scale_mode) -> QuantizedTable:
+    """A QuantizedTable from its pickled state (see ``QuantizedTable.__reduce__``)."""
+    return QuantizedTable(data, fmt, shape, block_size=block_size, scale_mode=scale_mode)

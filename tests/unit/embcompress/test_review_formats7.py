@@ -5,6 +5,8 @@ against independent float64 oracles (OCP MX v1.0 with ml_dtypes' casts, the BDR 
 torch's fbgemm prepack bytes on random and adversarial tables under both backends; they agreed.
 """
 
+import copy
+import pickle
 import tracemalloc
 
 import numpy as np
@@ -78,3 +80,18 @@ def test_numpy_reference_memory_is_bounded_for_wide_tables(monkeypatch):
     assert peak < 16 * x.nbytes, f"peak {peak / 1e6:.0f} MB for a {x.nbytes / 1e6:.0f} MB table"
     monkeypatch.setenv("EMBCOMPRESS_KERNELS", "auto")
     assert np.array_equal(q.data, ec.quantize(x, "mxfp8_e4m3").data)
+
+
+# -- QuantizedTable copies stay read-only ---------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy"])
+def test_copies_of_a_table_keep_their_data_read_only(how):
+    # Before: pickle (multiprocessing, a DataLoader worker) and deepcopy gave a table whose
+    # data was writeable, though QuantizedTable.data is documented read-only.
+    q = ec.quantize(random_table(4, n=6, dim=40), "mx6", scale_mode="mse")
+    r = {"pickle": lambda: pickle.loads(pickle.dumps(q)), "deepcopy": lambda: copy.deepcopy(q),
+         "copy": lambda: copy.copy(q)}[how]()
+    assert r == q and r.scale_mode == "mse" and r.block_size == 16
+    assert not r.data.flags.writeable
+    with pytest.raises(ValueError):
+        r.data[0, 0] = 1
