@@ -50,17 +50,27 @@ def _spec_of(fmt, owner: str) -> FormatSpec:
 
 
 def _as_table(x, owner: str) -> np.ndarray:
-    if type(x).__module__.startswith("torch"):
-        x = x.detach().cpu()
-        if str(x.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 holds every value
-            x = x.float()
+    is_torch = type(x).__module__.startswith("torch")
+    if is_torch:
+        import torch  # (already imported: x comes from it)
+
+        if not isinstance(x, torch.Tensor):
+            weight = isinstance(getattr(x, "weight", None), torch.Tensor)
+            must = "be a float32 array or tensor (n_rows, dim)" + ("; pass the module's table, x.weight" if weight else "")
+            raise param_error("x", owner, must, f"a {type(x).__name__}")
+        # (a lazily negated or conjugated view has no .numpy() until it is resolved)
+        x = x.detach().cpu().resolve_conj().resolve_neg()
+        if x.is_floating_point() and x.element_size() < 4 and str(x.dtype) != "torch.float16":
+            x = x.float()  # bfloat16, float8: NumPy has no such dtype; float32 holds every value
         x = x.numpy()
     arr = np.asarray(x)
+    # the conversion a user can apply to what was passed: a tensor or a list has no .astype
+    to_f32 = "x.float()" if is_torch else "x.astype(np.float32)" if isinstance(x, np.ndarray) else "np.asarray(x, dtype=np.float32)"
     if arr.dtype.kind != "f":
-        raise param_error("x", owner, "be a float32 array (n_rows, dim)", f"an array of dtype {arr.dtype}")
+        raise param_error("x", owner, f"be a float32 array (n_rows, dim); convert with {to_f32}", f"an array of dtype {arr.dtype}")
     if arr.dtype.itemsize > 4:
         raise param_error(
-            "x", owner, "be float32 (or float16); convert with x.astype(np.float32), which rounds", f"dtype {arr.dtype}"
+            "x", owner, f"be float32 (or float16); convert with {to_f32}, which rounds", f"dtype {arr.dtype}"
         )
     if arr.ndim != 2 or arr.shape[1] == 0:
         raise param_error("x", owner, "be a 2-D table (n_rows, dim) with dim >= 1", f"shape {arr.shape}")

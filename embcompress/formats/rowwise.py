@@ -126,7 +126,12 @@ def to_torch_packed(q) -> np.ndarray:
     for ``int2_rowwise`` (``dim`` a multiple of 4) those of ``embedding_bag_2bit_prepack``. Torch's
     ``embedding_bag_{byte,4bit,2bit}_rowwise_offsets`` operators then pool our tables.
     """
-    spec = q.spec
+    spec = getattr(q, "spec", None)
+    if not isinstance(spec, FormatSpec):
+        raise param_error(
+            "q", "to_torch_packed", "be a row-wise QuantizedTable; quantize a float table first: "
+            "to_torch_packed(embcompress.quantize(x, 'int8_rowwise'))", type(q).__name__,
+        )
     if spec.family != "rowwise":
         raise param_error("q", "to_torch_packed", "be an int8_rowwise, int4_rowwise or int2_rowwise table", q.fmt)
     dim = q.shape[1]

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 import embcompress as ec
+from embcompress.errors import ConfigError
+from embcompress.formats import to_torch_packed
 from embcompress.store import journal
 from embcompress.table import QuantizedTable
 from tests.unit.embcompress.formats_inputs import random_table
@@ -95,3 +97,40 @@ def test_copies_of_a_table_keep_their_data_read_only(how):
     assert not r.data.flags.writeable
     with pytest.raises(ValueError):
         r.data[0, 0] = 1
+
+
+# -- errors that name the fix ---------------------------------------------------------------------
+
+def test_to_torch_packed_of_a_float_array_names_quantize():
+    x = random_table(5, n=4, dim=8)
+    with pytest.raises(ConfigError, match=r"quantize"):  # before: AttributeError: no attribute 'spec'
+        to_torch_packed(x)
+
+
+def test_float64_from_a_list_names_a_conversion_a_list_has():
+    rows = random_table(6, n=3, dim=8).astype(np.float64).tolist()
+    with pytest.raises(ConfigError, match=r"np\.asarray\(x, dtype=np\.float32\)"):  # a list has no .astype
+        ec.quantize(rows, "mx6")
+
+
+def test_torch_inputs_float64_names_float_and_narrow_or_lazy_tensors_are_read(backend):
+    torch = pytest.importorskip("torch")
+    x = random_table(7, n=5, dim=40)
+    t = torch.from_numpy(x)
+    with pytest.raises(ConfigError, match=r"x\.float\(\)"):  # a tensor has no .astype
+        ec.quantize(t.double(), "mx6")
+    # float8 tensors hold values float32 holds exactly (before: TypeError from .numpy()).
+    for dt in (torch.float8_e4m3fn, torch.float8_e5m2):
+        t8 = t.to(dt)
+        assert ec.quantize(t8, "mxfp8_e4m3") == ec.quantize(t8.float().numpy(), "mxfp8_e4m3")
+    # A negated view (before: RuntimeError "Can't call numpy() on Tensor that has negative bit set").
+    neg = torch._neg_view(t)
+    assert ec.quantize(neg, "mx6") == ec.quantize(-x, "mx6")
+
+
+def test_a_torch_module_names_its_weight(backend):
+    torch = pytest.importorskip("torch")
+    emb = torch.nn.EmbeddingBag(10, 8)
+    with pytest.raises(ConfigError, match=r"x\.weight"):  # before: AttributeError: no attribute 'detach'
+        ec.quantize(emb, "mx6")
+    assert ec.quantize(emb.weight, "mx6") == ec.quantize(emb.weight.detach().numpy(), "mx6")
