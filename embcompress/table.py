@@ -35,9 +35,13 @@ class QuantizedTable:
     def __init__(self, data: np.ndarray, fmt: str, shape, *, block_size: int | None = None, scale_mode: str = "floor"):
         spec = get_format(fmt)
         try:
-            n, dim = (int(v) for v in shape)
+            n, dim = shape
         except (TypeError, ValueError):
             raise param_error("shape", "QuantizedTable", "be (n_rows, dim)", shape) from None
+        if isinstance(shape, (str, bytes)) or not all(_is_int(v) for v in (n, dim)):
+            # (not int() of anything: "48" was (4, 8), 4.7 was 4, and inf raised OverflowError)
+            raise param_error("shape", "QuantizedTable", "be (n_rows, dim), two ints", shape)
+        n, dim = int(n), int(dim)
         if n < 0 or dim < 1:
             raise param_error("shape", "QuantizedTable", "be (n_rows >= 0, dim >= 1)", shape)
         block = resolve_block(spec, block_size, "QuantizedTable")
@@ -124,7 +128,7 @@ class QuantizedTable:
         if not isinstance(config, dict):
             raise ArtifactError(f"A table's config must be a JSON object. Got {type(config).__name__} instead.")
         version = config.get("version")
-        if not isinstance(version, int) or version < 1:
+        if not _is_int(version) or version < 1:
             raise ArtifactError(f"A table's config must carry a positive int 'version'. Got {version!r} instead.")
         if version > TABLE_VERSION:
             raise ArtifactError(
@@ -196,6 +200,10 @@ class QuantizedTable:
     def __repr__(self) -> str:
         block = f", block_size={self._block}" if self._block else ""
         return f"QuantizedTable(fmt={self.fmt!r}, shape={self._shape}{block}, row_bytes={self.row_bytes}, nbytes={self.nbytes})"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _rebuild(data, fmt, shape, block_size, scale_mode) -> QuantizedTable:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import embcompress as ec
-from embcompress.errors import ConfigError
+from embcompress.errors import ArtifactError, ConfigError
 from embcompress.formats import to_torch_packed
 from embcompress.store import journal
 from embcompress.table import QuantizedTable
@@ -134,3 +134,24 @@ def test_a_torch_module_names_its_weight(backend):
     with pytest.raises(ConfigError, match=r"x\.weight"):  # before: AttributeError: no attribute 'detach'
         ec.quantize(emb, "mx6")
     assert ec.quantize(emb.weight, "mx6") == ec.quantize(emb.weight.detach().numpy(), "mx6")
+
+
+# -- a table's shape and version are whole ints ---------------------------------------------------
+
+@pytest.mark.parametrize("shape", ["48", [4.7, 8], [4, float("inf")], [4, 8.0], [True, 8]])
+def test_a_config_shape_that_is_not_two_ints_is_refused(shape):
+    # Before: "48" loaded as (4, 8), 4.7 as 4, 8.0 as 8, and an infinite size (JSON's 1e400 in a
+    # damaged header) raised a raw OverflowError instead of an ArtifactError.
+    q = ec.quantize(random_table(8, n=4, dim=8), "mx6")
+    sections, config = q.to_sections()
+    with pytest.raises(ArtifactError, match="shape"):
+        QuantizedTable.from_sections(dict(config, shape=shape), sections)
+    with pytest.raises(ConfigError, match="shape"):
+        QuantizedTable(q.data, "mx6", shape)
+
+
+def test_a_config_version_that_is_a_bool_is_refused():
+    q = ec.quantize(random_table(8, n=4, dim=8), "mx6")
+    sections, config = q.to_sections()
+    with pytest.raises(ArtifactError, match="version"):
+        QuantizedTable.from_sections(dict(config, version=True), sections)
