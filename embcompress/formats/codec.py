@@ -169,7 +169,7 @@ def _check_float_range(x: np.ndarray, data: np.ndarray, spec: FormatSpec) -> Non
 
 # The reference works on int64 copies (about 125 bytes an element at the peak, either scale_mode):
 # it encodes chunks of at most this many elements (whole rows; a wider row is one chunk), so its
-# memory stays near 130 MB whatever the table's width.
+# memory stays near 130 MB whatever the table's width. decode_records chunks the same way.
 _CHUNK_ELEMENTS = 1 << 20
 
 
@@ -232,6 +232,18 @@ def decode_records(records, fmt, dim, block_size=None) -> np.ndarray:
     k = records.shape[0]
     if spec.family == "float":
         return floats.decode(records, spec, dim)
+    # Whole rows, at most _CHUNK_ELEMENTS values at a time: the decoders' int64 and float32
+    # temporaries (up to 7 times the output for BDR) then stay bounded beside the output.
+    rows = max(1, _CHUNK_ELEMENTS // spec.padded_dim(dim, block))
+    if k <= rows:
+        return _decode_chunk(records, spec, dim, block)
+    out = np.empty((k, dim), dtype=np.float32)
+    for start in range(0, k, rows):
+        out[start : start + rows] = _decode_chunk(records[start : start + rows], spec, dim, block)
+    return out
+
+
+def _decode_chunk(records: np.ndarray, spec: FormatSpec, dim: int, block: int | None) -> np.ndarray:
     meta, codes = unpack_records(records, spec, dim, block)
     if spec.family == "rowwise":
         out = rowwise.decode(meta, codes, spec)
@@ -239,7 +251,7 @@ def decode_records(records, fmt, dim, block_size=None) -> np.ndarray:
         out = mx.decode(meta, codes, spec, block)
     else:
         out = bdr.decode(meta, codes, spec, block)
-    return np.ascontiguousarray(out[:, :dim], dtype=np.float32).reshape(k, dim)
+    return np.ascontiguousarray(out[:, :dim], dtype=np.float32).reshape(records.shape[0], dim)
 
 
 def dequantize(q) -> np.ndarray:
