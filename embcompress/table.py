@@ -45,7 +45,7 @@ class QuantizedTable:
         if n < 0 or dim < 1:
             raise param_error("shape", "QuantizedTable", "be (n_rows >= 0, dim >= 1)", shape)
         block = resolve_block(spec, block_size, "QuantizedTable")
-        if scale_mode not in SCALE_MODES:
+        if not isinstance(scale_mode, str) or scale_mode not in SCALE_MODES:
             raise param_error("scale_mode", "QuantizedTable", f"be one of {SCALE_MODES}", scale_mode)
         data = np.asarray(data)
         row_bytes = spec.row_bytes(dim, block)

@@ -175,3 +175,12 @@ def test_dequantize_memory_is_the_output_and_a_bounded_chunk(fmt):
     assert peak < 2 * y.nbytes, f"peak {peak / 1e6:.0f} MB for {y.nbytes / 1e6:.0f} MB of output"
     k = 1000  # the chunks join into the same values as one decode of a few rows
     np.testing.assert_array_equal(y[-k:].view(np.uint32), decode_records(q.data[-k:], fmt, 128).view(np.uint32))
+
+
+@pytest.mark.parametrize("mode", [np.array(["floor"]), np.array(["floor", "mse"])])
+def test_table_scale_mode_must_be_a_string(mode, tmp_path):
+    # Before: a 1-element array was kept as the table's scale_mode (its save then failed, the
+    # config not being JSON), and a 2-element one raised numpy's "truth value is ambiguous".
+    q = ec.quantize(random_table(10, n=4, dim=8), "mx6")
+    with pytest.raises(ConfigError, match="scale_mode"):
+        QuantizedTable(q.data, "mx6", q.shape, scale_mode=mode)
