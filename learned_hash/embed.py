@@ -129,9 +129,15 @@ class SpectralEmbedding:
         row = np.asarray(X.sum(axis=1)).ravel()
         nz_rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
         # PMI(i, j) = log P(j | i) - log P_alpha(j); keep the positive part
-        X.data = np.log(X.data / row[nz_rows]) - context_logp[X.indices]
-        # keep the positive part; a partner never seen in fit (log p = -inf) carries no information
-        X.data[(X.data < 0) | ~np.isfinite(X.data)] = 0
+        with np.errstate(invalid="ignore"):
+            a, b = np.log(X.data / row[nz_rows]), context_logp[X.indices]
+            X.data = a - b
+            # Positive beyond rounding: at chance the two logs are equal but computed two ways, and
+            # differ by an ulp or so (4e-16 for 10 x 10 ones); kept, that noise became unit vectors
+            # once rows were normalized, and ids that should be hashed were clustered on it.
+            noise = 64 * np.finfo(np.float64).eps * (np.abs(a) + np.abs(b))
+            # a partner never seen in fit (log p = -inf) carries no information
+            X.data[~(X.data > noise) | ~np.isfinite(X.data)] = 0
         X.eliminate_zeros()
         return X
 
