@@ -63,6 +63,11 @@ def _as_table(x, owner: str) -> np.ndarray:
         if x.is_floating_point() and x.element_size() < 4 and str(x.dtype) != "torch.float16":
             x = x.float()  # bfloat16, float8: NumPy has no such dtype; float32 holds every value
         x = x.numpy()
+    if callable(getattr(x, "dequantize", None)) and hasattr(x, "fmt"):  # a QuantizedTable, a TableFile
+        raise param_error(
+            "x", owner, "be a float table (n_rows, dim); to requantize a table, pass its values: x.dequantize()",
+            f"a {type(x).__name__} of format {x.fmt!r}",
+        )
     arr = np.asarray(x)
     # the conversion a user can apply to what was passed: a tensor or a list has no .astype
     to_f32 = "x.float()" if is_torch else "x.astype(np.float32)" if isinstance(x, np.ndarray) else "np.asarray(x, dtype=np.float32)"
@@ -258,6 +263,11 @@ def dequantize(q) -> np.ndarray:
     """Decode a ``QuantizedTable`` to float32 of its shape: ``decode_records(q.data, ...)``."""
     from ..table import QuantizedTable
 
+    if isinstance(getattr(q, "table", None), QuantizedTable):  # a TableFile (open_table)
+        q = q.table
     if not isinstance(q, QuantizedTable):
-        raise param_error("q", "dequantize", "be a QuantizedTable (from embcompress.quantize)", type(q).__name__)
+        raise param_error(
+            "q", "dequantize", "be a QuantizedTable (from embcompress.quantize, QuantizedTable.load or open_table); "
+            "decode raw row records with decode_records(records, fmt, dim, block_size)", type(q).__name__,
+        )
     return decode_records(q.data, q.fmt, q.shape[1], q.block_size)

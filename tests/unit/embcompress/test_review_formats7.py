@@ -184,3 +184,19 @@ def test_table_scale_mode_must_be_a_string(mode, tmp_path):
     q = ec.quantize(random_table(10, n=4, dim=8), "mx6")
     with pytest.raises(ConfigError, match="scale_mode"):
         QuantizedTable(q.data, "mx6", q.shape, scale_mode=mode)
+
+
+def test_requantizing_a_table_names_dequantize_and_dequantize_reads_a_table_file(tmp_path):
+    from embcompress.tablefile import open_table, write_table
+
+    q = ec.quantize(random_table(11, n=6, dim=40), "mx6")
+    path = write_table(tmp_path / "t.table", q)
+    with open_table(path) as tf:
+        for table in (q, tf):
+            # before: "convert with np.asarray(x, dtype=np.float32)", which fails on a table
+            with pytest.raises(ConfigError, match=r"x\.dequantize\(\)"):
+                ec.quantize(table, "mx4")
+        # before: refused, naming neither .table nor decode_records
+        np.testing.assert_array_equal(ec.dequantize(tf), ec.dequantize(q))
+    with pytest.raises(ConfigError, match=r"decode_records"):
+        ec.dequantize(q.data)
