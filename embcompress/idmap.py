@@ -79,6 +79,20 @@ def row_dtype(n_rows: int) -> np.dtype:
     raise param_error("n_rows", "IdMap", "be below 2**64 - 1", n_rows)
 
 
+def _not_integers(name: str, owner: str, must: str, dtype: np.dtype) -> ConfigError:
+    """The error for ids that are not integers, naming the conversion that fixes each kind."""
+    if dtype.kind == "f":
+        fix = ("Pass int64 ids: ids.astype(np.int64) where they are whole numbers (fill or drop NaN first). "
+               "Ids above 2**63 - 1 given as Python ints read as float64 in NumPy; build them with "
+               "np.array(ids, dtype=np.uint64).")
+    elif dtype.kind in "USO":
+        fix = ("Hash string ids with embcompress.string_ids(ids), as training and serving both must; "
+               "Python ints in an object array convert with ids.astype(np.int64) (np.uint64 above 2**63 - 1).")
+    else:
+        fix = "Pass int64 ids, e.g. ids.astype(np.int64)."
+    return ConfigError(f"The {name!r} parameter of {owner} must {must}. Got dtype {dtype} instead. {fix}")
+
+
 def _check_int_array(x, name: str, owner: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 1:
@@ -86,7 +100,7 @@ def _check_int_array(x, name: str, owner: str) -> np.ndarray:
     if arr.size == 0:
         return arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
-        raise param_error(name, owner, "be a 1-D array of integers", f"dtype {arr.dtype}")
+        raise _not_integers(name, owner, "be a 1-D array of integers", arr.dtype)
     return _as_int64(arr)
 
 
@@ -351,7 +365,7 @@ class IdMap:
         """
         arr = np.asarray(ids)
         if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
-            raise param_error("ids", "IdMap.lookup", "hold integers (int64 ids)", f"dtype {arr.dtype}")
+            raise _not_integers("ids", "IdMap.lookup", "hold integers (int64 ids)", arr.dtype)
         flat = _as_int64(arr.reshape(-1))
         if out is None:
             res = np.empty(arr.shape, dtype=np.int64)

@@ -57,3 +57,41 @@ def test_ids_at_chance_are_hashed_as_documented_not_piled_on_one_row():
     hashed = fit_hash(stats, "a", 4, method="hash")
     assert np.array_equal(m.lookup(ids), hashed.lookup(ids))
     assert np.unique(m.lookup(ids)).size > 1
+
+
+# -- IdMap: ids of the wrong kind get an error naming the fix --------------------------------------
+
+def _small_map():
+    from embcompress import IdMap
+
+    return IdMap.from_arrays(np.array([5, -3, 2**62]), np.array([0, 1, 2]), 10, seed=1)
+
+
+@pytest.mark.parametrize("ids, fix", [
+    (np.array([5.0, -3.0]), "astype(np.int64)"),                       # a pandas column with NaN is float
+    ([2**64 - 3, 5], "dtype=np.uint64"),                               # hashed string ids as Python ints: NumPy makes them float64
+    (np.array(["5", "abc"]), "string_ids"),                            # raw string ids
+    (np.array([5, -3], dtype=object), "astype(np.int64)"),
+])
+def test_lookup_of_ids_that_are_not_integers_names_the_fix(ids, fix):
+    from embcompress.errors import ConfigError
+
+    m = _small_map()
+    with pytest.raises(ConfigError, match="IdMap.lookup") as err:
+        m.lookup(ids)
+    assert fix in str(err.value)
+    with pytest.raises(ConfigError, match="IdMap.from_arrays") as err:
+        type(m).from_arrays(ids, np.zeros(len(ids), np.int64), 10)
+    assert fix in str(err.value)
+
+
+def test_lookup_takes_ids_of_every_integer_dtype_and_layout():
+    m = _small_map()
+    want = m.lookup(np.array([5, -3, 2**62, 7], np.int64))
+    assert np.array_equal(m.lookup(np.array([5, -3, 2**62, 7], dtype=">i8")), want)
+    assert np.array_equal(m.lookup(np.array([5, 2**64 - 3, 2**62, 7], np.uint64)), want)
+    assert np.array_equal(m.lookup(np.array([5, -3, 0, 7], np.int32))[[0, 1, 3]], want[[0, 1, 3]])
+    strided = np.array([5, 0, -3, 0, 2**62, 0, 7, 0])[::2]
+    assert np.array_equal(m.lookup(strided), want)
+    assert np.array_equal(m.lookup(np.asfortranarray(np.array([[5, 2**62], [-3, 7]]))), [[want[0], want[2]], [want[1], want[3]]])
+    assert m.lookup(np.zeros((0, 3), np.int32)).shape == (0, 3)
