@@ -95,3 +95,43 @@ def test_lookup_takes_ids_of_every_integer_dtype_and_layout():
     assert np.array_equal(m.lookup(strided), want)
     assert np.array_equal(m.lookup(np.asfortranarray(np.array([[5, 2**62], [-3, 7]]))), [[want[0], want[2]], [want[1], want[3]]])
     assert m.lookup(np.zeros((0, 3), np.int32)).shape == (0, 3)
+
+
+# -- fit-hash: every feature is checked before the first one is fitted and written -----------------
+
+def _cli_stats(tmp_path):
+    rng = np.random.default_rng(0)
+    cols = {"a": rng.integers(0, 60, 800), "b": rng.integers(0, 12, 800), "c": rng.integers(0, 9, 800)}
+    path = tmp_path / "log.stats"
+    LogStats.from_rows(cols, features=["a", "b", "c"], pairs=[("a", "b")]).save(path)
+    return path
+
+
+@pytest.mark.parametrize("features, extra, match", [
+    (["a", "zz"], [], "zz"),                              # a feature that was not mined
+    (["a", "c"], ["--partner", "b"], "partners"),         # a partner not mined with a later feature
+])
+def test_fit_hash_refuses_a_bad_feature_before_writing_any_map(tmp_path, capsys, features, extra, match):
+    # 'a' was fitted and written (minutes on a big log), then the command stopped on the next
+    # feature: --out-dir held part of a run and the user learned of the typo only at the end
+    from embcompress.cli.main import main
+
+    stats = _cli_stats(tmp_path)
+    out = tmp_path / "maps"
+    args = ["fit-hash", str(stats), "--rows", "16", "--out-dir", str(out), "--quiet", *extra]
+    for f in features:
+        args += ["--feature", f]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 1 and match in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_fit_hash_refusal_names_the_mined_features(tmp_path, capsys):
+    from embcompress.cli.main import main
+
+    stats = _cli_stats(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["fit-hash", str(stats), "-f", "a", "-f", "zz", "--rows", "16", "--out-dir", str(tmp_path / "m"), "--quiet"])
+    err = capsys.readouterr().err
+    assert "'zz'" in err and "['a', 'b', 'c']" in err
