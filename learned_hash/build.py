@@ -44,24 +44,60 @@ def collision_share(idmap: IdMap, ids, counts) -> float:
     return float(counts[occupancy[at] > 1].sum() / total)
 
 
-def _relabel(prop_rows, ids, previous: IdMap, n_rows: int):
-    """A permutation of rows sending each proposed row to the old row most of its ids had."""
+def _relabel(prop_rows, ids, previous: IdMap, n_rows: int, n_hot: int):
+    """``(rows, cold)``: the proposed rows relabelled so each takes the old row most of its ids had,
+    and the cold rows (the images of the proposed rows ``n_hot ..``, ascending).
+
+    The relabelling is a permutation of all rows: matched proposed rows go to their old rows
+    (largest overlap first), every other proposed row to the rows left free, both in ascending
+    order. It is evaluated only where it is needed, in the ids' count and never the table's
+    (``n_rows`` may exceed memory, as a first fit allows).
+    """
     old_mapped = np.isin(ids, previous.ids)
     pr = prop_rows[old_mapped]
     old = previous.lookup(ids[old_mapped])
-    perm = np.full(n_rows, -1, dtype=np.int64)
+    match_p, match_o = [], []
     if pr.size:
         pairs, overlap = np.unique(np.stack([pr, old]), axis=1, return_counts=True)
         # largest overlap first; ties by proposed row then old row, so the result is deterministic
         order = np.lexsort((pairs[1], pairs[0], -overlap))
-        used = np.zeros(n_rows, dtype=bool)
-        for p, o in pairs[:, order].T:
-            if perm[p] < 0 and not used[o]:
-                perm[p] = o
-                used[o] = True
-    free = np.setdiff1d(np.arange(n_rows), perm[perm >= 0])
-    perm[perm < 0] = free  # both ascending: unmatched proposed rows take free rows in order
-    return perm
+        pairs = pairs[:, order]
+        # flags over the rows that occur (compact indices), not over all n_rows
+        up, ip = np.unique(pairs[0], return_inverse=True)
+        uo, io = np.unique(pairs[1], return_inverse=True)
+        done_p, used_o = np.zeros(up.size, bool), np.zeros(uo.size, bool)
+        for j, (a, b) in enumerate(zip(ip.tolist(), io.tolist())):
+            if not done_p[a] and not used_o[b]:
+                done_p[a] = used_o[b] = True
+                match_p.append(j)
+        match_o = pairs[1, match_p]
+        match_p = pairs[0, match_p]
+    match_p, match_o = np.asarray(match_p, dtype=np.int64), np.asarray(match_o, dtype=np.int64)
+    by_p = np.argsort(match_p)
+    mp, mo = match_p[by_p], match_o[by_p]
+    free_gap = np.sort(match_o) - np.arange(match_o.size)  # rows left free below each matched old row
+
+    def perm(p):
+        p = np.asarray(p, dtype=np.int64)
+        at = np.minimum(np.searchsorted(mp, p), max(mp.size - 1, 0))
+        hit = mp[at] == p if mp.size else np.zeros(p.shape, bool)
+        i = p - np.searchsorted(mp, p)  # rank among the unmatched proposed rows
+        free = i + np.searchsorted(free_gap, i, side="right")  # the i-th free row
+        return np.where(hit, mo[at] if mo.size else 0, free)
+
+    rows = perm(prop_rows)
+    hot = np.sort(perm(np.arange(n_hot)))
+    # the cold rows are every row but the hot ones' (perm is a bijection): a range when the hot rows
+    # sit at the ends, else an array (the map's own representation of scattered cold rows)
+    head = int(np.count_nonzero(hot == np.arange(hot.size)))  # hot rows 0, 1, ... at the start
+    tail = int(np.count_nonzero(hot == n_rows - hot.size + np.arange(hot.size)))  # and at the end
+    if head + tail == hot.size:
+        cold = range(head, n_rows - tail)
+    else:
+        keep = np.ones(n_rows, dtype=bool)
+        keep[hot] = False
+        cold = np.flatnonzero(keep)
+    return rows, cold
 
 
 def _check_int(value, name, low, high=None, allow_none=True):
@@ -156,8 +192,7 @@ def fit_hash(
 
     if method != "hash":
         if previous is not None:
-            perm = _relabel(prop, mapped_ids, previous, n_rows)
-            rows, cold = perm[prop], np.sort(perm[n_hot:])
+            rows, cold = _relabel(prop, mapped_ids, previous, n_rows, n_hot)
         else:
             rows, cold = prop, range(n_hot, n_rows)  # kept as a range by the map: never n_rows ints
         if method == "frequency" and previous is None:

@@ -135,3 +135,28 @@ def test_fit_hash_refusal_names_the_mined_features(tmp_path, capsys):
         main(["fit-hash", str(stats), "-f", "a", "-f", "zz", "--rows", "16", "--out-dir", str(tmp_path / "m"), "--quiet"])
     err = capsys.readouterr().err
     assert "'zz'" in err and "['a', 'b', 'c']" in err
+
+
+# -- refits cost memory in the ids, not in the table's rows ------------------------------------------
+
+@pytest.mark.parametrize("method", ["frequency", "learned"])
+def test_a_refit_of_a_table_larger_than_memory(method):
+    # a first fit keeps the cold rows as a range (round 5); a refit built a permutation of every
+    # row (np.full(n_rows) and np.setdiff1d(np.arange(n_rows), ...)): MemoryError for a table
+    # beyond memory, and 16 bytes a row of any table (16 GB for a billion rows) for a few ids
+    rng = np.random.default_rng(0)
+    cols = {"a": rng.zipf(1.5, 3000) % 400, "b": rng.integers(0, 40, 3000)}
+    stats = LogStats.from_rows(cols, features=["a", "b"], pairs=[("a", "b")])
+    more = {k: np.concatenate([v, v[:500] + 7]) for k, v in cols.items()}
+    later = LogStats.from_rows(more, features=["a", "b"], pairs=[("a", "b")])
+    n_rows = 2**60
+    old = fit_hash(stats, "a", n_rows, method=method)
+    new = fit_hash(later, "a", n_rows, method=method, previous=old)
+    assert new.n_rows == n_rows and new.nbytes <= 4 * old.nbytes + 4096
+    ids = np.arange(-50, 500)
+    rows = new.lookup(ids)
+    assert rows.min() >= 0 and rows.max() < n_rows
+    kept = np.isin(old.ids, new.ids)
+    assert new.moved_ids == np.count_nonzero(new.lookup(old.ids) != old.rows)
+    if method == "frequency":  # hot ids still hot keep their rows
+        assert np.array_equal(new.lookup(old.ids[kept]), old.rows[kept])
