@@ -222,6 +222,7 @@ class FrequencyKMeans:
                     first += int(kg)
                     if progress is not None:
                         progress(step + 1, len(groups))
+            self._fill_empty(X, w, centers, labels)
             moved = 0
             if self.max_share is not None:
                 moved = self._balance(X, w, centers, labels, self.max_share * float(w.sum()))
@@ -248,6 +249,34 @@ class FrequencyKMeans:
             "n_threads": threads,
         }
         return self
+
+    @staticmethod
+    def _fill_empty(X, w, centers, labels):
+        """Give each empty bucket one point of a bucket holding several (in place).
+
+        Identical points (ids with the same embedding, e.g. ids seen with one partner of a
+        two-valued feature) always share a centroid, so FAISS leaves buckets empty when there are
+        fewer distinct points than buckets, and its split of an empty cluster cannot separate
+        copies: ids collided while rows sat unused. A point moved to an empty bucket of its own
+        lowers the k-means objective by ``w d^2``; the points of largest gain move first, then (among
+        copies, all at ``d = 0``) the heaviest, so the moves take the most traffic out of shared
+        buckets. Every bucket keeps its point of least gain.
+        """
+        k = centers.shape[0]
+        empty = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
+        if empty.size == 0:
+            return
+        idx = np.arange(labels.size)
+        gain = w.astype(np.float64) * ((X - centers[labels]).astype(np.float64) ** 2).sum(axis=1)
+        # per bucket, the member that stays: least gain, then lightest, then first
+        by_bucket = np.lexsort((idx, w, gain, labels))
+        first = np.ones(labels.size, dtype=bool)
+        first[1:] = labels[by_bucket][1:] != labels[by_bucket][:-1]
+        movable = by_bucket[~first]
+        order = movable[np.lexsort((movable, -w[movable], -gain[movable]))]
+        take = order[:empty.size]
+        labels[take] = empty[:take.size]
+        centers[empty[:take.size]] = X[take]
 
     def _balance(self, X, w, centers, labels, cap):
         """Move ids out of buckets above ``cap`` traffic (in place); return how many moved."""

@@ -160,3 +160,57 @@ def test_a_refit_of_a_table_larger_than_memory(method):
     assert new.moved_ids == np.count_nonzero(new.lookup(old.ids) != old.rows)
     if method == "frequency":  # hot ids still hot keep their rows
         assert np.array_equal(new.lookup(old.ids[kept]), old.rows[kept])
+
+
+# -- duplicate points: no bucket stays empty while another holds two ids ------------------------------
+
+@pytest.mark.parametrize("k", [3, 5, 8, 20, 49, 50, 60])
+def test_kmeans_of_duplicate_points_uses_every_bucket_it_can(k):
+    # 5 distinct points, 10 copies each: with 8 to 49 buckets only 5 were used (every id sharing
+    # its bucket with 9 others, the rest of the buckets empty), with 50 all 50 were
+    from learned_hash.cluster import FrequencyKMeans
+
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.standard_normal((5, 4)).astype(np.float32), 10, axis=0)
+    w = rng.integers(1, 9, 50)
+    km = FrequencyKMeans(k, seed=0).fit(X, w)
+    assert np.unique(km.labels_).size == min(k, 50) == km.n_clusters_
+    assert np.isclose(km.bucket_weight_.sum(), w.sum())
+    again = FrequencyKMeans(k, seed=0).fit(X, w)
+    assert np.array_equal(km.labels_, again.labels_)
+
+
+def test_two_level_kmeans_of_duplicate_points_uses_every_bucket():
+    from learned_hash.cluster import FrequencyKMeans
+
+    rng = np.random.default_rng(1)
+    X = np.repeat(rng.standard_normal((30, 3)).astype(np.float32), 20, axis=0)
+    km = FrequencyKMeans(100, two_level_above=16, seed=0).fit(X, rng.integers(1, 5, X.shape[0]))
+    assert km.settings_["coarse_clusters"] and np.unique(km.labels_).size == 100
+
+
+def test_fit_hash_uses_every_row_when_ids_share_their_only_partner():
+    # ids seen with a partner of two values (Frappe's item with isweekend) have one of a few
+    # embeddings: 348 of 1,000 rows were left without a seen id while thousands of ids collided
+    rng = np.random.default_rng(0)
+    a = rng.zipf(1.3, 20000) % 3000
+    b = rng.integers(0, 2, a.size)
+    stats = LogStats.from_rows({"a": a, "b": b}, features=["a", "b"], pairs=[("a", "b")])
+    ids, counts = stats.frequencies("a")
+    n_rows = 400
+    m = fit_hash(stats, "a", n_rows)
+    assert np.unique(m.lookup(ids)).size == n_rows
+    assert m.meta["collision_share"] <= fit_hash(stats, "a", n_rows, method="hash").meta["collision_share"]
+
+
+def test_fit_hash_on_frappe_items_by_weekend_uses_every_row():
+    from tests.conftest import data_path
+    from learned_hash import mine
+    from learned_hash.logs import FRAPPE_FIELDS
+
+    path = data_path("frappe", "frappe.validation.libfm")
+    stats = mine(str(path), format="libfm", fields=FRAPPE_FIELDS, features=["item", "isweekend"],
+                 pairs=[("item", "isweekend")])
+    ids = stats.frequencies("item")[0]
+    m = fit_hash(stats, "item", 1000)
+    assert np.unique(m.lookup(ids)).size == 1000
