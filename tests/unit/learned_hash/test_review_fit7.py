@@ -214,3 +214,37 @@ def test_fit_hash_on_frappe_items_by_weekend_uses_every_row():
     ids = stats.frequencies("item")[0]
     m = fit_hash(stats, "item", 1000)
     assert np.unique(m.lookup(ids)).size == 1000
+
+
+# -- determinism and odd ids (checks that hold; kept so they stay so) ----------------------------------
+
+def test_same_inputs_same_map_whatever_the_thread_count():
+    # 9,000 ids into 6,000 rows: the two-level k-means (above 4,096 buckets), copies, empty buckets
+    rng = np.random.default_rng(3)
+    a = rng.zipf(1.2, 60000) % 9000 - 4500
+    stats = LogStats.from_rows({"a": a, "b": rng.integers(0, 2, a.size), "c": a % 97},
+                               features=["a", "b", "c"], pairs=[("a", "b"), ("a", "c")])
+    maps = [fit_hash(stats, "a", 6000, seed=5, n_threads=t) for t in (1, 2, 3)]
+    assert maps[0].config["cluster"]["coarse_clusters"]
+    for m in maps[1:]:
+        assert np.array_equal(m.ids, maps[0].ids) and np.array_equal(m.rows, maps[0].rows)
+        assert np.array_equal(m.fallback_rows, maps[0].fallback_rows)
+
+
+def test_extreme_and_unseen_ids_through_a_fit_and_a_refit():
+    lo, hi = -(2**63), 2**63 - 1  # lo is MISSING_ID
+    rng = np.random.default_rng(0)
+    pool = np.array([lo, lo + 1, -1, 0, 1, hi - 1, hi, 10**18, -(10**18)], dtype=np.int64)
+    a = np.concatenate([pool, rng.choice(pool, 300), rng.integers(-(10**18), 10**18, 300)])
+    b = rng.integers(0, 7, a.size)
+    stats = LogStats.from_rows({"a": a, "b": b}, features=["a", "b"], pairs=[("a", "b")])
+    for n_rows in (1, 2, 7, 64, 5000):
+        m = fit_hash(stats, "a", n_rows)
+        again = fit_hash(stats, "a", n_rows, previous=m)
+        assert again.moved_ids == 0
+        unseen = np.array([lo + 2, hi - 2, 12345, -12345], dtype=np.int64)
+        for probe in (pool, unseen):
+            r = m.lookup(probe)
+            assert r.min() >= 0 and r.max() < n_rows
+            assert np.array_equal(again.lookup(probe), r)
+            assert np.array_equal(m.lookup(probe.view(np.uint64)), r)
