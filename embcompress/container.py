@@ -196,6 +196,9 @@ def write_file_atomic(path: str | Path, data) -> Path:
     if not path.parent.is_dir():  # else open() names the hidden temporary file, not the user's path
         raise ConfigError(f"Cannot write {path}: its folder {path.parent} does not exist (or is not a folder). "
                           f"Create it first, or write somewhere else.")
+    if path.is_dir():  # else the rename names the hidden temporary file
+        raise ConfigError(f"Cannot write {path}: it is a folder. Give a file name (e.g. {path / 'name'}), "
+                          f"or move the folder away.")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         with open(tmp, "wb") as fh:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Rows decoded at once: bounds the temporary float32 block to ~32 MiB at dim 128.
-_CHUNK_ROWS = 1 << 16
+# Values decoded at once (rows times dim): bounds the temporary float32 block to ~32 MiB at any
+# width (65,536 rows at dim 128; a count of rows alone gave 1 GiB at dim 4,096).
+_CHUNK_VALUES = 1 << 23
 
 
 def pool(data, fmt: str, dim: int, block_size, indices, offsets, weights, mode: str, out) -> None:
@@ -40,10 +41,12 @@ def _pool(decode_records, data, fmt, dim, block_size, indices, offsets, weights,
     if n_bags == 0 or dim == 0:
         return
     lengths = np.diff(offsets)
-    # Bags in chunks of about _CHUNK_ROWS decoded rows; within a chunk, bag positions in order.
+    # Bags in chunks of about chunk_rows decoded rows (a bag longer than that alone); within a
+    # chunk, bag positions in order.
+    chunk_rows = max(1, _CHUNK_VALUES // dim)
     bag = 0
     while bag < n_bags:
-        stop = int(np.searchsorted(offsets, offsets[bag] + _CHUNK_ROWS, side="right")) - 1
+        stop = int(np.searchsorted(offsets, offsets[bag] + chunk_rows, side="right")) - 1
         stop = min(max(stop, bag + 1), n_bags)
         lo, hi = int(offsets[bag]), int(offsets[stop])
         vals = decode_records(np.asarray(data[indices[lo:hi]]), fmt, dim, block_size)

@@ -160,7 +160,9 @@ class TieredStore:
         sec = art.section("rows")
         cfg = art.config
         try:
-            n_rows, dim = (int(v) for v in cfg["shape"])
+            n_rows, dim = cfg["shape"]
+            if isinstance(cfg["shape"], str) or not all(type(v) is int for v in (n_rows, dim)):
+                raise ValueError(f"its shape {cfg['shape']!r} is not two ints")  # (JSON ints, not bools or floats)
             proto = QuantizedTable(np.zeros((0, sec.shape[1] if len(sec.shape) == 2 else 0), np.uint8), cfg["format"],
                                    (0, dim), block_size=cfg.get("block_size"), scale_mode=cfg.get("scale_mode", "floor"))
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
