@@ -52,19 +52,6 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
         if not f or "/" in f or "\\" in f or f.startswith("."):
             raise ConfigError(f"The feature name {f!r} cannot name a file in --out-dir. Pass a plain feature name.")
     stats = LogStats.load(stats_path)
-    # every feature is checked before the first fit, as the earlier maps are below: a typo in the
-    # last --feature stopped the command only after the others were fitted (minutes each) and written
-    for f in features:
-        stats.frequencies(f)  # refuses a feature that was not mined, naming the mined ones
-    partners = options.get("partners")
-    if options.get("method", "learned") == "learned" and isinstance(options.get("embedding", "auto"), str) \
-            and partners is not None:
-        from learned_hash.embed import _partners_of
-
-        for f in features:
-            for p in _partners_of(stats, f, partners):  # refuses a partner not mined with f
-                if p == f:
-                    stats.sequence_counts(f)  # refuses stats mined without a session key
     # every earlier map is opened and checked before the first fit: a missing or mismatched one
     # found after other features were fitted and written left --out-dir half refitted
     previous = dict.fromkeys(features)
@@ -85,6 +72,19 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
                     f"within the same row count. Fit {f!r} into {previous[f].n_rows:,} rows, or without --previous-dir."
                 )
     out_dir.mkdir(parents=True, exist_ok=True)
+    # every feature is checked before the first fit, as the earlier maps are above: a typo in the
+    # last --feature stopped the command only after the others were fitted (minutes each) and written
+    for f in features:
+        stats.frequencies(f)  # refuses a feature that was not mined, naming the mined ones
+    partners = options.get("partners")
+    if options.get("method", "learned") == "learned" and isinstance(options.get("embedding", "auto"), str) \
+            and partners is not None:
+        from learned_hash.embed import _partners_of
+
+        for f in features:
+            for p in _partners_of(stats, f, partners):  # refuses a partner not mined with f
+                if p == f:
+                    stats.sequence_counts(f)  # refuses stats mined without a session key
     for f in features:
         m = fit_hash(stats, f, rows[f], previous=previous[f],
                      progress=progress_for(f) if progress_for is not None else None, **options)
