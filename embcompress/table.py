@@ -155,11 +155,16 @@ class QuantizedTable:
         return table
 
     def save(self, path: str | os.PathLike, *, inputs: dict | None = None) -> os.PathLike:
-        """Write the table to ``path`` (atomic; the artifact container, kind ``"table"``)."""
+        """Write the table to ``path`` (atomic; the artifact container, kind ``"table"``); a journal
+        an interrupted update of the file it replaces left is removed."""
         from .container import write_artifact
 
+        from .store import journal
+
         sections, config = self.to_sections()
-        return write_artifact(path, TABLE_KIND, sections, config=config, inputs=inputs, align=TABLE_ALIGN)
+        written = write_artifact(path, TABLE_KIND, sections, config=config, inputs=inputs, align=TABLE_ALIGN)
+        journal.drop_replaced(written)  # an interrupted update of the file this one replaced
+        return written
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, verify: str = "header", mmap: bool = True) -> "QuantizedTable":

@@ -65,7 +65,8 @@ def write_table(
     """Write table ``q`` (with its id map and per-row access frequencies, if given) to ``path``.
 
     The write is atomic: a temporary file beside ``path`` is written, fsynced and renamed, so a
-    crash leaves either the old file or the new one. ``inputs`` names what the table was made
+    crash leaves either the old file or the new one; a journal an interrupted update of the old
+    file left is then removed (its rows belong to the replaced file). ``inputs`` names what the table was made
     from; ``progress(done_bytes, total_bytes)`` is called while data is written.
     """
     if not isinstance(q, QuantizedTable):
@@ -95,10 +96,14 @@ def write_table(
             "inputs": id_map.inputs,
             "meta": id_map.meta,
         }
-    return write_artifact(
+    written = write_artifact(
         path, TABLE_KIND, sections, config=config, inputs=inputs, meta={"table_file": layout},
         align=TABLE_ALIGN, progress=progress,
     )
+    from .store import journal
+
+    journal.drop_replaced(written)  # an interrupted update of the file this one replaced
+    return written
 
 
 class TableFile:

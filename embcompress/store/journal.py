@@ -281,6 +281,18 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
+def drop_replaced(path) -> None:
+    """A table was just written whole to ``path`` (``write_table``, ``QuantizedTable.save``): a
+    journal beside it is an interrupted update of the file it replaced, whose rows must not reach
+    the new one (nor refuse it), so it is removed, under the table's lock so that an update of
+    the new file that has begun finishes first."""
+    path = updlog.real_path(path)
+    jpath = journal_path(path)
+    if jpath.exists():
+        with _locked(path):
+            jpath.unlink(missing_ok=True)
+
+
 def replay_before_open(path) -> None:
     """Finish an interrupted update before a table is opened (``open_table``, ``TieredStore``).
 

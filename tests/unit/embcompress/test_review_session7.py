@@ -60,3 +60,36 @@ def test_numpy_lookup_decodes_a_bounded_number_of_values_at_any_width(dim, monke
     monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
     whole = embcompress.dequantize(q)[indices].reshape(1000, 3, dim)
     np.testing.assert_allclose(out, whole.sum(axis=1), rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("writer", ["write_table", "save"])
+@pytest.mark.parametrize("same_bytes", [False, True])
+def test_a_table_written_over_one_with_an_unfinished_update_drops_that_update(tmp_path, monkeypatch, writer,
+                                                                             same_bytes):
+    # The journal of the old file's interrupted update stayed beside the new file: opening it was
+    # refused ("move the journal away"), or, re-written byte for byte, the old update was applied.
+    from embcompress.store import journal
+
+    old, new = _table(), embcompress.quantize(np.full((64, 32), 0.5, np.float32), "mxint8")
+    path = embcompress.write_table(tmp_path / "t.embc", old)
+    real, calls = journal.os.pwrite, [0]
+
+    def dies_second(fd, b, off):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(5, "Input/output error")
+        return real(fd, b, off)
+
+    monkeypatch.setattr(journal.os, "pwrite", dies_second)
+    with pytest.raises(OSError, match="Input/output error"):
+        journal.apply_update(path, "rows", np.array([1, 2, 3]), np.full((3, old.row_bytes), 0x22, np.uint8))
+    monkeypatch.setattr(journal.os, "pwrite", real)
+    assert journal.journal_path(path).exists()
+    q = old if same_bytes else new
+    if writer == "write_table":
+        embcompress.write_table(path, q)
+    else:
+        q.save(path)
+    assert not journal.journal_path(path).exists()
+    got = np.asarray(embcompress.open_table(path, verify="full").data)
+    np.testing.assert_array_equal(got, np.asarray(q.data))
