@@ -283,7 +283,9 @@ def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[st
         if not mined:
             raise ConfigError(
                 f"Feature {feature!r} has no mined co-occurrence pairs (mined pairs: {stats.pairs}). "
-                f"Mine with pairs=[({feature!r}, <another feature>), ...], or pass an embedding."
+                f"Mine with pairs=[({feature!r}, <another feature>), ...], pass an embedding "
+                f"(fit_hash(embedding=(ids, vectors))), or fit {feature!r} with method='frequency' "
+                f"(fit-hash --method frequency), which needs no pairs."
             )
         return mined
     partners = [partners] if isinstance(partners, str) else list(partners)  # one name, not its letters

@@ -248,3 +248,15 @@ def test_extreme_and_unseen_ids_through_a_fit_and_a_refit():
             assert r.min() >= 0 and r.max() < n_rows
             assert np.array_equal(again.lookup(probe), r)
             assert np.array_equal(m.lookup(probe.view(np.uint64)), r)
+
+
+def test_a_feature_without_pairs_names_a_fix_the_command_line_has(tmp_path, capsys):
+    # "or pass an embedding": fit-hash has no way to pass one; the frequency map needs no pairs
+    from embcompress.cli.main import main
+
+    stats = _cli_stats(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["fit-hash", str(stats), "-f", "c", "--rows", "4", "--out-dir", str(tmp_path / "m"), "--quiet"])
+    err = capsys.readouterr().err
+    assert "no mined co-occurrence pairs" in err and "--method frequency" in err
+    main(["fit-hash", str(stats), "-f", "c", "--rows", "4", "--method", "frequency", "--out-dir", str(tmp_path / "m"), "--quiet"])
