@@ -158,7 +158,6 @@ class QuantizedTable:
         """Write the table to ``path`` (atomic; the artifact container, kind ``"table"``); a journal
         an interrupted update of the file it replaces left is removed."""
         from .container import write_artifact
-
         from .store import journal
 
         sections, config = self.to_sections()

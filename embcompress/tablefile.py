@@ -66,8 +66,8 @@ def write_table(
 
     The write is atomic: a temporary file beside ``path`` is written, fsynced and renamed, so a
     crash leaves either the old file or the new one; a journal an interrupted update of the old
-    file left is then removed (its rows belong to the replaced file). ``inputs`` names what the table was made
-    from; ``progress(done_bytes, total_bytes)`` is called while data is written.
+    file left is then removed (its rows belong to the replaced file). ``inputs`` names what the
+    table was made from; ``progress(done_bytes, total_bytes)`` is called while data is written.
     """
     if not isinstance(q, QuantizedTable):
         raise param_error("q", "write_table", "be a QuantizedTable (from embcompress.quantize)", type(q).__name__)
