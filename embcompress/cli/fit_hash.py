@@ -48,6 +48,9 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
 
     if not features:
         raise ConfigError("Pass at least one --feature to fit a map for.")
+    twice = sorted({f for f in features if features.count(f) > 1})
+    if twice:  # (else it was fitted, and its file written, once for each time)
+        raise ConfigError(f"--feature {twice[0]!r} is given twice: pass each feature once.")
     for f in features:
         if not f or "/" in f or "\\" in f or f.startswith("."):
             raise ConfigError(f"The feature name {f!r} cannot name a file in --out-dir. Pass a plain feature name.")

@@ -49,6 +49,7 @@ def test_cli_baselines_and_refit(stats_file, tmp_path, capsys):
         (["zzz"], {"zzz": 8}, "'feature' parameter of LogStats.frequencies"),
         (["a"], {"a": 0}, "'n_rows' parameter of fit_hash"),
         ([], {}, "at least one --feature"),
+        (["a", "b", "a"], {"a": 8, "b": 8}, "--feature 'a' is given twice"),  # was fitted and written twice
     ],
 )
 def test_errors_name_the_problem(stats_file, tmp_path, features, rows, match):
