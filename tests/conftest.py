@@ -66,6 +66,52 @@ def quantize_default(x, fmt, **kw):
             os.environ["EMBCOMPRESS_KERNELS"] = saved
 
 
+def fail_journal_pwrite(monkeypatch, fail_at: int, *, torn_header: bool = False):
+    """The ``fail_at``-th pwrite of the store's journal module raises EIO: an update dies midway,
+    after its journal (with ``torn_header``, a failing header write, at offset 0, first puts its
+    first 40 bytes on disk). Returns the real pwrite, to restore before the next update."""
+    from embcompress.store import journal
+
+    real, count = journal.os.pwrite, [0]
+
+    def failing(fd, b, off):
+        count[0] += 1
+        if count[0] == fail_at:
+            if torn_header and off == 0:
+                real(fd, bytes(b)[:40], off)
+            raise OSError(5, "Input/output error")
+        return real(fd, b, off)
+
+    monkeypatch.setattr(journal.os, "pwrite", failing)
+    return real
+
+
+def deny_table_writes(monkeypatch) -> None:
+    """The table file opens read-only (a read-only copy; tests run as root, so by patching)."""
+    from embcompress.store import journal
+
+    real_open = journal.os.open
+
+    def read_only(p, flags, *a):
+        if flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *a)
+
+    monkeypatch.setattr(journal.os, "open", read_only)
+
+
+def deny_journal_removal(monkeypatch) -> None:
+    """A folder that is not writable (as root, tests cannot make one): the journal cannot be removed."""
+    real = Path.unlink
+
+    def unlink(self, *a, **k):
+        if self.name.endswith(".journal"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+
 def torn_reads_during_updates(store, rows, row_bytes: int, *, per_batch: bool = False) -> list:
     """Three threads read ``store.rows`` of ``rows`` while eight updates rewrite them, each with
     one repeated byte; returns the reads that were torn: a row of two values (or, with

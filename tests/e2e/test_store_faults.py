@@ -22,6 +22,7 @@ from embcompress.container import read_artifact
 from embcompress.formats import quantize
 from embcompress.store import TieredStore
 from embcompress.store.journal import journal_path
+from tests.conftest import fail_journal_pwrite
 
 ROOT = Path(__file__).resolve().parents[2]
 N, DIM = 2000, 32
@@ -128,15 +129,7 @@ def test_update_after_a_failed_update_serves_its_rows_new(tmp_path, monkeypatch)
     freq[first] = 100  # the hot set: held in DRAM
     store = TieredStore(path, dram_bytes=8 * q.row_bytes, policy="frequency", frequencies=freq)
     assert np.array_equal(store.rows(first), q.data[first])
-    real, count = journal.os.pwrite, [0]
-
-    def failing(fd, b, off):
-        count[0] += 1
-        if count[0] == 3:
-            raise OSError(5, "Input/output error")
-        return real(fd, b, off)
-
-    monkeypatch.setattr(journal.os, "pwrite", failing)
+    real = fail_journal_pwrite(monkeypatch, 3)
     new = np.full((4, q.row_bytes), 0xAB, dtype=np.uint8)
     with pytest.raises(OSError, match="Input/output error"):
         store.update_rows(first, new)

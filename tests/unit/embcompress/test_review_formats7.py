@@ -17,6 +17,7 @@ from embcompress.errors import ArtifactError, ConfigError
 from embcompress.formats import decode_records, to_torch_packed
 from embcompress.store import journal
 from embcompress.table import QuantizedTable
+from tests.conftest import fail_journal_pwrite
 from tests.unit.embcompress.formats_inputs import random_table
 
 BACKENDS = ["numpy", "cython"]
@@ -34,15 +35,7 @@ def backend(request, monkeypatch):
 
 def _interrupted_update(path, rows, records, monkeypatch):
     """apply_update that fails with an I/O error after its journal and two of its row writes."""
-    real, count = journal.os.pwrite, [0]
-
-    def failing(fd, b, off):
-        count[0] += 1
-        if count[0] == 3:
-            raise OSError(5, "Input/output error")
-        return real(fd, b, off)
-
-    monkeypatch.setattr(journal.os, "pwrite", failing)
+    real = fail_journal_pwrite(monkeypatch, 3)
     with pytest.raises(OSError, match="Input/output error"):
         journal.apply_update(path, "rows", rows, records)
     monkeypatch.setattr(journal.os, "pwrite", real)

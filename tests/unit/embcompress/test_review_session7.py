@@ -8,6 +8,7 @@ from embcompress.container import write_artifact
 from embcompress.errors import ArtifactError, ConfigError
 from embcompress.store import TieredStore
 from embcompress.table import TABLE_ALIGN, TABLE_KIND
+from tests.conftest import fail_journal_pwrite
 
 
 def _table(rows=64, dim=32):
@@ -72,15 +73,7 @@ def test_a_table_written_over_one_with_an_unfinished_update_drops_that_update(tm
 
     old, new = _table(), embcompress.quantize(np.full((64, 32), 0.5, np.float32), "mxint8")
     path = embcompress.write_table(tmp_path / "t.embc", old)
-    real, calls = journal.os.pwrite, [0]
-
-    def dies_second(fd, b, off):
-        calls[0] += 1
-        if calls[0] == 2:
-            raise OSError(5, "Input/output error")
-        return real(fd, b, off)
-
-    monkeypatch.setattr(journal.os, "pwrite", dies_second)
+    real = fail_journal_pwrite(monkeypatch, 2)
     with pytest.raises(OSError, match="Input/output error"):
         journal.apply_update(path, "rows", np.array([1, 2, 3]), np.full((3, old.row_bytes), 0x22, np.uint8))
     monkeypatch.setattr(journal.os, "pwrite", real)

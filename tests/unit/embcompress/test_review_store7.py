@@ -10,6 +10,7 @@ import embcompress
 from embcompress.errors import ArtifactError
 from embcompress.store import TieredStore, journal, updlog
 from embcompress.store.scm import BLOCK
+from tests.conftest import deny_journal_removal, deny_table_writes, fail_journal_pwrite
 
 N, DIM = 500, 32
 
@@ -27,20 +28,6 @@ def _holding(path, q, rows, **kw):
     store = TieredStore(path, dram_bytes=len(rows) * q.row_bytes, policy="frequency", frequencies=freq, **kw)
     store.warm_up()
     return store
-
-
-def _fail_pwrite_at(monkeypatch, fail_at):
-    """The ``fail_at``-th pwrite of the journal module raises EIO (an update dies midway)."""
-    real, count = journal.os.pwrite, [0]
-
-    def failing(fd, b, off):
-        count[0] += 1
-        if count[0] == fail_at:
-            raise OSError(5, "Input/output error")
-        return real(fd, b, off)
-
-    monkeypatch.setattr(journal.os, "pwrite", failing)
-    return real
 
 
 def _names(tmp_path, path, how):
@@ -134,7 +121,7 @@ def test_a_journal_left_through_a_symlink_is_replayed_when_opening_the_real_path
     link.symlink_to(path)
     rows = np.array([10, 20, 30])
     w = TieredStore(link, dram_bytes=q.row_bytes, policy="lru")
-    real = _fail_pwrite_at(monkeypatch, 2)  # one row written, then the update dies
+    real = fail_journal_pwrite(monkeypatch, 2)  # one row written, then the update dies
     with pytest.raises(OSError, match="Input/output error"):
         w.update_rows(rows, np.full((3, q.row_bytes), 0x22, np.uint8))
     monkeypatch.setattr(journal.os, "pwrite", real)
@@ -157,7 +144,7 @@ def test_a_running_store_finishes_a_journal_left_through_another_name(table, tmp
     link.symlink_to(path)
     rows = np.array([10, 20, 30])
     a = _holding(path, q, np.array([10, 20]))
-    real = _fail_pwrite_at(monkeypatch, 2)
+    real = fail_journal_pwrite(monkeypatch, 2)
     with pytest.raises(OSError, match="Input/output error"):
         journal.apply_update(link, "rows", rows, np.full((3, q.row_bytes), 0x22, np.uint8))
     monkeypatch.setattr(journal.os, "pwrite", real)
@@ -185,35 +172,9 @@ def test_a_whole_file_rewrite_through_a_symlink_rewrites_the_file_it_names(table
 
 # --- 2. a pending journal where the table cannot be written ---------------------------------------
 
-def _deny_writes(monkeypatch):
-    """The table file opens read-only (a read-only copy; tests run as root, so by patching)."""
-    real_open = journal.os.open
-
-    def read_only(p, flags, *a):
-        if flags & (os.O_RDWR | os.O_WRONLY):
-            raise PermissionError(13, "Permission denied", str(p))
-        return real_open(p, flags, *a)
-
-    monkeypatch.setattr(journal.os, "open", read_only)
-
-
-def _deny_journal_removal(monkeypatch):
-    # A folder that is not writable (as root, tests cannot make one): the journal cannot be removed.
-    from pathlib import Path
-
-    real = Path.unlink
-
-    def unlink(self, *a, **k):
-        if self.name.endswith(".journal"):
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(Path, "unlink", unlink)
-
-
 def _interrupted(path, q, monkeypatch):
     rows = np.array([10, 20, 30])
-    real = _fail_pwrite_at(monkeypatch, 2)
+    real = fail_journal_pwrite(monkeypatch, 2)
     with pytest.raises(OSError, match="Input/output error"):
         journal.apply_update(path, "rows", rows, np.full((3, q.row_bytes), 0x22, np.uint8))
     monkeypatch.setattr(journal.os, "pwrite", real)
@@ -234,7 +195,7 @@ def _open(opener, path, q):
 def test_opening_a_read_only_table_with_an_unfinished_update_names_the_fix(table, monkeypatch, opener):
     path, q = table
     _interrupted(path, q, monkeypatch)
-    _deny_writes(monkeypatch)
+    deny_table_writes(monkeypatch)
     with pytest.raises(ArtifactError) as err:
         _open(opener, path, q)
     msg = str(err.value)
@@ -253,7 +214,7 @@ def test_opening_a_table_whose_folder_cannot_be_written_serves_the_finished_upda
     # whole and new, and both openers serve it (open_table did, TieredStore raised PermissionError).
     path, q = table
     rows = _interrupted(path, q, monkeypatch)
-    _deny_journal_removal(monkeypatch)
+    deny_journal_removal(monkeypatch)
     for _ in range(2):
         s = _open(opener, path, q)
         got = s.rows(rows) if opener == "TieredStore" else np.asarray(s.data)[rows]

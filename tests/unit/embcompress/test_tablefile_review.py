@@ -9,6 +9,7 @@ import pytest
 import embcompress
 from embcompress.errors import ArtifactError
 from embcompress.store import journal
+from tests.conftest import deny_journal_removal, deny_table_writes, fail_journal_pwrite
 
 
 def _table(tmp_path, n=300):
@@ -19,17 +20,7 @@ def _table(tmp_path, n=300):
 
 def _interrupted_update(path, q, monkeypatch, fail_at):
     """Start an update of rows 10, 20, 30 whose ``fail_at``-th write fails (1-3 rows, 4 header)."""
-    real, count = journal.os.pwrite, [0]
-
-    def failing(fd, b, off):
-        count[0] += 1
-        if count[0] == fail_at:
-            if off == 0:  # a torn header write: its first bytes reach the disk
-                real(fd, bytes(b)[:40], off)
-            raise OSError(5, "Input/output error")
-        return real(fd, b, off)
-
-    monkeypatch.setattr(journal.os, "pwrite", failing)
+    real = fail_journal_pwrite(monkeypatch, fail_at, torn_header=True)  # a torn header write, too
     rows = np.array([10, 20, 30], dtype=np.int64)
     new = np.full((3, q.row_bytes), 0x11, np.uint8)
     with pytest.raises(OSError, match="Input/output error"):
@@ -37,30 +28,6 @@ def _interrupted_update(path, q, monkeypatch, fail_at):
     monkeypatch.setattr(journal.os, "pwrite", real)
     assert journal.journal_path(path).exists()
     return rows
-
-
-def _deny_writes(monkeypatch):
-    """The table file opens read-only (a read-only copy; tests run as root, so by patching)."""
-    real_open = journal.os.open
-
-    def read_only(p, flags, *a):
-        if flags & (journal.os.O_RDWR | journal.os.O_WRONLY):
-            raise PermissionError(13, "Permission denied", str(p))
-        return real_open(p, flags, *a)
-
-    monkeypatch.setattr(journal.os, "open", read_only)
-
-
-def _deny_journal_removal(monkeypatch):
-    # A folder that is not writable (as root, tests cannot make one): the journal cannot be removed.
-    real = Path.unlink
-
-    def unlink(self, *a, **k):
-        if self.name.endswith(".journal"):
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(Path, "unlink", unlink)
 
 
 def test_open_table_finishes_an_interrupted_update(tmp_path, monkeypatch):
@@ -81,7 +48,7 @@ def test_open_table_in_a_folder_that_is_not_writable_serves_the_finished_update(
     # The table is whole and new, yet open_table refused it ("could not be applied"), every time.
     path, q = _table(tmp_path)
     rows = _interrupted_update(path, q, monkeypatch, fail_at=2)
-    _deny_journal_removal(monkeypatch)
+    deny_journal_removal(monkeypatch)
     for _ in range(2):
         t = embcompress.open_table(path, verify=verify)
         assert (np.asarray(t.data)[rows] == 0x11).all()
@@ -93,9 +60,9 @@ def test_open_table_of_a_read_only_copy_whose_journal_is_already_applied(tmp_pat
     # was then copied somewhere read-only: nothing is left to write, so the table opens.
     path, q = _table(tmp_path)
     rows = _interrupted_update(path, q, monkeypatch, fail_at=2)
-    _deny_journal_removal(monkeypatch)
+    deny_journal_removal(monkeypatch)
     embcompress.open_table(path)  # applies the rows and header; the journal stays
-    _deny_writes(monkeypatch)
+    deny_table_writes(monkeypatch)
     t = embcompress.open_table(path, verify="full")
     assert (np.asarray(t.data)[rows] == 0x11).all()
 
@@ -105,7 +72,7 @@ def test_open_table_of_a_read_only_table_with_an_unapplied_journal_names_the_fix
     # and the message says the table itself (not only its folder) must be writable.
     path, q = _table(tmp_path)
     _interrupted_update(path, q, monkeypatch, fail_at=2)
-    _deny_writes(monkeypatch)
+    deny_table_writes(monkeypatch)
     with pytest.raises(ArtifactError, match=r"interrupted update.*table and its folder are writable"):
         embcompress.open_table(path)
 
