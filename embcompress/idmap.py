@@ -461,15 +461,27 @@ class IdMap:
         return np.arange(self._fb_start, self._fb_start + self._fb_count, dtype=np.int64)
 
     @property
+    def n_fallback_rows(self) -> int:
+        """How many cold rows unmapped ids hash into (the hash's modulus)."""
+        return self._fb_count
+
+    def in_fallback(self, rows) -> np.ndarray:
+        """Whether each of ``rows`` is one of the cold rows (bool, without building their list)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._fallback.size:
+            return np.isin(rows, self._fallback)
+        return (rows >= self._fb_start) & (rows - self._fb_start < self._fb_count)
+
+    @property
+    def fallback_is_array(self) -> bool:
+        """Whether the cold rows are held as an array (else as one ascending range)."""
+        return bool(self._fallback.size)
+
+    @property
     def hot_rows(self) -> int:
         """Rows owned by a single mapped id and outside the fallback rows."""
         held, count = np.unique(self.rows, return_counts=True)  # not a count per table row (see from_arrays)
-        single = held[count == 1]
-        if self._fallback.size:
-            cold = np.isin(single, self._fallback)
-        else:
-            cold = (single >= self._fb_start) & (single - self._fb_start < self._fb_count)
-        return int(np.count_nonzero(~cold))
+        return int(np.count_nonzero(~self.in_fallback(held[count == 1])))
 
     @property
     def moved_ids(self) -> int | None:

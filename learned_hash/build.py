@@ -12,8 +12,11 @@
    embed, or never seen) hashes into those cold rows through the map's seeded fallback hash.
 
 ``previous=``: a refit keeps every bucket on the old row most of its ids had (largest overlaps
-first), so an id whose bucket did not change keeps its row; ``meta["moved_ids"]`` (and
-``IdMap.moved_ids``) counts the previous map's ids whose row changed.
+first; hot rows and bucket rows keep their roles), so an id whose bucket did not change keeps its
+row. It keeps the previous hot count (unless ``hot_rows`` is given) and fallback seed, and the
+cold rows' positions in the hash's list, so unstored ids keep their rows too.
+``meta["moved_ids"]`` (and ``IdMap.moved_ids``) counts the previous map's ids whose row changed,
+``meta["moved_seen_ids"]`` the ids of ``stats``.
 """
 
 from __future__ import annotations
@@ -46,16 +49,20 @@ def collision_share(idmap: IdMap, ids, counts) -> float:
 
 def _relabel(prop_rows, ids, previous: IdMap, n_rows: int, n_hot: int):
     """``(rows, cold)``: the proposed rows relabelled so each takes the old row most of its ids had,
-    and the cold rows (the images of the proposed rows ``n_hot ..``, ascending).
+    and the cold rows (the images of the proposed rows ``n_hot ..``, see :func:`_keep_positions`).
 
     The relabelling is a permutation of all rows: matched proposed rows go to their old rows
     (largest overlap first), every other proposed row to the rows left free, both in ascending
-    order. It is evaluated only where it is needed, in the ids' count and never the table's
-    (``n_rows`` may exceed memory, as a first fit allows).
+    order. A row keeps its role: a hot row matches only a row hot before and a bucket only a row
+    cold before, so with the hot count unchanged the hot rows stay where they were (at the head,
+    as fits put them) and the cold list with them. It is evaluated only where it is needed, in the
+    ids' count and never the table's (``n_rows`` may exceed memory, as a first fit allows).
     """
     old_mapped = np.isin(ids, previous.ids)
     pr = prop_rows[old_mapped]
     old = previous.lookup(ids[old_mapped])
+    same_role = (pr < n_hot) != previous.in_fallback(old)
+    pr, old = pr[same_role], old[same_role]
     match_p, match_o = [], []
     if pr.size:
         pairs, overlap = np.unique(np.stack([pr, old]), axis=1, return_counts=True)
@@ -97,7 +104,26 @@ def _relabel(prop_rows, ids, previous: IdMap, n_rows: int, n_hot: int):
         keep = np.ones(n_rows, dtype=bool)
         keep[hot] = False
         cold = np.flatnonzero(keep)
-    return rows, cold
+    return rows, _keep_positions(cold, previous)
+
+
+def _keep_positions(cold, previous: IdMap):
+    """The cold rows ordered so each stays at the position it had in ``previous``'s list, with
+    the rows new to the list in the positions the rows that left it had (ascending): an unstored
+    id hashes to a position, so it keeps its row unless that row left the list. Only when the list
+    keeps its length (a new length changes the hash's modulus) and when one of the lists is
+    already an array."""
+    if len(cold) != previous.n_fallback_rows:
+        return cold
+    if isinstance(cold, range) and not previous.fallback_is_array:
+        # two ranges: equal (nothing moves), or apart, which only an array of every cold row could
+        # reconcile, and a table larger than memory has no room for one
+        return cold
+    old = previous.fallback_rows
+    new = np.arange(cold.start, cold.stop) if isinstance(cold, range) else cold
+    stays = np.isin(old, new)
+    old[~stays] = np.setdiff1d(new, old[stays], assume_unique=True)
+    return old
 
 
 def _check_int(value, name, low, high=None, allow_none=True):
@@ -131,7 +157,7 @@ def fit_hash(
 
     ``method``: ``"learned"`` (default), ``"hash"`` (hashing trick) or ``"frequency"`` (hot ids own
     rows, the rest hashed). ``hot_rows``: rows owned by single hot ids (default from the frequency
-    curve; 0 for ``"hash"``). ``max_mapped_ids``: most ids the map stores (bounds ``nbytes``).
+    curve, or on a refit the previous map's; 0 for ``"hash"``). ``max_mapped_ids``: most ids the map stores (bounds ``nbytes``).
     ``embedding`` (learned): ``"auto"``, ``"cooccurrence"`` (PPMI spectral), ``"label_aware"``
     (spectral on partners split by label), or ``(ids, vectors)`` precomputed, e.g. a trained
     table's rows via :class:`learned_hash.embed.TableEmbedding`. ``"auto"`` takes
@@ -169,13 +195,16 @@ def fit_hash(
         if hot_rows not in (None, 0):
             raise param_error("hot_rows", "fit_hash", "be None or 0 with method='hash' (the hashing trick has no hot rows)", hot_rows)
         n_hot = 0
+    elif hot_rows is None and previous is not None and previous.config.get("method") == method:
+        # a refit keeps the hot count, so the cold list keeps its length and hashed ids their rows
+        n_hot = min(n_rows - previous.n_fallback_rows, budget)
     elif hot_rows is None:
         n_hot = min(choose_hot_rows(counts, n_rows), budget)
     else:
         n_hot = min(_check_int(hot_rows, "hot_rows", 0, n_rows - 1), budget)
     inputs = {"stats": stats.source, "stats_rows": stats.n_rows, "feature": feature, "previous": previous is not None}
     config = {"method": method, "feature": feature, "n_rows": n_rows, "seed": seed,
-              "hot_rows": n_hot, "hot_rows_rule": "given" if hot_rows is not None else "count * n_rows >= total, <= n_rows / 2",
+              "hot_rows": n_hot, "hot_rows_rule": _hot_rows_rule(hot_rows, previous, method),
               "max_mapped_ids": max_mapped}
     meta = {"ids_seen": int(ids.size), "accesses": int(counts.sum()), "hot_ids": n_hot}
 
@@ -198,15 +227,26 @@ def fit_hash(
         if method == "frequency" and previous is None:
             idmap = frequency_map(mapped_ids, n_rows, hot_rows=n_hot, seed=seed, config=config, inputs=inputs)
         else:
-            idmap = IdMap.from_arrays(mapped_ids, rows, n_rows, fallback_rows=cold, seed=seed,
+            # a refit hashes with the previous map's seed: unstored ids keep their positions
+            hash_seed = seed if previous is None else previous.seed
+            idmap = IdMap.from_arrays(mapped_ids, rows, n_rows, fallback_rows=cold, seed=hash_seed,
                                       config=config, inputs=inputs)
     meta["mapped_ids"] = idmap.n_mapped
     meta["collision_share"] = collision_share(idmap, ids, counts)
     if previous is not None:
         meta["moved_ids"] = int(np.count_nonzero(idmap.lookup(previous.ids) != previous.rows))
+        meta["moved_seen_ids"] = int(np.count_nonzero(idmap.lookup(ids) != previous.lookup(ids)))
         meta["previous_mapped_ids"] = previous.n_mapped
     idmap.meta.update(meta)
     return idmap
+
+
+def _hot_rows_rule(hot_rows, previous, method) -> str:
+    if hot_rows is not None:
+        return "given"
+    if previous is not None and previous.config.get("method") == method and method != "hash":
+        return "the previous map's"
+    return "count * n_rows >= total, <= n_rows / 2"
 
 
 def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding, partners,

@@ -96,7 +96,7 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
         yield {
             "feature": f, "path": str(path), "ids_seen": m.meta["ids_seen"], "rows": m.n_rows,
             "hot_rows": m.meta["hot_ids"], "collision_share": m.meta["collision_share"], "nbytes": m.nbytes,
-            "mapped_ids": m.n_mapped, "moved_ids": m.moved_ids,
+            "mapped_ids": m.n_mapped, "moved_ids": m.moved_ids, "moved_seen_ids": m.meta.get("moved_seen_ids"),
         }
 
 
@@ -109,7 +109,8 @@ def _size(n: int) -> str:
 
 
 def summary_line(s: dict) -> str:
-    moved = f", {s['moved_ids']:,} ids moved" if s.get("moved_ids") is not None else ""
+    moved = (f", {s['moved_seen_ids']:,} seen and {s['moved_ids']:,} stored ids moved"
+             if s.get("moved_ids") is not None else "")
     return (f"{s['feature']}: {s['ids_seen']:,} ids seen -> {s['rows']:,} rows ({s['hot_rows']:,} hot), "
             f"{s['collision_share']:.1%} of accesses collide, map {_size(s['nbytes'])}{moved} -> {s['path']}")
 
@@ -126,9 +127,9 @@ def command(
     partner: list[str] = typer.Option([], "--partner", help="Feature whose co-occurrence embeds the ids (repeatable; "
                                       "the feature itself: its session sequences). Default: every mined pair."),
     max_share: float = typer.Option(None, "--max-share", help="Largest share of traffic one bucket may carry."),
-    seed: int = typer.Option(0, "--seed", help="Seed of embedding, clustering and fallback hash."),
+    seed: int = typer.Option(0, "--seed", help="Seed of embedding, clustering and fallback hash (a refit keeps the earlier map's hash seed)."),
     threads: int = typer.Option(None, "--threads", help="Threads (default: the machine's, honouring OMP_NUM_THREADS)."),
-    previous_dir: Path = typer.Option(None, "--previous-dir", help="Folder of earlier maps: keep unchanged buckets on their rows."),
+    previous_dir: Path = typer.Option(None, "--previous-dir", help="Folder of earlier maps: keep unchanged buckets, hot ids and hashed ids on their rows (and the hot count, unless --hot-rows)."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the <feature>.idmap files."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:

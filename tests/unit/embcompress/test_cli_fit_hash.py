@@ -40,7 +40,7 @@ def test_cli_baselines_and_refit(stats_file, tmp_path, capsys):
         assert IdMap.load(tmp_path / method / "c.idmap").config["method"] == method
     main(["fit-hash", str(path), "-f", "c", "--rows", "16", "--method", "frequency", "--previous-dir",
           str(tmp_path / "frequency"), "--out-dir", str(tmp_path / "again"), "--quiet"])
-    assert "0 ids moved" in capsys.readouterr().out
+    assert "0 seen and 0 stored ids moved" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

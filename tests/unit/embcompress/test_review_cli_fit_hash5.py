@@ -22,5 +22,5 @@ def test_tilde_paths_are_the_home_folder(tmp_path, monkeypatch, capsys):
     assert IdMap.load(home / "maps" / "a.idmap").n_rows == 8
     main(["fit-hash", "~/out/log.stats", "-f", "a", "--rows", "8", "--previous-dir=~/maps",
           "--out-dir=~/maps2", "--quiet"])
-    assert "0 ids moved" in capsys.readouterr().out
+    assert "0 seen and 0 stored ids moved" in capsys.readouterr().out
     assert not (work / "~").exists()
