@@ -183,6 +183,10 @@ def fit_hash(
         if previous.n_rows != n_rows:
             raise param_error("previous", "fit_hash", f"map into the same n_rows ({n_rows}) for its rows to stay valid",
                               f"a map with n_rows={previous.n_rows}")
+        fitted_for = previous.config.get("feature")
+        if fitted_for is not None and fitted_for != feature:
+            raise ConfigError(f"fit_hash(previous=...) got the map of feature {fitted_for!r} to refit {feature!r}: "
+                              f"its rows mean other ids. Pass the earlier map of {feature!r}, or previous=None.")
     ids, counts = stats.frequencies(feature)
     if method == "learned" and isinstance(embedding, str) and partners is not None:
         # checked here, not only where ids are embedded: with every id hot none are

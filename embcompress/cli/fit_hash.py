@@ -74,6 +74,12 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
                     f"{previous[f].n_rows:,} rows, but this run gives {f!r} {rows[f]:,}; a refit keeps rows only "
                     f"within the same row count. Fit {f!r} into {previous[f].n_rows:,} rows, or without --previous-dir."
                 )
+            fitted_for = previous[f].config.get("feature")
+            if fitted_for is not None and fitted_for != f:
+                raise ConfigError(
+                    f"The earlier map {str(path)!r} in --previous-dir was fitted for feature {fitted_for!r}, not {f!r} "
+                    f"(renamed?). Put the map of {f!r} at that path, or fit {f!r} without --previous-dir."
+                )
     out_dir.mkdir(parents=True, exist_ok=True)
     # every feature is checked before the first fit, as the earlier maps are above: a typo in the
     # last --feature stopped the command only after the others were fitted (minutes each) and written

@@ -5,6 +5,7 @@ change), with the previous map's hot count and fallback seed unless told otherwi
 import numpy as np
 import pytest
 
+from embcompress.errors import ConfigError
 from embcompress.idmap import IdMap
 from learned_hash import LogStats, fit_hash
 
@@ -90,3 +91,25 @@ def test_on_the_criteo_sample_a_refit_moves_no_hashed_id():
         seen += ids.size
         moved += refit.meta["moved_seen_ids"]
     assert (moved_hashed, hashed, moved, seen) == (0, 2824, 667, 3875)
+
+
+def test_a_previous_map_of_another_feature_is_refused(two_logs):
+    stats = two_logs[0]
+    ctx_map = fit_hash(stats, "ctx", 400, method="frequency")
+    with pytest.raises(ConfigError, match="feature 'ctx'.*'item'"):
+        fit_hash(stats, "item", 400, method="frequency", previous=ctx_map)
+
+
+def test_fit_hash_command_refuses_a_renamed_earlier_map_before_writing(tmp_path, capsys):
+    from embcompress.cli.main import main
+
+    stats = zipf_stats(0)
+    path = stats.save(tmp_path / "log.stats")
+    main(["fit-hash", str(path), "-f", "ctx", "--rows", "40", "--method", "frequency", "--out-dir", str(tmp_path / "old"), "--quiet"])
+    (tmp_path / "old" / "ctx.idmap").rename(tmp_path / "old" / "item.idmap")
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit-hash", str(path), "-f", "item", "--rows", "40", "--method", "frequency",
+              "--previous-dir", str(tmp_path / "old"), "--out-dir", str(tmp_path / "new"), "--quiet"])
+    assert exit_.value.code == 1
+    assert "fitted for feature 'ctx', not 'item'" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
