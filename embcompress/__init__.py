@@ -14,6 +14,7 @@ from .errors import (
     ChecksumError,
     ConfigError,
     EmbcompressError,
+    MissingArtifactError,
     NotFittedError,
     VersionError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "EmbcompressError",
+    "MissingArtifactError",
     "NotFittedError",
     "VersionError",
     "__version__",

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError, ChecksumError, ConfigError, VersionError
+from .errors import ArtifactError, ChecksumError, ConfigError, MissingArtifactError, VersionError
 
 MAGIC = b"\x89EMBC\r\n\x1a"
 MAJOR = 1
@@ -364,7 +364,7 @@ def read_artifact(
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
-        raise ArtifactError(f"No artifact at {where!r}: the file does not exist. Check the path.") from None
+        raise MissingArtifactError(f"No artifact at {where!r}: the file does not exist. Check the path.") from None
     except IsADirectoryError:
         raise ArtifactError(f"{where!r} is a directory, not an artifact file. Pass the file's path.") from None
     with fh:  # the Artifact keeps its own descriptor of this file

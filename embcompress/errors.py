@@ -24,6 +24,12 @@ class ArtifactError(EmbcompressError):
     exit_code = 3
 
 
+class MissingArtifactError(ArtifactError):
+    """No file at the path given: bad input (exit code 1), not a damaged file (3)."""
+
+    exit_code = 1
+
+
 class ChecksumError(ArtifactError):
     """A section or header of an artifact does not match its recorded checksum."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ArtifactError, EmbcompressError
+from ..errors import EmbcompressError
 
 # verb -> module of embcompress.cli that defines `command`
 COMMANDS = {
@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: Permission denied for {str(exc.filename)!r}. Pass another path, or change its permissions.",
                   file=sys.stderr)
             sys.exit(1)
-        if isinstance(exc, ArtifactError):
-            code = 3
-        elif isinstance(exc, (EmbcompressError, OSError, ValueError)):
+        if isinstance(exc, EmbcompressError):
+            code = exc.exit_code  # 3 for a damaged artifact, 1 for a missing one and bad input
+        elif isinstance(exc, (OSError, ValueError)):
             code = 1
         else:
             code = 1

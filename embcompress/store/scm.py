@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, MissingArtifactError
 
 BLOCK = 4096  # I/O unit: the page size and the logical block of NVMe drives formatted for 4 KiB
 # A read taking less than this is served from memory: threads cannot overlap a copy on these few
@@ -106,7 +106,7 @@ class RowReader:
             try:
                 self._fd = os.open(self.path, os.O_RDONLY)
             except FileNotFoundError:
-                raise ArtifactError(f"No table file at {self.path!r}: the file does not exist. Check the path.") from None
+                raise MissingArtifactError(f"No table file at {self.path!r}: the file does not exist. Check the path.") from None
         self._pool = None
         self._lock = threading.Lock()
         self._local = threading.local()  # each thread's read buffer: a fresh mapping cost 17 us a batch

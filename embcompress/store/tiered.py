@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..container import read_artifact
-from ..errors import ArtifactError, ConfigError, param_error
+from ..errors import ArtifactError, ConfigError, MissingArtifactError, param_error
 from ..kernels.unique import unique_ids
 from . import journal, updlog
 from .devices import DeviceModel, get_device
@@ -147,7 +147,7 @@ class TieredStore:
                 raise param_error("half_life", _OWNER, "be None unless refresh_every is set (it weighs the "
                                   "served accesses a refresh ranks rows by)", half_life)
         if not Path(table_file).exists():
-            raise ArtifactError(f"No table file at {str(table_file)!r}: the file does not exist. Check the path.")
+            raise MissingArtifactError(f"No table file at {str(table_file)!r}: the file does not exist. Check the path.")
         # The table's real path (symlinks resolved, absolute): its journal and update log are named
         # from it, so stores and writers reaching one table through several names share them; and
         # the store keeps serving the file it opened if the name is later pointed elsewhere.

@@ -94,7 +94,8 @@ def test_cli_errors_are_one_line_with_exit_codes(stats_file, tmp_path, capsys, a
     assert exc.value.code == code and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_missing_stats_file_exits_3(tmp_path, capsys):
+def test_cli_missing_stats_file_is_bad_input_exit_1(tmp_path, capsys):
+    # exit 3 means a damaged artifact (scripts running `verify` act on it); a wrong path is bad input
     with pytest.raises(SystemExit) as exc:
         main(["fit-hash", str(tmp_path / "nope"), "-f", "a", "--rows", "8", "--out-dir", str(tmp_path)])
-    assert exc.value.code == 3 and "does not exist" in capsys.readouterr().err
+    assert exc.value.code == 1 and "does not exist" in capsys.readouterr().err

@@ -41,7 +41,7 @@ def test_inspect_table_and_other_artifacts(table_file, tmp_path, capsys):
     assert code == 0 and "kind:      logstats" in out and "counts" in out and "format:" not in out
 
 
-def test_verify_ok_and_corruption_exit_3(table_file, tmp_path, capsys):
+def test_verify_ok_corruption_exit_3_and_missing_exit_1(table_file, tmp_path, capsys):
     code, out, _ = run(["verify", str(table_file)], capsys)
     assert code == 0 and out.startswith("ok:") and "mxfp4_e2m1 table 64 x 32" in out
     raw = bytearray(table_file.read_bytes())
@@ -55,7 +55,10 @@ def test_verify_ok_and_corruption_exit_3(table_file, tmp_path, capsys):
     foreign = tmp_path / "x.txt"
     foreign.write_text("hello " * 20)
     assert run(["verify", str(foreign)], capsys)[0] == 3
-    assert run(["inspect", str(tmp_path / "missing")], capsys)[0] == 3
+    # a wrong path is bad input (1), not a damaged file (3), so a script can tell them apart
+    code, _, err = run(["verify", str(tmp_path / "missing")], capsys)
+    assert code == 1 and "does not exist" in err
+    assert run(["inspect", str(tmp_path / "missing")], capsys)[0] == 1
 
 
 def test_export_command(tmp_path, capsys):
