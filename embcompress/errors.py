@@ -17,6 +17,8 @@ class EmbcompressError(Exception):
 class ConfigError(EmbcompressError, ValueError):
     """A parameter or input value is invalid (bad input: exit code 1)."""
 
+    param: str | None = None  # the library parameter at fault, when param_error built it (the CLI names its flag)
+
 
 class ArtifactError(EmbcompressError):
     """A file is not a readable artifact: missing, truncated, foreign or malformed."""
@@ -52,4 +54,6 @@ def param_error(param: str, owner: str, must: str, got: object) -> ConfigError:
     >>> str(param_error("block_size", "MXConfig", "be a multiple of 2", 31))
     "The 'block_size' parameter of MXConfig must be a multiple of 2. Got 31 instead."
     """
-    return ConfigError(f"The {param!r} parameter of {owner} must {must}. Got {got!r} instead.")
+    err = ConfigError(f"The {param!r} parameter of {owner} must {must}. Got {got!r} instead.")
+    err.param = param
+    return err

@@ -106,6 +106,12 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
         }
 
 
+# library parameter -> the flag that sets it (embcompress.cli.main adds it to a ConfigError's line)
+FLAGS = {"n_rows": "--rows or --rows-per-feature", "method": "--method", "hot_rows": "--hot-rows",
+         "max_mapped_ids": "--max-mapped-ids", "embedding": "--embedding", "partners": "--partner",
+         "max_share": "--max-share", "seed": "--seed", "n_threads": "--threads", "feature": "--feature"}
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -127,7 +133,7 @@ def command(
     rows: int = typer.Option(None, "--rows", help="Rows of every feature's table."),
     rows_per_feature: list[str] = typer.Option([], "--rows-per-feature", help="FEATURE=N rows for one feature (repeatable)."),
     method: str = typer.Option("learned", "--method", help="learned | hash | frequency"),
-    hot_rows: int = typer.Option(None, "--hot-rows", help="Rows owned by single hot ids (default: from the frequency curve)."),
+    hot_rows: int = typer.Option(None, "--hot-rows", help="Rows owned by single hot ids (default: from the frequency curve; on a refit the earlier map's)."),
     max_mapped_ids: int = typer.Option(None, "--max-mapped-ids", help="Most ids a map stores; the rest hash."),
     embedding: str = typer.Option("auto", "--embedding", help="auto | cooccurrence | label_aware"),
     partner: list[str] = typer.Option([], "--partner", help="Feature whose co-occurrence embeds the ids (repeatable; "

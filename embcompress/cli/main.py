@@ -101,5 +101,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             code = 1
             print(f"embcompress: unexpected {type(exc).__name__} (rerun with --debug for the traceback)", file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
+        flag = _flag_of(exc, sys.argv[1:] if argv is None else argv)
+        print(f"error: {exc}" + (f" (on the command line: {flag})" if flag else ""), file=sys.stderr)
         sys.exit(code)
+
+
+def _flag_of(exc: Exception, argv: list[str]) -> str | None:
+    """The option of the running verb that sets the library parameter ``exc`` names, if any: each
+    verb's module maps its parameters to its flags in ``FLAGS``."""
+    param = getattr(exc, "param", None)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    if param is None or verb not in COMMANDS:
+        return None
+    return getattr(importlib.import_module(f"{__package__}.{COMMANDS[verb]}"), "FLAGS", {}).get(param)

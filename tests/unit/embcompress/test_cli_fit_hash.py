@@ -99,3 +99,22 @@ def test_cli_missing_stats_file_is_bad_input_exit_1(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fit-hash", str(tmp_path / "nope"), "-f", "a", "--rows", "8", "--out-dir", str(tmp_path)])
     assert exc.value.code == 1 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--rows", "0"], "--rows or --rows-per-feature"),
+        (["--rows", "8", "--hot-rows", "9"], "--hot-rows"),
+        (["--rows", "8", "--max-share", "2"], "--max-share"),
+        (["--rows", "8", "--threads", "0"], "--threads"),
+        (["--rows", "8", "--method", "nope"], "--method"),
+    ],
+)
+def test_cli_errors_name_the_flag_to_change(stats_file, tmp_path, capsys, args, flag):
+    # the library's message names its parameter (n_rows of fit_hash); a command-line user needs the flag
+    path, _ = stats_file
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(path), "-f", "a", *args, "--out-dir", str(tmp_path / "maps"), "--quiet"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and f"(on the command line: {flag})" in err, err
