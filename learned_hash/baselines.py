@@ -31,7 +31,9 @@ def choose_hot_rows(counts, n_rows: int) -> int:
     if total == 0 or n_rows < 2:
         return 0
     # counts are sorted descending, so the qualifying ids are a prefix
-    qualifying = int(np.count_nonzero(counts.astype(np.float64) * n_rows >= total))
+    # count * n_rows >= total, in integers: count >= ceil(total / n_rows) (a float64 product
+    # rounded counts beyond 2**53 and misjudged ties)
+    qualifying = int(np.count_nonzero(counts >= -(-total // n_rows)))
     return min(qualifying, int(n_rows * HOT_SHARE_LIMIT), n_rows - 1)
 
 

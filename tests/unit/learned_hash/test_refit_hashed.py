@@ -113,3 +113,13 @@ def test_fit_hash_command_refuses_a_renamed_earlier_map_before_writing(tmp_path,
     assert exit_.value.code == 1
     assert "fitted for feature 'ctx', not 'item'" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_the_hot_row_rule_is_exact_for_counts_beyond_float64():
+    # count * n_rows >= total in float64 rounded 2**53 + 1 down, and an exact tie came out short
+    from learned_hash.baselines import choose_hot_rows
+
+    c = 2**53 + 1
+    assert choose_hot_rows(np.array([c, c, c]), 3) == 1  # all three tie at the average; half the rows cap it
+    assert choose_hot_rows(np.array([c, c, c - 3]), 3) == 1
+    assert choose_hot_rows(np.array([c, c - 1, c - 2]), 3) == 1  # c * 3 >= total only for the first
