@@ -11,7 +11,8 @@ in a state dict (no module types to go by), every 2-D floating tensor whose key 
 ``.weight``, has a path component containing "emb" (``emb.weight``, ``embeddings.0.weight``,
 ``sparse.embedding_bags.user.weight``) and no ``.bias`` beside it (that is a Linear layer). Pass
 ``tables=[...]`` to choose them by name instead: modules with a weight, parameters or buffers
-(a table used with ``F.embedding``), or state-dict keys (with or without ``.weight``). Tables are
+(a table used with ``F.embedding``; an embedding module's weight named so, ``user.weight``, keeps
+its module's pooling and options below), or state-dict keys (with or without ``.weight``). Tables are
 named as in the unwrapped model: a ``DataParallel`` / ``DistributedDataParallel`` or
 ``torch.compile`` wrapper is looked through, and a state dict whose keys all start with
 ``module.`` or ``_orig_mod.`` loses that prefix. Names that differ only in letter case are
@@ -122,8 +123,13 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                     raise param_error("tables", _OWNER, "name modules of the model that have a weight, or its "
                                       "parameters (e.g. a table used with F.embedding)", n)
                 found[n] = t
-                if isinstance(mods.get(n), (nn.Embedding, nn.EmbeddingBag)):
-                    modules[n] = mods[n]
+                # the module's weight named as a parameter ("user.weight", as its state dict names
+                # it) is that module's table still: its pooling goes into the file all the same
+                # (and "weight" is a bare embedding module's, the model itself)
+                base = n[: -len(".weight")] if n.endswith(".weight") else "" if n == "weight" else None
+                owner = mods[n] if n in mods else mods.get(base)
+                if isinstance(owner, (nn.Embedding, nn.EmbeddingBag)) and owner.weight is t:
+                    modules[n] = owner
     elif isinstance(model_or_state_dict, Mapping):
         sd = _strip_wrapper_prefix(model_or_state_dict)
         if tables is None:

@@ -1,0 +1,55 @@
+"""Review 8 of the torch module and export, as a user who swaps nn.EmbeddingBag for
+MXEmbeddingBag and exports trained models: each test names the defect it caught."""
+
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = nn.functional
+
+import embcompress  # noqa: E402
+from embcompress.nn import MXEmbeddingBag  # noqa: E402
+
+
+def _cli(argv, capsys):
+    from embcompress.cli.main import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr()
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+class _Bags(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.user = nn.EmbeddingBag(20, 8, mode="sum")
+        self.item = nn.EmbeddingBag(15, 8, mode="max", include_last_offset=True, padding_idx=0)
+        self.head = nn.Linear(8, 1)
+
+
+def test_export_of_a_bag_named_by_its_weight_records_how_it_pools(tmp_path):
+    # tables=["user.weight"] (the parameter, as the state dict names it) found the tensor but not
+    # its module: the file recorded no mode, so MXEmbeddingBag.from_file served the sum bag as
+    # a mean, silently, and padding_idx went without its warning.
+    m = _Bags()
+    with pytest.warns(UserWarning, match="padding_idx"):
+        report = embcompress.export(m, fmt="fp32", out_dir=tmp_path, tables=["user.weight", "item.weight"])
+    assert [e["name"] for e in report] == ["user.weight", "item.weight"]
+    assert report[1]["padding_idx"] == 0
+    user, item = (MXEmbeddingBag.from_file(e["path"]) for e in report)
+    assert (user.mode, user.include_last_offset) == ("sum", False)
+    assert (item.mode, item.include_last_offset) == ("max", True)
+    ids, offsets = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 2])
+    with torch.no_grad():
+        assert torch.allclose(user(ids, offsets), m.user(ids, offsets))
+    # a bare bag's table, named as its state dict names it
+    bag = nn.EmbeddingBag(10, 4, mode="sum")
+    (entry,) = embcompress.export(bag, fmt="fp32", out_dir=tmp_path / "bare", tables=["weight"])
+    assert MXEmbeddingBag.from_file(entry["path"]).mode == "sum"
