@@ -313,6 +313,21 @@ def _collisions(maps, stats, compressed) -> dict:
             for f, r in rep.features.items()}
 
 
+def load_sweep_data(config: SweepConfig) -> Splits:
+    """The splits of ``config``'s dataset, checked as :func:`run_sweep` checks them before any
+    training: both classes in every split, and at least one feature with ``min_vocab`` training
+    ids. ``embcompress evaluate`` calls it before making its output folder, so a run stopped by
+    its input leaves nothing behind, and passes the splits on to :func:`run_sweep`."""
+    from .datasets import load_dataset
+
+    if not isinstance(config, SweepConfig):
+        raise param_error("config", "load_sweep_data", "be a SweepConfig", type(config).__name__)
+    splits = load_dataset(config.dataset)
+    splits.check_classes()
+    splits.compressible(config.min_vocab)
+    return splits
+
+
 def run_sweep(config: SweepConfig, *, splits: Splits | None = None,
               progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Run every (method, format, budget) of ``config`` for every seed; see the module docstring.

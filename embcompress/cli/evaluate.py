@@ -2,10 +2,14 @@
 
 Trains a click model per run on the configured dataset and writes results.json, report.md,
 report.html and pareto.png into --out. See examples/sweeps/ for configs.
+
+The config, --out and the data are checked first; --out is made only then, so a run stopped by
+its input leaves no folder behind (and a run that fails later removes the empty folders it made).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +27,7 @@ def command(
 ) -> None:
     try:  # the serving core never imports analysis at module level
         from analysis.ctr.report import write_report
-        from analysis.ctr.sweep import SweepConfig, run_sweep
+        from analysis.ctr.sweep import SweepConfig, load_sweep_data, run_sweep
     except ImportError as exc:
         raise BackendUnavailableError(
             f"'embcompress evaluate' needs the analysis package and torch ({exc}). Install torch==2.13.0 and this distribution."
@@ -40,11 +44,17 @@ def command(
             )
 
         cfg = replace(cfg, dataset=replace(cfg.dataset, path=data))
-    out.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after a sweep of many minutes
+    _check_out(out)  # a bad --out fails now, not after a sweep of many minutes
     start = time.perf_counter()
-    with progress_bar("evaluate", quiet=quiet) as bar:
-        result = run_sweep(cfg, progress=bar)
-    paths = write_report(result, out)
+    splits = load_sweep_data(cfg)  # bad data stop the run before --out is made
+    made = _make_out(out)
+    try:
+        with progress_bar("evaluate", quiet=quiet) as bar:
+            result = run_sweep(cfg, splits=splits, progress=bar)
+        paths = write_report(result, out)
+    except BaseException:
+        _remove_if_empty(made)  # a failed run leaves no empty folder behind
+        raise
     if not quiet:
         from analysis.ctr.report import findings
 
@@ -53,3 +63,31 @@ def command(
         typer.echo(f"{len(result.runs)} runs in {time.perf_counter() - start:.0f}s.")
     typer.echo(f"Wrote {paths['markdown'].name}, {paths['html'].name}, {paths['results'].name}, "
                f"{paths['pareto'].name} (output folder: {Path(out).resolve()})")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot become a writable folder, without making anything."""
+    chain = (out, *out.parents)
+    blocker = next((q for q in chain if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"--out {str(out)!r} cannot be a folder: {str(blocker)!r} is a file. "
+                          f"Pass another --out, or move the file away.")
+    existing = next((q for q in chain if q.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {str(out)!r} cannot be written: the folder {str(existing)!r} is not writable. "
+                          f"Pass another --out, or change the folder's permissions.")
+
+
+def _make_out(out: Path) -> list[Path]:
+    """Make --out; returns the folders this made, deepest first."""
+    made = [q for q in (out, *out.parents) if not q.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_if_empty(made: list[Path]) -> None:
+    for q in made:
+        try:
+            q.rmdir()
+        except OSError:  # not empty (or gone): keep it and everything above it
+            return
