@@ -244,6 +244,7 @@ def run_demo(
     tiny sizes for tests. ``settings`` overrides the sizes (default: ``DemoSettings.default(quick,
     real=data is not None)``). ``seed`` seeds the data, the maps and
     the training. Returns a :class:`DemoResult`; ``result.report`` is the markdown report.
+    ``out_dir`` is made once the data are read and checked: a bad ``data`` leaves nothing behind.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
         raise param_error("seed", "run_demo", "be an int in [0, 2**31)", seed)
@@ -252,7 +253,7 @@ def run_demo(
     elif not isinstance(settings, DemoSettings):
         raise param_error("settings", "run_demo", "be a DemoSettings or None", type(settings).__name__)
     out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out_dir(out)  # made only once the data are read and checked (a bad --data leaves nothing)
     seed = int(seed)
 
     import torch
@@ -294,6 +295,7 @@ def _run(out: Path, data, seed: int, settings: DemoSettings, progress) -> DemoRe
     splits.check_classes()  # before any mining or training, not at the first AUC
     features = list(splits.features)
     compressed = splits.compressible(settings.min_vocab)
+    out.mkdir(parents=True, exist_ok=True)
     step("data")
 
     # 2. mine
@@ -420,6 +422,19 @@ def _run(out: Path, data, seed: int, settings: DemoSettings, progress) -> DemoRe
     result = DemoResult(out, files["report"], rows, dataset, serving, seconds, settings, files)
     _write_json(out / "results.json", _results_dict(result, collisions, seed))
     return result
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse an output folder that cannot be made or written, without making anything."""
+    chain = (out, *out.parents)
+    blocker = next((q for q in chain if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"The output folder {str(out)!r} (--out) cannot be made: {str(blocker)!r} is a file. "
+                          f"Pass another out_dir (--out), or move the file away.")
+    existing = next((q for q in chain if q.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"The output folder {str(out)!r} (--out) cannot be written: {str(existing)!r} is not writable. "
+                          f"Pass another out_dir (--out), or change the folder's permissions.")
 
 
 def _store_stats(store) -> dict:

@@ -107,3 +107,35 @@ def test_evaluate_failed_sweep_removes_the_out_folder_it_made(tmp_path, capsys, 
     (kept / "old.txt").write_text("old")
     code, _ = _evaluate(capsys, TINY, "--out", kept)
     assert code == 1 and (kept / "old.txt").read_text() == "old"
+
+
+# --------------------------------------------------------------------------- demo: --out
+
+
+def test_demo_bad_data_leaves_no_out_folder(tmp_path):
+    from analysis.pipeline import run_demo
+
+    out = tmp_path / "demo" / "out"
+    with pytest.raises(ConfigError, match="does not exist"):
+        run_demo(out, quick=True, data=tmp_path / "no-such-log")
+    assert not out.exists() and not out.parent.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "x.libfm").write_text("")
+    with pytest.raises(ConfigError, match="has no rows"):
+        run_demo(out, quick=True, data=empty)
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_demo_out_under_a_file_is_refused_before_the_data_are_read(tmp_path, monkeypatch):
+    import analysis.pipeline as pipeline
+
+    def read(*a, **k):
+        raise AssertionError("the data were read")
+
+    monkeypatch.setattr(pipeline, "_load", read)
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    with pytest.raises(ConfigError, match="is a file.*--out"):
+        pipeline.run_demo(blocker / "out", quick=True)
+    assert blocker.read_text() == "a file"
