@@ -2,9 +2,12 @@
 
 - ``frappe``: the libFM files of a Frappe folder (``frappe.*.libfm``), pooled; ten one-hot
   fields (user and item are the big ones); no time, so a seeded random split (70/10/20).
-- ``criteo``: Criteo TSV. A folder with ``*train*``, ``*dev*`` and ``*test*`` files (the sample
-  here, already cut by time) keeps that split; a single file is cut in file order (which is time
-  order in Criteo's logs), 80/10/10. The 13 integer fields become dense features
+- ``criteo``: Criteo TSV. A folder with ``*train*``, ``*dev*`` and ``*test*`` files keeps that
+  split as given, recorded as ``"files (as given)"``: how the files were cut is not known here.
+  The shared sample's ``lapis_*`` files are *not* a time cut: they split one stretch of the log at
+  random (dev and test rows sit between train rows of its first 999 lines), so its test rows are
+  not later than its training rows. A single file is cut in file order (which is time order in
+  Criteo's logs), 80/10/10, recorded as ``"time"``. The 13 integer fields become dense features
   ``log(1 + max(x, 0))`` (missing: 0).
 - ``talkingdata``: the CSV (ip, app, device, os, channel, click_time, is_attributed), sorted by
   click_time and cut by time 80/10/10.
@@ -105,11 +108,12 @@ def load_criteo(path, *, split_seed: int = 0, n_rows: int | None = None, fractio
             if len(found) != 1:
                 raise ConfigError(
                     f"The Criteo folder {str(path)!r} must hold one file with {key!r} in its name "
-                    f"(train/dev/test, cut by time). Got {[p.name for p in found]} instead; or point 'path' at one file."
+                    f"(train/dev/test, used as given). Got {[p.name for p in found]} instead; or point 'path' at one "
+                    f"file (cut in file order, which is time order in Criteo's logs)."
                 )
             parts[name] = _criteo_data(found[0], n_rows, on_bad_line, bad)
             names.append(found[0].name)
-        info = {"source": "criteo", "split": "time (pre-split files)", "files": names, "bad_lines": bad}
+        info = {"source": "criteo", "split": "files (as given)", "files": names, "bad_lines": bad}
         return Splits("criteo", parts["train"], parts["validation"], parts["test"], info)
     data = _criteo_data(_files(path, "*")[0], n_rows, on_bad_line, bad)
     return split_by_time(data, None, fractions, name="criteo", info={"source": "criteo", "files": [path.name], "bad_lines": bad})

@@ -139,3 +139,42 @@ def test_demo_out_under_a_file_is_refused_before_the_data_are_read(tmp_path, mon
     with pytest.raises(ConfigError, match="is a file.*--out"):
         pipeline.run_demo(blocker / "out", quick=True)
     assert blocker.read_text() == "a file"
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _criteo_line(i):
+    return "\t".join([str(i % 2), *[str(i % 7)] * 13, *[f"{(i * 31 + j) % 97:08x}" for j in range(26)]])
+
+
+def test_criteo_folder_split_is_recorded_as_given_not_as_a_time_cut(tmp_path):
+    # The shared sample's lapis_train/dev/test files are a random split of one stretch of the log
+    # (dev and test rows sit among the first 999 lines of train.txt, between train rows), yet the
+    # loader recorded "time (pre-split files)" and every report printed "split: time ...". The
+    # loader cannot tell how a folder's files were cut: it records that it kept them as given.
+    from analysis.ctr.datasets import load_criteo
+
+    folder = tmp_path / "criteo"
+    folder.mkdir()
+    for name, n in (("a_train.txt", 40), ("a_dev.txt", 10), ("a_test.txt", 10)):
+        (folder / name).write_text("\n".join(_criteo_line(i) for i in range(n)) + "\n")
+    s = load_criteo(folder)
+    assert "time" not in s.info["split"] and "as given" in s.info["split"], s.info
+    one = load_criteo(folder / "a_train.txt")  # one file: cut in file order, which is time order
+    assert one.info["split"] == "time"
+
+
+@pytest.mark.data
+def test_the_criteo_samples_files_are_not_cut_by_time():
+    # the evidence for the test above: rows of every lapis file among the first 999 lines of the log
+    from tests.conftest import data_path
+
+    folder = data_path("criteo_sample")
+    head = {line: i for i, line in enumerate((folder / "pytorchfm_head999.txt").read_text().splitlines())}
+    spans = {}
+    for name in ("lapis_train.txt", "lapis_dev.txt", "lapis_test.txt"):
+        at = [head[ln] for ln in (folder / name).read_text().splitlines() if ln in head]
+        spans[name] = (min(at), max(at))
+    assert spans["lapis_dev.txt"][0] < spans["lapis_train.txt"][1]
+    assert spans["lapis_test.txt"][0] < spans["lapis_train.txt"][1]
