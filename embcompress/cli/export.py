@@ -15,6 +15,11 @@ from pathlib import Path
 import typer
 
 
+# The library parameter an error names -> the option that sets it (the CLI's main adds it to the message).
+FLAGS = {"id_maps": "--id-map", "frequencies": "--frequencies", "tables": "--table", "block_size": "--block-size",
+         "scale_mode": "--scale-mode", "out_dir": "--out-dir", "fmt": "--fmt"}
+
+
 def _pairs(values: list[str], option: str) -> dict[str, Path]:
     from ..errors import ConfigError
 

@@ -1,7 +1,7 @@
 """Review 8 of the torch module and export, as a user who swaps nn.EmbeddingBag for
 MXEmbeddingBag and exports trained models: each test names the defect it caught."""
 
-
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -53,3 +53,31 @@ def test_export_of_a_bag_named_by_its_weight_records_how_it_pools(tmp_path):
     bag = nn.EmbeddingBag(10, 4, mode="sum")
     (entry,) = embcompress.export(bag, fmt="fp32", out_dir=tmp_path / "bare", tables=["weight"])
     assert MXEmbeddingBag.from_file(entry["path"]).mode == "sum"
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--id-map", "nope=m.idmap"], "--id-map"),
+    (["--frequencies", "emb_user=short.npy"], "--frequencies"),
+    (["--table", "nope"], "--table"),
+    (["--block-size", "7"], "--block-size"),
+    (["--scale-mode", "nearest"], "--scale-mode"),
+])
+def test_export_cli_errors_name_the_option_to_change(tmp_path, capsys, monkeypatch, args, flag):
+    # The library's errors name its parameters ('id_maps', 'tables', ...): the command printed
+    # them without the option that sets them (fit-hash names its options; export had no FLAGS).
+    monkeypatch.chdir(tmp_path)
+    torch.save({"emb_user.weight": torch.randn(10, 4)}, "sd.pt")
+    embcompress.IdMap.from_arrays(np.arange(5), np.arange(5), 5).save("m.idmap")
+    np.save("short.npy", np.ones(3, dtype=np.int64))
+    code, out = _cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet", *args], capsys)
+    assert code == 1
+    assert f"(on the command line: {flag})" in out.err, out.err
+
+
+def test_export_cli_without_tables_names_the_table_option(tmp_path, capsys, monkeypatch):
+    # "Name them with tables=[...]" is the library's spelling; the command's is --table NAME.
+    monkeypatch.chdir(tmp_path)
+    torch.save({"user_table.weight": torch.randn(10, 4)}, "sd.pt")  # no 'emb' in its name
+    code, out = _cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet"], capsys)
+    assert code == 1
+    assert "--table" in out.err, out.err
