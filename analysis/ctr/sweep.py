@@ -33,6 +33,14 @@ from .train import TrainConfig
 
 VERSION = 1
 DATASETS = ("frappe", "criteo", "talkingdata", "synthetic")
+# keyword arguments of analysis.ctr.synthetic.synthetic_log a config may set (n_rows and seed are
+# the dataset's n_rows and split_seed)
+SYNTHETIC_OPTIONS = ("vocab", "n_groups", "features", "zipf", "affinity", "n_dense", "signal")
+# fit_hash parameters a config may set per method (the sweep sets stats, feature, n_rows, method
+# and seed itself); max_map_share is the learned methods' map-share rule (compression.py)
+FIT_HASH_PARAMS = ("hot_rows", "max_mapped_ids", "embedding", "partners", "n_components", "max_share", "n_iter", "n_threads")
+MAP_SHARE_METHODS = ("learned", "learned_trained")
+MAX_SEED = 2**31 - 1  # fit_hash's seeds
 
 
 def _tuple_of(value, kind, name, owner, *, allow_empty=False):
@@ -64,6 +72,10 @@ class DatasetConfig:
     def __post_init__(self):
         if self.name not in DATASETS:
             raise param_error("name", "DatasetConfig", f"be one of {DATASETS}", self.name)
+        if self.path is not None:
+            if not isinstance(self.path, (str, os.PathLike)):
+                raise param_error("path", "DatasetConfig", "be the data file or folder as text", self.path)
+            object.__setattr__(self, "path", os.fspath(self.path))  # text in results.json
         if self.name != "synthetic" and not self.path:
             raise param_error("path", "DatasetConfig", f"name the {self.name} data file or folder", self.path)
         if self.n_rows is not None and not (isinstance(self.n_rows, int) and self.n_rows >= 10):
@@ -72,6 +84,13 @@ class DatasetConfig:
             raise param_error("split_seed", "DatasetConfig", "be an integer", self.split_seed)
         if not isinstance(self.options, dict):
             raise param_error("options", "DatasetConfig", "be an object of generator options", self.options)
+        if self.options and self.name != "synthetic":
+            raise param_error("options", "DatasetConfig", "be empty: options are the synthetic generator's, and the "
+                              f"{self.name} log is read as it is", self.options)
+        for key in self.options:
+            if key not in SYNTHETIC_OPTIONS:
+                fix = " ('n_rows' and 'split_seed' set the log's size and seed)" if key in ("n_rows", "seed") else ""
+                raise param_error("options", "DatasetConfig", f"name options of the synthetic generator among {SYNTHETIC_OPTIONS}{fix}", key)
         if self.on_bad_line not in ("skip", "error"):
             raise param_error("on_bad_line", "DatasetConfig", "be 'skip' (count and report malformed lines) or 'error'", self.on_bad_line)
 
@@ -85,8 +104,13 @@ class ModelConfig:
     def __post_init__(self):
         if not (isinstance(self.dim, int) and self.dim >= 1):
             raise param_error("dim", "ModelConfig", "be an integer >= 1", self.dim)
-        object.__setattr__(self, "bottom", _tuple_of(self.bottom, int, "bottom", "ModelConfig", allow_empty=True))
-        object.__setattr__(self, "top", _tuple_of(self.top, int, "top", "ModelConfig", allow_empty=True))
+        if isinstance(self.dim, bool):
+            raise param_error("dim", "ModelConfig", "be an integer >= 1", self.dim)
+        for name in ("bottom", "top"):
+            sizes = _tuple_of(getattr(self, name), int, name, "ModelConfig", allow_empty=True)
+            if any(v < 1 for v in sizes):
+                raise param_error(name, "ModelConfig", "hold layer sizes >= 1", list(sizes))
+            object.__setattr__(self, name, sizes)
 
 
 @dataclass(frozen=True)
@@ -157,12 +181,27 @@ class SweepConfig:
         seeds = _tuple_of(self.seeds, int, "seeds", owner)
         if len(set(seeds)) != len(seeds):
             raise param_error("seeds", owner, "hold distinct seeds", list(seeds))
+        for seed in seeds:
+            if not 0 <= seed <= MAX_SEED:
+                raise param_error("seeds", owner, f"hold seeds in [0, {MAX_SEED}] (the id maps' seeds)", seed)
         if not (isinstance(self.min_vocab, int) and self.min_vocab >= 1):
             raise param_error("min_vocab", owner, "be an integer >= 1", self.min_vocab)
         if not (isinstance(self.bootstrap, int) and self.bootstrap >= 10):
             raise param_error("bootstrap", owner, "be an integer >= 10", self.bootstrap)
         if not isinstance(self.method_params, dict) or any(k not in METHODS for k in self.method_params):
             raise param_error("method_params", owner, f"map method names among {METHODS} to fit_hash parameters", self.method_params)
+        for name, (base, params) in [*((m, (m, p)) for m, p in self.method_params.items()),
+                                     *((v, (d["method"], {k: x for k, x in d.items() if k != "method"}))
+                                       for v, d in self.variants.items())]:
+            where = "variants" if name in self.variants else "method_params"
+            if not isinstance(params, dict):
+                raise param_error(where, owner, f"give {name!r} an object of fit_hash parameters", params)
+            allowed = FIT_HASH_PARAMS + (("max_map_share",) if base in MAP_SHARE_METHODS else ())
+            for key in params:
+                if key not in allowed:
+                    why = (" (the sweep sets it from 'seeds')" if key == "seed" else
+                           f" (max_map_share is the rule of {MAP_SHARE_METHODS} only)" if key == "max_map_share" else "")
+                    raise param_error(where, owner, f"give {name!r} ({base}) parameters among {allowed}{why}", key)
         for name, v in (("methods", methods), ("budgets", budgets), ("formats", formats), ("extra", tuple(extra)), ("seeds", seeds)):
             object.__setattr__(self, name, v)
 

@@ -178,3 +178,78 @@ def test_the_criteo_samples_files_are_not_cut_by_time():
         spans[name] = (min(at), max(at))
     assert spans["lapis_dev.txt"][0] < spans["lapis_train.txt"][1]
     assert spans["lapis_test.txt"][0] < spans["lapis_train.txt"][1]
+
+
+# --------------------------------------------------------------------------- the sweep config
+
+
+def _tiny(**changes):
+    from analysis.ctr.sweep import SweepConfig
+
+    cfg = json.loads(TINY.read_text())
+    cfg.update(changes)
+    return SweepConfig.from_dict(cfg)
+
+
+@pytest.mark.parametrize("where", ["method_params", "variants"])
+def test_unknown_fit_hash_parameter_is_refused_by_the_config(where):
+    # it reached fit_hash as a raw TypeError ("unexpected keyword argument"), after the full
+    # model of the first seed had trained
+    if where == "method_params":
+        changes = {"method_params": {"hash": {"n_iters": 5}}}
+    else:
+        changes = {"variants": {"mine": {"method": "learned", "n_iters": 5}}, "methods": ["full", "mine"], "requantize": [],
+                   "extra": []}
+    with pytest.raises(ConfigError, match=r"must give 'mine' \(learned\)|must give 'hash' \(hash\)") as exc:
+        _tiny(**changes)
+    assert "Got 'n_iters'" in str(exc.value) and "'n_iter'" in str(exc.value)
+
+
+def test_max_map_share_is_refused_for_methods_without_a_map_share():
+    # only the learned methods read it; the others passed it on to fit_hash (a late TypeError)
+    with pytest.raises(ConfigError, match=r"max_map_share.*learned"):
+        _tiny(method_params={"hash": {"max_map_share": 0.3}})
+    with pytest.raises(ConfigError, match="seed"):  # the sweep sets it from 'seeds'
+        _tiny(method_params={"learned": {"seed": 3}})
+    assert _tiny(method_params={"learned": {"max_map_share": 0.3, "n_iter": 5}}).method_params["learned"]["n_iter"] == 5
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31])
+def test_seeds_out_of_the_maps_range_are_refused_by_the_config(seed):
+    # fit_hash takes seeds in [0, 2**31): -1 failed after the first full model trained, 2**70
+    # as a raw 'Overflow when unpacking long long'
+    with pytest.raises(ConfigError, match=r"'seeds'.*2147483647"):
+        _tiny(seeds=[0, seed])
+
+
+@pytest.mark.parametrize("layers", [[-3], [0], [16, 2.5], [True]])
+def test_layer_sizes_must_be_positive_integers(layers):
+    # a raw torch RuntimeError ("negative dimension") when the first model was made
+    from analysis.ctr.sweep import ModelConfig
+
+    with pytest.raises(ConfigError, match="'top' parameter of ModelConfig"):
+        ModelConfig(top=layers)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"path": 5}, "'path' parameter of DatasetConfig"),
+    ({"name": "synthetic", "path": None, "options": {"vocabb": [600, 900]}}, r"'vocab'.*Got 'vocabb'"),
+    ({"name": "synthetic", "path": None, "options": {"seed": 3}}, r"split_seed.*Got 'seed'"),
+    ({"options": {"vocab": [10, 20]}}, r"options.*synthetic"),
+])
+def test_dataset_config_refuses_what_the_loaders_met_as_type_errors(tmp_path, changes, match):
+    from analysis.ctr.sweep import DatasetConfig
+
+    kw = {"name": "frappe", "path": str(tmp_path), **changes}
+    with pytest.raises(ConfigError, match=match):
+        DatasetConfig(**kw)
+
+
+def test_dataset_path_given_as_a_path_is_kept_as_text(tmp_path):
+    # a pathlib.Path went into results.json's config, whose json.dumps then failed after the sweep
+    from analysis.ctr.sweep import DatasetConfig
+
+    d = DatasetConfig(name="frappe", path=tmp_path)
+    assert d.path == str(tmp_path)
+    json.dumps(_tiny().to_dict() | {"dataset": __import__("dataclasses").asdict(d)})
+
