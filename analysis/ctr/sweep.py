@@ -178,6 +178,10 @@ class SweepConfig:
         for f in (*formats, *(p[1] for p in extra), *(p[1] for p in self.requantize)):
             if f not in FORMATS:
                 raise param_error("formats", owner, f"name formats among {tuple(FORMATS)}", f)
+        if self.requantize and "fp32" not in formats:  # its runs were dropped without a word
+            raise param_error("requantize", owner, "be empty when 'formats' has no 'fp32': it stores the fp32 runs' "
+                              "trained rows in a narrower format (add 'fp32' to 'formats', or drop 'requantize')",
+                              [list(p) for p in self.requantize])
         seeds = _tuple_of(self.seeds, int, "seeds", owner)
         if len(set(seeds)) != len(seeds):
             raise param_error("seeds", owner, "hold distinct seeds", list(seeds))
@@ -410,9 +414,8 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
     y_test = splits.test.label.astype(np.float64)
     specs = config.runs()
     requant = {}
-    for m, f in config.requantize:
-        if "fp32" in config.formats:
-            requant.setdefault(m, []).append(f)
+    for m, f in config.requantize:  # the config holds "fp32" in its formats when it has any
+        requant.setdefault(m, []).append(f)
     total = (len(specs) + sum(map(len, requant.values())) * len(config.budgets)) * len(config.seeds)
     done = 0
     runs: list[dict] = []

@@ -253,3 +253,9 @@ def test_dataset_path_given_as_a_path_is_kept_as_text(tmp_path):
     assert d.path == str(tmp_path)
     json.dumps(_tiny().to_dict() | {"dataset": __import__("dataclasses").asdict(d)})
 
+
+def test_requantize_without_fp32_runs_is_refused():
+    # requantize stores the fp32 runs' rows in a narrower format; with no fp32 runs it was
+    # silently dropped
+    with pytest.raises(ConfigError, match=r"requantize.*fp32"):
+        _tiny(formats=["mxfp4_e2m1"], extra=[])
