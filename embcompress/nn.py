@@ -271,8 +271,10 @@ class MXEmbeddingBag(nn.Module):
     ``nn.EmbeddingBag``), or directly from a table or a row source (see the module docstring).
 
     ``forward(input, offsets=None, per_sample_weights=None)`` takes raw ids (any integer tensor:
-    1-D with ``offsets``, or 2-D ``(n_bags, bag_len)`` without) and returns float32
-    ``(n_bags, dim)``. Without an id map, ids are row numbers. ``padding_idx``, ``max_norm`` and
+    1-D with ``offsets``, or 2-D ``(n_bags, bag_len)`` without) and returns ``(n_bags, dim)`` in
+    float32, or in the floating dtype the module was cast to (``.half()``, ``.to(torch.bfloat16)``:
+    rows are pooled in float32, then cast), as ``nn.EmbeddingBag``'s output follows its weight.
+    Without an id map, ids are row numbers. ``padding_idx``, ``max_norm`` and
     gradients are not supported.
     """
 
@@ -310,6 +312,13 @@ class MXEmbeddingBag(nn.Module):
                 f"{type(id_map).__name__} onto {getattr(id_map, 'n_rows', '?')} rows",
             )
         self._set_id_map(id_map)
+        self._add_dtype_buffer()
+
+    def _add_dtype_buffer(self) -> None:
+        # Its dtype is the output's: float32, or what .half() / .to(dtype) casts the module to, as
+        # they cast nn.EmbeddingBag's weight and so its output (the records are bytes: never cast).
+        # Not in the state dict.
+        self.register_buffer("_out_proto", torch.empty(0, dtype=torch.float32), persistent=False)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -327,6 +336,8 @@ class MXEmbeddingBag(nn.Module):
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        if "_out_proto" not in self._buffers:  # pickled by a version without it
+            self._add_dtype_buffer()
         t = self.source
         if isinstance(t, _TableOfRecords):
             self.source = QuantizedTable(self.records.numpy(), t.fmt, t.shape, block_size=t.block_size,
@@ -491,8 +502,11 @@ class MXEmbeddingBag(nn.Module):
         if per_sample_weights is not None and per_sample_weights.dtype is not torch.float32:
             per_sample_weights = per_sample_weights.to(torch.float32)
         if per_sample_weights is not None and per_sample_weights.requires_grad and torch.is_grad_enabled():
-            return _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last)
-        return self._lookup(rows, offsets, per_sample_weights, include_last)
+            out = _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last)
+        else:
+            out = self._lookup(rows, offsets, per_sample_weights, include_last)
+        dtype = self._out_proto.dtype
+        return out if dtype is torch.float32 else out.to(dtype)
 
     def _lookup(self, rows: Tensor, offsets: Tensor, per_sample_weights: Tensor | None, include_last: bool) -> Tensor:
         if self.records is not None:
@@ -524,7 +538,7 @@ class MXEmbeddingBagCollection(nn.Module):
     ``forward(features)`` takes a mapping ``feature -> input`` where each input is what
     :meth:`MXEmbeddingBag.forward` takes: a tuple ``(ids, offsets)`` or
     ``(ids, offsets, per_sample_weights)``, or a 2-D id tensor ``(n_bags, bag_len)``. It returns a
-    dict ``feature -> (n_bags, dim)`` float32 tensor, in the order of ``features``. Features not
+    dict ``feature -> (n_bags, dim)`` tensor (float32 unless cast), in the order of ``features``. Features not
     given are not looked up; an unknown feature is an error.
     """
 

@@ -81,3 +81,41 @@ def test_export_cli_without_tables_names_the_table_option(tmp_path, capsys, monk
     code, out = _cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet"], capsys)
     assert code == 1
     assert "--table" in out.err, out.err
+
+
+# -- the module ---------------------------------------------------------------------------------
+
+
+class _Tower(nn.Module):
+    def __init__(self, bag):
+        super().__init__()
+        self.bag = bag
+        self.head = nn.Linear(bag.embedding_dim, 1)
+
+    def forward(self, ids, offsets):
+        return self.head(self.bag(ids, offsets))
+
+
+@pytest.mark.parametrize("cast", ["half", "bfloat16", "double", "to"])
+def test_output_dtype_follows_the_module_as_nn_embedding_bag_does(backend, cast):
+    # model.half() casts nn.EmbeddingBag's weight and so its output; MXEmbeddingBag kept returning
+    # float32, and the half Linear after it raised "mat1 and mat2 must have the same dtype".
+    torch.manual_seed(0)
+    trained = _Tower(nn.EmbeddingBag(30, 16, mode="sum"))
+    model = _Tower(MXEmbeddingBag.from_embedding_bag(trained.bag, "mxint8"))
+    model.head.load_state_dict(trained.head.state_dict())
+    dtype = {"half": torch.float16, "bfloat16": torch.bfloat16, "double": torch.float64, "to": torch.float16}[cast]
+    model = model.to(dtype) if cast == "to" else getattr(model, cast)()
+    ids, offsets = torch.tensor([1, 5, 7, 29, 3]), torch.tensor([0, 2, 2])
+    with torch.no_grad():
+        pooled = model.bag(ids, offsets)
+        assert pooled.dtype == dtype
+        ref = F.embedding_bag(ids, model.bag.decoded_weight(), offsets, mode="sum")
+        assert torch.equal(pooled, ref.to(dtype))
+        assert model(ids, offsets).dtype == dtype  # the head takes it
+        # back to float32, and through torch.export and torch.compile alike
+        assert model.float().bag(ids, offsets).dtype == torch.float32
+        half = model.half()
+        ep = torch.export.export(half, (ids, offsets))
+        assert torch.equal(ep.module()(ids, offsets), half(ids, offsets))
+        assert torch.equal(torch.compile(half, fullgraph=True)(ids, offsets), half(ids, offsets))
