@@ -19,7 +19,11 @@ A table held in memory and the id map are buffers of the module, passed to the o
 arrays as their bytes). So ``state_dict`` carries them (``load_state_dict`` into a module built
 over a table of the same shape installs the id map it holds, whatever map, if any, the module
 had; the state dict's metadata records the records' format, dim and block size, and records of
-another format are refused), and a ``torch.export`` program of the module, saved with
+another format are refused; a state dict of the model as trained, with a float ``weight`` of
+the table's shape where the ``nn.EmbeddingBag`` was, loads that table compressed to the module's
+format, block size and scale mode, as :meth:`MXEmbeddingBag.from_embedding_bag` would; a weight
+of another shape, such as a full-size table to fold with ``embcompress.export``, is left unexpected),
+and a ``torch.export`` program of the module, saved with
 ``torch.export.save``, runs in another process after ``import embcompress.nn`` (which registers
 the ops) and ``torch.export.load``, with the same outputs. Pickling and ``copy.deepcopy`` carry
 the table and the id map once, as these buffers.
@@ -370,6 +374,18 @@ class MXEmbeddingBag(nn.Module):
         # module's (its arrays' sizes are the map's own), checked as IdMap.load checks a file; and
         # the records get fresh memory when the state has them, since the table's own may be a
         # read-only file mapping (writing into it would crash).
+        weight = state_dict.get(prefix + "weight")
+        trained = None
+        if (self.records is not None and prefix + "records" not in state_dict and isinstance(weight, Tensor)
+                and not weight.is_meta and weight.is_floating_point()
+                and tuple(weight.shape) == (self.num_embeddings, self.embedding_dim)):
+            # The state dict of the model as trained, an nn.EmbeddingBag (or nn.Embedding) here:
+            # its float table, compressed as this module's (format, block size, scale mode).
+            from .formats import quantize
+
+            t = self.source
+            trained = quantize(weight.detach().to("cpu", torch.float32).numpy(), t.fmt, block_size=t.block_size,
+                               scale_mode=t.scale_mode)
         rec = local_metadata.get("records") if isinstance(local_metadata, dict) else None
         if self.records is not None and isinstance(rec, dict) and prefix + "records" in state_dict:
             got = (rec.get("fmt"), rec.get("dim"), rec.get("block_size"))
@@ -406,6 +422,13 @@ class MXEmbeddingBag(nn.Module):
             self.records = torch.empty_like(self.records)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
+        if trained is not None:
+            # (the key torch found no buffer for, and the buffer it found no key for)
+            for keys, key in ((unexpected_keys, prefix + "weight"), (missing_keys, prefix + "records")):
+                if key in keys:
+                    keys.remove(key)
+            if len(error_msgs) == n_errors:
+                self.records, self.source = _tensor(trained.data), trained
         if fresh and len(error_msgs) > n_errors:
             # a copy failed (torch raises once every module is done): keep the rows served so far,
             # not the fresh memory, which may hold anything

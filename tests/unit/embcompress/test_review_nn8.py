@@ -119,3 +119,34 @@ def test_output_dtype_follows_the_module_as_nn_embedding_bag_does(backend, cast)
         ep = torch.export.export(half, (ids, offsets))
         assert torch.equal(ep.module()(ids, offsets), half(ids, offsets))
         assert torch.equal(torch.compile(half, fullgraph=True)(ids, offsets), half(ids, offsets))
+
+
+def test_loading_the_trained_models_state_dict_compresses_its_tables(backend, tmp_path):
+    # A user swaps nn.EmbeddingBag for MXEmbeddingBag and loads the training checkpoint, as with
+    # any drop-in module: torch said only 'Missing key(s): "bag.records". Unexpected key(s):
+    # "bag.weight"', and strict=False kept the module's old rows without a word.
+    torch.manual_seed(0)
+    trained = _Tower(nn.EmbeddingBag(30, 16, mode="sum"))
+    expected = MXEmbeddingBag.from_embedding_bag(trained.bag, "mxfp4_e2m1", block_size=16, scale_mode="mse")
+    path = embcompress.write_table(tmp_path / "t.embc", embcompress.quantize(np.zeros((30, 16), np.float32),
+                                                                             "mxfp4_e2m1", block_size=16, scale_mode="mse"))
+    ids, offsets = torch.tensor([1, 5, 7, 29, 3]), torch.tensor([0, 2, 2])
+    for bag in (MXEmbeddingBag.from_embedding_bag(nn.EmbeddingBag(30, 16, mode="sum"), "mxfp4_e2m1", block_size=16, scale_mode="mse"),
+                MXEmbeddingBag.from_file(path, mode="sum")):  # (rows in a read-only file mapping)
+        served = _Tower(bag)
+        for strict in (True, False):
+            result = served.load_state_dict(trained.state_dict(), strict=strict)
+            assert not result.missing_keys and not result.unexpected_keys
+            assert torch.equal(served.head.weight, trained.head.weight)
+            assert torch.equal(served.bag.records, expected.records)  # the module's format, block size and scale mode
+            with torch.no_grad():
+                assert torch.equal(served.bag(ids, offsets), expected(ids, offsets))
+    assert not embcompress.open_table(path, verify="full").table.data.any()  # the file was not written
+    # a table of another shape (a full-size one, to fold with export) stays an unexpected key
+    other = {"bag.weight": torch.randn(50, 16), **{k: v for k, v in trained.state_dict().items() if k != "bag.weight"}}
+    served = _Tower(MXEmbeddingBag.from_embedding_bag(nn.EmbeddingBag(30, 16), "mxint8"))
+    before = served.bag.records.clone()
+    assert served.load_state_dict(other, strict=False).unexpected_keys == ["bag.weight"]
+    assert torch.equal(served.bag.records, before)
+    with pytest.raises(RuntimeError, match="bag.weight"):
+        served.load_state_dict(other)
