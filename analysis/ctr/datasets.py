@@ -42,9 +42,23 @@ def _files(path: Path, pattern: str) -> list[Path]:
 
 
 ON_BAD_LINE = ("skip", "error")
+# What each loader reads, for the error of a log in another format.
+LOG_FORMATS = {
+    "frappe": "libFM lines ('label index:1 ...', label 1 or -1, ten one-hot fields)",
+    "criteo": "Criteo TSV lines (label, I1..I13, C1..C26, tab-separated, no header)",
+    "talkingdata": "a CSV whose header names ip, app, device, os, channel, click_time and is_attributed",
+}
 
 
-def _read(file: Path, on_bad_line: str, bad_lines: dict, **kwargs) -> dict:
+def _wrong_format(file: Path, dataset: str, why: str) -> ConfigError:
+    others = "; ".join(f"{k}: {v}" for k, v in LOG_FORMATS.items() if k != dataset)
+    return ConfigError(
+        f"The log {str(file)!r} is not a {dataset} log: {why}. The {dataset} loader reads {LOG_FORMATS[dataset]}. "
+        f"Point 'path' (--data) at a {dataset} log, or set the dataset's 'name' to the format the file holds ({others})."
+    )
+
+
+def _read(file: Path, on_bad_line: str, bad_lines: dict, dataset: str, **kwargs) -> dict:
     """``file``'s columns; the lines skipped as malformed are counted into ``bad_lines``."""
     from learned_hash.logs import iter_batches
 
@@ -53,11 +67,10 @@ def _read(file: Path, on_bad_line: str, bad_lines: dict, **kwargs) -> dict:
     reader = iter_batches(str(file), on_bad_line=on_bad_line, **kwargs)
     parts = list(reader)
     bad_lines[file.name] = int(reader.bad_lines)
+    if not parts and reader.bad_lines:  # every line malformed: most likely another format
+        raise _wrong_format(file, dataset, f"none of its {reader.bad_lines} lines parse")
     if not parts:
-        raise ConfigError(
-            f"The log {str(file)!r} has no rows" + (f" ({reader.bad_lines} malformed lines were skipped)" if reader.bad_lines else "")
-            + ". Point 'path' at a log with data in this format."
-        )
+        raise ConfigError(f"The log {str(file)!r} has no rows. Point 'path' at a log with data.")
     if reader.bad_lines:
         warnings.warn(f"skipped {reader.bad_lines} malformed line{'s' if reader.bad_lines > 1 else ''} of {str(file)!r} "
                       f"(counted in the splits' info['bad_lines']; on_bad_line='error' names the first)", stacklevel=3)
@@ -78,7 +91,7 @@ def load_frappe(path, *, split_seed: int = 0, n_rows: int | None = None, fractio
 
     files = _files(Path(path), "*.libfm")
     bad: dict[str, int] = {}
-    parts = [_read(f, on_bad_line, bad, features=FRAPPE_FIELDS, label="label", format="libfm", fields=FRAPPE_FIELDS)
+    parts = [_read(f, on_bad_line, bad, "frappe", features=FRAPPE_FIELDS, label="label", format="libfm", fields=FRAPPE_FIELDS)
              for f in files]
     cols = _cap({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, n_rows)
     data = CTRData(FRAPPE_FIELDS, np.stack([cols[f] for f in FRAPPE_FIELDS], axis=1), _label01(cols["label"]))
@@ -89,7 +102,7 @@ def load_frappe(path, *, split_seed: int = 0, n_rows: int | None = None, fractio
 def _criteo_data(file: Path, n_rows: int | None, on_bad_line: str, bad: dict) -> CTRData:
     from learned_hash.logs import CRITEO_CAT, CRITEO_INT
 
-    cols = _cap(_read(file, on_bad_line, bad, features=(*CRITEO_CAT, *CRITEO_INT), label="label", format="criteo",
+    cols = _cap(_read(file, on_bad_line, bad, "criteo", features=(*CRITEO_CAT, *CRITEO_INT), label="label", format="criteo",
                       kinds={c: "int" for c in CRITEO_INT}), n_rows)
     ints = np.stack([cols[c] for c in CRITEO_INT], axis=1)
     ints = np.where(ints == MISSING_ID, 0, np.maximum(ints, 0)).astype(np.float64)
@@ -131,13 +144,32 @@ def load_talkingdata(path, *, split_seed: int = 0, n_rows: int | None = None, fr
             f"which is the log is not guessed. Point 'path' (--data on the command line) at that file."
         )
     file = files[0]
+    names = _csv_header(file)
+    need = (*TALKINGDATA_FEATURES, "click_time", "is_attributed")
+    missing = [c for c in need if names is not None and c not in names]
+    if missing:  # the reader would say "Pass names from that list", which a sweep cannot do
+        raise _wrong_format(file, "talkingdata", f"its first line, the header, has no column {missing[0]!r}"
+                            + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
     bad: dict[str, int] = {}
-    cols = _cap(_read(file, on_bad_line, bad, features=TALKINGDATA_FEATURES, label="is_attributed", time_key="click_time",
+    cols = _cap(_read(file, on_bad_line, bad, "talkingdata", features=TALKINGDATA_FEATURES, label="is_attributed", time_key="click_time",
                       format="csv"), n_rows)
     data = CTRData(TALKINGDATA_FEATURES, np.stack([cols[f] for f in TALKINGDATA_FEATURES], axis=1),
                    _label01(cols["is_attributed"]))
     return split_by_time(data, cols["click_time"], fractions, name="talkingdata",
                          info={"source": "talkingdata", "files": [file.name], "time_key": "click_time", "bad_lines": bad})
+
+
+def _csv_header(file: Path) -> list[str] | None:
+    """The column names of a plain-text CSV's first line (leading dots of the first dropped, as
+    the reader drops them), or None when it cannot be read as text (the reader then decides)."""
+    try:
+        with open(file, encoding="utf-8") as fh:
+            line = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    names = [c.strip().strip('"') for c in line.rstrip("\r\n").split(",")]
+    names[0] = names[0].lstrip(".")
+    return names
 
 
 def load_dataset(config) -> Splits:

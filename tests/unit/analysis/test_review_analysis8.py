@@ -259,3 +259,45 @@ def test_requantize_without_fp32_runs_is_refused():
     # silently dropped
     with pytest.raises(ConfigError, match=r"requantize.*fp32"):
         _tiny(formats=["mxfp4_e2m1"], extra=[])
+
+
+# --------------------------------------------------------------------------- a log in another format
+
+
+def _td_csv(path, n=40):
+    head = "..ip,app,device,os,channel,click_time,attributed_time,is_attributed"
+    rows = [f"{i},{i % 5},1,{i % 3},{i % 4},2017-11-07 0{i % 10}:00:{i % 60:02d},,{int(i % 9 == 0)}" for i in range(n)]
+    path.write_text("\n".join([head, *rows]) + "\n")
+    return path
+
+
+def _libfm(path, n=40):
+    path.write_text("\n".join(f"{1 if i % 3 else -1} " + " ".join(f"{i % 7 + 10 * j}:1" for j in range(10))
+                              for i in range(n)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("name, make", [
+    ("frappe", lambda d: _td_csv(d / "log.csv")),          # a TalkingData CSV read as libFM
+    ("criteo", lambda d: _libfm(d / "log.libfm")),         # a libFM file read as Criteo TSV
+    ("talkingdata", lambda d: _libfm(d / "log.csv")),      # libFM lines in a file named .csv
+    ("talkingdata", lambda d: (d / "c.csv").write_text("\n".join(_criteo_line(i).replace("\t", ",") for i in range(20)))
+     and d / "c.csv"),                                      # Criteo rows, comma-separated, no header
+])
+def test_a_log_in_another_format_names_the_format_and_the_fix(tmp_path, name, make):
+    # the error said "Point 'path' at a log with data in this format" (which format?) or, for
+    # TalkingData, "Pass names from that list" (the sweep passes no names)
+    import warnings
+
+    from analysis.ctr.datasets import load_dataset
+    from analysis.ctr.sweep import DatasetConfig
+
+    path = make(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ConfigError) as exc:
+            load_dataset(DatasetConfig(name=name, path=str(path)))
+    msg = str(exc.value)
+    assert str(path) in msg and "'name'" in msg, msg
+    hint = {"frappe": "libFM", "criteo": "tab-separated", "talkingdata": "click_time"}[name]
+    assert hint in msg and "Pass names" not in msg and "this format" not in msg, msg
