@@ -100,6 +100,24 @@ def _text_ids(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> fr
     return frozenset(out)
 
 
+def _wide_ids(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> tuple:
+    """``(column, unsigned)`` of the Parquet id columns stored as 64-bit integers (every file has
+    the first one's types): they may hold MISSING_ID itself, which the SQL groups with NULL."""
+    if src.format != "parquet":
+        return ()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sch = pq.read_schema(src.paths[0])
+    out = []
+    for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
+        t = sch.field(c).type
+        t = t.value_type if pa.types.is_dictionary(t) else t
+        if kinds[c] == "int" and (pa.types.is_int64(t) or pa.types.is_uint64(t)):
+            out.append((c, pa.types.is_uint64(t)))
+    return tuple(out)
+
+
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:
     """Stream a libFM log into Parquet (bounded memory) so the engines read it natively."""
     import pyarrow as pa
@@ -123,7 +141,8 @@ def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan,
         _empty(plan, reader.bad_lines)
     src = LogSource((path,), "parquet")
     kinds = dict(plan.kinds)
-    return MiningPlan(src, plan.schema, kinds, plan.pairs, plan.min_count, plan.on_bad_line), reader.bad_lines
+    wide = _wide_ids(src, plan.schema, kinds)
+    return MiningPlan(src, plan.schema, kinds, plan.pairs, plan.min_count, plan.on_bad_line, wide_ids=wide), reader.bad_lines
 
 
 def _empty(plan: MiningPlan, bad: int):
@@ -206,7 +225,8 @@ def mine(
     src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
     schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
     kinds = infer_kinds(src, schema)
-    plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds))
+    plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds),
+                      _wide_ids(src, schema, kinds))
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
 
     with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_directory) as tmp:

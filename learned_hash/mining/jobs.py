@@ -60,6 +60,9 @@ class MiningPlan:
     on_bad_line: str
     # Parquet id columns stored as text but given kind 'int' or 'hex32': parsed as a text log's are
     text_ids: frozenset = frozenset()
+    # Parquet id columns of 64-bit integers: column -> True when unsigned (uint64). They can hold
+    # MISSING_ID (-2**63; 2**63 as uint64, which wraps to it), which the SQL makes NULL
+    wide_ids: tuple = ()
 
     @property
     def frequency_jobs(self) -> list[FrequencyJob]:
@@ -118,6 +121,11 @@ class Dialect:
         """When a text column's value is not valid UTF-8 (None: the engine rejects such lines itself)."""
         return None
 
+    def missing_to_null(self, expr: str, unsigned: bool = False) -> str:
+        """A 64-bit integer id with MISSING_ID (-2**63; ``unsigned``: a uint64's 2**63, which wraps
+        to it) made NULL: the readers take a stored -2**63 as missing, so it is grouped with NULL."""
+        return f"NULLIF({expr}, (-9223372036854775807 - 1))"
+
 
 def text_columns(names) -> list[str]:
     """The names an engine gives a text log's columns: the header's, but a name that is empty or
@@ -148,6 +156,11 @@ class DuckDBDialect(Dialect):
 
     def timestamp(self, expr):
         return f"TRY_CAST({expr} AS TIMESTAMP)"
+
+    def missing_to_null(self, expr, unsigned=False):
+        if unsigned:  # DuckDB keeps Parquet's uint64 as UBIGINT
+            return f"NULLIF({expr}, CAST(9223372036854775808 AS UBIGINT))"
+        return super().missing_to_null(expr)
 
     def isnan(self, expr):
         # not isnan(): DuckDB folds it to false from a Parquet column's min/max, which leave NaN
@@ -213,10 +226,12 @@ def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str,
             return f"NULLIF({d.text(c)}, '')", d.text_bad(c)  # hashed after aggregation
         return f"NULLIF({c}, '')", None
     if not plan.text and col not in plan.text_ids:
-        return c, None
-    if kind == "hex32":
+        wide = dict(plan.wide_ids)
+        return (d.missing_to_null(c, wide[col]) if col in wide else c), None
+    if kind == "hex32":  # 32 bits: never MISSING_ID
         return f"{d.hex32(c)}", f"NOT ({empty} OR coalesce({d.full_match(c, HEX_RE)}, FALSE))"
-    return f"TRY_CAST(trim({c}) AS BIGINT)", f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))"
+    return (d.missing_to_null(f"TRY_CAST(trim({c}) AS BIGINT)"),
+            f"NOT ({empty} OR coalesce({d.full_match(c, INT_RE)}, FALSE))")
 
 
 def key_columns(plan: MiningPlan) -> list[str]:

@@ -1,0 +1,131 @@
+"""Review of mining (round 8): DuckDB, Spark (local mode) and the Python readers (``iter_batches``
+counted by ``LogStats.from_rows``) on inputs where they disagreed or failed with raw errors; the
+stats file and its constructors; the ``embcompress mine`` command line. Spark cases share one
+session (a module fixture) and run in one test."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from embcompress.idhash import MISSING_ID
+from learned_hash import LogStats, mine
+from learned_hash.logs import iter_batches
+from tests.conftest import need_spark
+
+
+def by_reader(path, *, features, label=None, pairs=(), sequence_key=None, time_key=None, min_count=1, **kw):
+    """The Python readers' counts of a log (an independent path through learned_hash.logs)."""
+    r = iter_batches(path, features=features, label=label, session_key=sequence_key, time_key=time_key, **kw)
+    parts = list(r)
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    s = LogStats.from_rows(cols, features=features, label=label, pairs=pairs, sequence_key=sequence_key,
+                           time_key=time_key, min_count=min_count)
+    s.bad_lines = r.bad_lines
+    return s
+
+
+def write(path, data):
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def counts(stats, feature):
+    ids, n = stats.frequencies(feature)
+    assert len(np.unique(ids)) == len(ids), f"{feature}: an id appears twice in {ids.tolist()}"
+    return dict(zip(ids.tolist(), n.tolist()))
+
+
+def assert_unique(stats):
+    """Every id (pair, sequence step) of ``stats`` appears once."""
+    for f in stats.features:
+        counts(stats, f)
+    for a, b in stats.pairs:
+        ia, ib, _ = stats.pair_counts(a, b)
+        assert len(set(zip(ia.tolist(), ib.tolist()))) == len(ia), (a, b)
+    for f in stats._seq:
+        prev, nxt, _ = stats.sequence_counts(f)
+        assert len(set(zip(prev.tolist(), nxt.tolist()))) == len(prev), f
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def sentinel_parquet(tmp_path):
+    """int64's smallest value is MISSING_ID: a log holding it (Long.MIN_VALUE as a 'no value'
+    sentinel) beside real nulls, in an id, a pair and a session key; uint64 2**63 wraps to it."""
+    p = tmp_path / "sentinel.parquet"
+    pq.write_table(pa.table({
+        "a": pa.array([MISSING_ID, None, 7, MISSING_ID, None, 7], pa.int64()),
+        "b": pa.array([1, 1, 1, 2, 2, 2], pa.int64()),
+        "u": pa.array([2**63, None, 3, 2**63, 3, 3], pa.uint64()),
+        "s": pa.array([MISSING_ID, MISSING_ID, None, 5, 5, 5], pa.int64()),
+        "t": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
+    }), p)
+    return p
+
+
+SENTINEL_KW = dict(features=["a", "b", "u"], pairs=[("a", "b"), ("u", "a")], sequence_key="s", time_key="t")
+
+
+def sentinel_csv(tmp_path):
+    return write(tmp_path / "sentinel.csv",
+                 f"a,b,s,t\n{MISSING_ID},1,{MISSING_ID},1\n,1,{MISSING_ID},2\n7,1,,3\n{MISSING_ID},2,5,4\n,2,5,5\n7,2,5,6\n")
+
+
+def test_int64_min_is_the_missing_id_on_duckdb_as_in_the_readers(tmp_path):
+    # the engines grouped a stored -2**63 apart from NULL, then both became MISSING_ID: the id
+    # appeared twice in the frequencies (the log's 4 missing accesses as 2 + 2), pairs twice, and a
+    # session of -2**63 was a session (the readers put such rows in no sequence)
+    p = sentinel_parquet(tmp_path)
+    expected = by_reader(p, **SENTINEL_KW)
+    assert counts(expected, "a") == {MISSING_ID: 4, 7: 2}
+    assert counts(expected, "u") == {MISSING_ID: 3, 3: 3}
+    assert [x.tolist() for x in expected.sequence_counts("a")] == [[MISSING_ID, MISSING_ID], [MISSING_ID, 7], [1, 1]]
+    s = mine(p, **SENTINEL_KW)
+    assert_unique(s)
+    assert s == expected
+    # 2 + 2 missing accesses are 4: kept by min_count=3 (each half alone is pruned)
+    s = mine(p, min_count=3, **SENTINEL_KW)
+    assert counts(s, "a") == {MISSING_ID: 4} and counts(s, "u") == {MISSING_ID: 3, 3: 3}
+    assert s == by_reader(p, min_count=3, **SENTINEL_KW)
+    c = sentinel_csv(tmp_path)
+    kw = dict(features=["a", "b"], pairs=[("a", "b")], sequence_key="s", time_key="t")
+    expected = by_reader(c, **kw)
+    assert counts(expected, "a") == {MISSING_ID: 4, 7: 2}
+    s = mine(c, **kw)
+    assert_unique(s)
+    assert s == expected
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+@pytest.fixture(scope="module")
+def spark():
+    need_spark()
+    from learned_hash.mining.spark_engine import session
+
+    s = session("local[2]")
+    yield s
+    s.stop()
+
+
+def spark_cases(tmp_path):
+    """(log, mine keywords) that Spark must count as the readers and DuckDB do."""
+    return [
+        (sentinel_parquet(tmp_path), SENTINEL_KW),
+        (sentinel_parquet(tmp_path), dict(SENTINEL_KW, min_count=3)),
+        (sentinel_csv(tmp_path), dict(features=["a", "b"], pairs=[("a", "b")], sequence_key="s", time_key="t")),
+    ]
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_agrees_with_the_readers_and_duckdb(spark, tmp_path):
+    for path, kw in spark_cases(tmp_path):
+        expected = by_reader(path, **kw)
+        on_spark = mine(path, engine="spark", **kw)
+        assert_unique(on_spark)
+        assert on_spark == expected, (path, kw)
+        assert on_spark.bad_lines == expected.bad_lines == mine(path, **kw).bad_lines, (path, kw)
