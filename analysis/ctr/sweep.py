@@ -206,6 +206,12 @@ class SweepConfig:
                     why = (" (the sweep sets it from 'seeds')" if key == "seed" else
                            f" (max_map_share is the rule of {MAP_SHARE_METHODS} only)" if key == "max_map_share" else "")
                     raise param_error(where, owner, f"give {name!r} ({base}) parameters among {allowed}{why}", key)
+        for name, v in (("methods", methods), ("budgets", budgets), ("formats", formats), ("extra", tuple(extra)),
+                        ("requantize", self.requantize)):
+            twice = next((x for i, x in enumerate(v) if x in v[:i]), None)
+            if twice is not None:  # its runs were repeated, and summarised as more seeds than ran
+                raise param_error(name, owner, "name each entry once (an entry named twice runs twice and its "
+                                  "copies count as seeds in the summary)", list(twice) if isinstance(twice, tuple) else twice)
         for name, v in (("methods", methods), ("budgets", budgets), ("formats", formats), ("extra", tuple(extra)), ("seeds", seeds)):
             object.__setattr__(self, name, v)
 

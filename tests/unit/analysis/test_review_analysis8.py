@@ -301,3 +301,17 @@ def test_a_log_in_another_format_names_the_format_and_the_fix(tmp_path, name, ma
     assert str(path) in msg and "'name'" in msg, msg
     hint = {"frappe": "libFM", "criteo": "tab-separated", "talkingdata": "click_time"}[name]
     assert hint in msg and "Pass names" not in msg and "this format" not in msg, msg
+
+
+@pytest.mark.parametrize("changes, name", [
+    ({"methods": ["full", "hash", "learned", "hash"]}, "methods"),
+    ({"budgets": [0.1, 0.1]}, "budgets"),
+    ({"formats": ["fp32", "fp32"]}, "formats"),
+    ({"extra": [{"method": "learned", "format": "mxfp4_e2m1"}] * 2}, "extra"),
+    ({"requantize": [{"method": "learned", "format": "mxfp4_e2m1"}] * 2}, "requantize"),
+])
+def test_a_run_named_twice_is_refused(changes, name):
+    # methods ["full", "hash", "hash"] with budgets [0.1, 0.1] trained the same hash run four
+    # times on seed 0 and summarised it as n=4, sd 0, seeds [0, 0, 0, 0]: a spread over copies
+    with pytest.raises(ConfigError, match=rf"'{name}' parameter of SweepConfig.*twice"):
+        _tiny(**changes)
