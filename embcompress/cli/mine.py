@@ -33,6 +33,14 @@ def _holds(log: Path, out: Path) -> bool:
     return any(Path(f).samefile(out) for f in glob.glob(str(log), recursive=True) if Path(f).is_file())
 
 
+# library parameter -> the flag that sets it (embcompress.cli.main adds it to a ConfigError's line)
+FLAGS = {"source": "LOGS", "features": "--features", "label": "--label", "pairs": "--pair", "format": "--format",
+         "delimiter": "--delimiter", "fields": "--fields", "field_map": "--fields", "sequence_key": "--sequence-key",
+         "time_key": "--time-key", "engine": "--engine", "spark_master": "--spark-master",
+         "memory_limit": "--memory-limit", "threads": "--threads", "min_count": "--min-count",
+         "on_bad_line": "--on-bad-line"}
+
+
 def feature_line(stats, feature: str) -> str:
     s = stats.summary(feature)
     return (f"{feature}: {s['ids']:,} ids seen, {s['accesses']:,} accesses, "

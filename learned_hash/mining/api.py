@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from embcompress.errors import ConfigError
-from learned_hash.logs import ON_BAD_LINE, LogReader, LogSchema, LogSource, infer_kinds
+from learned_hash.logs import FORMATS, ON_BAD_LINE, LogReader, LogSchema, LogSource, infer_kinds
 
 from .jobs import MiningPlan
 from .stats import LogStats
@@ -23,12 +23,34 @@ _UNITS = {"b": 1, **{u: 1000 ** (i + 1) for i, u in enumerate("kmgt")},
           **{u + "ib": 1 << (10 * (i + 1)) for i, u in enumerate("kmgt")}}
 
 
+def _error(param: str, message: str) -> ConfigError:
+    """A ConfigError about mine's parameter ``param`` (the CLI names the flag that sets it)."""
+    err = ConfigError(message)
+    err.param = param
+    return err
+
+
+# mine's parameters that a message of learned_hash.logs names ('session_key' is LogSchema's name)
+_NAMED = {"source": "source", "format": "format", "delimiter": "delimiter", "fields": "fields",
+          "field_map": "field_map", "kinds": "kinds", "session_key": "sequence_key"}
+_NAMED_RE = re.compile(r"The '(\w+)' (?:parameter|and)")
+
+
+def _own(err: ConfigError) -> ConfigError:
+    """``err`` (raised by learned_hash.logs) with the mine parameter its message names."""
+    m = _NAMED_RE.match(str(err))
+    if getattr(err, "param", None) is None and m and m.group(1) in _NAMED:
+        err.param = _NAMED[m.group(1)]
+    return err
+
+
 def memory_bytes(memory_limit) -> int:
     """The bytes of a size such as ``"2GB"``, ``"1.5GiB"`` or ``"512 MB"`` (ConfigError otherwise)."""
     m = _SIZE.fullmatch(memory_limit) if isinstance(memory_limit, str) else None
     n = int(float(m.group(1)) * _UNITS[m.group(2).lower()]) if m else 0
     if n < 1 << 20:
-        raise ConfigError(
+        raise _error(
+            "memory_limit",
             f"The 'memory_limit' parameter of mine must be a size such as '2GB', '512MB' or '1.5GiB' "
             f"(at least 1MiB). Got {memory_limit!r} instead."
         )
@@ -38,8 +60,12 @@ def memory_bytes(memory_limit) -> int:
 def _names(value, what: str) -> list[str]:
     items = value.split(",") if isinstance(value, str) else list(value or [])
     if not items or not all(isinstance(x, str) and x.strip() for x in items):
-        raise ConfigError(f"The {what!r} parameter of mine must be a non-empty list of column names. Got {value!r} instead.")
-    return [x.strip() for x in items]
+        raise _error(what, f"The {what!r} parameter of mine must be a non-empty list of column names. Got {value!r} instead.")
+    out = [x.strip() for x in items]
+    if len(set(out)) != len(out):
+        twice = next(x for i, x in enumerate(out) if x in out[:i])
+        raise _error(what, f"The {what!r} parameter of mine must not repeat a name. Got {twice!r} twice in {out} instead.")
+    return out
 
 
 def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
@@ -48,13 +74,15 @@ def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
         if isinstance(p, str):
             p = tuple(p.split(":"))
         if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)) or p[0] == p[1]:
-            raise ConfigError(
+            raise _error(
+                "pairs",
                 f"The 'pairs' parameter of mine must hold pairs of two different feature names, "
                 f"e.g. [('user', 'item')] or ['user:item']. Got {p!r} instead."
             )
         for x in p:
             if x not in features:
-                raise ConfigError(
+                raise _error(
+                    "pairs",
                     f"The 'pairs' parameter of mine names {x!r}, which is not a mined feature "
                     f"{features}. Add it to features."
                 )
@@ -62,6 +90,35 @@ def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
             continue
         out.append(tuple(p))
     return tuple(out)
+
+
+def _check_keys(feats: list[str], **keys) -> None:
+    """label, sequence_key and time_key: column names, each of its own (a session key may be a feature)."""
+    for name, v in keys.items():
+        if v is not None and not (isinstance(v, str) and v):
+            raise _error(name, f"The {name!r} parameter of mine must be a column name or None. Got {v!r} instead.")
+    label, seq, time = keys["label"], keys["sequence_key"], keys["time_key"]
+    if label is not None and label in feats:
+        raise _error("label", f"The 'label' parameter of mine names {label!r}, which is a feature. Pass the label "
+                              f"column, or leave the label out.")
+    if time is not None and time in (*feats, label, seq):
+        raise _error("time_key", f"The 'time_key' parameter of mine names {time!r}, which is a feature, the label or "
+                                 f"the sequence_key. Pass the column holding the time of each row.")
+    if seq is not None and seq == label:
+        raise _error("sequence_key", f"The 'sequence_key' parameter of mine names {seq!r}, which is the label. Pass "
+                                     f"the column naming each row's session (a user id, say).")
+
+
+def _check_columns(src: LogSource, schema: LogSchema) -> None:
+    """Every column named is in the log (its first file: infer_kinds checks the others), the error
+    naming the parameter that named it."""
+    names = src.column_names()
+    roles = [*(("features", f) for f in schema.features), ("label", schema.label),
+             ("sequence_key", schema.session_key), ("time_key", schema.time_key)]
+    for param, col in roles:
+        if col is not None and col not in names:
+            raise _error(param, f"The log {src.paths[0]!r} has no column {col!r} (given as {param}). Its columns "
+                                f"are {names}. Pass names from that list.")
 
 
 def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None) -> None:
@@ -198,33 +255,45 @@ def mine(
     progress : ``progress(done, total)`` callback.
     """
     if engine not in ENGINES:
-        raise ConfigError(f"The 'engine' parameter of mine must be one of {ENGINES}. Got {engine!r} instead.")
+        raise _error("engine", f"The 'engine' parameter of mine must be one of {ENGINES}. Got {engine!r} instead.")
     if on_bad_line not in ON_BAD_LINE:
-        raise ConfigError(f"The 'on_bad_line' parameter of mine must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
+        raise _error("on_bad_line", f"The 'on_bad_line' parameter of mine must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
     if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
-        raise ConfigError(f"The 'min_count' parameter of mine must be an int >= 1. Got {min_count!r} instead.")
+        raise _error("min_count", f"The 'min_count' parameter of mine must be an int >= 1. Got {min_count!r} instead.")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ConfigError(f"The 'threads' parameter of mine must be a positive int or None. Got {threads!r} instead.")
+        raise _error("threads", f"The 'threads' parameter of mine must be a positive int or None. Got {threads!r} instead.")
     if memory_limit is not None:
         memory_bytes(memory_limit)  # checked here for both engines, before either starts
+    if format is not None and format not in FORMATS:
+        raise _error("format", f"The 'format' parameter of mine must be one of {FORMATS}. Got {format!r} instead.")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+        raise _error("delimiter", f"The 'delimiter' parameter of mine must be one character. Got {delimiter!r} instead.")
     if sequence_key is not None and time_key is None:
-        raise ConfigError(
+        raise _error(
+            "time_key",
             "The 'time_key' parameter of mine is needed with a sequence_key: consecutive ids are "
             "ordered by time within a session. Pass time_key=<the time column>."
         )
     if time_key is not None and sequence_key is None:
-        raise ConfigError("The 'time_key' parameter of mine is used only with a sequence_key. Pass sequence_key too, or drop time_key.")
+        raise _error("sequence_key", "The 'time_key' parameter of mine is used only with a sequence_key. "
+                                     "Pass sequence_key too, or drop time_key.")
     feats = _names(features, "features")
+    _check_keys(feats, label=label, sequence_key=sequence_key, time_key=time_key)
     if len(dict.fromkeys(feats)) > MAX_FEATURES:
-        raise ConfigError(
+        raise _error(
+            "features",
             f"The 'features' parameter of mine takes at most {MAX_FEATURES} features in one call (all are "
             f"counted in one SQL grouping, whose GROUPING_ID is 64-bit). Got {len(feats)} instead. Mine "
             f"them in several calls, each feature with the features it is paired with."
         )
     pair_list = _pairs(pairs, feats)
-    src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
-    schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
-    kinds = infer_kinds(src, schema)
+    try:
+        src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
+        schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
+        _check_columns(src, schema)
+        kinds = infer_kinds(src, schema)
+    except ConfigError as exc:
+        raise _own(exc)
     plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds),
                       _wide_ids(src, schema, kinds))
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}

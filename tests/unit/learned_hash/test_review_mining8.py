@@ -129,3 +129,45 @@ def test_spark_agrees_with_the_readers_and_duckdb(spark, tmp_path):
         assert_unique(on_spark)
         assert on_spark == expected, (path, kw)
         assert on_spark.bad_lines == expected.bad_lines == mine(path, **kw).bad_lines, (path, kw)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--features", "a", "--min-count", "0"], "--min-count"),
+    (["--features", "a", "--engine", "pandas"], "--engine"),
+    (["--features", "a", "--on-bad-line", "warn"], "--on-bad-line"),
+    (["--features", "a", "--memory-limit", "lots"], "--memory-limit"),
+    (["--features", "a", "--threads", "0"], "--threads"),
+    (["--features", "a", "--sequence-key", "s"], "--time-key"),
+    (["--features", "a", "--time-key", "t"], "--sequence-key"),
+    (["--features", "a", "--pair", "a:b"], "--pair"),
+    (["--features", "a,b", "--pair", "a"], "--pair"),
+    (["--features", ","], "--features"),
+    (["--features", "a,a"], "--features"),
+    (["--features", "a,nope"], "--features"),
+    (["--features", "a", "--label", "a"], "--label"),
+    (["--features", "a", "--label", "nope"], "--label"),
+    (["--features", "a", "--sequence-key", "s", "--time-key", "a"], "--time-key"),
+    (["--features", "a", "--sequence-key", "y", "--time-key", "t", "--label", "y"], "--sequence-key"),
+    (["--features", "a", "--sequence-key", "nope", "--time-key", "t"], "--sequence-key"),
+    (["--features", "a", "--sequence-key", "s", "--time-key", "nope"], "--time-key"),
+    (["--features", "a", "--format", "tsv"], "--format"),
+    (["--features", "a", "--delimiter", ";;"], "--delimiter"),
+    (["--features", "a", "--fields", "x,y"], "--fields"),
+    (["--features", "a", "--engine", "spark", "--spark-master", ""], "--spark-master"),
+])
+def test_cli_mine_errors_name_the_flag(tmp_path, capsys, args, flag):
+    # the errors named mine()'s parameters ('min_count', 'session_key' of LogSchema, ...), which a
+    # command-line user never typed; every other verb's errors also name the flag (FLAGS)
+    from embcompress.cli.main import main
+
+    log = write(tmp_path / "l.csv", "a,b,y,t,s\n1,2,1,2017-01-01,5\n3,4,0,2017-01-02,5\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["mine", str(log), *args, "--out", str(tmp_path / "s.stats"), "--quiet"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith(f"(on the command line: {flag})"), err
+    assert "LogSchema" not in err and "session_key" not in err
+    assert not (tmp_path / "s.stats").exists()
