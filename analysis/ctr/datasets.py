@@ -54,7 +54,9 @@ def _wrong_format(file: Path, dataset: str, why: str) -> ConfigError:
     others = "; ".join(f"{k}: {v}" for k, v in LOG_FORMATS.items() if k != dataset)
     return ConfigError(
         f"The log {str(file)!r} is not a {dataset} log: {why}. The {dataset} loader reads {LOG_FORMATS[dataset]}. "
-        f"Point 'path' (--data) at a {dataset} log, or set the dataset's 'name' to the format the file holds ({others})."
+        f"Point 'path' (--data) at a {dataset} log, or read the file as the format it holds ({others}): set the "
+        f"dataset's 'name' in a sweep config; for embcompress demo, which goes by the extension, name the file "
+        f"*.libfm (frappe) or *.csv (talkingdata); any other is read as criteo."
     )
 
 

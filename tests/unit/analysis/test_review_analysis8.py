@@ -315,3 +315,17 @@ def test_a_run_named_twice_is_refused(changes, name):
     # times on seed 0 and summarised it as n=4, sd 0, seeds [0, 0, 0, 0]: a spread over copies
     with pytest.raises(ConfigError, match=rf"'{name}' parameter of SweepConfig.*twice"):
         _tiny(**changes)
+
+
+def test_the_demo_on_a_log_in_another_format_names_its_own_fix(tmp_path):
+    # the demo has no dataset 'name': it reads a log by its extension, and the error says so
+    import warnings
+
+    from analysis.pipeline import run_demo
+
+    log = _libfm(tmp_path / "log.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ConfigError, match=r"not a criteo log.*embcompress demo.*\*\.libfm \(frappe\)"):
+            run_demo(tmp_path / "out", quick=True, data=log)
+    assert not (tmp_path / "out").exists()
