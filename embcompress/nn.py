@@ -42,8 +42,10 @@ A :class:`~embcompress.table.QuantizedTable` or an opened table file is held as 
 of row records. Any other row source (a :class:`~embcompress.store.TieredStore` holds an open
 file, a DRAM cache and statistics: nothing a tensor can hold) is called through
 ``embcompress::source_lookup``, which finds it by a key local to the process that built the
-module, so a program exported from such a module runs only in that process; elsewhere it raises
-an error saying so. To serve a store in another process, build the module over the store there;
+module, so a program exported from such a module runs only in that process, and while the source
+lives (the module holds it; the registry does not: a source is freed with the last module over it,
+its TieredStore's file, DRAM tier and threads too); elsewhere it raises an error saying so. A copy
+or an unpickled module (where its source can be pickled) registers its own source. To serve a store in another process, build the module over the store there;
 to ship one portable program, export a module over the in-memory table
 (``MXEmbeddingBag.from_file``). Keys are random 62-bit numbers, so a program loaded in another
 process never reaches a source registered there by chance.
@@ -54,6 +56,7 @@ from __future__ import annotations
 import secrets
 import threading
 import warnings
+import weakref
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -71,34 +74,46 @@ __all__ = ["MXEmbeddingBag", "MXEmbeddingBagCollection"]
 
 # Process-local registry of the row sources a custom op cannot take as a tensor (see the module
 # docstring). Random keys: a program loaded elsewhere must not find an unrelated source there.
-_REGISTRY: dict[int, object] = {}
+_REGISTRY: dict[int, object] = {}  # key -> a callable returning the source (a weak reference), or None
 _LOCK = threading.Lock()
 # The id map's buffers, in the order embcompress::map_ids takes them.
 _ID_MAP_BUFFERS = ("id_map_keys", "id_map_vals", "id_map_fallback", "id_map_params")
 
 
-def _register(obj) -> int:
+def _register(obj, owner) -> int:
+    """A new key for the row source ``obj`` of the module ``owner``. The registry holds the source
+    weakly and drops its key when it is freed, once nothing else holds it (the module does while
+    it lives); a source that takes no weak reference is held until ``owner`` is collected."""
     with _LOCK:
         key = 0
         while key == 0 or key in _REGISTRY:
             key = secrets.randbits(62)
-        _REGISTRY[key] = obj
+        _REGISTRY[key] = None  # (reserved)
+    # (dict.pop is atomic: the callbacks take no lock, as the collector may run them anywhere)
+    try:
+        entry = weakref.ref(obj, lambda _, key=key: _REGISTRY.pop(key, None))
+    except TypeError:
+        entry = lambda: obj  # noqa: E731
+        weakref.finalize(owner, _REGISTRY.pop, key, None)
+    _REGISTRY[key] = entry
     return key
 
 
 def _registered(key: int):
-    try:
-        return _REGISTRY[key]
-    except KeyError:
+    entry = _REGISTRY.get(key)
+    source = entry() if entry is not None else None
+    if source is None:
         raise ConfigError(
             f"No row source is registered under key {key} in this process. An MXEmbeddingBag over a "
             f"row source that is not an in-memory table (such as a TieredStore, which holds an open "
             f"file and a cache) calls it by a key that lives only in the process that built the "
-            f"module, so a program exported (torch.export) from it runs only there. Build the module "
+            f"module, and only while that source lives (the module, or the caller, holds it), so a "
+            f"program exported (torch.export) from it runs only there and then. Build the module "
             f"over the store in this process (MXEmbeddingBag(TieredStore(path), id_map=store.id_map)), "
             f"or export a module over the in-memory table (MXEmbeddingBag.from_file(path)), whose "
             f"rows and id map travel in the program as buffers."
-        ) from None
+        )
+    return source
 
 
 class _Records:
@@ -309,7 +324,7 @@ class MXEmbeddingBag(nn.Module):
             self.block_size = 0
             self.records = None
             self.source = source
-            self._source_key = _register(source)
+            self._source_key = _register(source, self)
         if id_map is not None and (not isinstance(id_map, IdMap) or id_map.n_rows != n_rows):
             raise param_error(
                 "id_map", owner, f"be an IdMap onto the table's {n_rows} rows",
@@ -343,6 +358,9 @@ class MXEmbeddingBag(nn.Module):
         if "_out_proto" not in self._buffers:  # pickled by a version without it
             self._add_dtype_buffer()
         t = self.source
+        if self.records is None:
+            # a copy (or an unpickled module, maybe in another process) reads its own source
+            self._source_key = _register(t, self)
         if isinstance(t, _TableOfRecords):
             self.source = QuantizedTable(self.records.numpy(), t.fmt, t.shape, block_size=t.block_size,
                                          scale_mode=t.scale_mode)

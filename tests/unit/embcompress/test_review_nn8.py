@@ -150,3 +150,62 @@ def test_loading_the_trained_models_state_dict_compresses_its_tables(backend, tm
     assert torch.equal(served.bag.records, before)
     with pytest.raises(RuntimeError, match="bag.weight"):
         served.load_state_dict(other)
+
+
+class _Source:
+    """A row source that is not an in-memory table (the module calls it through source_lookup)."""
+
+    def __init__(self, q):
+        self.q, self.shape, self.fmt = q, q.shape, q.fmt
+
+    def pooled_lookup(self, indices, offsets, **opts):
+        return embcompress.pooled_lookup(self.q, indices, offsets, **opts)
+
+
+def test_a_row_source_is_freed_with_its_module_and_a_copy_reads_its_own(backend):
+    # The process-wide registry held every row source a module was built over, for good: a
+    # server rebuilding its modules on each table refresh kept every old TieredStore (its open
+    # file, DRAM tier and reader threads). A deep copy read the original's source through the
+    # original's key, so it failed once that was gone; a pickle never ran in another process.
+    import copy
+    import gc
+    import pickle
+    import weakref
+
+    q = embcompress.quantize(np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32), "mxint8")
+    ids, offsets = torch.tensor([1, 5, 7, 39]), torch.tensor([0, 2])
+    src = _Source(q)
+    bag = MXEmbeddingBag(src, mode="sum")
+    expected = bag(ids, offsets)
+    # a program exported from it runs while the source lives (held by the module or the caller)
+    ep = torch.export.export(_Tower(bag), (ids, offsets))
+    twin = copy.deepcopy(bag)
+    assert twin.source is not src
+    pickled = pickle.dumps(bag)
+    ref = weakref.ref(src)
+    del bag, src
+    gc.collect()
+    assert torch.equal(twin(ids, offsets), expected)
+    assert torch.equal(pickle.loads(pickled)(ids, offsets), expected)
+    assert ref() is None
+    with pytest.raises(embcompress.ConfigError, match="No row source is registered"):
+        ep.module()(ids, offsets)
+    ref = weakref.ref(twin.source)
+    del twin
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_program_over_a_row_source_runs_while_the_caller_holds_the_source(backend):
+    q = embcompress.quantize(np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32), "mxint8")
+    ids, offsets = torch.tensor([1, 5, 7, 39]), torch.tensor([0, 2])
+    src = _Source(q)
+
+    def program():  # the module is gone when it returns
+        return torch.export.export(_Tower(MXEmbeddingBag(src, mode="sum")), (ids, offsets))
+
+    ep = program()
+    import gc
+
+    gc.collect()
+    assert ep.module()(ids, offsets).shape == (2, 1)
