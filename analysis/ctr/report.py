@@ -101,9 +101,13 @@ def findings(results: dict) -> list[str]:
             if hashed is not None:
                 h_loss = f_auc - hashed["auc"]["mean"]
                 l_loss = f_auc - lr["auc"]["mean"]
-                ok = l_loss <= 0.5 * h_loss
-                parts.append(f"hashing trick loses {h_loss:+.4f}: {m} loses {'at most' if ok else 'MORE than'} half of it"
-                             + (f" ({l_loss / h_loss:.0%} of it)" if h_loss > 0 and l_loss >= 0 else ""))
+                if h_loss <= 0:  # no loss to halve: "MORE than half" of a gain graded a method that lost nothing
+                    parts.append(f"the hashing trick loses nothing here ({-h_loss:+.4f} AUC against full), so the "
+                                 f"half-its-loss bar cannot be read")
+                else:
+                    ok = l_loss <= 0.5 * h_loss
+                    parts.append(f"hashing trick loses {h_loss:+.4f}: {m} loses {'at most' if ok else 'MORE than'} half of it"
+                                 + (f" ({l_loss / h_loss:.0%} of it)" if l_loss >= 0 else ""))
             if freq is not None:
                 d = lr["auc"]["mean"] - freq["auc"]["mean"]
                 parts.append(f"{'beats' if d > 0 else 'does NOT beat'} the frequency hybrid ({d:+.4f} AUC)")
