@@ -270,6 +270,10 @@ def _id_map_tensors(id_map: IdMap) -> dict[str, Tensor]:
     }
 
 
+# id_map's default: the source's own map, if it holds one (id_map=None: none)
+_OWN_MAP = type("_OwnMap", (), {"__repr__": lambda self: "<the source's id map>"})()
+
+
 def _check_source(source, owner: str):
     if isinstance(source, QuantizedTable) or hasattr(source, "table") and isinstance(source.table, QuantizedTable):
         return source if isinstance(source, QuantizedTable) else source.table
@@ -288,6 +292,8 @@ class MXEmbeddingBag(nn.Module):
     Build it with :meth:`from_file` (a table file written by ``embcompress.write_table`` or
     ``embcompress.export``, with its id map), :meth:`from_embedding_bag` (quantize a trained
     ``nn.EmbeddingBag``), or directly from a table or a row source (see the module docstring).
+    ``id_map`` defaults to the source's own (an opened table file's, a ``TieredStore``'s), if it
+    holds one; ``id_map=None`` serves without one (ids are row numbers).
 
     ``forward(input, offsets=None, per_sample_weights=None)`` takes raw ids (any integer tensor:
     1-D with ``offsets``, or 2-D ``(n_bags, bag_len)`` without) and returns ``(n_bags, dim)`` in
@@ -297,7 +303,7 @@ class MXEmbeddingBag(nn.Module):
     gradients are not supported.
     """
 
-    def __init__(self, source, *, id_map=None, mode: str = "mean", include_last_offset: bool = False,
+    def __init__(self, source, *, id_map=_OWN_MAP, mode: str = "mean", include_last_offset: bool = False,
                  n_threads: int | None = None):
         super().__init__()
         owner = "MXEmbeddingBag"
@@ -308,6 +314,11 @@ class MXEmbeddingBag(nn.Module):
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise param_error("n_threads", owner, "be a positive int or None", n_threads)
         table = _check_source(source, owner)
+        if id_map is _OWN_MAP:
+            # an opened table file or a TieredStore serves raw ids through the map it holds, as
+            # from_file does (else ids below the row count were served as rows, silently)
+            own = getattr(source, "id_map", None)
+            id_map = own if isinstance(own, IdMap) else None
         n_rows, dim = (int(v) for v in source.shape)
         self.fmt: str = source.fmt
         self.num_embeddings, self.embedding_dim = n_rows, dim

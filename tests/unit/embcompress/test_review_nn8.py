@@ -209,3 +209,26 @@ def test_a_program_over_a_row_source_runs_while_the_caller_holds_the_source(back
 
     gc.collect()
     assert ep.module()(ids, offsets).shape == (2, 1)
+
+
+def test_a_table_file_or_store_given_without_id_map_serves_through_its_own_map(backend, tmp_path):
+    # MXEmbeddingBag(open_table(path)) or MXEmbeddingBag(store) dropped the map the file holds
+    # (from_file keeps it): raw ids below the row count were served as row numbers, silently.
+    from embcompress.store import TieredStore
+
+    x = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    idm = embcompress.IdMap.from_arrays(np.arange(40)[::-1].copy(), np.arange(40), 40)  # id i -> row 39 - i
+    path = embcompress.write_table(tmp_path / "t.embc", embcompress.quantize(x, "mxint8"), id_map=idm)
+    ids, offsets = torch.tensor([0, 1, 2, 39, 7]), torch.tensor([0, 2])
+    expected = MXEmbeddingBag.from_file(path, mode="sum")(ids, offsets)
+    opened = embcompress.open_table(path)
+    decoded = torch.from_numpy(embcompress.dequantize(opened.table))
+    with TieredStore(path, dram_bytes=1024, policy="lru") as store:
+        for source in (opened, store):
+            bag = MXEmbeddingBag(source, mode="sum")
+            assert bag.id_map is not None
+            assert torch.equal(bag(ids, offsets), expected)
+            # id_map=None still asks for none: ids are row numbers
+            plain = MXEmbeddingBag(source, id_map=None, mode="sum")
+            assert plain.id_map is None
+            assert torch.equal(plain(ids, offsets), F.embedding_bag(ids, decoded, offsets, mode="sum"))
