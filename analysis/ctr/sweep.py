@@ -80,8 +80,9 @@ class DatasetConfig:
             raise param_error("path", "DatasetConfig", f"name the {self.name} data file or folder", self.path)
         if self.n_rows is not None and not (isinstance(self.n_rows, int) and self.n_rows >= 10):
             raise param_error("n_rows", "DatasetConfig", "be None or an integer >= 10", self.n_rows)
-        if not isinstance(self.split_seed, int):
-            raise param_error("split_seed", "DatasetConfig", "be an integer", self.split_seed)
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
+            raise param_error("split_seed", "DatasetConfig", "be an integer >= 0 (the seed of the split, or of the synthetic log)",
+                              self.split_seed)
         if not isinstance(self.options, dict):
             raise param_error("options", "DatasetConfig", "be an object of generator options", self.options)
         if self.options and self.name != "synthetic":

@@ -352,3 +352,12 @@ def test_findings_do_not_grade_against_a_hashing_loss_that_is_not_there():
     results["summary"][1] = _row("hash", 0.1, 0.6500)
     (line,) = [f for f in findings(results) if "learned" in f]
     assert "loses at most half of it" in line, line
+
+
+@pytest.mark.parametrize("seed", [-1, True])
+def test_split_seed_must_be_a_non_negative_integer(seed):
+    # -1 reached numpy's default_rng as a raw "ValueError: expected non-negative integer"
+    from analysis.ctr.sweep import DatasetConfig
+
+    with pytest.raises(ConfigError, match="'split_seed' parameter of DatasetConfig.*>= 0"):
+        DatasetConfig(name="synthetic", split_seed=seed)
