@@ -119,25 +119,34 @@ def _load(spark, plan: MiningPlan):
         return df, None
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names())
     fields = [StructField(n, StringType(), True) for n in names]
-    skip = plan.on_bad_line == "skip"
-    if skip:
+    csv = src.format == "csv"
+    # A CSV is read line-spanning (below), where Spark no longer drops a line of whitespace before
+    # parsing it: its lines are kept (PERMISSIVE) and judged here, as a criteo log's are with skip
+    keep = plan.on_bad_line == "skip" or csv
+    if keep:
         fields.append(StructField(CORRUPT, StringType(), True))
     reader = (
         spark.read.schema(StructType(fields))
         .option("sep", src.delimiter)
         .option("header", "false" if src.format == "criteo" else "true")
-        .option("mode", "PERMISSIVE" if skip else "FAILFAST")
+        .option("mode", "PERMISSIVE" if keep else "FAILFAST")
         .option("enforceSchema", "true")
     )
     if _latin1(plan):
         reader = reader.option("encoding", "ISO-8859-1")
-    if skip:
+    if keep:
         reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
-    if src.format == "criteo":
-        reader = reader.option("quote", "")
-    else:  # RFC 4180, as Arrow and DuckDB read it: "" in a quoted value is one " (Spark's default is \")
-        reader = reader.option("escape", '"')
-    return reader.csv(paths), (f"{CORRUPT} IS NOT NULL" if skip else None)
+    if not csv:
+        return reader.option("quote", "").csv(paths), (f"{CORRUPT} IS NOT NULL" if keep else None)
+    # RFC 4180, as Arrow and DuckDB read it: "" in a quoted value is one " (Spark's default is \"),
+    # and a quoted value may hold a line break (Spark's default parses each physical line alone, so
+    # such a row became a bad line and a broken one). A file is then read by one task (Spark cannot
+    # split it at a line end); the files of a log still read in parallel.
+    df = reader.option("escape", '"').option("multiLine", "true").csv(paths)
+    # a line of whitespace only is blank, not a bad line (as DuckDB and the readers take it)
+    blank = F.translate(F.col(CORRUPT), " \t\n\x0b\x0c\r", "") == ""
+    df = df.where(F.col(CORRUPT).isNull() | ~blank)
+    return df, f"{CORRUPT} IS NOT NULL"
 
 
 def _failed_read(message: str) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 
 from embcompress.idhash import MISSING_ID
 from learned_hash import LogStats, mine
-from learned_hash.logs import iter_batches
+from learned_hash.logs import BadLineError, iter_batches
 from tests.conftest import need_spark
 
 
@@ -117,6 +117,10 @@ def spark_cases(tmp_path):
         (sentinel_parquet(tmp_path), SENTINEL_KW),
         (sentinel_parquet(tmp_path), dict(SENTINEL_KW, min_count=3)),
         (sentinel_csv(tmp_path), dict(features=["a", "b"], pairs=[("a", "b")], sequence_key="s", time_key="t")),
+        # a quoted value holding a line break is one value (RFC 4180; DuckDB and the readers):
+        # Spark parsed each physical line alone, one good row and one bad line of 'line"'
+        (write(tmp_path / "quoted_newline.csv", b'a,b,y\n1,"multi\nline",1\n2,x,0\n3,"a ""q""\r\nb",1\n\n4,\xff,1\n'),
+         dict(features=["a", "b"], label="y", pairs=[("a", "b")], on_bad_line="skip")),
     ]
 
 
@@ -129,6 +133,13 @@ def test_spark_agrees_with_the_readers_and_duckdb(spark, tmp_path):
         assert_unique(on_spark)
         assert on_spark == expected, (path, kw)
         assert on_spark.bad_lines == expected.bad_lines == mine(path, **kw).bad_lines, (path, kw)
+    # a CSV is read line-spanning: a line of whitespace is still blank, a short line still stops it
+    p = write(tmp_path / "ws.csv", 'a,b\n1,"x\ny"\n  \n \t\n3\n4,5\n')
+    for engine in ("duckdb", "spark"):
+        with pytest.raises(BadLineError, match="line 6"):
+            mine(p, features=["a", "b"], engine=engine)
+        s = mine(p, features=["a", "b"], engine=engine, on_bad_line="skip")
+        assert (s.n_rows, s.bad_lines) == (2, 1)
 
 
 # --------------------------------------------------------------------------- the command line
