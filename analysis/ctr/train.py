@@ -105,10 +105,20 @@ def fit(
 ) -> dict:
     """Train ``model`` in place; keeps the weights of the epoch with the best validation score.
 
-    Returns the history: validation AUC and logloss per epoch and the best epoch.
+    Returns the history: validation AUC and logloss per epoch and the best epoch. With
+    ``config.threads`` set, torch trains on that many threads and is given back its own count after.
     """
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    if config.threads is None:
+        return _fit(model, train, validation, config, seed, epochs, lr, progress)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _fit(model, train, validation, config, seed, epochs, lr, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model, train, validation, config, seed, epochs, lr, progress) -> dict:
     epochs = config.epochs if epochs is None else epochs
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr if lr is None else lr, weight_decay=config.weight_decay)

@@ -361,3 +361,39 @@ def test_split_seed_must_be_a_non_negative_integer(seed):
 
     with pytest.raises(ConfigError, match="'split_seed' parameter of DatasetConfig.*>= 0"):
         DatasetConfig(name="synthetic", split_seed=seed)
+
+
+# --------------------------------------------------------------------------- side effects
+
+
+def test_run_sweep_and_fit_leave_torchs_thread_count_as_they_found_it():
+    # train.threads set torch's threads for the rest of the process: a notebook that ran a sweep
+    # with "threads": 1 trained everything after it on one thread
+    import torch
+
+    from analysis.ctr.synthetic import load_synthetic
+    from analysis.ctr.sweep import run_sweep
+
+    before = torch.get_num_threads()
+    want = 3 if before != 3 else 2
+    torch.set_num_threads(want)
+    try:
+        cfg = _tiny(methods=["full", "hash"], extra=[], requantize=[], seeds=[0], bootstrap=10)
+        assert cfg.train.threads == 1
+        splits = load_synthetic(1500, seed=0, vocab=(300, 400, 20), n_groups=(6, 8, 4))
+        result = run_sweep(cfg, splits=splits)
+        assert result.environment["torch_threads"] == 1  # the sweep ran on its threads
+        assert torch.get_num_threads() == want
+        from analysis.ctr.compression import full_map
+        from analysis.ctr.model import DLRM
+        from analysis.ctr.sweep import _encode, train_stats
+        from analysis.ctr.train import fit
+
+        stats = train_stats(splits, [])
+        maps = {f: full_map(f, stats) for f in splits.features}
+        model = DLRM([maps[f].shape for f in splits.features], 4, bottom=(), top=(4,))
+        tr, va = _encode(maps, splits.train, splits.features), _encode(maps, splits.validation, splits.features)
+        fit(model, tr, va, cfg.train, seed=0)
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
