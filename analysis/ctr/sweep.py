@@ -241,6 +241,9 @@ class SweepConfig:
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"Cannot read the sweep config {str(path)!r}: {exc.strerror}. Check the path.") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"The sweep config {str(path)!r} is not a JSON text file (not UTF-8). Pass a sweep "
+                              f"config, like those in examples/sweeps/.") from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:

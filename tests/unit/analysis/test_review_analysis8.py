@@ -397,3 +397,13 @@ def test_run_sweep_and_fit_leave_torchs_thread_count_as_they_found_it():
         assert torch.get_num_threads() == want
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_config_that_is_not_text_names_the_file_and_the_fix(tmp_path):
+    # a binary file (a results .png passed by mistake) gave "'utf-8' codec can't decode byte ..."
+    from analysis.ctr.sweep import SweepConfig
+
+    bad = tmp_path / "pareto.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match=r"pareto\.png.*not a JSON text file.*examples/sweeps"):
+        SweepConfig.from_json(bad)
