@@ -511,6 +511,17 @@ class MXEmbeddingBag(nn.Module):
             raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "hold trained weights, not tensors on the "
                               "meta device (load the weights first, e.g. load_state_dict(..., assign=True))",
                               "a weight on the meta device")
+        n = emb.weight.shape[0]
+        if isinstance(id_map, IdMap) and id_map.n_rows != n:
+            # a full-size table (one row per id) and a map onto fewer rows: export folds it
+            raise param_error(
+                "id_map", "MXEmbeddingBag.from_embedding_bag",
+                f"be an IdMap onto the trained table's {n} rows. To serve a full-size table through a map onto "
+                f"fewer rows, fold it (each row the frequency-weighted mean of its ids' rows) with "
+                f"embcompress.export(model, fmt=..., id_maps={{name: id_map}}, frequencies={{name: counts}}, "
+                f"out_dir=...) and serve the file with MXEmbeddingBag.from_file",
+                f"an IdMap onto {id_map.n_rows} rows",
+            )
         weight = emb.weight.detach().to("cpu", torch.float32).numpy()
         q = quantize(weight, fmt, block_size=block_size, scale_mode=scale_mode)
         mode = getattr(emb, "mode", "mean")

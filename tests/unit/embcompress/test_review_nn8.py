@@ -232,3 +232,12 @@ def test_a_table_file_or_store_given_without_id_map_serves_through_its_own_map(b
             plain = MXEmbeddingBag(source, id_map=None, mode="sum")
             assert plain.id_map is None
             assert torch.equal(plain(ids, offsets), F.embedding_bag(ids, decoded, offsets, mode="sum"))
+
+
+def test_from_embedding_bag_with_a_map_onto_fewer_rows_names_export_to_fold_it():
+    # A trained full-size bag (one row per id) and a learned map onto fewer rows: the error said
+    # only that the map must be onto 30 rows, not how to get the compressed table.
+    idm = embcompress.IdMap.from_arrays(np.arange(30), np.arange(30) % 10, 10)
+    with pytest.raises(embcompress.ConfigError, match=r"embcompress\.export\(.*id_maps=.*from_file.*onto 10 rows"):
+        MXEmbeddingBag.from_embedding_bag(nn.EmbeddingBag(30, 8), "mxint8", id_map=idm)
+
