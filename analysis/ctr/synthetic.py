@@ -50,13 +50,28 @@ def synthetic_log(
     owner = "synthetic_log"
     if not (isinstance(n_rows, int) and n_rows >= 10):
         raise param_error("n_rows", owner, "be an integer >= 10", n_rows)
+    def is_int(x):
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    def is_number(x):
+        return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and np.isfinite(x)
+
+    for name, sizes in (("vocab", vocab), ("n_groups", n_groups)):
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or not all(is_int(x) and x >= 1 for x in sizes):
+            raise param_error(name, owner, "be a list of integers >= 1, one per feature", sizes)
     if len(vocab) < 2 or len(n_groups) != len(vocab):
         raise param_error("n_groups", owner, f"have one entry per feature ({len(vocab)}), at least two features", n_groups)
     for v, g in zip(vocab, n_groups, strict=True):
         if not (1 <= g <= v):
             raise param_error("n_groups", owner, "hold, per feature, between 1 and the vocabulary size groups", n_groups)
-    if not 0.0 <= affinity <= 1.0:
+    if not (is_number(affinity) and 0.0 <= affinity <= 1.0):
         raise param_error("affinity", owner, "be in [0, 1]", affinity)
+    if not (is_number(zipf) and zipf >= 0):
+        raise param_error("zipf", owner, "be a number >= 0 (the Zipf exponent of id popularity)", zipf)
+    if not is_number(signal):
+        raise param_error("signal", owner, "be a finite number (the strength of the planted click signal)", signal)
+    if not (is_int(n_dense) and n_dense >= 0):
+        raise param_error("n_dense", owner, "be an integer >= 0", n_dense)
     names = tuple(features) if features is not None else tuple(["user", "item", "category", "context", *[f"f{i}" for i in range(4, len(vocab))]][: len(vocab)])
     if len(names) != len(vocab):
         raise param_error("features", owner, f"name every feature ({len(vocab)})", features)

@@ -407,3 +407,18 @@ def test_a_config_that_is_not_text_names_the_file_and_the_fix(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(ConfigError, match=r"pareto\.png.*not a JSON text file.*examples/sweeps"):
         SweepConfig.from_json(bad)
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"zipf": "a"}, "zipf"), ({"zipf": -1.0}, "zipf"), ({"affinity": "x"}, "affinity"),
+    ({"vocab": (10, "a"), "n_groups": (2, 2)}, "vocab"), ({"vocab": (10, 0), "n_groups": (2, 1)}, "vocab"),
+    ({"n_groups": (2, 2.5), "vocab": (10, 10)}, "n_groups"),
+    ({"n_dense": -1}, "n_dense"), ({"signal": "s"}, "signal"), ({"signal": float("nan")}, "signal"),
+])
+def test_synthetic_generator_options_are_checked(kw, name):
+    # the options of a synthetic sweep config reached numpy as raw TypeErrors ("ufunc 'power' not
+    # supported", "'<=' not supported between 'float' and 'str'") or ValueErrors
+    from analysis.ctr.synthetic import synthetic_log
+
+    with pytest.raises(ConfigError, match=f"'{name}' parameter of synthetic_log"):
+        synthetic_log(200, **kw)
