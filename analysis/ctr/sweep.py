@@ -189,7 +189,7 @@ class SweepConfig:
         for seed in seeds:
             if not 0 <= seed <= MAX_SEED:
                 raise param_error("seeds", owner, f"hold seeds in [0, {MAX_SEED}] (the id maps' seeds)", seed)
-        if not (isinstance(self.min_vocab, int) and self.min_vocab >= 1):
+        if isinstance(self.min_vocab, bool) or not (isinstance(self.min_vocab, int) and self.min_vocab >= 1):
             raise param_error("min_vocab", owner, "be an integer >= 1", self.min_vocab)
         if not (isinstance(self.bootstrap, int) and self.bootstrap >= 10):
             raise param_error("bootstrap", owner, "be an integer >= 10", self.bootstrap)

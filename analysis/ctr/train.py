@@ -43,17 +43,20 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 raise param_error(name, "TrainConfig", "be an integer >= 1", v)
-        if not (isinstance(self.finetune_epochs, int) and self.finetune_epochs >= 0):
+        def number(v):  # JSON's true is not 1, and an infinite step diverges only after minutes
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+        if not (isinstance(self.finetune_epochs, int) and not isinstance(self.finetune_epochs, bool) and self.finetune_epochs >= 0):
             raise param_error("finetune_epochs", "TrainConfig", "be an integer >= 0", self.finetune_epochs)
         for name in ("lr", "finetune_lr"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0):
-                raise param_error(name, "TrainConfig", "be a positive number", v)
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise param_error("weight_decay", "TrainConfig", "be a number >= 0", self.weight_decay)
+            if not (number(v) and v > 0):
+                raise param_error(name, "TrainConfig", "be a positive finite number", v)
+        if not (number(self.weight_decay) and self.weight_decay >= 0):
+            raise param_error("weight_decay", "TrainConfig", "be a finite number >= 0", self.weight_decay)
         if self.monitor not in ("logloss", "auc"):
             raise param_error("monitor", "TrainConfig", "be 'logloss' or 'auc'", self.monitor)
-        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
+        if self.threads is not None and not (isinstance(self.threads, int) and not isinstance(self.threads, bool) and self.threads >= 1):
             raise param_error("threads", "TrainConfig", "be None or an integer >= 1", self.threads)
 
     def to_dict(self) -> dict:

@@ -422,3 +422,20 @@ def test_synthetic_generator_options_are_checked(kw, name):
 
     with pytest.raises(ConfigError, match=f"'{name}' parameter of synthetic_log"):
         synthetic_log(200, **kw)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("lr", True), ("lr", float("inf")), ("finetune_lr", float("nan")), ("weight_decay", True),
+    ("finetune_epochs", True), ("threads", True),
+])
+def test_train_config_refuses_booleans_and_non_finite_numbers(name, value):
+    # "lr": true trained with Adam at lr 1.0 without a word; an infinite lr diverged minutes later
+    from analysis.ctr.train import TrainConfig
+
+    with pytest.raises(ConfigError, match=f"'{name}' parameter of TrainConfig"):
+        TrainConfig(**{name: value})
+
+
+def test_min_vocab_refuses_a_boolean():
+    with pytest.raises(ConfigError, match="'min_vocab' parameter of SweepConfig"):
+        _tiny(min_vocab=True)
