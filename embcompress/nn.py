@@ -625,6 +625,9 @@ class MXEmbeddingBagCollection(nn.Module):
     @classmethod
     def from_files(cls, paths: Mapping[str, object], **kwargs) -> "MXEmbeddingBagCollection":
         """One bag per ``feature -> table file``; ``kwargs`` go to :meth:`MXEmbeddingBag.from_file`."""
+        if not isinstance(paths, Mapping):
+            raise param_error("paths", "MXEmbeddingBagCollection.from_files", "be a mapping of feature name -> "
+                              "table file, e.g. {'user': 'user.embc'}", type(paths).__name__)
         return cls({name: MXEmbeddingBag.from_file(path, **kwargs) for name, path in paths.items()})
 
     @property

@@ -241,3 +241,10 @@ def test_from_embedding_bag_with_a_map_onto_fewer_rows_names_export_to_fold_it()
     with pytest.raises(embcompress.ConfigError, match=r"embcompress\.export\(.*id_maps=.*from_file.*onto 10 rows"):
         MXEmbeddingBag.from_embedding_bag(nn.EmbeddingBag(30, 8), "mxint8", id_map=idm)
 
+
+def test_collection_from_files_refuses_a_list_naming_the_mapping_it_takes():
+    # AttributeError: 'list' object has no attribute 'items'
+    from embcompress.nn import MXEmbeddingBagCollection
+
+    with pytest.raises(embcompress.ConfigError, match=r"'paths'.*mapping.*\{'user': 'user\.embc'\}"):
+        MXEmbeddingBagCollection.from_files(["user.embc"])
