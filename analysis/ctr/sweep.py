@@ -337,6 +337,37 @@ def train_stats(splits: Splits, compressed: list[str]):
                               source={"dataset": splits.name, "split": "train"})
 
 
+def check_budgets(config: SweepConfig, stats, compressed: list[str]) -> None:
+    """Refuse a budget that cannot give some compressed feature even the fewest rows its method
+    needs (qr: two) in a run's format beside an empty id map, before any training: the runs of
+    the budgets before it would train first and then be lost with the sweep."""
+    from embcompress.formats.spec import get_format
+
+    from .compression import _map_price, full_rows
+
+    dim = config.model.dim
+    full = {f: full_rows(stats, f) for f in compressed}
+    total = sum(full.values())
+    pairs = {(config.base_method(m)[0], f) for m, f in [(m, f) for m in config.methods if m != "full" for f in config.formats]
+             + list(config.extra)}
+    least_map = _map_price(np.empty(0, dtype=np.int64))(1)  # no ids, one row: no map of a run is smaller
+    need = 0
+    for base, fmt in pairs:
+        rows = 2 if base == "qr" else 1
+        need = max(need, rows * get_format(fmt).row_bytes(dim) + least_map)
+    if not need:
+        return
+    for fraction in config.budgets:
+        plan = plan_budget(stats, compressed, fraction, dim=dim)
+        short = [f for f in compressed if plan.shares[f] < need]
+        if short:
+            least = max(need * total / full[f] for f in compressed) / plan.reference_bytes
+            raise param_error("budgets", "SweepConfig", f"leave every compressed feature room for a row and its id map; "
+                              f"{fraction:g} gives {short[0]!r} {plan.shares[short[0]]} bytes, {need} are needed "
+                              f"(raise it to at least {least:.2g}, or lower 'min_vocab' so fewer features are compressed)",
+                              fraction)
+
+
 def _encode(maps: dict[str, FeatureMap], part, features):
     from .train import Encoded
 
@@ -419,6 +450,7 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
     vocab = splits.vocab_sizes()
     compressed = splits.compressible(config.min_vocab)
     stats = train_stats(splits, compressed)
+    check_budgets(config, stats, compressed)
     full_maps = {f: full_map(f, stats) for f in features}
     dim = config.model.dim
     y_test = splits.test.label.astype(np.float64)

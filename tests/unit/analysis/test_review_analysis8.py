@@ -439,3 +439,14 @@ def test_train_config_refuses_booleans_and_non_finite_numbers(name, value):
 def test_min_vocab_refuses_a_boolean():
     with pytest.raises(ConfigError, match="'min_vocab' parameter of SweepConfig"):
         _tiny(min_vocab=True)
+
+
+def test_a_budget_too_small_for_one_row_is_refused_before_any_training(monkeypatch):
+    # 1/2000 left 7 bytes for a feature: the sweep trained every run of the budgets before it (on
+    # Frappe, minutes) and then stopped at the first map of this one, with nothing written
+    from analysis.ctr.sweep import run_sweep
+
+    _no_sweep(monkeypatch)
+    cfg = _tiny(budgets=[0.1, 0.0005], seeds=[0], bootstrap=10)
+    with pytest.raises(ConfigError, match=r"'budgets'.*0\.0005.*raise it to at least"):
+        run_sweep(cfg)
