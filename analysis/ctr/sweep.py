@@ -337,33 +337,32 @@ def train_stats(splits: Splits, compressed: list[str]):
                               source={"dataset": splits.name, "split": "train"})
 
 
-def check_budgets(config: SweepConfig, stats, compressed: list[str]) -> None:
+def check_budgets(config: SweepConfig, vocab: dict[str, int], compressed: list[str]) -> None:
     """Refuse a budget that cannot give some compressed feature even the fewest rows its method
-    needs (qr: two) in a run's format beside an empty id map, before any training: the runs of
-    the budgets before it would train first and then be lost with the sweep."""
+    needs (qr: two) in a run's format beside the smallest id map, before any training: the runs
+    of the budgets before it would train first and then be lost with the sweep. ``vocab``: the
+    distinct training ids per feature (:meth:`Splits.vocab_sizes`); shares as :func:`plan_budget`
+    makes them (a full table has a row per training id and one for unseen ids)."""
     from embcompress.formats.spec import get_format
 
-    from .compression import _map_price, full_rows
+    from .compression import _map_price
 
     dim = config.model.dim
-    full = {f: full_rows(stats, f) for f in compressed}
+    full = {f: vocab[f] + 1 for f in compressed}
     total = sum(full.values())
+    reference = total * get_format("fp32").row_bytes(dim)
     pairs = {(config.base_method(m)[0], f) for m, f in [(m, f) for m in config.methods if m != "full" for f in config.formats]
              + list(config.extra)}
     least_map = _map_price(np.empty(0, dtype=np.int64))(1)  # no ids, one row: no map of a run is smaller
-    need = 0
-    for base, fmt in pairs:
-        rows = 2 if base == "qr" else 1
-        need = max(need, rows * get_format(fmt).row_bytes(dim) + least_map)
-    if not need:
-        return
+    need = max((2 if base == "qr" else 1) * get_format(fmt).row_bytes(dim) + least_map for base, fmt in pairs) if pairs else 0
     for fraction in config.budgets:
-        plan = plan_budget(stats, compressed, fraction, dim=dim)
-        short = [f for f in compressed if plan.shares[f] < need]
+        budget = int(fraction * reference)
+        shares = {f: int(budget * full[f] / total) for f in compressed}
+        short = [f for f in compressed if shares[f] < need]
         if short:
-            least = max(need * total / full[f] for f in compressed) / plan.reference_bytes
+            least = max(need * total / full[f] for f in compressed) / reference
             raise param_error("budgets", "SweepConfig", f"leave every compressed feature room for a row and its id map; "
-                              f"{fraction:g} gives {short[0]!r} {plan.shares[short[0]]} bytes, {need} are needed "
+                              f"{fraction:g} gives {short[0]!r} {shares[short[0]]} bytes, {need} are needed "
                               f"(raise it to at least {least:.2g}, or lower 'min_vocab' so fewer features are compressed)",
                               fraction)
 
@@ -399,8 +398,8 @@ def _collisions(maps, stats, compressed) -> dict:
 
 def load_sweep_data(config: SweepConfig) -> Splits:
     """The splits of ``config``'s dataset, checked as :func:`run_sweep` checks them before any
-    training: both classes in every split, and at least one feature with ``min_vocab`` training
-    ids. ``embcompress evaluate`` calls it before making its output folder, so a run stopped by
+    training: both classes in every split, at least one feature with ``min_vocab`` training ids,
+    and budgets that hold a row (:func:`check_budgets`). ``embcompress evaluate`` calls it before making its output folder, so a run stopped by
     its input leaves nothing behind, and passes the splits on to :func:`run_sweep`."""
     from .datasets import load_dataset
 
@@ -408,7 +407,7 @@ def load_sweep_data(config: SweepConfig) -> Splits:
         raise param_error("config", "load_sweep_data", "be a SweepConfig", type(config).__name__)
     splits = load_dataset(config.dataset)
     splits.check_classes()
-    splits.compressible(config.min_vocab)
+    check_budgets(config, splits.vocab_sizes(), splits.compressible(config.min_vocab))
     return splits
 
 
@@ -449,8 +448,8 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
 
     vocab = splits.vocab_sizes()
     compressed = splits.compressible(config.min_vocab)
+    check_budgets(config, vocab, compressed)
     stats = train_stats(splits, compressed)
-    check_budgets(config, stats, compressed)
     full_maps = {f: full_map(f, stats) for f in features}
     dim = config.model.dim
     y_test = splits.test.label.astype(np.float64)

@@ -49,7 +49,7 @@ def _no_sweep(monkeypatch):
 # --------------------------------------------------------------------------- evaluate: --out
 
 
-@pytest.mark.parametrize("case", ["missing_folder", "empty_folder", "nothing_to_compress"])
+@pytest.mark.parametrize("case", ["missing_folder", "empty_folder", "nothing_to_compress", "budget_too_small"])
 def test_evaluate_bad_input_leaves_no_out_folder(tmp_path, capsys, monkeypatch, case):
     # --out was made before the data were loaded, so every run stopped by its input left an
     # empty folder (and its parents) behind
@@ -62,9 +62,12 @@ def test_evaluate_bad_input_leaves_no_out_folder(tmp_path, capsys, monkeypatch, 
     elif case == "empty_folder":
         cfg = _config(tmp_path, dataset={"name": "frappe", "path": str(empty)})
         want = "No data files"
-    else:
+    elif case == "nothing_to_compress":
         cfg = _config(tmp_path, min_vocab=10**6)
         want = "min_vocab"
+    else:
+        cfg = _config(tmp_path, budgets=[0.1, 0.0005])
+        want = "raise it to at least"
     out = tmp_path / "results" / "run1"
     code, err = _evaluate(capsys, cfg, "--out", out)
     assert code == 1, err
