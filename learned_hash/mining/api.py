@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from embcompress.errors import ConfigError
-from learned_hash.logs import FORMATS, ON_BAD_LINE, LogReader, LogSchema, LogSource, infer_kinds
+from learned_hash.logs import FORMATS, ON_BAD_LINE, LogReader, LogSchema, LogSource, _parquet_schema, infer_kinds
 
-from .jobs import MiningPlan
+from .jobs import MiningPlan, case_twins
 from .stats import LogStats
 
 ENGINES = ("duckdb", "spark")
@@ -119,6 +119,30 @@ def _check_columns(src: LogSource, schema: LogSchema) -> None:
         if col is not None and col not in names:
             raise _error(param, f"The log {src.paths[0]!r} has no column {col!r} (given as {param}). Its columns "
                                 f"are {names}. Pass names from that list.")
+
+
+def _check_case(src: LogSource, schema: LogSchema) -> None:
+    """No column read has a name that differs only in case from another column's: DuckDB and
+    Spark match names ignoring case. A text log's columns are named by the engines (an unread
+    twin is renamed: jobs.text_columns); a Parquet file's are its own (run after infer_kinds,
+    which found every file readable)."""
+    twins = where = None
+    if src.format == "csv":
+        twins, where = case_twins(schema.columns, schema.columns), src.paths[0]
+    for path in src.paths if src.format == "parquet" else ():
+        twins, where = case_twins(schema.columns, _parquet_schema(path).names), path
+        if twins:
+            break
+    if twins:
+        a, b = sorted(twins)
+        roles = {**{f: "features" for f in schema.features}, schema.label: "label",
+                 schema.session_key: "sequence_key", schema.time_key: "time_key"}
+        raise _error(
+            roles.get(twins[0], "features"),
+            f"The log {where!r} has the columns {a!r} and {b!r}, whose names differ only in case, and "
+            f"{twins[0]!r} is to be read: DuckDB and Spark do not tell such names apart. Rename one of "
+            f"them in the log" + (", or read only one of them." if src.format == "csv" else ".")
+        )
 
 
 def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None) -> None:
@@ -292,6 +316,7 @@ def mine(
         schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
         _check_columns(src, schema)
         kinds = infer_kinds(src, schema)
+        _check_case(src, schema)
     except ConfigError as exc:
         raise _own(exc)
     plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds),

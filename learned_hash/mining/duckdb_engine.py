@@ -47,7 +47,7 @@ def _scan(plan: MiningPlan, paths) -> str:
     # files' own column of that name, which the readers and Spark read from the files
     if src.format == "parquet":
         return f"read_parquet({files}, hive_partitioning=false)"
-    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names())
+    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
     cols = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     delim = src.delimiter.replace("'", "''")
     opts = [

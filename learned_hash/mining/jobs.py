@@ -127,15 +127,29 @@ class Dialect:
         return f"NULLIF({expr}, (-9223372036854775807 - 1))"
 
 
-def text_columns(names) -> list[str]:
+def text_columns(names, read=()) -> list[str]:
     """The names an engine gives a text log's columns: the header's, but a name that is empty or
     repeats an earlier one becomes ``__embc_c<i>`` (engines refuse such names; the readers take
     a repeated name's first column, and so does the SQL then). pandas' ``to_csv`` writes its
-    index under an empty name."""
+    index under an empty name. So does a name that differs only in case from another one and is
+    not ``read`` (DuckDB and Spark match names ignoring case; mine refuses two such names read)."""
+    lower: dict[str, int] = {}
+    for n in dict.fromkeys(names):
+        lower[n.lower()] = lower.get(n.lower(), 0) + 1
     out: list[str] = []
     for i, n in enumerate(names):
-        out.append(f"__embc_c{i}" if not n or n in out else n)
+        twin = lower.get(n.lower(), 0) > 1 and n not in read
+        out.append(f"__embc_c{i}" if not n or n in out or twin else n)
     return out
+
+
+def case_twins(read, among) -> tuple[str, str] | None:
+    """A column of ``read`` and another of ``among`` whose names differ only in case, or None."""
+    for c in read:
+        other = next((n for n in among if n != c and n.lower() == c.lower()), None)
+        if other is not None:
+            return c, other
+    return None
 
 
 def _lit(s: str) -> str:

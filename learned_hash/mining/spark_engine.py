@@ -117,7 +117,7 @@ def _load(spark, plan: MiningPlan):
                 q = "`" + c.replace("`", "``") + "`"
                 df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
         return df, None
-    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names())
+    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
     fields = [StructField(n, StringType(), True) for n in names]
     csv = src.format == "csv"
     # A CSV is read line-spanning (below), where Spark no longer drops a line of whitespace before
@@ -169,6 +169,9 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     # Parse every field of a CSV line, so a line with too few or too many fields is flagged as
     # corrupt even when the query reads only some columns (as DuckDB flags it).
     spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+    # names are matched exactly, as DuckDB (see jobs.text_columns) and the readers match them: a
+    # Parquet log with columns 'X' and 'x' failed to load at all
+    spark.conf.set("spark.sql.caseSensitive", "true")
     df, extra_bad = _load(spark, plan)
     _D = SparkDialect(latin1=_latin1(plan))
     df.createOrReplaceTempView(LOG_TABLE)

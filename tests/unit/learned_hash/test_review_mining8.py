@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embcompress.errors import ConfigError
 from embcompress.idhash import MISSING_ID
 from learned_hash import LogStats, mine
 from learned_hash.logs import BadLineError, iter_batches
@@ -98,6 +99,32 @@ def test_int64_min_is_the_missing_id_on_duckdb_as_in_the_readers(tmp_path):
     assert s == expected
 
 
+def case_twins(tmp_path):
+    """Logs with columns whose names differ only in case ('A' and 'a'), one of them read."""
+    (tmp_path / "twins").mkdir(exist_ok=True)
+    csv = write(tmp_path / "twins" / "t.csv", "A,a,X,x,b\n1,2,0,0,7\n3,4,0,0,7\n")
+    pq.write_table(pa.table({"X": [1, 3], "x": [2, 4], "a": [5, 6]}), tmp_path / "twins" / "unread.parquet")
+    return [(csv, dict(features=["a", "b"], pairs=[("a", "b")])), (csv, dict(features=["A"])),
+            (tmp_path / "twins" / "unread.parquet", dict(features=["a"]))]
+
+
+def test_columns_whose_names_differ_only_in_case(tmp_path):
+    # DuckDB and Spark match names ignoring case: DuckDB failed on any such CSV header with a raw
+    # BinderException and read Parquet's 'A' for 'a' (counting the wrong column); Spark failed
+    # with a raw AnalysisException. The readers read each column by its exact name.
+    for path, kw in case_twins(tmp_path):
+        expected = by_reader(path, **kw)
+        assert mine(path, **kw) == expected, (path, kw)
+    assert counts(mine(case_twins(tmp_path)[0][0], features=["a"]), "a") == {2: 1, 4: 1}
+    # both twins read, or a Parquet twin of a read column: refused, naming both and the fix
+    p = tmp_path / "twins" / "t.csv"
+    with pytest.raises(ConfigError, match="(?s)'A' and 'a'.*differ only in case.*Rename"):
+        mine(p, features=["A", "a"])
+    pq.write_table(pa.table({"A": [1, 3], "a": [2, 4]}), tmp_path / "read.parquet")
+    with pytest.raises(ConfigError, match="(?s)read.parquet.*'A' and 'a'.*differ only in case.*Rename"):
+        mine(tmp_path / "read.parquet", features=["a"])
+
+
 # --------------------------------------------------------------------------- Spark
 
 
@@ -121,6 +148,7 @@ def spark_cases(tmp_path):
         # Spark parsed each physical line alone, one good row and one bad line of 'line"'
         (write(tmp_path / "quoted_newline.csv", b'a,b,y\n1,"multi\nline",1\n2,x,0\n3,"a ""q""\r\nb",1\n\n4,\xff,1\n'),
          dict(features=["a", "b"], label="y", pairs=[("a", "b")], on_bad_line="skip")),
+        *case_twins(tmp_path),
     ]
 
 
