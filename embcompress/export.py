@@ -281,7 +281,8 @@ def export(
             raise param_error(kind, _OWNER, f"be keyed by table names {sorted(found)}", unknown)
     for name, m in id_maps.items():
         if not isinstance(m, IdMap):
-            raise param_error("id_maps", _OWNER, "map table names to embcompress.IdMap objects", f"{name}: {type(m).__name__}")
+            raise param_error("id_maps", _OWNER, "map table names to embcompress.IdMap objects (open an id-map file "
+                              "with embcompress.IdMap.load(path))", f"{name}: {type(m).__name__}")
     by_file: dict[str, str] = {}
     for name in found:
         if not _NAME.match(name):

@@ -248,3 +248,9 @@ def test_collection_from_files_refuses_a_list_naming_the_mapping_it_takes():
 
     with pytest.raises(embcompress.ConfigError, match=r"'paths'.*mapping.*\{'user': 'user\.embc'\}"):
         MXEmbeddingBagCollection.from_files(["user.embc"])
+
+
+def test_export_id_map_given_as_a_path_names_idmap_load(tmp_path):
+    with pytest.raises(embcompress.ConfigError, match=r"IdMap\.load\(path\).*emb: str"):
+        embcompress.export({"emb.weight": torch.randn(30, 8)}, fmt="mxint8", out_dir=tmp_path,
+                           id_maps={"emb": "emb.idmap"})
