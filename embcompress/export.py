@@ -307,6 +307,8 @@ def export(
                 got = f"{freq[i].item()} at position {i}"
             if got is not None:
                 raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n}), all finite", got)
+        # the format's options, as quantize checks them for this table's width (one zero row)
+        quantize(np.zeros((1, weight.shape[1]), np.float32), fmt, block_size=block_size, scale_mode=scale_mode)
         if not np.all(np.isfinite(weight)):
             raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
         idm = id_maps.get(name)

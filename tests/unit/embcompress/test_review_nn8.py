@@ -254,3 +254,12 @@ def test_export_id_map_given_as_a_path_names_idmap_load(tmp_path):
     with pytest.raises(embcompress.ConfigError, match=r"IdMap\.load\(path\).*emb: str"):
         embcompress.export({"emb.weight": torch.randn(30, 8)}, fmt="mxint8", out_dir=tmp_path,
                            id_maps={"emb": "emb.idmap"})
+
+
+@pytest.mark.parametrize("kw", [{"block_size": 7}, {"scale_mode": "nearest"}])
+def test_export_refuses_a_bad_block_size_or_scale_mode_before_making_out_dir(tmp_path, kw):
+    # Checked by quantize inside the loop, after out_dir (and its parents) were made: a typo left
+    # empty folders behind, against "bad input leaves out_dir as it was".
+    with pytest.raises(embcompress.ConfigError, match=f"'{next(iter(kw))}'"):
+        embcompress.export({"emb.weight": torch.randn(30, 8)}, fmt="mxint8", out_dir=tmp_path / "a" / "b", **kw)
+    assert not (tmp_path / "a").exists()
