@@ -181,22 +181,26 @@ def _text_ids(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> fr
     return frozenset(out)
 
 
-def _wide_ids(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> tuple:
-    """``(column, unsigned)`` of the Parquet id columns stored as 64-bit integers (every file has
-    the first one's types): they may hold MISSING_ID itself, which the SQL groups with NULL."""
+def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> dict:
+    """What the SQL needs to know of the Parquet id columns' types (every file has the first one's):
+    ``wide_ids``, ``(column, unsigned)`` of those stored as 64-bit integers (they may hold
+    MISSING_ID itself, which the SQL groups with NULL); ``binary_ids``, those of kind 'string'
+    stored as BINARY."""
     if src.format != "parquet":
-        return ()
+        return {}
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     sch = pq.read_schema(src.paths[0])
-    out = []
+    wide, binary = [], set()
     for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
         t = sch.field(c).type
         t = t.value_type if pa.types.is_dictionary(t) else t
         if kinds[c] == "int" and (pa.types.is_int64(t) or pa.types.is_uint64(t)):
-            out.append((c, pa.types.is_uint64(t)))
-    return tuple(out)
+            wide.append((c, pa.types.is_uint64(t)))
+        if kinds[c] == "string" and (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+            binary.add(c)
+    return {"wide_ids": tuple(wide), "binary_ids": frozenset(binary)}
 
 
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:
@@ -222,8 +226,8 @@ def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan,
         _empty(plan, reader.bad_lines)
     src = LogSource((path,), "parquet")
     kinds = dict(plan.kinds)
-    wide = _wide_ids(src, plan.schema, kinds)
-    return MiningPlan(src, plan.schema, kinds, plan.pairs, plan.min_count, plan.on_bad_line, wide_ids=wide), reader.bad_lines
+    types = _id_types(src, plan.schema, kinds)
+    return MiningPlan(src, plan.schema, kinds, plan.pairs, plan.min_count, plan.on_bad_line, **types), reader.bad_lines
 
 
 def _empty(plan: MiningPlan, bad: int):
@@ -320,7 +324,7 @@ def mine(
     except ConfigError as exc:
         raise _own(exc)
     plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds),
-                      _wide_ids(src, schema, kinds))
+                      **_id_types(src, schema, kinds))
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
 
     with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_directory) as tmp:

@@ -63,6 +63,9 @@ class MiningPlan:
     # Parquet id columns of 64-bit integers: column -> True when unsigned (uint64). They can hold
     # MISSING_ID (-2**63; 2**63 as uint64, which wraps to it), which the SQL makes NULL
     wide_ids: tuple = ()
+    # Parquet id columns stored as BINARY (text without the UTF-8 annotation): grouped apart from
+    # the string columns, which an engine's CASE cannot mix with them
+    binary_ids: frozenset = frozenset()
 
     @property
     def frequency_jobs(self) -> list[FrequencyJob]:
@@ -299,9 +302,11 @@ def result_column(plan: MiningPlan, feature: str, position: int) -> str:
 
     The grouped rows come back narrow: one int and one text column per key position, whatever
     the number of features, instead of one mostly-NULL column per feature (the Arrow result of a
-    large log is then a quarter of the size).
+    large log is then a quarter of the size); a binary column of its own when binary ids are read.
     """
-    return ("__s" if plan.kinds[feature] == "string" else "__i") + "ab"[position]
+    if plan.kinds[feature] != "string":
+        return "__i" + "ab"[position]
+    return ("__b" if feature in plan.binary_ids else "__s") + "ab"[position]
 
 
 def counts_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> str:
