@@ -13,8 +13,10 @@
   click_time and cut by time 80/10/10.
 - ``synthetic``: :func:`analysis.ctr.synthetic.load_synthetic`.
 
-``n_rows`` caps the rows read from a real log (the first rows of each file; in time order for
-Criteo, a random sample of TalkingData's rows, which are then sorted).
+``n_rows`` caps the rows read from a real log: its first rows in file order (Frappe: of its
+files pooled in name order; a Criteo folder: of each file; a Criteo file: in time order). The
+TalkingData sample's rows are in random order, so its first rows are a random sample, sorted by
+time after.
 
 Malformed lines (see ``learned_hash.logs``) are skipped and counted by default
 (``on_bad_line="skip"``): the count per file is in ``Splits.info["bad_lines"]``, a warning says it
