@@ -502,10 +502,18 @@ class MXEmbeddingBag(nn.Module):
             raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "be an nn.EmbeddingBag or nn.Embedding", type(emb).__name__)
         # The module pools every id and never renormalizes rows: a bag built with these would
         # give other results than the trained one, silently.
-        for opt in ("padding_idx", "max_norm"):
+        fixes = {
+            "padding_idx": "MXEmbeddingBag pools every id it is given, where torch skips the padding id. To serve "
+                           "it anyway, set emb.padding_idx = None and leave the padding id out of the bags given "
+                           "to the module (sums are the same while the padding row is zero)",
+            "max_norm": "MXEmbeddingBag reads rows as stored, where torch rescales looked-up rows longer than "
+                        "max_norm. Renormalize the trained rows first (under torch.no_grad(): "
+                        "torch.embedding_renorm_(emb.weight, torch.arange(emb.num_embeddings), emb.max_norm, "
+                        "emb.norm_type)) and set emb.max_norm = None",
+        }
+        for opt, fix in fixes.items():
             if getattr(emb, opt, None) is not None:
-                raise param_error("emb", "MXEmbeddingBag.from_embedding_bag",
-                                  f"have {opt}=None (not supported here; build it without {opt})",
+                raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", f"have {opt}=None: {fix}",
                                   f"{opt}={getattr(emb, opt)}")
         if emb.weight.is_meta:  # (copying it out raises torch's NotImplementedError)
             raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "hold trained weights, not tensors on the "
