@@ -176,9 +176,10 @@ class SweepConfig:
                 pairs[name].append(pair)
         extra = pairs["extra"]
         object.__setattr__(self, "requantize", tuple(pairs["requantize"]))
-        for f in (*formats, *(p[1] for p in extra), *(p[1] for p in self.requantize)):
-            if f not in FORMATS:
-                raise param_error("formats", owner, f"name formats among {tuple(FORMATS)}", f)
+        for name, fmts in (("formats", formats), ("extra", [p[1] for p in extra]), ("requantize", [p[1] for p in self.requantize])):
+            for f in fmts:
+                if f not in FORMATS:
+                    raise param_error(name, owner, f"name formats among {tuple(FORMATS)}", f)
         if self.requantize and "fp32" not in formats:  # its runs were dropped without a word
             raise param_error("requantize", owner, "be empty when 'formats' has no 'fp32': it stores the fp32 runs' "
                               "trained rows in a narrower format (add 'fp32' to 'formats', or drop 'requantize')",

@@ -453,3 +453,10 @@ def test_a_budget_too_small_for_one_row_is_refused_before_any_training(monkeypat
     cfg = _tiny(budgets=[0.1, 0.0005], seeds=[0], bootstrap=10)
     with pytest.raises(ConfigError, match=r"'budgets'.*0\.0005.*raise it to at least"):
         run_sweep(cfg)
+
+
+@pytest.mark.parametrize("where", ["extra", "requantize"])
+def test_an_unknown_format_names_the_key_that_holds_it(where):
+    # a bad format in 'extra' or 'requantize' was reported as "The 'formats' parameter", which held none
+    with pytest.raises(ConfigError, match=rf"'{where}' parameter of SweepConfig.*mxfp4_e2m1.*Got 'mxfp5'"):
+        _tiny(**{where: [{"method": "learned", "format": "mxfp5"}]})
