@@ -179,7 +179,8 @@ def to_html(results: dict, *, png: bytes | None = None) -> str:
     found = "".join(f"<li>{html.escape(f)}</li>" for f in findings(results))
     img = f'<img alt="bytes against AUC" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
     md = to_markdown(results, plot=None).split("\n")
-    intro = "".join(f"<p>{html.escape(p)}</p>" for p in md[2:7:2])
+    table_at = next(i for i, line in enumerate(md) if line.startswith("|"))
+    intro = "".join(f"<p>{html.escape(p)}</p>" for p in md[1:table_at] if p)  # the paragraphs above the table
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Collision impact on {html.escape(ds['name'])}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}

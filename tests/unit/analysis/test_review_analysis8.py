@@ -460,3 +460,23 @@ def test_an_unknown_format_names_the_key_that_holds_it(where):
     # a bad format in 'extra' or 'requantize' was reported as "The 'formats' parameter", which held none
     with pytest.raises(ConfigError, match=rf"'{where}' parameter of SweepConfig.*mxfp4_e2m1.*Got 'mxfp5'"):
         _tiny(**{where: [{"method": "learned", "format": "mxfp5"}]})
+
+
+def test_html_report_intro_holds_no_markdown_table_line():
+    # the intro took every other markdown line from the third to the seventh, and the seventh is
+    # the table's header: "<p>| budget | method | ...</p>" stood above the HTML table
+    import re
+
+    from analysis.ctr.report import to_html
+
+    results = {
+        "dataset": {"name": "synthetic", "compressed": ["user"], "vocab": {"user": 600}, "info": {"split": "time"},
+                    "rows": {"train": 80, "validation": 10, "test": 10}, "positive_rate_test": 0.3},
+        "environment": {"cpu": "cpu", "cores": 2, "torch": "2", "torch_threads": 1, "date": "today"},
+        "config": {"model": {"dim": 8}, "seeds": [0], "bootstrap": 10, "variants": {}},
+        "reference_bytes": 1000,
+        "summary": [{**_row("full", None, 0.7), "bytes": 1000.0, "ratio": 1.0, "logloss": {"mean": 0.5, "std": 0.0}}],
+    }
+    paragraphs = re.findall(r"<p>(.*?)</p>", to_html(results), flags=re.S)
+    assert not any(p.lstrip().startswith("|") for p in paragraphs), paragraphs
+    assert any(p.startswith("Rows: train 80") for p in paragraphs) and any(p.startswith("Budgets are") for p in paragraphs)
