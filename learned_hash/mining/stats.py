@@ -39,6 +39,36 @@ def _i64(x, what: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=_I64)
 
 
+def _same_length(what: str, **arrays) -> None:
+    """ConfigError unless the named arrays have one length."""
+    lengths = {k: len(v) for k, v in arrays.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        got = ", ".join(f"{n} {k}" for k, n in lengths.items())
+        raise ConfigError(f"The arrays of {what} must have the same length. Got {got} instead.")
+
+
+def _check_values(what: str, keys: Sequence[np.ndarray], counts: np.ndarray, pos: np.ndarray | None) -> None:
+    """ConfigError when a key (tuple) repeats, a count is negative, or positives exceed counts."""
+    if len(counts) and counts.min() < 0:
+        raise ConfigError(f"The counts of {what} must not be negative. Got {int(counts.min())} instead.")
+    if pos is not None and len(pos) and (pos.min() < 0 or (pos > counts).any()):
+        i = int(np.flatnonzero((pos < 0) | (pos > counts))[0])
+        raise ConfigError(f"The positive counts of {what} must lie in 0..count, never more than the count. "
+                          f"Got {int(pos[i])} positives of {int(counts[i])} instead.")
+    if len(counts) > 1:
+        order = np.lexsort(tuple(reversed(keys)))
+        ks = [k[order] for k in keys]
+        same = np.ones(len(counts) - 1, dtype=bool)
+        for k in ks:
+            same &= k[1:] == k[:-1]
+        if same.any():
+            i = int(np.flatnonzero(same)[0])
+            key = tuple(int(k[i]) for k in ks)
+            name = f"id {key[0]}" if len(key) == 1 else f"{key}"
+            raise ConfigError(f"The counts of {what} must name each id once. Got {name} twice instead: "
+                              f"sum its counts into one entry.")
+
+
 def _sum_by_keys(keys: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> tuple[list, list]:
     """Group equal key tuples and sum the values; keys come back sorted ascending."""
     n = len(keys[0])
@@ -127,6 +157,7 @@ class LogStats:
             pos = pos[0] if pos else None
             ids, counts = _i64(ids, f"The ids of feature {f!r}"), _i64(counts, f"The counts of feature {f!r}")
             pos = None if pos is None else _i64(pos, f"The positive counts of feature {f!r}")
+            _same_length(f"feature {f!r}", ids=ids, counts=counts, positives=pos)
             if not _canonical:
                 order = _freq_order(ids, counts)
                 ids, counts = ids[order], counts[order]
@@ -138,6 +169,7 @@ class LogStats:
             pos = pos[0] if pos else None
             ia, ib, c = (_i64(x, f"The pair counts of ({a!r}, {b!r})") for x in (ia, ib, c))
             pos = None if pos is None else _i64(pos, f"The pair positives of ({a!r}, {b!r})")
+            _same_length(f"pair ({a!r}, {b!r})", ids_a=ia, ids_b=ib, counts=c, positives=pos)
             if not _canonical:
                 order = _order(ia, ib)
                 ia, ib, c = ia[order], ib[order], c[order]
@@ -146,6 +178,7 @@ class LogStats:
         self._seq: dict[str, tuple] = {}
         for f, (prev, nxt, c) in sequences.items():
             prev, nxt, c = (_i64(x, f"The sequence counts of {f!r}") for x in (prev, nxt, c))
+            _same_length(f"the sequence counts of {f!r}", prev=prev, next=nxt, counts=c)
             if not _canonical:
                 order = _order(prev, nxt)
                 prev, nxt, c = prev[order], nxt[order], c[order]
@@ -175,10 +208,17 @@ class LogStats:
                 f"The 'frequencies' parameter of LogStats.from_arrays must be a non-empty mapping "
                 f"feature -> (ids, counts[, positives]). Got {type(frequencies).__name__} instead."
             )
+        stats = cls(features=list(frequencies), frequencies=frequencies, pairs=pairs, sequences=sequences,
+                    label=label, n_rows=0 if n_rows is None else n_rows, **attrs)
+        for f, (ids, counts, pos) in stats._freq.items():
+            _check_values(f"feature {f!r}", [ids], counts, pos)
+        for (a, b), (ia, ib, c, pos) in stats._pairs.items():
+            _check_values(f"the pair ({a!r}, {b!r})", [ia, ib], c, pos)
+        for f, (prev, nxt, c) in stats._seq.items():
+            _check_values(f"the sequences of {f!r}", [prev, nxt], c, None)
         if n_rows is None:
-            n_rows = max(int(np.asarray(v[1]).sum()) for v in frequencies.values())
-        return cls(features=list(frequencies), frequencies=frequencies, pairs=pairs, sequences=sequences,
-                   label=label, n_rows=n_rows, **attrs)
+            stats.n_rows = max(int(counts.sum()) for _, counts, _ in stats._freq.values())
+        return stats
 
     @classmethod
     def from_rows(
@@ -199,6 +239,8 @@ class LogStats:
         the label is numeric (positive when > 0). The same counts :func:`learned_hash.mine` gives,
         for logs small enough to hold in memory (tests, examples).
         """
+        if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
+            raise ConfigError(f"The 'min_count' parameter of LogStats.from_rows must be an int >= 1. Got {min_count!r} instead.")
         features = list(features)
         pairs = [tuple(p) for p in pairs]
         for name in [*features, *(x for p in pairs for x in p), *(k for k in (label, sequence_key, time_key) if k)]:
@@ -208,7 +250,15 @@ class LogStats:
                     f"it has {sorted(columns)}. Pass every feature, pair member, label and key."
                 )
         cols = {f: _i64(columns[f], f"Column {f!r}") for f in {*features, *(x for p in pairs for x in p)}}
-        n = len(next(iter(cols.values())))
+        used = dict.fromkeys([*features, *(x for p in pairs for x in p), *(k for k in (label, sequence_key, time_key) if k)])
+        lengths = {name: len(np.asarray(columns[name])) for name in used}
+        n = lengths[features[0]]
+        odd = next((name for name, m in lengths.items() if m != n), None)
+        if odd is not None:
+            raise ConfigError(
+                f"The columns passed to LogStats.from_rows must have the same length (one value a row). "
+                f"Got {n} values in {features[0]!r} but {odd!r} has {lengths[odd]}."
+            )
         pos = None
         if label is not None:
             pos = (np.asarray(columns[label]) > 0).astype(_I64)
@@ -393,8 +443,9 @@ class LogStats:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, verify: str = "header") -> "LogStats":
-        """Open stats written by :meth:`save`; ``verify="full"`` also checks every data byte."""
+    def load(cls, path: str | os.PathLike, *, verify: str = "full") -> "LogStats":
+        """Open stats written by :meth:`save`, checking every byte against its checksum (every byte
+        is read into memory anyway); ``verify="header"`` checks the header and bounds only."""
         with read_artifact(path, kind=KIND, verify=verify) as art:
             cfg = art.config
             if cfg.get("format_version", 0) > FORMAT_VERSION:

@@ -231,3 +231,46 @@ def test_cli_mine_errors_name_the_flag(tmp_path, capsys, args, flag):
     assert len(err.splitlines()) == 1 and err.endswith(f"(on the command line: {flag})"), err
     assert "LogSchema" not in err and "session_key" not in err
     assert not (tmp_path / "s.stats").exists()
+
+
+# --------------------------------------------------------------------------- the stats and their file
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: LogStats.from_arrays({"a": ([1, 2, 3], [1, 2])}), r"feature 'a'.*3 ids.*2 counts"),
+    (lambda: LogStats.from_arrays({"a": ([1, 2], [1, 2], [1])}), r"feature 'a'.*2 ids.*1 positive"),
+    (lambda: LogStats.from_arrays({"a": ([1, 1], [1, 2])}), r"feature 'a'.*id 1 twice"),
+    (lambda: LogStats.from_arrays({"a": ([1, 2], [-1, 2])}), r"feature 'a'.*negative"),
+    (lambda: LogStats.from_arrays({"a": ([1, 2], [1, 2], [5, 0])}), r"positive counts of feature 'a'.*more than"),
+    (lambda: LogStats.from_arrays({"a": ([1], [1]), "b": ([1], [1])}, pairs={("a", "b"): ([1, 2], [1], [1])}),
+     r"pair \('a', 'b'\).*same length"),
+    (lambda: LogStats.from_arrays({"a": ([1], [1]), "b": ([1], [1])}, pairs={("a", "b"): ([1, 1], [1, 1], [1, 1])}),
+     r"pair \('a', 'b'\).*\(1, 1\) twice"),
+    (lambda: LogStats.from_arrays({"a": ([1], [1])}, sequences={"a": ([1], [1, 2], [1])}), r"sequence counts of 'a'.*same length"),
+    (lambda: LogStats.from_rows({"a": np.array([1, 2, 3]), "b": np.array([1, 2])}, features=["a", "b"]),
+     r"columns.*same length.*'b' has 2"),
+    (lambda: LogStats.from_rows({"a": np.array([1, 2, 3]), "y": np.array([1])}, features=["a"], label="y"),
+     r"columns.*same length.*'y' has 1"),
+    (lambda: LogStats.from_rows({"a": np.array([1])}, features=["a"], min_count=0), r"'min_count'.*>= 1"),
+])
+def test_stats_built_from_arrays_are_checked(build, match):
+    # mismatched arrays failed with raw numpy errors (broadcast, IndexError) or, with repeated
+    # ids or negative counts, built stats that counted nothing the log said
+    with pytest.raises(ConfigError, match=match):
+        build()
+
+
+def test_a_stats_file_with_a_changed_byte_is_refused_by_default(tmp_path):
+    # load reads every byte anyway; a flipped bit in a count section loaded as other counts (the
+    # section checksums were checked only under verify='full'), which fit-hash then fitted on
+    from embcompress.errors import ChecksumError
+
+    s = LogStats.from_arrays({"a": (np.arange(1000), np.arange(1000) + 1)})
+    path = s.save(tmp_path / "s.stats")
+    assert LogStats.load(path) == s
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="freq/0/counts"):
+        LogStats.load(path)
+    assert LogStats.load(path, verify="header").n_rows == s.n_rows  # still readable on request
