@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from embcompress.errors import ConfigError
 from learned_hash.logs import FORMATS, ON_BAD_LINE, LogReader, LogSchema, LogSource, _parquet_schema, infer_kinds
@@ -68,11 +71,21 @@ def _names(value, what: str) -> list[str]:
     return out
 
 
+def _count(value, name: str, *, none: bool = False):
+    """``value`` as an int >= 1 (a NumPy integer too), or None when ``none``; else a ConfigError."""
+    if value is None and none:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and value >= 1:
+        return int(value)
+    must = "a positive int or None" if none else "an int >= 1"
+    raise _error(name, f"The {name!r} parameter of mine must be {must}. Got {value!r} instead.")
+
+
 def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
     out = []
-    for p in pairs or ():
+    for p in (pairs.split(",") if isinstance(pairs, str) else pairs) or ():  # "a:b,c:d", as features take "a,b"
         if isinstance(p, str):
-            p = tuple(p.split(":"))
+            p = tuple(x.strip() for x in p.split(":"))
         if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)) or p[0] == p[1]:
             raise _error(
                 "pairs",
@@ -268,7 +281,8 @@ def mine(
     source : a path, glob, directory, or list of paths (see :mod:`learned_hash.logs`).
     features : the categorical columns to count (a list, or ``"C1,C2"``).
     label : the label column; adds positive counts (a row is positive when its label is > 0).
-    pairs : ``(a, b)`` feature pairs (or ``"a:b"``) whose ids' co-occurrence in a row is counted.
+    pairs : ``(a, b)`` feature pairs (or ``"a:b"``; all as one string ``"a:b,c:d"``) whose ids'
+        co-occurrence in a row is counted.
     sequence_key, time_key : count consecutive ids of each feature within a session
         (``sequence_key``), ordered by ``time_key`` (ties by the value itself).
     min_count : counts below this are pruned.
@@ -286,10 +300,8 @@ def mine(
         raise _error("engine", f"The 'engine' parameter of mine must be one of {ENGINES}. Got {engine!r} instead.")
     if on_bad_line not in ON_BAD_LINE:
         raise _error("on_bad_line", f"The 'on_bad_line' parameter of mine must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
-    if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
-        raise _error("min_count", f"The 'min_count' parameter of mine must be an int >= 1. Got {min_count!r} instead.")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise _error("threads", f"The 'threads' parameter of mine must be a positive int or None. Got {threads!r} instead.")
+    min_count = _count(min_count, "min_count")
+    threads = _count(threads, "threads", none=True)
     if memory_limit is not None:
         memory_bytes(memory_limit)  # checked here for both engines, before either starts
     if format is not None and format not in FORMATS:

@@ -274,3 +274,20 @@ def test_a_stats_file_with_a_changed_byte_is_refused_by_default(tmp_path):
     with pytest.raises(ChecksumError, match="freq/0/counts"):
         LogStats.load(path)
     assert LogStats.load(path, verify="header").n_rows == s.n_rows  # still readable on request
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def test_pairs_and_counts_are_taken_as_features_are(tmp_path):
+    # features='a, b' was split and stripped, but pairs='a:b' was iterated character by character
+    # ("Got ('a',)"), a pair 'a: b' named ' b', and a NumPy integer min_count or threads (as read
+    # from a config array) was refused as 'not an int'
+    p = write(tmp_path / "l.csv", "a,b\n1,2\n1,2\n3,4\n")
+    want = mine(p, features=["a", "b"], pairs=[("a", "b")], min_count=2, threads=1)
+    for kw in (dict(pairs="a:b"), dict(pairs="a : b"), dict(pairs=["a: b"]), dict(pairs="a:b,b:a")):
+        s = mine(p, features="a, b", min_count=np.int64(2), threads=np.int32(1), **kw)
+        assert s.pairs == [("a", "b")] and s.min_count == 2 and s == want, kw
+    with pytest.raises(ConfigError, match="'min_count' parameter of mine"):
+        mine(p, features="a", min_count=np.float64(2))
+
