@@ -87,13 +87,16 @@ def _fetch(con, sql: str, progress, base: float, span: float):
     else:
         th = threading.Thread(target=run, daemon=True)
         th.start()
+        last = 0.0
         while th.is_alive():
             th.join(0.2)
             try:
-                pct = max(0.0, float(con.query_progress()))
+                pct = float(con.query_progress())
             except Exception:
-                pct = 0.0
-            progress(base + span * min(pct, 100.0) / 100.0, 100.0)
+                pct = -1.0
+            # -1 between a query's phases (and before it starts): the bar stays where it was
+            last = max(last, min(pct, 100.0))
+            progress(base + span * last / 100.0, 100.0)
     if "error" in out:
         raise out["error"]
     return out["table"]

@@ -291,3 +291,29 @@ def test_pairs_and_counts_are_taken_as_features_are(tmp_path):
     with pytest.raises(ConfigError, match="'min_count' parameter of mine"):
         mine(p, features="a", min_count=np.float64(2))
 
+
+def test_duckdb_progress_never_goes_back():
+    # DuckDB's query_progress() is -1 between a query's phases; the bar fell back to the job's start
+    import threading
+
+    from learned_hash.mining.duckdb_engine import _fetch
+
+    class Con:
+        def __init__(self):
+            self.polls = iter([-1.0, 40.0, -1.0, 30.0, 80.0, -1.0])
+            self.done = threading.Event()
+
+        def query_progress(self):
+            value = next(self.polls, None)
+            if value is None:
+                self.done.set()
+                return -1.0
+            return value
+
+        def sql(self, sql):
+            self.done.wait(10)
+            return type("Rel", (), {"to_arrow_table": lambda self: "table"})()
+
+    seen = []
+    assert _fetch(Con(), "SELECT 1", lambda done, total: seen.append(done), 50.0, 50.0) == "table"
+    assert seen and seen == sorted(seen) and max(seen) == 90.0, seen
