@@ -31,6 +31,7 @@ _LAZY = {
     "SweepConfig": "analysis.ctr.sweep",
     "SweepResult": "analysis.ctr.sweep",
     "run_sweep": "analysis.ctr.sweep",
+    "load_sweep_data": "analysis.ctr.sweep",
     "write_report": "analysis.ctr.report",
 }
 

@@ -480,3 +480,10 @@ def test_html_report_intro_holds_no_markdown_table_line():
     paragraphs = re.findall(r"<p>(.*?)</p>", to_html(results), flags=re.S)
     assert not any(p.lstrip().startswith("|") for p in paragraphs), paragraphs
     assert any(p.startswith("Rows: train 80") for p in paragraphs) and any(p.startswith("Budgets are") for p in paragraphs)
+
+
+def test_load_sweep_data_is_exported_beside_run_sweep():
+    import analysis.ctr as ctr
+    from analysis.ctr.sweep import load_sweep_data
+
+    assert ctr.load_sweep_data is load_sweep_data and "load_sweep_data" in dir(ctr)
