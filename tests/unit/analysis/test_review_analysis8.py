@@ -487,3 +487,21 @@ def test_load_sweep_data_is_exported_beside_run_sweep():
     from analysis.ctr.sweep import load_sweep_data
 
     assert ctr.load_sweep_data is load_sweep_data and "load_sweep_data" in dir(ctr)
+
+
+# --------------------------------------------------------------------------- metrics against scikit-learn
+
+
+def test_auc_and_logloss_equal_scikit_learns_values():
+    # Literal values from scikit-learn 1.9.1 (roc_auc_score, log_loss) on these rows; scikit-learn
+    # is not a dependency, so they are written down. AUC: 6 positives x 6 negatives, 23.5 pairs won
+    # (ties count half) -> 23.5 / 36. Every probability is inside [1e-7, 1 - 1e-7], where this
+    # logloss and scikit-learn's (which clips at float64's eps) agree; outside it they differ by
+    # design (README: clip at 1e-7).
+    from analysis.ctr.metrics import auc, logloss
+
+    y = [0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0]
+    s = [0.2, 0.2, 0.9, 0.5, 0.5, 0.5, 0.1, 0.7, 0.7, 0.3, 0.2, 0.0]
+    p = [0.1, 0.6, 0.999, 0.4, 0.5, 0.5, 1e-3, 0.7, 0.65, 0.3, 0.25, 2e-7]
+    assert auc(y, s) == pytest.approx(0.6527777777777778, abs=1e-15) == 23.5 / 36
+    assert logloss(y, p) == pytest.approx(0.5426726299050102, rel=1e-14)
