@@ -497,7 +497,7 @@ def test_auc_and_logloss_equal_scikit_learns_values():
     # is not a dependency, so they are written down. AUC: 6 positives x 6 negatives, 23.5 pairs won
     # (ties count half) -> 23.5 / 36. Every probability is inside [1e-7, 1 - 1e-7], where this
     # logloss and scikit-learn's (which clips at float64's eps) agree; outside it they differ by
-    # design (README: clip at 1e-7).
+    # design (analysis/ctr/metrics.py clips at 1e-7).
     from analysis.ctr.metrics import auc, logloss
 
     y = [0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0]
