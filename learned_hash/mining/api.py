@@ -158,6 +158,24 @@ def _check_case(src: LogSource, schema: LogSchema) -> None:
         )
 
 
+def _bad_header(src: LogSource, exc: Exception) -> ConfigError:
+    """The error for a CSV header line that does not parse, naming its file."""
+    import pyarrow as pa
+
+    where = src.paths[0]
+    for path in src.paths:
+        try:
+            src._csv_header(path)
+        except pa.ArrowInvalid:
+            where = path
+            break
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(
+        f"Cannot parse the header line of the CSV log {where!r} ({first}). A quote left open in it is one "
+        f"cause: fix the header, or check the format and delimiter."
+    )
+
+
 def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None) -> None:
     """Find the first malformed line with the Python reader and raise its BadLineError.
 
@@ -327,6 +345,9 @@ def mine(
             f"them in several calls, each feature with the features it is paired with."
         )
     pair_list = _pairs(pairs, feats)
+    import pyarrow as pa
+
+    src = None
     try:
         src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
         schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
@@ -335,6 +356,10 @@ def mine(
         _check_case(src, schema)
     except ConfigError as exc:
         raise _own(exc)
+    except pa.ArrowInvalid as exc:  # a CSV header line Arrow cannot parse (a quote left open)
+        if src is None or src.format != "csv":
+            raise
+        raise _bad_header(src, exc) from None
     plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds),
                       **_id_types(src, schema, kinds))
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}

@@ -317,3 +317,16 @@ def test_duckdb_progress_never_goes_back():
     seen = []
     assert _fetch(Con(), "SELECT 1", lambda done, total: seen.append(done), 50.0, 50.0) == "table"
     assert seen and seen == sorted(seen) and max(seen) == 90.0, seen
+
+
+def test_a_csv_header_that_does_not_parse_is_a_clear_error(tmp_path, capsys):
+    # a quote left open in the header line: a raw ArrowInvalid ('Empty CSV file or block'), which
+    # the CLI printed as an 'unexpected' error
+    from embcompress.cli.main import main
+
+    p = write(tmp_path / "h.csv", 'a,"b\nc"\n1,2\n')
+    with pytest.raises(ConfigError, match="(?s)header.*h.csv.*quote"):
+        mine(p, features=["a"])
+    with pytest.raises(SystemExit) as exc:
+        main(["mine", str(p), "--features", "a", "--out", str(tmp_path / "s.stats"), "--quiet"])
+    assert exc.value.code == 1 and "unexpected" not in capsys.readouterr().err
