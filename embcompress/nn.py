@@ -22,7 +22,8 @@ had; the state dict's metadata records the records' format, dim and block size, 
 another format are refused; a state dict of the model as trained, with a float ``weight`` of
 the table's shape where the ``nn.EmbeddingBag`` was, loads that table compressed to the module's
 format, block size and scale mode, as :meth:`MXEmbeddingBag.from_embedding_bag` would; a weight
-of another shape, such as a full-size table to fold with ``embcompress.export``, is left unexpected),
+of another shape, such as a full-size table to fold with ``embcompress.export``, or one given to a
+module over a table file whose rows ``reorder_rows`` reordered, is left unexpected),
 and a ``torch.export`` program of the module, saved with
 ``torch.export.save``, runs in another process after ``import embcompress.nn`` (which registers
 the ops) and ``torch.export.load``, with the same outputs. Pickling and ``copy.deepcopy`` carry
@@ -274,6 +275,14 @@ def _id_map_tensors(id_map: IdMap) -> dict[str, Tensor]:
 _OWN_MAP = type("_OwnMap", (), {"__repr__": lambda self: "<the source's id map>"})()
 
 
+def _reordered(source) -> bool:
+    """Whether ``source`` is an opened table file whose rows reorder_rows put in co-access order
+    (its ``row_order`` section): its rows are not the trained table's, in order."""
+    header = getattr(source, "header", None)
+    sections = header.get("sections") if isinstance(header, dict) else None
+    return isinstance(sections, list) and any(isinstance(s, dict) and s.get("name") == "row_order" for s in sections)
+
+
 def _check_source(source, owner: str):
     if isinstance(source, QuantizedTable) or hasattr(source, "table") and isinstance(source.table, QuantizedTable):
         return source if isinstance(source, QuantizedTable) else source.table
@@ -314,6 +323,7 @@ class MXEmbeddingBag(nn.Module):
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise param_error("n_threads", owner, "be a positive int or None", n_threads)
         table = _check_source(source, owner)
+        self._reordered = _reordered(source)
         if id_map is _OWN_MAP:
             # an opened table file or a TieredStore serves raw ids through the map it holds, as
             # from_file does (else ids below the row count were served as rows, silently)
@@ -406,10 +416,11 @@ class MXEmbeddingBag(nn.Module):
         weight = state_dict.get(prefix + "weight")
         trained = None
         if (self.records is not None and prefix + "records" not in state_dict and isinstance(weight, Tensor)
-                and not weight.is_meta and weight.is_floating_point()
+                and not weight.is_meta and weight.is_floating_point() and not getattr(self, "_reordered", False)
                 and tuple(weight.shape) == (self.num_embeddings, self.embedding_dim)):
             # The state dict of the model as trained, an nn.EmbeddingBag (or nn.Embedding) here:
-            # its float table, compressed as this module's (format, block size, scale mode).
+            # its float table, compressed as this module's (format, block size, scale mode). Not
+            # into a reordered file's rows: they are in co-access order, the weight in the original.
             from .formats import quantize
 
             t = self.source
@@ -487,7 +498,9 @@ class MXEmbeddingBag(nn.Module):
             mode = recorded if isinstance(recorded, str) and recorded in MODES else "mean"
         if include_last_offset is None:
             include_last_offset = inputs.get("include_last_offset") is True
-        return cls(t.table, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)
+        bag = cls(t.table, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)
+        bag._reordered = _reordered(t)
+        return bag
 
     @classmethod
     def from_embedding_bag(cls, emb: nn.Module, fmt: str, id_map=None, *, block_size: int | None = None,

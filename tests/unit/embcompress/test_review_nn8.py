@@ -280,3 +280,24 @@ def test_from_embedding_bag_refusing_an_option_names_a_fix_for_a_trained_bag(opt
             torch.embedding_renorm_(emb.weight, torch.arange(10), emb.max_norm, emb.norm_type)
         emb.max_norm = None
         assert torch.allclose(MXEmbeddingBag.from_embedding_bag(emb, "fp32")(ids, offsets), expected, atol=1e-6)
+
+
+def test_a_reordered_table_file_does_not_take_a_trained_weight_in_the_original_row_order(backend, tmp_path):
+    # reorder_rows puts rows in co-access order (and renumbers the file's id map): a trained
+    # weight, in the original order, loaded into it would serve every id another id's row.
+    from embcompress.store import reorder_rows
+
+    torch.manual_seed(0)
+    trained = _Tower(nn.EmbeddingBag(40, 8, mode="sum"))
+    idm = embcompress.IdMap.from_arrays(np.arange(100, 140), np.arange(40), 40)
+    path = embcompress.write_table(tmp_path / "t.embc", embcompress.quantize(trained.bag.weight.detach().numpy(), "mxint8"),
+                                   id_map=idm)
+    moved = reorder_rows(path, tmp_path / "r.embc", clusters=np.random.default_rng(1).integers(0, 5, 40)).path
+    ids, offsets = torch.tensor([100, 105, 139, 120]), torch.tensor([0, 2])
+    for source in (lambda: MXEmbeddingBag.from_file(moved, mode="sum"), lambda: MXEmbeddingBag(embcompress.open_table(moved), mode="sum")):
+        served = _Tower(source())
+        expected = served.bag(ids, offsets)
+        result = served.load_state_dict(trained.state_dict(), strict=False)
+        assert result.unexpected_keys == ["bag.weight"]
+        assert torch.equal(served.bag(ids, offsets), expected)
+        assert torch.equal(expected, MXEmbeddingBag.from_file(path, mode="sum")(ids, offsets))
