@@ -209,9 +209,14 @@ def write_report(result, out_dir: str | os.PathLike) -> dict[str, Path]:
         raise param_error("result", "write_report", "be a SweepResult or the dict of its results.json", type(result).__name__)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": write_file_atomic(out / "results.json", json.dumps(results, indent=1, sort_keys=False) + "\n")}
-    paths["pareto"] = plot_pareto(results["summary"], out / "pareto.png",
-                                  title=f"{results['dataset']['name']}: total embedding bytes against test AUC")
-    paths["markdown"] = write_file_atomic(out / "report.md", to_markdown(results, plot="pareto.png"))
-    paths["html"] = write_file_atomic(out / "report.html", to_html(results, png=paths["pareto"].read_bytes()))
+    # The JSON and markdown are rendered and the plot (what fails, when anything does) is written
+    # atomically before the other files are replaced: a failed plot leaves the previous run's four.
+    text = json.dumps(results, indent=1, sort_keys=False) + "\n"
+    markdown = to_markdown(results, plot="pareto.png")
+    paths = {"pareto": plot_pareto(results["summary"], out / "pareto.png",
+                                   title=f"{results['dataset']['name']}: total embedding bytes against test AUC")}
+    page = to_html(results, png=paths["pareto"].read_bytes())
+    paths["results"] = write_file_atomic(out / "results.json", text)
+    paths["markdown"] = write_file_atomic(out / "report.md", markdown)
+    paths["html"] = write_file_atomic(out / "report.html", page)
     return paths

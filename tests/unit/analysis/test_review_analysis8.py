@@ -505,3 +505,28 @@ def test_auc_and_logloss_equal_scikit_learns_values():
     p = [0.1, 0.6, 0.999, 0.4, 0.5, 0.5, 1e-3, 0.7, 0.65, 0.3, 0.25, 2e-7]
     assert auc(y, s) == pytest.approx(0.6527777777777778, abs=1e-15) == 23.5 / 36
     assert logloss(y, p) == pytest.approx(0.5426726299050102, rel=1e-14)
+
+
+# --------------------------------------------------------------------------- report files
+
+
+def test_a_report_that_fails_to_render_replaces_none_of_the_previous_files(tmp_path, monkeypatch):
+    # results.json was replaced first, then the plot failed: the folder held the new results
+    # beside the previous run's report.md, report.html and pareto.png
+    import analysis.plots as plots
+    from analysis.ctr.report import write_report
+
+    results = json.loads((ROOT / "docs" / "results" / "frappe_sweep.json").read_text())
+    out = tmp_path / "report"
+    out.mkdir()
+    old = {name: f"previous {name}" for name in ("results.json", "report.md", "report.html", "pareto.png")}
+    for name, text in old.items():
+        (out / name).write_text(text)
+
+    def broken(*a, **k):
+        raise RuntimeError("no plot today")
+
+    monkeypatch.setattr(plots, "plot_pareto", broken)
+    with pytest.raises(RuntimeError, match="no plot today"):
+        write_report(results, out)
+    assert {p.name: p.read_text() for p in out.iterdir()} == old
