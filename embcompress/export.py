@@ -234,6 +234,8 @@ def export(
     tables: Sequence[str] | None = None,
     block_size: int | None = None,
     scale_mode: str = "floor",
+    mode: str | None = None,
+    include_last_offset: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Write every embedding table of ``model_or_state_dict`` to ``out_dir`` in format ``fmt``.
@@ -243,6 +245,12 @@ def export(
     ``fmt``, ``trained_shape``, ``shape``, ``bytes_before``, ``bytes_after``, ``compression``,
     ``qsnr_db`` and, for a folded table, ``qsnr_vs_trained_db``; the same list is written to
     ``out_dir/export.json``. ``progress(done_tables, total_tables)`` is called after each table.
+
+    ``mode`` ("sum", "mean", "max") and ``include_last_offset``: how the bags pool, recorded in
+    the files of tables whose module does not say (a state dict's, a parameter's), for
+    :meth:`MXEmbeddingBag.from_file <embcompress.nn.MXEmbeddingBag.from_file>`, which otherwise
+    serves them as ``nn.EmbeddingBag``'s defaults ("mean", False). An ``nn.EmbeddingBag``'s own
+    pooling is recorded as it is; told otherwise, export refuses.
     """
     from .formats import dequantize, get_format, quantize
     from .idmap import IdMap
@@ -251,10 +259,26 @@ def export(
     get_format(fmt)
     if out_dir is None:
         raise param_error("out_dir", _OWNER, "be a directory path", None)
+    if mode is not None and mode not in ("sum", "mean", "max"):
+        raise param_error("mode", _OWNER, "be 'sum', 'mean' or 'max' (how the bags pool) or None", mode)
+    if include_last_offset is not None and not isinstance(include_last_offset, bool):
+        raise param_error("include_last_offset", _OWNER, "be a bool or None", include_last_offset)
     raw, embs = _find(model_or_state_dict, tables)
     # How each bag pools, recorded in its file so MXEmbeddingBag.from_file serves it alike.
     pooling = {name: {"mode": m.mode, "include_last_offset": bool(m.include_last_offset)}
                for name, m in embs.items() if hasattr(m, "mode")}  # the nn.EmbeddingBag ones
+    told = {k: v for k, v in (("mode", mode), ("include_last_offset", include_last_offset)) if v is not None}
+    for name in raw:
+        own = pooling.get(name)
+        if own is None:
+            if told:
+                pooling[name] = dict(told)  # a state dict's table (or a parameter): as the caller says
+            continue
+        for key, value in told.items():
+            if own[key] != value:
+                raise param_error(key, _OWNER, f"match how the nn.EmbeddingBag of table {name!r} pools "
+                                  f"({key}={own[key]!r}), which is recorded as it is: leave {key} out",
+                                  value)
     # What torch applies at lookup and served lookups do not, recorded in the file and the report:
     # a bag's padding_idx (nn.Embedding's only stops the gradient: its lookups return that row as
     # any other) and max_norm (torch rescales looked-up rows longer than it; served rows are as stored).

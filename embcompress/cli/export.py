@@ -4,8 +4,10 @@ The state dict is read with torch.load(weights_only=True). Tables are the 2-D fl
 named '<...emb...>.weight' without a '.bias' beside them (or those named with --table); a
 'module.' (DistributedDataParallel) or '_orig_mod.' (torch.compile) prefix on every key is dropped. With --id-map NAME=FILE a table is
 stored with that id map, and a full-size table (one row per raw id) is first folded onto the
-map's rows, weighted by --frequencies NAME=FILE.npy (counts per id). Prints bytes before and
-after and the QSNR per table; writes export.json beside the table files.
+map's rows, weighted by --frequencies NAME=FILE.npy (counts per id). A state dict does not say
+how its bags pool: --mode sum|mean|max (and --include-last-offset) is recorded in each file for
+MXEmbeddingBag.from_file, which otherwise serves mean. Prints bytes before and after and the QSNR
+per table; writes export.json beside the table files.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import typer
 
 # The library parameter an error names -> the option that sets it (the CLI's main adds it to the message).
 FLAGS = {"id_maps": "--id-map", "frequencies": "--frequencies", "tables": "--table", "block_size": "--block-size",
-         "scale_mode": "--scale-mode", "out_dir": "--out-dir", "fmt": "--fmt"}
+         "scale_mode": "--scale-mode", "out_dir": "--out-dir", "fmt": "--fmt", "mode": "--mode",
+         "include_last_offset": "--include-last-offset"}
 
 
 def _pairs(values: list[str], option: str) -> dict[str, Path]:
@@ -63,6 +66,10 @@ def command(
     table: list[str] = typer.Option(None, "--table", help="Export only these tables (state-dict names, repeatable)."),
     block_size: int = typer.Option(None, "--block-size", help="Block size of MX/BDR formats (default: the format's)."),
     scale_mode: str = typer.Option("floor", "--scale-mode", help="floor (OCP) or mse."),
+    mode: str = typer.Option(None, "--mode", help="How the model's bags pool: sum, mean or max. Recorded in each "
+                             "file for MXEmbeddingBag.from_file (a state dict does not say; without it, mean)."),
+    include_last_offset: bool = typer.Option(False, "--include-last-offset",
+                                             help="The bags take offsets with a last entry len(ids) (recorded likewise)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     import torch
@@ -94,7 +101,8 @@ def command(
     freqs = {name: _load_counts(path) for name, path in _pairs(frequencies, "--frequencies").items()}
     with progress_bar("export", quiet=quiet) as bar:
         report = export(sd, fmt=fmt, id_maps=maps, frequencies=freqs, out_dir=out_dir, tables=table or None,
-                        block_size=block_size, scale_mode=scale_mode, progress=bar)
+                        block_size=block_size, scale_mode=scale_mode, mode=mode,
+                        include_last_offset=True if include_last_offset else None, progress=bar)
     typer.echo(f"{'table':<28} {'shape':>16} {'bytes before':>14} {'bytes after':>13} {'ratio':>7} {'QSNR dB':>8}")
     for e in report:
         shape = "x".join(map(str, e["shape"]))
@@ -102,3 +110,7 @@ def command(
         typer.echo(f"{e['name']:<28} {shape:>16} {e['bytes_before']:>14} {e['bytes_after']:>13} "
                    f"{e['compression']:>6.2f}x {e['qsnr_db']:>8.2f}{extra}")
     typer.echo(f"wrote {len(report)} table files and export.json to {out_dir}")
+    if mode is None:
+        typer.echo("note: a state dict does not say how its bags pool, so the files record no mode and "
+                   "MXEmbeddingBag.from_file serves them with mode='mean' unless given one. If the model's "
+                   "bags sum (or take the max), export with --mode sum (or --mode max).")

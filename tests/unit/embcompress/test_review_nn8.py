@@ -16,7 +16,7 @@ def _cli(argv, capsys):
     from embcompress.cli.main import main
 
     try:
-        code = main(argv)
+        code = main(argv) or 0
     except SystemExit as exc:
         code = exc.code
     return code, capsys.readouterr()
@@ -301,3 +301,32 @@ def test_a_reordered_table_file_does_not_take_a_trained_weight_in_the_original_r
         assert result.unexpected_keys == ["bag.weight"]
         assert torch.equal(served.bag(ids, offsets), expected)
         assert torch.equal(expected, MXEmbeddingBag.from_file(path, mode="sum")(ids, offsets))
+
+
+def test_export_of_a_state_dict_records_the_pooling_it_is_told(tmp_path, capsys, monkeypatch):
+    # A state dict does not say how its bags pool, so its files recorded nothing and
+    # MXEmbeddingBag.from_file served a DLRM's sum bags as means, silently: `embcompress export`
+    # (state dicts only) had no way to say it.
+    torch.manual_seed(0)
+    bag = nn.EmbeddingBag(20, 8, mode="sum", include_last_offset=True)
+    sd = {"emb_user.weight": bag.weight.detach().clone()}
+    report = embcompress.export(sd, fmt="fp32", out_dir=tmp_path / "lib", mode="sum", include_last_offset=True)
+    served = MXEmbeddingBag.from_file(report[0]["path"])
+    assert (served.mode, served.include_last_offset) == ("sum", True)
+    ids, offsets = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 2, 5])
+    with torch.no_grad():
+        assert torch.equal(served(ids, offsets), bag(ids, offsets))
+    # a module's own pooling is what it is: told otherwise, export refuses before writing
+    with pytest.raises(embcompress.ConfigError, match=r"'mode'.*'emb'.*'sum'"):
+        embcompress.export(nn.ModuleDict({"emb": bag}), fmt="fp32", out_dir=tmp_path / "no", mode="mean")
+    assert not (tmp_path / "no").exists()
+    with pytest.raises(embcompress.ConfigError, match=r"'mode'.*'sum', 'mean' or 'max'"):
+        embcompress.export(sd, fmt="fp32", out_dir=tmp_path / "no", mode="avg")
+    # the command: --mode, and without it a note saying what from_file will do
+    monkeypatch.chdir(tmp_path)
+    torch.save(sd, "sd.pt")
+    code, out = _cli(["export", "sd.pt", "--fmt", "fp32", "--out-dir", "cli", "--quiet", "--mode", "sum"], capsys)
+    assert code == 0, out.err
+    assert MXEmbeddingBag.from_file("cli/emb_user.embc").mode == "sum"
+    code, out = _cli(["export", "sd.pt", "--fmt", "fp32", "--out-dir", "cli2", "--quiet"], capsys)
+    assert code == 0 and "--mode" in out.out and "mean" in out.out, out
