@@ -172,6 +172,9 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     # names are matched exactly, as DuckDB (see jobs.text_columns) and the readers match them: a
     # Parquet log with columns 'X' and 'x' failed to load at all
     spark.conf.set("spark.sql.caseSensitive", "true")
+    # Parquet TIMESTAMP(NANOS) (pyarrow's timestamp[ns]), which Spark refuses to read otherwise: as
+    # the integer nanoseconds, whose order is the times' (a time is only ordered, never shown)
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     df, extra_bad = _load(spark, plan)
     _D = SparkDialect(latin1=_latin1(plan))
     df.createOrReplaceTempView(LOG_TABLE)
