@@ -2,7 +2,8 @@
 
 Methods (the names a sweep config uses):
 
-- ``full``: every id seen in training owns a row; unseen ids share one extra row.
+- ``full``: every id seen in training owns a row; unseen ids share one extra row (with a sweep's
+  ``full_min_count``, ids seen fewer times share it too).
 - ``hash``: the hashing trick (``learned_hash.fit_hash(method="hash")``).
 - ``frequency``: hot ids own rows, the rest hashed (``method="frequency"``).
 - ``qr``: quotient-remainder (Shi et al. 2020): an id is hashed into ``q * m`` slots and reads row
@@ -82,11 +83,14 @@ class FeatureMap:
         return self.table_bytes(fmt, dim) + self.map_bytes
 
 
-def full_map(feature: str, stats) -> FeatureMap:
-    """Every id of the training log owns a row; unseen ids share row ``n_ids``."""
+def full_map(feature: str, stats, min_count: int = 1) -> FeatureMap:
+    """Every id of the training log seen at least ``min_count`` times owns a row; the others and
+    unseen ids share row ``n_ids``. With ``min_count`` 1 that row is never trained (no training
+    id reads it); 2 trains it on the ids seen once, as a test's unseen ids are read."""
     from embcompress.idmap import IdMap
 
-    ids, _ = stats.frequencies(feature)
+    ids, counts = stats.frequencies(feature)
+    ids = ids[counts >= min_count]
     n = ids.size
     m = IdMap.from_arrays(ids, np.arange(n), n + 1, fallback_rows=[n])
     return FeatureMap(feature, "full", TableShape((n + 1,)), m, {"n_ids": int(n)})

@@ -135,6 +135,7 @@ class SweepConfig:
     requantize: tuple[tuple[str, str], ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
     min_vocab: int = 500
+    full_min_count: int = 1
     method_params: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)
     bootstrap: int = 1000
@@ -192,6 +193,9 @@ class SweepConfig:
                 raise param_error("seeds", owner, f"hold seeds in [0, {MAX_SEED}] (the id maps' seeds)", seed)
         if isinstance(self.min_vocab, bool) or not (isinstance(self.min_vocab, int) and self.min_vocab >= 1):
             raise param_error("min_vocab", owner, "be an integer >= 1", self.min_vocab)
+        if isinstance(self.full_min_count, bool) or not (isinstance(self.full_min_count, int) and self.full_min_count >= 1):
+            raise param_error("full_min_count", owner, "be an integer >= 1 (ids seen fewer times in training share the "
+                              "unseen-id row of a full table; 1 gives every training id a row)", self.full_min_count)
         if not (isinstance(self.bootstrap, int) and self.bootstrap >= 10):
             raise param_error("bootstrap", owner, "be an integer >= 10", self.bootstrap)
         if not isinstance(self.method_params, dict) or any(k not in METHODS for k in self.method_params):
@@ -451,7 +455,7 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
     compressed = splits.compressible(config.min_vocab)
     check_budgets(config, vocab, compressed)
     stats = train_stats(splits, compressed)
-    full_maps = {f: full_map(f, stats) for f in features}
+    full_maps = {f: full_map(f, stats, config.full_min_count) for f in features}
     dim = config.model.dim
     y_test = splits.test.label.astype(np.float64)
     specs = config.runs()
@@ -496,8 +500,9 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
                     if f not in compressed:
                         continue
                     if base == "learned_trained":
-                        n_ids = full_maps[f].info["n_ids"]
-                        trained[f] = full_model.embeddings[i][0].weight.detach().numpy()[:n_ids].copy()
+                        # each training id's trained row: its own, or the shared unseen-id row (full_min_count)
+                        rows = full_maps[f].index(stats.frequencies(f)[0])[:, 0]
+                        trained[f] = full_model.embeddings[i][0].weight.detach().numpy()[rows]
                     maps[f] = compressed_map(base, f, stats, plan.shares[f], dim=dim, fmt=fmt, seed=seed,
                                              params=params, trained_rows=trained.get(f))
                 tr = _encode(maps, splits.train, features)
