@@ -283,6 +283,17 @@ def _reordered(source) -> bool:
     return isinstance(sections, list) and any(isinstance(s, dict) and s.get("name") == "row_order" for s in sections)
 
 
+def _recorded_pooling(source) -> tuple[str, bool]:
+    """``(mode, include_last_offset)`` an opened table file records (``embcompress.export`` writes
+    those of the ``nn.EmbeddingBag`` it exported), else ``nn.EmbeddingBag``'s defaults."""
+    header = getattr(source, "header", None)
+    inputs = header.get("inputs") if isinstance(header, dict) else None
+    inputs = inputs if isinstance(inputs, dict) else {}
+    recorded = inputs.get("mode")  # (free-form inputs: a list there is unhashable)
+    return (recorded if isinstance(recorded, str) and recorded in MODES else "mean",
+            inputs.get("include_last_offset") is True)
+
+
 def _check_source(source, owner: str):
     if isinstance(source, QuantizedTable) or hasattr(source, "table") and isinstance(source.table, QuantizedTable):
         return source if isinstance(source, QuantizedTable) else source.table
@@ -302,7 +313,9 @@ class MXEmbeddingBag(nn.Module):
     ``embcompress.export``, with its id map), :meth:`from_embedding_bag` (quantize a trained
     ``nn.EmbeddingBag``), or directly from a table or a row source (see the module docstring).
     ``id_map`` defaults to the source's own (an opened table file's, a ``TieredStore``'s), if it
-    holds one; ``id_map=None`` serves without one (ids are row numbers).
+    holds one; ``id_map=None`` serves without one (ids are row numbers). ``mode`` and
+    ``include_last_offset`` default to what an opened table file records, as in :meth:`from_file`,
+    else ``"mean"`` and ``False``.
 
     ``forward(input, offsets=None, per_sample_weights=None)`` takes raw ids (any integer tensor:
     1-D with ``offsets``, or 2-D ``(n_bags, bag_len)`` without) and returns ``(n_bags, dim)`` in
@@ -312,10 +325,15 @@ class MXEmbeddingBag(nn.Module):
     gradients are not supported.
     """
 
-    def __init__(self, source, *, id_map=_OWN_MAP, mode: str = "mean", include_last_offset: bool = False,
+    def __init__(self, source, *, id_map=_OWN_MAP, mode: str | None = None, include_last_offset: bool | None = None,
                  n_threads: int | None = None):
         super().__init__()
         owner = "MXEmbeddingBag"
+        recorded_mode, recorded_last = _recorded_pooling(source)
+        if mode is None:
+            mode = recorded_mode
+        if include_last_offset is None:
+            include_last_offset = recorded_last
         if mode not in MODES:
             raise param_error("mode", owner, "be 'sum', 'mean' or 'max'", mode)
         if not isinstance(include_last_offset, bool):
@@ -491,16 +509,7 @@ class MXEmbeddingBag(nn.Module):
         from .tablefile import open_table
 
         t = open_table(path, mmap=mmap, verify=verify)
-        inputs = t.header.get("inputs")
-        inputs = inputs if isinstance(inputs, dict) else {}
-        if mode is None:
-            recorded = inputs.get("mode")  # (free-form inputs: a list there is unhashable)
-            mode = recorded if isinstance(recorded, str) and recorded in MODES else "mean"
-        if include_last_offset is None:
-            include_last_offset = inputs.get("include_last_offset") is True
-        bag = cls(t.table, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)
-        bag._reordered = _reordered(t)
-        return bag
+        return cls(t, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)
 
     @classmethod
     def from_embedding_bag(cls, emb: nn.Module, fmt: str, id_map=None, *, block_size: int | None = None,

@@ -330,3 +330,22 @@ def test_export_of_a_state_dict_records_the_pooling_it_is_told(tmp_path, capsys,
     assert MXEmbeddingBag.from_file("cli/emb_user.embc").mode == "sum"
     code, out = _cli(["export", "sd.pt", "--fmt", "fp32", "--out-dir", "cli2", "--quiet"], capsys)
     assert code == 0 and "--mode" in out.out and "mean" in out.out, out
+
+
+def test_an_opened_table_file_given_to_the_module_pools_as_its_file_records(tmp_path):
+    # from_file takes the recorded mode and include_last_offset; MXEmbeddingBag(open_table(path))
+    # took "mean" and False, serving an exported sum bag as a mean, silently.
+    torch.manual_seed(0)
+    bag = nn.EmbeddingBag(20, 8, mode="sum", include_last_offset=True)
+    (entry,) = embcompress.export(bag, fmt="fp32", out_dir=tmp_path)
+    opened = embcompress.open_table(entry["path"])
+    served = MXEmbeddingBag(opened)
+    assert (served.mode, served.include_last_offset) == ("sum", True)
+    ids, offsets = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 2, 5])
+    with torch.no_grad():
+        assert torch.equal(served(ids, offsets), bag(ids, offsets))
+    # what the caller says wins; a table with nothing recorded pools as nn.EmbeddingBag's defaults
+    told = MXEmbeddingBag(opened, mode="max", include_last_offset=False)
+    assert (told.mode, told.include_last_offset) == ("max", False)
+    plain = MXEmbeddingBag(opened.table)
+    assert (plain.mode, plain.include_last_offset) == ("mean", False)
