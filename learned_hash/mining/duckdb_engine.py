@@ -19,6 +19,10 @@ from learned_hash.logs import CRITEO_COLUMNS
 from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, sequence_sql, text_columns
 
 _D = DuckDBDialect()
+# The longest line DuckDB reads (its default, 2 MiB, rejected a long free-text value as if the line
+# were malformed; the readers and Spark read it). Equal to DuckDB's default buffer size, so the
+# buffers it reads a file in stay as they were.
+MAX_LINE_BYTES = 32 << 20
 
 
 def _list(paths) -> str:
@@ -62,6 +66,8 @@ def _scan(plan: MiningPlan, paths) -> str:
         # readers and Spark count as a bad line; an empty value is '' and the SQL takes it as missing
         "nullstr='\n'",
         "allow_quoted_nulls=false",
+        f"max_line_size={MAX_LINE_BYTES}",
+        f"buffer_size={MAX_LINE_BYTES}",
     ]
     if src.format == "criteo":
         opts += ["quote=''", "escape=''"]
@@ -100,6 +106,22 @@ def _fetch(con, sql: str, progress, base: float, span: float):
     if "error" in out:
         raise out["error"]
     return out["table"]
+
+
+def _refuse_long_lines(con, names: dict) -> None:
+    """A ConfigError for a line DuckDB rejected as too long: it is no malformed line, so neither
+    skipped nor blamed on the log. ``names``: the path DuckDB read -> the log's own path."""
+    long = con.execute(
+        "SELECT s.file_path, e.line FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) "
+        "WHERE e.error_type = 'LINE SIZE OVER MAXIMUM' ORDER BY s.file_path, e.line LIMIT 1"
+    ).fetchall()
+    if long:
+        path, line = long[0]
+        path = names.get(path, path)
+        raise ConfigError(
+            f"The log {path!r} has a line longer than DuckDB reads ({MAX_LINE_BYTES >> 20} MiB), line {line}. "
+            f"Mine it with engine='spark' (no such limit), or leave the long values out of the log."
+        )
 
 
 def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | None = None,
@@ -149,6 +171,7 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             counts = _fetch(con, counts_sql(plan, _D), progress, 0.0, span)
             rejected = 0
             if plan.text:
+                _refuse_long_lines(con, dict(zip(paths, plan.source.paths)))
                 # an empty line before a blank one comes back in the same csv_line ('\n  '): blank too
                 rejected = con.execute(
                     "SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors "
