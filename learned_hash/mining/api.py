@@ -159,17 +159,22 @@ def _check_case(src: LogSource, schema: LogSchema) -> None:
 
 
 def _bad_header(src: LogSource, exc: Exception) -> ConfigError:
-    """The error for a CSV header line that does not parse, naming its file."""
+    """The error for a CSV header line that does not parse (or is not UTF-8), naming its file."""
     import pyarrow as pa
 
     where = src.paths[0]
     for path in src.paths:
         try:
             src._csv_header(path)
-        except pa.ArrowInvalid:
+        except (pa.ArrowInvalid, UnicodeDecodeError):
             where = path
             break
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, UnicodeDecodeError):
+        return ConfigError(
+            f"The CSV log {where!r} is not UTF-8 text ({first}); a log saved as UTF-16 is one cause. "
+            f"Re-encode it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)."
+        )
     return ConfigError(
         f"Cannot parse the header line of the CSV log {where!r} ({first}). A quote left open in it is one "
         f"cause: fix the header, or check the format and delimiter."
@@ -356,7 +361,7 @@ def mine(
         _check_case(src, schema)
     except ConfigError as exc:
         raise _own(exc)
-    except pa.ArrowInvalid as exc:  # a CSV header line Arrow cannot parse (a quote left open)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:  # a CSV header line that does not parse
         if src is None or src.format != "csv":
             raise
         raise _bad_header(src, exc) from None

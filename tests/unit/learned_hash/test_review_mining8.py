@@ -338,6 +338,12 @@ def test_a_csv_header_that_does_not_parse_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["mine", str(p), "--features", "a", "--out", str(tmp_path / "s.stats"), "--quiet"])
     assert exc.value.code == 1 and "unexpected" not in capsys.readouterr().err
+    # a log saved as UTF-16 (Excel's 'Unicode text'): a raw UnicodeDecodeError
+    (tmp_path / "logs").mkdir()
+    write(tmp_path / "logs" / "a.csv", "a,b\n1,2\n")
+    write(tmp_path / "logs" / "b.csv", "a,b\n1,2\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match="(?s)b.csv.*not UTF-8.*Re-encode"):
+        mine(tmp_path / "logs", features=["a"], format="csv")
 
 
 def test_long_csv_lines_on_duckdb(tmp_path):
