@@ -23,11 +23,10 @@ another format are refused; a state dict of the model as trained, with a float `
 the table's shape where the ``nn.EmbeddingBag`` was, loads that table compressed to the module's
 format, block size and scale mode, as :meth:`MXEmbeddingBag.from_embedding_bag` would; a weight
 of another shape, such as a full-size table to fold with ``embcompress.export``, or one given to a
-module over a table file whose rows ``reorder_rows`` reordered, is left unexpected),
-and a ``torch.export`` program of the module, saved with
-``torch.export.save``, runs in another process after ``import embcompress.nn`` (which registers
-the ops) and ``torch.export.load``, with the same outputs. Pickling and ``copy.deepcopy`` carry
-the table and the id map once, as these buffers.
+module over a table file whose rows ``reorder_rows`` reordered, is left unexpected), and a
+``torch.export`` program of the module, saved with ``torch.export.save``, runs in another process
+after ``import embcompress.nn`` (which registers the ops) and ``torch.export.load``, with the same
+outputs. Pickling and ``copy.deepcopy`` carry the table and the id map once, as these buffers.
 
 Row sources
 -----------
@@ -46,8 +45,9 @@ file, a DRAM cache and statistics: nothing a tensor can hold) is called through
 module, so a program exported from such a module runs only in that process, and while the source
 lives (the module holds it; the registry does not: a source is freed with the last module over it,
 its TieredStore's file, DRAM tier and threads too); elsewhere it raises an error saying so. A copy
-or an unpickled module (where its source can be pickled) registers its own source. To serve a store in another process, build the module over the store there;
-to ship one portable program, export a module over the in-memory table
+or an unpickled module (where its source can be pickled) registers its own source. To serve a
+store in another process, build the module over the store there; to ship one portable program,
+export a module over the in-memory table
 (``MXEmbeddingBag.from_file``). Keys are random 62-bit numbers, so a program loaded in another
 process never reaches a source registered there by chance.
 """
