@@ -38,7 +38,23 @@ FLAGS = {"source": "LOGS", "features": "--features", "label": "--label", "pairs"
          "delimiter": "--delimiter", "fields": "--fields", "field_map": "--fields", "sequence_key": "--sequence-key",
          "time_key": "--time-key", "engine": "--engine", "spark_master": "--spark-master",
          "memory_limit": "--memory-limit", "threads": "--threads", "min_count": "--min-count",
-         "on_bad_line": "--on-bad-line"}
+         "on_bad_line": "--on-bad-line", "kinds": "--kind"}
+
+
+KINDS = ("int", "string", "hex32")
+
+
+def _kinds(items: list[str]) -> dict[str, str]:
+    """--kind COL=KIND items as mine's kinds (an id column's kind; a time column's is found)."""
+    out = {}
+    for item in items:
+        col, sep, kind = item.partition("=")
+        if not sep or not col.strip() or kind.strip() not in KINDS:
+            err = ConfigError(f"The 'kinds' parameter of mine takes COL=KIND with KIND one of {KINDS}. Got {item!r} instead.")
+            err.param = "kinds"
+            raise err
+        out[col.strip()] = kind.strip()
+    return out
 
 
 def feature_line(stats, feature: str) -> str:
@@ -57,6 +73,8 @@ def command(
     fields: str = typer.Option(None, "--fields", help="libFM field names in line order, comma-separated."),
     sequence_key: str = typer.Option(None, "--sequence-key", help="Session/user column: count consecutive ids."),
     time_key: str = typer.Option(None, "--time-key", help="Time column ordering a session's rows."),
+    kind: list[str] = typer.Option([], "--kind", help="COL=KIND: read a column as int, string or hex32 "
+                                   "(default: from its first lines); repeatable."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb | spark"),
     spark_master: str = typer.Option("local[2]", "--spark-master", help="Spark master: local[N] or sc://host:port."),
     memory_limit: str = typer.Option(None, "--memory-limit", help="Engine memory cap, e.g. 4GB (DuckDB spills beyond it)."),
@@ -83,13 +101,14 @@ def command(
             f"The '--out' parameter of mine names {str(out)!r}, which is one of the logs to mine: the "
             f"stats file would replace it. Pass another --out."
         )
+    kinds = _kinds(kind)
     bar = Bar("mine", enabled=not quiet)
     try:
         stats = mine(
             [str(p) for p in logs], features=features, label=label, pairs=pair, format=format,
             delimiter=delimiter, fields=fields.split(",") if fields else None, sequence_key=sequence_key,
             time_key=time_key, engine=engine, spark_master=spark_master, memory_limit=memory_limit,
-            threads=threads, min_count=min_count, on_bad_line=on_bad_line, progress=bar,
+            threads=threads, min_count=min_count, on_bad_line=on_bad_line, kinds=kinds, progress=bar,
         )
     finally:
         bar.close()

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from embcompress.errors import ConfigError
-from learned_hash.logs import FORMATS, ON_BAD_LINE, LogReader, LogSchema, LogSource, _parquet_schema, infer_kinds
+from learned_hash.logs import (FORMATS, ON_BAD_LINE, BadLineError, LogReader, LogSchema, LogSource, _parquet_schema,
+                                infer_kinds)
 
-from .jobs import MiningPlan, case_twins
+from .jobs import MiningPlan, case_twins, key_columns
 from .stats import LogStats
 
 ENGINES = ("duckdb", "spark")
@@ -189,8 +190,19 @@ def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None
     error to raise when the reader finds no bad line (the engine could not parse the file at all).
     """
     reader = LogReader(plan.source, plan.schema, on_bad_line="error", kinds=plan.kinds)
-    for _ in reader:
-        pass
+    try:
+        for _ in reader:
+            pass
+    except BadLineError as exc:
+        # a CSV id column read as numbers because its first lines are: a text value may be an id
+        guessed = [c for c in key_columns(plan) if plan.kinds[c] in ("int", "hex32") and c not in plan.schema.kinds]
+        if plan.source.format != "csv" or "does not parse as its column's kind" not in str(exc) or not guessed:
+            raise
+        raise BadLineError(
+            f"{exc} If a column of ids holds text (ids that are not numbers, or 'NA' for a missing "
+            f"value), read it as text: pass kinds={{{guessed[0]!r}: 'string'}} (on the command line: "
+            f"--kind {guessed[0]}=string); {guessed} were read as numbers from their first lines."
+        ) from None
     if unreadable is not None:
         raise unreadable
     raise ConfigError(

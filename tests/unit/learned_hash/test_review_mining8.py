@@ -361,3 +361,23 @@ def test_long_csv_lines_on_duckdb(tmp_path):
     for on_bad_line in ("error", "skip"):
         with pytest.raises(ConfigError, match="(?s)huge.csv.*longer than.*line 3.*engine='spark'"):
             mine(huge, features=["a"], on_bad_line=on_bad_line)
+
+
+def test_a_text_value_in_a_column_read_as_integers_names_the_kinds_fix(tmp_path, capsys):
+    # a CSV column whose first lines are integers is read as integers; a later text value ('NA',
+    # as R writes a missing value, or an alphanumeric id) was a bad line whose message named no
+    # way to read the column as text, and the command line had none (kinds= had no flag)
+    from embcompress.cli.main import main
+
+    p = write(tmp_path / "l.csv", "a,b\n1,x\n2,y\nNA,z\n3,z\n")
+    with pytest.raises(BadLineError, match=r"(?s)line 4.*kinds=\{'a': 'string'\}.*--kind a=string"):
+        mine(p, features=["a", "b"])
+    want = mine(p, features=["a", "b"], kinds={"a": "string"})
+    assert want.n_rows == 4 and want.bad_lines == 0
+    main(["mine", str(p), "--features", "a,b", "--kind", "a=string", "--out", str(tmp_path / "s.stats"), "--quiet"])
+    assert LogStats.load(tmp_path / "s.stats") == want
+    for bad in ("a", "a=text", "=string"):
+        with pytest.raises(SystemExit) as exc:
+            main(["mine", str(p), "--features", "a,b", "--kind", bad, "--out", str(tmp_path / "t.stats"), "--quiet"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and err.strip().endswith("(on the command line: --kind)"), err
