@@ -67,3 +67,15 @@ def test_a_sweep_with_full_min_count_trains_the_unseen_row_for_every_method():
 def test_full_min_count_is_an_integer_of_at_least_one(bad):
     with pytest.raises(ConfigError, match="full_min_count"):
         SweepConfig.from_dict(_tiny(full_min_count=bad))
+
+
+def test_readme_table_matches_the_committed_full_min2_results():
+    # the README's rows for full_min_count 2 are the mean AUCs of docs/results/*_full_min2_sweep.json
+    readme = (ROOT / "README.md").read_text()
+    for log, name in (("Criteo", "criteo"), ("TalkingData", "talkingdata")):
+        res = json.loads((ROOT / "docs" / "results" / f"{name}_full_min2_sweep.json").read_text())
+        assert res["config"]["full_min_count"] == 2 and len(res["runs"]) == 35
+        auc = {(r["method"], r["budget"]): r["auc"]["mean"] for r in res["summary"]}
+        cells = [auc[("full", None)]] + [auc[(m, b)] for b in (0.1, 0.02) for m in ("hash", "frequency", "learned")]
+        row = f"| {log} | 2 | " + " | ".join(f"{a:.4f}" for a in cells) + " |"
+        assert row in readme, row
