@@ -166,20 +166,23 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     spark = session(master, conf=conf, memory_limit=memory_limit, threads=threads)
     from .api import raise_first_bad_line
 
-    # Parse every field of a CSV line, so a line with too few or too many fields is flagged as
-    # corrupt even when the query reads only some columns (as DuckDB flags it).
-    spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
-    # names are matched exactly, as DuckDB (see jobs.text_columns) and the readers match them: a
-    # Parquet log with columns 'X' and 'x' failed to load at all
-    spark.conf.set("spark.sql.caseSensitive", "true")
-    # Parquet TIMESTAMP(NANOS) (pyarrow's timestamp[ns]), which Spark refuses to read otherwise: as
-    # the integer nanoseconds, whose order is the times' (a time is only ordered, never shown)
-    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-    df, extra_bad = _load(spark, plan)
-    _D = SparkDialect(latin1=_latin1(plan))
-    df.createOrReplaceTempView(LOG_TABLE)
+    # Settings of the session for this run only (it may be the caller's own, reused afterwards):
+    # - parse every field of a CSV line, so a line with too few or too many fields is flagged as
+    #   corrupt even when the query reads only some columns (as DuckDB flags it);
+    # - names are matched exactly, as DuckDB (see jobs.text_columns) and the readers match them: a
+    #   Parquet log with columns 'X' and 'x' failed to load at all;
+    # - Parquet TIMESTAMP(NANOS) (pyarrow's timestamp[ns]), which Spark refuses to read otherwise,
+    #   as the integer nanoseconds, whose order is the times' (a time is only ordered, never shown).
+    settings = {"spark.sql.csv.parser.columnPruning.enabled": "false", "spark.sql.caseSensitive": "true",
+                "spark.sql.legacy.parquet.nanosAsLong": "true"}
+    before = {k: spark.conf.get(k, None) for k in settings}
     n_jobs = 1 + len(plan.sequence_jobs)
     try:
+        for k, v in settings.items():
+            spark.conf.set(k, v)
+        df, extra_bad = _load(spark, plan)
+        _D = SparkDialect(latin1=_latin1(plan))
+        df.createOrReplaceTempView(LOG_TABLE)
         counts = spark.sql(counts_sql(plan, _D, extra_bad=extra_bad)).toArrow()
         if progress is not None:
             progress(100.0 / n_jobs, 100.0)
@@ -198,6 +201,11 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
         raise
     finally:
         spark.catalog.dropTempView(LOG_TABLE)
+        for k, v in before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
     stats, nbad = collect(plan, counts, seqs, engine="spark", source=source)
     if nbad and plan.on_bad_line == "error":
         raise_first_bad_line(plan)

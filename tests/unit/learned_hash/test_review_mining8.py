@@ -176,12 +176,17 @@ def spark_cases(tmp_path):
 @pytest.mark.spark
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_agrees_with_the_readers_and_duckdb(spark, tmp_path):
+    # the session may be the caller's: the settings a run needs are its own (caseSensitive stayed
+    # on, changing how the caller's later queries resolve names)
+    keys = ("spark.sql.caseSensitive", "spark.sql.legacy.parquet.nanosAsLong", "spark.sql.csv.parser.columnPruning.enabled")
+    before = {k: spark.conf.get(k, None) for k in keys}
     for path, kw in spark_cases(tmp_path):
         expected = by_reader(path, **kw)
         on_spark = mine(path, engine="spark", **kw)
         assert_unique(on_spark)
         assert on_spark == expected, (path, kw)
         assert on_spark.bad_lines == expected.bad_lines == mine(path, **kw).bad_lines, (path, kw)
+        assert {k: spark.conf.get(k, None) for k in keys} == before
     # nanosecond times (Parquet TIMESTAMP(NANOS), as pyarrow writes timestamp[ns]): Spark refused
     # them with a raw AnalysisException; their order is the order of the integers
     pq.write_table(pa.table({"a": [1, 2, 3, 4], "s": [1, 1, 1, 1], "t": pa.array(
