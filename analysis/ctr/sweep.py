@@ -565,6 +565,9 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
         "features": features,
         "compressed": compressed,
         "vocab": vocab,
+        # read the full table's unseen-id row, untrained unless full_min_count > 1 (report findings)
+        "unseen_test_share": {f: float(np.mean(~np.isin(np.asarray(splits.test.column(f)), stats.frequencies(f)[0])))
+                              if splits.test.n_rows else 0.0 for f in compressed},
         "rows": {"train": splits.train.n_rows, "validation": splits.validation.n_rows, "test": splits.test.n_rows},
         "positive_rate_test": float(y_test.mean()),
     }

@@ -79,3 +79,19 @@ def test_readme_table_matches_the_committed_full_min2_results():
         cells = [auc[("full", None)]] + [auc[(m, b)] for b in (0.1, 0.02) for m in ("hash", "frequency", "learned")]
         row = f"| {log} | 2 | " + " | ".join(f"{a:.4f}" for a in cells) + " |"
         assert row in readme, row
+
+
+def test_findings_say_when_the_full_baseline_reads_an_untrained_row():
+    from analysis.ctr.report import findings
+
+    d = _tiny(methods=["full", "hash"], extra=[], requantize=[], seeds=[0])
+    res = run_sweep(SweepConfig.from_dict(d))
+    out = res.to_dict()
+    shares = out["dataset"]["unseen_test_share"]
+    assert set(shares) == set(out["dataset"]["compressed"]) and all(0 <= v < 0.05 for v in shares.values())
+    assert not any(f.startswith("full baseline") for f in findings(out))  # few unseen ids: nothing to say
+    out["dataset"]["unseen_test_share"] = {"user": 0.02, "item": 0.25}
+    said = [f for f in findings(out) if f.startswith("full baseline")]
+    assert len(said) == 1 and "25% of the test lookups of item" in said[0] and '"full_min_count": 2' in said[0]
+    out["config"]["full_min_count"] = 2  # the row is trained: nothing to say
+    assert not any(f.startswith("full baseline") for f in findings(out))
