@@ -20,6 +20,9 @@ import typer
 
 from ..errors import BackendUnavailableError
 
+# run_demo's parameters -> the flags that set them (embcompress.cli.main names the flag in an error)
+FLAGS = {"seed": "--seed", "data": "--data", "out_dir": "--out"}
+
 
 def command(
     data: Path = typer.Option(None, "--data", help="A real log instead of the synthetic one: Frappe folder, Criteo TSV, TalkingData CSV."),

@@ -118,3 +118,9 @@ def test_cli_errors_name_the_flag_to_change(stats_file, tmp_path, capsys, args, 
         main(["fit-hash", str(path), "-f", "a", *args, "--out-dir", str(tmp_path / "maps"), "--quiet"])
     err = capsys.readouterr().err
     assert exc.value.code == 1 and f"(on the command line: {flag})" in err, err
+
+
+def test_demo_errors_name_the_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--seed", "-1", "--quick", "--quiet"])
+    assert exc.value.code == 1 and "(on the command line: --seed)" in capsys.readouterr().err
