@@ -195,12 +195,15 @@ def fit_hash(
                 stats.sequence_counts(feature)  # refuses stats mined without a session key
     max_mapped = _check_int(max_mapped_ids, "max_mapped_ids", 0)
     budget = ids.size if max_mapped is None else min(max_mapped, ids.size)
+    # a refit by the same method keeps the hot count, so the cold list keeps its length and hashed
+    # ids their rows; and the previous map's seed, which the fallback hash is keyed on
+    keep_hot = hot_rows is None and previous is not None and method != "hash" and previous.config.get("method") == method
+    hash_seed = seed if previous is None else previous.seed
     if method == "hash":
         if hot_rows not in (None, 0):
             raise param_error("hot_rows", "fit_hash", "be None or 0 with method='hash' (the hashing trick has no hot rows)", hot_rows)
         n_hot = 0
-    elif hot_rows is None and previous is not None and previous.config.get("method") == method:
-        # a refit keeps the hot count, so the cold list keeps its length and hashed ids their rows
+    elif keep_hot:
         n_hot = min(n_rows - previous.n_fallback_rows, budget)
     elif hot_rows is None:
         n_hot = min(choose_hot_rows(counts, n_rows), budget)
@@ -208,12 +211,13 @@ def fit_hash(
         n_hot = min(_check_int(hot_rows, "hot_rows", 0, n_rows - 1), budget)
     inputs = {"stats": stats.source, "stats_rows": stats.n_rows, "feature": feature, "previous": previous is not None}
     config = {"method": method, "feature": feature, "n_rows": n_rows, "seed": seed,
-              "hot_rows": n_hot, "hot_rows_rule": _hot_rows_rule(hot_rows, previous, method),
+              "hot_rows": n_hot, "hot_rows_rule": "given" if hot_rows is not None else "the previous map's" if keep_hot
+              else "count * n_rows >= total, <= n_rows / 2",
               "max_mapped_ids": max_mapped}
     meta = {"ids_seen": int(ids.size), "accesses": int(counts.sum()), "hot_ids": n_hot}
 
     if method == "hash":
-        idmap = hash_map(n_rows, seed=seed, config=config, inputs=inputs)
+        idmap = hash_map(n_rows, seed=hash_seed, config=config, inputs=inputs)
         mapped_ids, prop = np.zeros(0, np.int64), np.zeros(0, np.int64)
     elif method == "frequency":
         mapped_ids, prop = ids[:n_hot], np.arange(n_hot)
@@ -231,8 +235,6 @@ def fit_hash(
         if method == "frequency" and previous is None:
             idmap = frequency_map(mapped_ids, n_rows, hot_rows=n_hot, seed=seed, config=config, inputs=inputs)
         else:
-            # a refit hashes with the previous map's seed: unstored ids keep their positions
-            hash_seed = seed if previous is None else previous.seed
             idmap = IdMap.from_arrays(mapped_ids, rows, n_rows, fallback_rows=cold, seed=hash_seed,
                                       config=config, inputs=inputs)
     meta["mapped_ids"] = idmap.n_mapped
@@ -243,14 +245,6 @@ def fit_hash(
         meta["previous_mapped_ids"] = previous.n_mapped
     idmap.meta.update(meta)
     return idmap
-
-
-def _hot_rows_rule(hot_rows, previous, method) -> str:
-    if hot_rows is not None:
-        return "given"
-    if previous is not None and previous.config.get("method") == method and method != "hash":
-        return "the previous map's"
-    return "count * n_rows >= total, <= n_rows / 2"
 
 
 def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding, partners,

@@ -123,3 +123,12 @@ def test_the_hot_row_rule_is_exact_for_counts_beyond_float64():
     assert choose_hot_rows(np.array([c, c, c]), 3) == 1  # all three tie at the average; half the rows cap it
     assert choose_hot_rows(np.array([c, c, c - 3]), 3) == 1
     assert choose_hot_rows(np.array([c, c - 1, c - 2]), 3) == 1  # c * 3 >= total only for the first
+
+
+def test_a_hashing_trick_refit_keeps_the_previous_seed(two_logs):
+    old_stats, new_stats = two_logs
+    first = fit_hash(old_stats, "item", 400, method="hash", seed=3)
+    refit = fit_hash(new_stats, "item", 400, method="hash", seed=9, previous=first)
+    probe = np.arange(-1000, 1000, dtype=np.int64)
+    assert refit.seed == 3 and refit.meta["moved_seen_ids"] == 0
+    np.testing.assert_array_equal(refit.lookup(probe), first.lookup(probe))
