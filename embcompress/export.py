@@ -133,15 +133,24 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
     elif isinstance(model_or_state_dict, Mapping):
         sd = _strip_wrapper_prefix(model_or_state_dict)
         if tables is None:
+            skipped = []
             for key, t in sd.items():
                 if not isinstance(key, str) or not key.endswith(".weight"):
                     continue
                 name = key[: -len(".weight")]
                 # a Linear layer's weight is 2-D float too, but has a bias beside it; a table never does
-                if f"{name}.bias" in sd:
+                if f"{name}.bias" in sd or not _is_table(t):
                     continue
-                if any("emb" in part.lower() for part in name.split(".")) and _is_table(t):
+                if any("emb" in part.lower() for part in name.split(".")):
                     found[name] = t
+                else:
+                    skipped.append(name)
+            if found and skipped:  # (with none found, the error below names tables=)
+                warnings.warn(
+                    f"export took the state dict's tables named '<...emb...>.weight' ({', '.join(found)}) and "
+                    f"left out these 2-D float weights without a bias, which may be tables or bias-free linear "
+                    f"layers: {', '.join(skipped)}. If any of them is an embedding table, name every table with "
+                    f"tables=[...] (--table).", UserWarning, stacklevel=3)
         else:
             for n in tables:
                 # (a name with the wrapper prefix, as the keys have it, is found too)

@@ -349,3 +349,20 @@ def test_an_opened_table_file_given_to_the_module_pools_as_its_file_records(tmp_
     assert (told.mode, told.include_last_offset) == ("max", False)
     plain = MXEmbeddingBag(opened.table)
     assert (plain.mode, plain.include_last_offset) == ("mean", False)
+
+
+def test_state_dict_export_warns_of_2d_weights_it_did_not_take(tmp_path):
+    # "user_table.weight" has no "emb" in its name: with "emb.item.weight" found it was skipped
+    # without a word, and the served model lacked a table
+    import warnings
+
+    from embcompress import export
+
+    sd = {"emb.item.weight": torch.randn(50, 16), "user_table.weight": torch.randn(40, 16),
+          "mlp.0.weight": torch.randn(8, 32), "mlp.0.bias": torch.randn(8)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = export(sd, fmt="mxint8", out_dir=tmp_path / "out", mode="sum")
+    assert [e["name"] for e in report] == ["emb.item"]
+    said = [str(w.message) for w in caught if "user_table" in str(w.message)]
+    assert len(said) == 1 and "tables=" in said[0] and "mlp.0" not in said[0]
