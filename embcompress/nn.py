@@ -284,10 +284,11 @@ def _reordered(source) -> bool:
 
 
 def _recorded_pooling(source) -> tuple[str, bool]:
-    """``(mode, include_last_offset)`` an opened table file records (``embcompress.export`` writes
-    those of the ``nn.EmbeddingBag`` it exported), else ``nn.EmbeddingBag``'s defaults."""
+    """``(mode, include_last_offset)`` an opened table file or a store over one records
+    (``embcompress.export`` writes those of the ``nn.EmbeddingBag`` it exported), else
+    ``nn.EmbeddingBag``'s defaults."""
     header = getattr(source, "header", None)
-    inputs = header.get("inputs") if isinstance(header, dict) else None
+    inputs = header.get("inputs") if isinstance(header, dict) else getattr(source, "inputs", None)
     inputs = inputs if isinstance(inputs, dict) else {}
     recorded = inputs.get("mode")  # (free-form inputs: a list there is unhashable)
     return (recorded if isinstance(recorded, str) and recorded in MODES else "mean",

@@ -174,6 +174,9 @@ class TieredStore:
             )
         self.fmt, self.shape, self.block_size, self.scale_mode = proto.fmt, (n_rows, dim), proto.block_size, proto.scale_mode
         self.spec, self.row_bytes = proto.spec, proto.row_bytes
+        # what the file records of how it was made (export: the bag's mode and include_last_offset,
+        # which MXEmbeddingBag over this store serves with, as over the opened file)
+        self.inputs = dict(art.inputs) if isinstance(art.inputs, dict) else {}
         table_bytes = n_rows * self.row_bytes
         if isinstance(dram_bytes, bool) or not isinstance(dram_bytes, (int, np.integer)):
             raise param_error("dram_bytes", _OWNER, "be an int number of bytes", dram_bytes)

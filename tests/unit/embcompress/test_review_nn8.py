@@ -366,3 +366,21 @@ def test_state_dict_export_warns_of_2d_weights_it_did_not_take(tmp_path):
     assert [e["name"] for e in report] == ["emb.item"]
     said = [str(w.message) for w in caught if "user_table" in str(w.message)]
     assert len(said) == 1 and "tables=" in said[0] and "mlp.0" not in said[0]
+
+
+def test_a_store_serves_with_the_pooling_its_file_records(tmp_path):
+    # MXEmbeddingBag(store) read no recorded pooling (a store had no header to read), so a table
+    # exported from a sum bag was served as a mean unless mode= was repeated
+    from embcompress.store import TieredStore
+
+    bag = torch.nn.EmbeddingBag(40, 8, mode="sum", include_last_offset=True)
+    embcompress.export(torch.nn.ModuleDict({"emb": bag}), fmt="mxint8", out_dir=tmp_path)
+    path = tmp_path / "emb.embc"
+    with TieredStore(path, dram_bytes=1024, policy="lru") as store:
+        served = MXEmbeddingBag(store)
+        assert (served.mode, served.include_last_offset) == ("sum", True)
+        assert (MXEmbeddingBag(store, mode="max").mode) == "max"  # told otherwise, as from_file
+    plain = tmp_path / "plain.embc"
+    embcompress.write_table(plain, embcompress.quantize(np.ones((4, 8), np.float32), "mxint8"))
+    with TieredStore(plain, dram_bytes=66, policy="lru") as store:
+        assert MXEmbeddingBag(store).mode == "mean"  # nothing recorded: nn.EmbeddingBag's default
