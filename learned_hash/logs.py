@@ -526,6 +526,8 @@ def _time_of(col, kind: str):
     import pyarrow.compute as pc
 
     t = col.type
+    if pa.types.is_timestamp(t) and t.unit == "ns":  # kept to the nanosecond, as DuckDB orders them
+        return col.cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False).astype("datetime64[ns]"), None
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return col.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[us]"), None
     if kind == "int" or pa.types.is_integer(t):  # integers order as integers, whatever the kind given (as in the engines)

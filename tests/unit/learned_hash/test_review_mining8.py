@@ -386,3 +386,25 @@ def test_a_text_value_in_a_column_read_as_integers_names_the_kinds_fix(tmp_path,
             main(["mine", str(p), "--features", "a,b", "--kind", bad, "--out", str(tmp_path / "t.stats"), "--quiet"])
         err = capsys.readouterr().err
         assert exc.value.code == 1 and err.strip().endswith("(on the command line: --kind)"), err
+
+
+def test_the_readers_order_sessions_by_nanosecond_parquet_times_as_duckdb_does(tmp_path):
+    # the engines mine Parquet TIMESTAMP(NANOS); the readers cast to microseconds and failed with a
+    # raw ArrowInvalid ("would lose data") on any time not a whole microsecond
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from learned_hash import LogStats
+    from learned_hash.logs import read_log
+    from learned_hash.mining import mine
+
+    ns = np.array([5, 1, 3, 2, 4, 1_000], dtype="datetime64[ns]")  # the first five within one microsecond
+    path = tmp_path / "ns.parquet"
+    pq.write_table(pa.table({"a": pa.array([10, 11, 12, 13, 14, 15], pa.int64()), "ts": pa.array(ns),
+                             "u": pa.array([1, 1, 1, 1, 1, 1], pa.int64())}), path)
+    cols = read_log(path, features=["a"], session_key="u", time_key="ts")
+    assert list(np.argsort(cols["ts"], kind="stable")) == [1, 3, 2, 4, 0, 5]
+    ours = LogStats.from_rows(cols, features=["a"], sequence_key="u", time_key="ts")
+    engine = mine(path, features=["a"], sequence_key="u", time_key="ts")
+    for x, y in zip(ours.sequence_counts("a"), engine.sequence_counts("a")):
+        np.testing.assert_array_equal(x, y)
