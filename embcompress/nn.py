@@ -315,8 +315,8 @@ class MXEmbeddingBag(nn.Module):
     ``nn.EmbeddingBag``), or directly from a table or a row source (see the module docstring).
     ``id_map`` defaults to the source's own (an opened table file's, a ``TieredStore``'s), if it
     holds one; ``id_map=None`` serves without one (ids are row numbers). ``mode`` and
-    ``include_last_offset`` default to what an opened table file records, as in :meth:`from_file`,
-    else ``"mean"`` and ``False``.
+    ``include_last_offset`` default to what an opened table file (or a store's) records, as in
+    :meth:`from_file`, else ``"mean"`` and ``False``.
 
     ``forward(input, offsets=None, per_sample_weights=None)`` takes raw ids (any integer tensor:
     1-D with ``offsets``, or 2-D ``(n_bags, bag_len)`` without) and returns ``(n_bags, dim)`` in
