@@ -69,9 +69,10 @@ def test_export_command(tmp_path, capsys):
     IdMap.from_arrays(np.arange(100), np.arange(100) % 10, 10).save(tmp_path / "u.idmap")
     np.save(tmp_path / "f.npy", np.arange(100))
     out_dir = tmp_path / "out"
-    code, out, err = run(["export", str(sd_path), "--fmt", "mxint8", "--out-dir", str(out_dir),
-                          "--id-map", f"emb_user={tmp_path / 'u.idmap'}", "--frequencies", f"emb_user={tmp_path / 'f.npy'}",
-                          "--quiet"], capsys)
+    with pytest.warns(UserWarning, match="left out .* fc"):  # fc.weight: 2-D, no bias, no "emb"
+        code, out, err = run(["export", str(sd_path), "--fmt", "mxint8", "--out-dir", str(out_dir),
+                              "--id-map", f"emb_user={tmp_path / 'u.idmap'}", "--frequencies", f"emb_user={tmp_path / 'f.npy'}",
+                              "--quiet"], capsys)
     assert code == 0, err
     assert "emb_user" in out and "emb_item" in out and "vs trained" in out and "fc" not in out.split("wrote")[0]
     report = json.loads((out_dir / "export.json").read_text())
