@@ -197,10 +197,16 @@ class LogSource:
             if not os.access(p, os.R_OK):
                 raise ConfigError(f"Cannot read the log {p!r}: permission denied. Make it readable.")
         if format is None:
-            exts = {Path(p).suffix.lower() for p in paths}
+            exts = sorted({_format_extension(p) for p in paths})
             guess = {".parquet": "parquet", ".csv": "csv", ".libfm": "libfm"}
-            if len(exts) == 1 and next(iter(exts)) in guess:
-                format = guess[next(iter(exts))]
+            if len(exts) == 1 and exts[0] in guess:
+                format = guess[exts[0]]
+            elif len(exts) > 1:
+                raise ConfigError(
+                    f"The 'format' parameter is needed: the log's files have the extensions "
+                    f"{', '.join(e or '(none)' for e in exts)} (e.g. {paths[0]!r}), which say no one format. "
+                    f"Pass one of {FORMATS}, or name files of one format only (a glob such as '*.csv')."
+                )
             else:
                 raise ConfigError(
                     f"The 'format' parameter is needed for {paths[0]!r} (its extension does not say). "
@@ -600,6 +606,18 @@ def _as_text(table):
             col = pc.if_else(pa.array(wrong), pa.scalar(b"", pa.binary()), col).cast(pa.string())
         cols.append(col)
     return pa.table(cols, names=table.column_names), bad
+
+
+# compressions a text log's name may add, which Arrow and the engines decompress by the extension
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+
+
+def _format_extension(path) -> str:
+    """The extension that tells a log's format: ``.csv`` for ``day_0.csv.gz`` too."""
+    p = Path(path)
+    if p.suffix.lower() in _COMPRESSED and Path(p.stem).suffix.lower() in (".csv", ".libfm"):
+        return Path(p.stem).suffix.lower()
+    return p.suffix.lower()
 
 
 def _open_text(path: str):

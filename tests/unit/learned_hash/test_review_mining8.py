@@ -408,3 +408,30 @@ def test_the_readers_order_sessions_by_nanosecond_parquet_times_as_duckdb_does(t
     engine = mine(path, features=["a"], sequence_key="u", time_key="ts")
     for x, y in zip(ours.sequence_counts("a"), engine.sequence_counts("a")):
         np.testing.assert_array_equal(x, y)
+
+
+def test_a_compressed_text_log_is_told_by_the_extension_under_its_compression(tmp_path):
+    # 'day_0.csv.gz' needed format='csv' though the readers and the engines read it; and a glob
+    # mixing extensions said the format was needed for the first file, "its extension does not say"
+    import gzip
+
+    from learned_hash.logs import read_log
+    from learned_hash.mining import mine
+
+    text = "a,b,y\n1,2,0\n1,3,1\n2,3,0\n"
+    (tmp_path / "log.csv").write_text(text)
+    with gzip.open(tmp_path / "log.csv.gz", "wt") as fh:
+        fh.write(text)
+    plain = mine(tmp_path / "log.csv", features=["a", "b"], label="y")
+    packed = mine(tmp_path / "log.csv.gz", features=["a", "b"], label="y")
+    for f in ("a", "b"):
+        for x, y in zip(plain.frequencies(f), packed.frequencies(f)):
+            np.testing.assert_array_equal(x, y)
+    assert read_log(tmp_path / "log.csv.gz", features=["a", "b"], label="y")["a"].tolist() == [1, 1, 2]
+    pq_path = tmp_path / "more.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1], "b": [2], "y": [0]}), pq_path)
+    with pytest.raises(ConfigError, match=r"'format' parameter.*\.csv.*\.parquet|'format' parameter.*\.parquet.*\.csv"):
+        read_log(str(tmp_path / "*"), features=["a", "b"], label="y")
