@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embcompress.container import write_file_atomic
+from embcompress.container import check_output_folder, write_file_atomic
 from embcompress.errors import ConfigError, param_error
 
 from .ctr.report import human_bytes
@@ -253,7 +253,7 @@ def run_demo(
     elif not isinstance(settings, DemoSettings):
         raise param_error("settings", "run_demo", "be a DemoSettings or None", type(settings).__name__)
     out = Path(out_dir).expanduser()
-    _check_out_dir(out)  # made only once the data are read and checked (a bad --data leaves nothing)
+    check_output_folder(out, "out_dir (--out)")  # made only once the data are read and checked (a bad --data leaves nothing)
     seed = int(seed)
 
     import torch
@@ -422,19 +422,6 @@ def _run(out: Path, data, seed: int, settings: DemoSettings, progress) -> DemoRe
     result = DemoResult(out, files["report"], rows, dataset, serving, seconds, settings, files)
     _write_json(out / "results.json", _results_dict(result, collisions, seed))
     return result
-
-
-def _check_out_dir(out: Path) -> None:
-    """Refuse an output folder that cannot be made or written, without making anything."""
-    chain = (out, *out.parents)
-    blocker = next((q for q in chain if q.exists() and not q.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"The output folder {str(out)!r} (--out) cannot be made: {str(blocker)!r} is a file. "
-                          f"Pass another out_dir (--out), or move the file away.")
-    existing = next((q for q in chain if q.exists()), None)
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"The output folder {str(out)!r} (--out) cannot be written: {str(existing)!r} is not writable. "
-                          f"Pass another out_dir (--out), or change the folder's permissions.")
 
 
 def _store_stats(store) -> dict:

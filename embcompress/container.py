@@ -187,6 +187,26 @@ def write_artifact(
     return write_file_atomic(path, write)
 
 
+def file_in_the_way(path) -> Path | None:
+    """The first of ``path`` and its parents that exists and is not a folder, if any."""
+    p = Path(path)
+    return next((q for q in (p, *p.parents) if q.exists() and not q.is_dir()), None)
+
+
+def check_output_folder(out: str | Path, name: str = "--out") -> None:
+    """Refuse an output folder that cannot be made or written, without making anything (so a run
+    stopped by bad input leaves no folder behind). ``name``: what sets it, for the fix."""
+    out = Path(out)
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise ConfigError(f"The output folder {str(out)!r} (--out) cannot be made: {str(blocker)!r} is a file. "
+                          f"Pass another {name}, or move the file away.")
+    existing = next((q for q in (out, *out.parents) if q.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"The output folder {str(out)!r} (--out) cannot be written: {str(existing)!r} is not writable. "
+                          f"Pass another {name}, or change the folder's permissions.")
+
+
 def write_file_atomic(path: str | Path, data) -> Path:
     """Write ``path`` through a temporary file in its directory, fsync, rename, then fsync the
     directory: a crash leaves the old file or the new one, never half of either. ``data`` is

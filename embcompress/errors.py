@@ -17,7 +17,9 @@ class EmbcompressError(Exception):
 class ConfigError(EmbcompressError, ValueError):
     """A parameter or input value is invalid (bad input: exit code 1)."""
 
-    param: str | None = None  # the library parameter at fault, when param_error built it (the CLI names its flag)
+    def __init__(self, *args, param: str | None = None):
+        super().__init__(*args)
+        self.param = param  # the library parameter at fault, if one (the CLI names the flag that sets it)
 
 
 class ArtifactError(EmbcompressError):
@@ -54,6 +56,4 @@ def param_error(param: str, owner: str, must: str, got: object) -> ConfigError:
     >>> str(param_error("block_size", "MXConfig", "be a multiple of 2", 31))
     "The 'block_size' parameter of MXConfig must be a multiple of 2. Got 31 instead."
     """
-    err = ConfigError(f"The {param!r} parameter of {owner} must {must}. Got {got!r} instead.")
-    err.param = param
-    return err
+    return ConfigError(f"The {param!r} parameter of {owner} must {must}. Got {got!r} instead.", param=param)

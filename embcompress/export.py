@@ -300,12 +300,10 @@ def export(
             unserved[name] = opts
     found = {name: _as_array(name, t) for name, t in raw.items()}
     if not found:
-        err = ConfigError(
+        raise ConfigError(
             "export found no embedding tables: the model has no nn.Embedding / nn.EmbeddingBag, or no "
-            "state-dict key '<...emb...>.weight' holds a 2-D float tensor. Name them with tables=[...]."
-        )
-        err.param = "tables"  # (the CLI names its option, --table)
-        raise err
+            "state-dict key '<...emb...>.weight' holds a 2-D float tensor. Name them with tables=[...].",
+            param="tables")
     id_maps = dict(id_maps or {})
     frequencies = dict(frequencies or {})
     for kind, given in (("id_maps", id_maps), ("frequencies", frequencies)):

@@ -24,6 +24,29 @@ def need_spark(allow_module_level: bool = False) -> None:
         pytest.skip("Spark needs Java (java not found on PATH)", allow_module_level=allow_module_level)
 
 
+def by_reader(path, *, features, label=None, pairs=(), sequence_key=None, time_key=None, min_count=1, **kw):
+    """The Python readers' counts of a log (an independent path through learned_hash.logs, to hold
+    the mining engines against)."""
+    import numpy as np
+
+    from learned_hash import LogStats
+    from learned_hash.logs import iter_batches
+
+    r = iter_batches(path, features=features, label=label, session_key=sequence_key, time_key=time_key, **kw)
+    parts = list(r)
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    s = LogStats.from_rows(cols, features=features, label=label, pairs=pairs, sequence_key=sequence_key,
+                           time_key=time_key, min_count=min_count)
+    s.bad_lines = r.bad_lines
+    return s
+
+
+def write(path, data):
+    """Write ``data`` (text or bytes) to ``path``; returns ``path``."""
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
 def hide_modules(*names: str) -> str:
     """Source to prepend to a subprocess script: importing any of ``names`` (top-level packages)
     raises ImportError there, as on a machine where they are not installed. The script can read

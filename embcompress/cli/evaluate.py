@@ -9,12 +9,12 @@ its input leaves no folder behind (and a run that fails later removes the empty 
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import typer
 
+from ..container import check_output_folder
 from ..errors import BackendUnavailableError, ConfigError
 from .progress import progress_bar
 
@@ -44,7 +44,7 @@ def command(
             )
 
         cfg = replace(cfg, dataset=replace(cfg.dataset, path=data))
-    _check_out(out)  # a bad --out fails now, not after a sweep of many minutes
+    check_output_folder(out)  # a bad --out fails now, not after a sweep of many minutes
     start = time.perf_counter()
     splits = load_sweep_data(cfg)  # bad data stop the run before --out is made
     made = _make_out(out)
@@ -63,19 +63,6 @@ def command(
         typer.echo(f"{len(result.runs)} runs in {time.perf_counter() - start:.0f}s.")
     typer.echo(f"Wrote {paths['markdown'].name}, {paths['html'].name}, {paths['results'].name}, "
                f"{paths['pareto'].name} (output folder: {Path(out).resolve()})")
-
-
-def _check_out(out: Path) -> None:
-    """Refuse an --out that cannot become a writable folder, without making anything."""
-    chain = (out, *out.parents)
-    blocker = next((q for q in chain if q.exists() and not q.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"--out {str(out)!r} cannot be a folder: {str(blocker)!r} is a file. "
-                          f"Pass another --out, or move the file away.")
-    existing = next((q for q in chain if q.exists()), None)
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {str(out)!r} cannot be written: the folder {str(existing)!r} is not writable. "
-                          f"Pass another --out, or change the folder's permissions.")
 
 
 def _make_out(out: Path) -> list[Path]:

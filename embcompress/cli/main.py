@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 
 import typer
 
+from ..container import file_in_the_way
 from ..errors import EmbcompressError
 
 # verb -> module of embcompress.cli that defines `command`
@@ -49,12 +49,6 @@ for _verb, _module in COMMANDS.items():
     app.command(name=_verb, help="\n\n".join(_paras), short_help=_paras[0] if _paras else None)(_mod.command)
 
 
-def _file_in_the_way(path) -> Path | None:
-    """The first of ``path`` and its parents that exists and is not a folder, if any."""
-    p = Path(path)
-    return next((q for q in (p, *p.parents) if q.exists() and not q.is_dir()), None)
-
-
 def main(argv: list[str] | None = None) -> None:
     try:
         # Outside standalone mode Typer returns the code of a typer.Exit (and 130 for Ctrl-C)
@@ -84,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        blocker = _file_in_the_way(exc.filename) if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename else None
+        blocker = file_in_the_way(exc.filename) if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename else None
         if blocker is not None:
             # e.g. an output folder's path names a file: OSError's text says neither which nor what to do
             print(f"error: {str(blocker)!r} is a file, not a folder, so {str(exc.filename)!r} "

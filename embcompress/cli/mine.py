@@ -50,9 +50,8 @@ def _kinds(items: list[str]) -> dict[str, str]:
     for item in items:
         col, sep, kind = item.partition("=")
         if not sep or not col.strip() or kind.strip() not in KINDS:
-            err = ConfigError(f"The 'kinds' parameter of mine takes COL=KIND with KIND one of {KINDS}. Got {item!r} instead.")
-            err.param = "kinds"
-            raise err
+            raise ConfigError(f"The 'kinds' parameter of mine takes COL=KIND with KIND one of {KINDS}. Got {item!r} instead.",
+                              param="kinds")
         out[col.strip()] = kind.strip()
     return out
 

@@ -29,9 +29,7 @@ _UNITS = {"b": 1, **{u: 1000 ** (i + 1) for i, u in enumerate("kmgt")},
 
 def _error(param: str, message: str) -> ConfigError:
     """A ConfigError about mine's parameter ``param`` (the CLI names the flag that sets it)."""
-    err = ConfigError(message)
-    err.param = param
-    return err
+    return ConfigError(message, param=param)
 
 
 # mine's parameters that a message of learned_hash.logs names ('session_key' is LogSchema's name)

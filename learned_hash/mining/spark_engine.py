@@ -33,9 +33,8 @@ def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = N
             "engine='spark' needs pyspark: install it with `pip install embcompress[spark]` (and Java 17)."
         ) from None
     if not isinstance(master, str) or not master:
-        err = ConfigError(f"The 'spark_master' parameter of mine must be 'local[N]' or 'sc://host:port'. Got {master!r} instead.")
-        err.param = "spark_master"  # the CLI names --spark-master
-        raise err
+        raise ConfigError(f"The 'spark_master' parameter of mine must be 'local[N]' or 'sc://host:port'. Got {master!r} instead.",
+                          param="spark_master")
     if master.startswith("sc://"):
         try:
             import pyspark.sql.connect  # noqa: F401  (checks grpcio and the other client packages)

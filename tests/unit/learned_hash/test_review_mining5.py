@@ -7,24 +7,9 @@ import numpy as np
 import pytest
 
 from embcompress.errors import ConfigError
-from learned_hash import LogStats, mine
+from learned_hash import mine
 from learned_hash.logs import iter_batches
-from tests.conftest import need_spark
-
-
-def by_reader(path, *, features, label=None, pairs=(), **kw):
-    """The Python readers' counts of a log (an independent path through learned_hash.logs)."""
-    r = iter_batches(path, features=features, label=label, **kw)
-    parts = list(r)
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    s = LogStats.from_rows(cols, features=features, label=label, pairs=pairs)
-    s.bad_lines = r.bad_lines
-    return s
-
-
-def write(path, text):
-    path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    return path
+from tests.conftest import by_reader, need_spark, write
 
 
 def counts(stats, feature):

@@ -11,24 +11,8 @@ import pytest
 from embcompress.errors import ConfigError
 from embcompress.idhash import MISSING_ID
 from learned_hash import LogStats, mine
-from learned_hash.logs import BadLineError, iter_batches
-from tests.conftest import need_spark
-
-
-def by_reader(path, *, features, label=None, pairs=(), sequence_key=None, time_key=None, min_count=1, **kw):
-    """The Python readers' counts of a log (an independent path through learned_hash.logs)."""
-    r = iter_batches(path, features=features, label=label, session_key=sequence_key, time_key=time_key, **kw)
-    parts = list(r)
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    s = LogStats.from_rows(cols, features=features, label=label, pairs=pairs, sequence_key=sequence_key,
-                           time_key=time_key, min_count=min_count)
-    s.bad_lines = r.bad_lines
-    return s
-
-
-def write(path, data):
-    path.write_bytes(data if isinstance(data, bytes) else data.encode())
-    return path
+from learned_hash.logs import BadLineError
+from tests.conftest import by_reader, need_spark, write
 
 
 def counts(stats, feature):
