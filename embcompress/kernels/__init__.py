@@ -38,14 +38,30 @@ def backend() -> str:
     return "cython"
 
 
-# (EMBCOMPRESS_KERNELS value, module) -> the module or None: every lookup asks, and answering
+# os.environ.get costs about a microsecond (it encodes the key and decodes the value), and every
+# lookup asks which backend runs; so compiled() reads os.environ's own raw mapping (os.environ
+# and monkeypatch.setenv write it; on POSIX its keys are bytes), falling back where it is absent.
+_RAW_ENV = getattr(os.environ, "_data", None)
+try:
+    _RAW_KEY = os.environ.encodekey("EMBCOMPRESS_KERNELS")  # type: ignore[attr-defined]
+except AttributeError:
+    _RAW_ENV = None
+
+
+def _raw_setting():
+    if _RAW_ENV is not None:
+        return _RAW_ENV.get(_RAW_KEY)
+    return os.environ.get("EMBCOMPRESS_KERNELS")
+
+
+# (raw EMBCOMPRESS_KERNELS value, module) -> the module or None: every lookup asks, and answering
 # afresh (two imports) cost 2 us a call, a seventh of a one-bag lookup.
-_COMPILED: dict[tuple[str, str], object] = {}
+_COMPILED: dict[tuple[object, str], object] = {}
 
 
 def compiled(module: str):
     """The compiled module ``embcompress.kernels.<module>``, or None when the NumPy backend runs."""
-    key = (os.environ.get("EMBCOMPRESS_KERNELS", "auto"), module)
+    key = (_raw_setting(), module)
     try:
         return _COMPILED[key]
     except KeyError:
@@ -111,4 +127,6 @@ def team_size(n_threads: int | None, n_items: int, item_seconds: float) -> int:
     at most (so ``n_threads`` is an upper bound, as torch's is), one per ``MIN_THREAD_SECONDS`` of
     work, and at most ``MAX_THREADS``. Kernels give the same bits for any count."""
     by_work = int(n_items * item_seconds / MIN_THREAD_SECONDS + 1e-9) if MIN_THREAD_SECONDS > 0 else n_items
+    if by_work <= 1 and (n_threads is None or (type(n_threads) is int and n_threads >= 1)):
+        return 1  # (a small call: no need to ask OpenMP for its default, a microsecond)
     return max(1, min(resolve_threads(n_threads), by_work, MAX_THREADS))

@@ -14,6 +14,9 @@
 
 from libc.stdint cimport uint8_t, int64_t
 from cython.parallel cimport prange
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -833,72 +836,93 @@ cdef enum:
     _RUN = 32  # bags a thread takes at a time
 
 
-def pool(
-    const uint8_t[:, ::1] data,
-    int kind,
-    int dim,
-    int block,
-    int n_blocks,
-    int bits,
-    const float[::1] lut,
-    const int64_t[::1] indices,
-    const int64_t[::1] offsets,
-    const float[::1] weights,
-    bint weighted,
-    int mode,
-    float[:, ::1] out,
-    int n_threads,
-    int simd=2,
-    tuple fp8=None,
-    const float[::1] scales=None,
-    const float[::1] scales6=None,
-    const float[::1] scales8=None,
-):
-    """Pool bags ``offsets[b]:offsets[b+1]`` of ``indices`` into ``out[b]`` (trusted inputs)."""
+# The entry points take ndarrays, not typed memoryviews: acquiring a memoryview costs about half
+# a microsecond, and a one-bag call passed ten of them (6 us of a 11 us lookup). _carray checks
+# what a memoryview would (type, byte order, dimensions, contiguity, alignment, writability).
+cdef char *_carray(cnp.ndarray a, int typenum, int ndim, bint writable, str name) except? NULL:
+    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != ndim
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a)
+            or (writable and not cnp.PyArray_ISWRITEABLE(a))):
+        raise ValueError(f"_lookup: {name} must be a C-contiguous native {cnp.PyArray_DescrFromType(typenum)} "
+                         f"array of {ndim} dimensions{' (writable)' if writable else ''}")
+    return <char *>cnp.PyArray_DATA(a)
+
+
+cdef class Plan:
+    """How ``pool`` decodes the rows of one table layout (format family, dim, block, record
+    size), prepared once: ``embcompress.kernels.lookup`` keeps one per layout. ``lut``: the
+    element table (float32); ``scales`` / ``scales6``: the E8M0 tables (256 float32 each);
+    ``fp8`` and ``scales8``: FP8 decoding by shifts (see lookup._fp8_params), or None; ``simd``:
+    2 the fast paths, 1 the general AVX-512 decoders, 0 scalar (tests force the lower ones)."""
     cdef embc_fmt f
-    cdef Py_ssize_t b, n_bags = offsets.shape[0] - 1
-    cdef int64_t n_idx = indices.shape[0]
-    cdef const uint8_t *base = &data[0, 0] if data.shape[0] > 0 else NULL
-    cdef const int64_t *idx = &indices[0] if n_idx > 0 else NULL
-    cdef const float *w = &weights[0] if weighted and weights.shape[0] > 0 else NULL
-    f.kind = kind
-    f.dim = dim
-    f.block = block
-    f.nb = n_blocks
-    f.bits = bits
-    f.row_bytes = data.shape[1]
-    f.lut = &lut[0]
-    f.simd = simd if embc_have_simd() else 0
-    if scales is None or scales6 is None or scales.shape[0] != 256 or scales6.shape[0] != 256:
-        raise ValueError("pool needs the two 256-entry E8M0 scale tables")
-    f.scales = &scales[0]
-    f.scales6 = &scales6[0]
-    f.fp8_arith = fp8 is not None and scales8 is not None and scales8.shape[0] == 256
-    f.scales8 = &scales8[0] if f.fp8_arith else NULL
-    if f.fp8_arith:
-        f.fp8_shift, f.fp8_special, f.fp8_scale_adj = fp8
-    embc_prepare(&f)
-    if n_bags <= 0 or dim == 0:
+    cdef object keep  # the arrays f points into
+
+    def __init__(self, int kind, int dim, int block, int n_blocks, int bits, int64_t row_bytes,
+                 cnp.ndarray lut not None, cnp.ndarray scales not None, cnp.ndarray scales6 not None,
+                 tuple fp8=None, cnp.ndarray scales8=None, int simd=2):
+        if cnp.PyArray_SIZE(scales) != 256 or cnp.PyArray_SIZE(scales6) != 256:
+            raise ValueError("Plan needs the two 256-entry E8M0 scale tables")
+        self.f.kind = kind
+        self.f.dim = dim
+        self.f.block = block
+        self.f.nb = n_blocks
+        self.f.bits = bits
+        self.f.row_bytes = row_bytes
+        self.f.lut = <const float *>_carray(lut, cnp.NPY_FLOAT32, 1, False, "lut")
+        self.f.simd = simd if embc_have_simd() else 0
+        self.f.scales = <const float *>_carray(scales, cnp.NPY_FLOAT32, 1, False, "scales")
+        self.f.scales6 = <const float *>_carray(scales6, cnp.NPY_FLOAT32, 1, False, "scales6")
+        self.f.fp8_arith = fp8 is not None and scales8 is not None and cnp.PyArray_SIZE(scales8) == 256
+        self.f.scales8 = (<const float *>_carray(scales8, cnp.NPY_FLOAT32, 1, False, "scales8")
+                          if self.f.fp8_arith else NULL)
+        if self.f.fp8_arith:
+            self.f.fp8_shift, self.f.fp8_special, self.f.fp8_scale_adj = fp8
+        embc_prepare(&self.f)
+        self.keep = (lut, scales, scales6, scales8)
+
+
+def pool(Plan plan not None, cnp.ndarray data not None, cnp.ndarray indices not None,
+         cnp.ndarray offsets not None, cnp.ndarray weights, int mode, cnp.ndarray out not None, int n_threads):
+    """Pool bags ``offsets[b]:offsets[b+1]`` of ``indices`` into ``out[b]`` over the row records
+    ``data`` of ``plan``'s layout; ``weights`` (one per index) or None. Trusted bags: the offsets
+    and index range are the caller's checks (``checked_offsets``); the arrays' kinds and shapes
+    are checked here."""
+    cdef const embc_fmt *f = &plan.f
+    cdef const uint8_t *base = <const uint8_t *>_carray(data, cnp.NPY_UINT8, 2, False, "data")
+    cdef const int64_t *idx = <const int64_t *>_carray(indices, cnp.NPY_INT64, 1, False, "indices")
+    cdef const int64_t *offs = <const int64_t *>_carray(offsets, cnp.NPY_INT64, 1, False, "offsets")
+    cdef float *o = <float *>_carray(out, cnp.NPY_FLOAT32, 2, True, "out")
+    cdef const float *w = NULL
+    cdef Py_ssize_t b, n_bags = cnp.PyArray_DIM(offsets, 0) - 1
+    if weights is not None:
+        w = <const float *>_carray(weights, cnp.NPY_FLOAT32, 1, False, "weights")
+        if cnp.PyArray_DIM(weights, 0) != cnp.PyArray_DIM(indices, 0):
+            raise ValueError("pool: one weight per index")
+    if cnp.PyArray_DIM(data, 1) != f.row_bytes:
+        raise ValueError("pool: the records are not of the plan's size")
+    if n_bags <= 0 or f.dim == 0:
         return
+    if cnp.PyArray_DIM(out, 0) != n_bags or cnp.PyArray_DIM(out, 1) != f.dim:
+        raise ValueError("pool: out must have one row of dim values a bag")
     cdef Py_ssize_t n_runs = (n_bags + _RUN - 1) // _RUN
     with nogil:
         # runs of _RUN bags handed out dynamically: when another process takes a core from one
         # thread, the other carries on with the remaining runs instead of waiting for a fixed half
         for b in prange(n_runs, schedule="dynamic", num_threads=n_threads):
-            embc_bags(&f, base, idx, &offsets[0], b * _RUN, min(b * _RUN + _RUN, n_bags), w, mode, &out[0, 0])
+            embc_bags(f, base, idx, offs, b * _RUN, min(b * _RUN + _RUN, n_bags), w, mode, o)
 
 
-cdef void _bounds(const int64_t[::1] idx, int n_threads, int64_t *lo_out, int64_t *hi_out) noexcept:
-    """Least and greatest of a non-empty ``idx`` in one pass, split over up to ``n_threads``
+cdef void _bounds(const int64_t *idx, Py_ssize_t n, int n_threads, int64_t *lo_out, int64_t *hi_out) noexcept:
+    """Least and greatest of ``idx[:n]`` (``n > 0``) in one pass, split over up to ``n_threads``
     threads (parts of at least 32,768 indices: a thread's start-up costs about as much as reading
     those; one part starts no OpenMP team, which costs a small lookup a microsecond)."""
-    cdef Py_ssize_t n = idx.shape[0], k
+    cdef Py_ssize_t k
     cdef int64_t lo[16]
     cdef int64_t hi[16]
     cdef int parts = <int>max(1, min(n_threads, 16, n // 32768))
     with nogil:
         if parts == 1:
-            embc_bounds(&idx[0], n, &lo[0], &hi[0])
+            embc_bounds(idx, n, &lo[0], &hi[0])
         else:
             for k in prange(parts, schedule="static", num_threads=parts):
                 embc_bounds(&idx[k * n // parts], (k + 1) * n // parts - k * n // parts, &lo[k], &hi[k])
@@ -908,38 +932,41 @@ cdef void _bounds(const int64_t[::1] idx, int n_threads, int64_t *lo_out, int64_
         hi_out[0] = max(hi_out[0], hi[k])
 
 
-def index_bounds(const int64_t[::1] idx, int n_threads):
-    """``(min, max)`` of a non-empty ``idx`` in one pass, split over up to ``n_threads`` threads:
-    the range check of every lookup, which ``idx.min()`` and ``idx.max()`` made two serial
-    passes (about 0.1 ms for 262,144 indices, 3-5 % of a 2-thread lookup)."""
+def index_bounds(cnp.ndarray idx not None, int n_threads):
+    """``(min, max)`` of a non-empty int64 ``idx`` in one pass, split over up to ``n_threads``
+    threads: the range check of every lookup, which ``idx.min()`` and ``idx.max()`` made two
+    serial passes (about 0.1 ms for 262,144 indices, 3-5 % of a 2-thread lookup)."""
+    cdef const int64_t *p = <const int64_t *>_carray(idx, cnp.NPY_INT64, 1, False, "idx")
     cdef int64_t lo, hi
-    if idx.shape[0] == 0:
+    if cnp.PyArray_DIM(idx, 0) == 0:
         raise ValueError("index_bounds needs at least one index")
-    _bounds(idx, n_threads, &lo, &hi)
+    _bounds(p, cnp.PyArray_DIM(idx, 0), n_threads, &lo, &hi)
     return lo, hi
 
 
-def checked_offsets(const int64_t[::1] idx, const int64_t[::1] offsets, bint include_last, int64_t n_rows,
-                    int n_threads, out_offsets):
+def checked_offsets(cnp.ndarray idx not None, cnp.ndarray offsets not None, bint include_last, int64_t n_rows,
+                    int n_threads, cnp.ndarray out_offsets not None):
     """Every bag check of a lookup in one compiled call: ``offsets`` start at 0, never decrease
     and end within ``len(idx)`` (at it with ``include_last``), and every index lies in
     ``[0, n_rows)``. When all hold, writes the offsets the kernel takes into ``out_offsets``
     (``n_bags + 1`` int64 entries: ``offsets``, then ``len(idx)`` unless ``include_last``) and
     returns True; else returns False, and the caller's NumPy checks name the problem. (A dozen
-    NumPy calls did this in about 20 us, most of a one-bag lookup.)"""
-    cdef Py_ssize_t n = offsets.shape[0], n_idx = idx.shape[0], i
-    cdef int64_t[::1] ext = out_offsets
+    NumPy calls did this in about 20 us, most of a one-bag lookup.) All three are int64, 1-D."""
+    cdef const int64_t *ix = <const int64_t *>_carray(idx, cnp.NPY_INT64, 1, False, "idx")
+    cdef const int64_t *o = <const int64_t *>_carray(offsets, cnp.NPY_INT64, 1, False, "offsets")
+    cdef int64_t *ext = <int64_t *>_carray(out_offsets, cnp.NPY_INT64, 1, True, "out_offsets")
+    cdef Py_ssize_t n = cnp.PyArray_DIM(offsets, 0), n_idx = cnp.PyArray_DIM(idx, 0), i
     cdef int64_t lo, hi
-    if ext.shape[0] != (n if include_last else n + 1):
+    if cnp.PyArray_DIM(out_offsets, 0) != (n if include_last else n + 1):
         raise ValueError("checked_offsets: out_offsets has the wrong length")
-    if not embc_offsets_ok(&offsets[0] if n else NULL, n, n_idx, include_last):
+    if not embc_offsets_ok(o if n else NULL, n, n_idx, include_last):
         return False
     if n_idx:
-        _bounds(idx, n_threads, &lo, &hi)
+        _bounds(ix, n_idx, n_threads, &lo, &hi)
         if lo < 0 or hi >= n_rows:
             return False
     for i in range(n):
-        ext[i] = offsets[i]
+        ext[i] = o[i]
     if not include_last:
         ext[n] = n_idx
     return True

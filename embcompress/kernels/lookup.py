@@ -141,7 +141,12 @@ def _table_parts(table) -> tuple[np.ndarray, str, int, int | None]:
     return data, fmt, dim, block
 
 
+_INT64 = np.dtype(np.int64)  # (native byte order: a '>i8' array is not equal to it)
+
+
 def _as_int64(x, name: str, where: str) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype == _INT64 and x.flags.c_contiguous:
+        return x  # (the common case, without the conversions' microsecond)
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
         raise param_error(name, where, "hold integers (int64 preferred)", f"dtype {arr.dtype}")
@@ -309,7 +314,15 @@ def pooled_lookup(
     return pool_bags(data, fmt, dim, block, bags, mode, out)
 
 
-_NO_WEIGHTS = np.zeros(0, dtype=np.float32)
+@lru_cache(maxsize=256)
+def _plan(mod, fmt: str, dim: int, block: int | None, row_bytes: int, simd: int = 2):
+    """The compiled kernel's decoding plan for one table layout (built once: a one-bag lookup
+    is a few microseconds, and passing the tables each call cost as much as the lookup)."""
+    spec = FORMATS[fmt]
+    fp8 = _fp8_params(fmt)
+    scales, scales6 = _e8m0_tables()
+    return mod.Plan(_KIND[fmt], dim, block or 0, spec.n_blocks(dim, block), spec.elem_bits, row_bytes, _lut(fmt),
+                    scales, scales6, fp8=fp8[0] if fp8 else None, scales8=fp8[1] if fp8 else None, simd=simd)
 
 
 def pool_bags(data: np.ndarray, fmt: str, dim: int, block: int | None, bags: Bags, mode: str,
@@ -317,19 +330,14 @@ def pool_bags(data: np.ndarray, fmt: str, dim: int, block: int | None, bags: Bag
     """The lookup itself, on ``bags`` that ``check_bags`` passed over the row records ``data``
     (``(n_rows, row_bytes)`` uint8, C-contiguous) of a ``fmt`` table: the compiled kernel, or its
     NumPy twin. ``TieredStore`` calls it on the rows it staged, with the bags it checked."""
-    idx, offs, weights, threads = bags.indices, bags.offsets, bags.weights, bags.threads
     if out is None:
         out = np.empty((bags.n_bags, dim), dtype=np.float32)
     mod = bags.kernel
     if mod is None:
         from .reference import pool
 
-        pool(data, fmt, dim, block, idx, offs, weights, mode, out)
+        pool(data, fmt, dim, block, bags.indices, bags.offsets, bags.weights, mode, out)
         return out
-    spec = FORMATS[fmt]
-    fp8 = _fp8_params(fmt)
-    scales, scales6 = _e8m0_tables()
-    mod.pool(data, _KIND[fmt], dim, block or 0, spec.n_blocks(dim, block), spec.elem_bits, _lut(fmt), idx, offs,
-             weights if weights is not None else _NO_WEIGHTS, weights is not None, MODES[mode], out, threads,
-             fp8=fp8[0] if fp8 else None, scales8=fp8[1] if fp8 else None, scales=scales, scales6=scales6)
+    mod.pool(_plan(mod, fmt, dim, block, data.shape[1]), data, bags.indices, bags.offsets, bags.weights,
+             MODES[mode], out, bags.threads)
     return out

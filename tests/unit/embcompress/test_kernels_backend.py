@@ -34,3 +34,29 @@ def test_threads_honour_omp_num_threads():
     out = subprocess.run([sys.executable, "-c", "from embcompress.kernels import resolve_threads; print(resolve_threads(None))"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert int(out) == want
+
+
+def test_compiled_follows_the_environment_as_it_changes(monkeypatch):
+    """compiled() reads os.environ's raw mapping (a microsecond less a lookup): a change made in
+    the process, set or removed, still switches the backend on the next call."""
+    if compiled("_lookup") is None:
+        pytest.skip("compiled kernels not built")
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", "numpy")
+    assert compiled("_lookup") is None
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", "cython")
+    assert compiled("_lookup") is not None
+    os.environ["EMBCOMPRESS_KERNELS"] = "numpy"
+    assert compiled("_lookup") is None
+    del os.environ["EMBCOMPRESS_KERNELS"]
+    assert compiled("_lookup") is not None
+
+
+def test_small_calls_still_check_n_threads():
+    """team_size answers 1 for a small call without asking OpenMP, but a bad n_threads is still
+    refused, whatever the work."""
+    from embcompress.kernels import team_size
+
+    assert team_size(None, 1, 1e-9) == 1 and team_size(3, 1, 1e-9) == 1
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="n_threads"):
+            team_size(bad, 1, 1e-9)

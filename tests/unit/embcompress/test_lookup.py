@@ -232,14 +232,8 @@ def test_arbitrary_record_bytes_every_decoder_path(fmt, dim, monkeypatch):
         ref = pooled_lookup(q, indices, offsets, mode=mode, per_sample_weights=w)
         for simd in (0, 1, 2):
             out = np.empty_like(ref)
-            mod.pool(
-                q.data, L._KIND[fmt], dim, q.block_size or 0, spec.n_blocks(dim, q.block_size), spec.elem_bits,
-                L._lut(fmt), indices, full, w if w is not None else np.zeros(0, np.float32), w is not None,
-                L.MODES[mode], out, 2, simd=simd,
-                fp8=L._fp8_params(fmt)[0] if L._fp8_params(fmt) else None,
-                scales8=L._fp8_params(fmt)[1] if L._fp8_params(fmt) else None,
-                scales=L._e8m0_tables()[0], scales6=L._e8m0_tables()[1],
-            )
+            plan = L._plan(mod, fmt, dim, q.block_size, q.data.shape[1], simd=simd)
+            mod.pool(plan, q.data, indices, full, w, L.MODES[mode], out, 2)
             nan = np.isnan(ref)
             assert np.array_equal(nan, np.isnan(out)), (fmt, mode, simd)
             assert np.array_equal(ref.view(np.uint32)[~nan], out.view(np.uint32)[~nan]), (fmt, mode, simd)
@@ -472,3 +466,53 @@ def test_small_calls_run_on_fewer_threads(monkeypatch):
     assert threads(4096, 2) == 2 and threads(262144, 2) == 2 and threads(262144, None) >= 1
     assert threads(1924 * 4, 4) == 4 and threads(262144, 1) == 1
 
+
+
+def test_inputs_of_any_integer_layout_give_the_same_bags():
+    """Indices and offsets in another byte order, width or stride are converted, not read raw
+    (the kernel takes ndarrays and checks their layout itself)."""
+    rng = np.random.default_rng(5)
+    q = quantize(rng.standard_normal((50, 32)).astype(np.float32), "mxint8")
+    idx = rng.integers(0, 50, 40)
+    offs = np.array([0, 7, 7, 30])
+    want = pooled_lookup(q, idx, offs)
+    for i, o in [(idx.astype(">i8"), offs.astype(">i8")), (idx.astype(np.int32), offs.astype(np.uint16)),
+                 (np.repeat(idx, 2)[::2], np.repeat(offs, 3)[::3])]:
+        assert np.array_equal(pooled_lookup(q, i, o), want)
+
+
+def test_the_compiled_entry_points_refuse_arrays_they_cannot_read():
+    """mod.pool and mod.checked_offsets check each array's type, byte order, dimensions,
+    contiguity, alignment and (for outputs) writability: a wrong one is a ValueError, never
+    memory read as something else."""
+    from embcompress.kernels import lookup as L
+
+    mod = compiled("_lookup")
+    if mod is None:
+        pytest.skip("compiled kernel not built")
+    q = quantize(np.ones((8, 32), np.float32), "mxint8")
+    plan = L._plan(mod, "mxint8", 32, q.block_size, q.data.shape[1])
+    idx, offs = np.arange(4, dtype=np.int64), np.array([0, 2, 4], dtype=np.int64)
+    out = np.zeros((2, 32), np.float32)
+    mod.pool(plan, q.data, idx, offs, None, 0, out, 1)
+    assert np.array_equal(out, pooled_lookup(q, idx, offs[:-1]))
+    unaligned = np.zeros(33, np.uint8)[1:].view(np.int64)
+    assert not unaligned.flags.aligned
+    read_only = np.zeros((2, 32), np.float32)
+    read_only.flags.writeable = False
+    for args in [
+        (plan, q.data, idx.astype(np.int32), offs, None, 0, out, 1),
+        (plan, q.data, idx.astype(">i8"), offs, None, 0, out, 1),
+        (plan, q.data, unaligned, offs, None, 0, out, 1),
+        (plan, q.data, np.repeat(idx, 2)[::2], offs, None, 0, out, 1),
+        (plan, q.data, idx, offs, None, 0, read_only, 1),
+        (plan, q.data, idx, offs, np.ones(3, np.float32), 0, out, 1),
+        (plan, q.data, idx, offs, None, 0, np.zeros((3, 32), np.float32), 1),
+        (plan, q.data[:, :-1], idx, offs, None, 0, out, 1),
+    ]:
+        with pytest.raises(ValueError):
+            mod.pool(*args)
+    with pytest.raises(ValueError):
+        mod.checked_offsets(idx, offs.astype(np.int32), True, 8, 1, np.empty(3, np.int64))
+    with pytest.raises(ValueError):
+        mod.index_bounds(idx.astype(np.uint64), 1)
