@@ -191,14 +191,18 @@ class TieredStore:
         self.dram_bytes = int(dram_bytes)
         self.policy = policy
         self.device = None if device is None else get_device(device, _OWNER)
-        # Original row id -> position in the file (identity unless the file was reordered).
-        self._order = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
-        if self._order is not None and (self._order.shape != (n_rows,) or self._order.min(initial=0) < 0
-                                        or self._order.max(initial=0) >= max(n_rows, 1)
-                                        or np.any(np.bincount(self._order, minlength=n_rows) != 1)):
+        # Original row id -> position in the file (identity unless the file was reordered). The
+        # section is read, checked and inverted, not kept: a view of it kept the file mapped (and
+        # open) after close(), and kept a file an update replaced whole taking its disk space.
+        order = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
+        if order is not None and (order.shape != (n_rows,) or order.min(initial=0) < 0
+                                  or order.max(initial=0) >= max(n_rows, 1)
+                                  or np.any(np.bincount(order, minlength=n_rows) != 1)):
             raise ArtifactError(f"The 'row_order' section of {str(self.path)!r} is not a permutation of its "
                                 f"{n_rows} rows: the file is corrupted. Re-create it with reorder_rows.")
-        self._pos = invert(self._order) if self._order is not None else None
+        self._reordered = order is not None
+        self._pos = invert(order) if order is not None else None
+        del order
         if frequencies is None and "frequencies" in art.section_names:
             frequencies = np.array(art.array("frequencies"))  # one entry a stored row (a copy, not the map)
             if self._pos is not None:
@@ -243,9 +247,12 @@ class TieredStore:
             from ..tablefile import open_table
 
             m = open_table(self.path).id_map
-            if m is not None and self._order is not None:
-                m = IdMap.from_arrays(m.ids, self._order[m.rows], self.shape[0], fallback_rows=self._order[m.fallback_rows],
-                                      seed=m.seed, config=m.config, inputs=m.inputs, meta=m.meta)
+            if m is not None and self._reordered:
+                with read_artifact(self.path, kind="table") as art:  # (the store keeps only its inverse)
+                    order = art.array(ROW_ORDER)
+                    m = IdMap.from_arrays(m.ids, order[m.rows], self.shape[0], fallback_rows=order[m.fallback_rows],
+                                          seed=m.seed, config=m.config, inputs=m.inputs, meta=m.meta)
+                    del order  # (a view of the mapping: it goes with the artifact)
             self._id_map = m
         return self._id_map
 
