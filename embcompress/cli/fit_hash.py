@@ -67,7 +67,9 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
                     f"does not exist). Fit {f!r} in a run without --previous-dir, or point --previous-dir at "
                     f"the folder of the maps being refitted."
                 )
-            previous[f] = IdMap.load(path)
+            # every byte checked: a refit builds on the earlier rows (a flipped one moved its id
+            # silently), and these small files are read once, offline
+            previous[f] = IdMap.load(path, verify="full")
             if previous[f].n_rows != rows[f]:
                 raise ConfigError(
                     f"The earlier map of feature {f!r} in --previous-dir ({str(path)!r}) has "

@@ -1,0 +1,48 @@
+"""Review of `embcompress fit-hash` (round 9): what it reads is checked before it builds on it,
+and every per-feature mistake is found before the first map is written."""
+
+import numpy as np
+import pytest
+
+from embcompress.cli.main import main
+from embcompress.idmap import IdMap
+from learned_hash import LogStats
+
+
+@pytest.fixture(scope="module")
+def stats_path(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n = 4000
+    cols = {"a": rng.zipf(1.3, n) % 400, "b": rng.integers(0, 40, n), "c": rng.zipf(1.5, n) % 90}
+    stats = LogStats.from_rows(cols, features=["a", "b", "c"], pairs=[("a", "b"), ("a", "c"), ("b", "c")])
+    return stats.save(tmp_path_factory.mktemp("stats") / "log.stats")
+
+
+def _flip_a_row(path):
+    """Change one stored row of the map file to another valid row (a bit flip on disk)."""
+    from embcompress.container import read_artifact
+
+    sections = read_artifact(path, kind="idmap", verify="header").header["sections"]
+    section = next(s for s in sections if s["name"] == "vals")
+    m = IdMap.load(path)
+    vals = np.array(m.parts()["vals"])
+    empty = np.iinfo(vals.dtype).max
+    slot = int(np.flatnonzero((vals != empty) & (vals ^ 1 != empty) & ((vals ^ 1) < m.n_rows))[0])
+    del m
+    data = bytearray(path.read_bytes())
+    data[section["offset"] + slot * vals.dtype.itemsize] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupted_earlier_map_is_refused_not_refitted_on(stats_path, tmp_path, capsys):
+    old = tmp_path / "old"
+    main(["fit-hash", str(stats_path), "-f", "a", "--rows", "64", "--out-dir", str(old), "--quiet"])
+    _flip_a_row(old / "a.idmap")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(stats_path), "-f", "a", "--rows", "64", "--previous-dir", str(old),
+              "--out-dir", str(tmp_path / "new"), "--quiet"])
+    assert exc.value.code == 3  # integrity failure
+    err = capsys.readouterr().err
+    assert "a.idmap" in err and "checksum" in err
+    assert not (tmp_path / "new" / "a.idmap").exists()
