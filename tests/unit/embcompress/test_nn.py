@@ -174,6 +174,44 @@ def test_torch_compile_fullgraph():
         assert torch.allclose(compiled_model(ids, offsets), model(ids, offsets))
 
 
+def test_eager_calls_skip_the_dispatcher_and_everything_that_watches_ops_sees_them(monkeypatch):
+    """An eager call on CPU tensors runs the ops' kernels directly (the dispatcher cost a
+    one-bag call about 5 us); a dispatch mode, a device context, the profiler and meta tensors
+    still see the ops, and every path returns the same values."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import embcompress.nn as enn
+
+    model = small_model()
+    ids, offsets = torch.tensor([100, 101, 129, 5000]), torch.tensor([0, 1])
+    calls = []
+    for name in ("_lookup_op", "_map_op"):
+        real = getattr(enn, name)
+        monkeypatch.setattr(enn, name, lambda *a, _f=real, _n=name: (calls.append(_n), _f(*a))[1])
+    with torch.no_grad():
+        want = model(ids, offsets)
+        assert calls == ["_map_op", "_lookup_op"]  # (the dispatcher holds the unpatched kernels)
+
+        class Seen(TorchDispatchMode):
+            ops = []
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                Seen.ops.append(str(func))
+                return func(*args, **(kwargs or {}))
+
+        calls.clear()
+        with Seen():
+            assert torch.equal(model(ids, offsets), want)
+        assert any("embcompress.pooled_lookup" in o for o in Seen.ops) and any("map_ids" in o for o in Seen.ops)
+        with torch.device("cpu"):
+            assert torch.equal(model(ids, offsets), want)
+        with torch.profiler.profile() as prof:
+            assert torch.equal(model(ids, offsets), want)
+        assert any("embcompress::pooled_lookup" in e.name for e in prof.events())
+        assert calls == []
+        assert model.to("meta")(ids.to("meta"), offsets.to("meta")).device.type == "meta"
+
+
 # -- portability: what travels with the module (state_dict, torch.export programs) ------------
 
 
