@@ -135,39 +135,20 @@ def _check_int(value, name, low, high=None, allow_none=True):
     return int(value)
 
 
-def fit_hash(
-    stats,
-    feature: str,
-    n_rows: int,
-    *,
-    method: str = "learned",
-    hot_rows: int | None = None,
-    max_mapped_ids: int | None = None,
-    seed: int = 0,
-    previous: IdMap | None = None,
-    embedding: str | tuple = "auto",
-    partners: Sequence[str] | None = None,
-    n_components: int = 16,
-    max_share: float | None = None,
-    n_iter: int = 20,
-    n_threads: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> IdMap:
-    """Fit an id -> row map for ``feature`` of ``stats`` into ``n_rows`` rows (see the module doc).
+def check_fit_hash(stats, feature: str, n_rows: int, *, method: str = "learned", hot_rows: int | None = None,
+                   max_mapped_ids: int | None = None, seed: int = 0, previous: IdMap | None = None,
+                   embedding: str | tuple = "auto", partners: Sequence[str] | None = None,
+                   max_share: float | None = None, n_threads: int | None = None, **_fit_only) -> None:
+    """The checks :func:`fit_hash` makes of its arguments before it fits, without the fit (the
+    same errors): ``embcompress fit-hash`` runs them on every feature before it writes a map."""
+    _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners,
+             max_share, n_threads)
 
-    ``method``: ``"learned"`` (default), ``"hash"`` (hashing trick) or ``"frequency"`` (hot ids own
-    rows, the rest hashed). ``hot_rows``: rows owned by single hot ids (default from the frequency
-    curve, or on a refit the previous map's; 0 for ``"hash"``). ``max_mapped_ids``: most ids the map stores (bounds ``nbytes``).
-    ``embedding`` (learned): ``"auto"``, ``"cooccurrence"`` (PPMI spectral), ``"label_aware"``
-    (spectral on partners split by label), or ``(ids, vectors)`` precomputed, e.g. a trained
-    table's rows via :class:`learned_hash.embed.TableEmbedding`. ``"auto"`` takes
-    ``"label_aware"`` when the stats hold a label, else ``"cooccurrence"``. ``partners``: features
-    whose co-occurrence embeds ``feature`` (default every feature mined in a pair with it;
-    ``feature`` itself means its session sequences, which are not split by label, so ``"auto"``
-    then takes ``"cooccurrence"``).
-    ``n_components``, ``max_share``, ``n_iter``, ``n_threads``: embedding dimension and k-means
-    settings. ``progress(done, total)`` follows the clustering.
-    """
+
+def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners,
+             max_share, n_threads):
+    """fit_hash's arguments checked, and what follows from them: ``(n_rows, seed, ids, counts,
+    max_mapped, budget, keep_hot, hash_seed, n_hot)``."""
     if method not in METHODS:
         raise param_error("method", "fit_hash", f"be one of {METHODS}", method)
     n_rows = _check_int(n_rows, "n_rows", 1, allow_none=False)
@@ -209,6 +190,50 @@ def fit_hash(
         n_hot = min(choose_hot_rows(counts, n_rows), budget)
     else:
         n_hot = min(_check_int(hot_rows, "hot_rows", 0, n_rows - 1), budget)
+    n_cold = n_rows - n_hot
+    if method == "learned" and max_share is not None and max_share * n_cold < 1:
+        # (as FrequencyKMeans checks it, but before the embedding, and whether or not ids get clustered)
+        raise param_error("max_share", "fit_hash", f"be at least 1 / {n_cold:,} = {1 / n_cold:.3g} with {n_cold:,} rows "
+                          f"not held by hot ids (the buckets must be able to carry all traffic)", max_share)
+    return n_rows, seed, ids, counts, max_mapped, budget, keep_hot, hash_seed, n_hot
+
+
+def fit_hash(
+    stats,
+    feature: str,
+    n_rows: int,
+    *,
+    method: str = "learned",
+    hot_rows: int | None = None,
+    max_mapped_ids: int | None = None,
+    seed: int = 0,
+    previous: IdMap | None = None,
+    embedding: str | tuple = "auto",
+    partners: Sequence[str] | None = None,
+    n_components: int = 16,
+    max_share: float | None = None,
+    n_iter: int = 20,
+    n_threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IdMap:
+    """Fit an id -> row map for ``feature`` of ``stats`` into ``n_rows`` rows (see the module doc).
+
+    ``method``: ``"learned"`` (default), ``"hash"`` (hashing trick) or ``"frequency"`` (hot ids own
+    rows, the rest hashed). ``hot_rows``: rows owned by single hot ids (default from the frequency
+    curve, or on a refit the previous map's; 0 for ``"hash"``). ``max_mapped_ids``: most ids the map stores (bounds ``nbytes``).
+    ``embedding`` (learned): ``"auto"``, ``"cooccurrence"`` (PPMI spectral), ``"label_aware"``
+    (spectral on partners split by label), or ``(ids, vectors)`` precomputed, e.g. a trained
+    table's rows via :class:`learned_hash.embed.TableEmbedding`. ``"auto"`` takes
+    ``"label_aware"`` when the stats hold a label, else ``"cooccurrence"``. ``partners``: features
+    whose co-occurrence embeds ``feature`` (default every feature mined in a pair with it;
+    ``feature`` itself means its session sequences, which are not split by label, so ``"auto"``
+    then takes ``"cooccurrence"``).
+    ``n_components``, ``max_share``, ``n_iter``, ``n_threads``: embedding dimension and k-means
+    settings. ``progress(done, total)`` follows the clustering.
+    """
+    n_rows, seed, ids, counts, max_mapped, budget, keep_hot, hash_seed, n_hot = _checked(
+        stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners, max_share,
+        n_threads)
     inputs = {"stats": stats.source, "stats_rows": stats.n_rows, "feature": feature, "previous": previous is not None}
     config = {"method": method, "feature": feature, "n_rows": n_rows, "seed": seed,
               "hot_rows": n_hot, "hot_rows_rule": "given" if hot_rows is not None else "the previous map's" if keep_hot

@@ -42,6 +42,7 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
     """
     try:
         from learned_hash import LogStats, fit_hash
+        from learned_hash.build import check_fit_hash
     except ImportError as exc:
         raise BackendUnavailableError(f"fit-hash needs the 'learned_hash' package of this distribution ({exc}).") from None
     from ..idmap import IdMap
@@ -86,7 +87,9 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
     # every feature is checked before the first fit, as the earlier maps are above: a typo in the
     # last --feature stopped the command only after the others were fitted (minutes each) and written
     for f in features:
-        stats.frequencies(f)  # refuses a feature that was not mined, naming the mined ones
+        # a feature that was not mined, and what only this feature's rows refuse (no rows, more hot
+        # rows than rows, a --max-share its cold rows cannot carry): fit_hash's own checks
+        check_fit_hash(stats, f, rows[f], previous=previous[f], **options)
     partners = options.get("partners")
     if options.get("method", "learned") == "learned" and isinstance(options.get("embedding", "auto"), str) \
             and partners is not None:

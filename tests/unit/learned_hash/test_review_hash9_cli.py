@@ -46,3 +46,30 @@ def test_a_corrupted_earlier_map_is_refused_not_refitted_on(stats_path, tmp_path
     err = capsys.readouterr().err
     assert "a.idmap" in err and "checksum" in err
     assert not (tmp_path / "new" / "a.idmap").exists()
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--rows-per-feature", "c=0"], "--rows"),             # no rows for the last feature
+    (["--rows-per-feature", "c=6", "--hot-rows", "8"], "--hot-rows"),  # more hot rows than it has
+    (["--rows-per-feature", "c=6", "--max-share", "0.1"], "--max-share"),  # 6 rows cannot carry it
+])
+def test_a_mistake_for_the_last_feature_is_found_before_the_first_map_is_written(stats_path, tmp_path, capsys,
+                                                                                    args, flag):
+    # README: every --feature is checked before the first map is fitted, so a mistake in the last
+    # one does not leave --out-dir half written; a row count, hot count or traffic cap that only
+    # the last feature's rows refuse stopped the command after 'a' was fitted and written.
+    out = tmp_path / "maps"
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(stats_path), "-f", "a", "-f", "c", "--rows", "64", *args,
+              "--out-dir", str(out), "--quiet"])
+    assert exc.value.code == 1
+    captured = capsys.readouterr()
+    assert flag in captured.err and captured.out == ""
+    assert not (out / "a.idmap").exists()
+
+
+def test_the_checks_up_front_let_good_runs_through(stats_path, tmp_path, capsys):
+    out = tmp_path / "maps"
+    main(["fit-hash", str(stats_path), "-f", "a", "-f", "c", "--rows", "64", "--rows-per-feature", "c=12",
+          "--hot-rows", "4", "--max-share", "0.2", "--out-dir", str(out), "--quiet"])
+    assert IdMap.load(out / "c.idmap").n_rows == 12 and IdMap.load(out / "a.idmap").hot_rows == 4
