@@ -155,7 +155,7 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
     seed = _check_int(seed, "seed", 0, 2**31 - 1, allow_none=False)
     # checked here, not only where clustering runs: a small feature or method='hash' never clusters
     _check_int(n_threads, "n_threads", 1)
-    if max_share is not None and (isinstance(max_share, bool) or not isinstance(max_share, (int, float, np.floating))
+    if max_share is not None and (isinstance(max_share, bool) or not isinstance(max_share, (int, float, np.integer, np.floating))
                                   or not 0 < max_share <= 1):
         raise param_error("max_share", "fit_hash", "be None or a float in (0, 1]", max_share)
     if previous is not None:

@@ -110,7 +110,8 @@ class FrequencyKMeans:
             raise param_error("seed", owner, "be below 2**31 (FAISS seeds are 32-bit)", self.seed)
         if self.max_share is not None:
             s = self.max_share
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 1:
+            # NumPy numbers too, as fit_hash passes them on (np.float32 is no Python float)
+            if isinstance(s, bool) or not isinstance(s, (int, float, np.integer, np.floating)) or not 0 < s <= 1:
                 raise param_error("max_share", owner, "be None or a float in (0, 1]", s)
             if s * self.n_clusters < 1:
                 raise param_error("max_share", owner, f"be at least 1 / n_clusters = {1 / self.n_clusters:.3g} "
@@ -225,7 +226,7 @@ class FrequencyKMeans:
             self._fill_empty(X, w, centers, labels)
             moved = 0
             if self.max_share is not None:
-                moved = self._balance(X, w, centers, labels, self.max_share * float(w.sum()))
+                moved = self._balance(X, w, centers, labels, float(self.max_share) * float(w.sum()))
         finally:
             faiss.omp_set_num_threads(before)
         self.cluster_centers_ = centers

@@ -118,7 +118,8 @@ class SpectralEmbedding:
         _check_int(self.n_iter, "n_iter", owner, 0, 100)
         _check_int(self.n_oversamples, "n_oversamples", owner, 0, 1000)
         _check_int(self.seed, "seed", owner, 0, 2**63 - 1)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha <= 1:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float, np.integer, np.floating)) \
+                or not 0 < self.alpha <= 1:
             raise param_error("alpha", owner, "be a float in (0, 1]", self.alpha)
 
     def get_params(self) -> dict:
@@ -143,7 +144,7 @@ class SpectralEmbedding:
 
     def _fit_matrix(self, X):
         self._validate()
-        col = np.asarray(X.sum(axis=0)).ravel() ** self.alpha
+        col = np.asarray(X.sum(axis=0)).ravel() ** float(self.alpha)
         with np.errstate(divide="ignore"):
             self.context_logp_ = np.log(col / col.sum()) if col.sum() > 0 else np.zeros_like(col)
         M = self._ppmi(X, self.context_logp_)
