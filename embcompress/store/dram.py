@@ -104,15 +104,25 @@ class DramTier:
 
     def set_hot(self, rows: np.ndarray, records: np.ndarray) -> None:
         """Replace the whole content with ``rows`` (at most ``capacity``), e.g. a new hot set."""
+        self.clear()
+        self.fill(rows, records)
+
+    def clear(self) -> None:
+        """Hold nothing."""
         self.slot_of[self.row_of[: self.n_used]] = -1
         self.row_of[:] = -1
         self.n_used = 0
         if self.last_used is not None:
             self.last_used[:] = 0
+
+    def fill(self, rows: np.ndarray, records: np.ndarray) -> None:
+        """Add ``rows`` (not held) in the slots after the last used one (a hot set loaded a chunk
+        at a time after :meth:`clear`, so that its records are never all in memory twice)."""
         if len(rows):
-            self._place(rows, records, np.arange(len(rows), dtype=np.int64))
+            slots = np.arange(self.n_used, self.n_used + len(rows), dtype=np.int64)
+            self._place(rows, records, slots)
             if self.last_used is not None:
-                self.last_used[: len(rows)] = self.clock
+                self.last_used[slots] = self.clock
 
     def swap_hot(self, hot: np.ndarray, entering: np.ndarray, records: np.ndarray) -> None:
         """Make the content the rows ``hot`` (at most ``capacity``), given the records of ``entering``.

@@ -357,10 +357,14 @@ class TieredStore:
                 self._is_touched[:] = False
                 self._touched = []
             pos = np.sort(self._positions(hot))
-            records = np.empty((len(pos), self.row_bytes), dtype=np.uint8)
+            # A chunk at a time into the tier's slots: reading the whole set first took its size
+            # again beside the tier (three times, with the reads' own copies). A read that fails
+            # leaves part of the set loaded: every row held is the file's (a refresh, or the next
+            # warm-up, loads the rest).
+            self._dram.clear()
             for a in range(0, len(pos), _WARM_CHUNK):
-                records[a : a + _WARM_CHUNK] = self._reader.read(pos[a : a + _WARM_CHUNK])[0]
-            self._dram.set_hot(pos, records)
+                chunk = pos[a : a + _WARM_CHUNK]
+                self._dram.fill(chunk, self._reader.read(chunk)[0])
             return len(pos)
 
     def _sync_updates(self) -> None:

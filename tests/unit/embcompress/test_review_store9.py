@@ -3,13 +3,14 @@ and of memory (a closed store's file, the warm-up's and the reloads' peak), and 
 
 import gc
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import embcompress
 from embcompress.kernels.lookup import pooled_lookup
-from embcompress.store import TieredStore, reorder_rows
+from embcompress.store import TieredStore, reorder_rows, tiered
 
 N, DIM = 3000, 16
 
@@ -60,3 +61,29 @@ def test_a_closed_store_holds_nothing_of_its_file(table, tmp_path, reordered):
     assert np.array_equal(store.id_map.lookup(ids), m.lookup(ids))
     gc.collect()
     assert _holds(path) == (0, 0)
+
+
+@pytest.mark.parametrize("policy", ["frequency", "lru"])
+def test_the_warm_up_does_not_copy_the_hot_set_beside_the_tier(tmp_path, monkeypatch, policy):
+    # The warm-up read the whole hot set into one array (and each read gathered its records into
+    # a temporary first) before copying it into the tier: besides the tier's own dram_bytes it
+    # took 3.4x dram_bytes at its peak, so a budget sized to half the memory failed to load. It now
+    # reads a chunk at a time into the tier's slots.
+    q = embcompress.quantize(np.random.default_rng(0).standard_normal((N, 256)).astype(np.float32), "fp32")
+    path = embcompress.write_table(tmp_path / "wide.embc", q)  # 1 KiB rows
+    monkeypatch.setattr(tiered, "_WARM_CHUNK", 128)
+    freq = np.random.default_rng(1).random(N)
+    budget = 2500 * q.row_bytes
+    store = TieredStore(path, dram_bytes=budget, policy=policy, frequencies=freq)
+    store.warm_up()  # (once first: the first call's lazy imports are no part of the peak)
+    tracemalloc.start()
+    try:
+        assert store.warm_up() == 2500
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < budget / 2
+    hot = np.sort(np.argsort(-freq, kind="stable")[:2500])
+    assert np.array_equal(np.sort(store._dram.held_rows), hot)
+    store.reset_stats()
+    assert np.array_equal(store.rows(hot), q.data[hot]) and store.stats()["dram_hits"] == 2500
