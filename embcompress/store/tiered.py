@@ -47,7 +47,7 @@ from .placement import ROW_ORDER, invert, top_rows
 from .scm import BLOCK, RowReader
 
 _OWNER = "TieredStore"
-_WARM_CHUNK = 1 << 16  # rows per read while loading the hot set
+_WARM_CHUNK = 1 << 16  # rows per read while loading, reloading or refreshing the hot set
 
 
 class _FileLock:
@@ -317,7 +317,11 @@ class TieredStore:
         """Swap the rows ``entering`` the hot set in (under the shared file lock, not the state lock)."""
         try:
             t0 = time.perf_counter()
-            records, n_blocks = self._reader.read(entering)
+            records = np.empty((len(entering), self.row_bytes), dtype=np.uint8)
+            n_blocks = 0
+            for a in range(0, len(entering), _WARM_CHUNK):  # (one read's buffer holds every block read)
+                records[a : a + _WARM_CHUNK], n = self._reader.read(entering[a : a + _WARM_CHUNK])
+                n_blocks += n
             read_s = time.perf_counter() - t0
             with self._lock:
                 self._dram.swap_hot(hot, entering, records)
@@ -386,15 +390,18 @@ class TieredStore:
                 else:
                     changed = changed[(changed >= 0) & (changed < self.shape[0])]
                     held = changed[self._dram.find(changed) >= 0]
-                if len(held):
-                    # Real reads of the device: counted with the lookups' (blocks, bytes, time, the
-                    # device model's), though not as lookups' misses (hit rates stay per batch).
+                # Real reads of the device: counted with the lookups' (blocks, bytes, time, the
+                # device model's), though not as lookups' misses (hit rates stay per batch). A
+                # chunk at a time: one read of every held row took a buffer of every block they
+                # lie in, for scattered rows about the table's size.
+                for a in range(0, len(held), _WARM_CHUNK):
+                    chunk = held[a : a + _WARM_CHUNK]
                     t0 = time.perf_counter()
-                    records, n_blocks = self._reader.read(held)
+                    records, n_blocks = self._reader.read(chunk)
                     self._c["scm_seconds"] += time.perf_counter() - t0
                     self._c["blocks_read"] += n_blocks
-                    self._count_device_reads(held)
-                    self._dram.write_through(held, records)
+                    self._count_device_reads(chunk)
+                    self._dram.write_through(chunk, records)
                 self._gen += 1  # batches that copied DRAM rows before this copy them again
             self._c["rows_reloaded"] += len(held)
 

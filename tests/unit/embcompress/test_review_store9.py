@@ -10,7 +10,8 @@ import pytest
 
 import embcompress
 from embcompress.kernels.lookup import pooled_lookup
-from embcompress.store import TieredStore, reorder_rows, tiered
+from embcompress.store import TieredStore, reorder_rows, tiered, updlog
+from embcompress.store.scm import RowReader
 
 N, DIM = 3000, 16
 
@@ -87,3 +88,71 @@ def test_the_warm_up_does_not_copy_the_hot_set_beside_the_tier(tmp_path, monkeyp
     assert np.array_equal(np.sort(store._dram.held_rows), hot)
     store.reset_stats()
     assert np.array_equal(store.rows(hot), q.data[hot]) and store.stats()["dram_hits"] == 2500
+
+
+def _read_sizes(monkeypatch):
+    """The blocks of each file read from now on."""
+    sizes = []
+    real = RowReader.read
+
+    def read(self, rows):
+        out = real(self, rows)
+        sizes.append(out[1])
+        return out
+
+    monkeypatch.setattr(RowReader, "read", read)
+    return sizes
+
+
+def test_reloading_every_held_row_reads_a_chunk_at_a_time(table, monkeypatch):
+    # A new update log (one starts every 4 MiB of updates) or one that cannot be parsed makes a
+    # store read every row it holds again; it read them in one read, into one buffer of every
+    # block they lie in: for scattered hot rows of small records, about the whole table's size
+    # (64 GiB for a 64 GiB table of 64-byte rows with a 1 GiB tier). Now a chunk at a time.
+    path, q = table
+    monkeypatch.setattr(tiered, "_WARM_CHUNK", 32)
+    freq = np.zeros(N)
+    held = np.arange(0, N, 64)[:40]  # one row a block: 40 blocks
+    freq[held] = 1
+    store = TieredStore(path, dram_bytes=len(held) * q.row_bytes, policy="frequency", frequencies=freq)
+    store.warm_up()
+    other = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    new = np.full((1, DIM), 0.5, np.float32)
+    other.update_rows(held[:1], new)
+    with open(updlog.log_path(path), "ab") as f:
+        f.write(b"\x01\x02\x03")  # a log that cannot be parsed: every held row is read again
+    want = other.rows(held)
+    store.reset_stats()
+    sizes = _read_sizes(monkeypatch)
+    assert np.array_equal(store.rows(held), want)
+    assert store.stats()["rows_reloaded"] == len(held) and store.stats()["blocks_read"] == len(held)
+    assert sum(sizes) == len(held) and max(sizes) <= 32
+    assert np.array_equal(store.rows(held[:1]).view(np.float32), new)
+
+
+def test_a_refresh_reads_the_rows_entering_a_chunk_at_a_time(table, monkeypatch):
+    # The rows entering the hot set at a refresh were read in one read too (up to the whole set
+    # after a change of traffic with a long refresh_every).
+    path, q = table
+    monkeypatch.setattr(tiered, "_WARM_CHUNK", 32)
+    store = TieredStore(path, dram_bytes=40 * q.row_bytes, policy="frequency", frequencies=np.zeros(N),
+                        refresh_every=2)
+    store.warm_up()  # rows 0..39 (ties to the lower row)
+    sizes = []
+    real = RowReader.read
+
+    def read(self, rows):
+        out = real(self, rows)
+        if store._refreshing:
+            sizes.append(out[1])
+        return out
+
+    monkeypatch.setattr(RowReader, "read", read)
+    entering = np.arange(400, 400 + 64 * 40, 64)  # one a block
+    for _ in range(2):
+        store.pooled_lookup(np.repeat(entering, 3), np.array([0]))
+    assert store.stats()["refreshes"] == 1 and store.stats()["refresh_rows"] == 40
+    assert sum(sizes) == 40 and max(sizes) <= 32
+    assert np.array_equal(np.sort(store._dram.held_rows), entering)
+    store.reset_stats()
+    assert np.array_equal(store.rows(entering), q.data[entering]) and store.stats()["dram_hits"] == 40
