@@ -54,6 +54,28 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h
 
 
+def _flat(values):
+    """``values`` in one dimension, and the shape to give the ids back in (None: as they come).
+    An array of any shape (a batch of bags) gets its ids in its own shape, as IdMap.lookup takes them."""
+    if isinstance(values, np.ndarray) and values.ndim > 1:
+        return values.reshape(-1), values.shape
+    return values, None
+
+
+def _bad_element(owner: str, bad) -> ConfigError:
+    """The error for an element that is no string, bytes or None, naming the fix for its kind."""
+    if isinstance(bad, (list, tuple, np.ndarray)):
+        fix = "Nested lists are not taken: pass np.array(values) to get the ids in its shape."
+    elif isinstance(bad, float) and bad != bad:
+        fix = "A missing value is None or '' (NaN is not a string)."
+    else:
+        fix = "Integer ids need no hashing: pass them as int64."
+    return ConfigError(
+        f"The 'values' parameter of {owner} must hold strings, bytes or None. "
+        f"Got an element of type {type(bad).__name__} instead. {fix}"
+    )
+
+
 def _as_arrow(values, owner: str):
     """``values`` as one Arrow string/binary array (the boundary conversion, once)."""
     import pyarrow as pa
@@ -76,6 +98,9 @@ def _as_arrow(values, owner: str):
                 try:
                     values = pa.array(arr, type=pa.binary())
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    bad = next((v for v in arr if v is not None and not isinstance(v, (str, bytes))), None)
+                    if bad is not None:  # the element, as the NumPy-only path names it
+                        raise _bad_element(owner, bad) from None
                     raise ConfigError(
                         f"The 'values' parameter of {owner} must hold strings, bytes or None. "
                         f"Got an array of {getattr(arr, 'dtype', type(arr).__name__)} instead. "
@@ -115,7 +140,9 @@ def _buffers(arr):
 def _numpy_buffers(values, owner: str):
     """The same buffers without pyarrow (the serving core needs numpy only): one UTF-8 encode
     per value, then a single join."""
-    arr = np.asarray(values, dtype=object if isinstance(values, (list, tuple)) else None).ravel()
+    # a list's elements as they are: np.asarray made a list of lists one 2-D array, hashed flat
+    arr = (np.fromiter(values, dtype=object, count=len(values)) if isinstance(values, (list, tuple))
+           else np.asarray(values).ravel())
     if arr.dtype.kind in "biufcmM":
         raise ConfigError(
             f"The 'values' parameter of {owner} must hold strings, bytes or None. "
@@ -124,10 +151,7 @@ def _numpy_buffers(values, owner: str):
     # as pyarrow refuses them: str() would hash 1 as "1" and a NaN as "nan"
     bad = next((v for v in arr if v is not None and not isinstance(v, (str, bytes))), None)
     if bad is not None:
-        raise ConfigError(
-            f"The 'values' parameter of {owner} must hold strings, bytes or None. "
-            f"Got an element of type {type(bad).__name__} instead. Integer ids need no hashing: pass them as int64."
-        )
+        raise _bad_element(owner, bad)
     nulls = np.fromiter((v is None for v in arr), dtype=bool, count=len(arr))
     enc = [b"" if v is None else v if isinstance(v, bytes) else v.encode("utf-8") for v in arr]
     offsets = np.zeros(len(enc) + 1, dtype=np.int64)
@@ -193,13 +217,15 @@ def hash_strings(values) -> np.ndarray:
     """The stable 64-bit hash (uint64) of each string id; null and ``""`` give ``MISSING_U64``.
 
     ``values``: a sequence or NumPy array of ``str``/``bytes``/``None``, or an Arrow string or
-    binary array. A ``str`` is hashed as its UTF-8 bytes, so ``"a"`` and ``b"a"`` agree.
-    Use :func:`string_ids` for int64 ids.
+    binary array. A ``str`` is hashed as its UTF-8 bytes, so ``"a"`` and ``b"a"`` agree. A NumPy
+    array of any shape (a batch of bags) gives its hashes in that shape. Use :func:`string_ids` for
+    int64 ids.
     """
     return _hash(values, "hash_strings")
 
 
 def _hash(values, owner: str) -> np.ndarray:
+    values, shape = _flat(values)
     offsets, data, nulls = _string_buffers(values, owner)
     h = _fnv1a_fmix(offsets, data)
     h[h == MISSING_U64] = MISSING_U64 + np.uint64(1)
@@ -207,7 +233,7 @@ def _hash(values, owner: str) -> np.ndarray:
     if nulls is not None:
         missing |= nulls
     h[missing] = MISSING_U64
-    return h
+    return h if shape is None else h.reshape(shape)
 
 
 def string_ids(values) -> np.ndarray:
@@ -217,6 +243,7 @@ def string_ids(values) -> np.ndarray:
 
 def _hex32(values):
     """(ids int64, valid bool): 1 to 8 hex digits parsed; null/``""`` -> MISSING_ID, valid."""
+    values, shape = _flat(values)
     offsets, data, nulls = _string_buffers(values, "parse_hex32")
     n = len(offsets) - 1
     lengths = np.diff(offsets)
@@ -236,7 +263,7 @@ def _hex32(values):
     ids[missing] = MISSING_ID
     valid |= missing
     ids[~valid] = MISSING_ID
-    return ids, valid
+    return (ids, valid) if shape is None else (ids.reshape(shape), valid.reshape(shape))
 
 
 def parse_hex32(values) -> np.ndarray:
@@ -247,11 +274,13 @@ def parse_hex32(values) -> np.ndarray:
     """
     ids, valid = _hex32(values)
     if not valid.all():
-        bad = int(np.flatnonzero(~valid)[0])
-        offsets, data, _ = _string_buffers(values, "parse_hex32")
+        flat, shape = _flat(values)
+        bad = int(np.flatnonzero(~valid.reshape(-1))[0])
+        offsets, data, _ = _string_buffers(flat, "parse_hex32")
         text = data[offsets[bad] : offsets[bad + 1]].tobytes().decode("utf-8", "replace")
+        where = bad if shape is None else tuple(int(i) for i in np.unravel_index(bad, shape))
         raise ConfigError(
             f"The 'values' parameter of parse_hex32 must hold 1 to 8 hex digits per value. "
-            f"Got {text!r} at position {bad} instead. Hash such ids with string_ids."
+            f"Got {text!r} at position {where} instead. Hash such ids with string_ids."
         )
     return ids
