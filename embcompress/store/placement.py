@@ -245,12 +245,33 @@ def _check_block_bytes(block_bytes, owner: str) -> None:
         raise param_error("block_bytes", owner, "be a positive int number of bytes", block_bytes)
 
 
+def _check_batches(batches, n_rows: int | None, name: str, owner: str) -> list:
+    """``batches`` of row ids as int64 arrays, each id in ``[0, n_rows)`` (non-negative when
+    ``n_rows`` is None); a ConfigError naming the first problem otherwise."""
+    out = []
+    for rows in batches:
+        a = np.asarray(rows)
+        if a.size == 0:
+            out.append(np.zeros(0, np.int64))
+            continue
+        if a.dtype.kind not in "iu":  # a float id would be truncated to another row
+            raise param_error(name, owner, "hold int row ids (one array of ids a batch)", f"dtype {a.dtype}")
+        a = a.astype(np.int64).reshape(-1)
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or (n_rows is not None and hi >= n_rows):
+            where = f"[0, {n_rows})" if n_rows is not None else "[0, n_rows)"
+            raise param_error(name, owner, f"hold row ids in {where}", f"ids from {lo} to {hi}")
+        out.append(a)
+    return out
+
+
 def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, block_bytes: int = BLOCK) -> np.ndarray:
     """Distinct ``block_bytes`` blocks each batch of row ids touches (``new_row``: old -> new position)."""
     _check_block_bytes(block_bytes, "blocks_per_batch")
+    batches = _check_batches(batches, None if new_row is None else len(new_row), "batches", "blocks_per_batch")
     out = np.empty(len(batches), dtype=np.int64)
     for k, rows in enumerate(batches):
-        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        rows = np.unique(rows)
         if new_row is not None:
             rows = new_row[rows]
         start = base + rows * row_bytes
@@ -298,6 +319,10 @@ def reorder_rows(
     n_rows, row_bytes = sec.shape
     if Path(out_file).resolve() == Path(table_file).resolve():
         raise param_error("out_file", "reorder_rows", "differ from table_file (the original stays intact)", str(out_file))
+    if replay is not None:  # checked before anything is written
+        replay = _check_batches(replay, n_rows, "replay", "reorder_rows")
+        if not replay:
+            raise param_error("replay", "reorder_rows", "hold at least one batch of row ids, or be None", "no batch")
     order = coaccess_order(n_rows, row_bytes, cooccurrence=cooccurrence, clusters=clusters,
                            frequencies=frequencies, block_bytes=block_bytes)
     prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None

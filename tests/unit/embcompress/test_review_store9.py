@@ -156,3 +156,31 @@ def test_a_refresh_reads_the_rows_entering_a_chunk_at_a_time(table, monkeypatch)
     assert np.array_equal(np.sort(store._dram.held_rows), entering)
     store.reset_stats()
     assert np.array_equal(store.rows(entering), q.data[entering]) and store.stats()["dram_hits"] == 40
+
+
+# --- errors that name the fix --------------------------------------------------------------------
+
+@pytest.mark.parametrize("replay, match", [
+    ([[1, 2], [N + 5]], r"'replay' parameter of reorder_rows must hold row ids in \[0, 3000\)"),
+    ([[-1]], r"'replay' parameter of reorder_rows must hold row ids in \[0, 3000\)"),
+    ([[1.5, 2.0]], r"'replay' parameter of reorder_rows must hold int row ids"),
+    ([], r"'replay' parameter of reorder_rows must hold at least one batch"),
+])
+def test_reorder_rows_refuses_a_bad_replay_before_writing(table, tmp_path, replay, match):
+    # An id out of range raised a raw IndexError (after the new file was written), a float id was
+    # truncated to another row, and an empty replay gave NaN block counts with numpy warnings.
+    path, _ = table
+    out = tmp_path / "r.embc"
+    with pytest.raises(embcompress.ConfigError, match=match):
+        reorder_rows(path, out, clusters=np.arange(N) % 5, replay=replay)
+    assert not out.exists()
+
+
+def test_blocks_per_batch_refuses_ids_its_new_order_does_not_have():
+    from embcompress.store import blocks_per_batch
+
+    with pytest.raises(embcompress.ConfigError, match=r"'batches' parameter of blocks_per_batch must hold row ids in \[0, 4\)"):
+        blocks_per_batch([[0, 9]], 64, new_row=np.arange(4))
+    with pytest.raises(embcompress.ConfigError, match="'batches' parameter of blocks_per_batch must hold int row ids"):
+        blocks_per_batch([[0.5]], 64)
+    assert blocks_per_batch([[0, 1], [], [0, 64]], 64).tolist() == [1, 0, 2]
