@@ -30,7 +30,7 @@ from embcompress.idmap import IdMap
 
 from .baselines import choose_hot_rows, frequency_map, hash_map
 from .cluster import FrequencyKMeans
-from .embed import LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, _partners_of, cooccurrence
+from .embed import LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, _as_numpy, _partners_of, cooccurrence
 
 METHODS = ("learned", "hash", "frequency")
 EMBEDDINGS = ("auto", "cooccurrence", "label_aware")
@@ -321,16 +321,17 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
             e_ids, e_vec = embedding
         except (TypeError, ValueError):
             raise param_error("embedding", "fit_hash", f"be one of {EMBEDDINGS} or an (ids, vectors) pair", type(embedding).__name__) from None
-        e_ids = np.asarray(e_ids)
+        # a trained table's weight as it is (torch tensors: detached, moved to the CPU)
+        e_ids, e_vec = np.asarray(_as_numpy(e_ids)), _as_numpy(e_vec)
         if e_ids.ndim != 1 or (e_ids.size and e_ids.dtype.kind not in "iu"):
             raise param_error("embedding", "fit_hash", "be (ids, vectors) with ids a 1-D integer array",
                               f"ids of shape {e_ids.shape} and dtype {e_ids.dtype}")
         # uint64 ids (hashed strings) by their bit pattern, as everywhere
         e_ids = e_ids.view(np.int64) if e_ids.dtype == np.uint64 else e_ids.astype(np.int64)
         e_vec = np.asarray(e_vec, dtype=np.float32)
-        if e_vec.ndim != 2 or e_vec.shape[0] != e_ids.size or not np.isfinite(e_vec).all():
-            raise param_error("embedding", "fit_hash", "be (ids, vectors) with one finite row of vectors an id",
-                              f"{e_ids.size} ids and vectors of shape {e_vec.shape}")
+        if e_vec.ndim != 2 or e_vec.shape[0] != e_ids.size or e_vec.shape[1] < 1 or not np.isfinite(e_vec).all():
+            raise param_error("embedding", "fit_hash", "be (ids, vectors) with one finite row of vectors an id "
+                              "(at least one column)", f"{e_ids.size} ids and vectors of shape {e_vec.shape}")
         order = np.argsort(e_ids, kind="stable")
         rep = np.flatnonzero(e_ids[order][1:] == e_ids[order][:-1])
         if rep.size:  # two vectors for one id: which one would be meant is unknown

@@ -70,6 +70,18 @@ def randomized_svd(A, n_components: int, *, n_oversamples: int = 10, n_iter: int
     return u * flip, s, vt * flip[:, None]
 
 
+def _as_numpy(x):
+    """A torch tensor (a trained table's weight, which may require grad, sit on a GPU or be
+    bfloat16, which NumPy lacks) as a NumPy array; anything else as it is."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu()
+        try:
+            return x.numpy()
+        except TypeError:  # a dtype NumPy has not: bfloat16, float8
+            return x.float().numpy()
+    return x
+
+
 def _check_counts(X, owner: str, name: str = "X"):
     import scipy.sparse as sp
 
@@ -251,9 +263,7 @@ class TableEmbedding:
 
     def fit(self, table, y=None) -> "TableEmbedding":
         owner = "TableEmbedding.fit"
-        if hasattr(table, "detach"):  # a torch tensor or nn.Parameter
-            table = table.detach().cpu().numpy()
-        W = np.asarray(table)
+        W = np.asarray(_as_numpy(table))  # a torch tensor or nn.Parameter too
         if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1 or W.dtype.kind not in "fiu":
             raise param_error("table", owner, "be a non-empty 2-D numeric array (one row an id)", f"shape {W.shape}, dtype {W.dtype}")
         W = W.astype(np.float64)

@@ -39,3 +39,29 @@ def test_numpy_numbers_are_parameters_of_the_estimators_too():
             FrequencyKMeans(5, max_share=bad).fit(X)
         with pytest.raises(ConfigError, match="alpha"):
             SpectralEmbedding(2, alpha=bad).fit(counts)
+
+
+def test_a_trained_tables_weight_is_an_embedding_as_it_is(stats):
+    # README: embedding=(ids, vectors), e.g. the rows of a trained model's table. The table's
+    # weight (an nn.Parameter) raised torch's raw "Can't call numpy() on Tensor that requires grad",
+    # and a bfloat16 table "Got unsupported ScalarType BFloat16", in fit_hash and TableEmbedding.
+    torch = pytest.importorskip("torch")
+    from learned_hash.embed import TableEmbedding
+
+    ids = stats.frequencies("a")[0]
+    table = torch.nn.Embedding(ids.size, 4)
+    want = fit_hash(stats, "a", 30, embedding=(ids, table.weight.detach().numpy()))
+    got = fit_hash(stats, "a", 30, embedding=(torch.from_numpy(ids), table.weight))
+    assert np.array_equal(got.lookup(ids), want.lookup(ids))
+    half = table.weight.detach().to(torch.bfloat16)
+    m = fit_hash(stats, "a", 30, embedding=(ids, half))
+    assert np.array_equal(m.lookup(ids), fit_hash(stats, "a", 30, embedding=(ids, half.float().numpy())).lookup(ids))
+    assert np.array_equal(TableEmbedding(2).fit(table.weight).embedding_,
+                          TableEmbedding(2).fit(table.weight.detach().numpy()).embedding_)
+    assert TableEmbedding().fit(half).embedding_.shape == (ids.size, 4)
+
+
+def test_vectors_without_a_column_are_refused_as_fit_hashs_embedding(stats):
+    ids = stats.frequencies("a")[0]
+    with pytest.raises(ConfigError, match="'embedding' parameter of fit_hash"):
+        fit_hash(stats, "a", 30, embedding=(ids, np.zeros((ids.size, 0))))
