@@ -263,13 +263,21 @@ def plan(
         raise param_error("index_bytes_per_row", "plan", "be a non-negative int (4: the store's slot index)", index_bytes_per_row)
     if max_latency_us is not None and (not number(max_latency_us) or max_latency_us <= 0):
         raise param_error("max_latency_us", "plan", "be a finite positive number of microseconds or None", max_latency_us)
-    fractions = tuple(fractions)
+    try:
+        fractions = tuple(fractions)
+    except TypeError:  # a single fraction (or None): not a raw "'float' object is not iterable"
+        raise param_error("fractions", "plan", "be a sequence of DRAM fractions in (0, 1], e.g. (0.01, 0.1)",
+                          fractions) from None
     if not fractions:
         raise param_error("fractions", "plan", "hold at least one DRAM fraction in (0, 1]", fractions)
     for frac in fractions:
         if not number(frac) or not 0 < frac <= 1:
             raise param_error("fractions", "plan", "hold numbers in (0, 1]", frac)
-    freq = np.asarray(frequencies, dtype=np.float64).reshape(-1)
+    try:
+        freq = np.asarray(frequencies, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):  # text or objects: numpy's own "could not convert ..." named nothing
+        raise param_error("frequencies", "plan", "be numeric counts, one a row or a group of rows",
+                          f"{type(frequencies).__name__} of non-numbers") from None
     n_rows = table_bytes // row_bytes
     if not 0 < len(freq) <= n_rows or not np.all(np.isfinite(freq)) or np.any(freq < 0) or freq.sum() <= 0:
         got = f"{len(freq)} values" + (f" with sum {freq.sum():g}" if 0 < len(freq) <= n_rows and np.all(freq >= 0) else "")

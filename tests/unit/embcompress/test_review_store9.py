@@ -184,3 +184,20 @@ def test_blocks_per_batch_refuses_ids_its_new_order_does_not_have():
     with pytest.raises(embcompress.ConfigError, match="'batches' parameter of blocks_per_batch must hold int row ids"):
         blocks_per_batch([[0.5]], 64)
     assert blocks_per_batch([[0, 1], [], [0, 64]], 64).tolist() == [1, 0, 2]
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(frequencies=["a", "b"]), "'frequencies' parameter of plan must be"),
+    (dict(frequencies=[{"row": 1}]), "'frequencies' parameter of plan must be"),
+    (dict(fractions=0.1), "'fractions' parameter of plan must be a sequence"),
+    (dict(fractions=None), "'fractions' parameter of plan must be a sequence"),
+])
+def test_plan_names_frequencies_and_fractions_it_cannot_use(kw, match):
+    # Text frequencies raised numpy's raw ValueError ("could not convert string to float"), and a
+    # single fraction (fractions=0.1) or None a raw TypeError ("'float' object is not iterable").
+    from embcompress.store import plan
+
+    args = dict(table_bytes=6400, row_bytes=64, frequencies=np.ones(100), lookups_per_s=1e3)
+    args.update(kw)
+    with pytest.raises(embcompress.ConfigError, match=match):
+        plan(**args)
