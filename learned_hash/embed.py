@@ -87,6 +87,9 @@ def _check_counts(X, owner: str, name: str = "X"):
 
     if not (sp.issparse(X) or isinstance(X, np.ndarray)):
         raise param_error(name, owner, "be a scipy sparse matrix or 2-D array of counts", type(X).__name__)
+    if X.ndim != 2 or X.dtype.kind not in "biuf":  # (scipy failed on these with its own ValueError)
+        raise param_error(name, owner, "be a 2-D matrix of counts (integers or floats)",
+                          f"shape {X.shape}, dtype {X.dtype}")
     X = sp.csr_matrix(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise param_error(name, owner, "be a non-empty 2-D matrix of counts", f"shape {X.shape}")

@@ -65,3 +65,16 @@ def test_vectors_without_a_column_are_refused_as_fit_hashs_embedding(stats):
     ids = stats.frequencies("a")[0]
     with pytest.raises(ConfigError, match="'embedding' parameter of fit_hash"):
         fit_hash(stats, "a", 30, embedding=(ids, np.zeros((ids.size, 0))))
+
+
+@pytest.mark.parametrize("X,got", [(np.array([["a", "b"]]), "dtype <U1"), (np.zeros((2, 2, 2)), "shape (2, 2, 2)"),
+                                   (np.array([[1 + 1j]]), "dtype complex128")])
+def test_counts_that_are_no_count_matrix_are_refused_naming_the_parameter(X, got):
+    # a text or 3-D array reached scipy and failed with its raw ValueError
+    # ("could not convert string to float", "CSR arrays don't yet support 3D")
+    from learned_hash.embed import LabelAwareEmbedding
+
+    with pytest.raises(ConfigError, match=r"'X' parameter of SpectralEmbedding.fit.*" + __import__("re").escape(got)):
+        SpectralEmbedding(2).fit(X)
+    with pytest.raises(ConfigError, match="'X_pos' parameter of LabelAwareEmbedding.fit"):
+        LabelAwareEmbedding(2).fit(X, X)
