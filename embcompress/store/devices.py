@@ -63,8 +63,14 @@ class DeviceModel:
         owner = f"DeviceModel({self.name!r})"
         for name in ("read_latency_us", "read_iops", "bandwidth_gbps", "power_w", "capacity_gb", "cost_per_gb"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            if (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+                    or v <= 0):
                 raise param_error(name, owner, "be a finite positive number", v)
+            object.__setattr__(self, name, float(v))  # numpy numbers too (figures computed from data), as floats for JSON
+        for name in ("read_granularity", "queue_depth"):
+            v = getattr(self, name)
+            if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
+                object.__setattr__(self, name, int(v))
         g = self.read_granularity
         if isinstance(g, bool) or not isinstance(g, int) or g < 1 or g > (1 << 20) or g & (g - 1):
             raise param_error("read_granularity", owner, "be a power of two between 1 and 1 MiB", g)

@@ -201,3 +201,22 @@ def test_plan_names_frequencies_and_fractions_it_cannot_use(kw, match):
     args.update(kw)
     with pytest.raises(embcompress.ConfigError, match=match):
         plan(**args)
+
+
+def test_a_device_model_takes_numpy_numbers_and_stays_serializable():
+    # Figures computed with numpy (a measured mean latency in float32, a queue depth from an array)
+    # were refused with a message that contradicted itself: "The 'queue_depth' parameter ... must
+    # be a positive int. Got np.int64(16) instead."
+    import json
+
+    from embcompress.store import DeviceModel
+
+    d = DeviceModel("measured", np.float32(12.5), np.float64(4e5), np.int64(4096), np.float32(2.0), np.int64(16),
+                    np.float32(7.5), np.int32(800), np.float64(0.2))
+    assert d.queue_depth == 16 and d.read_granularity == 4096 and d.read_latency_us == 12.5
+    back = DeviceModel.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert back == d
+    with pytest.raises(embcompress.ConfigError, match="'queue_depth' parameter of DeviceModel"):
+        DeviceModel("x", 12.5, 4e5, 4096, 2.0, np.float64(16.5), 7.5, 800, 0.2)
+    with pytest.raises(embcompress.ConfigError, match="'power_w' parameter of DeviceModel"):
+        DeviceModel("x", 12.5, 4e5, 4096, 2.0, 16, np.bool_(True), 800, 0.2)
