@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from embcompress.errors import param_error
-from embcompress.idmap import IdMap
+from embcompress.idmap import IdMap, _check_int_array
 
 # The default number of hot rows: an id owns a row when it alone carries at least the traffic of
 # an average row (count * n_rows >= total accesses), and at most half the rows go to hot ids, so
@@ -62,7 +62,8 @@ def frequency_map(ids, n_rows: int, *, hot_rows: int, seed: int = 0, config=None
     _check_rows(n_rows, "frequency_map")
     if isinstance(hot_rows, bool) or not isinstance(hot_rows, (int, np.integer)) or not 0 <= hot_rows < n_rows:
         raise param_error("hot_rows", "frequency_map", f"be an int in [0, n_rows - 1] = [0, {n_rows - 1}]", hot_rows)
-    ids = np.asarray(ids, dtype=np.int64)[:hot_rows]
+    # checked as IdMap checks ids, not cast: np.asarray(ids, dtype=np.int64) made id 1.5 id 1
+    ids = _check_int_array(ids, "ids", "frequency_map")[:hot_rows]
     return IdMap.from_arrays(ids, np.arange(ids.size), n_rows, fallback_rows=range(ids.size, n_rows), seed=seed,
                              config=config or {"method": "frequency", "n_rows": _py(n_rows), "hot_rows": int(ids.size), "seed": _py(seed)},
                              inputs=inputs, meta=meta)

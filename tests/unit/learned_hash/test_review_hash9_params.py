@@ -78,3 +78,16 @@ def test_counts_that_are_no_count_matrix_are_refused_naming_the_parameter(X, got
         SpectralEmbedding(2).fit(X)
     with pytest.raises(ConfigError, match="'X_pos' parameter of LabelAwareEmbedding.fit"):
         LabelAwareEmbedding(2).fit(X, X)
+
+
+def test_frequency_map_takes_ids_as_fit_hash_and_IdMap_do():
+    # frequency_map cast ids with np.asarray(ids, dtype=np.int64): id 1.5 became id 1 without a word,
+    # a Python int above 2**63 - 1 raised a raw OverflowError and a string id a raw ValueError
+    from learned_hash.baselines import frequency_map
+
+    for bad, match in (([1.5, 2.0], "dtype float64"), (["a", "b"], "string_ids"), ([2**64 - 1, 3], "np.uint64")):
+        with pytest.raises(ConfigError, match=rf"'ids' parameter of frequency_map.*{match}"):
+            frequency_map(bad, 8, hot_rows=2)
+    big = np.array([2**64 - 1, 3], dtype=np.uint64)  # hashed string ids, by their bit pattern
+    m = frequency_map(big, 8, hot_rows=2)
+    assert np.array_equal(m.lookup(big), [0, 1])
