@@ -38,11 +38,15 @@ EMBEDDINGS = ("auto", "cooccurrence", "label_aware")
 
 def collision_share(idmap: IdMap, ids, counts) -> float:
     """Share of accesses (``counts`` of ``ids``) whose id shares its row with another of ``ids``."""
+    # lookup checks the ids (a cast to int64 measured id 1.7 as id 1)
+    rows = idmap.lookup(ids)
     counts = np.asarray(counts, dtype=np.float64)
+    if counts.shape != rows.shape:
+        raise param_error("counts", "collision_share", f"hold one count an id ({rows.shape} ids)",
+                          f"counts of shape {counts.shape}")
     total = counts.sum()
     if total == 0:
         return 0.0
-    rows = idmap.lookup(np.asarray(ids, dtype=np.int64))
     _, at, occupancy = np.unique(rows, return_inverse=True, return_counts=True)  # not a count per table row
     return float(counts[occupancy[at] > 1].sum() / total)
 

@@ -91,3 +91,17 @@ def test_frequency_map_takes_ids_as_fit_hash_and_IdMap_do():
     big = np.array([2**64 - 1, 3], dtype=np.uint64)  # hashed string ids, by their bit pattern
     m = frequency_map(big, 8, hot_rows=2)
     assert np.array_equal(m.lookup(big), [0, 1])
+
+
+def test_collision_share_refuses_ids_it_cannot_look_up_as_given():
+    # ids were cast to int64 first, so 1.7 and 2.2 were measured as ids 1 and 2; counts of another
+    # length gave numpy's raw IndexError
+    from embcompress.idmap import IdMap
+    from learned_hash.build import collision_share
+
+    m = IdMap.from_arrays([1, 2], [0, 1], 4)
+    with pytest.raises(ConfigError, match="dtype float64"):
+        collision_share(m, [1.7, 2.2], [1, 1])
+    with pytest.raises(ConfigError, match="'counts' parameter of collision_share"):
+        collision_share(m, [1, 2, 3], [1, 1])
+    assert collision_share(m, np.array([1, 2, 5], dtype=np.uint64), [1, 1, 2]) == 0.0
