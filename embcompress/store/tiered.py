@@ -576,8 +576,15 @@ class TieredStore:
         if v.dtype == np.uint8 and v.shape == (len(r), self.row_bytes):
             records = np.ascontiguousarray(v)
         elif v.dtype.kind == "f" and v.shape == (len(r), self.shape[1]):
-            records = np.asarray(quantize(v.astype(np.float32), self.fmt, block_size=self.block_size,
-                                          scale_mode=self.scale_mode).data)
+            with np.errstate(over="ignore"):  # (beyond float32: inf, refused below)
+                v = v.astype(np.float32)
+            bad = ~np.isfinite(v).all(axis=1)
+            if bad.any():  # (quantize's own error numbered the rows within the update and named its own fix)
+                raise param_error(
+                    "values", where, "be finite in float32 (clean the rows, or to store NaN blocks pass uint8 "
+                    "records from embcompress.quantize(values, fmt, nonfinite='nan_block'))",
+                    f"NaN, inf or values beyond float32 in rows {r[bad][:10].tolist()}")
+            records = np.asarray(quantize(v, self.fmt, block_size=self.block_size, scale_mode=self.scale_mode).data)
         else:
             raise param_error("values", where, f"be float rows ({len(r)}, {self.shape[1]}) or uint8 records "
                               f"({len(r)}, {self.row_bytes})", f"{v.dtype} of shape {v.shape}")

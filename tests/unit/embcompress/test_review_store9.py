@@ -220,3 +220,26 @@ def test_a_device_model_takes_numpy_numbers_and_stays_serializable():
         DeviceModel("x", 12.5, 4e5, 4096, 2.0, np.float64(16.5), 7.5, 800, 0.2)
     with pytest.raises(embcompress.ConfigError, match="'power_w' parameter of DeviceModel"):
         DeviceModel("x", 12.5, 4e5, 4096, 2.0, 16, np.bool_(True), 800, 0.2)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])
+def test_update_rows_names_non_finite_values_and_its_own_fix(table, bad):
+    # The error came from quantize ("The table passed to quantize has non-finite values ... in rows
+    # [0]. ... pass nonfinite='nan_block'"): rows numbered within the update, and a parameter
+    # update_rows does not have (1e300, beyond float32, also warned of an overflow in a cast).
+    import warnings
+
+    path, q = table
+    store = TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru")
+    values = np.zeros((3, DIM))
+    values[2, 5] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(embcompress.ConfigError, match=r"'values' parameter of TieredStore.update_rows must be "
+                           r"finite in float32.*uint8 records.*nonfinite='nan_block'.*rows \[42\]"):
+            store.update_rows(np.array([7, 9, 42]), values)
+    assert np.array_equal(store.rows([7, 9, 42]), q.data[[7, 9, 42]])  # nothing written
+    values[2, 5] = np.nan
+    nan_rows = embcompress.quantize(values.astype(np.float32), "fp32", nonfinite="nan_block").data
+    store.update_rows(np.array([7, 9, 42]), nan_rows)  # the fix the message names
+    assert np.isnan(store.rows([42]).view(np.float32)).any()
