@@ -83,6 +83,17 @@ def test_exit_codes_and_debug_as_the_command_line_section_says(tmp_path):
     assert _cli("verify", "none.embc", "--debug", cwd=tmp_path).returncode == 2  # not after it
 
 
+# --- The main job --------------------------------------------------------------------------------
+
+def test_demo_quick_on_a_real_log_only_caps_its_rows():
+    """README: `--quick` is seconds on the synthetic log; a real log is only cut to 20,000 rows."""
+    from analysis.pipeline import DemoSettings
+
+    assert "`--quick` (tiny sizes, seconds on the synthetic log; a real log is only\ncut to its first 20,000 rows" in README
+    assert DemoSettings.default(True, real=True).n_rows == 20_000
+    assert DemoSettings.default(True).n_rows < DemoSettings.default(True, real=True).n_rows
+
+
 # --- Mining logs ---------------------------------------------------------------------------------
 
 def _criteo_log(path, n=400, seed=0):
