@@ -42,9 +42,11 @@ Formats (``format=``; inferred from the extension when it is ``.parquet``, ``.cs
 
 from __future__ import annotations
 
+import contextlib
 import glob as _glob
 import io
 import os
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -429,10 +431,10 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         types = {}
         for path in src.paths:  # not only the first file: a part with its header alone has no rows to infer from
             try:
-                reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20),
-                                       parse_options=pcsv.ParseOptions(delimiter=src.delimiter, newlines_in_values=True,
-                                                                        invalid_row_handler=lambda r: "skip"))
-                batch = next((b for b in reader if b.num_rows), None)
+                batches = _csv_batches(path, pcsv.ReadOptions(block_size=1 << 20),
+                                       dict(delimiter=src.delimiter, newlines_in_values=True), lambda r: "skip")
+                with contextlib.closing(batches):
+                    batch = next((b for b in batches if b.num_rows), None)
             except pa.ArrowInvalid:  # an empty file
                 batch = None
             except OSError as exc:  # e.g. a truncated .gz
@@ -627,6 +629,51 @@ def _open_text(path: str):
     return io.BufferedReader(pa.input_stream(path, compression="detect"))
 
 
+class _RowHandler:
+    """A bad-row handler of one Arrow CSV reader, which ``_csv_batches`` sees released."""
+
+    __slots__ = ("fn", "__weakref__")
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, row):
+        return self.fn(row)
+
+
+# How long _csv_batches waits for Arrow to drop a reader's handler (it takes microseconds).
+HANDLER_RELEASE_SECONDS = 5.0
+
+
+def _csv_batches(source, read, parse_kw: Mapping[str, Any], on_invalid, convert=None):
+    """Record batches of Arrow's streaming CSV reader over ``source`` (a path or a file), bad
+    rows given to ``on_invalid``; once iteration ends (or stops), waits until Arrow has dropped
+    the handler.
+
+    Arrow's reader can outlive its Python object on an I/O thread (a read ahead in flight holds
+    it). Where that thread dropped a Python handler during interpreter shutdown, it had to take
+    the GIL then, and the process died after its work was done ("terminate called without an
+    active exception", exit 134; seen in 3 of 12 runs reading a malformed log three times). So
+    each reader gets a handler object of its own, and the reader is let go of while Python runs.
+    """
+    import weakref
+
+    import pyarrow.csv as pcsv
+
+    handler = _RowHandler(on_invalid)
+    released = weakref.ref(handler)
+    reader = pcsv.open_csv(source, read_options=read, parse_options=pcsv.ParseOptions(**parse_kw, invalid_row_handler=handler),
+                           convert_options=convert)
+    del handler
+    try:
+        yield from reader
+    finally:
+        del reader
+        deadline = time.monotonic() + HANDLER_RELEASE_SECONDS
+        while released() is not None and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+
 def _keep(lines_in, seen: list):
     """Lines of ``lines_in``, each also appended to ``seen`` (the text of the record being read)."""
     for line in lines_in:
@@ -743,8 +790,7 @@ class LogReader:
 
         read = pcsv.ReadOptions(column_names=names, skip_rows=0 if criteo else 1, block_size=self.block_bytes, use_threads=False)
         # a quoted value may span lines (as DuckDB reads it): blocks must not be cut inside one
-        parse = pcsv.ParseOptions(delimiter=self.source.delimiter, quote_char=False if criteo else '"',
-                                  newlines_in_values=not criteo, invalid_row_handler=on_invalid)
+        parse = dict(delimiter=self.source.delimiter, quote_char=False if criteo else '"', newlines_in_values=not criteo)
         # read as bytes, then checked per value: a value that is not UTF-8 makes its line bad (as
         # in the engines) instead of failing the whole file in Arrow's string conversion
         convert = pcsv.ConvertOptions(column_types={c: pa.binary() for c in self.schema.columns},
@@ -759,10 +805,9 @@ class LogReader:
         except OSError as exc:  # e.g. a truncated .gz
             raise _unreadable(path, exc) from None
         try:
-            reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
             row0 = 0
             size = os.path.getsize(path)
-            for batch in reader:
+            for batch in _csv_batches(path, read, parse, on_invalid, convert):
                 table, not_utf8 = _as_text(pa.Table.from_batches([batch]))
                 yield table, row0, min(self.block_bytes, size), not_utf8
                 row0 += batch.num_rows
@@ -779,9 +824,9 @@ class LogReader:
             raise _unreadable(path, exc) from None
 
     def _raise_bad_value_before(self, path: str, where: str, read, parse, convert) -> None:
-        """Raise the error of the first bad value on a line before ``where`` (``"line N"``), if any."""
+        """Raise the error of the first bad value on a line before ``where`` (``"line N"``), if any;
+        ``parse``: the reader's ParseOptions arguments (``_csv_batches``)."""
         import pyarrow as pa
-        import pyarrow.csv as pcsv
 
         if not where.startswith("line "):
             return
@@ -789,10 +834,8 @@ class LogReader:
         with _open_text(path) as fh:
             head = b"".join(line for _, line in zip(range(stop - 1), fh))
         # lines before the first of wrong field count: only blank ones are invalid (skipped)
-        parse = pcsv.ParseOptions(delimiter=parse.delimiter, quote_char=parse.quote_char,
-                                  newlines_in_values=parse.newlines_in_values, invalid_row_handler=lambda row: "skip")
         row0 = 0
-        for batch in pcsv.open_csv(io.BytesIO(head), read_options=read, parse_options=parse, convert_options=convert):
+        for batch in _csv_batches(io.BytesIO(head), read, parse, lambda row: "skip", convert):
             table, not_utf8 = _as_text(pa.Table.from_batches([batch]))
             _, bad = convert_batch(table, self.schema, self.kinds)
             if not_utf8 is not None:
