@@ -21,7 +21,7 @@ file raises an :class:`~embcompress.errors.ArtifactError` instead of returning w
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,9 @@ def write_table(
     """
     if not isinstance(q, QuantizedTable):
         raise param_error("q", "write_table", "be a QuantizedTable (from embcompress.quantize)", type(q).__name__)
+    if inputs is not None and not isinstance(inputs, Mapping):  # (else dict() raised a raw ValueError)
+        raise param_error("inputs", "write_table", "be a dict naming what the table was made from, "
+                          "e.g. {'log': 'day_0.tsv'}", inputs)
     n_rows = q.shape[0]
     sections, config = q.to_sections()
     sections = dict(sections)

@@ -243,3 +243,14 @@ def test_update_rows_names_non_finite_values_and_its_own_fix(table, bad):
     nan_rows = embcompress.quantize(values.astype(np.float32), "fp32", nonfinite="nan_block").data
     store.update_rows(np.array([7, 9, 42]), nan_rows)  # the fix the message names
     assert np.isnan(store.rows([42]).view(np.float32)).any()
+
+
+@pytest.mark.parametrize("inputs", ["criteo day 0", ["day_0.tsv"], 3])
+def test_write_table_names_inputs_that_are_not_a_dict(tmp_path, inputs):
+    # dict(inputs) raised Python's raw "dictionary update sequence element #0 has length 1".
+    q = embcompress.quantize(np.ones((4, 8), np.float32), "fp16")
+    with pytest.raises(embcompress.ConfigError, match="'inputs' parameter of write_table must be a dict"):
+        embcompress.write_table(tmp_path / "t.embc", q, inputs=inputs)
+    assert not (tmp_path / "t.embc").exists()
+    path = embcompress.write_table(tmp_path / "t.embc", q, inputs={"log": "day_0.tsv"})
+    assert embcompress.open_table(path).header["inputs"] == {"log": "day_0.tsv"}
