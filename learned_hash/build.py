@@ -173,11 +173,6 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
             raise ConfigError(f"fit_hash(previous=...) got the map of feature {fitted_for!r} to refit {feature!r}: "
                               f"its rows mean other ids. Pass the earlier map of {feature!r}, or previous=None.")
     ids, counts = stats.frequencies(feature)
-    if method == "learned" and isinstance(embedding, str) and partners is not None:
-        # checked here, not only where ids are embedded: with every id hot none are
-        for p in _partners_of(stats, feature, partners):
-            if p == feature:
-                stats.sequence_counts(feature)  # refuses stats mined without a session key
     max_mapped = _check_int(max_mapped_ids, "max_mapped_ids", 0)
     budget = ids.size if max_mapped is None else min(max_mapped, ids.size)
     # a refit by the same method keeps the hot count, so the cold list keeps its length and hashed
@@ -194,6 +189,13 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
         n_hot = min(choose_hot_rows(counts, n_rows), budget)
     else:
         n_hot = min(_check_int(hot_rows, "hot_rows", 0, n_rows - 1), budget)
+    if method == "learned" and isinstance(embedding, str) and (partners is not None or budget > n_hot):
+        # checked here, not only where ids are embedded: given partners even when every id is hot
+        # (none are embedded), and the feature's mined pairs whenever some ids will be, so that
+        # fit-hash finds a feature mined without pairs before it writes the others' maps
+        for p in _partners_of(stats, feature, partners):
+            if p == feature:
+                stats.sequence_counts(feature)  # refuses stats mined without a session key
     n_cold = n_rows - n_hot
     if method == "learned" and max_share is not None and max_share * n_cold < 1:
         # (as FrequencyKMeans checks it, but before the embedding, and whether or not ids get clustered)

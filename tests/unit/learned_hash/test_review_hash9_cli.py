@@ -73,3 +73,23 @@ def test_the_checks_up_front_let_good_runs_through(stats_path, tmp_path, capsys)
     main(["fit-hash", str(stats_path), "-f", "a", "-f", "c", "--rows", "64", "--rows-per-feature", "c=12",
           "--hot-rows", "4", "--max-share", "0.2", "--out-dir", str(out), "--quiet"])
     assert IdMap.load(out / "c.idmap").n_rows == 12 and IdMap.load(out / "a.idmap").hot_rows == 4
+
+
+def test_a_feature_without_pairs_is_found_before_the_first_map_is_written(tmp_path, capsys):
+    # 'd' was mined without a pair: the learned fit of 'd' refused it only after 'a' was written
+    rng = np.random.default_rng(2)
+    cols = {"a": rng.zipf(1.3, 3000) % 300, "b": rng.integers(0, 30, 3000), "d": rng.integers(0, 200, 3000)}
+    stats = LogStats.from_rows(cols, features=["a", "b", "d"], pairs=[("a", "b")])
+    path = stats.save(tmp_path / "log.stats")
+    out = tmp_path / "maps"
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(path), "-f", "a", "-f", "d", "--rows", "32", "--out-dir", str(out), "--quiet"])
+    assert exc.value.code == 1
+    assert "'d' has no mined co-occurrence pairs" in capsys.readouterr().err
+    assert not (out / "a.idmap").exists()
+    # a feature whose ids all own rows embeds none, and needs no pair (as before)
+    from learned_hash.build import check_fit_hash, fit_hash
+
+    check_fit_hash(stats, "d", 400, hot_rows=200)
+    m = fit_hash(stats, "d", 400, hot_rows=200)
+    assert m.n_mapped == m.hot_rows == stats.frequencies("d")[0].size
