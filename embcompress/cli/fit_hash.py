@@ -20,6 +20,9 @@ def _parse_rows(features: list[str], rows: int | None, rows_per_feature: list[st
         name, sep, value = item.partition("=")
         if not sep or not value.strip().isdigit():
             raise ConfigError(f"The '--rows-per-feature' option must look like FEATURE=N. Got {item!r} instead.")
+        if name in per:  # (else the last one won without a word)
+            raise ConfigError(f"The '--rows-per-feature' option gives feature {name!r} rows twice "
+                              f"({name}={per[name]} and {item}). Give each feature's rows once.")
         per[name] = int(value)
     unknown = sorted(set(per) - set(features))
     if unknown:

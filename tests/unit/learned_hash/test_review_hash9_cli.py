@@ -93,3 +93,13 @@ def test_a_feature_without_pairs_is_found_before_the_first_map_is_written(tmp_pa
     check_fit_hash(stats, "d", 400, hot_rows=200)
     m = fit_hash(stats, "d", 400, hot_rows=200)
     assert m.n_mapped == m.hot_rows == stats.frequencies("d")[0].size
+
+
+def test_rows_given_twice_for_a_feature_are_refused(stats_path, tmp_path, capsys):
+    # the last of '--rows-per-feature a=16 --rows-per-feature a=64' won without a word, as
+    # '--feature a' twice is refused
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(stats_path), "-f", "a", "--rows-per-feature", "a=16", "--rows-per-feature", "a=64",
+              "--out-dir", str(tmp_path / "maps"), "--quiet"])
+    assert exc.value.code == 1
+    assert "--rows-per-feature" in capsys.readouterr().err and not (tmp_path / "maps").exists()
