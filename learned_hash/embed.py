@@ -303,6 +303,9 @@ def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[st
             )
         return mined
     partners = [partners] if isinstance(partners, str) else list(partners)  # one name, not its letters
+    if not partners:  # (an empty list reached the matrix code: a raw IndexError)
+        raise param_error("partners", "cooccurrence", f"name at least one feature, or be None for every feature "
+                          f"mined in a pair with {feature!r} ({mined})", "an empty list")
     for p in partners:
         if p not in mined and p != feature:
             raise param_error("partners", "cooccurrence",

@@ -105,3 +105,15 @@ def test_collision_share_refuses_ids_it_cannot_look_up_as_given():
     with pytest.raises(ConfigError, match="'counts' parameter of collision_share"):
         collision_share(m, [1, 2, 3], [1, 1])
     assert collision_share(m, np.array([1, 2, 5], dtype=np.uint64), [1, 1, 2]) == 0.0
+
+
+@pytest.mark.parametrize("partners", [[], ()])
+def test_an_empty_partner_list_is_refused_naming_the_default(stats, partners):
+    # partners=[] reached the matrix code and failed with numpy's raw
+    # "IndexError: index 0 is out of bounds for axis 1 with size 0"
+    from learned_hash.embed import cooccurrence
+
+    with pytest.raises(ConfigError, match=r"'partners' parameter.*at least one.*None"):
+        fit_hash(stats, "a", 40, partners=partners)
+    with pytest.raises(ConfigError, match=r"'partners' parameter.*at least one.*None"):
+        cooccurrence(stats, "a", stats.frequencies("a")[0], partners=partners)
