@@ -25,17 +25,19 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..container import read_artifact, write_artifact
-from ..errors import ArtifactError, param_error
+from ..errors import ArtifactError, ConfigError, param_error
 from . import journal
 from .scm import BLOCK
 
 ROW_ORDER = "row_order"
+_COPY_BYTES = 64 << 20  # reorder_rows gathers the rows into their new order this many bytes at a time
 # Sections of a table file whose values are row numbers (the id map's), renumbered by a reorder.
 _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 
@@ -319,6 +321,10 @@ def reorder_rows(
     n_rows, row_bytes = sec.shape
     if Path(out_file).resolve() == Path(table_file).resolve():
         raise param_error("out_file", "reorder_rows", "differ from table_file (the original stays intact)", str(out_file))
+    out_dir = Path(out_file).parent
+    if not out_dir.is_dir():  # (before the work, and before the rows are gathered there)
+        raise ConfigError(f"Cannot write {out_file}: its folder {out_dir} does not exist (or is not a folder). "
+                          f"Create it first, or write somewhere else.")
     if replay is not None:  # checked before anything is written
         replay = _check_batches(replay, n_rows, "replay", "reorder_rows")
         if not replay:
@@ -330,21 +336,34 @@ def reorder_rows(
     # The old file holds original row prev[p] at position p; we want original row order[k] at k.
     src = order if prev is None else invert(prev)[order]
     new_row = invert(order)
-    sections = {"rows": rows[src]}
-    for name in art.section_names:
-        if name in ("rows", ROW_ORDER):
-            continue
-        arr = art.array(name)
-        if name == "frequencies":  # one entry a row: follows its row
-            arr = arr[src]
-        elif name in _ROW_VALUED:  # row numbers: renumbered to the new positions
-            arr = new_row[arr if prev is None else prev[arr]]  # old position -> original -> new
-        sections[name] = arr
-    sections[ROW_ORDER] = order
-    h = art.header
-    meta = dict(h["meta"], row_order={"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"})
-    inputs = dict(h["inputs"], reordered_from=os.fspath(table_file))
-    path = write_artifact(out_file, h["kind"], sections, config=h["config"], inputs=inputs, meta=meta, align=h["align"])
+    # The rows in the new order go a chunk at a time into a nameless file beside out_file (nothing
+    # is left behind; not the system's temporary folder, often memory), which the writer streams
+    # from: gathered into one array (rows[src]) they needed the table's size in memory, and the
+    # store serves tables larger than memory.
+    with tempfile.TemporaryFile(dir=out_dir) as scratch:
+        if rows.size:
+            gathered = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=rows.shape)
+            step = max(1, _COPY_BYTES // row_bytes)
+            for a in range(0, n_rows, step):
+                gathered[a : a + step] = rows[src[a : a + step]]
+        else:
+            gathered = rows[src]
+        sections = {"rows": gathered}
+        for name in art.section_names:
+            if name in ("rows", ROW_ORDER):
+                continue
+            arr = art.array(name)
+            if name == "frequencies":  # one entry a row: follows its row
+                arr = arr[src]
+            elif name in _ROW_VALUED:  # row numbers: renumbered to the new positions
+                arr = new_row[arr if prev is None else prev[arr]]  # old position -> original -> new
+            sections[name] = arr
+        sections[ROW_ORDER] = order
+        h = art.header
+        meta = dict(h["meta"], row_order={"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"})
+        inputs = dict(h["inputs"], reordered_from=os.fspath(table_file))
+        path = write_artifact(out_file, h["kind"], sections, config=h["config"], inputs=inputs, meta=meta, align=h["align"])
+        del sections, gathered
     before = after = None
     if replay is not None:
         before = float(blocks_per_batch(replay, row_bytes, new_row=None if prev is None else invert(prev),

@@ -254,3 +254,33 @@ def test_write_table_names_inputs_that_are_not_a_dict(tmp_path, inputs):
     assert not (tmp_path / "t.embc").exists()
     path = embcompress.write_table(tmp_path / "t.embc", q, inputs={"log": "day_0.tsv"})
     assert embcompress.open_table(path).header["inputs"] == {"log": "day_0.tsv"}
+
+
+def test_reorder_rows_does_not_load_the_table_into_memory(tmp_path, monkeypatch):
+    # The new order's rows were gathered into one array (rows[src]): a table larger than memory
+    # could not be reordered. They are now gathered a chunk at a time into a temporary file the
+    # writer streams from.
+    from embcompress.store import placement
+    from embcompress.tablefile import open_table
+
+    n = 4000
+    x = np.random.default_rng(0).standard_normal((n, 256)).astype(np.float32)
+    q = embcompress.quantize(x, "fp32")  # 1 KiB rows: 4 MB of rows
+    freq = np.random.default_rng(1).integers(0, 100, n)
+    m = embcompress.IdMap.from_arrays(np.arange(n) * 7, np.arange(n), n, seed=1)
+    path = embcompress.write_table(tmp_path / "t.embc", q, frequencies=freq, id_map=m)
+    monkeypatch.setattr(placement, "_COPY_BYTES", 64 << 10, raising=False)
+    labels = np.random.default_rng(2).integers(0, 50, n)
+    reorder_rows(path, tmp_path / "warm.embc", clusters=labels)  # (lazy imports out of the peak)
+    tracemalloc.start()
+    try:
+        layout = reorder_rows(path, tmp_path / "r.embc", clusters=labels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < q.nbytes / 4
+    t = open_table(layout.path, verify="full")
+    assert np.array_equal(t.data, q.data[layout.order])
+    assert np.array_equal(t.frequencies, freq[layout.order])
+    assert np.array_equal(t.id_map.lookup(np.arange(0, 70, 7)), layout.new_row[np.arange(10)])
+    assert sorted(os.listdir(tmp_path)) == ["r.embc", "t.embc", "warm.embc"]  # no temporary left
