@@ -155,6 +155,9 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
     max_mapped, budget, keep_hot, hash_seed, n_hot)``."""
     if method not in METHODS:
         raise param_error("method", "fit_hash", f"be one of {METHODS}", method)
+    if not hasattr(stats, "frequencies"):  # (a path failed with "'str' object has no attribute 'frequencies'")
+        raise param_error("stats", "fit_hash", "be a learned_hash.LogStats; open a log-stats file with "
+                          "LogStats.load(path)", type(stats).__name__)
     n_rows = _check_int(n_rows, "n_rows", 1, allow_none=False)
     seed = _check_int(seed, "seed", 0, 2**31 - 1, allow_none=False)
     # checked here, not only where clustering runs: a small feature or method='hash' never clusters
@@ -164,7 +167,8 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
         raise param_error("max_share", "fit_hash", "be None or a float in (0, 1]", max_share)
     if previous is not None:
         if not isinstance(previous, IdMap):
-            raise param_error("previous", "fit_hash", "be an embcompress.IdMap or None", type(previous).__name__)
+            raise param_error("previous", "fit_hash", "be an embcompress.IdMap or None; open an id-map file with "
+                              "IdMap.load(path)", type(previous).__name__)
         if previous.n_rows != n_rows:
             raise param_error("previous", "fit_hash", f"map into the same n_rows ({n_rows}) for its rows to stay valid",
                               f"a map with n_rows={previous.n_rows}")

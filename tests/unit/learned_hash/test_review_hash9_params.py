@@ -117,3 +117,16 @@ def test_an_empty_partner_list_is_refused_naming_the_default(stats, partners):
         fit_hash(stats, "a", 40, partners=partners)
     with pytest.raises(ConfigError, match=r"'partners' parameter.*at least one.*None"):
         cooccurrence(stats, "a", stats.frequencies("a")[0], partners=partners)
+
+
+def test_a_stats_path_or_a_map_path_is_refused_naming_the_loader(stats, tmp_path):
+    # fit_hash("out/log.stats", ...) failed with "AttributeError: 'str' object has no attribute
+    # 'frequencies'"; a path as previous= named no way to open it
+    path = stats.save(tmp_path / "log.stats")
+    with pytest.raises(ConfigError, match=r"'stats' parameter of fit_hash.*LogStats.load"):
+        fit_hash(str(path), "a", 40)
+    with pytest.raises(ConfigError, match=r"'stats' parameter of fit_hash.*LogStats.load"):
+        fit_hash(path, "a", 40)
+    m = fit_hash(stats, "a", 40).save(tmp_path / "a.idmap")
+    with pytest.raises(ConfigError, match=r"'previous' parameter of fit_hash.*IdMap.load"):
+        fit_hash(stats, "a", 40, previous=str(m))
