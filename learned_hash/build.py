@@ -29,7 +29,7 @@ from embcompress.errors import ConfigError, param_error
 from embcompress.idmap import IdMap
 
 from .baselines import choose_hot_rows, frequency_map, hash_map
-from .cluster import FrequencyKMeans
+from .cluster import MAX_SQ_NORM, FrequencyKMeans, too_large
 from .embed import LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, _as_numpy, _partners_of, cooccurrence
 
 METHODS = ("learned", "hash", "frequency")
@@ -342,6 +342,11 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
         if e_vec.ndim != 2 or e_vec.shape[0] != e_ids.size or e_vec.shape[1] < 1 or not np.isfinite(e_vec).all():
             raise param_error("embedding", "fit_hash", "be (ids, vectors) with one finite row of vectors an id "
                               "(at least one column)", f"{e_ids.size} ids and vectors of shape {e_vec.shape}")
+        sq = too_large(e_vec)
+        if sq is not None:  # (FAISS aborted the process on them)
+            raise param_error("embedding", "fit_hash", f"be (ids, vectors) with vectors of squared norm at most "
+                              f"{MAX_SQ_NORM:.3g} (FAISS's float32 distances overflow beyond); scale them, e.g. "
+                              f"with TableEmbedding, which makes them unit length", f"a vector of squared norm {sq:.3g}")
         order = np.argsort(e_ids, kind="stable")
         rep = np.flatnonzero(e_ids[order][1:] == e_ids[order][:-1])
         if rep.size:  # two vectors for one id: which one would be meant is unknown

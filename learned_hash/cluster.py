@@ -31,6 +31,17 @@ from embcompress.kernels import resolve_threads
 _CANDIDATES = 16  # buckets an evicted id may move to, nearest first
 _POOL = 8  # seeding candidates per cluster
 _SMALL = 1 << 22  # points x clusters below which one k-means runs on one thread
+# FAISS computes squared distances in float32, and ||x - c||^2 <= 4 max ||x||^2: beyond this squared
+# norm they overflow to inf, the assignment fails, and FAISS's C++ exception aborts the process
+MAX_SQ_NORM = float(np.finfo(np.float32).max) / 4
+
+
+def too_large(X) -> float | None:
+    """The largest squared norm of the rows of ``X`` when it exceeds :data:`MAX_SQ_NORM`, else None."""
+    if X.size == 0:
+        return None
+    sq = float(np.max(np.einsum("ij,ij->i", X, X, dtype=np.float64)))
+    return sq if not sq <= MAX_SQ_NORM else None
 
 
 def _faiss():
@@ -177,6 +188,11 @@ class FrequencyKMeans:
         X = np.ascontiguousarray(X, dtype=np.float32)
         if not np.isfinite(X).all():
             raise param_error("X", owner, "hold finite values", "NaN or infinite entries")
+        sq = too_large(X)
+        if sq is not None:
+            raise param_error("X", owner, f"hold points of squared norm at most {MAX_SQ_NORM:.3g} (FAISS's float32 "
+                              f"distances overflow beyond); scale the points, e.g. to unit length",
+                              f"a point of squared norm {sq:.3g}")
         n = X.shape[0]
         if sample_weight is None:
             w = np.ones(n, dtype=np.float32)

@@ -1,0 +1,57 @@
+"""Review of learned_hash.cluster (round 9): inputs FAISS cannot take are refused before it runs.
+
+The crash cases run in a subprocess: before the fix FAISS aborted the whole process."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from learned_hash.cluster import FrequencyKMeans
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("scale", ["1e19", "1e30"])
+def test_points_whose_squared_distances_overflow_float32_are_refused_not_aborting(scale):
+    # FAISS computes squared distances in float32: at 1e19 they overflow to inf, the assignment
+    # fails, and FAISS's C++ exception terminated the Python process ("invalid cluster assignment").
+    res = _run(f"""
+        import numpy as np
+        from embcompress.errors import ConfigError
+        from learned_hash.cluster import FrequencyKMeans
+        X = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32) * {scale}
+        try:
+            FrequencyKMeans(20).fit(X)
+        except ConfigError as exc:
+            print("refused:", exc)
+    """)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert "refused: The 'X' parameter of FrequencyKMeans.fit" in res.stdout and "scale" in res.stdout
+
+
+def test_a_given_embedding_too_large_for_float32_distances_is_refused_by_fit_hash():
+    res = _run("""
+        import numpy as np
+        from embcompress.errors import ConfigError
+        from learned_hash import LogStats, fit_hash
+        rng = np.random.default_rng(0)
+        stats = LogStats.from_rows({"a": rng.integers(0, 300, 3000)}, features=["a"])
+        ids = stats.frequencies("a")[0]
+        try:
+            fit_hash(stats, "a", 40, embedding=(ids, rng.normal(size=(ids.size, 8)) * 1e20))
+        except ConfigError as exc:
+            print("refused:", exc)
+    """)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert "refused: The 'embedding' parameter of fit_hash" in res.stdout
+
+
+def test_large_but_safe_points_still_cluster():
+    X = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
+    small = FrequencyKMeans(20, seed=0).fit(X).labels_
+    assert np.array_equal(FrequencyKMeans(20, seed=0).fit(X * np.float32(2.0**50)).labels_, small)
