@@ -197,7 +197,10 @@ class FrequencyKMeans:
         if sample_weight is None:
             w = np.ones(n, dtype=np.float32)
         else:
-            w = np.asarray(sample_weight, dtype=np.float64)
+            w = np.asarray(sample_weight)
+            if w.dtype.kind not in "biuf":  # (text failed with numpy's raw ValueError)
+                raise param_error("sample_weight", owner, f"be {n} finite non-negative weights", f"dtype {w.dtype}")
+            w = w.astype(np.float64)
             if w.shape != (n,):
                 raise param_error("sample_weight", owner, f"be {n} finite non-negative weights", f"shape {w.shape}")
             if not np.isfinite(w).all():
@@ -330,9 +333,20 @@ class FrequencyKMeans:
         """The nearest bucket of each row of ``X``."""
         if not hasattr(self, "cluster_centers_"):
             raise NotFittedError("This FrequencyKMeans is not fitted yet. Call 'fit' first.")
+        owner = "FrequencyKMeans.predict"
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiu":  # (text failed with numpy's raw ValueError)
+            raise param_error("X", owner, "be a 2-D numeric array", f"dtype {X.dtype}")
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.cluster_centers_.shape[1]:
-            raise param_error("X", "FrequencyKMeans.predict", f"be 2-D with {self.cluster_centers_.shape[1]} columns", f"shape {X.shape}")
+            raise param_error("X", owner, f"be 2-D with {self.cluster_centers_.shape[1]} columns", f"shape {X.shape}")
+        # as fit checks them: a NaN point got the label -1, no bucket, and huge ones overflow FAISS
+        if not np.isfinite(X).all():
+            raise param_error("X", owner, "hold finite values", "NaN or infinite entries")
+        sq = too_large(X)
+        if sq is not None:
+            raise param_error("X", owner, f"hold points of squared norm at most {MAX_SQ_NORM:.3g} (FAISS's float32 "
+                              f"distances overflow beyond)", f"a point of squared norm {sq:.3g}")
         index = _faiss().IndexFlatL2(X.shape[1])
         index.add(self.cluster_centers_)
         _, lab = index.search(X, 1)

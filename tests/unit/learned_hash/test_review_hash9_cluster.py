@@ -55,3 +55,19 @@ def test_large_but_safe_points_still_cluster():
     X = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
     small = FrequencyKMeans(20, seed=0).fit(X).labels_
     assert np.array_equal(FrequencyKMeans(20, seed=0).fit(X * np.float32(2.0**50)).labels_, small)
+
+
+def test_predict_refuses_what_fit_refuses():
+    # predict gave the label -1 (no bucket) to a NaN point and numpy's raw ValueError for text;
+    # fit's sample_weight of text gave the raw ValueError too
+    from embcompress.errors import ConfigError
+
+    X = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    km = FrequencyKMeans(5, seed=0).fit(X)
+    for bad, got in ((np.array([[np.nan, 1, 1]]), "NaN or infinite"), (np.array([["a", "b", "c"]]), "dtype <U1"),
+                     (np.full((1, 3), 1e30), "squared norm")):
+        with pytest.raises(ConfigError, match=rf"'X' parameter of FrequencyKMeans.predict.*{got}"):
+            km.predict(bad)
+    with pytest.raises(ConfigError, match="'sample_weight' parameter of FrequencyKMeans.fit.*dtype <U1"):
+        FrequencyKMeans(5).fit(X, np.array(["a"] * 100))
+    assert np.array_equal(km.predict(X), km.predict(X.astype(np.float64)))
