@@ -119,6 +119,9 @@ class FrequencyKMeans:
                 raise param_error(name, owner, f"be an int >= {low}", v)
         if self.seed >= 2**31:
             raise param_error("seed", owner, "be below 2**31 (FAISS seeds are 32-bit)", self.seed)
+        for name in ("n_iter", "max_points_per_centroid"):  # FAISS's C int (its SWIG layer raised OverflowError)
+            if getattr(self, name) > 2**31 - 1:
+                raise param_error(name, owner, f"be an int in [1, {2**31 - 1}]", getattr(self, name))
         if self.max_share is not None:
             s = self.max_share
             # NumPy numbers too, as fit_hash passes them on (np.float32 is no Python float)

@@ -71,3 +71,15 @@ def test_predict_refuses_what_fit_refuses():
     with pytest.raises(ConfigError, match="'sample_weight' parameter of FrequencyKMeans.fit.*dtype <U1"):
         FrequencyKMeans(5).fit(X, np.array(["a"] * 100))
     assert np.array_equal(km.predict(X), km.predict(X.astype(np.float64)))
+
+
+@pytest.mark.parametrize("name", ["n_iter", "max_points_per_centroid"])
+def test_faiss_int_parameters_beyond_32_bits_are_refused_in_our_terms(name):
+    # they passed validation and FAISS's SWIG layer raised "OverflowError in method
+    # 'ClusteringParameters_niter_set', argument 2 of type 'int'"
+    from embcompress.errors import ConfigError
+
+    X = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    with pytest.raises(ConfigError, match=rf"'{name}' parameter of FrequencyKMeans must be an int in \[1, 2147483647\]"):
+        FrequencyKMeans(20, **{name: 2**31}).fit(X)
+    assert FrequencyKMeans(20, **{name: 2**31 - 1}).get_params()[name] == 2**31 - 1
