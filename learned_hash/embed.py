@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from embcompress.errors import ConfigError, NotFittedError, param_error
+from embcompress.idmap import _check_int_array
 
 
 class NoPositiveCooccurrence(ConfigError):
@@ -326,7 +327,7 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
     """
     import scipy.sparse as sp
 
-    ids = np.asarray(ids, dtype=np.int64)
+    ids = _check_int_array(ids, "ids", "cooccurrence")  # checked, not cast: id 1.5 was counted as id 1
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     partners = _partners_of(stats, feature, partners)

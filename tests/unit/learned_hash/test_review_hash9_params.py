@@ -130,3 +130,14 @@ def test_a_stats_path_or_a_map_path_is_refused_naming_the_loader(stats, tmp_path
     m = fit_hash(stats, "a", 40).save(tmp_path / "a.idmap")
     with pytest.raises(ConfigError, match=r"'previous' parameter of fit_hash.*IdMap.load"):
         fit_hash(stats, "a", 40, previous=str(m))
+
+
+def test_cooccurrence_takes_ids_as_IdMap_does(stats):
+    # np.asarray(ids, dtype=np.int64) counted id 1.5's row as id 1's
+    from learned_hash.embed import cooccurrence
+
+    ids = stats.frequencies("a")[0][:5]
+    with pytest.raises(ConfigError, match=r"'ids' parameter of cooccurrence.*dtype float64"):
+        cooccurrence(stats, "a", ids + 0.5)
+    X, _ = cooccurrence(stats, "a", ids.astype(np.uint64))
+    assert (X != cooccurrence(stats, "a", ids)[0]).nnz == 0
