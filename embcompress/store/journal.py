@@ -127,7 +127,8 @@ def _header_bytes(fields: tuple, header: dict, header_len: int) -> bytes | None:
 
 # --- update and replay ---------------------------------------------------------------------------
 
-def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_replay=None, on_logged=None) -> None:
+def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_replay=None, on_logged=None,
+                 check=None) -> None:
     """Replace ``rows`` (unique int64) of the 2-D uint8 section ``section`` by ``records``, crash-safely.
 
     Writers of one file (threads or processes) take turns on an exclusive ``flock`` held from
@@ -136,7 +137,9 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
     earlier update this one had to finish first. ``on_logged(before, after)`` is told the update
     log's ``updlog.file_state`` before and after this call's appends (the caller's own rows).
     ``path`` may be any name of the table: the update, its journal and its log go to its real path
-    (a whole-file rewrite replaces the file a symlink names, not the symlink).
+    (a whole-file rewrite replaces the file a symlink names, not the symlink). ``check(artifact)``,
+    given the file found under the lock (an earlier update finished), may raise to refuse it:
+    then nothing of this update is written and ``on_replay`` is not told.
     """
     path = updlog.real_path(path)
     with _locked(path) as fd:
@@ -145,9 +148,11 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
         # a crash) left rows half written: finish it first. The new journal would replace it, and
         # this update's checksum would start from rows that do not match the header's.
         done = _apply_journal(path, journal_path(path), fd)
+        art = read_artifact(path)
+        if check is not None:
+            check(art)
         if done is not None and on_replay is not None:
             on_replay(*done)
-        art = read_artifact(path)
         sec = art.section(section)
         n_rows, row_bytes = sec.shape
         base = sec.offset

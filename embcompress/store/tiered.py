@@ -28,6 +28,7 @@ write-ahead journal (:mod:`.journal`) and replace the cached copies, so no looku
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -47,6 +48,14 @@ from .placement import ROW_ORDER, invert, top_rows
 from .scm import BLOCK, RowReader
 
 _OWNER = "TieredStore"
+
+
+def _table_identity(art) -> tuple:
+    """What a whole-file rewrite by an update keeps of a table file (see ``journal.apply_update``)
+    and another table written over its path does not: its config (format, shape, ...), the rows
+    section's shape and the row order (its checksum)."""
+    order = art.section(ROW_ORDER).crc32 if ROW_ORDER in art.section_names else None
+    return json.dumps(art.config, sort_keys=True), tuple(art.section("rows").shape), order
 _WARM_CHUNK = 1 << 16  # rows per read while loading, reloading or refreshing the hot set
 
 
@@ -158,6 +167,7 @@ class TieredStore:
         journal.replay_before_open(self.path)
         art = read_artifact(self.path, kind="table")
         sec = art.section("rows")
+        self._identity = _table_identity(art)
         cfg = art.config
         try:
             n_rows, dim = cfg["shape"]
@@ -383,8 +393,10 @@ class TieredStore:
                 journal.replay(self.path)
             except OSError:  # a server that may only read the table (or a full disk): serve it as it is
                 pass
-            with self._current_file_locked():  # no update midway while the log and the rows are read
+            with self._current_file_locked() as current:  # no update midway while the log and the rows are read
                 changed = self._log.read()
+                if not current:  # the updates of another table written over the path: none of ours
+                    changed = np.zeros(0, np.int64)
                 if changed is None:  # a new log, or one that cannot be parsed: every held row
                     held = np.sort(self._dram.held_rows)
                 else:
@@ -407,26 +419,49 @@ class TieredStore:
 
     @contextmanager
     def _current_file_locked(self):
-        """The reader on the file now at the path, holding its shared flock."""
+        """The reader on the file now at the path, holding its shared flock; yields True. Where
+        another table was written over the path, the reader stays on the file the store opened,
+        whose rows nothing changes any more, and it yields False."""
         while True:
-            if os.stat(self.path).st_ino != self._reader.file_id:  # rewritten whole by an update
-                self._reopen_reader()
+            if os.stat(self.path).st_ino != self._reader.file_id and not self._reopen_reader():
+                with self._reader.locked():
+                    yield False
+                    return
             with self._reader.locked():
                 # Looked at again under the lock: a rewrite between the look above and the lock
                 # renamed a new file over the path, whose rows (logged) would be reloaded from the
                 # replaced one. No rewrite passes the shared lock once it is held.
                 if os.stat(self.path).st_ino == self._reader.file_id:
-                    yield
+                    yield True
                     return
 
-    def _reopen_reader(self) -> None:
-        """A reader on the file now at the path (an update may have rewritten it whole)."""
-        sec = read_artifact(self.path, kind="table").section("rows")
+    def _reopen_reader(self) -> bool:
+        """A reader on the file now at the path (an update may have rewritten it whole); False, and
+        the reader left as it is, where the file there is another table (see :meth:`_check_table`)."""
+        art = read_artifact(self.path, kind="table")
+        if _table_identity(art) != self._identity:
+            return False
+        sec = art.section("rows")
         self._reader.close()
         measured = self._reader.read_seconds  # the same device: keep choosing as measured
         self._reader = RowReader(self.path, sec.offset, self.row_bytes, self.shape[0],
                                  direct=self._direct_io, max_in_flight=self._max_in_flight)
         self._reader.read_seconds = measured
+        return True
+
+    def _check_table(self, art) -> None:
+        """Refuse to update ``art``, the file now at the path, unless it is this store's table (an
+        update may have rewritten it whole): another table written over the path (a new export
+        with write_table) got this table's records, of another format or row, with its checksum
+        made to match."""
+        if _table_identity(art) != self._identity:
+            cfg = art.config
+            raise ArtifactError(
+                f"The table file {str(self.path)!r} was replaced by another table (format "
+                f"{cfg.get('format')!r}, shape {cfg.get('shape')}) since this TieredStore opened it: the store "
+                f"serves the table it opened, which can no longer be updated through that path. Open a new "
+                f"TieredStore on the file to serve and update the new table."
+            )
 
     def _stage(self, rows: np.ndarray, counts: np.ndarray, n_lookups: int) -> np.ndarray:
         """Row records of unique original ``rows`` (int64, asked ``counts`` times), through the tiers."""
@@ -598,7 +633,7 @@ class TieredStore:
             # An earlier update that failed midway is finished first: its DRAM copies too.
             # The log's records of this update (and of one it finished) need no reading again here.
             journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through,
-                                 on_logged=self._log.skip)
+                                 on_logged=self._log.skip, check=self._check_table)
             self._dram.write_through(pos, records)
             self._gen += 1  # batches that copied DRAM rows before this copy them again
             self._reopen_reader()  # the file may have been rewritten whole (see journal.apply_update)

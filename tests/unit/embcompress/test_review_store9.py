@@ -284,3 +284,46 @@ def test_reorder_rows_does_not_load_the_table_into_memory(tmp_path, monkeypatch)
     assert np.array_equal(t.frequencies, freq[layout.order])
     assert np.array_equal(t.id_map.lookup(np.arange(0, 70, 7)), layout.new_row[np.arange(10)])
     assert sorted(os.listdir(tmp_path)) == ["r.embc", "t.embc", "warm.embc"]  # no temporary left
+
+
+# --- a table replaced under a running store ------------------------------------------------------
+
+def _other_table(path):
+    """Another table written over ``path`` (write_table, as a new export would): fp16 (1500, 32),
+    whose 64-byte rows are as long as the fp32 (3000, 16) table's."""
+    x = np.random.default_rng(7).standard_normal((N // 2, 2 * DIM)).astype(np.float32)
+    q2 = embcompress.quantize(x, "fp16")
+    embcompress.write_table(path, q2)
+    return q2
+
+
+def test_update_rows_refuses_a_table_that_replaced_the_one_it_serves(table):
+    # Before, the store wrote its fp32 record into the fp16 table now at the path (with the checksum
+    # updated, so verify passed), then served that table's rows beside its own tier's.
+    path, q = table
+    store = TieredStore(path, dram_bytes=100 * q.row_bytes, policy="lru")
+    assert np.array_equal(store.rows([1, 2]), q.data[[1, 2]])
+    q2 = _other_table(path)
+    before = path.read_bytes()
+    with pytest.raises(embcompress.ArtifactError, match="replaced by another table.*Open a new TieredStore"):
+        store.update_rows(np.array([3]), np.ones((1, DIM), np.float32))
+    assert path.read_bytes() == before
+    rows = np.array([1, 2, 3, 2000])
+    assert np.array_equal(store.rows(rows), q.data[rows])  # still the table it opened
+    assert np.array_equal(embcompress.open_table(path, verify="full").data, q2.data)
+
+
+def test_a_store_keeps_serving_its_table_when_another_replaced_it_is_updated(table):
+    # An update of the new table (through another store) changed the update log, and the store
+    # then switched its reader to the new file: rows of a table of another format and shape
+    # (row 2000 lies past its 1500 rows) beside its tier's copies of the old one.
+    path, q = table
+    store = TieredStore(path, dram_bytes=100 * q.row_bytes, policy="lru")
+    assert np.array_equal(store.rows([1, 2]), q.data[[1, 2]])
+    q2 = _other_table(path)
+    other = TieredStore(path, dram_bytes=10 * q2.row_bytes, policy="lru")
+    other.update_rows(np.array([1]), np.ones((1, 2 * DIM), np.float32))
+    rows = np.array([1, 2, 3, 2000, 2999])
+    assert np.array_equal(store.rows(rows), q.data[rows])
+    idx = np.arange(0, N, 3)
+    assert np.array_equal(store.pooled_lookup(idx, np.array([0])), pooled_lookup(q, idx, np.array([0])))
