@@ -16,13 +16,13 @@ its module's pooling and options below), or state-dict keys (with or without ``.
 named as in the unwrapped model: a ``DataParallel`` / ``DistributedDataParallel`` or
 ``torch.compile`` wrapper is looked through, and a state dict whose keys all start with
 ``module.`` or ``_orig_mod.`` loses that prefix. Names that differ only in letter case are
-refused (one file on a case-insensitive file system). An ``nn.EmbeddingBag`` with
-``padding_idx`` is exported with a warning (served bags pool the padding id, which it skips);
-its report entry and file inputs record ``padding_idx``; so for ``max_norm`` on either module
-kind (torch rescales long rows as it looks them up; served rows are read as stored). The file
-of an ``nn.EmbeddingBag``
-records its ``mode`` and ``include_last_offset`` (inputs), which ``MXEmbeddingBag.from_file``
-takes by default.
+refused (one file on a case-insensitive file system). The file of an
+``nn.EmbeddingBag`` records its ``mode``, ``include_last_offset`` and ``padding_idx`` (inputs),
+which ``MXEmbeddingBag.from_file`` takes by default: served bags leave the padding id out, as
+torch does (a bag trained on its id map's rows records ``padding_row`` instead, with a warning:
+the served module is given raw ids). ``max_norm`` on either module kind is exported with a
+warning and recorded (torch rescales long rows as it looks them up; served rows are read as
+stored).
 
 With an id map for a table (``id_maps={name: IdMap}``):
 
@@ -288,9 +288,10 @@ def export(
                 raise param_error(key, _OWNER, f"match how the nn.EmbeddingBag of table {name!r} pools "
                                   f"({key}={own[key]!r}), which is recorded as it is: leave {key} out",
                                   value)
-    # What torch applies at lookup and served lookups do not, recorded in the file and the report:
-    # a bag's padding_idx (nn.Embedding's only stops the gradient: its lookups return that row as
-    # any other) and max_norm (torch rescales looked-up rows longer than it; served rows are as stored).
+    # Lookup options of the trained modules, recorded in the file and the report: a bag's
+    # padding_idx, which MXEmbeddingBag.from_file leaves out of the bags as torch does
+    # (nn.Embedding's only stops the gradient: its lookups return that row as any other), and
+    # max_norm, which served lookups do not apply (torch rescales looked-up rows longer than it).
     unserved = {}
     for name, m in embs.items():
         opts = {"padding_idx": int(m.padding_idx)} if name in pooling and m.padding_idx is not None else {}
@@ -352,14 +353,16 @@ def export(
                                   f"(one trained row per id): pass the map built for this table's ids",
                                   f"a map onto {idm.n_rows} rows holding id {int(outside[0])}")
     for name, opts in unserved.items():
-        if "padding_idx" in opts:
-            # The file holds the padding row like any other, and MXEmbeddingBag pools every id it is given.
+        idm = id_maps.get(name)
+        if "padding_idx" in opts and idm is not None and idm.n_rows == found[name].shape[0]:
+            # Trained through the map: the bag left out a row, which the map gives raw ids of its own;
+            # the served module leaves out a raw id (with a folded full-size table, the padding id is one).
+            opts["padding_row"] = opts.pop("padding_idx")
             warnings.warn(
-                f"The table {name!r} has padding_idx={opts['padding_idx']}: nn.EmbeddingBag skips that id in its "
-                f"bags, but a bag served from the exported file (MXEmbeddingBag) pools it like any other id (the "
-                f"same sums while the padding row is zero; other means and maxima). Leave the padding id out of "
-                f"the bags given to the served table. The report and the file's inputs record padding_idx.",
-                UserWarning, stacklevel=2)
+                f"The table {name!r} was trained on rows of its id map with padding_idx={opts['padding_row']}: "
+                f"nn.EmbeddingBag left that row out of its bags, but a module served from the file takes raw ids "
+                f"and pools every one. Serve it with MXEmbeddingBag.from_file(path, padding_idx=<the raw id that "
+                f"pads the bags>). The report and the file's inputs record padding_row.", UserWarning, stacklevel=2)
         if "max_norm" in opts:
             warnings.warn(
                 f"The table {name!r} has max_norm={opts['max_norm']:g}: torch rescales each looked-up row longer "

@@ -177,36 +177,66 @@ def _direct(*tensors: Tensor | None) -> bool:
     return True
 
 
+def _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, n_threads, dim, n_rows):
+    """The bags checked as ``pooled_lookup`` checks them, then without the entries ``keep``
+    (bool, one per index) leaves out: a padding id, left out of its bag as nn.EmbeddingBag does."""
+    from .kernels.lookup import check_bags
+
+    bags = check_bags(_np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
+                      include_last_offset=include_last_offset, n_threads=n_threads or None, out=None, dim=dim,
+                      n_rows=n_rows)
+    k = _np(keep).reshape(-1)
+    before = np.concatenate([np.zeros(1, np.int64), np.cumsum(k, dtype=np.int64)])  # kept entries before each
+    w = None if bags.weights is None else bags.weights[k]
+    return bags._replace(indices=bags.indices[k], offsets=before[bags.offsets], weights=w)
+
+
 @_op("pooled_lookup(Tensor records, Tensor indices, Tensor offsets, Tensor? per_sample_weights, str fmt, "
-     "int dim, int block_size, str mode, bool include_last_offset, int n_threads) -> Tensor")
+     "int dim, int block_size, str mode, bool include_last_offset, int n_threads, Tensor? keep=None) -> Tensor")
 def _lookup_op(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset,
-               n_threads):
+               n_threads, keep=None):
     table = _Records(_np(records), fmt, dim, block_size or None)
-    out = pooled_lookup(
-        table, _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
-        include_last_offset=include_last_offset, n_threads=n_threads or None,
-    )
+    if keep is None:
+        out = pooled_lookup(
+            table, _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
+            include_last_offset=include_last_offset, n_threads=n_threads or None,
+        )
+    else:
+        from .kernels.lookup import _table_parts, pool_bags
+
+        data, fmt, dim, block = _table_parts(table)
+        bags = _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, n_threads, dim,
+                          data.shape[0])
+        out = pool_bags(data, fmt, dim, block, bags, mode, None)
     return torch.from_numpy(out)
 
 
 @torch.library.register_fake("embcompress::pooled_lookup")
-def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset, n_threads):
+def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset, n_threads,
+      keep=None):
     n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
     return indices.new_empty((n_bags, dim), dtype=torch.float32, device=_fake_device(indices, records, offsets))
 
 
 @_op("source_lookup(Tensor indices, Tensor offsets, Tensor? per_sample_weights, int key, int dim, str mode, "
-     "bool include_last_offset) -> Tensor")
-def _source_op(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset):
-    out = _registered(key).pooled_lookup(
-        _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
-        include_last_offset=include_last_offset,
-    )
+     "bool include_last_offset, Tensor? keep=None) -> Tensor")
+def _source_op(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset, keep=None):
+    source = _registered(key)
+    if keep is None:
+        out = source.pooled_lookup(
+            _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
+            include_last_offset=include_last_offset,
+        )
+    else:
+        bags = _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, 1, dim,
+                          int(source.shape[0]))
+        out = source.pooled_lookup(bags.indices, bags.offsets, mode=mode, per_sample_weights=bags.weights,
+                                   include_last_offset=True)
     return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
 
 
 @torch.library.register_fake("embcompress::source_lookup")
-def _(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset):
+def _(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset, keep=None):
     n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
     return indices.new_empty((n_bags, dim), dtype=torch.float32)
 
@@ -253,8 +283,8 @@ class _NoBackward(torch.autograd.Function):
     a warning, so a model training its weights would silently stop learning them.)"""
 
     @staticmethod
-    def forward(ctx, bag, rows, offsets, per_sample_weights, include_last):
-        return bag._lookup(rows, offsets, per_sample_weights, include_last)
+    def forward(ctx, bag, rows, offsets, per_sample_weights, include_last, keep):
+        return bag._lookup(rows, offsets, per_sample_weights, include_last, keep)
 
     @staticmethod
     def backward(ctx, grad):
@@ -298,16 +328,21 @@ def _reordered(source) -> bool:
     return isinstance(sections, list) and any(isinstance(s, dict) and s.get("name") == "row_order" for s in sections)
 
 
-def _recorded_pooling(source) -> tuple[str, bool]:
-    """``(mode, include_last_offset)`` an opened table file or a store over one records
-    (``embcompress.export`` writes those of the ``nn.EmbeddingBag`` it exported), else
+def _recorded_pooling(source) -> tuple[str, bool, int | None]:
+    """``(mode, include_last_offset, padding_idx)`` an opened table file or a store over one
+    records (``embcompress.export`` writes those of the ``nn.EmbeddingBag`` it exported), else
     ``nn.EmbeddingBag``'s defaults."""
     header = getattr(source, "header", None)
     inputs = header.get("inputs") if isinstance(header, dict) else getattr(source, "inputs", None)
     inputs = inputs if isinstance(inputs, dict) else {}
     recorded = inputs.get("mode")  # (free-form inputs: a list there is unhashable)
+    pad = inputs.get("padding_idx")
     return (recorded if isinstance(recorded, str) and recorded in MODES else "mean",
-            inputs.get("include_last_offset") is True)
+            inputs.get("include_last_offset") is True,
+            pad if isinstance(pad, int) and not isinstance(pad, bool) else None)
+
+
+_RECORDED = type("_Recorded", (), {"__repr__": lambda self: "<what the source records>"})()
 
 
 def _check_source(source, owner: str):
@@ -337,19 +372,26 @@ class MXEmbeddingBag(nn.Module):
     1-D with ``offsets``, or 2-D ``(n_bags, bag_len)`` without) and returns ``(n_bags, dim)`` in
     float32, or in the floating dtype the module was cast to (``.half()``, ``.to(torch.bfloat16)``:
     rows are pooled in float32, then cast), as ``nn.EmbeddingBag``'s output follows its weight.
-    Without an id map, ids are row numbers. ``padding_idx``, ``max_norm`` and
-    gradients are not supported.
+    Without an id map, ids are row numbers. ``padding_idx`` (an id) is left out of the bags as
+    ``nn.EmbeddingBag`` leaves it out; it defaults to what an opened table file records (export
+    records a bag's), else None; with an id map it is a raw id. ``max_norm`` and gradients are
+    not supported.
     """
 
     def __init__(self, source, *, id_map=_OWN_MAP, mode: str | None = None, include_last_offset: bool | None = None,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, padding_idx=_RECORDED):
         super().__init__()
         owner = "MXEmbeddingBag"
-        recorded_mode, recorded_last = _recorded_pooling(source)
+        recorded_mode, recorded_last, recorded_pad = _recorded_pooling(source)
         if mode is None:
             mode = recorded_mode
         if include_last_offset is None:
             include_last_offset = recorded_last
+        if padding_idx is _RECORDED:
+            padding_idx = recorded_pad
+        if padding_idx is not None and (isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer))
+                                        or not -(2**63) <= padding_idx < 2**63):
+            raise param_error("padding_idx", owner, "be None or an int64 id", padding_idx)
         if mode not in MODES:
             raise param_error("mode", owner, "be 'sum', 'mean' or 'max'", mode)
         if not isinstance(include_last_offset, bool):
@@ -385,8 +427,18 @@ class MXEmbeddingBag(nn.Module):
                 "id_map", owner, f"be an IdMap onto the table's {n_rows} rows",
                 f"{type(id_map).__name__} onto {getattr(id_map, 'n_rows', '?')} rows",
             )
-        self._set_id_map(id_map)
+        # (the dtype buffer before the id map's, which are None without a map: torch.export of a
+        # bare module numbers its buffers counting None ones, and failed with an IndexError when a
+        # buffer came after them)
         self._add_dtype_buffer()
+        self._set_id_map(id_map)
+        if padding_idx is not None and id_map is None:  # (a row number then; negative counts back, as in torch)
+            if not -n_rows <= padding_idx < n_rows:
+                raise param_error("padding_idx", owner, f"be a row of the table's {n_rows} (or None)", padding_idx)
+            padding_idx %= n_rows
+        # An id the bags leave out, as nn.EmbeddingBag leaves its padding_idx out (of sums, means
+        # and maxima; a bag of padding alone gives zeros): the raw id, before the id map.
+        self.padding_idx: int | None = None if padding_idx is None else int(padding_idx)
 
     def _add_dtype_buffer(self) -> None:
         # Its dtype is the output's: float32, or what .half() / .to(dtype) casts the module to, as
@@ -412,6 +464,7 @@ class MXEmbeddingBag(nn.Module):
         super().__setstate__(state)
         if "_out_proto" not in self._buffers:  # pickled by a version without it
             self._add_dtype_buffer()
+        self.__dict__.setdefault("padding_idx", None)  # (likewise)
         t = self.source
         if self.records is None:
             # a copy (or an unpickled module, maybe in another process) reads its own source
@@ -516,23 +569,28 @@ class MXEmbeddingBag(nn.Module):
 
     @classmethod
     def from_file(cls, path, *, mode: str | None = None, include_last_offset: bool | None = None,
-                  verify: str = "header", mmap: bool = True, n_threads: int | None = None) -> "MXEmbeddingBag":
+                  verify: str = "header", mmap: bool = True, n_threads: int | None = None,
+                  padding_idx=_RECORDED) -> "MXEmbeddingBag":
         """The table file at ``path`` (its rows memory-mapped) with its id map, if it holds one.
 
-        ``mode`` and ``include_last_offset`` default to those of the ``nn.EmbeddingBag`` the file
-        was exported from (``embcompress.export`` records them), else ``"mean"`` and ``False``.
+        ``mode``, ``include_last_offset`` and ``padding_idx`` default to those of the
+        ``nn.EmbeddingBag`` the file was exported from (``embcompress.export`` records them), else
+        ``"mean"``, ``False`` and None.
         """
         from .tablefile import open_table
 
         t = open_table(path, mmap=mmap, verify=verify)
-        return cls(t, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads)
+        return cls(t, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads,
+                   padding_idx=padding_idx)
 
     @classmethod
     def from_embedding_bag(cls, emb: nn.Module, fmt: str, id_map=None, *, block_size: int | None = None,
                            scale_mode: str = "floor", n_threads: int | None = None) -> "MXEmbeddingBag":
         """Quantize a trained ``nn.EmbeddingBag`` (or ``nn.Embedding``, pooled with "mean") to ``fmt``.
 
-        Its weight is the table: one row per row of ``id_map`` if given, else one per id.
+        Its weight is the table: one row per row of ``id_map`` if given, else one per id. A bag's
+        ``padding_idx`` is left out of the bags, as torch leaves it out (an ``nn.Embedding``'s only
+        stops its gradient, so it is pooled as any id).
         """
         from .formats import quantize
 
@@ -541,9 +599,6 @@ class MXEmbeddingBag(nn.Module):
         # The module pools every id and never renormalizes rows: a bag built with these would
         # give other results than the trained one, silently.
         fixes = {
-            "padding_idx": "MXEmbeddingBag pools every id it is given, where torch skips the padding id. To serve "
-                           "it anyway, set emb.padding_idx = None and leave the padding id out of the bags given "
-                           "to the module (sums are the same while the padding row is zero)",
             "max_norm": "MXEmbeddingBag reads rows as stored, where torch rescales looked-up rows longer than "
                         "max_norm. Renormalize the trained rows first (under torch.no_grad(): "
                         "torch.embedding_renorm_(emb.weight, torch.arange(emb.num_embeddings), emb.max_norm, "
@@ -568,11 +623,20 @@ class MXEmbeddingBag(nn.Module):
                 f"out_dir=...) and serve the file with MXEmbeddingBag.from_file",
                 f"an IdMap onto {id_map.n_rows} rows",
             )
+        pad = emb.padding_idx if isinstance(emb, nn.EmbeddingBag) else None
+        if pad is not None and id_map is not None:
+            # the trained bag was given rows, and left out row pad; served, the module is given raw ids
+            raise param_error(
+                "id_map", "MXEmbeddingBag.from_embedding_bag",
+                f"be None for a bag with padding_idx={pad}: that bag left out row {pad}, and the module leaves out "
+                f"a raw id before its map. Build MXEmbeddingBag(quantize(weight, fmt), id_map=id_map, "
+                f"padding_idx=<the raw id that pads the bags>)", "an IdMap",
+            )
         weight = emb.weight.detach().to("cpu", torch.float32).numpy()
         q = quantize(weight, fmt, block_size=block_size, scale_mode=scale_mode)
         mode = getattr(emb, "mode", "mean")
         return cls(q, id_map=id_map, mode=mode, include_last_offset=bool(getattr(emb, "include_last_offset", False)),
-                   n_threads=n_threads)
+                   n_threads=n_threads, padding_idx=pad)
 
     # -- use ----------------------------------------------------------------------------------
 
@@ -601,6 +665,7 @@ class MXEmbeddingBag(nn.Module):
                 raise param_error("offsets", "MXEmbeddingBag.forward", "be given when 'input' is 1-D", None)
             include_last = self.include_last_offset
         rows = input if input.dtype is torch.int64 else input.to(torch.int64)
+        keep = None if self.padding_idx is None else rows != self.padding_idx
         if self.id_map_params is not None:
             args = (rows, self.id_map_keys, self.id_map_vals, self.id_map_fallback, self.id_map_params,
                     self.num_embeddings, self.n_threads)
@@ -610,19 +675,20 @@ class MXEmbeddingBag(nn.Module):
         if per_sample_weights is not None and per_sample_weights.dtype is not torch.float32:
             per_sample_weights = per_sample_weights.to(torch.float32)
         if per_sample_weights is not None and per_sample_weights.requires_grad and torch.is_grad_enabled():
-            out = _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last)
+            out = _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last, keep)
         else:
-            out = self._lookup(rows, offsets, per_sample_weights, include_last)
+            out = self._lookup(rows, offsets, per_sample_weights, include_last, keep)
         dtype = self._out_proto.dtype
         return out if dtype is torch.float32 else out.to(dtype)
 
-    def _lookup(self, rows: Tensor, offsets: Tensor, per_sample_weights: Tensor | None, include_last: bool) -> Tensor:
+    def _lookup(self, rows: Tensor, offsets: Tensor, per_sample_weights: Tensor | None, include_last: bool,
+                keep: Tensor | None) -> Tensor:
         if self.records is not None:
             args = (self.records, rows, offsets, per_sample_weights, self.fmt, self.embedding_dim, self.block_size,
-                    self.mode, include_last, self.n_threads)
-            return _lookup_op(*args) if _direct(*args[:4]) else torch.ops.embcompress.pooled_lookup(*args)
-        args = (rows, offsets, per_sample_weights, self._source_key, self.embedding_dim, self.mode, include_last)
-        return _source_op(*args) if _direct(*args[:3]) else torch.ops.embcompress.source_lookup(*args)
+                    self.mode, include_last, self.n_threads, keep)
+            return _lookup_op(*args) if _direct(*args[:4], keep) else torch.ops.embcompress.pooled_lookup(*args)
+        args = (rows, offsets, per_sample_weights, self._source_key, self.embedding_dim, self.mode, include_last, keep)
+        return _source_op(*args) if _direct(*args[:3], keep) else torch.ops.embcompress.source_lookup(*args)
 
     def decoded_weight(self) -> Tensor:
         """The table's rows decoded to float32 ``(num_embeddings, embedding_dim)`` (in-memory tables)."""
@@ -635,7 +701,8 @@ class MXEmbeddingBag(nn.Module):
     def extra_repr(self) -> str:
         idm = ", id_map" if self.id_map is not None else ""
         src = "" if self.records is not None else f", source={type(self.source).__name__}"
-        return f"{self.num_embeddings}, {self.embedding_dim}, fmt={self.fmt!r}, mode={self.mode!r}{idm}{src}"
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}, fmt={self.fmt!r}, mode={self.mode!r}{pad}{idm}{src}"
 
 
 class MXEmbeddingBagCollection(nn.Module):

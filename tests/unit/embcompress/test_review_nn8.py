@@ -37,13 +37,13 @@ class _Bags(nn.Module):
 def test_export_of_a_bag_named_by_its_weight_records_how_it_pools(tmp_path):
     # tables=["user.weight"] (the parameter, as the state dict names it) found the tensor but not
     # its module: the file recorded no mode, so MXEmbeddingBag.from_file served the sum bag as
-    # a mean, silently, and padding_idx went without its warning.
+    # a mean, silently, and padding_idx went unrecorded.
     m = _Bags()
-    with pytest.warns(UserWarning, match="padding_idx"):
-        report = embcompress.export(m, fmt="fp32", out_dir=tmp_path, tables=["user.weight", "item.weight"])
+    report = embcompress.export(m, fmt="fp32", out_dir=tmp_path, tables=["user.weight", "item.weight"])
     assert [e["name"] for e in report] == ["user.weight", "item.weight"]
     assert report[1]["padding_idx"] == 0
     user, item = (MXEmbeddingBag.from_file(e["path"]) for e in report)
+    assert (user.padding_idx, item.padding_idx) == (None, 0)
     assert (user.mode, user.include_last_offset) == ("sum", False)
     assert (item.mode, item.include_last_offset) == ("max", True)
     ids, offsets = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 2])
@@ -265,8 +265,7 @@ def test_export_refuses_a_bad_block_size_or_scale_mode_before_making_out_dir(tmp
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.parametrize("opt, fix", [("padding_idx", r"emb\.padding_idx = None.*leave the padding id out"),
-                                      ("max_norm", r"torch\.embedding_renorm_.*emb\.max_norm = None")])
+@pytest.mark.parametrize("opt, fix", [("max_norm", r"torch\.embedding_renorm_.*emb\.max_norm = None")])
 def test_from_embedding_bag_refusing_an_option_names_a_fix_for_a_trained_bag(opt, fix):
     # "build it without padding_idx" cannot help a bag already trained with it.
     emb = nn.EmbeddingBag(10, 8, mode="mean", **{opt: 1 if opt == "padding_idx" else 1.0})
