@@ -162,14 +162,23 @@ def _fake_device(*tensors: Tensor) -> torch.device:
     return next((t.device for t in tensors if t.device.type == "meta"), tensors[0].device)
 
 
+# What _direct asks of torch: private names (stable since torch 2.0, looked up once); where one
+# is missing, every call goes through the dispatcher.
+_DISPATCH_STACK = getattr(torch._C, "_len_torch_dispatch_stack", None)
+_FUNCTION_STACK = getattr(torch._C, "_len_torch_function_stack", None)
+_PROFILER = torch.autograd.profiler
+_CAN_SKIP_DISPATCH = (_DISPATCH_STACK is not None and _FUNCTION_STACK is not None
+                      and isinstance(getattr(_PROFILER, "_is_profiler_enabled", None), bool))
+
+
 def _direct(*tensors: Tensor | None) -> bool:
     """Whether a call may run an op's CPU kernel itself rather than through torch's dispatcher,
     which costs a one-bag call about 5 us (a fifth of it): in eager mode on plain CPU tensors,
     with nothing that must see the op. torch.compile, torch.export, jit.trace, the profiler,
     fake or meta tensors, tensor subclasses and torch function or dispatch modes (a device
     context, say) all take the op, as before."""
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.autograd.profiler._is_profiler_enabled
-            or torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack()):
+    if (not _CAN_SKIP_DISPATCH or torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or _PROFILER._is_profiler_enabled or _DISPATCH_STACK() or _FUNCTION_STACK()):
         return False
     for t in tensors:
         if t is not None and (type(t) is not Tensor or not t.is_cpu):

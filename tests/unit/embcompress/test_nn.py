@@ -222,6 +222,9 @@ def test_eager_calls_skip_the_dispatcher_and_everything_that_watches_ops_sees_th
             assert torch.equal(model(ids, offsets), want)
         assert any("embcompress::pooled_lookup" in e.name for e in prof.events())
         assert calls == []
+        # a torch without the private names _direct asks: every call through the dispatcher
+        monkeypatch.setattr(enn, "_CAN_SKIP_DISPATCH", False)
+        assert torch.equal(model(ids, offsets), want) and calls == []
         assert model.to("meta")(ids.to("meta"), offsets.to("meta")).device.type == "meta"
 
 
