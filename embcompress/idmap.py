@@ -378,6 +378,8 @@ class IdMap:
                 flat = flat.copy()
         # No team for a small call: waking one costs more than the work, and waits a time slice
         # for a busy core (32 ids on two threads had a p99 of 12-16 ms under load).
+        if isinstance(n_threads, np.integer):  # as the int it is (the resolver takes Python ints)
+            n_threads = int(n_threads)
         threads = team_size(n_threads, flat.size, ID_SECONDS)
         _lookup(flat, self._keys, self._vals, self._base, self.seed, self._fallback,
                 self._fb_start, self._fb_count, res.reshape(-1), threads)

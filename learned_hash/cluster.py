@@ -132,7 +132,9 @@ class FrequencyKMeans:
                                   f"(the buckets must be able to carry all traffic)", s)
         # The labels do not depend on the thread count; unclamped, OpenMP set up every thread asked
         # for (200,000 crashed the process, 2**31 overflowed FAISS's int).
-        return min(resolve_threads(self.n_threads), 4 * (os.cpu_count() or 1))
+        # a NumPy integer as the int it is (fit_hash accepts one; the resolver takes Python ints)
+        n_threads = int(self.n_threads) if isinstance(self.n_threads, np.integer) else self.n_threads
+        return min(resolve_threads(n_threads), 4 * (os.cpu_count() or 1))
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("n_clusters", "n_iter", "max_points_per_centroid",

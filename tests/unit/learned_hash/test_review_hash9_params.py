@@ -141,3 +141,15 @@ def test_cooccurrence_takes_ids_as_IdMap_does(stats):
         cooccurrence(stats, "a", ids + 0.5)
     X, _ = cooccurrence(stats, "a", ids.astype(np.uint64))
     assert (X != cooccurrence(stats, "a", ids)[0]).nnz == 0
+
+
+def test_a_numpy_thread_count_is_a_thread_count(stats):
+    # fit_hash(n_threads=np.int64(2)) passed fit_hash's check and was refused by the thread
+    # resolver as "must be a positive int or None. Got np.int64(2)"; so was IdMap.lookup's
+    m = fit_hash(stats, "a", 40, n_threads=np.int64(2))
+    assert m.config["cluster"]["n_threads"] in (1, 2)
+    assert FrequencyKMeans(3, n_threads=np.int32(1)).fit(np.eye(5, dtype=np.float32)).settings_["n_threads"] == 1
+    ids = stats.frequencies("a")[0]
+    assert np.array_equal(m.lookup(ids, n_threads=np.int64(2)), m.lookup(ids, n_threads=2))
+    with pytest.raises(ConfigError, match="n_threads"):
+        m.lookup(ids, n_threads=np.int64(0))
