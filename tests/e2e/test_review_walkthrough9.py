@@ -147,6 +147,26 @@ def test_export_table_block_size_and_scale_mode_flags(tmp_path):
     assert (t.fmt, t.table.block_size, t.table.scale_mode) == ("mxint8", 16, "mse")
 
 
+def test_exported_padding_idx_is_left_out_as_the_readme_says(tmp_path):
+    """README, torch module and Export: a bag's padding_idx is recorded and from_file leaves it out."""
+    torch = pytest.importorskip("torch")
+    from embcompress.nn import MXEmbeddingBag
+
+    assert "served bags pool the padding" not in README and "`padding_idx` or `max_norm`" not in README
+    emb = torch.nn.EmbeddingBag(50, 32, mode="mean", padding_idx=0)
+    with torch.no_grad():
+        emb.weight[0] = 1.0  # a non-zero padding row: pooling it would change every mean
+    embcompress.export({"emb.user.weight": emb.weight.detach()}, fmt="fp32", out_dir=tmp_path, mode="mean")
+    plain = MXEmbeddingBag.from_file(tmp_path / "emb.user.embc")  # a state dict does not record padding_idx
+    model = type("M", (torch.nn.Module,), {})()
+    model.emb = emb
+    embcompress.export(model, fmt="fp32", out_dir=tmp_path / "m")
+    bag = MXEmbeddingBag.from_file(tmp_path / "m" / "emb.embc")
+    ids, offsets = torch.tensor([0, 3, 4, 0, 0, 7]), torch.tensor([0, 3, 5])
+    assert torch.equal(bag(ids, offsets), emb(ids, offsets))
+    assert not torch.equal(plain(ids, offsets), emb(ids, offsets))
+
+
 # --- Evaluating collision impact -----------------------------------------------------------------
 
 def test_evaluate_synthetic_tiny_as_written(tmp_path):
