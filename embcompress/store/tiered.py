@@ -213,10 +213,9 @@ class TieredStore:
         self._reordered = order is not None
         self._pos = invert(order) if order is not None else None
         del order
-        if frequencies is None and "frequencies" in art.section_names:
-            frequencies = np.array(art.array("frequencies"))  # one entry a stored row (a copy, not the map)
-            if self._pos is not None:
-                frequencies = frequencies[self._pos]  # to original row numbers
+        from_file = frequencies is None and "frequencies" in art.section_names
+        if from_file:
+            frequencies = self._file_frequencies(art)
         if frequencies is not None:
             frequencies = np.asarray(frequencies)
             if frequencies.shape != (n_rows,) or frequencies.dtype.kind not in "iuf" or not np.all(np.isfinite(frequencies)) or np.any(frequencies < 0):
@@ -225,7 +224,12 @@ class TieredStore:
         elif policy == "frequency":
             raise param_error("frequencies", _OWNER, "be given for policy='frequency' (the file holds none); "
                               "pass mined access counts or use policy='lru'", None)
-        self._freq = frequencies
+        # Kept for warm_up() only where it needs them: not the file's (read again when it does: a
+        # copy kept took 8 bytes a table row beside the budget), nor a refreshing store's prior
+        # (its score starts from it).
+        self._has_freq = frequencies is not None
+        self._freq_in_file = from_file
+        self._freq = frequencies if not from_file and refresh_every is None else None
         self._refresh_every = None if refresh_every is None else int(refresh_every)
         self.half_life = None if half_life is None else float(half_life)
         self._decay = 1.0 if half_life is None else 0.5 ** (1.0 / self.half_life)
@@ -273,6 +277,11 @@ class TieredStore:
 
     def _positions(self, rows: np.ndarray) -> np.ndarray:
         return rows if self._pos is None else self._pos[rows]
+
+    def _file_frequencies(self, art) -> np.ndarray:
+        """The file's frequencies section by original row (a copy, not a view of the mapping)."""
+        f = np.array(art.array("frequencies"))  # one entry a stored row
+        return f if self._pos is None else f[self._pos]  # to original row numbers
 
     @property
     def refresh_every(self) -> int | None:
@@ -360,12 +369,26 @@ class TieredStore:
                 if f.shape != (self.shape[0],) or f.dtype.kind not in "iuf" or not np.all(np.isfinite(f)) or np.any(f < 0):
                     raise param_error("frequencies", "TieredStore.warm_up", f"be {self.shape[0]} finite non-negative counts",
                                       f"{f.dtype} of shape {f.shape}")
-                self._freq = f
                 self._set_score(f)
+                self._freq = f if self._score is None else None  # (a refreshing store ranks by its score)
+                self._has_freq, self._freq_in_file = True, False
             self._warm = True
-            if self._freq is None:
+            if not self._has_freq:
                 return 0
-            hot = top_rows(self._freq if self._score is None else self._score, self._dram.capacity)
+            if self._score is not None:
+                rank = self._score
+            elif self._freq is not None:
+                rank = self._freq
+            else:
+                with read_artifact(self.path, kind="table") as art:
+                    if _table_identity(art) != self._identity or "frequencies" not in art.section_names:
+                        raise ArtifactError(
+                            f"TieredStore.warm_up ranks the hot set by the frequencies of the table file "
+                            f"{str(self.path)!r}, which was replaced by another table since the store opened "
+                            f"it. Pass frequencies= to warm_up, or open a new TieredStore on the file.")
+                    rank = self._file_frequencies(art)
+            hot = top_rows(rank, self._dram.capacity)
+            del rank
             if self._score is not None:  # the ranking refreshes start from
                 self._hot = hot
                 self._is_touched[:] = False
@@ -680,6 +703,7 @@ class TieredStore:
             self._score, self._is_touched, self._touched = None, np.zeros(0, bool), []
             self._hot = np.zeros(0, np.int64)
             self._freq = self._pos = None
+            self._has_freq = False
 
     def __reduce__(self):
         # (copy.deepcopy and pickle come here; the default failed on a lock, naming neither)

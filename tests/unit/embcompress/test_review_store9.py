@@ -327,3 +327,41 @@ def test_a_store_keeps_serving_its_table_when_another_replaced_it_is_updated(tab
     assert np.array_equal(store.rows(rows), q.data[rows])
     idx = np.arange(0, N, 3)
     assert np.array_equal(store.pooled_lookup(idx, np.array([0])), pooled_lookup(q, idx, np.array([0])))
+
+
+# --- what a store keeps for every table row ------------------------------------------------------
+
+@pytest.mark.parametrize("policy, kw, reordered, per_row", [
+    ("frequency", {}, False, 4),  # the slot index (int32)
+    ("lru", {}, False, 4),
+    ("lfu", {}, False, 12),  # + int64 counts
+    ("frequency", {"refresh_every": 1}, False, 13),  # + float64 score and a flag
+    ("frequency", {}, True, 12),  # + the inverse row order (int64) of a reordered file
+])
+def test_a_store_keeps_no_copy_of_the_files_frequencies(tmp_path, policy, kw, reordered, per_row):
+    # The README and plan() count 4 bytes a table row beside the budget (12 for lfu, 13 with
+    # refresh_every); the store also kept a copy of the file's frequencies, 8 bytes a row more (for
+    # a billion-row table, 8 GB the plan did not count). The file's frequencies are now read again
+    # when a warm-up needs them.
+    n = 100_000
+    q = embcompress.quantize(np.zeros((n, 8), np.float32), "fp16")
+    freq = np.random.default_rng(0).integers(0, 1000, n)
+    path = embcompress.write_table(tmp_path / "t.embc", q, frequencies=freq)
+    if reordered:
+        path = reorder_rows(path, tmp_path / "r.embc", clusters=np.arange(n) % 17).path
+    TieredStore(path, dram_bytes=q.row_bytes, policy=policy, **kw).rows([1])  # (lazy imports)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        store = TieredStore(path, dram_bytes=100 * q.row_bytes, policy=policy, **kw)
+        store.rows([1, 2, 3])
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept < n * (per_row + 0.5)
+    # and the warm-up still ranks by the file's frequencies
+    hot = np.sort(np.argsort(-freq, kind="stable")[:100])
+    assert store.warm_up() == 100 and np.array_equal(np.sort(store._dram.held_rows), np.sort(store._positions(hot)))
+    store.reset_stats()
+    assert np.array_equal(store.rows(hot), q.data[hot]) and store.stats()["dram_hits"] == 100
