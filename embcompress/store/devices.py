@@ -248,7 +248,9 @@ def plan(
     and are reported beside an all-DRAM deployment of the same table. The DRAM of a budget under
     the whole table is its row records plus what the store keeps for every table row beside them,
     ``index_bytes_per_row``: 4 (the slot index), 12 for ``lfu``, 13 for a ``frequency`` store with
-    ``refresh_every`` (``lru``'s 8 bytes a cached row are not counted).
+    ``refresh_every``, and 8 more for a file written by ``reorder_rows`` (its inverse row order)
+    (``lru``'s 8 bytes a cached row are not counted; frequencies passed to the store, rather than
+    read from the file, are the caller's array and kept by it for ``warm_up()``).
     """
     dev, mem = get_device(device, "plan"), get_device(dram, "plan")
     for name, v in (("table_bytes", table_bytes), ("row_bytes", row_bytes)):
