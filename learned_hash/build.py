@@ -200,6 +200,10 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
         for p in _partners_of(stats, feature, partners):
             if p == feature:
                 stats.sequence_counts(feature)  # refuses stats mined without a session key
+                if embedding == "label_aware" and budget > n_hot:  # as cooccurrence refuses it, but up front
+                    raise ConfigError(
+                        f"Session sequences of {feature!r} are not split by label, so they cannot be a partner "
+                        f"of a label-aware embedding. Use embedding='cooccurrence' or other partners.")
     n_cold = n_rows - n_hot
     if method == "learned" and max_share is not None and max_share * n_cold < 1:
         # (as FrequencyKMeans checks it, but before the embedding, and whether or not ids get clustered)

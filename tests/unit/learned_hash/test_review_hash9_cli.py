@@ -103,3 +103,22 @@ def test_rows_given_twice_for_a_feature_are_refused(stats_path, tmp_path, capsys
               "--out-dir", str(tmp_path / "maps"), "--quiet"])
     assert exc.value.code == 1
     assert "--rows-per-feature" in capsys.readouterr().err and not (tmp_path / "maps").exists()
+
+
+def test_a_label_aware_fit_on_session_sequences_is_refused_before_any_map_is_written(tmp_path, capsys):
+    # '--partner app --embedding label_aware' is fine for 'channel' (mined with app) but asks
+    # 'app' for its own session sequences, which are not split by label: refused only after
+    # channel.idmap was written
+    rng = np.random.default_rng(3)
+    n = 3000
+    cols = {"app": rng.integers(0, 60, n), "channel": rng.integers(0, 80, n), "user": rng.integers(0, 200, n),
+            "t": np.arange(n), "y": rng.integers(0, 2, n)}
+    path = LogStats.from_rows(cols, features=["app", "channel"], label="y", pairs=[("app", "channel")],
+                              sequence_key="user", time_key="t").save(tmp_path / "log.stats")
+    out = tmp_path / "maps"
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(path), "-f", "channel", "-f", "app", "--partner", "app", "--embedding", "label_aware",
+              "--rows", "40", "--out-dir", str(out), "--quiet"])
+    assert exc.value.code == 1
+    assert "not split by label" in capsys.readouterr().err
+    assert not (out / "channel.idmap").exists()
