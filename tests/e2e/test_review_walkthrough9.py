@@ -121,6 +121,19 @@ def test_mine_lines_count_after_min_count_pruning(tmp_path):
     assert lines["2"].endswith(" 0.0% of ids seen once")  # ...which --min-count 2 prunes before the line
 
 
+# --- Formats -------------------------------------------------------------------------------------
+
+def test_quantize_names_the_conversion_the_readme_lists():
+    """README, Formats: float64 is refused naming x.astype (an array), x.float() (a tensor), np.asarray (a list)."""
+    cases = [(np.ones((2, 32)), "x.astype(np.float32)"), ([[0.5] * 32] * 2, "np.asarray(x, dtype=np.float32)")]
+    torch = pytest.importorskip("torch")
+    cases.append((torch.ones(2, 32, dtype=torch.float64), "x.float()"))
+    for x, fix in cases:
+        assert f"`{fix}`" in _section("Formats"), fix
+        with pytest.raises(embcompress.ConfigError, match=re.escape(fix)):
+            embcompress.quantize(x, "mxint8")
+
+
 # --- Serving -------------------------------------------------------------------------------------
 
 def test_pooled_lookup_sums_by_default(tmp_path):
