@@ -142,9 +142,12 @@ def _check_int(value, name, low, high=None, allow_none=True):
 def check_fit_hash(stats, feature: str, n_rows: int, *, method: str = "learned", hot_rows: int | None = None,
                    max_mapped_ids: int | None = None, seed: int = 0, previous: IdMap | None = None,
                    embedding: str | tuple = "auto", partners: Sequence[str] | None = None,
-                   max_share: float | None = None, n_threads: int | None = None, **_fit_only) -> None:
+                   max_share: float | None = None, n_threads: int | None = None, n_components: int = 16,
+                   n_iter: int = 20, progress: Callable[[int, int], None] | None = None) -> None:
     """The checks :func:`fit_hash` makes of its arguments before it fits, without the fit (the
-    same errors): ``embcompress fit-hash`` runs them on every feature before it writes a map."""
+    same errors): ``embcompress fit-hash`` runs them on every feature before it writes a map.
+    Takes fit_hash's parameters; ``n_components``, ``n_iter`` and ``progress`` are checked where
+    they are used, by the fit."""
     _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners,
              max_share, n_threads)
 
