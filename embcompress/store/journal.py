@@ -214,6 +214,40 @@ def _locked(path: Path):
         os.close(fd)  # releases the lock
 
 
+@contextmanager
+def reading(path):
+    """Hold the table's shared ``flock`` (as a store's reads do) on the file now at ``path``, with
+    no update pending: a copy taken meanwhile has every row of every update old or new, none torn.
+    An update waiting for the lock goes first (see ``scm.TURNSTILE``). Where the file system has no
+    flock, nothing is held."""
+    path = updlog.real_path(path)
+    while True:
+        replay_before_open(path)  # an interrupted update: finished, or refused with the fix named
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if scm.turnstile(fd, fcntl.F_RDLCK):
+                scm.turnstile(fd, fcntl.F_UNLCK)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except OSError as e:
+                if e.errno not in scm._LOCK_ERRNOS:
+                    raise
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino and not journal_path(path).exists()
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)  # rewritten whole meanwhile, or a writer was interrupted: look again
+    try:
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _rewrite_whole(art, section: str, rows: np.ndarray, records: np.ndarray) -> None:
     # Without copying the table into memory (the tiered store serves tables larger than memory):
     # the sections stay mapped from the file, the updated one copy-on-write, so only the pages of

@@ -331,23 +331,31 @@ def reorder_rows(
             raise param_error("replay", "reorder_rows", "hold at least one batch of row ids, or be None", "no batch")
     order = coaccess_order(n_rows, row_bytes, cooccurrence=cooccurrence, clusters=clusters,
                            frequencies=frequencies, block_bytes=block_bytes)
-    prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
-    rows = art.array("rows")
-    # The old file holds original row prev[p] at position p; we want original row order[k] at k.
-    src = order if prev is None else invert(prev)[order]
     new_row = invert(order)
     # The rows in the new order go a chunk at a time into a nameless file beside out_file (nothing
     # is left behind; not the system's temporary folder, often memory), which the writer streams
     # from: gathered into one array (rows[src]) they needed the table's size in memory, and the
     # store serves tables larger than memory.
     with tempfile.TemporaryFile(dir=out_dir) as scratch:
-        if rows.size:
-            gathered = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=rows.shape)
-            step = max(1, _COPY_BYTES // row_bytes)
-            for a in range(0, n_rows, step):
-                gathered[a : a + step] = rows[src[a : a + step]]
-        else:
-            gathered = rows[src]
+        # Copied under the table's shared lock, as a store reads: an update another process was
+        # writing meanwhile left a row torn in the copy (the file as it is now, opened again).
+        with journal.reading(table_file):
+            art = read_artifact(table_file, kind="table")
+            if art.section("rows").shape != (n_rows, row_bytes):
+                raise ArtifactError(f"The table {str(art.path)!r} was replaced by another table while reorder_rows "
+                                    f"ran. Run reorder_rows again.")
+            prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
+            rows = art.array("rows")
+            # The old file holds original row prev[p] at position p; we want original row order[k] at k.
+            src = order if prev is None else invert(prev)[order]
+            if rows.size:
+                gathered = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=rows.shape)
+                step = max(1, _COPY_BYTES // row_bytes)
+                for a in range(0, n_rows, step):
+                    gathered[a : a + step] = rows[src[a : a + step]]
+            else:
+                gathered = rows[src]
+            del rows
         sections = {"rows": gathered}
         for name in art.section_names:
             if name in ("rows", ROW_ORDER):

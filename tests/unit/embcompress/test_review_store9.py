@@ -365,3 +365,32 @@ def test_a_store_keeps_no_copy_of_the_files_frequencies(tmp_path, policy, kw, re
     assert store.warm_up() == 100 and np.array_equal(np.sort(store._dram.held_rows), np.sort(store._positions(hot)))
     store.reset_stats()
     assert np.array_equal(store.rows(hot), q.data[hot]) and store.stats()["dram_hits"] == 100
+
+
+def test_reorder_rows_copies_no_row_an_update_is_writing(table, tmp_path):
+    # The rows were copied without the table's lock, so an update another process was writing (it
+    # holds the table's exclusive lock while it writes) left a row half old, half new in the new
+    # file, whose checksum then matched it. They are now copied under the shared lock, as a store
+    # reads them.
+    import fcntl
+    import threading
+
+    path, q = table
+    new = np.full(q.row_bytes, 0xAB, np.uint8)
+    base = embcompress.read_artifact(path).section("rows").offset
+    fd = os.open(path, os.O_RDWR)
+    out = {}
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, new[: q.row_bytes // 2].tobytes(), base + 5 * q.row_bytes)  # midway through a row
+        t = threading.Thread(target=lambda: out.update(layout=reorder_rows(path, tmp_path / "r.embc",
+                                                                           clusters=np.arange(N) % 7)))
+        t.start()
+        t.join(2.0)  # (without the lock it has copied the torn row by now; with it, it waits)
+        os.pwrite(fd, new.tobytes(), base + 5 * q.row_bytes)
+    finally:
+        os.close(fd)  # releases the lock
+    t.join()
+    layout = out["layout"]
+    got = embcompress.read_artifact(layout.path).array("rows")[layout.new_row[5]]
+    assert np.array_equal(got, new)
