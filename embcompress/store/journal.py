@@ -330,6 +330,7 @@ def drop_replaced(path) -> None:
     if jpath.exists():
         with _locked(path):
             jpath.unlink(missing_ok=True)
+        container._fsync_dir(jpath.parent)  # (else a power cut could bring it back beside the new table)
 
 
 def replay_before_open(path) -> None:

@@ -394,3 +394,26 @@ def test_reorder_rows_copies_no_row_an_update_is_writing(table, tmp_path):
     layout = out["layout"]
     got = embcompress.read_artifact(layout.path).array("rows")[layout.new_row[5]]
     assert np.array_equal(got, new)
+
+
+def test_writing_a_table_over_one_with_a_pending_journal_makes_the_removal_durable(table, monkeypatch):
+    # write_table removes the journal an interrupted update of the replaced file left, but did not
+    # fsync the folder: after a power cut the journal could come back beside the new table, which
+    # open_table and TieredStore then refuse ("does not belong"). Every other removal of a journal
+    # is followed by a folder fsync.
+    from embcompress import container
+    from embcompress.store import journal
+
+    path, q = table
+    journal.journal_path(path).write_bytes(b"left by an interrupted update")
+    synced = []
+    real = container._fsync_dir
+
+    def fsync_dir(folder):
+        synced.append((folder, journal.journal_path(path).exists()))
+        real(folder)
+
+    monkeypatch.setattr(container, "_fsync_dir", fsync_dir)
+    embcompress.write_table(path, q)
+    assert not journal.journal_path(path).exists()
+    assert (path.parent, False) in synced  # the folder synced once the journal was gone
