@@ -190,6 +190,8 @@ def open_table(path: str | os.PathLike, *, mmap: bool = True, verify: str = "hea
     cannot be (a table or folder this process may not write) an ArtifactError says so and names
     the fix, unless the file already holds the whole update.
     """
+    if not isinstance(path, (str, os.PathLike)):  # (else a raw TypeError from Path())
+        raise param_error("path", "open_table", "be a path (str or os.PathLike) to a table file", path)
     if verify not in ("header", "full"):
         raise param_error("verify", "open_table", "be 'header' or 'full'", verify)
     if not isinstance(mmap, bool):

@@ -138,6 +138,8 @@ class TieredStore:
                  refresh_every: int | None = None, half_life: float | None = None):
         from ..table import QuantizedTable
 
+        if not isinstance(table_file, (str, os.PathLike)):  # (else Path() raised a raw TypeError)
+            raise param_error("table_file", _OWNER, "be a path (str or os.PathLike) to a table file", table_file)
         if policy not in POLICIES:
             raise param_error("policy", _OWNER, f"be one of {POLICIES}", policy)
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:

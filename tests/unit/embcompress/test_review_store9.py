@@ -417,3 +417,13 @@ def test_writing_a_table_over_one_with_a_pending_journal_makes_the_removal_durab
     embcompress.write_table(path, q)
     assert not journal.journal_path(path).exists()
     assert (path.parent, False) in synced  # the folder synced once the journal was gone
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"t.embc"])
+def test_a_table_path_that_is_not_a_path_is_named(bad):
+    # TieredStore(None, ...) and open_table(None) raised Python's raw "expected str, bytes or
+    # os.PathLike object, not NoneType".
+    with pytest.raises(embcompress.ConfigError, match="'table_file' parameter of TieredStore must be a path"):
+        TieredStore(bad, dram_bytes=1 << 20)
+    with pytest.raises(embcompress.ConfigError, match="'path' parameter of open_table must be a path"):
+        embcompress.open_table(bad)
