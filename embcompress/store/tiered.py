@@ -688,7 +688,9 @@ class TieredStore:
         if self.device is not None:
             c["device"] = self.device.name
             # The lookups/s the device's reads alone would allow for this access pattern.
-            c["device_lookups_per_s"] = c["lookups"] / c["device_seconds"] if c["device_seconds"] else math.inf
+            # (NaN before any lookup, as the other rates; inf when no lookup needed the device)
+            c["device_lookups_per_s"] = (c["lookups"] / c["device_seconds"] if c["device_seconds"]
+                                         else math.inf if c["lookups"] else math.nan)
         return c
 
     def close(self) -> None:

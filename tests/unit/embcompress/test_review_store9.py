@@ -427,3 +427,19 @@ def test_a_table_path_that_is_not_a_path_is_named(bad):
         TieredStore(bad, dram_bytes=1 << 20)
     with pytest.raises(embcompress.ConfigError, match="'path' parameter of open_table must be a path"):
         embcompress.open_table(bad)
+
+
+def test_device_lookups_per_s_is_nan_before_any_lookup(table):
+    # With no lookup counted (a new store, or after reset_stats) it said inf, a device that could
+    # serve any rate, where every other rate of stats() says NaN (nothing measured).
+    import math
+
+    path, q = table
+    store = TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru", device="nand")
+    assert math.isnan(store.stats()["device_lookups_per_s"]) and math.isnan(store.stats()["hit_rate"])
+    store.rows([1, 2, 3])
+    assert 0 < store.stats()["device_lookups_per_s"] < math.inf
+    store.reset_stats()
+    assert math.isnan(store.stats()["device_lookups_per_s"])
+    store.rows([1, 2, 3])  # all in DRAM now: no device read, any rate the device allows
+    assert store.stats()["device_lookups_per_s"] == math.inf
