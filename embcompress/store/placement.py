@@ -143,6 +143,12 @@ def coaccess_order(
     _check_block_bytes(block_bytes, owner)
     if (cooccurrence is None) == (clusters is None):
         raise param_error("cooccurrence", owner, "be given, or else clusters (exactly one of them)", "both" if cooccurrence is not None else None)
+    if frequencies is not None:  # (with clusters too: a wrong array is a mistake either way)
+        f = np.asarray(frequencies)
+        if (f.dtype.kind not in "iuf" or f.shape != (n_rows,) or not np.all(np.isfinite(f))
+                or (f.size and f.min() < 0)):
+            raise param_error("frequencies", owner, f"be {n_rows} finite non-negative counts, one a row",
+                              f"{f.dtype} of shape {f.shape}")
     if clusters is not None:
         clusters = np.asarray(clusters)
         if clusters.shape != (n_rows,) or clusters.dtype.kind not in "iu":
@@ -172,9 +178,7 @@ def coaccess_order(
     roots = np.array([g.find(x) for x in range(n_rows)], dtype=np.int64) if n_rows else np.zeros(0, np.int64)
     # Heat of a row: its frequency if given, else its total co-access weight.
     if frequencies is not None:
-        heat = np.asarray(frequencies, dtype=np.float64).reshape(-1)
-        if heat.shape != (n_rows,):
-            raise param_error("frequencies", owner, f"hold {n_rows} counts", heat.shape)
+        heat = np.asarray(frequencies, dtype=np.float64)
     else:
         heat = np.bincount(i, w, n_rows) + np.bincount(j, w, n_rows)
     touched = heat > 0

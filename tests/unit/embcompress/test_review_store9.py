@@ -443,3 +443,17 @@ def test_device_lookups_per_s_is_nan_before_any_lookup(table):
     assert math.isnan(store.stats()["device_lookups_per_s"])
     store.rows([1, 2, 3])  # all in DRAM now: no device read, any rate the device allows
     assert store.stats()["device_lookups_per_s"] == math.inf
+
+
+@pytest.mark.parametrize("how", ["clusters", "cooccurrence"])
+@pytest.mark.parametrize("freq", [np.ones(3), np.full(N, np.nan), -np.ones(N), np.array(["a"] * N)])
+def test_coaccess_order_checks_its_frequencies_whatever_the_groups(how, freq):
+    # With clusters, frequencies were not looked at (a wrong length passed unseen); with mined
+    # co-access, NaN or negative counts were taken and ordered the blocks by nonsense, and text
+    # raised numpy's raw ValueError.
+    from embcompress.store import coaccess_order, mine_coaccess
+
+    groups = (dict(clusters=np.arange(N) % 9) if how == "clusters"
+              else dict(cooccurrence=mine_coaccess(np.arange(40), np.arange(0, 40, 4), N)))
+    with pytest.raises(embcompress.ConfigError, match="'frequencies' parameter of coaccess_order must be"):
+        coaccess_order(N, 64, frequencies=freq, **groups)
