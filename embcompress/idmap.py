@@ -279,6 +279,10 @@ class IdMap:
             raise param_error("n_rows", owner, "be at most 2**63 - 1 (rows and the fallback count are int64)", n_rows)
         dtype = row_dtype(n_rows)
         seed = _check_seed(seed, owner)
+        for name, record in (("config", config), ("inputs", inputs), ("meta", meta)):
+            if record is not None and not isinstance(record, Mapping):  # (dict() of it raised a raw error)
+                raise param_error(name, owner, "be a dict (JSON, recorded in the map's file) or None",
+                                  type(record).__name__)
         ids = _check_int_array(ids, "ids", owner)
         rows = _check_int_array(rows, "rows", owner)
         if ids.size != rows.size:
