@@ -229,6 +229,11 @@ def _problems(n_rows: int, keys, vals, fallback, fb_start: int, fb_count: int) -
     return problems
 
 
+def _check_path(path, owner: str) -> None:
+    if not isinstance(path, (str, os.PathLike)):  # (else Path() raised a raw TypeError)
+        raise param_error("path", owner, "be a path (str or os.PathLike) to an id-map file", path)
+
+
 def _header_int(cfg: dict, key: str, low: int, high: int) -> int:
     v = cfg[key]
     if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
@@ -522,6 +527,7 @@ class IdMap:
 
     def save(self, path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None) -> Path:
         """Write the map to ``path`` (kind ``"idmap"``, atomically) and return the path."""
+        _check_path(path, "IdMap.save")
         sections = {"keys": self._keys, "vals": self._vals, "fallback": self._fallback}
         return write_artifact(path, KIND, sections, config=self._header_config(),
                               inputs=self.inputs, meta=self.meta, progress=progress)
@@ -530,6 +536,7 @@ class IdMap:
     def load(cls, path: str | os.PathLike, *, verify: str = "header", mmap: bool = True) -> "IdMap":
         """Open an id-map file. ``verify="full"`` also checks every byte and that each mapped id
         is found on its row."""
+        _check_path(path, "IdMap.load")
         art = read_artifact(path, kind=KIND, mmap=mmap, verify=verify)
         where = str(path)
         cfg = art.config

@@ -15,3 +15,13 @@ def test_a_record_that_is_not_a_dict_is_refused_naming_it(name, value):
         IdMap.from_arrays([1], [0], 4, **{name: value})
     m = IdMap.from_arrays(np.array([1]), [0], 4, **{name: {"k": 1}})
     assert getattr(m, name) == {"k": 1}
+
+
+@pytest.mark.parametrize("path", [None, 5, b"maps/C3.idmap"])
+def test_a_path_that_is_not_a_path_is_refused_naming_it(path):
+    # save and load raised Python's raw "expected str, bytes or os.PathLike object, not NoneType"
+    m = IdMap.from_arrays([1], [0], 4)
+    with pytest.raises(ConfigError, match=r"'path' parameter of IdMap.save must be a path"):
+        m.save(path)
+    with pytest.raises(ConfigError, match=r"'path' parameter of IdMap.load must be a path"):
+        IdMap.load(path)
