@@ -385,8 +385,8 @@ def read_artifact(
         fh = open(path, "rb")
     except FileNotFoundError:
         raise MissingArtifactError(f"No artifact at {where!r}: the file does not exist. Check the path.") from None
-    except IsADirectoryError:
-        raise ArtifactError(f"{where!r} is a directory, not an artifact file. Pass the file's path.") from None
+    except IsADirectoryError:  # (bad input, as a missing file is: exit 1)
+        raise MissingArtifactError(f"{where!r} is a directory, not an artifact file. Pass the file's path.") from None
     with fh:  # the Artifact keeps its own descriptor of this file
         size = os.fstat(fh.fileno()).st_size
         prefix = fh.read(PREFIX_SIZE)

@@ -74,13 +74,15 @@ def command(
 ) -> None:
     import torch
 
-    from ..errors import ArtifactError, ConfigError
+    from ..errors import ArtifactError, ConfigError, MissingArtifactError
     from ..export import export
     from ..idmap import IdMap
     from .progress import progress_bar
 
-    if not state_dict.is_file():
-        raise ArtifactError(f"No state-dict file at {str(state_dict)!r}. Check the path.")
+    if not state_dict.is_file():  # (bad input: exit 1, as for a missing artifact)
+        what = "a directory, not a state-dict file" if state_dict.is_dir() else "no state-dict file there"
+        raise MissingArtifactError(f"{str(state_dict)!r} is {what}. Check the path: pass a file written by "
+                                   f"torch.save(model.state_dict()).")
     try:
         sd = torch.load(state_dict, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; report one clear line

@@ -80,7 +80,7 @@ def command(
     threads: int = typer.Option(None, "--threads", help="Engine threads (default: all cores)."),
     min_count: int = typer.Option(1, "--min-count", help="Prune counts below N."),
     on_bad_line: str = typer.Option("error", "--on-bad-line", help="error | skip (skipped lines are counted)."),
-    out: Path = typer.Option(..., "--out", help="Log-stats file to write (e.g. stats.embc)."),
+    out: Path = typer.Option(..., "--out", help="Log-stats file to write (e.g. day_0.stats)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     mine = _load_mine()

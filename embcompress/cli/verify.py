@@ -1,5 +1,6 @@
 """Check every byte of an artifact (full verify); for a table file also its id map and
-frequencies. Prints "ok" and exits 0, or prints the problem and exits 3.
+frequencies. Prints "ok" and exits 0, or prints the problem and exits 3 (a damaged or foreign
+file) or 1 (no file at the path).
 """
 
 from __future__ import annotations

@@ -130,3 +130,16 @@ def test_evaluate_data_on_a_synthetic_config_is_refused(tmp_path):
     p = _evaluate_tiny_without_its_sweep("--out", tmp_path / "o", "--data", tmp_path)
     assert p.returncode == 1, p.stderr
     assert "the sweep ran" not in p.stderr and "'synthetic'" in p.stderr and "dataset" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("verb", ["inspect", "verify", "export"])
+def test_a_missing_file_or_a_directory_is_bad_input(tmp_path, verb):
+    """No file at the path given, or a directory, is bad input (exit 1), as for every verb; export
+    of a missing state dict and inspect / verify of a directory exited 3, a damaged file's code."""
+    if verb == "export":
+        pytest.importorskip("torch")
+    extra = ["--fmt", "mxint8", "--out-dir", tmp_path / "out"] if verb == "export" else []
+    for path, words in ((tmp_path / "nope.embc", "nope.embc"), (tmp_path, "is a directory")):
+        p = _cli(verb, path, *extra)
+        assert p.returncode == 1, (verb, path, p.returncode, p.stderr)
+        assert words in p.stderr and "Traceback" not in p.stderr, p.stderr
