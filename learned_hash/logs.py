@@ -582,7 +582,7 @@ def _bad_line_error(path: str, where: str, text: str, why: str) -> BadLineError:
     text = text if len(text) <= 200 else text[:200] + "..."
     return BadLineError(
         f"Malformed line in {path!r} ({where}): {why}: {text!r}. Fix the line, or pass "
-        f"on_bad_line='skip' to skip and count such lines."
+        f"on_bad_line='skip' to skip and count such lines.", param="on_bad_line"
     )
 
 
@@ -831,6 +831,8 @@ class LogReader:
         if not where.startswith("line "):
             return
         stop = int(where.split()[1])
+        if stop - 1 <= (0 if self.source.format == "criteo" else 1):
+            return  # no record before it (Arrow calls a block without rows an empty CSV file)
         with _open_text(path) as fh:
             head = b"".join(line for _, line in zip(range(stop - 1), fh))
         # lines before the first of wrong field count: only blank ones are invalid (skipped)

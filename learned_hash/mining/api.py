@@ -205,7 +205,7 @@ def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None
         raise unreadable
     raise ConfigError(
         f"The log {plan.source.paths[0]!r} has malformed lines. Fix them, or pass on_bad_line='skip' "
-        f"to skip and count them."
+        f"to skip and count them.", param="on_bad_line"
     )
 
 

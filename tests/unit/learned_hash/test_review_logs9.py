@@ -1,4 +1,5 @@
-"""Arrow's CSV reader lets go of its Python bad-row handler before the reading call returns.
+"""Log readers, ninth-session fixes. First: Arrow's CSV reader lets go of its Python bad-row
+handler before the reading call returns.
 
 Arrow's streaming reader can outlive its Python object on an I/O thread; where that thread dropped
 the handler during interpreter shutdown, the process aborted after its work was done (exit 134,
@@ -57,3 +58,21 @@ def test_a_failed_read_releases_its_handlers(tmp_path, handlers):
         for _ in iter_batches(str(path), features=["a", "b"], label="label", on_bad_line="error", block_bytes=4096):
             pass
     assert handlers and held(handlers) == 0
+
+
+def test_a_malformed_first_line_is_named_with_the_flag_that_skips_it(tmp_path):
+    """A headerless log whose first line is malformed: the error names line 1 (it was Arrow's raw
+    'Empty CSV file', from looking for a bad value on the lines before it, of which there are
+    none), and the command line adds --on-bad-line."""
+    import subprocess
+    import sys
+
+    from tests.conftest import data_path
+
+    src = data_path("criteo_sample", "lapis_train.txt")
+    log = write(tmp_path / "day.txt", b"bad line\n" + b"".join(src.open("rb").readlines()[:3]))
+    with pytest.raises(logs.BadLineError, match=r"\(line 1\).*on_bad_line='skip'"):
+        list(iter_batches(str(log), format="criteo", features=["C3"]))
+    p = subprocess.run([sys.executable, "-m", "embcompress", "mine", str(log), "--format", "criteo", "--features",
+                        "C3", "--out", str(tmp_path / "o.stats")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "(line 1)" in p.stderr and "--on-bad-line" in p.stderr, p.stderr
