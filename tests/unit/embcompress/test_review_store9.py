@@ -39,7 +39,7 @@ def _holds(path) -> tuple[int, int]:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
 @pytest.mark.parametrize("reordered", [False, True])
-def test_a_closed_store_holds_nothing_of_its_file(table, tmp_path, reordered):
+def test_a_closed_store_holds_nothing_of_its_file(table, tmp_path, reordered, backend):
     # A store over a reordered file kept its row_order section mapped (a view of the file): the
     # file stayed open after close(), and after an update rewrote the table whole, the replaced
     # file's disk space stayed taken for as long as the store object lived (a module over it keeps
@@ -313,7 +313,7 @@ def test_update_rows_refuses_a_table_that_replaced_the_one_it_serves(table):
     assert np.array_equal(embcompress.open_table(path, verify="full").data, q2.data)
 
 
-def test_a_store_keeps_serving_its_table_when_another_replaced_it_is_updated(table):
+def test_a_store_keeps_serving_its_table_when_another_replaced_it_is_updated(table, backend):
     # An update of the new table (through another store) changed the update log, and the store
     # then switched its reader to the new file: rows of a table of another format and shape
     # (row 2000 lies past its 1500 rows) beside its tier's copies of the old one.
