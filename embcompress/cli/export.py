@@ -12,6 +12,7 @@ per table; writes export.json beside the table files.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -99,19 +100,23 @@ def command(
             raise ConfigError(f"{str(state_dict)!r} must hold a state dict (names to tensors), but holds no tensor at its "
                               f"top level: it looks like a checkpoint with a state dict under {nested[0]!r}. Pass a file "
                               f"holding that state dict alone: torch.save(checkpoint[{nested[0]!r}], 'state.pt').")
-    maps = {name: IdMap.load(path) for name, path in _pairs(id_map, "--id-map").items()}
+    # every byte of the maps (as fit-hash --previous-dir checks): a damaged map would fold rows wrongly
+    maps = {name: IdMap.load(path, verify="full") for name, path in _pairs(id_map, "--id-map").items()}
     freqs = {name: _load_counts(path) for name, path in _pairs(frequencies, "--frequencies").items()}
-    with progress_bar("export", quiet=quiet) as bar:
+    with progress_bar("export", quiet=quiet) as bar, warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", UserWarning)
         report = export(sd, fmt=fmt, id_maps=maps, frequencies=freqs, out_dir=out_dir, tables=table or None,
                         block_size=block_size, scale_mode=scale_mode, mode=mode,
                         include_last_offset=True if include_last_offset else None, progress=bar)
+    for w in warned:  # one line each, as errors are (Python's form adds a source path and line)
+        typer.echo(f"warning: {w.message}", err=True)
     typer.echo(f"{'table':<28} {'shape':>16} {'bytes before':>14} {'bytes after':>13} {'ratio':>7} {'QSNR dB':>8}")
     for e in report:
         shape = "x".join(map(str, e["shape"]))
         extra = f"  (vs trained {e['qsnr_vs_trained_db']:.2f} dB over {e['trained_shape'][0]} ids)" if "qsnr_vs_trained_db" in e else ""
         typer.echo(f"{e['name']:<28} {shape:>16} {e['bytes_before']:>14} {e['bytes_after']:>13} "
                    f"{e['compression']:>6.2f}x {e['qsnr_db']:>8.2f}{extra}")
-    typer.echo(f"wrote {len(report)} table files and export.json to {out_dir}")
+    typer.echo(f"wrote {len(report)} table file{'s' if len(report) != 1 else ''} and export.json to {out_dir}")
     if mode is None:
         typer.echo("note: a state dict does not say how its bags pool, so the files record no mode and "
                    "MXEmbeddingBag.from_file serves them with mode='mean' unless given one. If the model's "

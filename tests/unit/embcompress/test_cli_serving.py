@@ -69,11 +69,15 @@ def test_export_command(tmp_path, capsys):
     IdMap.from_arrays(np.arange(100), np.arange(100) % 10, 10).save(tmp_path / "u.idmap")
     np.save(tmp_path / "f.npy", np.arange(100))
     out_dir = tmp_path / "out"
-    with pytest.warns(UserWarning, match="left out .* fc"):  # fc.weight: 2-D, no bias, no "emb"
-        code, out, err = run(["export", str(sd_path), "--fmt", "mxint8", "--out-dir", str(out_dir),
-                              "--id-map", f"emb_user={tmp_path / 'u.idmap'}", "--frequencies", f"emb_user={tmp_path / 'f.npy'}",
-                              "--quiet"], capsys)
+    code, out, err = run(["export", str(sd_path), "--fmt", "mxint8", "--out-dir", str(out_dir),
+                          "--id-map", f"emb_user={tmp_path / 'u.idmap'}", "--frequencies", f"emb_user={tmp_path / 'f.npy'}",
+                          "--quiet"], capsys)
     assert code == 0, err
+    # fc.weight (2-D, no bias, no "emb") is left out with a warning: one 'warning:' line, not
+    # Python's form with the source file and line of export.py
+    (warned,) = [line for line in err.splitlines() if "left out" in line]
+    assert warned.startswith("warning: ") and "fc" in warned and "UserWarning" not in err and ".py:" not in err
+    assert "wrote 2 table files" in out
     assert "emb_user" in out and "emb_item" in out and "vs trained" in out and "fc" not in out.split("wrote")[0]
     report = json.loads((out_dir / "export.json").read_text())
     assert {e["name"]: e["shape"] for e in report} == {"emb_user": [10, 16], "emb_item": [30, 8]}
@@ -84,5 +88,12 @@ def test_export_command(tmp_path, capsys):
     assert code == 1 and "Unknown format 'mxfp3'" in err
     code, _, err = run(["export", str(sd_path), "--fmt", "mxint8", "--out-dir", str(out_dir), "--id-map", "nope"], capsys)
     assert code == 1 and "NAME=PATH" in err
+    # a damaged id map stops the export (every byte is checked, as fit-hash checks earlier maps)
+    raw = bytearray((tmp_path / "u.idmap").read_bytes())
+    raw[-9] ^= 0xFF
+    (tmp_path / "bad.idmap").write_bytes(bytes(raw))
+    code, _, err = run(["export", str(sd_path), "--fmt", "mxint8", "--out-dir", str(tmp_path / "out2"),
+                        "--id-map", f"emb_user={tmp_path / 'bad.idmap'}", "--quiet"], capsys)
+    assert code == 3 and "bad.idmap" in err, err
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     assert run(["export", str(tmp_path / "junk.pt"), "--fmt", "mxint8", "--out-dir", str(out_dir)], capsys)[0] == 3
