@@ -86,7 +86,6 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
                     f"The earlier map {str(path)!r} in --previous-dir was fitted for feature {fitted_for!r}, not {f!r} "
                     f"(renamed?). Put the map of {f!r} at that path, or fit {f!r} without --previous-dir."
                 )
-    out_dir.mkdir(parents=True, exist_ok=True)
     # every feature is checked before the first fit, as the earlier maps are above: a typo in the
     # last --feature stopped the command only after the others were fitted (minutes each) and written
     for f in features:
@@ -102,6 +101,7 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
             for p in _partners_of(stats, f, partners):  # refuses a partner not mined with f
                 if p == f:
                     stats.sequence_counts(f)  # refuses stats mined without a session key
+    out_dir.mkdir(parents=True, exist_ok=True)  # (once all is checked: a refused run leaves no folder)
     for f in features:
         m = fit_hash(stats, f, rows[f], previous=previous[f],
                      progress=progress_for(f) if progress_for is not None else None, **options)

@@ -307,7 +307,7 @@ class LogStats:
         except KeyError:
             raise ConfigError(
                 f"The 'feature' parameter of LogStats.{owner} must be one of the mined features "
-                f"{self.features}. Got {feature!r} instead."
+                f"{self.features}. Got {feature!r} instead.", param="feature"
             ) from None
 
     def frequencies(self, feature: str) -> tuple[np.ndarray, np.ndarray]:

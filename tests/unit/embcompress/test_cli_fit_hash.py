@@ -118,6 +118,16 @@ def test_cli_errors_name_the_flag_to_change(stats_file, tmp_path, capsys, args, 
         main(["fit-hash", str(path), "-f", "a", *args, "--out-dir", str(tmp_path / "maps"), "--quiet"])
     err = capsys.readouterr().err
     assert exc.value.code == 1 and f"(on the command line: {flag})" in err, err
+    assert not (tmp_path / "maps").exists()  # a refused run leaves no --out-dir behind
+
+
+def test_cli_feature_not_mined_names_the_flag_and_leaves_no_folder(stats_file, tmp_path, capsys):
+    path, _ = stats_file
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-hash", str(path), "-f", "a", "-f", "C99", "--rows", "8", "--out-dir", str(tmp_path / "m"), "--quiet"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "'C99'" in err and "(on the command line: --feature)" in err, err
+    assert not (tmp_path / "m").exists()
 
 
 def test_demo_errors_name_the_flag(capsys):
