@@ -150,16 +150,22 @@ class LogCursor:
             if not self._open():
                 return np.zeros(0, np.int64)
             st = os.fstat(self._fd)
-            data = os.pread(self._fd, st.st_size, 0)
             ino, off = self.state
-            self.state = (st.st_ino, len(data))
-        head = data[: HEADER.size]
+            head = os.pread(self._fd, HEADER.size, 0)
+            # Only what was appended since the last read, where the file is the one read then (the
+            # whole log, up to LOG_LIMIT, was read again at each change, under the lock that holds
+            # every lookup thread); the header and all of a new log.
+            same = st.st_ino == ino and HEADER.size <= off <= st.st_size
+            base = off if same else 0
+            data = os.pread(self._fd, st.st_size - base, base)
+            self.state = (st.st_ino, base + len(data))
         epoch = HEADER.unpack(head)[1] if len(head) == HEADER.size and head[:8] == MAGIC else None
         fresh = ino is None and epoch == 0  # created since this cursor began: all of it is new
         known, self.epoch = self.epoch, epoch
         if epoch is None or not (fresh or (st.st_ino == ino and epoch == known)):
             return None
         start = HEADER.size if fresh else off
+        start -= base  # (data starts at byte base of the log)
         out = []
         while start < len(data):
             if start + 8 > len(data):

@@ -457,3 +457,29 @@ def test_coaccess_order_checks_its_frequencies_whatever_the_groups(how, freq):
               else dict(cooccurrence=mine_coaccess(np.arange(40), np.arange(0, 40, 4), N)))
     with pytest.raises(embcompress.ConfigError, match="'frequencies' parameter of coaccess_order must be"):
         coaccess_order(N, 64, frequencies=freq, **groups)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs /proc")
+def test_a_store_reads_only_what_was_appended_to_the_update_log(table, monkeypatch):
+    # Each time another process's update changed the log, a store read the whole log again (up to
+    # its 4 MiB limit), under the lock that holds every lookup thread, to parse only the new end.
+    path, q = table
+    store = TieredStore(path, dram_bytes=100 * q.row_bytes, policy="lru")
+    other = TieredStore(path, dram_bytes=q.row_bytes, policy="lru")
+    for k in range(200):
+        other.update_rows(np.array([k]), np.full((1, DIM), k, np.float32))
+    store.rows([1])  # takes in the log so far
+    size = os.path.getsize(updlog.log_path(path))
+    read = []
+    real, log = os.pread, str(updlog.log_path(path))
+
+    def pread(fd, n, off):
+        if os.readlink(f"/proc/self/fd/{fd}") == log:
+            read.append(n)
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", pread)
+    store.rows(np.arange(100))  # hold rows 0..99
+    other.update_rows(np.array([7]), np.full((1, DIM), -1, np.float32))
+    assert store.rows([7]).view(np.float32)[0, 0] == -1
+    assert size > 3000 and sum(read) <= 64  # the new record (16 bytes) and the header, not the log
