@@ -1,7 +1,8 @@
 """Mine logs into a log-stats file: id frequencies, co-occurring pairs, sequences.
 
-Prints one line per feature: ids seen, accesses (rows counted), and the share of ids seen once;
-then the rows read and the malformed lines skipped.
+Prints one line per feature: ids seen, accesses (rows counted), and the share of ids seen once
+(with --min-count N above 1: the ids kept, seen N times or more, and their accesses); then the rows
+read and the malformed lines skipped.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def _kinds(items: list[str]) -> dict[str, str]:
 
 def feature_line(stats, feature: str) -> str:
     s = stats.summary(feature)
+    if stats.min_count > 1:  # the rarer ids are pruned: none seen once is left to count
+        return (f"{feature}: {s['ids']:,} ids seen {stats.min_count}+ times kept, {s['accesses']:,} of their "
+                f"accesses (rarer ids pruned by --min-count)")
     return (f"{feature}: {s['ids']:,} ids seen, {s['accesses']:,} accesses, "
             f"{s['once_share']:.1%} of ids seen once")
 
