@@ -57,7 +57,7 @@ def _as_table(x, owner: str) -> np.ndarray:
         if not isinstance(x, torch.Tensor):
             weight = isinstance(getattr(x, "weight", None), torch.Tensor)
             must = "be a float32 array or tensor (n_rows, dim)" + ("; pass the module's table, x.weight" if weight else "")
-            raise param_error("x", owner, must, f"a {type(x).__name__}")
+            raise param_error("x", owner, must, f"an object of type {type(x).__name__}")
         # (a lazily negated or conjugated view has no .numpy() until it is resolved)
         x = x.detach().cpu().resolve_conj().resolve_neg()
         if x.is_floating_point() and x.element_size() < 4 and str(x.dtype) != "torch.float16":
@@ -66,7 +66,7 @@ def _as_table(x, owner: str) -> np.ndarray:
     if callable(getattr(x, "dequantize", None)) and hasattr(x, "fmt"):  # a QuantizedTable, a TableFile
         raise param_error(
             "x", owner, "be a float table (n_rows, dim); to requantize a table, pass its values: x.dequantize()",
-            f"a {type(x).__name__} of format {x.fmt!r}",
+            f"an object of type {type(x).__name__}, of format {x.fmt!r}",
         )
     arr = np.asarray(x)
     # the conversion a user can apply to what was passed: a tensor or a list has no .astype
