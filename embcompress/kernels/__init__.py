@@ -10,6 +10,7 @@ honouring ``OMP_NUM_THREADS``; in a forked child process kernels run on one thre
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 
 from ..errors import BackendUnavailableError, ConfigError
@@ -101,8 +102,15 @@ if hasattr(os, "register_at_fork"):
 def resolve_threads(n_threads: int | None) -> int:
     """Threads to use: ``n_threads``, or the OpenMP default (``OMP_NUM_THREADS`` or all cores);
     1 in a forked child process (see above)."""
-    if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads < 1):
-        raise ConfigError(f"The 'n_threads' parameter must be a positive int or None. Got {n_threads!r} instead.")
+    if n_threads is not None:
+        try:  # (a NumPy integer too: counts computed with numpy are common)
+            count = operator.index(n_threads) if not isinstance(n_threads, bool) else 0
+        except TypeError:
+            count = 0
+        if count < 1:
+            raise ConfigError(f"The 'n_threads' parameter (of every kernel call) must be a positive int or None. "
+                              f"Got {n_threads!r} instead.")
+        n_threads = count
     if _forked_child:
         return 1
     if n_threads is None:

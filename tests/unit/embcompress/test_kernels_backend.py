@@ -60,3 +60,12 @@ def test_small_calls_still_check_n_threads():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="n_threads"):
             team_size(bad, 1, 1e-9)
+
+
+def test_threads_take_numpy_integers():
+    """A thread count computed with numpy is a count (it was refused as 'not a positive int')."""
+    import numpy as np
+
+    assert resolve_threads(np.int64(2)) == 2 and type(resolve_threads(np.int32(3))) is int
+    with pytest.raises(ConfigError, match="n_threads"):
+        resolve_threads(np.int64(0))
