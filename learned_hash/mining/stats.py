@@ -107,6 +107,17 @@ def _freq_order(ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return _order(-counts, ids)
 
 
+def _as_json_paths(source):
+    """``source`` with every path (``os.PathLike``) in it as its string, lists and dicts walked."""
+    if isinstance(source, os.PathLike):
+        return os.fspath(source)
+    if isinstance(source, (list, tuple)):
+        return [_as_json_paths(s) for s in source]
+    if isinstance(source, dict):
+        return {k: _as_json_paths(v) for k, v in source.items()}
+    return source
+
+
 class LogStats:
     """Counts mined from a log. Build with :func:`learned_hash.mine`, :meth:`from_rows`,
     :meth:`from_arrays`, or :meth:`load`.
@@ -143,7 +154,7 @@ class LogStats:
         self.time_key = time_key
         self.min_count = int(min_count)
         self.engine = engine
-        self.source = source
+        self.source = _as_json_paths(source)  # (recorded in the file: a Path is written as its text)
         self.bad_lines = int(bad_lines)
         pairs = dict(pairs or {})
         sequences = dict(sequences or {})

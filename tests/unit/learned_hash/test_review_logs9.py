@@ -76,3 +76,16 @@ def test_a_malformed_first_line_is_named_with_the_flag_that_skips_it(tmp_path):
     p = subprocess.run([sys.executable, "-m", "embcompress", "mine", str(log), "--format", "criteo", "--features",
                         "C3", "--out", str(tmp_path / "o.stats")], capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "(line 1)" in p.stderr and "--on-bad-line" in p.stderr, p.stderr
+
+
+def test_stats_with_a_path_as_their_source_save_and_load(tmp_path):
+    """LogStats(source=Path(...)) could not be saved (a Path is not JSON), nor a map fitted from it."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from learned_hash.mining.stats import LogStats
+
+    s = LogStats.from_rows({"a": np.array([1, 2, 2])}, features=["a"], source=[Path("/logs/day_0.csv"), "x"])
+    back = LogStats.load(s.save(tmp_path / "s.stats"))
+    assert back.source == ["/logs/day_0.csv", "x"] and back.frequencies("a")[1].tolist() == [2, 1]
