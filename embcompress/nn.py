@@ -195,6 +195,9 @@ def _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_of
                       include_last_offset=include_last_offset, n_threads=n_threads or None, out=None, dim=dim,
                       n_rows=n_rows)
     k = _np(keep).reshape(-1)
+    if k.dtype != np.bool_ or k.shape != bags.indices.shape:  # (the module makes it so; a direct op call may not)
+        raise param_error("keep", "embcompress::pooled_lookup", f"be a bool tensor of one entry per index "
+                          f"({bags.indices.size})", f"{k.dtype} of {k.size}")
     before = np.concatenate([np.zeros(1, np.int64), np.cumsum(k, dtype=np.int64)])  # kept entries before each
     w = None if bags.weights is None else bags.weights[k]
     return bags._replace(indices=bags.indices[k], offsets=before[bags.offsets], weights=w)

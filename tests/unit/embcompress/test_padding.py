@@ -131,3 +131,12 @@ def test_export_through_a_map_of_the_trained_rows_records_a_padding_row(tmp_path
         (entry,) = embcompress.export(model, fmt="fp32", out_dir=tmp_path, id_maps={"user": idm})
     assert entry["padding_row"] == PAD and "padding_idx" not in entry
     assert MXEmbeddingBag.from_file(entry["path"]).padding_idx is None
+
+
+def test_the_op_refuses_a_keep_mask_that_does_not_fit():
+    q = embcompress.quantize(np.ones((5, 16), np.float32), "fp32")
+    bag = MXEmbeddingBag(q, padding_idx=0)
+    ids, offsets = torch.tensor([0, 1, 2]), torch.tensor([0])
+    for keep in (torch.tensor([True, False]), torch.tensor([1, 0, 1])):
+        with pytest.raises(ConfigError, match="'keep' parameter"):
+            torch.ops.embcompress.pooled_lookup(bag.records, ids, offsets, None, "fp32", 16, 0, "sum", False, 1, keep)
