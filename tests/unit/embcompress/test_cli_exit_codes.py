@@ -49,7 +49,7 @@ def test_output_folder_that_is_a_file_names_the_fix(tmp_path, below):
     blocker = tmp_path / "taken"
     blocker.write_text("not a folder")
     out = blocker / "maps" if below else blocker
-    p = _cli("fit-hash", stats, "-f", "C1", "--rows", 5, "--method", "hash", "--out-dir", out, "--quiet")
+    p = _cli("fit-hash", stats, "-f", "user", "--rows", 5, "--method", "hash", "--out-dir", out, "--quiet")
     assert p.returncode == 1, p.stderr
     assert "Traceback" not in p.stderr and "Errno" not in p.stderr, p.stderr
     lines = p.stderr.strip().splitlines()
