@@ -153,7 +153,13 @@ def coaccess_order(
         clusters = np.asarray(clusters)
         if clusters.shape != (n_rows,) or clusters.dtype.kind not in "iu":
             raise param_error("clusters", owner, f"be {n_rows} int cluster labels, one a row", f"{clusters.dtype} of shape {clusters.shape}")
-        return np.lexsort((np.arange(n_rows), clusters)).astype(np.int64)
+        if frequencies is None:  # clusters in label order, rows in id order within
+            return np.lexsort((np.arange(n_rows), clusters)).astype(np.int64)
+        # clusters hottest first (ties by label), and within one its rows hottest first (ties by
+        # id), so a cluster's hot rows share its first blocks
+        heat = np.asarray(frequencies, dtype=np.float64)
+        _, label = np.unique(clusters, return_inverse=True)
+        return np.lexsort((np.arange(n_rows), -heat, clusters, -np.bincount(label, heat)[label])).astype(np.int64)
     import scipy.sparse as sp
 
     m = sp.coo_matrix(cooccurrence)

@@ -483,3 +483,15 @@ def test_a_store_reads_only_what_was_appended_to_the_update_log(table, monkeypat
     other.update_rows(np.array([7]), np.full((1, DIM), -1, np.float32))
     assert store.rows([7]).view(np.float32)[0, 0] == -1
     assert size > 3000 and sum(read) <= 64  # the new record (16 bytes) and the header, not the log
+
+
+def test_clusters_with_frequencies_are_laid_out_hottest_first():
+    """reorder_rows says frequencies order the groups hottest first; with clusters they were
+    ignored (label order). Now clusters go hottest first, and so do the rows within one."""
+    from embcompress.store.placement import coaccess_order
+
+    clusters = np.array([0, 0, 1, 1, 2, 2])
+    freq = np.array([1, 2, 10, 0, 3, 3])
+    assert coaccess_order(6, 64, clusters=clusters).tolist() == [0, 1, 2, 3, 4, 5]
+    # heats: cluster 1 = 10, cluster 2 = 6, cluster 0 = 3
+    assert coaccess_order(6, 64, clusters=clusters, frequencies=freq).tolist() == [2, 3, 4, 5, 1, 0]
