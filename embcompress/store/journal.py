@@ -185,29 +185,48 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
             on_logged(logged, updlog.file_state(path))
 
 
-@contextmanager
-def _locked(path: Path):
-    """An O_RDWR descriptor of ``path`` holding its exclusive flock.
+def _open_locked(path: Path, exclusive: bool) -> int:
+    """A descriptor of the file now at ``path`` holding its flock: exclusive (O_RDWR, for an
+    update) or shared (O_RDONLY, with no update pending; where the file system has no flock,
+    none is held).
 
     flock belongs to the open file, so threads with their own descriptors exclude each other as
-    processes do. A whole-file rewrite renames a new file over the path: a descriptor locked on
-    the replaced file is dropped and the path locked again.
+    processes do. A whole-file rewrite renames a new file over the path, and a writer may be
+    interrupted: a descriptor locked on a replaced file (or, shared, beside a journal) is dropped
+    and the path opened again. Batches arriving during an update wait behind it (``scm.turnstile``).
     """
     while True:
-        fd = os.open(path, os.O_RDWR)
+        if not exclusive:
+            replay_before_open(path)  # an interrupted update: finished, or refused with the fix named
+        fd = os.open(path, os.O_RDWR if exclusive else os.O_RDONLY)
         try:
-            scm.turnstile(fd, fcntl.F_WRLCK)  # batches arriving from now wait behind this update
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if exclusive:
+                scm.turnstile(fd, fcntl.F_WRLCK)  # batches arriving from now wait behind this update
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                if scm.turnstile(fd, fcntl.F_RDLCK):  # (an update waiting goes first)
+                    scm.turnstile(fd, fcntl.F_UNLCK)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                except OSError as e:
+                    if e.errno not in scm._LOCK_ERRNOS:
+                        raise
             try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino and (exclusive or not journal_path(path).exists())
             except FileNotFoundError:
                 same = False
         except BaseException:
             os.close(fd)
             raise
         if same:
-            break
+            return fd
         os.close(fd)
+
+
+@contextmanager
+def _locked(path: Path):
+    """An O_RDWR descriptor of ``path`` holding its exclusive flock (see ``_open_locked``)."""
+    fd = _open_locked(path, exclusive=True)
     try:
         yield fd
     finally:
@@ -220,28 +239,7 @@ def reading(path):
     no update pending: a copy taken meanwhile has every row of every update old or new, none torn.
     An update waiting for the lock goes first (see ``scm.TURNSTILE``). Where the file system has no
     flock, nothing is held."""
-    path = updlog.real_path(path)
-    while True:
-        replay_before_open(path)  # an interrupted update: finished, or refused with the fix named
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if scm.turnstile(fd, fcntl.F_RDLCK):
-                scm.turnstile(fd, fcntl.F_UNLCK)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except OSError as e:
-                if e.errno not in scm._LOCK_ERRNOS:
-                    raise
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino and not journal_path(path).exists()
-            except FileNotFoundError:
-                same = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if same:
-            break
-        os.close(fd)  # rewritten whole meanwhile, or a writer was interrupted: look again
+    fd = _open_locked(updlog.real_path(path), exclusive=False)
     try:
         yield
     finally:
