@@ -145,7 +145,7 @@ _INT64 = np.dtype(np.int64)  # (native byte order: a '>i8' array is not equal to
 
 
 def _as_int64(x, name: str, where: str) -> np.ndarray:
-    if type(x) is np.ndarray and x.dtype == _INT64 and x.flags.c_contiguous:
+    if type(x) is np.ndarray and x.dtype == _INT64 and x.flags.c_contiguous and x.flags.aligned:
         return x  # (the common case, without the conversions' microsecond)
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
@@ -153,7 +153,14 @@ def _as_int64(x, name: str, where: str) -> np.ndarray:
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise param_error(name, where, "hold values below 2**63", int(arr.max()))
     # (reshaped: ascontiguousarray makes a 0-d array 1-D, which would pass a scalar as a bag)
-    return np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape)
+    return _aligned(np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape))
+
+
+def _aligned(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (C-contiguous), copied when it is not aligned: the compiled kernel reads aligned
+    arrays only, and one read from a buffer at an odd offset (np.frombuffer) is C-contiguous yet
+    unaligned (ascontiguousarray keeps it as it is)."""
+    return arr if arr.flags.aligned else arr.copy()
 
 
 class Bags(NamedTuple):
@@ -253,7 +260,7 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
                 "per_sample_weights", where, f"have one weight per index, in the shape of 'indices' {idx_shape}",
                 f"shape {w.shape}",
             )
-        weights = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
+        weights = _aligned(np.ascontiguousarray(w, dtype=np.float32).reshape(-1))
 
     if out is not None:
         if (
@@ -262,9 +269,13 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
             or out.shape != (n_bags, dim)
             or not out.flags.c_contiguous
             or not out.flags.writeable
+            or not out.flags.aligned
         ):
             got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".strip()
-            raise param_error("out", where, f"be a writable C-contiguous float32 array of shape {(n_bags, dim)}", got)
+            if isinstance(out, np.ndarray) and not out.flags.aligned:
+                got += " (not aligned: pass np.empty((n_bags, dim), np.float32), or none)"
+            raise param_error("out", where, f"be a writable, aligned C-contiguous float32 array of shape "
+                              f"{(n_bags, dim)}", got)
         # The kernel writes out while it reads these: an overlap would read what it wrote (all are
         # C-contiguous here, so sharing bounds is sharing bytes). The offsets as given too, as torch
         # refuses any aliasing, though the kernel may read an extended copy.
@@ -298,7 +309,7 @@ def pooled_lookup(
     or 2-D ``indices`` of shape ``(n_bags, bag_len)`` with ``offsets=None``. ``mode`` is "sum",
     "mean" or "max"; an empty bag gives zeros. ``per_sample_weights`` (float, one per index)
     scales each row before a sum, and is allowed with "sum" only, as in torch. ``out``, if
-    given, is a writable C-contiguous float32 array of the result's shape and is returned.
+    given, is a writable, aligned C-contiguous float32 array of the result's shape and is returned.
     ``n_threads=None`` uses OpenMP's default (``OMP_NUM_THREADS`` or all cores); a
     forked child process uses one thread (OpenMP teams hang after a fork). Either way a thread
     takes at least about 2,000 lookups (``embcompress.kernels.team_size``): smaller calls use

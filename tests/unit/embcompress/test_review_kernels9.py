@@ -1,0 +1,56 @@
+"""Review of the kernel's ndarray entry points (46a6657), the cached plans, and the formats and
+container edge cases around them. Lookups run on both backends and must agree bit for bit."""
+
+import numpy as np
+import pytest
+
+from embcompress.errors import ConfigError
+from embcompress.kernels import compiled
+from tests.conftest import pooled_lookup_on as run
+from tests.conftest import quantize_default as quantize
+
+
+def backends():
+    return ["numpy"] + (["cython"] if compiled("_lookup") is not None else [])
+
+
+def unaligned(a):
+    """A copy of ``a`` at an odd address: C-contiguous, native, writable, not aligned."""
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    v = buf[1:].view(a.dtype).reshape(a.shape)
+    v[...] = a
+    assert not v.flags.aligned and v.flags.c_contiguous
+    return v
+
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("which", ["indices", "offsets", "weights", "indices_2d"])
+def test_unaligned_inputs_give_the_aligned_result(backend, which):
+    # Arrays read from a buffer at an odd offset (np.frombuffer of a log record, a packed struct)
+    # are C-contiguous and native but not aligned. The NumPy backend took them; the compiled
+    # kernel's entry points raised "_lookup: idx must be a C-contiguous native int64 array".
+    rng = np.random.default_rng(1)
+    t = quantize(rng.standard_normal((20, 16)).astype(np.float32), "mxfp8_e4m3")
+    idx = np.array([1, 5, 7, 19, 0, 3], dtype=np.int64)
+    off = np.array([0, 2, 2, 5], dtype=np.int64)
+    w = rng.standard_normal(6).astype(np.float32)
+    want = run("numpy", t, idx, off, per_sample_weights=w)
+    if which == "indices":
+        got = run(backend, t, unaligned(idx), off, per_sample_weights=w)
+    elif which == "offsets":
+        got = run(backend, t, idx, unaligned(off), per_sample_weights=w)
+    elif which == "weights":
+        got = run(backend, t, idx, off, per_sample_weights=unaligned(w))
+    else:
+        idx2 = idx.reshape(3, 2)
+        want = run("numpy", t, idx2)
+        got = run(backend, t, unaligned(idx2))
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_unaligned_out_is_refused_with_the_fix(backend):
+    t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
+    out = unaligned(np.zeros((1, 8), dtype=np.float32))
+    with pytest.raises(ConfigError, match="'out'.*aligned"):
+        run(backend, t, np.array([1, 2]), np.array([0]), out=out)
