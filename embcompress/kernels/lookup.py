@@ -217,7 +217,7 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
     allowed) against a table of ``n_rows`` x ``dim``; raise a ConfigError naming ``where``.
     ``TieredStore.pooled_lookup`` calls it before staging a batch, so that a refused batch leaves
     the store as it was."""
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:  # (a list is unhashable: a raw TypeError)
         raise param_error("mode", where, "be 'sum', 'mean' or 'max'", mode)
     if not isinstance(include_last_offset, (bool, np.bool_)):  # ("false" is truthy; torch refuses it too)
         raise param_error("include_last_offset", where, "be a bool", include_last_offset)

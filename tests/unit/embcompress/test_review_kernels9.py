@@ -54,3 +54,12 @@ def test_unaligned_out_is_refused_with_the_fix(backend):
     out = unaligned(np.zeros((1, 8), dtype=np.float32))
     with pytest.raises(ConfigError, match="'out'.*aligned"):
         run(backend, t, np.array([1, 2]), np.array([0]), out=out)
+
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("mode", [["sum"], {"sum": 1}])
+def test_an_unhashable_mode_is_named(backend, mode):
+    # was the raw "TypeError: unhashable type: 'list'" of the lookup in MODES
+    t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
+    with pytest.raises(ConfigError, match="'mode'.*'sum', 'mean' or 'max'"):
+        run(backend, t, np.array([1, 2]), np.array([0]), mode=mode)
