@@ -258,7 +258,7 @@ def _(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset,
 def _map_op(ids, keys, vals, fallback, params, n_rows, n_threads):
     # The buffers of a module's id map (see _id_map_tensors); the row arrays come as their bytes.
     dtype = row_dtype(n_rows)
-    seed, base, fb_start, fb_count = (int(v) for v in _np(params))
+    seed, base, fb_start, fb_count = _np(params).tolist()
     out = np.empty(ids.numel(), dtype=np.int64)
     _lookup(_as_int64(_np(ids).reshape(-1)), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
             _np(fallback).view(dtype), fb_start, fb_count, out, team_size(n_threads or None, out.size, ID_SECONDS))
@@ -295,8 +295,8 @@ class _NoBackward(torch.autograd.Function):
     a warning, so a model training its weights would silently stop learning them.)"""
 
     @staticmethod
-    def forward(ctx, bag, rows, offsets, per_sample_weights, include_last, keep):
-        return bag._lookup(rows, offsets, per_sample_weights, include_last, keep)
+    def forward(ctx, bag, rows, offsets, per_sample_weights, include_last, keep, direct):
+        return bag._lookup(rows, offsets, per_sample_weights, include_last, keep, direct)
 
     @staticmethod
     def backward(ctx, grad):
@@ -678,29 +678,36 @@ class MXEmbeddingBag(nn.Module):
             include_last = self.include_last_offset
         rows = input if input.dtype is torch.int64 else input.to(torch.int64)
         keep = None if self.padding_idx is None else rows != self.padding_idx
-        if self.id_map_params is not None:
-            args = (rows, self.id_map_keys, self.id_map_vals, self.id_map_fallback, self.id_map_params,
-                    self.num_embeddings, self.n_threads)
-            rows = _map_op(*args) if _direct(*args[:5]) else torch.ops.embcompress.map_ids(*args)
         if offsets.dtype is not torch.int64:
             offsets = offsets.to(torch.int64)
         if per_sample_weights is not None and per_sample_weights.dtype is not torch.float32:
             per_sample_weights = per_sample_weights.to(torch.float32)
+        # (buffers read from _buffers: through nn.Module.__getattr__ each costs about a microsecond)
+        bufs = self._buffers
+        records, params = bufs.get("records"), bufs.get("id_map_params")
+        id_map = () if params is None else (bufs["id_map_keys"], bufs["id_map_vals"], bufs["id_map_fallback"], params)
+        direct = _direct(rows, offsets, per_sample_weights, records, *id_map)
+        if id_map:
+            args = (rows, *id_map, self.num_embeddings, self.n_threads)
+            rows = _map_op(*args) if direct else torch.ops.embcompress.map_ids(*args)
         if per_sample_weights is not None and per_sample_weights.requires_grad and torch.is_grad_enabled():
-            out = _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last, keep)
+            out = _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last, keep, direct)
         else:
-            out = self._lookup(rows, offsets, per_sample_weights, include_last, keep)
-        dtype = self._out_proto.dtype
+            out = self._lookup(rows, offsets, per_sample_weights, include_last, keep, direct)
+        dtype = bufs["_out_proto"].dtype
         return out if dtype is torch.float32 else out.to(dtype)
 
     def _lookup(self, rows: Tensor, offsets: Tensor, per_sample_weights: Tensor | None, include_last: bool,
-                keep: Tensor | None) -> Tensor:
-        if self.records is not None:
-            args = (self.records, rows, offsets, per_sample_weights, self.fmt, self.embedding_dim, self.block_size,
+                keep: Tensor | None, direct: bool) -> Tensor:
+        """The pooled rows, by the ops (``direct``: their kernels called without the dispatcher,
+        as ``_direct`` allows)."""
+        records = self._buffers.get("records")
+        if records is not None:
+            args = (records, rows, offsets, per_sample_weights, self.fmt, self.embedding_dim, self.block_size,
                     self.mode, include_last, self.n_threads, keep)
-            return _lookup_op(*args) if _direct(*args[:4], keep) else torch.ops.embcompress.pooled_lookup(*args)
+            return _lookup_op(*args) if direct else torch.ops.embcompress.pooled_lookup(*args)
         args = (rows, offsets, per_sample_weights, self._source_key, self.embedding_dim, self.mode, include_last, keep)
-        return _source_op(*args) if _direct(*args[:3], keep) else torch.ops.embcompress.source_lookup(*args)
+        return _source_op(*args) if direct else torch.ops.embcompress.source_lookup(*args)
 
     def decoded_weight(self) -> Tensor:
         """The table's rows decoded to float32 ``(num_embeddings, embedding_dim)`` (in-memory tables)."""
