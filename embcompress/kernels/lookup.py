@@ -148,6 +148,8 @@ def _as_int64(x, name: str, where: str) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype == _INT64 and x.flags.c_contiguous and x.flags.aligned:
         return x  # (the common case, without the conversions' microsecond)
     arr = np.asarray(x)
+    if arr.size == 0 and arr.dtype == np.float64 and not isinstance(x, np.ndarray):
+        arr = arr.astype(np.int64)  # ([] arrives as float64; QuantizedTable.take takes it too)
     if arr.dtype.kind not in "iu":
         raise param_error(name, where, "hold integers (int64 preferred)", f"dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:

@@ -63,3 +63,15 @@ def test_an_unhashable_mode_is_named(backend, mode):
     t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
     with pytest.raises(ConfigError, match="'mode'.*'sum', 'mean' or 'max'"):
         run(backend, t, np.array([1, 2]), np.array([0]), mode=mode)
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_an_empty_list_of_indices_is_no_index(backend):
+    # np.asarray([]) is float64: indices=[] (one empty bag, or none) was refused as "must hold
+    # integers ... Got 'dtype float64'"; QuantizedTable.take takes an empty list the same way
+    t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
+    assert np.array_equal(run(backend, t, [], [0]), np.zeros((1, 8), np.float32))
+    assert np.array_equal(run(backend, t, [], [0, 0], include_last_offset=True), np.zeros((1, 8), np.float32))
+    with pytest.raises(ConfigError, match="integers"):  # an empty float array is still refused
+        run(backend, t, np.array([], np.float32), [0])
+
