@@ -147,7 +147,11 @@ _INT64 = np.dtype(np.int64)  # (native byte order: a '>i8' array is not equal to
 def _as_int64(x, name: str, where: str) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype == _INT64 and x.flags.c_contiguous and x.flags.aligned:
         return x  # (the common case, without the conversions' microsecond)
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # (numpy's "inhomogeneous shape": lists of different lengths)
+        raise param_error(name, where, "be a rectangular array of integers (for bags of different lengths, "
+                          "1-D indices with offsets)", "lists of different lengths") from None
     if arr.size == 0 and arr.dtype == np.float64 and not isinstance(x, np.ndarray):
         arr = arr.astype(np.int64)  # ([] arrives as float64; QuantizedTable.take takes it too)
     if arr.dtype.kind not in "iu":

@@ -75,3 +75,17 @@ def test_an_empty_list_of_indices_is_no_index(backend):
     with pytest.raises(ConfigError, match="integers"):  # an empty float array is still refused
         run(backend, t, np.array([], np.float32), [0])
 
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("what", ["indices", "offsets"])
+def test_ragged_lists_are_named(backend, what):
+    # was numpy's raw "ValueError: setting an array element with a sequence. The requested array
+    # has an inhomogeneous shape ..."
+    t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
+    ragged = [[0, 1], [2]]
+    with pytest.raises(ConfigError, match=f"'{what}'.*rectangular"):
+        if what == "indices":
+            run(backend, t, ragged)
+        else:
+            run(backend, t, [0, 1, 2], ragged)
+
