@@ -231,8 +231,10 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
     idx = _as_int64(indices, "indices", where)
     idx_shape = idx.shape  # per_sample_weights must have it, as in torch (idx is flattened below)
     if offsets is None:
-        if idx.ndim != 2:
+        if idx.ndim == 1:
             raise param_error("offsets", where, "be given when 'indices' is 1-D", None)
+        if idx.ndim != 2:
+            raise param_error("indices", where, "be 1-D (with offsets) or 2-D (n_bags, bag_len)", f"shape {idx.shape}")
         if include_last_offset:
             raise param_error("include_last_offset", where, "be False when 'indices' is 2-D", True)
         n_bags, bag_len = idx.shape

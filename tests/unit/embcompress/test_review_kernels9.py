@@ -89,3 +89,12 @@ def test_ragged_lists_are_named(backend, what):
         else:
             run(backend, t, [0, 1, 2], ragged)
 
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("shape", [(), (1, 1, 1)])
+def test_indices_neither_1d_nor_2d_are_named_as_such(backend, shape):
+    # with offsets=None a 3-D (or 0-d) indices array was told "'offsets' must be given when
+    # 'indices' is 1-D", which it is not
+    t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
+    with pytest.raises(ConfigError, match="'indices'.*1-D.*or 2-D.*shape"):
+        run(backend, t, np.zeros(shape, np.int64))
