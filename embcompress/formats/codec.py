@@ -68,7 +68,11 @@ def _as_table(x, owner: str) -> np.ndarray:
             "x", owner, "be a float table (n_rows, dim); to requantize a table, pass its values: x.dequantize()",
             f"an object of type {type(x).__name__}, of format {x.fmt!r}",
         )
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # (numpy's "inhomogeneous shape")
+        raise param_error("x", owner, "be a 2-D float32 table (n_rows, dim), rows of equal length",
+                          "lists of different lengths") from None
     # the conversion a user can apply to what was passed: a tensor or a list has no .astype
     to_f32 = "x.float()" if is_torch else "x.astype(np.float32)" if isinstance(x, np.ndarray) else "np.asarray(x, dtype=np.float32)"
     if arr.dtype.kind != "f":

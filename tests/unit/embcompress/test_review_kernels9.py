@@ -98,3 +98,15 @@ def test_indices_neither_1d_nor_2d_are_named_as_such(backend, shape):
     t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
     with pytest.raises(ConfigError, match="'indices'.*1-D.*or 2-D.*shape"):
         run(backend, t, np.zeros(shape, np.int64))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+def test_quantize_names_a_ragged_table(backend, monkeypatch):
+    # was numpy's raw "ValueError: setting an array element with a sequence ... inhomogeneous shape"
+    import embcompress
+
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", backend)
+    if backend == "cython" and compiled("_lookup") is None:
+        pytest.skip("compiled kernels not built")
+    with pytest.raises(ConfigError, match="'x'.*rows of equal length"):
+        embcompress.quantize([[1.0, 2.0], [3.0]], "mx6")
