@@ -87,7 +87,11 @@ class QuantizedTable:
 
     def take(self, rows) -> "QuantizedTable":
         """A table of the given rows (int ids in ``[0, n_rows)``, or a boolean mask)."""
-        rows = np.asarray(rows)
+        try:
+            rows = np.asarray(rows)
+        except ValueError:  # (numpy's "inhomogeneous shape")
+            raise param_error("rows", "QuantizedTable.take", "be a 1-D array of int row ids",
+                              "lists of different lengths") from None
         if rows.size == 0 and rows.dtype.kind == "f":
             rows = rows.astype(np.int64)  # an empty list arrives as float64
         if rows.dtype == bool:

@@ -110,3 +110,10 @@ def test_quantize_names_a_ragged_table(backend, monkeypatch):
         pytest.skip("compiled kernels not built")
     with pytest.raises(ConfigError, match="'x'.*rows of equal length"):
         embcompress.quantize([[1.0, 2.0], [3.0]], "mx6")
+
+
+def test_take_names_ragged_rows():
+    # was numpy's raw "ValueError: setting an array element with a sequence ..."
+    t = quantize(np.ones((4, 8), dtype=np.float32), "mx6")
+    with pytest.raises(ConfigError, match="'rows'.*1-D"):
+        t.take([[0], [1, 2]])
