@@ -106,6 +106,12 @@ def write_artifact(
         raise ConfigError(
             f"The 'align' parameter of write_artifact must be a power of two of at least 8. Got {align!r} instead."
         )
+    for what, value in (("config", config), ("inputs", inputs), ("meta", meta)):
+        if value is not None and not isinstance(value, Mapping):  # (dict() of a list: a raw TypeError)
+            raise ConfigError(
+                f"The '{what}' parameter of write_artifact must be a mapping (a dict of names to "
+                f"JSON values) or None. Got {type(value).__name__} {value!r:.80} instead."
+            )
     arrays: list[tuple[str, np.ndarray]] = []
     for name, arr in sections.items():
         if not isinstance(name, str) or not name:

@@ -117,3 +117,20 @@ def test_take_names_ragged_rows():
     t = quantize(np.ones((4, 8), dtype=np.float32), "mx6")
     with pytest.raises(ConfigError, match="'rows'.*1-D"):
         t.take([[0], [1, 2]])
+
+
+@pytest.mark.parametrize("where", ["config", "inputs", "meta"])
+def test_artifact_metadata_that_is_not_a_mapping_is_named(tmp_path, where):
+    # QuantizedTable.save(path, inputs=["a.npy"]) raised the raw "TypeError: cannot convert
+    # dictionary update sequence element #0 to a sequence" of dict(inputs), or with pairs made a
+    # dict of them without a word
+    from embcompress.container import write_artifact
+
+    for bad in (["a.npy"], [("a", "b")], "a.npy"):
+        with pytest.raises(ConfigError, match=f"'{where}'.*mapping"):
+            write_artifact(tmp_path / "a", "x", {"s": np.zeros(3)}, **{where: bad})
+    assert not (tmp_path / "a").exists()
+    t = quantize(np.ones((4, 8), dtype=np.float32), "fp32")
+    if where == "inputs":
+        with pytest.raises(ConfigError, match="'inputs'.*mapping"):
+            t.save(tmp_path / "t", inputs=["a.npy"])
