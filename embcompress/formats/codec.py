@@ -231,8 +231,12 @@ def decode_records(records, fmt, dim, block_size=None) -> np.ndarray:
         raise param_error("dim", "decode_records", "be a positive int", dim)
     dim = int(dim)
     block = resolve_block(spec, block_size, "decode_records")
-    records = np.asarray(records)
     row_bytes = spec.row_bytes(dim, block)
+    try:
+        records = np.asarray(records)
+    except ValueError:  # (numpy's "inhomogeneous shape")
+        raise param_error("records", "decode_records", f"be a uint8 array (k, {row_bytes}) of {spec.name} rows of dim {dim}",
+                          "lists of different lengths") from None
     if records.dtype != np.uint8 or records.ndim != 2 or records.shape[1] != row_bytes:
         raise param_error(
             "records", "decode_records", f"be a uint8 array (k, {row_bytes}) of {spec.name} rows of dim {dim}",

@@ -134,3 +134,11 @@ def test_artifact_metadata_that_is_not_a_mapping_is_named(tmp_path, where):
     if where == "inputs":
         with pytest.raises(ConfigError, match="'inputs'.*mapping"):
             t.save(tmp_path / "t", inputs=["a.npy"])
+
+
+def test_decode_records_names_ragged_records():
+    # was numpy's raw "ValueError: setting an array element with a sequence ..."
+    from embcompress.formats import decode_records
+
+    with pytest.raises(ConfigError, match="'records'.*uint8 array"):
+        decode_records([[0, 0, 0, 0], [0]], "fp32", 1)
