@@ -141,11 +141,14 @@ def _table_parts(table) -> tuple[np.ndarray, str, int, int | None]:
     return data, fmt, dim, block
 
 
-_INT64 = np.dtype(np.int64)  # (native byte order: a '>i8' array is not equal to it)
+# (native byte order: a '>i8' array is not equal to it; and np.longlong, though equal to it on
+# Linux, is NumPy's other type number, which the compiled entry points refuse)
+_INT64 = np.dtype(np.int64)
 
 
 def _as_int64(x, name: str, where: str) -> np.ndarray:
-    if type(x) is np.ndarray and x.dtype == _INT64 and x.flags.c_contiguous and x.flags.aligned:
+    if (type(x) is np.ndarray and x.dtype == _INT64 and x.dtype.num == _INT64.num and x.flags.c_contiguous
+            and x.flags.aligned):
         return x  # (the common case, without the conversions' microsecond)
     try:
         arr = np.asarray(x)

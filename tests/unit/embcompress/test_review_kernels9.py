@@ -142,3 +142,21 @@ def test_decode_records_names_ragged_records():
 
     with pytest.raises(ConfigError, match="'records'.*uint8 array"):
         decode_records([[0, 0, 0, 0], [0]], "fp32", 1)
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_longlong_indices_and_offsets(backend):
+    # np.longlong is 8 bytes and compares equal to np.int64 on Linux, but it is NumPy's other type
+    # number (NPY_LONGLONG, not NPY_LONG): _as_int64's fast path passed such arrays (from
+    # np.frombuffer(..., dtype="q"), or dtype=np.longlong) as they were, and the compiled entry
+    # points refused them with "_lookup: idx must be a C-contiguous native int64 array"
+    t = quantize(np.arange(80, dtype=np.float32).reshape(10, 8), "mx6")
+    idx = np.array([1, 2, 3, 9], dtype=np.int64)
+    off = np.array([0, 1, 1], dtype=np.int64)
+    want = run("numpy", t, idx, off)
+    for kw in ({"indices": idx.astype(np.longlong), "offsets": off},
+               {"indices": idx, "offsets": off.astype(np.longlong)},
+               {"indices": np.frombuffer(idx.tobytes(), dtype="q"), "offsets": np.frombuffer(off.tobytes(), dtype="q")}):
+        assert np.array_equal(run(backend, t, **kw).view(np.uint32), want.view(np.uint32))
+    want2 = run("numpy", t, idx.reshape(2, 2))
+    assert np.array_equal(run(backend, t, idx.reshape(2, 2).astype(np.longlong)).view(np.uint32), want2.view(np.uint32))
