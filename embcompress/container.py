@@ -235,6 +235,17 @@ def write_file_atomic(path: str | Path, data) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno is None or exc.filename not in (None, str(tmp)):
+            raise  # (not the system's error, or about another file, e.g. one the writer function reads)
+        # the user's path, not the hidden temporary one (which the CLI would print as the culprit);
+        # ENOSPC from a write or fsync names no file at all. Same class and errno.
+        raise type(exc)(
+            exc.errno, f"{exc.strerror} (writing through a temporary file in the folder {path.parent}; the old "
+            f"file, if any, is unchanged. Check the folder's permissions and free space, or write somewhere else)",
+            str(path),
+        ) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

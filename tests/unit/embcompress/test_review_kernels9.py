@@ -160,3 +160,51 @@ def test_longlong_indices_and_offsets(backend):
         assert np.array_equal(run(backend, t, **kw).view(np.uint32), want.view(np.uint32))
     want2 = run("numpy", t, idx.reshape(2, 2))
     assert np.array_equal(run(backend, t, idx.reshape(2, 2).astype(np.longlong)).view(np.uint32), want2.view(np.uint32))
+
+
+def _fail_open_tmp(monkeypatch, err):
+    import builtins
+
+    from embcompress import container
+
+    def fake_open(path, *a, **k):
+        if ".tmp-" in str(path):
+            raise err(13, "Permission denied", str(path))
+        return builtins.open(path, *a, **k)
+
+    monkeypatch.setattr(container, "open", fake_open, raising=False)
+
+
+def test_a_write_refused_by_the_folder_names_the_users_path(tmp_path, monkeypatch):
+    # A folder the user cannot write (or a read-only file system) gave PermissionError naming the
+    # hidden temporary file ('/data/.t.embc.tmp-27089-041e5b79'), which the user never asked for
+    # and the CLI printed as the path at fault
+    t = quantize(np.ones((2, 8), dtype=np.float32), "fp32")
+    _fail_open_tmp(monkeypatch, PermissionError)
+    with pytest.raises(PermissionError) as info:
+        t.save(tmp_path / "t.embc")
+    assert info.value.filename == str(tmp_path / "t.embc")
+    assert ".tmp-" not in str(info.value) and "temporary file" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_names_the_path_and_leaves_the_old_file(tmp_path, monkeypatch):
+    # ENOSPC from the write or fsync carried no file name at all ("[Errno 28] No space left on device")
+    import errno
+
+    from embcompress import container
+
+    t = quantize(np.ones((2, 8), dtype=np.float32), "fp32")
+    path = tmp_path / "t.embc"
+    t.save(path)
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(container.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        quantize(np.zeros((2, 8), dtype=np.float32), "fp32").save(path)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["t.embc"]
