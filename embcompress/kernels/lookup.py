@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, param_error
+from ..formats.codec import resolve_block
 from ..formats.spec import FORMATS
 from . import compiled, team_size
 
@@ -125,6 +126,13 @@ def _table_parts(table) -> tuple[np.ndarray, str, int, int | None]:
         block = None
     elif block is None:
         block = spec.block_size
+    elif type(block) is not int or block != spec.block_size:
+        # (0 or False would pass the record size check as the default and reach the kernel as 0)
+        try:
+            block = resolve_block(spec, block, where)
+        except ConfigError as exc:
+            raise ConfigError(f"The 'table' parameter of {where} has block_size={block!r}, which a {fmt} table "
+                              f"cannot have: {exc} Re-create the table with embcompress.quantize.", param="table") from None
     if len(shape) != 2:
         raise param_error("table", where, "have a 2-D shape (n_rows, dim)", shape)
     n_rows, dim = shape

@@ -208,3 +208,21 @@ def test_a_full_disk_names_the_path_and_leaves_the_old_file(tmp_path, monkeypatc
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
     assert str(path) in str(info.value)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["t.embc"]
+
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("fmt,block", [("mx6", 0), ("mxfp8_e4m3", 0), ("mxint8", 32.0), ("mx9", "16"), ("mxfp4_e2m1", False)])
+def test_a_table_object_with_an_invalid_block_size_is_refused_on_both_backends(backend, fmt, block):
+    # pooled_lookup takes any object with .fmt, .shape, .block_size and .data. A block_size of 0
+    # (or False) fell back to the format's default for the record size, so the records matched,
+    # and then the compiled kernel decoded with blocks of 0 (mx6: every value 0.0, silently),
+    # where the NumPy backend refused it naming decode_records; 32.0 ran on one backend only, and
+    # "16" raised the raw "unsupported operand type(s) for //: 'int' and 'str'"
+    import types
+
+    q = quantize(np.random.default_rng(0).standard_normal((10, 64)).astype(np.float32), fmt)
+    table = types.SimpleNamespace(fmt=q.fmt, shape=q.shape, data=q.data, block_size=block)
+    with pytest.raises(ConfigError, match="'table'.*block_size"):
+        run(backend, table, np.arange(10), np.array([0, 3]))
+    ok = types.SimpleNamespace(fmt=q.fmt, shape=q.shape, data=q.data, block_size=np.int64(q.block_size))
+    assert np.array_equal(run(backend, ok, np.arange(10), np.array([0, 3])), run("numpy", q, np.arange(10), np.array([0, 3])))
