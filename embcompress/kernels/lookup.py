@@ -136,6 +136,8 @@ def _table_parts(table) -> tuple[np.ndarray, str, int, int | None]:
     if len(shape) != 2:
         raise param_error("table", where, "have a 2-D shape (n_rows, dim)", shape)
     n_rows, dim = shape
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in shape):
+        raise param_error("table", where, "have a shape (n_rows, dim) of two ints", shape)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise param_error("table", where, "hold its row records as a 2-D uint8 array", getattr(data, "dtype", type(data)))
     row_bytes = spec.row_bytes(dim, block)

@@ -226,3 +226,15 @@ def test_a_table_object_with_an_invalid_block_size_is_refused_on_both_backends(b
         run(backend, table, np.arange(10), np.array([0, 3]))
     ok = types.SimpleNamespace(fmt=q.fmt, shape=q.shape, data=q.data, block_size=np.int64(q.block_size))
     assert np.array_equal(run(backend, ok, np.arange(10), np.array([0, 3])), run("numpy", q, np.arange(10), np.array([0, 3])))
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_a_table_object_with_a_float_shape_is_named(backend):
+    # shape (10.0, 64.0) matched the records (10.0 == 10) and then raised the raw
+    # "TypeError: 'float' object cannot be interpreted as an integer" of np.empty
+    import types
+
+    q = quantize(np.ones((10, 64), dtype=np.float32), "mx6")
+    table = types.SimpleNamespace(fmt=q.fmt, shape=(10.0, 64.0), data=q.data, block_size=q.block_size)
+    with pytest.raises(ConfigError, match="'table'.*two ints"):
+        run(backend, table, np.arange(10), np.array([0, 3]))
