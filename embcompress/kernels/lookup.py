@@ -136,7 +136,8 @@ def _table_parts(table) -> tuple[np.ndarray, str, int, int | None]:
     if len(shape) != 2:
         raise param_error("table", where, "have a 2-D shape (n_rows, dim)", shape)
     n_rows, dim = shape
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in shape):
+    if not (type(n_rows) is int and type(dim) is int) and not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in shape):
         raise param_error("table", where, "have a shape (n_rows, dim) of two ints", shape)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise param_error("table", where, "hold its row records as a 2-D uint8 array", getattr(data, "dtype", type(data)))
@@ -157,9 +158,10 @@ _INT64 = np.dtype(np.int64)
 
 
 def _as_int64(x, name: str, where: str) -> np.ndarray:
-    if (type(x) is np.ndarray and x.dtype == _INT64 and x.dtype.num == _INT64.num and x.flags.c_contiguous
-            and x.flags.aligned):
-        return x  # (the common case, without the conversions' microsecond)
+    if type(x) is np.ndarray and x.dtype == _INT64 and x.dtype.num == _INT64.num:
+        flags = x.flags
+        if flags.c_contiguous and flags.aligned:
+            return x  # (the common case, without the conversions' microsecond)
     try:
         arr = np.asarray(x)
     except ValueError:  # (numpy's "inhomogeneous shape": lists of different lengths)
