@@ -166,11 +166,16 @@ class SweepConfig:
         pairs = {}
         for name in ("extra", "requantize"):
             pairs[name] = []
-            for pair in getattr(self, name):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+                raise param_error(name, owner, 'be a list of {"method": ..., "format": ...} objects (or [method, format] '
+                                  'pairs), like [{"method": "learned", "format": "mxfp4_e2m1"}]', value)
+            for pair in value:
                 if isinstance(pair, dict):
                     pair = (pair.get("method"), pair.get("format"))
-                pair = tuple(pair)
-                if len(pair) != 2 or pair[0] not in known or pair[0] == "full":
+                pair = tuple(pair) if isinstance(pair, (list, tuple)) else (pair,)
+                if (len(pair) != 2 or not all(isinstance(v, str) for v in pair) or pair[0] not in known
+                        or pair[0] == "full"):
                     raise param_error(name, owner, f"hold (method, format) pairs with a method among {known[1:]}", pair)
                 if name == "requantize" and pair[0] not in methods:
                     raise param_error(name, owner, f"name methods of 'methods' ({methods}), whose fp32 runs it requantizes", pair)
