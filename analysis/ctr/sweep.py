@@ -55,6 +55,59 @@ def _tuple_of(value, kind, name, owner, *, allow_empty=False):
     return out
 
 
+def _is_int(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _bad_param_value(key: str, v) -> str:
+    """What is wrong with a fit_hash parameter's value as a sweep config gives it ("" if nothing)."""
+    from learned_hash.build import EMBEDDINGS
+
+    if key in ("hot_rows", "max_mapped_ids"):
+        return "" if v is None or _is_int(v, 0) else "null or an integer >= 0"
+    if key == "n_threads":
+        return "" if v is None or _is_int(v, 1) else "null or an integer >= 1"
+    if key in ("n_components", "n_iter"):
+        return "" if _is_int(v, 1) else "an integer >= 1"
+    if key == "max_share":
+        ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1)
+        return "" if ok else "null or a fraction in (0, 1]"
+    if key == "max_map_share":
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+        return "" if ok else "a fraction in (0, 1)"
+    if key == "embedding":
+        return "" if isinstance(v, str) and v in EMBEDDINGS else f"one of {EMBEDDINGS}"
+    if key == "partners":
+        ok = v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+        return "" if ok else "null or a list of feature names"
+    return ""
+
+
+def check_method_params(config: SweepConfig, stats, compressed: list[str]) -> None:
+    """Run fit_hash's own checks of every method's parameters on every compressed feature of the
+    training stats (hot_rows against the feature's rows, partners among the mined features, ...),
+    before any training: a run reaches fit_hash only after the full model of its seed trained."""
+    from learned_hash.build import check_fit_hash
+
+    from .compression import full_rows
+
+    names = dict.fromkeys([*(m for m in config.methods if m != "full"), *(m for m, _ in config.extra)])
+    for name in names:
+        base, params = config.base_method(name)
+        if base == "qr":  # a hash map into q * m slots, built without the method's parameters
+            continue
+        params = {k: v for k, v in params.items() if k != "max_map_share"}
+        if base == "learned_trained":  # embedded from the trained rows: no partners are read
+            params.setdefault("embedding", (np.empty(0, np.int64), np.empty((0, 1), np.float32)))
+        for f in compressed:
+            try:
+                check_fit_hash(stats, f, full_rows(stats, f), method="learned" if base == "learned_trained" else base,
+                               seed=config.seeds[0], **params)
+            except ConfigError as exc:
+                where = "variants" if name in config.variants else "method_params"
+                raise ConfigError(f"The sweep config's {where!r} for {name!r}, on feature {f!r}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """Which log and how to split it. ``path``: a file or folder (real data); ``n_rows``: the
@@ -217,6 +270,9 @@ class SweepConfig:
                     why = (" (the sweep sets it from 'seeds')" if key == "seed" else
                            f" (max_map_share is the rule of {MAP_SHARE_METHODS} only)" if key == "max_map_share" else "")
                     raise param_error(where, owner, f"give {name!r} ({base}) parameters among {allowed}{why}", key)
+                bad = _bad_param_value(key, params[key])
+                if bad:  # else refused by fit_hash only once a run reaches it, after the full model trained
+                    raise param_error(where, owner, f"give {name!r} ({base}) a {key!r} that is {bad}", {key: params[key]})
         for name, v in (("methods", methods), ("budgets", budgets), ("formats", formats), ("extra", tuple(extra)),
                         ("requantize", self.requantize)):
             twice = next((x for i, x in enumerate(v) if x in v[:i]), None)
@@ -460,6 +516,7 @@ def _run_sweep(config: SweepConfig, splits: Splits | None, progress) -> SweepRes
     compressed = splits.compressible(config.min_vocab)
     check_budgets(config, vocab, compressed)
     stats = train_stats(splits, compressed)
+    check_method_params(config, stats, compressed)
     full_maps = {f: full_map(f, stats, config.full_min_count) for f in features}
     dim = config.model.dim
     y_test = splits.test.label.astype(np.float64)

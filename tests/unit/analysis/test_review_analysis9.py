@@ -45,3 +45,49 @@ def test_extra_and_requantize_still_take_pairs_and_objects():
     cfg = SweepConfig.from_dict(_tiny(extra=[["learned", "mxfp4_e2m1"]], requantize=[{"method": "learned", "format": "mxfp4_e2m1"}]))
     assert cfg.extra == (("learned", "mxfp4_e2m1"),)
     assert cfg.requantize == (("learned", "mxfp4_e2m1"),)
+
+
+# --------------------------------------------------------------------------- fit_hash parameters
+
+
+def _no_training(monkeypatch):
+    import analysis.ctr.train as train
+
+    def ran(*a, **k):
+        raise AssertionError("training ran before the config was refused")
+
+    monkeypatch.setattr(train, "fit", ran)
+
+
+@pytest.mark.parametrize("params", [{"hash": {"hot_rows": "x"}}, {"frequency": {"n_threads": 0}},
+                                    {"learned": {"embedding": "spectral"}}, {"learned": {"max_map_share": 2}},
+                                    {"learned": {"n_components": 0}}, {"learned": {"partners": "C1"}},
+                                    {"frequency": {"max_mapped_ids": -1}}])
+def test_fit_hash_parameters_of_the_wrong_kind_are_refused_by_the_config(params):
+    # accepted, then refused by fit_hash (or not at all) once a run reached it: after the full
+    # model of the first seed trained, minutes into a real sweep
+    from analysis.ctr.sweep import SweepConfig
+
+    with pytest.raises(ConfigError, match="method_params"):
+        SweepConfig.from_dict(_tiny(method_params=params))
+
+
+@pytest.mark.parametrize("params", [{"hash": {"hot_rows": 5}}, {"frequency": {"hot_rows": 10**7}},
+                                    {"learned": {"partners": ["no_such_feature"]}}])
+def test_fit_hash_parameters_the_data_refuse_stop_the_sweep_before_training(params, monkeypatch):
+    from analysis.ctr.sweep import SweepConfig, load_sweep_data, run_sweep
+
+    _no_training(monkeypatch)
+    cfg = SweepConfig.from_dict(_tiny(method_params=params, extra=[], requantize=[]))
+    splits = load_sweep_data(cfg)
+    with pytest.raises(ConfigError, match="method_params") as exc:
+        run_sweep(cfg, splits=splits)
+    assert "AssertionError" not in repr(exc.value)
+
+
+def test_variants_parameters_are_checked_and_named_as_variants(monkeypatch):
+    from analysis.ctr.sweep import SweepConfig
+
+    with pytest.raises(ConfigError, match="variants"):
+        SweepConfig.from_dict(_tiny(variants={"lc": {"method": "learned", "embedding": 3}}, methods=["full", "lc"],
+                                    extra=[], requantize=[]))
