@@ -265,6 +265,9 @@ class SweepConfig:
             if not isinstance(params, dict):
                 raise param_error(where, owner, f"give {name!r} an object of fit_hash parameters", params)
             allowed = FIT_HASH_PARAMS + (("max_map_share",) if base in MAP_SHARE_METHODS else ())
+            if base == "qr" and params:  # they were accepted and never used
+                raise param_error(where, owner, f"give {name!r} (qr) no parameters: qr hashes ids into q * m slots "
+                                  "with the hashing trick, which takes none (drop them)", dict(params))
             for key in params:
                 if key not in allowed:
                     why = (" (the sweep sets it from 'seeds')" if key == "seed" else

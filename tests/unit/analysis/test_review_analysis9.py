@@ -91,3 +91,18 @@ def test_variants_parameters_are_checked_and_named_as_variants(monkeypatch):
     with pytest.raises(ConfigError, match="variants"):
         SweepConfig.from_dict(_tiny(variants={"lc": {"method": "learned", "embedding": 3}}, methods=["full", "lc"],
                                     extra=[], requantize=[]))
+
+
+@pytest.mark.parametrize("where", ["method_params", "variants"])
+def test_qr_parameters_are_refused_not_ignored(where):
+    # qr builds its map with fit_hash(method="hash") and none of the method's parameters: they were
+    # accepted and silently had no effect (the sweep even skipped its own n_threads for qr)
+    from analysis.ctr.sweep import SweepConfig
+
+    if where == "method_params":
+        d = _tiny(method_params={"qr": {"n_threads": 2}})
+    else:
+        d = _tiny(variants={"qr2": {"method": "qr", "max_mapped_ids": 10}}, methods=["full", "qr2"], extra=[], requantize=[])
+    with pytest.raises(ConfigError, match=f"'{where}'.*qr"):
+        SweepConfig.from_dict(d)
+    SweepConfig.from_dict(_tiny(method_params={"qr": {}}))  # nothing given is fine
