@@ -136,6 +136,10 @@ class DatasetConfig:
         if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
             raise param_error("split_seed", "DatasetConfig", "be an integer >= 0 (the seed of the split, or of the synthetic log)",
                               self.split_seed)
+        if self.split_seed and self.name in ("criteo", "talkingdata"):  # it was accepted and changed nothing
+            raise param_error("split_seed", "DatasetConfig", f"be 0 for {self.name}: its split is by time (a Criteo "
+                              "folder's files as given), which no seed changes; 'seeds' vary the training runs",
+                              self.split_seed)
         if not isinstance(self.options, dict):
             raise param_error("options", "DatasetConfig", "be an object of generator options", self.options)
         if self.options and self.name != "synthetic":

@@ -106,3 +106,31 @@ def test_qr_parameters_are_refused_not_ignored(where):
     with pytest.raises(ConfigError, match=f"'{where}'.*qr"):
         SweepConfig.from_dict(d)
     SweepConfig.from_dict(_tiny(method_params={"qr": {}}))  # nothing given is fine
+
+
+# --------------------------------------------------------------------------- split_seed
+
+
+@pytest.mark.parametrize("name", ["criteo", "talkingdata"])
+def test_a_split_seed_that_changes_nothing_is_refused(name, tmp_path):
+    # the Criteo and TalkingData loaders split by time (or by a folder's files) and ignore the
+    # seed: a config with split_seed 1 ran the very split of split_seed 0 and said nothing
+    from analysis.ctr.sweep import DatasetConfig
+
+    with pytest.raises(ConfigError, match="split_seed"):
+        DatasetConfig(name=name, path=str(tmp_path), split_seed=1)
+    assert DatasetConfig(name=name, path=str(tmp_path), split_seed=0).split_seed == 0
+    assert DatasetConfig(name="frappe", path=str(tmp_path), split_seed=3).split_seed == 3  # a random split
+    assert DatasetConfig(name="synthetic", split_seed=3).split_seed == 3  # the generator's seed
+
+
+def test_the_talkingdata_split_does_not_depend_on_the_seed(tmp_path):
+    # what the check above rests on
+    from analysis.ctr.datasets import load_talkingdata
+
+    lines = ["ip,app,device,os,channel,click_time,is_attributed"]
+    lines += [f"{i % 7},{i % 5},1,{i % 3},{i % 11},2017-11-07 0{i // 20}:00:{i % 60:02d},{int(i % 4 == 0)}" for i in range(100)]
+    f = tmp_path / "td.csv"
+    f.write_text("\n".join(lines) + "\n")
+    a, b = load_talkingdata(f, split_seed=0), load_talkingdata(f, split_seed=5)
+    assert (a.test.cat == b.test.cat).all() and (a.train.label == b.train.label).all()
