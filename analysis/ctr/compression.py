@@ -195,7 +195,8 @@ def compressed_map(
         share = params.pop("max_map_share", MAX_MAP_SHARE)
         if isinstance(share, bool) or not (isinstance(share, (int, float)) and 0.0 < share < 1.0):
             raise param_error("max_map_share", "compressed_map", "be a fraction in (0, 1)", share)
-        k = min(ids.size, params.get("max_mapped_ids") or ids.size)
+        cap = params.get("max_mapped_ids")  # 0 maps no id (hashing them all), as fit_hash reads it
+        k = ids.size if cap is None else min(ids.size, cap)
         k, r = _map_share_plan(ids[:k], budget, rb, upper, share)
         params["max_mapped_ids"] = k
         info.update(mapped_ids_cap=int(k), max_map_share=float(share))

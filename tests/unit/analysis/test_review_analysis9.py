@@ -154,3 +154,28 @@ def test_findings_do_not_claim_equal_bytes_that_the_runs_did_not_spend():
     (line,) = [f for f in findings(results) if "mxfp4_e2m1 rows" in f]
     assert "same bytes" not in line, line
     assert "12.3 KiB" in line and "10.4 KiB" in line, line
+
+
+# --------------------------------------------------------------------------- max_mapped_ids 0
+
+
+@pytest.mark.parametrize("method", ["learned", "learned_trained"])
+def test_max_mapped_ids_0_maps_no_id_for_the_learned_methods(method):
+    # `params.get("max_mapped_ids") or ids.size` read 0 as "no cap": the learned map then held
+    # every id (358 here) and paid their bytes, where fit_hash and the frequency method map none
+    import numpy as np
+
+    from analysis.ctr.compression import compressed_map
+    from analysis.ctr.data import split_by_time
+    from analysis.ctr.sweep import train_stats
+    from analysis.ctr.synthetic import synthetic_log
+
+    log = synthetic_log(2000, vocab=(300, 600, 20), n_groups=(10, 12, 4), seed=0)
+    stats = train_stats(split_by_time(log.data, None), ["user", "item"])
+    ids = stats.frequencies("item")[0]
+    trained = np.random.default_rng(0).standard_normal((ids.size, 16)).astype(np.float32) if method == "learned_trained" else None
+    m = compressed_map(method, "item", stats, 4000, dim=16, fmt="fp32", seed=0, params={"max_mapped_ids": 0}, trained_rows=trained)
+    assert m.info["mapped_ids"] == 0 and m.info["mapped_ids_cap"] == 0, m.info
+    assert m.total_bytes("fp32", 16) <= 4000
+    five = compressed_map(method, "item", stats, 4000, dim=16, fmt="fp32", seed=0, params={"max_mapped_ids": 5}, trained_rows=trained)
+    assert five.info["mapped_ids"] == 5
