@@ -72,6 +72,11 @@ def synthetic_log(
         raise param_error("signal", owner, "be a finite number (the strength of the planted click signal)", signal)
     if not (is_int(n_dense) and n_dense >= 0):
         raise param_error("n_dense", owner, "be an integer >= 0", n_dense)
+    if features is not None and (isinstance(features, (str, bytes)) or not hasattr(features, "__iter__")
+                                 or not all(isinstance(f, str) and f for f in features)
+                                 or len(set(features)) != len(tuple(features))):
+        # a string was split into one-letter names; a name given twice made both columns read as the first
+        raise param_error("features", owner, "be a list of distinct feature names (text), one per vocabulary", features)
     names = tuple(features) if features is not None else tuple(["user", "item", "category", "context", *[f"f{i}" for i in range(4, len(vocab))]][: len(vocab)])
     if len(names) != len(vocab):
         raise param_error("features", owner, f"name every feature ({len(vocab)})", features)

@@ -179,3 +179,17 @@ def test_max_mapped_ids_0_maps_no_id_for_the_learned_methods(method):
     assert m.total_bytes("fp32", 16) <= 4000
     five = compressed_map(method, "item", stats, 4000, dim=16, fmt="fp32", seed=0, params={"max_mapped_ids": 5}, trained_rows=trained)
     assert five.info["mapped_ids"] == 5
+
+
+# --------------------------------------------------------------------------- synthetic feature names
+
+
+@pytest.mark.parametrize("features", ["ab", ["user", "user"], ["user", 3], ["user", ""]])
+def test_synthetic_feature_names_must_be_distinct_text(features):
+    # "ab" became the features ('a', 'b'); ["user", "user"] made two columns that both read the
+    # first (CTRData.column takes the first name) and one map for both in a sweep
+    from analysis.ctr.synthetic import synthetic_log
+
+    with pytest.raises(ConfigError, match="'features'"):
+        synthetic_log(100, vocab=(20, 30), n_groups=(2, 3), features=features)
+    assert synthetic_log(100, vocab=(20, 30), n_groups=(2, 3), features=["u", "i"]).data.features == ("u", "i")
