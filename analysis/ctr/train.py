@@ -54,6 +54,8 @@ class TrainConfig:
                 raise param_error(name, "TrainConfig", "be a positive finite number", v)
         if not (number(self.weight_decay) and self.weight_decay >= 0):
             raise param_error("weight_decay", "TrainConfig", "be a finite number >= 0", self.weight_decay)
+        if isinstance(self.version, bool) or self.version != 1:  # as SweepConfig refuses a version it does not know
+            raise param_error("version", "TrainConfig", "be 1 (this toolkit's training config version)", self.version)
         if self.monitor not in ("logloss", "auc"):
             raise param_error("monitor", "TrainConfig", "be 'logloss' or 'auc'", self.monitor)
         if self.threads is not None and not (isinstance(self.threads, int) and not isinstance(self.threads, bool) and self.threads >= 1):

@@ -193,3 +193,13 @@ def test_synthetic_feature_names_must_be_distinct_text(features):
     with pytest.raises(ConfigError, match="'features'"):
         synthetic_log(100, vocab=(20, 30), n_groups=(2, 3), features=features)
     assert synthetic_log(100, vocab=(20, 30), n_groups=(2, 3), features=["u", "i"]).data.features == ("u", "i")
+
+
+@pytest.mark.parametrize("version", [2, "1", True])
+def test_a_train_section_of_another_version_is_refused(version):
+    # SweepConfig refused a version it does not know, its 'train' section took any
+    from analysis.ctr.sweep import SweepConfig
+
+    with pytest.raises(ConfigError, match="'version'.*TrainConfig"):
+        SweepConfig.from_dict(_tiny(train={"epochs": 1, "version": version}))
+    SweepConfig.from_dict(_tiny(train={"epochs": 1, "version": 1}))
