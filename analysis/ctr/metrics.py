@@ -119,6 +119,11 @@ def paired_bootstrap(
     interval (not of the logloss one). Returns ``{"auc": Interval, "logloss": Interval}``.
     """
     owner = "paired_bootstrap"
+    for name, runs in (("probs_a", probs_a), ("probs_b", probs_b)):
+        # one run's predictions given as they are read as that many runs of one number each
+        if np.ndim(runs) == 1 or (np.ndim(runs) == 0 and not isinstance(runs, (list, tuple))):
+            raise param_error(name, owner, "be a list of runs, one array of test predictions per run (one run: "
+                              f"[probs]); got one array of {np.size(runs)} numbers", f"shape {np.shape(runs)}")
     if len(probs_a) != len(probs_b) or not len(probs_a):
         raise param_error("probs_b", owner, f"hold as many runs as probs_a ({len(probs_a)}), at least one", len(probs_b))
     if not (isinstance(n_boot, int) and n_boot >= 10):

@@ -203,3 +203,26 @@ def test_a_train_section_of_another_version_is_refused(version):
     with pytest.raises(ConfigError, match="'version'.*TrainConfig"):
         SweepConfig.from_dict(_tiny(train={"epochs": 1, "version": version}))
     SweepConfig.from_dict(_tiny(train={"epochs": 1, "version": 1}))
+
+
+# --------------------------------------------------------------------------- paired_bootstrap
+
+
+def test_paired_bootstrap_names_one_run_given_without_its_list():
+    # paired_bootstrap(y, probs_a, probs_b) with two arrays said "'probs_a' must be a 1-d array of
+    # the labels' length (6,). Got () instead", of a 1-d array of that very length
+    import numpy as np
+
+    from analysis.ctr.metrics import paired_bootstrap
+
+    y = np.array([0, 1, 0, 1, 1, 0.0])
+    a = np.linspace(0.1, 0.9, 6)
+    b = a[::-1].copy()
+    with pytest.raises(ConfigError, match=r"'probs_a'.*list of runs.*\[probs\]"):
+        paired_bootstrap(y, a, b, n_boot=20)
+    with pytest.raises(ConfigError, match=r"'probs_b'.*list of runs"):
+        paired_bootstrap(y, [a], b, n_boot=20)
+    out = paired_bootstrap(y, [a], [b], n_boot=20)
+    assert out["auc"].mean > 0
+    two = paired_bootstrap(y, np.stack([a, a]), np.stack([b, b]), n_boot=20)  # a 2-d array of runs still works
+    assert two["auc"].mean == pytest.approx(out["auc"].mean)
