@@ -324,7 +324,9 @@ class SweepConfig:
         return cls.from_dict(d)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        # as results.json holds it (lists, not tuples): a report rendered from the result and one
+        # rendered from its results.json must read the same
+        d = json.loads(json.dumps(asdict(self)))
         d["extra"] = [{"method": m, "format": f} for m, f in self.extra]
         d["requantize"] = [{"method": m, "format": f} for m, f in self.requantize]
         return d

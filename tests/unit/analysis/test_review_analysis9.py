@@ -226,3 +226,25 @@ def test_paired_bootstrap_names_one_run_given_without_its_list():
     assert out["auc"].mean > 0
     two = paired_bootstrap(y, np.stack([a, a]), np.stack([b, b]), n_boot=20)  # a 2-d array of runs still works
     assert two["auc"].mean == pytest.approx(out["auc"].mean)
+
+
+# --------------------------------------------------------------------------- report = results.json
+
+
+def test_the_report_reads_the_same_from_the_result_and_from_its_results_json(tmp_path):
+    # to_dict kept the config's tuples: report.md said "Seeds: (0, 1)" while the same report
+    # rendered from results.json said "Seeds: [0, 1]"
+    from analysis.ctr.report import to_markdown
+    from analysis.ctr.sweep import SweepConfig, SweepResult
+
+    cfg = SweepConfig.from_dict(_tiny())
+    summary = [{"method": "full", "format": "fp32", "budget": None, "bytes": 100.0, "ratio": 1.0, "seeds": [0, 1],
+                "auc": {"mean": 0.7, "std": 0.0}, "logloss": {"mean": 0.5, "std": 0.0}}]
+    dataset = {"name": "synthetic", "info": {"split": "time"}, "features": ["user"], "compressed": ["user"],
+               "vocab": {"user": 10}, "rows": {"train": 8, "validation": 1, "test": 1}, "positive_rate_test": 0.5}
+    env = {"cpu": "x", "cores": 1, "torch_threads": 1, "torch": "t", "numpy": "n", "python": "p", "date": "d"}
+    result = SweepResult(cfg, dataset, 100, [], summary, env)
+    d = result.to_dict()
+    assert d == json.loads(json.dumps(d))
+    assert to_markdown(d) == to_markdown(json.loads(json.dumps(d)))
+    assert "Seeds: [0, 1]" in to_markdown(d)
