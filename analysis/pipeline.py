@@ -75,6 +75,11 @@ class DemoSettings:
             raise param_error("version", owner, "be 1", self.version)
         if self.n_rows is not None and not (isinstance(self.n_rows, int) and self.n_rows >= 100):
             raise param_error("n_rows", owner, "be None or an int >= 100", self.n_rows)
+        for name in ("vocab", "n_groups"):  # len() of a number raised the raw TypeError
+            v = getattr(self, name)
+            if (isinstance(v, (str, bytes)) or not hasattr(v, "__len__")
+                    or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1 for x in v)):
+                raise param_error(name, owner, "be a list of ints >= 1, one per synthetic feature", v)
         if len(self.vocab) != len(self.n_groups) or len(self.vocab) < 2:
             raise param_error("n_groups", owner, "have one entry per vocabulary, at least two", self.n_groups)
         for name in ("dim", "min_vocab", "epochs", "batch_size", "serve_batch", "format_bags"):
@@ -85,8 +90,9 @@ class DemoSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
                 raise param_error(name, owner, "be a fraction in (0, 1)", v)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise param_error("lr", owner, "be a positive number", self.lr)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
+            # NaN passed 'lr <= 0' and was refused by TrainConfig only after the data were mined and mapped
+            raise param_error("lr", owner, "be a positive finite number", self.lr)
 
     @classmethod
     def default(cls, quick: bool = False, *, real: bool = False) -> DemoSettings:

@@ -248,3 +248,19 @@ def test_the_report_reads_the_same_from_the_result_and_from_its_results_json(tmp
     assert d == json.loads(json.dumps(d))
     assert to_markdown(d) == to_markdown(json.loads(json.dumps(d)))
     assert "Seeds: [0, 1]" in to_markdown(d)
+
+
+# --------------------------------------------------------------------------- DemoSettings
+
+
+@pytest.mark.parametrize("changes", [{"vocab": 5}, {"vocab": (300, "a", 20, 5)}, {"n_groups": (10, 12, 4, 0)},
+                                     {"vocab": (300, 600, 20, 5.5)}, {"lr": float("nan")}, {"lr": float("inf")}])
+def test_demo_settings_refuse_what_failed_raw_or_late(changes):
+    # vocab=5 raised "TypeError: object of type 'int' has no len()"; lr NaN or inf was refused by
+    # TrainConfig only once the demo had made its folder, mined and fitted the maps
+    from dataclasses import replace
+
+    from analysis.pipeline import DemoSettings
+
+    with pytest.raises(ConfigError, match=f"'{next(iter(changes))}'.*DemoSettings"):
+        replace(DemoSettings.default(True), **changes)
