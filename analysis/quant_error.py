@@ -146,6 +146,11 @@ def format_report(table, formats=None, sample_bags=None, *, scale_mode: str = "f
     if bad_rows.size:  # quantize's own message suggests an option this report does not take
         raise param_error("table", "format_report", "be finite (drop or clean the rows holding NaN or inf first)",
                           f"NaN or inf in rows {bad_rows[:10].tolist()}" + (f" and {bad_rows.size - 10} more" if bad_rows.size > 10 else ""))
+    if formats is not None and (isinstance(formats, (str, bytes)) or not hasattr(formats, "__iter__")):
+        # a name was read letter by letter ("Unknown format 'm'"), a number raised the raw TypeError
+        raise param_error("formats", "format_report", f"be None (every format) or a list of format names, like "
+                          f"[{formats!r}]" if isinstance(formats, str) else "be None (every format) or a list of format names",
+                          formats)
     names = list(FORMATS) if formats is None else list(formats)
     for name in names:
         get_format(name)

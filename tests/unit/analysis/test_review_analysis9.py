@@ -264,3 +264,19 @@ def test_demo_settings_refuse_what_failed_raw_or_late(changes):
 
     with pytest.raises(ConfigError, match=f"'{next(iter(changes))}'.*DemoSettings"):
         replace(DemoSettings.default(True), **changes)
+
+
+# --------------------------------------------------------------------------- format_report
+
+
+@pytest.mark.parametrize("formats", ["mx6", 5])
+def test_format_report_names_formats_that_are_not_a_list(formats):
+    # "mx6" was read letter by letter ("Unknown format 'm'"); 5 raised "TypeError: 'int' object is not iterable"
+    import numpy as np
+
+    from analysis.quant_error import format_report
+
+    x = np.random.default_rng(0).standard_normal((20, 32)).astype(np.float32)
+    with pytest.raises(ConfigError, match="'formats'.*list of format names"):
+        format_report(x, formats=formats)
+    assert [r["format"] for r in format_report(x, formats=["mx6"])] == ["mx6"]
