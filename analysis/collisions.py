@@ -118,12 +118,21 @@ def collision_report(id_map, stats, feature: str | None = None) -> CollisionRepo
     for ``feature``, or a mapping feature -> map (then ``feature`` picks one, or None for all).
     """
     owner = "collision_report"
+    if not (hasattr(stats, "frequencies") and hasattr(stats, "features")):  # a path raised the raw AttributeError
+        raise param_error("stats", owner, "be a learned_hash.LogStats (open a log-stats file with LogStats.load(path))",
+                          type(stats).__name__)
+    if feature is not None and not isinstance(feature, str):
+        raise param_error("feature", owner, "be None or one feature name (text)", feature)
     if isinstance(id_map, Mapping):
         names = list(id_map) if feature is None else [feature]
         for f in names:
             if f not in id_map:
                 raise param_error("feature", owner, f"be one of the mapped features {list(id_map)}", f)
         maps = {f: id_map[f] for f in names}
+        for f, m in maps.items():
+            if not (hasattr(m, "lookup") and hasattr(m, "n_rows")):
+                raise param_error("id_map", owner, f"map each feature to an id map (with lookup and n_rows, e.g. "
+                                  f"embcompress.IdMap.load(path)); {f!r} maps to a {type(m).__name__}", type(m).__name__)
     else:
         if not (hasattr(id_map, "lookup") and hasattr(id_map, "n_rows")):
             raise param_error("id_map", owner, "be an id map (with lookup and n_rows) or a mapping feature -> id map", type(id_map).__name__)

@@ -280,3 +280,27 @@ def test_format_report_names_formats_that_are_not_a_list(formats):
     with pytest.raises(ConfigError, match="'formats'.*list of format names"):
         format_report(x, formats=formats)
     assert [r["format"] for r in format_report(x, formats=["mx6"])] == ["mx6"]
+
+
+# --------------------------------------------------------------------------- collision_report
+
+
+def test_collision_report_names_stats_maps_and_features_of_the_wrong_kind():
+    # a stats path raised "AttributeError: 'str' object has no attribute 'features'", a mapping to
+    # a path "... has no attribute 'n_rows'", feature=['item'] "TypeError: unhashable type: 'list'"
+    from analysis.collisions import collision_report
+    from analysis.ctr.compression import compressed_map
+    from analysis.ctr.data import split_by_time
+    from analysis.ctr.sweep import train_stats
+    from analysis.ctr.synthetic import synthetic_log
+
+    log = synthetic_log(2000, vocab=(300, 600, 20), n_groups=(10, 12, 4), seed=0)
+    stats = train_stats(split_by_time(log.data, None), ["user", "item"])
+    m = compressed_map("hash", "item", stats, 4000, dim=16, fmt="fp32", seed=0).id_map
+    with pytest.raises(ConfigError, match="'stats'.*LogStats.load"):
+        collision_report(m, "train.stats", "item")
+    with pytest.raises(ConfigError, match="'id_map'.*'item' maps to a str"):
+        collision_report({"item": "item.idmap"}, stats)
+    with pytest.raises(ConfigError, match="'feature'"):
+        collision_report(m, stats, ["item"])
+    assert collision_report(m, stats, "item")["item"].n_rows == m.n_rows
