@@ -71,7 +71,7 @@ class DemoSettings:
 
     def __post_init__(self):
         owner = "DemoSettings"
-        if self.version != 1:
+        if isinstance(self.version, bool) or self.version != 1:  # (JSON true equals 1)
             raise param_error("version", owner, "be 1", self.version)
         if self.n_rows is not None and not (isinstance(self.n_rows, int) and self.n_rows >= 100):
             raise param_error("n_rows", owner, "be None or an int >= 100", self.n_rows)

@@ -130,6 +130,8 @@ def paired_bootstrap(
         raise param_error("n_boot", owner, "be an integer >= 10", n_boot)
     if not 0.0 < level < 1.0:
         raise param_error("level", owner, "be in (0, 1)", level)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:  # (numpy's raw error else)
+        raise param_error("seed", owner, "be an int >= 0", seed)
     y = None
     pairs = []
     for a, b in zip(probs_a, probs_b, strict=True):

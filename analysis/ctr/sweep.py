@@ -200,7 +200,7 @@ class SweepConfig:
 
     def __post_init__(self):
         owner = "SweepConfig"
-        if self.version != VERSION:
+        if isinstance(self.version, bool) or self.version != VERSION:  # (JSON true equals 1)
             raise param_error("version", owner, f"be {VERSION} (this toolkit's sweep config version)", self.version)
         if not isinstance(self.variants, dict):
             raise param_error("variants", owner, "map variant names to {\"method\": ..., fit_hash parameters}", self.variants)

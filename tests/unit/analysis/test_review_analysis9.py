@@ -304,3 +304,27 @@ def test_collision_report_names_stats_maps_and_features_of_the_wrong_kind():
     with pytest.raises(ConfigError, match="'feature'"):
         collision_report(m, stats, ["item"])
     assert collision_report(m, stats, "item")["item"].n_rows == m.n_rows
+
+
+def test_true_is_no_version_and_a_negative_bootstrap_seed_is_named():
+    """JSON's true equals 1, so {"version": true} passed the version checks; paired_bootstrap with
+    seed=-1 raised numpy's raw 'expected non-negative integer'."""
+    import numpy as np
+    import pytest
+
+    from analysis.ctr.metrics import paired_bootstrap
+    from analysis.ctr.sweep import SweepConfig
+    from analysis.pipeline import DemoSettings
+    from embcompress.errors import ConfigError
+
+    import dataclasses
+
+    with pytest.raises(ConfigError, match="'version'"):
+        dataclasses.replace(DemoSettings.default(quick=True), version=True)
+    with pytest.raises(ConfigError, match="'version'"):
+        SweepConfig.from_dict({"version": True, "dataset": {"name": "synthetic"}, "methods": ["full"],
+                               "budgets": [0.1], "formats": ["fp32"], "seeds": [0]})
+    y = np.array([0, 1, 0, 1, 1, 0])
+    p = np.linspace(0.1, 0.9, 6)
+    with pytest.raises(ConfigError, match="'seed'"):
+        paired_bootstrap(y, [p], [p[::-1]], seed=-1)
