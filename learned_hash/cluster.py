@@ -44,6 +44,18 @@ def too_large(X) -> float | None:
     return sq if not sq <= MAX_SQ_NORM else None
 
 
+def _check_points(X: np.ndarray, owner: str) -> None:
+    """A ConfigError naming ``owner`` unless every point of ``X`` (float32) is finite and within
+    :data:`MAX_SQ_NORM`, past which FAISS's distances overflow and it aborts the process."""
+    if not np.isfinite(X).all():
+        raise param_error("X", owner, "hold finite values", "NaN or infinite entries")
+    sq = too_large(X)
+    if sq is not None:
+        raise param_error("X", owner, f"hold points of squared norm at most {MAX_SQ_NORM:.3g} (FAISS's float32 "
+                          f"distances overflow beyond); scale the points, e.g. to unit length",
+                          f"a point of squared norm {sq:.3g}")
+
+
 def _faiss():
     try:
         import faiss
@@ -191,13 +203,7 @@ class FrequencyKMeans:
         if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1 or X.dtype.kind not in "fiu":
             raise param_error("X", owner, "be a non-empty 2-D numeric array (one row a point)", f"shape {X.shape}, dtype {X.dtype}")
         X = np.ascontiguousarray(X, dtype=np.float32)
-        if not np.isfinite(X).all():
-            raise param_error("X", owner, "hold finite values", "NaN or infinite entries")
-        sq = too_large(X)
-        if sq is not None:
-            raise param_error("X", owner, f"hold points of squared norm at most {MAX_SQ_NORM:.3g} (FAISS's float32 "
-                              f"distances overflow beyond); scale the points, e.g. to unit length",
-                              f"a point of squared norm {sq:.3g}")
+        _check_points(X, owner)
         n = X.shape[0]
         if sample_weight is None:
             w = np.ones(n, dtype=np.float32)
@@ -345,13 +351,7 @@ class FrequencyKMeans:
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.cluster_centers_.shape[1]:
             raise param_error("X", owner, f"be 2-D with {self.cluster_centers_.shape[1]} columns", f"shape {X.shape}")
-        # as fit checks them: a NaN point got the label -1, no bucket, and huge ones overflow FAISS
-        if not np.isfinite(X).all():
-            raise param_error("X", owner, "hold finite values", "NaN or infinite entries")
-        sq = too_large(X)
-        if sq is not None:
-            raise param_error("X", owner, f"hold points of squared norm at most {MAX_SQ_NORM:.3g} (FAISS's float32 "
-                              f"distances overflow beyond)", f"a point of squared norm {sq:.3g}")
+        _check_points(X, owner)  # as fit checks them: a NaN point got the label -1, no bucket
         index = _faiss().IndexFlatL2(X.shape[1])
         index.add(self.cluster_centers_)
         _, lab = index.search(X, 1)

@@ -144,11 +144,7 @@ def coaccess_order(
     if (cooccurrence is None) == (clusters is None):
         raise param_error("cooccurrence", owner, "be given, or else clusters (exactly one of them)", "both" if cooccurrence is not None else None)
     if frequencies is not None:  # (with clusters too: a wrong array is a mistake either way)
-        f = np.asarray(frequencies)
-        if (f.dtype.kind not in "iuf" or f.shape != (n_rows,) or not np.all(np.isfinite(f))
-                or (f.size and f.min() < 0)):
-            raise param_error("frequencies", owner, f"be {n_rows} finite non-negative counts, one a row",
-                              f"{f.dtype} of shape {f.shape}")
+        check_counts(frequencies, n_rows, owner)
     if clusters is not None:
         clusters = np.asarray(clusters)
         if clusters.shape != (n_rows,) or clusters.dtype.kind not in "iu":
@@ -249,6 +245,16 @@ def coaccess_order(
         filler(b - a - len(blk))
     parts.append(rest[used:])
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def check_counts(frequencies, n_rows: int, owner: str) -> np.ndarray:
+    """``frequencies`` as an array of ``n_rows`` finite non-negative counts, one a row; a
+    ConfigError naming ``owner`` otherwise."""
+    f = np.asarray(frequencies)
+    if f.dtype.kind not in "iuf" or f.shape != (n_rows,) or not np.all(np.isfinite(f)) or (f.size and f.min() < 0):
+        raise param_error("frequencies", owner, f"be {n_rows} finite non-negative counts, one a row",
+                          f"{f.dtype} of shape {f.shape}")
+    return f
 
 
 def _check_block_bytes(block_bytes, owner: str) -> None:

@@ -44,10 +44,11 @@ from ..kernels.unique import unique_ids
 from . import journal, updlog
 from .devices import DeviceModel, get_device
 from .dram import POLICIES, DramTier
-from .placement import ROW_ORDER, invert, top_rows
+from .placement import ROW_ORDER, check_counts, invert, top_rows
 from .scm import BLOCK, RowReader
 
 _OWNER = "TieredStore"
+_WARM_CHUNK = 1 << 16  # rows per read while loading, reloading or refreshing the hot set
 
 
 def _table_identity(art) -> tuple:
@@ -56,7 +57,6 @@ def _table_identity(art) -> tuple:
     section's shape and the row order (its checksum)."""
     order = art.section(ROW_ORDER).crc32 if ROW_ORDER in art.section_names else None
     return json.dumps(art.config, sort_keys=True), tuple(art.section("rows").shape), order
-_WARM_CHUNK = 1 << 16  # rows per read while loading, reloading or refreshing the hot set
 
 
 class _FileLock:
@@ -219,10 +219,7 @@ class TieredStore:
         if from_file:
             frequencies = self._file_frequencies(art)
         if frequencies is not None:
-            frequencies = np.asarray(frequencies)
-            if frequencies.shape != (n_rows,) or frequencies.dtype.kind not in "iuf" or not np.all(np.isfinite(frequencies)) or np.any(frequencies < 0):
-                raise param_error("frequencies", _OWNER, f"be {n_rows} finite non-negative counts, one a row",
-                                  f"{frequencies.dtype} of shape {frequencies.shape}")
+            frequencies = check_counts(frequencies, n_rows, _OWNER)
         elif policy == "frequency":
             raise param_error("frequencies", _OWNER, "be given for policy='frequency' (the file holds none); "
                               "pass mined access counts or use policy='lru'", None)
@@ -279,6 +276,17 @@ class TieredStore:
 
     def _positions(self, rows: np.ndarray) -> np.ndarray:
         return rows if self._pos is None else self._pos[rows]
+
+    def _read_chunks(self, positions: np.ndarray):
+        """``(rows, records, blocks read, seconds)`` of ``positions`` read from the file
+        ``_WARM_CHUNK`` rows at a time: one read's buffer holds every block it touches, for
+        scattered rows about the table's size, so the hot set's loads, refreshes and reloads read
+        in chunks."""
+        for a in range(0, len(positions), _WARM_CHUNK):
+            rows = positions[a : a + _WARM_CHUNK]
+            t0 = time.perf_counter()
+            records, n_blocks = self._reader.read(rows)
+            yield rows, records, n_blocks, time.perf_counter() - t0
 
     def _file_frequencies(self, art) -> np.ndarray:
         """The file's frequencies section by original row (a copy, not a view of the mapping)."""
@@ -337,13 +345,11 @@ class TieredStore:
     def _refresh(self, hot: np.ndarray, entering: np.ndarray) -> None:
         """Swap the rows ``entering`` the hot set in (under the shared file lock, not the state lock)."""
         try:
-            t0 = time.perf_counter()
             records = np.empty((len(entering), self.row_bytes), dtype=np.uint8)
-            n_blocks = 0
-            for a in range(0, len(entering), _WARM_CHUNK):  # (one read's buffer holds every block read)
-                records[a : a + _WARM_CHUNK], n = self._reader.read(entering[a : a + _WARM_CHUNK])
-                n_blocks += n
-            read_s = time.perf_counter() - t0
+            n_blocks, read_s, a = 0, 0.0, 0
+            for rows, chunk, n, secs in self._read_chunks(entering):
+                records[a : a + len(rows)] = chunk
+                a, n_blocks, read_s = a + len(rows), n_blocks + n, read_s + secs
             with self._lock:
                 self._dram.swap_hot(hot, entering, records)
                 c = self._c
@@ -367,10 +373,7 @@ class TieredStore:
         with self._file.exclusive(), self._lock:
             self._check_open("TieredStore.warm_up")
             if frequencies is not None:
-                f = np.asarray(frequencies)
-                if f.shape != (self.shape[0],) or f.dtype.kind not in "iuf" or not np.all(np.isfinite(f)) or np.any(f < 0):
-                    raise param_error("frequencies", "TieredStore.warm_up", f"be {self.shape[0]} finite non-negative counts",
-                                      f"{f.dtype} of shape {f.shape}")
+                f = check_counts(frequencies, self.shape[0], "TieredStore.warm_up")
                 self._set_score(f)
                 self._freq = f if self._score is None else None  # (a refreshing store ranks by its score)
                 self._has_freq, self._freq_in_file = True, False
@@ -401,9 +404,8 @@ class TieredStore:
             # leaves part of the set loaded: every row held is the file's (a refresh, or the next
             # warm-up, loads the rest).
             self._dram.clear()
-            for a in range(0, len(pos), _WARM_CHUNK):
-                chunk = pos[a : a + _WARM_CHUNK]
-                self._dram.fill(chunk, self._reader.read(chunk)[0])
+            for rows, records, _, _ in self._read_chunks(pos):
+                self._dram.fill(rows, records)
             return len(pos)
 
     def _sync_updates(self) -> None:
@@ -431,14 +433,11 @@ class TieredStore:
                 # device model's), though not as lookups' misses (hit rates stay per batch). A
                 # chunk at a time: one read of every held row took a buffer of every block they
                 # lie in, for scattered rows about the table's size.
-                for a in range(0, len(held), _WARM_CHUNK):
-                    chunk = held[a : a + _WARM_CHUNK]
-                    t0 = time.perf_counter()
-                    records, n_blocks = self._reader.read(chunk)
-                    self._c["scm_seconds"] += time.perf_counter() - t0
+                for rows, records, n_blocks, read_s in self._read_chunks(held):
+                    self._c["scm_seconds"] += read_s
                     self._c["blocks_read"] += n_blocks
-                    self._count_device_reads(chunk)
-                    self._dram.write_through(chunk, records)
+                    self._count_device_reads(rows)
+                    self._dram.write_through(rows, records)
                 self._gen += 1  # batches that copied DRAM rows before this copy them again
             self._c["rows_reloaded"] += len(held)
 
