@@ -397,14 +397,44 @@ def read_artifact(
     if verify not in ("header", "full"):
         raise ConfigError(f"The 'verify' parameter of read_artifact must be 'header' or 'full'. Got {verify!r} instead.")
     path = Path(path)
+    try:
+        return _read(path, kind, mmap, verify, shared=False)
+    except ChecksumError:
+        # An update in place (a table's rows and header: TieredStore.update_rows, in any process)
+        # may have changed the file between this read's steps (the header, then the rows): a
+        # healthy table was called corrupted. Updates hold the file's exclusive flock throughout,
+        # so read it again holding the flock shared; a damaged file fails again.
+        return _read(path, kind, mmap, verify, shared=True)
+
+
+def _open_shared(path: Path):
+    """``path`` opened, holding its shared flock (none where the file system has no flock), and
+    the file now at the path (an update may rename a new file over it while this waits)."""
+    import fcntl
+
+    while True:
+        fh = open(path, "rb")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+        except OSError:
+            return fh
+        try:
+            if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                return fh
+        except FileNotFoundError:
+            pass
+        fh.close()
+
+
+def _read(path: Path, kind, mmap: bool, verify: str, shared: bool) -> Artifact:
     where = str(path)
     try:
-        fh = open(path, "rb")
+        fh = _open_shared(path) if shared else open(path, "rb")
     except FileNotFoundError:
         raise MissingArtifactError(f"No artifact at {where!r}: the file does not exist. Check the path.") from None
     except IsADirectoryError:  # (bad input, as a missing file is: exit 1)
         raise MissingArtifactError(f"{where!r} is a directory, not an artifact file. Pass the file's path.") from None
-    with fh:  # the Artifact keeps its own descriptor of this file
+    with fh:  # the Artifact keeps its own descriptor of this file (closing fh drops no flock: see below)
         size = os.fstat(fh.fileno()).st_size
         prefix = fh.read(PREFIX_SIZE)
         if len(prefix) < PREFIX_SIZE:
@@ -462,8 +492,14 @@ def read_artifact(
                     f"Pass a file of the expected kind."
                 )
         art = Artifact(path, header, sections, (major, minor), mmap, fh)
-    if verify == "full":
-        art.verify()
+        try:
+            if verify == "full":
+                art.verify()
+        finally:
+            if shared:  # (the Artifact's descriptor shares the open file, and so the flock: drop it)
+                import fcntl
+
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     return art
 
 
