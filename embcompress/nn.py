@@ -288,23 +288,38 @@ class _MapOfBuffers(NamedTuple):
     meta: dict
 
 
+@_op("no_backward(Tensor grad, Tensor per_sample_weights) -> Tensor")
+def _no_backward_op(grad, per_sample_weights):
+    raise ConfigError(
+        "MXEmbeddingBag has no backward (its tables are for serving), so its 'per_sample_weights' get no "
+        "gradient. Got a backward pass through a lookup whose per_sample_weights require grad instead. "
+        "Pass per_sample_weights.detach() (or look up under torch.no_grad()) to train the rest of the model."
+    )
+
+
+@torch.library.register_fake("embcompress::no_backward")
+def _(grad, per_sample_weights):
+    return torch.empty_like(per_sample_weights)
+
+
 class _NoBackward(torch.autograd.Function):
     """A lookup whose per-sample weights require grad: the output requires grad, and a backward
     through it raises. (The ops have no autograd kernel: a Python one costs every call about
     7 us, and autograd's fallback for ops without one leaves the weights' .grad None with only
-    a warning, so a model training its weights would silently stop learning them.)"""
+    a warning, so a model training its weights would silently stop learning them.) The backward
+    raises from an op, ``embcompress::no_backward``, rather than in Python: torch.compile traces
+    the backward when it compiles the forward, and a backward that raised as it was traced
+    failed the compile of a model whose forward is fine."""
 
     @staticmethod
     def forward(ctx, bag, rows, offsets, per_sample_weights, include_last, keep, direct):
+        ctx.save_for_backward(per_sample_weights)
         return bag._lookup(rows, offsets, per_sample_weights, include_last, keep, direct)
 
     @staticmethod
     def backward(ctx, grad):
-        raise ConfigError(
-            "MXEmbeddingBag has no backward (its tables are for serving), so its 'per_sample_weights' get no "
-            "gradient. Got a backward pass through a lookup whose per_sample_weights require grad instead. "
-            "Pass per_sample_weights.detach() (or look up under torch.no_grad()) to train the rest of the model."
-        )
+        (weights,) = ctx.saved_tensors
+        return None, None, None, torch.ops.embcompress.no_backward(grad, weights), None, None, None
 
 
 def _tensor(arr: np.ndarray) -> Tensor:
@@ -451,6 +466,16 @@ class MXEmbeddingBag(nn.Module):
         # An id the bags leave out, as nn.EmbeddingBag leaves its padding_idx out (of sums, means
         # and maxima; a bag of padding alone gives zeros): the raw id, before the id map.
         self.padding_idx: int | None = None if padding_idx is None else int(padding_idx)
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every module it is given or finds inside one: without
+        # it, scripting failed deep in embcompress/errors.py ("Don't support conversion in JoinedStr")
+        raise ConfigError(
+            "MXEmbeddingBag cannot be compiled by torch.jit.script: its forward checks its inputs and calls the "
+            "embcompress:: ops in Python that TorchScript does not compile. Use torch.jit.trace(model, "
+            "example_inputs) for a TorchScript module, or torch.compile(model) or torch.export.export(model, "
+            "example_inputs), which all run the ops."
+        )
 
     def _add_dtype_buffer(self) -> None:
         # Its dtype is the output's: float32, or what .half() / .to(dtype) casts the module to, as
@@ -602,7 +627,8 @@ class MXEmbeddingBag(nn.Module):
 
         Its weight is the table: one row per row of ``id_map`` if given, else one per id. A bag's
         ``padding_idx`` is left out of the bags, as torch leaves it out (an ``nn.Embedding``'s only
-        stops its gradient, so it is pooled as any id).
+        stops its gradient, so it is pooled as any id). The module returns the bag's dtype, as the
+        bag does (a bf16 bag's lookups come out in bf16: rows are pooled in float32, then cast).
         """
         from .formats import quantize
 
@@ -647,13 +673,21 @@ class MXEmbeddingBag(nn.Module):
         weight = emb.weight.detach().to("cpu", torch.float32).numpy()
         q = quantize(weight, fmt, block_size=block_size, scale_mode=scale_mode)
         mode = getattr(emb, "mode", "mean")
-        return cls(q, id_map=id_map, mode=mode, include_last_offset=bool(getattr(emb, "include_last_offset", False)),
-                   n_threads=n_threads, padding_idx=pad)
+        m = cls(q, id_map=id_map, mode=mode, include_last_offset=bool(getattr(emb, "include_last_offset", False)),
+                n_threads=n_threads, padding_idx=pad)
+        # the output in the trained bag's dtype, as its own is (a bf16 model's next layer takes bf16)
+        return m if emb.weight.dtype == torch.float32 else m.to(emb.weight.dtype)
 
     # -- use ----------------------------------------------------------------------------------
 
     def forward(self, input: Tensor, offsets: Tensor | None = None, per_sample_weights: Tensor | None = None) -> Tensor:
         where = "MXEmbeddingBag.forward"
+        if not (isinstance(input, Tensor) and (offsets is None or isinstance(offsets, Tensor))
+                and (per_sample_weights is None or isinstance(per_sample_weights, Tensor))):
+            for name, t in (("input", input), ("offsets", offsets), ("per_sample_weights", per_sample_weights)):
+                if not isinstance(t, Tensor) and (t is not None or name == "input"):
+                    raise param_error(name, where, "be a torch.Tensor (convert with torch.as_tensor(...), ids and "
+                                      "offsets as int64)" + (" or None" if name != "input" else ""), type(t).__name__)
         if input.dim() not in (1, 2):
             raise param_error("input", where, "be 1-D (with offsets) or 2-D (n_bags, bag_len)", f"{input.dim()}-D")
         # (checked before the casts to int64 below, which would truncate float ids silently)
@@ -681,6 +715,9 @@ class MXEmbeddingBag(nn.Module):
         if offsets.dtype is not torch.int64:
             offsets = offsets.to(torch.int64)
         if per_sample_weights is not None and per_sample_weights.dtype is not torch.float32:
+            if not per_sample_weights.is_floating_point():  # (cast, ints passed and a complex lost its imaginary part)
+                raise param_error("per_sample_weights", where, "be a floating-point tensor (float32 preferred; other "
+                                  "float dtypes are rounded to float32)", f"dtype {per_sample_weights.dtype}")
             per_sample_weights = per_sample_weights.to(torch.float32)
         # (buffers read from _buffers: through nn.Module.__getattr__ each costs about a microsecond)
         bufs = self._buffers
