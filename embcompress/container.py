@@ -29,6 +29,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,7 @@ class Artifact:
             out = self._mm[s.offset : s.offset + s.nbytes].view(s.dtype).reshape(s.shape)
         else:
             out = np.empty(s.shape, dtype=s.dtype)
-            with self._lock, self._file() as fh:
+            with self._lock, self._file() as fh, _shared_flock(fh):
                 fh.seek(s.offset)
                 if s.nbytes and fh.readinto(out.reshape(-1).view(np.uint8)) != s.nbytes:
                     raise ArtifactError(f"The artifact {str(self.path)!r} was truncated while being read.")
@@ -368,6 +369,24 @@ class Artifact:
 
     def __repr__(self) -> str:
         return f"Artifact(kind={self.kind!r}, path={str(self.path)!r}, sections={self.section_names})"
+
+
+@contextmanager
+def _shared_flock(fh):
+    """Hold the file's shared flock while a copy is read: an update in place (a table's rows:
+    TieredStore.update_rows, in any process) holds it exclusively from its first row write to its
+    last, so the copy has every row of it old or new. (Nothing held where there is no flock.)"""
+    import fcntl
+
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _check_zero(fh, start: int, stop: int, path: Path) -> None:

@@ -148,7 +148,9 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
         # a crash) left rows half written: finish it first. The new journal would replace it, and
         # this update's checksum would start from rows that do not match the header's.
         done = _apply_journal(path, journal_path(path), fd)
-        art = read_artifact(path)
+        # (not read_artifact, which reads again under the shared flock when a checksum fails:
+        # this descriptor holds the exclusive one, so it would wait for itself)
+        art = container._read(path, None, True, "header", shared=False)
         if check is not None:
             check(art)
         if done is not None and on_replay is not None:

@@ -116,3 +116,43 @@ def test_a_full_verify_while_another_process_updates_does_not_call_the_table_cor
     if got is not None:  # what was read is one state of the file: all old or all new
         assert np.array_equal(got, q.data[[5, 1500]]) or (got == 0xEE).all()
     assert (embcompress.open_table(path, verify="full").data[[5, 1500]] == 0xEE).all()
+
+
+@needs_proc_locks
+@pytest.mark.parametrize("how", ["open_table", "QuantizedTable.load"])
+def test_a_copy_of_the_rows_taken_while_another_process_updates_is_never_half_of_the_update(table, monkeypatch, how):
+    # mmap=False copies the rows at open: a copy taken while another process's update was half
+    # written held row 5 new and row 1500 old, a table no update ever made (and no check of a
+    # header-only open can tell). The copy starts here once that update is half done.
+    path, q = table
+    procs = _hook_once(monkeypatch, container.Artifact, "array",
+                       lambda: _start_half_update(path, path.with_name("mid")))
+    if how == "open_table":
+        got = embcompress.open_table(path, mmap=False).data[[5, 1500]]
+    else:
+        got = embcompress.QuantizedTable.load(path, mmap=False).data[[5, 1500]]
+    assert procs and procs[0].wait(timeout=60) == 0
+    assert np.array_equal(got, q.data[[5, 1500]]) or (got == 0xEE).all(), "a copy holds half an update"
+
+
+def test_an_update_of_a_table_whose_header_was_damaged_under_a_store_fails_rather_than_waits(table):
+    # The update reads the header holding the table's exclusive flock; a read that fails its
+    # checksum must not wait for the shared flock, which that same update holds exclusively.
+    path, q = table
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np
+        from embcompress.store import TieredStore
+        from embcompress.errors import ChecksumError
+        path = sys.argv[1]
+        store = TieredStore(path, dram_bytes=4096, policy="lru")
+        with open(path, "r+b") as f:  # a space of the header's padding becomes an 'x'
+            f.seek(4000); assert f.read(1) == b" "; f.seek(4000); f.write(b"x")
+        try:
+            store.update_rows(np.array([3]), np.zeros((1, store.row_bytes), np.uint8))
+        except ChecksumError as e:
+            print("refused:", e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(path)], env=ENV, timeout=30, capture_output=True, text=True)
+    assert out.returncode == 0 and "refused: The header of" in out.stdout, out.stderr
