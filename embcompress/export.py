@@ -168,7 +168,10 @@ def _as_array(name: str, t) -> np.ndarray:
     import torch
 
     if isinstance(t, torch.Tensor) and t.is_meta:
-        raise param_error("tables", _OWNER, "hold trained weights, not tensors on the meta device (load the weights first)", name)
+        # (not the 'tables' parameter: the command would name --table, which loads no weights)
+        raise param_error("model_or_state_dict", _OWNER, "hold trained weights, not tensors on the meta device (load "
+                          "the weights first, e.g. model.load_state_dict(state, assign=True), and save a state dict "
+                          "of real tensors)", f"the table {name!r} on the meta device")
     arr = t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)
     if arr.ndim != 2 or arr.shape[1] < 1:
         raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {arr.shape}")
@@ -253,7 +256,9 @@ def export(
     they fold a full-size table). Returns one report entry per table: ``name``, ``path``,
     ``fmt``, ``trained_shape``, ``shape``, ``bytes_before``, ``bytes_after``, ``compression``,
     ``qsnr_db`` and, for a folded table, ``qsnr_vs_trained_db``; the same list is written to
-    ``out_dir/export.json``. ``progress(done_tables, total_tables)`` is called after each table.
+    ``out_dir/export.json``. ``progress(done_tables, total_tables)`` is called after each table is
+    compressed; the files are written once every table is (a table the format cannot hold is
+    refused before any file).
 
     ``mode`` ("sum", "mean", "max") and ``include_last_offset``: how the bags pool, recorded in
     the files of tables whose module does not say (a state dict's, a parameter's), for
@@ -369,10 +374,11 @@ def export(
                 f"than that to max_norm, but lookups served from the exported file (MXEmbeddingBag) read the rows "
                 f"as stored. Renormalize the table's rows before export if the model relies on it. The report and "
                 f"the file's inputs record max_norm.", UserWarning, stacklevel=2)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    report = []
+    # Compress every table before writing any file: a table the format cannot hold (beyond fp16's
+    # range, say) is refused with out_dir as it was, not after the tables before it were written
+    # beside an older export.json. (The compressed tables are held meanwhile: a quarter or less of
+    # the trained ones for the 8-bit formats, half for fp16.)
+    ready = []
     for done, (name, weight) in enumerate(found.items(), 1):
         n, dim = weight.shape
         idm = id_maps.get(name)
@@ -386,28 +392,41 @@ def export(
                 np.bincount(folded_rows, weights=freq, minlength=idm.n_rows).astype(np.int64)
                 if freq.dtype.kind in "iu" else wsum
             )
-        q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode)
-        inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt, **pooling.get(name, {}),
-                  **unserved.get(name, {})}
-        path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq, inputs=inputs)
-        decoded = dequantize(q)
-        entry = {
-            "name": name,
-            "path": str(path),
-            "fmt": fmt,
-            "trained_shape": [n, dim],
-            "shape": list(q.shape),
-            "bytes_before": _bytes_of(raw[name], weight),
-            "bytes_after": path.stat().st_size,
-            "qsnr_db": qsnr_db(table, decoded),
-        }
-        entry["compression"] = entry["bytes_before"] / entry["bytes_after"]
+        # (the table is finite, checked above: a non-finite decoded row is one the format overflowed,
+        # which quantize would refuse naming neither the table nor a fix export offers)
+        q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode, nonfinite="nan_block")
+        with np.errstate(invalid="ignore", over="ignore"):
+            decoded = dequantize(q)
+        over = np.flatnonzero(~np.isfinite(decoded).all(axis=1))
+        if over.size:
+            shown = ", ".join(map(str, over[:10])) + (f", ... ({over.size} rows)" if over.size > 10 else "")
+            raise ConfigError(
+                f"The table {name!r} has {'folded ' if folded_rows is not None else ''}rows [{shown}] with values "
+                f"too large for {fmt} (up to {float(np.abs(table[over]).max()):.4g}), which would be stored as inf "
+                f"or NaN. Export it in an MX format (mxfp8_e4m3, mxint8, ...), bf16 or fp32, or scale the trained "
+                f"table down. No file was written.", param="fmt")
+        entry = {"name": name, "path": None, "fmt": fmt, "trained_shape": [n, dim], "shape": list(q.shape),
+                 "bytes_before": _bytes_of(raw[name], weight), "bytes_after": None, "qsnr_db": qsnr_db(table, decoded),
+                 "compression": None}
         if folded_rows is not None:
             entry["qsnr_vs_trained_db"] = qsnr_db(weight, decoded[folded_rows])
         entry.update(unserved.get(name, {}))
-        report.append(entry)
+        del table, decoded
+        ready.append((entry, q, idm, row_freq))
         if progress is not None:
             progress(done, len(found))
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = []
+    for entry, q, idm, row_freq in ready:
+        name = entry["name"]
+        inputs = {"table": name, "trained_shape": entry["trained_shape"], "fmt": fmt, **pooling.get(name, {}),
+                  **unserved.get(name, {})}
+        path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq, inputs=inputs)
+        entry["path"], entry["bytes_after"] = str(path), path.stat().st_size
+        entry["compression"] = entry["bytes_before"] / entry["bytes_after"]
+        report.append(entry)
     # strict JSON has no inf/NaN (an exact table's QSNR is +inf): those are written as null
     written = [{k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in e.items()} for e in report]
     write_file_atomic(out / "export.json", json.dumps(written, indent=2, default=_json_num, allow_nan=False) + "\n")
