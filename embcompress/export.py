@@ -31,7 +31,8 @@ With an id map for a table (``id_maps={name: IdMap}``):
   row of the compressed table becomes the access-frequency weighted mean of the rows of the ids
   the map sends to it (``frequencies={name: counts per id}``; equal weights without), computed
   in float64; a row with a single member (a hot id) is that member's row exactly; a row no id
-  reaches stays zero. The file then stores per-row frequencies (the sum over members), and the
+  reaches stays zero. An ``nn.EmbeddingBag``'s ``padding_idx`` is no member (its row is zeros,
+  never trained, and served bags leave the id out). The file then stores per-row frequencies (the sum over members), and the
   report adds the QSNR of the served rows against the trained table over all ids. A map holding
   an id outside ``0 .. N-1`` was built for another table and is refused.
 
@@ -387,9 +388,17 @@ def export(
         if idm is not None and n != idm.n_rows:
             # A full-size table: ids 0 .. n-1 are its rows; fold them onto the map's rows.
             folded_rows = np.asarray(idm.lookup(np.arange(n, dtype=np.int64)), dtype=np.int64)
-            table, wsum, _ = fold_rows(weight, folded_rows, idm.n_rows, None if freq is None else freq.astype(np.float64))
+            # A bag's padding id is left out of its row's mean and count (one row past the map's,
+            # dropped): its trained row is zeros, and the served module leaves the id out of its bags.
+            pad = unserved.get(name, {}).get("padding_idx")
+            into, n_into = folded_rows, idm.n_rows
+            if pad is not None:
+                into, n_into = folded_rows.copy(), idm.n_rows + 1
+                into[pad] = idm.n_rows
+            table, wsum, _ = fold_rows(weight, into, n_into, None if freq is None else freq.astype(np.float64))
+            table, wsum = table[: idm.n_rows], wsum[: idm.n_rows]
             row_freq = None if freq is None else (
-                np.bincount(folded_rows, weights=freq, minlength=idm.n_rows).astype(np.int64)
+                np.bincount(into, weights=freq, minlength=n_into)[: idm.n_rows].astype(np.int64)
                 if freq.dtype.kind in "iu" else wsum
             )
         # (the table is finite, checked above: a non-finite decoded row is one the format overflowed,

@@ -50,3 +50,39 @@ def test_export_cli_on_a_state_dict_of_meta_tensors_names_no_option(tmp_path, ca
     code, out = _cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet", "--mode", "sum"], capsys)
     assert code == 1
     assert "meta device" in out.err and "--table" not in out.err, out.err
+
+
+def test_folding_leaves_the_padding_id_out_of_the_mean_of_its_row(tmp_path):
+    # A bag's padding_idx row is zeros and never trained, and the served module leaves that raw
+    # id out of its bags. Folded with the ids sharing its row, it still weighed in: with ids 0
+    # (the padding) and 1 on one row, the row became W[1] / 2 and every bag with id 1 was served
+    # half its trained row (with frequencies, as much as the padding's count weighed).
+    import numpy as np
+
+    from embcompress.formats import dequantize
+    from embcompress.idmap import IdMap
+    from embcompress.nn import MXEmbeddingBag
+    from embcompress.tablefile import open_table
+
+    torch.manual_seed(0)
+    emb = torch.nn.EmbeddingBag(6, 8, mode="sum", padding_idx=0)
+    W = emb.weight.detach().numpy().astype(np.float64)
+    assert not W[0].any()
+    # ids 0, 1 -> row 0; 2 -> row 1 (hot); 3, 4, 5 -> row 2
+    idm = IdMap.from_arrays(np.arange(6), np.array([0, 0, 1, 2, 2, 2]), 3, fallback_rows=[2])
+    freq = np.array([50, 3, 9, 1, 2, 5])
+    for counts in (freq, None):
+        out = tmp_path / ("f" if counts is not None else "eq")
+        (entry,) = embcompress.export(torch.nn.ModuleDict({"user": emb}), fmt="fp32", id_maps={"user": idm},
+                                      frequencies=None if counts is None else {"user": counts}, out_dir=out)
+        t = open_table(entry["path"])
+        got = dequantize(t.table)
+        w = np.ones(6) if counts is None else counts.astype(np.float64)
+        want = np.stack([W[1], W[2], (w[3] * W[3] + w[4] * W[4] + w[5] * W[5]) / (w[3] + w[4] + w[5])])
+        np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6, atol=1e-7)
+        if counts is not None:  # the padding's count is not the row's traffic either
+            assert t.frequencies.tolist() == [3, 9, 8]
+        served = MXEmbeddingBag.from_file(entry["path"])
+        ids, offsets = torch.tensor([1, 0, 2, 0]), torch.tensor([0, 2])
+        with torch.no_grad():
+            assert torch.equal(served(ids, offsets), emb(ids, offsets))
