@@ -174,7 +174,7 @@ def apply_update(path, section: str, rows: np.ndarray, records: np.ndarray, on_r
             # waiting for the lock on the replaced file finds it replaced and locks the new one.)
             if section == "rows":  # logged first, as a journal's rows are: see _apply_journal
                 updlog.append(path, rows)
-            _rewrite_whole(art, section, rows, records)
+            _rewrite_whole(art, fd, section, rows, records)
         else:
             jpath = journal_path(path)
             write_artifact(
@@ -248,7 +248,19 @@ def reading(path):
         os.close(fd)  # releases the lock
 
 
-def _rewrite_whole(art, section: str, rows: np.ndarray, records: np.ndarray) -> None:
+# meta key of a file an update rewrote whole: ``[inode, header CRC-32]`` of each file it replaced
+# (the last REWRITES_KEPT, oldest first), so that a store reading one of them knows the file now at
+# the path is its own table with later updates, not another table written over the path.
+REWRITTEN_FROM = "rewritten_from"
+REWRITES_KEPT = 64
+
+
+def rewritten_from(fd: int) -> list:
+    """``[inode, header CRC-32]`` of the file open as ``fd``, as a rewrite of it records it."""
+    return [os.fstat(fd).st_ino, PREFIX.unpack(os.pread(fd, PREFIX_SIZE, 0))[5]]
+
+
+def _rewrite_whole(art, fd: int, section: str, rows: np.ndarray, records: np.ndarray) -> None:
     # Without copying the table into memory (the tiered store serves tables larger than memory):
     # the sections stay mapped from the file, the updated one copy-on-write, so only the pages of
     # the changed rows are copied.
@@ -257,7 +269,10 @@ def _rewrite_whole(art, section: str, rows: np.ndarray, records: np.ndarray) -> 
     arrays[section] = np.memmap(art.path, dtype=s.dtype, mode="c", offset=s.offset, shape=s.shape)
     arrays[section][rows] = records
     h = art.header
-    write_artifact(art.path, h["kind"], arrays, config=h["config"], inputs=h["inputs"], meta=h["meta"], align=h["align"])
+    meta = dict(h["meta"])
+    kept = meta.get(REWRITTEN_FROM)
+    meta[REWRITTEN_FROM] = ((kept if isinstance(kept, list) else []) + [rewritten_from(fd)])[-REWRITES_KEPT:]
+    write_artifact(art.path, h["kind"], arrays, config=h["config"], inputs=h["inputs"], meta=meta, align=h["align"])
 
 
 def _header_matches(fd, j, head: bytes) -> bool:

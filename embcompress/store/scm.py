@@ -185,6 +185,15 @@ class RowReader:
                 if self._sharers == 0 and self._flock:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def head(self, nbytes: int) -> bytes:
+        """The first ``nbytes`` (at most a block) of the file this reader reads (an aligned read,
+        as ``O_DIRECT`` needs)."""
+        buf = _aligned_buffer(BLOCK)
+        try:
+            return bytes(buf[: min(nbytes, os.preadv(self._fd, [buf], 0))])
+        finally:
+            buf.close()
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)

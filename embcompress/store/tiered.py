@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..container import read_artifact
+from ..container import PREFIX, PREFIX_SIZE, read_artifact
 from ..errors import ArtifactError, ConfigError, MissingArtifactError, param_error
 from ..kernels.unique import unique_ids
 from . import journal, updlog
@@ -52,9 +52,10 @@ _WARM_CHUNK = 1 << 16  # rows per read while loading, reloading or refreshing th
 
 
 def _table_identity(art) -> tuple:
-    """What a whole-file rewrite by an update keeps of a table file (see ``journal.apply_update``)
-    and another table written over its path does not: its config (format, shape, ...), the rows
-    section's shape and the row order (its checksum)."""
+    """What a whole-file rewrite by an update keeps of a table file (see ``journal.apply_update``):
+    its config (format, shape, ...), the rows section's shape and the row order (its checksum).
+    A table of another format or shape written over the path differs in it; a retrained table of
+    the same format and shape does not (see ``TieredStore._is_this_table``)."""
     order = art.section(ROW_ORDER).crc32 if ROW_ORDER in art.section_names else None
     return json.dumps(art.config, sort_keys=True), tuple(art.section("rows").shape), order
 
@@ -269,6 +270,20 @@ class TieredStore:
             self._id_map = m
         return self._id_map
 
+    def _is_this_table(self, art) -> bool:
+        """Whether ``art``, the file now at the path, is the table this store serves: the file its
+        reader reads, or a file that updates rewrote whole from it (each rewrite records the file
+        it replaced: ``journal.REWRITTEN_FROM``). Any other file is another table written over
+        the path, even one of the same format and shape (a retrained table)."""
+        if _table_identity(art) != self._identity:
+            return False
+        held = self._reader.file_id
+        if os.fstat(art._fd).st_ino == held:
+            return True
+        # The file the reader reads was replaced, so nothing writes it any more: its header is final.
+        mine = [held, PREFIX.unpack(self._reader.head(PREFIX_SIZE))[5]]
+        return mine in art.meta.get(journal.REWRITTEN_FROM, [])
+
     def _check_open(self, where: str) -> None:
         if self._closed:
             raise ConfigError(f"{where}: the TieredStore over {self.path} is closed (its file and DRAM tier are "
@@ -386,7 +401,7 @@ class TieredStore:
                 rank = self._freq
             else:
                 with read_artifact(self.path, kind="table") as art:
-                    if _table_identity(art) != self._identity or "frequencies" not in art.section_names:
+                    if not self._is_this_table(art) or "frequencies" not in art.section_names:
                         raise ArtifactError(
                             f"TieredStore.warm_up ranks the hot set by the frequencies of the table file "
                             f"{str(self.path)!r}, which was replaced by another table since the store opened "
@@ -463,7 +478,7 @@ class TieredStore:
         """A reader on the file now at the path (an update may have rewritten it whole); False, and
         the reader left as it is, where the file there is another table (see :meth:`_check_table`)."""
         art = read_artifact(self.path, kind="table")
-        if _table_identity(art) != self._identity:
+        if not self._is_this_table(art):
             return False
         sec = art.section("rows")
         self._reader.close()
@@ -478,7 +493,7 @@ class TieredStore:
         update may have rewritten it whole): another table written over the path (a new export
         with write_table) got this table's records, of another format or row, with its checksum
         made to match."""
-        if _table_identity(art) != self._identity:
+        if not self._is_this_table(art):
             cfg = art.config
             raise ArtifactError(
                 f"The table file {str(self.path)!r} was replaced by another table (format "

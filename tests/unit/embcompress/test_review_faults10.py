@@ -19,6 +19,8 @@ import pytest
 import embcompress
 from embcompress import container
 from embcompress.container import read_artifact
+from embcompress.errors import ArtifactError
+from embcompress.store import TieredStore
 
 ROOT = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -156,3 +158,65 @@ def test_an_update_of_a_table_whose_header_was_damaged_under_a_store_fails_rathe
     )
     out = subprocess.run([sys.executable, "-c", script, str(path)], env=ENV, timeout=30, capture_output=True, text=True)
     assert out.returncode == 0 and "refused: The header of" in out.stdout, out.stderr
+
+
+# --- a table of the same format and shape written over the path of a running store ---------------
+
+def _retrained(path, q):
+    """A retrained table written over ``path`` (a new export): the same format and shape, other rows."""
+    x = np.random.default_rng(99).standard_normal(q.shape).astype(np.float32)
+    q2 = embcompress.quantize(x, q.fmt)
+    embcompress.write_table(path, q2, frequencies=np.arange(N))
+    return q2
+
+
+@pytest.mark.parametrize("policy", ["frequency", "lru", "lfu"])
+def test_a_store_refuses_to_update_a_retrained_table_written_over_its_path(table, policy):
+    # The store told a replaced table from its own by format, shape and row order only: a retrained
+    # table (same format and shape, every row different) passed, so update_rows wrote into it and
+    # the store then read its misses from it beside its DRAM copies of the old table's rows.
+    path, q = table
+    store = TieredStore(path, dram_bytes=100 * q.row_bytes, policy=policy)
+    hot = np.arange(N - 100, N)  # the file's hottest rows: the frequency policy's hot set
+    assert np.array_equal(store.rows(hot), q.data[hot])
+    q2 = _retrained(path, q)
+    before = path.read_bytes()
+    with pytest.raises(ArtifactError, match="replaced by another table.*Open a new TieredStore"):
+        store.update_rows(np.array([3]), np.ones((1, DIM), np.float32))
+    assert path.read_bytes() == before
+    rows = np.array([1, 3, 5, 2000 - 1, 1000])
+    assert np.array_equal(store.rows(rows), q.data[rows]), "the store serves rows of two tables"
+    # Another store's update of the new table does not move this one onto it either.
+    with TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru") as other:
+        other.update_rows(np.array([1, N - 1]), np.zeros((2, DIM), np.float32))
+    assert np.array_equal(store.rows(rows), q.data[rows])
+    if policy == "frequency":  # the warm-up ranks by the frequencies of the file the store opened
+        with pytest.raises(ArtifactError, match="replaced by another table"):
+            store.warm_up()
+    store.close()
+    assert np.array_equal(embcompress.open_table(path, verify="full").data[[5, 1000]], q2.data[[5, 1000]])
+
+
+def test_a_store_follows_its_own_table_rewritten_whole_by_updates_in_other_processes(table, monkeypatch):
+    # What the check above must still let through: an update whose checksum does not fit the
+    # header's padding renames a new file over the path (twice here, the second time of the first's
+    # file); the store reads its misses from the newest and its held rows are reloaded.
+    from embcompress.store import journal
+
+    path, q = table
+    store = TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru")
+    store.rows(np.array([1, 2]))  # held (lru admits)
+    monkeypatch.setattr(journal, "_header_bytes", lambda *a: None)
+    ino = os.stat(path).st_ino
+    with TieredStore(path, dram_bytes=q.row_bytes, policy="lru") as writer:
+        writer.update_rows(np.array([2, 3]), np.full((2, q.row_bytes), 0xD5, np.uint8))
+        writer.update_rows(np.array([4]), np.full((1, q.row_bytes), 0xD6, np.uint8))
+    assert os.stat(path).st_ino != ino  # rewritten whole
+    got = store.rows(np.array([1, 2, 3, 4]))
+    assert np.array_equal(got[0], q.data[1]) and (got[1:3] == 0xD5).all() and (got[3] == 0xD6).all()
+    store.update_rows(np.array([5]), np.full((1, q.row_bytes), 0xD7, np.uint8))  # its own, rewritten whole too
+    assert (store.rows(np.array([5, 4])) == np.array([[0xD7], [0xD6]], np.uint8)).all()
+    monkeypatch.undo()
+    t = embcompress.open_table(path, verify="full")
+    assert (t.data[5] == 0xD7).all() and np.array_equal(t.data[6], q.data[6])
+    store.close()
