@@ -186,6 +186,17 @@ def _direct(*tensors: Tensor | None) -> bool:
     return True
 
 
+def _fake_bags(offsets: Tensor, include_last_offset: bool):
+    """The number of bags, for the fake implementations; empty offsets with include_last_offset
+    are refused as the kernels refuse them (a size of -1 failed tracing with torch's 'negative
+    dimension')."""
+    if not include_last_offset:
+        return offsets.shape[0]
+    if offsets.shape[0] == 0:
+        raise param_error("offsets", "pooled_lookup", "hold at least one entry with include_last_offset=True", "[]")
+    return offsets.shape[0] - 1
+
+
 def _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, n_threads, dim, n_rows):
     """The bags checked as ``pooled_lookup`` checks them, then without the entries ``keep``
     (bool, one per index) leaves out: a padding id, left out of its bag as nn.EmbeddingBag does."""
@@ -226,8 +237,8 @@ def _lookup_op(records, indices, offsets, per_sample_weights, fmt, dim, block_si
 @torch.library.register_fake("embcompress::pooled_lookup")
 def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset, n_threads,
       keep=None):
-    n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
-    return indices.new_empty((n_bags, dim), dtype=torch.float32, device=_fake_device(indices, records, offsets))
+    return indices.new_empty((_fake_bags(offsets, include_last_offset), dim), dtype=torch.float32,
+                             device=_fake_device(indices, records, offsets))
 
 
 @_op("source_lookup(Tensor indices, Tensor offsets, Tensor? per_sample_weights, int key, int dim, str mode, "
@@ -249,8 +260,7 @@ def _source_op(indices, offsets, per_sample_weights, key, dim, mode, include_las
 
 @torch.library.register_fake("embcompress::source_lookup")
 def _(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset, keep=None):
-    n_bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
-    return indices.new_empty((n_bags, dim), dtype=torch.float32)
+    return indices.new_empty((_fake_bags(offsets, include_last_offset), dim), dtype=torch.float32)
 
 
 @_op("map_ids(Tensor ids, Tensor keys, Tensor vals, Tensor fallback, Tensor params, int n_rows, int n_threads) "

@@ -117,3 +117,19 @@ def test_ids_offsets_and_weights_that_are_not_tensors_are_named(backend, arg):
     with pytest.raises(ConfigError, match=rf"'{arg}' parameter of MXEmbeddingBag.forward must be a torch.Tensor.*"
                                           r"torch\.as_tensor"):
         m(args["input"], args["offsets"], args["per_sample_weights"])
+
+
+def test_empty_offsets_with_include_last_offset_are_named_when_traced_too(backend):
+    # Eager calls refuse offsets=[] with include_last_offset=True by name; the ops' fake
+    # implementations made a (-1, dim) tensor, so torch.compile failed with torch's "negative
+    # dimension" and a module on the meta device raised RuntimeError.
+    m = _bag(include_last_offset=True)
+    empty = torch.tensor([], dtype=torch.int64)
+    match = "'offsets' parameter of pooled_lookup must hold at least one entry with include_last_offset=True"
+    with pytest.raises(ConfigError, match=match):
+        m(empty, empty)
+    with pytest.raises(Exception, match=match):
+        torch.compile(m, fullgraph=True)(empty, empty)
+    with pytest.raises(ConfigError, match=match):
+        m.to("meta")(empty, empty)
+    assert m(empty, torch.tensor([0])).shape == (0, 32)
