@@ -771,6 +771,11 @@ class MXEmbeddingBag(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, fmt={self.fmt!r}, mode={self.mode!r}{pad}{idm}{src}"
 
 
+# (a keyed jagged tensor, or its to_dict() of jagged tensors, is not read: how to pass one)
+_KJT_HINT = ("; for a torchrec KeyedJaggedTensor kjt pass {f: (kjt[f].values(), kjt[f].offsets()) for f in "
+             "kjt.keys()}, with kjt[f].weights() third for weighted features")
+
+
 class MXEmbeddingBagCollection(nn.Module):
     """Several :class:`MXEmbeddingBag` s, one per feature, looked up in one call.
 
@@ -813,9 +818,8 @@ class MXEmbeddingBagCollection(nn.Module):
     def forward(self, features: Mapping[str, object]) -> dict[str, Tensor]:
         where = "MXEmbeddingBagCollection.forward"
         if not isinstance(features, Mapping):
-            # (a keyed jagged tensor is not read: give {f: (kjt[f].values(), kjt[f].offsets())})
             raise param_error("features", where, "be a mapping from feature name to its input (a 2-D id tensor "
-                              "or a tuple (ids, offsets[, per_sample_weights]))", type(features).__name__)
+                              f"or a tuple (ids, offsets[, per_sample_weights])){_KJT_HINT}", type(features).__name__)
         out: dict[str, Tensor] = {}
         for name, value in features.items():
             if name not in self.bags:
@@ -828,5 +832,5 @@ class MXEmbeddingBagCollection(nn.Module):
             else:
                 what = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
                 raise param_error("features", where, f"give feature {name!r} a tensor or a tuple "
-                                  "(ids, offsets[, per_sample_weights])", what)
+                                  f"(ids, offsets[, per_sample_weights]){_KJT_HINT}", what)
         return out

@@ -133,3 +133,47 @@ def test_empty_offsets_with_include_last_offset_are_named_when_traced_too(backen
     with pytest.raises(ConfigError, match=match):
         m.to("meta")(empty, empty)
     assert m(empty, torch.tensor([0])).shape == (0, 32)
+
+
+class KeyedJaggedTensor:
+    """The parts of torchrec's KeyedJaggedTensor a user passes on (torchrec is not installed here)."""
+
+    def __init__(self, features):
+        self._f = features
+
+    def keys(self):
+        return list(self._f)
+
+    def __getitem__(self, key):
+        return JaggedTensor(*self._f[key])
+
+    def to_dict(self):
+        return {k: self[k] for k in self._f}
+
+
+class JaggedTensor:
+    def __init__(self, values, offsets):
+        self._v, self._o = values, offsets
+
+    def values(self):
+        return self._v
+
+    def offsets(self):
+        return self._o
+
+    def weights_or_none(self):
+        return None
+
+
+def test_collection_given_keyed_jagged_tensors_names_the_mapping_to_pass(backend):
+    # A torchrec KeyedJaggedTensor (or its to_dict() of JaggedTensors) was refused as "a
+    # mapping ... Got 'KeyedJaggedTensor'" / "a tensor or a tuple ... Got 'JaggedTensor'", not
+    # saying how to turn one into the other; the module's own comment knew the spelling.
+    col = MXEmbeddingBagCollection({"a": _bag()})
+    ids, offsets = torch.tensor([1, 2, 3]), torch.tensor([0, 1])
+    kjt = KeyedJaggedTensor({"a": (ids, offsets)})
+    for given in (kjt, kjt.to_dict()):
+        with pytest.raises(ConfigError, match=r"\(kjt\[f\]\.values\(\), kjt\[f\]\.offsets\(\)\) for f in kjt\.keys\(\)"):
+            col(given)
+    out = col({f: (kjt[f].values(), kjt[f].offsets()) for f in kjt.keys()})
+    assert torch.equal(out["a"], col.bags["a"](ids, offsets))
