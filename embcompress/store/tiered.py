@@ -462,17 +462,25 @@ class TieredStore:
         another table was written over the path, the reader stays on the file the store opened,
         whose rows nothing changes any more, and it yields False."""
         while True:
-            if os.stat(self.path).st_ino != self._reader.file_id and not self._reopen_reader():
-                with self._reader.locked():
+            at_path = self._path_inode()
+            if at_path != self._reader.file_id and (at_path is None or not self._reopen_reader()):
+                with self._reader.locked():  # (removed, or another table: the store serves its own)
                     yield False
                     return
             with self._reader.locked():
                 # Looked at again under the lock: a rewrite between the look above and the lock
                 # renamed a new file over the path, whose rows (logged) would be reloaded from the
                 # replaced one. No rewrite passes the shared lock once it is held.
-                if os.stat(self.path).st_ino == self._reader.file_id:
+                if self._path_inode() == self._reader.file_id:
                     yield True
                     return
+
+    def _path_inode(self) -> int | None:
+        """The inode of the file now at the path; None when there is none (removed or moved)."""
+        try:
+            return os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return None
 
     def _reopen_reader(self) -> bool:
         """A reader on the file now at the path (an update may have rewritten it whole); False, and
@@ -669,6 +677,11 @@ class TieredStore:
         pos, records = pos[order], records[order]
         with self._file.exclusive(), self._lock:
             self._check_open("TieredStore.update_rows")
+            if self._path_inode() is None:  # (else the raw FileNotFoundError of opening it)
+                raise MissingArtifactError(
+                    f"The table file {str(self.path)!r} was removed or moved since this TieredStore opened it: "
+                    f"the store serves the file it opened, which can no longer be updated through that path. "
+                    f"Open a new TieredStore on the table where it is now to serve and update it.")
             # An earlier update that failed midway is finished first: its DRAM copies too.
             # The log's records of this update (and of one it finished) need no reading again here.
             journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through,

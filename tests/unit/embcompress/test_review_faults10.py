@@ -220,3 +220,24 @@ def test_a_store_follows_its_own_table_rewritten_whole_by_updates_in_other_proce
     t = embcompress.open_table(path, verify="full")
     assert (t.data[5] == 0xD7).all() and np.array_equal(t.data[6], q.data[6])
     store.close()
+
+
+@pytest.mark.parametrize("policy", ["frequency", "lru", "lfu"])
+def test_a_store_whose_table_and_update_log_were_removed_serves_on_and_names_the_fix(table, policy):
+    # A store holds its table open, and served on when the file was removed (a deployed version
+    # cleaned up under a server still serving it), but once its update log went too every lookup
+    # raised the raw "FileNotFoundError: [Errno 2] No such file or directory" of a stat of the path,
+    # as did update_rows.
+    path, q = table
+    store = TieredStore(path, dram_bytes=100 * q.row_bytes, policy=policy)
+    store.update_rows(np.array([1]), np.zeros((1, DIM), np.float32))  # (the update log exists)
+    want = store.rows(np.arange(N))
+    for f in path.parent.iterdir():  # rm t.embc*
+        if f.name.startswith(path.name):
+            f.unlink()
+    rows = np.array([1, 2, 1500, N - 1])
+    assert np.array_equal(store.rows(rows), want[rows])
+    with pytest.raises(ArtifactError, match="removed or moved.*Open a new TieredStore"):
+        store.update_rows(np.array([3]), np.zeros((1, DIM), np.float32))
+    assert np.array_equal(store.rows(rows), want[rows])
+    store.close()
