@@ -16,7 +16,7 @@ from pathlib import Path
 from embcompress.errors import ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
 
-from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, sequence_sql, text_columns
+from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, lz4_frame, sequence_sql, text_columns
 
 _D = DuckDBDialect()
 # The longest line DuckDB reads (its default, 2 MiB, rejected a long free-text value as if the line
@@ -135,9 +135,13 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
         # compressions the readers (and Spark) read but DuckDB's CSV reader does not
         other = next((p for p in plan.source.paths if p.lower().endswith((".bz2", ".lz4", ".br"))), None)
         if other is not None:
+            # Spark reads bzip2 and Hadoop's LZ4 blocks, not the LZ4 frame format (see spark_engine)
+            frame = lz4_frame(other)
+            spark = "" if frame or other.lower().endswith(".br") else ", or mine it with engine='spark'"
             raise ConfigError(
-                f"DuckDB cannot read the compressed log {other!r} (it reads gzip and zstd only). "
-                f"Recompress it with gzip or zstd (.gz, .zst), or mine it with engine='spark'."
+                f"DuckDB cannot read the compressed log {other!r} (it reads gzip and zstd only"
+                f"{'; this is LZ4 frame data, which Spark cannot read either' if frame else ''}). "
+                f"Recompress it with gzip or zstd (.gz, .zst){spark}."
             )
     own_tmp = own_links = None
     if temp_directory is None:

@@ -30,6 +30,19 @@ from .stats import LogStats, _sum_by_keys
 
 TEXT_FORMATS = ("criteo", "csv")
 LOG_TABLE = "__embc_log"
+_LZ4_FRAME = b"\x04\x22\x4d\x18"  # the LZ4 frame format's magic number (0x184D2204, little-endian)
+
+
+def lz4_frame(path: str) -> bool:
+    """Whether ``path`` is named ``.lz4`` and holds the LZ4 frame format (the lz4 tool's, Python's,
+    Arrow's; the readers read it), not Hadoop's own LZ4 block format (what Spark's codec reads)."""
+    if not path.lower().endswith(".lz4"):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == _LZ4_FRAME
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

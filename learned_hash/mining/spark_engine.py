@@ -19,7 +19,7 @@ from embcompress.errors import BackendUnavailableError, ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
 
 from .api import memory_bytes
-from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, sequence_sql, text_columns
+from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, lz4_frame, sequence_sql, text_columns
 
 CORRUPT = "__embc_corrupt"
 
@@ -162,6 +162,15 @@ def _failed_read(message: str) -> str | None:
 def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: str | None = None,
         threads: int | None = None, local_dir=None, progress=None, source=None):
     """Mine ``plan`` on Spark and return LogStats."""
+    frame = next((p for p in plan.source.paths if plan.text and lz4_frame(p)), None)
+    if frame is not None:
+        # Hadoop's Lz4Codec reads its own block format: it took the frame's header for a block
+        # length and ran the JVM out of memory, which lost the session
+        raise ConfigError(
+            f"Spark cannot read the log {frame!r}: it is LZ4 frame data (as the lz4 tool writes), and "
+            f"Spark's LZ4 codec reads only Hadoop's own LZ4 blocks. Recompress it with gzip or zstd "
+            f"(.gz, .zst; DuckDB reads both), or with bzip2 (.bz2) for Spark."
+        )
     spark = session(master, conf=conf, memory_limit=memory_limit, threads=threads)
     from .api import raise_first_bad_line
 
