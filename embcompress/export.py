@@ -173,6 +173,8 @@ def _as_array(name: str, t) -> np.ndarray:
         raise param_error("model_or_state_dict", _OWNER, "hold trained weights, not tensors on the meta device (load "
                           "the weights first, e.g. model.load_state_dict(state, assign=True), and save a state dict "
                           "of real tensors)", f"the table {name!r} on the meta device")
+    if isinstance(t, torch.Tensor) and t.layout != torch.strided:  # (a sparse table: numpy() refuses it)
+        t = t.to_dense()
     arr = t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)
     if arr.ndim != 2 or arr.shape[1] < 1:
         raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {arr.shape}")
@@ -267,6 +269,8 @@ def export(
     serves them as ``nn.EmbeddingBag``'s defaults ("mean", False). An ``nn.EmbeddingBag``'s own
     pooling is recorded as it is; told otherwise, export refuses.
     """
+    import torch
+
     from .formats import dequantize, get_format, quantize
     from .idmap import IdMap
     from .tablefile import write_table
@@ -336,6 +340,11 @@ def export(
         n = weight.shape[0]
         freq = frequencies.get(name)
         if freq is not None:
+            if isinstance(freq, torch.Tensor):  # (np.asarray refuses one that requires grad)
+                if freq.is_meta:
+                    raise param_error("frequencies", _OWNER, f"give {name!r} counts, not a tensor on the meta device",
+                                      f"a tensor of shape {tuple(freq.shape)} on the meta device")
+                freq = freq.detach().cpu()
             freq = frequencies[name] = np.asarray(freq)
             got = None
             if freq.shape != (n,) or freq.dtype.kind not in "iuf":

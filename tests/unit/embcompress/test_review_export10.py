@@ -86,3 +86,26 @@ def test_folding_leaves_the_padding_id_out_of_the_mean_of_its_row(tmp_path):
         ids, offsets = torch.tensor([1, 0, 2, 0]), torch.tensor([0, 2])
         with torch.no_grad():
             assert torch.equal(served(ids, offsets), emb(ids, offsets))
+
+
+def test_frequencies_and_tables_given_as_torch_tensors_of_any_kind_are_read(tmp_path):
+    # Counts kept as a tensor that requires grad (or on the meta device) raised torch's raw
+    # "Can't call numpy() on Tensor that requires grad"; a sparse table in a state dict raised
+    # "can't convert Sparse layout tensor to numpy".
+    import numpy as np
+
+    from embcompress.formats import dequantize
+    from embcompress.tablefile import open_table
+
+    torch.manual_seed(0)
+    w = torch.randn(10, 8)
+    counts = torch.arange(10, dtype=torch.float32).requires_grad_()
+    (entry,) = embcompress.export({"emb.weight": w.to_sparse()}, fmt="fp32", out_dir=tmp_path / "a",
+                                  frequencies={"emb": counts})
+    t = open_table(entry["path"])
+    assert np.array_equal(dequantize(t.table), w.numpy())
+    assert t.frequencies.tolist() == list(range(10))
+    with pytest.raises(ConfigError, match="'frequencies' parameter of export.*meta device"):
+        embcompress.export({"emb.weight": w}, fmt="fp32", out_dir=tmp_path / "b",
+                           frequencies={"emb": torch.ones(10, device="meta")})
+    assert not (tmp_path / "b").exists()
