@@ -173,23 +173,11 @@ class LogSource:
             s = os.fspath(item)
             p = Path(s)
             if p.is_dir():
-                # hidden files and folders ('.', '_': Spark's _temporary/, _SUCCESS, Hive's .hive-staging/)
-                # are no part of the log, as Spark and Hive take them
-                found = sorted(str(f) for f in p.rglob("*") if f.is_file()
-                               and not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)
-                               and (format not in (None, "parquet") or f.suffix == ".parquet"))
-                if not found:
-                    if format is None:  # a folder's format is not guessed from other extensions
-                        raise ConfigError(
-                            f"The directory {s!r} holds no *.parquet files. Pass the format of its files "
-                            f"(format='csv', 'criteo' or 'libfm'; --format on the command line), or check the path."
-                        )
-                    raise ConfigError(f"The directory {s!r} holds no log files{' (*.parquet)' if format == 'parquet' else ''}. Check the path.")
-                paths += found
+                paths += _folder_files(p, format)
             elif p.is_file():
                 paths.append(s)
             elif _glob.has_magic(s):
-                found = sorted(f for f in _glob.glob(s, recursive=True) if Path(f).is_file())
+                found = _glob_files(s, format)
                 if not found:
                     raise ConfigError(f"The glob {s!r} matches no files. Check the pattern.")
                 paths += found
@@ -287,6 +275,54 @@ class LogSource:
                     f"file of a log must have the same header (columns are read by position): rewrite the odd "
                     f"file, or mine it separately."
                 )
+
+
+def _hidden(parts) -> bool:
+    """Whether a path's parts name a hidden file or folder ('.', '_': Spark's _temporary/ and
+    _SUCCESS, Hive's .hive-staging/, Hadoop's .crc files), no part of a log as Spark and Hive take it."""
+    return any(part.startswith((".", "_")) for part in parts)
+
+
+def _folder_files(p: Path, format: str | None, *, empty_ok: bool = False) -> list[str]:
+    """The log files of folder ``p``: every visible file under it; without a format, its
+    ``*.parquet`` files (a folder's format is not guessed from other extensions). With
+    ``format="parquet"`` every visible file, as Spark reads a folder: Hive names its parts
+    ``000000_0``, without an extension."""
+    found = sorted(str(f) for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p).parts)
+                   and (format is not None or f.suffix == ".parquet"))
+    if not found and not empty_ok:
+        if format is None:
+            raise ConfigError(
+                f"The directory {str(p)!r} holds no *.parquet files. Pass the format of its files "
+                f"(format='csv', 'criteo' or 'libfm'; format='parquet' for Parquet files without the extension, "
+                f"as Hive writes them; --format on the command line), or check the path."
+            )
+        raise ConfigError(f"The directory {str(p)!r} holds no log files. Check the path.")
+    return found
+
+
+def _glob_files(pattern: str, format: str | None) -> list[str]:
+    """The log files a glob names: the files it matches and those of the folders it matches (a
+    glob of partition folders, 'date=2026-11-*'), each once, hidden names left out as in a folder
+    (unless the pattern names them: '_part*.csv')."""
+    root = Path(pattern)
+    while _glob.has_magic(str(root)):
+        root = root.parent
+    asked = _hidden(Path(pattern).relative_to(root).parts)
+    found: list[str] = []
+    folders: list[Path] = []
+    for m in sorted(_glob.glob(pattern, recursive=True)):
+        f = Path(m)
+        if not asked and _hidden(f.relative_to(root).parts if f.is_relative_to(root) else f.parts[-1:]):
+            continue
+        if f.is_dir():
+            folders.append(f)
+            found += _folder_files(f, format, empty_ok=True)
+        elif f.is_file():
+            found.append(m)
+    if not found and folders:
+        _folder_files(folders[0], format)  # the error that says why its folders hold no log files
+    return list(dict.fromkeys(found))
 
 
 def _unreadable(path: str, exc: OSError) -> ConfigError:

@@ -38,3 +38,51 @@ def test_an_lz4_frame_log_names_the_fix_on_both_engines(tmp_path):
     assert "engine='spark'" not in str(duck.value)
     with pytest.raises(ConfigError, match=r"(?s)Spark cannot read.*LZ4 frame.*gzip or zstd"):
         mine(p, features=["a", "b"], engine="spark")
+
+
+def hive_table(tmp_path, *, extension=".snappy.parquet"):
+    """A table as Spark or Hive writes it: partition folders, _SUCCESS, hidden .crc files, a
+    _temporary/ copy of a part (a job still writing)."""
+    log = tmp_path / "clicks"
+    for day, ids in (("2026-11-01", [1, 2]), ("2026-11-02", [2, 3])):
+        part = log / f"date={day}"
+        part.mkdir(parents=True)
+        pq.write_table(pa.table({"a": ids, "y": [1, 0]}), part / f"part-00000{extension}")
+        (part / f".part-00000{extension}.crc").write_bytes(b"crc")
+    (log / "_temporary" / "0").mkdir(parents=True)
+    pq.write_table(pa.table({"a": [9], "y": [1]}), log / "_temporary" / "0" / f"part-00000{extension}")
+    (log / "_SUCCESS").write_text("")
+    return log
+
+
+@pytest.mark.parametrize("pattern, n_rows", [
+    ("date=2026-11-*", 4),   # a glob of partition folders: read as the folders they are
+    ("date=2026-11-01", 2),  # one partition folder
+    ("*", 4),                # folders and _SUCCESS: Spark skips _ and . names in a glob too
+    ("**", 4),               # the table, its folders and their files: each part once
+])
+def test_a_glob_of_partition_folders_reads_their_parts(tmp_path, pattern, n_rows):
+    # 'The glob ... matches no files. Check the pattern.' for a glob of folders, which Spark
+    # reads; '*' read _SUCCESS as a Parquet file ('Parquet file size is 0 bytes')
+    log = hive_table(tmp_path)
+    kw = dict(features=["a"], label="y")
+    s = mine(str(log / pattern), **kw)
+    assert (s.n_rows, s.bad_lines) == (n_rows, 0)
+    assert s == by_reader(str(log / pattern), **kw)
+    if pattern == "*":
+        assert counts(s, "a") == {1: 1, 2: 2, 3: 1} == counts(mine(log, **kw), "a")
+
+
+def test_hive_parts_without_an_extension_are_read_with_format_parquet(tmp_path):
+    # Hive names its Parquet parts 000000_0 (no extension); Spark reads every visible file of a
+    # folder. 'holds no log files (*.parquet). Check the path.' named no fix
+    log = hive_table(tmp_path, extension="")
+    with pytest.raises(ConfigError, match=r"(?s)no \*\.parquet files.*format='parquet'.*without"):
+        mine(log, features=["a"])
+    s = mine(log, features=["a"], label="y", format="parquet")
+    assert counts(s, "a") == {1: 1, 2: 2, 3: 1}
+    assert s == by_reader(log, features=["a"], label="y", format="parquet")
+    # a file in the folder that is no Parquet is named (Spark fails on it too)
+    (log / "date=2026-11-01" / "notes.txt").write_text("written by hand")
+    with pytest.raises(ConfigError, match=r"(?s)notes\.txt.*as Parquet"):
+        mine(log, features=["a"], format="parquet")
