@@ -459,10 +459,13 @@ class MXEmbeddingBag(nn.Module):
             self.records = None
             self.source = source
             self._source_key = _register(source, self)
-        if id_map is not None and (not isinstance(id_map, IdMap) or id_map.n_rows != n_rows):
+        if id_map is not None and not isinstance(id_map, IdMap):
+            raise param_error("id_map", owner, "be an IdMap or None (open an id-map file with embcompress.IdMap.load(path), "
+                              "or build one with IdMap.from_arrays(ids, rows, n_rows))", type(id_map).__name__)
+        if id_map is not None and id_map.n_rows != n_rows:
             raise param_error(
                 "id_map", owner, f"be an IdMap onto the table's {n_rows} rows",
-                f"{type(id_map).__name__} onto {getattr(id_map, 'n_rows', '?')} rows",
+                f"an IdMap onto {id_map.n_rows} rows",
             )
         # (the dtype buffer before the id map's, which are None without a map: torch.export of a
         # bare module numbers its buffers counting None ones, and failed with an IndexError when a

@@ -177,3 +177,11 @@ def test_collection_given_keyed_jagged_tensors_names_the_mapping_to_pass(backend
             col(given)
     out = col({f: (kjt[f].values(), kjt[f].offsets()) for f in kjt.keys()})
     assert torch.equal(out["a"], col.bags["a"](ids, offsets))
+
+
+@pytest.mark.parametrize("given", ["user.idmap", {10: 0}])
+def test_an_id_map_that_is_not_an_idmap_names_how_to_get_one(given):
+    # "must be an IdMap onto the table's 50 rows. Got 'str onto ? rows' instead."
+    with pytest.raises(ConfigError, match=r"'id_map' parameter of MXEmbeddingBag must be an IdMap.*"
+                                          r"IdMap\.load\(path\).*IdMap\.from_arrays.*Got '(str|dict)' instead"):
+        MXEmbeddingBag.from_embedding_bag(nn.EmbeddingBag(50, 8), "mxint8", id_map=given)
