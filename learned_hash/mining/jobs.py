@@ -137,6 +137,11 @@ class Dialect:
         """When a text column's value is not valid UTF-8 (None: the engine rejects such lines itself)."""
         return None
 
+    def id_order(self, expr: str, unsigned: bool = False) -> str:
+        """``ORDER BY`` terms that sort an id column as the int64 ids it becomes (``unsigned``: a
+        column the engine keeps as uint64, whose values above 2**63 wrap to negative ids)."""
+        return f"{expr} ASC NULLS FIRST"
+
     def missing_to_null(self, expr: str, unsigned: bool = False) -> str:
         """A 64-bit integer id with MISSING_ID (-2**63; ``unsigned``: a uint64's 2**63, which wraps
         to it) made NULL: the readers take a stored -2**63 as missing, so it is grouped with NULL."""
@@ -191,6 +196,11 @@ class DuckDBDialect(Dialect):
         if unsigned:  # DuckDB keeps Parquet's uint64 as UBIGINT
             return f"NULLIF({expr}, CAST(9223372036854775808 AS UBIGINT))"
         return super().missing_to_null(expr)
+
+    def id_order(self, expr, unsigned=False):
+        if unsigned:  # values from 2**63 up wrap to negative ids: they come first
+            return f"({expr} < CAST(9223372036854775808 AS UBIGINT)) ASC NULLS FIRST, {expr} ASC NULLS FIRST"
+        return super().id_order(expr)
 
     def isnan(self, expr):
         # not isnan(): DuckDB folds it to false from a Parquet column's min/max, which leave NaN
@@ -362,7 +372,9 @@ def sequence_sql(plan: MiningPlan, d: Dialect, job: SequenceJob, *, extra_bad: s
     k = f"__k{keys.index(job.feature)}"
     s = f"__k{keys.index(plan.schema.session_key)}"
     where = [f"{s} IS NOT NULL"] + (["NOT __bad"] if plan.can_be_bad() else [])
-    order = ("__t ASC NULLS FIRST, " if plan.schema.time_key else "") + f"{k} ASC NULLS FIRST"
+    # ties of time by the id (as an int64 id: Spark has no unsigned type, the readers give int64)
+    unsigned = dict(plan.wide_ids).get(job.feature, False) and job.feature not in plan.text_ids
+    order = ("__t ASC NULLS FIRST, " if plan.schema.time_key else "") + d.id_order(k, unsigned)
     window = f"PARTITION BY {s} ORDER BY {order}"
     return (
         f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}), "

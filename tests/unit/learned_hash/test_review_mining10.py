@@ -86,3 +86,21 @@ def test_hive_parts_without_an_extension_are_read_with_format_parquet(tmp_path):
     (log / "date=2026-11-01" / "notes.txt").write_text("written by hand")
     with pytest.raises(ConfigError, match=r"(?s)notes\.txt.*as Parquet"):
         mine(log, features=["a"], format="parquet")
+
+
+def uint64_ties(tmp_path):
+    """uint64 ids above 2**63 (they wrap to negative int64 ids) in rows of one time."""
+    p = tmp_path / "u64_ties.parquet"
+    pq.write_table(pa.table({"a": pa.array([2**63 + 5, 1, 2**64 - 1, 7, None], pa.uint64()),
+                             "s": [1, 1, 1, 1, 1], "t": [5, 5, 5, 5, 5]}), p)
+    return p, dict(features=["a"], sequence_key="s", time_key="t")
+
+
+def test_sequence_ties_of_uint64_ids_follow_the_int64_ids(tmp_path):
+    # ties of time are broken by the id; DuckDB ordered a uint64 column as unsigned (2**63 + 5
+    # after 7), where the readers and Spark order the int64 ids they become (it is negative)
+    p, kw = uint64_ties(tmp_path)
+    s = mine(p, **kw)
+    assert [x.tolist() for x in s.sequence_counts("a")] == [
+        [-2**63, -2**63 + 5, -1, 1], [-2**63 + 5, -1, 1, 7], [1, 1, 1, 1]]
+    assert s == by_reader(p, **kw)
