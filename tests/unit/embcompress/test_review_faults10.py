@@ -241,3 +241,76 @@ def test_a_store_whose_table_and_update_log_were_removed_serves_on_and_names_the
         store.update_rows(np.array([3]), np.zeros((1, DIM), np.float32))
     assert np.array_equal(store.rows(rows), want[rows])
     store.close()
+
+
+# --- threads sharing a store: lookups, updates, refreshes, reset_stats and close at once ---------
+
+@pytest.mark.parametrize("policy, kw", [("frequency", {"refresh_every": 1}), ("frequency", {}), ("lru", {}),
+                                        ("lfu", {})])
+def test_threads_looking_up_updating_resetting_and_closing_at_once(table, backend, policy, kw):
+    # Three threads serve batches while a fourth updates the rows of U version by version (and
+    # resets the counters), then the store is closed under them. Each batch must equal the kernel
+    # on the table as one version left it (all rows of U of one version, never torn), and a batch
+    # after the close must fail with the store's own error, never a raw one or garbage.
+    import threading
+
+    from embcompress.errors import ConfigError
+    from embcompress.kernels.lookup import pooled_lookup
+    from embcompress.table import QuantizedTable
+
+    path, q = table
+    U = np.arange(0, N, 13)
+    versions = [q.data.copy()]
+    for v in range(1, 12):
+        d = q.data.copy()
+        d[U] = np.random.default_rng(v).integers(0, 120, (len(U), q.row_bytes), dtype=np.uint8)
+        versions.append(d)
+    tables = [QuantizedTable(d, q.fmt, q.shape, block_size=q.block_size) for d in versions]
+    store = TieredStore(path, dram_bytes=150 * q.row_bytes, policy=policy, **kw)
+    errors, stop, served = [], threading.Event(), [0] * 3
+
+    def serve(t):
+        rng = np.random.default_rng(t)
+        try:
+            while not stop.is_set():
+                idx = np.concatenate([rng.choice(U, 24), rng.zipf(1.2, 40) % N])
+                off = np.arange(0, len(idx), 8)
+                out = store.pooled_lookup(idx, off, n_threads=1)
+                if not any(np.array_equal(out, pooled_lookup(tb, idx, off, n_threads=1)) for tb in tables):
+                    errors.append(f"thread {t}: a batch no version of the table gives")
+                sel = rng.choice(U, 16, replace=False)
+                if not any(np.array_equal(store.rows(sel), d[sel]) for d in versions):
+                    errors.append(f"thread {t}: rows of several versions, or torn")
+                served[t] += 1
+        except ConfigError as exc:
+            if "closed" not in str(exc):
+                errors.append(repr(exc))
+        except Exception as exc:  # noqa: BLE001 (any other error is a finding)
+            errors.append(repr(exc))
+
+    def update():
+        try:
+            for v in range(1, len(versions)):
+                store.update_rows(U, versions[v][U])
+                store.reset_stats()
+                store.stats()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=serve, args=(t,)) for t in range(3)]
+    writer = threading.Thread(target=update)
+    for t in threads + [writer]:
+        t.start()
+    writer.join(timeout=60)
+    while min(served) < 3 and not errors:
+        time.sleep(0.01)
+    store.close()  # while the threads serve
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert all(not t.is_alive() for t in threads)
+    with pytest.raises(ConfigError, match="closed"):
+        store.pooled_lookup(U[:3], np.array([0]))
+    t = embcompress.open_table(path, verify="full")
+    assert np.array_equal(t.data, versions[-1])
