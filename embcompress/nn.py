@@ -480,6 +480,18 @@ class MXEmbeddingBag(nn.Module):
         # and maxima; a bag of padding alone gives zeros): the raw id, before the id map.
         self.padding_idx: int | None = None if padding_idx is None else int(padding_idx)
 
+    def _apply(self, fn, *args, **kwargs):
+        # nn.Module.type(dtype) casts every buffer (.to, .half and .float cast floating ones only):
+        # the row records are bytes and the id map ids, never cast, so a cast of either is undone
+        # and only the output's dtype follows, as nn.EmbeddingBag's output follows its weight.
+        fixed = {k: b for k, b in self._buffers.items() if b is not None and k != "_out_proto"}
+        out = super()._apply(fn, *args, **kwargs)
+        for key, old in fixed.items():
+            new = self._buffers.get(key)
+            if new is not None and new.dtype != old.dtype:
+                self._buffers[key] = old.to(new.device)
+        return out
+
     def __prepare_scriptable__(self):
         # torch.jit.script calls this on every module it is given or finds inside one: without
         # it, scripting failed deep in embcompress/errors.py ("Don't support conversion in JoinedStr")

@@ -185,3 +185,21 @@ def test_an_id_map_that_is_not_an_idmap_names_how_to_get_one(given):
     with pytest.raises(ConfigError, match=r"'id_map' parameter of MXEmbeddingBag must be an IdMap.*"
                                           r"IdMap\.load\(path\).*IdMap\.from_arrays.*Got '(str|dict)' instead"):
         MXEmbeddingBag.from_embedding_bag(nn.EmbeddingBag(50, 8), "mxint8", id_map=given)
+
+
+@pytest.mark.parametrize("dst", [torch.float16, torch.float64, "torch.DoubleTensor"])
+def test_module_type_casts_the_output_not_the_row_records_or_the_id_map(backend, dst):
+    # nn.Module.type(dtype) casts every parameter and buffer, so model.type(torch.float16) made
+    # the uint8 row records float16 (the module then refused its own table) and the int64 id map
+    # float16 (ids above 2048 rounded: the map was lost). nn.EmbeddingBag.type casts its weight and
+    # so its output; the module now does the same as .to(dtype), itself or inside a model.
+    idm = IdMap.from_arrays(np.arange(10**6, 10**6 + 50), np.arange(50), 50, fallback_rows=[49])
+    m = MXEmbeddingBag(_bag().source, id_map=idm, mode="sum")
+    want_dtype = torch.float64 if isinstance(dst, str) else dst
+    ids, offsets = torch.arange(10**6, 10**6 + 6), torch.tensor([0, 2])
+    want = m(ids, offsets).to(want_dtype)
+    for target in (m, nn.Sequential(m)):
+        target.type(dst)
+        assert m.records.dtype == torch.uint8 and m.id_map_keys.dtype == torch.int64
+        assert torch.equal(m(ids, offsets), want)
+        m.float()
