@@ -165,6 +165,22 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
     return found, modules
 
 
+def _maybe_tables(model_or_state_dict) -> list[str]:
+    """Names ``tables=`` takes of the 2-D float weights that may be tables (not a Linear layer's,
+    nor a state-dict weight with a bias beside it), for the error that found no table."""
+    from torch import nn
+
+    if isinstance(model_or_state_dict, nn.Module):
+        model = _unwrap(model_or_state_dict)
+        mods = dict(model.named_modules())
+        named = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        return [n for n, t in named.items()
+                if _is_table(t) and not isinstance(mods.get(n.rpartition(".")[0]), nn.Linear)]
+    sd = _strip_wrapper_prefix(model_or_state_dict)
+    return [k[: -len(".weight")] for k, t in sd.items() if isinstance(k, str) and k.endswith(".weight")
+            and f"{k[: -len('.weight')]}.bias" not in sd and _is_table(t)]
+
+
 def _as_array(name: str, t) -> np.ndarray:
     import torch
 
@@ -311,9 +327,12 @@ def export(
             unserved[name] = opts
     found = {name: _as_array(name, t) for name, t in raw.items()}
     if not found:
+        maybe = _maybe_tables(model_or_state_dict)
+        shown = ", ".join(maybe[:10]) + (f", ... ({len(maybe)} weights)" if len(maybe) > 10 else "")
         raise ConfigError(
             "export found no embedding tables: the model has no nn.Embedding / nn.EmbeddingBag, or no "
-            "state-dict key '<...emb...>.weight' holds a 2-D float tensor. Name them with tables=[...].",
+            "state-dict key '<...emb...>.weight' holds a 2-D float tensor. Name them with tables=[...]"
+            + (f"; 2-D float weights without a bias that may be tables: {shown}." if maybe else "."),
             param="tables")
     id_maps = dict(id_maps or {})
     frequencies = dict(frequencies or {})

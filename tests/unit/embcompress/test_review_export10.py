@@ -109,3 +109,29 @@ def test_frequencies_and_tables_given_as_torch_tensors_of_any_kind_are_read(tmp_
         embcompress.export({"emb.weight": w}, fmt="fp32", out_dir=tmp_path / "b",
                            frequencies={"emb": torch.ones(10, device="meta")})
     assert not (tmp_path / "b").exists()
+
+
+def test_no_tables_found_names_the_weights_that_may_be_tables(tmp_path, capsys, monkeypatch):
+    # "export found no embedding tables ... Name them with tables=[...]" left the user to find
+    # the names: a state dict of 'sparse.user.weight' (no 'emb' in it) needs --table sparse.user.
+    nn = torch.nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.user = nn.Parameter(torch.randn(10, 4))  # a table used with F.embedding_bag
+            self.fc = nn.Linear(4, 4, bias=False)
+
+    with pytest.raises(ConfigError, match=r"found no embedding tables.*may be tables: user\.$"):
+        embcompress.export(Model(), fmt="mxint8", out_dir=tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    torch.save({"sparse.user.weight": torch.randn(10, 4), "sparse.item.weight": torch.randn(5, 4),
+                "fc.weight": torch.randn(3, 4), "fc.bias": torch.randn(3)}, "sd.pt")
+    from embcompress.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert "may be tables: sparse.user, sparse.item." in err and "fc" not in err.split("may be tables")[1], err
+    assert "--table" in err
