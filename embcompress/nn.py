@@ -9,7 +9,9 @@ backward (the tables are for serving).
 The kernel and the id map are registered as ``torch.library`` custom ops,
 ``embcompress::pooled_lookup`` and ``embcompress::map_ids`` (and ``embcompress::source_lookup``
 for row sources), each with a fake (meta) implementation, so ``torch.compile`` and
-``torch.export`` trace a model that uses them without graph breaks.
+``torch.export`` trace a model that uses them without graph breaks (``embcompress::no_backward``
+is the backward of a lookup whose per-sample weights require grad: it raises when it runs).
+``torch.jit.script`` is refused by name; ``torch.jit.trace`` records the ops.
 
 What travels with the module
 ----------------------------
