@@ -203,3 +203,39 @@ def test_module_type_casts_the_output_not_the_row_records_or_the_id_map(backend,
         assert m.records.dtype == torch.uint8 and m.id_map_keys.dtype == torch.int64
         assert torch.equal(m(ids, offsets), want)
         m.float()
+
+
+def test_random_bags_match_nn_embedding_bag_on_the_decoded_weights(backend):
+    # One seeded sweep over what a drop-in meets at once: formats, modes, include_last_offset,
+    # padding_idx (negative too), 1-D ids with offsets (empty bags, no ids) or 2-D ids, int32 or
+    # int64 ids and offsets, per-sample weights, dims below and across a block. Each call gives
+    # what nn.EmbeddingBag.from_pretrained(decoded weights) gives, or both refuse.
+    from embcompress import quantize
+
+    rng = np.random.default_rng(10)
+    for _ in range(300):
+        n, dim = int(rng.integers(1, 40)), int(rng.choice([1, 8, 40]))
+        fmt = str(rng.choice(["mxint8", "mxfp4_e2m1", "fp32", "int8_rowwise", "bf16"]))
+        mode, ilo = str(rng.choice(["sum", "mean", "max"])), bool(rng.integers(2))
+        pad = int(rng.integers(-n, n)) if rng.integers(3) == 0 else None
+        m = MXEmbeddingBag(quantize(rng.standard_normal((n, dim)).astype(np.float32), fmt), mode=mode,
+                           include_last_offset=ilo, padding_idx=pad)
+        ref = nn.EmbeddingBag.from_pretrained(m.decoded_weight(), mode=mode, include_last_offset=ilo, padding_idx=pad)
+        dtype = (torch.int64, torch.int32)[int(rng.integers(2))]
+        if rng.integers(3) == 0:
+            ids, offsets = torch.from_numpy(rng.integers(0, n, (int(rng.integers(0, 5)), int(rng.integers(1, 5))))), None
+        else:
+            ids = torch.from_numpy(rng.integers(0, n, int(rng.integers(0, 20))))
+            cuts = np.sort(rng.integers(0, len(ids) + 1, int(rng.integers(1, 6))))
+            cuts[0] = 0
+            offsets = torch.from_numpy(np.r_[cuts, len(ids)] if ilo else cuts).to(dtype)
+        ids = ids.to(dtype)
+        w = torch.from_numpy(rng.random(tuple(ids.shape)).astype(np.float32)) if mode == "sum" and rng.integers(2) else None
+        try:
+            want = ref(ids, offsets, w)
+        except Exception:
+            with pytest.raises(Exception):
+                m(ids, offsets, w)
+            continue
+        got = m(ids, offsets, w)
+        assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-5, atol=1e-5), (fmt, mode, ilo, pad, ids, offsets)
