@@ -147,8 +147,12 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
     if temp_directory is None:
         own_tmp = tempfile.TemporaryDirectory(prefix="embc-duckdb-")
         temp_directory = own_tmp.name
+    # never DuckDB's own bar on the terminal (a library never prints; it drew one for a query of
+    # more than two seconds): the query progress goes to the callback only, when there is one
     con = duckdb.connect(":memory:")
     try:
+        con.execute(f"SET enable_progress_bar = {'true' if progress is not None else 'false'}")
+        con.execute("SET enable_progress_bar_print = false")
         if memory_limit is not None:
             try:  # in bytes: the size is parsed once (api.memory_bytes), the same for both engines
                 con.execute(f"SET memory_limit = '{memory_bytes(memory_limit)}B'")
@@ -161,9 +165,6 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
-        if progress is not None:
-            con.execute("SET enable_progress_bar = true")
-            con.execute("SET enable_progress_bar_print = false")
         paths = list(plan.source.paths)
         if any(_glob.has_magic(p) for p in paths):
             own_links = tempfile.TemporaryDirectory(prefix="embc-duckdb-in-")  # default dir: no glob characters
@@ -200,6 +201,14 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             if plan.on_bad_line == "error":
                 raise_first_bad_line(plan, unreadable)
             raise unreadable from None
+        except duckdb.OutOfMemoryException as exc:
+            first = str(exc).strip().splitlines()[0]
+            limit = f"memory_limit {memory_limit!r}" if memory_limit is not None else "its default memory limit"
+            raise ConfigError(
+                f"The 'memory_limit' parameter of mine is too small for this log: DuckDB ran out of memory "
+                f"within {limit} ({first}). Pass a larger memory_limit, such as '2GB', or fewer threads "
+                f"(threads=1).", param="memory_limit"
+            ) from None
         except duckdb.IOException as exc:
             raise ConfigError(f"DuckDB cannot read the log {plan.source.paths[0]!r}: {exc}. Check the path and format.") from None
         except duckdb.ConversionException as exc:  # a Parquet file whose column types differ from the first file's

@@ -107,6 +107,50 @@ def test_sequence_ties_of_uint64_ids_follow_the_int64_ids(tmp_path):
     assert s == by_reader(p, **kw)
 
 
+
+def test_a_memory_limit_too_small_for_the_query_names_the_parameter(tmp_path):
+    # DuckDB's raw OutOfMemoryException, whose advice is SQL (SET memory_limit='...GB', SET
+    # threads=X); the command line printed 'unexpected OutOfMemoryException'
+    p = tmp_path / "log.csv"
+    p.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(ConfigError, match=r"(?s)memory_limit.*'1MiB'.*larger") as err:
+        mine(p, features=["a", "b"], memory_limit="1MiB")
+    assert err.value.param == "memory_limit"
+    assert mine(p, features=["a", "b"], memory_limit="256MB").n_rows == 2
+
+
+def test_duckdb_prints_no_progress_bar_without_a_progress_callback(tmp_path, monkeypatch, capfd):
+    # library functions never print: DuckDB drew its own bar on the terminal for any query that
+    # ran longer than two seconds (here at once: progress_bar_time 0) when progress was None
+    import duckdb
+
+    real = duckdb.connect
+
+    class Connection:  # DuckDB's bar from the first query after mine's own settings
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            out = self.con.execute(sql, *args)
+            if sql.startswith("SET temp_directory"):
+                self.con.execute("SET progress_bar_time = 0")
+            return out
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    def connect(*args, **kw):
+        return Connection(real(*args, **kw))
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+    p = tmp_path / "log.csv"
+    p.write_text("a,s,t\n1,1,1\n2,1,2\n")
+    capfd.readouterr()
+    assert mine(p, features=["a"], sequence_key="s", time_key="t").n_rows == 2
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
 # --------------------------------------------------------------------------- Spark
 
 
