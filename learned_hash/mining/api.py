@@ -70,6 +70,12 @@ def _names(value, what: str) -> list[str]:
     return out
 
 
+def max_threads() -> int:
+    """The most threads mine takes: 4 per core of this machine, at least 1024 (each engine thread
+    costs memory, and beyond the cores they bring no speed; 100000 is a typo)."""
+    return max(1024, 4 * (os.cpu_count() or 1))
+
+
 def _count(value, name: str, *, none: bool = False):
     """``value`` as an int >= 1 (a NumPy integer too), or None when ``none``; else a ConfigError."""
     if value is None and none:
@@ -335,6 +341,10 @@ def mine(
         raise _error("on_bad_line", f"The 'on_bad_line' parameter of mine must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
     min_count = _count(min_count, "min_count")
     threads = _count(threads, "threads", none=True)
+    if threads is not None and threads > max_threads():
+        raise _error("threads", f"The 'threads' parameter of mine must be an int from 1 to {max_threads()} (4 per "
+                                f"core, at least 1024). Got {threads} instead. Pass the number of cores to use, or "
+                                f"None for all.")
     if memory_limit is not None:
         memory_bytes(memory_limit)  # checked here for both engines, before either starts
     if format is not None and format not in FORMATS:

@@ -151,6 +151,21 @@ def test_duckdb_prints_no_progress_bar_without_a_progress_callback(tmp_path, mon
     assert (out, err) == ("", "")
 
 
+
+def test_threads_beyond_any_machine_are_refused(tmp_path):
+    # --threads 100000 (a typo for 10): DuckDB started 20,000 threads and held 850 MB ten minutes
+    # into a two-line log, with no word; threads above the machine's cores bring no speed
+    from learned_hash.mining.api import max_threads
+
+    p = tmp_path / "log.csv"
+    p.write_text("a\n1\n")
+    assert max_threads() >= 1024
+    with pytest.raises(ConfigError, match=r"'threads' parameter of mine must be an int from 1 to \d+.*Got 100000") as err:
+        mine(p, features=["a"], threads=100_000)
+    assert err.value.param == "threads"
+    assert mine(p, features=["a"], threads=np.int64(3)).n_rows == 1
+
+
 # --------------------------------------------------------------------------- Spark
 
 
