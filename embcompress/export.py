@@ -412,7 +412,7 @@ def export(
         n, dim = weight.shape
         idm = id_maps.get(name)
         freq = frequencies.get(name)
-        table, row_freq, folded_rows = weight, freq, None
+        table, row_freq, folded_rows, pad = weight, freq, None, None
         if idm is not None and n != idm.n_rows:
             # A full-size table: ids 0 .. n-1 are its rows; fold them onto the map's rows.
             folded_rows = np.asarray(idm.lookup(np.arange(n, dtype=np.int64)), dtype=np.int64)
@@ -446,7 +446,11 @@ def export(
                  "bytes_before": _bytes_of(raw[name], weight), "bytes_after": None, "qsnr_db": qsnr_db(table, decoded),
                  "compression": None}
         if folded_rows is not None:
-            entry["qsnr_vs_trained_db"] = qsnr_db(weight, decoded[folded_rows])
+            served = decoded[folded_rows]
+            if pad is not None:  # (never served: its trained row is no noise of the served rows)
+                served[pad] = weight[pad]
+            entry["qsnr_vs_trained_db"] = qsnr_db(weight, served)
+            del served
         entry.update(unserved.get(name, {}))
         del table, decoded
         ready.append((entry, q, idm, row_freq))

@@ -80,6 +80,10 @@ def test_folding_leaves_the_padding_id_out_of_the_mean_of_its_row(tmp_path):
         w = np.ones(6) if counts is None else counts.astype(np.float64)
         want = np.stack([W[1], W[2], (w[3] * W[3] + w[4] * W[4] + w[5] * W[5]) / (w[3] + w[4] + w[5])])
         np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6, atol=1e-7)
+        # the QSNR of the served rows: over the ids a bag serves (the padding id's is never served)
+        served_rows, trained = got[[0, 1, 2, 2, 2]].astype(np.float64), W[1:]
+        qsnr = 10 * np.log10((trained ** 2).sum() / ((trained - served_rows) ** 2).sum())
+        assert entry["qsnr_vs_trained_db"] == pytest.approx(qsnr, rel=1e-9)
         if counts is not None:  # the padding's count is not the row's traffic either
             assert t.frequencies.tolist() == [3, 9, 8]
         served = MXEmbeddingBag.from_file(entry["path"])
