@@ -437,12 +437,13 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                     here[c] = "timestamp"
                 elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
                     here[c] = "string"
-                elif pa.types.is_floating(t) and c == schema.label:
+                elif (pa.types.is_floating(t) or pa.types.is_decimal(t)) and c == schema.label:
                     here[c] = "number"
                 else:
                     raise ConfigError(
                         f"Column {c!r} of {path!r} has Parquet type {t}, which cannot be "
-                        f"{'a label' if c == schema.label else 'a categorical id'}. Use integer or string columns."
+                        + ("a label. Use number (integer, floating-point, decimal) or string columns." if c == schema.label
+                           else "a categorical id. Use integer or string columns.")
                     )
             if not kinds:
                 kinds, first, first_ints = here, path, ints
@@ -545,7 +546,8 @@ def _label_of(col):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+    if (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)
+            or pa.types.is_decimal(col.type)):
         vals = pc.fill_null(col.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
         # NaN is no label, as the text 'nan' is not (NUM_RE); the engines flag it too (jobs.py)
         bad = col.is_null().to_numpy(zero_copy_only=False) | np.isnan(vals)

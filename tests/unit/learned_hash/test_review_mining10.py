@@ -166,6 +166,26 @@ def test_threads_beyond_any_machine_are_refused(tmp_path):
     assert mine(p, features=["a"], threads=np.int64(3)).n_rows == 1
 
 
+
+def decimal_labels(tmp_path):
+    """A label stored as DECIMAL (Hive's and Spark's type for exact numbers), -1/1 and 0.5 among them."""
+    import decimal
+
+    p = tmp_path / "decimal_label.parquet"
+    vals = [decimal.Decimal(x) for x in ("1.0", "0.0", "0.5", "-1.0")] + [None]
+    pq.write_table(pa.table({"a": [1, 1, 2, 2, 3], "y": pa.array(vals, pa.decimal128(5, 1))}), p)
+    return p, dict(features=["a"], label="y", on_bad_line="skip")
+
+
+def test_a_decimal_label_is_a_number(tmp_path):
+    # 'has Parquet type decimal128(5, 1), which cannot be a label. Use integer or string columns.'
+    p, kw = decimal_labels(tmp_path)
+    s = mine(p, **kw)
+    assert (s.n_rows, s.bad_lines) == (4, 1)  # a null label is a bad line, as in any column type
+    assert dict(zip(*[x.tolist() for x in s.positives("a")])) == {1: 1, 2: 1}
+    assert s == by_reader(p, **kw)
+
+
 # --------------------------------------------------------------------------- Spark
 
 
@@ -189,7 +209,7 @@ def test_spark_agrees_on_data_lake_layouts(spark, tmp_path):
         crc.unlink()
     cases = [(str(table / "date=2026-11-*"), dict(features=["a"], label="y", format="parquet")),
              (str(table / "*"), dict(features=["a"], label="y", format="parquet")),
-             uint64_ties(tmp_path)]
+             uint64_ties(tmp_path), decimal_labels(tmp_path)]
     # string ids in rows of one time: both engines break the tie by the text
     p = tmp_path / "str_ties.csv"
     p.write_text("a,s,t\nzeta,1,5\nalpha,1,5\nmid,1,5\nbeta,1,5\n")
