@@ -250,7 +250,7 @@ class LogSource:
         # through the decompression the readers apply too (Arrow and the engines read .gz, .bz2, ...)
         try:
             with _open_text(path) as fh:
-                first = fh.readline()
+                first = _first_line(fh)
         except OSError as exc:  # e.g. a truncated .gz
             raise _unreadable(path, exc) from None
         if not first.strip():
@@ -660,6 +660,25 @@ def _format_extension(path) -> str:
     return p.suffix.lower()
 
 
+def _first_line(fh) -> bytes:
+    """Read the first line of a buffered text log, ended by \\n, \\r\\n or \\r alone (Arrow and both
+    engines take all three; a file of \\r line ends, as old Mac tools write it, was one 'line')."""
+    line = bytearray()
+    while True:
+        chunk = fh.peek(1 << 16)[: 1 << 16]
+        if not chunk:
+            return bytes(line)
+        ends = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
+        if not ends:
+            line += fh.read(len(chunk))
+            continue
+        end = min(ends)
+        line += fh.read(end + 1)
+        if line.endswith(b"\r") and fh.peek(1)[:1] == b"\n":
+            line += fh.read(1)
+        return bytes(line)
+
+
 def _open_text(path: str):
     """A text log's bytes as Arrow's CSV reader sees them: decompressed when the name says so."""
     import pyarrow as pa
@@ -837,7 +856,7 @@ class LogReader:
         try:
             with _open_text(path) as fh:
                 if not criteo:
-                    fh.readline()
+                    _first_line(fh)
                 if not fh.read(1):
                     return  # no rows (a CSV's header alone has none)
         except OSError as exc:  # e.g. a truncated .gz
