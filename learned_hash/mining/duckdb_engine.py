@@ -165,7 +165,12 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
-        paths = list(plan.source.paths)
+        logs = list(plan.source.paths)
+        if plan.text:
+            # a zero-byte file holds no rows, as the readers and Spark read it; DuckDB's gzip and
+            # zstd readers refused it ('Input is not a GZIP stream'), failing the whole log
+            logs = [p for p in logs if os.path.getsize(p) > 0] or logs
+        paths = logs
         if any(_glob.has_magic(p) for p in paths):
             own_links = tempfile.TemporaryDirectory(prefix="embc-duckdb-in-")  # default dir: no glob characters
             paths = _literal_paths(paths, own_links.name)
@@ -176,7 +181,7 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             counts = _fetch(con, counts_sql(plan, _D), progress, 0.0, span)
             rejected = 0
             if plan.text:
-                _refuse_long_lines(con, dict(zip(paths, plan.source.paths)))
+                _refuse_long_lines(con, dict(zip(paths, logs)))
                 # an empty line before a blank one comes back in the same csv_line ('\n  '): blank too
                 rejected = con.execute(
                     "SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM reject_errors "

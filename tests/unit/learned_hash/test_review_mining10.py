@@ -186,6 +186,36 @@ def test_a_decimal_label_is_a_number(tmp_path):
     assert s == by_reader(p, **kw)
 
 
+
+def test_a_csv_with_cr_line_ends_is_read_by_the_readers(tmp_path):
+    # lines ended by \r alone (Excel's 'CSV (Macintosh)'): both engines read two rows, the readers
+    # skipped the whole file as its header line and said it had no rows
+    from learned_hash.logs import read_log
+
+    p = tmp_path / "mac.csv"
+    p.write_bytes(b"a,b,y\r1,x,1\r2,,0\r")
+    kw = dict(features=["a", "b"], label="y")
+    s = mine(p, **kw)
+    assert (s.n_rows, s.bad_lines) == (2, 0)
+    assert s == by_reader(p, **kw)
+    assert read_log(p, **kw)["a"].tolist() == [1, 2]
+
+
+def test_an_empty_compressed_part_is_no_rows_on_duckdb(tmp_path):
+    # a zero-byte part.csv.gz (a writer stopped before its first byte) beside real parts: the
+    # readers and Spark read it as empty, DuckDB failed 'Input is not a GZIP stream'
+    import gzip
+
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "part-0.csv.gz").write_bytes(b"")
+    with gzip.open(log / "part-1.csv.gz", "wb") as f:
+        f.write(b"a,b\n1,2\n3,4\n")
+    s = mine(log, features=["a"], format="csv")
+    assert (s.n_rows, s.bad_lines) == (2, 0)
+    assert s == by_reader(log, features=["a"], format="csv")
+
+
 # --------------------------------------------------------------------------- Spark
 
 
