@@ -739,10 +739,11 @@ def _keep(lines_in, seen: list):
 
 
 def _find_line(path: str, text: str) -> str:
-    """``"line N"`` of the first line equal to ``text`` (error path only)."""
-    with _open_text(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if raw.decode("utf-8", "replace").rstrip("\r\n") == text:
+    """``"line N"`` of the first line equal to ``text`` (error path only); lines end at \\n,
+    \\r\\n or \\r, as Arrow reads them."""
+    with io.TextIOWrapper(_open_text(path), encoding="utf-8", errors="replace", newline=None) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.rstrip("\n") == text:
                 return f"line {lineno}"
     return "a line"
 

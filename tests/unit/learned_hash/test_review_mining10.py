@@ -199,6 +199,12 @@ def test_a_csv_with_cr_line_ends_is_read_by_the_readers(tmp_path):
     assert (s.n_rows, s.bad_lines) == (2, 0)
     assert s == by_reader(p, **kw)
     assert read_log(p, **kw)["a"].tolist() == [1, 2]
+    # a malformed line is counted, and named by its number (it was 'a line')
+    p.write_bytes(b"a,b,y\r1,x,1\r2\r3,z,0\r")
+    for engine in ("duckdb", None):
+        with pytest.raises(ConfigError, match=r"\(line 3\): 1 fields where 3 are expected: '2'"):
+            mine(p, **kw) if engine else read_log(p, **kw)
+    assert (mine(p, on_bad_line="skip", **kw).bad_lines, by_reader(p, on_bad_line="skip", **kw).bad_lines) == (1, 1)
 
 
 def test_an_empty_compressed_part_is_no_rows_on_duckdb(tmp_path):
