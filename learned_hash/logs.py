@@ -204,6 +204,15 @@ class LogSource:
                 )
         if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
             raise ConfigError(f"The 'delimiter' parameter must be one character. Got {delimiter!r} instead.")
+        for p in paths if format != "parquet" else ():
+            ext = Path(p).suffix
+            if ext.lower() in _COMPRESSED and ext != ext.lower():
+                # Arrow and Hadoop tell a compression by its lower-case extension only: the
+                # compressed bytes were parsed as text
+                raise ConfigError(
+                    f"The log {p!r} ends in {ext!r}: a compression is told by its lower-case extension "
+                    f"({', '.join(_COMPRESSED)}). Rename it to {Path(p).stem + ext.lower()!r}."
+                )
         if format == "criteo":
             delimiter = "\t"
         ranges = None

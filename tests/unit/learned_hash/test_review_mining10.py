@@ -222,6 +222,21 @@ def test_an_empty_compressed_part_is_no_rows_on_duckdb(tmp_path):
     assert s == by_reader(log, features=["a"], format="csv")
 
 
+
+def test_a_compression_extension_in_capitals_names_the_fix(tmp_path):
+    # DAY_0.CSV.GZ: Arrow (the readers, and the header mine reads first) and Hadoop tell a
+    # compression by its lower-case extension only, so the gzip bytes were parsed as text:
+    # 'Cannot parse the header line ... A quote left open in it is one cause'
+    import gzip
+
+    p = tmp_path / "DAY_0.CSV.GZ"
+    with gzip.open(p, "wb") as f:
+        f.write(b"a,b\n1,2\n")
+    for run in (lambda: mine(p, features=["a"]), lambda: by_reader(p, features=["a"])):
+        with pytest.raises(ConfigError, match=r"(?s)'\.GZ'.*lower-case.*DAY_0\.CSV\.gz"):
+            run()
+
+
 # --------------------------------------------------------------------------- Spark
 
 
