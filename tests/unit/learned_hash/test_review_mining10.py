@@ -261,13 +261,26 @@ def test_spark_agrees_on_data_lake_layouts(spark, tmp_path):
     cases = [(str(table / "date=2026-11-*"), dict(features=["a"], label="y", format="parquet")),
              (str(table / "*"), dict(features=["a"], label="y", format="parquet")),
              uint64_ties(tmp_path), decimal_labels(tmp_path)]
+    # \r line ends with a malformed line; a zero-byte compressed part beside a real one
+    import gzip
+
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b"a,b,y\r1,x,1\r2\r3,z,0\r")
+    cases.append((mac, dict(features=["a", "b"], label="y", on_bad_line="skip")))
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "part-0.csv.gz").write_bytes(b"")
+    with gzip.open(tmp_path / "parts" / "part-1.csv.gz", "wb") as f:
+        f.write(b"a,b\n1,2\n3,4\n")
+    cases.append((tmp_path / "parts", dict(features=["a"], format="csv")))
     # string ids in rows of one time: both engines break the tie by the text
     p = tmp_path / "str_ties.csv"
     p.write_text("a,s,t\nzeta,1,5\nalpha,1,5\nmid,1,5\nbeta,1,5\n")
     cases.append((p, dict(features=["a"], sequence_key="s", time_key="t")))
     for path, kw in cases:
-        on_spark = mine(path, engine="spark", **kw)
-        assert on_spark == mine(path, **kw), (path, kw)
+        on_spark, on_duckdb = mine(path, engine="spark", **kw), mine(path, **kw)
+        assert on_spark == on_duckdb and on_spark.bad_lines == on_duckdb.bad_lines, (path, kw)
+        if path == mac:
+            assert (on_spark.n_rows, on_spark.bad_lines) == (2, 1)
         if path != p:
             assert on_spark == by_reader(path, **kw), (path, kw)
     on_spark = mine(p, engine="spark", **cases[-1][1])
