@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,8 +136,13 @@ def _check_columns(src: LogSource, schema: LogSchema) -> None:
              ("sequence_key", schema.session_key), ("time_key", schema.time_key)]
     for param, col in roles:
         if col is not None and col not in names:
+            folder = next((part for part in Path(src.paths[0]).parts if part.startswith(f"{col}=")), None)
+            fix = (f"{col!r} names the log's partition folders ({folder}), whose values are not read (the "
+                   f"engines read the files' own columns; Spark's partitionBy leaves the column out of the "
+                   f"files): write it into the files, or mine each partition apart." if folder
+                   else "Pass names from that list.")
             raise _error(param, f"The log {src.paths[0]!r} has no column {col!r} (given as {param}). Its columns "
-                                f"are {names}. Pass names from that list.")
+                                f"are {names}. {fix}")
 
 
 def _check_case(src: LogSource, schema: LogSchema) -> None:

@@ -237,6 +237,16 @@ def test_a_compression_extension_in_capitals_names_the_fix(tmp_path):
             run()
 
 
+
+def test_a_partition_folder_name_asked_for_as_a_column_is_explained(tmp_path):
+    # time_key='date' of a table partitioned by date: the value is in the folder names only (Spark's
+    # partitionBy leaves it out of the files), and the error said only 'Pass names from that list'
+    log = hive_table(tmp_path)
+    with pytest.raises(ConfigError, match=r"(?s)no column 'date'.*partition folders \(date=2026-11-01\).*not read") as err:
+        mine(log, features=["a"], sequence_key="a", time_key="date")
+    assert err.value.param == "time_key"
+
+
 # --------------------------------------------------------------------------- Spark
 
 
