@@ -622,7 +622,15 @@ def convert_batch(table, schema: LogSchema, kinds: Mapping[str, str]) -> tuple[d
 
 
 class BadLineError(ConfigError):
-    """A malformed line in a log read with ``on_bad_line="error"``."""
+    """A malformed line in a log read with ``on_bad_line="error"``; ``column``: the column whose
+    value its kind refuses, when that is why (else None)."""
+
+    column: str | None = None
+
+
+# how a bad line's error names what a column's kind takes
+_KIND_WORDS = {"int": "an int", "hex32": "a 32-bit hex value", "number": "a number",
+               "timestamp": "a timestamp (YYYY-MM-DD, then optionally [ T]HH:MM[:SS[.ffffff]], no time zone)"}
 
 
 def _bad_line_error(path: str, where: str, text: str, why: str) -> BadLineError:
@@ -806,9 +814,29 @@ class LogReader:
         where, text = f"record {row0 + i + 1}", str(row)
         if self.source.format in ("criteo", "csv"):
             where, text = self._locate(path, row0 + i)
-        why = ("a value is not valid UTF-8 text" if not_utf8 is not None and not_utf8[i]
-               else f"a value does not parse as its column's kind ({row})")
-        return _bad_line_error(path, where, text, why)
+        col = None
+        if not_utf8 is not None and not_utf8[i]:
+            why = "a value is not valid UTF-8 text"
+        else:
+            one = table.slice(i, 1)
+            col = next((c for c in self.schema.columns if self._bad_value(one, c)), None)
+            kind = ("number" if col == self.schema.label else "timestamp" if col == self.schema.time_key
+                    and self.kinds[col] != "int" else self.kinds.get(col))
+            what = f": {col!r} is not {_KIND_WORDS.get(kind, kind)}" if col is not None else ""
+            why = f"a value does not parse as its column's kind{what} ({row})"
+        err = _bad_line_error(path, where, text, why)
+        err.column = col
+        return err
+
+    def _bad_value(self, one, col: str) -> bool:
+        """Whether column ``col`` of the one-row table ``one`` holds a value its kind refuses."""
+        if col == self.schema.label:
+            _, bad = _label_of(one.column(col))
+        elif col == self.schema.time_key:
+            _, bad = _time_of(one.column(col), self.kinds[col])
+        else:
+            _, bad = _ids_of(one.column(col), self.kinds[col])
+        return bad is not None and bool(bad[0])
 
     def _locate(self, path: str, record: int) -> tuple[str, str]:
         """(``"line N"``, its text) of the 0-based ``record``-th data record (error path only).

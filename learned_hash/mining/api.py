@@ -206,12 +206,13 @@ def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None
     except BadLineError as exc:
         # a CSV id column read as numbers because its first lines are: a text value may be an id
         guessed = [c for c in key_columns(plan) if plan.kinds[c] in ("int", "hex32") and c not in plan.schema.kinds]
-        if plan.source.format != "csv" or "does not parse as its column's kind" not in str(exc) or not guessed:
+        col = getattr(exc, "column", None)
+        if plan.source.format != "csv" or col not in guessed:  # (not for a bad time or label)
             raise
         raise BadLineError(
             f"{exc} If a column of ids holds text (ids that are not numbers, or 'NA' for a missing "
-            f"value), read it as text: pass kinds={{{guessed[0]!r}: 'string'}} (on the command line: "
-            f"--kind {guessed[0]}=string); {guessed} were read as numbers from their first lines."
+            f"value), read it as text: pass kinds={{{col!r}: 'string'}} (on the command line: "
+            f"--kind {col}=string); {guessed} were read as numbers from their first lines.", param="on_bad_line"
         ) from None
     if unreadable is not None:
         raise unreadable

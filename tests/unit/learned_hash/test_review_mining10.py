@@ -247,6 +247,25 @@ def test_a_partition_folder_name_asked_for_as_a_column_is_explained(tmp_path):
     assert err.value.param == "time_key"
 
 
+
+def test_a_bad_time_is_named_as_the_time_not_as_an_id_holding_text(tmp_path):
+    # a time with a zone ('...Z') is no time the rules take; the error added 'If a column of ids
+    # holds text ... pass kinds={'a': 'string'}', about an id column whose value was fine
+    from learned_hash.logs import BadLineError
+
+    p = tmp_path / "log.csv"
+    p.write_text("a,s,t\n1,u,2026-11-01 10:00:00\n2,u,2026-11-01T10:00:00.000Z\n")
+    kw = dict(features=["a"], sequence_key="s", time_key="t")
+    with pytest.raises(BadLineError, match=r"\(line 3\): a value does not parse as its column's kind: 't' "
+                                           r"is not a timestamp") as err:
+        mine(p, **kw)
+    assert "kinds=" not in str(err.value)
+    # a text value in a column of ids read as integers still names that fix
+    p.write_text("a,s,t\n1,u,1\nNA,u,2\n")
+    with pytest.raises(BadLineError, match=r"(?s)'a' is not an int.*kinds=\{'a': 'string'\}"):
+        mine(p, **kw)
+
+
 # --------------------------------------------------------------------------- Spark
 
 
