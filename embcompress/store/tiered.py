@@ -684,8 +684,17 @@ class TieredStore:
                     f"Open a new TieredStore on the table where it is now to serve and update it.")
             # An earlier update that failed midway is finished first: its DRAM copies too.
             # The log's records of this update (and of one it finished) need no reading again here.
-            journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through,
-                                 on_logged=self._log.skip, check=self._check_table)
+            try:
+                journal.apply_update(self.path, "rows", pos, records, on_replay=self._dram.write_through,
+                                     on_logged=self._log.skip, check=self._check_table)
+            except OSError as exc:
+                if exc.errno not in journal._CANNOT_WRITE or exc.filename != str(self.path):
+                    raise  # (a full disk, EIO, the journal's folder: the OSError as it is)
+                # opening the table to write it (it said only "[Errno 13] Permission denied: path")
+                raise type(exc)(
+                    exc.errno, f"{exc.strerror} ({where} writes the table file in place, so this process must be able "
+                    f"to write it; the table is unchanged. Update it as a user with write permission to the file, "
+                    f"or change its permissions)", str(self.path)) from None
             self._dram.write_through(pos, records)
             self._gen += 1  # batches that copied DRAM rows before this copy them again
             self._reopen_reader()  # the file may have been rewritten whole (see journal.apply_update)

@@ -314,3 +314,49 @@ def test_threads_looking_up_updating_resetting_and_closing_at_once(table, backen
         store.pooled_lookup(U[:3], np.array([0]))
     t = embcompress.open_table(path, verify="full")
     assert np.array_equal(t.data, versions[-1])
+
+
+# --- a table this process may only read (a child that drops root, which passes every permission) ---
+
+AS_NOBODY = textwrap.dedent(
+    """
+    import errno, os, sys, json, numpy as np
+    import embcompress, embcompress.tablefile, embcompress.kernels.lookup, embcompress.store.journal
+    from embcompress.store import TieredStore
+    embcompress.quantize(np.zeros((1, 32), np.float32), "mxint8")  # (imports done before dropping root)
+    os.setgid(65534); os.setuid(65534)
+    path = sys.argv[1]
+    store = TieredStore(path, dram_bytes=4096, policy="lru")
+    print("served", bool(np.array_equal(store.rows([1, 2]), embcompress.open_table(path).data[[1, 2]])))
+    try:
+        store.update_rows(np.array([3]), np.zeros((1, 32), np.float32))
+    except PermissionError as e:
+        print("refused", e.errno == errno.EACCES, e.filename == path)
+        print(e)
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root in a child to be refused by real permissions")
+def test_update_rows_on_a_table_this_process_may_only_read_names_the_fix(tmp_path_factory):
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(dir="/tmp"))  # (pytest's folders are root's alone: the child could not enter)
+    try:
+        os.chmod(d, 0o755)
+        x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+        path = embcompress.write_table(d / "t.embc", embcompress.quantize(x, "mxint8"))
+        before = path.read_bytes()
+        out = subprocess.run([sys.executable, "-c", AS_NOBODY, str(path)], env=ENV, capture_output=True, text=True,
+                             timeout=60)
+        lines = out.stdout.splitlines()
+        if len(lines) < 2 and "No module named" in out.stderr:
+            pytest.skip("the interpreter is not readable by an unprivileged user here")
+        assert lines[:2] == ["served True", "refused True True"], out.stderr
+        # what is wrong, that nothing changed, and the fix (it said only "[Errno 13] Permission denied: path")
+        assert "writes the table file in place" in lines[2] and "unchanged" in lines[2] and "permission" in lines[2]
+        assert path.read_bytes() == before
+    finally:
+        import shutil
+
+        shutil.rmtree(d)
