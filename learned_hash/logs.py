@@ -292,11 +292,34 @@ def _hidden(parts) -> bool:
     return any(part.startswith((".", "_")) for part in parts)
 
 
+def _refuse_table_folder(folder: Path) -> None:
+    """A ConfigError when ``folder`` is in a Delta or Iceberg table: its files are not the table
+    (files that an update, a delete or a compaction replaced stay until VACUUM or snapshot expiry),
+    so reading them all counts rows again, silently."""
+    folder = folder.absolute()
+    for q in (folder, *folder.parents):
+        if (q / "_delta_log").is_dir():
+            raise ConfigError(
+                f"The folder {str(folder)!r} is in the Delta table {str(q)!r}: its Parquet files include those "
+                f"that updates and deletes replaced (kept until VACUUM), whose rows would be counted again. "
+                f"Write the table's current version out as Parquet (spark.read.format('delta').load(...)"
+                f".write.parquet(...)) and mine that, or pass its current files by name."
+            )
+        iceberg_data = q == folder or folder.is_relative_to(q / "data")  # the table, or under its data/
+        if iceberg_data and (q / "metadata").is_dir() and next((q / "metadata").glob("*.metadata.json"), None) is not None:
+            raise ConfigError(
+                f"The folder {str(folder)!r} is in the Iceberg table {str(q)!r}: its data files include those "
+                f"of older snapshots, whose rows would be counted again. Write the table's current snapshot "
+                f"out as Parquet and mine that, or pass its current files by name."
+            )
+
+
 def _folder_files(p: Path, format: str | None, *, empty_ok: bool = False) -> list[str]:
     """The log files of folder ``p``: every visible file under it; without a format, its
     ``*.parquet`` files (a folder's format is not guessed from other extensions). With
     ``format="parquet"`` every visible file, as Spark reads a folder: Hive names its parts
     ``000000_0``, without an extension."""
+    _refuse_table_folder(p)
     found = sorted(str(f) for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p).parts)
                    and (format is not None or f.suffix == ".parquet"))
     if not found and not empty_ok:
@@ -331,6 +354,8 @@ def _glob_files(pattern: str, format: str | None) -> list[str]:
             found.append(m)
     if not found and folders:
         _folder_files(folders[0], format)  # the error that says why its folders hold no log files
+    for folder in dict.fromkeys(Path(f).parent for f in found):
+        _refuse_table_folder(folder)
     return list(dict.fromkeys(found))
 
 

@@ -266,6 +266,38 @@ def test_a_bad_time_is_named_as_the_time_not_as_an_id_holding_text(tmp_path):
         mine(p, **kw)
 
 
+
+@pytest.mark.parametrize("table", ["delta", "iceberg"])
+def test_a_delta_or_iceberg_table_folder_is_refused_not_read_as_its_files(tmp_path, table):
+    # a Delta table's folder keeps the files an update or delete replaced until VACUUM, and an
+    # Iceberg table's data/ those of older snapshots: read as plain Parquet files, their rows were
+    # counted again, silently
+    log = tmp_path / "clicks"
+    log.mkdir()
+    pq.write_table(pa.table({"a": [1, 2]}), log / "part-00000-old.snappy.parquet")  # replaced
+    pq.write_table(pa.table({"a": [1, 3]}), log / "part-00001-new.snappy.parquet")
+    if table == "delta":
+        (log / "_delta_log").mkdir()
+        (log / "_delta_log" / "00000000000000000001.json").write_text("{}")
+        match = r"(?s)Delta table.*VACUUM.*format\('delta'\)"
+    else:
+        (log / "metadata").mkdir()
+        (log / "metadata" / "v2.metadata.json").write_text("{}")
+        (log / "data").mkdir()
+        pq.write_table(pa.table({"a": [3]}), log / "data" / "00000-0-x.parquet")
+        match = r"(?s)Iceberg table.*snapshot"
+    for run in (lambda: mine(log, features=["a"]), lambda: mine(log, features=["a"], format="parquet"),
+                lambda: by_reader(log, features=["a"]), lambda: mine(str(tmp_path / "*"), features=["a"]),
+                lambda: mine(str(log / "*.parquet"), features=["a"])):
+        with pytest.raises(ConfigError, match=match):
+            run()
+    if table == "iceberg":
+        with pytest.raises(ConfigError, match=match):
+            mine(log / "data", features=["a"])
+    # its current files, named one by one, are read
+    assert mine(log / "part-00001-new.snappy.parquet", features=["a"]).n_rows == 2
+
+
 # --------------------------------------------------------------------------- Spark
 
 
