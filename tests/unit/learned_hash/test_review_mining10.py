@@ -333,6 +333,12 @@ def test_spark_agrees_on_data_lake_layouts(spark, tmp_path):
     with gzip.open(tmp_path / "parts" / "part-1.csv.gz", "wb") as f:
         f.write(b"a,b\n1,2\n3,4\n")
     cases.append((tmp_path / "parts", dict(features=["a"], format="csv")))
+    # min_count prunes frequencies and pairs by their total count, and sequences, alike
+    rng = np.random.default_rng(0)
+    pq.write_table(pa.table({"a": rng.integers(0, 6, 300), "b": rng.integers(0, 6, 300), "s": rng.integers(0, 4, 300),
+                             "t": np.arange(300), "y": rng.choice([-1, 1], 300)}), tmp_path / "pruned.parquet")
+    cases.append((tmp_path / "pruned.parquet", dict(features=["a", "b"], label="y", pairs=[("a", "b")],
+                                                    sequence_key="s", time_key="t", min_count=9)))
     # string ids in rows of one time: both engines break the tie by the text
     p = tmp_path / "str_ties.csv"
     p.write_text("a,s,t\nzeta,1,5\nalpha,1,5\nmid,1,5\nbeta,1,5\n")
