@@ -320,8 +320,17 @@ def _folder_files(p: Path, format: str | None, *, empty_ok: bool = False) -> lis
     ``format="parquet"`` every visible file, as Spark reads a folder: Hive names its parts
     ``000000_0``, without an extension."""
     _refuse_table_folder(p)
-    found = sorted(str(f) for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p).parts)
-                   and (format is not None or f.suffix == ".parquet"))
+    visible = sorted(f for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p).parts))
+    found = [str(f) for f in visible if format is not None or f.suffix == ".parquet"]
+    text = next((f for f in visible if format is None and (_format_extension(f) in (".csv", ".libfm", ".tsv", ".txt")
+                                                           or f.suffix.lower() in _COMPRESSED)), None)
+    if found and text is not None:
+        # Parquet files beside text logs: reading the Parquet files alone left the others out, silently
+        raise ConfigError(
+            f"The directory {str(p)!r} holds *.parquet files and text logs such as {str(text)!r}, which say no "
+            f"one format. Pass a glob of one format (e.g. {str(p / '*.parquet')!r}; '**/*.parquet' for "
+            f"subfolders), or move the other files away."
+        )
     if not found and not empty_ok:
         if format is None:
             raise ConfigError(

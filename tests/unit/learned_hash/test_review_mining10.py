@@ -298,6 +298,21 @@ def test_a_delta_or_iceberg_table_folder_is_refused_not_read_as_its_files(tmp_pa
     assert mine(log / "part-00001-new.snappy.parquet", features=["a"]).n_rows == 2
 
 
+
+def test_a_folder_of_parquet_and_text_logs_without_a_format_is_not_half_read(tmp_path):
+    # without a format a folder's *.parquet files were read and its CSV logs left out, silently
+    log = tmp_path / "logs"
+    log.mkdir()
+    pq.write_table(pa.table({"a": [1, 2]}), log / "day1.parquet")
+    (log / "day2.csv").write_text("a\n3\n")
+    (log / "notes.md").write_text("not a log")
+    with pytest.raises(ConfigError, match=r"(?s)day2\.csv.*logs/\*\.parquet'"):
+        mine(log, features=["a"])
+    assert mine(str(log / "*.parquet"), features=["a"]).n_rows == 2
+    (log / "day2.csv").unlink()
+    assert mine(log, features=["a"]).n_rows == 2  # other files (notes.md) are no logs: left out as before
+
+
 # --------------------------------------------------------------------------- Spark
 
 
