@@ -7,7 +7,9 @@ batch), and each batch comes out as a dict of NumPy arrays:
   integer columns keep their value, string columns are hashed, Criteo's hex values are parsed;
   a missing value (null or ``""``) is ``MISSING_ID`` (``-2**63``);
 - the label: float64 as written (a row is *positive* when its label is > 0);
-- the time key: int64, or datetime64[us] for a timestamp column (missing: NaT / ``MISSING_ID``).
+- the time key: int64, or datetime64[us] for a timestamp column (missing: NaT / ``MISSING_ID``);
+  an ISO time with a zone after its seconds (``Z``, ``+01:00``, ``+0100``, ``-05``) is the instant
+  it names, in UTC; one without a zone is taken as UTC.
 
 What counts as a value is fixed by the regular expressions below, which the mining engines
 (DuckDB, Spark) apply too, so every reader and engine accepts and rejects exactly the same
@@ -83,7 +85,12 @@ def _int64_re() -> str:
 INT_RE = f" *({_int64_re()}) *"  # every int64, nothing beyond; '+' is refused (Arrow cannot cast it)
 HEX_RE = r"[0-9a-fA-F]{1,8}"
 NUM_RE = r" *[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)? *"
-TIME_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?)?"
+# an ISO time: a date, optionally a time of day, and after the seconds optionally a zone (Z or an
+# offset within +-14:59, as exporters write, Spark's CSV writer included); a zoned time is the
+# instant it names, a time without a zone is read as UTC (Spark accepts a zone only after seconds)
+ZONE_RE = r"Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?"
+TIME_RE = rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([ T][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}([.][0-9]{{1,6}})?({ZONE_RE})?)?)?"
+_ZONED_RE = rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[ T][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}([.][0-9]{{1,6}})?({ZONE_RE})"
 
 ON_BAD_LINE = ("error", "skip")
 DEFAULT_BLOCK_BYTES = 8 << 20
@@ -603,11 +610,24 @@ def _label_of(col):
 def _is_date(text: str) -> bool:
     import pyarrow as pa
 
-    try:
-        pa.scalar(text).cast(pa.timestamp("us"))
-        return True
-    except pa.ArrowInvalid:
-        return False
+    for t in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):  # without a zone, with one
+        try:
+            pa.scalar(text).cast(t)
+            return True
+        except pa.ArrowInvalid:
+            pass
+    return False
+
+
+def _stamps(col, ok, zoned):
+    """The ISO times of ``col`` where ``ok`` (1970 elsewhere) as naive UTC microseconds: a zoned
+    time converted to UTC, one without a zone as it is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    naive = pc.cast(pc.if_else(pc.and_(ok, pc.invert(zoned)), col, "1970-01-01"), pa.timestamp("us"))
+    utc = pc.cast(pc.if_else(pc.and_(ok, zoned), col, "1970-01-01T00:00:00Z"), pa.timestamp("us", tz="UTC"))
+    return pc.if_else(zoned, utc.cast(pa.timestamp("us")), naive)
 
 
 def _time_of(col, kind: str):
@@ -623,11 +643,12 @@ def _time_of(col, kind: str):
         return _ids_of(col, "int")
     missing = pc.fill_null(pc.equal(col, ""), True).to_numpy(zero_copy_only=False)
     ok = pc.fill_null(pc.match_substring_regex(col, _full(TIME_RE)), False)
+    zoned = pc.fill_null(pc.match_substring_regex(col, _full(_ZONED_RE)), False)
     try:
-        stamps = pc.cast(pc.if_else(ok, col, "1970-01-01"), pa.timestamp("us"))
+        stamps = _stamps(col, ok, zoned)
     except pa.ArrowInvalid:  # a value of the pattern that is no date (month 13): a bad line, as the engines count it
         ok = pa.array([bool(o) and _is_date(v) for o, v in zip(ok.to_pylist(), col.to_pylist())])
-        stamps = pc.cast(pc.if_else(ok, col, "1970-01-01"), pa.timestamp("us"))
+        stamps = _stamps(col, ok, zoned)
     vals = stamps.to_numpy(zero_copy_only=False).astype("datetime64[us]")
     vals[missing] = np.datetime64("NaT")
     return vals, ~(ok.to_numpy(zero_copy_only=False) | missing)
@@ -664,7 +685,7 @@ class BadLineError(ConfigError):
 
 # how a bad line's error names what a column's kind takes
 _KIND_WORDS = {"int": "an int", "hex32": "a 32-bit hex value", "number": "a number",
-               "timestamp": "a timestamp (YYYY-MM-DD, then optionally [ T]HH:MM[:SS[.ffffff]], no time zone)"}
+               "timestamp": "a timestamp (YYYY-MM-DD, then optionally [ T]HH:MM[:SS[.ffffff][Z|+HH:MM]])"}
 
 
 def _bad_line_error(path: str, where: str, text: str, why: str) -> BadLineError:

@@ -153,6 +153,7 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
     try:
         con.execute(f"SET enable_progress_bar = {'true' if progress is not None else 'false'}")
         con.execute("SET enable_progress_bar_print = false")
+        con.execute("SET TimeZone = 'UTC'")  # ISO times without a zone are UTC (jobs.DuckDBDialect.timestamp)
         if memory_limit is not None:
             try:  # in bytes: the size is parsed once (api.memory_bytes), the same for both engines
                 con.execute(f"SET memory_limit = '{memory_bytes(memory_limit)}B'")

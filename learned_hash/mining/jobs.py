@@ -190,7 +190,9 @@ class DuckDBDialect(Dialect):
         return f"TRY_CAST('0x' || {expr} AS BIGINT)"
 
     def timestamp(self, expr):
-        return f"TRY_CAST({expr} AS TIMESTAMP)"
+        # TIMESTAMPTZ, the connection's zone UTC (duckdb_engine): a zone converts, none is UTC
+        # (a cast to TIMESTAMP drops an offset without converting)
+        return f"TRY_CAST({expr} AS TIMESTAMPTZ)"
 
     def missing_to_null(self, expr, unsigned=False):
         if unsigned:  # DuckDB keeps Parquet's uint64 as UBIGINT
@@ -222,8 +224,9 @@ class SparkDialect(Dialect):
         return f"TRY_CAST(conv({expr}, 16, 10) AS BIGINT)"
 
     def timestamp(self, expr):
-        # no time zone: a session's zone (Spark Connect: the server's) must not move local times
-        return f"TRY_CAST({expr} AS TIMESTAMP_NTZ)"
+        # the session's zone is UTC for the run (spark_engine), which a time without a zone is
+        # read in (Spark Connect: not the server's own zone); a zoned time converts
+        return f"TRY_CAST({expr} AS TIMESTAMP)"
 
     def __init__(self, latin1: bool = False):
         # latin1: the engine read a text log as ISO-8859-1 (every byte one character), so a value

@@ -181,8 +181,9 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     #   Parquet log with columns 'X' and 'x' failed to load at all;
     # - Parquet TIMESTAMP(NANOS) (pyarrow's timestamp[ns]), which Spark refuses to read otherwise,
     #   as the integer nanoseconds, whose order is the times' (a time is only ordered, never shown).
+    # - ISO times without a zone are UTC (jobs.SparkDialect.timestamp), whatever the server's zone.
     settings = {"spark.sql.csv.parser.columnPruning.enabled": "false", "spark.sql.caseSensitive": "true",
-                "spark.sql.legacy.parquet.nanosAsLong": "true"}
+                "spark.sql.legacy.parquet.nanosAsLong": "true", "spark.sql.session.timeZone": "UTC"}
     before = {k: spark.conf.get(k, None) for k in settings}
     n_jobs = 1 + len(plan.sequence_jobs)
     try:

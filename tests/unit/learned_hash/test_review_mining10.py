@@ -249,12 +249,12 @@ def test_a_partition_folder_name_asked_for_as_a_column_is_explained(tmp_path):
 
 
 def test_a_bad_time_is_named_as_the_time_not_as_an_id_holding_text(tmp_path):
-    # a time with a zone ('...Z') is no time the rules take; the error added 'If a column of ids
+    # a time the rules do not take (a zone needs the seconds); the error added 'If a column of ids
     # holds text ... pass kinds={'a': 'string'}', about an id column whose value was fine
     from learned_hash.logs import BadLineError
 
     p = tmp_path / "log.csv"
-    p.write_text("a,s,t\n1,u,2026-11-01 10:00:00\n2,u,2026-11-01T10:00:00.000Z\n")
+    p.write_text("a,s,t\n1,u,2026-11-01 10:00:00\n2,u,2026-11-01T10:00Z\n")
     kw = dict(features=["a"], sequence_key="s", time_key="t")
     with pytest.raises(BadLineError, match=r"\(line 3\): a value does not parse as its column's kind: 't' "
                                            r"is not a timestamp") as err:
@@ -313,6 +313,35 @@ def test_a_folder_of_parquet_and_text_logs_without_a_format_is_not_half_read(tmp
     assert mine(log, features=["a"]).n_rows == 2  # other files (notes.md) are no logs: left out as before
 
 
+
+def zoned_times(tmp_path):
+    """ISO times with a zone (Z, +01:00, +0100, -05), as Spark and most exporters write them to
+    CSV, beside times without one (taken as UTC). In UTC the order is c, a, e, b, d."""
+    p = tmp_path / "zoned.csv"
+    p.write_text("a,s,t\n"
+                 "a,u,2026-11-01T10:00:00.000Z\n"        # 10:00
+                 "b,u,2026-11-01T12:30:00+01:00\n"       # 11:30
+                 "c,u,2026-11-01 09:59:59\n"             # 09:59:59 (no zone: UTC)
+                 "d,u,2026-11-01T07:00:00.5-05\n"        # 12:00:00.5
+                 "e,u,2026-11-01T11:15:00+0100\n")       # 10:15
+    return p, dict(features=["a"], sequence_key="s", time_key="t")
+
+
+def test_iso_times_with_a_zone_are_read_and_ordered_as_instants(tmp_path):
+    # every line with '...Z' or '+01:00' was malformed: a data-lake export's times were all bad lines
+    p, kw = zoned_times(tmp_path)
+    s = mine(p, **kw)
+    assert (s.n_rows, s.bad_lines) == (5, 0)
+    a, b, c, d, e = string_ids(np.array(list("abcde"))).tolist()
+    assert sorted(zip(*[x.tolist() for x in s.sequence_counts("a")])) == sorted([(c, a, 1), (a, e, 1), (e, b, 1), (b, d, 1)])
+    assert s == by_reader(p, **kw)
+    # an offset no zone has, or a zone on a time without seconds, is still a bad line everywhere
+    p.write_text("a,s,t\nx,u,2026-11-01T10:00:00+25:00\ny,u,2026-11-01T10:00Z\nz,u,2026-11-01T10:00:00Z\n")
+    s = mine(p, on_bad_line="skip", **kw)
+    assert (s.n_rows, s.bad_lines) == (1, 2)
+    assert s == by_reader(p, on_bad_line="skip", **kw)
+
+
 # --------------------------------------------------------------------------- Spark
 
 
@@ -336,7 +365,7 @@ def test_spark_agrees_on_data_lake_layouts(spark, tmp_path):
         crc.unlink()
     cases = [(str(table / "date=2026-11-*"), dict(features=["a"], label="y", format="parquet")),
              (str(table / "*"), dict(features=["a"], label="y", format="parquet")),
-             uint64_ties(tmp_path), decimal_labels(tmp_path)]
+             uint64_ties(tmp_path), decimal_labels(tmp_path), zoned_times(tmp_path)]
     # \r line ends with a malformed line; a zero-byte compressed part beside a real one
     import gzip
 
