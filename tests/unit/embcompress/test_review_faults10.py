@@ -297,19 +297,20 @@ def test_threads_looking_up_updating_resetting_and_closing_at_once(table, backen
         except Exception as exc:  # noqa: BLE001
             errors.append(repr(exc))
 
-    threads = [threading.Thread(target=serve, args=(t,)) for t in range(3)]
-    writer = threading.Thread(target=update)
+    threads = [threading.Thread(target=serve, args=(t,), daemon=True) for t in range(3)]
+    writer = threading.Thread(target=update, daemon=True)
     for t in threads + [writer]:
         t.start()
     writer.join(timeout=60)
-    while min(served) < 3 and not errors:
+    deadline = time.time() + 60
+    while min(served) < 3 and not errors and time.time() < deadline:
         time.sleep(0.01)
     store.close()  # while the threads serve
     stop.set()
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    assert all(not t.is_alive() for t in threads)
+    assert min(served) >= 3 and all(not t.is_alive() for t in threads + [writer])
     with pytest.raises(ConfigError, match="closed"):
         store.pooled_lookup(U[:3], np.array([0]))
     t = embcompress.open_table(path, verify="full")
