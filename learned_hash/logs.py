@@ -506,10 +506,11 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                 # integers of another width or sign: DuckDB casts every file to the first one's
                 # type (failing on a value out of its range) and Spark reads the files in no order
                 if c in ints and ints[c] != first_ints[c]:
+                    # int64 holds both (the ids are int64 anyway), never the narrower type
                     raise ConfigError(
                         f"Column {c!r} of {path!r} holds {ints[c]} values but of {first!r} {first_ints[c]} values. "
-                        f"Every file of a log must have the same column types: rewrite the odd file (cast "
-                        f"{c!r} to {first_ints[c]}), or mine it separately."
+                        f"Every file of a log must have the same column types: rewrite the files (cast "
+                        f"{c!r} to int64 in every file; a narrower type would wrap larger ids), or mine them separately."
                     )
     else:  # csv: look at the first block with rows with Arrow's inference
         import pyarrow as pa
