@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import container
 from ..container import PREFIX, PREFIX_SIZE, read_artifact, write_artifact
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ChecksumError
 from . import scm, updlog
 
 JOURNAL_KIND = "row_journal"
@@ -304,7 +304,15 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
     """
     if not jpath.exists():
         return None
-    j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
+    try:
+        j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
+    except ChecksumError as exc:  # (it is written atomically: damaged on disk since)
+        raise ChecksumError(
+            f"The table {str(path)!r} has an interrupted update whose journal {str(jpath)!r} is damaged ({exc}), so "
+            f"it cannot be finished. The table's rows are either untouched by it, or partly written: move the "
+            f"journal away and run `embcompress verify` on the table; if the table passes, every row is whole "
+            f"(the update's old or new), else restore the table from a good copy."
+        ) from None
     meta = j.meta
     rows, records, head = j.array("rows"), j.array("records"), j.array("header").tobytes()
     base, row_bytes = int(meta["base"]), int(meta["row_bytes"])

@@ -220,7 +220,16 @@ class TieredStore:
         if from_file:
             frequencies = self._file_frequencies(art)
         if frequencies is not None:
-            frequencies = check_counts(frequencies, n_rows, _OWNER)
+            try:
+                frequencies = check_counts(frequencies, n_rows, _OWNER)
+            except ConfigError:
+                if not from_file:
+                    raise
+                # (a header-only open reads no section's data: damage there shows here first)
+                raise ArtifactError(
+                    f"The frequencies section of {str(self.path)!r} holds negative or non-finite counts: the file "
+                    f"is corrupted. Check it with `embcompress verify`, and restore it from a good copy or re-create "
+                    f"it (or pass frequencies= to rank the hot set by other counts).") from None
         elif policy == "frequency":
             raise param_error("frequencies", _OWNER, "be given for policy='frequency' (the file holds none); "
                               "pass mined access counts or use policy='lru'", None)

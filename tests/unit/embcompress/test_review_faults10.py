@@ -21,6 +21,7 @@ from embcompress import container
 from embcompress.container import read_artifact
 from embcompress.errors import ArtifactError
 from embcompress.store import TieredStore
+from embcompress.store.journal import journal_path
 
 ROOT = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -361,3 +362,44 @@ def test_update_rows_on_a_table_this_process_may_only_read_names_the_fix(tmp_pat
         import shutil
 
         shutil.rmtree(d)
+
+
+# --- damaged companions and sections that only a full verify reads -------------------------------
+
+def test_a_store_over_a_file_whose_frequencies_are_damaged_blames_the_file(table):
+    # A header-only open does not read the frequencies section; a flipped sign bit in it made the
+    # store raise "The 'frequencies' parameter of TieredStore must be 2000 finite non-negative
+    # counts ... Got 'int64 of shape (2000,)' instead": a ConfigError (exit 1, bad input) about a
+    # parameter the caller never gave.
+    path, q = table
+    off = read_artifact(path).section("frequencies").offset
+    with open(path, "r+b") as f:
+        f.seek(off + 8 * 17 + 7)  # row 17's count: its top byte
+        f.write(b"\xff")
+    with pytest.raises(ArtifactError, match=r"(?s)frequencies section of .*t\.embc.*corrupted.*embcompress verify"):
+        TieredStore(path, dram_bytes=10 * q.row_bytes, policy="frequency")
+    with TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru", frequencies=np.ones(N)) as s:  # (not read)
+        assert np.array_equal(s.rows([1]), q.data[[1]])
+
+
+def test_a_damaged_journal_says_what_it_is_and_how_to_tell_whether_the_table_is_whole(table, monkeypatch):
+    # An update failed after its journal was written; the journal was then damaged (a bad sector).
+    # Opening the table said only "Section 'rows' of '.../t.embc.journal' does not match its
+    # checksum: the file is corrupted. Restore it from a good copy or re-create it.", as if the
+    # journal were a file the user made.
+    from tests.conftest import fail_journal_pwrite
+
+    path, q = table
+    store = TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru")
+    real = fail_journal_pwrite(monkeypatch, 2)
+    with pytest.raises(OSError):
+        store.update_rows(np.array([1, 2, 3]), np.zeros((3, DIM), np.float32))
+    monkeypatch.setattr("embcompress.store.journal.os.pwrite", real)
+    store.close()
+    jp = journal_path(path)
+    raw = bytearray(jp.read_bytes())
+    raw[-10] ^= 0x40
+    jp.write_bytes(bytes(raw))
+    for opener in (lambda: embcompress.open_table(path), lambda: TieredStore(path, dram_bytes=4096, policy="lru")):
+        with pytest.raises(ArtifactError, match=r"(?s)interrupted update.*journal.*damaged.*embcompress verify"):
+            opener()
