@@ -20,6 +20,7 @@ from .jobs import MiningPlan, case_twins, key_columns
 from .stats import LogStats
 
 ENGINES = ("duckdb", "spark")
+SPARK_MIN_MEMORY = 480 << 20  # Spark's driver refuses a heap that leaves it less than 450 MiB
 MAX_FEATURES = 63  # GROUPING_ID over the feature keys is a 64-bit integer (DuckDB refuses 64 keys)
 # A size both engines take: DuckDB's units (KB, MB, ... are powers of 1000; KiB, MiB, ... of 1024)
 _SIZE = re.compile(r"\s*([0-9]+(?:[.][0-9]+)?)\s*(B|KB?|MB?|GB?|TB?|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
@@ -338,7 +339,7 @@ def mine(
     on_bad_line : ``"error"`` (default) or ``"skip"`` (skipped lines are counted in ``bad_lines``).
     memory_limit : e.g. ``"2GB"``, ``"512MB"``, ``"1.5GiB"`` (KB, MB, GB, TB are powers of 1000;
         KiB, MiB, GiB, TiB of 1024): DuckDB's memory cap (it spills to ``temp_directory`` beyond
-        it); for Spark in local mode, the driver memory (taken when the session starts).
+        it); for Spark in local mode, the driver memory (taken when the session starts; at least 480MiB).
     threads : engine threads (DuckDB ``threads``; Spark ``local[threads]``), default all cores.
     progress : ``progress(done, total)`` callback.
     """
@@ -354,6 +355,13 @@ def mine(
                                 f"None for all.")
     if memory_limit is not None:
         memory_bytes(memory_limit)  # checked here for both engines, before either starts
+        local = not (isinstance(spark_master, str) and spark_master.startswith("sc://"))
+        if engine == "spark" and local and memory_bytes(memory_limit) < SPARK_MIN_MEMORY:
+            # the driver's JVM refuses to start below 450 MiB (Spark's own minimum), and its error
+            # reached the user as 'Cannot start Spark ... Install Java 17'
+            raise _error("memory_limit", f"The 'memory_limit' parameter of mine must be at least 480MiB for "
+                                         f"engine='spark' (its driver needs 450 MiB). Got {memory_limit!r} instead. "
+                                         f"Pass a larger size, such as '2GB'.")
     if format is not None and format not in FORMATS:
         raise _error("format", f"The 'format' parameter of mine must be one of {FORMATS}. Got {format!r} instead.")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):

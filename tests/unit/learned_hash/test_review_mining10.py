@@ -356,6 +356,19 @@ def test_integer_drift_between_parts_names_a_cast_that_keeps_every_id(tmp_path, 
         mine(log, features=["a"])
 
 
+
+@pytest.mark.parametrize("size", ["1MiB", "256MB"])
+def test_a_memory_limit_spark_cannot_start_with_names_the_parameter(tmp_path, size):
+    # Spark's driver needs 450 MiB: '1MiB' stopped the JVM ('Too small maximum heap') and '256MB'
+    # Spark itself, both reported as 'Cannot start Spark ... Install Java 17 and check the master URL'
+    pytest.importorskip("pyspark")
+    p = tmp_path / "log.csv"
+    p.write_text("a\n1\n")
+    with pytest.raises(ConfigError, match=r"memory_limit.*at least 480MiB for engine='spark'") as err:
+        mine(p, features=["a"], engine="spark", memory_limit=size)
+    assert err.value.param == "memory_limit"
+
+
 # --------------------------------------------------------------------------- Spark
 
 
