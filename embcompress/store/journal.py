@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import container
 from ..container import PREFIX, PREFIX_SIZE, read_artifact, write_artifact
-from ..errors import ArtifactError, ChecksumError
+from ..errors import ArtifactError, ChecksumError, MissingArtifactError, VersionError
 from . import scm, updlog
 
 JOURNAL_KIND = "row_journal"
@@ -306,7 +306,9 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
         return None
     try:
         j = read_artifact(jpath, kind=JOURNAL_KIND, verify="full", mmap=False)
-    except ChecksumError as exc:  # (it is written atomically: damaged on disk since)
+    except (MissingArtifactError, VersionError):
+        raise
+    except ArtifactError as exc:  # corrupted or truncated (it is written atomically: damaged on disk since)
         raise ChecksumError(
             f"The table {str(path)!r} has an interrupted update whose journal {str(jpath)!r} is damaged ({exc}), so "
             f"it cannot be finished. The table's rows are either untouched by it, or partly written: move the "

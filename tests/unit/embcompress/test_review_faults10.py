@@ -403,3 +403,40 @@ def test_a_damaged_journal_says_what_it_is_and_how_to_tell_whether_the_table_is_
     for opener in (lambda: embcompress.open_table(path), lambda: TieredStore(path, dram_bytes=4096, policy="lru")):
         with pytest.raises(ArtifactError, match=r"(?s)interrupted update.*journal.*damaged.*embcompress verify"):
             opener()
+
+
+def test_fuzzed_journals_are_never_applied_and_fail_clearly(table, monkeypatch):
+    # A journal left by a failed update, then flipped, overwritten, cut or extended: opening the
+    # table either finishes the update whole (a mutation that changed nothing it reads) or raises
+    # the damaged-journal error; never anything else, never rows of neither the old nor the new.
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    from test_fuzz_tablefile import mutate
+
+    from tests.conftest import fail_journal_pwrite
+
+    path, q = table
+    rows = np.array([1, 2, 3])
+    store = TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru")
+    real = fail_journal_pwrite(monkeypatch, 2)
+    with pytest.raises(OSError):
+        store.update_rows(rows, np.zeros((3, DIM), np.float32))
+    monkeypatch.setattr("embcompress.store.journal.os.pwrite", real)
+    store.close()
+    jp = journal_path(path)
+    table_raw, journal_raw = path.read_bytes(), jp.read_bytes()
+    new = embcompress.quantize(np.zeros((3, DIM), np.float32), q.fmt).data
+    rng = np.random.default_rng(4)
+    refused = 0
+    for case in range(120):
+        path.write_bytes(table_raw)
+        jp.write_bytes(mutate(journal_raw, rng))
+        try:
+            t = embcompress.open_table(path, verify="full")
+        except ArtifactError as exc:
+            assert "interrupted update" in str(exc) and "damaged" in str(exc), str(exc)
+            refused += 1
+        else:
+            assert np.array_equal(t.data[rows], new) and not jp.exists(), case
+    assert refused > 100
