@@ -440,3 +440,31 @@ def test_fuzzed_journals_are_never_applied_and_fail_clearly(table, monkeypatch):
         else:
             assert np.array_equal(t.data[rows], new) and not jp.exists(), case
     assert refused > 100
+
+
+def test_fuzzed_table_files_under_a_store_fail_clearly_or_serve(tmp_path):
+    # The store opens with a header check only: a flipped, overwritten, cut or extended file either
+    # raises an ArtifactError (never another error: a damaged frequencies section raised a
+    # ConfigError about a parameter nobody gave) or serves lookups and updates without faulting.
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    from test_fuzz_tablefile import mutate
+
+    rng = np.random.default_rng(0)
+    q = embcompress.quantize(rng.standard_normal((300, 24)).astype(np.float32), "mx6")
+    raw = embcompress.write_table(tmp_path / "t.embc", q, frequencies=np.arange(300)).read_bytes()
+    f = tmp_path / "c.embc"
+    refused = 0
+    for case in range(150):
+        f.write_bytes(mutate(raw, rng))
+        for extra in (journal_path(f), f.with_name(f.name + ".updates")):
+            extra.unlink(missing_ok=True)
+        try:
+            with TieredStore(f, dram_bytes=20 * q.row_bytes, policy=("frequency", "lru", "lfu")[case % 3]) as s:
+                assert s.pooled_lookup(np.arange(0, 300, 7), np.array([0, 10])).shape == (2, 24)
+                s.update_rows(np.array([3]), np.zeros((1, 24), np.float32))
+                assert s.rows(np.arange(300)).shape == (300, q.row_bytes)
+        except ArtifactError:
+            refused += 1
+    assert refused > 100
