@@ -269,6 +269,12 @@ class TieredStore:
             from ..idmap import IdMap
             from ..tablefile import open_table
 
+            with read_artifact(self.path, kind="table") as art:  # (read on first use, from the file now at the path)
+                if not self._closed and not self._is_this_table(art):
+                    raise ArtifactError(
+                        f"TieredStore.id_map reads the id map of the table file {str(self.path)!r}, which was "
+                        f"replaced by another table since the store opened it (its map may send ids to other rows). "
+                        f"Open a new TieredStore on the file to serve the new table by raw ids.")
             m = open_table(self.path).id_map
             if m is not None and self._reordered:
                 with read_artifact(self.path, kind="table") as art:  # (the store keeps only its inverse)

@@ -468,3 +468,23 @@ def test_fuzzed_table_files_under_a_store_fail_clearly_or_serve(tmp_path):
         except ArtifactError:
             refused += 1
     assert refused > 100
+
+
+def test_the_id_map_of_a_store_whose_table_was_replaced_is_not_the_new_tables(tmp_path):
+    # The id map is read from the file on first use: after a new export of the table (same shape,
+    # its own id map) was written over the path, store.id_map was the new table's map over the old
+    # table's rows (raw id 100 went to row 99 instead of row 0).
+    from embcompress.idmap import IdMap
+
+    x = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    q = embcompress.quantize(x, "fp32")
+    ids = np.arange(100, 200)
+    path = embcompress.write_table(tmp_path / "t.embc", q, id_map=IdMap.from_arrays(ids, np.arange(100), 300, seed=1))
+    store = TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru")
+    other = IdMap.from_arrays(ids, np.arange(100)[::-1].copy(), 300, seed=1)
+    embcompress.write_table(path, embcompress.quantize(x[::-1].copy(), "fp32"), id_map=other)
+    with pytest.raises(ArtifactError, match="replaced by another table.*Open a new TieredStore"):
+        store.id_map
+    with TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru") as fresh:
+        assert fresh.id_map.lookup(np.array([100])).tolist() == [99]
+    store.close()
