@@ -337,7 +337,13 @@ def _apply_journal(path: Path, jpath: Path, fd: int):
         _pwrite_all(fd, rec.tobytes(), base + r * row_bytes)
     _pwrite_all(fd, head, 0)
     os.fsync(fd)
-    jpath.unlink()
+    # Only this journal: a table written whole over the path meanwhile removed it (drop_replaced:
+    # this update went to the replaced file), and an update of the new file may have written its own.
+    try:
+        if os.stat(jpath).st_ino == os.fstat(j._fd).st_ino:
+            jpath.unlink()
+    except FileNotFoundError:
+        pass
     container._fsync_dir(jpath.parent)
     return np.array(rows), np.array(records)
 

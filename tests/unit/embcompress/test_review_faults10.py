@@ -488,3 +488,30 @@ def test_the_id_map_of_a_store_whose_table_was_replaced_is_not_the_new_tables(tm
     with TieredStore(path, dram_bytes=10 * q.row_bytes, policy="lru") as fresh:
         assert fresh.id_map.lookup(np.array([100])).tolist() == [99]
     store.close()
+
+
+def test_a_table_written_over_the_path_while_an_update_applies_leaves_the_store_whole(table, monkeypatch):
+    # write_table removes the journal an interrupted update of the replaced file left; here that
+    # update was not interrupted but running (its rows half written into the replaced file). Its
+    # final removal of its own journal then raised the raw FileNotFoundError of the journal, after
+    # the rows were in the file the store reads but before its DRAM copies were replaced: the store
+    # served the update's rows old from DRAM and new from the file.
+    from embcompress.store import journal
+
+    path, q = table
+    freq = np.zeros(N)
+    freq[[5, 7]] = 1
+    store = TieredStore(path, dram_bytes=2 * q.row_bytes, policy="frequency", frequencies=freq)
+    store.warm_up()  # rows 5 and 7 in DRAM
+    q2 = _retrained(path.with_name("other.embc"), q)
+
+    def replace_table():
+        embcompress.write_table(path, q2)  # a new export lands mid-update
+
+    fired = _hook_once(monkeypatch, journal, "_pwrite_all", replace_table)
+    store.update_rows(np.array([5, 1500]), np.full((2, q.row_bytes), 0xEE, np.uint8))
+    assert fired
+    got = store.rows(np.array([5, 1500, 7]))
+    assert (got[:2] == 0xEE).all() and np.array_equal(got[2], q.data[7])
+    assert np.array_equal(embcompress.open_table(path, verify="full").data, q2.data)  # the new table untouched
+    store.close()
