@@ -297,7 +297,8 @@ class TieredStore:
             return True
         # The file the reader reads was replaced, so nothing writes it any more: its header is final.
         mine = [held, PREFIX.unpack(self._reader.head(PREFIX_SIZE))[5]]
-        return mine in art.meta.get(journal.REWRITTEN_FROM, [])
+        kept = art.meta.get(journal.REWRITTEN_FROM)
+        return isinstance(kept, list) and mine in kept
 
     def _check_open(self, where: str) -> None:
         if self._closed:
