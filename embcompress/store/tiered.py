@@ -501,7 +501,10 @@ class TieredStore:
     def _reopen_reader(self) -> bool:
         """A reader on the file now at the path (an update may have rewritten it whole); False, and
         the reader left as it is, where the file there is another table (see :meth:`_check_table`)."""
-        art = read_artifact(self.path, kind="table")
+        try:
+            art = read_artifact(self.path, kind="table")
+        except ArtifactError:  # no table there (another kind, damaged, removed): not this store's
+            return False
         if not self._is_this_table(art):
             return False
         sec = art.section("rows")
