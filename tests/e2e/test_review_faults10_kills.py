@@ -331,3 +331,38 @@ def test_a_full_disk_refusing_the_update_log_leaves_an_update_the_next_open_fini
     assert not journal_path(path).exists()
     running.close()
 
+
+
+TWO_WRITERS = """
+    import sys, numpy as np
+    import embcompress.store.journal as journal
+    from embcompress.store import TieredStore
+    path, k = sys.argv[1], int(sys.argv[2])
+    journal._header_bytes = lambda *a: None  # every update rewrites the file whole
+    store = TieredStore(path, dram_bytes=40 * 68, policy="lru")
+    for i in range(12):
+        rows = np.arange(k, {N}, 2, dtype=np.int64)[i::12][:20]  # this writer's rows only
+        store.rows(rows)  # (some held in DRAM)
+        # refused ("replaced by another table") if the other writer's new file were not taken for this table
+        store.update_rows(rows, np.full((len(rows), store.row_bytes), 16 * k + i, dtype=np.uint8))
+    for i in range(12):
+        rows = np.arange(k, {N}, 2, dtype=np.int64)[i::12][:20]
+        assert (store.rows(rows) == 16 * k + i).all()
+""".replace("{N}", str(N))
+
+
+def test_two_processes_rewriting_one_table_whole_follow_each_others_files(tmp_path):
+    # Each update renames a new file over the path; each store must take the other's new file for
+    # its own table (it records the file it replaced), never refuse it as another table.
+    path, q = _table(tmp_path)
+    procs = [_spawn(TWO_WRITERS, path, k) for k in (0, 1)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    want = q.data.copy()
+    for k in (0, 1):
+        for i in range(12):
+            want[np.arange(k, N, 2)[i::12][:20]] = 16 * k + i
+    t = embcompress.open_table(path, verify="full")
+    assert np.array_equal(t.data, want)
+    with TieredStore(path, dram_bytes=4096, policy="lru") as s:
+        assert np.array_equal(s.rows(np.arange(N)), want)
