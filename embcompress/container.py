@@ -36,6 +36,11 @@ from typing import Any
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # (no flock: reads take no lock, as on a file system without it)
+    fcntl = None
+
 from .errors import ArtifactError, ChecksumError, ConfigError, MissingArtifactError, VersionError
 
 MAGIC = b"\x89EMBC\r\n\x1a"
@@ -376,11 +381,9 @@ def _shared_flock(fh):
     """Hold the file's shared flock while a copy is read: an update in place (a table's rows:
     TieredStore.update_rows, in any process) holds it exclusively from its first row write to its
     last, so the copy has every row of it old or new. (Nothing held where there is no flock.)"""
-    import fcntl
-
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-    except OSError:
+    except (OSError, AttributeError):  # (AttributeError: no fcntl module)
         yield
         return
     try:
@@ -429,13 +432,11 @@ def read_artifact(
 def _open_shared(path: Path):
     """``path`` opened, holding its shared flock (none where the file system has no flock), and
     the file now at the path (an update may rename a new file over it while this waits)."""
-    import fcntl
-
     while True:
         fh = open(path, "rb")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-        except OSError:
+        except (OSError, AttributeError):  # (AttributeError: no fcntl module)
             return fh
         try:
             if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
@@ -515,10 +516,11 @@ def _read(path: Path, kind, mmap: bool, verify: str, shared: bool) -> Artifact:
             if verify == "full":
                 art.verify()
         finally:
-            if shared:  # (the Artifact's descriptor shares the open file, and so the flock: drop it)
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            if shared and fcntl is not None:  # (the Artifact's descriptor shares the open file, and so the flock: drop it)
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                except OSError:
+                    pass
     return art
 
 

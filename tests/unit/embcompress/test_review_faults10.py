@@ -544,3 +544,15 @@ def test_a_store_serves_on_when_its_path_names_a_file_that_is_no_table(table, wh
         store.update_rows(np.array([3]), np.zeros((1, DIM), np.float32))
     assert np.array_equal(store.rows(rows), want[rows])
     store.close()
+
+
+def test_reads_take_no_lock_where_there_is_no_flock(table, monkeypatch):
+    # (a system without fcntl: the container stays readable, and a damaged file still fails)
+    path, q = table
+    monkeypatch.setattr(container, "fcntl", None)
+    assert np.array_equal(embcompress.open_table(path, mmap=False, verify="full").data, q.data)
+    raw = bytearray(path.read_bytes())
+    raw[read_artifact(path).section("rows").offset + 5] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="does not match its checksum"):
+        read_artifact(path, verify="full", mmap=False)
