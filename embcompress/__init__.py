@@ -30,6 +30,7 @@ _LAZY = {
     "write_artifact": "embcompress.container",
     "IdMap": "embcompress.idmap",
     "write_table": "embcompress.tablefile",
+    "write_table_stream": "embcompress.tablefile",
     "open_table": "embcompress.tablefile",
     "pooled_lookup": "embcompress.kernels.lookup",
     "TieredStore": "embcompress.store",

@@ -17,7 +17,9 @@ Each section entry records ``name, dtype, shape, offset, nbytes, crc32``. Openin
 the magic, the version, the header checksum, the file size and every section's bounds before any
 data is touched; ``verify()`` also checks every section's CRC-32 and that every padding byte is
 zero, so a change to any byte of the file is detected. Writes are atomic: a temporary file in the
-same directory, fsync, rename, fsync of the directory.
+same directory, fsync, rename, fsync of the directory. The sections are written first, each
+checksummed as it is written (a :class:`Streamed` section arrives in pieces, so it never has to
+be in memory whole), and the header last.
 """
 
 from __future__ import annotations
@@ -68,13 +70,6 @@ class Section:
     crc32: int
 
 
-def _crc(buf, crc: int = 0) -> int:
-    mv = memoryview(buf).cast("B")
-    for start in range(0, len(mv), _CHUNK):
-        crc = zlib.crc32(mv[start : start + _CHUNK], crc)
-    return crc
-
-
 def _align_up(n: int, align: int) -> int:
     return (n + align - 1) // align * align
 
@@ -86,6 +81,39 @@ def _check_dtype(dtype: np.dtype, where: str) -> np.dtype:
             f"Got {dtype} instead."
         )
     return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+
+def _pieces(arr: np.ndarray):
+    mv = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
+    for start in range(0, len(mv), _CHUNK):
+        yield mv[start : start + _CHUNK]
+
+
+class Streamed:
+    """A section written from pieces as they are made, so an array larger than memory never has to
+    exist whole: ``chunks`` is an iterable of arrays of ``dtype`` whose bytes, in order, are the
+    section's (``shape`` says how many). A short or long stream is an error and, since writes go
+    through a temporary file, leaves any old file unchanged."""
+
+    def __init__(self, dtype, shape, chunks):
+        self.dtype = _check_dtype(np.dtype(dtype), "streamed")
+        self.shape = tuple(int(v) for v in shape)
+        self.nbytes = math.prod(self.shape) * self.dtype.itemsize
+        self._chunks = chunks
+
+    def pieces(self):
+        done = 0
+        for chunk in self._chunks:
+            chunk = np.ascontiguousarray(chunk)
+            if chunk.dtype != self.dtype:
+                raise ConfigError(f"A streamed section of {self.dtype} was given a chunk of {chunk.dtype}.")
+            done += chunk.nbytes
+            if done > self.nbytes:
+                break
+            yield from _pieces(chunk)
+        if done != self.nbytes:
+            raise ConfigError(f"A streamed section of shape {self.shape} ({self.nbytes} bytes) was given "
+                              f"{'more than ' if done > self.nbytes else ''}{done} bytes.")
 
 
 def write_artifact(
@@ -118,19 +146,21 @@ def write_artifact(
                 f"The '{what}' parameter of write_artifact must be a mapping (a dict of names to "
                 f"JSON values) or None. Got {type(value).__name__} {value!r:.80} instead."
             )
-    arrays: list[tuple[str, np.ndarray]] = []
+    arrays: list[tuple[str, np.ndarray | Streamed]] = []
     for name, arr in sections.items():
         if not isinstance(name, str) or not name:
             raise ConfigError(f"Section names must be non-empty strings. Got {name!r} instead.")
+        if isinstance(arr, Streamed):
+            arrays.append((name, arr))
+            continue
         arr = np.asarray(arr)
         dtype = _check_dtype(arr.dtype, name)
         # ascontiguousarray makes a 0-d array 1-d: keep the caller's shape
         arrays.append((name, np.ascontiguousarray(arr, dtype=dtype).reshape(arr.shape)))
 
-    crcs = [_crc(arr) if arr.nbytes else 0 for _, arr in arrays]
-
-    # The header holds every offset, so lay the sections out before writing anything.
-    def header_bytes(data_start: int) -> tuple[bytes, list[dict]]:
+    # The header holds every offset and checksum, so it is laid out first, with each checksum at
+    # its widest, and written last, when the data has been written and checksummed once.
+    def header_bytes(data_start: int, crcs) -> tuple[bytes, list[dict]]:
         entries, offset = [], data_start
         for (name, arr), crc in zip(arrays, crcs):
             entries.append(
@@ -165,36 +195,39 @@ def write_artifact(
 
     # The data start depends on the header's length, which depends on the offsets: iterate to a
     # fixed point (two rounds at most in practice, since offsets only grow by alignment steps).
+    widest = [0xFFFFFFFF] * len(arrays)
     data_start = _align_up(PREFIX_SIZE + 1024, align)
     for _ in range(8):
-        hdr, entries = header_bytes(data_start)
+        hdr, entries = header_bytes(data_start, widest)
         need = _align_up(PREFIX_SIZE + len(hdr), align)
         if need <= data_start:
             break
         data_start = need
-    # Pad the JSON with spaces to the data start: a reader parses it unchanged, and every byte of
-    # the file is then either header, section data, or zero padding between sections.
-    hdr = hdr + b" " * (data_start - PREFIX_SIZE - len(hdr))
-    head = struct.pack("<HHIQ", MAJOR, MINOR, 0, len(hdr))
-    crc = zlib.crc32(hdr, zlib.crc32(head))
-    prefix = PREFIX.pack(MAGIC, MAJOR, MINOR, 0, len(hdr), crc, 0)
-
     total = sum(a.nbytes for _, a in arrays)
 
     def write(fh) -> None:
-        fh.write(prefix)
-        fh.write(hdr)
-        done = 0
+        fh.seek(data_start)
+        done, crcs = 0, []
         for (name, arr), entry in zip(arrays, entries):
             pad = entry["offset"] - fh.tell()
             if pad:
                 fh.write(b"\0" * pad)
-            mv = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
-            for start in range(0, len(mv), _CHUNK):
-                fh.write(mv[start : start + _CHUNK])
-                done += min(_CHUNK, len(mv) - start)
+            crc = 0
+            for piece in (arr.pieces() if isinstance(arr, Streamed) else _pieces(arr)):
+                fh.write(piece)
+                crc = zlib.crc32(piece, crc)
+                done += len(piece)
                 if progress is not None:
                     progress(done, total)
+            crcs.append(crc)
+        hdr, _ = header_bytes(data_start, crcs)
+        # Pad the JSON with spaces to the data start: a reader parses it unchanged, and every byte
+        # of the file is then either header, section data, or zero padding between sections.
+        hdr = hdr + b" " * (data_start - PREFIX_SIZE - len(hdr))
+        head = struct.pack("<HHIQ", MAJOR, MINOR, 0, len(hdr))
+        fh.seek(0)
+        fh.write(PREFIX.pack(MAGIC, MAJOR, MINOR, 0, len(hdr), zlib.crc32(hdr, zlib.crc32(head)), 0))
+        fh.write(hdr)
 
     return write_file_atomic(path, write)
 

@@ -181,7 +181,8 @@ def _maybe_tables(model_or_state_dict) -> list[str]:
             and f"{k[: -len('.weight')]}.bias" not in sd and _is_table(t)]
 
 
-def _as_array(name: str, t) -> np.ndarray:
+def _check_table(name: str, t):
+    """``t`` (a tensor or array as given), checked to be a 2-D table of trained weights."""
     import torch
 
     if isinstance(t, torch.Tensor) and t.is_meta:
@@ -191,10 +192,17 @@ def _as_array(name: str, t) -> np.ndarray:
                           "of real tensors)", f"the table {name!r} on the meta device")
     if isinstance(t, torch.Tensor) and t.layout != torch.strided:  # (a sparse table: numpy() refuses it)
         t = t.to_dense()
-    arr = t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)
-    if arr.ndim != 2 or arr.shape[1] < 1:
-        raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    if not isinstance(t, torch.Tensor):
+        t = np.asarray(t)
+    if t.ndim != 2 or t.shape[1] < 1:
+        raise param_error("tables", _OWNER, "be 2-D (rows, dim) tensors", f"{name} of shape {tuple(t.shape)}")
+    return t
+
+
+def _as_array(name: str, t) -> np.ndarray:
+    t = _check_table(name, t)
+    n, dim = t.shape
+    return np.concatenate([x for _, x in _pieces(t, n, dim)]) if n else np.zeros((0, dim), np.float32)
 
 
 def _is_table(t) -> bool:
@@ -205,20 +213,35 @@ def _is_table(t) -> bool:
     return isinstance(t, np.ndarray) and t.ndim == 2 and t.dtype.kind == "f"
 
 
-def _bytes_of(t, arr: np.ndarray) -> int:
+def _bytes_of(t) -> int:
     """Bytes of the trained table in its own dtype."""
     import torch
 
-    if isinstance(t, torch.Tensor):
-        return t.numel() * t.element_size()
-    if isinstance(t, np.ndarray):
-        return t.nbytes
-    return arr.nbytes
+    return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else t.nbytes
 
 
-def fold_rows(weight: np.ndarray, rows: np.ndarray, n_rows: int, weights: np.ndarray | None = None):
+# Export reads a table in pieces of this many float32 bytes, so its memory beyond the model is a
+# few pieces whatever the table's size (a state dict loaded with torch.load(mmap=True), or a
+# np.memmap, need not fit in memory at all).
+_PIECE_BYTES = 8 << 20
+
+
+def _pieces(t, n: int, dim: int):
+    """``(start, float32 rows)`` of table ``t`` (a tensor or array as given), one piece at a time."""
+    import torch
+
+    step = max(1, _PIECE_BYTES // (4 * dim))
+    for i in range(0, n, step):
+        rows = t[i : i + step]
+        rows = rows.detach().to("cpu", torch.float32).numpy() if isinstance(rows, torch.Tensor) else rows
+        yield i, np.ascontiguousarray(rows, dtype=np.float32)
+
+
+def fold_rows(weight, rows: np.ndarray, n_rows: int, weights: np.ndarray | None = None):
     """Fold a full-size table into ``n_rows`` rows: row r = weighted mean of ``weight[i]`` over ids
-    ``i`` with ``rows[i] == r`` (float64, then float32); single-member rows copied exactly.
+    ``i`` with ``rows[i] == r`` (summed in float64 in id order, then float32); rows whose members
+    all have weight 0 take their plain mean; single-member rows copied exactly; rows no id reaches
+    stay zero. ``weight`` (a tensor or array, (n, dim)) is read in pieces.
 
     Returns ``(table float32 (n_rows, dim), per-row weight sums float64, members per row int64)``.
     """
@@ -226,33 +249,47 @@ def fold_rows(weight: np.ndarray, rows: np.ndarray, n_rows: int, weights: np.nda
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     counts = np.bincount(rows, minlength=n_rows)
     wsum = np.bincount(rows, weights=w, minlength=n_rows)
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]) if n else np.zeros(0, np.int64)
-    present = sorted_rows[starts]
+    w = np.where(wsum[rows] > 0, w, 1.0)  # (so a weightless row's members count alike)
+    den = np.where(wsum > 0, wsum, counts)
+    single = counts == 1
     out = np.zeros((n_rows, dim), dtype=np.float32)
-    if n:
-        sums = np.add.reduceat(weight[order].astype(np.float64) * w[order, None], starts, axis=0)
-        plain = np.add.reduceat(weight[order].astype(np.float64), starts, axis=0)
-        ws = wsum[present][:, None]
-        # rows whose members all have weight 0 take the plain mean of their members
-        mean = np.where(ws > 0, sums / np.where(ws > 0, ws, 1.0), plain / counts[present][:, None])
-        out[present] = mean.astype(np.float32)
-        single = counts[present] == 1
-        out[present[single]] = weight[order[starts[single]]]
+    acc = np.zeros((n_rows, dim), dtype=np.float64)
+    for i, x in _pieces(weight, n, dim):
+        r = rows[i : i + len(x)]
+        np.add.at(acc, r, x.astype(np.float64) * w[i : i + len(x), None])  # in id order, as a loop would
+        one = single[r]
+        out[r[one]] = x[one]
+    many = np.flatnonzero(counts > 1)
+    out[many] = (acc[many] / den[many, None]).astype(np.float32)
     return out, wsum, counts
+
+
+class _Qsnr:
+    """Signal and noise power summed over pieces of a table and its decoded copy."""
+
+    def __init__(self):
+        self.signal = self.noise = 0.0
+
+    def add(self, x: np.ndarray, x_hat: np.ndarray) -> None:
+        x64 = np.asarray(x, np.float64).ravel()
+        d = x64 - np.asarray(x_hat).ravel()
+        self.signal += float(np.dot(x64, x64))
+        self.noise += float(np.dot(d, d))
+
+    @property
+    def db(self) -> float:
+        if self.noise == 0.0:
+            return float("inf")
+        if self.signal == 0.0:
+            return float("-inf")
+        return 10.0 * np.log10(self.signal / self.noise)
 
 
 def qsnr_db(x: np.ndarray, x_hat: np.ndarray) -> float:
     """Quantization signal-to-noise ratio in dB (inf when exact)."""
-    x64, d = x.astype(np.float64), x.astype(np.float64) - x_hat.astype(np.float64)
-    noise = float(np.sum(d * d))
-    signal = float(np.sum(x64 * x64))
-    if noise == 0.0:
-        return float("inf")
-    if signal == 0.0:
-        return float("-inf")
-    return 10.0 * np.log10(signal / noise)
+    q = _Qsnr()
+    q.add(x, x_hat)
+    return q.db
 
 
 def export(
@@ -289,7 +326,7 @@ def export(
 
     from .formats import dequantize, get_format, quantize
     from .idmap import IdMap
-    from .tablefile import write_table
+    from .tablefile import write_table_stream
 
     get_format(fmt)
     if out_dir is None:
@@ -325,7 +362,7 @@ def export(
             opts["max_norm"] = float(m.max_norm)
         if opts:
             unserved[name] = opts
-    found = {name: _as_array(name, t) for name, t in raw.items()}
+    found = {name: _check_table(name, t) for name, t in raw.items()}
     if not found:
         maybe = _maybe_tables(model_or_state_dict)
         shown = ", ".join(maybe[:10]) + (f", ... ({len(maybe)} weights)" if len(maybe) > 10 else "")
@@ -375,7 +412,7 @@ def export(
                 raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n}), all finite", got)
         # the format's options, as quantize checks them for this table's width (one zero row)
         quantize(np.zeros((1, weight.shape[1]), np.float32), fmt, block_size=block_size, scale_mode=scale_mode)
-        if not np.all(np.isfinite(weight)):
+        if not all(np.isfinite(x).all() for _, x in _pieces(weight, *weight.shape)):
             raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
         idm = id_maps.get(name)
         if idm is not None and n != idm.n_rows:
@@ -403,10 +440,16 @@ def export(
                 f"than that to max_norm, but lookups served from the exported file (MXEmbeddingBag) read the rows "
                 f"as stored. Renormalize the table's rows before export if the model relies on it. The report and "
                 f"the file's inputs record max_norm.", UserWarning, stacklevel=2)
-    # Compress every table before writing any file: a table the format cannot hold (beyond fp16's
-    # range, say) is refused with out_dir as it was, not after the tables before it were written
-    # beside an older export.json. (The compressed tables are held meanwhile: a quarter or less of
-    # the trained ones for the 8-bit formats, half for fp16.)
+    def compress(x):
+        # (the tables are finite, checked above: a non-finite decoded row is one the format
+        # overflowed, which quantize would refuse naming neither the table nor a fix export offers)
+        return quantize(x, fmt, block_size=block_size, scale_mode=scale_mode, nonfinite="nan_block")
+
+    # Compress and measure every table before writing any file, a piece at a time: a table the
+    # format cannot hold (beyond fp16's range, say) is refused with out_dir as it was, not after
+    # the tables before it were written beside an older export.json. The files are written in a
+    # second pass that compresses the pieces again, so a table is never held whole; a folded table
+    # (as small as its id map's rows) is kept compressed from the first pass instead.
     ready = []
     for done, (name, weight) in enumerate(found.items(), 1):
         n, dim = weight.shape
@@ -429,42 +472,55 @@ def export(
                 np.bincount(into, weights=freq, minlength=n_into)[: idm.n_rows].astype(np.int64)
                 if freq.dtype.kind in "iu" else wsum
             )
-        # (the table is finite, checked above: a non-finite decoded row is one the format overflowed,
-        # which quantize would refuse naming neither the table nor a fix export offers)
-        q = quantize(table, fmt, block_size=block_size, scale_mode=scale_mode, nonfinite="nan_block")
-        with np.errstate(invalid="ignore", over="ignore"):
-            decoded = dequantize(q)
-        over = np.flatnonzero(~np.isfinite(decoded).all(axis=1))
-        if over.size:
-            shown = ", ".join(map(str, over[:10])) + (f", ... ({over.size} rows)" if over.size > 10 else "")
+        qsnr, over, largest = _Qsnr(), [], 0.0
+        kept = [] if folded_rows is not None else None
+        decoded_rows = np.empty(table.shape, np.float32) if folded_rows is not None else None
+        for i, x in _pieces(table, *table.shape):
+            q = compress(x)
+            with np.errstate(invalid="ignore", over="ignore"):
+                decoded = dequantize(q)
+            bad = np.flatnonzero(~np.isfinite(decoded).all(axis=1))
+            if bad.size:
+                over.extend((i + bad).tolist())
+                largest = max(largest, float(np.abs(x[bad]).max()))
+            elif not over:
+                qsnr.add(x, decoded)
+            if kept is not None:
+                kept.append(q)
+                decoded_rows[i : i + len(x)] = decoded
+        if over:
+            shown = ", ".join(map(str, over[:10])) + (f", ... ({len(over)} rows)" if len(over) > 10 else "")
             raise ConfigError(
                 f"The table {name!r} has {'folded ' if folded_rows is not None else ''}rows [{shown}] with values "
-                f"too large for {fmt} (up to {float(np.abs(table[over]).max()):.4g}), which would be stored as inf "
-                f"or NaN. Export it in an MX format (mxfp8_e4m3, mxint8, ...), bf16 or fp32, or scale the trained "
-                f"table down. No file was written.", param="fmt")
-        entry = {"name": name, "path": None, "fmt": fmt, "trained_shape": [n, dim], "shape": list(q.shape),
-                 "bytes_before": _bytes_of(raw[name], weight), "bytes_after": None, "qsnr_db": qsnr_db(table, decoded),
-                 "compression": None}
+                f"too large for {fmt} (up to {largest:.4g}), which would be stored as inf or NaN. Export it in an "
+                f"MX format (mxfp8_e4m3, mxint8, ...), bf16 or fp32, or scale the trained table down. No file was "
+                f"written.", param="fmt")
+        entry = {"name": name, "path": None, "fmt": fmt, "trained_shape": [n, dim], "shape": list(table.shape),
+                 "bytes_before": _bytes_of(raw[name]), "bytes_after": None, "qsnr_db": qsnr.db, "compression": None}
         if folded_rows is not None:
-            served = decoded[folded_rows]
-            if pad is not None:  # (never served: its trained row is no noise of the served rows)
-                served[pad] = weight[pad]
-            entry["qsnr_vs_trained_db"] = qsnr_db(weight, served)
-            del served
+            served = _Qsnr()
+            for i, x in _pieces(weight, n, dim):
+                got = decoded_rows[folded_rows[i : i + len(x)]]
+                if pad is not None and i <= pad < i + len(x):  # (never served: its trained row is no noise)
+                    got[pad - i] = x[pad - i]
+                served.add(x, got)
+            entry["qsnr_vs_trained_db"] = served.db
         entry.update(unserved.get(name, {}))
-        del table, decoded
-        ready.append((entry, q, idm, row_freq))
+        del table, decoded_rows
+        ready.append((entry, weight, kept, idm, row_freq))
         if progress is not None:
             progress(done, len(found))
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = []
-    for entry, q, idm, row_freq in ready:
+    for entry, weight, kept, idm, row_freq in ready:
         name = entry["name"]
         inputs = {"table": name, "trained_shape": entry["trained_shape"], "fmt": fmt, **pooling.get(name, {}),
                   **unserved.get(name, {})}
-        path = write_table(out / f"{name}.embc", q, id_map=idm, frequencies=row_freq, inputs=inputs)
+        pieces = kept if kept is not None else (compress(x) for _, x in _pieces(weight, *weight.shape))
+        path = write_table_stream(out / f"{name}.embc", fmt, entry["shape"], pieces, block_size=block_size,
+                                  scale_mode=scale_mode, id_map=idm, frequencies=row_freq, inputs=inputs)
         entry["path"], entry["bytes_after"] = str(path), path.stat().st_size
         entry["compression"] = entry["bytes_before"] / entry["bytes_after"]
         report.append(entry)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .container import read_artifact, write_artifact
+from .container import Streamed, read_artifact, write_artifact
 from .errors import ArtifactError, ConfigError, param_error
 from .table import TABLE_ALIGN, TABLE_KIND, QuantizedTable
 
@@ -68,15 +68,63 @@ def write_table(
     crash leaves either the old file or the new one; a journal an interrupted update of the old
     file left is then removed (its rows belong to the replaced file). ``inputs`` names what the
     table was made from; ``progress(done_bytes, total_bytes)`` is called while data is written.
+    A table larger than memory is written by :func:`write_table_stream`.
     """
     if not isinstance(q, QuantizedTable):
         raise param_error("q", "write_table", "be a QuantizedTable (from embcompress.quantize)", type(q).__name__)
+    sections, config = q.to_sections()
+    return _write(path, config, sections["rows"], id_map, frequencies, inputs, progress)
+
+
+def write_table_stream(
+    path: str | os.PathLike,
+    fmt: str,
+    shape,
+    chunks,
+    *,
+    block_size: int | None = None,
+    scale_mode: str = "floor",
+    id_map=None,
+    frequencies=None,
+    inputs: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a table of ``shape`` (n_rows, dim) whose rows arrive in ``chunks``: an iterable of
+    ``QuantizedTable`` pieces in row order (``quantize(weight[i:j], fmt, ...)``), each written as it
+    comes, so only one piece is in memory at a time. The file is the one :func:`write_table` writes
+    for the whole table (a row's record depends on that row only). Pieces of another format, width,
+    block size or scale mode, and too few or too many rows, are refused, and leave an old file at
+    ``path`` unchanged, as any failed write does."""
+    from .formats import quantize
+
+    try:
+        n, dim = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise param_error("shape", "write_table_stream", "be (n_rows, dim)", shape) from None
+    if n < 0:
+        raise param_error("shape", "write_table_stream", "be (n_rows >= 0, dim >= 1)", shape)
+    # an empty table of the layout checks the options and gives the config, as write_table's
+    proto = quantize(np.zeros((0, dim), np.float32), fmt, block_size=block_size, scale_mode=scale_mode)
+    config = {**proto.config(), "shape": [n, dim]}
+
+    def records():
+        for piece in chunks:
+            # the same config but for the piece's row count
+            if not isinstance(piece, QuantizedTable) or piece.config() != {**config, "shape": [len(piece), dim]}:
+                got = piece.config() if isinstance(piece, QuantizedTable) else type(piece).__name__
+                raise param_error("chunks", "write_table_stream", f"be QuantizedTable pieces of {config}", got)
+            yield piece.data
+
+    rows = Streamed(np.uint8, (n, proto.row_bytes), records())
+    return _write(path, config, rows, id_map, frequencies, inputs, progress)
+
+
+def _write(path, config: dict, rows, id_map, frequencies, inputs, progress) -> Path:
     if inputs is not None and not isinstance(inputs, Mapping):  # (else dict() raised a raw ValueError)
         raise param_error("inputs", "write_table", "be a dict naming what the table was made from, "
                           "e.g. {'log': 'day_0.tsv'}", inputs)
-    n_rows = q.shape[0]
-    sections, config = q.to_sections()
-    sections = dict(sections)
+    n_rows = rows.shape[0]
+    sections = {"rows": rows}
     layout: dict = {"version": FILE_VERSION, "frequencies": frequencies is not None, "id_map": None}
     if frequencies is not None:
         sections[_FREQ] = _check_frequencies(frequencies, n_rows)
