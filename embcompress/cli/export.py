@@ -1,6 +1,7 @@
 """Export every embedding table of a trained model's state dict to compressed table files.
 
-The state dict is read with torch.load(weights_only=True). Tables are the 2-D float tensors
+The state dict is read with torch.load(weights_only=True, mmap=True): mapped, so one larger than
+memory exports (a file in torch's old non-zip format is read whole). Tables are the 2-D float tensors
 named '<...emb...>.weight' without a '.bias' beside them (or those named with --table); a
 'module.' (DistributedDataParallel) or '_orig_mod.' (torch.compile) prefix on every key is dropped. With --id-map NAME=FILE a table is
 stored with that id map, and a full-size table (one row per raw id) is first folded onto the
@@ -85,7 +86,14 @@ def command(
         raise MissingArtifactError(f"{str(state_dict)!r} is {what}. Check the path: pass a file written by "
                                    f"torch.save(model.state_dict()).")
     try:
-        sd = torch.load(state_dict, map_location="cpu", weights_only=True)
+        try:
+            # mapped, the tensors stay in the file and export reads them a piece at a time, so a state
+            # dict larger than memory exports; the old (non-zip) format cannot be mapped: read it whole
+            sd = torch.load(state_dict, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            sd = torch.load(state_dict, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; report one clear line
         # torch's text can run to paragraphs (and suggest weights_only=False): keep its first sentence
         detail = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]

@@ -136,3 +136,22 @@ def test_export_memory_does_not_grow_with_the_table(tmp_path):
     before, after = json.loads(out.stdout.splitlines()[-1])
     grew_mib = (after - before) / 1024
     assert grew_mib < 96, f"export grew the process by {grew_mib:.0f} MiB for a 128 MiB table"
+
+
+def test_cli_export_maps_the_state_dict_and_reads_the_old_format_whole(tmp_path, capsys, monkeypatch):
+    from embcompress.cli.main import main
+
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("mmap")) or real_load(*a, **k))
+    sd = {"emb.weight": torch.randn(50, 32, generator=torch.Generator().manual_seed(0))}
+    torch.save(sd, tmp_path / "zip.pt")
+    torch.save(sd, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    for name in ("zip", "old"):
+        try:
+            main(["export", str(tmp_path / f"{name}.pt"), "--fmt", "mxint8", "--out-dir", str(tmp_path / name),
+                  "--mode", "sum", "--quiet"])
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr().err
+    assert loads == [True, True, None]  # the zip file mapped; the old one tried mapped, then read whole
+    assert _bytes(tmp_path / "zip" / "emb.embc") == _bytes(tmp_path / "old" / "emb.embc")
