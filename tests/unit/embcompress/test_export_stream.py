@@ -155,3 +155,29 @@ def test_cli_export_maps_the_state_dict_and_reads_the_old_format_whole(tmp_path,
             assert not exc.code, capsys.readouterr().err
     assert loads == [True, True, None]  # the zip file mapped; the old one tried mapped, then read whole
     assert _bytes(tmp_path / "zip" / "emb.embc") == _bytes(tmp_path / "old" / "emb.embc")
+
+
+def test_a_refused_or_interrupted_export_leaves_an_earlier_export_as_it_was(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    sd = {f"{t}_emb.weight": torch.randn(20, 8, generator=g) for t in "abc"}
+    out = tmp_path / "out"
+    export_mod.export(sd, fmt="fp16", out_dir=out, mode="sum")
+    before = {p.name: _bytes(p) for p in out.iterdir()}
+    assert sorted(before) == ["a_emb.embc", "b_emb.embc", "c_emb.embc", "export.json"]  # no staging folder left
+
+    new = {k: v * 2 for k, v in sd.items()}
+    new["c_emb.weight"][5, 3] = 1e6  # beyond fp16's range: refused after a and b were compressed
+    with pytest.raises(ConfigError, match=r"'c_emb' has rows \[5\]"):
+        export_mod.export(new, fmt="fp16", out_dir=out, mode="sum")
+    assert {p.name: _bytes(p) for p in out.iterdir()} == before
+
+    def stop(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        export_mod.export({k: v * 2 for k, v in sd.items()}, fmt="fp16", out_dir=out, mode="sum", progress=stop)
+    assert {p.name: _bytes(p) for p in out.iterdir()} == before
+
+    (rep_a, _, _) = export_mod.export({k: v * 2 for k, v in sd.items()}, fmt="fp16", out_dir=out, mode="sum")
+    assert rep_a["path"] == str(out / "a_emb.embc") and sorted(p.name for p in out.iterdir()) == sorted(before)
+    assert _bytes(out / "a_emb.embc") != before["a_emb.embc"]
