@@ -113,7 +113,7 @@ class Streamed:
             yield from _pieces(chunk)
         if done != self.nbytes:
             raise ConfigError(f"A streamed section of shape {self.shape} ({self.nbytes} bytes) was given "
-                              f"{'more than ' if done > self.nbytes else ''}{done} bytes.")
+                              f"{'at least ' if done > self.nbytes else ''}{done} bytes.")
 
 
 def write_artifact(
