@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..container import read_artifact, write_artifact
+from ..container import Streamed, read_artifact, write_artifact
 from ..errors import ArtifactError, ConfigError, param_error
 from . import journal
 from .scm import BLOCK
@@ -348,31 +347,22 @@ def reorder_rows(
     order = coaccess_order(n_rows, row_bytes, cooccurrence=cooccurrence, clusters=clusters,
                            frequencies=frequencies, block_bytes=block_bytes)
     new_row = invert(order)
-    # The rows in the new order go a chunk at a time into a nameless file beside out_file (nothing
-    # is left behind; not the system's temporary folder, often memory), which the writer streams
-    # from: gathered into one array (rows[src]) they needed the table's size in memory, and the
-    # store serves tables larger than memory.
-    with tempfile.TemporaryFile(dir=out_dir) as scratch:
-        # Copied under the table's shared lock, as a store reads: an update another process was
-        # writing meanwhile left a row torn in the copy (the file as it is now, opened again).
-        with journal.reading(table_file):
-            art = read_artifact(table_file, kind="table")
-            if art.section("rows").shape != (n_rows, row_bytes):
-                raise ArtifactError(f"The table {str(art.path)!r} was replaced by another table while reorder_rows "
-                                    f"ran. Run reorder_rows again.")
-            prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
-            rows = art.array("rows")
-            # The old file holds original row prev[p] at position p; we want original row order[k] at k.
-            src = order if prev is None else invert(prev)[order]
-            if rows.size:
-                gathered = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=rows.shape)
-                step = max(1, _COPY_BYTES // row_bytes)
-                for a in range(0, n_rows, step):
-                    gathered[a : a + step] = rows[src[a : a + step]]
-            else:
-                gathered = rows[src]
-            del rows
-        sections = {"rows": gathered}
+    # Copied under the table's shared lock, as a store reads: an update another process was
+    # writing meanwhile left a row torn in the copy (the file as it is now, opened again). The rows
+    # in the new order stream into the writer a chunk at a time: gathered into one array
+    # (rows[src]) they needed the table's size in memory, and the store serves tables larger
+    # than memory.
+    with journal.reading(table_file):
+        art = read_artifact(table_file, kind="table")
+        if art.section("rows").shape != (n_rows, row_bytes):
+            raise ArtifactError(f"The table {str(art.path)!r} was replaced by another table while reorder_rows "
+                                f"ran. Run reorder_rows again.")
+        prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
+        rows = art.array("rows")
+        # The old file holds original row prev[p] at position p; we want original row order[k] at k.
+        src = order if prev is None else invert(prev)[order]
+        step = max(1, _COPY_BYTES // max(row_bytes, 1))
+        sections = {"rows": Streamed(np.uint8, rows.shape, (rows[src[a : a + step]] for a in range(0, n_rows, step)))}
         for name in art.section_names:
             if name in ("rows", ROW_ORDER):
                 continue
@@ -384,10 +374,12 @@ def reorder_rows(
             sections[name] = arr
         sections[ROW_ORDER] = order
         h = art.header
-        meta = dict(h["meta"], row_order={"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"})
+        # (not the record of the file an update rewrote: this is another table, in another order)
+        meta = {k: v for k, v in h["meta"].items() if k != journal.REWRITTEN_FROM}
+        meta["row_order"] = {"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"}
         inputs = dict(h["inputs"], reordered_from=os.fspath(table_file))
         path = write_artifact(out_file, h["kind"], sections, config=h["config"], inputs=inputs, meta=meta, align=h["align"])
-        del sections, gathered
+        del sections, rows
     before = after = None
     if replay is not None:
         before = float(blocks_per_batch(replay, row_bytes, new_row=None if prev is None else invert(prev),

@@ -160,3 +160,28 @@ def test_planted_groups_share_blocks_whatever_the_row_size(row_bytes, group):
     seen = np.isin(groups, idx).all(axis=1)
     per_group = blocks_per_batch(list(groups[seen]), row_bytes, new_row=new_row)
     assert np.mean(per_group == 1) > 0.95
+
+
+def test_reorder_drops_the_record_of_a_rewrite_and_keeps_no_scratch_file(tmp_path):
+    # An update that rewrites a table whole records the file it replaced (meta 'rewritten_from'),
+    # so a store tells its own table's rewrite from another table. A reordered table is another
+    # table: it must not carry that record. The rows now stream into the writer: nothing else is
+    # left in the folder.
+    from embcompress import open_table, quantize, write_table
+    from embcompress.container import read_artifact, write_artifact
+    from embcompress.store import reorder_rows
+    from embcompress.store.journal import REWRITTEN_FROM
+
+    w = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    src = write_table(tmp_path / "t.embc", quantize(w, "mxint8"), frequencies=np.arange(300))
+    art = read_artifact(src)
+    h = art.header
+    write_artifact(src, "table", {n: art.array(n) for n in art.section_names}, config=h["config"],
+                   inputs=h["inputs"], meta={**h["meta"], REWRITTEN_FROM: [[1, 2]]}, align=h["align"])
+    labels = np.arange(300) % 7
+    reorder_rows(src, tmp_path / "r.embc", clusters=labels, frequencies=np.arange(300))
+    assert REWRITTEN_FROM not in read_artifact(tmp_path / "r.embc").header["meta"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.embc", "t.embc"]
+    with open_table(tmp_path / "r.embc", verify="full") as t:
+        order = t.header["meta"]["row_order"]
+        assert order["source"] == "clusters"
