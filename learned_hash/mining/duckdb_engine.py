@@ -151,8 +151,11 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
     # more than two seconds): the query progress goes to the callback only, when there is one
     con = duckdb.connect(":memory:")
     try:
-        con.execute(f"SET enable_progress_bar = {'true' if progress is not None else 'false'}")
-        con.execute("SET enable_progress_bar_print = false")
+        try:
+            con.execute(f"SET enable_progress_bar = {'true' if progress is not None else 'false'}")
+            con.execute("SET enable_progress_bar_print = false")
+        except duckdb.Error:
+            pass  # (in Jupyter without ipywidgets DuckDB refuses any change of these; its bar is off there)
         con.execute("SET TimeZone = 'UTC'")  # ISO times without a zone are UTC (jobs.DuckDBDialect.timestamp)
         if memory_limit is not None:
             try:  # in bytes: the size is parsed once (api.memory_bytes), the same for both engines
