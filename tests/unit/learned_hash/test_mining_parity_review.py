@@ -10,7 +10,7 @@ import pytest
 
 from embcompress.errors import ConfigError
 from learned_hash import LogStats, mine
-from tests.conftest import by_reader, need_spark, write
+from tests.conftest import by_reader, write
 
 
 def times_log(tmp_path):
@@ -86,16 +86,6 @@ spark_needed = [
     pytest.mark.spark,
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    need_spark()
-    from learned_hash.mining.spark_engine import session
-
-    s = session("local[2]")
-    yield s
-    s.stop()
 
 
 @pytest.mark.spark

@@ -11,14 +11,6 @@ need_spark(allow_module_level=True)
 
 from learned_hash import mine  # noqa: E402
 from learned_hash.logs import BadLineError  # noqa: E402
-from learned_hash.mining.spark_engine import session  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def spark():
-    s = session("local[2]")
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from embcompress.errors import ConfigError
 from embcompress.idhash import string_ids
 from learned_hash import mine
-from tests.conftest import by_reader, need_spark
+from tests.conftest import by_reader
 
 
 def counts(stats, feature):
@@ -370,16 +370,6 @@ def test_a_memory_limit_spark_cannot_start_with_names_the_parameter(tmp_path, si
 
 
 # --------------------------------------------------------------------------- Spark
-
-
-@pytest.fixture(scope="module")
-def spark():
-    need_spark()
-    from learned_hash.mining.spark_engine import session
-
-    s = session("local[2]")
-    yield s
-    s.stop()
 
 
 @pytest.mark.spark

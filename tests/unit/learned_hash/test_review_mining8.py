@@ -12,7 +12,7 @@ from embcompress.errors import ConfigError
 from embcompress.idhash import MISSING_ID
 from learned_hash import LogStats, mine
 from learned_hash.logs import BadLineError
-from tests.conftest import by_reader, need_spark, write
+from tests.conftest import by_reader, write
 
 
 def counts(stats, feature):
@@ -129,16 +129,6 @@ def test_binary_and_string_parquet_ids_mine_together_on_duckdb(tmp_path):
 
 
 # --------------------------------------------------------------------------- Spark
-
-
-@pytest.fixture(scope="module")
-def spark():
-    need_spark()
-    from learned_hash.mining.spark_engine import session
-
-    s = session("local[2]")
-    yield s
-    s.stop()
 
 
 def spark_cases(tmp_path):
