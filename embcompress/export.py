@@ -49,6 +49,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -466,7 +467,8 @@ def export(
     out = Path(out_dir)
     made = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    _remove_stale_stages(out)
+    stage = Path(tempfile.mkdtemp(prefix=f"{_STAGE}{socket.gethostname()}-{os.getpid()}-", dir=out))
     report = []
     try:
         for done, (name, weight) in enumerate(found.items(), 1):
@@ -494,6 +496,27 @@ def export(
     written = [{k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in e.items()} for e in report]
     write_file_atomic(out / "export.json", json.dumps(written, indent=2, default=_json_num, allow_nan=False) + "\n")
     return report
+
+
+_STAGE = ".export-"  # + host-pid-random: the hidden folder an export writes its tables into
+
+
+def _remove_stale_stages(out: Path) -> None:
+    """Remove what exports killed on this host left in ``out`` (a process that is gone cannot
+    move its tables into place): else a job killed again and again, each time with tables
+    written, would fill the disk. Folders of live processes, and of other hosts sharing the
+    folder, are left alone."""
+    host = socket.gethostname()
+    for p in out.glob(f"{_STAGE}*"):
+        owner, _, pid = p.name[len(_STAGE):].rpartition("-")[0].rpartition("-")
+        if owner != host or not pid.isdigit() or not p.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (PermissionError, OverflowError):  # (another user's live process; no such pid number)
+            pass
 
 
 def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, unserved, pooling, bytes_before):

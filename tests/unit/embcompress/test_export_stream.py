@@ -181,3 +181,25 @@ def test_a_refused_or_interrupted_export_leaves_an_earlier_export_as_it_was(tmp_
     (rep_a, _, _) = export_mod.export({k: v * 2 for k, v in sd.items()}, fmt="fp16", out_dir=out, mode="sum")
     assert rep_a["path"] == str(out / "a_emb.embc") and sorted(p.name for p in out.iterdir()) == sorted(before)
     assert _bytes(out / "a_emb.embc") != before["a_emb.embc"]
+
+
+def test_export_removes_what_a_killed_export_on_this_host_left(tmp_path):
+    # A killed export leaves its hidden folder of written tables behind (only a live process moves
+    # them into place); a job killed again and again would fill the disk. The next export removes
+    # the folders of this host's processes that are gone, and leaves live ones and other hosts'.
+    import os
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    host = socket.gethostname()
+    stale = out / f".export-{host}-{dead.pid}-abc123xy"
+    live = out / f".export-{host}-{os.getpid()}-def456xy"
+    other = out / f".export-elsewhere-{dead.pid}-ghi789xy"
+    for d in (stale, live, other):
+        d.mkdir(parents=True)
+        (d / "t.embc").write_bytes(b"x" * 100)
+    export_mod.export({"emb.weight": torch.ones(4, 8)}, fmt="mxint8", out_dir=out, mode="sum")
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["emb.embc", "export.json"]
