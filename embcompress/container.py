@@ -24,9 +24,11 @@ be in memory whole), and the header last.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import socket
 import struct
 import threading
 import zlib
@@ -252,6 +254,26 @@ def check_output_folder(out: str | Path, name: str = "--out") -> None:
                           f"Pass another {name}, or change the folder's permissions.")
 
 
+def owner() -> str:
+    """``<host>-<pid>``: which process a temporary file or folder is of."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def gone(tag: str) -> bool:
+    """Whether ``tag`` (an :func:`owner`) names a process of this host that has ended: what it left
+    (a temporary file a kill cut short) is no one's and can go. Other hosts' are never gone."""
+    host, _, pid = tag.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):  # (another user's live process; no such pid number)
+        pass
+    return False
+
+
 def write_file_atomic(path: str | Path, data) -> Path:
     """Write ``path`` through a temporary file in its directory, fsync, rename, then fsync the
     directory: a crash leaves the old file or the new one, never half of either. ``data`` is
@@ -264,7 +286,11 @@ def write_file_atomic(path: str | Path, data) -> Path:
     if path.is_dir():  # else the rename names the hidden temporary file
         raise ConfigError(f"Cannot write {path}: it is a folder. Give a file name (e.g. {path / 'name'}), "
                           f"or move the folder away.")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    prefix = f".{path.name}.tmp-"
+    for old in path.parent.glob(glob.escape(prefix) + "*"):  # what writers killed on this host left
+        if gone(old.name[len(prefix):].rpartition("-")[0]):
+            old.unlink(missing_ok=True)
+    tmp = path.with_name(f"{prefix}{owner()}-{os.urandom(4).hex()}")
     try:
         with open(tmp, "wb") as fh:
             if callable(data):

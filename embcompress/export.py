@@ -49,7 +49,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .container import _fsync_dir, write_file_atomic
+from .container import _fsync_dir, gone, owner, write_file_atomic
 from .errors import ConfigError, param_error
 
 __all__ = ["export", "find_tables", "fold_rows", "qsnr_db"]
@@ -468,7 +467,7 @@ def export(
     made = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_stages(out)
-    stage = Path(tempfile.mkdtemp(prefix=f"{_STAGE}{socket.gethostname()}-{os.getpid()}-", dir=out))
+    stage = Path(tempfile.mkdtemp(prefix=f"{_STAGE}{owner()}-", dir=out))
     report = []
     try:
         for done, (name, weight) in enumerate(found.items(), 1):
@@ -506,17 +505,9 @@ def _remove_stale_stages(out: Path) -> None:
     move its tables into place): else a job killed again and again, each time with tables
     written, would fill the disk. Folders of live processes, and of other hosts sharing the
     folder, are left alone."""
-    host = socket.gethostname()
     for p in out.glob(f"{_STAGE}*"):
-        owner, _, pid = p.name[len(_STAGE):].rpartition("-")[0].rpartition("-")
-        if owner != host or not pid.isdigit() or not p.is_dir():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if p.is_dir() and gone(p.name[len(_STAGE):].rpartition("-")[0]):
             shutil.rmtree(p, ignore_errors=True)
-        except (PermissionError, OverflowError):  # (another user's live process; no such pid number)
-            pass
 
 
 def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, unserved, pooling, bytes_before):

@@ -203,3 +203,27 @@ def test_export_removes_what_a_killed_export_on_this_host_left(tmp_path):
     export_mod.export({"emb.weight": torch.ones(4, 8)}, fmt="mxint8", out_dir=out, mode="sum")
     assert not stale.exists() and live.exists() and other.exists()
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["emb.embc", "export.json"]
+
+
+def test_a_write_removes_the_temporary_files_killed_writers_of_this_host_left(tmp_path):
+    # A writer killed midway leaves its hidden temporary file (as large as the table) beside the
+    # intact old file; one killed again and again filled the disk. The next write of that file
+    # removes those of this host's processes that are gone, and no other file.
+    import os
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    names = {
+        "stale": f".t.embc.tmp-{host}-{dead.pid}-0011aabb",
+        "live": f".t.embc.tmp-{host}-{os.getpid()}-0011aabb",
+        "other host": f".t.embc.tmp-elsewhere-{dead.pid}-0011aabb",
+        "older name": f".t.embc.tmp-{dead.pid}-0011aabb",
+        "another file's": f".u.embc.tmp-{host}-{dead.pid}-0011aabb",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"x")
+    write_table(tmp_path / "t.embc", quantize(np.ones((4, 32), np.float32), "mxint8"))
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"t.embc", *names.values()} - {names["stale"]}
