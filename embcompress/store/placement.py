@@ -337,7 +337,7 @@ def reorder_rows(
     if Path(out_file).resolve() == Path(table_file).resolve():
         raise param_error("out_file", "reorder_rows", "differ from table_file (the original stays intact)", str(out_file))
     out_dir = Path(out_file).parent
-    if not out_dir.is_dir():  # (before the work, and before the rows are gathered there)
+    if not out_dir.is_dir():  # (before the work)
         raise ConfigError(f"Cannot write {out_file}: its folder {out_dir} does not exist (or is not a folder). "
                           f"Create it first, or write somewhere else.")
     if replay is not None:  # checked before anything is written
