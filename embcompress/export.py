@@ -554,7 +554,9 @@ def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, 
                 served_rows[i : i + len(x)] = decoded
             yield q
 
-    inputs = {"table": name, "trained_shape": [n, dim], "fmt": fmt, **pooling, **unserved}
+    # the trained dtype, which MXEmbeddingBag.from_file returns as the trained bag did
+    dtype = str(weight.dtype).removeprefix("torch.")
+    inputs = {"table": name, "trained_shape": [n, dim], "trained_dtype": dtype, "fmt": fmt, **pooling, **unserved}
     path = write_table_stream(folder / f"{name}.embc", fmt, table.shape, pieces(), block_size=block_size,
                               scale_mode=scale_mode, id_map=idm, frequencies=row_freq, inputs=inputs)
     entry = {"name": name, "path": str(path), "fmt": fmt, "trained_shape": [n, dim], "shape": list(table.shape),

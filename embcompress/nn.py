@@ -639,13 +639,17 @@ class MXEmbeddingBag(nn.Module):
 
         ``mode``, ``include_last_offset`` and ``padding_idx`` default to those of the
         ``nn.EmbeddingBag`` the file was exported from (``embcompress.export`` records them), else
-        ``"mean"``, ``False`` and None.
+        ``"mean"``, ``False`` and None. The module returns the trained table's dtype (a bf16
+        table's lookups come out in bf16, as the trained bag's did), else float32; ``.to(dtype)``
+        changes it.
         """
         from .tablefile import open_table
 
         t = open_table(path, mmap=mmap, verify=verify)
-        return cls(t, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads,
-                   padding_idx=padding_idx)
+        m = cls(t, id_map=t.id_map, mode=mode, include_last_offset=include_last_offset, n_threads=n_threads,
+                padding_idx=padding_idx)
+        dtype = t.header["inputs"].get("trained_dtype")
+        return m.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16", "float64") else m
 
     @classmethod
     def from_embedding_bag(cls, emb: nn.Module, fmt: str, id_map=None, *, block_size: int | None = None,

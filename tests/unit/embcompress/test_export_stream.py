@@ -227,3 +227,20 @@ def test_a_write_removes_the_temporary_files_killed_writers_of_this_host_left(tm
     write_table(tmp_path / "t.embc", quantize(np.ones((4, 32), np.float32), "mxint8"))
     left = {p.name for p in tmp_path.iterdir()}
     assert left == {"t.embc", *names.values()} - {names["stale"]}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_from_file_returns_the_trained_dtype_as_from_embedding_bag_does(tmp_path, dtype):
+    # A bf16 model's next layer takes bf16: the module from the exported file returned float32 (the
+    # file did not say how the table was trained), where from_embedding_bag returns the bag's dtype.
+    from embcompress.nn import MXEmbeddingBag
+
+    torch.manual_seed(0)
+    emb = torch.nn.EmbeddingBag(30, 32, mode="sum").to(dtype)
+    (rep,) = export_mod.export(emb, fmt="mxint8", out_dir=tmp_path)
+    served = MXEmbeddingBag.from_file(rep["path"])
+    ids, offsets = torch.tensor([1, 2, 29, 4]), torch.tensor([0, 3])
+    want = MXEmbeddingBag.from_embedding_bag(emb, "mxint8")(ids, offsets)
+    got = served(ids, offsets)
+    assert got.dtype == want.dtype == dtype and torch.equal(got, want)
+    assert served.to(torch.float32)(ids, offsets).dtype == torch.float32
