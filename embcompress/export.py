@@ -431,8 +431,6 @@ def export(
                 raise param_error("frequencies", _OWNER, f"give {name!r} one non-negative count per trained row ({n}), all finite", got)
         # the format's options, as quantize checks them for this table's width (one zero row)
         quantize(np.zeros((1, weight.shape[1]), np.float32), fmt, block_size=block_size, scale_mode=scale_mode)
-        if not all(np.isfinite(x).all() for _, x in _pieces(weight, *weight.shape)):
-            raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
         idm = id_maps.get(name)
         if idm is not None and n != idm.n_rows:
             # a full-size table has rows for ids 0 .. n-1 only; other ids mean the map is another table's
@@ -541,8 +539,9 @@ def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, 
         from .formats import quantize
 
         for i, x in _pieces(table, *table.shape):
-            # (the table is finite, checked before: a non-finite decoded row is one the format
-            # overflowed, which quantize would refuse naming neither the table nor a fix export offers)
+            _check_finite(name, x)  # (a folded row holding a member's NaN or inf is non-finite too)
+            # (the piece is finite: a non-finite decoded row is one the format overflowed, which
+            # quantize would refuse naming neither the table nor a fix export offers)
             q = quantize(x, fmt, block_size=block_size, scale_mode=scale_mode, nonfinite="nan_block")
             with np.errstate(invalid="ignore", over="ignore"):
                 decoded = _decode(q)
@@ -565,6 +564,7 @@ def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, 
     if folded_rows is not None:
         served = _Qsnr()
         for i, x in _pieces(weight, n, dim):
+            _check_finite(name, x)  # (the padding id's row, which no folded row holds)
             got = served_rows[folded_rows[i : i + len(x)]]
             if pad is not None and i <= pad < i + len(x):  # (never served: its trained row is no noise)
                 got[pad - i] = x[pad - i]
@@ -572,6 +572,13 @@ def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, 
         entry["qsnr_vs_trained_db"] = served.db
     entry.update(unserved)
     return entry
+
+
+def _check_finite(name, x) -> None:
+    # Checked as the pieces are read, not in a pass of its own: a table mapped from disk is read
+    # once less. Nothing is in out_dir yet when it fails (the tables are in the staging folder).
+    if not np.isfinite(x).all():
+        raise ConfigError(f"The table {name!r} holds non-finite values; export needs finite trained weights.")
 
 
 def _refuse_overflow(name, fmt, folded, x, bad, start):

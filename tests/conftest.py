@@ -1,4 +1,5 @@
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,39 @@ def teams_on_small_inputs(monkeypatch):
     import embcompress.kernels
 
     monkeypatch.setattr(embcompress.kernels, "MIN_THREAD_SECONDS", 0.0)
+
+
+# Updates rows 5 and 1500 of the table at argv[1] to 0xEE through a TieredStore, touching argv[2]
+# and pausing 1 s after the first row write (its journal durable, one row new, one old, the header
+# old): the update half applied, for tests that read or open the table meanwhile.
+PAUSING_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from embcompress.store import TieredStore
+    import embcompress.store.journal as journal
+
+    path, mark = sys.argv[1], sys.argv[2]
+    store = TieredStore(path, dram_bytes=4096, policy="lru")
+    real, count = journal._pwrite_all, [0]
+    def pausing(fd, data, off):
+        real(fd, data, off)
+        count[0] += 1
+        if count[0] == 1:  # one row of two written: the update is half applied
+            open(mark, "w").close()
+            time.sleep(1.0)
+    journal._pwrite_all = pausing
+    store.update_rows(np.array([5, 1500]), np.full((2, store.row_bytes), 0xEE, np.uint8))
+    """
+)
+
+
+def run_cli(argv, capsys):
+    """``embcompress <argv>`` in this process: ``(exit code, captured output)``."""
+    from embcompress.cli.main import main
+
+    try:
+        code = main(argv) or 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr()

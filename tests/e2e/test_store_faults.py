@@ -22,7 +22,7 @@ from embcompress.container import read_artifact
 from embcompress.formats import quantize
 from embcompress.store import TieredStore
 from embcompress.store.journal import journal_path
-from tests.conftest import fail_journal_pwrite
+from tests.conftest import PAUSING_WRITER, fail_journal_pwrite
 
 ROOT = Path(__file__).resolve().parents[2]
 N, DIM = 2000, 32
@@ -168,28 +168,6 @@ def test_two_processes_updating_one_table_lose_no_rows(tmp_path):
     art = read_artifact(path, kind="table", verify="full")
     assert np.array_equal(art.array("rows"), want)
     assert not journal_path(path).exists()
-
-
-PAUSING_WRITER = textwrap.dedent(
-    """
-    import os, sys, time
-    import numpy as np
-    from embcompress.store import TieredStore
-    import embcompress.store.journal as journal
-
-    path, mark = sys.argv[1], sys.argv[2]
-    store = TieredStore(path, dram_bytes=4096, policy="lru")
-    real, count = journal._pwrite_all, [0]
-    def pausing(fd, data, off):
-        real(fd, data, off)
-        count[0] += 1
-        if count[0] == 1:  # one row of two written: the update is half applied
-            open(mark, "w").close()
-            time.sleep(1.0)
-    journal._pwrite_all = pausing
-    store.update_rows(np.array([5, 1500]), np.full((2, store.row_bytes), 0xEE, np.uint8))
-    """
-)
 
 
 def test_a_read_from_another_process_sees_an_update_whole_or_not_at_all(tmp_path):

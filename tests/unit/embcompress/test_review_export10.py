@@ -7,16 +7,7 @@ torch = pytest.importorskip("torch")
 
 import embcompress  # noqa: E402
 from embcompress import ConfigError  # noqa: E402
-
-
-def _cli(argv, capsys):
-    from embcompress.cli.main import main
-
-    try:
-        code = main(argv) or 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr()
+from tests.conftest import run_cli  # noqa: E402
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -47,7 +38,7 @@ def test_export_cli_on_a_state_dict_of_meta_tensors_names_no_option(tmp_path, ca
     # --table)": no --table was given, and none would load the weights.
     monkeypatch.chdir(tmp_path)
     torch.save({"emb_user.weight": torch.empty(10, 4, device="meta")}, "sd.pt")
-    code, out = _cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet", "--mode", "sum"], capsys)
+    code, out = run_cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet", "--mode", "sum"], capsys)
     assert code == 1
     assert "meta device" in out.err and "--table" not in out.err, out.err
 

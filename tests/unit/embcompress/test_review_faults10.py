@@ -22,6 +22,7 @@ from embcompress.container import read_artifact
 from embcompress.errors import ArtifactError
 from embcompress.store import TieredStore
 from embcompress.store.journal import journal_path
+from tests.conftest import PAUSING_WRITER
 
 ROOT = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -33,30 +34,6 @@ def table(tmp_path):
     x = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
     q = embcompress.quantize(x, "mxint8")
     return embcompress.write_table(tmp_path / "t.embc", q, frequencies=np.arange(N)), q
-
-
-# Updates rows 5 and 1500 of the table to 0xEE through a TieredStore, pausing 1 s after the first
-# row write (its journal durable, one row new, one old, the header old): the update half applied.
-PAUSING_WRITER = textwrap.dedent(
-    """
-    import sys, time
-    import numpy as np
-    from embcompress.store import TieredStore
-    import embcompress.store.journal as journal
-
-    path, mark = sys.argv[1], sys.argv[2]
-    store = TieredStore(path, dram_bytes=4096, policy="lru")
-    real, count = journal._pwrite_all, [0]
-    def pausing(fd, data, off):
-        real(fd, data, off)
-        count[0] += 1
-        if count[0] == 1:
-            open(mark, "w").close()
-            time.sleep(1.0)
-    journal._pwrite_all = pausing
-    store.update_rows(np.array([5, 1500]), np.full((2, store.row_bytes), 0xEE, np.uint8))
-    """
-)
 
 
 def _flock_waiter(path) -> bool:

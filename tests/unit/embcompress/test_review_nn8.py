@@ -10,16 +10,7 @@ F = nn.functional
 
 import embcompress  # noqa: E402
 from embcompress.nn import MXEmbeddingBag  # noqa: E402
-
-
-def _cli(argv, capsys):
-    from embcompress.cli.main import main
-
-    try:
-        code = main(argv) or 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr()
+from tests.conftest import run_cli  # noqa: E402
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -69,7 +60,7 @@ def test_export_cli_errors_name_the_option_to_change(tmp_path, capsys, monkeypat
     torch.save({"emb_user.weight": torch.randn(10, 4)}, "sd.pt")
     embcompress.IdMap.from_arrays(np.arange(5), np.arange(5), 5).save("m.idmap")
     np.save("short.npy", np.ones(3, dtype=np.int64))
-    code, out = _cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet", *args], capsys)
+    code, out = run_cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet", *args], capsys)
     assert code == 1
     assert f"(on the command line: {flag})" in out.err, out.err
 
@@ -78,7 +69,7 @@ def test_export_cli_without_tables_names_the_table_option(tmp_path, capsys, monk
     # "Name them with tables=[...]" is the library's spelling; the command's is --table NAME.
     monkeypatch.chdir(tmp_path)
     torch.save({"user_table.weight": torch.randn(10, 4)}, "sd.pt")  # no 'emb' in its name
-    code, out = _cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet"], capsys)
+    code, out = run_cli(["export", "sd.pt", "--fmt", "mxint8", "--out-dir", "out", "--quiet"], capsys)
     assert code == 1
     assert "--table" in out.err, out.err
 
@@ -324,10 +315,10 @@ def test_export_of_a_state_dict_records_the_pooling_it_is_told(tmp_path, capsys,
     # the command: --mode, and without it a note saying what from_file will do
     monkeypatch.chdir(tmp_path)
     torch.save(sd, "sd.pt")
-    code, out = _cli(["export", "sd.pt", "--fmt", "fp32", "--out-dir", "cli", "--quiet", "--mode", "sum"], capsys)
+    code, out = run_cli(["export", "sd.pt", "--fmt", "fp32", "--out-dir", "cli", "--quiet", "--mode", "sum"], capsys)
     assert code == 0, out.err
     assert MXEmbeddingBag.from_file("cli/emb_user.embc").mode == "sum"
-    code, out = _cli(["export", "sd.pt", "--fmt", "fp32", "--out-dir", "cli2", "--quiet"], capsys)
+    code, out = run_cli(["export", "sd.pt", "--fmt", "fp32", "--out-dir", "cli2", "--quiet"], capsys)
     assert code == 0 and "--mode" in out.out and "mean" in out.out, out
 
 
