@@ -39,6 +39,38 @@ def _i64(x, what: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=_I64)
 
 
+def _column(x, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(ids, text_rank)`` of a column given to :meth:`LogStats.from_rows`: integers as
+    :func:`_i64` takes them (rank None), or strings (``str``/``bytes``/None, a NumPy, Arrow or
+    list column) hashed by :func:`embcompress.idhash.string_ids`, with each value's rank in the
+    order of its UTF-8 bytes (a missing value, ``""`` or None, first), which the engines' SQL
+    orders text by and breaks ties of time with."""
+    if isinstance(x, (list, tuple)) and any(isinstance(v, (str, bytes)) for v in x):
+        x = np.asarray(x, dtype=object)  # (bytes as a NumPy 'S' array would lose trailing NULs)
+    x = np.asarray(x)  # an Arrow string column becomes an object array of str
+    if x.dtype.kind not in "USO":
+        return _i64(x, what), None
+    if x.ndim != 1:
+        raise ConfigError(f"{what} must be a 1-D array. Got shape {x.shape} instead.")
+    from embcompress.idhash import string_ids
+
+    try:
+        ids = string_ids(x)
+    except ConfigError:
+        raise ConfigError(f"{what} must hold integer ids, or strings (str, bytes or None) to hash as "
+                          f"embcompress.idhash.string_ids does; it holds other values. Pass one kind.") from None
+    missing = ids == MISSING_ID
+    if x.dtype.kind == "U":
+        text = x  # code point order is UTF-8 byte order
+    else:
+        text = np.array([b"" if v is None else v.encode("utf-8", "surrogatepass") if isinstance(v, str) else bytes(v)
+                         for v in x.tolist()], dtype=object)
+    rank = np.full(len(x), -1, dtype=_I64)
+    if (~missing).any():
+        rank[~missing] = np.unique(text[~missing], return_inverse=True)[1].ravel()
+    return ids, rank
+
+
 def _same_length(what: str, **arrays) -> None:
     """ConfigError unless the named arrays have one length."""
     lengths = {k: len(v) for k, v in arrays.items() if v is not None}
@@ -246,9 +278,14 @@ class LogStats:
     ) -> "LogStats":
         """Count a log held in memory as arrays (``columns[name]``: one value a row), in NumPy.
 
-        Feature columns hold int64 ids (use :func:`embcompress.idhash.string_ids` for strings);
-        the label is numeric (positive when > 0). The same counts :func:`learned_hash.mine` gives,
-        for logs small enough to hold in memory (tests, examples).
+        Feature and session columns hold integer ids (uint64 taken as the int64 it wraps to), or
+        strings (``str``/``bytes``/None in a NumPy, Arrow or list column), which are hashed by
+        :func:`embcompress.idhash.string_ids`; the label is numeric (positive when > 0). Sequences
+        order a session's rows by time, ties by the id: an integer id's int64 value, a string id's
+        text (its UTF-8 bytes, a missing value first), as the engines do; pass the strings
+        themselves for that, since their hashes (``string_ids``) are ordered as the integers they
+        are. The same counts :func:`learned_hash.mine` gives, for logs small enough to hold in
+        memory (tests, examples).
         """
         if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
             raise ConfigError(f"The 'min_count' parameter of LogStats.from_rows must be an int >= 1. Got {min_count!r} instead.")
@@ -260,7 +297,9 @@ class LogStats:
                     f"The 'columns' parameter of LogStats.from_rows has no column {name!r}; "
                     f"it has {sorted(columns)}. Pass every feature, pair member, label and key."
                 )
-        cols = {f: _i64(columns[f], f"Column {f!r}") for f in {*features, *(x for p in pairs for x in p)}}
+        cols, text_rank = {}, {}
+        for f in dict.fromkeys([*features, *(x for p in pairs for x in p)]):
+            cols[f], text_rank[f] = _column(columns[f], f"Column {f!r}")
         used = dict.fromkeys([*features, *(x for p in pairs for x in p), *(k for k in (label, sequence_key, time_key) if k)])
         lengths = {name: len(np.asarray(columns[name])) for name in used}
         n = lengths[features[0]]
@@ -291,15 +330,17 @@ class LogStats:
             prs[(a, b)] = (ia, ib, *vs)
         seqs = {}
         if sequence_key is not None:
-            sess = _i64(columns[sequence_key], f"Column {sequence_key!r}")
+            sess = cols[sequence_key] if sequence_key in cols else _column(columns[sequence_key], f"Column {sequence_key!r}")[0]
             t = np.asarray(columns[time_key]) if time_key is not None else np.zeros(n, dtype=_I64)
             if t.dtype.kind == "M":
                 t = t.view(_I64)  # NaT is the smallest int64: missing times sort first, as in SQL
             in_session = sess != MISSING_ID  # rows without a session are in no sequence
             for f in features:
                 ids = cols[f]
-                # the engines' rule: within a session, order by (time, id); ties are broken by id
-                order = np.lexsort((ids, t, sess))
+                # the engines' rule: within a session, order by (time, id); ties are broken by the
+                # id (the int64 id; a string id's text, not its hash)
+                tie = ids if text_rank[f] is None else text_rank[f]
+                order = np.lexsort((tie, t, sess))
                 order = order[in_session[order]]
                 s, i = sess[order], ids[order]
                 same = s[1:] == s[:-1]
@@ -384,7 +425,8 @@ class LogStats:
 
     def sequence_counts(self, feature: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(prev_ids, next_ids, counts)``: id ``next`` directly followed id ``prev`` within a
-        session (``sequence_key``), ordered by ``time_key`` then id. Sorted by (prev, next)."""
+        session (``sequence_key``), ordered by ``time_key`` then id (a string id's text). Sorted by
+        (prev, next)."""
         if feature not in self._seq:
             if self.sequence_key is None:
                 raise ConfigError(

@@ -1,0 +1,65 @@
+"""Review of the learned-hash side (round 11): sequence ties in memory as on the engines, '~' in
+log paths, refits, one-cold-row maps, zero vectors, options that only bind at a smaller budget,
+and a fit on real data at a realistic budget."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from embcompress.errors import ConfigError
+from embcompress.idhash import string_ids
+from learned_hash import LogStats, mine
+
+
+# --------------------------------------------------------------------------- 1. sequence ties
+
+
+def _tied_strings():
+    # two sessions; every row of a session at one time, so the order is the ties' order. The text
+    # order (alpha < beta < mid < zeta) is not the hashes' order; a missing value sorts first
+    a = ["zeta", "alpha", "mid", "beta", "", "alpha", "mid", "zeta", "beta", "zeta", "é", "Z"]
+    s = [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
+    t = [5, 5, 5, 5, 5, 3, 3, 7, 7, 7, 3, 3]
+    return a, s, t
+
+
+def test_from_rows_breaks_ties_of_string_ids_by_the_text_as_the_engines_do(tmp_path):
+    a, s, t = _tied_strings()
+    h = string_ids(np.array(a, dtype=object))
+    assert not np.array_equal(np.argsort(h[:4]), np.argsort(np.array(a[:4])))  # the hash's order differs
+    p = tmp_path / "ties.csv"
+    p.write_text("a,s,t\n" + "".join(f"{x},{y},{z}\n" for x, y, z in zip(a, s, t)), encoding="utf-8")
+    kw = dict(features=["a"], sequence_key="s", time_key="t")
+    on_duckdb = mine(p, kinds={"a": "string"}, **kw)
+    for col in (np.array(a), np.array(a, dtype=object), [x.encode() for x in a], pa.array(a)):
+        in_memory = LogStats.from_rows({"a": col, "s": np.array(s), "t": np.array(t)}, **kw)
+        assert in_memory == on_duckdb
+    miss, alpha, beta, mid, zeta = string_ids(np.array(["", "alpha", "beta", "mid", "zeta"], dtype=object)).tolist()
+    prev, nxt, _ = in_memory.sequence_counts("a")
+    pairs = set(zip(prev.tolist(), nxt.tolist()))
+    assert {(miss, alpha), (alpha, beta), (beta, mid), (mid, zeta)} <= pairs
+    # frequencies and pairs of string columns are those of their hashed ids
+    hashed = LogStats.from_rows({"a": h, "s": np.array(s), "t": np.array(t)}, features=["a"])
+    assert LogStats.from_rows({"a": np.array(a), "s": np.array(s)}, features=["a"]) == hashed
+
+
+@pytest.mark.parametrize("dtype", ["uint64", "int64"])
+def test_from_rows_and_duckdb_agree_on_ties_of_integer_ids(tmp_path, dtype):
+    big = [2**63 + 5, 1, 2**64 - 1, 7, 3, 2**63] if dtype == "uint64" else [2**62, 1, -5, 7, 3, -2**63 + 1]
+    col = np.array(big, dtype=np.uint64).view(np.int64) if dtype == "uint64" else np.array(big, dtype=np.int64)
+    s, t = np.array([1, 1, 1, 1, 2, 2]), np.array([5, 5, 5, 5, 1, 1])
+    p = tmp_path / "ties.parquet"
+    pq.write_table(pa.table({"a": pa.array(big, getattr(pa, dtype)()), "s": s, "t": t}), p)
+    kw = dict(features=["a"], sequence_key="s", time_key="t")
+    on_duckdb = mine(p, **kw)
+    raw = np.array(big, dtype=np.uint64) if dtype == "uint64" else col
+    assert LogStats.from_rows({"a": raw, "s": s, "t": t}, **kw) == on_duckdb
+    assert LogStats.from_rows({"a": col, "s": s, "t": t}, **kw) == on_duckdb
+
+
+def test_from_rows_names_the_fix_for_a_column_of_neither_ints_nor_strings():
+    with pytest.raises(ConfigError, match="'a'"):
+        LogStats.from_rows({"a": np.array([1.5, 2.5])}, features=["a"])
+    with pytest.raises(ConfigError, match="'a'"):
+        LogStats.from_rows({"a": np.array([1, "x"], dtype=object)}, features=["a"])
