@@ -177,7 +177,11 @@ class LogSource:
             raise ConfigError(f"The 'format' parameter must be one of {FORMATS}. Got {format!r} instead.")
         paths: list[str] = []
         for item in items:
-            s = os.fspath(item)
+            given = os.fspath(item)
+            # '~' and '~user' as a shell expands them (the library's callers have no shell to do it),
+            # here, where every reader and engine has its paths resolved
+            s = os.path.expanduser(given)
+            shown = repr(given) if s == given else f"{given!r} ({s!r})"
             p = Path(s)
             if p.is_dir():
                 paths += _folder_files(p, format)
@@ -186,10 +190,10 @@ class LogSource:
             elif _glob.has_magic(s):
                 found = _glob_files(s, format)
                 if not found:
-                    raise ConfigError(f"The glob {s!r} matches no files. Check the pattern.")
+                    raise ConfigError(f"The glob {shown} matches no files. Check the pattern.")
                 paths += found
             else:
-                raise ConfigError(f"Cannot read the log {s!r}: no such file or directory. Check the path.")
+                raise ConfigError(f"Cannot read the log {shown}: no such file or directory. Check the path.")
         for p in paths:
             if not os.access(p, os.R_OK):
                 raise ConfigError(f"Cannot read the log {p!r}: permission denied. Make it readable.")

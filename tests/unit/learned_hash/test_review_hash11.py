@@ -63,3 +63,26 @@ def test_from_rows_names_the_fix_for_a_column_of_neither_ints_nor_strings():
         LogStats.from_rows({"a": np.array([1.5, 2.5])}, features=["a"])
     with pytest.raises(ConfigError, match="'a'"):
         LogStats.from_rows({"a": np.array([1, "x"], dtype=object)}, features=["a"])
+
+
+# --------------------------------------------------------------------------- 2. '~' in log paths
+
+
+def test_a_log_path_or_glob_starting_with_a_tilde_is_read_from_the_home_folder(tmp_path, monkeypatch):
+    # a shell expands '~' on the command line, Python does not: mine("~/logs/*.csv") said the glob
+    # matched no files, and mine("~/logs/a.csv") that there was no such file
+    from pathlib import Path
+
+    from learned_hash import read_log
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    (tmp_path / "logs" / "b.csv").write_text("x,y\n5,6\n")
+    for source, n in (("~/logs/*.csv", 3), ("~/logs/a.csv", 2), (Path("~/logs"), 3), (["~/logs/b.csv"], 1)):
+        stats = mine(source, features=["x"], format="csv" if isinstance(source, Path) else None)
+        assert stats.n_rows == n, source
+        assert all(p.startswith(str(tmp_path)) for p in stats.source["paths"])
+    assert read_log("~/logs/a.csv", features=["x"])["x"].tolist() == [1, 3]
+    with pytest.raises(ConfigError, match=r"~/logs/\*\.parquet.*matches no files"):
+        mine("~/logs/*.parquet", features=["x"])
