@@ -14,7 +14,10 @@
 ``previous=``: a refit keeps every bucket on the old row most of its ids had (largest overlaps
 first; hot rows and bucket rows keep their roles), so an id whose bucket did not change keeps its
 row. It keeps the previous hot count (unless ``hot_rows`` is given) and fallback seed, and the
-cold rows' positions in the hash's list, so unstored ids keep their rows too.
+cold rows' positions in the hash's list, so unstored ids keep their rows too. An id the previous
+map stored that the refit does not (absent from the new log, beyond its budget, nothing to embed)
+stays stored on its old row while that row is still cold (``meta["carried_ids"]``; within
+``max_mapped_ids``, seen ids first): a trained table keeps serving it as before.
 ``meta["moved_ids"]`` (and ``IdMap.moved_ids``) counts the previous map's ids whose row changed,
 ``meta["moved_seen_ids"]`` the ids of ``stats``.
 """
@@ -128,6 +131,32 @@ def _keep_positions(cold, previous: IdMap):
     stays = np.isin(old, new)
     old[~stays] = np.setdiff1d(new, old[stays], assume_unique=True)
     return old
+
+
+def _carry(previous: IdMap, mapped_ids, rows, cold, max_mapped, ids, counts):
+    """``(ids, rows, carried)``: the refit's stored ids and rows with the previous map's stored ids
+    that it does not store (absent from the new log, beyond its budget, nothing to embed) added on
+    their old rows, where those rows are still cold rows (a hot row of the old map now owned by
+    another id cannot be kept), so a trained table keeps serving them as before. Within
+    ``max_mapped`` ids in all: seen ids first, by their new count, then by id."""
+    old_ids, old_rows = previous.ids, previous.rows
+    left = ~np.isin(old_ids, mapped_ids)
+    old_ids, old_rows = old_ids[left], old_rows[left]
+    if isinstance(cold, range):
+        still_cold = (old_rows >= cold.start) & (old_rows < cold.stop)
+    else:
+        still_cold = np.isin(old_rows, cold)
+    old_ids, old_rows = old_ids[still_cold], old_rows[still_cold]
+    if max_mapped is not None and old_ids.size > max(0, max_mapped - mapped_ids.size):
+        by_id = np.argsort(ids, kind="stable")
+        at = np.minimum(np.searchsorted(ids[by_id], old_ids), max(ids.size - 1, 0))
+        seen = ids[by_id][at] == old_ids if ids.size else np.zeros(old_ids.size, bool)
+        new_count = np.where(seen, counts[by_id][at] if ids.size else 0, 0)
+        keep = np.sort(np.lexsort((old_ids, -new_count))[:max(0, max_mapped - mapped_ids.size)])
+        old_ids, old_rows = old_ids[keep], old_rows[keep]
+    if old_ids.size == 0:
+        return mapped_ids, rows, 0
+    return np.concatenate([mapped_ids, old_ids]), np.concatenate([np.asarray(rows, np.int64), old_rows]), int(old_ids.size)
 
 
 def _check_int(value, name, low, high=None, allow_none=True):
@@ -272,6 +301,8 @@ def fit_hash(
     if method != "hash":
         if previous is not None:
             rows, cold = _relabel(prop, mapped_ids, previous, n_rows, n_hot)
+            mapped_ids, rows, carried = _carry(previous, mapped_ids, rows, cold, max_mapped, ids, counts)
+            meta["carried_ids"] = carried
         else:
             rows, cold = prop, range(n_hot, n_rows)  # kept as a range by the map: never n_rows ints
         if method == "frequency" and previous is None:
