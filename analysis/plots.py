@@ -1,4 +1,10 @@
-"""Plots of analysis reports (PNG, matplotlib's Agg backend, imported lazily)."""
+"""Plots of analysis reports (PNG, matplotlib imported lazily).
+
+Figures are made as ``matplotlib.figure.Figure`` objects, not through pyplot: they render to PNG
+without a GUI, and the caller's pyplot state (its backend, its open figures) is left as it was. A
+plot made here in Jupyter used to switch the kernel to the Agg backend, after which the notebook's
+own ``plt.show()`` drew nothing.
+"""
 
 from __future__ import annotations
 
@@ -14,29 +20,26 @@ def _save(fig, path, dpi: int) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return write_file_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
-    finally:
-        _pyplot().close(fig)
+    return write_file_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kw):
+    """A figure outside pyplot (no backend chosen, nothing to close): savefig renders it with Agg."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kw)
 
 
 def plot_format_report(report, path: str | os.PathLike) -> Path:
     """Bits per element against QSNR (and bag-sum QSNR when present), one point per format."""
     from embcompress.formats import get_format
 
-    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     rows = [r for r in report.rows if r["qsnr_db"] != float("inf")]
     has_bags = any("bag_qsnr_db" in r for r in rows)
-    fig, axes = plt.subplots(1, 2 if has_bags else 1, figsize=(12 if has_bags else 7, 5), squeeze=False)
+    fig = _figure(figsize=(12 if has_bags else 7, 5))
+    axes = fig.subplots(1, 2 if has_bags else 1, squeeze=False)
     for ax, key, label in zip(axes[0], ("qsnr_db", "bag_qsnr_db"), ("element QSNR (dB)", "bag-sum QSNR (dB)")):
         for r in rows:
             fam = get_format(r["format"]).family
@@ -45,7 +48,7 @@ def plot_format_report(report, path: str | os.PathLike) -> Path:
         ax.set_xlabel("stored bits per element (scales included)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in _FAMILY_COLORS.items()]
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in _FAMILY_COLORS.items()]
     axes[0][0].legend(handles=handles, loc="lower right")
     fig.suptitle(getattr(report, "title", "") or "format report")
     fig.tight_layout()
@@ -55,8 +58,8 @@ def plot_format_report(report, path: str | os.PathLike) -> Path:
 def plot_pareto(summary: list[dict], path: str | os.PathLike, *, title: str = "", dpi: int = 110) -> Path:
     """Total embedding bytes (log scale) against test AUC, one line per (method, format) through
     its budgets, error bars one standard deviation over seeds; the full fp32 table dashed."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig = _figure(figsize=(8, 5.5))
+    ax = fig.subplots()
     series: dict[tuple[str, str], list[dict]] = {}
     for r in summary:
         series.setdefault((r["method"], r["format"]), []).append(r)

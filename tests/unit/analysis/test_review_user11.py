@@ -1,0 +1,39 @@
+"""Review tests (a newcomer's walk through the README and the notebooks): analysis."""
+
+import matplotlib
+import pytest
+
+from analysis.plots import plot_format_report, plot_pareto
+from analysis.quant_error import ReportTable
+
+SUMMARY = [{"method": "full", "format": "fp32", "budget": None, "bytes": 1000.0, "auc": {"mean": 0.8, "std": 0.0}},
+           {"method": "hash", "format": "fp32", "budget": 0.1, "bytes": 100.0, "auc": {"mean": 0.7, "std": 0.01}}]
+REPORT = ReportTable([{"format": "fp16", "bits_per_element": 16.0, "bytes_per_row": 8, "compression": 2.0,
+                       "qsnr_db": 70.0, "max_rel_err": 1e-3, "bag_qsnr_db": 71.0}], title="t")
+
+
+@pytest.fixture
+def svg_backend():
+    """pyplot on a backend other than Agg (as a Jupyter kernel's inline one is), restored after."""
+    import matplotlib.pyplot as plt
+
+    old = matplotlib.get_backend()
+    plt.close("all")
+    matplotlib.use("svg", force=True)
+    yield plt
+    plt.close("all")
+    matplotlib.use(old, force=True)
+
+
+def test_plots_leave_the_callers_pyplot_backend_and_figures_alone(tmp_path, svg_backend):
+    # Notebooks 03 and 04 plot with analysis.plots, then draw their own figures with plt.show():
+    # the plots switched the kernel to Agg (matplotlib.use("Agg", force=True)), so those later
+    # figures were never shown.
+    plt = svg_backend
+    mine = plt.figure()
+    plot_pareto(SUMMARY, tmp_path / "pareto.png")
+    plot_format_report(REPORT, tmp_path / "formats.png")
+    assert matplotlib.get_backend() == "svg"
+    assert plt.get_fignums() == [mine.number]  # the user's figure kept, none of ours left open
+    for name in ("pareto.png", "formats.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
