@@ -323,7 +323,10 @@ def fit_hash(
 def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding, partners,
              n_components, max_share, n_iter, n_threads, progress):
     """Proposed rows of the learned map: hot ids on 0..n_hot-1, clustered ids after them."""
-    rest, weight = ids[n_hot:budget], counts[n_hot:budget]
+    # with one cold row, every id the map does not store goes to it anyway: none is clustered
+    # (stored, each on that one row, it cost the map's bytes for nothing)
+    stop = n_hot if n_rows - n_hot <= 1 else budget
+    rest, weight = ids[n_hot:stop], counts[n_hot:stop]
     extra: dict = {"config": {}}
     if isinstance(partners, str):  # one name, not its letters ('c' in 'ctx' would be a match)
         partners = [partners]
@@ -392,7 +395,14 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
                               f"id {int(e_ids[order][rep[0]])} more than once")
         at = np.minimum(np.searchsorted(e_ids[order], rest), max(e_ids.size - 1, 0))
         has = e_ids[order][at] == rest if e_ids.size else np.zeros(rest.size, bool)
-        emb_ids, vectors = rest[has], e_vec[order][at[has]]
+        vectors = e_vec[order][at[has]]
+        # a zero vector has no direction (a table row left at zero; TableEmbedding keeps it zero):
+        # clustered, every such id landed on one row; hashed like ids with nothing to embed, as
+        # the co-occurrence embeddings' zero rows are
+        informative = (vectors != 0).any(axis=1)
+        vectors = vectors[informative]
+        has[has] = informative
+        emb_ids = rest[has]
         extra["config"]["embedding"] = {"kind": "given", "dim": int(e_vec.shape[1])}
     w = weight[has]
     extra["unembedded_ids"] = int(rest.size - emb_ids.size)

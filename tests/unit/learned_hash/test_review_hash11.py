@@ -150,3 +150,45 @@ def test_carried_ids_stay_within_max_mapped_ids():
         refit = fit_hash(new_stats, "item", 300, embedding="cooccurrence", previous=first, max_mapped_ids=cap)
         assert refit.meta["carried_ids"] == carried
         assert cap is None or refit.n_mapped <= cap
+
+
+# --------------------------------------------------------------------------- 4. corners of a fit
+
+
+def _stats():
+    rng = np.random.default_rng(0)
+    item = np.minimum(rng.zipf(1.2, 20_000), 3_000) + 100
+    ctx = (item % 30) * 3 + rng.integers(0, 3, item.size)
+    return LogStats.from_rows({"item": item, "ctx": ctx}, features=["item", "ctx"], pairs=[("item", "ctx")])
+
+
+@pytest.mark.parametrize("n_rows, hot_rows", [(1, None), (100, 99)])
+def test_a_learned_map_with_one_cold_row_stores_no_clustered_id(n_rows, hot_rows):
+    # every id the map does not store hashes to the one cold row anyway: the map stored every
+    # clustered id (1,443 here) on that row, bytes for nothing
+    stats = _stats()
+    ids = stats.frequencies("item")[0]
+    m = fit_hash(stats, "item", n_rows, hot_rows=hot_rows, embedding="cooccurrence")
+    n_hot = m.meta["hot_ids"]
+    assert m.n_fallback_rows == 1 and m.n_mapped == n_hot
+    np.testing.assert_array_equal(m.lookup(ids[n_hot:]), np.full(ids.size - n_hot, n_rows - 1))
+    np.testing.assert_array_equal(m.lookup(ids[:n_hot]), np.arange(n_hot))
+
+
+def test_given_zero_vectors_are_hashed_as_ids_with_nothing_to_embed():
+    # a zero vector has no direction: the k-means put every zero-vector id (a trained table's rows
+    # left at zero, TableEmbedding keeps them zero) on one row, 12 % of the traffic here; the
+    # co-occurrence embeddings hash such ids like unseen ones, and so do given vectors now
+    stats = _stats()
+    ids, counts = stats.frequencies("item")
+    g = ids % 30
+    vec = np.zeros((ids.size, 8), np.float32)
+    vec[np.arange(ids.size), g % 8] = 1
+    vec[:, 0] += (g // 8) * 0.5
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    zero = (np.arange(ids.size) >= 40) & (np.arange(ids.size) % 2 == 0)
+    vec[zero] = 0
+    m = fit_hash(stats, "item", 200, embedding=(ids, vec), hot_rows=20)
+    assert not np.isin(ids[zero], m.ids).any()
+    assert m.meta["unembedded_ids"] == int(zero.sum())
+    assert np.unique(m.lookup(ids[zero])).size > 100  # spread over the cold rows by the hash
