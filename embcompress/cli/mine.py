@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 
 import typer
@@ -43,6 +44,7 @@ FLAGS = {"source": "LOGS", "features": "--features", "label": "--label", "pairs"
 
 
 KINDS = ("int", "string", "hex32")
+_LIBFM = re.compile(r"\.libfm(\.(gz|bz2|zst|lz4))?$")  # a libFM file's name, compressed or not
 
 
 def _kinds(items: list[str]) -> dict[str, str]:
@@ -105,6 +107,12 @@ def command(
             f"stats file would replace it. Pass another --out."
         )
     kinds = _kinds(kind)
+    if not fields and (format == "libfm" or (format is None and any(_LIBFM.search(str(p)) for p in logs))):
+        # (the library's own error names fields=[...] and a Python constant, not the flag)
+        from learned_hash.logs import FRAPPE_FIELDS
+
+        raise ConfigError(f"A libFM log needs --fields: its field names in line order, comma-separated (Frappe's: "
+                          f"--fields {','.join(FRAPPE_FIELDS)}).")
     bar = Bar("mine", enabled=not quiet)
     try:
         stats = mine(

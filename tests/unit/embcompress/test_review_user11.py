@@ -1,0 +1,62 @@
+"""Review tests (a newcomer's walk through the README): the command line's errors."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+pytest.importorskip("typer")
+
+
+def _stats_file(path, *, label):
+    """A log-stats file with features a and b mined in a pair, with or without a label."""
+    from learned_hash import LogStats
+
+    rng = np.random.default_rng(0)
+    a = rng.zipf(1.3, 2000) % 300
+    cols = {"a": a, "b": (a * 7 + rng.integers(0, 3, 2000)) % 200, "label": (a % 2).astype(np.int64)}
+    stats = LogStats.from_rows(cols, features=["a", "b"], label="label" if label else None, pairs=[("a", "b")])
+    stats.save(path)
+    return path
+
+
+@pytest.mark.parametrize("label, embedding, says", [
+    (True, "spectral", "'--embedding' option must be one of auto, cooccurrence, label_aware. Got 'spectral'"),
+    (False, "label_aware", "--embedding label_aware needs stats mined with a label"),
+])
+def test_fit_hash_refuses_the_embedding_before_making_out_dir(tmp_path, capsys, label, embedding, says):
+    # fit_hash checks the embedding only when it embeds, after --out-dir was made: the refused run
+    # left an empty folder (the README: "before --out-dir is made, every ... is checked")
+    pytest.importorskip("faiss")
+    stats = _stats_file(tmp_path / "log.stats", label=label)
+    out = tmp_path / "maps"
+    code, cap = run_cli(["fit-hash", str(stats), "--feature", "a", "--feature", "b", "--rows", "20",
+                         "--embedding", embedding, "--out-dir", str(out)], capsys)
+    assert code == 1
+    assert says in cap.err and cap.err.startswith("error: ") and "Traceback" not in cap.err
+    assert not out.exists()
+    # and the fix it names works
+    fix = "cooccurrence" if not label else "auto"
+    code, cap = run_cli(["fit-hash", str(stats), "--feature", "a", "--rows", "20", "--embedding", fix,
+                         "--out-dir", str(out), "--quiet"], capsys)
+    assert code == 0, cap.err
+    assert (out / "a.idmap").is_file()
+
+
+@pytest.mark.parametrize("how", ["format", "extension"])
+def test_mine_a_libfm_log_without_fields_names_the_flag_and_frappes_fields(tmp_path, capsys, how):
+    pytest.importorskip("duckdb")
+    log = tmp_path / ("log.libfm" if how == "extension" else "log.txt")
+    log.write_text("1 0:1 3:1\n-1 1:1 2:1\n")
+    (tmp_path / "out").mkdir()
+    argv = ["mine", str(log), "--features", "user,item", "--out", str(tmp_path / "out" / "s.stats")]
+    if how == "format":
+        argv += ["--format", "libfm"]
+    code, cap = run_cli(argv, capsys)
+    assert code == 1
+    # was: "pass fields=[names in line order] (Frappe: learned_hash.logs.FRAPPE_FIELDS) or field_map=..."
+    assert "--fields" in cap.err and "--fields user,item,daytime,weekday,isweekend,homework,cost,weather,country,city" in cap.err
+    assert "Traceback" not in cap.err
+    code, cap = run_cli(argv + ["--fields", "user,item", "--quiet"], capsys)
+    assert code == 0, cap.err
+    assert "2 rows mined" in cap.out
