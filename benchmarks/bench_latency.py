@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--batches", type=int, default=64, help="distinct batches drawn per size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs", choices=("all", "store"), default="all",
+                    help="'store': time only the two TieredStore pairs")
     args = ap.parse_args()
 
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as bench_lookup.py: both sides on huge pages
@@ -148,6 +150,10 @@ def main() -> None:
                         lambda i: mx(uni_t[i], ot),
                         lambda i: emb(uni_t[i], ot),
                         (q4, None)),
+                }
+                if args.pairs == "store":
+                    pairs = {}
+                pairs |= {
                     "TieredStore, rows in DRAM | table in memory": (
                         lambda i: store.pooled_lookup(hot[i], offs, n_threads=1),
                         lambda i: embcompress.pooled_lookup(q4, hot[i], offs, n_threads=1),

@@ -3,8 +3,11 @@
 A batch's rows (unique, sorted) become the distinct 4 KiB blocks that hold them; runs of adjacent
 blocks are merged into one read of up to ``max_read_bytes``; the reads go into one page-aligned
 buffer (each thread's own, kept between batches), at most ``max_in_flight`` at a time, and the
-records are gathered from it. Reads that wait on a device overlap in a small thread pool
-(``os.preadv`` releases the GIL); reads served at memory speed (the page cache, tmpfs) run in the
+records are gathered from it. A batch's reads are one call of a compiled loop
+(``kernels/_pread.pyx``: ``pread`` an extent, without the GIL; under the NumPy backend the same
+loop in Python, one ``os.preadv`` an extent). Reads that wait on a device overlap in a small thread
+pool (each share of the extents one call of the loop, which releases the GIL); reads served at
+memory speed (the page cache, tmpfs) run in the
 caller's thread, where a pool would only add its hand-offs: the reader keeps a running mean of
 the time a read takes and chooses by it, batch by batch. The bound on reads in flight holds for
 all the threads reading through one reader together. The file is opened with ``O_DIRECT`` where
@@ -23,11 +26,11 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
 
 import numpy as np
 
 from ..errors import ArtifactError, MissingArtifactError
+from ..kernels import compiled
 
 BLOCK = 4096  # I/O unit: the page size and the logical block of NVMe drives formatted for 4 KiB
 # A read taking less than this is served from memory: threads cannot overlap a copy on these few
@@ -49,13 +52,19 @@ TURNSTILE = 1 << 62
 _LOCK_ERRNOS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
+_LOCKS = {}  # kind -> the packed struct flock of the TURNSTILE byte (packing it cost a microsecond)
+
+
 def turnstile(fd: int, kind: int) -> bool:
     """Wait for and take (``fcntl.F_WRLCK``, ``F_RDLCK``) or drop (``F_UNLCK``) ``fd``'s OFD lock
     of the ``TURNSTILE`` byte; False where the system has no OFD locks (then nothing is taken)."""
     if not hasattr(fcntl, "F_OFD_SETLKW"):
         return False
+    arg = _LOCKS.get(kind)
+    if arg is None:
+        arg = _LOCKS[kind] = struct.pack("hhqqi4x", kind, os.SEEK_SET, TURNSTILE, 1, 0)
     try:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, struct.pack("hhqqi4x", kind, os.SEEK_SET, TURNSTILE, 1, 0))
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, arg)
     except OSError as e:
         if e.errno not in _LOCK_ERRNOS:
             raise
@@ -76,9 +85,47 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# The compiled read loop (kernels/_pread.pyx) calls pread(2) itself. Where os.preadv has been
+# replaced (a wrapper that injects faults or traces reads), reads go through the Python loop, and
+# so through the wrapper, as they did before the loop was compiled.
+_PREADV = os.preadv
+
+
+def _compiled_loop():
+    """The compiled read loop, or None: the NumPy backend, or os.preadv replaced (see above)."""
+    loop = compiled("_pread")
+    return loop if loop is not None and os.preadv is _PREADV else None
+
+
 def _aligned_buffer(nbytes: int) -> mmap.mmap:
     # Anonymous mappings are page aligned, which O_DIRECT needs for the memory side of a read.
     return mmap.mmap(-1, max(BLOCK, -(-nbytes // BLOCK) * BLOCK))
+
+
+class _Locked:
+    """The context of :meth:`RowReader.locked` (an object, not two generator context managers:
+    they cost about 4 us a batch, a fifth of a small read)."""
+
+    __slots__ = ("reader", "depth")
+
+    def __init__(self, reader: "RowReader"):
+        self.reader = reader
+
+    def __enter__(self) -> None:
+        r = self.reader
+        self.depth = depth = getattr(r._local, "depth", 0)
+        if depth == 0:  # this thread's first: an update waiting goes first, then the shared flock
+            if r._flock and turnstile(r._fd, fcntl.F_RDLCK):
+                turnstile(r._fd, fcntl.F_UNLCK)
+            r._share()
+        # (a batch inside this thread's reading batch: the flock is held until that one ends)
+        r._local.depth = depth + 1
+
+    def __exit__(self, *exc) -> None:
+        r = self.reader
+        r._local.depth = self.depth
+        if self.depth == 0:
+            r._unshare()
 
 
 class RowReader:
@@ -149,25 +196,15 @@ class RowReader:
         """The inode of the file this reader reads (an update may rename a new file over the path)."""
         return os.fstat(self._fd).st_ino
 
-    @contextmanager
-    def locked(self):
+    def locked(self) -> "_Locked":
         """A shared ``flock`` on the file while a batch reads it: an update (in any process: see
         ``journal.apply_update``) holds it exclusively, so a batch reads every row of an update
         new, or every row old, and none torn. The lock belongs to the open file, which this
         reader's threads share: taken by the first batch in, released by the last out. A batch
         arriving while an update waits for it lets the update go first (see ``TURNSTILE``)."""
-        depth = getattr(self._local, "depth", 0)  # this thread's batch is reading already
-        if depth == 0 and self._flock and turnstile(self._fd, fcntl.F_RDLCK):
-            turnstile(self._fd, fcntl.F_UNLCK)
-        self._local.depth = depth + 1
-        try:
-            with self._sharing():
-                yield
-        finally:
-            self._local.depth = depth
+        return _Locked(self)
 
-    @contextmanager
-    def _sharing(self):
+    def _share(self) -> None:
         with self._share_lock:
             if self._sharers == 0 and self._flock:
                 try:
@@ -177,13 +214,12 @@ class RowReader:
                         raise
                     self._flock = False
             self._sharers += 1
-        try:
-            yield
-        finally:
-            with self._share_lock:
-                self._sharers -= 1
-                if self._sharers == 0 and self._flock:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _unshare(self) -> None:
+        with self._share_lock:
+            self._sharers -= 1
+            if self._sharers == 0 and self._flock:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def head(self, nbytes: int) -> bytes:
         """The first ``nbytes`` (at most a block) of the file this reader reads (an aligned read,
@@ -221,12 +257,73 @@ class RowReader:
         out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
         if len(rows) == 0:
             return out, 0
-        blocks = self.blocks_of(rows)
+        loop = _compiled_loop()
+        if loop is None:
+            blocks = self.blocks_of(rows)
+        else:  # the blocks and each record's place among them in one pass over the sorted rows
+            rows = np.ascontiguousarray(rows)
+            blocks = np.empty(len(rows) * (self.row_bytes // BLOCK + 2), np.int64)
+            at = np.empty(len(rows), np.int64)
+            blocks = blocks[: loop.plan(rows, rows.argsort(), self.base, self.row_bytes, blocks, at)]
         buf = getattr(self._local, "buf", None)
         if buf is None or len(buf) < len(blocks) * BLOCK:
             buf = _aligned_buffer(len(blocks) * BLOCK)  # unmapped when the last reference goes
             if len(buf) <= KEEP_BUFFER_BYTES:
                 self._local.buf = buf
+        try:
+            with self.locked():
+                if loop is None:
+                    self._read_python(blocks, buf)
+                else:
+                    self._read_compiled(loop, blocks, buf)
+        except BaseException:
+            # A read may still be running into the buffer (a share, after Ctrl-C): never reuse it.
+            if getattr(self._local, "buf", None) is buf:
+                self._local.buf = None
+            raise
+        if loop is None:
+            start = self.base + rows * self.row_bytes
+            at = np.searchsorted(blocks, start // BLOCK) * BLOCK + start % BLOCK
+        # A window view of the buffer's bytes read (window i starts at byte i): row k is window
+        # at[k], gathered without an index matrix.
+        n_windows = len(blocks) * BLOCK - self.row_bytes + 1
+        windows = np.ndarray((n_windows, self.row_bytes), dtype=np.uint8, buffer=buf, strides=(1, 1))
+        out[:] = windows[at]
+        return out, len(blocks)
+
+    def _truncated(self, pos: int, got: int, want: int) -> ArtifactError:
+        return ArtifactError(
+            f"The table file {self.path!r} was truncated: a read at byte {pos} got "
+            f"{got} of {want} bytes. Restore the file from a good copy."
+        )
+
+    def _read_compiled(self, loop, blocks: np.ndarray, buf) -> None:
+        """Read ``blocks`` into ``buf`` with the compiled loop (``_pread.read_extents``): in this
+        thread, or in shares over the pool, each share one call that releases the GIL."""
+        fd, end, mrb, direct = self._fd, self.base + self.n_rows * self.row_bytes, self.max_read_blocks, self.direct
+
+        def read_share(share):
+            first, step = share
+            # One place among the reads in flight for the whole share, as in _read_python.
+            with self._in_flight:
+                while True:
+                    start = self.read_seconds
+                    mean, reads, status, pos, got, want = loop.read_extents(
+                        fd, buf, blocks, mrb, end, direct, first, step, start)
+                    # The share's reads applied after whatever other threads' reads moved the
+                    # mean meanwhile (the update is linear in the mean it starts from).
+                    self.read_seconds = mean + 0.95 ** reads * (self.read_seconds - start)
+                    if status == 0:
+                        return
+                    if status == loop.END_OF_FILE:
+                        raise self._truncated(pos, got, want)
+                    raise OSError(status, os.strerror(status))
+
+        self._read_extents(lambda: loop.n_extents(blocks, mrb), read_share,
+                           lambda k: [(i, k) for i in range(k)], [(0, 1)])
+
+    def _read_python(self, blocks: np.ndarray, buf) -> None:
+        """Read ``blocks`` into ``buf``, one ``os.preadv`` an extent (the compiled loop's twin)."""
         view = memoryview(buf)
         # Extents: runs of consecutive blocks, cut at max_read_blocks.
         brk = np.flatnonzero(np.diff(blocks) != 1) + 1
@@ -254,10 +351,7 @@ class RowReader:
                 # (a mean over all threads' reads; a lost update between two of them is harmless)
                 self.read_seconds += 0.05 * (time.perf_counter() - t0 - self.read_seconds)
                 if at + n <= got:  # no progress: the end of the file
-                    raise ArtifactError(
-                        f"The table file {self.path!r} was truncated: a read at byte {pos} got "
-                        f"{got} of {want} bytes. Restore the file from a good copy."
-                    )
+                    raise self._truncated(pos, got, want)
                 got = at + n
             return got
 
@@ -268,42 +362,28 @@ class RowReader:
                 for ext in part:
                     read_extent(ext)
 
-        try:
-            with self.locked():
-                self._read_extents(extents, read_all)
-        except BaseException:
-            # A read may still be running into the buffer (a share, after Ctrl-C): never reuse it.
-            if getattr(self._local, "buf", None) is buf:
-                self._local.buf = None
-            raise
-        start = self.base + rows * self.row_bytes
-        pos = np.searchsorted(blocks, start // BLOCK) * BLOCK + start % BLOCK
-        # A window view of the buffer's bytes read (window i starts at byte i): row k is window
-        # pos[k], gathered without an index matrix.
-        n_windows = len(blocks) * BLOCK - self.row_bytes + 1
-        windows = np.ndarray((n_windows, self.row_bytes), dtype=np.uint8, buffer=buf, strides=(1, 1))
-        out[:] = windows[pos]
+        self._read_extents(lambda: len(extents), read_all, lambda k: [extents[i::k] for i in range(k)], [extents])
         view.release()
-        return out, len(blocks)
 
-    def _read_extents(self, extents: list, read_all) -> None:
-        """Run ``read_all`` over the extents in this thread, or in shares over the pool."""
+    def _read_extents(self, n_extents, read_all, shares, whole) -> None:
+        """Run ``read_all(whole)`` in this thread, or ``read_all`` over ``shares(k)`` in the pool
+        (``n_extents()``: the batch's extents, asked only where the choice needs it)."""
         mean = self.read_seconds
-        if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or len(extents) * mean < POOL_SECONDS:
-            read_all(extents)
+        if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS or n_extents() * mean < POOL_SECONDS:
+            read_all(*whole)
             return
         # One task a worker, each a share of the extents: a pool task costs far more Python time
-        # than a read, and preadv releases the GIL, so the workers' reads overlap.
+        # than a read, and the reads release the GIL, so the workers' reads overlap.
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="embc-scm")
             pool = self._pool
         k = self.max_in_flight
-        shares = [pool.submit(read_all, extents[i::k]) for i in range(k)]
+        futures = [pool.submit(read_all, share) for share in shares(k)]
         # Every share ends before the batch does, failed or not: a share still reading would write
         # into this thread's buffer after its next batch had taken it.
-        wait(shares)
-        for share in shares:
+        wait(futures)
+        for share in futures:
             share.result()
 
     def __del__(self):
