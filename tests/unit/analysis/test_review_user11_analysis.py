@@ -1,4 +1,6 @@
-"""Review tests (a newcomer's walk through the README and the notebooks): analysis."""
+"""Review tests (a newcomer's walk through the README and the notebooks): analysis. (Not named
+test_review_user11.py: tests/unit/embcompress has that name, and test folders are no packages, so
+one pytest run cannot import both.)"""
 
 import matplotlib
 import pytest
