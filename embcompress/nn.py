@@ -70,7 +70,7 @@ from torch import Tensor, nn
 from .errors import ArtifactError, ConfigError, param_error
 from .idmap import ID_SECONDS, IdMap, _as_int64, _lookup, row_dtype
 from .kernels import team_size
-from .kernels.lookup import MODES, pooled_lookup
+from .kernels.lookup import MODES, pooled_lookup, pooled_lookup_many
 from .table import QuantizedTable
 
 __all__ = ["MXEmbeddingBag", "MXEmbeddingBagCollection"]
@@ -81,6 +81,7 @@ _REGISTRY: dict[int, object] = {}  # key -> a callable returning the source (a w
 _LOCK = threading.Lock()
 # The id map's buffers, in the order embcompress::map_ids takes them.
 _ID_MAP_BUFFERS = ("id_map_keys", "id_map_vals", "id_map_fallback", "id_map_params")
+_VIEWED = ("records", *_ID_MAP_BUFFERS)  # the buffers MXEmbeddingBag._views views
 
 
 def _register(obj, owner) -> int:
@@ -173,15 +174,23 @@ _CAN_SKIP_DISPATCH = (_DISPATCH_STACK is not None and _FUNCTION_STACK is not Non
                       and isinstance(getattr(_PROFILER, "_is_profiler_enabled", None), bool))
 
 
-def _direct(*tensors: Tensor | None) -> bool:
+def _eager() -> bool:
+    """Whether nothing that must see the ops watches: torch.compile, torch.export, jit.trace,
+    the profiler, torch function or dispatch modes (a device context, say)."""
+    return not (not _CAN_SKIP_DISPATCH or torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or _PROFILER._is_profiler_enabled or _DISPATCH_STACK() or _FUNCTION_STACK())
+
+
+def _direct(*tensors: Tensor | None, eager: bool | None = None) -> bool:
     """Whether a call may run an op's CPU kernel itself rather than through torch's dispatcher,
-    which costs a one-bag call about 5 us (a fifth of it): in eager mode on plain CPU tensors,
-    with nothing that must see the op. torch.compile, torch.export, jit.trace, the profiler,
-    fake or meta tensors, tensor subclasses and torch function or dispatch modes (a device
-    context, say) all take the op, as before."""
-    if (not _CAN_SKIP_DISPATCH or torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or _PROFILER._is_profiler_enabled or _DISPATCH_STACK() or _FUNCTION_STACK()):
-        return False
+    which costs a one-bag call about 5 us (a fifth of it): in eager mode (``_eager()``, or as
+    ``eager`` says, asked once for many calls) on plain CPU tensors. Fake or meta tensors and
+    tensor subclasses take the op, as everything ``_eager`` watches for does."""
+    return (_eager() if eager is None else eager) and _plain(*tensors)
+
+
+def _plain(*tensors: Tensor | None) -> bool:
+    """Whether each of ``tensors`` is None or a plain CPU tensor (no subclass, fake or meta)."""
     for t in tensors:
         if t is not None and (type(t) is not Tensor or not t.is_cpu):
             return False
@@ -200,14 +209,15 @@ def _fake_bags(offsets: Tensor, include_last_offset: bool):
 
 
 def _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, n_threads, dim, n_rows):
-    """The bags checked as ``pooled_lookup`` checks them, then without the entries ``keep``
-    (bool, one per index) leaves out: a padding id, left out of its bag as nn.EmbeddingBag does."""
+    """The bags (arrays) checked as ``pooled_lookup`` checks them, then without the entries
+    ``keep`` (bool, one per index) leaves out: a padding id, left out of its bag as
+    nn.EmbeddingBag does."""
     from .kernels.lookup import check_bags
 
-    bags = check_bags(_np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
+    bags = check_bags(indices, offsets, mode=mode, per_sample_weights=per_sample_weights,
                       include_last_offset=include_last_offset, n_threads=n_threads or None, out=None, dim=dim,
                       n_rows=n_rows)
-    k = _np(keep).reshape(-1)
+    k = keep.reshape(-1)
     if k.dtype != np.bool_ or k.shape != bags.indices.shape:  # (the module makes it so; a direct op call may not)
         raise param_error("keep", "embcompress::pooled_lookup", f"be a bool tensor of one entry per index "
                           f"({bags.indices.size})", f"{k.dtype} of {k.size}")
@@ -216,24 +226,51 @@ def _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_of
     return bags._replace(indices=bags.indices[k], offsets=before[bags.offsets], weights=w)
 
 
+# Each op's CPU kernel converts its tensors and calls a function on arrays below; a module in
+# plain eager mode calls those functions itself on arrays (see MXEmbeddingBag._prepare): a
+# tensor's .numpy() costs about a microsecond, and a small lookup converted eight.
+
+def _pool(records, fmt, dim, block_size, indices, offsets, weights, mode, include_last_offset, n_threads, keep):
+    """The op pooled_lookup on arrays."""
+    table = _Records(records, fmt, dim, block_size or None)
+    if keep is None:
+        return pooled_lookup(table, indices, offsets, mode=mode, per_sample_weights=weights,
+                             include_last_offset=include_last_offset, n_threads=n_threads or None)
+    from .kernels.lookup import _table_parts, pool_bags
+
+    data, fmt, dim, block = _table_parts(table)
+    bags = _kept_bags(indices, offsets, weights, keep, mode, include_last_offset, n_threads, dim, data.shape[0])
+    return pool_bags(data, fmt, dim, block, bags, mode, None)
+
+
+def _source_pool(key, dim, indices, offsets, weights, mode, include_last_offset, keep):
+    """The op source_lookup on arrays."""
+    source = _registered(key)
+    if keep is None:
+        out = source.pooled_lookup(indices, offsets, mode=mode, per_sample_weights=weights,
+                                   include_last_offset=include_last_offset)
+    else:
+        bags = _kept_bags(indices, offsets, weights, keep, mode, include_last_offset, 1, dim, int(source.shape[0]))
+        out = source.pooled_lookup(bags.indices, bags.offsets, mode=mode, per_sample_weights=bags.weights,
+                                   include_last_offset=True)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _map(ids, keys, vals, fallback, params, n_threads):
+    """The op map_ids on arrays: ``vals`` and ``fallback`` as row numbers, ``params`` the four ints."""
+    seed, base, fb_start, fb_count = params
+    out = np.empty(ids.size, dtype=np.int64)
+    _lookup(_as_int64(ids.reshape(-1)), keys, vals, base, seed & 0xFFFFFFFFFFFFFFFF, fallback, fb_start, fb_count,
+            out, team_size(n_threads or None, out.size, ID_SECONDS))
+    return out.reshape(ids.shape)
+
+
 @_op("pooled_lookup(Tensor records, Tensor indices, Tensor offsets, Tensor? per_sample_weights, str fmt, "
      "int dim, int block_size, str mode, bool include_last_offset, int n_threads, Tensor? keep=None) -> Tensor")
 def _lookup_op(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode, include_last_offset,
                n_threads, keep=None):
-    table = _Records(_np(records), fmt, dim, block_size or None)
-    if keep is None:
-        out = pooled_lookup(
-            table, _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
-            include_last_offset=include_last_offset, n_threads=n_threads or None,
-        )
-    else:
-        from .kernels.lookup import _table_parts, pool_bags
-
-        data, fmt, dim, block = _table_parts(table)
-        bags = _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, n_threads, dim,
-                          data.shape[0])
-        out = pool_bags(data, fmt, dim, block, bags, mode, None)
-    return torch.from_numpy(out)
+    return torch.from_numpy(_pool(_np(records), fmt, dim, block_size, _np(indices), _np(offsets),
+                                  _np(per_sample_weights), mode, include_last_offset, n_threads, _np(keep)))
 
 
 @torch.library.register_fake("embcompress::pooled_lookup")
@@ -243,21 +280,31 @@ def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode,
                              device=_fake_device(indices, records, offsets))
 
 
+@_op("pooled_lookup_many(Tensor[] records, Tensor[] indices, Tensor[] offsets, Tensor?[] per_sample_weights, "
+     "str[] fmts, int[] dims, int[] block_sizes, str[] modes, bool[] include_last_offsets, int n_threads) -> Tensor[]")
+def _lookup_many_op(records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets,
+                    n_threads):
+    # pooled_lookup of each table on its bags in one compiled call (MXEmbeddingBagCollection's)
+    n = len(records)
+    if not all(len(x) == n for x in (indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes,
+                                     include_last_offsets)):
+        raise ConfigError(f"embcompress::pooled_lookup_many takes one entry a table in each list ({n} records).")
+    jobs = [(_np(r), f, d, b or None, _np(i), _np(o), _np(w), m, last) for r, i, o, w, f, d, b, m, last
+            in zip(records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets)]
+    return [torch.from_numpy(out) for out in pooled_lookup_many(jobs, n_threads or None)]
+
+
+@torch.library.register_fake("embcompress::pooled_lookup_many")
+def _(records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets, n_threads):
+    return [i.new_empty((_fake_bags(o, last), d), dtype=torch.float32, device=_fake_device(i, r, o))
+            for r, i, o, d, last in zip(records, indices, offsets, dims, include_last_offsets)]
+
+
 @_op("source_lookup(Tensor indices, Tensor offsets, Tensor? per_sample_weights, int key, int dim, str mode, "
      "bool include_last_offset, Tensor? keep=None) -> Tensor")
 def _source_op(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset, keep=None):
-    source = _registered(key)
-    if keep is None:
-        out = source.pooled_lookup(
-            _np(indices), _np(offsets), mode=mode, per_sample_weights=_np(per_sample_weights),
-            include_last_offset=include_last_offset,
-        )
-    else:
-        bags = _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, 1, dim,
-                          int(source.shape[0]))
-        out = source.pooled_lookup(bags.indices, bags.offsets, mode=mode, per_sample_weights=bags.weights,
-                                   include_last_offset=True)
-    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+    return torch.from_numpy(_source_pool(key, dim, _np(indices), _np(offsets), _np(per_sample_weights), mode,
+                                         include_last_offset, _np(keep)))
 
 
 @torch.library.register_fake("embcompress::source_lookup")
@@ -270,17 +317,38 @@ def _(indices, offsets, per_sample_weights, key, dim, mode, include_last_offset,
 def _map_op(ids, keys, vals, fallback, params, n_rows, n_threads):
     # The buffers of a module's id map (see _id_map_tensors); the row arrays come as their bytes.
     dtype = row_dtype(n_rows)
-    seed, base, fb_start, fb_count = _np(params).tolist()
-    out = np.empty(ids.numel(), dtype=np.int64)
-    _lookup(_as_int64(_np(ids).reshape(-1)), _np(keys), _np(vals).view(dtype), base, seed & 0xFFFFFFFFFFFFFFFF,
-            _np(fallback).view(dtype), fb_start, fb_count, out, team_size(n_threads or None, out.size, ID_SECONDS))
-    return torch.from_numpy(out).reshape(ids.shape)
+    return torch.from_numpy(_map(_np(ids), _np(keys), _np(vals).view(dtype), _np(fallback).view(dtype),
+                                 _np(params).tolist(), n_threads))
 
 
 @torch.library.register_fake("embcompress::map_ids")
 def _(ids, keys, vals, fallback, params, n_rows, n_threads):
     # contiguous, as the real op returns (not ids' strides)
     return ids.new_empty(ids.shape, dtype=torch.int64, device=_fake_device(ids, keys))
+
+
+class _Call(NamedTuple):
+    """A forward's lookup, prepared (``MXEmbeddingBag._prepare``): rows (ids mapped), int64
+    offsets, float32 weights or None, whether offsets include the last, the padding mask or None
+    (tensors, or NumPy arrays when ``arrays``), and whether the ops' kernels may be called
+    without the dispatcher (``_direct``)."""
+
+    rows: object
+    offsets: object
+    weights: object
+    include_last: bool
+    keep: object
+    direct: bool
+    arrays: bool
+
+
+class _Views(NamedTuple):
+    """NumPy views of a module's buffers, for calls on arrays (``MXEmbeddingBag._views``)."""
+
+    buffers: tuple  # the tensors viewed: records and the id map's four
+    plain: bool  # all plain CPU tensors (else no views)
+    records: np.ndarray | None
+    id_map: tuple | None  # _map's keys, vals, fallback, params
 
 
 class _TableOfRecords(NamedTuple):
@@ -512,6 +580,7 @@ class MXEmbeddingBag(nn.Module):
 
     def __getstate__(self):
         state = super().__getstate__()
+        state.pop("_buffer_views", None)  # (views of the buffers: remade on use)
         t, rec = self.source, self.records
         if rec is not None and rec.device.type == "cpu" and np.may_share_memory(rec.numpy(), t.data):
             # the table's rows are the records buffer: pickle (and deepcopy) them once, not twice
@@ -712,6 +781,42 @@ class MXEmbeddingBag(nn.Module):
     # -- use ----------------------------------------------------------------------------------
 
     def forward(self, input: Tensor, offsets: Tensor | None = None, per_sample_weights: Tensor | None = None) -> Tensor:
+        return self._finish(self._prepare(input, offsets, per_sample_weights))
+
+    def _prepare(self, input, offsets, per_sample_weights, eager: bool | None = None) -> "_Call":
+        """A forward's inputs checked, in the kernel's types, and its ids mapped to rows (``eager``:
+        ``_eager()``, if the caller asked it already)."""
+        weights = per_sample_weights
+        if (type(input) is Tensor and type(offsets) is Tensor and input.dtype is torch.int64
+                and offsets.dtype is torch.int64 and input.dim() == 1
+                and (weights is None or (type(weights) is Tensor and weights.dtype is torch.float32))):
+            rows, include_last = input, self.include_last_offset  # (the usual call: nothing to convert)
+        else:
+            rows, offsets, weights, include_last = self._converted(input, offsets, weights)
+        grad = weights is not None and weights.requires_grad and torch.is_grad_enabled()
+        if (_eager() if eager is None else eager) and not grad and _plain(rows, offsets, weights):
+            views = self._views()
+            if views.plain:
+                # plain eager mode: the rest on arrays (weights that take a gradient need autograd)
+                ids = _np(rows)
+                keep = None if self.padding_idx is None else ids != self.padding_idx
+                if views.id_map is not None:
+                    ids = _map(ids, *views.id_map, self.n_threads)
+                return _Call(ids, _np(offsets), _np(weights), include_last, keep, True, True)
+        keep = None if self.padding_idx is None else rows != self.padding_idx
+        # (buffers read from _buffers: through nn.Module.__getattr__ each costs about a microsecond)
+        bufs = self._buffers
+        records, params = bufs.get("records"), bufs.get("id_map_params")
+        id_map = () if params is None else (bufs["id_map_keys"], bufs["id_map_vals"], bufs["id_map_fallback"], params)
+        direct = _direct(rows, offsets, weights, records, *id_map, eager=eager)
+        if id_map:
+            args = (rows, *id_map, self.num_embeddings, self.n_threads)
+            rows = _map_op(*args) if direct else torch.ops.embcompress.map_ids(*args)
+        return _Call(rows, offsets, weights, include_last, keep, direct, False)
+
+    def _converted(self, input, offsets, per_sample_weights):
+        """``(ids, offsets, per_sample_weights, include_last)`` of a forward's inputs, checked and
+        converted to int64 ids and offsets (from 2-D ids too) and float32 weights."""
         where = "MXEmbeddingBag.forward"
         if not (isinstance(input, Tensor) and (offsets is None or isinstance(offsets, Tensor))
                 and (per_sample_weights is None or isinstance(per_sample_weights, Tensor))):
@@ -727,7 +832,7 @@ class MXEmbeddingBag(nn.Module):
                 raise param_error(name, where, "be an integer tensor (int64 preferred)", f"dtype {t.dtype}")
         if input.dim() == 2:
             if offsets is not None:
-                raise param_error("offsets", "MXEmbeddingBag.forward", "be None when 'input' is 2-D", "a tensor")
+                raise param_error("offsets", where, "be None when 'input' is 2-D", "a tensor")
             n_bags, bag_len = input.shape
             offsets = torch.arange(n_bags, dtype=torch.int64) * bag_len  # (bag_len 0: empty bags)
             if per_sample_weights is not None:
@@ -739,10 +844,9 @@ class MXEmbeddingBag(nn.Module):
             include_last = False
         else:
             if offsets is None:
-                raise param_error("offsets", "MXEmbeddingBag.forward", "be given when 'input' is 1-D", None)
+                raise param_error("offsets", where, "be given when 'input' is 1-D", None)
             include_last = self.include_last_offset
         rows = input if input.dtype is torch.int64 else input.to(torch.int64)
-        keep = None if self.padding_idx is None else rows != self.padding_idx
         if offsets.dtype is not torch.int64:
             offsets = offsets.to(torch.int64)
         if per_sample_weights is not None and per_sample_weights.dtype is not torch.float32:
@@ -750,19 +854,48 @@ class MXEmbeddingBag(nn.Module):
                 raise param_error("per_sample_weights", where, "be a floating-point tensor (float32 preferred; other "
                                   "float dtypes are rounded to float32)", f"dtype {per_sample_weights.dtype}")
             per_sample_weights = per_sample_weights.to(torch.float32)
-        # (buffers read from _buffers: through nn.Module.__getattr__ each costs about a microsecond)
-        bufs = self._buffers
-        records, params = bufs.get("records"), bufs.get("id_map_params")
-        id_map = () if params is None else (bufs["id_map_keys"], bufs["id_map_vals"], bufs["id_map_fallback"], params)
-        direct = _direct(rows, offsets, per_sample_weights, records, *id_map)
-        if id_map:
-            args = (rows, *id_map, self.num_embeddings, self.n_threads)
-            rows = _map_op(*args) if direct else torch.ops.embcompress.map_ids(*args)
-        if per_sample_weights is not None and per_sample_weights.requires_grad and torch.is_grad_enabled():
-            out = _NoBackward.apply(self, rows, offsets, per_sample_weights, include_last, keep, direct)
+        return rows, offsets, per_sample_weights, include_last
+
+    def _views(self) -> _Views:
+        """NumPy views of the records and id-map buffers (``plain`` False, and none, when a buffer
+        is not a plain CPU tensor), remade when a buffer is replaced (a move, a load of a state
+        dict with another map). (Checked one by one: this runs every call.)"""
+        bufs, v = self._buffers, self.__dict__.get("_buffer_views")
+        if v is not None:
+            records, keys, vals, fallback, params = v.buffers
+            if (records is bufs.get("records") and params is bufs.get("id_map_params") and keys is bufs.get("id_map_keys")
+                    and vals is bufs.get("id_map_vals") and fallback is bufs.get("id_map_fallback")):
+                return v
+        records, keys, vals, fallback, params = ts = tuple(bufs.get(k) for k in _VIEWED)
+        if not _plain(*ts):
+            v = _Views(ts, False, None, None)
         else:
-            out = self._lookup(rows, offsets, per_sample_weights, include_last, keep, direct)
-        dtype = bufs["_out_proto"].dtype
+            id_map = None
+            if params is not None:
+                dtype = row_dtype(self.num_embeddings)
+                id_map = (_np(keys), _np(vals).view(dtype), _np(fallback).view(dtype), _np(params).tolist())
+            v = _Views(ts, True, _np(records), id_map)
+        self.__dict__["_buffer_views"] = v
+        return v
+
+    def _finish(self, c: "_Call") -> Tensor:
+        """The prepared call's pooled rows, in the module's output dtype."""
+        if c.arrays:
+            if self._buffers.get("records") is not None:
+                out = _pool(self._views().records, self.fmt, self.embedding_dim, self.block_size, c.rows, c.offsets,
+                            c.weights, self.mode, c.include_last, self.n_threads, c.keep)
+            else:
+                out = _source_pool(self._source_key, self.embedding_dim, c.rows, c.offsets, c.weights, self.mode,
+                                   c.include_last, c.keep)
+            out = torch.from_numpy(out)
+        elif c.weights is not None and c.weights.requires_grad and torch.is_grad_enabled():
+            out = _NoBackward.apply(self, c.rows, c.offsets, c.weights, c.include_last, c.keep, c.direct)
+        else:
+            out = self._lookup(c.rows, c.offsets, c.weights, c.include_last, c.keep, c.direct)
+        return self._cast(out)
+
+    def _cast(self, out: Tensor) -> Tensor:
+        dtype = self._buffers["_out_proto"].dtype
         return out if dtype is torch.float32 else out.to(dtype)
 
     def _lookup(self, rows: Tensor, offsets: Tensor, per_sample_weights: Tensor | None, include_last: bool,
@@ -790,6 +923,12 @@ class MXEmbeddingBag(nn.Module):
         src = "" if self.records is not None else f", source={type(self.source).__name__}"
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         return f"{self.num_embeddings}, {self.embedding_dim}, fmt={self.fmt!r}, mode={self.mode!r}{pad}{idm}{src}"
+
+
+def _team(bags) -> int:
+    """The threads of one call over ``bags``: OpenMP's default (0) if any bag takes it, else the most any takes."""
+    threads = [m.n_threads for m in bags]
+    return 0 if 0 in threads else max(threads)
 
 
 # (a keyed jagged tensor, or its to_dict() of jagged tensors, is not read: how to pass one)
@@ -841,17 +980,45 @@ class MXEmbeddingBagCollection(nn.Module):
         if not isinstance(features, Mapping):
             raise param_error("features", where, "be a mapping from feature name to its input (a 2-D id tensor "
                               f"or a tuple (ids, offsets[, per_sample_weights])){_KJT_HINT}", type(features).__name__)
-        out: dict[str, Tensor] = {}
+        bags = self.bags._modules  # (ModuleDict's __getitem__ costs a microsecond a feature)
+        calls: dict[str, _Call] = {}
+        eager = _eager()
         for name, value in features.items():
-            if name not in self.bags:
+            bag = bags.get(name)
+            if bag is None:
                 raise param_error("features", where, f"name features of this collection {self.features}", name)
-            bag = self.bags[name]
             if isinstance(value, Tensor):
-                out[name] = bag(value)
+                calls[name] = bag._prepare(value, None, None, eager)
             elif isinstance(value, (tuple, list)) and 1 <= len(value) <= 3:
-                out[name] = bag(*value)
+                calls[name] = bag._prepare(*value, *(None,) * (3 - len(value)), eager)
             else:
                 what = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
                 raise param_error("features", where, f"give feature {name!r} a tensor or a tuple "
                                   f"(ids, offsets[, per_sample_weights]){_KJT_HINT}", what)
-        return out
+        # The tables held in memory are looked up in one call: a call of its own for each feature
+        # cost a model of many small tables more than the lookups. Bags with a padding id, weights
+        # that require grad, or rows from a store take their own call.
+        on_arrays, on_tensors = [], []
+        for name, c in calls.items():
+            if c.keep is None and bags[name]._buffers.get("records") is not None:
+                if c.arrays:
+                    on_arrays.append(name)
+                elif not (c.weights is not None and c.weights.requires_grad and torch.is_grad_enabled()):
+                    on_tensors.append(name)
+        out = {}
+        if len(on_arrays) > 1:
+            ms, cs = [bags[n] for n in on_arrays], [calls[n] for n in on_arrays]
+            jobs = [(m._views().records, m.fmt, m.embedding_dim, m.block_size or None, c.rows, c.offsets, c.weights,
+                     m.mode, c.include_last) for m, c in zip(ms, cs)]
+            pooled = pooled_lookup_many(jobs, _team(ms) or None)
+            out.update((n, m._cast(torch.from_numpy(t))) for n, m, t in zip(on_arrays, ms, pooled))
+        if len(on_tensors) > 1:
+            ms, cs = [bags[n] for n in on_tensors], [calls[n] for n in on_tensors]
+            args = ([m._buffers["records"] for m in ms], [c.rows for c in cs], [c.offsets for c in cs],
+                    [c.weights for c in cs], [m.fmt for m in ms], [m.embedding_dim for m in ms],
+                    [m.block_size for m in ms], [m.mode for m in ms], [c.include_last for c in cs], _team(ms))
+            direct = all(c.direct for c in cs)
+            pooled = _lookup_many_op(*args) if direct else torch.ops.embcompress.pooled_lookup_many(*args)
+            out.update((n, m._cast(t)) for n, m, t in zip(on_tensors, ms, pooled))
+        # (in the order of 'features')
+        return {name: out[name] if name in out else bags[name]._finish(c) for name, c in calls.items()}

@@ -375,3 +375,66 @@ def pool_bags(data: np.ndarray, fmt: str, dim: int, block: int | None, bags: Bag
     mod.pool(_plan(mod, fmt, dim, block, data.shape[1]), data, bags.indices, bags.offsets, bags.weights,
              MODES[mode], out, bags.threads)
     return out
+
+
+class Job(NamedTuple):
+    """One table's lookup in :func:`pooled_lookup_many`: its row records and bags, as
+    ``pooled_lookup`` takes them (``block`` None for the format's default)."""
+
+    data: np.ndarray  # (n_rows, row_bytes) uint8 row records
+    fmt: str
+    dim: int
+    block: int | None
+    indices: np.ndarray  # 1-D row numbers
+    offsets: np.ndarray  # 1-D bag starts
+    weights: np.ndarray | None  # 1-D, one per index, or None
+    mode: str = "sum"
+    include_last_offset: bool = False
+
+
+class _Table(NamedTuple):  # (what pooled_lookup reads of a table)
+    fmt: str
+    shape: tuple
+    block_size: int | None
+    data: np.ndarray
+
+
+@lru_cache(maxsize=256)
+def _job_plan(mod, fmt: str, dim: int, block: int | None, row_bytes: int):
+    """The plan of a job's layout, or None when the records do not fit it (then the job takes
+    ``pooled_lookup``, whose checks name the problem)."""
+    spec = FORMATS.get(fmt)
+    if spec is None or fmt not in _KIND or dim < 0:
+        return None
+    if spec.block_size is None:
+        block = None
+    elif block is None:
+        block = spec.block_size
+    try:
+        if spec.row_bytes(dim, block) != row_bytes:
+            return None
+    except Exception:  # (a block size the format refuses)
+        return None
+    return _plan(mod, fmt, dim, block, row_bytes)
+
+
+def pooled_lookup_many(jobs: list, n_threads: int | None = None) -> list[np.ndarray]:
+    """``pooled_lookup`` of each :class:`Job` (a table and its bags), in one compiled call: the
+    lookups of a model's many small tables cost one Python call instead of one each, and their
+    bags share the call's threads. Same checks, errors and bits as ``pooled_lookup`` on each;
+    float32 ``(n_bags, dim)`` a job."""
+    mod = compiled("_lookup")
+    if mod is not None:
+        try:
+            plans = [_job_plan(mod, j[1], j[2], j[3], j[0].shape[-1]) for j in jobs]
+            if None not in plans:
+                threads = team_size(n_threads, sum(j[4].size for j in jobs), LOOKUP_SECONDS)
+                got = mod.pool_many(jobs, plans, threads)
+                if type(got) is list:
+                    return got
+        except (ValueError, AttributeError, TypeError):
+            pass  # (arrays of another kind, or not arrays: each job goes the long way, which names it)
+    # The NumPy backend, or a job whose inputs the checks of pooled_lookup refuse (they raise)
+    return [pooled_lookup(_Table(j.fmt, (j.data.shape[0], j.dim), j.block, j.data), j.indices, j.offsets,
+                          mode=j.mode, per_sample_weights=j.weights, include_last_offset=j.include_last_offset,
+                          n_threads=n_threads) for j in map(Job._make, jobs)]

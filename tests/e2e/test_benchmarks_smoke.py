@@ -78,6 +78,36 @@ def test_latency_fails_when_ours_computes_something_else():
     assert "MISMATCH" in res.stdout + res.stderr
 
 
+COLLECTION_ARGS = ("--features", "5", "--max-rows", "2000", "--dim", "16", "--bags", "1", "4", "--calls", "20",
+                   "--batches", "4")
+
+
+def test_collection_prints_ratios():
+    pytest.importorskip("torch")
+    out = ok(run_bench("bench_collection.py", *COLLECTION_ARGS))
+    for pair in ("MXEmbeddingBagCollection | nn.EmbeddingBag each", "MXEmbeddingBagCollection | torch int8 op each",
+                 "MXEmbeddingBagCollection | MXEmbeddingBag each"):
+        lines = [ln for ln in out.splitlines() if ln.startswith(pair)]
+        assert len(lines) == 2 and all(ln.endswith("x") for ln in lines), (pair, out)  # 2 batch sizes
+
+
+def test_collection_fails_when_ours_computes_something_else():
+    pytest.importorskip("torch")
+    patch = """
+import embcompress.nn as enn
+_orig = enn.pooled_lookup_many
+def _broken(*a, **k):
+    outs = _orig(*a, **k)
+    for o in outs:
+        o += 1.0
+    return outs
+enn.pooled_lookup_many = _broken
+"""
+    res = run_bench("bench_collection.py", *COLLECTION_ARGS, patch=patch)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH" in res.stdout + res.stderr
+
+
 QUANTIZE_ARGS = ("--rows", "64", "--dim", "32", "--repeat", "1")
 
 
