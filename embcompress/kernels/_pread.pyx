@@ -7,6 +7,7 @@
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport pread
 
@@ -55,6 +56,21 @@ def plan(const int64_t[::1] rows, const int64_t[::1] order, int64_t base, int64_
             if l > last:
                 last = l
     return nb
+
+
+def gather(const unsigned char[::1] buf, const int64_t[::1] at, unsigned char[:, ::1] out):
+    """``out[k] = buf[at[k] : at[k] + out.shape[1]]`` (the records from the read blocks)."""
+    cdef Py_ssize_t k, n = out.shape[0], width = out.shape[1]
+    if at.shape[0] < n:
+        raise ValueError("gather: at too short")
+    for k in range(n):
+        if at[k] < 0 or at[k] + width > buf.shape[0]:
+            raise ValueError("gather: a record beyond the buffer")
+    if n == 0 or width == 0:
+        return
+    with nogil:
+        for k in range(n):
+            memcpy(&out[k, 0], &buf[at[k]], width)
 
 
 def n_extents(const int64_t[::1] blocks, Py_ssize_t max_blocks):

@@ -38,9 +38,21 @@ class DramTier:
         self.last_used = np.zeros(capacity, dtype=np.int64) if policy == "lru" else None
         self.counts = np.zeros(n_rows, dtype=np.int64) if policy == "lfu" else None
 
+    @property
+    def admits(self) -> bool:
+        """Whether serving admits missed rows (``lru``, ``lfu``); ``frequency`` only notes the clock."""
+        return self.policy != "frequency"
+
     def find(self, rows: np.ndarray) -> np.ndarray:
         """Slot of each row (-1 when not held)."""
         return self.slot_of[rows].astype(np.int64, copy=False)
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(records, slots)``: the held record of each row, a copy, and its slot (-1 when not
+        held; then the record is some other held row's, for the caller to replace). Needs at least
+        one slot."""
+        slots = self.slot_of[rows]
+        return self.data.take(slots, axis=0, mode="clip"), slots
 
     def note_access(self, rows: np.ndarray, counts: np.ndarray, slots: np.ndarray) -> None:
         """Record one batch's accesses (unique ``rows``, their ``counts`` and current ``slots``)."""

@@ -418,3 +418,35 @@ def test_store_lookups_equal_the_kernel_on_the_whole_table(tmp_path, backend, po
         st = store.stats()
         assert st["scm_rows"] > 0 and st["dram_hits"] > 0
         assert st["unique_rows"] == st["scm_rows"] + st["dram_hits"]
+
+
+@pytest.mark.parametrize("policy", ["frequency", "lru"])
+def test_a_batch_looks_at_the_update_log_once_and_still_serves_other_stores_updates(tmp_path, policy):
+    # The log was looked at twice a batch that reads the file (before the DRAM copies and under
+    # the reader's lock); once is enough when the look comes after the copies.
+    import embcompress
+    from embcompress.store import TieredStore
+
+    x = np.random.default_rng(5).standard_normal((3000, 32)).astype(np.float32)
+    q = embcompress.quantize(x, "mxfp8_e4m3")
+    path = q.save(tmp_path / "t.embc")
+    freq = np.zeros(3000)
+    freq[:100] = 1.0  # rows 0..99 are the hot set
+    a = TieredStore(path, dram_bytes=100 * q.row_bytes, policy=policy, frequencies=freq, direct_io=False)
+    b = TieredStore(path, dram_bytes=q.row_bytes, policy="lru", direct_io=False)
+    looks, real = [], a._log.changed
+    a._log.changed = lambda: looks.append(1) or real()
+    for ids in (np.array([3, 5, 7]), np.array([3, 2000, 2500, 7])):  # from DRAM; with misses
+        looks.clear()
+        assert np.array_equal(a.rows(ids), q.data[ids])
+        assert len(looks) == 1
+    a.rows(np.array([3]))
+    new = np.full((2, q.row_bytes), 0x3C, np.uint8)
+    b.update_rows(np.array([3, 2000]), new)  # another store's update of a held row and a missed one
+    for ids in (np.array([3, 5]), np.array([2000, 3, 2600])):
+        want = q.data[ids].copy()
+        want[np.isin(ids, [3, 2000])] = 0x3C
+        assert np.array_equal(a.rows(ids), want)
+    assert a.stats()["rows_reloaded"] >= 1
+    a.close()
+    b.close()
