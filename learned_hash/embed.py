@@ -31,20 +31,40 @@ class NoPositiveCooccurrence(ConfigError):
     """No id co-occurs with any partner above chance: PPMI is all zero, nothing to embed."""
 
 
-def _orthonormalize(Y: np.ndarray) -> np.ndarray:
+def _orthonormalize(Y: np.ndarray, *, with_r: bool = False):
     """An orthonormal basis of the columns of a tall ``Y``: Cholesky QR done twice (CholeskyQR2),
     a few times faster than Householder QR on tall-skinny blocks and as accurate once repeated;
-    Householder QR where ``Y`` is numerically rank-deficient."""
+    Householder QR where ``Y`` is numerically rank-deficient. ``with_r``: ``(Q, R)`` with
+    ``Y = Q R`` (R square)."""
+    from scipy.linalg import solve_triangular
+
     Q = Y
     for _ in range(2):
         try:
             L = np.linalg.cholesky(Q.T @ Q)
         except np.linalg.LinAlgError:
-            return np.linalg.qr(Y)[0]
-        Q = np.linalg.solve(L, Q.T).T  # Q L^-T
-    if not np.allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-8):  # ill-conditioned: fall back
-        return np.linalg.qr(Y)[0]
-    return Q
+            Q = np.linalg.qr(Y)[0]
+            break
+        # Q L^-T, as one triangular solve (a general solve of a tall block was most of a fit's time)
+        Q = solve_triangular(L, Q.T, lower=True, check_finite=False).T
+    else:
+        if not np.allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-8):  # ill-conditioned: fall back
+            Q = np.linalg.qr(Y)[0]
+    return (Q, Q.T @ Y) if with_r else Q
+
+
+def _gaussian_rows(rng, n: int, ell: int, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (ascending) of ``rng.standard_normal((n, ell))``, drawn a block at a time so
+    the whole n x ell matrix is never held (the draws are the same numbers in the same order)."""
+    out = np.empty((rows.size, ell))
+    step = max(1, (1 << 20) // max(ell, 1))
+    lo = 0
+    for start in range(0, n, step):
+        block = rng.standard_normal((min(step, n - start), ell))
+        hi = np.searchsorted(rows, start + block.shape[0])
+        out[lo:hi] = block[rows[lo:hi] - start]
+        lo = hi
+    return out
 
 
 def randomized_svd(A, n_components: int, *, n_oversamples: int = 10, n_iter: int = 4, seed: int = 0):
@@ -52,23 +72,52 @@ def randomized_svd(A, n_components: int, *, n_oversamples: int = 10, n_iter: int
 
     Gaussian range finder with ``n_iter`` power iterations, each re-orthonormalized; signs
     fixed so that the largest entry of each column of ``U`` is positive (the result depends on
-    ``A`` and ``seed`` only).
+    ``A`` and ``seed`` only). A sparse ``A`` is worked on in the columns that hold entries (the
+    others' ``Vt`` is 0): an id x partner matrix has a column for every partner id, most of them
+    empty for a few ids, and the n x (k + oversamples) blocks were built over all of them.
     """
+    import scipy.sparse as sp
+
     m, n = A.shape
     k = min(n_components, m, n)
     ell = min(k + n_oversamples, m, n)
     rng = np.random.default_rng(seed)
-    q = _orthonormalize(np.asarray(A @ rng.standard_normal((n, ell))))
+    cols = None
+    if sp.issparse(A):
+        A = sp.csr_matrix(A)
+        used = np.zeros(n, dtype=bool)
+        used[A.indices[A.data != 0]] = True
+        if not used.all():
+            cols = np.flatnonzero(used)
+            A = A[:, cols]
+    G = _gaussian_rows(rng, n, ell, cols) if cols is not None else rng.standard_normal((n, ell))
+    q = _orthonormalize(np.asarray(A @ G))
+    del G
     for _ in range(n_iter):
         q = _orthonormalize(np.asarray(A.T @ q))
         q = _orthonormalize(np.asarray(A @ q))
-    b = np.asarray(A.T @ q).T  # q^T A, without transposing a sparse A
-    ub, s, vt = np.linalg.svd(b, full_matrices=False)
-    u = q @ ub[:, :k]
-    s, vt = s[:k], vt[:k]
-    flip = np.sign(u[np.argmax(np.abs(u), axis=0), np.arange(k)])
+    bt = np.asarray(A.T @ q)  # (q^T A)^T, without transposing a sparse A
+    if bt.shape[0] > 4 * bt.shape[1]:
+        # the SVD of a wide q^T A through a QR of its tall transpose: LAPACK's SVD of a 26 x 2M
+        # block took a minute, the QR and a 26 x 26 SVD take a fraction of a second
+        qb, r = _orthonormalize(bt, with_r=True)
+        ub, s, vr = np.linalg.svd(r.T)
+        vt = vr @ qb.T
+    else:
+        ub, s, vt = np.linalg.svd(bt.T, full_matrices=False)
+    r = min(k, s.size)  # fewer when fewer columns than k hold entries: the rest are zero triplets
+    u = q @ ub[:, :r]
+    s, vt = s[:r], vt[:r]
+    flip = np.sign(u[np.argmax(np.abs(u), axis=0), np.arange(r)])
     flip[flip == 0] = 1
-    return u * flip, s, vt * flip[:, None]
+    u, vt = u * flip, vt * flip[:, None]
+    if cols is not None:
+        full = np.zeros((k, n))
+        full[:r, cols] = vt
+        vt = full
+        u = np.hstack([u, np.zeros((m, k - r))])
+        s = np.concatenate([s, np.zeros(k - r)])
+    return u, s, vt
 
 
 def _as_numpy(x):
@@ -292,6 +341,15 @@ class TableEmbedding:
         return self.fit(table).embedding_
 
 
+def _unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique(x)`` by a sort: NumPy 2.4's hash-based unique took 10 s for the 2.3M partner
+    ids of a pair (1M distinct) where a sort takes 0.1 s."""
+    x = np.sort(x)
+    keep = np.ones(x.size, dtype=bool)
+    keep[1:] = x[1:] != x[:-1]
+    return x[keep]
+
+
 def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[str]:
     mined = [b if a == feature else a for a, b in stats.pairs if feature in (a, b) and a != b]
     if partners is None:
@@ -342,10 +400,10 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
             prev, nxt, c = stats.sequence_counts(feature)
             # symmetric: b follows a counts for a (partner b) and for b (partner a)
             ia, ib, c = np.concatenate([prev, nxt]), np.concatenate([nxt, prev]), np.concatenate([c, c])
-            cols = np.unique(ib)
+            cols = _unique(ib)
         else:
             # columns: every partner id of the pair, whatever the label, so label blocks align
-            cols = np.unique(stats.pair_counts(feature, p)[1])
+            cols = _unique(stats.pair_counts(feature, p)[1])
             ia, ib, c = stats.pair_counts(feature, p, label=label)
         at = np.minimum(np.searchsorted(sorted_ids, ia), max(ids.size - 1, 0))
         found = sorted_ids[at] == ia if ids.size else np.zeros(ia.size, dtype=bool)
