@@ -320,7 +320,8 @@ class SweepConfig:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"The sweep config {str(path)!r} is not valid JSON: {exc}.") from None
+            raise ConfigError(f"The sweep config {str(path)!r} is not valid JSON: {exc}. Fix it there, or pass a "
+                              f"sweep config like those in examples/sweeps/.") from None
         return cls.from_dict(d)
 
     def to_dict(self) -> dict:

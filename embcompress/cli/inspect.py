@@ -43,7 +43,7 @@ def describe(path: Path) -> str:
             f"compression: {fp32 / t.nbytes:.2f}x the float32 table ({fp32} bytes) for the rows, "
             f"{fp32 / t.file_size:.2f}x for the whole file" if t.nbytes else "compression: empty table",
             f"id map:    {t.id_map!r}" if t.id_map is not None else "id map:    none",
-            f"frequencies: {t.frequencies.dtype} per row, total {t.frequencies.sum():g}" if t.frequencies is not None
+            f"frequencies: {t.frequencies.dtype} per row, total {_total(t.frequencies)}" if t.frequencies is not None
             else "frequencies: none",
         ]
     lines.append("sections:")
@@ -54,6 +54,15 @@ def describe(path: Path) -> str:
         if art.header.get(key):
             lines.append(f"{key}: {art.header[key]}")
     return "\n".join(lines)
+
+
+def _total(counts) -> str:
+    """A frequencies section's sum: integer counts in full (':g' gave
+    '8.38656e+06'), float ones to six significant digits."""
+    import numpy as np
+
+    total = counts.sum()
+    return f"{int(total)}" if np.issubdtype(counts.dtype, np.integer) else f"{float(total):g}"
 
 
 def command(path: Path = typer.Argument(..., help="An artifact file (table file, id map, log stats, ...).")) -> None:

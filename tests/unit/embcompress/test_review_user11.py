@@ -60,3 +60,24 @@ def test_mine_a_libfm_log_without_fields_names_the_flag_and_frappes_fields(tmp_p
     code, cap = run_cli(argv + ["--fields", "user,item", "--quiet"], capsys)
     assert code == 0, cap.err
     assert "2 rows mined" in cap.out
+
+
+def test_inspect_prints_an_integer_frequency_total_in_full(tmp_path, capsys):
+    import embcompress
+
+    path = tmp_path / "t.embc"
+    embcompress.write_table(path, embcompress.quantize(np.ones((4, 32), np.float32), "mxint8"),
+                            frequencies=np.array([8_000_000, 386_560, 0, 0]))
+    code, cap = run_cli(["inspect", str(path)], capsys)
+    assert code == 0, cap.err
+    assert "frequencies: int64 per row, total 8386560" in cap.out  # was 'total 8.38656e+06'
+
+
+def test_evaluate_on_a_file_that_is_not_json_names_the_fix(tmp_path, capsys):
+    pytest.importorskip("torch")
+    bad = tmp_path / "day_0.txt"
+    bad.write_text("0\t1\t5\n1\t2\t6\n")
+    code, cap = run_cli(["evaluate", str(bad), "--out", str(tmp_path / "ev")], capsys)
+    assert code == 1
+    assert "is not valid JSON" in cap.err and "examples/sweeps/" in cap.err and "Traceback" not in cap.err
+    assert not (tmp_path / "ev").exists()
