@@ -47,9 +47,12 @@ def _load_counts(path: Path):
 
     try:
         counts = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:  # missing, a folder, or not a plain .npy array
+    except OSError as exc:  # missing, or a folder
         raise ConfigError(f"The --frequencies file {str(path)!r} must be a .npy array of counts per id "
                           f"(numpy.save). It cannot be read ({type(exc).__name__}). Check the path.") from None
+    except ValueError:  # a file, but no plain .npy array ("Check the path" sent the user to the wrong fix)
+        raise ConfigError(f"The --frequencies file {str(path)!r} must be a .npy array of counts per id, and it "
+                          f"is not one. Save the counts with np.save('counts.npy', counts).") from None
     if not isinstance(counts, np.ndarray):  # an .npz archive loads as an NpzFile of named arrays
         names = list(counts.files)
         counts.close()

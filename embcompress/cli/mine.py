@@ -94,7 +94,12 @@ def command(
     logs = [p.expanduser() for p in logs]  # a glob is quoted for mine to expand it: '~/logs/*.csv'
     # checked before mining, which can take hours on a large log
     parent = out.expanduser().absolute().parent
-    if not parent.is_dir() or out.is_dir():
+    if out.is_dir():  # (the message below told to create the folder that holds it, which exists)
+        raise ConfigError(
+            f"The '--out' parameter of mine must be the stats file to write, but {str(out)!r} is a directory. "
+            f"Name a file in it, e.g. --out {str(out / 'log.stats')!r}."
+        )
+    if not parent.is_dir():
         raise ConfigError(
             f"The '--out' parameter of mine must be a file path in an existing directory. Got {str(out)!r} "
             f"instead. Create the directory {str(parent)!r} first, or pass another path."

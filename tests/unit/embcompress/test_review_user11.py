@@ -81,3 +81,28 @@ def test_evaluate_on_a_file_that_is_not_json_names_the_fix(tmp_path, capsys):
     assert code == 1
     assert "is not valid JSON" in cap.err and "examples/sweeps/" in cap.err and "Traceback" not in cap.err
     assert not (tmp_path / "ev").exists()
+
+
+def test_mine_out_naming_a_directory_says_to_name_a_file_in_it(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text("a,label\n1,0\n2,1\n")
+    (tmp_path / "out").mkdir()
+    code, cap = run_cli(["mine", str(log), "--features", "a", "--out", str(tmp_path / "out")], capsys)
+    assert code == 1
+    # was: "... Create the directory '<tmp_path>' first", a folder that exists
+    assert "is a directory" in cap.err and f"--out {str(tmp_path / 'out' / 'log.stats')!r}" in cap.err
+    assert "Create the directory" not in cap.err
+
+
+def test_export_frequencies_file_that_is_no_npy_array_does_not_say_check_the_path(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    torch.save({"emb.user.weight": torch.randn(8, 4)}, tmp_path / "sd.pt")
+    (tmp_path / "counts.txt").write_text("1 2 3\n")
+    code, cap = run_cli(["export", str(tmp_path / "sd.pt"), "--fmt", "fp32", "--out-dir", str(tmp_path / "t"),
+                         "--frequencies", f"emb.user={tmp_path / 'counts.txt'}"], capsys)
+    assert code == 1
+    assert "is not one. Save the counts with np.save('counts.npy', counts)" in cap.err
+    assert "Check the path" not in cap.err
+    code, cap = run_cli(["export", str(tmp_path / "sd.pt"), "--fmt", "fp32", "--out-dir", str(tmp_path / "t"),
+                         "--frequencies", f"emb.user={tmp_path / 'missing.npy'}"], capsys)
+    assert code == 1 and "Check the path" in cap.err  # a missing file still says so
