@@ -881,7 +881,9 @@ class MXEmbeddingBag(nn.Module):
     def _finish(self, c: "_Call") -> Tensor:
         """The prepared call's pooled rows, in the module's output dtype."""
         if c.arrays:
-            if self._buffers.get("records") is not None:
+            if self._buffers.get("records") is not None and c.keep is None:
+                out = pooled_lookup_many([self._job(c)], self.n_threads or None)[0]  # (its checks cost least)
+            elif self._buffers.get("records") is not None:
                 out = _pool(self._views().records, self.fmt, self.embedding_dim, self.block_size, c.rows, c.offsets,
                             c.weights, self.mode, c.include_last, self.n_threads, c.keep)
             else:
@@ -893,6 +895,11 @@ class MXEmbeddingBag(nn.Module):
         else:
             out = self._lookup(c.rows, c.offsets, c.weights, c.include_last, c.keep, c.direct)
         return self._cast(out)
+
+    def _job(self, c: "_Call") -> tuple:
+        """The prepared call (on arrays) as a job of ``pooled_lookup_many``."""
+        return (self._views().records, self.fmt, self.embedding_dim, self.block_size or None, c.rows, c.offsets,
+                c.weights, self.mode, c.include_last)
 
     def _cast(self, out: Tensor) -> Tensor:
         dtype = self._buffers["_out_proto"].dtype
@@ -1008,9 +1015,7 @@ class MXEmbeddingBagCollection(nn.Module):
         out = {}
         if len(on_arrays) > 1:
             ms, cs = [bags[n] for n in on_arrays], [calls[n] for n in on_arrays]
-            jobs = [(m._views().records, m.fmt, m.embedding_dim, m.block_size or None, c.rows, c.offsets, c.weights,
-                     m.mode, c.include_last) for m, c in zip(ms, cs)]
-            pooled = pooled_lookup_many(jobs, _team(ms) or None)
+            pooled = pooled_lookup_many([m._job(c) for m, c in zip(ms, cs)], _team(ms) or None)
             out.update((n, m._cast(torch.from_numpy(t))) for n, m, t in zip(on_arrays, ms, pooled))
         if len(on_tensors) > 1:
             ms, cs = [bags[n] for n in on_tensors], [calls[n] for n in on_tensors]

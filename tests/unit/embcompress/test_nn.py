@@ -200,12 +200,12 @@ def test_eager_calls_skip_the_dispatcher_and_everything_that_watches_ops_sees_th
     ids, offsets = torch.tensor([100, 101, 129, 5000]), torch.tensor([0, 1])
     calls = []
     # the ops' kernels (which the dispatcher holds unpatched) and the functions on arrays they call
-    for name in ("_lookup_op", "_map_op", "_pool", "_map"):
+    for name in ("_lookup_op", "_map_op", "_pool", "_map", "pooled_lookup_many"):
         real = getattr(enn, name)
         monkeypatch.setattr(enn, name, lambda *a, _f=real, _n=name: (calls.append(_n), _f(*a))[1])
     with torch.no_grad():
         want = model(ids, offsets)
-        assert calls == ["_map", "_pool"]  # no op: neither through the dispatcher nor its kernels
+        assert calls == ["_map", "pooled_lookup_many"]  # no op: neither through the dispatcher nor its kernels
         calls.clear()
 
         class Seen(TorchDispatchMode):
