@@ -12,7 +12,10 @@ Policies:
   most often in the batch are admitted (a sequential LRU keeps the batch's last-referenced rows,
   and a row asked often is likely among them).
 - ``lfu``: access counts are kept for every row seen (not only cached ones); a missed row replaces
-  the cached row with the lowest count when its own count is higher.
+  the cached row with the lowest count when its own count is higher. Counts given to the store
+  (``frequencies``, mined access counts) are where they start (:meth:`DramTier.seed_counts`):
+  started at zero, the first row missed once evicted a row the frequencies had loaded as hot.
+  (float64: mined counts may be weights, not integers.)
 
 The tier holds ``capacity`` records in one array, a slot index of 4 bytes per table row (not
 counted in the budget) and the policy's per-slot or per-row counters. Callers serialize access.
@@ -36,7 +39,7 @@ class DramTier:
         self.n_used = 0
         self.clock = 0
         self.last_used = np.zeros(capacity, dtype=np.int64) if policy == "lru" else None
-        self.counts = np.zeros(n_rows, dtype=np.int64) if policy == "lfu" else None
+        self.counts = np.zeros(n_rows, dtype=np.float64) if policy == "lfu" else None
 
     @property
     def admits(self) -> bool:
@@ -53,6 +56,11 @@ class DramTier:
         one slot."""
         slots = self.slot_of[rows]
         return self.data.take(slots, axis=0, mode="clip"), slots
+
+    def seed_counts(self, frequencies: np.ndarray) -> None:
+        """``lfu``: start every row's count at its given (mined) access count; others: nothing."""
+        if self.counts is not None:
+            self.counts[:] = frequencies
 
     def note_access(self, rows: np.ndarray, counts: np.ndarray, slots: np.ndarray) -> None:
         """Record one batch's accesses (unique ``rows``, their ``counts`` and current ``slots``)."""

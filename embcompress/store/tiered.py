@@ -122,7 +122,8 @@ class TieredStore:
 
     ``policy``: ``"frequency"`` (static hot set from ``frequencies``, the rows' mined access
     counts; the file's ``frequencies`` section when not given), ``"lru"`` or ``"lfu"`` (admitted
-    and evicted online; ``frequencies``, if given, seed the warm-up).
+    and evicted online; ``frequencies``, if given, or the file's, seed the warm-up, and ``lfu``'s
+    counts start from them: each ``warm_up`` sets them to its frequencies again).
 
     ``refresh_every`` (``frequency`` only): every that many batches the store refreshes the hot
     set itself, from ``frequencies`` plus the accesses it has served since (per row, a row asked
@@ -412,7 +413,8 @@ class TieredStore:
         New ``frequencies`` replace the old ones (a refresh of the static hot set; with
         ``refresh_every`` they also become the prior the served accesses are added to, and without
         new ones the set is the top by that prior plus what was served). Without any frequencies
-        (LRU/LFU not seeded) there is nothing to load.
+        (LRU/LFU not seeded) there is nothing to load. LFU's counts are set to the frequencies
+        (what it counted since is dropped with the rows it had admitted).
         """
         with self._file.exclusive(), self._lock:
             self._check_open("TieredStore.warm_up")
@@ -437,6 +439,7 @@ class TieredStore:
                             f"it. Pass frequencies= to warm_up, or open a new TieredStore on the file.")
                     rank = self._file_frequencies(art)
             hot = top_rows(rank, self._dram.capacity)
+            self._dram.seed_counts(rank)  # (lfu: counts start from the frequencies, not from zero)
             del rank
             if self._score is not None:  # the ranking refreshes start from
                 self._hot = hot

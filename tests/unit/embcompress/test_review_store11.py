@@ -450,3 +450,38 @@ def test_a_batch_looks_at_the_update_log_once_and_still_serves_other_stores_upda
     assert a.stats()["rows_reloaded"] >= 1
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("from_file", [False, True])
+def test_lfu_counts_start_from_the_given_frequencies(tmp_path, from_file):
+    # policy="lfu" with frequencies= loaded the top rows by them, but its counts started at zero:
+    # the first row missed once (count 1) evicted a hot row (count 0), and a stream of one-off
+    # misses emptied the warmed set of every row the frequencies called hot.
+    import embcompress
+    from embcompress.store import TieredStore
+
+    x = np.random.default_rng(6).standard_normal((2000, 32)).astype(np.float32)
+    q = embcompress.quantize(x, "mxfp8_e4m3")
+    freq = np.zeros(2000)
+    freq[:50] = np.arange(50, 0, -1) * 10.0  # rows 0..49 hot, asked 10-500 times in the mined log
+    if from_file:
+        path = embcompress.write_table(tmp_path / "t.embc", q, frequencies=freq)
+        kw = {}
+    else:
+        path = q.save(tmp_path / "t.embc")
+        kw = {"frequencies": freq}
+    with TieredStore(path, dram_bytes=50 * q.row_bytes, policy="lfu", direct_io=False, **kw) as store:
+        assert store.warm_up() == 50
+        cold = np.arange(100, 1100)
+        for b in np.split(cold, 100):  # 1,000 rows asked once each
+            assert np.array_equal(store.rows(b), q.data[b])
+        assert set(store._dram.held_rows.tolist()) == set(range(50))
+        store.reset_stats()
+        hot = np.arange(50)
+        assert np.array_equal(store.rows(hot), q.data[hot])
+        assert store.stats()["dram_hit_rate"] == 1.0
+        # rows asked more often than a hot row's mined count do enter
+        for _ in range(15):
+            store.rows(np.array([1500]))
+        assert 1500 in store._dram.held_rows
+        assert 49 not in store._dram.held_rows  # the least counted hot row (10) left
