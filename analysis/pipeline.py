@@ -235,6 +235,23 @@ def _served_model(model, files: list[Path], dram_share: float):
 
 # ----------------------------------------------------------------------------- the job
 
+def tiny_rows_note(weight, below: float = 1e-6) -> str:
+    """A sentence for the format explorer's table when rows of ``weight`` hold only values below
+    ``below`` (a row training left at about zero, such as the one the unseen ids share): fp16 and
+    the row-wise formats cannot resolve such a row, so their 'max rel err' reads near or above 1
+    while their QSNR stays high, which the table alone leaves unexplained. '' when there is none."""
+    tiny = np.flatnonzero(np.abs(np.asarray(weight)).max(axis=1) < below)
+    if tiny.size == 0:
+        return ""
+    which = f"Row {tiny[0]}" if tiny.size == 1 else f"{tiny.size} rows ({', '.join(map(str, tiny[:3]))}{', ...' if tiny.size > 3 else ''})"
+    return (f"`max rel err` is the worst row's largest error over that row's largest value. {which} of this "
+            f"table hold{'s' if tiny.size == 1 else ''} only values below {below:g} (training left "
+            f"{'it' if tiny.size == 1 else 'them'} at about zero), too small for fp16 and the row-wise formats "
+            f"(fp16 scale and bias; int8's divides by the range plus 1e-8), which store such a row as zeros or "
+            f"all alike: hence their max rel err near or above 1, on rows that add next to nothing to a bag. "
+            f"Their QSNR and bag errors show how they fare.")
+
+
 def run_demo(
     out_dir: str | os.PathLike = "demo_out",
     *,
@@ -560,6 +577,7 @@ def _write_report(out: Path, rows, dataset, serving, collisions, full_model, ful
         "",
         fr.to_markdown(),
         "",
+        *([tiny_rows_note(weight), ""] if tiny_rows_note(weight) else []),
         "![formats](format_report.png)",
         "",
         "## Files",

@@ -39,3 +39,34 @@ def test_plots_leave_the_callers_pyplot_backend_and_figures_alone(tmp_path, svg_
     assert plt.get_fignums() == [mine.number]  # the user's figure kept, none of ours left open
     for name in ("pareto.png", "formats.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tiny_rows_note_explains_a_max_rel_err_of_one_from_rows_left_at_zero():
+    # The demo's format explorer showed fp16 'max rel err 1' beside 73.7 dB QSNR (int8_rowwise 1.62)
+    # with no word why: the trained table's unseen-id row holds values near 1e-23.
+    import numpy as np
+
+    from analysis.pipeline import tiny_rows_note
+    from analysis.quant_error import format_report
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    assert tiny_rows_note(w) == ""
+    w[63] = rng.standard_normal(32).astype(np.float32) * 1e-23
+    rep = {r["format"]: r for r in format_report(w, formats=["fp16", "int8_rowwise", "mxint8"]).rows}
+    assert rep["fp16"]["max_rel_err"] >= 0.99 and rep["int8_rowwise"]["max_rel_err"] >= 0.99
+    assert rep["fp16"]["qsnr_db"] > 60
+    note = tiny_rows_note(w)
+    assert note.startswith("`max rel err` is the worst row's") and "Row 63 of this table holds only values below 1e-06" in note
+
+
+def test_demo_report_carries_the_note(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import analysis.pipeline as pipeline
+
+    real = pipeline.tiny_rows_note
+    monkeypatch.setattr(pipeline, "tiny_rows_note", lambda w: real(w, below=1e9))  # every row counts as tiny
+    pipeline.run_demo(tmp_path / "out", quick=True)
+    report = (tmp_path / "out" / "report.md").read_text()
+    explorer = report.split("## The format explorer on the trained table", 1)[1].split("## Files", 1)[0]
+    assert "`max rel err` is the worst row's largest error" in explorer and "below 1e+09" in explorer
