@@ -70,3 +70,14 @@ def test_frappe_mine_command_runs_as_written(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "86,582 rows mined on duckdb -> out/frappe.stats" in proc.stdout  # both Frappe files, no README.txt
+
+
+def test_the_jobs_paragraph_names_sections_that_exist():
+    # a newcomer had to read ~1,100 lines to find where each of the four jobs is done
+    para = README.split("## Quickstart\n", 1)[1].split("\n## ", 1)[0].split("On your own data, one section per job:", 1)[1]
+    para = " ".join(para.split())
+    named = re.findall(r'"([A-Z][^"]+)"', para)
+    headings = set(re.findall(r"^## (.+)$", README, re.M))
+    assert len(named) >= 5 and set(named) <= headings, set(named) - headings
+    for verb in ("mine", "fit-hash", "export", "evaluate"):
+        assert f"`embcompress {verb}`" in para or f"`{verb}`" in para, verb
