@@ -567,6 +567,13 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
 # --------------------------------------------------------------------------- converting
 
 
+def _is_int_column(col) -> bool:
+    import pyarrow as pa
+
+    t = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+    return pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+
+
 def _ids_of(col, kind: str):
     """(int64 ids, bad mask or None) of one Arrow column."""
     import pyarrow as pa
@@ -659,8 +666,19 @@ def _time_of(col, kind: str):
     return vals, ~(ok.to_numpy(zero_copy_only=False) | missing)
 
 
-def convert_batch(table, schema: LogSchema, kinds: Mapping[str, str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One Arrow batch/table of raw columns -> (NumPy columns, bad-row mask)."""
+def _text_of(col) -> np.ndarray:
+    """A string column's values as they are (object array: str, bytes for binary, None when null)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def convert_batch(table, schema: LogSchema, kinds: Mapping[str, str], *,
+                  hash_strings: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One Arrow batch/table of raw columns -> (NumPy columns, bad-row mask). ``hash_strings=False``:
+    columns of kind 'string' as their text (see :func:`iter_batches`)."""
     n = table.num_rows
     bad = np.zeros(n, dtype=bool)
     out: dict[str, np.ndarray] = {}
@@ -668,6 +686,9 @@ def convert_batch(table, schema: LogSchema, kinds: Mapping[str, str]) -> tuple[d
         out[c], b = _ids_of(table.column(c), kinds[c])
         if b is not None:
             bad |= b
+        if not hash_strings and kinds[c] == "string" and out[c].dtype == np.int64 \
+                and not _is_int_column(table.column(c)):
+            out[c] = _text_of(table.column(c))
     if schema.label:
         out[schema.label], b = _label_of(table.column(schema.label))
         bad |= b
@@ -832,13 +853,16 @@ class LogReader:
     """
 
     def __init__(self, source: LogSource, schema: LogSchema, *, on_bad_line: str = "error",
-                 block_bytes: int = DEFAULT_BLOCK_BYTES, kinds: Mapping[str, str] | None = None):
+                 block_bytes: int = DEFAULT_BLOCK_BYTES, kinds: Mapping[str, str] | None = None,
+                 hash_strings: bool = True):
         if on_bad_line not in ON_BAD_LINE:
             raise ConfigError(f"The 'on_bad_line' parameter must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
         if not isinstance(block_bytes, int) or block_bytes < 1024:
             raise ConfigError(f"The 'block_bytes' parameter must be an int of at least 1024. Got {block_bytes!r} instead.")
+        if not isinstance(hash_strings, bool):
+            raise ConfigError(f"The 'hash_strings' parameter must be True or False. Got {hash_strings!r} instead.")
         self.source, self.schema = source, schema
-        self.on_bad_line, self.block_bytes = on_bad_line, block_bytes
+        self.on_bad_line, self.block_bytes, self.hash_strings = on_bad_line, block_bytes, hash_strings
         self.kinds = dict(kinds) if kinds is not None else infer_kinds(source, schema)
         self.bad_lines = 0
         self.rows = 0
@@ -850,7 +874,7 @@ class LogReader:
         gen = {"criteo": self._text, "csv": self._text, "parquet": self._parquet, "libfm": self._libfm}[self.source.format]
         for path in self.source.paths:
             for table, row0, size, not_utf8 in gen(path):
-                cols, bad = convert_batch(table, self.schema, self.kinds)
+                cols, bad = convert_batch(table, self.schema, self.kinds, hash_strings=self.hash_strings)
                 if not_utf8 is not None:
                     bad |= not_utf8
                 if bad.any():
@@ -1158,16 +1182,20 @@ def iter_batches(
     time_key: str | None = None, session_key: str | None = None, kinds: Mapping[str, str] | None = None,
     format: str | None = None, delimiter: str | None = None, fields: Sequence[str] | None = None,
     field_map: Any = None, on_bad_line: str = "error", block_bytes: int = DEFAULT_BLOCK_BYTES,
+    hash_strings: bool = True,
 ) -> LogReader:
     """Stream a log as batches of NumPy columns, in bounded memory (one block at a time).
 
     Pass a :class:`LogSchema`, or its parts (``features``, ``label``, ``time_key``,
     ``session_key``, ``kinds``). Returns a :class:`LogReader`: iterate it; afterwards its
-    ``bad_lines`` holds the number of skipped lines.
+    ``bad_lines`` holds the number of skipped lines. Id columns are int64; with
+    ``hash_strings=False`` columns of kind 'string' come as their text instead (object arrays of
+    str, None or '' when missing), which :meth:`LogStats.from_rows` hashes as the engines do and
+    orders ties of time by, as they do.
     """
     src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
     sch = _schema_of(schema, features, label, time_key, session_key, kinds)
-    return LogReader(src, sch, on_bad_line=on_bad_line, block_bytes=block_bytes)
+    return LogReader(src, sch, on_bad_line=on_bad_line, block_bytes=block_bytes, hash_strings=hash_strings)
 
 
 def read_log(source, schema: LogSchema | None = None, **kwargs) -> dict[str, np.ndarray]:

@@ -44,6 +44,30 @@ def test_from_rows_breaks_ties_of_string_ids_by_the_text_as_the_engines_do(tmp_p
     assert LogStats.from_rows({"a": np.array(a), "s": np.array(s)}, features=["a"]) == hashed
 
 
+def test_the_readers_give_the_text_for_from_rows_to_order_ties_as_the_engines(tmp_path):
+    # the in-memory path through the readers: read_log hashes string ids, so from_rows of its
+    # columns ordered ties by the hash; with hash_strings=False they come as text
+    from learned_hash import read_log
+
+    a, s, t = _tied_strings()
+    csv = tmp_path / "ties.csv"
+    csv.write_text("a,s,t\n" + "".join(f"{x},{y},{z}\n" for x, y, z in zip(a, s, t)), encoding="utf-8")
+    pqt = tmp_path / "ties.parquet"
+    pq.write_table(pa.table({"a": pa.array([x or None for x in a]), "b": pa.array([x.encode() for x in a], pa.binary()),
+                             "s": s, "t": t}), pqt)
+    kw = dict(sequence_key="s", time_key="t")
+    for path, features in ((csv, ["a"]), (pqt, ["a", "b"])):
+        kinds = {"a": "string"}
+        cols = read_log(path, features=features, session_key="s", time_key="t", kinds=kinds, hash_strings=False)
+        assert cols["a"].dtype == object
+        assert LogStats.from_rows(cols, features=features, **kw) == mine(path, features=features, kinds=kinds, **kw)
+        hashed = read_log(path, features=features, session_key="s", time_key="t", kinds=kinds)
+        assert hashed["a"].dtype == np.int64
+        np.testing.assert_array_equal(hashed["a"], string_ids(cols["a"]))
+    with pytest.raises(ConfigError, match="hash_strings"):
+        read_log(csv, features=["a"], hash_strings="no")
+
+
 @pytest.mark.parametrize("dtype", ["uint64", "int64"])
 def test_from_rows_and_duckdb_agree_on_ties_of_integer_ids(tmp_path, dtype):
     big = [2**63 + 5, 1, 2**64 - 1, 7, 3, 2**63] if dtype == "uint64" else [2**62, 1, -5, 7, 3, -2**63 + 1]
