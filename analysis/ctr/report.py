@@ -108,7 +108,10 @@ def findings(results: dict) -> list[str]:
             lr = get(m, "fp32", b)
             if lr is None:
                 continue
-            parts = [f"budget {_budget(b)}, {m}: AUC {lr['auc']['mean']:.4f} (loss {f_auc - lr['auc']['mean']:+.4f} against full {f_auc:.4f})"]
+            loss = f_auc - lr["auc"]["mean"]
+            # (a gain was printed as "loss -0.0269", then graded as losing "at most half" of the hashing loss)
+            parts = [f"budget {_budget(b)}, {m}: AUC {lr['auc']['mean']:.4f} ("
+                     + (f"loss {loss:+.4f}" if loss >= 0 else f"a gain of {-loss:.4f}") + f" against full {f_auc:.4f})"]
             if hashed is not None:
                 h_loss = f_auc - hashed["auc"]["mean"]
                 l_loss = f_auc - lr["auc"]["mean"]
@@ -117,8 +120,9 @@ def findings(results: dict) -> list[str]:
                                  f"half-its-loss bar cannot be read")
                 else:
                     ok = l_loss <= 0.5 * h_loss
-                    parts.append(f"hashing trick loses {h_loss:+.4f}: {m} loses {'at most' if ok else 'MORE than'} half of it"
-                                 + (f" ({l_loss / h_loss:.0%} of it)" if l_loss >= 0 else ""))
+                    parts.append(f"hashing trick loses {h_loss:+.4f}: " + (
+                        f"{m} loses {'at most' if ok else 'MORE than'} half of it ({l_loss / h_loss:.0%} of it)"
+                        if l_loss >= 0 else f"{m} loses at most half of it (none: it beats the full table)"))
             if freq is not None:
                 d = lr["auc"]["mean"] - freq["auc"]["mean"]
                 parts.append(f"{'beats' if d > 0 else 'does NOT beat'} the frequency hybrid ({d:+.4f} AUC)")

@@ -70,3 +70,21 @@ def test_demo_report_carries_the_note(tmp_path, monkeypatch):
     report = (tmp_path / "out" / "report.md").read_text()
     explorer = report.split("## The format explorer on the trained table", 1)[1].split("## Files", 1)[0]
     assert "`max rel err` is the worst row's largest error" in explorer and "below 1e+09" in explorer
+
+
+def test_findings_call_a_gain_over_the_full_table_a_gain():
+    # synthetic_tiny.json printed "learned: AUC 0.7982 (loss -0.0269 against full 0.7713); hashing trick
+    # loses +0.0557: learned loses at most half of it"
+    from analysis.ctr.report import findings
+
+    def row(method, budget, auc):
+        return {"method": method, "format": "fp32", "budget": budget, "auc": {"mean": auc, "std": 0.0}}
+
+    results = {"config": {"variants": {}}, "summary": [
+        row("full", None, 0.7713), row("hash", 0.1, 0.7156), row("frequency", 0.1, 0.7325), row("learned", 0.1, 0.7982)]}
+    (line,) = [f for f in findings(results) if "learned" in f]
+    assert "a gain of 0.0269 against full 0.7713" in line and "loss -" not in line, line
+    assert "learned loses at most half of it (none: it beats the full table)" in line, line
+    results["summary"][3] = row("learned", 0.1, 0.7600)  # a loss is still graded with its share
+    (line,) = [f for f in findings(results) if "learned" in f]
+    assert "(loss +0.0113 against full 0.7713)" in line and "loses at most half of it (20% of it)" in line, line
