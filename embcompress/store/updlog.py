@@ -118,6 +118,7 @@ class LogCursor:
 
     def __init__(self, table_path):
         self.path = log_path(table_path)
+        self._spath = str(self.path)  # (a Path is converted at every stat: a batch looks once)
         self._fd = None  # the log file, once there is one: fstat costs a third of a stat by path
         self._lock = threading.Lock()  # a batch's changed() while another thread's read() reopens
         self.state = (None, 0)  # (inode, bytes read); what exists now is history
@@ -138,7 +139,11 @@ class LogCursor:
         while there is no log)."""
         with self._lock:
             if self._fd is None:
-                return os.path.exists(self.path)
+                try:
+                    os.stat(self._spath)
+                except (OSError, ValueError):  # (what os.path.exists calls no file)
+                    return False
+                return True
             st = os.fstat(self._fd)
             return st.st_nlink == 0 or st.st_size != self.state[1]  # (nlink 0: a new log replaced it)
 
