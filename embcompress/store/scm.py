@@ -300,7 +300,8 @@ class RowReader:
             rows = np.ascontiguousarray(rows)
             blocks = np.empty(len(rows) * (self.row_bytes // BLOCK + 2), np.int64)
             at = np.empty(len(rows), np.int64)
-            blocks = blocks[: loop.plan(rows, rows.argsort(), self.base, self.row_bytes, blocks, at)]
+            order = rows.argsort().astype(np.int64, copy=False)
+            blocks = blocks[: loop.plan(rows, order, self.base, self.row_bytes, blocks, at)]
         buf = getattr(self._local, "buf", None)
         if buf is None or len(buf) < len(blocks) * BLOCK:
             buf = _aligned_buffer(len(blocks) * BLOCK)  # unmapped when the last reference goes
