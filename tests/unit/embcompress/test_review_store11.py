@@ -485,3 +485,19 @@ def test_lfu_counts_start_from_the_given_frequencies(tmp_path, from_file):
             store.rows(np.array([1500]))
         assert 1500 in store._dram.held_rows
         assert 49 not in store._dram.held_rows  # the least counted hot row (10) left
+
+
+def test_bench_latency_times_only_the_store_pairs_when_asked():
+    pytest.importorskip("torch")
+    bench = ROOT / "benchmarks"
+    code = (
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(bench)!r})\n"
+        "sys.argv = ['bench_latency.py', '--rows', '2000', '--dim', '32', '--bag-len', '8', '--bags', '1', '16',"
+        " '--calls', '4', '--batches', '4', '--pairs', 'store']\n"
+        f"runpy.run_path({str(bench / 'bench_latency.py')!r}, run_name='__main__')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    timed = [line for line in res.stdout.splitlines() if line.endswith("x") and "|" in line]
+    assert len(timed) == 4 and all(line.startswith("TieredStore") for line in timed), res.stdout
