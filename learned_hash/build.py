@@ -136,9 +136,9 @@ def _keep_positions(cold, previous: IdMap):
 def _carry(previous: IdMap, mapped_ids, rows, cold, max_mapped, ids, counts):
     """``(ids, rows, carried)``: the refit's stored ids and rows with the previous map's stored ids
     that it does not store (absent from the new log, beyond its budget, nothing to embed) added on
-    their old rows, where those rows are still cold rows (a hot row of the old map now owned by
-    another id cannot be kept), so a trained table keeps serving them as before. Within
-    ``max_mapped`` ids in all: seen ids first, by their new count, then by id."""
+    their old rows, where those rows are still cold rows or hot rows that no id of the refit owns
+    (a hot row now owned by another id cannot be kept), so a trained table keeps serving them as
+    before. Within ``max_mapped`` ids in all: seen ids first, by their new count, then by id."""
     old_ids, old_rows = previous.ids, previous.rows
     left = ~np.isin(old_ids, mapped_ids)
     old_ids, old_rows = old_ids[left], old_rows[left]
@@ -146,7 +146,9 @@ def _carry(previous: IdMap, mapped_ids, rows, cold, max_mapped, ids, counts):
         still_cold = (old_rows >= cold.start) & (old_rows < cold.stop)
     else:
         still_cold = np.isin(old_rows, cold)
-    old_ids, old_rows = old_ids[still_cold], old_rows[still_cold]
+    # or a hot row that no id of the refit owns (a kept hot count with fewer ids to own the rows)
+    free_hot = ~still_cold & ~np.isin(old_rows, rows)
+    old_ids, old_rows = old_ids[still_cold | free_hot], old_rows[still_cold | free_hot]
     if max_mapped is not None and old_ids.size > max(0, max_mapped - mapped_ids.size):
         by_id = np.argsort(ids, kind="stable")
         at = np.minimum(np.searchsorted(ids[by_id], old_ids), max(ids.size - 1, 0))
@@ -220,7 +222,11 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
             raise param_error("hot_rows", "fit_hash", "be None or 0 with method='hash' (the hashing trick has no hot rows)", hot_rows)
         n_hot = 0
     elif keep_hot:
-        n_hot = min(n_rows - previous.n_fallback_rows, budget)
+        # the previous hot rows stay hot even when fewer ids own them (a log without some of them,
+        # or max_mapped_ids): a shorter hot list would lengthen the cold list, and the hash's new
+        # modulus would move nearly every hashed id; a hot row left without an id keeps the
+        # previous map's id (_carry)
+        n_hot = n_rows - previous.n_fallback_rows
     elif hot_rows is None:
         n_hot = min(choose_hot_rows(counts, n_rows), budget)
     else:
@@ -291,7 +297,8 @@ def fit_hash(
         idmap = hash_map(n_rows, seed=hash_seed, config=config, inputs=inputs)
         mapped_ids, prop = np.zeros(0, np.int64), np.zeros(0, np.int64)
     elif method == "frequency":
-        mapped_ids, prop = ids[:n_hot], np.arange(n_hot)
+        mapped_ids = ids[:min(n_hot, budget)]
+        prop = np.arange(mapped_ids.size)
     else:
         mapped_ids, prop, extra = _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding,
                                            partners, n_components, max_share, n_iter, n_threads, progress)
@@ -414,6 +421,7 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
         extra["config"]["cluster"] = km.settings_
     else:
         labels = np.zeros(0, np.int64)
-    mapped = np.concatenate([ids[:n_hot], emb_ids])
-    prop = np.concatenate([np.arange(n_hot), n_hot + labels])
+    hot = ids[:min(n_hot, budget)]  # (fewer than the hot rows on a refit of a log with fewer ids)
+    mapped = np.concatenate([hot, emb_ids])
+    prop = np.concatenate([np.arange(hot.size), n_hot + labels])
     return mapped, prop, extra

@@ -249,3 +249,34 @@ def test_randomized_svd_works_in_the_columns_that_hold_entries():
     exact = np.linalg.svd(dense, full_matrices=False)
     np.testing.assert_allclose(s, exact[1][:5], rtol=1e-8)
     np.testing.assert_allclose((u * s) @ vt[:, used], dense, atol=1e-8)  # vt's columns line up with A's
+
+
+@pytest.mark.parametrize("method", ["frequency", "learned"])
+@pytest.mark.parametrize("cap", [None, 25])
+def test_a_refit_keeps_the_hot_count_when_the_new_log_has_fewer_ids(method, cap):
+    # README: a refit keeps the previous hot count, "so the cold rows stay the same" and hashed ids
+    # keep their rows. It was cut to the new log's ids (or max_mapped_ids): a feature whose ids were
+    # all hot (C4 into 4,096 rows in the README's command) refitted on a day without some of them
+    # got a longer cold list, another hash modulus, and 86 % of its unseen ids moved
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 40, 4_000), rng.integers(0, 5, 4_000)
+    old = LogStats.from_rows({"a": a, "b": b}, features=["a", "b"], pairs=[("a", "b")])
+    keep = a < 30
+    new = LogStats.from_rows({"a": a[keep], "b": b[keep]}, features=["a", "b"], pairs=[("a", "b")])
+    kw = dict(method=method, embedding="cooccurrence")
+    first = fit_hash(old, "a", 100, **kw)
+    assert first.meta["hot_ids"] == 40
+    refit = fit_hash(new, "a", 100, previous=first, max_mapped_ids=cap, **kw)
+    assert refit.meta["hot_ids"] == 40 and refit.n_fallback_rows == first.n_fallback_rows
+    np.testing.assert_array_equal(refit.fallback_rows, first.fallback_rows)
+    probe = np.arange(1_000, 3_000)
+    np.testing.assert_array_equal(refit.lookup(probe), first.lookup(probe))  # unseen ids keep their rows
+    seen = new.frequencies("a")[0]
+    n_seen = seen.size if cap is None else cap
+    assert np.isin(seen[:n_seen], refit.ids).all()  # the new log's ids own hot rows
+    if cap is None:  # the ids gone from the log keep their hot rows, which no other id took
+        gone = np.arange(30, 40)
+        np.testing.assert_array_equal(refit.lookup(gone), first.lookup(gone))
+        assert refit.meta["carried_ids"] == 10
+    else:
+        assert refit.n_mapped == cap
