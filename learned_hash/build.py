@@ -13,11 +13,12 @@
 
 ``previous=``: a refit keeps every bucket on the old row most of its ids had (largest overlaps
 first; hot rows and bucket rows keep their roles), so an id whose bucket did not change keeps its
-row. It keeps the previous hot count (unless ``hot_rows`` is given) and fallback seed, and the
-cold rows' positions in the hash's list, so unstored ids keep their rows too. An id the previous
-map stored that the refit does not (absent from the new log, beyond its budget, nothing to embed)
-stays stored on its old row while that row is still cold (``meta["carried_ids"]``; within
-``max_mapped_ids``, seen ids first): a trained table keeps serving it as before.
+row. It keeps the previous hot count (unless ``hot_rows`` is given; also when fewer ids than hot
+rows are left to own them) and fallback seed, and the cold rows' positions in the hash's list, so
+unstored ids keep their rows too. An id the previous map stored that the refit does not (absent
+from the new log, beyond its budget, nothing to embed) stays stored on its old row while that row
+is still cold or is a hot row no new id owns (``meta["carried_ids"]``; within ``max_mapped_ids``,
+seen ids first): a trained table keeps serving it as before.
 ``meta["moved_ids"]`` (and ``IdMap.moved_ids``) counts the previous map's ids whose row changed,
 ``meta["moved_seen_ids"]`` the ids of ``stats``.
 """
