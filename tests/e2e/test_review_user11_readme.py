@@ -1,4 +1,6 @@
 """Review tests (a newcomer's walk through the README): README blocks run exactly as written.
+(Not named test_review_user11.py: tests/unit/embcompress has that name, and test folders are no
+packages, so one pytest run cannot import both.)
 
 Each test takes a block's text from README.md itself, defines only the names the README's prose
 says the block leaves to the reader, and runs it.
