@@ -339,27 +339,30 @@ class RowReader:
     def _read_compiled(self, loop, blocks: np.ndarray, buf) -> None:
         """Read ``blocks`` into ``buf`` with the compiled loop (``_pread.read_extents``): in this
         thread, or in shares over the pool, each share one call that releases the GIL."""
-        fd, end, mrb, direct = self._fd, self.base + self.n_rows * self.row_bytes, self.max_read_blocks, self.direct
-
-        def read_share(share):
-            first, step = share
-            # One place among the reads in flight for the whole share, as in _read_python.
-            with self._in_flight:
-                while True:
-                    start = self.read_seconds
-                    mean, reads, status, pos, got, want = loop.read_extents(
-                        fd, buf, blocks, mrb, end, direct, first, step, start)
-                    # The share's reads applied after whatever other threads' reads moved the
-                    # mean meanwhile (the update is linear in the mean it starts from).
-                    self.read_seconds = mean + 0.95 ** reads * (self.read_seconds - start)
-                    if status == 0:
-                        return
-                    if status == loop.END_OF_FILE:
-                        raise self._truncated(pos, got, want)
-                    raise OSError(status, os.strerror(status))
-
-        self._read_extents(lambda: loop.n_extents(blocks, mrb), read_share,
+        mean = self.read_seconds
+        if self.max_in_flight == 1 or mean < MEMORY_READ_SECONDS:  # (as _read_extents decides)
+            self._read_share(loop, blocks, buf, (0, 1))
+            return
+        self._read_extents(lambda: loop.n_extents(blocks, self.max_read_blocks),
+                           lambda share: self._read_share(loop, blocks, buf, share),
                            lambda k: [(i, k) for i in range(k)], [(0, 1)])
+
+    def _read_share(self, loop, blocks: np.ndarray, buf, share: tuple[int, int]) -> None:
+        """The extents ``first``, ``first + step``, ... (``share``) of ``blocks``, in one call."""
+        first, step = share
+        # One place among the reads in flight for the whole share, as in _read_python.
+        with self._in_flight:
+            start = self.read_seconds
+            mean, reads, status, pos, got, want = loop.read_extents(
+                self._fd, buf, blocks, self.max_read_blocks, self.base + self.n_rows * self.row_bytes, self.direct,
+                first, step, start)
+            # The share's reads applied after whatever other threads' reads moved the mean
+            # meanwhile (the update is linear in the mean it starts from).
+            self.read_seconds = mean + 0.95 ** reads * (self.read_seconds - start)
+        if status == loop.END_OF_FILE:
+            raise self._truncated(pos, got, want)
+        if status:
+            raise OSError(status, os.strerror(status))
 
     def _read_python(self, blocks: np.ndarray, buf) -> None:
         """Read ``blocks`` into ``buf``, one ``os.preadv`` an extent (the compiled loop's twin)."""
