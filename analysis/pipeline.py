@@ -627,7 +627,8 @@ def _machine() -> str:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
     except OSError:
         pass
-    return f"{cpu or 'unknown CPU'}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"{cpu or 'unknown CPU'}, {os.cpu_count()} cores, torch {torch.__version__} with {n} thread{'' if n == 1 else 's'}"
 
 
 def _results_dict(result: DemoResult, collisions, seed: int) -> dict:

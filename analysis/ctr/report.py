@@ -182,7 +182,7 @@ def to_markdown(results: dict, *, plot: str | None = "pareto.png") -> str:
     lines += [
         "## Machine",
         "",
-        f"{env['cpu']}, {env['cores']} cores, torch {env['torch']} with {env['torch_threads']} threads, {env['date']}.",
+        f"{env['cpu']}, {env['cores']} cores, torch {env['torch']} with {env['torch_threads']} thread{'' if env['torch_threads'] == 1 else 's'}, {env['date']}.",
         "",
     ]
     return "\n".join(lines)

@@ -88,3 +88,27 @@ def test_findings_call_a_gain_over_the_full_table_a_gain():
     results["summary"][3] = row("learned", 0.1, 0.7600)  # a loss is still graded with its share
     (line,) = [f for f in findings(results) if "learned" in f]
     assert "(loss +0.0113 against full 0.7713)" in line and "loses at most half of it (20% of it)" in line, line
+
+
+def test_reports_say_one_thread_not_one_threads(tmp_path):
+    # the demo report and the sweep report ended "torch 2.13.0+cpu with 1 threads"
+    import dataclasses
+    import json
+
+    torch = pytest.importorskip("torch")
+    from analysis.ctr import SweepConfig, run_sweep, write_report
+    from analysis.pipeline import _machine
+    from tests.conftest import ROOT
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert _machine().endswith("with 1 thread")
+    finally:
+        torch.set_num_threads(old)
+    cfg = SweepConfig.from_json(ROOT / "examples" / "sweeps" / "synthetic_tiny.json")
+    cfg = dataclasses.replace(cfg, methods=["full"], seeds=[0], extra=[], requantize=[], formats=["fp32"])
+    write_report(run_sweep(cfg), tmp_path)
+    n = json.loads((tmp_path / "results.json").read_text())["environment"]["torch_threads"]
+    machine = (tmp_path / "report.md").read_text().split("## Machine", 1)[1]
+    assert f"with {n} thread{'' if n == 1 else 's'}, " in machine, machine
