@@ -66,6 +66,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _torch_module
 
 from .errors import ArtifactError, ConfigError, param_error
 from .idmap import ID_SECONDS, IdMap, _as_int64, _lookup, row_dtype
@@ -932,6 +933,17 @@ class MXEmbeddingBag(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, fmt={self.fmt!r}, mode={self.mode!r}{pad}{idm}{src}"
 
 
+def _global_hooks() -> bool:
+    """Whether torch runs hooks on every module's call (nn.modules.module.register_module_forward_hook, ...)."""
+    return bool(_torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks
+                or _torch_module._global_backward_hooks or _torch_module._global_backward_pre_hooks)
+
+
+def _hooked(m: nn.Module, everyone: bool) -> bool:
+    """Whether calling ``m`` runs hooks: its own, or every module's (``everyone``)."""
+    return everyone or bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+
+
 def _team(bags) -> int:
     """The threads of one call over ``bags``: OpenMP's default (0) if any bag takes it, else the most any takes."""
     threads = [m.n_threads for m in bags]
@@ -989,19 +1001,24 @@ class MXEmbeddingBagCollection(nn.Module):
                               f"or a tuple (ids, offsets[, per_sample_weights])){_KJT_HINT}", type(features).__name__)
         bags = self.bags._modules  # (ModuleDict's __getitem__ costs a microsecond a feature)
         calls: dict[str, _Call] = {}
-        eager = _eager()
+        out: dict[str, Tensor] = {}
+        eager, everyone = _eager(), _global_hooks()
         for name, value in features.items():
             bag = bags.get(name)
             if bag is None:
                 raise param_error("features", where, f"name features of this collection {self.features}", name)
             if isinstance(value, Tensor):
-                calls[name] = bag._prepare(value, None, None, eager)
+                args = (value, None, None)
             elif isinstance(value, (tuple, list)) and 1 <= len(value) <= 3:
-                calls[name] = bag._prepare(*value, *(None,) * (3 - len(value)), eager)
+                args = (*value, *(None,) * (3 - len(value)))
             else:
                 what = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
                 raise param_error("features", where, f"give feature {name!r} a tensor or a tuple "
                                   f"(ids, offsets[, per_sample_weights]){_KJT_HINT}", what)
+            if _hooked(bag, everyone):
+                out[name] = bag(*args)  # (called, so that its hooks see the call)
+            else:
+                calls[name] = bag._prepare(*args, eager)
         # The tables held in memory are looked up in one call: a call of its own for each feature
         # cost a model of many small tables more than the lookups. Bags with a padding id, weights
         # that require grad, or rows from a store take their own call.
@@ -1012,7 +1029,6 @@ class MXEmbeddingBagCollection(nn.Module):
                     on_arrays.append(name)
                 elif not (c.weights is not None and c.weights.requires_grad and torch.is_grad_enabled()):
                     on_tensors.append(name)
-        out = {}
         if len(on_arrays) > 1:
             ms, cs = [bags[n] for n in on_arrays], [calls[n] for n in on_arrays]
             pooled = pooled_lookup_many([m._job(c) for m, c in zip(ms, cs)], _team(ms) or None)
@@ -1026,4 +1042,4 @@ class MXEmbeddingBagCollection(nn.Module):
             pooled = _lookup_many_op(*args) if direct else torch.ops.embcompress.pooled_lookup_many(*args)
             out.update((n, m._cast(t)) for n, m, t in zip(on_tensors, ms, pooled))
         # (in the order of 'features')
-        return {name: out[name] if name in out else bags[name]._finish(c) for name, c in calls.items()}
+        return {name: out[name] if name in out else bags[name]._finish(calls[name]) for name in features}

@@ -247,3 +247,25 @@ def test_meta_inputs_give_meta_outputs_of_the_shapes():
     out = coll(x)
     assert out["f0"].device.type == "meta" and tuple(out["f0"].shape) == (2, coll.bags["f0"].embedding_dim)
     assert tuple(out["f1"].shape) == (1, coll.bags["f1"].embedding_dim)
+
+
+def test_hooks_on_a_bag_or_on_every_module_see_the_collections_call():
+    """A bag with hooks (its own, or torch's global module hooks) is called, so they run."""
+    rng = np.random.default_rng(9)
+    coll = collection(rng, fmts=["mxint8", "mxfp4_e2m1", "mx6"])
+    x = inputs(rng, coll)
+    seen = []
+    handle = coll.bags["f1"].register_forward_hook(lambda m, args, out: (seen.append("f1"), out * 2)[1])
+    with torch.no_grad():
+        got, alone = coll(x), each_alone(coll, x)
+    assert seen == ["f1", "f1"] and torch.equal(got["f1"], alone["f1"])
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, args, out: seen.append(type(m).__name__))
+    try:
+        seen.clear()
+        with torch.no_grad():
+            coll(x)
+    finally:
+        handle.remove()
+    assert seen.count("MXEmbeddingBag") == 3
