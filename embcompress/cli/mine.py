@@ -44,6 +44,8 @@ FLAGS = {"source": "LOGS", "features": "--features", "label": "--label", "pairs"
 
 
 KINDS = ("int", "string", "hex32")
+# Spark's master URL forms (SparkContext and Spark Connect accept these; anything else fails in the JVM)
+_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+, *\d+, *\d+\]|yarn|(spark|sc|k8s|mesos)://\S+)$")
 _LIBFM = re.compile(r"\.libfm(\.(gz|bz2|zst|lz4))?$")  # a libFM file's name, compressed or not
 
 
@@ -112,6 +114,11 @@ def command(
             f"stats file would replace it. Pass another --out."
         )
     kinds = _kinds(kind)
+    if engine == "spark" and not _MASTER.match(spark_master):
+        # (Spark's own refusal reached the error line as a Java stack trace, twenty lines long)
+        raise ConfigError(f"The 'spark_master' parameter of mine must be a Spark master URL: local, local[N], "
+                          f"local[*], spark://host:port, sc://host:port (Spark Connect), yarn or k8s://... Got "
+                          f"{spark_master!r} instead.", param="spark_master")
     if not fields and (format == "libfm" or (format is None and any(_LIBFM.search(str(p)) for p in logs))):
         # (the library's own error names fields=[...] and a Python constant, not the flag)
         from learned_hash.logs import FRAPPE_FIELDS

@@ -106,3 +106,26 @@ def test_export_frequencies_file_that_is_no_npy_array_does_not_say_check_the_pat
     code, cap = run_cli(["export", str(tmp_path / "sd.pt"), "--fmt", "fp32", "--out-dir", str(tmp_path / "t"),
                          "--frequencies", f"emb.user={tmp_path / 'missing.npy'}"], capsys)
     assert code == 1 and "Check the path" in cap.err  # a missing file still says so
+
+
+@pytest.mark.parametrize("master", ["local[x]", "lcoal[2]", "sc:/host:15002"])
+def test_mine_refuses_a_malformed_spark_master_in_one_line(tmp_path, capsys, master):
+    # Spark's refusal of 'local[x]' reached the error line as a twenty-line Java stack trace (and
+    # said to install Java 17, which was there)
+    log = tmp_path / "log.csv"
+    log.write_text("a,label\n1,0\n2,1\n")
+    (tmp_path / "out").mkdir()
+    code, cap = run_cli(["mine", str(log), "--features", "a", "--engine", "spark", "--spark-master", master,
+                         "--out", str(tmp_path / "out" / "s.stats")], capsys)
+    assert code == 1
+    assert cap.err.count("\n") == 1 and cap.err.startswith("error: The 'spark_master' parameter of mine must be a Spark master URL")
+    assert cap.err.rstrip().endswith("(on the command line: --spark-master)")
+    assert repr(master) in cap.err and "Traceback" not in cap.err and not (tmp_path / "out" / "s.stats").exists()
+
+
+@pytest.mark.parametrize("master", ["local", "local[2]", "local[*]", "local[4,2]", "spark://h:7077",
+                                    "sc://127.0.0.1:15002", "yarn", "k8s://https://h:6443"])
+def test_spark_master_forms_spark_takes_pass_the_check(master):
+    from embcompress.cli.mine import _MASTER
+
+    assert _MASTER.match(master)
