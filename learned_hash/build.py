@@ -282,11 +282,14 @@ def fit_hash(
     ``feature`` itself means its session sequences, which are not split by label, so ``"auto"``
     then takes ``"cooccurrence"``).
     ``n_components``, ``max_share``, ``n_iter``, ``n_threads``: embedding dimension and k-means
-    settings. ``progress(done, total)`` follows the clustering.
+    settings. ``progress(done, total)`` is called with ``(0, 1)`` when the fit starts, follows the
+    clustering (the splits of its second level), and ends with ``(1, 1)``.
     """
     n_rows, seed, ids, counts, max_mapped, budget, keep_hot, hash_seed, n_hot = _checked(
         stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners, max_share,
         n_threads)
+    if progress is not None:
+        progress(0, 1)  # the fit has started (a bar is drawn at once, not after the embedding)
     inputs = {"stats": stats.source, "stats_rows": stats.n_rows, "feature": feature, "previous": previous is not None}
     config = {"method": method, "feature": feature, "n_rows": n_rows, "seed": seed,
               "hot_rows": n_hot, "hot_rows_rule": "given" if hot_rows is not None else "the previous map's" if keep_hot
@@ -325,6 +328,8 @@ def fit_hash(
         meta["moved_seen_ids"] = int(np.count_nonzero(idmap.lookup(ids) != previous.lookup(ids)))
         meta["previous_mapped_ids"] = previous.n_mapped
     idmap.meta.update(meta)
+    if progress is not None:
+        progress(1, 1)  # done, also when nothing was clustered
     return idmap
 
 

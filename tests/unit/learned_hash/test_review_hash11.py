@@ -280,3 +280,23 @@ def test_a_refit_keeps_the_hot_count_when_the_new_log_has_fewer_ids(method, cap)
         assert refit.meta["carried_ids"] == 10
     else:
         assert refit.n_mapped == cap
+
+
+@pytest.mark.parametrize("method", ["learned", "frequency", "hash"])
+def test_fit_hash_reports_progress_from_its_start_to_its_end(method, monkeypatch):
+    # fit-hash's bar is drawn at the first progress call: a learned fit called it only once the
+    # ids were embedded and, below 4,096 buckets, once the k-means was done (1M ips into 4,096 rows:
+    # 97 s of a blank terminal, then 100 %); a fit that clustered nothing never called it
+    import learned_hash.embed as embed
+
+    calls = []
+    fit = embed.SpectralEmbedding._fit_matrix
+    monkeypatch.setattr(embed.SpectralEmbedding, "_fit_matrix", lambda self, X: (calls.append("embed"), fit(self, X))[1])
+    stats = _stats()
+    fit_hash(stats, "item", 200, method=method, embedding="cooccurrence",
+             progress=lambda done, total: calls.append((done, total)))
+    assert calls[0] == (0, 1)
+    assert calls[-1][0] == calls[-1][1] > 0
+    assert all(0 <= c[0] <= c[1] for c in calls if c != "embed")
+    if method == "learned":
+        assert "embed" in calls
