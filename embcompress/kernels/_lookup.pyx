@@ -694,18 +694,26 @@ cdef extern from *:
         }
     }
 
+    /* The loop over a run's bags sits inside each specialization: a bag of one or a few rows
+       (one-hot features) paid the dispatch to its specialization as much as its rows. */
+    #define EMBC_FAST_BAGS(K, G_, CS, OPM) \
+        for (int64_t b = b0; b < b1; b++) \
+            embc_bag_fast(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, \
+                          K, G_, CS, OPM);
     #define EMBC_FAST_GCO(K, CS, OPM) \
-        if (G == 8) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 8, CS, OPM); \
-        else if (G == 4) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 4, CS, OPM); \
-        else if (G == 2) embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 2, CS, OPM); \
-        else embc_bag_fast(f, data, idx, start, end, n_idx, w, mode, out, K, 1, CS, OPM);
+        if (G == 8) { EMBC_FAST_BAGS(K, 8, CS, OPM) } \
+        else if (G == 4) { EMBC_FAST_BAGS(K, 4, CS, OPM) } \
+        else if (G == 2) { EMBC_FAST_BAGS(K, 2, CS, OPM) } \
+        else { EMBC_FAST_BAGS(K, 1, CS, OPM) }
     #define EMBC_FAST_GC(K, CS) if (opm) { EMBC_FAST_GCO(K, CS, 1) } else { EMBC_FAST_GCO(K, CS, 0) }
     /* no block scales */
     #define EMBC_FAST_G(K) case K: EMBC_FAST_GC(K, 0) break;
     /* block scales: blocks of 32 (the MX default) with the chunk -> block shift known */
     #define EMBC_FAST_GS(K) case K: if (f->cshift == 1) { EMBC_FAST_GC(K, 1) } else { EMBC_FAST_GC(K, -1) } break;
-    static void embc_bag_fast_any(const embc_fmt *f, int fast, const uint8_t *data, const int64_t *idx,
-                                  int64_t start, int64_t end, int64_t n_idx, const float *w, int mode, float *out) {
+    /* Bags [b0, b1) of a run (rows up to n_idx, the run's end, prefetched) by the fast path. */
+    static void embc_bags_fast_any(const embc_fmt *f, int fast, const uint8_t *data, const int64_t *idx,
+                                   const int64_t *offsets, int64_t b0, int64_t b1, int64_t n_idx, const float *w,
+                                   int mode, float *out) {
         const int nc = f->dim / 16;
         const int G = nc % 8 == 0 ? 8 : nc % 4 == 0 ? 4 : nc % 2 == 0 ? 2 : 1;
         const int opm = mode == EMBC_MAX || w != NULL;
@@ -730,18 +738,6 @@ cdef extern from *:
                          float *restrict out) {
         const int64_t rb = f->row_bytes;
         const int dim = f->dim;
-    #if EMBC_HAVE_SIMD
-    #ifdef EMBC_HAVE_FP4T
-        if (f->simd >= 2 && f->fast == EMBC_K_FP4 && f->cshift == 1 && dim % 128 == 0 && !w && mode != EMBC_MAX) {
-            embc_bag_fp4t(f, data, idx, start, end, n_idx, mode, out);
-            return;
-        }
-    #endif
-        if (f->simd >= 2 && f->fast >= 0) {
-            embc_bag_fast_any(f, f->fast, data, idx, start, end, n_idx, w, mode, out);
-            return;
-        }
-    #endif
         for (int i = 0; i < dim; i++) out[i] = 0.0f;
         for (int64_t j = start; j < end; j++) {
             if (j + EMBC_PREFETCH_ROWS < n_idx)
@@ -772,6 +768,19 @@ cdef extern from *:
                           int64_t b0, int64_t b1, const float *w, int mode, float *out) {
         const int64_t rb = f->row_bytes, first = offsets[b0], last = offsets[b1];
         for (int64_t j = first; j < last && j < first + EMBC_PREFETCH_ROWS; j++) embc_prefetch_row(data + idx[j] * rb, rb);
+    #if EMBC_HAVE_SIMD
+    #ifdef EMBC_HAVE_FP4T
+        if (f->simd >= 2 && f->fast == EMBC_K_FP4 && f->cshift == 1 && f->dim % 128 == 0 && !w && mode != EMBC_MAX) {
+            for (int64_t b = b0; b < b1; b++)
+                embc_bag_fp4t(f, data, idx, offsets[b], offsets[b + 1], last, mode, out + b * (int64_t)f->dim);
+            return;
+        }
+    #endif
+        if (f->simd >= 2 && f->fast >= 0) {
+            embc_bags_fast_any(f, f->fast, data, idx, offsets, b0, b1, last, w, mode, out);
+            return;
+        }
+    #endif
         for (int64_t b = b0; b < b1; b++)
             embc_bag(f, data, idx, offsets[b], offsets[b + 1], last, w, mode, out + b * (int64_t)f->dim);
     }
