@@ -463,6 +463,19 @@ def _check_zero(fh, start: int, stop: int, path: Path) -> None:
             )
 
 
+# What each kind of artifact is, and what writes it, for the error that meets another kind.
+_ARTIFACT_KINDS = {
+    "table": ("a compressed table", "`embcompress export` or embcompress.write_table"),
+    "idmap": ("an id map", "`embcompress fit-hash` or IdMap.save"),
+    "logstats": ("mined log statistics", "`embcompress mine` or LogStats.save"),
+    "row_journal": ("a table update's journal", None),
+}
+
+
+def _kind_name(kind: str) -> str:
+    return f"{_ARTIFACT_KINDS[kind][0]} (kind {kind!r})" if kind in _ARTIFACT_KINDS else f"a {kind!r} artifact"
+
+
 def read_artifact(
     path: str | os.PathLike,
     *,
@@ -566,9 +579,10 @@ def _read(path: Path, kind, mmap: bool, verify: str, shared: bool) -> Artifact:
         if kind is not None:
             kinds = (kind,) if isinstance(kind, str) else tuple(kind)
             if header["kind"] not in kinds:
+                made = " or ".join(_ARTIFACT_KINDS[k][1] for k in kinds if _ARTIFACT_KINDS.get(k, (0, None))[1])
                 raise ArtifactError(
-                    f"{where!r} holds a {header['kind']!r} artifact, not {' or '.join(map(repr, kinds))}. "
-                    f"Pass a file of the expected kind."
+                    f"{where!r} holds {_kind_name(header['kind'])}, not {' or '.join(map(_kind_name, kinds))}. "
+                    f"Pass a file of the expected kind" + (f" (written by {made})." if made else ".")
                 )
         art = Artifact(path, header, sections, (major, minor), mmap, fh)
         try:

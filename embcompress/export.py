@@ -437,9 +437,12 @@ def export(
             ids = idm.ids
             outside = ids[(ids < 0) | (ids >= n)]
             if outside.size:
-                raise param_error("id_maps", _OWNER, f"hold only ids 0 .. {n - 1} for the full-size table {name!r} "
-                                  f"(one trained row per id): pass the map built for this table's ids",
-                                  f"a map onto {idm.n_rows} rows holding id {int(outside[0])}")
+                raise param_error(
+                    "id_maps", _OWNER,
+                    f"fit the table {name!r} of {n} trained rows: either a map onto {n} rows (the table was "
+                    f"trained on the map's rows) or, for a full-size table with one trained row per id, a map "
+                    f"holding only ids 0 .. {n - 1}. Pass the map this table was trained with",
+                    f"a map onto {idm.n_rows} rows holding id {int(outside[0])}")
     for name, opts in unserved.items():
         idm = id_maps.get(name)
         if "padding_idx" in opts and idm is not None and idm.n_rows == found[name].shape[0]:

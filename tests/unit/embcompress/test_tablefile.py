@@ -105,7 +105,7 @@ def test_open_refuses_foreign_truncated_corrupted_and_other_kinds(tmp_path):
     with pytest.raises(ChecksumError, match="'rows' .* does not match its checksum"):
         open_table(bad, verify="full")
     other = write_artifact(tmp_path / "o.embc", "logstats", {"x": np.zeros(3)})
-    with pytest.raises(ArtifactError, match="holds a 'logstats' artifact, not 'table'"):
+    with pytest.raises(ArtifactError, match=r"holds mined log statistics \(kind 'logstats'\), not a compressed table \(kind 'table'\)\. .*written by `embcompress export`"):
         open_table(other)
 
 
