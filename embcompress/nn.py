@@ -347,6 +347,7 @@ class _Views(NamedTuple):
     """NumPy views of a module's buffers, for calls on arrays (``MXEmbeddingBag._views``)."""
 
     buffers: tuple  # the tensors viewed: records and the id map's four
+    places: tuple  # their data_ptr()s when viewed
     plain: bool  # all plain CPU tensors (else no views)
     records: np.ndarray | None
     id_map: tuple | None  # _map's keys, vals, fallback, params
@@ -860,22 +861,25 @@ class MXEmbeddingBag(nn.Module):
     def _views(self) -> _Views:
         """NumPy views of the records and id-map buffers (``plain`` False, and none, when a buffer
         is not a plain CPU tensor), remade when a buffer is replaced (a move, a load of a state
-        dict with another map). (Checked one by one: this runs every call.)"""
+        dict with another map) or its memory moves (``share_memory()`` swaps a tensor's storage:
+        a view of the old one would read freed memory). (Checked one by one: this runs every call.)"""
         bufs, v = self._buffers, self.__dict__.get("_buffer_views")
         if v is not None:
             records, keys, vals, fallback, params = v.buffers
             if (records is bufs.get("records") and params is bufs.get("id_map_params") and keys is bufs.get("id_map_keys")
-                    and vals is bufs.get("id_map_vals") and fallback is bufs.get("id_map_fallback")):
+                    and vals is bufs.get("id_map_vals") and fallback is bufs.get("id_map_fallback")
+                    and v.places == tuple(t.data_ptr() for t in v.buffers if t is not None)):
                 return v
         records, keys, vals, fallback, params = ts = tuple(bufs.get(k) for k in _VIEWED)
+        places = tuple(t.data_ptr() for t in ts if t is not None)
         if not _plain(*ts):
-            v = _Views(ts, False, None, None)
+            v = _Views(ts, places, False, None, None)
         else:
             id_map = None
             if params is not None:
                 dtype = row_dtype(self.num_embeddings)
                 id_map = (_np(keys), _np(vals).view(dtype), _np(fallback).view(dtype), _np(params).tolist())
-            v = _Views(ts, True, _np(records), id_map)
+            v = _Views(ts, places, True, _np(records), id_map)
         self.__dict__["_buffer_views"] = v
         return v
 

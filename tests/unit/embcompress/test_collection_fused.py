@@ -269,3 +269,19 @@ def test_hooks_on_a_bag_or_on_every_module_see_the_collections_call():
     finally:
         handle.remove()
     assert seen.count("MXEmbeddingBag") == 3
+
+
+def test_views_follow_a_buffer_whose_memory_moved(backend):
+    """share_memory() swaps a buffer's storage in place (same tensor): the module's NumPy view of
+    the old storage would read freed memory, and miss writes into the new one."""
+    idm = IdMap.from_arrays(np.arange(100, 130), np.arange(30), 30)
+    torch.manual_seed(0)
+    m = MXEmbeddingBag.from_embedding_bag(torch.nn.EmbeddingBag(30, 16, mode="sum"), "mxint8", id_map=idm)
+    ids, offsets = torch.tensor([100, 101, 129]), torch.tensor([0, 1])
+    with torch.no_grad():
+        before = m(ids, offsets)
+        old = m._views()
+        m.share_memory()
+        assert m._views() is not old and m._views().records.ctypes.data == m.records.data_ptr()
+        m.records.zero_()  # (writes into the shared storage: a stale view would not see them)
+        assert torch.equal(m(ids, offsets), torch.zeros_like(before))
