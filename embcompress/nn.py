@@ -71,7 +71,7 @@ from torch.nn.modules import module as _torch_module
 from .errors import ArtifactError, ConfigError, param_error
 from .idmap import ID_SECONDS, IdMap, _as_int64, _lookup, row_dtype
 from .kernels import team_size
-from .kernels.lookup import MODES, pooled_lookup, pooled_lookup_many
+from .kernels.lookup import MODES, pooled_lookup_many
 from .table import QuantizedTable
 
 __all__ = ["MXEmbeddingBag", "MXEmbeddingBagCollection"]
@@ -209,39 +209,14 @@ def _fake_bags(offsets: Tensor, include_last_offset: bool):
     return offsets.shape[0] - 1
 
 
-def _kept_bags(indices, offsets, per_sample_weights, keep, mode, include_last_offset, n_threads, dim, n_rows):
-    """The bags (arrays) checked as ``pooled_lookup`` checks them, then without the entries
-    ``keep`` (bool, one per index) leaves out: a padding id, left out of its bag as
-    nn.EmbeddingBag does."""
-    from .kernels.lookup import check_bags
-
-    bags = check_bags(indices, offsets, mode=mode, per_sample_weights=per_sample_weights,
-                      include_last_offset=include_last_offset, n_threads=n_threads or None, out=None, dim=dim,
-                      n_rows=n_rows)
-    k = keep.reshape(-1)
-    if k.dtype != np.bool_ or k.shape != bags.indices.shape:  # (the module makes it so; a direct op call may not)
-        raise param_error("keep", "embcompress::pooled_lookup", f"be a bool tensor of one entry per index "
-                          f"({bags.indices.size})", f"{k.dtype} of {k.size}")
-    before = np.concatenate([np.zeros(1, np.int64), np.cumsum(k, dtype=np.int64)])  # kept entries before each
-    w = None if bags.weights is None else bags.weights[k]
-    return bags._replace(indices=bags.indices[k], offsets=before[bags.offsets], weights=w)
-
-
 # Each op's CPU kernel converts its tensors and calls a function on arrays below; a module in
 # plain eager mode calls those functions itself on arrays (see MXEmbeddingBag._prepare): a
 # tensor's .numpy() costs about a microsecond, and a small lookup converted eight.
 
 def _pool(records, fmt, dim, block_size, indices, offsets, weights, mode, include_last_offset, n_threads, keep):
     """The op pooled_lookup on arrays."""
-    table = _Records(records, fmt, dim, block_size or None)
-    if keep is None:
-        return pooled_lookup(table, indices, offsets, mode=mode, per_sample_weights=weights,
-                             include_last_offset=include_last_offset, n_threads=n_threads or None)
-    from .kernels.lookup import _table_parts, pool_bags
-
-    data, fmt, dim, block = _table_parts(table)
-    bags = _kept_bags(indices, offsets, weights, keep, mode, include_last_offset, n_threads, dim, data.shape[0])
-    return pool_bags(data, fmt, dim, block, bags, mode, None)
+    job = (records, fmt, dim, block_size or None, indices, offsets, weights, mode, include_last_offset, keep)
+    return pooled_lookup_many([job], n_threads or None)[0]
 
 
 def _source_pool(key, dim, indices, offsets, weights, mode, include_last_offset, keep):
@@ -251,7 +226,11 @@ def _source_pool(key, dim, indices, offsets, weights, mode, include_last_offset,
         out = source.pooled_lookup(indices, offsets, mode=mode, per_sample_weights=weights,
                                    include_last_offset=include_last_offset)
     else:
-        bags = _kept_bags(indices, offsets, weights, keep, mode, include_last_offset, 1, dim, int(source.shape[0]))
+        from .kernels.lookup import check_bags, kept
+
+        bags = kept(check_bags(indices, offsets, mode=mode, per_sample_weights=weights,
+                               include_last_offset=include_last_offset, n_threads=1, out=None, dim=dim,
+                               n_rows=int(source.shape[0])), keep)
         out = source.pooled_lookup(bags.indices, bags.offsets, mode=mode, per_sample_weights=bags.weights,
                                    include_last_offset=True)
     return np.ascontiguousarray(out, dtype=np.float32)
@@ -282,21 +261,23 @@ def _(records, indices, offsets, per_sample_weights, fmt, dim, block_size, mode,
 
 
 @_op("pooled_lookup_many(Tensor[] records, Tensor[] indices, Tensor[] offsets, Tensor?[] per_sample_weights, "
-     "str[] fmts, int[] dims, int[] block_sizes, str[] modes, bool[] include_last_offsets, int n_threads) -> Tensor[]")
+     "str[] fmts, int[] dims, int[] block_sizes, str[] modes, bool[] include_last_offsets, Tensor?[] keeps, "
+     "int n_threads) -> Tensor[]")
 def _lookup_many_op(records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets,
-                    n_threads):
+                    keeps, n_threads):
     # pooled_lookup of each table on its bags in one compiled call (MXEmbeddingBagCollection's)
-    n = len(records)
-    if not all(len(x) == n for x in (indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes,
-                                     include_last_offsets)):
-        raise ConfigError(f"embcompress::pooled_lookup_many takes one entry a table in each list ({n} records).")
-    jobs = [(_np(r), f, d, b or None, _np(i), _np(o), _np(w), m, last) for r, i, o, w, f, d, b, m, last
-            in zip(records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets)]
+    lists = (records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets, keeps)
+    if len({len(x) for x in lists}) != 1:
+        raise ConfigError(f"embcompress::pooled_lookup_many takes one entry a table in each list ({len(records)} "
+                          f"records).")
+    jobs = [(_np(r), f, d, b or None, _np(i), _np(o), _np(w), m, last, _np(k))
+            for r, i, o, w, f, d, b, m, last, k in zip(*lists)]
     return [torch.from_numpy(out) for out in pooled_lookup_many(jobs, n_threads or None)]
 
 
 @torch.library.register_fake("embcompress::pooled_lookup_many")
-def _(records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets, n_threads):
+def _(records, indices, offsets, per_sample_weights, fmts, dims, block_sizes, modes, include_last_offsets, keeps,
+      n_threads):
     return [i.new_empty((_fake_bags(o, last), d), dtype=torch.float32, device=_fake_device(i, r, o))
             for r, i, o, d, last in zip(records, indices, offsets, dims, include_last_offsets)]
 
@@ -886,11 +867,8 @@ class MXEmbeddingBag(nn.Module):
     def _finish(self, c: "_Call") -> Tensor:
         """The prepared call's pooled rows, in the module's output dtype."""
         if c.arrays:
-            if self._buffers.get("records") is not None and c.keep is None:
-                out = pooled_lookup_many([self._job(c)], self.n_threads or None)[0]  # (its checks cost least)
-            elif self._buffers.get("records") is not None:
-                out = _pool(self._views().records, self.fmt, self.embedding_dim, self.block_size, c.rows, c.offsets,
-                            c.weights, self.mode, c.include_last, self.n_threads, c.keep)
+            if self._buffers.get("records") is not None:
+                out = pooled_lookup_many([self._job(c)], self.n_threads or None)[0]
             else:
                 out = _source_pool(self._source_key, self.embedding_dim, c.rows, c.offsets, c.weights, self.mode,
                                    c.include_last, c.keep)
@@ -904,7 +882,7 @@ class MXEmbeddingBag(nn.Module):
     def _job(self, c: "_Call") -> tuple:
         """The prepared call (on arrays) as a job of ``pooled_lookup_many``."""
         return (self._views().records, self.fmt, self.embedding_dim, self.block_size or None, c.rows, c.offsets,
-                c.weights, self.mode, c.include_last)
+                c.weights, self.mode, c.include_last, c.keep)
 
     def _cast(self, out: Tensor) -> Tensor:
         dtype = self._buffers["_out_proto"].dtype
@@ -1024,11 +1002,11 @@ class MXEmbeddingBagCollection(nn.Module):
             else:
                 calls[name] = bag._prepare(*args, eager)
         # The tables held in memory are looked up in one call: a call of its own for each feature
-        # cost a model of many small tables more than the lookups. Bags with a padding id, weights
-        # that require grad, or rows from a store take their own call.
+        # cost a model of many small tables more than the lookups. Weights that require grad, or
+        # rows from a store, take their own call.
         on_arrays, on_tensors = [], []
         for name, c in calls.items():
-            if c.keep is None and bags[name]._buffers.get("records") is not None:
+            if bags[name]._buffers.get("records") is not None:
                 if c.arrays:
                     on_arrays.append(name)
                 elif not (c.weights is not None and c.weights.requires_grad and torch.is_grad_enabled()):
@@ -1041,7 +1019,8 @@ class MXEmbeddingBagCollection(nn.Module):
             ms, cs = [bags[n] for n in on_tensors], [calls[n] for n in on_tensors]
             args = ([m._buffers["records"] for m in ms], [c.rows for c in cs], [c.offsets for c in cs],
                     [c.weights for c in cs], [m.fmt for m in ms], [m.embedding_dim for m in ms],
-                    [m.block_size for m in ms], [m.mode for m in ms], [c.include_last for c in cs], _team(ms))
+                    [m.block_size for m in ms], [m.mode for m in ms], [c.include_last for c in cs],
+                    [c.keep for c in cs], _team(ms))
             direct = all(c.direct for c in cs)
             pooled = _lookup_many_op(*args) if direct else torch.ops.embcompress.pooled_lookup_many(*args)
             out.update((n, m._cast(t)) for n, m, t in zip(on_tensors, ms, pooled))

@@ -938,31 +938,34 @@ cdef struct _Run:
 
 def pool_many(list jobs not None, list plans not None, int n_threads):
     """Several lookups in one call, one a table: ``jobs`` holds a tuple ``(data, fmt, dim,
-    block, indices, offsets, weights or None, mode, include_last)`` a table (``Job`` in
-    lookup.py), ``plans`` each job's ``Plan``. Every job's bags and indices are checked first; if
-    all hold, the bags of all jobs are pooled in one parallel region (runs of ``_RUN`` bags) and
-    the list of outputs (float32 ``(n_bags, dim)`` a job) is returned; else nothing is pooled and
-    the position of the first job that fails is returned, for the caller's checks to name the
-    problem (arrays of the wrong kind raise ValueError). One call costs a collection of small
-    lookups a microsecond a table, where a lookup's own call costs several. Same bits as ``pool``
-    on each job."""
-    cdef Py_ssize_t n = len(jobs), i, r, n_runs = 0, n_ext = 0, at = 0, t = 0
-    cdef Py_ssize_t n_idx, n_offs, n_bags
+    block, indices, offsets, weights or None, mode, include_last, keep or None)`` a table (``Job``
+    in lookup.py; ``keep``, bool a index, leaves out the entries it is False for: a padding id),
+    ``plans`` each job's ``Plan``. Every job's bags and indices are checked first; if all hold,
+    the bags of all jobs are pooled in one parallel region (runs of ``_RUN`` bags) and the list of
+    outputs (float32 ``(n_bags, dim)`` a job) is returned; else nothing is pooled and the position
+    of the first job that fails is returned, for the caller's checks to name the problem (arrays
+    of the wrong kind raise ValueError). One call costs a collection of small lookups a
+    microsecond a table, where a lookup's own call costs several. Same bits as ``pool`` on each
+    job (with ``keep``, on the entries kept)."""
+    cdef Py_ssize_t n = len(jobs), i, r, j, n_runs = 0, n_ext = 0, n_kept = 0, at = 0, t = 0, kat = 0
+    cdef Py_ssize_t n_idx, n_offs, n_bags, cnt
     cdef tuple job
     cdef Plan plan
-    cdef cnp.ndarray data, idx, offs, w, out
+    cdef cnp.ndarray data, idx, offs, w, out, keep
     cdef const int64_t *o
     cdef const int64_t *ix
+    cdef const float *wp
+    cdef const uint8_t *kp
     cdef int64_t lo, hi
     cdef cnp.npy_intp shape[2]
     cdef bint last
     cdef list outs = []
     if len(plans) != n:
         raise ValueError("pool_many: one plan a job")
-    # pass 1: check every job, make its output and count its runs and offsets
+    # pass 1: check every job, make its output and count its runs, offsets and kept entries
     for i in range(n):
         job = <tuple>jobs[i]
-        plan, data, idx, offs, w, last = plans[i], job[0], job[4], job[5], job[6], job[8]
+        plan, data, idx, offs, w, last, keep = plans[i], job[0], job[4], job[5], job[6], job[8], job[9]
         _carray(data, cnp.NPY_UINT8, 2, False, "data")
         ix = <const int64_t *>_carray(idx, cnp.NPY_INT64, 1, False, "indices")
         o = <const int64_t *>_carray(offs, cnp.NPY_INT64, 1, False, "offsets")
@@ -982,6 +985,13 @@ def pool_many(list jobs not None, list plans not None, int n_threads):
             if lo < 0 or hi >= cnp.PyArray_DIM(data, 0):
                 return i
         n_bags = n_offs - 1 if last else n_offs
+        if keep is not None:
+            kp = <const uint8_t *>_carray(keep, cnp.NPY_BOOL, 1, False, "keep")
+            if cnp.PyArray_DIM(keep, 0) != n_idx:
+                return i
+            if n_bags > 0:
+                for j in range(n_idx):
+                    n_kept += kp[j] != 0
         shape[0], shape[1] = n_bags, plan.f.dim
         outs.append(cnp.PyArray_EMPTY(2, shape, cnp.NPY_FLOAT32, 0))
         if n_bags > 0 and plan.f.dim > 0:
@@ -991,29 +1001,56 @@ def pool_many(list jobs not None, list plans not None, int n_threads):
         return outs
     cdef _Run *runs = <_Run *>malloc(n_runs * sizeof(_Run))
     cdef int64_t *ext = <int64_t *>malloc(n_ext * sizeof(int64_t))
-    if runs == NULL or ext == NULL:
+    # the kept entries of the jobs with a keep mask, and their weights
+    cdef int64_t *kidx = <int64_t *>malloc(max(n_kept, 1) * sizeof(int64_t))
+    cdef float *kw = <float *>malloc(max(n_kept, 1) * sizeof(float))
+    cdef int64_t *bidx
+    cdef float *bw
+    if runs == NULL or ext == NULL or kidx == NULL or kw == NULL:
         free(runs)
         free(ext)
+        free(kidx)
+        free(kw)
         raise MemoryError()
     try:
-        # pass 2: the kernel's offsets (n_bags + 1 entries, the last len(indices)) and the runs
+        # pass 2: the kernel's offsets (n_bags + 1 entries, the last the entries pooled) and the runs
         for i in range(n):
             job = <tuple>jobs[i]
-            plan, idx, offs, w, out, last = plans[i], job[4], job[5], job[6], outs[i], job[8]
+            plan, idx, offs, w, out, last, keep = plans[i], job[4], job[5], job[6], outs[i], job[8], job[9]
             n_offs = cnp.PyArray_DIM(offs, 0)
             n_bags = n_offs - 1 if last else n_offs
             if n_bags <= 0 or plan.f.dim == 0:
                 continue
             o = <const int64_t *>cnp.PyArray_DATA(offs)
-            for r in range(n_bags):
-                ext[at + r] = o[r]
-            ext[at + n_bags] = cnp.PyArray_DIM(idx, 0)
+            ix = <const int64_t *>cnp.PyArray_DATA(idx)
+            wp = <const float *>cnp.PyArray_DATA(w) if w is not None else NULL
+            n_idx = cnp.PyArray_DIM(idx, 0)
+            if keep is None:
+                bidx, bw = <int64_t *>ix, <float *>wp
+                for r in range(n_bags):
+                    ext[at + r] = o[r]
+                ext[at + n_bags] = n_idx
+            else:
+                # the kept entries, in order; a bag's offset counts the kept entries before it
+                kp = <const uint8_t *>cnp.PyArray_DATA(keep)
+                bidx, bw = &kidx[kat], (&kw[kat] if wp != NULL else NULL)
+                cnt, j = 0, 0
+                for r in range(n_bags + 1):
+                    while j < (o[r] if r < n_bags else n_idx):
+                        if kp[j]:
+                            bidx[cnt] = ix[j]
+                            if wp != NULL:
+                                bw[cnt] = wp[j]
+                            cnt += 1
+                        j += 1
+                    ext[at + r] = cnt
+                kat += cnt
             for r in range(0, n_bags, _RUN):
                 runs[t].f = &plan.f
                 runs[t].data = <const uint8_t *>cnp.PyArray_DATA(<cnp.ndarray>job[0])
-                runs[t].idx = <const int64_t *>cnp.PyArray_DATA(idx)
+                runs[t].idx = bidx
                 runs[t].offs = &ext[at]
-                runs[t].w = <const float *>cnp.PyArray_DATA(w) if w is not None else NULL
+                runs[t].w = bw
                 runs[t].out = <float *>cnp.PyArray_DATA(out)
                 runs[t].mode = 0 if job[7] == "sum" else 1 if job[7] == "mean" else 2  # (lookup.MODES)
                 runs[t].b0 = r
@@ -1032,6 +1069,8 @@ def pool_many(list jobs not None, list plans not None, int n_threads):
     finally:
         free(runs)
         free(ext)
+        free(kidx)
+        free(kw)
     return outs
 
 

@@ -390,6 +390,7 @@ class Job(NamedTuple):
     weights: np.ndarray | None  # 1-D, one per index, or None
     mode: str = "sum"
     include_last_offset: bool = False
+    keep: np.ndarray | None = None  # bool, one per index: False leaves the entry out (a padding id)
 
 
 class _Table(NamedTuple):  # (what pooled_lookup reads of a table)
@@ -421,8 +422,8 @@ def _job_plan(mod, fmt: str, dim: int, block: int | None, row_bytes: int):
 def pooled_lookup_many(jobs: list, n_threads: int | None = None) -> list[np.ndarray]:
     """``pooled_lookup`` of each :class:`Job` (a table and its bags), in one compiled call: the
     lookups of a model's many small tables cost one Python call instead of one each, and their
-    bags share the call's threads. Same checks, errors and bits as ``pooled_lookup`` on each;
-    float32 ``(n_bags, dim)`` a job."""
+    bags share the call's threads. Same checks, errors and bits as ``pooled_lookup`` on each
+    (on the entries ``keep`` keeps); float32 ``(n_bags, dim)`` a job."""
     mod = compiled("_lookup")
     if mod is not None:
         try:
@@ -432,9 +433,32 @@ def pooled_lookup_many(jobs: list, n_threads: int | None = None) -> list[np.ndar
                 got = mod.pool_many(jobs, plans, threads)
                 if type(got) is list:
                     return got
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, IndexError):
             pass  # (arrays of another kind, or not arrays: each job goes the long way, which names it)
     # The NumPy backend, or a job whose inputs the checks of pooled_lookup refuse (they raise)
-    return [pooled_lookup(_Table(j.fmt, (j.data.shape[0], j.dim), j.block, j.data), j.indices, j.offsets,
-                          mode=j.mode, per_sample_weights=j.weights, include_last_offset=j.include_last_offset,
-                          n_threads=n_threads) for j in map(Job._make, jobs)]
+    return [_job_lookup(Job(*j), n_threads) for j in jobs]
+
+
+def _job_lookup(j: Job, n_threads: int | None) -> np.ndarray:
+    """One job the long way: ``pooled_lookup``'s checks, then the kernel or its NumPy twin."""
+    table = _Table(j.fmt, (j.data.shape[0], j.dim), j.block, j.data)
+    if j.keep is None:
+        return pooled_lookup(table, j.indices, j.offsets, mode=j.mode, per_sample_weights=j.weights,
+                             include_last_offset=j.include_last_offset, n_threads=n_threads)
+    data, fmt, dim, block = _table_parts(table)
+    bags = check_bags(j.indices, j.offsets, mode=j.mode, per_sample_weights=j.weights,
+                      include_last_offset=j.include_last_offset, n_threads=n_threads, out=None, dim=dim,
+                      n_rows=data.shape[0])
+    return pool_bags(data, fmt, dim, block, kept(bags, j.keep), j.mode, None)
+
+
+def kept(bags: Bags, keep) -> Bags:
+    """``bags`` without the entries ``keep`` (bool, one per index) leaves out: a padding id, left
+    out of its bag as ``nn.EmbeddingBag`` leaves it out (a bag of it alone is empty)."""
+    k = np.asarray(keep).reshape(-1)
+    if k.dtype != np.bool_ or k.shape != bags.indices.shape:  # (the module makes it so; an op call may not)
+        raise param_error("keep", "embcompress::pooled_lookup", f"be a bool tensor of one entry per index "
+                          f"({bags.indices.size})", f"{k.dtype} of {k.size}")
+    before = np.concatenate([np.zeros(1, np.int64), np.cumsum(k, dtype=np.int64)])  # kept entries before each
+    w = None if bags.weights is None else bags.weights[k]
+    return bags._replace(indices=bags.indices[k], offsets=before[bags.offsets], weights=w)

@@ -48,6 +48,31 @@ def test_pooled_lookup_many_gives_each_tables_lookup_bit_for_bit(backend):
             assert np.array_equal(g.view(np.uint32), w.view(np.uint32))
 
 
+def test_a_keep_mask_leaves_its_entries_out_as_compacted_bags_do(backend):
+    """A job's keep mask (a padding id's entries False) pools what pooled_lookup pools on the
+    bags without those entries: means count the kept entries, a bag of padding alone is zeros."""
+    rng = np.random.default_rng(11)
+    jobs, want = [], []
+    for k in range(30):
+        fmt = FORMATS[k % len(FORMATS)]
+        n, dim = int(rng.integers(1, 100)), int(rng.choice([16, 32, 64, 128]))
+        q = quantize(rng.standard_normal((n, dim)).astype(np.float32), fmt)
+        last = bool(k % 4 == 0)
+        ids, offsets = random_bags(rng, n, int(rng.integers(0, 60)), last=last)
+        keep = rng.random(ids.size) < (0.0 if k % 7 == 0 else 0.7)
+        mode = ("sum", "mean", "max")[k % 3]
+        w = rng.standard_normal(ids.size).astype(np.float32) if mode == "sum" and k % 2 else None
+        jobs.append(Job(q.data, fmt, dim, q.block_size, ids, offsets, w, mode, last, keep))
+        ends = np.append(offsets, ids.size) if not last else offsets
+        before = np.concatenate([[0], np.cumsum(keep)])
+        kept_offsets = before[ends[:-1]] if not last else before[ends]
+        want.append(pooled_lookup(q, ids[keep], kept_offsets, mode=mode, per_sample_weights=None if w is None else w[keep],
+                                  include_last_offset=last))
+    for threads in (1, 2):
+        for g, w in zip(pooled_lookup_many(jobs, threads), want):
+            assert np.array_equal(g.view(np.uint32), w.view(np.uint32))
+
+
 @pytest.mark.parametrize("case", ["negative id", "id past the table", "offsets not from 0", "decreasing offsets",
                                   "weights with mean", "weights of another length", "last offset short",
                                   "unknown format"])
