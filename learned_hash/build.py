@@ -179,13 +179,32 @@ def check_fit_hash(stats, feature: str, n_rows: int, *, method: str = "learned",
     """The checks :func:`fit_hash` makes of its arguments before it fits, without the fit (the
     same errors): ``embcompress fit-hash`` runs them on every feature before it writes a map.
     Takes fit_hash's parameters; ``n_components``, ``n_iter`` and ``progress`` are checked where
-    they are used, by the fit."""
+    they are used, by the fit.
+
+    The ``embedding`` name is not checked here (fit_hash checks it first thing, by
+    :func:`check_embedding`): ``embcompress fit-hash`` checks it after these, in its own words
+    with its flags."""
     _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners,
-             max_share, n_threads)
+             max_share, n_threads, with_embedding=False)
+
+
+def check_embedding(stats, embedding, *, method: str = "learned") -> None:
+    """fit_hash's rule for an ``embedding`` given by name (learned method only): one of
+    :data:`EMBEDDINGS`, and ``"label_aware"`` only on stats mined with a label. A ConfigError
+    (``param="embedding"``) naming the fix; nothing for an ``(ids, vectors)`` pair (checked when
+    it is used) or another method (which embeds nothing)."""
+    if method != "learned" or not isinstance(embedding, str):
+        return
+    if embedding not in EMBEDDINGS:
+        raise param_error("embedding", "fit_hash", f"be one of {EMBEDDINGS} or an (ids, vectors) pair", embedding)
+    if embedding == "label_aware" and stats.label is None:
+        raise ConfigError("fit_hash(embedding='label_aware') needs stats mined with a label, and these were mined "
+                          "without one. Mine with label=<the label column> (mine --label), or pass "
+                          "embedding='cooccurrence' (or 'auto').", param="embedding")
 
 
 def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners,
-             max_share, n_threads):
+             max_share, n_threads, *, with_embedding=True):
     """fit_hash's arguments checked, and what follows from them: ``(n_rows, seed, ids, counts,
     max_mapped, budget, keep_hot, hash_seed, n_hot)``."""
     if method not in METHODS:
@@ -193,6 +212,11 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
     if not hasattr(stats, "frequencies"):  # (a path failed with "'str' object has no attribute 'frequencies'")
         raise param_error("stats", "fit_hash", "be a learned_hash.LogStats; open a log-stats file with "
                           "LogStats.load(path)", type(stats).__name__)
+    if with_embedding:
+        # before anything else reads the stats: an unknown name, or label_aware on stats without a
+        # label, was refused only once the fit had started (progress called; fit-hash's --out-dir
+        # made), and an unknown name on a feature without pairs was told to mine pairs
+        check_embedding(stats, embedding, method=method)
     n_rows = _check_int(n_rows, "n_rows", 1, allow_none=False)
     seed = _check_int(seed, "seed", 0, 2**31 - 1, allow_none=False)
     # checked here, not only where clustering runs: a small feature or method='hash' never clusters
@@ -343,18 +367,13 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
     extra: dict = {"config": {}}
     if isinstance(partners, str):  # one name, not its letters ('c' in 'ctx' would be a match)
         partners = [partners]
-    if isinstance(embedding, str):
-        if embedding not in EMBEDDINGS:
-            raise param_error("embedding", "fit_hash", f"be one of {EMBEDDINGS} or an (ids, vectors) pair", embedding)
+    if isinstance(embedding, str):  # a name fit_hash checked up front (check_embedding)
         # Until the evaluation issue measures which embedding serves model quality best, "auto"
         # takes the label-aware one when a label was mined (it told clicking from non-clicking
         # partners apart in a first check on a rating log), else plain co-occurrence.
         sequences = partners is not None and feature in partners  # not split by label
         kind = embedding if embedding != "auto" else (
             "label_aware" if stats.label is not None and not sequences else "cooccurrence")
-        if kind == "label_aware" and stats.label is None:
-            raise ConfigError("fit_hash(embedding='label_aware') needs stats mined with a label. "
-                              "Mine with label=<the label column>, or use embedding='cooccurrence'.")
         est_cls = LabelAwareEmbedding if kind == "label_aware" else SpectralEmbedding
         est = est_cls(n_components, seed=seed)
         used, has, vectors = partners or [], np.zeros(rest.size, bool), np.zeros((0, n_components), np.float32)
