@@ -50,6 +50,7 @@ import io
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,9 @@ class LogSource:
     delimiter: str = ","
     fields: tuple[str, ...] | None = None
     field_ranges: tuple[tuple[str, int, int], ...] | None = None
+    # the folders given, each as (given, absolute): a bad line in a file read as part of one may be a
+    # file that is no log (Frappe's README.txt beside its .libfm files), which a glob leaves out
+    folders: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @classmethod
     def resolve(cls, source, *, format: str | None = None, delimiter: str | None = None,
@@ -176,6 +180,7 @@ class LogSource:
         if format is not None and format not in FORMATS:
             raise ConfigError(f"The 'format' parameter must be one of {FORMATS}. Got {format!r} instead.")
         paths: list[str] = []
+        folders: list[tuple[str, str]] = []
         for item in items:
             given = os.fspath(item)
             # '~' and '~user' as a shell expands them (the library's callers have no shell to do it),
@@ -185,6 +190,7 @@ class LogSource:
             p = Path(s)
             if p.is_dir():
                 paths += _folder_files(p, format)
+                folders.append((given, os.path.abspath(s)))
             elif p.is_file():
                 paths.append(s)
             elif _glob.has_magic(s):
@@ -232,7 +238,8 @@ class LogSource:
         elif fields is not None or field_map is not None:
             raise ConfigError(f"The 'fields' and 'field_map' parameters apply to libfm logs only. Got format {format!r}.")
         # Absolute paths: a Spark Connect server resolves relative ones against its own directory.
-        return cls(tuple(os.path.abspath(p) for p in paths), format, delimiter or ",", tuple(fields) if fields else None, ranges)
+        return cls(tuple(os.path.abspath(p) for p in paths), format, delimiter or ",", tuple(fields) if fields else None,
+                   ranges, tuple(folders))
 
     def describe(self) -> dict:
         """What was read, recorded in the artifacts made from it."""
@@ -410,7 +417,7 @@ def _libfm_fields(fields, field_map):
     if fields is None and field_map is None:
         raise ConfigError(
             "A libfm log needs its fields: pass fields=[names in line order] (Frappe: "
-            "learned_hash.logs.FRAPPE_FIELDS) or field_map={name: (lo, hi)}."
+            "learned_hash.logs.FRAPPE_FIELDS) or field_map={name: (lo, hi)}.", param="fields"
         )
     if isinstance(field_map, Mapping):
         ranges = []
@@ -873,20 +880,50 @@ class LogReader:
         self.bad_lines = self.rows = self.bytes_read = 0
         gen = {"criteo": self._text, "csv": self._text, "parquet": self._parquet, "libfm": self._libfm}[self.source.format]
         for path in self.source.paths:
-            for table, row0, size, not_utf8 in gen(path):
-                cols, bad = convert_batch(table, self.schema, self.kinds, hash_strings=self.hash_strings)
-                if not_utf8 is not None:
-                    bad |= not_utf8
-                if bad.any():
-                    if self.on_bad_line == "error":
-                        raise self._value_error(path, table, row0, bad, not_utf8)
-                    self.bad_lines += int(bad.sum())
-                    cols = {k: v[~bad] for k, v in cols.items()}
-                self.bytes_read += size
-                n = len(next(iter(cols.values())))
-                self.rows += n
-                if n:
-                    yield cols
+            try:
+                for table, row0, size, not_utf8 in gen(path):
+                    cols, bad = convert_batch(table, self.schema, self.kinds, hash_strings=self.hash_strings)
+                    if not_utf8 is not None:
+                        bad |= not_utf8
+                    if bad.any():
+                        if self.on_bad_line == "error":
+                            raise self._value_error(path, table, row0, bad, not_utf8)
+                        self.bad_lines += int(bad.sum())
+                        cols = {k: v[~bad] for k, v in cols.items()}
+                    self.bytes_read += size
+                    n = len(next(iter(cols.values())))
+                    self.rows += n
+                    if n:
+                        yield cols
+            except BadLineError as exc:
+                hint = self._stray_file_hint(path)
+                if hint is None:
+                    raise
+                err = BadLineError(f"{exc} {hint}", param=exc.param)
+                err.column = exc.column
+                raise err from None
+
+    def _stray_file_hint(self, path: str) -> str | None:
+        """For a bad line in a file read because its folder was given: the glob of the log files
+        that leaves it out (Frappe's folder holds a README.txt beside its .libfm files), when the
+        other files' extension tells them apart; else None."""
+        for given, folder in self.source.folders:
+            if not Path(path).is_relative_to(folder):
+                continue
+            own = _format_extension(path)
+            others = [p for p in self.source.paths if p != path and Path(p).is_relative_to(folder)]
+            exts = Counter(_format_extension(p) for p in others)
+            exts.pop(own, None)
+            exts.pop("", None)
+            if not exts:  # the other files are named as it is: no glob tells them apart
+                return None
+            ext = exts.most_common(1)[0][0]
+            deep = any(Path(p).parent != Path(folder) for p in others if _format_extension(p) == ext)
+            glob = os.path.join(given, "**", f"*{ext}") if deep else os.path.join(given, f"*{ext}")
+            return (f"If {os.path.relpath(path, folder)!r} is no log file (every visible file of the folder {given!r} "
+                    f"is read, and on_bad_line='skip' would count its lines as bad ones), pass a glob of the log "
+                    f"files instead, e.g. {glob!r}.")
+        return None
 
     # Each generator yields (Arrow table of the schema's columns, index of its first record, bytes,
     # mask of records with bytes that are not UTF-8 or None).

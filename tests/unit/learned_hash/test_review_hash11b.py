@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embcompress.errors import ConfigError
-from learned_hash import LogStats, fit_hash
+from learned_hash import LogStats, fit_hash, mine, read_log
 
 pytest.importorskip("faiss")  # (fit_hash's k-means)
 
@@ -57,3 +57,59 @@ def test_check_embedding_is_the_one_rule_and_other_methods_ignore_the_name():
     check_embedding(without, (np.arange(3), np.ones((3, 2), np.float32)))  # a pair: checked where it is used
     check_embedding(without, "spectral", method="hash")  # embeds nothing
     assert fit_hash(without, "a", 20, method="frequency", embedding="label_aware").n_rows == 20
+
+
+# --------------------------------------------------------------------------- 3. libFM logs
+
+
+def test_a_libfm_log_without_fields_names_the_parameter(tmp_path):
+    # without param='fields' the command line could not name --fields
+    log = tmp_path / "log.libfm"
+    log.write_text("1 0:1 3:1\n-1 1:1 2:1\n")
+    with pytest.raises(ConfigError, match=r"needs its fields: pass fields=\[") as err:
+        mine(log, features=["user", "item"])
+    assert err.value.param == "fields"
+    with pytest.raises(ConfigError) as err:
+        read_log(log, features=["user"])
+    assert err.value.param == "fields"
+
+
+def _frappe_folder(tmp_path, *, deep=False):
+    folder = tmp_path / "frappe"
+    (folder / "part" if deep else folder).mkdir(parents=True)
+    (folder / "part" if deep else folder).joinpath("train.libfm").write_text("1 0:1 3:1\n-1 1:1 2:1\n-1 0:1 2:1\n")
+    (folder / "README.txt").write_text("Frappe: context-aware app usage\n\nuser item daytime ...\n")
+    return folder
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_stray_file_in_a_libfm_folder_names_the_glob_that_leaves_it_out(tmp_path, monkeypatch, deep):
+    # format='libfm' on a folder reads every visible file: Frappe's README.txt was taken as a log,
+    # and the error's only hint was on_bad_line='skip', which quietly counts its lines as bad
+    folder = _frappe_folder(tmp_path, deep=deep)
+    monkeypatch.chdir(tmp_path)
+    kw = dict(format="libfm", features=["user", "item"], fields=["user", "item"])
+    glob = "frappe/**/*.libfm" if deep else "frappe/*.libfm"
+    for read in (mine, read_log):
+        with pytest.raises(ConfigError, match="README.txt") as err:
+            read("frappe", **kw)
+        msg = str(err.value)
+        assert f"pass a glob of the log files instead, e.g. {glob!r}" in msg, msg
+        assert "on_bad_line='skip' would count its lines as bad" in msg
+        assert err.value.param == "on_bad_line"
+    # the glob it names reads the log alone
+    assert mine(glob, **kw).n_rows == 3
+    assert mine(str(folder), on_bad_line="skip", **kw).bad_lines == 2  # (what skip would have done)
+
+
+def test_a_bad_line_of_a_named_file_or_of_the_folders_only_kind_has_no_glob_hint(tmp_path):
+    folder = _frappe_folder(tmp_path)
+    kw = dict(format="libfm", features=["user", "item"], fields=["user", "item"])
+    with pytest.raises(ConfigError, match="Malformed line") as err:
+        mine(folder / "README.txt", **kw)  # named: the user meant it
+    assert "glob" not in str(err.value)
+    (folder / "README.txt").unlink()
+    (folder / "bad.libfm").write_text("1 0:1\nnot a line\n")
+    with pytest.raises(ConfigError, match="Malformed line") as err:
+        mine(folder, **kw)  # a log file like the others: no glob leaves it out
+    assert "glob" not in str(err.value) and "bad.libfm" in str(err.value)
