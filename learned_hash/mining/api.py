@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import re
@@ -46,6 +47,36 @@ def _own(err: ConfigError) -> ConfigError:
     if getattr(err, "param", None) is None and m and m.group(1) in _NAMED:
         err.param = _NAMED[m.group(1)]
     return err
+
+
+def _temp_root(temp_directory) -> str | None:
+    """mine's ``temp_directory`` with '~' expanded (as log paths are), absolute, and checked: a
+    folder this process can write in, or one it can make in an existing folder."""
+    if temp_directory is None:
+        return None
+    given = os.fspath(temp_directory) if isinstance(temp_directory, (str, os.PathLike)) else None
+    if not isinstance(given, str) or not given:
+        raise _error("temp_directory", f"The 'temp_directory' parameter of mine must be a folder path or None (the "
+                                       f"system's temp folder). Got {temp_directory!r} instead.")
+    path = os.path.abspath(os.path.expanduser(given))
+    shown = repr(given) if path == given else f"{given!r} ({path!r})"
+    if os.path.isdir(path):
+        where = path
+    elif os.path.exists(path):
+        raise _error("temp_directory", f"The 'temp_directory' parameter of mine must be a folder, but {shown} is a "
+                                       f"file. Pass a folder for the temporary files, or None for the system's temp folder.")
+    else:
+        where = os.path.dirname(path)
+        if not os.path.isdir(where):
+            raise _error("temp_directory", f"The 'temp_directory' parameter of mine names {shown}, which does not "
+                                           f"exist, nor does the folder {where!r} that would hold it. Create the "
+                                           f"folder (mine makes only its last part, as DuckDB does), or pass another; "
+                                           f"None is the system's temp folder.")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise _error("temp_directory", f"The 'temp_directory' parameter of mine names {shown}, but the folder "
+                                       f"{where!r} is not writable. Pass a folder you can write in, or None for the "
+                                       f"system's temp folder.")
+    return path
 
 
 def memory_bytes(memory_limit) -> int:
@@ -341,6 +372,11 @@ def mine(
         KiB, MiB, GiB, TiB of 1024): DuckDB's memory cap (it spills to ``temp_directory`` beyond
         it); for Spark in local mode, the driver memory (taken when the session starts; at least 480MiB).
     threads : engine threads (DuckDB ``threads``; Spark ``local[threads]``), default all cores.
+    temp_directory : the folder of the run's temporary files (DuckDB's spill files, a libFM log's
+        Parquet copy), by default the system's temp folder; ``~`` is the home folder. A folder that
+        does not exist is made, in an existing folder, and removed afterwards, as DuckDB does with
+        its own ``temp_directory``. A local Spark session keeps its files in the system's temp
+        folder, set when it starts (``spark_conf={"spark.local.dir": ...}`` moves them).
     progress : ``progress(done, total)`` callback.
     """
     if engine not in ENGINES:
@@ -349,6 +385,7 @@ def mine(
         raise _error("on_bad_line", f"The 'on_bad_line' parameter of mine must be one of {ON_BAD_LINE}. Got {on_bad_line!r} instead.")
     min_count = _count(min_count, "min_count")
     threads = _count(threads, "threads", none=True)
+    temp_root = _temp_root(temp_directory)
     if threads is not None and threads > max_threads():
         raise _error("threads", f"The 'threads' parameter of mine must be an int from 1 to {max_threads()} (4 per "
                                 f"core, at least 1024). Got {threads} instead. Pass the number of cores to use, or "
@@ -404,20 +441,34 @@ def mine(
                       **_id_types(src, schema, kinds))
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
 
-    with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_directory) as tmp:
-        pre_bad = 0
-        if src.format == "libfm":
-            plan, pre_bad = _libfm_to_parquet(plan, tmp, progress)
-        if engine == "duckdb":
-            from .duckdb_engine import run
+    made = temp_root is not None and not os.path.isdir(temp_root)
+    if made:
+        try:
+            os.mkdir(temp_root)  # (its parent was checked above)
+        except FileExistsError:
+            made = False
+        except OSError as exc:
+            raise _error("temp_directory", f"Cannot make the folder {temp_root!r} for mine's temporary files "
+                                           f"({exc.strerror}). Pass another temp_directory, or None.") from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_root) as tmp:
+            pre_bad = 0
+            if src.format == "libfm":
+                plan, pre_bad = _libfm_to_parquet(plan, tmp, progress)
+            if engine == "duckdb":
+                from .duckdb_engine import run
 
-            stats = run(plan, memory_limit=memory_limit, threads=threads, temp_directory=tmp,
-                        progress=progress, source=described)
-        else:
-            from .spark_engine import run
+                stats = run(plan, memory_limit=memory_limit, threads=threads, temp_directory=tmp,
+                            progress=progress, source=described)
+            else:
+                from .spark_engine import run
 
-            stats = run(plan, master=spark_master, conf=spark_conf, memory_limit=memory_limit,
-                        threads=threads, local_dir=tmp, progress=progress, source=described)
+                stats = run(plan, master=spark_master, conf=spark_conf, memory_limit=memory_limit,
+                            threads=threads, local_dir=tmp, progress=progress, source=described)
+    finally:
+        if made:
+            with contextlib.suppress(OSError):  # only while empty: nothing of anyone else's goes
+                os.rmdir(temp_root)
     stats.bad_lines += pre_bad
     if stats.n_rows == 0:
         _empty(plan if src.format != "libfm" else MiningPlan(src, schema, {}, (), 1, on_bad_line), stats.bad_lines)

@@ -2,14 +2,13 @@
 Spark start-up errors in one line with advice by cause, libFM logs given as a folder, mine's
 temp_directory."""
 
+import os
+
 import numpy as np
 import pytest
 
 from embcompress.errors import ConfigError
 from learned_hash import LogStats, fit_hash, mine, read_log
-
-pytest.importorskip("faiss")  # (fit_hash's k-means)
-
 
 # --------------------------------------------------------------------------- 1. fit_hash's embedding
 
@@ -31,6 +30,7 @@ def _stats(*, label):
 def test_fit_hash_refuses_the_embedding_before_the_fit_starts(label, feature, embedding, says):
     # both were refused only once the fit had started (progress(0, 1) was called: fit-hash's bar
     # drawn, its --out-dir made), the label one without naming the parameter
+    pytest.importorskip("faiss")  # (the fix's fit clusters)
     stats, calls = _stats(label=label), []
     with pytest.raises(ConfigError, match=says) as err:
         fit_hash(stats, feature, 20, embedding=embedding, progress=lambda d, t: calls.append((d, t)))
@@ -113,3 +113,81 @@ def test_a_bad_line_of_a_named_file_or_of_the_folders_only_kind_has_no_glob_hint
     with pytest.raises(ConfigError, match="Malformed line") as err:
         mine(folder, **kw)  # a log file like the others: no glob leaves it out
     assert "glob" not in str(err.value) and "bad.libfm" in str(err.value)
+
+
+# --------------------------------------------------------------------------- 4. mine's temp_directory
+
+
+def _spill_spy(monkeypatch):
+    """The folders mine hands its engine as temp_directory, and the files in them during the run."""
+    import learned_hash.mining.duckdb_engine as eng
+
+    seen = []
+    real = eng.run
+
+    def run(plan, **kw):
+        seen.append(kw["temp_directory"])
+        assert os.path.isdir(kw["temp_directory"])
+        return real(plan, **kw)
+
+    monkeypatch.setattr(eng, "run", run)
+    return seen
+
+
+def test_temp_directory_expands_the_home_folder(tmp_path, monkeypatch):
+    # '~/x' was taken as a folder named '~' in the working directory (and, missing, a raw FileNotFoundError)
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / "spill").mkdir(parents=True)
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    log = tmp_path / "log.csv"
+    log.write_text("a\n1\n2\n")
+    seen = _spill_spy(monkeypatch)
+    for given in ("~/spill", os.path.join("~", "spill", "")):
+        assert mine(log, features=["a"], temp_directory=given).n_rows == 2
+        assert os.path.dirname(seen[-1]) == str(home / "spill")
+    assert not (work / "~").exists()
+    assert list((home / "spill").iterdir()) == []  # the run's own subfolder is removed
+
+
+def test_a_missing_temp_directory_is_made_and_removed_as_duckdb_does_with_its_own(tmp_path, monkeypatch):
+    log = tmp_path / "log.libfm"
+    log.write_text("1 0:1 3:1\n-1 1:1 2:1\n")
+    seen = _spill_spy(monkeypatch)
+    spill = tmp_path / "spill"
+    assert mine(log, features=["user", "item"], fields=["user", "item"], temp_directory=spill).n_rows == 2
+    assert os.path.dirname(seen[-1]) == str(spill)
+    assert not spill.exists()  # made for the run, removed after it (it was a raw FileNotFoundError)
+
+
+@pytest.mark.parametrize("case, says", [
+    ("no_parent", r"names '.*nowhere.*spill', which does not exist, nor does the folder '.*nowhere' that would hold it\. Create the folder"),
+    ("file", r"must be a folder, but '.*afile' is a file"),
+    ("type", r"must be a folder path or None .*Got 3 instead"),
+])
+def test_a_temp_directory_mine_cannot_use_is_refused_before_the_log_is_read(tmp_path, case, says):
+    log = tmp_path / "log.csv"
+    log.write_text("a\n1\n")
+    (tmp_path / "afile").write_text("x")
+    given = {"no_parent": str(tmp_path / "nowhere" / "spill"), "file": str(tmp_path / "afile"), "type": 3}[case]
+    with pytest.raises(ConfigError, match=says) as err:
+        mine(log, features=["a"], temp_directory=given)
+    assert err.value.param == "temp_directory"
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_temp_directory_in_a_folder_that_is_not_writable_is_refused(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("a\n1\n")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        for given in (ro, ro / "spill"):
+            with pytest.raises(ConfigError, match=r"is not writable\. Pass a folder you can write in") as err:
+                mine(log, features=["a"], temp_directory=given)
+            assert err.value.param == "temp_directory"
+    finally:
+        ro.chmod(0o700)
