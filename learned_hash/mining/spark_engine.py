@@ -12,6 +12,8 @@ readable at the same paths by the cluster.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 import warnings
 
@@ -22,6 +24,64 @@ from .api import memory_bytes
 from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, lz4_frame, sequence_sql, text_columns
 
 CORRUPT = "__embc_corrupt"
+
+# The master URLs Spark takes, as SparkContext and spark-submit parse them (spaces as they allow);
+# Spark Connect's sc:// besides. Used to tell a bad master from other causes when Spark cannot start.
+MASTER_URL = re.compile(r"^(local(\[ *(\*|\d+) *(, *\d+ *)?\])?|local-cluster\[ *\d+ *, *\d+ *, *\d+ *\]|yarn"
+                        r"|(spark|k8s|sc)://\S+)$")
+MASTER_FORMS = "local, local[N], local[*], spark://host:port, sc://host:port (Spark Connect), yarn or k8s://https://host:port"
+
+
+def _java_missing() -> str | None:
+    """Why Spark's launcher finds no Java, looked up as it does (JAVA_HOME's bin/java, else java on
+    the PATH), with the fix; None when it finds one."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        if os.access(os.path.join(home, "bin", "java"), os.X_OK):
+            return None
+        return (f"JAVA_HOME is {home!r}, which holds no bin/java: point JAVA_HOME at a Java 17 (or 21) "
+                f"installation, or unset it to use the java on the PATH")
+    if shutil.which("java") is None:
+        return ("Java is not installed (no JAVA_HOME, no java on the PATH): install Java 17 (e.g. "
+                "`apt install openjdk-17-jre-headless`) or set JAVA_HOME to one")
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The cause of a failed start in one line: a Java exception's first line (its class and
+    message; Py4J's text adds 'An error occurred while calling ...' before it and the stack trace
+    after), else the error's own first line with its class."""
+    try:
+        text = str(exc)
+    except Exception:  # (Py4J asks the JVM for the text, which may be gone)
+        text = getattr(exc, "errmsg", "") or ""
+    lines = [x.strip() for x in text.splitlines()]
+    lines = [x.lstrip(": ").strip() for x in lines if x and not x.startswith("An error occurred while calling")]
+    line = lines[0] if lines else ""
+    if not line.startswith("[") and ":" not in line.split(" ", 1)[0]:  # no class or error class of its own
+        line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return line if len(line) <= 300 else line[:300] + "..."
+
+
+def _cannot_start(master: str, exc: BaseException) -> Exception:
+    """The error for a Spark session that did not start, its advice chosen by the cause: no Java,
+    a master URL Spark does not take, or another (the master unreachable, a Java Spark refuses)."""
+    cause = _first_line(exc)
+    what = f"Cannot start Spark with master {master!r}: {cause}."
+    if not master.startswith("sc://"):  # (a Spark Connect client runs no Java)
+        missing = _java_missing()
+        if missing is not None:
+            return BackendUnavailableError(f"{what} {missing}.")
+    if not MASTER_URL.match(master) or re.search(r"Master URL|Master must", cause):
+        return ConfigError(f"{what} The 'spark_master' parameter of mine must be a Spark master URL: {MASTER_FORMS}. "
+                           f"Pass one of those.", param="spark_master")
+    if master.startswith("local"):
+        return BackendUnavailableError(
+            f"{what} Check that the Java found is one Spark runs on (17 or 21: `java -version`) and the "
+            f"lines the Java process printed before this error.")
+    return BackendUnavailableError(
+        f"{what} Check that the master {master!r} is running and reachable from this machine, and the lines "
+        f"Spark printed before this error.")
 
 
 def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = None, threads: int | None = None):
@@ -45,7 +105,10 @@ def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = N
         builder = SparkSession.builder.remote(master)
         for k, v in (conf or {}).items():
             builder = builder.config(k, v)
-        return builder.getOrCreate()
+        try:
+            return builder.getOrCreate()
+        except Exception as exc:  # a server not running, a bad URL, ...
+            raise _cannot_start(master, exc) from None
     if threads is not None and master.startswith("local"):
         master = f"local[{int(threads)}]"
     local_dir = os.path.join(tempfile.gettempdir(), f"embc-spark-{os.getuid() if hasattr(os, 'getuid') else 0}")
@@ -80,10 +143,8 @@ def session(master: str = "local[2]", *, conf=None, memory_limit: str | None = N
                     UserWarning, stacklevel=4)
     try:
         spark = builder.getOrCreate()
-    except Exception as exc:  # no Java, bad master, ...
-        raise BackendUnavailableError(
-            f"Cannot start Spark with master {master!r}: {exc}. Install Java 17 and check the master URL."
-        ) from None
+    except Exception as exc:  # no Java, bad master, ... (the JVM's stack trace cut to its first line)
+        raise _cannot_start(master, exc) from None
     spark.sparkContext.setLogLevel("ERROR")  # a CSV header that differs from the schema warns per file
     return spark
 

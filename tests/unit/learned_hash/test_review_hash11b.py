@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from embcompress.errors import ConfigError
+from embcompress.errors import BackendUnavailableError, ConfigError
 from learned_hash import LogStats, fit_hash, mine, read_log
 
 # --------------------------------------------------------------------------- 1. fit_hash's embedding
@@ -191,3 +191,121 @@ def test_a_temp_directory_in_a_folder_that_is_not_writable_is_refused(tmp_path):
             assert err.value.param == "temp_directory"
     finally:
         ro.chmod(0o700)
+
+
+# --------------------------------------------------------------------------- 2. Spark that cannot start
+
+# Py4J's text of Spark's refusal of 'local[x]' (the JVM's stack trace, cut here to a few frames)
+PY4J_TEXT = (
+    "An error occurred while calling None.org.apache.spark.api.java.JavaSparkContext.\n"
+    ": org.apache.spark.SparkException: Could not parse Master URL: 'local[x]'\n"
+    + "".join(f"\tat org.apache.spark.SparkContext$.frame{i}(SparkContext.scala:{3391 + i})\n" for i in range(20))
+)
+
+
+class _Py4JLike(Exception):
+    def __str__(self):
+        return PY4J_TEXT
+
+
+def _gateway_exited():
+    from pyspark.errors import PySparkRuntimeError
+
+    return PySparkRuntimeError(errorClass="JAVA_GATEWAY_EXITED", messageParameters={})
+
+
+def _refusing(monkeypatch, exc):
+    """Spark's session builder raising ``exc`` (no JVM is started)."""
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    def get_or_create(self):
+        raise exc
+
+    monkeypatch.setattr(SparkSession.Builder, "getOrCreate", get_or_create)
+    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: None))
+
+
+def _java_present(monkeypatch, tmp_path):
+    home = tmp_path / "jdk"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "java").write_text("#!/bin/sh\n")
+    (home / "bin" / "java").chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(home))
+
+
+def test_a_bad_master_is_told_in_one_line_with_the_forms_spark_takes(monkeypatch, tmp_path):
+    # the whole Java exception (twenty lines of stack) was in the error, which said to install Java 17
+    from learned_hash.mining.spark_engine import session
+
+    _java_present(monkeypatch, tmp_path)
+    _refusing(monkeypatch, _Py4JLike())
+    with pytest.raises(ConfigError) as err:
+        session("local[x]")
+    msg = str(err.value)
+    assert "\n" not in msg and "\tat " not in msg and "An error occurred" not in msg
+    assert msg.startswith("Cannot start Spark with master 'local[x]': org.apache.spark.SparkException: "
+                          "Could not parse Master URL: 'local[x]'.")
+    assert "must be a Spark master URL: local, local[N], local[*], spark://host:port" in msg
+    assert "Java 17" not in msg
+    assert err.value.param == "spark_master"
+    # a master spark-submit refuses before Java says why on its own stderr: told by its form
+    _refusing(monkeypatch, _gateway_exited())
+    with pytest.raises(ConfigError, match=r"'lcoal\[2\]': \[JAVA_GATEWAY_EXITED\] .*must be a Spark master URL"):
+        session("lcoal[2]")
+
+
+@pytest.mark.parametrize("how", ["java_home", "path"])
+def test_missing_java_is_told_as_the_cause(monkeypatch, tmp_path, how):
+    from learned_hash.mining.spark_engine import session
+
+    _refusing(monkeypatch, _gateway_exited())
+    if how == "java_home":
+        monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+        says = r"JAVA_HOME is '.*no-jdk', which holds no bin/java: point JAVA_HOME at a Java 17"
+    else:
+        monkeypatch.delenv("JAVA_HOME", raising=False)
+        monkeypatch.setenv("PATH", str(tmp_path))
+        says = r"Java is not installed \(no JAVA_HOME, no java on the PATH\): install Java 17"
+    with pytest.raises(BackendUnavailableError, match=says) as err:
+        session("local[2]")
+    assert "\n" not in str(err.value) and "master URL" not in str(err.value)
+
+
+@pytest.mark.parametrize("master, says", [
+    ("local[2]", r"Check that the Java found is one Spark runs on \(17 or 21"),
+    ("spark://h.invalid:7077", r"Check that the master 'spark://h\.invalid:7077' is running and reachable"),
+])
+def test_another_cause_with_java_present_does_not_say_to_install_java(monkeypatch, tmp_path, master, says):
+    from learned_hash.mining.spark_engine import session
+
+    _java_present(monkeypatch, tmp_path)
+    _refusing(monkeypatch, RuntimeError("java.lang.IllegalStateException: Cannot call methods on a stopped "
+                                        "SparkContext.\nThis stopped SparkContext was created at:\n\n\tat x.y(z)"))
+    with pytest.raises(BackendUnavailableError, match=says) as err:
+        session(master)
+    msg = str(err.value)
+    assert "\n" not in msg and "Install Java" not in msg and "install Java" not in msg
+    assert ": java.lang.IllegalStateException: Cannot call methods on a stopped SparkContext." in msg
+
+
+@pytest.mark.spark
+def test_spark_refusing_a_bad_master_for_real_gives_one_line(tmp_path):
+    # the text as Py4J really gives it, in a process of its own (a JVM stays behind once started)
+    import subprocess
+    import sys
+
+    from tests.conftest import need_spark
+
+    need_spark()
+    code = ("from learned_hash.mining.spark_engine import session\n"
+            "try:\n    session('local[x]')\n"
+            "except Exception as e:\n    print(type(e).__name__, getattr(e, 'param', None)); print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    kind, msg = out.stdout.split("\n", 1)
+    assert kind == "ConfigError spark_master", out.stdout + out.stderr
+    assert msg.strip() == (
+        "Cannot start Spark with master 'local[x]': org.apache.spark.SparkException: Could not parse Master URL: "
+        "'local[x]'. The 'spark_master' parameter of mine must be a Spark master URL: local, local[N], local[*], "
+        "spark://host:port, sc://host:port (Spark Connect), yarn or k8s://https://host:port. Pass one of those.")
