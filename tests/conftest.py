@@ -27,12 +27,14 @@ def need_spark(allow_module_level: bool = False) -> None:
 
 def by_reader(path, *, features, label=None, pairs=(), sequence_key=None, time_key=None, min_count=1, **kw):
     """The Python readers' counts of a log (an independent path through learned_hash.logs, to hold
-    the mining engines against)."""
+    the mining engines against). String ids come as text (``hash_strings=False``), so that
+    ``LogStats.from_rows`` orders ties of time by the text, as the engines do."""
     import numpy as np
 
     from learned_hash import LogStats
     from learned_hash.logs import iter_batches
 
+    kw.setdefault("hash_strings", False)
     r = iter_batches(path, features=features, label=label, session_key=sequence_key, time_key=time_key, **kw)
     parts = list(r)
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
