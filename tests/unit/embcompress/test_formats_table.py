@@ -70,7 +70,7 @@ def test_load_detects_corruption_and_wrong_kind(tmp_path):
     with pytest.raises(ChecksumError):
         QuantizedTable.load(path, verify="full")
     other = write_artifact(tmp_path / "o.embc", "idmap", {"a": np.zeros(3)})
-    with pytest.raises(ArtifactError, match="not 'table'"):
+    with pytest.raises(ArtifactError, match=r"holds an id map \(kind 'idmap'\), not a compressed table \(kind 'table'\)"):
         QuantizedTable.load(other)
 
 

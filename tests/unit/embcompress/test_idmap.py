@@ -183,7 +183,7 @@ def test_load_refuses_corrupt_and_inconsistent_files(tmp_path):
     with pytest.raises(ArtifactError, match="capacity"):
         IdMap.load(tmp_path / "e.idmap")
     write_artifact(tmp_path / "d.idmap", "table", {"x": np.zeros(1)})
-    with pytest.raises(ArtifactError, match="not 'idmap'"):
+    with pytest.raises(ArtifactError, match=r"not an id map \(kind 'idmap'\)"):
         IdMap.load(tmp_path / "d.idmap")
 
 
