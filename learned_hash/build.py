@@ -179,13 +179,9 @@ def check_fit_hash(stats, feature: str, n_rows: int, *, method: str = "learned",
     """The checks :func:`fit_hash` makes of its arguments before it fits, without the fit (the
     same errors): ``embcompress fit-hash`` runs them on every feature before it writes a map.
     Takes fit_hash's parameters; ``n_components``, ``n_iter`` and ``progress`` are checked where
-    they are used, by the fit.
-
-    The ``embedding`` name is not checked here (fit_hash checks it first thing, by
-    :func:`check_embedding`): ``embcompress fit-hash`` checks it after these, in its own words
-    with its flags."""
+    they are used, by the fit."""
     _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners,
-             max_share, n_threads, with_embedding=False)
+             max_share, n_threads)
 
 
 def check_embedding(stats, embedding, *, method: str = "learned") -> None:
@@ -204,7 +200,7 @@ def check_embedding(stats, embedding, *, method: str = "learned") -> None:
 
 
 def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, previous, embedding, partners,
-             max_share, n_threads, *, with_embedding=True):
+             max_share, n_threads):
     """fit_hash's arguments checked, and what follows from them: ``(n_rows, seed, ids, counts,
     max_mapped, budget, keep_hot, hash_seed, n_hot)``."""
     if method not in METHODS:
@@ -212,11 +208,10 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
     if not hasattr(stats, "frequencies"):  # (a path failed with "'str' object has no attribute 'frequencies'")
         raise param_error("stats", "fit_hash", "be a learned_hash.LogStats; open a log-stats file with "
                           "LogStats.load(path)", type(stats).__name__)
-    if with_embedding:
-        # before anything else reads the stats: an unknown name, or label_aware on stats without a
-        # label, was refused only once the fit had started (progress called; fit-hash's --out-dir
-        # made), and an unknown name on a feature without pairs was told to mine pairs
-        check_embedding(stats, embedding, method=method)
+    # before anything else reads the stats: an unknown name, or label_aware on stats without a
+    # label, was refused only once the fit had started (progress called; fit-hash's --out-dir
+    # made), and an unknown name on a feature without pairs was told to mine pairs
+    check_embedding(stats, embedding, method=method)
     n_rows = _check_int(n_rows, "n_rows", 1, allow_none=False)
     seed = _check_int(seed, "seed", 0, 2**31 - 1, allow_none=False)
     # checked here, not only where clustering runs: a small feature or method='hash' never clusters

@@ -92,19 +92,7 @@ def fit_hash_files(stats_path: Path, features: list[str], rows: dict[str, int], 
         # a feature that was not mined, and what only this feature's rows refuse (no rows, more hot
         # rows than rows, a --max-share its cold rows cannot carry): fit_hash's own checks
         check_fit_hash(stats, f, rows[f], previous=previous[f], **options)
-    embedding = options.get("embedding", "auto")
-    if options.get("method", "learned") == "learned" and isinstance(embedding, str):
-        # fit_hash checks these only once it embeds, after --out-dir is made: a refused run left
-        # an empty folder behind
-        from learned_hash.build import EMBEDDINGS
-
-        if embedding not in EMBEDDINGS:
-            raise ConfigError(f"The '--embedding' option must be one of {', '.join(EMBEDDINGS)}. "
-                              f"Got {embedding!r} instead.")
-        if embedding == "label_aware" and stats.label is None:
-            raise ConfigError(f"--embedding label_aware needs stats mined with a label, and {str(stats_path)!r} "
-                              f"has none. Mine again with --label <the label column>, or pass --embedding "
-                              f"cooccurrence.")
+    embedding = options.get("embedding", "auto")  # (checked with the rest by check_fit_hash)
     partners = options.get("partners")
     if options.get("method", "learned") == "learned" and isinstance(embedding, str) \
             and partners is not None:

@@ -21,8 +21,11 @@ def _stats_file(path, *, label):
 
 
 @pytest.mark.parametrize("label, embedding, says", [
-    (True, "spectral", "'--embedding' option must be one of auto, cooccurrence, label_aware. Got 'spectral'"),
-    (False, "label_aware", "--embedding label_aware needs stats mined with a label"),
+    (True, "spectral", "'embedding' parameter of fit_hash must be one of ('auto', 'cooccurrence', 'label_aware') or "
+                       "an (ids, vectors) pair. Got 'spectral' instead. (on the command line: --embedding)"),
+    (False, "label_aware", "needs stats mined with a label, and these were mined without one. Mine with label=<the "
+                           "label column> (mine --label), or pass embedding='cooccurrence' (or 'auto'). (on the "
+                           "command line: --embedding)"),
 ])
 def test_fit_hash_refuses_the_embedding_before_making_out_dir(tmp_path, capsys, label, embedding, says):
     # fit_hash checks the embedding only when it embeds, after --out-dir was made: the refused run
