@@ -964,8 +964,14 @@ def pool_many(list jobs not None, list plans not None, int n_threads):
         raise ValueError("pool_many: one plan a job")
     # pass 1: check every job, make its output and count its runs, offsets and kept entries
     for i in range(n):
+        # (checked: this module indexes without bounds checks, and a short tuple would be read past its end)
+        if not isinstance(jobs[i], tuple) or not 9 <= len(<tuple>jobs[i]) <= 10:
+            raise ValueError("pool_many: a job is a tuple of 9 or 10 entries (lookup.Job)")
         job = <tuple>jobs[i]
-        plan, data, idx, offs, w, last, keep = plans[i], job[0], job[4], job[5], job[6], job[8], job[9]
+        plan, data, idx, offs, w, last = plans[i], job[0], job[4], job[5], job[6], job[8]
+        keep = job[9] if len(job) == 10 else None
+        if plan is None or data is None or idx is None or offs is None:
+            raise ValueError("pool_many: a job needs a plan, records, indices and offsets")
         _carray(data, cnp.NPY_UINT8, 2, False, "data")
         ix = <const int64_t *>_carray(idx, cnp.NPY_INT64, 1, False, "indices")
         o = <const int64_t *>_carray(offs, cnp.NPY_INT64, 1, False, "offsets")
@@ -1016,7 +1022,8 @@ def pool_many(list jobs not None, list plans not None, int n_threads):
         # pass 2: the kernel's offsets (n_bags + 1 entries, the last the entries pooled) and the runs
         for i in range(n):
             job = <tuple>jobs[i]
-            plan, idx, offs, w, out, last, keep = plans[i], job[4], job[5], job[6], outs[i], job[8], job[9]
+            plan, idx, offs, w, out, last = plans[i], job[4], job[5], job[6], outs[i], job[8]
+            keep = job[9] if len(job) == 10 else None
             n_offs = cnp.PyArray_DIM(offs, 0)
             n_bags = n_offs - 1 if last else n_offs
             if n_bags <= 0 or plan.f.dim == 0:

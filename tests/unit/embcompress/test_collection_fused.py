@@ -312,3 +312,20 @@ def test_views_follow_a_buffer_whose_memory_moved(backend):
         assert m._views() is not old and m._views().records.ctypes.data == m.records.data_ptr()
         m.records.zero_()  # (writes into the shared storage: a stale view would not see them)
         assert torch.equal(m(ids, offsets), torch.zeros_like(before))
+
+
+def test_jobs_of_the_wrong_shape_are_refused_or_served_never_read_past(backend):
+    """The compiled call indexes without bounds checks: a job of nine entries (no keep mask) is
+    served, and a short one, a list, or None where an array belongs is an error, never a read
+    past the end of a tuple (a nine-entry job crashed the process)."""
+    rng = np.random.default_rng(12)
+    q = quantize(rng.standard_normal((20, 32)).astype(np.float32), "mxint8")
+    ids, offsets = np.array([1, 2, 3]), np.array([0, 2])
+    want = pooled_lookup(q, ids, offsets)
+    nine = (q.data, "mxint8", 32, None, ids, offsets, None, "sum", False)
+    assert np.array_equal(pooled_lookup_many([nine, nine])[1], want)
+    assert np.array_equal(pooled_lookup_many([list(nine)])[0], want)
+    for bad in [nine[:5], (q.data, "mxint8", 32, None, ids, None, None, "sum", False),
+                (None, "mxint8", 32, None, ids, offsets, None, "sum", False)]:
+        with pytest.raises((ConfigError, TypeError, AttributeError)):
+            pooled_lookup_many([nine, bad])
