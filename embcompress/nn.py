@@ -328,7 +328,7 @@ class _Views(NamedTuple):
     """NumPy views of a module's buffers, for calls on arrays (``MXEmbeddingBag._views``)."""
 
     buffers: tuple  # the tensors viewed: records and the id map's four
-    places: tuple  # their data_ptr()s when viewed
+    places: tuple  # their data_ptr()s when viewed (0 for None)
     plain: bool  # all plain CPU tensors (else no views)
     records: np.ndarray | None
     id_map: tuple | None  # _map's keys, vals, fallback, params
@@ -780,12 +780,13 @@ class MXEmbeddingBag(nn.Module):
         if (_eager() if eager is None else eager) and not grad and _plain(rows, offsets, weights):
             views = self._views()
             if views.plain:
-                # plain eager mode: the rest on arrays (weights that take a gradient need autograd)
-                ids = _np(rows)
+                # plain eager mode: the rest on arrays (weights that take a gradient need autograd;
+                # int64 tensors never require grad, so their .numpy() needs no detach)
+                ids = rows.numpy()
                 keep = None if self.padding_idx is None else ids != self.padding_idx
                 if views.id_map is not None:
                     ids = _map(ids, *views.id_map, self.n_threads)
-                return _Call(ids, _np(offsets), _np(weights), include_last, keep, True, True)
+                return _Call(ids, offsets.numpy(), _np(weights), include_last, keep, True, True)
         keep = None if self.padding_idx is None else rows != self.padding_idx
         # (buffers read from _buffers: through nn.Module.__getattr__ each costs about a microsecond)
         bufs = self._buffers
@@ -849,10 +850,12 @@ class MXEmbeddingBag(nn.Module):
             records, keys, vals, fallback, params = v.buffers
             if (records is bufs.get("records") and params is bufs.get("id_map_params") and keys is bufs.get("id_map_keys")
                     and vals is bufs.get("id_map_vals") and fallback is bufs.get("id_map_fallback")
-                    and v.places == tuple(t.data_ptr() for t in v.buffers if t is not None)):
+                    and (records is None or records.data_ptr() == v.places[0])
+                    and (params is None or (keys.data_ptr(), vals.data_ptr(), fallback.data_ptr(),
+                                            params.data_ptr()) == v.places[1:])):
                 return v
         records, keys, vals, fallback, params = ts = tuple(bufs.get(k) for k in _VIEWED)
-        places = tuple(t.data_ptr() for t in ts if t is not None)
+        places = tuple(0 if t is None else t.data_ptr() for t in ts)
         if not _plain(*ts):
             v = _Views(ts, places, False, None, None)
         else:
