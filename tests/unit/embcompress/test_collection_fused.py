@@ -329,3 +329,34 @@ def test_jobs_of_the_wrong_shape_are_refused_or_served_never_read_past(backend):
                 (None, "mxint8", 32, None, ids, offsets, None, "sum", False)]:
         with pytest.raises((ConfigError, TypeError, AttributeError)):
             pooled_lookup_many([nine, bad])
+
+
+def test_threads_calling_one_collection_get_what_one_thread_gets():
+    """Several Python threads through one collection (its one compiled call, the bags' cached
+    buffer views) return exactly the single-threaded results."""
+    import threading
+
+    rng = np.random.default_rng(13)
+    coll = collection(rng)
+    batches = [inputs(np.random.default_rng(100 + i), coll) for i in range(8)]
+    with torch.no_grad():
+        want = [coll(x) for x in batches]
+    errors = []
+
+    def serve(k):
+        try:
+            with torch.no_grad():
+                for i in range(40):
+                    j = (k + i) % len(batches)
+                    got = coll(batches[j])
+                    if any(not torch.equal(got[f], want[j][f]) for f in want[j]):
+                        errors.append(f"thread {k}, batch {j}: other values")
+        except Exception as e:  # (reported below, not lost in the thread)
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=serve, args=(k,), daemon=True) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and errors == []
