@@ -322,6 +322,7 @@ class _Call(NamedTuple):
     keep: object
     direct: bool
     arrays: bool
+    records: np.ndarray | None = None  # the module's records as viewed for this call (arrays)
 
 
 class _Views(NamedTuple):
@@ -786,7 +787,7 @@ class MXEmbeddingBag(nn.Module):
                 keep = None if self.padding_idx is None else ids != self.padding_idx
                 if views.id_map is not None:
                     ids = _map(ids, *views.id_map, self.n_threads)
-                return _Call(ids, offsets.numpy(), _np(weights), include_last, keep, True, True)
+                return _Call(ids, offsets.numpy(), _np(weights), include_last, keep, True, True, views.records)
         keep = None if self.padding_idx is None else rows != self.padding_idx
         # (buffers read from _buffers: through nn.Module.__getattr__ each costs about a microsecond)
         bufs = self._buffers
@@ -884,8 +885,8 @@ class MXEmbeddingBag(nn.Module):
 
     def _job(self, c: "_Call") -> tuple:
         """The prepared call (on arrays) as a job of ``pooled_lookup_many``."""
-        return (self._views().records, self.fmt, self.embedding_dim, self.block_size or None, c.rows, c.offsets,
-                c.weights, self.mode, c.include_last, c.keep)
+        return (c.records, self.fmt, self.embedding_dim, self.block_size or None, c.rows, c.offsets, c.weights,
+                self.mode, c.include_last, c.keep)
 
     def _cast(self, out: Tensor) -> Tensor:
         dtype = self._buffers["_out_proto"].dtype
