@@ -121,15 +121,6 @@ def _registered(key: int):
     return source
 
 
-class _Records:
-    """The kernel's view of a table held as a records array (what the custom op receives)."""
-
-    __slots__ = ("data", "fmt", "shape", "block_size")
-
-    def __init__(self, data, fmt, dim, block_size):
-        self.data, self.fmt, self.shape, self.block_size = data, fmt, (data.shape[0], dim), block_size
-
-
 def _np(t: Tensor | None):
     """A tensor's values as a NumPy array, sharing its memory. (Only the ops' CPU kernels call it,
     so t is on the CPU; ``detach().cpu().contiguous()`` always cost 0.8 us a tensor, 4 a lookup.)"""
@@ -778,7 +769,8 @@ class MXEmbeddingBag(nn.Module):
         else:
             rows, offsets, weights, include_last = self._converted(input, offsets, weights)
         grad = weights is not None and weights.requires_grad and torch.is_grad_enabled()
-        if (_eager() if eager is None else eager) and not grad and _plain(rows, offsets, weights):
+        eager = _eager() if eager is None else eager  # (asked once: the paths below both need it)
+        if eager and not grad and _plain(rows, offsets, weights):
             views = self._views()
             if views.plain:
                 # plain eager mode: the rest on arrays (weights that take a gradient need autograd;
