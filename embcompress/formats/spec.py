@@ -31,6 +31,8 @@ off on decode. With ``nb = ceil(dim / block)`` blocks a row record is:
 
 from __future__ import annotations
 
+import difflib
+
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -125,6 +127,16 @@ def get_format(name: str) -> FormatSpec:
     try:
         return FORMATS[name]
     except (KeyError, TypeError):
+        near = _near_formats(name) if isinstance(name, str) else []
+        hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
         raise ConfigError(
-            f"Unknown format {name!r}. Use one of: {', '.join(FORMATS)}."
+            f"Unknown format {name!r}.{hint} Use one of: {', '.join(FORMATS)}."
         ) from None
+
+
+def _near_formats(name: str) -> list[str]:
+    """Names a user may have meant: the name in lower case, a family's short name as papers and
+    our reports print it ('MXFP4', 'mxfp8', 'int8'), or a typo of one letter or two."""
+    low = name.strip().lower().replace("-", "_")
+    near = [f for f in FORMATS if f == low or f.startswith(low + "_")]
+    return near or difflib.get_close_matches(low, list(FORMATS), n=2, cutoff=0.85)
