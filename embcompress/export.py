@@ -164,6 +164,13 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
     else:
         raise param_error("model_or_state_dict", _OWNER, "be an nn.Module or a state dict (a mapping of names to tensors)",
                           type(model_or_state_dict).__name__)
+    if tables is not None:  # (two names of one tensor, "user" and "user.weight", would write it twice)
+        named: dict[int, str] = {}
+        for n, t in found.items():
+            if id(t) in named:
+                raise param_error("tables", _OWNER, f"name each table once: {named[id(t)]!r} and {n!r} are the "
+                                  f"same tensor (keep one of the two names)", list(tables))
+            named[id(t)] = n
     return found, modules
 
 
