@@ -37,6 +37,7 @@ from .scm import BLOCK
 
 ROW_ORDER = "row_order"
 _COPY_BYTES = 64 << 20  # reorder_rows gathers the rows into their new order this many bytes at a time
+_EDGE_CHUNK = 1 << 20  # coaccess_order's union-find takes the edges this many at a time
 # Sections of a table file whose values are row numbers (the id map's), renumbered by a reorder.
 _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 
@@ -111,21 +112,103 @@ def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
     return total
 
 
-class _Groups:
-    """Union-find with group sizes, capped at ``cap`` members."""
+def _union_groups(i: np.ndarray, j: np.ndarray, cap: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group root after merging along the edges ``(i, j)`` (heaviest first) while a
+    union fits ``cap`` rows, and the rows that have an edge (sorted): the union-find runs over
+    those only (Python lists of them, not of the table's rows), with the roots it gave over every
+    row (a root is the row of the larger side, the first one's on a tie)."""
+    roots = np.arange(n_rows, dtype=np.int64)
+    if cap <= 1 or len(i) == 0:
+        return roots, np.zeros(0, np.int64)
+    nodes, local = np.unique(np.concatenate([i, j]), return_inverse=True)  # sorted: local order = row order
+    local = local.reshape(2, -1)
+    n = len(nodes)
+    parent, size = list(range(n)), [1] * n
 
-    def __init__(self, n: int):
-        self.parent = list(range(n))  # Python lists: scalar access is the hot path
-        self.size = [1] * n
-
-    def find(self, x: int) -> int:
-        p = self.parent
+    def find(x: int) -> int:
         root = x
-        while p[root] != root:
-            root = p[root]
-        while p[x] != root:
-            p[x], x = root, p[x]
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
         return root
+
+    for c in range(0, local.shape[1], _EDGE_CHUNK):  # (Python ints of a chunk of edges at a time)
+        for a, b in zip(local[0, c : c + _EDGE_CHUNK].tolist(), local[1, c : c + _EDGE_CHUNK].tolist()):
+            ra, rb = find(a), find(b)
+            if ra != rb and size[ra] + size[rb] <= cap:
+                if size[ra] < size[rb]:
+                    ra, rb = rb, ra
+                parent[rb] = ra
+                size[ra] += size[rb]
+    del local
+    roots[nodes] = nodes[np.fromiter((find(x) for x in range(n)), dtype=np.int64, count=n)]
+    return roots, nodes
+
+
+def _first_fit(live: np.ndarray, sizes: np.ndarray, cap: int) -> tuple[np.ndarray, int]:
+    """The block of each group of ``live`` (hottest first, of ``sizes`` rows), first fit into blocks
+    of ``cap`` rows looking back over the last 8 open blocks only; and the number of blocks. A run of
+    groups of one row is placed at once: it fills the open blocks' room in order, then new blocks."""
+    block = np.empty(len(live), dtype=np.int64)
+    room: list[int] = []
+    multi = np.flatnonzero(sizes > 1).tolist() + [len(live)]
+    at = 0
+    for nxt in multi:
+        if nxt > at:  # rows alone, at .. nxt - 1
+            left, k = nxt - at, max(0, len(room) - 8)
+            while left and k < len(room):
+                t = min(room[k], left)
+                block[at : at + t] = k
+                room[k] -= t
+                at, left, k = at + t, left - t, k + 1
+            if left:
+                first = len(room)
+                block[at : at + left] = first + np.arange(left, dtype=np.int64) // cap
+                full, part = divmod(left, cap)
+                room.extend([0] * full + ([cap - part] if part else []))
+                at += left
+        if nxt == len(live):
+            break
+        s = int(sizes[nxt])
+        for k in range(max(0, len(room) - 8), len(room)):  # look back a few open blocks only
+            if room[k] >= s:
+                block[nxt] = k
+                room[k] -= s
+                break
+        else:
+            block[nxt] = len(room)
+            room.append(cap - s)
+        at = nxt + 1
+    return block, len(room)
+
+
+def _file_runs(n_rows: int, row_bytes: int, block_bytes: int):
+    """``(start, stop, whole)`` of each run of positions in file order: the records lying whole
+    inside one block (``whole``), or records each across a block boundary (not ``whole``: they
+    follow one another when a record is over half a block); one record a run, whole, when a
+    record is larger than a block."""
+    if row_bytes > block_bytes:
+        for p in range(n_rows):
+            yield p, p + 1, True
+        return
+    p, across = 0, None  # across: the first of the records across boundaries not yet yielded
+    while p < n_rows:
+        end = (p * row_bytes // block_bytes + 1) * block_bytes  # the end of the block row p starts in
+        q = min(n_rows, end // row_bytes)  # rows p .. q - 1 end inside it
+        if q > p:
+            if across is not None:
+                yield across, p, False
+                across = None
+            yield p, q, True
+            p = q
+            if p == n_rows or p * row_bytes == end:  # the next record starts the next block
+                continue
+        if across is None:  # p starts in this block and ends past it
+            across = p
+        p += 1
+    if across is not None:
+        yield across, n_rows, False
 
 
 def coaccess_order(
@@ -164,86 +247,88 @@ def coaccess_order(
     # block boundary): a block's first whole record starts at most row_bytes - gcd bytes into it.
     cap = max(1, (block_bytes - row_bytes + math.gcd(row_bytes, block_bytes)) // row_bytes)
     i, j, w = m.row.astype(np.int64), m.col.astype(np.int64), m.data.astype(np.float64)
+    del m
     keep = (i != j) & (w > 0)
     i, j, w = i[keep], j[keep], w[keep]
     order = np.lexsort((j, i, -w))  # heaviest first, ties by (i, j): deterministic
-    g = _Groups(n_rows)
-    if cap > 1:
-        for a, b in zip(i[order].tolist(), j[order].tolist()):
-            ra, rb = g.find(a), g.find(b)
-            if ra != rb and g.size[ra] + g.size[rb] <= cap:
-                if g.size[ra] < g.size[rb]:
-                    ra, rb = rb, ra
-                g.parent[rb] = ra
-                g.size[ra] += g.size[rb]
-    roots = np.array([g.find(x) for x in range(n_rows)], dtype=np.int64) if n_rows else np.zeros(0, np.int64)
+    # Per-row state is NumPy arrays; Python objects are only the rows that have a co-access edge
+    # (the union-find) and the blocks (the first fit and the layout). Python lists of every row's
+    # parent and root took 180 bytes a table row: 7.2 GB for 40M rows.
+    roots, nodes = _union_groups(i[order], j[order], cap, n_rows)
+    del order
     # Heat of a row: its frequency if given, else its total co-access weight.
     if frequencies is not None:
         heat = np.asarray(frequencies, dtype=np.float64)
     else:
         heat = np.bincount(i, w, n_rows) + np.bincount(j, w, n_rows)
-    touched = heat > 0
+    del i, j, w
     group_heat = np.bincount(roots, heat, n_rows)
     group_size = np.bincount(roots, minlength=n_rows)
     # Groups with any heat, hottest first (ties by root id); first-fit them into blocks.
-    live = np.flatnonzero((group_size > 0) & (np.bincount(roots, touched, n_rows) > 0))
+    has_heat = np.zeros(n_rows, dtype=bool)
+    has_heat[roots[heat > 0]] = True
+    del heat
+    live = np.flatnonzero(has_heat)
+    del has_heat
     live = live[np.lexsort((live, -group_heat[live]))]
-    members = np.argsort(roots, kind="stable")
-    first = np.concatenate([[0], np.cumsum(group_size)])
-    blocks: list[list[int]] = []
-    room: list[int] = []
-    for r in live.tolist():
-        s = int(group_size[r])
-        for k in range(max(0, len(room) - 8), len(room)):  # look back a few open blocks only
-            if room[k] >= s:
-                blocks[k].append(r)
-                room[k] -= s
-                break
-        else:
-            blocks.append([r])
-            room.append(cap - s)
+    del group_heat
+    sizes = group_size[live]
+    block_of, n_blocks = _first_fit(live, sizes, cap)
+    # The blocks' rows, block after block (groups in the order they were placed, a group's rows
+    # in id order), and where each block starts among them.
+    by_block = np.argsort(block_of, kind="stable")
+    groups, counts = live[by_block], sizes[by_block]
+    bstart = np.zeros(n_blocks + 1, dtype=np.int64)
+    np.cumsum(np.bincount(block_of, sizes, n_blocks).astype(np.int64), out=bstart[1:])
+    del live, sizes, block_of, by_block
+    flat = np.repeat(groups, counts)  # a group of one row is its root
+    multi = np.flatnonzero(counts > 1)
+    if len(multi):  # the members of larger groups, in id order, where their group's slots are
+        members = nodes[group_size[roots[nodes]] > 1]
+        members = members[np.lexsort((members, roots[members]))]
+        first = np.searchsorted(roots[members], groups[multi])
+        sizes, starts = counts[multi], np.cumsum(counts)[multi] - counts[multi]
+        within = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        flat[np.repeat(starts, sizes) + within] = members[np.repeat(first, sizes) + within]
+        del members, first, within
+    del groups, counts, roots, nodes, group_size
     grouped = np.zeros(n_rows, dtype=bool)
-    for r in live.tolist():
-        grouped[members[first[r] : first[r] + group_size[r]]] = True
+    grouped[flat] = True
     rest = np.flatnonzero(~grouped)  # rows without co-access, in id order
+    del grouped
     # Lay the blocks on the file's blocks: each goes on the records lying whole inside one block;
     # the room left there and the records across a boundary (row_bytes not dividing block_bytes)
     # take rows without co-access, and when those run out rows of the coldest blocks (from the end),
     # since rows cannot be padded.
-    block_rows = [np.concatenate([members[first[r] : first[r] + group_size[r]] for r in blk]) for blk in blocks]
-    pos = np.arange(n_rows, dtype=np.int64)
-    home = pos * row_bytes // block_bytes  # the block a record starts in; -1: it crosses into the next
-    if row_bytes <= block_bytes:
-        home[((pos + 1) * row_bytes - 1) // block_bytes != home] = -1
-    else:  # no record fits a block: one row a block, in order
-        home = pos
-    runs = np.concatenate([[0], np.flatnonzero(np.diff(home)) + 1, [n_rows]]) if n_rows else np.zeros(1, np.int64)
-    parts, used, placed = [], 0, 0
+    out = np.empty(n_rows, dtype=np.int64)
+    w = used = placed = 0
+    nb, tail = n_blocks, int(bstart[n_blocks])  # blocks not yet emptied by fillers; the last one's end
 
     def filler(m: int) -> None:
-        nonlocal used
+        nonlocal w, used, nb, tail
         take = min(m, len(rest) - used)
-        parts.append(rest[used : used + take])
-        used, m = used + take, m - take
-        while m > 0 and len(block_rows) > placed:  # only blocks not laid out yet
-            last = block_rows[-1]
-            cut = max(0, len(last) - m)
-            parts.append(last[cut:])
-            m -= len(last) - cut
-            block_rows[-1] = last[:cut]
-            if cut == 0:
-                block_rows.pop()
+        out[w : w + take] = rest[used : used + take]
+        w, used, m = w + take, used + take, m - take
+        while m > 0 and nb > placed:  # only blocks not laid out yet, the coldest first
+            lo = int(bstart[nb - 1])
+            cut = max(lo, tail - m)
+            out[w : w + tail - cut] = flat[cut:tail]
+            w, m, tail = w + tail - cut, m - (tail - cut), cut
+            if cut == lo:
+                nb -= 1
+                tail = int(bstart[nb])
 
-    for a, b in zip(runs[:-1].tolist(), runs[1:].tolist()):
-        if home[a] < 0 or placed >= len(block_rows):
+    for a, b, whole in _file_runs(n_rows, row_bytes, block_bytes):
+        if not whole or placed >= nb:
             filler(b - a)
             continue
-        blk = block_rows[placed]
+        lo, hi = int(bstart[placed]), (tail if placed == nb - 1 else int(bstart[placed + 1]))
         placed += 1
-        parts.append(blk)
-        filler(b - a - len(blk))
-    parts.append(rest[used:])
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        out[w : w + hi - lo] = flat[lo:hi]
+        w += hi - lo
+        filler(b - a - (hi - lo))
+    out[w : w + len(rest) - used] = rest[used:]
+    return out[: w + len(rest) - used]
 
 
 def check_counts(frequencies, n_rows: int, owner: str) -> np.ndarray:
