@@ -49,6 +49,9 @@ from .scm import BLOCK, RowReader
 
 _OWNER = "TieredStore"
 _WARM_CHUNK = 1 << 16  # rows per read while loading, reloading or refreshing the hot set
+# A refresh pairs the rows entering the hot set with its lowest ranked rows, kept apart at least
+# this many at a time (found again by one pass over the hot set when they run short).
+_LOW_ROWS = 1 << 14
 
 
 def _table_identity(art) -> tuple:
@@ -353,9 +356,12 @@ class TieredStore:
         self._score = np.array(frequencies, dtype=np.float64) if on else None
         self._gain = 1.0
         self._since_refresh = 0
-        self._hot = np.zeros(0, np.int64)  # original rows of the last ranking's top (set by warm_up)
+        self._hot = np.zeros(0, np.int64)  # original rows of the last ranking's top (set by warm_up), any order
         self._touched = []  # original rows first touched since that ranking
         self._is_touched = np.zeros(self.shape[0] if on else 0, dtype=bool)
+        self._tier_is_hot = False  # whether the DRAM tier holds exactly the rows of _hot
+        self._low = None  # indices into _hot holding its lowest ranked rows (see _rank_entering)
+        self._tau = (math.inf, -1)
 
     def _note_served(self, rows: np.ndarray, counts: np.ndarray):
         """Add a batch's accesses to the refresh score; the new hot set when a refresh is due.
@@ -367,6 +373,7 @@ class TieredStore:
         if self._gain > 1e150 * self._decay:
             self._score *= self._decay / self._gain
             self._gain = 1.0
+            self._low = None  # (every score scaled: the threshold of the low rows is stale)
         else:
             self._gain /= self._decay
         self._score[rows] += counts * self._gain
@@ -381,14 +388,87 @@ class TieredStore:
         touched = np.concatenate(self._touched)
         self._is_touched[touched] = False
         self._touched = []
+        if self._tier_is_hot and len(self._hot) == min(self._dram.capacity, self.shape[0]):
+            # The tier holds the last top: only the rows touched since can enter it, and only its
+            # lowest ranked rows can leave, so the refresh costs the batch's rows, not the tier's.
+            leaving, entering = self._rank_entering(touched[self._dram.find(self._positions(touched)) < 0])
+            self._tier_is_hot = False  # until the swap is made
+            return None, self._positions(leaving), self._positions(entering)
         # Against the last top, not the tier: a refresh whose read failed ranked but did not swap.
         fresh = touched[~np.isin(touched, self._hot, assume_unique=True)]
         self._hot = top_rows(self._score, self._dram.capacity, rows=np.concatenate([self._hot, fresh]))
+        self._low = None
+        self._tier_is_hot = False
         hot = self._positions(self._hot)
-        return hot, np.sort(hot[self._dram.find(hot) < 0])
+        return hot, None, np.sort(hot[self._dram.find(hot) < 0])
 
-    def _refresh(self, hot: np.ndarray, entering: np.ndarray) -> None:
-        """Swap the rows ``entering`` the hot set in (under the shared file lock, not the state lock)."""
+    def _rank_entering(self, fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the last top that leave and the rows of ``fresh`` (not in it) that enter it:
+        the top of the last top and ``fresh`` by score, ties to the lower row, as ``top_rows``
+        ranks. ``_hot`` is updated in place (an entering row takes a leaving row's index).
+
+        A row enters only by beating a row of the top: the best of ``fresh`` are paired with the
+        lowest of the top, worst first. The lowest are kept apart (``_low``, indices into
+        ``_hot``, found by one pass over the top when needed) with their threshold ``_tau``: every
+        other row of the top ranks above it, and scores only grow between refreshes (a decay's
+        rescale, which scales them all, drops ``_low``), so the ``_low`` rows still at or under
+        ``_tau`` are the lowest of the top. A refresh looks at those only, and builds ``_low`` again
+        when they run short.
+        """
+        none = np.zeros(0, np.int64)
+        if len(fresh) == 0:
+            return none, none
+        fs = self._score[fresh]
+        best = np.lexsort((fresh, -fs))  # best first: score down, row up
+        fresh, fs = fresh[best], fs[best]
+        for _ in range(2):
+            if self._low is None:
+                self._build_low(len(fresh))
+            low = self._low
+            lr = self._hot[low]
+            ls = self._score[lr]
+            ts, tr = self._tau
+            under = (ls < ts) | ((ls == ts) & (lr >= tr))
+            low, lr, ls = low[under], lr[under], ls[under]
+            k = min(len(fresh), len(low))
+            if k < len(low):  # only the k lowest can leave: a partition, then a sort of those
+                cut = np.partition(ls, k - 1)[k - 1]
+                keep = ls <= cut
+                low, lr, ls = low[keep], lr[keep], ls[keep]
+            worst = np.lexsort((-lr, ls))[:k]  # worst first: score up, row down
+            low, lr, ls = low[worst], lr[worst], ls[worst]
+            beats = (fs[:k] > ls) | ((fs[:k] == ls) & (fresh[:k] < lr))
+            n = int(beats.sum())  # (a prefix: fresh only gets worse and the top's rows only better)
+            if n < k or n == len(fresh) or len(self._low) == len(self._hot):
+                self._hot[low[:n]] = fresh[:n]
+                return lr[:n], fresh[:n]
+            self._low = None  # every low row left: the next-lowest are not among them
+        raise AssertionError("unreachable: _low holds the whole top or enough rows after a rebuild")
+
+    def _build_low(self, need: int) -> None:
+        """``_low``: the indices of the lowest ``max(_LOW_ROWS, 2 * need)`` rows of ``_hot`` (all of it
+        if it has no more), and ``_tau`` the (score, row) of the highest of them (see
+        :meth:`_rank_entering`). One pass over the top."""
+        n = len(self._hot)
+        k = min(n, max(_LOW_ROWS, 2 * need))
+        if k == n:
+            self._low, self._tau = np.arange(n, dtype=np.int64), (math.inf, -1)
+            return
+        s = self._score[self._hot]
+        kth = np.partition(s, k - 1)[k - 1]
+        below, tied = np.flatnonzero(s < kth), np.flatnonzero(s == kth)
+        del s
+        take = k - len(below)  # of the rows tied at kth, the highest rows rank lowest
+        rows = self._hot[tied]
+        if take < len(tied):
+            pick = np.argpartition(-rows, take - 1)[:take]
+            tied, rows = tied[pick], rows[pick]
+        self._low = np.concatenate([below, tied])
+        self._tau = (float(kth), int(rows.min()))
+
+    def _refresh(self, hot: np.ndarray | None, leaving: np.ndarray | None, entering: np.ndarray) -> None:
+        """Swap the rows ``entering`` the hot set in (under the shared file lock, not the state lock):
+        in place of the rows ``leaving`` it, or (``hot`` given) of every held row not in ``hot``."""
         try:
             records = np.empty((len(entering), self.row_bytes), dtype=np.uint8)
             n_blocks, read_s, a = 0, 0.0, 0
@@ -396,7 +476,11 @@ class TieredStore:
                 records[a : a + len(rows)] = chunk
                 a, n_blocks, read_s = a + len(rows), n_blocks + n, read_s + secs
             with self._lock:
-                self._dram.swap_hot(hot, entering, records)
+                if hot is None:
+                    self._dram.replace(leaving, entering, records)
+                else:
+                    self._dram.swap_hot(hot, entering, records)
+                self._tier_is_hot = True
                 c = self._c
                 c["refreshes"] += 1
                 c["refresh_rows"] += len(entering)
@@ -443,6 +527,7 @@ class TieredStore:
             del rank
             if self._score is not None:  # the ranking refreshes start from
                 self._hot = hot
+                self._low = None
                 self._is_touched[:] = False
                 self._touched = []
             pos = np.sort(self._positions(hot))
@@ -450,9 +535,11 @@ class TieredStore:
             # again beside the tier (three times, with the reads' own copies). A read that fails
             # leaves part of the set loaded: every row held is the file's (a refresh, or the next
             # warm-up, loads the rest).
+            self._tier_is_hot = False
             self._dram.clear()
             for rows, records, _, _ in self._read_chunks(pos):
                 self._dram.fill(rows, records)
+            self._tier_is_hot = True
             return len(pos)
 
     def _sync_updates(self) -> None:
