@@ -47,7 +47,11 @@ def top_rows(frequencies: np.ndarray, k: int, rows: np.ndarray | None = None) ->
 
     ``rows`` (unique, any order) limits the choice to those rows.
     """
-    f = np.asarray(frequencies, dtype=np.float64)
+    # In the counts' own dtype: int64 counts past 2**53 are not all float64s, and a float copy of a
+    # table's counts took 8 bytes a row more (the partition below takes one copy, then a pass).
+    f = np.asarray(frequencies)
+    if f.dtype.kind not in "iuf":
+        f = f.astype(np.float64)
     if rows is not None:
         f = f[rows]
     if k <= 0:
@@ -335,7 +339,8 @@ def check_counts(frequencies, n_rows: int, owner: str) -> np.ndarray:
     """``frequencies`` as an array of ``n_rows`` finite non-negative counts, one a row; a
     ConfigError naming ``owner`` otherwise."""
     f = np.asarray(frequencies)
-    if f.dtype.kind not in "iuf" or f.shape != (n_rows,) or not np.all(np.isfinite(f)) or (f.size and f.min() < 0):
+    if (f.dtype.kind not in "iuf" or f.shape != (n_rows,) or (f.dtype.kind == "f" and not np.all(np.isfinite(f)))
+            or (f.size and f.min() < 0)):  # (isfinite of ints made a temporary of a byte a row, all True)
         raise param_error("frequencies", owner, f"be {n_rows} finite non-negative counts, one a row",
                           f"{f.dtype} of shape {f.shape}")
     return f
