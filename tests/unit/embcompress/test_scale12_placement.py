@@ -210,3 +210,26 @@ def test_scale12_order_memory_follows_the_co_accessed_rows_not_the_table():
         tracemalloc.stop()
     assert len(order) == n_rows
     assert peak < 60 * n_rows, f"{peak / n_rows:.0f} bytes a row"
+
+
+def test_scale12_mining_sums_into_the_total_a_logarithmic_number_of_times(monkeypatch):
+    # Each chunk of pairs was added to the growing total, which copied all of it: quadratic in the
+    # log. Pairs now wait until they reach the total's size, so it is copied O(log) times.
+    import scipy.sparse as sp
+
+    from embcompress.store import placement
+
+    monkeypatch.setattr(placement, "_PAIR_CHUNK", 500)  # (4M pairs a chunk at scale)
+    monkeypatch.setattr(placement, "_MERGE_PAIRS", 1000)
+    rng = np.random.default_rng(0)
+    n_rows, n_bags, length = 5000, 3000, 8
+    idx = rng.integers(0, n_rows, n_bags * length)
+    off = np.arange(0, n_bags * length, length)
+    adds = []
+    real_add = sp.csr_matrix.__add__
+    monkeypatch.setattr(sp.csr_matrix, "__add__", lambda self, other: adds.append(other.nnz) or real_add(self, other))
+    got = mine_coaccess(idx, off, n_rows)
+    monkeypatch.undo()
+    n_chunks = math.ceil(n_bags / (500 // 28))
+    assert n_chunks > 100 and len(adds) <= 2 + math.log2(n_bags * 28 / 1000) + 2, (n_chunks, len(adds))
+    assert np.array_equal(got.toarray(), mine_coaccess(idx, off, n_rows).toarray())  # (one merge at the default sizes)
