@@ -42,6 +42,7 @@ _PAIR_CHUNK = 4 << 20  # mine_coaccess expands bags into about this many pairs a
 _MERGE_PAIRS = 1 << 24  # and sums them into the total once this many (or the total's size) wait
 # Sections of a table file whose values are row numbers (the id map's), renumbered by a reorder.
 _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
+_MAP_PARTS = ("idmap.keys", "idmap.vals", "idmap.fallback")  # the id map as it serves (see tablefile.py)
 
 
 def top_rows(frequencies: np.ndarray, k: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -473,7 +474,7 @@ def reorder_rows(
         step = max(1, _COPY_BYTES // max(row_bytes, 1))
         sections = {"rows": Streamed(np.uint8, rows.shape, (rows[src[a : a + step]] for a in range(0, n_rows, step)))}
         for name in art.section_names:
-            if name in ("rows", ROW_ORDER):
+            if name in ("rows", ROW_ORDER) or name in _MAP_PARTS:  # (the map's parts: built again below)
                 continue
             arr = art.array(name)
             if name == "frequencies":  # one entry a row: follows its row
@@ -486,6 +487,20 @@ def reorder_rows(
         # (not the record of the file an update rewrote: this is another table, in another order)
         meta = {k: v for k, v in h["meta"].items() if k != journal.REWRITTEN_FROM}
         meta["row_order"] = {"block_bytes": block_bytes, "source": "clusters" if clusters is not None else "cooccurrence"}
+        im = (meta.get("table_file") or {}).get("id_map")
+        if isinstance(im, dict) and "parts" in im:
+            # The id map as it serves (its hash table's rows, its cold rows) sends ids to the new
+            # positions too: built once here from the renumbered ids and rows, so that opening the
+            # reordered file maps it rather than builds it.
+            from ..idmap import IdMap
+
+            m = IdMap.from_arrays(sections["idmap.ids"], sections["idmap.rows"], n_rows,
+                                  fallback_rows=sections["idmap.fallback_rows"], seed=int(im["seed"]))
+            parts = m.parts()
+            for name, key in zip(_MAP_PARTS, ("keys", "vals", "fallback")):
+                sections[name] = parts[key]
+            meta["table_file"] = {**meta["table_file"], "id_map": {**im, "parts": [int(v) for v in parts["params"]]}}
+            del m, parts
         inputs = dict(h["inputs"], reordered_from=os.fspath(table_file))
         path = write_artifact(out_file, h["kind"], sections, config=h["config"], inputs=inputs, meta=meta, align=h["align"])
         del sections, rows

@@ -299,6 +299,14 @@ class TieredStore:
                     m = IdMap.from_arrays(m.ids, order[m.rows], self.shape[0], fallback_rows=order[m.fallback_rows],
                                           seed=m.seed, config=m.config, inputs=m.inputs, meta=m.meta)
                     del order  # (a view of the mapping: it goes with the artifact)
+            elif m is not None:
+                # The file's map is a view of its mapping: a copy, so the store holds nothing of the
+                # file after close() (the copy is of its arrays; nothing is built again).
+                p = m.parts()
+                kept = IdMap.from_parts(self.shape[0], *(np.array(p[k]) for k in ("keys", "vals", "fallback")),
+                                        p["params"], where=f"of {str(self.path)!r}")
+                kept.config, kept.inputs, kept.meta = m.config, m.inputs, m.meta
+                m = kept
             self._id_map = m
         return self._id_map
 
