@@ -93,7 +93,7 @@ def main() -> None:
 
     import embcompress
     from embcompress.formats import to_torch_packed
-    from embcompress.kernels import backend
+    from embcompress.kernels import backend, compiled
 
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
@@ -106,7 +106,9 @@ def main() -> None:
     }
 
     print(f"machine: {machine()}")
-    print(f"torch {torch.__version__}, embcompress backend: {backend()}, "
+    kernel = compiled("_lookup")
+    isa = "" if kernel is None else f" ({kernel.__name__.rsplit('.', 1)[1]}: {kernel.vector_isa()} decoders)"
+    print(f"torch {torch.__version__}, embcompress backend: {backend()}{isa}, "
           f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}")
     print(f"table {args.rows} x {args.dim}, {args.bags} bags of {args.bag_len} ids, mode sum, best of {args.repeat}")
 

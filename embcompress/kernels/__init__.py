@@ -10,6 +10,7 @@ honouring ``OMP_NUM_THREADS``; in a forked child process kernels run on one thre
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import operator
 import os
 
@@ -71,7 +72,7 @@ def compiled(module: str):
         mod = None
     else:
         try:
-            mod = importlib.import_module(f"{__name__}.{module}")
+            mod = importlib.import_module(f"{__name__}.{_variant(module)}")
         except ImportError:
             if os.environ.get("EMBCOMPRESS_KERNELS", "auto").lower() == "cython":
                 raise BackendUnavailableError(
@@ -80,6 +81,58 @@ def compiled(module: str):
             mod = None
     _COMPILED[key] = mod
     return mod
+
+
+# A portable build (EMBCOMPRESS_PORTABLE=1, a wheel for other machines) compiles for the x86-64
+# baseline, and also builds the lookup kernel for CPUs with AVX-512 (setup.py's LOOKUP_VARIANTS):
+# the best one this CPU runs serves, by the flags /proc/cpuinfo lists (which the kernel clears for
+# features the OS does not enable). A native build has one lookup kernel, for the machine that built it.
+_AVX2 = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "abm"})  # x86-64-v3 ("abm": lzcnt)
+_AVX512 = _AVX2 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}  # x86-64-v4
+_LOOKUP_VARIANTS = {  # best first
+    "avx512_vbmi": _AVX512 | {"avx512vbmi", "gfni"},
+    "avx512": _AVX512,
+    "avx2": _AVX2,
+}
+_ISA_CHOICES = ("auto", "baseline", *_LOOKUP_VARIANTS)
+
+
+def _cpu_flags() -> frozenset:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            line = next((ln for ln in fh if ln.startswith("flags")), "")
+    except OSError:
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
+def _variant(module: str) -> str:
+    """The build of ``module`` to import: for the lookup kernel of a portable build, the variant
+    ``EMBCOMPRESS_LOOKUP_ISA`` names (``auto``, the default: the best this CPU runs)."""
+    if module != "_lookup":
+        return module
+    want = os.environ.get("EMBCOMPRESS_LOOKUP_ISA", "auto").lower()
+    if want not in _ISA_CHOICES:
+        raise ConfigError(f"The environment variable EMBCOMPRESS_LOOKUP_ISA must be one of {_ISA_CHOICES}. "
+                          f"Got {want!r} instead.")
+    built = [v for v in _LOOKUP_VARIANTS if importlib.util.find_spec(f"{__name__}._lookup_{v}") is not None]
+    if built and importlib.import_module(f"{__name__}.{module}").have_simd():
+        built = []  # (a native build with its vector decoders: variants beside it are another build's)
+    if want == "auto":
+        flags = _cpu_flags()
+        return next((f"_lookup_{v}" for v in built if _LOOKUP_VARIANTS[v] <= flags), module)
+    if not built:
+        raise ConfigError(f"EMBCOMPRESS_LOOKUP_ISA={want} chooses among the lookup kernels of a portable build "
+                          f"(EMBCOMPRESS_PORTABLE=1); this build has one, compiled for the machine that built it. "
+                          f"Unset the variable.")
+    if want == "baseline":
+        return module
+    missing = sorted(_LOOKUP_VARIANTS[want] - _cpu_flags())
+    if want not in built or missing:
+        raise ConfigError(f"EMBCOMPRESS_LOOKUP_ISA={want}: " + (
+            f"this CPU lacks {', '.join(missing)}" if missing else "that kernel is not built (the compiler lacked the target)")
+            + f". Use one of: auto, baseline{''.join(', ' + v for v in built if not _LOOKUP_VARIANTS[v] - _cpu_flags())}.")
+    return f"_lookup_{want}"
 
 
 # GNU OpenMP (libgomp) is not fork-safe: in a process forked after its parent ran a team of

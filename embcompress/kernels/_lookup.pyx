@@ -42,9 +42,11 @@ cdef extern from *:
         int bits;            /* element code width: MX sub-byte codes, BDR elements */
         int64_t row_bytes;   /* bytes of one row record */
         const float *lut;    /* MX element code -> value (2^bits entries) */
-        int simd;            /* 0: scalar decoders; 1: AVX-512 decoders; 2: also the fast paths */
+        int simd;            /* 0: scalar decoders; 1: vector decoders (AVX-512, or AVX2); 2: also the
+                                AVX-512 fast paths */
         int cshift;          /* MX fast path: chunk of 16 c lies in block c >> cshift */
-        int fast;            /* fast-path kind, or -1 (set by embc_prepare) */
+        int fast;            /* fast-path kind, or -1 (set by embc_prepare); AVX2 builds: 1 where the
+                                AVX2 row decoder takes the layout, else -1 */
         int fp8_arith;       /* FP8 decoded by shifts (checked against lut by the caller), with: */
         int fp8_shift;       /*   23 - mantissa bits */
         int fp8_scale_adj;   /*   scale bytes >= fp8_special + fp8_scale_adj do not fold (incl. NaN) */
@@ -342,6 +344,105 @@ cdef extern from *:
     }
     #else
     #define EMBC_HAVE_SIMD 0
+    #endif
+
+    /* ---- AVX2 row decoder, for CPUs without AVX-512 (AMD Zen 2 and 3, Intel client cores): 8
+       values at a time, the scalar decoders' own operations (exact conversions, code * scale,
+       or code * scale + bias, then the pooling's add), so the same bits. Only for layouts whose
+       dim and blocks are whole chunks of 8 (embc_prepare), and the common families; the others
+       keep the scalar decoders. */
+    #if !EMBC_HAVE_SIMD && defined(__AVX2__) && defined(__F16C__)
+    #include <immintrin.h>
+    #define EMBC_HAVE_AVX2 1
+    #define EMBC_V_ADD 0
+    #define EMBC_V_WADD 1
+    #define EMBC_V_SET 2
+    #define EMBC_V_MAX 3
+    static inline __attribute__((always_inline)) void embc_vop8(float *acc, __m256 v, __m256 wv, const int op) {
+        if (op == EMBC_V_SET) { _mm256_storeu_ps(acc, v); return; }
+        const __m256 a = _mm256_loadu_ps(acc);
+        __m256 r;
+        if (op == EMBC_V_ADD) r = _mm256_add_ps(a, v);
+        else if (op == EMBC_V_WADD) r = _mm256_add_ps(a, _mm256_mul_ps(wv, v));
+        else r = _mm256_blendv_ps(a, v, _mm256_cmp_ps(v, a, _CMP_GT_OQ));  /* v where v > a (never a NaN v) */
+        _mm256_storeu_ps(acc, r);
+    }
+    /* 8 nibbles of 4 bytes, low nibble first, one a lane */
+    static inline __m256i embc_nibbles8(const uint8_t *p) {
+        const __m128i x = _mm_cvtsi32_si128((int)embc_u32(p));
+        const __m256i b = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(x, x));
+        return _mm256_and_si256(_mm256_srlv_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)), _mm256_set1_epi32(15));
+    }
+    static inline __m256 embc_load8_i8(const uint8_t *p) {
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+    }
+    static inline __m256i embc_load8_u8(const uint8_t *p) {
+        return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    }
+    static int embc_avx2_takes(const embc_fmt *f) {
+        if (f->dim % 8) return 0;
+        switch (f->kind) {
+        case EMBC_FP32: case EMBC_FP16: case EMBC_BF16: case EMBC_INT8_ROW: case EMBC_INT4_ROW: return 1;
+        case EMBC_MX_LUT8: case EMBC_MXINT8: return f->block % 8 == 0;
+        case EMBC_MX_LUT_BITS: return f->bits == 4 && f->block % 8 == 0;
+        default: return 0;
+        }
+    }
+    static inline __attribute__((always_inline)) void embc_row_avx2(const embc_fmt *f, const uint8_t *restrict rec,
+                                                                    float w, float *restrict acc, const int op) {
+        const int dim = f->dim;
+        const __m256 wv = _mm256_set1_ps(w);
+        switch (f->kind) {
+        case EMBC_FP32:
+            for (int i = 0; i < dim; i += 8) embc_vop8(acc + i, _mm256_loadu_ps((const float *)(rec + 4 * i)), wv, op);
+            break;
+        case EMBC_FP16:
+            for (int i = 0; i < dim; i += 8)
+                embc_vop8(acc + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 2 * i))), wv, op);
+            break;
+        case EMBC_BF16:
+            for (int i = 0; i < dim; i += 8) {
+                const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(rec + 2 * i)));
+                embc_vop8(acc + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)), wv, op);
+            }
+            break;
+        case EMBC_INT8_ROW: case EMBC_INT4_ROW: {
+            const int eight = f->kind == EMBC_INT8_ROW;
+            const __m256 s = _mm256_set1_ps(eight ? embc_f32(embc_u32(rec)) : embc_half(embc_u16(rec)));
+            const __m256 b = _mm256_set1_ps(eight ? embc_f32(embc_u32(rec + 4)) : embc_half(embc_u16(rec + 2)));
+            const uint8_t *c = rec + (eight ? 8 : 4);
+            for (int i = 0; i < dim; i += 8) {
+                const __m256i k = eight ? embc_load8_u8(c + i) : embc_nibbles8(c + i / 2);
+                embc_vop8(acc + i, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(k), s), b), wv, op);
+            }
+            break; }
+        case EMBC_MX_LUT8: case EMBC_MXINT8: case EMBC_MX_LUT_BITS: {
+            const uint8_t *c = rec + f->nb;
+            /* (4-bit codes: 16 entries; the other families' tables are shorter or absent) */
+            const __m256 lo = f->kind == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut) : _mm256_setzero_ps();
+            const __m256 hi = f->kind == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut + 8) : lo;
+            for (int k = 0, i0 = 0; k < f->nb; k++, i0 += f->block) {
+                const __m256 s = _mm256_set1_ps(embc_e8m0(rec[k], f->kind == EMBC_MXINT8 ? 6 : 0));
+                const int i1 = i0 + f->block < dim ? i0 + f->block : dim;
+                for (int i = i0; i < i1; i += 8) {
+                    __m256 v;
+                    if (f->kind == EMBC_MXINT8) {
+                        v = embc_load8_i8(c + i);
+                    } else if (f->kind == EMBC_MX_LUT8) {
+                        v = _mm256_i32gather_ps(f->lut, embc_load8_u8(c + i), 4);
+                    } else {  /* entry code & 7 of the low or (bit 3, moved to the sign) the high half */
+                        const __m256i code = embc_nibbles8(c + i / 2);
+                        v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, code), _mm256_permutevar8x32_ps(hi, code),
+                                             _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
+                    }
+                    embc_vop8(acc + i, _mm256_mul_ps(v, s), wv, op);
+                }
+            }
+            break; }
+        }
+    }
+    #else
+    #define EMBC_HAVE_AVX2 0
     #endif
 
     /* Prefetch each cache line of a row record exactly once: the lines at p, p + 64, ... (one per
@@ -725,10 +826,132 @@ cdef extern from *:
     }
     #endif
 
+    /* ---- AVX2 bags: a bag's sums stay in G registers of 8 values (a pass over its rows a group
+       of 8G values: AVX2 has 16 registers) rather than in memory a row at a time, which was
+       3-4x slower. The scalar decoders' operations in the scalar order (each row's value added
+       to the running sum, weighted as w * v, the mean divided at the end): the same bits. Max
+       keeps the row decoder. K: the family, known at compile time. */
+    #if EMBC_HAVE_AVX2
+    /* Whether any of the n codes at p (n a multiple of 8) has magnitude code >= first (Inf/NaN):
+       FP8 by shifts (see lookup._fp8_params) leaves those to the element table. */
+    static inline int embc_fp8_special8(const uint8_t *p, int n, int first) {
+        const __m256i m7 = _mm256_set1_epi8(0x7F), sp = _mm256_set1_epi8((char)first);
+        int o = 0, bad = 0;
+        for (; o + 32 <= n; o += 32) {
+            const __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + o)), m7);
+            bad |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, sp), a));  /* a >= first */
+        }
+        for (; o < n; o += 8) {
+            const __m128i a = _mm_and_si128(_mm_loadl_epi64((const __m128i *)(p + o)), _mm256_castsi256_si128(m7));
+            bad |= _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(a, _mm256_castsi256_si128(sp)), a)) & 0xFF;
+        }
+        return bad;
+    }
+    static inline __attribute__((always_inline)) void embc_bag_avx2(
+            const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end, int64_t n_idx,
+            const float *w, int mode, float *restrict out, const int K, const int G) {
+        const int64_t rb = f->row_bytes;
+        const int dim = f->dim, nb = f->nb, block = f->block;
+        const float *tab = K == EMBC_MXINT8 ? f->scales6 : f->scales;  /* E8M0 byte -> the row's block scale */
+        /* the 16 values of 4-bit codes (the other families' tables are shorter or absent) */
+        const __m256 lo = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut) : _mm256_setzero_ps();
+        const __m256 hi = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut + 8) : lo;
+        for (int d0 = 0; d0 < dim; d0 += 8 * G) {
+            __m256 acc[8];
+            int kb[8];  /* chunk g's block (a division a pass, not a row) */
+            for (int g = 0; g < G; g++) {
+                acc[g] = _mm256_setzero_ps();
+                kb[g] = block > 0 ? (d0 + 8 * g) / block : 0;
+            }
+            for (int64_t j = start; j < end; j++) {
+                if (d0 == 0) {
+                    if (j + EMBC_PREFETCH_ROWS < n_idx) embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
+                    if (j + EMBC_PREFETCH_NEAR_ROWS < n_idx) embc_prefetch_row_near(data + idx[j + EMBC_PREFETCH_NEAR_ROWS] * rb, rb);
+                }
+                const uint8_t *rec = data + idx[j] * rb;
+                __m256 s = _mm256_setzero_ps(), b = s;
+                if (K == EMBC_INT8_ROW) {
+                    s = _mm256_set1_ps(embc_f32(embc_u32(rec)));
+                    b = _mm256_set1_ps(embc_f32(embc_u32(rec + 4)));
+                } else if (K == EMBC_INT4_ROW) {
+                    s = _mm256_set1_ps(embc_half(embc_u16(rec)));
+                    b = _mm256_set1_ps(embc_half(embc_u16(rec + 2)));
+                }
+                const __m256 wv = _mm256_set1_ps(w ? w[j] : 0.0f);
+                /* FP8 by shifts and the folded scales8, unless the pass holds an Inf/NaN code or a
+                   scale byte too large to fold (NaN included): then the element table */
+                int arith = 0;
+                if (K == EMBC_MX_LUT8 && f->fp8_arith) {
+                    arith = !embc_fp8_special8(rec + nb + d0, 8 * G, f->fp8_special);
+                    for (int g = 0; g < G && arith; g++)
+                        arith = (rec[kb[g]] > f->fp8_scale_adj ? rec[kb[g]] - f->fp8_scale_adj : 0) < f->fp8_special;
+                }
+                for (int g = 0; g < G; g++) {
+                    const int d = d0 + 8 * g;
+                    __m256 v;
+                    if (K == EMBC_FP32) {
+                        v = _mm256_loadu_ps((const float *)(rec + 4 * d));
+                    } else if (K == EMBC_FP16) {
+                        v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
+                    } else if (K == EMBC_BF16) {
+                        const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
+                        v = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+                    } else if (K == EMBC_INT8_ROW) {
+                        v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_load8_u8(rec + 8 + d)), s), b);
+                    } else if (K == EMBC_INT4_ROW) {
+                        v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_nibbles8(rec + 4 + d / 2)), s), b);
+                    } else {
+                        const __m256 sc = _mm256_broadcast_ss((arith ? f->scales8 : tab) + rec[kb[g]]);
+                        if (K == EMBC_MXINT8) {
+                            v = embc_load8_i8(rec + nb + d);
+                        } else if (K == EMBC_MX_LUT8 && arith) {
+                            const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(rec + nb + d)));
+                            v = _mm256_castsi256_ps(_mm256_and_si256(_mm256_sll_epi32(x, _mm_cvtsi32_si128(f->fp8_shift)),
+                                                                     _mm256_set1_epi32((int)(0x80000000u | (0x7Fu << f->fp8_shift)))));
+                        } else if (K == EMBC_MX_LUT8) {
+                            v = _mm256_i32gather_ps(f->lut, embc_load8_u8(rec + nb + d), 4);
+                        } else {
+                            const __m256i code = embc_nibbles8(rec + nb + d / 2);
+                            v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, code), _mm256_permutevar8x32_ps(hi, code),
+                                                 _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
+                        }
+                        v = _mm256_mul_ps(v, sc);
+                    }
+                    acc[g] = _mm256_add_ps(acc[g], w ? _mm256_mul_ps(wv, v) : v);
+                }
+            }
+            if (mode == EMBC_MEAN && end > start) {
+                const __m256 n = _mm256_set1_ps((float)(end - start));
+                for (int g = 0; g < G; g++) acc[g] = _mm256_div_ps(acc[g], n);
+            }
+            for (int g = 0; g < G; g++) _mm256_storeu_ps(out + d0 + 8 * g, acc[g]);
+        }
+    }
+    #define EMBC_AVX2_BAGS(K, G_) \
+        for (int64_t b = b0; b < b1; b++) \
+            embc_bag_avx2(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, K, G_);
+    #define EMBC_AVX2_K(K) case K: \
+        if (G == 8) { EMBC_AVX2_BAGS(K, 8) } else if (G == 4) { EMBC_AVX2_BAGS(K, 4) } \
+        else if (G == 2) { EMBC_AVX2_BAGS(K, 2) } else { EMBC_AVX2_BAGS(K, 1) } break;
+    /* Bags [b0, b1) of a run (rows up to n_idx, the run's end, prefetched), sum or mean. */
+    static void embc_bags_avx2(const embc_fmt *f, const uint8_t *data, const int64_t *idx, const int64_t *offsets,
+                               int64_t b0, int64_t b1, int64_t n_idx, const float *w, int mode, float *out) {
+        const int nc = f->dim / 8;
+        const int G = nc % 8 == 0 ? 8 : nc % 4 == 0 ? 4 : nc % 2 == 0 ? 2 : 1;
+        switch (f->kind) {
+        EMBC_AVX2_K(EMBC_FP32) EMBC_AVX2_K(EMBC_FP16) EMBC_AVX2_K(EMBC_BF16) EMBC_AVX2_K(EMBC_INT8_ROW)
+        EMBC_AVX2_K(EMBC_INT4_ROW) EMBC_AVX2_K(EMBC_MXINT8) EMBC_AVX2_K(EMBC_MX_LUT8) EMBC_AVX2_K(EMBC_MX_LUT_BITS)
+        }
+    }
+    #endif
+
     /* Pool one bag, indices [start, end), into out[0:dim]. Rows EMBC_PREFETCH_ROWS ahead are
        prefetched, across the end of the bag too (up to n_idx, the end of this thread's run). */
     #if EMBC_HAVE_SIMD
     #define EMBC_ROW(NAME, OPV) do { if (f->simd) embc_row_simd(f, rec, wv, out, OPV); \
+                                     else embc_row_##NAME(f, rec, wj, out); } while (0)
+    #elif EMBC_HAVE_AVX2
+    #define EMBC_ROW(NAME, OPV) do { if (f->simd && f->fast > 0) embc_row_avx2(f, rec, wj, out, OPV); \
                                      else embc_row_##NAME(f, rec, wj, out); } while (0)
     #else
     #define EMBC_ROW(NAME, OPV) embc_row_##NAME(f, rec, wj, out)
@@ -780,6 +1003,11 @@ cdef extern from *:
             embc_bags_fast_any(f, f->fast, data, idx, offsets, b0, b1, last, w, mode, out);
             return;
         }
+    #elif EMBC_HAVE_AVX2
+        if (f->simd >= 2 && f->fast > 0 && mode != EMBC_MAX) {
+            embc_bags_avx2(f, data, idx, offsets, b0, b1, last, w, mode, out);
+            return;
+        }
     #endif
         for (int64_t b = b0; b < b1; b++)
             embc_bag(f, data, idx, offsets[b], offsets[b + 1], last, w, mode, out + b * (int64_t)f->dim);
@@ -807,12 +1035,15 @@ cdef extern from *:
         return o[n - 1] <= n_idx;
     }
 
-    static int embc_have_simd(void) { return EMBC_HAVE_SIMD; }
+    /* The vector decoders compiled in: 2 AVX-512, 1 AVX2, 0 none. */
+    static int embc_have_simd(void) { return EMBC_HAVE_SIMD ? 2 : EMBC_HAVE_AVX2 ? 1 : 0; }
     static void embc_prepare(embc_fmt *f) {
         f->cshift = 0;
         while (f->block >= 32 && (16 << f->cshift) < f->block) f->cshift++;
     #if EMBC_HAVE_SIMD
         f->fast = embc_fast_kind(f);
+    #elif EMBC_HAVE_AVX2
+        f->fast = embc_avx2_takes(f) ? 1 : -1;
     #else
         f->fast = -1;
     #endif
@@ -1142,5 +1373,10 @@ def checked_offsets(cnp.ndarray idx not None, cnp.ndarray offsets not None, bint
 
 
 def have_simd():
-    """Whether the AVX-512 decoders were compiled in (the scalar ones always are)."""
+    """Whether vector decoders were compiled in (AVX-512 or AVX2; the scalar ones always are)."""
     return bool(embc_have_simd())
+
+
+def vector_isa():
+    """The vector decoders compiled in: ``"avx512"``, ``"avx2"`` or ``"none"``."""
+    return ("none", "avx2", "avx512")[embc_have_simd()]

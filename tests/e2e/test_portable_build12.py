@@ -1,7 +1,9 @@
-"""The kernels as a wheel for other machines builds them (EMBCOMPRESS_PORTABLE=1: no -march=native,
-so no AVX-512 paths): that build compiles and matches the NumPy twins bit for bit. CI's own build
-is native, and the portable C loops' code outside the vector paths would otherwise never be
-compiled alone. Also: a native build on an AVX-512 machine has the vector decoders."""
+"""The kernels as a wheel for other machines builds them (EMBCOMPRESS_PORTABLE=1: the x86-64
+baseline, plus the lookup kernel for CPUs with AVX2 and with AVX-512, chosen at import): every
+lookup kernel of that build compiles and matches the NumPy twins bit for bit (this CPU runs each
+one it has the flags for), and the best one the CPU runs serves.
+CI's own build is native, so the baseline loops would otherwise never be compiled alone. Also: a
+native build on an AVX-512 machine has the vector decoders."""
 
 import os
 import shutil
@@ -11,28 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from embcompress.kernels import compiled
+from embcompress.kernels import _LOOKUP_VARIANTS, _cpu_flags, compiled
 
 ROOT = Path(__file__).resolve().parents[2]
 # the kernels' own tests: every format, mode and path against the NumPy reference
-KERNEL_TESTS = ["tests/unit/embcompress/test_lookup.py", "tests/unit/embcompress/test_formats_kernels.py",
-                "tests/unit/embcompress/test_collection_fused.py", "tests/unit/embcompress/test_idmap.py"]
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+LOOKUP_TESTS = ["tests/unit/embcompress/test_lookup.py", "tests/unit/embcompress/test_collection_fused.py"]
+OTHER_TESTS = ["tests/unit/embcompress/test_formats_kernels.py", "tests/unit/embcompress/test_idmap.py"]
 
 
 @pytest.mark.skipif(compiled("_lookup") is None, reason="compiled kernels not built")
 @pytest.mark.skipif(not {"avx512f", "avx512bw", "avx512vl"} <= _cpu_flags(), reason="this CPU has no AVX-512")
 def test_a_native_build_has_the_avx512_decoders():
-    # (-march=native lost from setup.py would leave every lookup on the scalar loops, 1.5-2x slower)
-    assert compiled("_lookup").have_simd()
+    # (-march=native lost from setup.py would leave every lookup on slower loops)
+    assert compiled("_lookup").vector_isa() == "avx512"
 
 
 @pytest.mark.slow
@@ -49,13 +42,23 @@ def test_a_portable_build_compiles_and_matches_the_reference(tmp_path):
     built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace", "-j", "2"], cwd=copy, env=env,
                            capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stderr[-4000:]
-    check = subprocess.run(
-        [sys.executable, "-c", "import embcompress; from embcompress.kernels import backend, compiled; "
-                               "print(embcompress.__file__, backend(), compiled('_lookup').have_simd())"],
-        cwd=copy, env=env, capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, check.stderr[-3000:]
-    where, backend, simd = check.stdout.split()
-    assert Path(where).is_relative_to(copy) and backend == "cython" and simd == "False"
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *KERNEL_TESTS],
-                           cwd=copy, env=env, capture_output=True, text=True, timeout=900)
-    assert tests.returncode == 0, tests.stdout[-4000:]
+
+    def run(*args, isa="auto"):
+        done = subprocess.run([sys.executable, *args], cwd=copy, env={**env, "EMBCOMPRESS_LOOKUP_ISA": isa},
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, (isa, done.stdout[-3000:], done.stderr[-3000:])
+        return done.stdout
+
+    which = ("import embcompress; from embcompress.kernels import backend, compiled; m = compiled('_lookup'); "
+             "print(embcompress.__file__, backend(), m.__name__.rsplit('.', 1)[1], m.vector_isa())")
+    where, backend, name, simd = run("-c", which, isa="baseline").split()
+    assert Path(where).is_relative_to(copy) and backend == "cython" and (name, simd) == ("_lookup", "none")
+    flags = _cpu_flags()
+    runs = ["baseline"] + [isa for isa, needs in reversed(_LOOKUP_VARIANTS.items()) if needs <= flags]
+    # auto: the best variant this CPU runs (the baseline loops on a CPU without AVX2)
+    best = runs[-1]
+    assert run("-c", which).split()[2:] == ([f"_lookup_{best}", best.split("_")[0]] if runs[1:] else ["_lookup", "none"])
+    for isa in runs:  # (the other kernels' tests once: they have one build)
+        run("-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *LOOKUP_TESTS, *(OTHER_TESTS if isa == "baseline" else []),
+            isa=isa)
+
