@@ -40,6 +40,7 @@ _COPY_BYTES = 64 << 20  # reorder_rows gathers the rows into their new order thi
 _EDGE_CHUNK = 1 << 20  # coaccess_order's union-find takes the edges this many at a time
 _PAIR_CHUNK = 4 << 20  # mine_coaccess expands bags into about this many pairs at a time
 _MERGE_PAIRS = 1 << 24  # and sums them into the total once this many (or the total's size) wait
+_INVERT_CHUNK = 1 << 20  # invert fills the inverse permutation this many positions at a time
 # Sections of a table file whose values are row numbers (the id map's), renumbered by a reorder.
 _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 _MAP_PARTS = ("idmap.keys", "idmap.vals", "idmap.fallback")  # the id map as it serves (see tablefile.py)
@@ -513,8 +514,17 @@ def reorder_rows(
 
 
 
-def invert(perm: np.ndarray) -> np.ndarray:
-    """The inverse permutation."""
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(len(perm), dtype=perm.dtype)
+def invert(perm: np.ndarray, *, check: bool = False) -> np.ndarray | None:
+    """The inverse permutation, filled a chunk at a time (a whole np.arange beside it took its size
+    again). ``check``: None unless ``perm`` is a permutation of ``0 .. len - 1`` (a repeated value
+    leaves a hole in the inverse, as it takes no count of every value)."""
+    n = len(perm)
+    if check and n and (perm.min() < 0 or perm.max() >= n):
+        return None
+    inv = np.full(n, -1, dtype=perm.dtype) if check else np.empty_like(perm)
+    for a in range(0, n, _INVERT_CHUNK):
+        b = min(n, a + _INVERT_CHUNK)
+        inv[perm[a:b]] = np.arange(a, b, dtype=perm.dtype)
+    if check and np.any(inv < 0):
+        return None
     return inv

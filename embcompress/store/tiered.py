@@ -225,13 +225,11 @@ class TieredStore:
         # section is read, checked and inverted, not kept: a view of it kept the file mapped (and
         # open) after close(), and kept a file an update replaced whole taking its disk space.
         order = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
-        if order is not None and (order.shape != (n_rows,) or order.min(initial=0) < 0
-                                  or order.max(initial=0) >= max(n_rows, 1)
-                                  or np.any(np.bincount(order, minlength=n_rows) != 1)):
+        self._reordered = order is not None
+        self._pos = None if order is None or order.shape != (n_rows,) else invert(order, check=True)
+        if order is not None and self._pos is None:
             raise ArtifactError(f"The 'row_order' section of {str(self.path)!r} is not a permutation of its "
                                 f"{n_rows} rows: the file is corrupted. Re-create it with reorder_rows.")
-        self._reordered = order is not None
-        self._pos = invert(order) if order is not None else None
         del order
         from_file = frequencies is None and "frequencies" in art.section_names
         if from_file:

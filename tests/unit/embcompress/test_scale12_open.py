@@ -43,3 +43,45 @@ def test_scale12_top_rows_ranks_integer_counts_exactly():
     f = np.array([2**53, 2**53 + 1, 5], dtype=np.int64)
     assert top_rows(f, 1).tolist() == [1]
     assert top_rows(f, 2, rows=np.array([2, 0, 1])).tolist() == [0, 1]
+
+
+def test_scale12_a_reordered_file_opens_with_its_inverse_order_and_no_more(tmp_path, monkeypatch):
+    # The row order was checked with a count of every row (8 bytes a row) and inverted with a
+    # whole np.arange beside the inverse (8 more): 16 bytes a table row at open on top of the
+    # inverse the store keeps. Now the inverse itself, filled a chunk at a time, shows a
+    # repeated row as a hole.
+    from embcompress.store import placement, reorder_rows
+
+    monkeypatch.setattr(placement, "_INVERT_CHUNK", 1 << 16, raising=False)  # (1M at scale: 8 MB)
+    n = 1_000_000
+    q = quantize(np.zeros((n, 32), np.float32), "mxfp4_e2m1")
+    path = write_table(tmp_path / "t.embc", q)
+    del q
+    re = reorder_rows(path, tmp_path / "r.embc", clusters=np.arange(n) % 977).path
+    tracemalloc.start()
+    try:
+        s = TieredStore(re, dram_bytes=1000 * 17, policy="lru")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the inverse order (8 bytes a row) and the slot index (4)
+    assert peak < 14 * n, f"{peak / n:.1f} bytes a table row"
+    order = np.arange(n) % 977
+    assert np.array_equal(s._pos, np.argsort(np.argsort(order, kind="stable"), kind="stable"))
+    s.close()
+
+
+def test_scale12_a_row_order_that_is_no_permutation_is_refused(tmp_path):
+    from embcompress.container import read_artifact, write_artifact
+    from embcompress.errors import ArtifactError
+    from embcompress.store import reorder_rows
+
+    q = quantize(np.zeros((300, 32), np.float32), "mxint8")
+    re = reorder_rows(write_table(tmp_path / "t.embc", q), tmp_path / "r.embc", clusters=np.arange(300) % 7).path
+    art = read_artifact(re)
+    for bad in (np.r_[np.arange(299), 5], np.r_[np.arange(299), 300], np.r_[-1, np.arange(1, 300)]):
+        sections = {name: art.array(name) for name in art.section_names}
+        sections["row_order"] = bad.astype(np.int64)
+        write_artifact(tmp_path / "bad.embc", "table", sections, config=art.config, meta=art.meta, align=4096)
+        with pytest.raises(ArtifactError, match="not a permutation"):
+            TieredStore(tmp_path / "bad.embc", dram_bytes=10 * q.row_bytes, policy="lru")
