@@ -41,6 +41,7 @@ _EDGE_CHUNK = 1 << 20  # coaccess_order's union-find takes the edges this many a
 _PAIR_CHUNK = 4 << 20  # mine_coaccess expands bags into about this many pairs at a time
 _MERGE_PAIRS = 1 << 24  # and sums them into the total once this many (or the total's size) wait
 _INVERT_CHUNK = 1 << 20  # invert fills the inverse permutation this many positions at a time
+_TOP_CHUNK = 1 << 22  # top_rows ranks a table's counts at least this many rows at a time
 # Sections of a table file whose values are row numbers (the id map's), renumbered by a reorder.
 _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 _MAP_PARTS = ("idmap.keys", "idmap.vals", "idmap.fallback")  # the id map as it serves (see tablefile.py)
@@ -62,12 +63,35 @@ def top_rows(frequencies: np.ndarray, k: int, rows: np.ndarray | None = None) ->
         return np.zeros(0, dtype=np.int64)
     if k >= len(f):
         return np.arange(len(f), dtype=np.int64) if rows is None else np.sort(rows).astype(np.int64)
+    if rows is None and 8 * k <= len(f) and len(f) > _TOP_CHUNK:
+        return _top_rows_chunked(f, k)
     # Linear time: every row above the k-th largest value, then the lowest rows equal to it.
     kth = np.partition(f, len(f) - k)[len(f) - k]
     above, tied = np.flatnonzero(f > kth), np.flatnonzero(f == kth)
     if rows is None:
         return np.sort(np.concatenate([above, tied[: k - len(above)]])).astype(np.int64)
     return np.sort(np.concatenate([rows[above], np.sort(rows[tied])[: k - len(above)]])).astype(np.int64)
+
+
+def _top_rows_chunked(f: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_rows` of a table's counts, a chunk of rows at a time: the top ``k`` so far and the
+    next chunk of ``max(_TOP_CHUNK, k)`` rows are cut to their top ``k`` (rows ascend throughout,
+    so the first ``k`` of a tie are the lowest rows). Memory follows ``k``, not the table: the
+    partition of every row copied the counts whole (8 bytes a row at each warm-up; a small hot
+    set of a large table is most tables). Linear time."""
+    step = max(_TOP_CHUNK, k)
+    vals, rows = f[:0], np.zeros(0, dtype=np.int64)
+    for a in range(0, len(f), step):
+        b = min(len(f), a + step)
+        vals = np.concatenate([vals, f[a:b]])
+        rows = np.concatenate([rows, np.arange(a, b, dtype=np.int64)])
+        if len(vals) > k:
+            kth = np.partition(vals, len(vals) - k)[len(vals) - k]
+            above = np.flatnonzero(vals > kth)
+            tied = np.flatnonzero(vals == kth)[: k - len(above)]
+            keep = np.sort(np.concatenate([above, tied]))
+            vals, rows = vals[keep], rows[keep]
+    return rows
 
 
 def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):

@@ -85,3 +85,43 @@ def test_scale12_a_row_order_that_is_no_permutation_is_refused(tmp_path):
         write_artifact(tmp_path / "bad.embc", "table", sections, config=art.config, meta=art.meta, align=4096)
         with pytest.raises(ArtifactError, match="not a permutation"):
             TieredStore(tmp_path / "bad.embc", dram_bytes=10 * q.row_bytes, policy="lru")
+
+
+def test_scale12_top_rows_a_chunk_at_a_time_is_top_rows(monkeypatch):
+    from embcompress.store import placement
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        f = rng.integers(0, int(rng.integers(1, 6)), n)  # ties often
+        if rng.random() < 0.3:
+            f = f.astype(np.float64) / 3
+        k = int(rng.integers(1, n + 1))
+        want = top_rows(f, k)
+        monkeypatch.setattr(placement, "_TOP_CHUNK", int(rng.integers(1, 20)))
+        assert np.array_equal(top_rows(f, k), want), (n, k)
+        monkeypatch.undo()
+        assert np.array_equal(placement._top_rows_chunked(f, k), want)
+
+
+def test_scale12_warm_up_memory_follows_the_hot_set_not_the_table(tmp_path, monkeypatch):
+    # The hot set's ranking partitioned a copy of every row's count (8 bytes a table row beside the
+    # 4 of the slot index); it now keeps the top so far and a chunk (here 65,536 rows: 4M at scale).
+    from embcompress.store import placement
+
+    monkeypatch.setattr(placement, "_TOP_CHUNK", 1 << 16, raising=False)
+    n = 1_000_000
+    q = quantize(np.zeros((n, 32), np.float32), "mxfp4_e2m1")
+    freq = np.random.default_rng(0).zipf(1.2, n).astype(np.int64)
+    path = write_table(tmp_path / "t.embc", q, frequencies=freq)
+    del q
+    s = TieredStore(path, dram_bytes=n // 100 * 17, policy="frequency")
+    tracemalloc.start()
+    try:
+        s.warm_up()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * n, f"{peak / n:.1f} bytes a table row"
+    assert sorted(s._dram.held_rows.tolist()) == top_rows(freq, n // 100).tolist()
+    s.close()
