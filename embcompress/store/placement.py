@@ -313,34 +313,44 @@ def coaccess_order(
     del i, j, w
     group_heat = np.bincount(roots, heat, n_rows)
     group_size = np.bincount(roots, minlength=n_rows)
-    # Groups with any heat, hottest first (ties by root id); first-fit them into blocks.
+    # Groups with any heat, hottest first (ties by root id); first-fit them into blocks. (Arrays of
+    # a table row are dropped as soon as they are used: the peak is a few of them at once.)
     has_heat = np.zeros(n_rows, dtype=bool)
     has_heat[roots[heat > 0]] = True
     del heat
+    # The members of groups of several rows, in id order, by group (rows alone are their root)
+    members = nodes[group_size[roots[nodes]] > 1]
+    member_roots = roots[members]
+    del roots, nodes
+    by_root = np.lexsort((members, member_roots))
+    members, member_roots = members[by_root], member_roots[by_root]
+    del by_root
     live = np.flatnonzero(has_heat)
     del has_heat
-    live = live[np.lexsort((live, -group_heat[live]))]
+    live = live[np.argsort(-group_heat[live], kind="stable")]  # (live ascends: ties by root id)
     del group_heat
     sizes = group_size[live]
+    del group_size
     block_of, n_blocks = _first_fit(live, sizes, cap)
     # The blocks' rows, block after block (groups in the order they were placed, a group's rows
     # in id order), and where each block starts among them.
-    by_block = np.argsort(block_of, kind="stable")
-    groups, counts = live[by_block], sizes[by_block]
     bstart = np.zeros(n_blocks + 1, dtype=np.int64)
     np.cumsum(np.bincount(block_of, sizes, n_blocks).astype(np.int64), out=bstart[1:])
-    del live, sizes, block_of, by_block
+    by_block = np.argsort(block_of, kind="stable")
+    del block_of
+    groups = live[by_block]
+    del live
+    counts = sizes[by_block]
+    del sizes, by_block
     flat = np.repeat(groups, counts)  # a group of one row is its root
     multi = np.flatnonzero(counts > 1)
-    if len(multi):  # the members of larger groups, in id order, where their group's slots are
-        members = nodes[group_size[roots[nodes]] > 1]
-        members = members[np.lexsort((members, roots[members]))]
-        first = np.searchsorted(roots[members], groups[multi])
+    if len(multi):  # the members of larger groups, where their group's slots are
+        first = np.searchsorted(member_roots, groups[multi])
         sizes, starts = counts[multi], np.cumsum(counts)[multi] - counts[multi]
         within = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         flat[np.repeat(starts, sizes) + within] = members[np.repeat(first, sizes) + within]
-        del members, first, within
-    del groups, counts, roots, nodes, group_size
+        del first, within
+    del groups, counts, members, member_roots
     grouped = np.zeros(n_rows, dtype=bool)
     grouped[flat] = True
     rest = np.flatnonzero(~grouped)  # rows without co-access, in id order
