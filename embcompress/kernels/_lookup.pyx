@@ -847,6 +847,46 @@ cdef extern from *:
         }
         return bad;
     }
+    /* One row's chunks of a pass (8G values from d0) decoded and added to the sums; AR: FP8 by
+       shifts (the row's codes and block scales checked by the caller). */
+    static inline __attribute__((always_inline)) void embc_pass_avx2(
+            const embc_fmt *f, const uint8_t *rec, int d0, const int *kb, __m256 s, __m256 b, int weighted,
+            __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i sh, __m256i fmask, __m256 *acc, const int K,
+            const int G, const int AR) {
+        const int nb = f->nb;
+        for (int g = 0; g < G; g++) {
+            const int d = d0 + 8 * g;
+            __m256 v;
+            if (K == EMBC_FP32) {
+                v = _mm256_loadu_ps((const float *)(rec + 4 * d));
+            } else if (K == EMBC_FP16) {
+                v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
+            } else if (K == EMBC_BF16) {
+                const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
+                v = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+            } else if (K == EMBC_INT8_ROW) {
+                v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_load8_u8(rec + 8 + d)), s), b);
+            } else if (K == EMBC_INT4_ROW) {
+                v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_nibbles8(rec + 4 + d / 2)), s), b);
+            } else {
+                const __m256 sc = _mm256_broadcast_ss((AR ? f->scales8 : tab) + rec[kb[g]]);
+                if (K == EMBC_MXINT8) {
+                    v = embc_load8_i8(rec + nb + d);
+                } else if (K == EMBC_MX_LUT8 && AR) {
+                    const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(rec + nb + d)));
+                    v = _mm256_castsi256_ps(_mm256_and_si256(_mm256_sll_epi32(x, sh), fmask));
+                } else if (K == EMBC_MX_LUT8) {
+                    v = _mm256_i32gather_ps(f->lut, embc_load8_u8(rec + nb + d), 4);
+                } else {
+                    const __m256i code = embc_nibbles8(rec + nb + d / 2);
+                    v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, code), _mm256_permutevar8x32_ps(hi, code),
+                                         _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
+                }
+                v = _mm256_mul_ps(v, sc);
+            }
+            acc[g] = _mm256_add_ps(acc[g], weighted ? _mm256_mul_ps(wv, v) : v);
+        }
+    }
     static inline __attribute__((always_inline)) void embc_bag_avx2(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end, int64_t n_idx,
             const float *w, int mode, float *restrict out, const int K, const int G) {
@@ -856,6 +896,9 @@ cdef extern from *:
         /* the 16 values of 4-bit codes (the other families' tables are shorter or absent) */
         const __m256 lo = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut) : _mm256_setzero_ps();
         const __m256 hi = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut + 8) : lo;
+        /* FP8 by shifts: the shift and the mask keeping the sign and the magnitude bits */
+        const __m128i sh = _mm_cvtsi32_si128(f->fp8_shift);
+        const __m256i fmask = _mm256_set1_epi32((int)(0x80000000u | (0x7Fu << (f->fp8_shift & 31))));
         for (int d0 = 0; d0 < dim; d0 += 8 * G) {
             __m256 acc[8];
             int kb[8];  /* chunk g's block (a division a pass, not a row) */
@@ -883,42 +926,12 @@ cdef extern from *:
                 int arith = 0;
                 if (K == EMBC_MX_LUT8 && f->fp8_arith) {
                     arith = !embc_fp8_special8(rec + nb + d0, 8 * G, f->fp8_special);
-                    for (int g = 0; g < G && arith; g++)
-                        arith = (rec[kb[g]] > f->fp8_scale_adj ? rec[kb[g]] - f->fp8_scale_adj : 0) < f->fp8_special;
+                    for (int k = kb[0]; k <= kb[G - 1] && arith; k++)  /* the pass's blocks */
+                        arith = (rec[k] > f->fp8_scale_adj ? rec[k] - f->fp8_scale_adj : 0) < f->fp8_special;
                 }
-                for (int g = 0; g < G; g++) {
-                    const int d = d0 + 8 * g;
-                    __m256 v;
-                    if (K == EMBC_FP32) {
-                        v = _mm256_loadu_ps((const float *)(rec + 4 * d));
-                    } else if (K == EMBC_FP16) {
-                        v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
-                    } else if (K == EMBC_BF16) {
-                        const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
-                        v = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
-                    } else if (K == EMBC_INT8_ROW) {
-                        v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_load8_u8(rec + 8 + d)), s), b);
-                    } else if (K == EMBC_INT4_ROW) {
-                        v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_nibbles8(rec + 4 + d / 2)), s), b);
-                    } else {
-                        const __m256 sc = _mm256_broadcast_ss((arith ? f->scales8 : tab) + rec[kb[g]]);
-                        if (K == EMBC_MXINT8) {
-                            v = embc_load8_i8(rec + nb + d);
-                        } else if (K == EMBC_MX_LUT8 && arith) {
-                            const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(rec + nb + d)));
-                            v = _mm256_castsi256_ps(_mm256_and_si256(_mm256_sll_epi32(x, _mm_cvtsi32_si128(f->fp8_shift)),
-                                                                     _mm256_set1_epi32((int)(0x80000000u | (0x7Fu << f->fp8_shift)))));
-                        } else if (K == EMBC_MX_LUT8) {
-                            v = _mm256_i32gather_ps(f->lut, embc_load8_u8(rec + nb + d), 4);
-                        } else {
-                            const __m256i code = embc_nibbles8(rec + nb + d / 2);
-                            v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, code), _mm256_permutevar8x32_ps(hi, code),
-                                                 _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
-                        }
-                        v = _mm256_mul_ps(v, sc);
-                    }
-                    acc[g] = _mm256_add_ps(acc[g], w ? _mm256_mul_ps(wv, v) : v);
-                }
+                /* (two calls, not one with a flag: GCC would compute both decodes, gathers included) */
+                if (K == EMBC_MX_LUT8 && arith) embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, acc, K, G, 1);
+                else embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, acc, K, G, 0);
             }
             if (mode == EMBC_MEAN && end > start) {
                 const __m256 n = _mm256_set1_ps((float)(end - start));
