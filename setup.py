@@ -34,7 +34,7 @@ PORTABLE = os.environ.get("EMBCOMPRESS_PORTABLE") == "1"
 # Zen 4) and with AVX-512's byte permutes and GF(2) affine maps as well (Ice Lake server,
 # Sapphire Rapids, Zen 4); at import embcompress.kernels picks the best one the CPU runs.
 LOOKUP_VARIANTS = {
-    "avx2": ["-march=x86-64-v3"],  # Haswell and later, Zen 1-3: the AVX2 row decoder
+    "avx2": ["-march=x86-64-v3"],  # Haswell and later, Zen 1-3: the AVX2 decoders
     "avx512": ["-march=x86-64-v4"],
     "avx512_vbmi": ["-march=x86-64-v4", "-mavx512vbmi", "-mgfni"],
 }

@@ -84,7 +84,8 @@ def compiled(module: str):
 
 
 # A portable build (EMBCOMPRESS_PORTABLE=1, a wheel for other machines) compiles for the x86-64
-# baseline, and also builds the lookup kernel for CPUs with AVX-512 (setup.py's LOOKUP_VARIANTS):
+# baseline, and also builds the lookup kernel for CPUs with AVX2 and with AVX-512 (setup.py's
+# LOOKUP_VARIANTS):
 # the best one this CPU runs serves, by the flags /proc/cpuinfo lists (which the kernel clears for
 # features the OS does not enable). A native build has one lookup kernel, for the machine that built it.
 _AVX2 = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "abm"})  # x86-64-v3 ("abm": lzcnt)
