@@ -847,13 +847,37 @@ cdef extern from *:
         }
         return bad;
     }
-    /* One row's chunks of a pass (8G values from d0) decoded and added to the sums; AR: FP8 by
-       shifts (the row's codes and block scales checked by the caller). */
+    /* 16 4-bit codes (8 bytes, low nibble first) -> two chunks of their table values, from tab2,
+       the 16 values times 2 as int8 (the E2M1 values times 2 are the integers 0 to 12): a byte
+       shuffle a 16 values instead of two float permutes and a blend a chunk. Times half the
+       block scale, that is the product the table path takes (the same real number, rounded once). */
+    static inline __attribute__((always_inline)) void embc_fp4x16(const uint8_t *p, __m128i tab2, __m256 *v0, __m256 *v1) {
+        const __m128i x = _mm_loadl_epi64((const __m128i *)p), m = _mm_set1_epi8(0x0F);
+        const __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(x, m), _mm_and_si128(_mm_srli_epi16(x, 4), m));
+        const __m128i vals = _mm_shuffle_epi8(tab2, codes);
+        *v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(vals));
+        *v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(vals, 8)));
+    }
+    /* One row's chunks of a pass (8G values from d0) decoded and added to the sums. AR: FP8 by
+       shifts (the row's codes and block scales checked by the caller), or 4-bit codes by
+       embc_fp4x16 (G even, blocks a multiple of 16, the table checked by the caller). */
     static inline __attribute__((always_inline)) void embc_pass_avx2(
             const embc_fmt *f, const uint8_t *rec, int d0, const int *kb, __m256 s, __m256 b, int weighted,
-            __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i sh, __m256i fmask, __m256 *acc, const int K,
-            const int G, const int AR) {
+            __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i sh, __m256i fmask, __m128i tab2, __m256 *acc,
+            const int K, const int G, const int AR) {
         const int nb = f->nb;
+        if (K == EMBC_MX_LUT_BITS && AR) {
+            for (int g = 0; g < G; g += 2) {  /* (chunks g and g + 1 lie in one block) */
+                const __m256 sc = _mm256_mul_ps(_mm256_broadcast_ss(tab + rec[kb[g]]), _mm256_set1_ps(0.5f));
+                __m256 v0, v1;
+                embc_fp4x16(rec + nb + (d0 + 8 * g) / 2, tab2, &v0, &v1);
+                v0 = _mm256_mul_ps(v0, sc);
+                v1 = _mm256_mul_ps(v1, sc);
+                acc[g] = _mm256_add_ps(acc[g], weighted ? _mm256_mul_ps(wv, v0) : v0);
+                acc[g + 1] = _mm256_add_ps(acc[g + 1], weighted ? _mm256_mul_ps(wv, v1) : v1);
+            }
+            return;
+        }
         for (int g = 0; g < G; g++) {
             const int d = d0 + 8 * g;
             __m256 v;
@@ -899,6 +923,15 @@ cdef extern from *:
         /* FP8 by shifts: the shift and the mask keeping the sign and the magnitude bits */
         const __m128i sh = _mm_cvtsi32_si128(f->fp8_shift);
         const __m256i fmask = _mm256_set1_epi32((int)(0x80000000u | (0x7Fu << (f->fp8_shift & 31))));
+        /* 4-bit codes by bytes: the table's values times 2 as int8, where they all are such integers */
+        int8_t t2[16] = {0};
+        int fp4b = K == EMBC_MX_LUT_BITS && G % 2 == 0 && block % 16 == 0;
+        for (int c = 0; c < 16 && fp4b; c++) {
+            const float d = 2.0f * f->lut[c];
+            fp4b = d >= -128.0f && d <= 127.0f && d == (float)(int)d;
+            t2[c] = fp4b ? (int8_t)(int)d : 0;
+        }
+        const __m128i tab2 = _mm_loadu_si128((const __m128i *)t2);
         for (int d0 = 0; d0 < dim; d0 += 8 * G) {
             __m256 acc[8];
             int kb[8];  /* chunk g's block (a division a pass, not a row) */
@@ -930,8 +963,10 @@ cdef extern from *:
                         arith = (rec[k] > f->fp8_scale_adj ? rec[k] - f->fp8_scale_adj : 0) < f->fp8_special;
                 }
                 /* (two calls, not one with a flag: GCC would compute both decodes, gathers included) */
-                if (K == EMBC_MX_LUT8 && arith) embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, acc, K, G, 1);
-                else embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, acc, K, G, 0);
+                if ((K == EMBC_MX_LUT8 && arith) || (K == EMBC_MX_LUT_BITS && fp4b))
+                    embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, tab2, acc, K, G, 1);
+                else
+                    embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, tab2, acc, K, G, 0);
             }
             if (mode == EMBC_MEAN && end > start) {
                 const __m256 n = _mm256_set1_ps((float)(end - start));
