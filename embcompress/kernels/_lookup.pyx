@@ -209,6 +209,19 @@ cdef extern from *:
     EMBC_DEFINE_ROW(set, EMBC_OP_SET)
     EMBC_DEFINE_ROW(max, EMBC_OP_MAX)
 
+    /* Sum pooling fuses each MX chunk's block scale into the accumulation, acc = x * s + acc in
+       one fused multiply-add (AVX-512 and AVX2 paths), where the product x * s is exact and so rounds nowhere: then the
+       fused result is the sum of the rounded product, as the reference computes it. The product
+       of an element and a power-of-two scale is exact unless it overflows or falls below the
+       float32 subnormal grid. FP8 rows on the shifts path have scale bytes at most 127 + bias
+       (larger ones take the element table), so their products stay below 2^(9 + 7) (E4M3) or
+       2^(16 + 15) (E5M2); an mxint8 row qualifies when its scale bytes are at most 253
+       (128 / 64 * 2^126 = 2^127), an FP4 row at most 252 (6 * 2^125 < 2^128); NaN scale bytes
+       (255) multiply, then add, too. The smallest products are 2^-133 (mxint8), 2^-136 (E4M3),
+       2^-143 (E5M2) and 2^-128 (FP4), all on the grid. */
+    #define EMBC_MXINT8_FMA_MAX_SCALE 253
+    #define EMBC_FP4_FMA_MAX_SCALE 252
+
     /* ---- AVX-512 decoders: 16 values at a time, the same IEEE operations as the scalar
        decoders above (exact conversions, then one multiply by an exact power-of-two scale, or
        code * scale then + bias), so every path gives the same bits. Masked loads never read
@@ -354,6 +367,12 @@ cdef extern from *:
     #if !EMBC_HAVE_SIMD && defined(__AVX2__) && defined(__F16C__)
     #include <immintrin.h>
     #define EMBC_HAVE_AVX2 1
+    #if defined(__FMA__)
+    #define EMBC_AVX2_FMA 1
+    #else
+    #define EMBC_AVX2_FMA 0
+    #define _mm256_fmadd_ps(a, b, c) _mm256_add_ps(_mm256_mul_ps((a), (b)), (c))  /* (never taken: fuse is 0) */
+    #endif
     #define EMBC_V_ADD 0
     #define EMBC_V_WADD 1
     #define EMBC_V_SET 2
@@ -599,18 +618,6 @@ cdef extern from *:
             v[g] = _mm512_mul_ps(embc_dec(f, cb, g, EMBC_MX_LUT8, z, z, z), _mm512_set1_ps(sarr[sb[g >> f->cshift]]));
     }
 
-    /* Sum pooling fuses each MX chunk's block scale into the accumulation, acc = x * s + acc in
-       one fused multiply-add, where the product x * s is exact and so rounds nowhere: then the
-       fused result is the sum of the rounded product, as the reference computes it. The product
-       of an element and a power-of-two scale is exact unless it overflows or falls below the
-       float32 subnormal grid. FP8 rows on the shifts path have scale bytes at most 127 + bias
-       (larger ones take the element table), so their products stay below 2^(9 + 7) (E4M3) or
-       2^(16 + 15) (E5M2); an mxint8 row qualifies when its scale bytes are at most 253
-       (128 / 64 * 2^126 = 2^127), an FP4 row at most 252 (6 * 2^125 < 2^128); NaN scale bytes
-       (255) multiply, then add, too. The smallest products are 2^-133 (mxint8), 2^-136 (E4M3),
-       2^-143 (E5M2) and 2^-128 (FP4), all on the grid. */
-    #define EMBC_MXINT8_FMA_MAX_SCALE 253
-    #define EMBC_FP4_FMA_MAX_SCALE 252
 
     /* OPM: 0 for sum and mean, 1 for weighted sums and max (a run-time choice by mode and w). */
     static inline __attribute__((always_inline)) void embc_bag_fast(
@@ -863,14 +870,20 @@ cdef extern from *:
        embc_fp4x16 (G even, blocks a multiple of 16, the table checked by the caller). */
     static inline __attribute__((always_inline)) void embc_pass_avx2(
             const embc_fmt *f, const uint8_t *rec, int d0, const int *kb, __m256 s, __m256 b, int weighted,
-            __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i sh, __m256i fmask, __m128i tab2, __m256 *acc,
-            const int K, const int G, const int AR) {
+            __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i tab2, __m256 *acc,
+            const int K, const int G, const int AR, const int SH) {
         const int nb = f->nb;
-        if (K == EMBC_MX_LUT_BITS && AR) {
+        const int FUSE = AR & 2;  /* (AR & 1: FP8 by shifts, or 4-bit codes by bytes) */
+        if (K == EMBC_MX_LUT_BITS && (AR & 1)) {
             for (int g = 0; g < G; g += 2) {  /* (chunks g and g + 1 lie in one block) */
                 const __m256 sc = _mm256_mul_ps(_mm256_broadcast_ss(tab + rec[kb[g]]), _mm256_set1_ps(0.5f));
                 __m256 v0, v1;
                 embc_fp4x16(rec + nb + (d0 + 8 * g) / 2, tab2, &v0, &v1);
+                if (FUSE) {
+                    acc[g] = _mm256_fmadd_ps(v0, sc, acc[g]);
+                    acc[g + 1] = _mm256_fmadd_ps(v1, sc, acc[g + 1]);
+                    continue;
+                }
                 v0 = _mm256_mul_ps(v0, sc);
                 v1 = _mm256_mul_ps(v1, sc);
                 acc[g] = _mm256_add_ps(acc[g], weighted ? _mm256_mul_ps(wv, v0) : v0);
@@ -893,18 +906,23 @@ cdef extern from *:
             } else if (K == EMBC_INT4_ROW) {
                 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_nibbles8(rec + 4 + d / 2)), s), b);
             } else {
-                const __m256 sc = _mm256_broadcast_ss((AR ? f->scales8 : tab) + rec[kb[g]]);
+                const __m256 sc = _mm256_broadcast_ss((K == EMBC_MX_LUT8 && (AR & 1) ? f->scales8 : tab) + rec[kb[g]]);
                 if (K == EMBC_MXINT8) {
                     v = embc_load8_i8(rec + nb + d);
-                } else if (K == EMBC_MX_LUT8 && AR) {
+                } else if (K == EMBC_MX_LUT8 && (AR & 1)) {
                     const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(rec + nb + d)));
-                    v = _mm256_castsi256_ps(_mm256_and_si256(_mm256_sll_epi32(x, sh), fmask));
+                    v = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(x, SH),
+                                                             _mm256_set1_epi32((int)(0x80000000u | (0x7Fu << SH)))));
                 } else if (K == EMBC_MX_LUT8) {
                     v = _mm256_i32gather_ps(f->lut, embc_load8_u8(rec + nb + d), 4);
                 } else {
                     const __m256i code = embc_nibbles8(rec + nb + d / 2);
                     v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, code), _mm256_permutevar8x32_ps(hi, code),
                                          _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
+                }
+                if (FUSE) {
+                    acc[g] = _mm256_fmadd_ps(v, sc, acc[g]);
+                    continue;
                 }
                 v = _mm256_mul_ps(v, sc);
             }
@@ -920,9 +938,6 @@ cdef extern from *:
         /* the 16 values of 4-bit codes (the other families' tables are shorter or absent) */
         const __m256 lo = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut) : _mm256_setzero_ps();
         const __m256 hi = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut + 8) : lo;
-        /* FP8 by shifts: the shift and the mask keeping the sign and the magnitude bits */
-        const __m128i sh = _mm_cvtsi32_si128(f->fp8_shift);
-        const __m256i fmask = _mm256_set1_epi32((int)(0x80000000u | (0x7Fu << (f->fp8_shift & 31))));
         /* 4-bit codes by bytes: the table's values times 2 as int8, where they all are such integers */
         int8_t t2[16] = {0};
         int fp4b = K == EMBC_MX_LUT_BITS && G % 2 == 0 && block % 16 == 0;
@@ -957,16 +972,31 @@ cdef extern from *:
                 /* FP8 by shifts and the folded scales8, unless the pass holds an Inf/NaN code or a
                    scale byte too large to fold (NaN included): then the element table */
                 int arith = 0;
-                if (K == EMBC_MX_LUT8 && f->fp8_arith) {
+                if (K == EMBC_MX_LUT8 && f->fp8_arith && (f->fp8_shift == 20 || f->fp8_shift == 21)) {
                     arith = !embc_fp8_special8(rec + nb + d0, 8 * G, f->fp8_special);
                     for (int k = kb[0]; k <= kb[G - 1] && arith; k++)  /* the pass's blocks */
                         arith = (rec[k] > f->fp8_scale_adj ? rec[k] - f->fp8_scale_adj : 0) < f->fp8_special;
                 }
                 /* (two calls, not one with a flag: GCC would compute both decodes, gathers included) */
-                if ((K == EMBC_MX_LUT8 && arith) || (K == EMBC_MX_LUT_BITS && fp4b))
-                    embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, tab2, acc, K, G, 1);
-                else
-                    embc_pass_avx2(f, rec, d0, kb, s, b, w != NULL, wv, lo, hi, tab, sh, fmask, tab2, acc, K, G, 0);
+                /* a sum fuses the block scale where every product is exact (see
+                   EMBC_MXINT8_FMA_MAX_SCALE): FP8 by shifts, mxint8 and 4-bit codes by bytes
+                   under their largest scale byte */
+                const int alt = (K == EMBC_MX_LUT8 && arith) || (K == EMBC_MX_LUT_BITS && fp4b);
+                int fuse = EMBC_AVX2_FMA && !w && (K == EMBC_MXINT8 || alt);
+                if (fuse && K != EMBC_MX_LUT8) {
+                    const int top = K == EMBC_MXINT8 ? EMBC_MXINT8_FMA_MAX_SCALE : EMBC_FP4_FMA_MAX_SCALE;
+                    for (int k = kb[0]; k <= kb[G - 1] && fuse; k++) fuse = rec[k] <= top;
+                }
+                /* (one call a case, not a flag tested a chunk: each is its own loop) */
+                #define EMBC_PASS(WEIGHTED, AR, SH) \
+                    embc_pass_avx2(f, rec, d0, kb, s, b, WEIGHTED, wv, lo, hi, tab, tab2, acc, K, G, AR, SH)
+                /* FP8 by shifts of 20 (E4M3) or 21 (E5M2) bits, a constant: an immediate shift */
+                const int e5 = K == EMBC_MX_LUT8 && f->fp8_shift == 21;
+                if (fuse && alt) { if (e5) EMBC_PASS(0, 3, 21); else EMBC_PASS(0, 3, 20); }
+                else if (fuse) EMBC_PASS(0, 2, 20);
+                else if (alt) { if (e5) EMBC_PASS(w != NULL, 1, 21); else EMBC_PASS(w != NULL, 1, 20); }
+                else EMBC_PASS(w != NULL, 0, 20);
+                #undef EMBC_PASS
             }
             if (mode == EMBC_MEAN && end > start) {
                 const __m256 n = _mm256_set1_ps((float)(end - start));
