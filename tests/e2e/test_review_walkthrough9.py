@@ -53,7 +53,7 @@ def test_every_flag_of_every_verb_is_in_the_readme():
                for name, cmd in _verbs().items()}
     assert not any(missing.values()), missing
     flags = {o for cmd in _verbs().values() for p in cmd.params for o in p.opts} | {"--debug", "--help"}
-    others = {"--index-url"}  # pip's, in the Quickstart's note on torch's CPU build
+    others = {"--index-url", "--no-build-isolation"}  # pip's, in the Quickstart's notes on torch's CPU build and portable wheels
     assert mentioned <= flags | others, sorted(mentioned - flags - others)  # and the README names no flag the CLI lacks
 
 
