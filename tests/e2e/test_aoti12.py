@@ -48,6 +48,8 @@ def ranker(tmp_path):
     return Ranker(col).eval(), inputs
 
 
+# (torch's own packaging code, not ours, warns of its deprecated LeafSpec check)
+@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning")
 def test_an_aoti_package_runs_in_a_new_process(tmp_path):
     inductor = pytest.importorskip("torch._inductor")
     model, inputs = ranker(tmp_path)
