@@ -25,7 +25,7 @@ def verify_file(path: Path) -> str:
     art = None if pending else read_artifact(path, verify="header")
     if pending or art.kind == TABLE_KIND:
         t = open_table(path, verify="full")
-        n = len(read_artifact(path, verify="header").section_names)
+        n = len((art or read_artifact(path, verify="header")).section_names)  # (after a replay: its header)
         return f"ok: {path}: {t.fmt} table {t.shape[0]} x {t.shape[1]}, {n} sections, every byte checked"
     if art.kind == "idmap":
         from ..idmap import IdMap

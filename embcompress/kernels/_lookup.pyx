@@ -222,6 +222,12 @@ cdef extern from *:
     #define EMBC_MXINT8_FMA_MAX_SCALE 253
     #define EMBC_FP4_FMA_MAX_SCALE 252
 
+    /* The pooling operation a vector decoder applies (AVX-512 and AVX2 alike). */
+    #define EMBC_V_ADD 0
+    #define EMBC_V_WADD 1
+    #define EMBC_V_SET 2
+    #define EMBC_V_MAX 3
+
     /* ---- AVX-512 decoders: 16 values at a time, the same IEEE operations as the scalar
        decoders above (exact conversions, then one multiply by an exact power-of-two scale, or
        code * scale then + bias), so every path gives the same bits. Masked loads never read
@@ -251,10 +257,6 @@ cdef extern from *:
         return _mm512_and_si512(_mm512_srlv_epi32(word, sh), _mm512_set1_epi32((1 << bits) - 1));
     }
 
-    #define EMBC_V_ADD 0
-    #define EMBC_V_WADD 1
-    #define EMBC_V_SET 2
-    #define EMBC_V_MAX 3
     static inline __attribute__((always_inline)) void embc_vop(float *acc, __m512 v, __m512 wv, __mmask16 m, const int op) {
         /* Full chunks use plain loads and stores: a masked store does not forward to the next
            row's load of the same accumulator, which would stall every row. */
@@ -373,10 +375,6 @@ cdef extern from *:
     #define EMBC_AVX2_FMA 0
     #define _mm256_fmadd_ps(a, b, c) _mm256_add_ps(_mm256_mul_ps((a), (b)), (c))  /* (never taken: fuse is 0) */
     #endif
-    #define EMBC_V_ADD 0
-    #define EMBC_V_WADD 1
-    #define EMBC_V_SET 2
-    #define EMBC_V_MAX 3
     static inline __attribute__((always_inline)) void embc_vop8(float *acc, __m256 v, __m256 wv, const int op) {
         if (op == EMBC_V_SET) { _mm256_storeu_ps(acc, v); return; }
         const __m256 a = _mm256_loadu_ps(acc);
