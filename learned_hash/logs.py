@@ -477,7 +477,9 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         import pyarrow as pa
 
         # every file, not only the first: an engine reads a column missing from a later file as
-        # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs
+        # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs.
+        # Integers of another width or sign (int32 parts, then int64 ones) are one kind: every id
+        # is an int64, and the engines read such parts apart (mining.api._id_types)
         for path in src.paths:
             sch = _parquet_schema(path)
             absent = [c for c in schema.columns if c not in sch.names]
@@ -487,13 +489,12 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                     f"of a log must have the schema's columns: mine this file separately, or fix it."
                 )
             here: dict[str, str] = {}
-            ints: dict[str, Any] = {}
             for c in schema.columns:
                 t = sch.field(c).type
                 if pa.types.is_dictionary(t):
                     t = t.value_type
                 if pa.types.is_integer(t) or pa.types.is_boolean(t):
-                    here[c], ints[c] = "int", t
+                    here[c] = "int"
                 elif pa.types.is_timestamp(t) or pa.types.is_date(t):
                     here[c] = "timestamp"
                 elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
@@ -507,21 +508,12 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                            else "a categorical id. Use integer or string columns.")
                     )
             if not kinds:
-                kinds, first, first_ints = here, path, ints
+                kinds, first = here, path
             for c in schema.columns:
                 if here[c] != kinds[c]:
                     raise ConfigError(
                         f"Column {c!r} of {path!r} holds {here[c]} values but of {first!r} {kinds[c]} values. "
                         f"Every file of a log must have the same column types: rewrite the odd file, or mine it separately."
-                    )
-                # integers of another width or sign: DuckDB casts every file to the first one's
-                # type (failing on a value out of its range) and Spark reads the files in no order
-                if c in ints and ints[c] != first_ints[c]:
-                    # int64 holds both (the ids are int64 anyway), never the narrower type
-                    raise ConfigError(
-                        f"Column {c!r} of {path!r} holds {ints[c]} values but of {first!r} {first_ints[c]} values. "
-                        f"Every file of a log must have the same column types: rewrite the files (cast "
-                        f"{c!r} to int64 in every file; a narrower type would wrap larger ids), or mine them separately."
                     )
     else:  # csv: look at the first block with rows with Arrow's inference
         import pyarrow as pa

@@ -273,25 +273,45 @@ def _text_ids(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> fr
 
 
 def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> dict:
-    """What the SQL needs to know of the Parquet id columns' types (every file has the first one's):
-    ``wide_ids``, ``(column, unsigned)`` of those stored as 64-bit integers (they may hold
-    MISSING_ID itself, which the SQL groups with NULL); ``binary_ids``, those of kind 'string'
-    stored as BINARY."""
+    """What the SQL needs to know of the Parquet columns' types: ``wide_ids``, ``(column,
+    unsigned)`` of the ids stored as 64-bit integers (they may hold MISSING_ID itself, which the
+    SQL groups with NULL); ``binary_ids``, those of kind 'string' stored as BINARY; ``widened`` and
+    ``parts``, the integer columns whose width or sign differs between files and the groups of
+    files that agree (see MiningPlan; infer_kinds checked that every file holds the same kinds)."""
     if src.format != "parquet":
         return {}
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    sch = pq.read_schema(src.paths[0])
-    wide, binary = [], set()
-    for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
-        t = sch.field(c).type
+    def integers(path) -> dict:  # the integer (or boolean) type of each such column of a file
+        sch = pq.read_schema(path)
+        out = {}
+        for c in schema.columns:
+            t = sch.field(c).type
+            t = t.value_type if pa.types.is_dictionary(t) else t
+            if pa.types.is_integer(t) or pa.types.is_boolean(t):
+                out[c] = t
+        return out
+
+    types = [integers(p) for p in src.paths]
+    widened = sorted(c for c in types[0] if any(t.get(c) != types[0][c] for t in types[1:]))
+    parts: dict[tuple, list[int]] = {}
+    for i, t in enumerate(types):
+        parts.setdefault(tuple(str(t[c]) for c in widened), []).append(i)
+    ids = dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])])
+    wide = [(c, False) if c in widened else (c, pa.types.is_uint64(types[0][c]))
+            for c in ids if kinds[c] == "int" and c in types[0]
+            and (c in widened or pa.types.is_int64(types[0][c]) or pa.types.is_uint64(types[0][c]))]
+    first = pq.read_schema(src.paths[0])
+    binary = set()
+    for c in ids:
+        t = first.field(c).type
         t = t.value_type if pa.types.is_dictionary(t) else t
-        if kinds[c] == "int" and (pa.types.is_int64(t) or pa.types.is_uint64(t)):
-            wide.append((c, pa.types.is_uint64(t)))
         if kinds[c] == "string" and (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
             binary.add(c)
-    return {"wide_ids": tuple(wide), "binary_ids": frozenset(binary)}
+    return {"wide_ids": tuple(wide), "binary_ids": frozenset(binary), "widened": frozenset(widened),
+            "parts": tuple((tuple(idx), frozenset(c for c in widened if pa.types.is_uint64(types[idx[0]][c])))
+                           for idx in parts.values()) if widened else ()}
 
 
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:

@@ -29,6 +29,17 @@ def _list(paths) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
+def _int64(column: str, unsigned: bool) -> str:
+    """A column of integers as int64, named as it was (``unsigned``: a UBIGINT, whose values from
+    2**63 up wrap to negative ids, as the readers and Spark take them)."""
+    q = _D.ident(column)
+    if not unsigned:
+        return f"CAST({q} AS BIGINT) AS {q}"
+    half = "CAST(9223372036854775808 AS UBIGINT)"
+    return (f"CASE WHEN {q} < {half} THEN CAST({q} AS BIGINT) "
+            f"ELSE CAST({q} - {half} AS BIGINT) + (-9223372036854775807 - 1) END AS {q}")
+
+
 def _literal_paths(paths, link_dir: str) -> list[str]:
     """``paths`` with each name DuckDB would expand as a glob (``*``, ``?``, ``[``) replaced by a
     symlink without such characters: DuckDB has no way to escape them, and ``log[1].csv`` would
@@ -50,7 +61,14 @@ def _scan(plan: MiningPlan, paths) -> str:
     # no Hive partitioning: DuckDB would put a folder name's value ('day=1/') in place of the
     # files' own column of that name, which the readers and Spark read from the files
     if src.format == "parquet":
-        return f"read_parquet({files}, hive_partitioning=false)"
+        if not plan.parts:
+            return f"read_parquet({files}, hive_partitioning=false)"
+        # integer drift between files: DuckDB would cast every file to the first one's type
+        # (failing on an id out of its range), so each group of agreeing files is read apart
+        return "(" + " UNION ALL ".join(
+            f"SELECT {', '.join(_int64(c, c in unsigned) if c in plan.widened else _D.ident(c) for c in plan.schema.columns)} "
+            f"FROM read_parquet({_list([paths[i] for i in idx])}, hive_partitioning=false)"
+            for idx, unsigned in plan.parts) + ")"
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
     cols = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     delim = src.delimiter.replace("'", "''")

@@ -79,6 +79,12 @@ class MiningPlan:
     # Parquet id columns stored as BINARY (text without the UTF-8 annotation): grouped apart from
     # the string columns, which an engine's CASE cannot mix with them
     binary_ids: frozenset = frozenset()
+    # Parquet integer columns whose width or sign differs between files (schema drift: int32 in
+    # older parts, int64 in newer ones). An engine reads each of ``parts`` (indices into
+    # source.paths of files that agree, and which of these columns they hold as uint64) on its own,
+    # the columns cast to int64 (uint64 wrapping), and takes the union. Empty when files agree.
+    widened: frozenset = frozenset()
+    parts: tuple = ()
 
     @property
     def frequency_jobs(self) -> list[FrequencyJob]:

@@ -11,6 +11,7 @@ readable at the same paths by the cluster.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -167,16 +168,27 @@ def _load(spark, plan: MiningPlan):
     src = plan.source
     paths = [_literal(p) for p in src.paths]
     if src.format == "parquet":
-        df = spark.read.parquet(*paths)
-        for c in plan.schema.columns:
-            t = df.schema[c].dataType
-            if isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
-                df = df.withColumn(c, F.col(c).cast("bigint"))
-            elif isinstance(t, DecimalType) and (t.precision, t.scale) == (20, 0):
-                # a uint64 column (Spark has no unsigned type): ids wrap to int64, as hashed ids do
-                q = "`" + c.replace("`", "``") + "`"
-                df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
-        return df, None
+        def typed(files):
+            df = spark.read.parquet(*files)
+            for c in plan.schema.columns:
+                t = df.schema[c].dataType
+                if isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
+                    df = df.withColumn(c, F.col(c).cast("bigint"))
+                elif isinstance(t, DecimalType) and (t.precision, t.scale) == (20, 0):
+                    # a uint64 column (Spark has no unsigned type): ids wrap to int64, as hashed ids do
+                    q = "`" + c.replace("`", "``") + "`"
+                    df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
+                elif c in plan.widened:
+                    df = df.withColumn(c, F.col(c).cast("bigint"))
+            return df
+
+        if not plan.parts:
+            return typed(paths), None
+        # integer drift between files: each group of agreeing files is read apart (Spark takes one
+        # file's type for all of them), its columns made int64, and the groups unioned
+        cols = [F.col("`" + c.replace("`", "``") + "`") for c in plan.schema.columns]
+        frames = [typed([paths[i] for i in idx]).select(*cols) for idx, _ in plan.parts]
+        return functools.reduce(lambda a, b: a.unionByName(b), frames), None
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
     fields = [StructField(n, StringType(), True) for n in names]
     csv = src.format == "csv"

@@ -343,20 +343,6 @@ def test_iso_times_with_a_zone_are_read_and_ordered_as_instants(tmp_path):
 
 
 
-@pytest.mark.parametrize("first, second, wide", [("int32", "int64", "int64"), ("int64", "int32", "int64"),
-                                                  ("uint64", "int64", "int64"), ("int16", "uint32", "int64")])
-def test_integer_drift_between_parts_names_a_cast_that_keeps_every_id(tmp_path, first, second, wide):
-    # a column written as int32 in older parts and int64 in newer ones (Spark/Hive schema drift):
-    # the error said to cast the newer part's column to int32, which would wrap ids above 2**31
-    log = tmp_path / "log"
-    log.mkdir()
-    pq.write_table(pa.table({"a": pa.array([1, 2], getattr(pa, first)())}), log / "p0.parquet")
-    pq.write_table(pa.table({"a": pa.array([3, 4], getattr(pa, second)())}), log / "p1.parquet")
-    with pytest.raises(ConfigError, match=rf"(?s)same column types.*cast 'a' to {wide} in every file"):
-        mine(log, features=["a"])
-
-
-
 @pytest.mark.parametrize("size", ["1MiB", "256MB"])
 def test_a_memory_limit_spark_cannot_start_with_names_the_parameter(tmp_path, size):
     # Spark's driver needs 450 MiB: '1MiB' stopped the JVM ('Too small maximum heap') and '256MB'

@@ -88,21 +88,6 @@ def test_an_empty_csv_part_is_no_rows_wherever_it_sorts(tmp_path):
         mine([tmp_path / "log" / "part-0.csv", tmp_path / "log" / "part-2.csv"], features=["a"], format="csv")
 
 
-@pytest.mark.parametrize("first, second", [("int32", "int64"), ("int64", "int32"), ("int64", "uint64")])
-def test_parquet_parts_with_integers_of_another_width_are_a_clear_error(tmp_path, first, second):
-    # both 'int' kinds, but DuckDB casts a later file to the first one's type (and fails on a
-    # value out of its range) and Spark reads neither order: refused before any engine starts
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    (tmp_path / "log").mkdir()
-    pq.write_table(pa.table({"a": pa.array([1, 2], getattr(pa, first)())}), tmp_path / "log" / "p0.parquet")
-    pq.write_table(pa.table({"a": pa.array([3 if second == "int32" else 2**31], getattr(pa, second)())}), tmp_path / "log" / "p1.parquet")
-    for read in (mine, by_reader):
-        with pytest.raises(ConfigError, match=f"(?s)'a' of .*p1.parquet.*{second}.*p0.parquet.*{first}.*same column types"):
-            read(tmp_path / "log", features=["a"])
-
-
 def test_an_empty_line_then_a_line_of_spaces_is_blank_on_duckdb(tmp_path):
     # DuckDB reports the two as one rejected line '\n  ', which was judged not blank: one bad
     # line skipped, and under on_bad_line='error' a failure naming no line

@@ -1,0 +1,85 @@
+"""Parquet logs whose integer columns changed width or sign between parts (schema drift: a data
+lake's older parts wrote an id as int32, newer ones as int64). Mining refused such a log and asked
+for every file to be rewritten; DuckDB and Spark now read each part as what it holds, every id an
+int64 (uint64 wrapping, as hashed ids do), and count what the Python readers and a rewritten log
+count."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from learned_hash import mine
+from tests.conftest import by_reader
+
+KW = dict(features=["a", "b"], label="y", pairs=[("a", "b")], sequence_key="s", time_key="t")
+
+# (type of the older part, of the newer part, ids of the newer part the older type cannot hold)
+DRIFTS = [
+    ("int32", "int64", [2**40, -(2**35)]),
+    ("int64", "int32", [7, -7]),
+    ("uint64", "int64", [-(2**62), -1]),
+    ("int16", "uint32", [2**32 - 1, 2**31]),
+    ("uint32", "int32", [-3, -(2**31)]),
+]
+
+
+def drifted_log(tmp_path, first, second, wide_ids):
+    """Two parts of one log: ids 'a' and the session key 's' in the first part's type, then in the
+    second's; 'b' stays int64. The first part of a uint64 drift holds ids above 2**63 (negative
+    ids once wrapped) and 2**63 itself (which wraps to the missing id)."""
+    log = tmp_path / f"{first}_{second}"
+    log.mkdir()
+    a0 = [1, 2, 3, 1] if first != "uint64" else [1, 2**63 + 5, 2**63, 1]
+    parts = [(first, a0, [5, 5, 6, 6], [0, 1, 2, 3], [1, 0, 0, 1]),
+             (second, [1, *wide_ids, 3], [5, 6, 6, 5], [4, 5, 6, 7], [0, 1, 1, 0])]
+    for i, (t, a, s, time, y) in enumerate(parts):
+        typ = getattr(pa, t)()
+        pq.write_table(pa.table({"a": pa.array(a, typ), "b": pa.array([4, 4, 5, 5], pa.int64()),
+                                 "s": pa.array(s, typ), "t": pa.array(time, pa.int64()),
+                                 "y": pa.array(y, pa.int8() if i == 0 else pa.int64())}),
+                       log / f"part-{i}.parquet")
+    return log
+
+
+def as_int64(log, tmp_path):
+    """The same log with every integer column rewritten as int64 (uint64 wrapping)."""
+    out = tmp_path / f"{log.name}_int64"
+    out.mkdir()
+    for part in sorted(log.iterdir()):
+        t = pq.read_table(part)
+        pq.write_table(pa.table({n: t[n].cast(pa.int64(), safe=False) for n in t.column_names}), out / part.name)
+    return out
+
+
+@pytest.mark.parametrize("first, second, wide_ids", DRIFTS)
+def test_integer_drift_between_parts_is_read_as_int64_ids(tmp_path, first, second, wide_ids):
+    log = drifted_log(tmp_path, first, second, wide_ids)
+    s = mine(log, **KW)
+    assert (s.n_rows, s.bad_lines) == (8, 0)
+    assert s == mine(as_int64(log, tmp_path), **KW) == by_reader(log, **KW)
+    ids, n = s.frequencies("a")
+    got = dict(zip(ids.tolist(), n.tolist()))
+    for x in wide_ids:
+        assert got[int(np.int64(np.uint64(x % 2**64)))] >= 1  # every id the wider part holds, as it is
+
+
+def test_a_drifted_log_keeps_other_columns_checked(tmp_path):
+    # the drift is only of integer width and sign: an id stored as text in one part is still refused
+    from embcompress.errors import ConfigError
+
+    log = drifted_log(tmp_path, "int32", "int64", [2**40, 9])
+    pq.write_table(pa.table({"a": ["x"], "b": pa.array([4], pa.int64()), "s": pa.array([1], pa.int32()),
+                             "t": pa.array([9], pa.int64()), "y": pa.array([1], pa.int64())}), log / "part-2.parquet")
+    with pytest.raises(ConfigError, match=r"Column 'a' of .*part-2.parquet' holds string values"):
+        mine(log, **KW)
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_reads_integer_drift_as_duckdb_does(spark, tmp_path):
+    # Spark took one file's type for every file ('Data type mismatches when reading Parquet column')
+    for first, second, wide_ids in DRIFTS[::2]:
+        log = drifted_log(tmp_path, first, second, wide_ids)
+        on_spark = mine(log, engine="spark", **KW)
+        assert on_spark == mine(log, **KW) and on_spark.n_rows == 8, (first, second)
