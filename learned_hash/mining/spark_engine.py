@@ -232,6 +232,17 @@ def _failed_read(message: str) -> str | None:
     return f"{at} ({causes[-1]})" if causes and causes[-1] not in at else at
 
 
+def _stale_crc(message: str) -> tuple[str, str] | None:
+    """``(file, its .crc)`` when Spark failed on Hadoop's checksum of a local file that has a
+    ``.<name>.crc`` beside it (Hadoop checks a file against it on every read), or None."""
+    found = re.search(r"ChecksumException: Checksum error: (?:file:)?(/.+?) at \d+ exp:", message)
+    if found is None:
+        return None
+    part = found.group(1)
+    crc = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.crc")
+    return (part, crc) if os.path.exists(crc) else None
+
+
 def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: str | None = None,
         threads: int | None = None, local_dir=None, progress=None, source=None):
     """Mine ``plan`` on Spark and return LogStats."""
@@ -276,6 +287,15 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     except Exception as exc:
         if plan.on_bad_line == "error" and plan.text and ("FAILFAST" in str(exc) or "Malformed" in str(exc)):
             raise_first_bad_line(plan)
+        stale = _stale_crc(str(exc))
+        if stale:
+            part, crc = stale
+            raise ConfigError(
+                f"Spark cannot read the log {part!r}: Hadoop's checksum file {crc!r} beside it does not match "
+                f"the file, which changed after Spark or Hadoop wrote it (another tool rewrote it, or it is "
+                f"corrupt). If the file is as it should be, delete {crc!r} (DuckDB and the readers do not "
+                f"use it); if not, re-create the file."
+            ) from None
         unreadable = _failed_read(str(exc))
         if unreadable:  # a file Spark cannot read: one line naming it, not the JVM's stack of causes
             raise ConfigError(f"Spark cannot read the log: {unreadable}. A file may be truncated or corrupt: "

@@ -1,14 +1,19 @@
-"""Parquet logs whose integer columns changed width or sign between parts (schema drift: a data
+"""Data-lake logs as they age (round 13).
+
+Parquet logs whose integer columns changed width or sign between parts (schema drift: a data
 lake's older parts wrote an id as int32, newer ones as int64). Mining refused such a log and asked
 for every file to be rewritten; DuckDB and Spark now read each part as what it holds, every id an
 int64 (uint64 wrapping, as hashed ids do), and count what the Python readers and a rewritten log
-count."""
+count. And a part rewritten by another tool beside Hadoop's stale checksum file."""
+
+import re
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embcompress.errors import ConfigError
 from learned_hash import mine
 from tests.conftest import by_reader
 
@@ -66,8 +71,6 @@ def test_integer_drift_between_parts_is_read_as_int64_ids(tmp_path, first, secon
 
 def test_a_drifted_log_keeps_other_columns_checked(tmp_path):
     # the drift is only of integer width and sign: an id stored as text in one part is still refused
-    from embcompress.errors import ConfigError
-
     log = drifted_log(tmp_path, "int32", "int64", [2**40, 9])
     pq.write_table(pa.table({"a": ["x"], "b": pa.array([4], pa.int64()), "s": pa.array([1], pa.int32()),
                              "t": pa.array([9], pa.int64()), "y": pa.array([1], pa.int64())}), log / "part-2.parquet")
@@ -83,3 +86,24 @@ def test_spark_reads_integer_drift_as_duckdb_does(spark, tmp_path):
         log = drifted_log(tmp_path, first, second, wide_ids)
         on_spark = mine(log, engine="spark", **KW)
         assert on_spark == mine(log, **KW) and on_spark.n_rows == 8, (first, second)
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_a_part_rewritten_beside_a_stale_crc_names_the_crc_on_spark(spark, tmp_path):
+    # Spark writes .<part>.crc beside each part; a part rewritten by another tool (pyarrow,
+    # DuckDB's COPY) then failed Hadoop's check with 'A file may be truncated or corrupt:
+    # re-create it', though the file was whole and DuckDB read it
+    table = tmp_path / "day 1" / "t"  # (a space in the path, as Hadoop prints it)
+    spark.createDataFrame([(1, 1), (2, 0)], "a long, y long").coalesce(1).write.parquet(str(table))
+    part = next(table.glob("part-*"))
+    crc = part.with_name(f".{part.name}.crc")
+    assert crc.exists()
+    kw = dict(features=["a"], label="y", format="parquet")
+    assert mine(table, engine="spark", **kw).n_rows == 2
+    pq.write_table(pa.table({"a": [1, 2, 3], "y": [1, 0, 1]}), part)
+    with pytest.raises(ConfigError, match=rf"(?s){re.escape(crc.name)}.*does not match.*delete .*{re.escape(crc.name)}"):
+        mine(table, engine="spark", **kw)
+    assert mine(table, **kw).n_rows == 3
+    crc.unlink()
+    assert mine(table, engine="spark", **kw) == mine(table, **kw)
