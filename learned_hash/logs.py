@@ -476,6 +476,7 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
     elif src.format == "parquet":
         import pyarrow as pa
 
+        first: dict[str, str] = {}  # column -> the first file that holds it typed
         # every file, not only the first: an engine reads a column missing from a later file as
         # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs.
         # Integers of another width or sign (int32 parts, then int64 ones) are one kind: every id
@@ -493,6 +494,10 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                 t = sch.field(c).type
                 if pa.types.is_dictionary(t):
                     t = t.value_type
+                if pa.types.is_null(t):
+                    # all missing in this file (pandas writes a column of None so): any kind, and
+                    # the engines read it as NULL of the other files' type (mining.api._id_types)
+                    continue
                 if pa.types.is_integer(t) or pa.types.is_boolean(t):
                     here[c] = "int"
                 elif pa.types.is_timestamp(t) or pa.types.is_date(t):
@@ -507,14 +512,17 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                         + ("a label. Use number (integer, floating-point, decimal) or string columns." if c == schema.label
                            else "a categorical id. Use integer or string columns.")
                     )
-            if not kinds:
-                kinds, first = here, path
-            for c in schema.columns:
-                if here[c] != kinds[c]:
+            for c, kind in here.items():
+                if c not in kinds:
+                    kinds[c], first[c] = kind, path
+                elif kind != kinds[c]:
                     raise ConfigError(
-                        f"Column {c!r} of {path!r} holds {here[c]} values but of {first!r} {kinds[c]} values. "
+                        f"Column {c!r} of {path!r} holds {kind} values but of {first[c]!r} {kinds[c]} values. "
                         f"Every file of a log must have the same column types: rewrite the odd file, or mine it separately."
                     )
+        typed = dict(first)
+        for c in schema.columns:  # all missing in every file: ids (or labels, times) of no value
+            kinds.setdefault(c, "int")
     else:  # csv: look at the first block with rows with Arrow's inference
         import pyarrow as pa
         import pyarrow.csv as pcsv
@@ -549,9 +557,9 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
     kinds.update(schema.kinds)
     if src.format == "parquet":
         for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
-            if stored[c] == "int" and kinds[c] != "int":  # the readers refuse it too (_ids_of)
+            if stored[c] == "int" and kinds[c] != "int" and c in typed:  # the readers refuse it too (_ids_of)
                 raise ConfigError(
-                    f"Column {c!r} of {src.paths[0]!r} holds integers, which cannot be read as kind {kinds[c]!r}. "
+                    f"Column {c!r} of {typed[c]!r} holds integers, which cannot be read as kind {kinds[c]!r}. "
                     f"Set its kind to 'int' (or leave it out of kinds)."
                 )
     if text_label:
@@ -570,7 +578,7 @@ def _is_int_column(col) -> bool:
     import pyarrow as pa
 
     t = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
-    return pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+    return pa.types.is_integer(t) or pa.types.is_boolean(t)
 
 
 def _ids_of(col, kind: str):
@@ -608,7 +616,7 @@ def _label_of(col):
     import pyarrow.compute as pc
 
     if (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)
-            or pa.types.is_decimal(col.type)):
+            or pa.types.is_decimal(col.type) or pa.types.is_null(col.type)):
         vals = pc.fill_null(col.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
         # NaN is no label, as the text 'nan' is not (NUM_RE); the engines flag it too (jobs.py)
         bad = col.is_null().to_numpy(zero_copy_only=False) | np.isnan(vals)
@@ -652,6 +660,8 @@ def _time_of(col, kind: str):
         return col.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[us]"), None
     if kind == "int" or pa.types.is_integer(t):  # integers order as integers, whatever the kind given (as in the engines)
         return _ids_of(col, "int")
+    if pa.types.is_null(t):  # a part where the time is all missing (Arrow's null type)
+        return np.full(len(col), np.datetime64("NaT"), dtype="datetime64[us]"), None
     missing = pc.fill_null(pc.equal(col, ""), True).to_numpy(zero_copy_only=False)
     ok = pc.fill_null(pc.match_substring_regex(col, _full(TIME_RE)), False)
     zoned = pc.fill_null(pc.match_substring_regex(col, _full(_ZONED_RE)), False)

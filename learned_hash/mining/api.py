@@ -254,64 +254,46 @@ def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None
     )
 
 
-def _text_ids(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> frozenset:
-    """The Parquet id columns stored as text whose kind is 'int' or 'hex32' (given in ``kinds=``):
-    the engines parse them as a text log's (every file has the first one's kinds)."""
-    if src.format != "parquet":
-        return frozenset()
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sch = pq.read_schema(src.paths[0])
-    out = set()
-    for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
-        t = sch.field(c).type
-        t = t.value_type if pa.types.is_dictionary(t) else t
-        if kinds[c] in ("int", "hex32") and not (pa.types.is_integer(t) or pa.types.is_boolean(t)):
-            out.add(c)
-    return frozenset(out)
-
-
 def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> dict:
-    """What the SQL needs to know of the Parquet columns' types: ``wide_ids``, ``(column,
+    """What the SQL needs to know of the Parquet columns' types, taken from the files that hold a
+    column typed (a file may hold it as Arrow's null type, all missing; infer_kinds checked the
+    others agree on the kind): ``text_ids``, the id columns stored as text whose kind is 'int' or
+    'hex32' (given in ``kinds=``), which the engines parse as a text log's; ``wide_ids``, ``(column,
     unsigned)`` of the ids stored as 64-bit integers (they may hold MISSING_ID itself, which the
-    SQL groups with NULL); ``binary_ids``, those of kind 'string' stored as BINARY; ``widened`` and
-    ``parts``, the integer columns whose width or sign differs between files and the groups of
-    files that agree (see MiningPlan; infer_kinds checked that every file holds the same kinds)."""
+    SQL groups with NULL); ``binary_ids``, those of kind 'string' stored as BINARY; ``widened``
+    and ``parts``, the integer columns whose width or sign differs between files and the groups
+    of files that agree on those and on which columns are all missing (see MiningPlan)."""
     if src.format != "parquet":
         return {}
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def integers(path) -> dict:  # the integer (or boolean) type of each such column of a file
+    def types_of(path) -> dict:  # each column's type in one file (dictionaries as their values)
         sch = pq.read_schema(path)
         out = {}
         for c in schema.columns:
             t = sch.field(c).type
-            t = t.value_type if pa.types.is_dictionary(t) else t
-            if pa.types.is_integer(t) or pa.types.is_boolean(t):
-                out[c] = t
+            out[c] = t.value_type if pa.types.is_dictionary(t) else t
         return out
 
-    types = [integers(p) for p in src.paths]
-    widened = sorted(c for c in types[0] if any(t.get(c) != types[0][c] for t in types[1:]))
-    parts: dict[tuple, list[int]] = {}
-    for i, t in enumerate(types):
-        parts.setdefault(tuple(str(t[c]) for c in widened), []).append(i)
+    files = [types_of(p) for p in src.paths]
+    typed = {c: next((f[c] for f in files if not pa.types.is_null(f[c])), pa.null()) for c in schema.columns}
+    integer = {c for c, t in typed.items() if pa.types.is_integer(t) or pa.types.is_boolean(t)}
+    widened = sorted(c for c in integer if len({f[c] for f in files if not pa.types.is_null(f[c])}) > 1)
+    nulls = [frozenset(c for c in schema.columns if pa.types.is_null(f[c]) and c in typed and not pa.types.is_null(typed[c]))
+             for f in files]
+    groups: dict[tuple, list[int]] = {}
+    for i, f in enumerate(files):
+        groups.setdefault((tuple(str(f[c]) for c in widened), nulls[i]), []).append(i)
     ids = dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])])
-    wide = [(c, False) if c in widened else (c, pa.types.is_uint64(types[0][c]))
-            for c in ids if kinds[c] == "int" and c in types[0]
-            and (c in widened or pa.types.is_int64(types[0][c]) or pa.types.is_uint64(types[0][c]))]
-    first = pq.read_schema(src.paths[0])
-    binary = set()
-    for c in ids:
-        t = first.field(c).type
-        t = t.value_type if pa.types.is_dictionary(t) else t
-        if kinds[c] == "string" and (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
-            binary.add(c)
-    return {"wide_ids": tuple(wide), "binary_ids": frozenset(binary), "widened": frozenset(widened),
-            "parts": tuple((tuple(idx), frozenset(c for c in widened if pa.types.is_uint64(types[idx[0]][c])))
-                           for idx in parts.values()) if widened else ()}
+    text = {c for c in ids if kinds[c] in ("int", "hex32") and c in typed and not pa.types.is_null(typed[c]) and c not in integer}
+    wide = [(c, c not in widened and pa.types.is_uint64(typed[c])) for c in ids if kinds[c] == "int" and c in integer
+            and (c in widened or pa.types.is_int64(typed[c]) or pa.types.is_uint64(typed[c]))]
+    binary = {c for c in ids if kinds[c] == "string" and (pa.types.is_binary(typed[c]) or pa.types.is_large_binary(typed[c]))}
+    parts = tuple((tuple(idx), frozenset(c for c in widened if pa.types.is_uint64(files[idx[0]][c])), null)
+                  for (_, null), idx in groups.items())
+    return {"text_ids": frozenset(text), "wide_ids": tuple(wide), "binary_ids": frozenset(binary),
+            "widened": frozenset(widened), "parts": parts if len(parts) > 1 else ()}
 
 
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:
@@ -457,8 +439,7 @@ def mine(
         if src is None or src.format != "csv":
             raise
         raise _bad_header(src, exc) from None
-    plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, _text_ids(src, schema, kinds),
-                      **_id_types(src, schema, kinds))
+    plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, **_id_types(src, schema, kinds))
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
 
     made = temp_root is not None and not os.path.isdir(temp_root)

@@ -63,12 +63,18 @@ def _scan(plan: MiningPlan, paths) -> str:
     if src.format == "parquet":
         if not plan.parts:
             return f"read_parquet({files}, hive_partitioning=false)"
-        # integer drift between files: DuckDB would cast every file to the first one's type
-        # (failing on an id out of its range), so each group of agreeing files is read apart
+        # integer drift between files, or a column all missing (Arrow's null type) in some: DuckDB
+        # would cast every file to the first one's type (failing on an id out of its range), so
+        # each group of agreeing files is read apart
+        def column(c, unsigned, null):
+            if c in null:
+                return f"NULL AS {_D.ident(c)}"
+            return _int64(c, c in unsigned) if c in plan.widened else _D.ident(c)
+
         return "(" + " UNION ALL ".join(
-            f"SELECT {', '.join(_int64(c, c in unsigned) if c in plan.widened else _D.ident(c) for c in plan.schema.columns)} "
+            f"SELECT {', '.join(column(c, unsigned, null) for c in plan.schema.columns)} "
             f"FROM read_parquet({_list([paths[i] for i in idx])}, hive_partitioning=false)"
-            for idx, unsigned in plan.parts) + ")"
+            for idx, unsigned, null in plan.parts) + ")"
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
     cols = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     delim = src.delimiter.replace("'", "''")

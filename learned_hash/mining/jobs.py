@@ -80,9 +80,11 @@ class MiningPlan:
     # the string columns, which an engine's CASE cannot mix with them
     binary_ids: frozenset = frozenset()
     # Parquet integer columns whose width or sign differs between files (schema drift: int32 in
-    # older parts, int64 in newer ones). An engine reads each of ``parts`` (indices into
-    # source.paths of files that agree, and which of these columns they hold as uint64) on its own,
-    # the columns cast to int64 (uint64 wrapping), and takes the union. Empty when files agree.
+    # older parts, int64 in newer ones), and files where a column is all missing (Arrow's null
+    # type, as pandas writes a column of None). An engine reads each of ``parts`` on its own:
+    # (indices into source.paths of files that agree, which ``widened`` columns they hold as
+    # uint64, which columns they hold as null), ``widened`` columns cast to int64 (uint64
+    # wrapping), null ones as NULL, and takes the union. Empty when every file agrees.
     widened: frozenset = frozenset()
     parts: tuple = ()
 
@@ -402,7 +404,7 @@ def _ids(column, kind: str) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if kind == "string":
+    if kind == "string" and not pa.types.is_null(column.type):  # (null: a column missing in every file)
         return hash_strings(column).view(np.int64)
     if column.type != pa.int64():
         column = column.cast(pa.int64(), safe=False)  # uint64 ids wrap to int64, as hashed ids do

@@ -168,11 +168,13 @@ def _load(spark, plan: MiningPlan):
     src = plan.source
     paths = [_literal(p) for p in src.paths]
     if src.format == "parquet":
-        def typed(files):
+        def typed(files, null=frozenset()):
             df = spark.read.parquet(*files)
             for c in plan.schema.columns:
                 t = df.schema[c].dataType
-                if isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
+                if c in null:  # all missing here (Arrow's null type, which Spark reads as int32)
+                    df = df.withColumn(c, F.lit(None))
+                elif isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
                     df = df.withColumn(c, F.col(c).cast("bigint"))
                 elif isinstance(t, DecimalType) and (t.precision, t.scale) == (20, 0):
                     # a uint64 column (Spark has no unsigned type): ids wrap to int64, as hashed ids do
@@ -184,10 +186,11 @@ def _load(spark, plan: MiningPlan):
 
         if not plan.parts:
             return typed(paths), None
-        # integer drift between files: each group of agreeing files is read apart (Spark takes one
-        # file's type for all of them), its columns made int64, and the groups unioned
+        # integer drift between files, or a column all missing in some: each group of agreeing
+        # files is read apart (Spark takes one file's type for all of them), its integer columns
+        # made int64, and the groups unioned
         cols = [F.col("`" + c.replace("`", "``") + "`") for c in plan.schema.columns]
-        frames = [typed([paths[i] for i in idx]).select(*cols) for idx, _ in plan.parts]
+        frames = [typed([paths[i] for i in idx], null).select(*cols) for idx, _, null in plan.parts]
         return functools.reduce(lambda a, b: a.unionByName(b), frames), None
     names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
     fields = [StructField(n, StringType(), True) for n in names]

@@ -17,6 +17,11 @@ from embcompress.errors import ConfigError
 from learned_hash import mine
 from tests.conftest import by_reader
 
+def counts(stats, feature):
+    ids, n = stats.frequencies(feature)
+    return dict(zip(ids.tolist(), n.tolist()))
+
+
 KW = dict(features=["a", "b"], label="y", pairs=[("a", "b")], sequence_key="s", time_key="t")
 
 # (type of the older part, of the newer part, ids of the newer part the older type cannot hold)
@@ -63,8 +68,7 @@ def test_integer_drift_between_parts_is_read_as_int64_ids(tmp_path, first, secon
     s = mine(log, **KW)
     assert (s.n_rows, s.bad_lines) == (8, 0)
     assert s == mine(as_int64(log, tmp_path), **KW) == by_reader(log, **KW)
-    ids, n = s.frequencies("a")
-    got = dict(zip(ids.tolist(), n.tolist()))
+    got = counts(s, "a")
     for x in wide_ids:
         assert got[int(np.int64(np.uint64(x % 2**64)))] >= 1  # every id the wider part holds, as it is
 
@@ -107,3 +111,55 @@ def test_a_part_rewritten_beside_a_stale_crc_names_the_crc_on_spark(spark, tmp_p
     assert mine(table, **kw).n_rows == 3
     crc.unlink()
     assert mine(table, engine="spark", **kw) == mine(table, **kw)
+
+
+def parts_with_null_columns(tmp_path, typed=False):
+    """Daily parts as pandas writes them: a column of None that day is Arrow's null type (the
+    first part's 'a' and 'y', the last part's 'b' and 's'); 'c' is missing on every day.
+    ``typed``: the same log with those columns written typed (all null values), as Spark writes them."""
+    log = tmp_path / ("typed" if typed else "pandas")
+    log.mkdir()
+    days = [dict(a=[None, None], b=[4, 5], s=[1, 2], t=[0, 1], y=[None, None]),
+            dict(a=["x", "y", "x"], b=[1, 2, 3], s=[1, 1, 2], t=[2, 3, 4], y=[1, 0, 1]),
+            dict(a=["y", "z"], b=[None, None], s=[None, None], t=[5, 6], y=[1, 1])]
+    types = dict(a=pa.string(), b=pa.int64(), s=pa.int64(), t=pa.int64(), y=pa.int64())
+    for i, day in enumerate(days):
+        cols = {k: pa.array(v, types[k] if typed else None) for k, v in day.items()}
+        cols["c"] = pa.array([None] * len(day["t"]), pa.int32() if typed else pa.null())
+        pq.write_table(pa.table(cols), log / f"day-{i}.parquet")
+    return log
+
+
+NULL_KW = dict(features=["a", "b", "c"], label="y", pairs=[("a", "b")], sequence_key="s", time_key="t",
+               on_bad_line="skip")
+
+
+def test_parts_with_columns_of_none_are_missing_ids(tmp_path):
+    # 'Column 'a' of day-0.parquet has Parquet type null, which cannot be a categorical id': a
+    # day on which a feature was never set stopped the whole log from being mined, on every engine
+    log = parts_with_null_columns(tmp_path)
+    assert pa.types.is_null(pq.read_schema(log / "day-0.parquet").field("a").type)
+    s = mine(log, **NULL_KW)
+    assert (s.n_rows, s.bad_lines) == (5, 2)  # day 0's rows have no label
+    assert s == mine(parts_with_null_columns(tmp_path, typed=True), **NULL_KW) == by_reader(log, **NULL_KW)
+    from embcompress.idhash import MISSING_ID
+
+    assert counts(s, "c") == {MISSING_ID: 5}
+    assert counts(s, "b") == {1: 1, 2: 1, 3: 1, MISSING_ID: 2}
+    # times: a day without any (ISO text in the other parts, or Parquet timestamps)
+    for t in (["2026-11-01 10:00", "2026-11-01 09:00"], pa.array([1, 2], pa.timestamp("ms"))):
+        pq.write_table(pa.table({"a": [1, 2], "s": [1, 1], "t": t}), tmp_path / "times-0.parquet")
+        pq.write_table(pa.table({"a": [3, 4], "s": [1, 1], "t": [None, None]}), tmp_path / "times-1.parquet")
+        kw = dict(features=["a"], sequence_key="s", time_key="t")
+        paths = sorted(str(p) for p in tmp_path.glob("times-*.parquet"))
+        assert mine(paths, **kw) == by_reader(paths, **kw)
+    # a kind given for a column that is all missing everywhere is taken as given
+    assert mine(log, features=["c"], kinds={"c": "string"}).n_rows == 7
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_reads_columns_of_none_as_duckdb_does(spark, tmp_path):
+    # Spark reads Arrow's null type as int32, and a union with the text of other days failed
+    log = parts_with_null_columns(tmp_path)
+    assert mine(log, engine="spark", **NULL_KW) == mine(log, **NULL_KW)
