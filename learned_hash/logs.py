@@ -480,7 +480,8 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         # every file, not only the first: an engine reads a column missing from a later file as
         # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs.
         # Integers of another width or sign (int32 parts, then int64 ones) are one kind: every id
-        # is an int64, and the engines read such parts apart (mining.api._id_types)
+        # is an int64; so are numbers of other types as labels, and times of other units; the
+        # engines read such parts apart (mining.api._id_types)
         for path in src.paths:
             sch = _parquet_schema(path)
             absent = [c for c in schema.columns if c not in sch.names]
@@ -498,7 +499,9 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                     # all missing in this file (pandas writes a column of None so): any kind, and
                     # the engines read it as NULL of the other files' type (mining.api._id_types)
                     continue
-                if pa.types.is_integer(t) or pa.types.is_boolean(t):
+                if (pa.types.is_integer(t) or pa.types.is_boolean(t)) and c == schema.label:
+                    here[c] = "number"  # (0/1 integers in some parts, doubles in others: one kind)
+                elif pa.types.is_integer(t) or pa.types.is_boolean(t):
                     here[c] = "int"
                 elif pa.types.is_timestamp(t) or pa.types.is_date(t):
                     here[c] = "timestamp"

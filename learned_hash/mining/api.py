@@ -260,9 +260,9 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
     others agree on the kind): ``text_ids``, the id columns stored as text whose kind is 'int' or
     'hex32' (given in ``kinds=``), which the engines parse as a text log's; ``wide_ids``, ``(column,
     unsigned)`` of the ids stored as 64-bit integers (they may hold MISSING_ID itself, which the
-    SQL groups with NULL); ``binary_ids``, those of kind 'string' stored as BINARY; ``widened``
-    and ``parts``, the integer columns whose width or sign differs between files and the groups
-    of files that agree on those and on which columns are all missing (see MiningPlan)."""
+    SQL groups with NULL); ``binary_ids``, those of kind 'string' stored as BINARY; ``casts``
+    and ``parts``, the columns whose type differs between files and the groups of files that
+    agree on those and on which columns are all missing (see MiningPlan)."""
     if src.format != "parquet":
         return {}
     import pyarrow as pa
@@ -279,7 +279,20 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
     files = [types_of(p) for p in src.paths]
     typed = {c: next((f[c] for f in files if not pa.types.is_null(f[c])), pa.null()) for c in schema.columns}
     integer = {c for c, t in typed.items() if pa.types.is_integer(t) or pa.types.is_boolean(t)}
-    widened = sorted(c for c in integer if len({f[c] for f in files if not pa.types.is_null(f[c])}) > 1)
+    casts = {}
+    for c in schema.columns:
+        held = {f[c] for f in files if not pa.types.is_null(f[c])}
+        if len(held) < 2:
+            continue
+        if c == schema.label and kinds[c] == "number":  # (integers, floats, decimals, booleans)
+            casts[c] = "double"
+        elif c in integer:
+            casts[c] = "int64"
+        elif c == schema.time_key and any(pa.types.is_timestamp(t) and t.unit == "ns" for t in held):
+            # DuckDB casts every file to the first one's unit, Spark reads nanoseconds as integers
+            # beside microsecond times: every time in nanoseconds, as the readers order them
+            casts[c] = "ns"
+    widened = sorted(casts)
     nulls = [frozenset(c for c in schema.columns if pa.types.is_null(f[c]) and c in typed and not pa.types.is_null(typed[c]))
              for f in files]
     groups: dict[tuple, list[int]] = {}
@@ -287,13 +300,13 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
         groups.setdefault((tuple(str(f[c]) for c in widened), nulls[i]), []).append(i)
     ids = dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])])
     text = {c for c in ids if kinds[c] in ("int", "hex32") and c in typed and not pa.types.is_null(typed[c]) and c not in integer}
-    wide = [(c, c not in widened and pa.types.is_uint64(typed[c])) for c in ids if kinds[c] == "int" and c in integer
-            and (c in widened or pa.types.is_int64(typed[c]) or pa.types.is_uint64(typed[c]))]
+    wide = [(c, c not in casts and pa.types.is_uint64(typed[c])) for c in ids if kinds[c] == "int" and c in integer
+            and (c in casts or pa.types.is_int64(typed[c]) or pa.types.is_uint64(typed[c]))]
     binary = {c for c in ids if kinds[c] == "string" and (pa.types.is_binary(typed[c]) or pa.types.is_large_binary(typed[c]))}
     parts = tuple((tuple(idx), frozenset(c for c in widened if pa.types.is_uint64(files[idx[0]][c])), null)
                   for (_, null), idx in groups.items())
     return {"text_ids": frozenset(text), "wide_ids": tuple(wide), "binary_ids": frozenset(binary),
-            "widened": frozenset(widened), "parts": parts if len(parts) > 1 else ()}
+            "casts": tuple(sorted(casts.items())), "parts": parts if len(parts) > 1 else ()}
 
 
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:

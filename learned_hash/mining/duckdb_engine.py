@@ -63,13 +63,20 @@ def _scan(plan: MiningPlan, paths) -> str:
     if src.format == "parquet":
         if not plan.parts:
             return f"read_parquet({files}, hive_partitioning=false)"
-        # integer drift between files, or a column all missing (Arrow's null type) in some: DuckDB
-        # would cast every file to the first one's type (failing on an id out of its range), so
-        # each group of agreeing files is read apart
+        # types that differ between files, or a column all missing (Arrow's null type) in some:
+        # DuckDB would cast every file to the first one's type (failing on an id out of its
+        # range, truncating nanoseconds), so each group of agreeing files is read apart
+        casts = dict(plan.casts)
+
         def column(c, unsigned, null):
+            q = _D.ident(c)
             if c in null:
-                return f"NULL AS {_D.ident(c)}"
-            return _int64(c, c in unsigned) if c in plan.widened else _D.ident(c)
+                return f"NULL AS {q}"
+            if casts.get(c) == "int64":
+                return _int64(c, c in unsigned)
+            if c in casts:
+                return f"CAST({q} AS {'DOUBLE' if casts[c] == 'double' else 'TIMESTAMP_NS'}) AS {q}"
+            return q
 
         return "(" + " UNION ALL ".join(
             f"SELECT {', '.join(column(c, unsigned, null) for c in plan.schema.columns)} "

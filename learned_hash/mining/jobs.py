@@ -79,13 +79,14 @@ class MiningPlan:
     # Parquet id columns stored as BINARY (text without the UTF-8 annotation): grouped apart from
     # the string columns, which an engine's CASE cannot mix with them
     binary_ids: frozenset = frozenset()
-    # Parquet integer columns whose width or sign differs between files (schema drift: int32 in
-    # older parts, int64 in newer ones), and files where a column is all missing (Arrow's null
-    # type, as pandas writes a column of None). An engine reads each of ``parts`` on its own:
-    # (indices into source.paths of files that agree, which ``widened`` columns they hold as
-    # uint64, which columns they hold as null), ``widened`` columns cast to int64 (uint64
-    # wrapping), null ones as NULL, and takes the union. Empty when every file agrees.
-    widened: frozenset = frozenset()
+    # Parquet columns whose type differs between files (schema drift: ids as int32 in older
+    # parts and int64 in newer ones, labels as integers then doubles, times in microseconds then
+    # nanoseconds), as ``(column, target)``: 'int64' (uint64 wrapping), 'double' or 'ns'; and files
+    # where a column is all missing (Arrow's null type, as pandas writes a column of None). An
+    # engine reads each of ``parts`` on its own: (indices into source.paths of files that agree,
+    # which 'int64' columns they hold as uint64, which columns they hold as null), the ``casts``
+    # applied, null columns as NULL, and takes the union. Empty when every file agrees.
+    casts: tuple = ()
     parts: tuple = ()
 
     @property

@@ -163,32 +163,36 @@ def _latin1(plan: MiningPlan) -> bool:
 
 def _load(spark, plan: MiningPlan):
     from pyspark.sql import functions as F
-    from pyspark.sql.types import BooleanType, DecimalType, StringType, StructField, StructType
+    from pyspark.sql.types import BooleanType, DecimalType, LongType, StringType, StructField, StructType
 
     src = plan.source
     paths = [_literal(p) for p in src.paths]
     if src.format == "parquet":
+        casts = dict(plan.casts)
+
         def typed(files, null=frozenset()):
             df = spark.read.parquet(*files)
             for c in plan.schema.columns:
-                t = df.schema[c].dataType
+                t, q = df.schema[c].dataType, "`" + c.replace("`", "``") + "`"
                 if c in null:  # all missing here (Arrow's null type, which Spark reads as int32)
                     df = df.withColumn(c, F.lit(None))
-                elif isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
-                    df = df.withColumn(c, F.col(c).cast("bigint"))
+                    continue
+                if isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
+                    df = df.withColumn(c, F.col(q).cast("bigint"))
                 elif isinstance(t, DecimalType) and (t.precision, t.scale) == (20, 0):
                     # a uint64 column (Spark has no unsigned type): ids wrap to int64, as hashed ids do
-                    q = "`" + c.replace("`", "``") + "`"
                     df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
-                elif c in plan.widened:
-                    df = df.withColumn(c, F.col(c).cast("bigint"))
+                if casts.get(c) in ("int64", "double"):
+                    df = df.withColumn(c, F.col(q).cast("bigint" if casts[c] == "int64" else "double"))
+                elif casts.get(c) == "ns" and not isinstance(t, LongType):  # (nanoseconds are read as integers)
+                    df = df.withColumn(c, F.unix_micros(F.col(q).cast("timestamp")) * 1000)
             return df
 
         if not plan.parts:
             return typed(paths), None
-        # integer drift between files, or a column all missing in some: each group of agreeing
-        # files is read apart (Spark takes one file's type for all of them), its integer columns
-        # made int64, and the groups unioned
+        # types that differ between files, or a column all missing in some: each group of
+        # agreeing files is read apart (Spark takes one file's type for all of them), cast to the
+        # common type, and the groups unioned
         cols = [F.col("`" + c.replace("`", "``") + "`") for c in plan.schema.columns]
         frames = [typed([paths[i] for i in idx], null).select(*cols) for idx, _, null in plan.parts]
         return functools.reduce(lambda a, b: a.unionByName(b), frames), None
