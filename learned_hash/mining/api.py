@@ -288,10 +288,11 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
             casts[c] = "double"
         elif c in integer:
             casts[c] = "int64"
-        elif c == schema.time_key and any(pa.types.is_timestamp(t) and t.unit == "ns" for t in held):
-            # DuckDB casts every file to the first one's unit, Spark reads nanoseconds as integers
-            # beside microsecond times: every time in nanoseconds, as the readers order them
-            casts[c] = "ns"
+        elif c == schema.time_key and kinds[c] == "timestamp":
+            # DuckDB casts every file to the first one's type (times to a first part's dates or
+            # microseconds: ties), Spark refuses another or reads nanoseconds as integers: every
+            # time in nanoseconds where a part has them, else microseconds, as the readers order them
+            casts[c] = "ns" if any(pa.types.is_timestamp(t) and t.unit == "ns" for t in held) else "us"
     widened = sorted(casts)
     nulls = [frozenset(c for c in schema.columns if pa.types.is_null(f[c]) and c in typed and not pa.types.is_null(typed[c]))
              for f in files]

@@ -75,7 +75,7 @@ def _scan(plan: MiningPlan, paths) -> str:
             if casts.get(c) == "int64":
                 return _int64(c, c in unsigned)
             if c in casts:
-                return f"CAST({q} AS {'DOUBLE' if casts[c] == 'double' else 'TIMESTAMP_NS'}) AS {q}"
+                return f"CAST({q} AS {dict(double='DOUBLE', us='TIMESTAMP', ns='TIMESTAMP_NS')[casts[c]]}) AS {q}"
             return q
 
         return "(" + " UNION ALL ".join(

@@ -184,6 +184,8 @@ def _load(spark, plan: MiningPlan):
                     df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
                 if casts.get(c) in ("int64", "double"):
                     df = df.withColumn(c, F.col(q).cast("bigint" if casts[c] == "int64" else "double"))
+                elif casts.get(c) == "us":
+                    df = df.withColumn(c, F.col(q).cast("timestamp"))
                 elif casts.get(c) == "ns" and not isinstance(t, LongType):  # (nanoseconds are read as integers)
                     df = df.withColumn(c, F.unix_micros(F.col(q).cast("timestamp")) * 1000)
             return df

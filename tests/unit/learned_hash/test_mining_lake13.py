@@ -174,24 +174,29 @@ def time_drift(tmp_path, first, second, labels=(pa.int64(), pa.int64())):
     log = tmp_path / f"{first}_{second}_{labels[0]}_{labels[1]}".replace(" ", "").replace(",", "_")
     log.mkdir()
     ns = [(US + 2) * 1000 + 3, (US + 2) * 1000 + 1, (US + 2) * 1000 + 2]
-    values = {"ns": ns, "us": [US + 5, US + 1, US + 2], "ms": [US // 1000, US // 1000 + 1, US // 1000 - 1]}
+    day = US // 86_400_000_000
+    values = {"ns": ns, "us": [US + 5, US + 1, US + 2], "ms": [US // 1000, US // 1000 + 1, US // 1000 - 1],
+              "date": [day + 1, day, day - 1]}
     for i, (t, y, a) in enumerate([(first, labels[0], [1, 2, 3]), (second, labels[1], [4, 5, 6])]):
         unit, _, zone = t.partition("+")
-        pq.write_table(pa.table({"a": a, "s": [1, 1, 1], "t": pa.array(values[unit], pa.timestamp(unit, tz=zone or None)),
+        typ = pa.date32() if unit == "date" else pa.timestamp(unit, tz=zone or None)
+        pq.write_table(pa.table({"a": a, "s": [1, 1, 1], "t": pa.array(values[unit], typ),
                                  "y": pa.array([1, 0, 1], pa.int8()).cast(y)}), log / f"part-{i}.parquet")
     return log
 
 
 TIME_KW = dict(features=["a"], label="y", sequence_key="s", time_key="t")
-TIME_DRIFTS = [("us", "ns"), ("ns", "us"), ("ms", "ns"), ("ns", "us+UTC"), ("ms", "us")]
+TIME_DRIFTS = [("us", "ns"), ("ns", "us"), ("ms", "ns"), ("ns", "us+UTC"), ("date", "us"), ("us+UTC", "date"),
+               ("date", "ns"), ("ms", "us")]
 LABEL_DRIFTS = [(pa.float32(), pa.float64()), (pa.int64(), pa.float64()), (pa.bool_(), pa.int8()),
                 (pa.decimal128(10, 2), pa.float64())]
 
 
 @pytest.mark.parametrize("first, second", TIME_DRIFTS)
 def test_time_units_that_differ_between_parts_keep_the_order_of_every_time(tmp_path, first, second):
-    # DuckDB cast nanosecond times to the first part's microseconds, so times within a
-    # microsecond became ties and sequences came out in id order: silently other pairs
+    # DuckDB cast nanosecond times to the first part's microseconds (and times to a first
+    # part's dates), so times within a microsecond (a day) became ties and sequences came out in
+    # id order: silently other pairs
     log = time_drift(tmp_path, first, second)
     s = mine(log, **TIME_KW)
     assert s == by_reader(log, **TIME_KW)
@@ -211,8 +216,8 @@ def test_number_labels_of_other_types_between_parts_are_numbers(tmp_path, labels
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_reads_time_and_label_drift_as_duckdb_does(spark, tmp_path):
     # Spark read microseconds as nanoseconds after a nanosecond part (silently other pairs), and
-    # refused a float32 part beside a float64 one
-    logs = [time_drift(tmp_path, *d) for d in TIME_DRIFTS[:4]]
+    # refused a float32 part beside a float64 one, times beside dates
+    logs = [time_drift(tmp_path, *d) for d in TIME_DRIFTS[:7]]
     logs += [time_drift(tmp_path, "us", "us", labels) for labels in LABEL_DRIFTS]
     for log in logs:
         assert mine(log, engine="spark", **TIME_KW) == mine(log, **TIME_KW), log.name
