@@ -1,7 +1,9 @@
 """Export every embedding table of a trained model's state dict to compressed table files.
 
 The state dict is read with torch.load(weights_only=True, mmap=True): mapped, so one larger than
-memory exports (a file in torch's old non-zip format is read whole). Tables are the 2-D float tensors
+memory exports (a file in torch's old non-zip format is read whole). A training checkpoint
+({'model': state_dict, 'epoch': ...}, Lightning's {'state_dict': ...}) gives its state dict: the
+only one it holds, or the one under --key. Tables are the 2-D float tensors
 named '<...emb...>.weight' without a '.bias' beside them (or those named with --table); a
 'module.' (DistributedDataParallel) or '_orig_mod.' (torch.compile) prefix on every key is dropped. With --id-map NAME=FILE a table is
 stored with that id map, and a full-size table (one row per raw id) is first folded onto the
@@ -62,8 +64,49 @@ def _load_counts(path: Path):
     return counts
 
 
+def _holds_tensors(value) -> bool:
+    import torch
+
+    return isinstance(value, dict) and any(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _state_dicts(obj: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of the dicts in a checkpoint that hold tensors at their top level (an
+    optimizer's state, keyed by parameter numbers, is no state dict and is not searched)."""
+    out = []
+    for k, v in obj.items():
+        if isinstance(k, str) and isinstance(v, dict):
+            out += [prefix + k] if _holds_tensors(v) else _state_dicts(v, f"{prefix}{k}.")
+    return out
+
+
+def _pick_state_dict(sd: dict, key: str | None, path: str) -> dict:
+    """The state dict of a file: the file's own dict, or the one under ``key`` (dotted for a
+    nested one) of a training checkpoint, or the only one a checkpoint holds."""
+    from ..errors import ConfigError
+
+    found = _state_dicts(sd)
+    if key is None:
+        if _holds_tensors(sd) or not found:
+            return sd
+        if len(found) > 1:
+            raise ConfigError(f"{path!r} is a checkpoint holding several state dicts ({', '.join(map(repr, found))}). "
+                              f"Choose one with --key, e.g. --key {found[0]}.")
+        key = found[0]
+        typer.echo(f"reading the state dict under {key!r} of the checkpoint {path!r}")
+    value = sd
+    for part in [key] if key in sd else key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if not _holds_tensors(value):
+        where = f"state dicts in it: {', '.join(map(repr, found))}" if found else "it holds no state dict under any key"
+        raise ConfigError(f"The --key option names no state dict of {path!r} ({key!r} holds no tensors at its top level); "
+                          f"{where}. Pass one of those.")
+    return value
+
+
 def command(
-    state_dict: Path = typer.Argument(..., help="A torch state-dict file (torch.save of model.state_dict())."),
+    state_dict: Path = typer.Argument(..., help="A torch state-dict file (torch.save of model.state_dict()), or "
+                                      "a training checkpoint holding one (see --key)."),
     fmt: str = typer.Option(..., "--fmt", help="Storage format, e.g. mxfp8_e4m3, mxfp4_e2m1, mxint8, int8_rowwise."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the table files and export.json."),
     id_map: list[str] = typer.Option(None, "--id-map", help="NAME=FILE: an id-map file for table NAME (repeatable)."),
@@ -75,6 +118,8 @@ def command(
                              "file for MXEmbeddingBag.from_file (a state dict does not say; without it, mean)."),
     include_last_offset: bool = typer.Option(False, "--include-last-offset",
                                              help="The bags take offsets with a last entry len(ids) (recorded likewise)."),
+    key: str = typer.Option(None, "--key", help="The key of the state dict in a training checkpoint, e.g. model or "
+                            "state_dict (dotted for a nested one); without it, the only one a checkpoint holds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     import torch
@@ -104,13 +149,7 @@ def command(
                             f"Pass a file written by torch.save(model.state_dict()).") from None
     if not isinstance(sd, dict):
         raise ConfigError(f"{str(state_dict)!r} must hold a state dict (a dict of tensors). Got {type(sd).__name__} instead.")
-    if not any(isinstance(v, torch.Tensor) for v in sd.values()):
-        # a training checkpoint ({"model": state_dict, "epoch": ...}) rather than the state dict
-        nested = [k for k, v in sd.items() if isinstance(v, dict) and any(isinstance(t, torch.Tensor) for t in v.values())]
-        if nested:
-            raise ConfigError(f"{str(state_dict)!r} must hold a state dict (names to tensors), but holds no tensor at its "
-                              f"top level: it looks like a checkpoint with a state dict under {nested[0]!r}. Pass a file "
-                              f"holding that state dict alone: torch.save(checkpoint[{nested[0]!r}], 'state.pt').")
+    sd = _pick_state_dict(sd, key, str(state_dict))
     # every byte of the maps (as fit-hash --previous-dir checks): a damaged map would fold rows wrongly
     maps = {name: IdMap.load(path, verify="full") for name, path in _pairs(id_map, "--id-map").items()}
     freqs = {name: _load_counts(path) for name, path in _pairs(frequencies, "--frequencies").items()}

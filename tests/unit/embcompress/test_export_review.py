@@ -110,21 +110,52 @@ def test_padding_idx_table_is_exported_and_recorded(tmp_path):
 
 
 
-def test_cli_names_the_state_dict_inside_a_training_checkpoint(tmp_path, capsys):
-    # torch.save({"model": model.state_dict(), "epoch": 3}) is how many training loops save; the
-    # message said the model had no tables and to name them, which cannot help
+def _cli(args, capsys):
     from embcompress.cli.main import main
 
-    torch.manual_seed(0)
-    path = tmp_path / "ckpt.pt"
-    torch.save({"model": {"emb_user.weight": torch.randn(10, 4)}, "epoch": 3}, path)
     try:
-        code = main(["export", str(path), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"), "--quiet"])
+        code = main(args) or 0
     except SystemExit as exc:
         code = exc.code
-    err = capsys.readouterr().err
-    assert code == 1
-    assert "'model'" in err and "state dict" in err and "torch.save(checkpoint['model']" in err, err
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_reads_the_state_dict_inside_a_training_checkpoint(tmp_path, capsys):
+    # torch.save({"model": model.state_dict(), "epoch": 3}) is how many training loops save (and
+    # Lightning's {"state_dict": ..., "optimizer_states": [...]}); the export asked the user to
+    # save the state dict alone first, a second copy of a checkpoint that may be hundreds of GB
+    torch.manual_seed(0)
+    table = torch.randn(10, 4)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": {"emb_user.weight": table}, "epoch": 3,
+                "optimizer": {"state": {0: {"exp_avg": torch.zeros(10, 4)}}, "param_groups": [{"lr": 0.1}]}}, path)
+    code, out, err = _cli(["export", str(path), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 0, err
+    assert "state dict under 'model'" in out
+    np.testing.assert_array_equal(open_table(tmp_path / "out" / "emb_user.embc").table.data.view(np.float32).reshape(10, 4),
+                                  table.numpy())
+
+
+def test_cli_asks_which_state_dict_of_a_checkpoint_that_holds_several(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": {"emb_user.weight": torch.randn(10, 4)}, "ema": {"emb_user.weight": torch.randn(10, 4)},
+                "run": {"best": {"emb_user.weight": torch.randn(10, 4)}}}, path)
+    code, _, err = _cli(["export", str(path), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 1 and "'model'" in err and "'ema'" in err and "--key" in err, err
+    code, _, err = _cli(["export", str(path), "--key", "ema", "--fmt", "fp32", "--out-dir", str(tmp_path / "ema"), "--quiet"], capsys)
+    assert code == 0, err
+    # a nested one by its path; a key that is not there names those that are
+    code, _, err = _cli(["export", str(path), "--key", "run.best", "--fmt", "fp32", "--out-dir", str(tmp_path / "b"),
+                         "--quiet"], capsys)
+    assert code == 0 and (tmp_path / "b" / "emb_user.embc").exists(), err
+    code, _, err = _cli(["export", str(path), "--key", "modle", "--fmt", "fp32", "--out-dir", str(tmp_path / "x"), "--quiet"],
+                        capsys)
+    assert code == 1 and "--key" in err and "'modle'" in err and "'model'" in err, err
+    code, _, err = _cli(["export", str(path), "--key", "run", "--fmt", "fp32", "--out-dir", str(tmp_path / "x"), "--quiet"],
+                        capsys)
+    assert code == 1 and "'run.best'" in err, err
 
 
 @pytest.mark.parametrize("cls", [nn.Embedding, nn.EmbeddingBag])
