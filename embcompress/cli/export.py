@@ -15,6 +15,7 @@ per table; writes export.json beside the table files.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -143,6 +144,13 @@ def command(
                 raise
             sd = torch.load(state_dict, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; report one clear line
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc)) if "Weights only load failed" in str(exc) else None
+        if refused:  # a whole file holding objects of the training code (a checkpoint's hyper-parameters)
+            raise ConfigError(
+                f"{str(state_dict)!r} holds Python objects besides tensors ({refused.group(1)}), and export does not "
+                f"unpickle them (that runs code from the file: torch.load(weights_only=True)). If you trust the file, "
+                f"save its state dict alone and export that: torch.save(torch.load(path, weights_only=False)"
+                f"['state_dict'], 'state.pt') (the key of the state dict in your checkpoint).") from None
         # torch's text can run to paragraphs (and suggest weights_only=False): keep its first sentence
         detail = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
         raise ArtifactError(f"{str(state_dict)!r} is not a readable torch state dict ({type(exc).__name__}: {detail}). "

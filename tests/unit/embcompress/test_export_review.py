@@ -168,3 +168,17 @@ def test_max_norm_table_is_exported_with_a_warning_and_recorded(tmp_path, cls):
     by = {e["name"]: e for e in report}
     assert by["emb"]["max_norm"] == 0.5 and "max_norm" not in by["other"]
     assert embcompress.open_table(tmp_path / "emb.embc").header["inputs"]["max_norm"] == 0.5
+
+
+class HyperParameters(dict):
+    """A class of the training code's, as Lightning saves its hyper-parameters in a checkpoint."""
+
+
+def test_cli_explains_a_checkpoint_holding_objects_of_the_training_code(tmp_path, capsys):
+    # 'is not a readable torch state dict (UnpicklingError: Weights only load failed)' and exit 3,
+    # the code of a damaged file: the file is whole, export only does not run its pickled code
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"emb.weight": torch.randn(5, 4)}, "hyper_parameters": HyperParameters(lr=0.1)}, path)
+    code, _, err = _cli(["export", str(path), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 1, err
+    assert "HyperParameters" in err and "weights_only=False" in err and "trust" in err and "torch.save(" in err, err
