@@ -32,6 +32,7 @@ _LAZY = {
     "write_table": "embcompress.tablefile",
     "write_table_stream": "embcompress.tablefile",
     "open_table": "embcompress.tablefile",
+    "load_state_dict": "embcompress.checkpoint",
     "pooled_lookup": "embcompress.kernels.lookup",
     "TieredStore": "embcompress.store",
     "reorder_rows": "embcompress.store",

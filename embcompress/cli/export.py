@@ -3,7 +3,7 @@
 The state dict is read with torch.load(weights_only=True, mmap=True): mapped, so one larger than
 memory exports (a file in torch's old non-zip format is read whole). A training checkpoint
 ({'model': state_dict, 'epoch': ...}, Lightning's {'state_dict': ...}) gives its state dict: the
-only one it holds, or the one under --key. Tables are the 2-D float tensors
+only one it holds, or the one under --key. A .safetensors file is mapped likewise. Tables are the 2-D float tensors
 named '<...emb...>.weight' without a '.bias' beside them (or those named with --table); a
 'module.' (DistributedDataParallel) or '_orig_mod.' (torch.compile) prefix on every key is dropped. With --id-map NAME=FILE a table is
 stored with that id map, and a full-size table (one row per raw id) is first folded onto the
@@ -15,7 +15,6 @@ per table; writes export.json beside the table files.
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import typer
 
 
 # The library parameter an error names -> the option that sets it (the CLI's main adds it to the message).
-FLAGS = {"id_maps": "--id-map", "frequencies": "--frequencies", "tables": "--table", "block_size": "--block-size",
+FLAGS = {"key": "--key", "id_maps": "--id-map", "frequencies": "--frequencies", "tables": "--table", "block_size": "--block-size",
          "scale_mode": "--scale-mode", "out_dir": "--out-dir", "fmt": "--fmt", "mode": "--mode",
          "include_last_offset": "--include-last-offset"}
 
@@ -65,49 +64,9 @@ def _load_counts(path: Path):
     return counts
 
 
-def _holds_tensors(value) -> bool:
-    import torch
-
-    return isinstance(value, dict) and any(isinstance(v, torch.Tensor) for v in value.values())
-
-
-def _state_dicts(obj: dict, prefix: str = "") -> list[str]:
-    """The dotted keys of the dicts in a checkpoint that hold tensors at their top level (an
-    optimizer's state, keyed by parameter numbers, is no state dict and is not searched)."""
-    out = []
-    for k, v in obj.items():
-        if isinstance(k, str) and isinstance(v, dict):
-            out += [prefix + k] if _holds_tensors(v) else _state_dicts(v, f"{prefix}{k}.")
-    return out
-
-
-def _pick_state_dict(sd: dict, key: str | None, path: str) -> dict:
-    """The state dict of a file: the file's own dict, or the one under ``key`` (dotted for a
-    nested one) of a training checkpoint, or the only one a checkpoint holds."""
-    from ..errors import ConfigError
-
-    found = _state_dicts(sd)
-    if key is None:
-        if _holds_tensors(sd) or not found:
-            return sd
-        if len(found) > 1:
-            raise ConfigError(f"{path!r} is a checkpoint holding several state dicts ({', '.join(map(repr, found))}). "
-                              f"Choose one with --key, e.g. --key {found[0]}.")
-        key = found[0]
-        typer.echo(f"reading the state dict under {key!r} of the checkpoint {path!r}")
-    value = sd
-    for part in [key] if key in sd else key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if not _holds_tensors(value):
-        where = f"state dicts in it: {', '.join(map(repr, found))}" if found else "it holds no state dict under any key"
-        raise ConfigError(f"The --key option names no state dict of {path!r} ({key!r} holds no tensors at its top level); "
-                          f"{where}. Pass one of those.")
-    return value
-
-
 def command(
-    state_dict: Path = typer.Argument(..., help="A torch state-dict file (torch.save of model.state_dict()), or "
-                                      "a training checkpoint holding one (see --key)."),
+    state_dict: Path = typer.Argument(..., help="A torch state-dict file (torch.save of model.state_dict()), a "
+                                      "training checkpoint holding one (see --key), or a .safetensors file."),
     fmt: str = typer.Option(..., "--fmt", help="Storage format, e.g. mxfp8_e4m3, mxfp4_e2m1, mxint8, int8_rowwise."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the table files and export.json."),
     id_map: list[str] = typer.Option(None, "--id-map", help="NAME=FILE: an id-map file for table NAME (repeatable)."),
@@ -123,41 +82,14 @@ def command(
                             "state_dict (dotted for a nested one); without it, the only one a checkpoint holds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    import torch
-
-    from ..errors import ArtifactError, ConfigError, MissingArtifactError
+    from ..checkpoint import read_checkpoint, state_dict_of
     from ..export import export
     from ..idmap import IdMap
     from .progress import progress_bar
 
-    if not state_dict.is_file():  # (bad input: exit 1, as for a missing artifact)
-        what = "a directory, not a state-dict file" if state_dict.is_dir() else "no state-dict file there"
-        raise MissingArtifactError(f"{str(state_dict)!r} is {what}. Check the path: pass a file written by "
-                                   f"torch.save(model.state_dict()).")
-    try:
-        try:
-            # mapped, the tensors stay in the file and export reads them a piece at a time, so a state
-            # dict larger than memory exports; the old (non-zip) format cannot be mapped: read it whole
-            sd = torch.load(state_dict, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            sd = torch.load(state_dict, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file; report one clear line
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc)) if "Weights only load failed" in str(exc) else None
-        if refused:  # a whole file holding objects of the training code (a checkpoint's hyper-parameters)
-            raise ConfigError(
-                f"{str(state_dict)!r} holds Python objects besides tensors ({refused.group(1)}), and export does not "
-                f"unpickle them (that runs code from the file: torch.load(weights_only=True)). If you trust the file, "
-                f"save its state dict alone and export that: torch.save(torch.load(path, weights_only=False)"
-                f"['state_dict'], 'state.pt') (the key of the state dict in your checkpoint).") from None
-        # torch's text can run to paragraphs (and suggest weights_only=False): keep its first sentence
-        detail = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
-        raise ArtifactError(f"{str(state_dict)!r} is not a readable torch state dict ({type(exc).__name__}: {detail}). "
-                            f"Pass a file written by torch.save(model.state_dict()).") from None
-    if not isinstance(sd, dict):
-        raise ConfigError(f"{str(state_dict)!r} must hold a state dict (a dict of tensors). Got {type(sd).__name__} instead.")
-    sd = _pick_state_dict(sd, key, str(state_dict))
+    sd, under = state_dict_of(read_checkpoint(state_dict), key, str(state_dict))
+    if under is not None and key is None:
+        typer.echo(f"reading the state dict under {under!r} of the checkpoint {str(state_dict)!r}")
     # every byte of the maps (as fit-hash --previous-dir checks): a damaged map would fold rows wrongly
     maps = {name: IdMap.load(path, verify="full") for name, path in _pairs(id_map, "--id-map").items()}
     freqs = {name: _load_counts(path) for name, path in _pairs(frequencies, "--frequencies").items()}
