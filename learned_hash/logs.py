@@ -45,6 +45,7 @@ Formats (``format=``; inferred from the extension when it is ``.parquet``, ``.cs
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import glob as _glob
 import io
 import os
@@ -399,14 +400,36 @@ def _read(fh, n: int, path: str) -> bytes:
 
 
 def _parquet_schema(path: str):
-    """The Arrow schema of a Parquet file (ConfigError naming the file when it is no Parquet)."""
+    """The Arrow schema of a Parquet file (ConfigError naming the file when it is no Parquet);
+    read once per file within :func:`schemas_read_once`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    memo = _SCHEMAS.get()
+    if memo is not None and path in memo:
+        return memo[path]
     try:
-        return pq.read_schema(path)
+        schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ConfigError(f"Cannot read {path!r} as Parquet: {exc}. Pass a Parquet file or the right format.") from None
+    if memo is not None:
+        memo[path] = schema
+    return schema
+
+
+_SCHEMAS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("embc_parquet_schemas", default=None)
+
+
+@contextlib.contextmanager
+def schemas_read_once():
+    """Within it, each Parquet file's schema is read once: mining looks at every part's schema
+    three times (kinds, name case, types), each a round trip to the part's footer on a network
+    file system. Only for one call's checks (a file rewritten later is read again)."""
+    token = _SCHEMAS.set({})
+    try:
+        yield
+    finally:
+        _SCHEMAS.reset(token)
 
 
 def _clean_names(names: list[str]) -> list[str]:

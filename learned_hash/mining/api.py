@@ -15,7 +15,7 @@ import numpy as np
 
 from embcompress.errors import ConfigError
 from learned_hash.logs import (FORMATS, ON_BAD_LINE, BadLineError, LogReader, LogSchema, LogSource, _parquet_schema,
-                                infer_kinds)
+                                infer_kinds, schemas_read_once)
 
 from .jobs import MiningPlan, case_twins, key_columns
 from .stats import LogStats
@@ -266,10 +266,9 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
     if src.format != "parquet":
         return {}
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     def types_of(path) -> dict:  # each column's type in one file (dictionaries as their values)
-        sch = pq.read_schema(path)
+        sch = _parquet_schema(path)
         out = {}
         for c in schema.columns:
             t = sch.field(c).type
@@ -442,18 +441,20 @@ def mine(
 
     src = None
     try:
-        src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
-        schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
-        _check_columns(src, schema)
-        kinds = infer_kinds(src, schema)
-        _check_case(src, schema)
+        with schemas_read_once():
+            src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
+            schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
+            _check_columns(src, schema)
+            kinds = infer_kinds(src, schema)
+            _check_case(src, schema)
+            types = _id_types(src, schema, kinds)
     except ConfigError as exc:
         raise _own(exc)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:  # a CSV header line that does not parse
         if src is None or src.format != "csv":
             raise
         raise _bad_header(src, exc) from None
-    plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, **_id_types(src, schema, kinds))
+    plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, **types)
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
 
     made = temp_root is not None and not os.path.isdir(temp_root)

@@ -221,3 +221,20 @@ def test_spark_reads_time_and_label_drift_as_duckdb_does(spark, tmp_path):
     logs += [time_drift(tmp_path, "us", "us", labels) for labels in LABEL_DRIFTS]
     for log in logs:
         assert mine(log, engine="spark", **TIME_KW) == mine(log, **TIME_KW), log.name
+
+
+def test_each_parts_schema_is_read_once_per_mining_run(tmp_path, monkeypatch):
+    # kinds, name case and types each read every part's footer: three round trips a part on a
+    # network file system, before any engine started; a part rewritten between runs is read again
+    log = drifted_log(tmp_path, "int32", "int64", [2**40, 9])
+    reads = []
+    real = pq.read_schema
+    monkeypatch.setattr(pq, "read_schema", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    first = mine(log, **KW)
+    assert sorted(reads) == sorted(str(p) for p in log.iterdir())
+    part = pq.read_table(log / "part-1.parquet")
+    pq.write_table(part.set_column(0, "a", pa.array([77] * part.num_rows, pa.int16())), log / "part-1.parquet")
+    reads.clear()
+    again = mine(log, **KW)
+    assert sorted(reads) == sorted(str(p) for p in log.iterdir())
+    assert 77 in counts(again, "a") and 77 not in counts(first, "a")
