@@ -287,21 +287,33 @@ class LogSource:
                           read_options=pcsv.ReadOptions(autogenerate_column_names=False))
         return _clean_names(t.column_names)
 
-    def check_headers(self) -> None:
-        """Every CSV file must have the first file's header: the readers and both engines take a
-        file's columns by position, so another order would count one column's values as another's."""
+    def header(self, path: str) -> list[str]:
+        """The column names of one file of the log: a CSV file's own header (a file without one
+        holds no rows and takes the log's), else the log's."""
+        if self.format != "csv":
+            return self.column_names()
+        return self._csv_header(path) or self.column_names()
+
+    def header_groups(self) -> list[tuple[list[str], list[int]]]:
+        """The files grouped by their header, in order of first appearance: ``(names, indices
+        into paths)``. One group unless a CSV log's exports changed their columns over time."""
+        groups: dict[tuple, list[int]] = {}
+        for i, path in enumerate(self.paths):
+            groups.setdefault(tuple(self.header(path)), []).append(i)
+        return [(list(names), idx) for names, idx in groups.items()]
+
+    def check_headers(self, columns: Sequence[str]) -> None:
+        """Every CSV file must have the columns read; their order and the other columns may differ
+        from file to file (exports that gained a column): each file is read by its own header."""
         if self.format != "csv":
             return
-        first, where = None, None
         for path in self.paths:
             names = self._csv_header(path)
-            if first is None:
-                first, where = names, path
-            elif names is not None and names != first:
+            missing = [c for c in columns if names is not None and c not in names]
+            if missing:
                 raise ConfigError(
-                    f"The CSV log {path!r} has the columns {names}, but {where!r} has {first}. Every "
-                    f"file of a log must have the same header (columns are read by position): rewrite the odd "
-                    f"file, or mine it separately."
+                    f"The CSV log {path!r} has no column {missing[0]!r}. Its columns are {names}. Every file "
+                    f"of a log must have the columns read: add the column to the file, or leave the file out."
                 )
 
 
@@ -483,13 +495,13 @@ def _libfm_fields(fields, field_map):
 def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
     """The kind of every column the schema reads (``LogSchema.kinds`` wins where given)."""
     names = src.column_names()
-    src.check_headers()
     missing = [c for c in schema.columns if c not in names]
     if missing:
         raise ConfigError(
             f"The log {src.paths[0]!r} has no column {missing[0]!r}. Its columns are {names}. "
             f"Pass names from that list."
         )
+    src.check_headers(schema.columns)
     kinds: dict[str, str] = {}
     if src.format == "criteo":
         for c in schema.columns:
@@ -995,7 +1007,7 @@ class LogReader:
         import csv
 
         criteo = self.source.format == "criteo"
-        ncols = len(CRITEO_COLUMNS) if criteo else len(self.source.column_names())
+        ncols = len(CRITEO_COLUMNS) if criteo else len(self.source.header(path))
         quoting = dict(quoting=csv.QUOTE_NONE) if criteo else dict(quotechar='"', doublequote=True)
         k, start = -1, 1
         limit = csv.field_size_limit(2**31 - 1)  # Arrow takes fields of any length; csv's default is 128 KiB
@@ -1020,7 +1032,7 @@ class LogReader:
         import pyarrow.csv as pcsv
 
         criteo = self.source.format == "criteo"
-        names = list(CRITEO_COLUMNS) if criteo else self.source.column_names()
+        names = list(CRITEO_COLUMNS) if criteo else self.source.header(path)  # (columns by the file's own names)
         first_bad: list = []
 
         def on_invalid(row):

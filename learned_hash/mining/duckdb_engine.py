@@ -82,7 +82,22 @@ def _scan(plan: MiningPlan, paths) -> str:
             f"SELECT {', '.join(column(c, unsigned, null) for c in plan.schema.columns)} "
             f"FROM read_parquet({_list([paths[i] for i in idx])}, hive_partitioning=false)"
             for idx, unsigned, null in plan.parts) + ")"
-    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
+    if src.format == "criteo":
+        return _read_csv(plan, files, list(CRITEO_COLUMNS))
+    groups = src.header_groups()
+    if len(groups) == 1:
+        return _read_csv(plan, files, text_columns(groups[0][0], plan.schema.columns))
+    # exports whose header changed (a column gained, the order changed): each group of files with
+    # one header is read by its own names, the columns read taken by name
+    cols = ", ".join(_D.ident(c) for c in dict.fromkeys(plan.schema.columns))
+    return "(" + " UNION ALL ".join(
+        f"SELECT {cols} FROM {_read_csv(plan, _list([paths[i] for i in idx]), text_columns(names, plan.schema.columns))}"
+        for names, idx in groups) + ")"
+
+
+def _read_csv(plan: MiningPlan, files: str, names: list[str]) -> str:
+    """DuckDB's scan of text files (a SQL list) whose columns are ``names``, every one as text."""
+    src = plan.source
     cols = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     delim = src.delimiter.replace("'", "''")
     opts = [

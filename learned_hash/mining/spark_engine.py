@@ -198,32 +198,45 @@ def _load(spark, plan: MiningPlan):
         cols = [F.col("`" + c.replace("`", "``") + "`") for c in plan.schema.columns]
         frames = [typed([paths[i] for i in idx], null).select(*cols) for idx, _, null in plan.parts]
         return functools.reduce(lambda a, b: a.unionByName(b), frames), None
-    names = list(CRITEO_COLUMNS) if src.format == "criteo" else text_columns(src.column_names(), plan.schema.columns)
-    fields = [StructField(n, StringType(), True) for n in names]
     csv = src.format == "csv"
     # A CSV is read line-spanning (below), where Spark no longer drops a line of whitespace before
     # parsing it: its lines are kept (PERMISSIVE) and judged here, as a criteo log's are with skip
     keep = plan.on_bad_line == "skip" or csv
-    if keep:
-        fields.append(StructField(CORRUPT, StringType(), True))
-    reader = (
-        spark.read.schema(StructType(fields))
-        .option("sep", src.delimiter)
-        .option("header", "false" if src.format == "criteo" else "true")
-        .option("mode", "PERMISSIVE" if keep else "FAILFAST")
-        .option("enforceSchema", "true")
-    )
-    if _latin1(plan):
-        reader = reader.option("encoding", "ISO-8859-1")
-    if keep:
-        reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
+
+    def reader(names):
+        fields = [StructField(n, StringType(), True) for n in names]
+        if keep:
+            fields.append(StructField(CORRUPT, StringType(), True))
+        r = (
+            spark.read.schema(StructType(fields))
+            .option("sep", src.delimiter)
+            .option("header", "false" if src.format == "criteo" else "true")
+            .option("mode", "PERMISSIVE" if keep else "FAILFAST")
+            .option("enforceSchema", "true")
+        )
+        if _latin1(plan):
+            r = r.option("encoding", "ISO-8859-1")
+        if keep:
+            r = r.option("columnNameOfCorruptRecord", CORRUPT)
+        return r
+
     if not csv:
-        return reader.option("quote", "").csv(paths), (f"{CORRUPT} IS NOT NULL" if keep else None)
+        return reader(CRITEO_COLUMNS).option("quote", "").csv(paths), (f"{CORRUPT} IS NOT NULL" if keep else None)
+
     # RFC 4180, as Arrow and DuckDB read it: "" in a quoted value is one " (Spark's default is \"),
     # and a quoted value may hold a line break (Spark's default parses each physical line alone, so
     # such a row became a bad line and a broken one). A file is then read by one task (Spark cannot
     # split it at a line end); the files of a log still read in parallel.
-    df = reader.option("escape", '"').option("multiLine", "true").csv(paths)
+    def read(names, files):
+        return reader(text_columns(names, plan.schema.columns)).option("escape", '"').option("multiLine", "true").csv(files)
+
+    groups = src.header_groups()
+    if len(groups) == 1:
+        df = read(groups[0][0], paths)
+    else:  # exports whose header changed: each group of files by its own names, columns read by name
+        cols = [F.col("`" + c.replace("`", "``") + "`") for c in dict.fromkeys([*plan.schema.columns, CORRUPT])]
+        df = functools.reduce(lambda a, b: a.unionByName(b),
+                              [read(names, [paths[i] for i in idx]).select(*cols) for names, idx in groups])
     # a line of whitespace only is blank, not a bad line (as DuckDB and the readers take it)
     blank = F.translate(F.col(CORRUPT), " \t\n\x0b\x0c\r", "") == ""
     df = df.where(F.col(CORRUPT).isNull() | ~blank)

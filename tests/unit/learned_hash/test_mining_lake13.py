@@ -238,3 +238,48 @@ def test_each_parts_schema_is_read_once_per_mining_run(tmp_path, monkeypatch):
     again = mine(log, **KW)
     assert sorted(reads) == sorted(str(p) for p in log.iterdir())
     assert 77 in counts(again, "a") and 77 not in counts(first, "a")
+
+
+def csv_headers_log(tmp_path):
+    """A CSV log whose exports gained a column and changed their column order over time, with a
+    malformed line and a part with its header alone."""
+    log = tmp_path / "csv"
+    log.mkdir()
+    (log / "day-0.csv").write_text("a,b,y\n1,10,1\n2,20,0\n")
+    (log / "day-1.csv").write_text("a,b,y,device\n3,30,1,ios\n1,10,0,web\n")
+    (log / "day-2.csv").write_text("device,y,b,a\nios,1,40,4\nweb,0,10\nweb,1,50,1\n")  # one line a field short
+    (log / "day-3.csv").write_text("b,a,y\n")
+    return log
+
+
+def test_csv_parts_whose_header_gained_or_reordered_columns_are_read_by_name(tmp_path):
+    # 'Every file of a log must have the same header (columns are read by position)': a log whose
+    # later exports appended a column could not be mined at all, nor its parts be mined apart and
+    # joined (LogStats do not add up)
+    log = csv_headers_log(tmp_path)
+    kw = dict(features=["a", "b"], label="y", pairs=[("a", "b")], format="csv", on_bad_line="skip")
+    s = mine(log, **kw)
+    assert (s.n_rows, s.bad_lines) == (6, 1)
+    assert counts(s, "a") == {1: 3, 2: 1, 3: 1, 4: 1} and counts(s, "b") == {10: 2, 20: 1, 30: 1, 40: 1, 50: 1}
+    assert s == by_reader(log, **kw)
+    with pytest.raises(ConfigError, match=r"day-2.csv.*line 3"):
+        mine(log, **{**kw, "on_bad_line": "error"})
+    # a part without a column the schema reads names it
+    (log / "day-4.csv").write_text("a,y\n5,1\n")
+    with pytest.raises(ConfigError, match=r"(?s)day-4.csv' has no column 'b'.*\['a', 'y'\]"):
+        mine(log, **kw)
+    with pytest.raises(ConfigError, match=r"(?s)day-4.csv' has no column 'b'"):
+        by_reader(log, **kw)
+
+
+@pytest.mark.spark
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_reads_csv_parts_by_name_as_duckdb_does(spark, tmp_path):
+    log = csv_headers_log(tmp_path)
+    for bad in ("skip", "error"):
+        kw = dict(features=["a", "b"], label="y", pairs=[("a", "b")], format="csv", on_bad_line=bad)
+        if bad == "error":
+            with pytest.raises(ConfigError, match=r"day-2.csv.*line 3"):
+                mine(log, engine="spark", **kw)
+            continue
+        assert mine(log, engine="spark", **kw) == mine(log, **kw)
