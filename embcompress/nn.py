@@ -1022,3 +1022,53 @@ class MXEmbeddingBagCollection(nn.Module):
             out.update((n, m._cast(t)) for n, m, t in zip(on_tensors, ms, pooled))
         # (in the order of 'features')
         return {name: out[name] if name in out else bags[name]._finish(calls[name]) for name in features}
+
+
+def swap_embedding_bags(model: nn.Module, tables_dir, *, strict: bool = True, n_threads: int | None = None) -> list[str]:
+    """Serve a trained model from the table files :func:`embcompress.export` wrote to ``tables_dir``:
+    each ``nn.EmbeddingBag`` of ``model`` with a file ``<name>.embc`` (the names export gives:
+    the module's path in the unwrapped model, e.g. ``emb_l.0``) is replaced, in place, by the
+    :class:`MXEmbeddingBag` over that file (rows mapped, id map applied, the bag's own pooling).
+    Returns the names replaced. ``strict``: every bag must have its file (checked before any is
+    replaced); else bags without one stay as they are. ``nn.Embedding`` modules are left alone
+    (their lookups are rows, not pooled bags).
+    """
+    from pathlib import Path
+
+    from .export import _unwrap
+    from .tablefile import open_table
+
+    owner = "swap_embedding_bags"
+    folder = Path(tables_dir)
+    if not folder.is_dir() or next(folder.glob("*.embc"), None) is None:
+        raise param_error("tables_dir", owner, "be the folder embcompress.export wrote (it holds no table files)",
+                          str(folder))
+    root = _unwrap(model)
+    bags = {name: m for name, m in root.named_modules() if isinstance(m, nn.EmbeddingBag)}
+    missing = [name for name in bags if not (folder / f"{name}.embc").is_file()]
+    if strict and missing:
+        raise param_error("tables_dir", owner, f"hold a file for every nn.EmbeddingBag of the model; there is no "
+                          f"table file for {', '.join(map(repr, missing))} in {str(folder)!r} (export them, or pass "
+                          f"strict=False to leave those bags as they are)", str(folder))
+    plan = {}
+    for name, bag in bags.items():
+        if name in missing:
+            continue
+        t = open_table(folder / f"{name}.embc")
+        rows, dim = t.table.shape
+        want = (bag.num_embeddings, bag.embedding_dim)
+        if dim != want[1] or (t.id_map is None and rows != want[0]):
+            raise param_error("tables_dir", owner, f"hold the tables of this model; the file of {name!r} holds a "
+                              f"{rows} x {dim} table, the bag is {want[0]} x {want[1]}", str(folder))
+        recorded = t.header["inputs"]
+        for key, own in (("mode", bag.mode), ("include_last_offset", bag.include_last_offset)):
+            if recorded.get(key, own) != own:
+                raise param_error("tables_dir", owner, f"hold the tables of this model; the file of {name!r} was "
+                                  f"exported from a bag with {key}={recorded[key]!r}, this bag has {own!r}", str(folder))
+        pad = _RECORDED if "padding_idx" in recorded or "padding_row" in recorded or t.id_map is not None else bag.padding_idx
+        plan[name] = (folder / f"{name}.embc", bag.mode, bag.include_last_offset, pad)
+    for name, (path, mode, last, pad) in plan.items():
+        parent, _, leaf = name.rpartition(".")
+        setattr(root.get_submodule(parent) if parent else root, leaf,
+                MXEmbeddingBag.from_file(path, mode=mode, include_last_offset=last, n_threads=n_threads, padding_idx=pad))
+    return list(plan)
