@@ -292,18 +292,17 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
             # microseconds: ties), Spark refuses another or reads nanoseconds as integers: every
             # time in nanoseconds where a part has them, else microseconds, as the readers order them
             casts[c] = "ns" if any(pa.types.is_timestamp(t) and t.unit == "ns" for t in held) else "us"
-    widened = sorted(casts)
-    nulls = [frozenset(c for c in schema.columns if pa.types.is_null(f[c]) and c in typed and not pa.types.is_null(typed[c]))
-             for f in files]
-    groups: dict[tuple, list[int]] = {}
+    cast = sorted(casts)
+    groups: dict[tuple, list[int]] = {}  # files by the types of the cast columns and the columns all missing
     for i, f in enumerate(files):
-        groups.setdefault((tuple(str(f[c]) for c in widened), nulls[i]), []).append(i)
+        null = frozenset(c for c in schema.columns if pa.types.is_null(f[c]) and not pa.types.is_null(typed[c]))
+        groups.setdefault((tuple(str(f[c]) for c in cast), null), []).append(i)
     ids = dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])])
-    text = {c for c in ids if kinds[c] in ("int", "hex32") and c in typed and not pa.types.is_null(typed[c]) and c not in integer}
+    text = {c for c in ids if kinds[c] in ("int", "hex32") and not pa.types.is_null(typed[c]) and c not in integer}
     wide = [(c, c not in casts and pa.types.is_uint64(typed[c])) for c in ids if kinds[c] == "int" and c in integer
             and (c in casts or pa.types.is_int64(typed[c]) or pa.types.is_uint64(typed[c]))]
     binary = {c for c in ids if kinds[c] == "string" and (pa.types.is_binary(typed[c]) or pa.types.is_large_binary(typed[c]))}
-    parts = tuple((tuple(idx), frozenset(c for c in widened if pa.types.is_uint64(files[idx[0]][c])), null)
+    parts = tuple((tuple(idx), frozenset(c for c in cast if pa.types.is_uint64(files[idx[0]][c])), null)
                   for (_, null), idx in groups.items())
     return {"text_ids": frozenset(text), "wide_ids": tuple(wide), "binary_ids": frozenset(binary),
             "casts": tuple(sorted(casts.items())), "parts": parts if len(parts) > 1 else ()}

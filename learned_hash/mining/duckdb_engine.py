@@ -89,7 +89,7 @@ def _scan(plan: MiningPlan, paths) -> str:
         return _read_csv(plan, files, text_columns(groups[0][0], plan.schema.columns))
     # exports whose header changed (a column gained, the order changed): each group of files with
     # one header is read by its own names, the columns read taken by name
-    cols = ", ".join(_D.ident(c) for c in dict.fromkeys(plan.schema.columns))
+    cols = ", ".join(_D.ident(c) for c in plan.schema.columns)
     return "(" + " UNION ALL ".join(
         f"SELECT {cols} FROM {_read_csv(plan, _list([paths[i] for i in idx]), text_columns(names, plan.schema.columns))}"
         for names, idx in groups) + ")"

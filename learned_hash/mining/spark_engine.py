@@ -234,7 +234,7 @@ def _load(spark, plan: MiningPlan):
     if len(groups) == 1:
         df = read(groups[0][0], paths)
     else:  # exports whose header changed: each group of files by its own names, columns read by name
-        cols = [F.col("`" + c.replace("`", "``") + "`") for c in dict.fromkeys([*plan.schema.columns, CORRUPT])]
+        cols = [F.col("`" + c.replace("`", "``") + "`") for c in [*plan.schema.columns, CORRUPT]]
         df = functools.reduce(lambda a, b: a.unionByName(b),
                               [read(names, [paths[i] for i in idx]).select(*cols) for names, idx in groups])
     # a line of whitespace only is blank, not a bad line (as DuckDB and the readers take it)
