@@ -57,8 +57,13 @@ cdef extern from *:
     } embc_fmt;
 
     /* EMBC_NO_PREFETCH: only for benchmarks/kernel_harness.py, which times the kernel without them */
+    /* The prefetch distances and the far prefetch's locality can be set (-D) by
+       benchmarks/kernel_harness.py's experiments; the package builds with these values. */
+    #ifndef EMBC_FAR_LOCALITY
+    #define EMBC_FAR_LOCALITY 1
+    #endif
     #if (defined(__GNUC__) || defined(__clang__)) && !defined(EMBC_NO_PREFETCH)
-    #define EMBC_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 1)
+    #define EMBC_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, EMBC_FAR_LOCALITY)
     #define EMBC_PREFETCH_NEAR(p) __builtin_prefetch((const void *)(p), 0, 3)
     #else
     #define EMBC_PREFETCH(p) ((void)0)
@@ -68,8 +73,12 @@ cdef extern from *:
        track more outstanding misses than L1's fill buffers, so more rows are in flight), and
        rows 8 ahead are pulled on into L1. Measured best on the 2M-row benchmark against one
        distance (8 to 32 rows, into L1 or L2). The fast paths use both; the others the far one. */
+    #ifndef EMBC_PREFETCH_ROWS
     #define EMBC_PREFETCH_ROWS 32
+    #endif
+    #ifndef EMBC_PREFETCH_NEAR_ROWS
     #define EMBC_PREFETCH_NEAR_ROWS 8
+    #endif
 
     static inline float embc_f32(uint32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
 
