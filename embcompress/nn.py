@@ -1044,6 +1044,10 @@ def swap_embedding_bags(model: nn.Module, tables_dir, *, strict: bool = True, n_
         raise param_error("tables_dir", owner, "be the folder embcompress.export wrote (it holds no table files)",
                           str(folder))
     root = _unwrap(model)
+    if isinstance(root, nn.EmbeddingBag):  # (it cannot replace itself in place)
+        raise param_error("model", owner, "hold its bags as submodules; a bare nn.EmbeddingBag is served with "
+                          f"MXEmbeddingBag.from_file({str(folder / 'weight.embc')!r}), the file export wrote for it",
+                          type(model).__name__)
     bags = {name: m for name, m in root.named_modules() if isinstance(m, nn.EmbeddingBag)}
     missing = [name for name in bags if not (folder / f"{name}.embc").is_file()]
     if strict and missing:

@@ -103,3 +103,9 @@ def test_wrappers_are_looked_through_and_missing_or_foreign_files_are_named(tmp_
         swap_embedding_bags(Wider(), tmp_path / "all")
     with pytest.raises(ConfigError, match="holds no table files"):
         swap_embedding_bags(TinyDLRM(), tmp_path / "none")
+    # a bare bag cannot be replaced in place: the error names the file to serve it from
+    bare = nn.EmbeddingBag(10, 4)
+    embcompress.export(bare, fmt="fp32", out_dir=tmp_path / "bare")
+    with pytest.raises(ConfigError, match=r"MXEmbeddingBag.from_file\(.*weight.embc"):
+        swap_embedding_bags(bare, tmp_path / "bare")
+    assert (tmp_path / "bare" / "weight.embc").is_file()
