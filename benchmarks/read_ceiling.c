@@ -22,6 +22,23 @@
 #include <sys/mman.h>
 #include <time.h>
 
+/* the decode's vectors: AVX-512 (16 bytes widened at a time), else AVX2 (8 at a time) */
+#ifdef __AVX512F__
+#define VACC __m512
+#define VW 16
+#define VZERO _mm512_setzero_ps()
+#define VADD _mm512_add_ps
+#define VWIDEN(q) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q))))
+#define VSUM _mm512_reduce_add_ps
+#else
+#define VACC __m256
+#define VW 8
+#define VZERO _mm256_setzero_ps()
+#define VADD _mm256_add_ps
+#define VWIDEN(q) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q))))
+static float VSUM(__m256 v) { float f[8]; _mm256_storeu_ps(f, v); return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7]; }
+#endif
+
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
 /* one prefetch per line of the row at p: lines p, p + 64, ..., and the last byte's if it lies
@@ -40,8 +57,8 @@ static void run(const uint8_t *d, int rb, const int64_t *ids, long n, int rounds
     for (int r = 0; r < rounds; r++) {
         if (sweep) for (size_t k = 0; k < ((size_t)1 << 29); k += 64) swept += sweep[k];
         const int64_t *idx = ids + (size_t)r * n;
-        __m512 acc[8];
-        for (int c = 0; c < 8; c++) acc[c] = _mm512_setzero_ps();
+        VACC acc[8];
+        for (int c = 0; c < 8; c++) acc[c] = VZERO;
         uint64_t touched = 0;
         const double t0 = now();
         for (long i = 0; i < n; i++) {
@@ -49,15 +66,15 @@ static void run(const uint8_t *d, int rb, const int64_t *ids, long n, int rounds
             if (i + 8 < n) PREFETCH_ROW((const char *)d + idx[i + 8] * rb, rb, _MM_HINT_T0);
             const uint8_t *p = d + idx[i] * rb;
             if (decode) {
-                for (int c = 0; c < 8 && 4 + 16 * c + 16 <= rb; c++)
-                    acc[c] = _mm512_add_ps(acc[c], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 4 + 16 * c)))));
+                for (int c = 0; c < 128 / VW && 4 + VW * c + VW <= rb; c++)
+                    acc[c % 8] = VADD(acc[c % 8], VWIDEN(p + 4 + VW * c));
             } else {
                 for (int l = 0; l < lines; l++) touched += p[l * 64 < rb ? l * 64 : rb - 1];
             }
         }
         const double t = now() - t0;
         if (t < best) best = t;
-        for (int c = 0; c < 8; c++) sink[0] += _mm512_reduce_add_ps(acc[c]);
+        for (int c = 0; c < 8; c++) sink[0] += VSUM(acc[c]);
         sink[1] += (float)touched;
     }
     printf("%3d B rows (%d lines), %-5s %-6s: %6.1f M rows/s, %6.1f M lines/s   (%g)\n", rb, lines,
