@@ -962,10 +962,7 @@ cdef extern from *:
                 kb[g] = block > 0 ? (d0 + 8 * g) / block : 0;
             }
             for (int64_t j = start; j < end; j++) {
-                if (d0 == 0) {
-                    if (j + EMBC_PREFETCH_ROWS < n_idx) embc_prefetch_row(data + idx[j + EMBC_PREFETCH_ROWS] * rb, rb);
-                    if (j + EMBC_PREFETCH_NEAR_ROWS < n_idx) embc_prefetch_row_near(data + idx[j + EMBC_PREFETCH_NEAR_ROWS] * rb, rb);
-                }
+                if (d0 == 0) embc_prefetch_ahead(data, idx, j, n_idx, rb);
                 const uint8_t *rec = data + idx[j] * rb;
                 __m256 s = _mm256_setzero_ps(), b = s;
                 if (K == EMBC_INT8_ROW) {
