@@ -872,20 +872,26 @@ cdef extern from *:
         *v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(vals));
         *v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(vals, 8)));
     }
-    /* One row's chunks of a pass (8G values from d0) decoded and added to the sums. AR: FP8 by
-       shifts (the row's codes and block scales checked by the caller), or 4-bit codes by
-       embc_fp4x16 (G even, blocks a multiple of 16, the table checked by the caller). */
+    /* Hides a pointer's value from the optimizer. Each chunk's bytes are then read at a constant
+       displacement from the pass's base pointer (p + 8g): without it GCC reassociated
+       rec + (pass offset + 8g), hoisted the G sums out of the row loop, kept them in stack slots
+       and reloaded each one a row, which ran 1.5-2x slower (kernel harness, AVX2). */
+    #define EMBC_OPAQUE(p) __asm__("" : "+r"(p))
+    /* One row's chunks of a pass (8G values) decoded and added to the sums. c: the pass's first
+       code byte; chunk g's block scale byte: sb[g >> CS] (CS >= 0, blocks of 8 << CS values) or
+       rec[kb[g]]. AR: FP8 by shifts (the row's codes and block scales checked by the caller), or
+       4-bit codes by embc_fp4x16 (G even, blocks a multiple of 16, the table checked by the caller). */
+    #define EMBC_SB8(g) (CS >= 0 ? sb[(g) >> (CS >= 0 ? CS : 0)] : rec[kb[g]])
     static inline __attribute__((always_inline)) void embc_pass_avx2(
-            const embc_fmt *f, const uint8_t *rec, int d0, const int *kb, __m256 s, __m256 b, int weighted,
-            __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i tab2, __m256 *acc,
-            const int K, const int G, const int AR, const int SH) {
-        const int nb = f->nb;
+            const uint8_t *rec, const uint8_t *c, const uint8_t *sb, const int *kb, const float *lut, __m256 s,
+            __m256 b, int weighted, __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i tab2, __m256 *acc,
+            const int K, const int G, const int CS, const int AR, const int SH) {
         const int FUSE = AR & 2;  /* (AR & 1: FP8 by shifts, or 4-bit codes by bytes) */
         if (K == EMBC_MX_LUT_BITS && (AR & 1)) {
             for (int g = 0; g < G; g += 2) {  /* (chunks g and g + 1 lie in one block) */
-                const __m256 sc = _mm256_mul_ps(_mm256_broadcast_ss(tab + rec[kb[g]]), _mm256_set1_ps(0.5f));
+                const __m256 sc = _mm256_mul_ps(_mm256_broadcast_ss(tab + EMBC_SB8(g)), _mm256_set1_ps(0.5f));
                 __m256 v0, v1;
-                embc_fp4x16(rec + nb + (d0 + 8 * g) / 2, tab2, &v0, &v1);
+                embc_fp4x16(c + 4 * g, tab2, &v0, &v1);
                 if (FUSE) {
                     acc[g] = _mm256_fmadd_ps(v0, sc, acc[g]);
                     acc[g + 1] = _mm256_fmadd_ps(v1, sc, acc[g + 1]);
@@ -899,31 +905,30 @@ cdef extern from *:
             return;
         }
         for (int g = 0; g < G; g++) {
-            const int d = d0 + 8 * g;
             __m256 v;
             if (K == EMBC_FP32) {
-                v = _mm256_loadu_ps((const float *)(rec + 4 * d));
+                v = _mm256_loadu_ps((const float *)(c + 32 * g));
             } else if (K == EMBC_FP16) {
-                v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
+                v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(c + 16 * g)));
             } else if (K == EMBC_BF16) {
-                const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(rec + 2 * d)));
+                const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(c + 16 * g)));
                 v = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
             } else if (K == EMBC_INT8_ROW) {
-                v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_load8_u8(rec + 8 + d)), s), b);
+                v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_load8_u8(c + 8 * g)), s), b);
             } else if (K == EMBC_INT4_ROW) {
-                v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_nibbles8(rec + 4 + d / 2)), s), b);
+                v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(embc_nibbles8(c + 4 * g)), s), b);
             } else {
-                const __m256 sc = _mm256_broadcast_ss((K == EMBC_MX_LUT8 && (AR & 1) ? f->scales8 : tab) + rec[kb[g]]);
+                const __m256 sc = _mm256_broadcast_ss(tab + EMBC_SB8(g));
                 if (K == EMBC_MXINT8) {
-                    v = embc_load8_i8(rec + nb + d);
+                    v = embc_load8_i8(c + 8 * g);
                 } else if (K == EMBC_MX_LUT8 && (AR & 1)) {
-                    const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(rec + nb + d)));
+                    const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(c + 8 * g)));
                     v = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(x, SH),
                                                              _mm256_set1_epi32((int)(0x80000000u | (0x7Fu << SH)))));
                 } else if (K == EMBC_MX_LUT8) {
-                    v = _mm256_i32gather_ps(f->lut, embc_load8_u8(rec + nb + d), 4);
+                    v = _mm256_i32gather_ps(lut, embc_load8_u8(c + 8 * g), 4);
                 } else {
-                    const __m256i code = embc_nibbles8(rec + nb + d / 2);
+                    const __m256i code = embc_nibbles8(c + 4 * g);
                     v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, code), _mm256_permutevar8x32_ps(hi, code),
                                          _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
                 }
@@ -936,11 +941,15 @@ cdef extern from *:
             acc[g] = _mm256_add_ps(acc[g], weighted ? _mm256_mul_ps(wv, v) : v);
         }
     }
+    /* CS: blocks of 8 << CS values known at compile time (the scale bytes of a pass then lie at
+       constant offsets), or -1: any multiple of 8, through kb. */
     static inline __attribute__((always_inline)) void embc_bag_avx2(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end, int64_t n_idx,
-            const float *w, int mode, float *restrict out, const int K, const int G) {
+            const float *w, int mode, float *restrict out, const int K, const int G, const int CS) {
         const int64_t rb = f->row_bytes;
         const int dim = f->dim, nb = f->nb, block = f->block;
+        const int mx = K == EMBC_MXINT8 || K == EMBC_MX_LUT8 || K == EMBC_MX_LUT_BITS;
+        const int fp8 = K == EMBC_MX_LUT8 && f->fp8_arith && (f->fp8_shift == 20 || f->fp8_shift == 21);
         const float *tab = K == EMBC_MXINT8 ? f->scales6 : f->scales;  /* E8M0 byte -> the row's block scale */
         /* the 16 values of 4-bit codes (the other families' tables are shorter or absent) */
         const __m256 lo = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut) : _mm256_setzero_ps();
@@ -948,12 +957,14 @@ cdef extern from *:
         /* 4-bit codes by bytes: the table's values times 2 as int8, where they all are such integers */
         int8_t t2[16] = {0};
         int fp4b = K == EMBC_MX_LUT_BITS && G % 2 == 0 && block % 16 == 0;
-        for (int c = 0; c < 16 && fp4b; c++) {
-            const float d = 2.0f * f->lut[c];
+        for (int q = 0; q < 16 && fp4b; q++) {
+            const float d = 2.0f * f->lut[q];
             fp4b = d >= -128.0f && d <= 127.0f && d == (float)(int)d;
-            t2[c] = fp4b ? (int8_t)(int)d : 0;
+            t2[q] = fp4b ? (int8_t)(int)d : 0;
         }
         const __m128i tab2 = _mm_loadu_si128((const __m128i *)t2);
+        /* the scale bytes a pass's chunks use (CS >= 0) */
+        const int nsb = ((G - 1) >> (CS >= 0 ? CS : 0)) + 1;
         for (int d0 = 0; d0 < dim; d0 += 8 * G) {
             __m256 acc[8];
             int kb[8];  /* chunk g's block (a division a pass, not a row) */
@@ -961,9 +972,14 @@ cdef extern from *:
                 acc[g] = _mm256_setzero_ps();
                 kb[g] = block > 0 ? (d0 + 8 * g) / block : 0;
             }
+            /* the pass's first code byte in a record */
+            const int64_t cofs = K == EMBC_FP32 ? 4 * (int64_t)d0 : (K == EMBC_FP16 || K == EMBC_BF16) ? 2 * (int64_t)d0
+                               : K == EMBC_INT8_ROW ? 8 + d0 : K == EMBC_INT4_ROW ? 4 + d0 / 2
+                               : K == EMBC_MX_LUT_BITS ? nb + d0 / 2 : nb + d0;
             for (int64_t j = start; j < end; j++) {
                 if (d0 == 0) embc_prefetch_ahead(data, idx, j, n_idx, rb);
-                const uint8_t *rec = data + idx[j] * rb;
+                const uint8_t *rec = data + idx[j] * rb, *c = rec + cofs, *sb = rec + kb[0];
+                EMBC_OPAQUE(c);
                 __m256 s = _mm256_setzero_ps(), b = s;
                 if (K == EMBC_INT8_ROW) {
                     s = _mm256_set1_ps(embc_f32(embc_u32(rec)));
@@ -973,27 +989,27 @@ cdef extern from *:
                     b = _mm256_set1_ps(embc_half(embc_u16(rec + 2)));
                 }
                 const __m256 wv = _mm256_set1_ps(w ? w[j] : 0.0f);
+                /* the largest scale byte of the pass: it decides whether the scales fold (FP8) and fuse */
+                int top = 0;
+                if (mx && CS >= 0) {
+                    for (int q = 0; q < nsb; q++) top = sb[q] > top ? sb[q] : top;
+                } else if (mx) {
+                    for (int k = kb[0]; k <= kb[G - 1]; k++) top = rec[k] > top ? rec[k] : top;
+                }
                 /* FP8 by shifts and the folded scales8, unless the pass holds an Inf/NaN code or a
                    scale byte too large to fold (NaN included): then the element table */
-                int arith = 0;
-                if (K == EMBC_MX_LUT8 && f->fp8_arith && (f->fp8_shift == 20 || f->fp8_shift == 21)) {
-                    arith = !embc_fp8_special8(rec + nb + d0, 8 * G, f->fp8_special);
-                    for (int k = kb[0]; k <= kb[G - 1] && arith; k++)  /* the pass's blocks */
-                        arith = (rec[k] > f->fp8_scale_adj ? rec[k] - f->fp8_scale_adj : 0) < f->fp8_special;
-                }
-                /* (two calls, not one with a flag: GCC would compute both decodes, gathers included) */
+                const int arith = fp8 && (top > f->fp8_scale_adj ? top - f->fp8_scale_adj : 0) < f->fp8_special
+                                  && !embc_fp8_special8(c, 8 * G, f->fp8_special);
                 /* a sum fuses the block scale where every product is exact (see
                    EMBC_MXINT8_FMA_MAX_SCALE): FP8 by shifts, mxint8 and 4-bit codes by bytes
                    under their largest scale byte */
-                const int alt = (K == EMBC_MX_LUT8 && arith) || (K == EMBC_MX_LUT_BITS && fp4b);
-                int fuse = EMBC_AVX2_FMA && !w && (K == EMBC_MXINT8 || alt);
-                if (fuse && K != EMBC_MX_LUT8) {
-                    const int top = K == EMBC_MXINT8 ? EMBC_MXINT8_FMA_MAX_SCALE : EMBC_FP4_FMA_MAX_SCALE;
-                    for (int k = kb[0]; k <= kb[G - 1] && fuse; k++) fuse = rec[k] <= top;
-                }
-                /* (one call a case, not a flag tested a chunk: each is its own loop) */
-                #define EMBC_PASS(WEIGHTED, AR, SH) \
-                    embc_pass_avx2(f, rec, d0, kb, s, b, WEIGHTED, wv, lo, hi, tab, tab2, acc, K, G, AR, SH)
+                const int alt = arith || (K == EMBC_MX_LUT_BITS && fp4b);
+                const int fuse = EMBC_AVX2_FMA && !w && (arith || (K == EMBC_MXINT8 && top <= EMBC_MXINT8_FMA_MAX_SCALE)
+                                                         || (alt && top <= EMBC_FP4_FMA_MAX_SCALE));
+                /* (one call a case, not a flag tested a chunk: each is its own loop; two calls,
+                   not one with a flag: GCC would compute both decodes, gathers included) */
+                #define EMBC_PASS(WEIGHTED, AR, SH) embc_pass_avx2(rec, c, sb, kb, f->lut, s, b, WEIGHTED, wv, lo, hi, \
+                    K == EMBC_MX_LUT8 && (AR & 1) ? f->scales8 : tab, tab2, acc, K, G, CS, AR, SH)
                 /* FP8 by shifts of 20 (E4M3) or 21 (E5M2) bits, a constant: an immediate shift */
                 const int e5 = K == EMBC_MX_LUT8 && f->fp8_shift == 21;
                 if (fuse && alt) { if (e5) EMBC_PASS(0, 3, 21); else EMBC_PASS(0, 3, 20); }
@@ -1009,12 +1025,16 @@ cdef extern from *:
             for (int g = 0; g < G; g++) _mm256_storeu_ps(out + d0 + 8 * g, acc[g]);
         }
     }
-    #define EMBC_AVX2_BAGS(K, G_) \
+    #define EMBC_AVX2_BAGS(K, G_, CS) \
         for (int64_t b = b0; b < b1; b++) \
-            embc_bag_avx2(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, K, G_);
-    #define EMBC_AVX2_K(K) case K: \
-        if (G == 8) { EMBC_AVX2_BAGS(K, 8) } else if (G == 4) { EMBC_AVX2_BAGS(K, 4) } \
-        else if (G == 2) { EMBC_AVX2_BAGS(K, 2) } else { EMBC_AVX2_BAGS(K, 1) } break;
+            embc_bag_avx2(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, K, G_, CS);
+    #define EMBC_AVX2_GC(K, CS) \
+        if (G == 8) { EMBC_AVX2_BAGS(K, 8, CS) } else if (G == 4) { EMBC_AVX2_BAGS(K, 4, CS) } \
+        else if (G == 2) { EMBC_AVX2_BAGS(K, 2, CS) } else { EMBC_AVX2_BAGS(K, 1, CS) }
+    /* no block scales */
+    #define EMBC_AVX2_K(K) case K: EMBC_AVX2_GC(K, 0) break;
+    /* block scales: blocks of 32 (the MX default) at constant offsets, others through kb */
+    #define EMBC_AVX2_KS(K) case K: if (f->block == 32) { EMBC_AVX2_GC(K, 2) } else { EMBC_AVX2_GC(K, -1) } break;
     /* Bags [b0, b1) of a run (rows up to n_idx, the run's end, prefetched), sum or mean. */
     static void embc_bags_avx2(const embc_fmt *f, const uint8_t *data, const int64_t *idx, const int64_t *offsets,
                                int64_t b0, int64_t b1, int64_t n_idx, const float *w, int mode, float *out) {
@@ -1022,7 +1042,7 @@ cdef extern from *:
         const int G = nc % 8 == 0 ? 8 : nc % 4 == 0 ? 4 : nc % 2 == 0 ? 2 : 1;
         switch (f->kind) {
         EMBC_AVX2_K(EMBC_FP32) EMBC_AVX2_K(EMBC_FP16) EMBC_AVX2_K(EMBC_BF16) EMBC_AVX2_K(EMBC_INT8_ROW)
-        EMBC_AVX2_K(EMBC_INT4_ROW) EMBC_AVX2_K(EMBC_MXINT8) EMBC_AVX2_K(EMBC_MX_LUT8) EMBC_AVX2_K(EMBC_MX_LUT_BITS)
+        EMBC_AVX2_K(EMBC_INT4_ROW) EMBC_AVX2_KS(EMBC_MXINT8) EMBC_AVX2_KS(EMBC_MX_LUT8) EMBC_AVX2_KS(EMBC_MX_LUT_BITS)
         }
     }
     #endif
