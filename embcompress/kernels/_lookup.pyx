@@ -847,17 +847,19 @@ cdef extern from *:
        keeps the row decoder. K: the family, known at compile time. */
     #if EMBC_HAVE_AVX2
     /* Whether any of the n codes at p (n a multiple of 8) has magnitude code >= first (Inf/NaN):
-       FP8 by shifts (see lookup._fp8_params) leaves those to the element table. */
+       FP8 by shifts (see lookup._fp8_params) leaves those to the element table. A magnitude
+       (0-127) plus 128 - first (first 0-127: no wrap) has its top bit set exactly when it is
+       >= first; the sums are or-ed and their top bits read once. */
     static inline int embc_fp8_special8(const uint8_t *p, int n, int first) {
-        const __m256i m7 = _mm256_set1_epi8(0x7F), sp = _mm256_set1_epi8((char)first);
-        int o = 0, bad = 0;
-        for (; o + 32 <= n; o += 32) {
-            const __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + o)), m7);
-            bad |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, sp), a));  /* a >= first */
-        }
+        const __m256i m7 = _mm256_set1_epi8(0x7F), up = _mm256_set1_epi8((char)(128 - first));
+        __m256i any = _mm256_setzero_si256();
+        int o = 0;
+        for (; o + 32 <= n; o += 32)
+            any = _mm256_or_si256(any, _mm256_add_epi8(_mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + o)), m7), up));
+        int bad = _mm256_movemask_epi8(any);
         for (; o < n; o += 8) {
             const __m128i a = _mm_and_si128(_mm_loadl_epi64((const __m128i *)(p + o)), _mm256_castsi256_si128(m7));
-            bad |= _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(a, _mm256_castsi256_si128(sp)), a)) & 0xFF;
+            bad |= _mm_movemask_epi8(_mm_add_epi8(a, _mm256_castsi256_si128(up))) & 0xFF;
         }
         return bad;
     }
