@@ -947,11 +947,16 @@ cdef extern from *:
        constant offsets), or -1: any multiple of 8, through kb. */
     static inline __attribute__((always_inline)) void embc_bag_avx2(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end, int64_t n_idx,
-            const float *w, int mode, float *restrict out, const int K, const int G, const int CS) {
+            const float *w, int mode, float *restrict out, const int K, const int G, const int CS, const int W) {
         const int64_t rb = f->row_bytes;
         const int dim = f->dim, nb = f->nb, block = f->block;
         const int mx = K == EMBC_MXINT8 || K == EMBC_MX_LUT8 || K == EMBC_MX_LUT_BITS;
         const int fp8 = K == EMBC_MX_LUT8 && f->fp8_arith && (f->fp8_shift == 20 || f->fp8_shift == 21);
+        /* FP8 by shifts takes a row's pass when its largest scale byte v has v - adjust < first
+           (saturating; first >= 1), that is v < fp8_top, and no code is Inf/NaN */
+        const int fp8_top = f->fp8_scale_adj + f->fp8_special, fp8_first = f->fp8_special;
+        const int e5 = K == EMBC_MX_LUT8 && f->fp8_shift == 21;
+        const float *scales8 = f->scales8, *lut = f->lut;
         const float *tab = K == EMBC_MXINT8 ? f->scales6 : f->scales;  /* E8M0 byte -> the row's block scale */
         /* the 16 values of 4-bit codes (the other families' tables are shorter or absent) */
         const __m256 lo = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut) : _mm256_setzero_ps();
@@ -990,7 +995,7 @@ cdef extern from *:
                     s = _mm256_set1_ps(embc_half(embc_u16(rec)));
                     b = _mm256_set1_ps(embc_half(embc_u16(rec + 2)));
                 }
-                const __m256 wv = _mm256_set1_ps(w ? w[j] : 0.0f);
+                const __m256 wv = _mm256_set1_ps(W ? w[j] : 0.0f);
                 /* the largest scale byte of the pass: it decides whether the scales fold (FP8) and fuse */
                 int top = 0;
                 if (mx && CS >= 0) {
@@ -1000,24 +1005,22 @@ cdef extern from *:
                 }
                 /* FP8 by shifts and the folded scales8, unless the pass holds an Inf/NaN code or a
                    scale byte too large to fold (NaN included): then the element table */
-                const int arith = fp8 && (top > f->fp8_scale_adj ? top - f->fp8_scale_adj : 0) < f->fp8_special
-                                  && !embc_fp8_special8(c, 8 * G, f->fp8_special);
+                const int arith = fp8 && top < fp8_top && !embc_fp8_special8(c, 8 * G, fp8_first);
                 /* a sum fuses the block scale where every product is exact (see
                    EMBC_MXINT8_FMA_MAX_SCALE): FP8 by shifts, mxint8 and 4-bit codes by bytes
                    under their largest scale byte */
                 const int alt = arith || (K == EMBC_MX_LUT_BITS && fp4b);
-                const int fuse = EMBC_AVX2_FMA && !w && (arith || (K == EMBC_MXINT8 && top <= EMBC_MXINT8_FMA_MAX_SCALE)
+                const int fuse = EMBC_AVX2_FMA && !W && (arith || (K == EMBC_MXINT8 && top <= EMBC_MXINT8_FMA_MAX_SCALE)
                                                          || (alt && top <= EMBC_FP4_FMA_MAX_SCALE));
                 /* (one call a case, not a flag tested a chunk: each is its own loop; two calls,
                    not one with a flag: GCC would compute both decodes, gathers included) */
-                #define EMBC_PASS(WEIGHTED, AR, SH) embc_pass_avx2(rec, c, sb, kb, f->lut, s, b, WEIGHTED, wv, lo, hi, \
-                    K == EMBC_MX_LUT8 && (AR & 1) ? f->scales8 : tab, tab2, acc, K, G, CS, AR, SH)
+                #define EMBC_PASS(WEIGHTED, AR, SH) embc_pass_avx2(rec, c, sb, kb, lut, s, b, WEIGHTED, wv, lo, hi, \
+                    K == EMBC_MX_LUT8 && (AR & 1) ? scales8 : tab, tab2, acc, K, G, CS, AR, SH)
                 /* FP8 by shifts of 20 (E4M3) or 21 (E5M2) bits, a constant: an immediate shift */
-                const int e5 = K == EMBC_MX_LUT8 && f->fp8_shift == 21;
                 if (fuse && alt) { if (e5) EMBC_PASS(0, 3, 21); else EMBC_PASS(0, 3, 20); }
                 else if (fuse) EMBC_PASS(0, 2, 20);
-                else if (alt) { if (e5) EMBC_PASS(w != NULL, 1, 21); else EMBC_PASS(w != NULL, 1, 20); }
-                else EMBC_PASS(w != NULL, 0, 20);
+                else if (alt) { if (e5) EMBC_PASS(W, 1, 21); else EMBC_PASS(W, 1, 20); }
+                else EMBC_PASS(W, 0, 20);
                 #undef EMBC_PASS
             }
             if (mode == EMBC_MEAN && end > start) {
@@ -1027,9 +1030,11 @@ cdef extern from *:
             for (int g = 0; g < G; g++) _mm256_storeu_ps(out + d0 + 8 * g, acc[g]);
         }
     }
-    #define EMBC_AVX2_BAGS(K, G_, CS) \
+    #define EMBC_AVX2_BAGS_W(K, G_, CS, W) \
         for (int64_t b = b0; b < b1; b++) \
-            embc_bag_avx2(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, K, G_, CS);
+            embc_bag_avx2(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, K, G_, CS, W);
+    /* weighted or not known at compile time: the row loop then tests nothing for it */
+    #define EMBC_AVX2_BAGS(K, G_, CS) if (w) { EMBC_AVX2_BAGS_W(K, G_, CS, 1) } else { EMBC_AVX2_BAGS_W(K, G_, CS, 0) }
     #define EMBC_AVX2_GC(K, CS) \
         if (G == 8) { EMBC_AVX2_BAGS(K, 8, CS) } else if (G == 4) { EMBC_AVX2_BAGS(K, 4, CS) } \
         else if (G == 2) { EMBC_AVX2_BAGS(K, 2, CS) } else { EMBC_AVX2_BAGS(K, 1, CS) }
