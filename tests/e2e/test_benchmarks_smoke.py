@@ -57,6 +57,21 @@ def test_lookup_fails_when_ours_computes_something_else():
     assert "MISMATCH" in res.stdout + res.stderr
 
 
+def test_ab_lookup_compares_two_builds_of_the_kernel(tmp_path):
+    from embcompress.kernels import compiled
+
+    kernel = compiled("_lookup")
+    if kernel is None:
+        pytest.skip("the compiled lookup kernel is not built (make install builds it)")
+    copy = tmp_path / Path(kernel.__file__).name  # a second file: loaded as a module of its own
+    copy.write_bytes(Path(kernel.__file__).read_bytes())
+    out = ok(run_bench("ab_lookup.py", kernel.__file__, str(copy), "--rows", "200", "--rounds", "1",
+                       "--formats", "mxint8", "mxfp4_e2m1"))
+    assert len([ln for ln in out.splitlines() if " B / A " in ln]) == 2, out
+    res = run_bench("ab_lookup.py", kernel.__file__, str(tmp_path / "nothing.so"), "--rows", "200")
+    assert res.returncode != 0 and "not a loadable module file" in res.stdout + res.stderr, res.stderr[-2000:]
+
+
 LATENCY_ARGS = ("--rows", "256", "--dim", "32", "--bag-len", "2", "--bags", "1", "3", "--calls", "20",
                 "--batches", "4")
 
