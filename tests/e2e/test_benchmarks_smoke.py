@@ -2,6 +2,8 @@
 stop with an error when ours and the anchor do not compute the same thing (a fault injected into
 ours before the script runs)."""
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +72,13 @@ def test_ab_lookup_compares_two_builds_of_the_kernel(tmp_path):
     assert len([ln for ln in out.splitlines() if " B / A " in ln]) == 2, out
     res = run_bench("ab_lookup.py", kernel.__file__, str(tmp_path / "nothing.so"), "--rows", "200")
     assert res.returncode != 0 and "not a loadable module file" in res.stdout + res.stderr, res.stderr[-2000:]
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_read_ceiling_torch_prints_each_reader_against_torch():
+    pytest.importorskip("torch")
+    out = ok(run_bench("read_ceiling_torch.py", "--rows", "1000", "--rounds", "1"))
+    assert len([ln for ln in out.splitlines() if ln.endswith("x torch")]) == 8, out  # torch, ours, 6 readers
 
 
 LATENCY_ARGS = ("--rows", "256", "--dim", "32", "--bag-len", "2", "--bags", "1", "3", "--calls", "20",
