@@ -951,7 +951,8 @@ cdef extern from *:
         const int64_t rb = f->row_bytes;
         const int dim = f->dim, nb = f->nb, block = f->block;
         const int mx = K == EMBC_MXINT8 || K == EMBC_MX_LUT8 || K == EMBC_MX_LUT_BITS;
-        const int fp8 = K == EMBC_MX_LUT8 && f->fp8_arith && (f->fp8_shift == 20 || f->fp8_shift == 21);
+        const int fp8 = K == EMBC_MX_LUT8 && f->fp8_arith && (f->fp8_shift == 20 || f->fp8_shift == 21)
+                        && f->fp8_special >= 1;  /* (lookup._fp8_params: code 0 is never Inf/NaN) */
         /* FP8 by shifts takes a row's pass when its largest scale byte v has v - adjust < first
            (saturating; first >= 1), that is v < fp8_top, and no code is Inf/NaN */
         const int fp8_top = f->fp8_scale_adj + f->fp8_special, fp8_first = f->fp8_special;
