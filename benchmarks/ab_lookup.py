@@ -34,9 +34,10 @@ from machine import machine  # noqa: E402
 
 
 def load(path: str):
-    """A compiled ``_lookup`` module from its file (the name must stay ``_lookup``: its init
-    function is named for it); each file loads as a module of its own."""
-    spec = importlib.util.spec_from_file_location("_lookup", path)
+    """A compiled ``_lookup`` module from its file, under the name its file gives (``_lookup``, or
+    ``_lookup_avx2`` and the like of a portable build: the init function is named for it); each
+    file loads as a module of its own."""
+    spec = importlib.util.spec_from_file_location(Path(path).name.split(".")[0], path)
     try:
         if spec is None or spec.loader is None:
             raise ImportError("not a Python extension module's file name")
