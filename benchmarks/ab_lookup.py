@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +59,7 @@ def main() -> None:
     ap.add_argument("--formats", nargs="+", default=["mxint8", "mxfp8_e4m3", "mxfp4_e2m1"])
     args = ap.parse_args()
 
-    from bench_lookup import zipf_ids
+    from bench_lookup import times_interleaved, zipf_ids
 
     import embcompress
     from embcompress.kernels.lookup import _plan
@@ -82,17 +81,12 @@ def main() -> None:
         data = np.ascontiguousarray(q.data)
         plans = [_plan(m, fmt, args.dim, q.block_size, data.shape[1]) for m in mods]
         outs = [np.empty((n_bags, args.dim), dtype=np.float32) for _ in mods]
-        times: list[list[float]] = [[], []]
-        for _ in range(args.rounds + 1):  # the first round warms up
-            for k, (m, plan) in enumerate(zip(mods, plans)):
-                if sweep is not None:
-                    sweep.sum()
-                t = time.perf_counter()
-                m.pool(plan, data, ids, offsets, None, 0, outs[k], 1)
-                times[k].append(time.perf_counter() - t)
+        fns = {k: (lambda m=m, plan=plan, out=out: m.pool(plan, data, ids, offsets, None, 0, out, 1))
+               for k, (m, plan, out) in enumerate(zip(mods, plans, outs))}
+        times = times_interleaved(fns, args.rounds, None if sweep is None else sweep.sum)
         if not np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32)):
             raise SystemExit(f"MISMATCH: {fmt}: A and B pool different bits")
-        rate = [(ids.size / np.median(t[1:]) / 1e6, ids.size / min(t[1:]) / 1e6) for t in times]
+        rate = [(ids.size / np.median(t) / 1e6, ids.size / min(t) / 1e6) for t in times.values()]
         print(f"{fmt:<12} A median {rate[0][0]:6.1f} best {rate[0][1]:6.1f} | "
               f"B median {rate[1][0]:6.1f} best {rate[1][1]:6.1f} | B / A {rate[1][0] / rate[0][0]:5.2f}")
 

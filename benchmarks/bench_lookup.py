@@ -71,6 +71,22 @@ def best_interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
     return wall, cpu
 
 
+def times_interleaved(fns: dict, rounds: int, sweep=None) -> dict:
+    """Wall times of each callable over ``rounds`` rounds after a warm-up round, the callables
+    taking turns within a round (``sweep``, if given, called before each turn: the caches swept),
+    for medians: ``benchmarks/ab_lookup.py`` and ``read_ceiling_torch.py``."""
+    times: dict = {name: [] for name in fns}
+    for r in range(rounds + 1):
+        for name, fn in fns.items():
+            if sweep is not None:
+                sweep()
+            t0 = time.perf_counter()
+            fn()
+            if r:  # (round 0 warms up)
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=2_000_000)

@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +76,7 @@ def main() -> None:
     import torch
 
     import embcompress
-    from bench_lookup import zipf_ids
+    from bench_lookup import times_interleaved, zipf_ids
 
     torch.set_num_threads(1)
     dim, n_bags, bag = 128, 8192, 32
@@ -106,16 +105,10 @@ def main() -> None:
         for dist, hint in ((8, 3), (16, 3), (24, 3), (32, 1), (48, 1)):
             fns[f"read rows, {dist} ahead to {'L1' if hint == 3 else 'L2'}"] = (
                 lambda d=dist, h=hint: lib.touch_rows(rows8.ctypes.data, ids.ctypes.data, ids.size, 136, d, h))
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(args.rounds + 1):  # the first round warms up
-            for name, fn in fns.items():
-                sweep.sum()
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-    base = float(np.median(times["torch int8 operator"][1:]))
+        times = times_interleaved(fns, args.rounds, sweep.sum)
+    base = float(np.median(times["torch int8 operator"]))
     for name, ts in times.items():
-        med = float(np.median(ts[1:]))
+        med = float(np.median(ts))
         print(f"{name:<26} {ids.size / med / 1e6:7.1f}  {base / med:5.2f}x torch")
 
 

@@ -24,6 +24,8 @@ from learned_hash.logs import CRITEO_COLUMNS
 from .api import memory_bytes
 from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, lz4_frame, sequence_sql, text_columns
 
+_ident = SparkDialect().ident  # a column name as Spark reads it: `name`, backticks doubled
+
 CORRUPT = "__embc_corrupt"
 
 # The master URLs Spark takes, as SparkContext and spark-submit parse them (spaces as they allow);
@@ -173,7 +175,7 @@ def _load(spark, plan: MiningPlan):
         def typed(files, null=frozenset()):
             df = spark.read.parquet(*files)
             for c in plan.schema.columns:
-                t, q = df.schema[c].dataType, "`" + c.replace("`", "``") + "`"
+                t, q = df.schema[c].dataType, _ident(c)
                 if c in null:  # all missing here (Arrow's null type, which Spark reads as int32)
                     df = df.withColumn(c, F.lit(None))
                     continue
@@ -195,7 +197,7 @@ def _load(spark, plan: MiningPlan):
         # types that differ between files, or a column all missing in some: each group of
         # agreeing files is read apart (Spark takes one file's type for all of them), cast to the
         # common type, and the groups unioned
-        cols = [F.col("`" + c.replace("`", "``") + "`") for c in plan.schema.columns]
+        cols = [F.col(_ident(c)) for c in plan.schema.columns]
         frames = [typed([paths[i] for i in idx], null).select(*cols) for idx, _, null in plan.parts]
         return functools.reduce(lambda a, b: a.unionByName(b), frames), None
     csv = src.format == "csv"
@@ -234,7 +236,7 @@ def _load(spark, plan: MiningPlan):
     if len(groups) == 1:
         df = read(groups[0][0], paths)
     else:  # exports whose header changed: each group of files by its own names, columns read by name
-        cols = [F.col("`" + c.replace("`", "``") + "`") for c in [*plan.schema.columns, CORRUPT]]
+        cols = [F.col(_ident(c)) for c in [*plan.schema.columns, CORRUPT]]
         df = functools.reduce(lambda a, b: a.unionByName(b),
                               [read(names, [paths[i] for i in idx]).select(*cols) for names, idx in groups])
     # a line of whitespace only is blank, not a bad line (as DuckDB and the readers take it)
