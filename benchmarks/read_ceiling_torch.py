@@ -1,12 +1,14 @@
-"""How fast this machine reads the rows, against torch's int8 operator and mxint8, in one process.
+"""How fast this machine reads the rows, against torch's row-wise operator and ours, in one process.
 
-    python benchmarks/read_ceiling_torch.py [--rows 2000000] [--zipf 0] [--rounds 12]
+    python benchmarks/read_ceiling_torch.py [--rows 2000000] [--zipf 0] [--rounds 12] [--bits 8|4]
 
-The serving issue asks for mxint8 at 1.3x torch's int8 row-wise operator. Both read three cache
-lines a row (132- and 136-byte records) from a table far larger than the caches, so the machine's
-random reads bound both. This script times, taking turns round after round with a 512 MiB sweep
-before each turn (as ``bench_lookup.py`` does): torch's
-``embedding_bag_byte_rowwise_offsets``, ``embcompress.pooled_lookup`` on mxint8, and a loop that
+The serving issue asks for mxint8 at 1.3x torch's int8 row-wise operator, and mxfp4_e2m1 at 1.3x
+its int4 one. With ``--bits 8`` (default) both sides read three cache lines a row (132- and
+136-byte records), with ``--bits 4`` two (68-byte records each), from a table far larger than the
+caches, so the machine's random reads bound both. This script times, taking turns round after
+round with a 512 MiB sweep before each turn (as ``bench_lookup.py`` does): torch's
+``embedding_bag_byte_rowwise_offsets`` (or ``embedding_bag_4bit_rowwise_offsets``),
+``embcompress.pooled_lookup`` on mxint8 (or mxfp4_e2m1), and a loop that
 only reads one byte of every line of each row (no decoding, no pooling), with software prefetches
 of the rows 8 to 48 ids ahead into L1 or L2, or none. The loop is compiled here from the C below
 (``cc``). Medians of the rounds and ratios to torch's median are printed: a loop that does nothing
@@ -71,6 +73,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--zipf", type=float, default=0.0, help="Zipf exponent of the ids, 0 for uniform")
     ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--bits", type=int, choices=(8, 4), default=8,
+                    help="8: torch's int8 operator against mxint8; 4: its int4 operator against mxfp4_e2m1")
     args = ap.parse_args()
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # torch's table on huge pages, as NumPy's
     import torch
@@ -82,9 +86,15 @@ def main() -> None:
     dim, n_bags, bag = 128, 8192, 32
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.rows, dim), dtype=np.float32)
-    t8 = torch.ops.quantized.embedding_bag_byte_prepack(torch.from_numpy(x))
-    rows8 = t8.numpy()  # torch's own records, 136 bytes
-    q = embcompress.quantize(x, "mxint8")
+    if args.bits == 8:
+        tq = torch.ops.quantized.embedding_bag_byte_prepack(torch.from_numpy(x))
+        op, ours = torch.ops.quantized.embedding_bag_byte_rowwise_offsets, "mxint8"
+    else:
+        tq = torch.ops.quantized.embedding_bag_4bit_prepack(torch.from_numpy(x))
+        op, ours = torch.ops.quantized.embedding_bag_4bit_rowwise_offsets, "mxfp4_e2m1"
+    rows = tq.numpy()  # torch's own records: 136 bytes (int8) or 68 (int4)
+    rb = rows.shape[1]
+    q = embcompress.quantize(x, ours)
     ids = zipf_ids(rng, args.rows, n_bags * bag, args.zipf) if args.zipf > 0 else \
         rng.integers(0, args.rows, n_bags * bag, dtype=np.int64)
     offsets = np.arange(n_bags, dtype=np.int64) * bag
@@ -97,16 +107,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_touch(Path(tmp))
         fns = {
-            "torch int8 operator": lambda: torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
-                t8, it, ot, False, 0, False, None, None, False),
-            "mxint8 pooled_lookup": lambda: embcompress.pooled_lookup(q, ids, offsets, n_threads=1, out=out),
-            "read rows, no prefetch": lambda: lib.touch_rows(rows8.ctypes.data, ids.ctypes.data, ids.size, 136, 0, 3),
+            f"torch int{args.bits} operator": lambda: op(tq, it, ot, False, 0, False, None, None, False),
+            f"{ours} pooled_lookup": lambda: embcompress.pooled_lookup(q, ids, offsets, n_threads=1, out=out),
+            "read rows, no prefetch": lambda: lib.touch_rows(rows.ctypes.data, ids.ctypes.data, ids.size, rb, 0, 3),
         }
         for dist, hint in ((8, 3), (16, 3), (24, 3), (32, 1), (48, 1)):
             fns[f"read rows, {dist} ahead to {'L1' if hint == 3 else 'L2'}"] = (
-                lambda d=dist, h=hint: lib.touch_rows(rows8.ctypes.data, ids.ctypes.data, ids.size, 136, d, h))
+                lambda d=dist, h=hint: lib.touch_rows(rows.ctypes.data, ids.ctypes.data, ids.size, rb, d, h))
         times = times_interleaved(fns, args.rounds, sweep.sum)
-    base = float(np.median(times["torch int8 operator"]))
+    base = float(np.median(times[f"torch int{args.bits} operator"]))
     for name, ts in times.items():
         med = float(np.median(ts))
         print(f"{name:<26} {ids.size / med / 1e6:7.1f}  {base / med:5.2f}x torch")

@@ -892,6 +892,42 @@ cdef extern from *:
         v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
         v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
     }
+    /* Sums in the order of the 4-bit decoder by 64 codes (embc_pass_avx2, AR & 4) -> 64 floats
+       in element order. Sum k (0-3) holds, in lane L, the values 32L + 8k + 0, 2, 4, 6 and sum
+       k + 4 the odd ones after them: interleaved, their lanes are chunks k and k + 4. */
+    static inline __attribute__((always_inline)) void embc_fp4x64_store(const __m256 *acc, float *out) {
+        for (int k = 0; k < 4; k++) {
+            const __m256 p = _mm256_unpacklo_ps(acc[k], acc[k + 4]), q = _mm256_unpackhi_ps(acc[k], acc[k + 4]);
+            _mm256_storeu_ps(out + 8 * k, _mm256_permute2f128_ps(p, q, 0x20));
+            _mm256_storeu_ps(out + 32 + 8 * k, _mm256_permute2f128_ps(p, q, 0x31));
+        }
+    }
+    /* A 4-bit table's forms for the two byte-shuffle decoders, made once a run (not a bag). */
+    typedef struct {
+        __m128i tab2;     /* the 16 values times 2 as int8, where fp4b: they all are such integers */
+        __m256i th, tl;   /* the two top bytes of each value's float, in both lanes, where bf: every
+                             value is the top 16 bits of its float */
+        int fp4b, bf;
+    } embc_fp4_tabs;
+    static void embc_fp4_tables(const embc_fmt *f, embc_fp4_tabs *t) {
+        int8_t t2[16] = {0};
+        uint8_t h8[16] = {0}, l8[16] = {0};
+        t->fp4b = t->bf = f->kind == EMBC_MX_LUT_BITS && f->bits == 4;
+        for (int q = 0; q < 16 && t->fp4b; q++) {
+            const float d = 2.0f * f->lut[q];
+            t->fp4b = d >= -128.0f && d <= 127.0f && d == (float)(int)d;
+            t2[q] = t->fp4b ? (int8_t)(int)d : 0;
+        }
+        for (int q = 0; q < 16 && t->bf; q++) {
+            const uint32_t u = embc_u32((const uint8_t *)(f->lut + q));
+            t->bf = (u & 0xFFFFu) == 0;
+            h8[q] = (uint8_t)(u >> 24);
+            l8[q] = (uint8_t)(u >> 16);
+        }
+        t->tab2 = _mm_loadu_si128((const __m128i *)t2);
+        t->th = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)h8));
+        t->tl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)l8));
+    }
     /* One row's chunks of a pass (8G values) decoded and added to the sums. c: the pass's first
        code byte; chunk g's block scale byte: sb[g >> CS] (CS >= 0, blocks of 8 << CS values) or
        rec[kb[g]]. AR: FP8 by shifts (the row's codes and block scales checked by the caller), or
@@ -900,9 +936,40 @@ cdef extern from *:
     #define EMBC_SB8(g) (CS >= 0 ? sb[(g) >> (CS >= 0 ? CS : 0)] : rec[kb[g]])
     static inline __attribute__((always_inline)) void embc_pass_avx2(
             const uint8_t *rec, const uint8_t *c, const uint8_t *sb, const int *kb, const float *lut, __m256 s,
-            __m256 b, int weighted, __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i tab2, __m256 *acc,
+            __m256 b, int weighted, __m256 wv, __m256 lo, __m256 hi, const float *tab, __m128i tab2,
+            __m256i th, __m256i tl, __m256 *acc,
             const int K, const int G, const int CS, const int AR, const int SH) {
-        const int FUSE = AR & 2;  /* (AR & 1: FP8 by shifts, or 4-bit codes by bytes) */
+        const int FUSE = AR & 2;  /* (AR & 1: FP8 by shifts, or 4-bit codes by bytes; AR & 4: by 64 codes, below) */
+        if (K == EMBC_MX_LUT_BITS && (AR & 4) && G == 8 && CS == 2) {
+            /* two blocks' scales, one a lane, for the values as they are (not times 2) */
+            const __m256 sc = _mm256_set_m128(_mm_broadcast_ss(tab + sb[1]), _mm_broadcast_ss(tab + sb[0]));
+            const __m256i x = _mm256_loadu_si256((const __m256i *)c), m = _mm256_set1_epi8(0x0F);
+            const __m256i z = _mm256_setzero_si256();
+            /* 64 codes, one block a 128-bit lane: the low nibbles (the even values) then the high
+               ones; each value the top 16 bits of its float (th: their high bytes, tl: the next),
+               so two byte shuffles and two in-lane unpacks give 16 floats, with no widening across
+               lanes and no conversion (27 operations a 64 values, 46 by embc_fp4x32). The sums
+               keep the order this gives (see embc_fp4x64_store); each is used as soon as it is
+               made, which keeps the sums in registers. */
+            for (int h = 0; h < 2; h++) {
+                const __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(x, 4), m) : _mm256_and_si256(x, m);
+                const __m256i el = _mm256_shuffle_epi8(tl, q), eh = _mm256_shuffle_epi8(th, q);
+                for (int k = 0; k < 2; k++) {
+                    const __m256i wd = k ? _mm256_unpackhi_epi8(el, eh) : _mm256_unpacklo_epi8(el, eh);
+                    for (int u = 0; u < 2; u++) {
+                        const __m256 v = _mm256_castsi256_ps(u ? _mm256_unpackhi_epi16(z, wd) : _mm256_unpacklo_epi16(z, wd));
+                        const int g = 4 * h + 2 * k + u;
+                        if (FUSE) {
+                            acc[g] = _mm256_fmadd_ps(v, sc, acc[g]);
+                        } else {
+                            const __m256 t = _mm256_mul_ps(v, sc);
+                            acc[g] = _mm256_add_ps(acc[g], weighted ? _mm256_mul_ps(wv, t) : t);
+                        }
+                    }
+                }
+            }
+            return;
+        }
         if (K == EMBC_MX_LUT_BITS && (AR & 1)) {
             /* 32 values a step where four chunks share a block (blocks of 32 or more known at
                compile time), else 16 */
@@ -960,10 +1027,13 @@ cdef extern from *:
         }
     }
     /* CS: blocks of 8 << CS values known at compile time (the scale bytes of a pass then lie at
-       constant offsets), or -1: any multiple of 8, through kb. */
+       constant offsets), or -1: any multiple of 8, through kb. BF: 4-bit codes by 64 codes
+       only (G 8, CS 2, t4->bf), a loop of its own: with the other decoders' tables live beside
+       its two, GCC kept sums on the stack. */
     static inline __attribute__((always_inline)) void embc_bag_avx2(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end, int64_t n_idx,
-            const float *w, int mode, float *restrict out, const int K, const int G, const int CS, const int W) {
+            const float *w, int mode, float *restrict out, const embc_fp4_tabs *t4,
+            const int K, const int G, const int CS, const int W, const int BF) {
         const int64_t rb = f->row_bytes;
         const int dim = f->dim, nb = f->nb, block = f->block;
         const int mx = K == EMBC_MXINT8 || K == EMBC_MX_LUT8 || K == EMBC_MX_LUT_BITS;
@@ -978,15 +1048,9 @@ cdef extern from *:
         /* the 16 values of 4-bit codes (the other families' tables are shorter or absent) */
         const __m256 lo = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut) : _mm256_setzero_ps();
         const __m256 hi = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut + 8) : lo;
-        /* 4-bit codes by bytes: the table's values times 2 as int8, where they all are such integers */
-        int8_t t2[16] = {0};
-        int fp4b = K == EMBC_MX_LUT_BITS && G % 2 == 0 && block % 16 == 0;
-        for (int q = 0; q < 16 && fp4b; q++) {
-            const float d = 2.0f * f->lut[q];
-            fp4b = d >= -128.0f && d <= 127.0f && d == (float)(int)d;
-            t2[q] = fp4b ? (int8_t)(int)d : 0;
-        }
-        const __m128i tab2 = _mm_loadu_si128((const __m128i *)t2);
+        const __m128i tab2 = K == EMBC_MX_LUT_BITS ? t4->tab2 : _mm_setzero_si128();
+        const __m256i th = BF ? t4->th : _mm256_setzero_si256(), tl = BF ? t4->tl : th;
+        const int fp4b = K == EMBC_MX_LUT_BITS && !BF && t4->fp4b && G % 2 == 0 && block % 16 == 0, bf = BF;
         /* the scale bytes a pass's chunks use (CS >= 0) */
         const int nsb = ((G - 1) >> (CS >= 0 ? CS : 0)) + 1;
         for (int d0 = 0; d0 < dim; d0 += 8 * G) {
@@ -1026,15 +1090,16 @@ cdef extern from *:
                 /* a sum fuses the block scale where every product is exact (see
                    EMBC_MXINT8_FMA_MAX_SCALE): FP8 by shifts, mxint8 and 4-bit codes by bytes
                    under their largest scale byte */
-                const int alt = arith || (K == EMBC_MX_LUT_BITS && fp4b);
+                const int alt = arith || (K == EMBC_MX_LUT_BITS && (fp4b || bf));
                 const int fuse = EMBC_AVX2_FMA && !W && (arith || (K == EMBC_MXINT8 && top <= EMBC_MXINT8_FMA_MAX_SCALE)
                                                          || (alt && top <= EMBC_FP4_FMA_MAX_SCALE));
                 /* (one call a case, not a flag tested a chunk: each is its own loop; two calls,
                    not one with a flag: GCC would compute both decodes, gathers included) */
                 #define EMBC_PASS(WEIGHTED, AR, SH) embc_pass_avx2(rec, c, sb, kb, lut, s, b, WEIGHTED, wv, lo, hi, \
-                    K == EMBC_MX_LUT8 && (AR & 1) ? scales8 : tab, tab2, acc, K, G, CS, AR, SH)
+                    K == EMBC_MX_LUT8 && (AR & 1) ? scales8 : tab, tab2, th, tl, acc, K, G, CS, AR, SH)
                 /* FP8 by shifts of 20 (E4M3) or 21 (E5M2) bits, a constant: an immediate shift */
-                if (fuse && alt) { if (e5) EMBC_PASS(0, 3, 21); else EMBC_PASS(0, 3, 20); }
+                if (BF) { if (fuse) EMBC_PASS(0, 6, 20); else EMBC_PASS(W, 4, 20); }
+                else if (fuse && alt) { if (e5) EMBC_PASS(0, 3, 21); else EMBC_PASS(0, 3, 20); }
                 else if (fuse) EMBC_PASS(0, 2, 20);
                 else if (alt) { if (e5) EMBC_PASS(W, 1, 21); else EMBC_PASS(W, 1, 20); }
                 else EMBC_PASS(W, 0, 20);
@@ -1044,26 +1109,34 @@ cdef extern from *:
                 const __m256 n = _mm256_set1_ps((float)(end - start));
                 for (int g = 0; g < G; g++) acc[g] = _mm256_div_ps(acc[g], n);
             }
-            for (int g = 0; g < G; g++) _mm256_storeu_ps(out + d0 + 8 * g, acc[g]);
+            if (bf) embc_fp4x64_store(acc, out + d0);
+            else for (int g = 0; g < G; g++) _mm256_storeu_ps(out + d0 + 8 * g, acc[g]);
         }
     }
-    #define EMBC_AVX2_BAGS_W(K, G_, CS, W) \
+    #define EMBC_AVX2_BAGS_W(K, G_, CS, W, BF) \
         for (int64_t b = b0; b < b1; b++) \
-            embc_bag_avx2(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, K, G_, CS, W);
+            embc_bag_avx2(f, data, idx, offsets[b], offsets[b + 1], n_idx, w, mode, out + b * (int64_t)f->dim, &t4, \
+                          K, G_, CS, W, BF);
     /* weighted or not known at compile time: the row loop then tests nothing for it */
-    #define EMBC_AVX2_BAGS(K, G_, CS) if (w) { EMBC_AVX2_BAGS_W(K, G_, CS, 1) } else { EMBC_AVX2_BAGS_W(K, G_, CS, 0) }
+    #define EMBC_AVX2_BAGS(K, G_, CS) if (w) { EMBC_AVX2_BAGS_W(K, G_, CS, 1, 0) } else { EMBC_AVX2_BAGS_W(K, G_, CS, 0, 0) }
     #define EMBC_AVX2_GC(K, CS) \
         if (G == 8) { EMBC_AVX2_BAGS(K, 8, CS) } else if (G == 4) { EMBC_AVX2_BAGS(K, 4, CS) } \
         else if (G == 2) { EMBC_AVX2_BAGS(K, 2, CS) } else { EMBC_AVX2_BAGS(K, 1, CS) }
     /* no block scales */
     #define EMBC_AVX2_K(K) case K: EMBC_AVX2_GC(K, 0) break;
-    /* block scales: blocks of 32 (the MX default) at constant offsets, others through kb */
-    #define EMBC_AVX2_KS(K) case K: if (f->block == 32) { EMBC_AVX2_GC(K, 2) } else { EMBC_AVX2_GC(K, -1) } break;
+    /* block scales: blocks of 32 (the MX default) at constant offsets, others through kb; 4-bit
+       codes of blocks of 32 by 64 codes (embc_pass_avx2, AR & 4) */
+    #define EMBC_AVX2_KS(K) case K: \
+        if (K == EMBC_MX_LUT_BITS && f->block == 32 && G == 8 && t4.bf) { \
+            if (w) { EMBC_AVX2_BAGS_W(K, 8, 2, 1, 1) } else { EMBC_AVX2_BAGS_W(K, 8, 2, 0, 1) } \
+        } else if (f->block == 32) { EMBC_AVX2_GC(K, 2) } else { EMBC_AVX2_GC(K, -1) } break;
     /* Bags [b0, b1) of a run (rows up to n_idx, the run's end, prefetched), sum or mean. */
     static void embc_bags_avx2(const embc_fmt *f, const uint8_t *data, const int64_t *idx, const int64_t *offsets,
                                int64_t b0, int64_t b1, int64_t n_idx, const float *w, int mode, float *out) {
         const int nc = f->dim / 8;
         const int G = nc % 8 == 0 ? 8 : nc % 4 == 0 ? 4 : nc % 2 == 0 ? 2 : 1;
+        embc_fp4_tabs t4;
+        embc_fp4_tables(f, &t4);
         switch (f->kind) {
         EMBC_AVX2_K(EMBC_FP32) EMBC_AVX2_K(EMBC_FP16) EMBC_AVX2_K(EMBC_BF16) EMBC_AVX2_K(EMBC_INT8_ROW)
         EMBC_AVX2_K(EMBC_INT4_ROW) EMBC_AVX2_KS(EMBC_MXINT8) EMBC_AVX2_KS(EMBC_MX_LUT8) EMBC_AVX2_KS(EMBC_MX_LUT_BITS)

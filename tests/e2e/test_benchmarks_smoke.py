@@ -77,8 +77,11 @@ def test_ab_lookup_compares_two_builds_of_the_kernel(tmp_path):
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
 def test_read_ceiling_torch_prints_each_reader_against_torch():
     pytest.importorskip("torch")
-    out = ok(run_bench("read_ceiling_torch.py", "--rows", "1000", "--rounds", "1"))
-    assert len([ln for ln in out.splitlines() if ln.endswith("x torch")]) == 8, out  # torch, ours, 6 readers
+    for bits, ours in (("8", "mxint8"), ("4", "mxfp4_e2m1")):
+        out = ok(run_bench("read_ceiling_torch.py", "--rows", "1000", "--rounds", "1", "--bits", bits))
+        lines = [ln for ln in out.splitlines() if ln.endswith("x torch")]
+        assert len(lines) == 8, out  # torch, ours, 6 readers
+        assert lines[0].startswith(f"torch int{bits} operator") and lines[1].startswith(ours), out
 
 
 LATENCY_ARGS = ("--rows", "256", "--dim", "32", "--bag-len", "2", "--bags", "1", "3", "--calls", "20",
