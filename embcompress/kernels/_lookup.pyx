@@ -382,7 +382,8 @@ cdef extern from *:
     #define EMBC_AVX2_FMA 1
     #else
     #define EMBC_AVX2_FMA 0
-    #define _mm256_fmadd_ps(a, b, c) _mm256_add_ps(_mm256_mul_ps((a), (b)), (c))  /* (never taken: fuse is 0) */
+    /* (where fuse is 0, never taken; row-wise int4's exact products round the same either way) */
+    #define _mm256_fmadd_ps(a, b, c) _mm256_add_ps(_mm256_mul_ps((a), (b)), (c))
     #endif
     static inline __attribute__((always_inline)) void embc_vop8(float *acc, __m256 v, __m256 wv, const int op) {
         if (op == EMBC_V_SET) { _mm256_storeu_ps(acc, v); return; }
@@ -902,7 +903,8 @@ cdef extern from *:
             _mm256_storeu_ps(out + 32 + 8 * k, _mm256_permute2f128_ps(p, q, 0x31));
         }
     }
-    /* A 4-bit table's forms for the two byte-shuffle decoders, made once a run (not a bag). */
+    /* A 4-bit table's forms for the two byte-shuffle decoders, made once a run (not a bag); for
+       row-wise int4 the 16 values are the codes themselves. */
     typedef struct {
         __m128i tab2;     /* the 16 values times 2 as int8, where fp4b: they all are such integers */
         __m256i th, tl;   /* the two top bytes of each value's float, in both lanes, where bf: every
@@ -912,14 +914,17 @@ cdef extern from *:
     static void embc_fp4_tables(const embc_fmt *f, embc_fp4_tabs *t) {
         int8_t t2[16] = {0};
         uint8_t h8[16] = {0}, l8[16] = {0};
-        t->fp4b = t->bf = f->kind == EMBC_MX_LUT_BITS && f->bits == 4;
+        const int lut4 = f->kind == EMBC_MX_LUT_BITS && f->bits == 4;
+        t->fp4b = lut4;
+        t->bf = lut4 || f->kind == EMBC_INT4_ROW;
         for (int q = 0; q < 16 && t->fp4b; q++) {
             const float d = 2.0f * f->lut[q];
             t->fp4b = d >= -128.0f && d <= 127.0f && d == (float)(int)d;
             t2[q] = t->fp4b ? (int8_t)(int)d : 0;
         }
         for (int q = 0; q < 16 && t->bf; q++) {
-            const uint32_t u = embc_u32((const uint8_t *)(f->lut + q));
+            const float val = lut4 ? f->lut[q] : (float)q;  /* row-wise int4: the code itself */
+            const uint32_t u = embc_u32((const uint8_t *)&val);
             t->bf = (u & 0xFFFFu) == 0;
             h8[q] = (uint8_t)(u >> 24);
             l8[q] = (uint8_t)(u >> 16);
@@ -940,12 +945,13 @@ cdef extern from *:
             __m256i th, __m256i tl, __m256 *acc,
             const int K, const int G, const int CS, const int AR, const int SH) {
         const int FUSE = AR & 2;  /* (AR & 1: FP8 by shifts, or 4-bit codes by bytes; AR & 4: by 64 codes, below) */
-        if (K == EMBC_MX_LUT_BITS && (AR & 4) && G == 8 && CS == 2) {
-            /* two blocks' scales, one a lane, for the values as they are (not times 2) */
-            const __m256 sc = _mm256_set_m128(_mm_broadcast_ss(tab + sb[1]), _mm_broadcast_ss(tab + sb[0]));
+        if ((K == EMBC_MX_LUT_BITS || K == EMBC_INT4_ROW) && (AR & 4) && G == 8) {
+            /* two blocks' scales, one a lane, for the values as they are (not times 2); row-wise
+               int4: the row's scale (s) and bias (b) */
+            const __m256 sc = K == EMBC_INT4_ROW ? s : _mm256_set_m128(_mm_broadcast_ss(tab + sb[1]), _mm_broadcast_ss(tab + sb[0]));
             const __m256i x = _mm256_loadu_si256((const __m256i *)c), m = _mm256_set1_epi8(0x0F);
             const __m256i z = _mm256_setzero_si256();
-            /* 64 codes, one block a 128-bit lane: the low nibbles (the even values) then the high
+            /* 64 codes, one block (mxfp4) a 128-bit lane: the low nibbles (the even values) then the high
                ones; each value the top 16 bits of its float (th: their high bytes, tl: the next),
                so two byte shuffles and two in-lane unpacks give 16 floats, with no widening across
                lanes and no conversion (27 operations a 64 values, 46 by embc_fp4x32). The sums
@@ -962,7 +968,9 @@ cdef extern from *:
                         if (FUSE) {
                             acc[g] = _mm256_fmadd_ps(v, sc, acc[g]);
                         } else {
-                            const __m256 t = _mm256_mul_ps(v, sc);
+                            /* (row-wise int4: a code times an fp16 scale is exact in a float, so
+                               the fused q * s + b rounds as the reference's multiply, then add) */
+                            const __m256 t = K == EMBC_INT4_ROW ? _mm256_fmadd_ps(v, sc, b) : _mm256_mul_ps(v, sc);
                             acc[g] = _mm256_add_ps(acc[g], weighted ? _mm256_mul_ps(wv, t) : t);
                         }
                     }
@@ -1028,7 +1036,7 @@ cdef extern from *:
     }
     /* CS: blocks of 8 << CS values known at compile time (the scale bytes of a pass then lie at
        constant offsets), or -1: any multiple of 8, through kb. BF: 4-bit codes by 64 codes
-       only (G 8, CS 2, t4->bf), a loop of its own: with the other decoders' tables live beside
+       only (G 8; mxfp4 in blocks of 32 or row-wise int4; t4->bf), a loop of its own: with the other decoders' tables live beside
        its two, GCC kept sums on the stack. */
     static inline __attribute__((always_inline)) void embc_bag_avx2(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end, int64_t n_idx,
@@ -1139,7 +1147,11 @@ cdef extern from *:
         embc_fp4_tables(f, &t4);
         switch (f->kind) {
         EMBC_AVX2_K(EMBC_FP32) EMBC_AVX2_K(EMBC_FP16) EMBC_AVX2_K(EMBC_BF16) EMBC_AVX2_K(EMBC_INT8_ROW)
-        EMBC_AVX2_K(EMBC_INT4_ROW) EMBC_AVX2_KS(EMBC_MXINT8) EMBC_AVX2_KS(EMBC_MX_LUT8) EMBC_AVX2_KS(EMBC_MX_LUT_BITS)
+        case EMBC_INT4_ROW:
+            if (G == 8 && t4.bf) { if (w) { EMBC_AVX2_BAGS_W(EMBC_INT4_ROW, 8, 0, 1, 1) } else { EMBC_AVX2_BAGS_W(EMBC_INT4_ROW, 8, 0, 0, 1) } }
+            else { EMBC_AVX2_GC(EMBC_INT4_ROW, 0) }
+            break;
+        EMBC_AVX2_KS(EMBC_MXINT8) EMBC_AVX2_KS(EMBC_MX_LUT8) EMBC_AVX2_KS(EMBC_MX_LUT_BITS)
         }
     }
     #endif
