@@ -896,7 +896,7 @@ cdef extern from *:
     /* Sums in the order of the 4-bit decoder by 64 codes (embc_pass_avx2, AR & 4) -> 64 floats
        in element order. Sum k (0-3) holds, in lane L, the values 32L + 8k + 0, 2, 4, 6 and sum
        k + 4 the odd ones after them: interleaved, their lanes are chunks k and k + 4. */
-    static inline __attribute__((always_inline)) void embc_fp4x64_store(const __m256 *acc, float *out) {
+    static inline __attribute__((always_inline)) void embc_codes64_store(const __m256 *acc, float *out) {
         for (int k = 0; k < 4; k++) {
             const __m256 p = _mm256_unpacklo_ps(acc[k], acc[k + 4]), q = _mm256_unpackhi_ps(acc[k], acc[k + 4]);
             _mm256_storeu_ps(out + 8 * k, _mm256_permute2f128_ps(p, q, 0x20));
@@ -937,7 +937,7 @@ cdef extern from *:
        code byte; chunk g's block scale byte: sb[g >> CS] (CS >= 0, blocks of 8 << CS values) or
        rec[kb[g]]. AR: FP8 by shifts (the row's codes and block scales checked by the caller), or
        4-bit codes by embc_fp4x16 / embc_fp4x32 (G even, blocks a multiple of 16, the table checked
-       by the caller). */
+       by the caller); AR & 4: 4-bit codes 64 a pass (G 8, the sums in another order). */
     #define EMBC_SB8(g) (CS >= 0 ? sb[(g) >> (CS >= 0 ? CS : 0)] : rec[kb[g]])
     static inline __attribute__((always_inline)) void embc_pass_avx2(
             const uint8_t *rec, const uint8_t *c, const uint8_t *sb, const int *kb, const float *lut, __m256 s,
@@ -955,7 +955,7 @@ cdef extern from *:
                ones; each value the top 16 bits of its float (th: their high bytes, tl: the next),
                so two byte shuffles and two in-lane unpacks give 16 floats, with no widening across
                lanes and no conversion (27 operations a 64 values, 46 by embc_fp4x32). The sums
-               keep the order this gives (see embc_fp4x64_store); each is used as soon as it is
+               keep the order this gives (see embc_codes64_store); each is used as soon as it is
                made, which keeps the sums in registers. */
             for (int h = 0; h < 2; h++) {
                 const __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(x, 4), m) : _mm256_and_si256(x, m);
@@ -1035,9 +1035,9 @@ cdef extern from *:
         }
     }
     /* CS: blocks of 8 << CS values known at compile time (the scale bytes of a pass then lie at
-       constant offsets), or -1: any multiple of 8, through kb. BF: 4-bit codes by 64 codes
-       only (G 8; mxfp4 in blocks of 32 or row-wise int4; t4->bf), a loop of its own: with the other decoders' tables live beside
-       its two, GCC kept sums on the stack. */
+       constant offsets), or -1: any multiple of 8, through kb. BF: 4-bit codes by 64 codes only
+       (G 8; mxfp4 in blocks of 32 or row-wise int4; t4->bf), a loop of its own: with the other
+       decoders' tables live beside its two, GCC kept sums on the stack. */
     static inline __attribute__((always_inline)) void embc_bag_avx2(
             const embc_fmt *f, const uint8_t *data, const int64_t *idx, int64_t start, int64_t end, int64_t n_idx,
             const float *w, int mode, float *restrict out, const embc_fp4_tabs *t4,
@@ -1117,7 +1117,7 @@ cdef extern from *:
                 const __m256 n = _mm256_set1_ps((float)(end - start));
                 for (int g = 0; g < G; g++) acc[g] = _mm256_div_ps(acc[g], n);
             }
-            if (bf) embc_fp4x64_store(acc, out + d0);
+            if (bf) embc_codes64_store(acc, out + d0);
             else for (int g = 0; g < G; g++) _mm256_storeu_ps(out + d0 + 8 * g, acc[g]);
         }
     }
@@ -1130,14 +1130,12 @@ cdef extern from *:
     #define EMBC_AVX2_GC(K, CS) \
         if (G == 8) { EMBC_AVX2_BAGS(K, 8, CS) } else if (G == 4) { EMBC_AVX2_BAGS(K, 4, CS) } \
         else if (G == 2) { EMBC_AVX2_BAGS(K, 2, CS) } else { EMBC_AVX2_BAGS(K, 1, CS) }
+    /* 4-bit codes by 64 codes (embc_pass_avx2, AR & 4) */
+    #define EMBC_AVX2_BF(K, CS) if (w) { EMBC_AVX2_BAGS_W(K, 8, CS, 1, 1) } else { EMBC_AVX2_BAGS_W(K, 8, CS, 0, 1) }
     /* no block scales */
     #define EMBC_AVX2_K(K) case K: EMBC_AVX2_GC(K, 0) break;
-    /* block scales: blocks of 32 (the MX default) at constant offsets, others through kb; 4-bit
-       codes of blocks of 32 by 64 codes (embc_pass_avx2, AR & 4) */
-    #define EMBC_AVX2_KS(K) case K: \
-        if (K == EMBC_MX_LUT_BITS && f->block == 32 && G == 8 && t4.bf) { \
-            if (w) { EMBC_AVX2_BAGS_W(K, 8, 2, 1, 1) } else { EMBC_AVX2_BAGS_W(K, 8, 2, 0, 1) } \
-        } else if (f->block == 32) { EMBC_AVX2_GC(K, 2) } else { EMBC_AVX2_GC(K, -1) } break;
+    /* block scales: blocks of 32 (the MX default) at constant offsets, others through kb */
+    #define EMBC_AVX2_S(K) if (f->block == 32) { EMBC_AVX2_GC(K, 2) } else { EMBC_AVX2_GC(K, -1) }
     /* Bags [b0, b1) of a run (rows up to n_idx, the run's end, prefetched), sum or mean. */
     static void embc_bags_avx2(const embc_fmt *f, const uint8_t *data, const int64_t *idx, const int64_t *offsets,
                                int64_t b0, int64_t b1, int64_t n_idx, const float *w, int mode, float *out) {
@@ -1148,10 +1146,13 @@ cdef extern from *:
         switch (f->kind) {
         EMBC_AVX2_K(EMBC_FP32) EMBC_AVX2_K(EMBC_FP16) EMBC_AVX2_K(EMBC_BF16) EMBC_AVX2_K(EMBC_INT8_ROW)
         case EMBC_INT4_ROW:
-            if (G == 8 && t4.bf) { if (w) { EMBC_AVX2_BAGS_W(EMBC_INT4_ROW, 8, 0, 1, 1) } else { EMBC_AVX2_BAGS_W(EMBC_INT4_ROW, 8, 0, 0, 1) } }
-            else { EMBC_AVX2_GC(EMBC_INT4_ROW, 0) }
+            if (G == 8 && t4.bf) { EMBC_AVX2_BF(EMBC_INT4_ROW, 0) } else { EMBC_AVX2_GC(EMBC_INT4_ROW, 0) }
             break;
-        EMBC_AVX2_KS(EMBC_MXINT8) EMBC_AVX2_KS(EMBC_MX_LUT8) EMBC_AVX2_KS(EMBC_MX_LUT_BITS)
+        case EMBC_MXINT8: EMBC_AVX2_S(EMBC_MXINT8) break;
+        case EMBC_MX_LUT8: EMBC_AVX2_S(EMBC_MX_LUT8) break;
+        case EMBC_MX_LUT_BITS:
+            if (f->block == 32 && G == 8 && t4.bf) { EMBC_AVX2_BF(EMBC_MX_LUT_BITS, 2) } else { EMBC_AVX2_S(EMBC_MX_LUT_BITS) }
+            break;
         }
     }
     #endif
