@@ -1058,7 +1058,7 @@ cdef extern from *:
         const __m256 hi = K == EMBC_MX_LUT_BITS ? _mm256_loadu_ps(f->lut + 8) : lo;
         const __m128i tab2 = K == EMBC_MX_LUT_BITS ? t4->tab2 : _mm_setzero_si128();
         const __m256i th = BF ? t4->th : _mm256_setzero_si256(), tl = BF ? t4->tl : th;
-        const int fp4b = K == EMBC_MX_LUT_BITS && !BF && t4->fp4b && G % 2 == 0 && block % 16 == 0, bf = BF;
+        const int fp4b = K == EMBC_MX_LUT_BITS && t4->fp4b && G % 2 == 0 && block % 16 == 0;
         /* the scale bytes a pass's chunks use (CS >= 0) */
         const int nsb = ((G - 1) >> (CS >= 0 ? CS : 0)) + 1;
         for (int d0 = 0; d0 < dim; d0 += 8 * G) {
@@ -1098,7 +1098,7 @@ cdef extern from *:
                 /* a sum fuses the block scale where every product is exact (see
                    EMBC_MXINT8_FMA_MAX_SCALE): FP8 by shifts, mxint8 and 4-bit codes by bytes
                    under their largest scale byte */
-                const int alt = arith || (K == EMBC_MX_LUT_BITS && (fp4b || bf));
+                const int alt = arith || (K == EMBC_MX_LUT_BITS && (fp4b || BF));
                 const int fuse = EMBC_AVX2_FMA && !W && (arith || (K == EMBC_MXINT8 && top <= EMBC_MXINT8_FMA_MAX_SCALE)
                                                          || (alt && top <= EMBC_FP4_FMA_MAX_SCALE));
                 /* (one call a case, not a flag tested a chunk: each is its own loop; two calls,
@@ -1117,7 +1117,7 @@ cdef extern from *:
                 const __m256 n = _mm256_set1_ps((float)(end - start));
                 for (int g = 0; g < G; g++) acc[g] = _mm256_div_ps(acc[g], n);
             }
-            if (bf) embc_codes64_store(acc, out + d0);
+            if (BF) embc_codes64_store(acc, out + d0);
             else for (int g = 0; g < G; g++) _mm256_storeu_ps(out + d0 + 8 * g, acc[g]);
         }
     }
