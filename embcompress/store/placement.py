@@ -36,7 +36,7 @@ from . import journal
 from .scm import BLOCK
 
 ROW_ORDER = "row_order"
-_COPY_BYTES = 64 << 20  # reorder_rows gathers the rows into their new order this many bytes at a time
+_COPY_BYTES = 64 << 20  # reorder_rows reads the table file this many bytes at a time
 _EDGE_CHUNK = 1 << 20  # coaccess_order's union-find takes the edges this many at a time
 _PAIR_CHUNK = 4 << 20  # mine_coaccess expands bags into about this many pairs at a time
 _MERGE_PAIRS = 1 << 24  # and sums them into the total once this many (or the total's size) wait
@@ -463,6 +463,7 @@ def reorder_rows(
     frequencies=None,
     block_bytes: int = BLOCK,
     replay=None,
+    memory_bytes: int | None = None,
 ) -> Layout:
     """Write ``out_file``: ``table_file`` with its rows in co-access order, plus ``row_order``.
 
@@ -472,6 +473,12 @@ def reorder_rows(
     original row ids (the written ``row_order`` maps original ids to the new positions).
     ``replay``: batches of original row ids (a held-out log); the layout then reports the mean
     4 KiB blocks a batch reads in the input file's order and in the new one.
+
+    The rows are copied by reading the table file in order, never row by row at random (a table
+    larger than memory would take one random read a row): the new file is made a window of
+    ``memory_bytes`` at a time (default: a quarter of the memory available, at least 64 MiB),
+    each window by one sequential read of the whole table, so a table larger than the window is
+    read ``ceil(table size / window)`` times.
     """
     journal.replay_before_open(table_file)  # an update a crash interrupted: its rows whole, or a clear refusal
     art = read_artifact(table_file, kind="table")
@@ -485,6 +492,10 @@ def reorder_rows(
     if not out_dir.is_dir():  # (before the work)
         raise ConfigError(f"Cannot write {out_file}: its folder {out_dir} does not exist (or is not a folder). "
                           f"Create it first, or write somewhere else.")
+    if memory_bytes is None:
+        memory_bytes = _default_copy_bytes()
+    elif isinstance(memory_bytes, bool) or not isinstance(memory_bytes, (int, np.integer)) or memory_bytes < 1:
+        raise param_error("memory_bytes", "reorder_rows", "be None or a positive int of bytes", memory_bytes)
     if replay is not None:  # checked before anything is written
         replay = _check_batches(replay, n_rows, "replay", "reorder_rows")
         if not replay:
@@ -494,9 +505,7 @@ def reorder_rows(
     new_row = invert(order)
     # Copied under the table's shared lock, as a store reads: an update another process was
     # writing meanwhile left a row torn in the copy (the file as it is now, opened again). The rows
-    # in the new order stream into the writer a chunk at a time: gathered into one array
-    # (rows[src]) they needed the table's size in memory, and the store serves tables larger
-    # than memory.
+    # in the new order stream into the writer a window at a time (see _rows_in_order).
     with journal.reading(table_file):
         art = read_artifact(table_file, kind="table")
         if art.section("rows").shape != (n_rows, row_bytes):
@@ -506,8 +515,9 @@ def reorder_rows(
         rows = art.array("rows")
         # The old file holds original row prev[p] at position p; we want original row order[k] at k.
         src = order if prev is None else invert(prev)[order]
-        step = max(1, _COPY_BYTES // max(row_bytes, 1))
-        sections = {"rows": Streamed(np.uint8, rows.shape, (rows[src[a : a + step]] for a in range(0, n_rows, step)))}
+        # where each position of the old file goes in the new one: new_row of its original row
+        dest = (lambda a, b: new_row[a:b]) if prev is None else (lambda a, b: new_row[prev[a:b]])
+        sections = {"rows": Streamed(np.uint8, rows.shape, _rows_in_order(rows, dest, memory_bytes))}
         for name in art.section_names:
             if name in ("rows", ROW_ORDER) or name in _MAP_PARTS:  # (the map's parts: built again below)
                 continue
@@ -546,6 +556,52 @@ def reorder_rows(
         after = float(blocks_per_batch(replay, row_bytes, new_row=new_row, block_bytes=block_bytes).mean())
     return Layout(Path(path), order, new_row, before, after)
 
+
+
+def _rows_in_order(rows: np.ndarray, dest, memory_bytes: int):
+    """The rows of ``rows`` (``(n, row_bytes)``, a file's mapping) in their new order, a window of
+    new positions at a time; ``dest(a, b)``: the new positions of old rows ``a .. b - 1``.
+
+    Each window is filled by one pass over the old rows in file order, a large read at a time,
+    keeping the rows whose new positions fall in it. Gathering the rows in the new order
+    (``rows[src]``) read them in a random order instead: from the page cache as fast, but from the
+    device one random read a row (each a page fault, one at a time) once the table is larger
+    than memory, where this reads the table sequentially once per window.
+    """
+    n, row_bytes = rows.shape
+    step = max(1, _COPY_BYTES // max(row_bytes, 1))
+    window = max(1, min(n, int(memory_bytes) // max(row_bytes, 1)))
+    for lo in range(0, n, window):
+        hi = min(n, lo + window)
+        out = np.empty((hi - lo, row_bytes), dtype=np.uint8)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            d = dest(a, b)
+            keep = (d >= lo) & (d < hi)
+            if keep.all():
+                out[d - lo] = rows[a:b]
+            elif keep.any():
+                out[d[keep] - lo] = rows[a:b][keep]
+        yield out
+
+
+def _default_copy_bytes() -> int:
+    """A quarter of the memory available (``MemAvailable``), at least 64 MiB: reorder_rows's window."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            avail = 0
+    return max(_COPY_BYTES, avail // 4)
 
 
 def invert(perm: np.ndarray, *, check: bool = False) -> np.ndarray | None:

@@ -269,3 +269,27 @@ def test_unique_fails_when_ours_computes_something_else():
              "U.unique_ids = _broken\n")
     res = run_bench("bench_unique.py", *UNIQUE_ARGS, patch=patch)
     assert res.returncode != 0 and "MISMATCH" in res.stdout, res.stdout[-2000:]
+
+
+REORDER_ARGS = ("--rows", "20000", "--rounds", "1", "--window", "0", "200000")
+
+
+def test_reorder_prints_ratios():
+    out = ok(run_bench("bench_reorder.py", *REORDER_ARGS))
+    lines = [ln for ln in out.splitlines() if ln.startswith(("anchor:", "ours:")) and "x anchor" in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["anchor", "ours", "ours"], out
+    assert all("20,000 rows in" in ln for ln in lines[1:]), out  # ours copies the whole table
+
+
+def test_reorder_fails_when_ours_puts_a_row_elsewhere():
+    patch = (
+        "from embcompress.store import placement\n"
+        "_orig = placement._rows_in_order\n"
+        "def _broken(rows, dest, memory_bytes):\n"
+        "    for out in _orig(rows, dest, memory_bytes):\n"
+        "        yield out[::-1]\n"
+        "placement._rows_in_order = _broken\n"
+    )
+    res = run_bench("bench_reorder.py", *REORDER_ARGS, patch=patch)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "does not hold old row" in res.stdout + res.stderr

@@ -258,8 +258,7 @@ def test_write_table_names_inputs_that_are_not_a_dict(tmp_path, inputs):
 
 def test_reorder_rows_does_not_load_the_table_into_memory(tmp_path, monkeypatch):
     # The new order's rows were gathered into one array (rows[src]): a table larger than memory
-    # could not be reordered. They are now gathered a chunk at a time into a temporary file the
-    # writer streams from.
+    # could not be reordered. They now stream into the writer a window of memory_bytes at a time.
     from embcompress.store import placement
     from embcompress.tablefile import open_table
 
@@ -274,7 +273,7 @@ def test_reorder_rows_does_not_load_the_table_into_memory(tmp_path, monkeypatch)
     reorder_rows(path, tmp_path / "warm.embc", clusters=labels)  # (lazy imports out of the peak)
     tracemalloc.start()
     try:
-        layout = reorder_rows(path, tmp_path / "r.embc", clusters=labels)
+        layout = reorder_rows(path, tmp_path / "r.embc", clusters=labels, memory_bytes=q.nbytes // 16)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
