@@ -522,8 +522,8 @@ def reorder_rows(
             if name in ("rows", ROW_ORDER) or name in _MAP_PARTS:  # (the map's parts: built again below)
                 continue
             arr = art.array(name)
-            if name == "frequencies":  # one entry a row: follows its row
-                arr = arr[src]
+            if name == "frequencies":  # one entry a row: follows its row, copied as the rows are
+                arr = Streamed(arr.dtype, arr.shape, _rows_in_order(arr, dest, memory_bytes))
             elif name in _ROW_VALUED:  # row numbers: renumbered to the new positions
                 arr = new_row[arr if prev is None else prev[arr]]  # old position -> original -> new
             sections[name] = arr
@@ -559,8 +559,9 @@ def reorder_rows(
 
 
 def _rows_in_order(rows: np.ndarray, dest, memory_bytes: int):
-    """The rows of ``rows`` (``(n, row_bytes)``, a file's mapping) in their new order, a window of
-    new positions at a time; ``dest(a, b)``: the new positions of old rows ``a .. b - 1``.
+    """The rows of ``rows`` (a file's mapping, one entry or record a row along the first axis) in
+    their new order, a window of new positions at a time; ``dest(a, b)``: the new positions of old
+    rows ``a .. b - 1``.
 
     Each window is filled by one pass over the old rows in file order, a large read at a time,
     keeping the rows whose new positions fall in it. Gathering the rows in the new order
@@ -568,12 +569,13 @@ def _rows_in_order(rows: np.ndarray, dest, memory_bytes: int):
     device one random read a row (each a page fault, one at a time) once the table is larger
     than memory, where this reads the table sequentially once per window.
     """
-    n, row_bytes = rows.shape
-    step = max(1, _COPY_BYTES // max(row_bytes, 1))
-    window = max(1, min(n, int(memory_bytes) // max(row_bytes, 1)))
+    n = rows.shape[0]
+    row_bytes = max(1, rows.dtype.itemsize * math.prod(rows.shape[1:]))
+    step = max(1, _COPY_BYTES // row_bytes)
+    window = max(1, min(n, int(memory_bytes) // row_bytes))
     for lo in range(0, n, window):
         hi = min(n, lo + window)
-        out = np.empty((hi - lo, row_bytes), dtype=np.uint8)
+        out = np.empty((hi - lo, *rows.shape[1:]), dtype=rows.dtype)
         for a in range(0, n, step):
             b = min(n, a + step)
             d = dest(a, b)

@@ -16,7 +16,7 @@ class _Recording:
     """A (n, row_bytes) array that records the slices it is read by, and refuses anything else."""
 
     def __init__(self, arr):
-        self.arr, self.shape, self.reads = arr, arr.shape, []
+        self.arr, self.shape, self.dtype, self.reads = arr, arr.shape, arr.dtype, []
 
     def __getitem__(self, key):
         assert isinstance(key, slice) and key.step is None, f"read by {key!r}, not a range of rows"
