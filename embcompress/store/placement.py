@@ -513,9 +513,8 @@ def reorder_rows(
                                 f"ran. Run reorder_rows again.")
         prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
         rows = art.array("rows")
-        # The old file holds original row prev[p] at position p; we want original row order[k] at k.
-        src = order if prev is None else invert(prev)[order]
-        # where each position of the old file goes in the new one: new_row of its original row
+        # The old file holds original row prev[p] at position p (p without a prev); the new one
+        # holds original row order[k] at k: old position p goes to new_row of its original row.
         dest = (lambda a, b: new_row[a:b]) if prev is None else (lambda a, b: new_row[prev[a:b]])
         sections = {"rows": Streamed(np.uint8, rows.shape, _rows_in_order(rows, dest, memory_bytes))}
         for name in art.section_names:
@@ -557,7 +556,6 @@ def reorder_rows(
     return Layout(Path(path), order, new_row, before, after)
 
 
-
 def _rows_in_order(rows: np.ndarray, dest, memory_bytes: int):
     """The rows of ``rows`` (a file's mapping, one entry or record a row along the first axis) in
     their new order, a window of new positions at a time; ``dest(a, b)``: the new positions of old
@@ -565,9 +563,10 @@ def _rows_in_order(rows: np.ndarray, dest, memory_bytes: int):
 
     Each window is filled by one pass over the old rows in file order, a large read at a time,
     keeping the rows whose new positions fall in it. Gathering the rows in the new order
-    (``rows[src]``) read them in a random order instead: from the page cache as fast, but from the
-    device one random read a row (each a page fault, one at a time) once the table is larger
-    than memory, where this reads the table sequentially once per window.
+    (``rows[src]``, ``src[k]`` the old position of new position ``k``) read them in a random
+    order instead: from the page cache as fast, but from the device one random read a row (each
+    a page fault, one at a time) once the table is larger than memory, where this reads the table
+    sequentially once per window.
     """
     n = rows.shape[0]
     row_bytes = max(1, rows.dtype.itemsize * math.prod(rows.shape[1:]))
