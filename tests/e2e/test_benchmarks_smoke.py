@@ -293,3 +293,27 @@ def test_reorder_fails_when_ours_puts_a_row_elsewhere():
     res = run_bench("bench_reorder.py", *REORDER_ARGS, patch=patch)
     assert res.returncode != 0, res.stdout[-2000:]
     assert "does not hold old row" in res.stdout + res.stderr
+
+
+def test_coaccess_prints_ratio():
+    out = ok(run_bench("bench_coaccess.py", "--rows", "5000", "--edges", "3000"))
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("ours:")]
+    assert line.endswith("x anchor"), out
+
+
+def test_coaccess_fails_when_ours_groups_otherwise():
+    patch = (
+        "import numpy as np\n"
+        "from embcompress.kernels import compiled\n"
+        "_mod = compiled('_groups')\n"
+        "_orig = _mod.union_bounded\n"
+        "class _Broken:\n"
+        "    def union_bounded(self, a, b, cap, parent, size):\n"
+        "        _orig(b, a, cap, parent, size)\n"  # ties now keep the other end's root
+        "import embcompress.store.placement as P\n"
+        "_c = P.compiled\n"
+        "P.compiled = lambda name: _Broken() if name == '_groups' and _c(name) is not None else _c(name)\n"
+    )
+    res = run_bench("bench_coaccess.py", "--rows", "5000", "--edges", "3000", patch=patch)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH" in res.stdout + res.stderr
