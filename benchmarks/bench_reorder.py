@@ -83,7 +83,9 @@ def main() -> None:
             yield embcompress.QuantizedTable(data, "mxfp8_e4m3", (len(data), 64))
 
     print(machine())
-    with tempfile.TemporaryDirectory(prefix="embc-bench-reorder-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
+    # (/var/tmp rather than /tmp, which may be a tmpfs: its pages cannot be dropped from memory)
+    folder = os.environ.get("TMPDIR") or ("/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
+    with tempfile.TemporaryDirectory(prefix="embc-bench-reorder-", dir=folder) as tmp:
         path = write_table_stream(Path(tmp) / "t.embc", "mxfp8_e4m3", (args.rows, 64), pieces())
         src = rng.permutation(args.rows)  # new position k holds old row src[k]
         new_of_old = placement.invert(src)
