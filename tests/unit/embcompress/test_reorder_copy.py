@@ -43,6 +43,7 @@ def test_rows_come_in_the_new_order_from_reads_in_file_order(monkeypatch, window
     assert backs <= windows - 1
     assert len(rec.reads) <= windows * -(-n // 13)
 
+
 def _table(tmp_path, n=3000, dim=16):
     x = np.random.default_rng(1).standard_normal((n, dim)).astype(np.float32)
     q = embcompress.quantize(x, "mxint8", block_size=16)
