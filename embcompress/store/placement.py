@@ -178,14 +178,13 @@ def _union_groups(i: np.ndarray, j: np.ndarray, cap: int, n_rows: int) -> tuple[
         mod.union_bounded(np.ascontiguousarray(local[0]), np.ascontiguousarray(local[1]), cap, parent, size)
         roots[nodes] = nodes[parent]
         return roots, nodes
-    roots[nodes] = nodes[_union_groups_python(local, cap)]
+    roots[nodes] = nodes[_union_groups_python(local, cap, len(nodes))]
     return roots, nodes
 
 
-def _union_groups_python(local: np.ndarray, cap: int) -> np.ndarray:
+def _union_groups_python(local: np.ndarray, cap: int, n: int) -> np.ndarray:
     """The root of each node ``0 .. n - 1`` after merging along the edges ``local[:, e]`` (the
     compiled ``_groups.union_bounded``'s twin)."""
-    n = int(local.max()) + 1 if local.size else 0
     parent, size = list(range(n)), [1] * n
 
     def find(x: int) -> int:

@@ -24,7 +24,7 @@ def test_the_kernel_gives_the_python_twins_roots(seed, n, n_edges, cap):
     local = np.concatenate([local, np.arange(n).repeat(2).reshape(n, 2).T], axis=1)  # (every node once)
     parent, size = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
     mod.union_bounded(np.ascontiguousarray(local[0]), np.ascontiguousarray(local[1]), cap, parent, size)
-    want = placement._union_groups_python(local, cap)
+    want = placement._union_groups_python(local, cap, n)
     assert np.array_equal(parent, want)
     assert np.bincount(parent, minlength=n).max() <= max(cap, 1)  # no group over the cap
 
@@ -36,7 +36,7 @@ def test_a_tie_keeps_the_first_ends_root_and_the_larger_side_wins():
     parent, size = np.arange(5, dtype=np.int64), np.ones(5, dtype=np.int64)
     mod.union_bounded(a, b, 10, parent, size)
     assert parent.tolist() == [2, 2, 2, 2, 2]
-    assert np.array_equal(parent, placement._union_groups_python(np.stack([a, b]), 10))
+    assert np.array_equal(parent, placement._union_groups_python(np.stack([a, b]), 10, 5))
 
 
 def test_an_edge_outside_the_nodes_is_refused():
