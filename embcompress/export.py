@@ -20,9 +20,10 @@ refused (one file on a case-insensitive file system). The file of an
 ``nn.EmbeddingBag`` records its ``mode``, ``include_last_offset`` and ``padding_idx`` (inputs),
 which ``MXEmbeddingBag.from_file`` takes by default: served bags leave the padding id out, as
 torch does (a bag trained on its id map's rows records ``padding_row`` instead, with a warning:
-the served module is given raw ids). ``max_norm`` on either module kind is exported with a
-warning and recorded (torch rescales long rows as it looks them up; served rows are read as
-stored).
+the served module is given raw ids). A module with ``max_norm`` has its rows stored as its
+lookups return them: each row longer than ``max_norm`` scaled to it by torch's own
+``embedding_renorm_`` (on a copy, before folding and quantizing), which is what torch does to the
+rows a lookup reads; ``max_norm`` and ``norm_type`` are recorded.
 
 With an id map for a table (``id_maps={name: IdMap}``):
 
@@ -246,6 +247,26 @@ def _pieces(t, n: int, dim: int):
         yield i, np.ascontiguousarray(rows, dtype=np.float32)
 
 
+class _Renormed:
+    """A module's table under ``max_norm`` as torch's lookups see it: each piece read is a copy in
+    which every row longer than ``max_norm`` (its ``norm_type`` norm) is scaled to it, by torch's
+    own ``embedding_renorm_``, which a lookup applies to the rows it reads. A scaled row is shorter
+    than ``max_norm``, so torch would leave it as it is: stored so, the rows serve what the trained
+    module's lookups return, whatever ids are looked up (the module's own weight is not touched)."""
+
+    def __init__(self, weight, max_norm: float, norm_type: float):
+        self.weight, self.max_norm, self.norm_type = weight, max_norm, norm_type
+        self.shape, self.dtype = weight.shape, weight.dtype
+
+    def __getitem__(self, rows: slice):
+        import torch
+
+        piece = self.weight[rows].detach().to("cpu", copy=True)  # (in its own dtype, as torch renorms it)
+        with torch.no_grad():
+            torch.embedding_renorm_(piece, torch.arange(len(piece)), self.max_norm, self.norm_type)
+        return piece
+
+
 def fold_rows(weight, rows: np.ndarray, n_rows: int, weights: np.ndarray | None = None):
     """Fold a full-size table into ``n_rows`` rows: row r = weighted mean of ``weight[i]`` over ids
     ``i`` with ``rows[i] == r`` (summed in float64 in id order, then float32); rows whose members
@@ -331,6 +352,8 @@ def export(
     scale_mode: str = "floor",
     mode: str | None = None,
     include_last_offset: bool | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Write every embedding table of ``model_or_state_dict`` to ``out_dir`` in format ``fmt``.
@@ -348,6 +371,11 @@ def export(
     :meth:`MXEmbeddingBag.from_file <embcompress.nn.MXEmbeddingBag.from_file>`, which otherwise
     serves them as ``nn.EmbeddingBag``'s defaults ("mean", False). An ``nn.EmbeddingBag``'s own
     pooling is recorded as it is; told otherwise, export refuses.
+
+    ``max_norm`` (with ``norm_type``, 2 by default): the trained model's lookups scaled each row
+    longer than ``max_norm`` to it, as ``nn.EmbeddingBag(max_norm=...)`` does; the rows are stored
+    so, for tables whose module does not say (a state dict's, a parameter's). An ``nn.Embedding``
+    or ``nn.EmbeddingBag``'s own ``max_norm`` is applied as it is; told otherwise, export refuses.
     """
     import torch
 
@@ -359,6 +387,10 @@ def export(
         raise param_error("out_dir", _OWNER, "be a directory path", None)
     if mode is not None and mode not in ("sum", "mean", "max"):
         raise param_error("mode", _OWNER, "be 'sum', 'mean' or 'max' (how the bags pool) or None", mode)
+    for value, what, must in ((max_norm, "max_norm", "be a number above 0 or None"),
+                              (norm_type, "norm_type", "be a number above 0 (2: the Euclidean norm)")):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            raise param_error(what, _OWNER, must, value)
     if include_last_offset is not None and not isinstance(include_last_offset, bool):
         raise param_error("include_last_offset", _OWNER, "be a bool or None", include_last_offset)
     raw, embs = _find(model_or_state_dict, tables)
@@ -380,15 +412,24 @@ def export(
     # Lookup options of the trained modules, recorded in the file and the report: a bag's
     # padding_idx, which MXEmbeddingBag.from_file leaves out of the bags as torch does
     # (nn.Embedding's only stops the gradient: its lookups return that row as any other), and
-    # max_norm, which served lookups do not apply (torch rescales looked-up rows longer than it).
+    # max_norm with its norm_type, which the stored rows already obey (read through _Renormed).
     unserved = {}
-    for name, m in embs.items():
-        opts = {"padding_idx": int(m.padding_idx)} if name in pooling and m.padding_idx is not None else {}
-        if m.max_norm is not None:
-            opts["max_norm"] = float(m.max_norm)
+    for name in raw:
+        m = embs.get(name)
+        opts = {"padding_idx": int(m.padding_idx)} if m is not None and name in pooling and m.padding_idx is not None else {}
+        own = (m.max_norm, m.norm_type) if m is not None else (max_norm, norm_type)
+        if m is not None and max_norm is not None and own != (max_norm, norm_type):
+            raise param_error("max_norm", _OWNER, f"match the max_norm of the module of table {name!r} "
+                              f"(max_norm={own[0]!r}, norm_type={own[1]!r}), which is applied as it is: leave "
+                              f"max_norm out", max_norm)
+        if own[0] is not None:
+            opts.update(max_norm=float(own[0]), norm_type=float(own[1]))
         if opts:
             unserved[name] = opts
     found = {name: _check_table(name, t) for name, t in raw.items()}
+    for name, opts in unserved.items():
+        if "max_norm" in opts:
+            found[name] = _Renormed(found[name], opts["max_norm"], opts["norm_type"])
     if not found:
         maybe = _maybe_tables(model_or_state_dict)
         shown = ", ".join(maybe[:10]) + (f", ... ({len(maybe)} weights)" if len(maybe) > 10 else "")
@@ -461,12 +502,6 @@ def export(
                 f"nn.EmbeddingBag left that row out of its bags, but a module served from the file takes raw ids "
                 f"and pools every one. Serve it with MXEmbeddingBag.from_file(path, padding_idx=<the raw id that "
                 f"pads the bags>). The report and the file's inputs record padding_row.", UserWarning, stacklevel=2)
-        if "max_norm" in opts:
-            warnings.warn(
-                f"The table {name!r} has max_norm={opts['max_norm']:g}: torch rescales each looked-up row longer "
-                f"than that to max_norm, but lookups served from the exported file (MXEmbeddingBag) read the rows "
-                f"as stored. Renormalize the table's rows before export if the model relies on it. The report and "
-                f"the file's inputs record max_norm.", UserWarning, stacklevel=2)
     # Each table is compressed, measured and written a piece at a time into a hidden folder in
     # out_dir, and the files move into place once every table is written: a table the format
     # cannot hold (beyond fp16's range, say) is refused with out_dir as it was, not after the

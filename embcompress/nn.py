@@ -456,8 +456,9 @@ class MXEmbeddingBag(nn.Module):
     rows are pooled in float32, then cast), as ``nn.EmbeddingBag``'s output follows its weight.
     Without an id map, ids are row numbers. ``padding_idx`` (an id) is left out of the bags as
     ``nn.EmbeddingBag`` leaves it out; it defaults to what an opened table file records (export
-    records a bag's), else None; with an id map it is a raw id. ``max_norm`` and gradients are
-    not supported.
+    records a bag's), else None; with an id map it is a raw id. Rows are served as stored: a
+    trained module's ``max_norm`` is applied to its rows when they are stored
+    (:meth:`from_embedding_bag`, ``embcompress.export``). Gradients are not supported.
     """
 
     def __init__(self, source, *, id_map=_OWN_MAP, mode: str | None = None, include_last_offset: bool | None = None,
@@ -702,25 +703,15 @@ class MXEmbeddingBag(nn.Module):
 
         Its weight is the table: one row per row of ``id_map`` if given, else one per id. A bag's
         ``padding_idx`` is left out of the bags, as torch leaves it out (an ``nn.Embedding``'s only
-        stops its gradient, so it is pooled as any id). The module returns the bag's dtype, as the
-        bag does (a bf16 bag's lookups come out in bf16: rows are pooled in float32, then cast).
+        stops its gradient, so it is pooled as any id). With ``max_norm``, rows longer than it are
+        stored scaled to it, as torch's lookups scale them (``norm_type`` norm; the bag's own weight
+        is left as it is). The module returns the bag's dtype, as the bag does (a bf16 bag's lookups
+        come out in bf16: rows are pooled in float32, then cast).
         """
         from .formats import quantize
 
         if not isinstance(emb, (nn.EmbeddingBag, nn.Embedding)):
             raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "be an nn.EmbeddingBag or nn.Embedding", type(emb).__name__)
-        # The module pools every id and never renormalizes rows: a bag built with these would
-        # give other results than the trained one, silently.
-        fixes = {
-            "max_norm": "MXEmbeddingBag reads rows as stored, where torch rescales looked-up rows longer than "
-                        "max_norm. Renormalize the trained rows first (under torch.no_grad(): "
-                        "torch.embedding_renorm_(emb.weight, torch.arange(emb.num_embeddings), emb.max_norm, "
-                        "emb.norm_type)) and set emb.max_norm = None",
-        }
-        for opt, fix in fixes.items():
-            if getattr(emb, opt, None) is not None:
-                raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", f"have {opt}=None: {fix}",
-                                  f"{opt}={getattr(emb, opt)}")
         if emb.weight.is_meta:  # (copying it out raises torch's NotImplementedError)
             raise param_error("emb", "MXEmbeddingBag.from_embedding_bag", "hold trained weights, not tensors on the "
                               "meta device (load the weights first, e.g. load_state_dict(..., assign=True))",
@@ -745,8 +736,14 @@ class MXEmbeddingBag(nn.Module):
                 f"a raw id before its map. Build MXEmbeddingBag(quantize(weight, fmt), id_map=id_map, "
                 f"padding_idx=<the raw id that pads the bags>)", "an IdMap",
             )
-        weight = emb.weight.detach().to("cpu", torch.float32).numpy()
-        q = quantize(weight, fmt, block_size=block_size, scale_mode=scale_mode)
+        weight = emb.weight.detach().to("cpu", copy=True)
+        if emb.max_norm is not None:
+            # torch scales each looked-up row longer than max_norm to it; stored so (in the weight's
+            # own dtype, as torch does it), rows already obey it and serve what the module's
+            # lookups return, without touching the module's weight
+            with torch.no_grad():
+                torch.embedding_renorm_(weight, torch.arange(n), emb.max_norm, emb.norm_type)
+        q = quantize(weight.to(torch.float32).numpy(), fmt, block_size=block_size, scale_mode=scale_mode)
         mode = getattr(emb, "mode", "mean")
         m = cls(q, id_map=id_map, mode=mode, include_last_offset=bool(getattr(emb, "include_last_offset", False)),
                 n_threads=n_threads, padding_idx=pad)

@@ -9,8 +9,9 @@ named '<...emb...>.weight' without a '.bias' beside them (or those named with --
 stored with that id map, and a full-size table (one row per raw id) is first folded onto the
 map's rows, weighted by --frequencies NAME=FILE.npy (counts per id). A state dict does not say
 how its bags pool: --mode sum|mean|max (and --include-last-offset) is recorded in each file for
-MXEmbeddingBag.from_file, which otherwise serves mean. Prints bytes before and after and the QSNR
-per table; writes export.json beside the table files.
+MXEmbeddingBag.from_file, which otherwise serves mean; nor its max_norm: --max-norm (with
+--norm-type) stores each row longer than it scaled to it, as the model's lookups return it.
+Prints bytes before and after and the QSNR per table; writes export.json beside the table files.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import typer
 # The library parameter an error names -> the option that sets it (the CLI's main adds it to the message).
 FLAGS = {"key": "--key", "id_maps": "--id-map", "frequencies": "--frequencies", "tables": "--table", "block_size": "--block-size",
          "scale_mode": "--scale-mode", "out_dir": "--out-dir", "fmt": "--fmt", "mode": "--mode",
-         "include_last_offset": "--include-last-offset"}
+         "include_last_offset": "--include-last-offset", "max_norm": "--max-norm", "norm_type": "--norm-type"}
 
 
 def _pairs(values: list[str], option: str) -> dict[str, Path]:
@@ -78,6 +79,10 @@ def command(
                              "file for MXEmbeddingBag.from_file (a state dict does not say; without it, mean)."),
     include_last_offset: bool = typer.Option(False, "--include-last-offset",
                                              help="The bags take offsets with a last entry len(ids) (recorded likewise)."),
+    max_norm: float = typer.Option(None, "--max-norm", help="The model's max_norm: rows longer than it are stored "
+                                   "scaled to it, as the model's lookups scale them (a state dict does not say)."),
+    norm_type: float = typer.Option(2.0, "--norm-type", help="The p of the norm --max-norm bounds (the model's "
+                                    "norm_type)."),
     key: str = typer.Option(None, "--key", help="The key of the state dict in a training checkpoint, e.g. model or "
                             "state_dict (dotted for a nested one); without it, the only one a checkpoint holds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -97,7 +102,8 @@ def command(
         warnings.simplefilter("always", UserWarning)
         report = export(sd, fmt=fmt, id_maps=maps, frequencies=freqs, out_dir=out_dir, tables=table or None,
                         block_size=block_size, scale_mode=scale_mode, mode=mode,
-                        include_last_offset=True if include_last_offset else None, progress=bar)
+                        include_last_offset=True if include_last_offset else None, max_norm=max_norm,
+                        norm_type=norm_type, progress=bar)
     for w in warned:  # one line each, as errors are (Python's form adds a source path and line)
         typer.echo(f"warning: {w.message}", err=True)
     typer.echo(f"{'table':<28} {'shape':>16} {'bytes before':>14} {'bytes after':>13} {'ratio':>7} {'QSNR dB':>8}")

@@ -158,18 +158,6 @@ def test_cli_asks_which_state_dict_of_a_checkpoint_that_holds_several(tmp_path, 
     assert code == 1 and "'run.best'" in err, err
 
 
-@pytest.mark.parametrize("cls", [nn.Embedding, nn.EmbeddingBag])
-def test_max_norm_table_is_exported_with_a_warning_and_recorded(tmp_path, cls):
-    # torch renormalizes looked-up rows longer than max_norm; served lookups read the stored rows
-    torch.manual_seed(0)
-    m = nn.ModuleDict({"emb": cls(10, 4, max_norm=0.5), "other": nn.Embedding(5, 4)})
-    with pytest.warns(UserWarning, match="'emb'.*max_norm=0.5"):
-        report = embcompress.export(m, fmt="fp32", out_dir=tmp_path)
-    by = {e["name"]: e for e in report}
-    assert by["emb"]["max_norm"] == 0.5 and "max_norm" not in by["other"]
-    assert embcompress.open_table(tmp_path / "emb.embc").header["inputs"]["max_norm"] == 0.5
-
-
 class HyperParameters(dict):
     """A class of the training code's, as Lightning saves its hyper-parameters in a checkpoint."""
 

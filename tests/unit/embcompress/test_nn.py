@@ -483,14 +483,3 @@ def test_collection_refuses_inputs_it_cannot_read_by_name():
         with pytest.raises(ConfigError, match="feature 'user'"):
             col({"user": bad})
     assert torch.equal(col({"user": [ids, offs]})["user"], a(ids, offs))  # a list is a tuple
-
-
-@pytest.mark.parametrize("kw", [dict(max_norm=1.0)])
-def test_from_embedding_bag_refuses_options_it_would_drop(kw):
-    # max_norm rescales rows at lookup: the compressed module does not, so it gave other results
-    # silently. (padding_idx is served: see test_padding.py.)
-    emb = torch.nn.EmbeddingBag(10, 8, mode="mean", **kw)
-    with pytest.raises(ConfigError, match=f"'emb' parameter.*{next(iter(kw))}"):
-        MXEmbeddingBag.from_embedding_bag(emb, "fp16")
-    with pytest.raises(ConfigError, match=f"'emb' parameter.*{next(iter(kw))}"):
-        MXEmbeddingBag.from_embedding_bag(torch.nn.Embedding(10, 8, **kw), "fp16")

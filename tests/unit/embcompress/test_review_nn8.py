@@ -256,22 +256,6 @@ def test_export_refuses_a_bad_block_size_or_scale_mode_before_making_out_dir(tmp
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.parametrize("opt, fix", [("max_norm", r"torch\.embedding_renorm_.*emb\.max_norm = None")])
-def test_from_embedding_bag_refusing_an_option_names_a_fix_for_a_trained_bag(opt, fix):
-    # "build it without padding_idx" cannot help a bag already trained with it.
-    emb = nn.EmbeddingBag(10, 8, mode="mean", **{opt: 1 if opt == "padding_idx" else 1.0})
-    with pytest.raises(embcompress.ConfigError, match=fix):
-        MXEmbeddingBag.from_embedding_bag(emb, "fp16")
-    if opt == "max_norm":  # the fix it names gives the rows torch's lookups give
-        ids, offsets = torch.tensor([1, 2, 3, 9]), torch.tensor([0, 2])
-        with torch.no_grad():
-            emb.weight.mul_(3)
-            expected = emb(ids, offsets)
-            torch.embedding_renorm_(emb.weight, torch.arange(10), emb.max_norm, emb.norm_type)
-        emb.max_norm = None
-        assert torch.allclose(MXEmbeddingBag.from_embedding_bag(emb, "fp32")(ids, offsets), expected, atol=1e-6)
-
-
 def test_a_reordered_table_file_does_not_take_a_trained_weight_in_the_original_row_order(backend, tmp_path):
     # reorder_rows puts rows in co-access order (and renumbers the file's id map): a trained
     # weight, in the original order, loaded into it would serve every id another id's row.
