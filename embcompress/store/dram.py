@@ -47,6 +47,7 @@ class DramTier:
         self.slot_of = np.full(n_rows, -1, dtype=np.int32 if capacity < 2**31 else np.int64)
         self.row_of = np.full(capacity, -1, dtype=np.int64)
         self.n_used = 0
+        self._n_held = 0  # (kept as rows come and go: stats() reads it, a count of row_of a pass)
         self.clock = 0
         # lru: each slot's place in the recency queue (``_queue[i]`` is the slot queued at place
         # ``_base + i``; an entry is live when the slot's last_used is its place); places from
@@ -203,6 +204,7 @@ class DramTier:
     def _place(self, rows: np.ndarray, records: np.ndarray, slots: np.ndarray) -> None:
         old = self.row_of[slots]
         self.slot_of[old[old >= 0]] = -1
+        self._n_held += len(slots) - int(np.count_nonzero(old >= 0))
         self.data[slots] = records
         self.row_of[slots] = rows
         self.slot_of[rows] = slots
@@ -217,7 +219,7 @@ class DramTier:
         """Hold nothing."""
         self.slot_of[self.row_of[: self.n_used]] = -1
         self.row_of[:] = -1
-        self.n_used = 0
+        self.n_used = self._n_held = 0
         self._low = None
         if self.last_used is not None:
             self.last_used[:] = -1
@@ -247,6 +249,7 @@ class DramTier:
         gone = held[leaving]
         self.slot_of[gone] = -1
         self.row_of[leaving] = -1
+        self._n_held -= len(leaving)
         if len(entering):
             # Empty slots below n_used first (just freed, or left by an earlier swap), then the rest.
             free = np.concatenate([np.flatnonzero(self.row_of[: self.n_used] < 0),
@@ -262,6 +265,7 @@ class DramTier:
         slots = slots[slots >= 0]
         self.slot_of[self.row_of[slots]] = -1
         self.row_of[slots] = -1
+        self._n_held -= len(slots)
         if len(entering) > len(slots):  # (the rows leaving were not all held: any free slot)
             slots = np.concatenate([slots, np.flatnonzero(self.row_of[: self.n_used] < 0),
                                     np.arange(self.n_used, self.capacity, dtype=np.int64)])
@@ -278,4 +282,9 @@ class DramTier:
     @property
     def held_rows(self) -> np.ndarray:
         return self.row_of[: self.n_used][self.row_of[: self.n_used] >= 0]
+
+    @property
+    def n_held(self) -> int:
+        """How many rows are held (``len(held_rows)``, without a pass over the slots)."""
+        return self._n_held
 

@@ -852,7 +852,7 @@ class TieredStore:
         """Counters since the last reset (rates on unique ids per batch)."""
         with self._lock:  # the tier too: a refresh or an admission may be moving rows
             c = dict(self._c)
-            c["dram_rows"] = len(self._dram.held_rows)
+            c["dram_rows"] = self._dram.n_held
         u = c["unique_rows"]
         wanted = (c["scm_rows"] + c["rows_reloaded"]) * self.row_bytes  # the records the reads were for
         c["bytes_read"] = c["blocks_read"] * BLOCK

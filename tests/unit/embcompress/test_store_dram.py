@@ -18,7 +18,9 @@ def _batch(t, rows):
 
 
 def _held(t):
-    return set(t.held_rows.tolist())
+    held = t.held_rows
+    assert t.n_held == len(held)  # (the count stats() reads, kept as rows come and go)
+    return set(held.tolist())
 
 
 def test_top_rows_breaks_ties_to_the_lower_row():
@@ -137,3 +139,20 @@ def test_lru_and_lfu_match_a_reference_on_random_traces():
         for t in (lru, lfu):  # records follow their rows; the capacity holds
             held = t.held_rows
             assert len(held) <= cap and np.array_equal(t.data[t.find(held)], _rec(held))
+
+
+def test_the_held_count_follows_every_way_rows_come_and_go():
+    for policy in ("frequency", "lru", "lfu"):
+        t = DramTier(40, 8, 6, policy)
+        t.set_hot(np.array([1, 2, 3]), _rec([1, 2, 3]))
+        assert _held(t) == {1, 2, 3}
+        t.swap_hot(np.array([2, 3, 9, 10]), np.array([9, 10]), _rec([9, 10]))
+        assert _held(t) == {2, 3, 9, 10}
+        t.replace(np.array([2, 30]), np.array([11, 12, 13]), _rec([11, 12, 13]))  # (30 was not held)
+        assert _held(t) == {3, 9, 10, 11, 12, 13}
+        t.fill(np.zeros(0, np.int64), _rec([]))
+        for x in range(14, 30):  # admissions evict (lru, lfu) or are refused (frequency)
+            _batch(t, [x, x])
+            _held(t)
+        t.clear()
+        assert _held(t) == set()

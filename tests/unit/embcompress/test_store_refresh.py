@@ -192,7 +192,7 @@ def test_a_half_life_of_a_small_fraction_of_a_batch_keeps_the_last_batch(tmp_pat
 
 def test_stats_while_a_refresh_swaps_see_the_tier_whole(tmp_path, monkeypatch):
     # stats() must read the tier under the state lock: mid-swap the leaving rows are out and the
-    # entering ones not yet in (and for lru/lfu n_used may move between held_rows' two slices).
+    # entering ones not yet in, the count of held rows between its two steps.
     # The interleaving is forced: stats() pauses where it reads the tier until the swap is half
     # done (or, when it holds the lock, gives up waiting, since the swap cannot start).
     from embcompress.store.dram import DramTier
@@ -202,15 +202,15 @@ def test_stats_while_a_refresh_swaps_see_the_tier_whole(tmp_path, monkeypatch):
                     refresh_every=1)
     s.warm_up()  # rows 0..9
     at_read, mid, go = threading.Event(), threading.Event(), threading.Event()
-    held_rows = DramTier.held_rows.fget
+    n_held = DramTier.n_held.fget
 
-    def paused_held_rows(tier):
+    def paused_n_held(tier):
         if threading.current_thread().name == "stats":
             at_read.set()
             mid.wait(2.0)
-        return held_rows(tier)
+        return n_held(tier)
 
-    monkeypatch.setattr(DramTier, "held_rows", property(paused_held_rows))
+    monkeypatch.setattr(DramTier, "n_held", property(paused_n_held))
     place = s._dram._place
 
     def paused_place(*args):  # swap_hot calls it after taking the leaving rows out
