@@ -33,9 +33,12 @@ With an id map for a table (``id_maps={name: IdMap}``):
   the map sends to it (``frequencies={name: counts per id}``; equal weights without), computed
   in float64; a row with a single member (a hot id) is that member's row exactly; a row no id
   reaches stays zero. An ``nn.EmbeddingBag``'s ``padding_idx`` is no member (its row is zeros,
-  never trained, and served bags leave the id out). The file then stores per-row frequencies (the sum over members), and the
-  report adds the QSNR of the served rows against the trained table over all ids. A map holding
-  an id outside ``0 .. N-1`` was built for another table and is refused.
+  never trained, and served bags leave the id out). An ``nn.Embedding``'s is served as any id,
+  but its row is never trained either: it is no member of a row it shares with other ids (its
+  lookups then return their mean, with a warning to give it a row of its own), and a row of its
+  own keeps it exactly. The file then stores per-row frequencies (the sum over the ids each row
+  serves), and the report adds the QSNR of the served rows against the trained table over all
+  ids. A map holding an id outside ``0 .. N-1`` was built for another table and is refused.
 
 QSNR is ``10 log10(sum x^2 / sum (x - x_hat)^2)`` in dB over the table that was quantized
 (``inf`` when exact, e.g. ``fp32``; ``export.json`` stays strict JSON and holds ``null`` there).
@@ -426,6 +429,10 @@ def export(
             opts.update(max_norm=float(own[0]), norm_type=float(own[1]))
         if opts:
             unserved[name] = opts
+    # an nn.Embedding's padding id: served as any id, but its row is never trained (zeros), so a
+    # shared folded row's mean leaves it out (see _export_table)
+    untrained = {name: int(m.padding_idx) for name, m in embs.items()
+                 if m.padding_idx is not None and "padding_idx" not in unserved.get(name, {})}
     found = {name: _check_table(name, t) for name, t in raw.items()}
     for name, opts in unserved.items():
         if "max_norm" in opts:
@@ -516,7 +523,7 @@ def export(
         for done, (name, weight) in enumerate(found.items(), 1):
             report.append(_export_table(name, weight, stage, fmt, block_size, scale_mode, id_maps.get(name),
                                         frequencies.get(name), unserved.get(name, {}), pooling.get(name, {}),
-                                        _bytes_of(raw[name])))
+                                        _bytes_of(raw[name]), untrained.get(name)))
             if progress is not None:
                 progress(done, len(found))
         for entry in report:
@@ -553,9 +560,10 @@ def _remove_stale_stages(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, unserved, pooling, bytes_before):
+def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, unserved, pooling, bytes_before,
+                  untrained=None):
     """Fold (with a map onto fewer rows), compress, measure and write one table into ``folder``,
-    a piece at a time; its report entry."""
+    a piece at a time; its report entry. ``untrained``: an nn.Embedding's padding id."""
     from .tablefile import write_table_stream
 
     n, dim = weight.shape
@@ -566,16 +574,26 @@ def _export_table(name, weight, folder, fmt, block_size, scale_mode, idm, freq, 
         # A bag's padding id is left out of its row's mean and count (one row past the map's,
         # dropped): its trained row is zeros, and the served module leaves the id out of its bags.
         pad = unserved.get("padding_idx")
+        # An nn.Embedding's padding id is served, but its row was never trained (zeros): in the
+        # mean of a row it shares it would pull its partners' rows toward zero, by its count (a
+        # padding id is often the most frequent). Left out there; a row of its own keeps it.
+        shared_pad = untrained is not None and np.count_nonzero(folded_rows == folded_rows[untrained]) > 1
         into, n_into = folded_rows, idm.n_rows
-        if pad is not None:
+        if pad is not None or shared_pad:
             into, n_into = folded_rows.copy(), idm.n_rows + 1
-            into[pad] = idm.n_rows
-        table, wsum, _ = fold_rows(weight, into, n_into, None if freq is None else freq.astype(np.float64))
-        table, wsum = table[: idm.n_rows], wsum[: idm.n_rows]
-        row_freq = None if freq is None else (
-            np.bincount(into, weights=freq, minlength=n_into)[: idm.n_rows].astype(np.int64)
-            if freq.dtype.kind in "iu" else wsum
-        )
+            into[untrained if shared_pad else pad] = idm.n_rows
+        table, _, _ = fold_rows(weight, into, n_into, None if freq is None else freq.astype(np.float64))
+        table = table[: idm.n_rows]
+        if freq is not None:  # the accesses each row serves (an nn.Embedding's padding id is served)
+            row_freq = np.bincount(folded_rows if shared_pad else into, weights=freq, minlength=n_into)[: idm.n_rows]
+            row_freq = row_freq.astype(np.int64) if freq.dtype.kind in "iu" else row_freq
+        if shared_pad:
+            warnings.warn(
+                f"The table {name!r} is an nn.Embedding with padding_idx={untrained}, which its id map sends to "
+                f"row {int(folded_rows[untrained])} with other ids: that row is the mean of the others' trained "
+                f"rows (the padding row, never trained, is left out), and lookups of id {untrained} return it, "
+                f"where the trained model returned its padding row. Give the padding id a row of its own in the "
+                f"id map to serve it exactly.", UserWarning, stacklevel=3)
     qsnr = _Qsnr()
     # a folded table is the small one: keep its decoded rows to measure them against every id's
     served_rows = np.empty(table.shape, np.float32) if folded_rows is not None else None

@@ -170,3 +170,30 @@ def test_cli_explains_a_checkpoint_holding_objects_of_the_training_code(tmp_path
     code, _, err = _cli(["export", str(path), "--fmt", "fp32", "--out-dir", str(tmp_path / "out"), "--quiet"], capsys)
     assert code == 1, err
     assert "HyperParameters" in err and "weights_only=False" in err and "trust" in err and "torch.save(" in err, err
+
+
+def test_an_embeddings_padding_row_is_left_out_of_the_folded_row_it_shares(tmp_path):
+    # nn.Embedding(padding_idx=0) never trains row 0 (zeros); padding is often the most frequent
+    # id, and in the frequency-weighted mean of a row it shares it pulled its partners to zero
+    from embcompress import IdMap
+
+    torch.manual_seed(0)
+    emb = nn.Embedding(12, 4, padding_idx=0)
+    weight = emb.weight.detach().numpy()
+    ids = np.arange(12)
+    freq = np.r_[10**6, np.arange(1, 12)]
+    shared = np.r_[0, 1, 2, ids[3:] % 5]  # ids 0, 5 and 10 share row 0
+    with pytest.warns(UserWarning, match=r"padding_idx=0.*row 0 with other ids.*a row of its own"):
+        (e,) = embcompress.export(nn.ModuleDict({"emb": emb}), fmt="fp32", out_dir=tmp_path / "a",
+                                  id_maps={"emb": IdMap.from_arrays(ids, shared, 5)}, frequencies={"emb": freq})
+    t = open_table(e["path"])
+    expect = (weight[[5, 10]].astype(np.float64) * freq[[5, 10], None]).sum(0) / freq[[5, 10]].sum()
+    np.testing.assert_allclose(t.dequantize()[0], expect, rtol=1e-6)
+    assert t.frequencies[0] == freq[[0, 5, 10]].sum()  # (its lookups are served by the row)
+    # a row of its own: the padding row exactly, and nothing to warn about
+    own = np.r_[0, 1 + ids[1:] % 4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (e,) = embcompress.export(nn.ModuleDict({"emb": emb}), fmt="fp32", out_dir=tmp_path / "b",
+                                  id_maps={"emb": IdMap.from_arrays(ids, own, 5)}, frequencies={"emb": freq})
+    assert np.array_equal(open_table(e["path"]).dequantize()[0], np.zeros(4, np.float32))
