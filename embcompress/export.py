@@ -23,7 +23,8 @@ torch does (a bag trained on its id map's rows records ``padding_row`` instead, 
 the served module is given raw ids). A module with ``max_norm`` has its rows stored as its
 lookups return them: each row longer than ``max_norm`` scaled to it by torch's own
 ``embedding_renorm_`` (on a copy, before folding and quantizing), which is what torch does to the
-rows a lookup reads; ``max_norm`` and ``norm_type`` are recorded.
+rows a lookup reads; ``max_norm`` and ``norm_type`` are recorded (an infinite one as the string
+``"inf"``: JSON has no infinity).
 
 With an id map for a table (``id_maps={name: IdMap}``):
 
@@ -264,7 +265,8 @@ class _Renormed:
     def __getitem__(self, rows: slice):
         import torch
 
-        piece = self.weight[rows].detach().to("cpu", copy=True)  # (in its own dtype, as torch renorms it)
+        piece = self.weight[rows]  # (a copy in its own dtype, as torch renorms it; a state dict's may be numpy)
+        piece = piece.detach().to("cpu", copy=True) if isinstance(piece, torch.Tensor) else torch.tensor(piece)
         with torch.no_grad():
             torch.embedding_renorm_(piece, torch.arange(len(piece)), self.max_norm, self.norm_type)
         return piece
@@ -390,9 +392,10 @@ def export(
         raise param_error("out_dir", _OWNER, "be a directory path", None)
     if mode is not None and mode not in ("sum", "mean", "max"):
         raise param_error("mode", _OWNER, "be 'sum', 'mean' or 'max' (how the bags pool) or None", mode)
-    for value, what, must in ((max_norm, "max_norm", "be a number above 0 or None"),
-                              (norm_type, "norm_type", "be a number above 0 (2: the Euclidean norm)")):
-        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+    for value, what, must, optional in ((max_norm, "max_norm", "be a number above 0 or None", True),
+                                        (norm_type, "norm_type", "be a number above 0 (2: the Euclidean norm)", False)):
+        if (value is not None or not optional) and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
             raise param_error(what, _OWNER, must, value)
     if include_last_offset is not None and not isinstance(include_last_offset, bool):
         raise param_error("include_last_offset", _OWNER, "be a bool or None", include_last_offset)
@@ -425,8 +428,8 @@ def export(
             raise param_error("max_norm", _OWNER, f"match the max_norm of the module of table {name!r} "
                               f"(max_norm={own[0]!r}, norm_type={own[1]!r}), which is applied as it is: leave "
                               f"max_norm out", max_norm)
-        if own[0] is not None:
-            opts.update(max_norm=float(own[0]), norm_type=float(own[1]))
+        if own[0] is not None:  # (JSON has no infinity, a norm_type torch takes: recorded as "inf")
+            opts.update({k: float(v) if np.isfinite(v) else str(float(v)) for k, v in zip(("max_norm", "norm_type"), own)})
         if opts:
             unserved[name] = opts
     # an nn.Embedding's padding id: served as any id, but its row is never trained (zeros), so a
@@ -436,7 +439,7 @@ def export(
     found = {name: _check_table(name, t) for name, t in raw.items()}
     for name, opts in unserved.items():
         if "max_norm" in opts:
-            found[name] = _Renormed(found[name], opts["max_norm"], opts["norm_type"])
+            found[name] = _Renormed(found[name], float(opts["max_norm"]), float(opts["norm_type"]))
     if not found:
         maybe = _maybe_tables(model_or_state_dict)
         shown = ", ".join(maybe[:10]) + (f", ... ({len(maybe)} weights)" if len(maybe) > 10 else "")
