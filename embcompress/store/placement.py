@@ -283,6 +283,7 @@ def coaccess_order(
     """The new row order (``order[new] = old``) that puts co-accessed rows in shared blocks."""
     owner = "coaccess_order"
     _check_block_bytes(block_bytes, owner)
+    _check_row_bytes(row_bytes, owner)
     if (cooccurrence is None) == (clusters is None):
         raise param_error("cooccurrence", owner, "be given, or else clusters (exactly one of them)", "both" if cooccurrence is not None else None)
     if frequencies is not None:  # (with clusters too: a wrong array is a mistake either way)
@@ -418,6 +419,12 @@ def _check_block_bytes(block_bytes, owner: str) -> None:
         raise param_error("block_bytes", owner, "be a positive int number of bytes", block_bytes)
 
 
+def _check_row_bytes(row_bytes, owner: str) -> None:
+    # 0 divided by zero (coaccess_order), a negative size laid out or counted nonsense silently.
+    if isinstance(row_bytes, bool) or not isinstance(row_bytes, (int, np.integer)) or row_bytes < 1:
+        raise param_error("row_bytes", owner, "be a positive int number of bytes (a row's record)", row_bytes)
+
+
 def _check_batches(batches, n_rows: int | None, name: str, owner: str) -> list:
     """``batches`` of row ids as int64 arrays, each id in ``[0, n_rows)`` (non-negative when
     ``n_rows`` is None); a ConfigError naming the first problem otherwise."""
@@ -441,6 +448,7 @@ def _check_batches(batches, n_rows: int | None, name: str, owner: str) -> list:
 def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, block_bytes: int = BLOCK) -> np.ndarray:
     """Distinct ``block_bytes`` blocks each batch of row ids touches (``new_row``: old -> new position)."""
     _check_block_bytes(block_bytes, "blocks_per_batch")
+    _check_row_bytes(row_bytes, "blocks_per_batch")
     batches = _check_batches(batches, None if new_row is None else len(new_row), "batches", "blocks_per_batch")
     out = np.empty(len(batches), dtype=np.int64)
     for k, rows in enumerate(batches):
@@ -523,6 +531,11 @@ def reorder_rows(
             raise ArtifactError(f"The table {str(art.path)!r} was replaced by another table while reorder_rows "
                                 f"ran. Run reorder_rows again.")
         prev = np.asarray(art.array(ROW_ORDER), dtype=np.int64) if ROW_ORDER in art.section_names else None
+        # (checked as TieredStore checks it: a repeated row left new positions never written, their
+        # bytes whatever the memory held, under fresh checksums)
+        if prev is not None and (prev.shape != (n_rows,) or invert(prev, check=True) is None):
+            raise ArtifactError(f"The 'row_order' section of {str(art.path)!r} is not a permutation of its "
+                                f"{n_rows} rows: the file is corrupted. Re-create it with reorder_rows.")
         rows = art.array("rows")
         # The old file holds original row prev[p] at position p (p without a prev); the new one
         # holds original row order[k] at k: old position p goes to new_row of its original row.
@@ -570,7 +583,7 @@ def reorder_rows(
 def _rows_in_order(rows: np.ndarray, dest, memory_bytes: int):
     """The rows of ``rows`` (a file's mapping, one entry or record a row along the first axis) in
     their new order, a window of new positions at a time; ``dest(a, b)``: the new positions of old
-    rows ``a .. b - 1``.
+    rows ``a .. b - 1``. A window is valid until the next is asked for (they share one buffer).
 
     Each window is filled by one pass over the old rows in file order, a large read at a time,
     keeping the rows whose new positions fall in it. Gathering the rows in the new order
@@ -583,9 +596,12 @@ def _rows_in_order(rows: np.ndarray, dest, memory_bytes: int):
     row_bytes = max(1, rows.dtype.itemsize * math.prod(rows.shape[1:]))
     step = max(1, _COPY_BYTES // row_bytes)
     window = max(1, min(n, int(memory_bytes) // row_bytes))
+    # One buffer for every window: the writer is done with a window when it asks for the next, and
+    # a new array each window made the next while the writer held the last (twice memory_bytes).
+    buf = np.empty((min(n, window), *rows.shape[1:]), dtype=rows.dtype)
     for lo in range(0, n, window):
         hi = min(n, lo + window)
-        out = np.empty((hi - lo, *rows.shape[1:]), dtype=rows.dtype)
+        out = buf[: hi - lo]
         for a in range(0, n, step):
             b = min(n, a + step)
             d = dest(a, b)

@@ -33,7 +33,8 @@ def test_rows_come_in_the_new_order_from_reads_in_file_order(monkeypatch, window
     new_of_old = np.argsort(src)
     monkeypatch.setattr(placement, "_COPY_BYTES", 13 * rb)  # reads of 13 rows
     rec = _Recording(rows)
-    out = np.concatenate(list(placement._rows_in_order(rec, lambda a, b: new_of_old[a:b], window_rows * rb)))
+    # (each window is valid until the next is asked for: the windows share one buffer)
+    out = np.concatenate([w.copy() for w in placement._rows_in_order(rec, lambda a, b: new_of_old[a:b], window_rows * rb)])
     assert np.array_equal(out, rows[src])
     # blocks of 13 rows, read in file order: the read position goes back only where a window
     # starts (a block with none of a window's rows is not read for it)
