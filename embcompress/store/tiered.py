@@ -258,6 +258,7 @@ class TieredStore:
         self.half_life = None if half_life is None else float(half_life)
         self._decay = 1.0 if half_life is None else 0.5 ** (1.0 / self.half_life)
         self._refreshing = False
+        self._warm_ups = 0  # a refresh ranked before a warm-up does not swap after it (see _refresh)
         self._set_score(frequencies)
         self._dram = DramTier(n_rows, self.row_bytes, self.dram_bytes // self.row_bytes, policy)
         self._reader = RowReader(self.path, sec.offset, self.row_bytes, n_rows, direct=direct_io, max_in_flight=max_in_flight)
@@ -375,7 +376,8 @@ class TieredStore:
     def _note_served(self, rows: np.ndarray, counts: np.ndarray):
         """Add a batch's accesses to the refresh score; the new hot set when a refresh is due.
 
-        Under ``self._lock``. Returns ``(hot, entering)`` file positions, or None.
+        Under ``self._lock``. Returns ``(hot, leaving, entering)`` file positions and the warm-ups
+        made so far, or None.
         """
         # Rescale before the gain passes 1e150, not after: for a half-life of a small fraction of a
         # batch 1 / decay alone overflows (or decay is 0.0), so the decay is folded into the scores.
@@ -402,14 +404,14 @@ class TieredStore:
             # lowest ranked rows can leave, so the refresh costs the batch's rows, not the tier's.
             leaving, entering = self._rank_entering(touched[self._dram.find(self._positions(touched)) < 0])
             self._tier_is_hot = False  # until the swap is made
-            return None, self._positions(leaving), self._positions(entering)
+            return None, self._positions(leaving), self._positions(entering), self._warm_ups
         # Against the last top, not the tier: a refresh whose read failed ranked but did not swap.
         fresh = touched[~np.isin(touched, self._hot, assume_unique=True)]
         self._hot = top_rows(self._score, self._dram.capacity, rows=np.concatenate([self._hot, fresh]))
         self._low = None
         self._tier_is_hot = False
         hot = self._positions(self._hot)
-        return hot, None, np.sort(hot[self._dram.find(hot) < 0])
+        return hot, None, np.sort(hot[self._dram.find(hot) < 0]), self._warm_ups
 
     def _rank_entering(self, fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows of the last top that leave and the rows of ``fresh`` (not in it) that enter it:
@@ -475,9 +477,11 @@ class TieredStore:
         self._low = np.concatenate([below, tied])
         self._tau = (float(kth), int(rows.min()))
 
-    def _refresh(self, hot: np.ndarray | None, leaving: np.ndarray | None, entering: np.ndarray) -> None:
+    def _refresh(self, hot: np.ndarray | None, leaving: np.ndarray | None, entering: np.ndarray,
+                 warm_ups: int) -> None:
         """Swap the rows ``entering`` the hot set in (under the shared file lock, not the state lock):
-        in place of the rows ``leaving`` it, or (``hot`` given) of every held row not in ``hot``."""
+        in place of the rows ``leaving`` it, or (``hot`` given) of every held row not in ``hot``.
+        Nothing is swapped when a warm-up came after the ranking (``warm_ups`` made before it)."""
         try:
             records = np.empty((len(entering), self.row_bytes), dtype=np.uint8)
             n_blocks, read_s, a = 0, 0.0, 0
@@ -485,6 +489,11 @@ class TieredStore:
                 records[a : a + len(rows)] = chunk
                 a, n_blocks, read_s = a + len(rows), n_blocks + n, read_s + secs
             with self._lock:
+                if warm_ups != self._warm_ups:
+                    # A batch served from DRAM ranks a refresh before it takes the file lock, so a
+                    # warm-up may have loaded a new set since: this ranking's rows may be held or
+                    # find no room now, and the warm-up's set is the newer one.
+                    return
                 if hot is None:
                     self._dram.replace(leaving, entering, records)
                 else:
@@ -516,6 +525,7 @@ class TieredStore:
                 self._set_score(f)
                 self._freq = f if self._score is None else None  # (a refreshing store ranks by its score)
                 self._has_freq, self._freq_in_file = True, False
+            self._warm_ups += 1  # (after the checks: a refused warm-up changes nothing)
             self._warm = True
             if not self._has_freq:
                 return 0
@@ -751,13 +761,10 @@ class TieredStore:
         from ..kernels.lookup import check_bags, pool_bags
 
         self._check_open("TieredStore.pooled_lookup")
-        idx = np.asarray(indices)
-        if idx.dtype.kind not in "iu" or idx.ndim not in (1, 2):
-            raise param_error("indices", "TieredStore.pooled_lookup", "be a 1-D (or 2-D) array of int row ids",
-                              f"{idx.dtype} of shape {idx.shape}")
-        # the kernel's own checks, before staging: a refused batch leaves the tier and counters as
-        # they were; the kernel then runs on the staged rows with these bags, not checked again
-        bags = check_bags(idx, offsets, mode=mode, per_sample_weights=per_sample_weights,
+        # the kernel's own checks (as pooled_lookup's: [] taken, a ragged list named), before staging:
+        # a refused batch leaves the tier and counters as they were; the kernel then runs on the
+        # staged rows with these bags, not checked again
+        bags = check_bags(indices, offsets, mode=mode, per_sample_weights=per_sample_weights,
                           include_last_offset=include_last_offset, n_threads=n_threads, out=out, dim=self.shape[1],
                           n_rows=self.shape[0], where="TieredStore.pooled_lookup")
         uniq, inverse, counts = unique_ids(bags.indices)
@@ -768,6 +775,8 @@ class TieredStore:
         """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""
         self._check_open("TieredStore.rows")
         r = np.asarray(rows)
+        if r.size == 0 and not isinstance(rows, np.ndarray):
+            r = r.astype(np.int64)  # ([] arrives as float64)
         if r.dtype.kind not in "iu":  # a float id would be truncated to some other row
             raise param_error("rows", "TieredStore.rows", "be int row ids", f"dtype {r.dtype}")
         r = r.astype(np.int64).ravel()
@@ -788,6 +797,8 @@ class TieredStore:
 
         where = "TieredStore.update_rows"
         r = np.asarray(rows)
+        if r.size == 0 and not isinstance(rows, np.ndarray):
+            r = r.astype(np.int64)  # ([] arrives as float64)
         if r.dtype.kind not in "iu" or r.ndim != 1:
             raise param_error("rows", where, "be a 1-D array of int row ids", f"{r.dtype} of shape {r.shape}")
         r = r.astype(np.int64)
@@ -861,7 +872,7 @@ class TieredStore:
         c["scm_rate"] = c["scm_rows"] / u if u else math.nan
         c["read_amplification"] = c["bytes_read"] / wanted if wanted else math.nan
         c["blocks_per_batch"] = c["blocks_read"] / c["batches"] if c["batches"] else math.nan
-        c["dram_capacity_rows"] = int(self._dram.capacity)
+        c["dram_capacity_rows"] = self.dram_bytes // self.row_bytes  # (not the tier's: close() frees it)
         if self.device is not None:
             c["device"] = self.device.name
             # The lookups/s the device's reads alone would allow for this access pattern.
@@ -904,4 +915,4 @@ class TieredStore:
     def __repr__(self) -> str:
         refresh = "" if self._refresh_every is None else f", refresh_every={self._refresh_every}, half_life={self.half_life}"
         return (f"TieredStore({str(self.path)!r}, fmt={self.fmt!r}, shape={self.shape}, policy={self.policy!r}, "
-                f"dram_rows={self._dram.capacity}{refresh})")
+                f"dram_rows={self.dram_bytes // self.row_bytes}{refresh})")
