@@ -11,7 +11,8 @@ The kernel and the id map are registered as ``torch.library`` custom ops,
 for row sources), each with a fake (meta) implementation, so ``torch.compile`` and
 ``torch.export`` trace a model that uses them without graph breaks (``embcompress::no_backward``
 is the backward of a lookup whose per-sample weights require grad: it raises when it runs).
-``torch.jit.script`` is refused by name; ``torch.jit.trace`` records the ops.
+``torch.jit.script`` is refused by name; ``torch.jit.trace`` records the ops;
+``torch.fx.symbolic_trace`` records each module as one call, as it records an ``nn.EmbeddingBag``.
 
 What travels with the module
 ----------------------------
@@ -298,6 +299,19 @@ def _map_op(ids, keys, vals, fallback, params, n_rows, n_threads):
 def _(ids, keys, vals, fallback, params, n_rows, n_threads):
     # contiguous, as the real op returns (not ids' strides)
     return ids.new_empty(ids.shape, dtype=torch.int64, device=_fake_device(ids, keys))
+
+
+class _Symbolic(Exception):
+    """Inputs that are ``torch.fx`` Proxies (``torch.fx.symbolic_trace``, which keeps an
+    ``nn.EmbeddingBag`` a leaf but traces into other modules): the module is recorded as one
+    call instead (``leaf``), since its forward needs the inputs' values (dtypes, shapes)."""
+
+    def __init__(self, proxy):
+        super().__init__()
+        self.tracer = proxy.tracer
+
+    def leaf(self, module: nn.Module, args: tuple):
+        return self.tracer.create_proxy("call_module", self.tracer.path_of_module(module), args, {})
 
 
 class _Call(NamedTuple):
@@ -753,7 +767,10 @@ class MXEmbeddingBag(nn.Module):
     # -- use ----------------------------------------------------------------------------------
 
     def forward(self, input: Tensor, offsets: Tensor | None = None, per_sample_weights: Tensor | None = None) -> Tensor:
-        return self._finish(self._prepare(input, offsets, per_sample_weights))
+        try:
+            return self._finish(self._prepare(input, offsets, per_sample_weights))
+        except _Symbolic as s:  # (torch.fx.symbolic_trace: one call of this module, as of an nn.EmbeddingBag)
+            return s.leaf(self, (input, offsets, per_sample_weights))
 
     def _prepare(self, input, offsets, per_sample_weights, eager: bool | None = None) -> "_Call":
         """A forward's inputs checked, in the kernel's types, and its ids mapped to rows (``eager``:
@@ -794,6 +811,9 @@ class MXEmbeddingBag(nn.Module):
         where = "MXEmbeddingBag.forward"
         if not (isinstance(input, Tensor) and (offsets is None or isinstance(offsets, Tensor))
                 and (per_sample_weights is None or isinstance(per_sample_weights, Tensor))):
+            for t in (input, offsets, per_sample_weights):
+                if isinstance(t, torch.fx.Proxy):  # (see _Symbolic; forward catches it)
+                    raise _Symbolic(t)
             for name, t in (("input", input), ("offsets", offsets), ("per_sample_weights", per_sample_weights)):
                 if not isinstance(t, Tensor) and (t is not None or name == "input"):
                     raise param_error(name, where, "be a torch.Tensor (convert with torch.as_tensor(...), ids and "
@@ -972,6 +992,8 @@ class MXEmbeddingBagCollection(nn.Module):
     def forward(self, features: Mapping[str, object]) -> dict[str, Tensor]:
         where = "MXEmbeddingBagCollection.forward"
         if not isinstance(features, Mapping):
+            if isinstance(features, torch.fx.Proxy):  # (torch.fx.symbolic_trace given the mapping: one call)
+                return _Symbolic(features).leaf(self, (features,))
             raise param_error("features", where, "be a mapping from feature name to its input (a 2-D id tensor "
                               f"or a tuple (ids, offsets[, per_sample_weights])){_KJT_HINT}", type(features).__name__)
         bags = self.bags._modules  # (ModuleDict's __getitem__ costs a microsecond a feature)
@@ -986,6 +1008,8 @@ class MXEmbeddingBagCollection(nn.Module):
                 args = (value, None, None)
             elif isinstance(value, (tuple, list)) and 1 <= len(value) <= 3:
                 args = (*value, *(None,) * (3 - len(value)))
+            elif isinstance(value, torch.fx.Proxy):  # (torch.fx.symbolic_trace: 2-D ids)
+                args = (value, None, None)
             else:
                 what = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
                 raise param_error("features", where, f"give feature {name!r} a tensor or a tuple "
@@ -993,7 +1017,10 @@ class MXEmbeddingBagCollection(nn.Module):
             if _hooked(bag, everyone):
                 out[name] = bag(*args)  # (called, so that its hooks see the call)
             else:
-                calls[name] = bag._prepare(*args, eager)
+                try:
+                    calls[name] = bag._prepare(*args, eager)
+                except _Symbolic:  # (torch.fx.symbolic_trace: one call of the bag, see MXEmbeddingBag.forward)
+                    out[name] = bag(*args)
         # The tables held in memory are looked up in one call: a call of its own for each feature
         # cost a model of many small tables more than the lookups. Weights that require grad, or
         # rows from a store, take their own call.
