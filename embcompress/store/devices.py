@@ -323,8 +323,9 @@ def plan(
         power = dram_gb / mem.capacity_gb * mem.power_w + n_dev * dev.power_w
         cost = dram_gb * mem.cost_per_gb + n_dev * dev.capacity_gb * dev.cost_per_gb
         ok = max_latency_us is None or latency <= max_latency_us
-        c = dict(dram_fraction=frac, dram_bytes=rows * row_bytes, dram_index_bytes=index, hit_rate=hit, iops_needed=iops,
-                 n_devices=n_dev, device_utilization=util, mean_read_latency_us=latency,
+        # (a budget raised to one row holds 1 / n_rows of the table, not the fraction asked for)
+        c = dict(dram_fraction=max(frac, 1 / n_rows), dram_bytes=rows * row_bytes, dram_index_bytes=index,
+                 hit_rate=hit, iops_needed=iops, n_devices=n_dev, device_utilization=util, mean_read_latency_us=latency,
                  power_w=power, cost_usd=cost, feasible=ok)
         cands.append(c)
         if ok and (best is None or cost < best["cost_usd"]):

@@ -214,7 +214,11 @@ def _open_locked(path: Path, exclusive: bool) -> int:
                     if e.errno not in scm._LOCK_ERRNOS:
                         raise
             try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino and (exclusive or not journal_path(path).exists())
+                # (a journal the table already holds whole, left where it cannot be removed, is
+                # served as replay_before_open serves it: waiting for its removal spun forever)
+                jpath = journal_path(path)
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino and (
+                    exclusive or not jpath.exists() or _applied(path, jpath))
             except FileNotFoundError:
                 same = False
         except BaseException:
@@ -376,7 +380,7 @@ def replay_before_open(path) -> None:
     """
     path = updlog.real_path(path)
     jpath = journal_path(path)
-    if not jpath.exists():
+    if not jpath.exists() or not path.exists():  # (no table: the opener says it is missing)
         return
     try:
         replay(path)

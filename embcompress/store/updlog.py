@@ -64,7 +64,9 @@ def append(table_path, positions: np.ndarray) -> None:
         size = os.stat(path).st_size
     except FileNotFoundError:
         size = None
-    if size is not None and size <= LOG_LIMIT:
+    # A log without its header (not fsynced: a power cut can leave it empty) starts anew, else
+    # every store takes it for a log it cannot parse and reloads its whole tier at each update.
+    if size is not None and size <= LOG_LIMIT and _epoch(path) is not None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
             _write_all(fd, rec)
