@@ -286,7 +286,15 @@ def write_file_atomic(path: str | Path, data) -> Path:
     if path.is_dir():  # else the rename names the hidden temporary file
         raise ConfigError(f"Cannot write {path}: it is a folder. Give a file name (e.g. {path / 'name'}), "
                           f"or move the folder away.")
-    prefix = f".{path.name}.tmp-"
+    if path.exists() and not path.is_file():  # the rename would replace a pipe or device (/dev/null, as root)
+        raise ConfigError(f"Cannot write {path}: it is not a regular file (a device, pipe or socket), which "
+                          f"the write would replace. Give a file's path, or move it away.")
+    # The temporary name adds ~40 bytes to the user's: shorten the name part so that a legal name
+    # near NAME_MAX still gets a legal temporary one (else "File name too long" for a good path).
+    stem, room = path.name, 255 - len(os.fsencode(f"..tmp-{owner()}-00000000"))
+    while len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    prefix = f".{stem}.tmp-"
     for old in path.parent.glob(glob.escape(prefix) + "*"):  # what writers killed on this host left
         if gone(old.name[len(prefix):].rpartition("-")[0]):
             old.unlink(missing_ok=True)
@@ -529,6 +537,12 @@ def _read(path: Path, kind, mmap: bool, verify: str, shared: bool) -> Artifact:
     with fh:  # the Artifact keeps its own descriptor of this file (closing fh drops no flock: see below)
         size = os.fstat(fh.fileno()).st_size
         prefix = fh.read(PREFIX_SIZE)
+        if len(prefix) < PREFIX_SIZE and not MAGIC.startswith(prefix[: len(MAGIC)]):
+            # a few bytes of another kind of file: foreign, not a truncated artifact
+            raise ArtifactError(
+                f"{where!r} is not an embcompress artifact (its first bytes are {prefix[:8]!r}, "
+                f"expected {MAGIC!r}). Pass a file written by embcompress."
+            )
         if len(prefix) < PREFIX_SIZE:
             raise ArtifactError(
                 f"{where!r} is not an embcompress artifact: it is {size} bytes long, shorter than "
