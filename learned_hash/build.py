@@ -90,14 +90,26 @@ def _relabel(prop_rows, ids, previous: IdMap, n_rows: int, n_hot: int):
     match_p, match_o = np.asarray(match_p, dtype=np.int64), np.asarray(match_o, dtype=np.int64)
     by_p = np.argsort(match_p)
     mp, mo = match_p[by_p], match_o[by_p]
-    free_gap = np.sort(match_o) - np.arange(match_o.size)  # rows left free below each matched old row
+    taken, free_hot = match_o, np.zeros(0, np.int64)
+    if previous.n_fallback_rows == n_rows - n_hot:
+        # the hot count is kept: unmatched hot rows take the old hot rows left free, buckets the
+        # old cold ones, so no row changes role (by lowest free row first, a new hot id took a
+        # bucket's row while a freed hot row became cold, where the old hot rows were scattered)
+        old_hot = _hot_rows_of(previous)
+        free_hot = np.setdiff1d(old_hot, match_o)
+        taken = np.union1d(old_hot, match_o)
+    free_gap = np.sort(taken) - np.arange(taken.size)  # rows left free below each taken row
 
     def perm(p):
         p = np.asarray(p, dtype=np.int64)
         at = np.minimum(np.searchsorted(mp, p), max(mp.size - 1, 0))
         hit = mp[at] == p if mp.size else np.zeros(p.shape, bool)
         i = p - np.searchsorted(mp, p)  # rank among the unmatched proposed rows
-        free = i + np.searchsorted(free_gap, i, side="right")  # the i-th free row
+        # hot ones first (proposed rows 0 .. n_hot - 1): the free old hot rows, then the other free rows
+        j = i - free_hot.size
+        free = j + np.searchsorted(free_gap, j, side="right")  # the j-th free row not taken
+        if free_hot.size:
+            free = np.where(j < 0, free_hot[np.minimum(i, free_hot.size - 1)], free)
         return np.where(hit, mo[at] if mo.size else 0, free)
 
     rows = perm(prop_rows)
@@ -113,6 +125,16 @@ def _relabel(prop_rows, ids, previous: IdMap, n_rows: int, n_hot: int):
         keep[hot] = False
         cold = np.flatnonzero(keep)
     return rows, _keep_positions(cold, previous)
+
+
+def _hot_rows_of(previous: IdMap) -> np.ndarray:
+    """The rows outside ``previous``'s cold list, ascending (from a range's bounds when it is one)."""
+    if not previous.fallback_is_array:  # never the range as an array: it may outnumber memory
+        _, _, start, count = (int(v) for v in previous.parts()["params"])
+        return np.concatenate([np.arange(start), np.arange(start + count, previous.n_rows)])
+    keep = np.ones(previous.n_rows, dtype=bool)  # (the cold rows' array is about as long)
+    keep[previous.fallback_rows] = False
+    return np.flatnonzero(keep)
 
 
 def _keep_positions(cold, previous: IdMap):

@@ -321,7 +321,9 @@ class FrequencyKMeans:
         for b in over:
             members = np.flatnonzero(labels == b)
             d = ((X[members] - centers[b]) ** 2).sum(axis=1)
-            members = members[np.argsort(d, kind="stable")]
+            # nearest first, but an id above the cap before all: it stays, alone (the others are
+            # evicted); evicted, it went to the least loaded bucket, beside other ids
+            members = members[np.lexsort((d, w[members] <= cap))]
             cum = np.cumsum(w[members], dtype=np.float64)
             stay = max(int(np.searchsorted(cum, cap, side="right")), 1)  # the nearest id always stays
             evicted.append(members[stay:])

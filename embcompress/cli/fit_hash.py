@@ -18,7 +18,8 @@ def _parse_rows(features: list[str], rows: int | None, rows_per_feature: list[st
     per: dict[str, int] = {}
     for item in rows_per_feature:
         name, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
+        # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
+        if not sep or not value.strip().isdecimal():
             raise ConfigError(f"The '--rows-per-feature' option must look like FEATURE=N. Got {item!r} instead.")
         if name in per:  # (else the last one won without a word)
             raise ConfigError(f"The '--rows-per-feature' option gives feature {name!r} rows twice "
