@@ -275,7 +275,11 @@ def check_bags(indices, offsets, *, mode: str, per_sample_weights, include_last_
             raise param_error(
                 "per_sample_weights", where, "be None unless mode='sum' (as in torch)", f"weights with mode={mode!r}"
             )
-        w = np.asarray(per_sample_weights)
+        try:
+            w = np.asarray(per_sample_weights)
+        except ValueError:  # (numpy's "inhomogeneous shape", as _as_int64 names it for the indices)
+            raise param_error("per_sample_weights", where, "be a rectangular float array, one weight per index",
+                              "lists of different lengths") from None
         if w.dtype.kind != "f":
             raise param_error("per_sample_weights", where, "be a float array", f"dtype {w.dtype}")
         if w.shape != idx_shape:
