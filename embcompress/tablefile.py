@@ -126,7 +126,18 @@ def write_table_stream(
     return _write(path, config, rows, id_map, frequencies, inputs, progress)
 
 
+# The longest name an update keeps beside a table (``<name>.updates.tmp``; ``.journal`` too): a
+# table whose name leaves no room for it is written, but cannot be updated, nor opened cleanly.
+_COMPANION_SUFFIX = len(".updates.tmp")
+
+
 def _write(path, config: dict, rows, id_map, frequencies, inputs, progress) -> Path:
+    name = os.fsencode(os.path.basename(os.path.realpath(path)))  # (companions are named from the real path)
+    if len(name) > 255 - _COMPANION_SUFFIX:
+        raise ConfigError(f"The table file name {os.path.basename(os.path.realpath(path))!r} is {len(name)} bytes "
+                          f"long: a table's name must leave room for the files its updates keep beside it "
+                          f"(<name>.journal, <name>.updates.tmp), at most {255 - _COMPANION_SUFFIX} bytes. "
+                          f"Shorten the name.", param="path")
     if inputs is not None and not isinstance(inputs, Mapping):  # (else dict() raised a raw ValueError)
         raise param_error("inputs", "write_table", "be a dict naming what the table was made from, "
                           "e.g. {'log': 'day_0.tsv'}", inputs)

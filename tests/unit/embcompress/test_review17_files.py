@@ -26,8 +26,8 @@ def _name_max(folder) -> int:
 def test_a_long_but_legal_file_name_can_be_written(tmp_path):
     # The temporary file's name is the user's plus '.tmp-<host>-<pid>-<hex>': a legal name near
     # the limit (255 bytes) made it too long, and the write failed with "File name too long".
-    # (10 bytes short of it: the table's update journal is named '<name>.journal'.)
-    name = "t" * (_name_max(tmp_path) - 15) + ".embc"
+    # (12 bytes short of it: the longest a table may be, see the test below)
+    name = "t" * (_name_max(tmp_path) - 17) + ".embc"
     q = _q()
     path = embcompress.write_table(tmp_path / name, q)
     assert np.array_equal(np.asarray(embcompress.open_table(path, verify="full").data), q.data)
@@ -35,7 +35,7 @@ def test_a_long_but_legal_file_name_can_be_written(tmp_path):
 
 
 def test_a_long_name_rewrite_keeps_the_old_file_on_failure(tmp_path):
-    name = "u" * (_name_max(tmp_path) - 15) + ".embc"
+    name = "u" * (_name_max(tmp_path) - 17) + ".embc"
     path = embcompress.write_table(tmp_path / name, _q())
     old = path.read_bytes()
 
@@ -78,3 +78,19 @@ def test_a_pipe_or_device_in_the_way_is_refused_not_replaced(tmp_path):
         embcompress.write_table(fifo, _q())
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["out.embc"]
+
+
+def test_a_table_name_leaves_room_for_its_update_files(tmp_path):
+    # <name>.journal and <name>.updates.tmp are kept beside a table by its updates: a name with no
+    # room for them was written, then raised "File name too long" (drop_replaced's look for an
+    # old journal), and could never be updated
+    from embcompress.store import TieredStore
+
+    longest = "v" * (255 - 12 - 5) + ".embc"
+    path = embcompress.write_table(tmp_path / longest, _q(), frequencies=np.arange(10))
+    with TieredStore(path, dram_bytes=2 * _q().row_bytes) as store:
+        store.update_rows(np.array([3]), np.ones((1, 8), np.float32))
+        assert np.array_equal(store.rows([3])[0], embcompress.quantize(np.ones((1, 8), np.float32), "mxint8").data[0])
+    with pytest.raises(ConfigError, match=r"244 bytes long.*room for the files its updates.*at most 243 bytes"):
+        embcompress.write_table(tmp_path / ("w" + longest), _q())
+    assert not (tmp_path / ("w" + longest)).exists()
