@@ -212,6 +212,12 @@ def frequency_shaped_table(n_rows: int = 100_000, dim: int = 64, *, seed: int = 
 
 def frequency_bags(counts: np.ndarray, n_bags: int = 2000, *, mean_size: float = 10.0, seed: int = 0) -> list[np.ndarray]:
     """Bags of row ids drawn by access frequency (bag sizes 1 + Poisson(mean_size - 1)), seeded."""
+    if isinstance(n_bags, bool) or not isinstance(n_bags, (int, np.integer)) or n_bags < 0:
+        raise param_error("n_bags", "frequency_bags", "be an integer >= 0", n_bags)
+    if isinstance(mean_size, bool) or not isinstance(mean_size, (int, float)) or not mean_size >= 1:  # (NaN too)
+        raise param_error("mean_size", "frequency_bags", "be a number >= 1 (bags hold at least one id)", mean_size)
+    if n_bags == 0:  # np.split of no ids would give one empty bag
+        return []
     rng = np.random.default_rng(seed)
     p = (counts + 1) / float((counts + 1).sum())
     sizes = 1 + rng.poisson(mean_size - 1, n_bags)
