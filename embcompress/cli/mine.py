@@ -26,10 +26,14 @@ def _load_mine():
     return mine
 
 
-def _holds(log: Path, out: Path) -> bool:
-    """Whether the log argument ``log`` (a file or a glob) is the existing file ``out``."""
+def _holds(log: Path, out: Path, format: str | None = None) -> bool:
+    """Whether the log argument ``log`` (a file, a glob or a folder) reads the existing file ``out``."""
     if log.is_dir():
-        return False
+        # a folder's visible files are all read with --format, else its *.parquet files: a stats
+        # file written there by a first run was read as a log by the next ('not UTF-8 text')
+        inside = out.resolve().relative_to(log.resolve()).parts if out.resolve().is_relative_to(log.resolve()) else ()
+        return (bool(inside) and not any(part.startswith((".", "_")) for part in inside)
+                and (format is not None or out.suffix == ".parquet"))
     if log.is_file():
         return log.samefile(out)
     return any(Path(f).samefile(out) for f in glob.glob(str(log), recursive=True) if Path(f).is_file())
@@ -108,7 +112,7 @@ def command(
         )
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"Cannot write the stats file {str(out)!r}: the directory {str(parent)!r} is not writable. Pass another --out.")
-    if out.is_file() and any(_holds(p, out) for p in logs):
+    if out.is_file() and any(_holds(p, out, format) for p in logs):
         raise ConfigError(
             f"The '--out' parameter of mine names {str(out)!r}, which is one of the logs to mine: the "
             f"stats file would replace it. Pass another --out."

@@ -123,7 +123,9 @@ def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
     out = []
     for p in (pairs.split(",") if isinstance(pairs, str) else pairs) or ():  # "a:b,c:d", as features take "a,b"
         if isinstance(p, str):
-            p = tuple(x.strip() for x in p.split(":"))
+            p = p.split(":")
+        if isinstance(p, (tuple, list)) and all(isinstance(x, str) for x in p):
+            p = tuple(x.strip() for x in p)  # as features are stripped (_names); _column_of finds the column
         if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)) or p[0] == p[1]:
             raise _error(
                 "pairs",
@@ -141,6 +143,40 @@ def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
             continue
         out.append(tuple(p))
     return tuple(out)
+
+
+# what the first bytes of a compressed file are (the engines tell a compression by its extension only)
+_MAGIC = {b"\x1f\x8b": ("gzip", ".gz"), b"\x28\xb5\x2f\xfd": ("zstd", ".zst")}
+
+
+def _refuse_unnamed_compression(src: LogSource) -> None:
+    """A ConfigError for a text log holding gzip or zstd data under a name without its extension:
+    read as text it failed as 'not UTF-8 ... UTF-16 is one cause' or 'mixes \\r\\n and \\n'."""
+    if src.format not in ("csv", "criteo"):
+        return
+    for path in src.paths:
+        if Path(path).suffix.lower() in (".gz", ".bz2", ".zst", ".lz4", ".br"):
+            continue
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+        except OSError:
+            continue  # (the readers name an unreadable file)
+        codec = next((c for magic, c in _MAGIC.items() if head.startswith(magic)), None)
+        if codec is not None:
+            raise ConfigError(f"The log {path!r} holds {codec[0]}-compressed data, but its name does not end in "
+                              f"{codec[1]!r}, which is how the engines tell it. Rename it to "
+                              f"{Path(path).name + codec[1]!r}.", param="source")
+
+
+def _column_of(name, names):
+    """``name`` as a column of ``names``: itself, else the one column that is ``name`` with spaces
+    around it. mine strips the names it is given ('C1, C2' is split), so a header written as
+    'user, item' (a column ' item') could not be named at all."""
+    if name is None or name in names:
+        return name
+    near = [n for n in names if n.strip() == name.strip()]
+    return near[0] if len(near) == 1 else name
 
 
 def _check_keys(feats: list[str], **keys) -> None:
@@ -442,6 +478,12 @@ def mine(
     try:
         with schemas_read_once():
             src = LogSource.resolve(source, format=format, delimiter=delimiter, fields=fields, field_map=field_map)
+            _refuse_unnamed_compression(src)
+            names = src.column_names()
+            feats = [_column_of(f, names) for f in feats]
+            pair_list = tuple((_column_of(a, names), _column_of(b, names)) for a, b in pair_list)
+            label, sequence_key, time_key = (_column_of(k, names) for k in (label, sequence_key, time_key))
+            kinds = {_column_of(c, names) if isinstance(c, str) else c: k for c, k in dict(kinds or {}).items()}
             schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
             _check_columns(src, schema)
             kinds = infer_kinds(src, schema)
