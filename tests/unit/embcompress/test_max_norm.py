@@ -149,3 +149,23 @@ def test_max_norm_is_checked(tmp_path):
     with pytest.raises(embcompress.ConfigError, match="max_norm of the module of table 'emb'.*max_norm=None"):
         embcompress.export(nn.ModuleDict({"emb": nn.EmbeddingBag(4, 3)}), fmt="fp32", out_dir=tmp_path, max_norm=1.0)
     assert not any(tmp_path.glob("*.embc"))  # (refused before writing)
+
+
+def test_swap_embedding_bags_serves_a_max_norm_bag_only_from_rows_scaled_for_it(tmp_path):
+    # a state dict exported without --max-norm holds unscaled rows: swapped in for a bag with
+    # max_norm, they were served silently where the bag scaled them
+    from embcompress.nn import swap_embedding_bags
+
+    model = nn.ModuleDict({"emb": _trained(nn.EmbeddingBag, mode="sum")})
+    sd = {"emb.weight": model["emb"].weight.detach().clone()}
+    embcompress.export(sd, fmt="fp32", out_dir=tmp_path / "plain", mode="sum")
+    with pytest.raises(embcompress.ConfigError, match=r"'emb' was exported with no max_norm.*--max-norm 0.5"):
+        swap_embedding_bags(model, tmp_path / "plain")
+    embcompress.export(sd, fmt="fp32", out_dir=tmp_path / "scaled", mode="sum", max_norm=0.5)
+    expected = _expected(model["emb"])
+    assert swap_embedding_bags(model, tmp_path / "scaled") == ["emb"]
+    torch.testing.assert_close(model["emb"](IDS, OFFSETS), expected, rtol=0, atol=1e-6)
+    # and a file scaled for a bag that has no max_norm
+    plain = nn.ModuleDict({"emb": nn.EmbeddingBag(12, 8, mode="sum")})
+    with pytest.raises(embcompress.ConfigError, match=r"exported with max_norm=0.5, norm_type=2, this bag has no max_norm"):
+        swap_embedding_bags(plain, tmp_path / "scaled")
