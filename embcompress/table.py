@@ -163,7 +163,9 @@ class QuantizedTable:
         an interrupted update of the file it replaces left is removed."""
         from .container import write_artifact
         from .store import journal
+        from .tablefile import check_table_name
 
+        check_table_name(path)
         sections, config = self.to_sections()
         written = write_artifact(path, TABLE_KIND, sections, config=config, inputs=inputs, align=TABLE_ALIGN)
         journal.drop_replaced(written)  # an interrupted update of the file this one replaced

@@ -131,13 +131,18 @@ def write_table_stream(
 _COMPANION_SUFFIX = len(".updates.tmp")
 
 
+def check_table_name(path) -> None:
+    """Refuse a table file name with no room for its update files (every writer of a table)."""
+    name = os.path.basename(os.path.realpath(path))  # (companions are named from the real path)
+    if len(os.fsencode(name)) > 255 - _COMPANION_SUFFIX:
+        raise ConfigError(f"The table file name {name!r} is {len(os.fsencode(name))} bytes long: a table's name "
+                          f"must leave room for the files its updates keep beside it (<name>.journal, "
+                          f"<name>.updates.tmp), at most {255 - _COMPANION_SUFFIX} bytes. Shorten the name.",
+                          param="path")
+
+
 def _write(path, config: dict, rows, id_map, frequencies, inputs, progress) -> Path:
-    name = os.fsencode(os.path.basename(os.path.realpath(path)))  # (companions are named from the real path)
-    if len(name) > 255 - _COMPANION_SUFFIX:
-        raise ConfigError(f"The table file name {os.path.basename(os.path.realpath(path))!r} is {len(name)} bytes "
-                          f"long: a table's name must leave room for the files its updates keep beside it "
-                          f"(<name>.journal, <name>.updates.tmp), at most {255 - _COMPANION_SUFFIX} bytes. "
-                          f"Shorten the name.", param="path")
+    check_table_name(path)
     if inputs is not None and not isinstance(inputs, Mapping):  # (else dict() raised a raw ValueError)
         raise param_error("inputs", "write_table", "be a dict naming what the table was made from, "
                           "e.g. {'log': 'day_0.tsv'}", inputs)

@@ -33,6 +33,7 @@ import numpy as np
 from ..container import Streamed, read_artifact, write_artifact
 from ..errors import ArtifactError, ConfigError, param_error
 from ..kernels import compiled
+from ..tablefile import check_table_name
 from . import journal
 from .scm import BLOCK
 
@@ -511,6 +512,7 @@ def reorder_rows(
     if not out_dir.is_dir():  # (before the work)
         raise ConfigError(f"Cannot write {out_file}: its folder {out_dir} does not exist (or is not a folder). "
                           f"Create it first, or write somewhere else.")
+    check_table_name(out_file)  # (before the work, as the folder)
     if memory_bytes is None:
         memory_bytes = _default_copy_bytes()
     elif isinstance(memory_bytes, bool) or not isinstance(memory_bytes, (int, np.integer)) or memory_bytes < 1:

@@ -94,3 +94,16 @@ def test_a_table_name_leaves_room_for_its_update_files(tmp_path):
     with pytest.raises(ConfigError, match=r"244 bytes long.*room for the files its updates.*at most 243 bytes"):
         embcompress.write_table(tmp_path / ("w" + longest), _q())
     assert not (tmp_path / ("w" + longest)).exists()
+
+
+def test_every_writer_of_a_table_leaves_room_for_its_update_files(tmp_path):
+    # write_table checked the name; QuantizedTable.save and reorder_rows wrote such a table anyway
+    from embcompress.store import reorder_rows
+
+    too_long = tmp_path / ("x" * (255 - 12 - 4) + ".embc")  # 244 bytes
+    with pytest.raises(ConfigError, match="at most 243 bytes"):
+        _q().save(too_long)
+    src = embcompress.write_table(tmp_path / "t.embc", _q())
+    with pytest.raises(ConfigError, match="at most 243 bytes"):
+        reorder_rows(src, too_long, clusters=np.zeros(10, np.int64))
+    assert not too_long.exists()
