@@ -1097,13 +1097,11 @@ def swap_embedding_bags(model: nn.Module, tables_dir, *, strict: bool = True, n_
         stored = ((float(recorded["max_norm"]), float(recorded["norm_type"])) if "max_norm" in recorded else None)
         own = None if bag.max_norm is None else (float(bag.max_norm), float(bag.norm_type))
         if stored != own:
-            said = "no max_norm" if stored is None else f"max_norm={stored[0]:g}, norm_type={stored[1]:g}"
-            fix = (f"export with max_norm={own[0]:g}, norm_type={own[1]:g} (--max-norm {own[0]:g} --norm-type "
-                   f"{own[1]:g}) or export the model itself" if own else "export the table of this bag")
+            said, has = ("no max_norm" if x is None else "max_norm={:g}, norm_type={:g}".format(*x) for x in (stored, own))
+            fix = (f"export with {has} (--max-norm {own[0]:g} --norm-type {own[1]:g}) or export the model itself"
+                   if own else "export the table of this bag")
             raise param_error("tables_dir", owner, f"hold the tables of this model; the file of {name!r} was "
-                              f"exported with {said}, this bag has "
-                              f"{'no max_norm' if own is None else f'max_norm={own[0]:g}, norm_type={own[1]:g}'}: "
-                              f"{fix}", str(folder))
+                              f"exported with {said}, this bag has {has}: {fix}", str(folder))
         pad = _RECORDED if "padding_idx" in recorded or "padding_row" in recorded or t.id_map is not None else bag.padding_idx
         plan[name] = (folder / f"{name}.embc", bag.mode, bag.include_last_offset, pad)
     for name, (path, mode, last, pad) in plan.items():
