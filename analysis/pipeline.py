@@ -142,7 +142,8 @@ class DemoResult:
 
 def detect_dataset(path: str | os.PathLike) -> str:
     """Which harness loader reads ``path``: ``frappe`` (``*.libfm``), ``talkingdata`` (``*.csv``)
-    or ``criteo`` (anything else: a TSV file, or a folder of train/dev/test TSV files)."""
+    or ``criteo`` (anything else: a TSV file, or a folder of train/dev/test TSV files). A file's
+    extension is read as the log reader reads it: in any case, under a compression (``.csv.gz``)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise ConfigError(f"The data path {str(p)!r} does not exist. Point --data at a Frappe folder, a Criteo TSV or a TalkingData CSV.")
@@ -152,11 +153,23 @@ def detect_dataset(path: str | os.PathLike) -> str:
         if any(p.glob("*.csv")):
             return "talkingdata"
         return "criteo"
-    if p.suffix == ".libfm":
+    ext = _extension(p)
+    if ext == ".libfm":
         return "frappe"
-    if p.suffix == ".csv":
+    if ext == ".csv":
         return "talkingdata"
     return "criteo"
+
+
+# compressions the log reader decompresses by a text log's extension (learned_hash.logs)
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+
+
+def _extension(p: Path) -> str:
+    """The extension that tells a log's format, as the reader tells it: ``.csv`` for
+    ``day_0.csv.gz`` and ``DAY_0.CSV`` too."""
+    ext = p.suffix.lower()
+    return Path(p.stem).suffix.lower() if ext in _COMPRESSED else ext
 
 
 def _load(data, settings: DemoSettings, seed: int):
@@ -169,8 +182,8 @@ def _load(data, settings: DemoSettings, seed: int):
     kind = detect_dataset(data)
     loader = {"frappe": load_frappe, "criteo": load_criteo, "talkingdata": load_talkingdata}[kind]
     path = Path(data).expanduser()
-    if kind == "frappe" and path.is_file():
-        path = path.parent  # the loader pools every libFM file of the folder
+    if kind == "frappe" and path.is_file() and path.suffix == ".libfm":
+        path = path.parent  # the loader pools every libFM file of the folder (its *.libfm: not a compressed one)
     return loader(path, split_seed=seed, n_rows=settings.n_rows)
 
 

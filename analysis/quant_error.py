@@ -140,8 +140,8 @@ def format_report(table, formats=None, sample_bags=None, *, scale_mode: str = "f
     ``bag_qsnr_db`` / ``bag_rel_err`` are the QSNR and the RMS relative error of the bag sums.
     """
     x = np.asarray(table)
-    if x.dtype != np.float32 or x.ndim != 2:
-        raise param_error("table", "format_report", "be a float32 array (n_rows, dim)", f"{x.dtype} array of shape {x.shape}")
+    if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] == 0:  # (no columns: numpy's raw zero-size reduction error)
+        raise param_error("table", "format_report", "be a float32 array (n_rows, dim) with dim >= 1", f"{x.dtype} array of shape {x.shape}")
     bad_rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if bad_rows.size:  # quantize's own message suggests an option this report does not take
         raise param_error("table", "format_report", "be finite (drop or clean the rows holding NaN or inf first)",
@@ -194,6 +194,9 @@ def frequency_shaped_table(n_rows: int = 100_000, dim: int = 64, *, seed: int = 
     count) while rare rows stay near it, rows cluster, a few dimensions carry larger values, and
     elements are heavy-tailed. This draws such a table, seeded: ``(table float32, counts int64)``.
     """
+    for name, v in (("n_rows", n_rows), ("dim", dim)):  # (numpy's raw zero-size or negative-size errors else)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise param_error(name, "frequency_shaped_table", "be an int >= 1", v)
     rng = np.random.default_rng(seed)
     ranks = rng.permutation(n_rows) + 1
     p = ranks.astype(np.float64) ** -zipf

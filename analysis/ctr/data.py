@@ -26,6 +26,13 @@ class CTRData:
     dense_names: tuple[str, ...] = ()
 
     def __post_init__(self):
+        # a (n, 1) label failed in torch's loss, -1/1 labels at the first validation AUC
+        if not isinstance(self.label, np.ndarray) or self.label.ndim != 1:
+            raise param_error("label", "CTRData", "be a 1-d numpy array, one 0/1 label a row",
+                              getattr(self.label, "shape", type(self.label).__name__))
+        if not np.isin(self.label, (0, 1)).all():
+            raise param_error("label", "CTRData", "hold only 0 and 1 (map a log's -1/1 labels to 0/1)",
+                              np.unique(self.label)[:5].tolist())
         n = self.label.shape[0]
         if self.cat.ndim != 2 or self.cat.shape != (n, len(self.features)):
             raise param_error("cat", "CTRData", f"have shape (n_rows, {len(self.features)})", self.cat.shape)
@@ -111,8 +118,11 @@ class Splits:
 
 
 def _check_fractions(fractions, owner: str) -> tuple[float, float, float]:
-    f = tuple(float(x) for x in fractions)
-    if len(f) != 3 or min(f) <= 0 or abs(sum(f) - 1.0) > 1e-6:
+    try:
+        f = tuple(float(x) for x in fractions)
+    except (TypeError, ValueError):  # one number, or text
+        f = ()
+    if len(f) != 3 or not all(np.isfinite(f)) or min(f) <= 0 or abs(sum(f) - 1.0) > 1e-6:
         raise param_error("fractions", owner, "be three positive shares (train, validation, test) summing to 1", fractions)
     return f
 
@@ -136,6 +146,8 @@ def split_by_time(data: CTRData, time: np.ndarray | None, fractions=(0.8, 0.1, 0
         order = np.arange(data.n_rows)
     else:
         time = np.asarray(time)
+        if time.shape != (data.n_rows,):  # fewer times dropped the other rows from every split
+            raise param_error("time", "split_by_time", f"hold one time per row of the data ({data.n_rows})", time.shape)
         missing = np.isnat(time) if time.dtype.kind in "mM" else np.isnan(time) if time.dtype.kind == "f" else np.zeros(time.shape, bool)
         order = np.flatnonzero(~missing)
         order = order[np.argsort(time[order], kind="stable")]
@@ -150,6 +162,9 @@ def split_by_time(data: CTRData, time: np.ndarray | None, fractions=(0.8, 0.1, 0
 def split_random(data: CTRData, fractions=(0.7, 0.1, 0.2), *, seed: int = 0, name: str = "", info=None) -> Splits:
     """A seeded random split, for logs without time (the seed is recorded in ``info``)."""
     fractions = _check_fractions(fractions, "split_random")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:  # (numpy's raw error else)
+        raise param_error("seed", "split_random", "be an int >= 0", seed)
+    seed = int(seed)  # recorded in info, which results.json holds
     order = np.random.default_rng(seed).permutation(data.n_rows)
     a, b = _cut(data.n_rows, fractions)
     meta = {"split": "random", "split_seed": seed, "fractions": list(fractions), **(info or {})}

@@ -167,7 +167,7 @@ def _csv_header(file: Path) -> list[str] | None:
     """The column names of a plain-text CSV's first line (leading dots of the first dropped, as
     the reader drops them), or None when it cannot be read as text (the reader then decides)."""
     try:
-        with open(file, encoding="utf-8") as fh:
+        with open(file, encoding="utf-8-sig") as fh:  # a BOM (Excel, pandas' utf-8-sig) is skipped, as the reader skips it
             line = fh.readline()
     except (OSError, UnicodeDecodeError):
         return None

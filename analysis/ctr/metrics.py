@@ -23,7 +23,9 @@ EPS = 1e-7
 def _check(labels, scores, owner: str, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels)
     s = np.asarray(scores, dtype=np.float64)
-    if y.ndim != 1 or s.shape != y.shape:
+    if y.ndim != 1:  # (was blamed on the scores, with a "length" equal to their shape)
+        raise param_error("labels", owner, "be a 1-d array, one 0/1 label a row", y.shape)
+    if s.shape != y.shape:
         raise param_error(name, owner, f"be a 1-d array of the labels' length {y.shape}", s.shape)
     if y.size == 0:
         raise param_error("labels", owner, "hold at least one row", 0)
@@ -126,9 +128,10 @@ def paired_bootstrap(
                               f"[probs]); got one array of {np.size(runs)} numbers", f"shape {np.shape(runs)}")
     if len(probs_a) != len(probs_b) or not len(probs_a):
         raise param_error("probs_b", owner, f"hold as many runs as probs_a ({len(probs_a)}), at least one", len(probs_b))
-    if not (isinstance(n_boot, int) and n_boot >= 10):
+    if isinstance(n_boot, bool) or not (isinstance(n_boot, (int, np.integer)) and n_boot >= 10):  # (np.int64 too)
         raise param_error("n_boot", owner, "be an integer >= 10", n_boot)
-    if not 0.0 < level < 1.0:
+    n_boot = int(n_boot)
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)) or not 0.0 < level < 1.0:
         raise param_error("level", owner, "be in (0, 1)", level)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:  # (numpy's raw error else)
         raise param_error("seed", owner, "be an int >= 0", seed)
@@ -183,6 +186,8 @@ def paired_bootstrap(
 def mean_spread(values) -> dict:
     """Mean, sample standard deviation (0 for one value), min and max of a list of numbers."""
     v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or not v.size:  # (numpy's raw "zero-size array to reduction operation minimum")
+        raise param_error("values", "mean_spread", "be a non-empty list of numbers", values)
     return {
         "mean": float(v.mean()),
         "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,

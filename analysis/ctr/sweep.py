@@ -269,6 +269,10 @@ class SweepConfig:
             if not isinstance(params, dict):
                 raise param_error(where, owner, f"give {name!r} an object of fit_hash parameters", params)
             allowed = FIT_HASH_PARAMS + (("max_map_share",) if base in MAP_SHARE_METHODS else ())
+            if base == "full" and params:  # no fit_hash builds the full table's map: they were accepted and never used
+                raise param_error(where, owner, f"give 'full' no parameters: its map gives every training id a row, "
+                                  "without fit_hash (drop them; 'full_min_count' sets which ids share the unseen-id "
+                                  "row)", dict(params))
             if base == "qr" and params:  # they were accepted and never used
                 raise param_error(where, owner, f"give {name!r} (qr) no parameters: qr hashes ids into q * m slots "
                                   "with the hashing trick, which takes none (drop them)", dict(params))
