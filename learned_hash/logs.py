@@ -492,8 +492,23 @@ def _libfm_fields(fields, field_map):
 # --------------------------------------------------------------------------- kinds
 
 
-def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
-    """The kind of every column the schema reads (``LogSchema.kinds`` wins where given)."""
+def list_value_type(t):
+    """The type of the values of a Parquet list column's lists (a dictionary's values), or None
+    when ``t`` is no list type."""
+    import pyarrow as pa
+
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+        return None
+    v = t.value_type
+    return v.value_type if pa.types.is_dictionary(v) else v
+
+
+def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> dict[str, str]:
+    """The kind of every column the schema reads (``LogSchema.kinds`` wins where given).
+
+    ``lists``: a Parquet feature column may hold lists of ids (a multi-hot feature), whose kind is
+    their values' (``mine`` counts every id of a list; the readers give one id per row and refuse
+    such a column)."""
     names = src.column_names()
     missing = [c for c in schema.columns if c not in names]
     if missing:
@@ -512,6 +527,7 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
         import pyarrow as pa
 
         first: dict[str, str] = {}  # column -> the first file that holds it typed
+        listed: dict[str, bool] = {}  # column -> whether that file holds it as lists of ids
         # every file, not only the first: an engine reads a column missing from a later file as
         # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs.
         # Integers of another width or sign (int32 parts, then int64 ones) are one kind: every id
@@ -534,6 +550,17 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                     # all missing in this file (pandas writes a column of None so): any kind, and
                     # the engines read it as NULL of the other files' type (mining.api._id_types)
                     continue
+                values = list_value_type(t)
+                if values is not None:
+                    _check_list_column(c, path, t, schema, lists)
+                    t = values
+                if c in listed and listed[c] != (values is not None):
+                    raise ConfigError(
+                        f"Column {c!r} of {path!r} holds {'lists of ids' if values is not None else 'one id a row'} "
+                        f"but of {first[c]!r} {'lists of ids' if listed[c] else 'one id a row'}. Every file of a "
+                        f"log must hold a column the same way: rewrite the odd file, or mine it separately."
+                    )
+                listed.setdefault(c, values is not None)
                 if (pa.types.is_integer(t) or pa.types.is_boolean(t)) and c == schema.label:
                     here[c] = "number"  # (0/1 integers in some parts, doubles in others: one kind)
                 elif pa.types.is_integer(t) or pa.types.is_boolean(t):
@@ -544,6 +571,11 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
                     here[c] = "string"
                 elif (pa.types.is_floating(t) or pa.types.is_decimal(t)) and c == schema.label:
                     here[c] = "number"
+                elif values is not None:
+                    raise ConfigError(
+                        f"Column {c!r} of {path!r} has Parquet type {sch.field(c).type}, whose values cannot be "
+                        f"categorical ids. Use lists of integers or strings."
+                    )
                 else:
                     raise ConfigError(
                         f"Column {c!r} of {path!r} has Parquet type {t}, which cannot be "
@@ -594,6 +626,11 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
     stored = dict(kinds)
     kinds.update(schema.kinds)
     if src.format == "parquet":
+        for c in (c for c in schema.features if listed.get(c) and kinds[c] != stored[c]):
+            raise ConfigError(
+                f"Column {c!r} of {first[c]!r} holds lists of {stored[c]} ids, which are read as they are "
+                f"stored: kinds cannot read them as {kinds[c]!r}. Leave {c!r} out of kinds."
+            )
         for c in dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])]):
             if stored[c] == "int" and kinds[c] != "int" and c in typed:  # the readers refuse it too (_ids_of)
                 raise ConfigError(
@@ -612,6 +649,21 @@ def infer_kinds(src: LogSource, schema: LogSchema) -> dict[str, str]:
 # --------------------------------------------------------------------------- converting
 
 
+def _check_list_column(c: str, path: str, t, schema: LogSchema, lists: bool) -> None:
+    """Refuse a Parquet column of lists where lists cannot be read (see :func:`infer_kinds`)."""
+    role = ("the label" if c == schema.label else "the time key" if c == schema.time_key
+            else "the session key" if c == schema.session_key else None)
+    if role is not None:
+        raise ConfigError(f"Column {c!r} of {path!r} holds lists (Parquet type {t}), which cannot be {role}: "
+                          f"it needs one value a row. Pass a column of single values.")
+    if not lists:
+        raise ConfigError(
+            f"Column {c!r} of {path!r} holds lists of ids (Parquet type {t}), a multi-hot feature: the log "
+            f"readers give one id a row and cannot read it. mine counts such a column (every id of a list is "
+            f"one access); to read it here, explode the lists into rows first."
+        )
+
+
 def _is_int_column(col) -> bool:
     import pyarrow as pa
 
@@ -625,6 +677,8 @@ def _ids_of(col, kind: str):
     import pyarrow.compute as pc
 
     t = col.type
+    if kind == "list":  # lists of ids, never bad: only their rows' other values are read (mining.api.raise_first_bad_line)
+        return np.zeros(len(col), dtype=np.int64), None
     if pa.types.is_dictionary(t):
         t = t.value_type
         col = col.cast(t)  # a table's column is a ChunkedArray, which has no dictionary_decode

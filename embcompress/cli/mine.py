@@ -1,8 +1,8 @@
 """Mine logs into a log-stats file: id frequencies, co-occurring pairs, sequences.
 
-Prints one line per feature: ids seen, accesses (rows counted), and the share of ids seen once
-(with --min-count N above 1: the ids kept, seen N times or more, and their accesses); then the rows
-read and the malformed lines skipped.
+Prints one line per feature: ids seen, accesses (rows counted; the ids of a multi-hot column's
+lists), and the share of ids seen once (with --min-count N above 1: the ids kept, seen N times or
+more, and their accesses); then the rows read and the malformed lines skipped.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def _kinds(items: list[str]) -> dict[str, str]:
 
 def feature_line(stats, feature: str) -> str:
     s = stats.summary(feature)
+    multi_hot = stats.source.get("multi_hot") if isinstance(stats.source, dict) else None
+    if feature in (multi_hot or ()):
+        feature += " (lists of ids)"  # its accesses are the ids of its lists, not rows
     if stats.min_count > 1:  # the rarer ids are pruned: none seen once is left to count
         return (f"{feature}: {s['ids']:,} ids seen {stats.min_count}+ times kept, {s['accesses']:,} of their "
                 f"accesses (rarer ids pruned by --min-count)")

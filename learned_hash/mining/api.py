@@ -15,7 +15,7 @@ import numpy as np
 
 from embcompress.errors import ConfigError
 from learned_hash.logs import (FORMATS, ON_BAD_LINE, BadLineError, LogReader, LogSchema, LogSource, _parquet_schema,
-                                infer_kinds, schemas_read_once)
+                                infer_kinds, list_value_type, schemas_read_once)
 
 from .jobs import MiningPlan, case_twins, key_columns
 from .stats import LogStats
@@ -267,7 +267,9 @@ def raise_first_bad_line(plan: MiningPlan, unreadable: ConfigError | None = None
     the same rules and names the line, which SQL engines cannot do portably. ``unreadable``: the
     error to raise when the reader finds no bad line (the engine could not parse the file at all).
     """
-    reader = LogReader(plan.source, plan.schema, on_bad_line="error", kinds=plan.kinds)
+    # (a list column's lists are never bad: the reader reads its rows' other values)
+    kinds = {**plan.kinds, **dict.fromkeys(plan.list_ids, "list")}
+    reader = LogReader(plan.source, plan.schema, on_bad_line="error", kinds=kinds)
     try:
         for _ in reader:
             pass
@@ -303,12 +305,17 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
         return {}
     import pyarrow as pa
 
+    lists = set()  # the columns of lists of ids: the types below are their values' (see infer_kinds)
+
     def types_of(path) -> dict:  # each column's type in one file (dictionaries as their values)
         sch = _parquet_schema(path)
         out = {}
         for c in schema.columns:
             t = sch.field(c).type
             out[c] = t.value_type if pa.types.is_dictionary(t) else t
+            if list_value_type(t) is not None:
+                out[c] = list_value_type(t)
+                lists.add(c)
         return out
 
     files = [types_of(p) for p in src.paths]
@@ -341,7 +348,8 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
     parts = tuple((tuple(idx), frozenset(c for c in cast if pa.types.is_uint64(files[idx[0]][c])), null)
                   for (_, null), idx in groups.items())
     return {"text_ids": frozenset(text), "wide_ids": tuple(wide), "binary_ids": frozenset(binary),
-            "casts": tuple(sorted(casts.items())), "parts": parts if len(parts) > 1 else ()}
+            "casts": tuple(sorted(casts.items())), "parts": parts if len(parts) > 1 else (),
+            "list_ids": frozenset(lists)}
 
 
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:
@@ -486,9 +494,18 @@ def mine(
             kinds = {_column_of(c, names) if isinstance(c, str) else c: k for c, k in dict(kinds or {}).items()}
             schema = LogSchema(tuple(feats), label, time_key, sequence_key, dict(kinds or {}))
             _check_columns(src, schema)
-            kinds = infer_kinds(src, schema)
+            kinds = infer_kinds(src, schema, lists=True)
             _check_case(src, schema)
             types = _id_types(src, schema, kinds)
+            listed = [f for f in feats if f in types.get("list_ids", ())]
+            if sequence_key is not None and listed:
+                raise _error(
+                    "sequence_key",
+                    f"The 'sequence_key' parameter of mine counts the session sequences of features of one id a "
+                    f"row, but the features {listed} hold lists of ids (multi-hot), whose ids have no order in "
+                    f"time among them. Mine them in a call without sequence_key, and the sequences of the other "
+                    f"features in one with it."
+                )
     except ConfigError as exc:
         raise _own(exc)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:  # a CSV header line that does not parse
@@ -497,6 +514,8 @@ def mine(
         raise _bad_header(src, exc) from None
     plan = MiningPlan(src, schema, kinds, pair_list, min_count, on_bad_line, **types)
     described = {**src.describe(), "schema": schema.to_dict(), "kinds": plan.kinds, "on_bad_line": on_bad_line}
+    if plan.list_ids:  # (recorded only then: the files of logs without lists stay as they were)
+        described["multi_hot"] = [f for f in feats if f in plan.list_ids]
 
     made = temp_root is not None and not os.path.isdir(temp_root)
     if made:

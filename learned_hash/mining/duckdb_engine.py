@@ -16,7 +16,7 @@ from pathlib import Path
 from embcompress.errors import ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
 
-from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, lz4_frame, sequence_sql, text_columns
+from .jobs import LOG_TABLE, DuckDBDialect, MiningPlan, collect, counts_sql, list_sqls, lz4_frame, sequence_sql, text_columns
 
 _D = DuckDBDialect()
 # The longest line DuckDB reads (its default, 2 MiB, rejected a long free-text value as if the line
@@ -29,15 +29,18 @@ def _list(paths) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _int64(column: str, unsigned: bool) -> str:
+def _int64(column: str, unsigned: bool, listed: bool = False) -> str:
     """A column of integers as int64, named as it was (``unsigned``: a UBIGINT, whose values from
-    2**63 up wrap to negative ids, as the readers and Spark take them)."""
+    2**63 up wrap to negative ids, as the readers and Spark take them; ``listed``: a column of
+    lists of integers, each value so)."""
     q = _D.ident(column)
     if not unsigned:
-        return f"CAST({q} AS BIGINT) AS {q}"
+        return f"CAST({q} AS BIGINT{'[]' if listed else ''}) AS {q}"
     half = "CAST(9223372036854775808 AS UBIGINT)"
-    return (f"CASE WHEN {q} < {half} THEN CAST({q} AS BIGINT) "
-            f"ELSE CAST({q} - {half} AS BIGINT) + (-9223372036854775807 - 1) END AS {q}")
+    x = "__x" if listed else q
+    value = (f"CASE WHEN {x} < {half} THEN CAST({x} AS BIGINT) "
+             f"ELSE CAST({x} - {half} AS BIGINT) + (-9223372036854775807 - 1) END")
+    return f"{f'list_transform({q}, lambda __x: {value})' if listed else value} AS {q}"
 
 
 def _literal_paths(paths, link_dir: str) -> list[str]:
@@ -73,7 +76,7 @@ def _scan(plan: MiningPlan, paths) -> str:
             if c in null:
                 return f"NULL AS {q}"
             if casts.get(c) == "int64":
-                return _int64(c, c in unsigned)
+                return _int64(c, c in unsigned, c in plan.list_ids)
             if c in casts:
                 return f"CAST({q} AS {dict(double='DOUBLE', us='TIMESTAMP', ns='TIMESTAMP_NS')[casts[c]]}) AS {q}"
             return q
@@ -225,10 +228,11 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
             own_links = tempfile.TemporaryDirectory(prefix="embc-duckdb-in-")  # default dir: no glob characters
             paths = _literal_paths(paths, own_links.name)
         con.execute(f"CREATE VIEW {LOG_TABLE} AS SELECT * FROM {_scan(plan, paths)}")
+        listed = list_sqls(plan, _D)
         n_seq = len(plan.sequence_jobs)
-        span = 100.0 / (1 + n_seq)
+        span = 100.0 / (1 + len(listed) + n_seq)
         try:
-            counts = _fetch(con, counts_sql(plan, _D), progress, 0.0, span)
+            counts = [_fetch(con, sql, progress, span * k, span) for k, sql in enumerate([counts_sql(plan, _D), *listed])]
             rejected = 0
             if plan.text:
                 _refuse_long_lines(con, dict(zip(paths, logs)))
@@ -241,7 +245,7 @@ def run(plan: MiningPlan, *, memory_limit: str | None = None, threads: int | Non
                     raise_first_bad_line(plan)
             seqs = {}
             for k, job in enumerate(plan.sequence_jobs):
-                seqs[job.feature] = _fetch(con, sequence_sql(plan, _D, job), progress, span * (1 + k), span)
+                seqs[job.feature] = _fetch(con, sequence_sql(plan, _D, job), progress, span * (1 + len(listed) + k), span)
         except duckdb.InvalidInputException as exc:
             # DuckDB's parser stops where the readers and Spark read on (a file mixing \r\n and \n
             # line ends), and its own advice (strict_mode=false) is no option of mine

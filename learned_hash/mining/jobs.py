@@ -89,6 +89,9 @@ class MiningPlan:
     # file agrees.
     casts: tuple = ()
     parts: tuple = ()
+    # Parquet feature columns of lists of ids (multi-hot): every id of a list is one access. Their
+    # jobs run as queries of their own, over the lists unnested (list_sqls)
+    list_ids: frozenset = frozenset()
 
     @property
     def frequency_jobs(self) -> list[FrequencyJob]:
@@ -128,6 +131,10 @@ class Dialect:
         raise NotImplementedError
 
     def hex32(self, expr: str) -> str:
+        raise NotImplementedError
+
+    def unnest(self, expr: str) -> str:
+        """One row for each value of the list ``expr`` (none for a NULL or empty list), in a ``SELECT``."""
         raise NotImplementedError
 
     def timestamp(self, expr: str) -> str:
@@ -199,6 +206,9 @@ class DuckDBDialect(Dialect):
     def hex32(self, expr):
         return f"TRY_CAST('0x' || {expr} AS BIGINT)"
 
+    def unnest(self, expr):
+        return f"unnest({expr})"
+
     def timestamp(self, expr):
         # TIMESTAMPTZ, the connection's zone UTC (duckdb_engine): a zone converts, none is UTC
         # (a cast to TIMESTAMP drops an offset without converting)
@@ -233,6 +243,9 @@ class SparkDialect(Dialect):
     def hex32(self, expr):
         return f"TRY_CAST(conv({expr}, 16, 10) AS BIGINT)"
 
+    def unnest(self, expr):
+        return f"explode({expr})"
+
     def timestamp(self, expr):
         # the session's zone is UTC for the run (spark_engine), which a time without a zone is
         # read in (Spark Connect: not the server's own zone); a zoned time converts
@@ -253,9 +266,10 @@ class SparkDialect(Dialect):
 
 
 
-def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str) -> tuple[str, str | None]:
-    """(value expression, bad expression or None) of one column in the ``log`` table."""
-    c = d.ident(col)
+def _column_sql(plan: MiningPlan, d: Dialect, col: str, role: str, expr: str | None = None) -> tuple[str, str | None]:
+    """(value expression, bad expression or None) of one column in the ``log`` table (``expr``:
+    one value of a list column's lists, which is read as the column's values are)."""
+    c = expr or d.ident(col)
     kind = plan.kinds[col]
     empty = f"({c} IS NULL OR {c} = '')"
     if role == "label":
@@ -299,6 +313,9 @@ def converted_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None)
     """``SELECT`` over the raw ``log`` table giving ids ``__k*``, ``__pos``, ``__t``, ``__bad``."""
     sel, bads = [], []
     for i, col in enumerate(key_columns(plan)):
+        if col in plan.list_ids:  # the lists as they are: their values are read once unnested (list_sqls)
+            sel.append(f"{d.ident(col)} AS __k{i}")
+            continue
         v, b = _column_sql(plan, d, col, "id")
         sel.append(f"{v} AS __k{i}")
         if b:
@@ -345,38 +362,100 @@ def result_column(plan: MiningPlan, feature: str, position: int) -> str:
     return ("__b" if feature in plan.binary_ids else "__s") + "ab"[position]
 
 
-def counts_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> str:
-    """The one query of all frequency and pair jobs, plus the row and bad-row totals."""
+def _grouped_sql(plan: MiningPlan, ctes: list[tuple[str, str]], keys: dict[int, str], sets: list[tuple[int, ...]],
+                 *, good: str | None) -> str:
+    """The query grouping ``sets`` (of feature indices) over the last of ``ctes`` (name, SQL), whose column
+    ``keys[i]`` holds feature i's ids: the narrow result columns (result_column), ``__g`` (the
+    set's grouping mask over ALL the plan's features, whichever keys this query has), ``__n``,
+    ``__p`` and, with ``good`` (the condition of a good row), ``__nbad``."""
     feats = list(plan.schema.features)
     nf = len(feats)
-    keys = [f"__k{i}" for i in range(nf)]
-    good = "NOT __bad" if plan.can_be_bad() else None
+    local = list(keys)  # this query's keys, by feature index; its GROUPING_ID has one bit each
     n = f"count(*) FILTER (WHERE {good})" if good else "count(*)"
     aggs = [f"{n} AS __n"]
     if plan.schema.label:
         aggs.append(f"count(*) FILTER (WHERE __pos{' AND ' + good if good else ''}) AS __p")
     if good:
         aggs.append("count(*) FILTER (WHERE __bad) AS __nbad")
-    sets = _sets(plan)
+    source = ctes[-1][0]
+    with_ = "WITH " + ", ".join(f"{name} AS ({sql})" for name, sql in ctes)
+    outs = [a.rsplit(" AS ", 1)[1] for a in aggs]
+    if not local:  # every feature a list column: the grand total alone
+        return f"{with_} SELECT {grouping_mask(nf, ())} AS __g, {', '.join(aggs)} FROM {source}"
+    cols = [keys[i] for i in local]
+
+    def local_mask(s):  # the set's GROUPING_ID in this query
+        return grouping_mask(len(local), tuple(local.index(i) for i in s))
+
     grouping = ", ".join("(" + ", ".join(keys[i] for i in s) + ")" for s in sets)
-    total = grouping_mask(nf, ())
     having = ""
     if good or plan.min_count > 1:  # groups of bad rows only, or below min_count, are dropped
-        having = f" HAVING {n} >= {int(plan.min_count)} OR GROUPING_ID({', '.join(keys)}) = {total}"
+        having = f" HAVING {n} >= {int(plan.min_count)}"
+        if () in sets:
+            having += f" OR GROUPING_ID({', '.join(cols)}) = {local_mask(())}"
     # route each set's keys into the narrow result columns
     cases: dict[str, list[str]] = {}
     for s in sets:
         for pos, i in enumerate(s):
-            cases.setdefault(result_column(plan, feats[i], pos), []).append(
-                f"WHEN {grouping_mask(nf, s)} THEN {keys[i]}")
-    narrow = [f"CASE __g {' '.join(w)} END AS {col}" for col, w in sorted(cases.items())]
-    outs = ", ".join([*narrow, "__g", *(a.rsplit(" AS ", 1)[1] for a in aggs)])
+            cases.setdefault(result_column(plan, feats[i], pos), []).append(f"WHEN {local_mask(s)} THEN {keys[i]}")
+    narrow = [f"CASE __gl {' '.join(w)} END AS {col}" for col, w in sorted(cases.items())]
+    g = f"CASE __gl {' '.join(f'WHEN {local_mask(s)} THEN {grouping_mask(nf, s)}' for s in sets)} END AS __g"
     return (
-        f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}), "
-        f"g AS (SELECT {', '.join(keys)}, GROUPING_ID({', '.join(keys)}) AS __g, {', '.join(aggs)} "
-        f"FROM t GROUP BY GROUPING SETS ({grouping}){having}) "
-        f"SELECT {outs} FROM g"
+        f"{with_}, "
+        f"g AS (SELECT {', '.join(cols)}, GROUPING_ID({', '.join(cols)}) AS __gl, {', '.join(aggs)} "
+        f"FROM {source} GROUP BY GROUPING SETS ({grouping}){having}) "
+        f"SELECT {', '.join([*narrow, g, *outs])} FROM g"
     )
+
+
+def counts_sql(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> str:
+    """The one query of all frequency and pair jobs of single-id columns, plus the row and bad-row
+    totals (the jobs of list columns: :func:`list_sqls`)."""
+    feats = list(plan.schema.features)
+    scalar = [i for i, f in enumerate(feats) if f not in plan.list_ids]
+    sets = [s for s in _sets(plan) if all(i in scalar for i in s)]
+    return _grouped_sql(plan, [("t", converted_sql(plan, d, extra_bad=extra_bad))],
+                        {i: f"__k{i}" for i in scalar}, sets, good="NOT __bad" if plan.can_be_bad() else None)
+
+
+def list_sqls(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> list[str]:
+    """The queries of the jobs on list columns (multi-hot features), each over the good rows with
+    the lists unnested: a list's every id is one access, and a pair counts every (id, id) of a row
+    (a list against a single id, or every id of one list against every id of the other). One
+    query per list column (its frequencies and its pairs with single-id columns), and one per
+    pair of two list columns. Results as :func:`counts_sql`'s, without the totals."""
+    feats = list(plan.schema.features)
+    listed = [i for i, f in enumerate(feats) if f in plan.list_ids]
+    pair_sets = [(feats.index(a), feats.index(b)) for a, b in plan.pairs]
+    out = []
+    for i in listed:
+        sets = [(i,)] + [s for s in pair_sets if i in s and not any(j in listed for j in s if j != i)]
+        partners = list(dict.fromkeys(j for s in sets for j in s if j != i))
+        out.append(_unnested_sql(plan, d, [i], partners, sets, extra_bad))
+    for s in pair_sets:
+        if all(i in listed for i in s):
+            out.append(_unnested_sql(plan, d, list(s), [], [s], extra_bad))
+    return out
+
+
+def _unnested_sql(plan: MiningPlan, d: Dialect, lists: list[int], scalars: list[int], sets, extra_bad) -> str:
+    """:func:`_grouped_sql` of ``sets`` over the good rows with the columns ``lists`` unnested one
+    after the other (a row then stands for every combination of their ids) and ``scalars`` kept."""
+    feats = list(plan.schema.features)
+    carry = [f"__k{j}" for j in scalars] + (["__pos"] if plan.schema.label else [])
+    ctes = [("t", converted_sql(plan, d, extra_bad=extra_bad))]
+    prev, done = "t", []
+    for n, i in enumerate(lists):
+        where = " WHERE NOT __bad" if n == 0 and plan.can_be_bad() else ""
+        cols = [f"{d.unnest(f'__k{i}')} AS __e{i}", *done, *(f"__k{j}" for j in lists[n + 1:]), *carry]
+        ctes.append((f"u{n}", f"SELECT {', '.join(cols)} FROM {prev}{where}"))  # (one generator a SELECT: Spark)
+        prev = f"u{n}"
+        done.append(f"__e{i}")
+    # each value read as the column's single values are (a missing id NULL, MISSING_ID as NULL)
+    values = [f"{_column_sql(plan, d, feats[i], 'id', expr=f'__e{i}')[0]} AS __e{i}" for i in lists]
+    ctes.append(("v", f"SELECT {', '.join([*values, *carry])} FROM {prev}"))
+    keys = {**{i: f"__e{i}" for i in lists}, **{j: f"__k{j}" for j in scalars}}
+    return _grouped_sql(plan, ctes, keys, sets, good=None)
 
 
 def sequence_sql(plan: MiningPlan, d: Dialect, job: SequenceJob, *, extra_bad: str | None = None) -> str:
@@ -419,29 +498,37 @@ def collect(plan: MiningPlan, counts, sequences: dict, *, engine: str, bad_lines
             source=None) -> tuple[LogStats, int]:
     """Arrow results -> LogStats (and the number of bad rows the query saw).
 
-    ``counts`` is the result of :func:`counts_sql`; ``sequences`` maps a feature to the result
-    of its :func:`sequence_sql`.
+    ``counts`` is the result of :func:`counts_sql`, or a list of it and the results of
+    :func:`list_sqls`; ``sequences`` maps a feature to the result of its :func:`sequence_sql`.
     """
     import pyarrow as pa
 
     feats = list(plan.schema.features)
     nf = len(feats)
-    g = counts.column("__g").to_numpy(zero_copy_only=False)
-    n_all = counts.column("__n").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    p_all = counts.column("__p").to_numpy(zero_copy_only=False).astype(np.int64, copy=False) if plan.schema.label else None
+    tables = list(counts) if isinstance(counts, (list, tuple)) else [counts]
+    results = []  # (table, __g, __n, __p) of each query
+    for tbl in tables:
+        g = tbl.column("__g").to_numpy(zero_copy_only=False)
+        n_all = tbl.column("__n").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        p_all = tbl.column("__p").to_numpy(zero_copy_only=False).astype(np.int64, copy=False) if plan.schema.label else None
+        results.append((tbl, g, n_all, p_all))
 
     def part(grouped):
-        # one grouping set's rows: take just its key columns (not a filter of the whole table)
-        idx = np.flatnonzero(g == grouping_mask(nf, grouped))
-        take = pa.array(idx)
-        keys = [_ids(counts.column(result_column(plan, feats[i], pos)).take(take), plan.kinds[feats[i]])
-                for pos, i in enumerate(grouped)]
+        # one grouping set's rows (all in one of the queries): take just its key columns (not a
+        # filter of the whole table)
+        mask = grouping_mask(nf, grouped)
+        tbl, g, n_all, p_all = next((r for r in results if (r[1] == mask).any()), results[0])
+        idx = np.flatnonzero(g == mask)
+        take = pa.array(idx, type=pa.int64())
+        keys = [_ids(tbl.column(result_column(plan, feats[i], pos)).take(take), plan.kinds[feats[i]])
+                if len(idx) else np.zeros(0, np.int64) for pos, i in enumerate(grouped)]
         vals = [n_all[idx]] + ([p_all[idx]] if p_all is not None else [])
         if any(plan.kinds[feats[i]] == "string" for i in grouped) and len(idx):
             # distinct strings may share a 64-bit hash: merge them as the one id they became
             keys, vals = _sum_by_keys(keys, vals)
         return keys, vals
 
+    counts, g, n_all, _ = results[0]
     total = np.flatnonzero(g == grouping_mask(nf, ()))
     n_rows = int(n_all[total[0]]) if len(total) else 0
     nbad = 0

@@ -22,7 +22,7 @@ from embcompress.errors import BackendUnavailableError, ConfigError
 from learned_hash.logs import CRITEO_COLUMNS
 
 from .api import memory_bytes
-from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, lz4_frame, sequence_sql, text_columns
+from .jobs import LOG_TABLE, MiningPlan, SparkDialect, collect, counts_sql, list_sqls, lz4_frame, sequence_sql, text_columns
 
 _ident = SparkDialect().ident  # a column name as Spark reads it: `name`, backticks doubled
 
@@ -165,7 +165,7 @@ def _latin1(plan: MiningPlan) -> bool:
 
 def _load(spark, plan: MiningPlan):
     from pyspark.sql import functions as F
-    from pyspark.sql.types import BooleanType, DecimalType, LongType, StringType, StructField, StructType
+    from pyspark.sql.types import ArrayType, BooleanType, DecimalType, LongType, StringType, StructField, StructType
 
     src = plan.source
     paths = [_literal(p) for p in src.paths]
@@ -179,12 +179,22 @@ def _load(spark, plan: MiningPlan):
                 if c in null:  # all missing here (Arrow's null type, which Spark reads as int32)
                     df = df.withColumn(c, F.lit(None))
                     continue
+                # a list column's values are converted as a column of single values is
+                listed = isinstance(t, ArrayType)
+                x = "__x" if listed else q
+                t = t.elementType if listed else t
+
+                def each(value: str):
+                    return F.expr(f"transform({q}, __x -> {value})" if listed else value)
+
                 if isinstance(t, BooleanType):  # 0/1 ids and labels, as the readers and DuckDB take them
-                    df = df.withColumn(c, F.col(q).cast("bigint"))
+                    df = df.withColumn(c, each(f"CAST({x} AS BIGINT)"))
                 elif isinstance(t, DecimalType) and (t.precision, t.scale) == (20, 0):
                     # a uint64 column (Spark has no unsigned type): ids wrap to int64, as hashed ids do
-                    df = df.withColumn(c, F.expr(f"CAST(CASE WHEN {q} >= {2**63}BD THEN {q} - {2**64}BD ELSE {q} END AS BIGINT)"))
-                if casts.get(c) in ("int64", "double"):
+                    df = df.withColumn(c, each(f"CAST(CASE WHEN {x} >= {2**63}BD THEN {x} - {2**64}BD ELSE {x} END AS BIGINT)"))
+                if casts.get(c) == "int64" and listed:
+                    df = df.withColumn(c, F.col(q).cast("array<bigint>"))
+                elif casts.get(c) in ("int64", "double"):
                     df = df.withColumn(c, F.col(q).cast("bigint" if casts[c] == "int64" else "double"))
                 elif casts.get(c) == "us":
                     df = df.withColumn(c, F.col(q).cast("timestamp"))
@@ -293,21 +303,24 @@ def run(plan: MiningPlan, *, master: str = "local[2]", conf=None, memory_limit: 
     settings = {"spark.sql.csv.parser.columnPruning.enabled": "false", "spark.sql.caseSensitive": "true",
                 "spark.sql.legacy.parquet.nanosAsLong": "true", "spark.sql.session.timeZone": "UTC"}
     before = {k: spark.conf.get(k, None) for k in settings}
-    n_jobs = 1 + len(plan.sequence_jobs)
     try:
         for k, v in settings.items():
             spark.conf.set(k, v)
         df, extra_bad = _load(spark, plan)
         _D = SparkDialect(latin1=_latin1(plan))
         df.createOrReplaceTempView(LOG_TABLE)
-        counts = spark.sql(counts_sql(plan, _D, extra_bad=extra_bad)).toArrow()
-        if progress is not None:
-            progress(100.0 / n_jobs, 100.0)
+        queries = [counts_sql(plan, _D, extra_bad=extra_bad), *list_sqls(plan, _D, extra_bad=extra_bad)]
+        n_jobs = len(queries) + len(plan.sequence_jobs)
+        counts = []
+        for sql in queries:
+            counts.append(spark.sql(sql).toArrow())
+            if progress is not None:
+                progress(100.0 * len(counts) / n_jobs, 100.0)
         seqs = {}
         for k, job in enumerate(plan.sequence_jobs):
             seqs[job.feature] = spark.sql(sequence_sql(plan, _D, job, extra_bad=extra_bad)).toArrow()
             if progress is not None:
-                progress(100.0 * (k + 2) / n_jobs, 100.0)
+                progress(100.0 * (len(counts) + k + 1) / n_jobs, 100.0)
     except Exception as exc:
         if plan.on_bad_line == "error" and plan.text and ("FAILFAST" in str(exc) or "Malformed" in str(exc)):
             raise_first_bad_line(plan)

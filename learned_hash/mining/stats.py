@@ -437,8 +437,8 @@ class LogStats:
         return self._seq[feature]
 
     def summary(self, feature: str) -> dict:
-        """``ids`` seen, ``accesses`` (rows counted), ``once_share`` (share of ids seen once),
-        ``missing`` (accesses of the missing-value id)."""
+        """``ids`` seen, ``accesses`` (rows counted; a multi-hot column's: the ids of its lists),
+        ``once_share`` (share of ids seen once), ``missing`` (accesses of the missing-value id)."""
         ids, counts, _ = self._feature(feature, "summary")
         n = len(ids)
         return {

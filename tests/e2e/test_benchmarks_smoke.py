@@ -195,6 +195,29 @@ def test_mining_fails_when_pair_counts_differ(tmp_path):
     assert "MISMATCH" in res.stdout + res.stderr
 
 
+def test_mining_multihot_prints_ratio(tmp_path):
+    for mod in ("duckdb", "pyarrow", "psutil"):
+        pytest.importorskip(mod)
+    out = ok(run_bench("bench_mining_multihot.py", *MINING_ARGS, "--data-dir", str(tmp_path)))
+    assert "ratio ours/raw" in out and "counts identical" in out, out
+
+
+def test_mining_multihot_fails_when_list_counts_differ(tmp_path):
+    for mod in ("duckdb", "pyarrow", "psutil"):
+        pytest.importorskip(mod)
+    patch = (
+        "from learned_hash.mining.stats import LogStats\n"
+        "_orig = LogStats.frequencies\n"
+        "def _broken(self, f):\n"
+        "    ids, c = _orig(self, f)\n"
+        "    return ids, c + (f == 'items')\n"
+        "LogStats.frequencies = _broken\n"
+    )
+    res = run_bench("bench_mining_multihot.py", *MINING_ARGS, "--data-dir", str(tmp_path), patch=patch)
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "MISMATCH in items" in res.stdout + res.stderr
+
+
 STORE_ARGS = ("--rows", "1000", "--batches", "4", "--batch", "64", "--throughput-batches", "2",
               "--skip-talkingdata", "--plan-rows", "1000")
 
