@@ -168,6 +168,16 @@ def _string_buffers(values, owner: str):
             f"The 'values' parameter of {owner} must be a list or array of ids (one per element). "
             f"Got a single {type(one).__name__} instead: pass [{one!r}]."
         )
+    # (these reached NumPy as one 0-d object array: a raw "iteration over a 0-d array")
+    if values is None or isinstance(values, (set, frozenset, dict)) or (
+            hasattr(values, "__iter__") and not hasattr(values, "__len__")):
+        fix = ("pass [None] for one missing value" if values is None
+               else "a set has no order: pass a list, in the order the ids come" if isinstance(values, (set, frozenset))
+               else "pass list(values)")
+        raise ConfigError(
+            f"The 'values' parameter of {owner} must be a list or array of ids (one per element). "
+            f"Got a {type(values).__name__} instead: {fix}."
+        )
     try:
         import pyarrow  # noqa: F401
     except ImportError:

@@ -540,6 +540,8 @@ class IdMap:
         """Open an id-map file. ``verify="full"`` also checks every byte and that each mapped id
         is found on its row."""
         _check_path(path, "IdMap.load")
+        if verify not in ("header", "full"):  # (read_artifact's error named read_artifact)
+            raise param_error("verify", "IdMap.load", "be 'header' or 'full'", verify)
         art = read_artifact(path, kind=KIND, mmap=mmap, verify=verify)
         where = str(path)
         cfg = art.config

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from embcompress.errors import param_error
-from embcompress.idmap import IdMap, _check_int_array
+from embcompress.idmap import IdMap, _check_int_array, _check_seed
 
 # The default number of hot rows: an id owns a row when it alone carries at least the traffic of
 # an average row (count * n_rows >= total accesses), and at most half the rows go to hot ids, so
@@ -50,6 +50,7 @@ def _check_rows(n_rows, owner: str) -> None:
 def hash_map(n_rows: int, *, seed: int = 0, config=None, inputs=None, meta=None) -> IdMap:
     """The hashing trick as an IdMap: no stored ids, all rows are fallback rows."""
     _check_rows(n_rows, "hash_map")
+    _check_seed(seed, "hash_map")  # (else the error named IdMap.from_arrays, which the caller never called)
     return IdMap.from_arrays(np.zeros(0, np.int64), np.zeros(0, np.int64), n_rows,
                              fallback_rows=range(n_rows), seed=seed,
                              config=config or {"method": "hash", "n_rows": _py(n_rows), "seed": _py(seed)},
@@ -60,6 +61,7 @@ def frequency_map(ids, n_rows: int, *, hot_rows: int, seed: int = 0, config=None
     """Ids ``ids[:hot_rows]`` (most accessed first) own rows ``0 .. hot_rows - 1``; the rest hash
     into rows ``hot_rows .. n_rows - 1``."""
     _check_rows(n_rows, "frequency_map")
+    _check_seed(seed, "frequency_map")
     if isinstance(hot_rows, bool) or not isinstance(hot_rows, (int, np.integer)) or not 0 <= hot_rows < n_rows:
         raise param_error("hot_rows", "frequency_map", f"be an int in [0, n_rows - 1] = [0, {n_rows - 1}]", hot_rows)
     # checked as IdMap checks ids, not cast: np.asarray(ids, dtype=np.int64) made id 1.5 id 1

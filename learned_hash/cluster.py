@@ -15,7 +15,8 @@ proportional to its traffic (at least one, at most its id count). That costs abo
 Capacity balancing (``max_share``): after k-means, a bucket whose traffic exceeds
 ``max_share x total`` keeps its ids nearest the centroid up to the cap; the rest move, heaviest
 first, to the nearest of their 16 nearest buckets with room, else to the least loaded bucket.
-A single id heavier than the cap stays alone on its bucket (the cap cannot split an id).
+A single id heavier than the cap stays alone on its bucket (the cap cannot split an id); a
+second one of a bucket takes the least loaded bucket, whose ids move as evicted ones do.
 """
 
 from __future__ import annotations
@@ -221,6 +222,10 @@ class FrequencyKMeans:
                 i = int(np.flatnonzero(w < 0)[0])
                 raise param_error("sample_weight", owner, f"be {n} finite non-negative weights",
                                   f"a negative weight ({w[i]:g}) at index {i}")
+            if not w.sum() <= np.finfo(np.float32).max:  # (they became inf: a raw "Probabilities contain NaN")
+                raise param_error("sample_weight", owner, f"be {n} finite non-negative weights with a total "
+                                  f"below {float(np.finfo(np.float32).max):.3g} (FAISS weighs in float32); scale them",
+                                  f"a total of {w.sum():.3g}")
             w = w.astype(np.float32)
         k = min(int(self.n_clusters), n)
         faiss = _faiss()
@@ -328,19 +333,38 @@ class FrequencyKMeans:
             stay = max(int(np.searchsorted(cum, cap, side="right")), 1)  # the nearest id always stays
             evicted.append(members[stay:])
             load[b] = cum[stay - 1]
+        start = labels.copy()
         out = np.concatenate(evicted)
-        out = out[np.argsort(-w[out], kind="stable")]  # heaviest first
-        faiss.omp_set_num_threads(self._threads)
-        index = faiss.IndexFlatL2(centers.shape[1])
-        index.add(centers)
-        _, cand = index.search(X[out], min(_CANDIDATES, k))
-        for i, p in enumerate(out):
-            wp = float(w[p])
-            room = cand[i][load[cand[i]] + wp <= cap]
-            b = int(room[0]) if room.size else int(np.argmin(load))
+        labels[out] = -1  # on no bucket until placed
+        # An evicted id above the cap (the second such id of one bucket) fits nowhere: it takes the
+        # least loaded bucket holding none, whose ids are evicted in turn, so it is alone there too
+        # (it went beside that bucket's ids while other buckets had room for them).
+        heavy = out[w[out] > cap]
+        light = [out[w[out] <= cap]]
+        for p in heavy[np.argsort(-w[heavy], kind="stable")]:
+            free = np.flatnonzero(load <= cap)
+            b = int(free[np.argmin(load[free])]) if free.size else int(np.argmin(load))
+            if free.size:
+                members = np.flatnonzero(labels == b)
+                light.append(members)
+                labels[members] = -1
+                load[b] = 0.0
             labels[p] = b
-            load[b] += wp
-        return int(out.size)
+            load[b] += float(w[p])
+        out = np.concatenate(light)
+        out = out[np.argsort(-w[out], kind="stable")]  # heaviest first
+        if out.size:
+            faiss.omp_set_num_threads(self._threads)
+            index = faiss.IndexFlatL2(centers.shape[1])
+            index.add(centers)
+            _, cand = index.search(X[out], min(_CANDIDATES, k))
+            for i, p in enumerate(out):
+                wp = float(w[p])
+                room = cand[i][load[cand[i]] + wp <= cap]
+                b = int(room[0]) if room.size else int(np.argmin(load))
+                labels[p] = b
+                load[b] += wp
+        return int(np.count_nonzero(labels != start))  # (an evicted id may go back to its bucket)
 
     def predict(self, X) -> np.ndarray:
         """The nearest bucket of each row of ``X``."""

@@ -365,11 +365,13 @@ def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[st
     if not partners:  # (an empty list reached the matrix code: a raw IndexError)
         raise param_error("partners", "cooccurrence", f"name at least one feature, or be None for every feature "
                           f"mined in a pair with {feature!r} ({mined})", "an empty list")
-    for p in partners:
+    for i, p in enumerate(partners):
         if p not in mined and p != feature:
             raise param_error("partners", "cooccurrence",
                               f"name features mined in a pair with {feature!r} ({mined}), or {feature!r} itself "
                               f"for its session sequences", p)
+        if p in partners[:i]:  # (its columns were stacked twice, weighing it double)
+            raise param_error("partners", "cooccurrence", "name each feature once", f"{p!r} twice")
     return partners
 
 
@@ -388,6 +390,9 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
     ids = _check_int_array(ids, "ids", "cooccurrence")  # checked, not cast: id 1.5 was counted as id 1
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
+    dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+    if dup.size:  # (a repeated id's counts went to its first row, the others were left empty)
+        raise param_error("ids", "cooccurrence", "hold each id once", f"id {int(sorted_ids[dup[0]])} repeated")
     partners = _partners_of(stats, feature, partners)
     blocks = []
     for p in partners:
