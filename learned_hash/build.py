@@ -34,7 +34,8 @@ from embcompress.idmap import IdMap
 
 from .baselines import choose_hot_rows, frequency_map, hash_map
 from .cluster import MAX_SQ_NORM, FrequencyKMeans, too_large
-from .embed import LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, _as_numpy, _partners_of, cooccurrence
+from .embed import (LabelAwareEmbedding, NoPositiveCooccurrence, SpectralEmbedding, _as_numpy, _partners_of,
+                    cooccurrence, own_lists)
 
 METHODS = ("learned", "hash", "frequency")
 EMBEDDINGS = ("auto", "cooccurrence", "label_aware")
@@ -278,7 +279,7 @@ def _checked(stats, feature, n_rows, method, hot_rows, max_mapped_ids, seed, pre
         # (none are embedded), and the feature's mined pairs whenever some ids will be, so that
         # fit-hash finds a feature mined without pairs before it writes the others' maps
         for p in _partners_of(stats, feature, partners):
-            if p == feature:
+            if p == feature and not own_lists(stats, feature):
                 stats.sequence_counts(feature)  # refuses stats mined without a session key
                 if embedding == "label_aware" and budget > n_hot:  # as cooccurrence refuses it, but up front
                     raise ConfigError(
@@ -321,7 +322,7 @@ def fit_hash(
     ``"label_aware"`` when the stats hold a label, else ``"cooccurrence"``. ``partners``: features
     whose co-occurrence embeds ``feature`` (default every feature mined in a pair with it;
     ``feature`` itself means its session sequences, which are not split by label, so ``"auto"``
-    then takes ``"cooccurrence"``).
+    then takes ``"cooccurrence"``; for a multi-hot column mined paired with itself, its lists).
     ``n_components``, ``max_share``, ``n_iter``, ``n_threads``: embedding dimension and k-means
     settings. ``progress(done, total)`` is called with ``(0, 1)`` when the fit starts, follows the
     clustering (the splits of its second level), and ends with ``(1, 1)``.
@@ -388,7 +389,7 @@ def _learned(stats, feature, ids, counts, n_rows, n_hot, budget, seed, embedding
         # Until the evaluation issue measures which embedding serves model quality best, "auto"
         # takes the label-aware one when a label was mined (it told clicking from non-clicking
         # partners apart in a first check on a rating log), else plain co-occurrence.
-        sequences = partners is not None and feature in partners  # not split by label
+        sequences = partners is not None and feature in partners and not own_lists(stats, feature)  # not split by label
         kind = embedding if embedding != "auto" else (
             "label_aware" if stats.label is not None and not sequences else "cooccurrence")
         est_cls = LabelAwareEmbedding if kind == "label_aware" else SpectralEmbedding

@@ -350,8 +350,15 @@ def _unique(x: np.ndarray) -> np.ndarray:
     return x[keep]
 
 
+def own_lists(stats, feature: str) -> bool:
+    """Whether ``feature`` itself as a partner means its lists paired with themselves (a multi-hot
+    column mined with the pair ``(feature, feature)``), not its session sequences."""
+    return (feature, feature) in stats.pairs
+
+
 def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[str]:
-    mined = [b if a == feature else a for a, b in stats.pairs if feature in (a, b) and a != b]
+    # (feature itself: its lists' pair with themselves when mined; else given only, its sequences)
+    mined = [b if a == feature else a for a, b in stats.pairs if feature in (a, b)]
     if partners is None:
         if not mined:
             raise ConfigError(
@@ -369,7 +376,7 @@ def _partners_of(stats, feature: str, partners: Sequence[str] | None) -> list[st
         if p not in mined and p != feature:
             raise param_error("partners", "cooccurrence",
                               f"name features mined in a pair with {feature!r} ({mined}), or {feature!r} itself "
-                              f"for its session sequences", p)
+                              f"for its session sequences (or, paired with itself, its lists)", p)
         if p in partners[:i]:  # (its columns were stacked twice, weighing it double)
             raise param_error("partners", "cooccurrence", "name each feature once", f"{p!r} twice")
     return partners
@@ -381,7 +388,8 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
 
     ``partners`` defaults to every feature mined in a pair with ``feature``; ``feature`` itself
     among them stands for its session sequences (mined with a ``sequence_key``): an id's partners
-    are then the ids just before and just after it in a session. ``label=1`` (``0``) counts only
+    are then the ids just before and just after it in a session; for a multi-hot column mined
+    paired with itself, it stands for that pair: the other ids of the lists an id is in. ``label=1`` (``0``) counts only
     positive (negative) rows (pairs only: sequences are not split by label). Ids with no pair get
     an empty row.
     """
@@ -396,7 +404,7 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
     partners = _partners_of(stats, feature, partners)
     blocks = []
     for p in partners:
-        if p == feature:
+        if p == feature and not own_lists(stats, feature):
             if label is not None:
                 raise ConfigError(
                     f"Session sequences of {feature!r} are not split by label, so they cannot be a "

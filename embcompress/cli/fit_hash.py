@@ -147,7 +147,8 @@ def command(
     max_mapped_ids: int = typer.Option(None, "--max-mapped-ids", help="Most ids a map stores; the rest hash."),
     embedding: str = typer.Option("auto", "--embedding", help="auto | cooccurrence | label_aware"),
     partner: list[str] = typer.Option([], "--partner", help="Feature whose co-occurrence embeds the ids (repeatable; "
-                                      "the feature itself: its session sequences). Default: every mined pair."),
+                                      "the feature itself: its session sequences, or a multi-hot feature's lists when mined "
+                                      "paired with itself). Default: every mined pair."),
     max_share: float = typer.Option(None, "--max-share", help="Largest share of traffic one bucket may carry."),
     seed: int = typer.Option(0, "--seed", help="Seed of embedding, clustering and fallback hash (a refit keeps the earlier map's hash seed)."),
     threads: int = typer.Option(None, "--threads", help="Threads (default: the machine's, honouring OMP_NUM_THREADS)."),

@@ -126,10 +126,11 @@ def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
             p = p.split(":")
         if isinstance(p, (tuple, list)) and all(isinstance(x, str) for x in p):
             p = tuple(x.strip() for x in p)  # as features are stripped (_names); _column_of finds the column
-        if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)) or p[0] == p[1]:
+        # (a feature paired with itself: the ids of one list, for a multi-hot column; _refuse_self_pairs)
+        if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)):
             raise _error(
                 "pairs",
-                f"The 'pairs' parameter of mine must hold pairs of two different feature names, "
+                f"The 'pairs' parameter of mine must hold pairs of two feature names, "
                 f"e.g. [('user', 'item')] or ['user:item']. Got {p!r} instead."
             )
         for x in p:
@@ -498,6 +499,14 @@ def mine(
             _check_case(src, schema)
             types = _id_types(src, schema, kinds)
             listed = [f for f in feats if f in types.get("list_ids", ())]
+            single = next((a for a, b in pair_list if a == b and a not in listed), None)
+            if single is not None:
+                raise _error(
+                    "pairs",
+                    f"The 'pairs' parameter of mine pairs {single!r} with itself, which counts the ids of one "
+                    f"list together (a multi-hot column), but {single!r} holds one id a row. Pair it with "
+                    f"another feature, e.g. [({single!r}, <another feature>)]."
+                )
             if sequence_key is not None and listed:
                 raise _error(
                     "sequence_key",

@@ -137,6 +137,10 @@ class Dialect:
         """One row for each value of the list ``expr`` (none for a NULL or empty list), in a ``SELECT``."""
         raise NotImplementedError
 
+    def unnest_at(self, expr: str, value: str, position: str) -> str:
+        """:meth:`unnest` with each value's position in its list: the columns ``value`` and ``position``."""
+        raise NotImplementedError
+
     def timestamp(self, expr: str) -> str:
         """An ISO time text as a timestamp (NULL when it is no valid time): ordered by time, not
         as text, where ``'2017-01-01T09:00'`` sorts after ``'2017-01-01 10:00'``."""
@@ -209,6 +213,10 @@ class DuckDBDialect(Dialect):
     def unnest(self, expr):
         return f"unnest({expr})"
 
+    def unnest_at(self, expr, value, position):
+        # (set-returning functions in one SELECT run side by side: the i-th value with subscript i)
+        return f"unnest({expr}) AS {value}, generate_subscripts({expr}, 1) AS {position}"
+
     def timestamp(self, expr):
         # TIMESTAMPTZ, the connection's zone UTC (duckdb_engine): a zone converts, none is UTC
         # (a cast to TIMESTAMP drops an offset without converting)
@@ -245,6 +253,9 @@ class SparkDialect(Dialect):
 
     def unnest(self, expr):
         return f"explode({expr})"
+
+    def unnest_at(self, expr, value, position):
+        return f"posexplode({expr}) AS ({position}, {value})"
 
     def timestamp(self, expr):
         # the session's zone is UTC for the run (spark_engine), which a time without a zone is
@@ -346,7 +357,10 @@ def _sets(plan: MiningPlan) -> list[tuple[int, ...]]:
 
 
 def grouping_mask(n_keys: int, grouped: tuple[int, ...]) -> int:
-    """GROUPING_ID of a set: bit (n-1-i) is 1 when key i is aggregated away (SQL standard)."""
+    """GROUPING_ID of a set: bit (n-1-i) is 1 when key i is aggregated away (SQL standard). A list
+    column paired with itself, ``(i, i)``, which no GROUPING_ID names, is ``-1 - i``."""
+    if len(grouped) == 2 and grouped[0] == grouped[1]:
+        return -1 - grouped[0]
     return sum(1 << (n_keys - 1 - i) for i in range(n_keys) if i not in grouped)
 
 
@@ -429,13 +443,37 @@ def list_sqls(plan: MiningPlan, d: Dialect, *, extra_bad: str | None = None) -> 
     pair_sets = [(feats.index(a), feats.index(b)) for a, b in plan.pairs]
     out = []
     for i in listed:
-        sets = [(i,)] + [s for s in pair_sets if i in s and not any(j in listed for j in s if j != i)]
+        # its pairs with single-id columns (not with list columns, nor with itself: queries of their own)
+        sets = [(i,)] + [s for s in pair_sets if i in s and s[0] != s[1] and not any(j in listed for j in s if j != i)]
         partners = list(dict.fromkeys(j for s in sets for j in s if j != i))
         out.append(_unnested_sql(plan, d, [i], partners, sets, extra_bad))
     for s in pair_sets:
-        if all(i in listed for i in s):
+        if s[0] == s[1]:
+            out.append(_self_pair_sql(plan, d, s[0], extra_bad))
+        elif all(i in listed for i in s):
             out.append(_unnested_sql(plan, d, list(s), [], [s], extra_bad))
     return out
+
+
+def _self_pair_sql(plan: MiningPlan, d: Dialect, i: int, extra_bad) -> str:
+    """A list column paired with itself: every (id, id) at two different positions of one list,
+    both ways round (a list of L ids gives L * (L - 1) pairs; an id twice in a list pairs with
+    itself). Results as :func:`_grouped_sql`'s, ``__g`` being ``grouping_mask``'s code of ``(i, i)``."""
+    feat = plan.schema.features[i]
+    pos = ["__pos"] if plan.schema.label else []
+    where = " WHERE NOT __bad" if plan.can_be_bad() else ""
+    value = lambda e: _column_sql(plan, d, feat, "id", expr=e)[0]  # noqa: E731
+    aggs = ["count(*) AS __n"] + (["count(*) FILTER (WHERE __pos) AS __p"] if pos else [])
+    having = f" HAVING count(*) >= {int(plan.min_count)}" if plan.min_count > 1 else ""
+    return (
+        f"WITH t AS ({converted_sql(plan, d, extra_bad=extra_bad)}), "
+        f"u0 AS (SELECT {d.unnest_at(f'__k{i}', '__e0', '__p0')}, {', '.join([f'__k{i} AS __l', *pos])} FROM t{where}), "
+        f"u1 AS (SELECT {d.unnest_at('__l', '__e1', '__p1')}, {', '.join(['__e0', '__p0', *pos])} FROM u0), "
+        f"v AS (SELECT {', '.join([f'{value(e)} AS {e}' for e in ('__e0', '__e1')] + pos)} FROM u1 WHERE __p0 <> __p1) "
+        f"SELECT __e0 AS {result_column(plan, feat, 0)}, __e1 AS {result_column(plan, feat, 1)}, "
+        f"{grouping_mask(len(plan.schema.features), (i, i))} AS __g, {', '.join(aggs)} "
+        f"FROM v GROUP BY __e0, __e1{having}"
+    )
 
 
 def _unnested_sql(plan: MiningPlan, d: Dialect, lists: list[int], scalars: list[int], sets, extra_bad) -> str:

@@ -264,3 +264,75 @@ def test_cli_mines_a_multi_hot_column_and_fit_hash_maps_it(tmp_path, capsys):
     # each row holds (nearly) one group's items: a random hash would mix about 25 groups a row
     mixed = [len(set(group[rows == r].tolist())) for r in np.unique(rows)]
     assert np.mean(mixed) < 2.0, mixed
+
+
+def expected_self_pair(rows, feature, *, label=None, min_count=1):
+    """(ids_a, ids_b, counts, positives) of a list column paired with itself, counted row by row."""
+    c, p = Counter(), Counter()
+    for r in rows:
+        if label is not None and r[label] is None:
+            continue
+        ids = [_id(v) for v in r[feature] or []]
+        for i, x in enumerate(ids):
+            for j, y in enumerate(ids):
+                if i != j:
+                    c[(x, y)] += 1
+                    p[(x, y)] += bool(label is not None and r[label] > 0)
+    keys = sorted(k for k, n in c.items() if n >= min_count)
+    return ([k[0] for k in keys], [k[1] for k in keys], [c[k] for k in keys], [p[k] for k in keys])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_list_column_paired_with_itself(tmp_path, engine):
+    """The ids of one list counted together, both ways round; an id twice in a list pairs with itself."""
+    t = _basic()
+    pq.write_table(t, tmp_path / "log.parquet")
+    for min_count in (1, 2):
+        got = _mine(tmp_path / "log.parquet", engine, features=["user", "items", "tags"], label="label",
+                    pairs=[("items", "items"), ("tags", "tags"), ("items", "user")], min_count=min_count)
+        for f in ("items", "tags"):
+            a, b, n, pos = expected_self_pair(_rows(t), f, label="label", min_count=min_count)
+            assert [x.tolist() for x in got.pair_counts(f, f)] == [a, b, n], f
+            clicked = [k for k, x in enumerate(pos) if x]  # (label=1: the pairs seen in clicked rows)
+            assert [x.tolist() for x in got.pair_counts(f, f, label=1)] == [
+                [a[k] for k in clicked], [b[k] for k in clicked], [pos[k] for k in clicked]], f
+        ia, ib, n = got.pair_counts("items", "items")
+        assert np.array_equal(np.sort(ia), np.sort(ib))  # symmetric
+    # and what the other jobs count is as without it
+    plain = _mine(tmp_path / "log.parquet", engine, features=["user", "items", "tags"], label="label",
+                  pairs=[("items", "user")])
+    assert plain == expected(_rows(t), features=["user", "items", "tags"], label="label", pairs=[("items", "user")])
+    got = _mine(tmp_path / "log.parquet", engine, features=["user", "items", "tags"], label="label",
+                pairs=[("items", "items"), ("items", "user")])
+    assert all(np.array_equal(x, y) for f in ("user", "items", "tags") for x, y in
+               zip(got.frequencies(f) + got.positives(f), plain.frequencies(f) + plain.positives(f)))
+    assert all(np.array_equal(x, y) for x, y in zip(got.pair_counts("items", "user"), plain.pair_counts("items", "user")))
+
+
+def test_a_single_id_column_paired_with_itself_is_refused(tmp_path):
+    pq.write_table(pa.table({"u": [1, 2], "items": [[1], [2]]}), tmp_path / "log.parquet")
+    with pytest.raises(ConfigError, match="pairs 'u' with itself.*holds one id a row. Pair it with another feature") as e:
+        mine(tmp_path / "log.parquet", features=["u", "items"], pairs=["u:u"])
+    assert e.value.param == "pairs"
+
+
+@pytest.mark.parametrize("embedding", ["auto", "cooccurrence"])
+def test_fit_hash_embeds_a_list_column_by_its_own_lists(tmp_path, embedding):
+    """Items that come in the same lists (and nothing else tells them apart) share rows when the
+    column is mined paired with itself; 'auto' takes the label-aware embedding, as for any pair."""
+    from learned_hash.build import fit_hash
+
+    rng = np.random.default_rng(1)
+    n_groups, size, n = 30, 20, 6000
+    groups = rng.integers(0, n_groups, n)
+    items = [(1000 + g * size + rng.choice(size, rng.integers(2, 6), replace=False)).tolist() for g in groups]
+    pq.write_table(pa.table({"label": rng.integers(0, 2, n), "items": items}), tmp_path / "log.parquet")
+    stats = mine(tmp_path / "log.parquet", features=["items"], label="label", pairs=["items:items"])
+    for partners in (None, ["items"]):
+        m = fit_hash(stats, "items", n_groups, hot_rows=0, embedding=embedding, partners=partners)
+        assert m.config["embedding"]["kind"] == ("label_aware" if embedding == "auto" else "cooccurrence")
+        assert m.config["embedding"]["partners"] == ["items"]
+        ids = np.arange(1000, 1000 + n_groups * size)
+        rows, group = m.lookup(ids), (ids - 1000) // size
+        mixed = [len(set(group[rows == r].tolist())) for r in np.unique(rows)]
+        assert np.mean(mixed) < 2.0, mixed
