@@ -557,8 +557,12 @@ def collect(plan: MiningPlan, counts, sequences: dict, *, engine: str, bad_lines
         mask = grouping_mask(nf, grouped)
         tbl, g, n_all, p_all = next((r for r in results if (r[1] == mask).any()), results[0])
         idx = np.flatnonzero(g == mask)
-        take = pa.array(idx, type=pa.int64())
-        keys = [_ids(tbl.column(result_column(plan, feats[i], pos)).take(take), plan.kinds[feats[i]])
+        if len(idx) and idx[-1] - idx[0] + 1 == len(idx):  # the set's rows in one run (as engines give them): a view
+            rows = lambda col: col.slice(int(idx[0]), len(idx))  # noqa: E731
+        else:
+            take = pa.array(idx, type=pa.int64())
+            rows = lambda col: col.take(take)  # noqa: E731
+        keys = [_ids(rows(tbl.column(result_column(plan, feats[i], pos))), plan.kinds[feats[i]])
                 if len(idx) else np.zeros(0, np.int64) for pos, i in enumerate(grouped)]
         vals = [n_all[idx]] + ([p_all[idx]] if p_all is not None else [])
         if any(plan.kinds[feats[i]] == "string" for i in grouped) and len(idx):

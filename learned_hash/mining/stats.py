@@ -134,9 +134,34 @@ def _order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
     return np.lexsort((minor, major))
 
 
-def _freq_order(ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Order by count descending, then id ascending."""
-    return _order(-counts, ids)
+# From this many entries on, counts are sorted by DuckDB (a parallel sort that moves the arrays
+# along): NumPy's lexsort and gather took 8 s for the 13 million pairs of a multi-hot column
+# (benchmarks/bench_mining_multihot.py) where DuckDB takes 3 s on two cores.
+ENGINE_SORT_MIN = 1 << 20
+
+
+def _sorted_by(major: np.ndarray, minor: np.ndarray, *arrays):
+    """``arrays`` (None stays None) ordered by unique (major, minor) ascending, as new arrays."""
+    if len(major) < ENGINE_SORT_MIN:
+        order = _order(major, minor)
+        return tuple(None if a is None else a[order] for a in arrays)
+    import duckdb
+    import pyarrow as pa
+
+    given = {f"c{i}": a for i, a in enumerate(arrays) if a is not None}
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        counts = con.from_arrow(pa.table({"__major": major, "__minor": minor, **given}))  # (register imports pandas)
+        out = counts.order("__major, __minor").select(*given).to_arrow_table()
+    finally:
+        con.close()
+    return tuple(None if a is None else out.column(f"c{i}").to_numpy() for i, a in enumerate(arrays))
+
+
+def _freq_sorted(ids: np.ndarray, counts: np.ndarray, *arrays):
+    """``arrays`` by count descending, then id ascending."""
+    return _sorted_by(-counts, ids, *arrays)
 
 
 def _as_json_paths(source):
@@ -202,9 +227,7 @@ class LogStats:
             pos = None if pos is None else _i64(pos, f"The positive counts of feature {f!r}")
             _same_length(f"feature {f!r}", ids=ids, counts=counts, positives=pos)
             if not _canonical:
-                order = _freq_order(ids, counts)
-                ids, counts = ids[order], counts[order]
-                pos = None if pos is None else pos[order]
+                ids, counts, pos = _freq_sorted(ids, counts, ids, counts, pos)
             self._freq[f] = (ids, counts, pos)
         self._pairs: dict[tuple[str, str], tuple] = {}
         for (a, b), arrays in pairs.items():
@@ -214,17 +237,14 @@ class LogStats:
             pos = None if pos is None else _i64(pos, f"The pair positives of ({a!r}, {b!r})")
             _same_length(f"pair ({a!r}, {b!r})", ids_a=ia, ids_b=ib, counts=c, positives=pos)
             if not _canonical:
-                order = _order(ia, ib)
-                ia, ib, c = ia[order], ib[order], c[order]
-                pos = None if pos is None else pos[order]
+                ia, ib, c, pos = _sorted_by(ia, ib, ia, ib, c, pos)
             self._pairs[(a, b)] = (ia, ib, c, pos)
         self._seq: dict[str, tuple] = {}
         for f, (prev, nxt, c) in sequences.items():
             prev, nxt, c = (_i64(x, f"The sequence counts of {f!r}") for x in (prev, nxt, c))
             _same_length(f"the sequence counts of {f!r}", prev=prev, next=nxt, counts=c)
             if not _canonical:
-                order = _order(prev, nxt)
-                prev, nxt, c = prev[order], nxt[order], c[order]
+                prev, nxt, c = _sorted_by(prev, nxt, prev, nxt, c)
             self._seq[f] = (prev, nxt, c)
 
     # ------------------------------------------------------------------ constructors

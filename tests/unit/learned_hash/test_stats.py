@@ -112,12 +112,12 @@ def test_from_arrays_and_clear_errors(tmp_path):
 
 @pytest.mark.parametrize("span", [10, 2**40, 2**64 - 1])
 def test_frequency_order_fast_path_equals_lexsort(span):
-    from learned_hash.mining.stats import _freq_order
+    from learned_hash.mining.stats import _order  # (NumPy's sort, below ENGINE_SORT_MIN entries)
 
     rng = np.random.default_rng(5)
     ids = np.unique(rng.integers(0, span, 5000, dtype=np.uint64, endpoint=True)).view(np.int64)
     for counts in (rng.integers(1, 50, len(ids)), np.full(len(ids), 3)):
-        assert np.array_equal(_freq_order(ids, counts), np.lexsort((ids, -counts)))
+        assert np.array_equal(_order(-counts, ids), np.lexsort((ids, -counts)))
 
 
 def test_fixture_written_by_0_1_0_still_reads():

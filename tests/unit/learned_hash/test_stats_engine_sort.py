@@ -1,0 +1,48 @@
+"""LogStats sorts large counts with DuckDB (``stats.ENGINE_SORT_MIN`` entries and more): the same
+arrays, in the same order, as its NumPy sort of smaller ones."""
+
+import numpy as np
+import pytest
+
+from embcompress.idhash import MISSING_ID
+from learned_hash import LogStats
+from learned_hash.mining import stats as stats_mod
+
+
+def _arrays(seed=0, n=5000):
+    rng = np.random.default_rng(seed)
+    # ids over the whole int64 range (hashed string ids, MISSING_ID), so no packing into 64 bits fits
+    ids = np.unique(np.concatenate([[MISSING_ID, -1, 0, 2**63 - 1], rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64)]))
+    rng.shuffle(ids)
+    counts = rng.integers(1, 6, ids.size)  # many ties of count: ordered by id within them
+    pos = rng.integers(0, 2, ids.size) * counts
+    ia, ib = rng.choice(ids, 3 * n), rng.choice(ids, 3 * n)
+    keep = np.unique(np.stack([ia, ib]), axis=1, return_index=True)[1]
+    ia, ib = ia[keep], ib[keep]
+    c = rng.integers(1, 9, ia.size)
+    return dict(features=["a", "b"], frequencies={"a": (ids, counts, pos), "b": (ids[:10], counts[:10], pos[:10])},
+                pairs={("a", "b"): (ia, ib, c, c // 2)}, sequences={"a": (ia, ib, c)}, label="y", n_rows=10**6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_engine_sort_gives_numpy_sorts_order(monkeypatch, seed):
+    small = LogStats(**_arrays(seed))
+    monkeypatch.setattr(stats_mod, "ENGINE_SORT_MIN", 2)
+    big = LogStats(**_arrays(seed))
+    assert big == small
+    ids, counts = big.frequencies("a")
+    assert counts[0] >= counts[-1] and MISSING_ID in ids
+    for f in ("a", "b"):
+        assert np.array_equal(big.positives(f)[1], small.positives(f)[1])
+    assert all(np.array_equal(x, y) for x, y in zip(big.pair_counts("a", "b", label=1), small.pair_counts("a", "b", label=1)))
+    assert all(np.array_equal(x, y) for x, y in zip(big.sequence_counts("a"), small.sequence_counts("a")))
+
+
+def test_engine_sort_never_shares_the_callers_arrays(monkeypatch):
+    monkeypatch.setattr(stats_mod, "ENGINE_SORT_MIN", 2)
+    given = _arrays()
+    ids = given["frequencies"]["a"][0]
+    s = LogStats(**given)
+    before = s.frequencies("a")[0].copy()
+    ids[:] = 7
+    assert np.array_equal(s.frequencies("a")[0], before)
