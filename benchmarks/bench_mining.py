@@ -165,26 +165,34 @@ def main(argv=None) -> None:
           f"ready in {time.perf_counter() - t0:.1f} s)")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cpus; threads {args.threads}; memory limit {args.memory_limit}; "
           f"duckdb {duckdb.__version__}; python {platform.python_version()}")
-    best = {"raw": (float("inf"), 0), "ours": (float("inf"), 0)}
-    table = stats = None
+    best, (table, stats) = time_interleaved((raw_query, ours), (path, args.memory_limit, args.threads), args.repeat)
+    check_same(table, stats)
+    report(best, "raw DuckDB query ")
+
+
+def time_interleaved(runs, args, repeat: int):
+    """Run the anchor and ours (``runs``) ``repeat`` times, interleaved, each as ``run(*args, tmp)``
+    with ``tmp`` one temporary directory; print each run. Returns ``(best, results)``: the best
+    (seconds, peak RSS) of each, and the last result of each."""
+    best = [(float("inf"), 0), (float("inf"), 0)]
+    results = [None, None]
     with tempfile.TemporaryDirectory(prefix="embc-bench-mine-") as tmp:
-        for r in range(args.repeat):
-            for name in ("raw", "ours"):
+        for r in range(repeat):
+            for k, (name, run) in enumerate(zip(("raw", "ours"), runs)):
                 with PeakRSS() as mem:
                     t = time.perf_counter()
-                    if name == "raw":
-                        table = raw_query(path, args.memory_limit, args.threads, tmp)
-                    else:
-                        stats = ours(path, args.memory_limit, args.threads, tmp)
+                    results[k] = run(*args, tmp)
                     dt = time.perf_counter() - t
                 print(f"  run {r + 1} {name:4s}: {dt:7.2f} s, peak RSS {mem.peak / 2**20:6.0f} MiB "
                       f"(+{mem.growth / 2**20:.0f} MiB during the run)")
-                if dt < best[name][0]:
-                    best[name] = (dt, mem.peak)
-    check_same(table, stats)
-    raw_s, raw_mem = best["raw"]
-    our_s, our_mem = best["ours"]
-    print(f"raw DuckDB query : {raw_s:7.2f} s  peak RSS {raw_mem / 2**20:6.0f} MiB")
+                best[k] = min(best[k], (dt, mem.peak))
+    return best, results
+
+
+def report(best, anchor: str) -> None:
+    """Print the best runs and their ratio (after the counts were checked identical)."""
+    (raw_s, raw_mem), (our_s, our_mem) = best
+    print(f"{anchor}: {raw_s:7.2f} s  peak RSS {raw_mem / 2**20:6.0f} MiB")
     print(f"learned_hash.mine: {our_s:7.2f} s  peak RSS {our_mem / 2**20:6.0f} MiB")
     print(f"ratio ours/raw   : {our_s / raw_s:.2f}x (target <= 1.3x); counts identical")
 

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_mining import PeakRSS  # noqa: E402
+from bench_mining import report, time_interleaved  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 USERS, ITEMS = 1_000_000, 10_000_000
@@ -141,31 +141,11 @@ def main(argv=None) -> None:
           f"{path.stat().st_size / 2**20:.0f} MiB; ready in {time.perf_counter() - t0:.1f} s)")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cpus; threads {args.threads}; memory limit {args.memory_limit}; "
           f"duckdb {duckdb.__version__}; python {platform.python_version()}")
-    best = {"raw": (float("inf"), 0), "ours": (float("inf"), 0)}
-    raw = stats = None
-    with tempfile.TemporaryDirectory(prefix="embc-bench-mine-") as tmp:
-        for r in range(args.repeat):
-            for name in ("raw", "ours"):
-                with PeakRSS() as mem:
-                    t = time.perf_counter()
-                    if name == "raw":
-                        raw = raw_queries(path, args.memory_limit, args.threads, tmp)
-                    else:
-                        stats = ours(path, args.memory_limit, args.threads, tmp)
-                    dt = time.perf_counter() - t
-                print(f"  run {r + 1} {name:4s}: {dt:7.2f} s, peak RSS {mem.peak / 2**20:6.0f} MiB "
-                      f"(+{mem.growth / 2**20:.0f} MiB during the run)")
-                if dt < best[name][0]:
-                    best[name] = (dt, mem.peak)
+    best, (raw, stats) = time_interleaved((raw_queries, ours), (path, args.memory_limit, args.threads), args.repeat)
     check_same(raw, stats)
     n_ids = stats.summary("items")["accesses"]
-    raw_s, raw_mem = best["raw"]
-    our_s, our_mem = best["ours"]
-    print(f"item ids in lists: {n_ids:,} ({n_ids / our_s / 1e6:.1f} M/s through mine)")
-    print(f"raw DuckDB SQL   : {raw_s:7.2f} s  peak RSS {raw_mem / 2**20:6.0f} MiB")
-    print(f"learned_hash.mine: {our_s:7.2f} s  peak RSS {our_mem / 2**20:6.0f} MiB")
-    print(f"ratio ours/raw   : {our_s / raw_s:.2f}x (target <= 1.3x); counts identical")
-
+    print(f"item ids in lists: {n_ids:,} ({n_ids / best[1][0] / 1e6:.1f} M/s through mine)")
+    report(best, "raw DuckDB SQL   ")
 
 if __name__ == "__main__":
     main()
