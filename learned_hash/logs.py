@@ -528,6 +528,7 @@ def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> di
 
         first: dict[str, str] = {}  # column -> the first file that holds it typed
         listed: dict[str, bool] = {}  # column -> whether that file holds it as lists of ids
+        listed_at: dict[str, str] = {}  # column -> that file (lists of nulls only count: no kind)
         # every file, not only the first: an engine reads a column missing from a later file as
         # NULL (Spark: every id of that file silently 'missing') or fails on a type that differs.
         # Integers of another width or sign (int32 parts, then int64 ones) are one kind: every id
@@ -557,10 +558,22 @@ def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> di
                 if c in listed and listed[c] != (values is not None):
                     raise ConfigError(
                         f"Column {c!r} of {path!r} holds {'lists of ids' if values is not None else 'one id a row'} "
-                        f"but of {first[c]!r} {'lists of ids' if listed[c] else 'one id a row'}. Every file of a "
+                        f"but of {listed_at[c]!r} {'lists of ids' if listed[c] else 'one id a row'}. Every file of a "
                         f"log must hold a column the same way: rewrite the odd file, or mine it separately."
                     )
                 listed.setdefault(c, values is not None)
+                listed_at.setdefault(c, path)
+                if values is not None and pa.types.is_null(t):
+                    # lists of missing ids only (Arrow's list<null>: a part whose every list is empty
+                    # or of nulls): any kind, read as lists of the other files' type (mining.api._id_types)
+                    continue
+                if values is not None and not (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+                                               or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                                               or pa.types.is_large_binary(t) or pa.types.is_string_view(t)):
+                    raise ConfigError(
+                        f"Column {c!r} of {path!r} has Parquet type {sch.field(c).type}, whose values cannot be "
+                        f"categorical ids. Use lists of integers or strings."
+                    )
                 if (pa.types.is_integer(t) or pa.types.is_boolean(t)) and c == schema.label:
                     here[c] = "number"  # (0/1 integers in some parts, doubles in others: one kind)
                 elif pa.types.is_integer(t) or pa.types.is_boolean(t):
@@ -571,11 +584,6 @@ def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> di
                     here[c] = "string"
                 elif (pa.types.is_floating(t) or pa.types.is_decimal(t)) and c == schema.label:
                     here[c] = "number"
-                elif values is not None:
-                    raise ConfigError(
-                        f"Column {c!r} of {path!r} has Parquet type {sch.field(c).type}, whose values cannot be "
-                        f"categorical ids. Use lists of integers or strings."
-                    )
                 else:
                     raise ConfigError(
                         f"Column {c!r} of {path!r} has Parquet type {t}, which cannot be "
@@ -626,7 +634,7 @@ def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> di
     stored = dict(kinds)
     kinds.update(schema.kinds)
     if src.format == "parquet":
-        for c in (c for c in schema.features if listed.get(c) and kinds[c] != stored[c]):
+        for c in (c for c in schema.features if listed.get(c) and c in first and kinds[c] != stored[c]):
             raise ConfigError(
                 f"Column {c!r} of {first[c]!r} holds lists of {stored[c]} ids, which are read as they are "
                 f"stored: kinds cannot read them as {kinds[c]!r}. Leave {c!r} out of kinds."

@@ -307,8 +307,9 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
     import pyarrow as pa
 
     lists = set()  # the columns of lists of ids: the types below are their values' (see infer_kinds)
+    empty = set()  # (file, column) of lists of missing ids only (Arrow's list<null>): cast to the others' lists
 
-    def types_of(path) -> dict:  # each column's type in one file (dictionaries as their values)
+    def types_of(i, path) -> dict:  # each column's type in one file (dictionaries as their values)
         sch = _parquet_schema(path)
         out = {}
         for c in schema.columns:
@@ -317,15 +318,19 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
             if list_value_type(t) is not None:
                 out[c] = list_value_type(t)
                 lists.add(c)
+                if pa.types.is_null(out[c]):
+                    empty.add((i, c))
         return out
 
-    files = [types_of(p) for p in src.paths]
+    files = [types_of(i, p) for i, p in enumerate(src.paths)]
     typed = {c: next((f[c] for f in files if not pa.types.is_null(f[c])), pa.null()) for c in schema.columns}
+    empty = {(i, c) for i, c in empty if not pa.types.is_null(typed[c])}  # (in every file: nothing to cast to)
+    emptied = {c for _, c in empty}
     integer = {c for c, t in typed.items() if pa.types.is_integer(t) or pa.types.is_boolean(t)}
     casts = {}
     for c in schema.columns:
         held = {f[c] for f in files if not pa.types.is_null(f[c])}
-        if len(held) < 2:
+        if len(held) < 2 and c not in emptied:
             continue
         if c == schema.label and kinds[c] == "number":  # (integers, floats, decimals, booleans)
             casts[c] = "double"
@@ -336,10 +341,13 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
             # microseconds: ties), Spark refuses another or reads nanoseconds as integers: every
             # time in nanoseconds where a part has them, else microseconds, as the readers order them
             casts[c] = "ns" if any(pa.types.is_timestamp(t) and t.unit == "ns" for t in held) else "us"
+        elif c in emptied:  # lists of strings beside lists of nulls: every part's lists as the others'
+            casts[c] = "binary" if pa.types.is_binary(typed[c]) or pa.types.is_large_binary(typed[c]) else "string"
     cast = sorted(casts)
     groups: dict[tuple, list[int]] = {}  # files by the types of the cast columns and the columns all missing
     for i, f in enumerate(files):
-        null = frozenset(c for c in schema.columns if pa.types.is_null(f[c]) and not pa.types.is_null(typed[c]))
+        null = frozenset(c for c in schema.columns if pa.types.is_null(f[c]) and not pa.types.is_null(typed[c])
+                         and (i, c) not in empty)
         groups.setdefault((tuple(str(f[c]) for c in cast), null), []).append(i)
     ids = dict.fromkeys([*schema.features, *([schema.session_key] if schema.session_key else [])])
     text = {c for c in ids if kinds[c] in ("int", "hex32") and not pa.types.is_null(typed[c]) and c not in integer}

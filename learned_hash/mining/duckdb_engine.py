@@ -78,7 +78,8 @@ def _scan(plan: MiningPlan, paths) -> str:
             if casts.get(c) == "int64":
                 return _int64(c, c in unsigned, c in plan.list_ids)
             if c in casts:
-                return f"CAST({q} AS {dict(double='DOUBLE', us='TIMESTAMP', ns='TIMESTAMP_NS')[casts[c]]}) AS {q}"
+                types = dict(double='DOUBLE', us='TIMESTAMP', ns='TIMESTAMP_NS', string='VARCHAR[]', binary='BLOB[]')
+                return f"CAST({q} AS {types[casts[c]]}) AS {q}"
             return q
 
         return "(" + " UNION ALL ".join(

@@ -165,7 +165,8 @@ def _latin1(plan: MiningPlan) -> bool:
 
 def _load(spark, plan: MiningPlan):
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, BooleanType, DecimalType, LongType, StringType, StructField, StructType
+    from pyspark.sql.types import (ArrayType, BinaryType, BooleanType, DecimalType, LongType, StringType, StructField,
+                                   StructType)
 
     src = plan.source
     paths = [_literal(p) for p in src.paths]
@@ -194,6 +195,10 @@ def _load(spark, plan: MiningPlan):
                     df = df.withColumn(c, each(f"CAST(CASE WHEN {x} >= {2**63}BD THEN {x} - {2**64}BD ELSE {x} END AS BIGINT)"))
                 if casts.get(c) == "int64" and listed:
                     df = df.withColumn(c, F.col(q).cast("array<bigint>"))
+                elif casts.get(c) in ("string", "binary"):  # (lists, beside a part of lists of nulls)
+                    # (Spark reads lists of nulls as of int32, which it casts to binary through text only)
+                    text = isinstance(t, (StringType, BinaryType))
+                    df = df.withColumn(c, (F.col(q) if text else F.col(q).cast("array<string>")).cast(f"array<{casts[c]}>"))
                 elif casts.get(c) in ("int64", "double"):
                     df = df.withColumn(c, F.col(q).cast("bigint" if casts[c] == "int64" else "double"))
                 elif casts.get(c) == "us":

@@ -156,7 +156,9 @@ def _sorted_by(major: np.ndarray, minor: np.ndarray, *arrays):
         out = counts.order("__major, __minor").select(*given).to_arrow_table()
     finally:
         con.close()
-    return tuple(None if a is None else out.column(f"c{i}").to_numpy() for i, a in enumerate(arrays))
+    # (writable, as NumPy's sort gives them: Arrow's buffers come out read-only)
+    return tuple(None if a is None else np.require(out.column(f"c{i}").to_numpy(), requirements="W")
+                 for i, a in enumerate(arrays))
 
 
 def _freq_sorted(ids: np.ndarray, counts: np.ndarray, *arrays):
@@ -311,6 +313,13 @@ class LogStats:
             raise ConfigError(f"The 'min_count' parameter of LogStats.from_rows must be an int >= 1. Got {min_count!r} instead.")
         features = list(features)
         pairs = [tuple(p) for p in pairs]
+        same = next((p[0] for p in pairs if len(p) == 2 and p[0] == p[1]), None)
+        if same is not None:  # (fit_hash reads such a pair as a multi-hot column's lists: embed.own_lists)
+            raise ConfigError(
+                f"The 'pairs' parameter of LogStats.from_rows pairs {same!r} with itself, which counts the ids of "
+                f"one list together (a multi-hot column, mined by learned_hash.mine), but from_rows takes one value "
+                f"a row. Pair it with another feature, e.g. [({same!r}, <another feature>)]."
+            )
         for name in [*features, *(x for p in pairs for x in p), *(k for k in (label, sequence_key, time_key) if k)]:
             if name not in columns:
                 raise ConfigError(
