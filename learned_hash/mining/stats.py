@@ -102,22 +102,23 @@ def _check_values(what: str, keys: Sequence[np.ndarray], counts: np.ndarray, pos
 
 
 def _sum_by_keys(keys: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> tuple[list, list]:
-    """Group equal key tuples and sum the values; keys come back sorted ascending."""
+    """Group equal key tuples (one or two keys) and sum the values; keys come back sorted ascending."""
     n = len(keys[0])
     if n == 0:
         return [k.astype(_I64) for k in keys], [v.astype(_I64) for v in values]
-    order = np.lexsort(tuple(reversed(keys)))
-    ks = [k[order] for k in keys]
+    minor = keys[1] if len(keys) == 2 else np.zeros(n, _I64)
+    ordered = _sorted_by(keys[0], minor, *keys, *(v.astype(_I64, copy=False) for v in values))
+    ks, vs = ordered[: len(keys)], ordered[len(keys):]
     start = np.ones(n, dtype=bool)
     start[1:] = np.zeros(n - 1, dtype=bool)
     for k in ks:
         start[1:] |= k[1:] != k[:-1]
     idx = np.flatnonzero(start)
-    return [k[idx] for k in ks], [np.add.reduceat(v[order].astype(_I64), idx) for v in values]
+    return [k[idx] for k in ks], [np.add.reduceat(v, idx) for v in vs]
 
 
 def _order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
-    """Order by (major, minor) ascending, for unique pairs.
+    """Order by (major, minor) ascending (equal pairs in any order).
 
     Packs (major - min, minor - min) into one uint64 when both fit: one argsort of unique keys is
     several times faster than a two-key lexsort on the millions of ids of a big log.
@@ -140,8 +141,17 @@ def _order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
 ENGINE_SORT_MIN = 1 << 20
 
 
+def _ascending(major: np.ndarray, minor: np.ndarray) -> bool:
+    """Whether (major, minor) pairs are in ascending order (a few vectorized passes)."""
+    same = major[1:] == major[:-1]
+    return bool(np.all((major[1:] > major[:-1]) | (same & (minor[1:] >= minor[:-1]))))
+
+
 def _sorted_by(major: np.ndarray, minor: np.ndarray, *arrays):
-    """``arrays`` (None stays None) ordered by unique (major, minor) ascending, as new arrays."""
+    """``arrays`` (None stays None) ordered by (major, minor) ascending (equal pairs in any order),
+    as new arrays. Already so ordered (counts _sum_by_keys merged), they are copied as they are."""
+    if _ascending(major, minor):
+        return tuple(None if a is None else np.array(a) for a in arrays)
     if len(major) < ENGINE_SORT_MIN:
         order = _order(major, minor)
         return tuple(None if a is None else a[order] for a in arrays)

@@ -46,3 +46,35 @@ def test_engine_sort_never_shares_the_callers_arrays(monkeypatch):
     before = s.frequencies("a")[0].copy()
     ids[:] = 7
     assert np.array_equal(s.frequencies("a")[0], before)
+
+
+@pytest.mark.parametrize("n_keys", [1, 2])
+def test_sum_by_keys_alike_on_both_sorts(monkeypatch, n_keys):
+    """Equal keys (64-bit hashes of distinct strings that collide) merged: the same sums either way."""
+    rng = np.random.default_rng(3)
+    keys = [rng.choice(np.array([MISSING_ID, -5, 0, 7, 2**62], np.int64), 400) for _ in range(n_keys)]
+    values = [rng.integers(0, 9, 400), rng.integers(0, 2, 400)]
+    small = stats_mod._sum_by_keys(keys, values)
+    monkeypatch.setattr(stats_mod, "ENGINE_SORT_MIN", 2)
+    big = stats_mod._sum_by_keys(keys, values)
+    for x, y in zip(small[0] + small[1], big[0] + big[1]):
+        assert np.array_equal(x, y) and x.flags.writeable
+    assert sum(v.sum() for v in small[1][:1]) == values[0].sum()
+
+
+def test_string_lists_mined_alike_on_both_sorts(monkeypatch, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from learned_hash import mine
+
+    rng = np.random.default_rng(4)
+    words = np.array([f"w{i}" for i in range(50)] + ["", "é"])
+    items = [rng.choice(words, rng.integers(0, 5)).tolist() for _ in range(300)]
+    pq.write_table(pa.table({"u": [f"u{i % 17}" for i in range(300)], "items": items}), tmp_path / "log.parquet")
+    kw = dict(features=["u", "items"], pairs=[("items", "u"), ("items", "items")])
+    small = mine(tmp_path / "log.parquet", **kw)
+    monkeypatch.setattr(stats_mod, "ENGINE_SORT_MIN", 2)
+    big = mine(tmp_path / "log.parquet", **kw)
+    assert big == small and big.pairs == small.pairs
+    assert all(np.array_equal(x, y) for x, y in zip(big.pair_counts("items", "items"), small.pair_counts("items", "items")))
