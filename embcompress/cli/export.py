@@ -90,14 +90,19 @@ def command(
     from ..checkpoint import read_checkpoint, state_dict_of
     from ..export import export
     from ..idmap import IdMap
+    from . import input_path
     from .progress import progress_bar
 
+    # '~' is the home folder ('--out-dir=~/x' and 'NAME=~/x' reach here as is), as in mine and fit-hash
+    state_dict, out_dir = input_path(state_dict), out_dir.expanduser()
+    id_maps = {name: input_path(path, "id_maps") for name, path in _pairs(id_map, "--id-map").items()}
+    freq_files = {name: input_path(path, "frequencies") for name, path in _pairs(frequencies, "--frequencies").items()}
     sd, under = state_dict_of(read_checkpoint(state_dict), key, str(state_dict))
     if under is not None and key is None:
         typer.echo(f"reading the state dict under {under!r} of the checkpoint {str(state_dict)!r}")
     # every byte of the maps (as fit-hash --previous-dir checks): a damaged map would fold rows wrongly
-    maps = {name: IdMap.load(path, verify="full") for name, path in _pairs(id_map, "--id-map").items()}
-    freqs = {name: _load_counts(path) for name, path in _pairs(frequencies, "--frequencies").items()}
+    maps = {name: IdMap.load(path, verify="full") for name, path in id_maps.items()}
+    freqs = {name: _load_counts(path) for name, path in freq_files.items()}
     with progress_bar("export", quiet=quiet) as bar, warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always", UserWarning)
         report = export(sd, fmt=fmt, id_maps=maps, frequencies=freqs, out_dir=out_dir, tables=table or None,

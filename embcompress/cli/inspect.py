@@ -66,4 +66,6 @@ def _total(counts) -> str:
 
 
 def command(path: Path = typer.Argument(..., help="An artifact file (table file, id map, log stats, ...).")) -> None:
-    typer.echo(describe(path))
+    from . import input_path
+
+    typer.echo(describe(input_path(path)))

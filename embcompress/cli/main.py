@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # the one place exceptions become exit codes
-        try:
-            from click import ClickException
-        except ImportError:  # typer >= 0.2x vendors click instead of depending on it
+        try:  # typer >= 0.2x vendors click and raises its own exceptions, whether or not click is installed
             from typer._click.exceptions import ClickException
+        except ImportError:  # an earlier typer raises click's
+            from click import ClickException
 
         if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)

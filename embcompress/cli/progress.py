@@ -15,7 +15,7 @@ class Bar:
     def __init__(self, label: str, enabled: bool, stream=None):
         self.label = label
         self.stream = stream or sys.stderr
-        self.enabled = enabled and self.stream.isatty()
+        self.enabled = enabled and _is_terminal(self.stream)
         self._last = 0.0
         self._drawn = False
         self._start = time.perf_counter()
@@ -40,6 +40,14 @@ class Bar:
         if self._drawn:  # end the bar's line; a bar never drawn leaves no blank line
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _is_terminal(stream) -> bool:
+    # no stderr at all (closed with `2>&-`, or a daemon's: sys.stderr is None) or a closed one: no bar
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 @contextmanager

@@ -37,4 +37,6 @@ def verify_file(path: Path) -> str:
 
 
 def command(path: Path = typer.Argument(..., help="An artifact file to check.")) -> None:
-    typer.echo(verify_file(path))
+    from . import input_path
+
+    typer.echo(verify_file(input_path(path)))
