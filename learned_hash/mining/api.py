@@ -18,7 +18,7 @@ from learned_hash.logs import (FORMATS, ON_BAD_LINE, BadLineError, LogReader, Lo
                                 infer_kinds, list_value_type, schemas_read_once)
 
 from .jobs import MiningPlan, case_twins, key_columns
-from .stats import LogStats
+from .stats import SORT_TEMP_DIR, LogStats
 
 ENGINES = ("duckdb", "spark")
 SPARK_MIN_MEMORY = 480 << 20  # Spark's driver refuses a heap that leaves it less than 450 MiB
@@ -440,7 +440,7 @@ def mine(
         it); for Spark in local mode, the driver memory (taken when the session starts; at least 480MiB).
     threads : engine threads (DuckDB ``threads``; Spark ``local[threads]``), default all cores.
     temp_directory : the folder of the run's temporary files (DuckDB's spill files, a libFM log's
-        Parquet copy), by default the system's temp folder; ``~`` is the home folder. A folder that
+        Parquet copy, the spill of LogStats' sort of large counts), by default the system's temp folder; ``~`` is the home folder. A folder that
         does not exist is made, in an existing folder, and removed afterwards, as DuckDB does with
         its own ``temp_directory``. A local Spark session keeps its files in the system's temp
         folder, set when it starts (``spark_conf={"spark.local.dir": ...}`` moves them).
@@ -545,19 +545,23 @@ def mine(
                                            f"({exc.strerror}). Pass another temp_directory, or None.") from None
     try:
         with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_root) as tmp:
-            pre_bad = 0
-            if src.format == "libfm":
-                plan, pre_bad = _libfm_to_parquet(plan, tmp, progress)
-            if engine == "duckdb":
-                from .duckdb_engine import run
+            sorting = SORT_TEMP_DIR.set(tmp)  # (LogStats' sort of large counts spills there too)
+            try:
+                pre_bad = 0
+                if src.format == "libfm":
+                    plan, pre_bad = _libfm_to_parquet(plan, tmp, progress)
+                if engine == "duckdb":
+                    from .duckdb_engine import run
 
-                stats = run(plan, memory_limit=memory_limit, threads=threads, temp_directory=tmp,
-                            progress=progress, source=described)
-            else:
-                from .spark_engine import run
+                    stats = run(plan, memory_limit=memory_limit, threads=threads, temp_directory=tmp,
+                                progress=progress, source=described)
+                else:
+                    from .spark_engine import run
 
-                stats = run(plan, master=spark_master, conf=spark_conf, memory_limit=memory_limit,
-                            threads=threads, local_dir=tmp, progress=progress, source=described)
+                    stats = run(plan, master=spark_master, conf=spark_conf, memory_limit=memory_limit,
+                                threads=threads, local_dir=tmp, progress=progress, source=described)
+            finally:
+                SORT_TEMP_DIR.reset(sorting)
     finally:
         if made:
             with contextlib.suppress(OSError):  # only while empty: nothing of anyone else's goes

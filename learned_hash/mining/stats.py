@@ -11,7 +11,9 @@ sequences by (first id, second id) ascending.
 
 from __future__ import annotations
 
+import contextvars
 import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,9 @@ def _order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
 # along): NumPy's lexsort and gather took 8 s for the 13 million pairs of a multi-hot column
 # (benchmarks/bench_mining_multihot.py) where DuckDB takes 3 s on two cores.
 ENGINE_SORT_MIN = 1 << 20
+# Where that sort may spill (a folder it makes and removes): mine sets its run's temporary folder
+# (its temp_directory); else the system's. (DuckDB's own default is '.tmp' in the working folder.)
+SORT_TEMP_DIR: contextvars.ContextVar[str | None] = contextvars.ContextVar("SORT_TEMP_DIR", default=None)
 
 
 def _ascending(major: np.ndarray, minor: np.ndarray) -> bool:
@@ -159,13 +164,14 @@ def _sorted_by(major: np.ndarray, minor: np.ndarray, *arrays):
     import pyarrow as pa
 
     given = {f"c{i}": a for i, a in enumerate(arrays) if a is not None}
-    con = duckdb.connect()
-    try:
-        con.execute("SET enable_progress_bar = false")
-        counts = con.from_arrow(pa.table({"__major": major, "__minor": minor, **given}))  # (register imports pandas)
-        out = counts.order("__major, __minor").select(*given).to_arrow_table()
-    finally:
-        con.close()
+    with tempfile.TemporaryDirectory(prefix="embc-sort-", dir=SORT_TEMP_DIR.get()) as spill:
+        con = duckdb.connect(config={"temp_directory": spill})
+        try:
+            con.execute("SET enable_progress_bar = false")
+            counts = con.from_arrow(pa.table({"__major": major, "__minor": minor, **given}))  # (register imports pandas)
+            out = counts.order("__major, __minor").select(*given).to_arrow_table()
+        finally:
+            con.close()
     # (writable, as NumPy's sort gives them: Arrow's buffers come out read-only)
     return tuple(None if a is None else np.require(out.column(f"c{i}").to_numpy(), requirements="W")
                  for i, a in enumerate(arrays))

@@ -78,3 +78,35 @@ def test_string_lists_mined_alike_on_both_sorts(monkeypatch, tmp_path):
     big = mine(tmp_path / "log.parquet", **kw)
     assert big == small and big.pairs == small.pairs
     assert all(np.array_equal(x, y) for x, y in zip(big.pair_counts("items", "items"), small.pair_counts("items", "items")))
+
+
+def test_the_engine_sort_spills_into_mines_temp_directory(monkeypatch, tmp_path):
+    """Not into DuckDB's default '.tmp' of the working folder: into mine's temp_directory, or the
+    system's temp folder outside mine; the setting never outlives a run, failed or not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embcompress.errors import ConfigError
+    from learned_hash import mine
+
+    made = []
+    real = stats_mod.tempfile.TemporaryDirectory
+
+    def recording(*a, **k):
+        made.append(k.get("dir"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(stats_mod.tempfile, "TemporaryDirectory", recording)
+    monkeypatch.setattr(stats_mod, "ENGINE_SORT_MIN", 2)
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(pa.table({"u": [1, 2, 2, 3], "items": [[1, 2], [3], [2, 2], []]}), tmp_path / "log.parquet")
+    mine(tmp_path / "log.parquet", features=["u", "items"], pairs=["items:u"], temp_directory=tmp_path / "spill")
+    assert made and all(str(d).startswith(str(tmp_path / "spill")) for d in made)
+    assert stats_mod.SORT_TEMP_DIR.get() is None and not (tmp_path / ".tmp").exists()
+    made.clear()
+    LogStats(**_arrays())
+    assert made and set(made) == {None}
+    pq.write_table(pa.table({"y": [1, None], "items": [[1], [2]]}), tmp_path / "bad.parquet")
+    with pytest.raises(ConfigError, match="not a number"):  # (raised by the engine's run: a missing label)
+        mine(tmp_path / "bad.parquet", features=["items"], label="y", temp_directory=tmp_path / "spill")
+    assert stats_mod.SORT_TEMP_DIR.get() is None
