@@ -578,7 +578,9 @@ def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> di
                     here[c] = "number"  # (0/1 integers in some parts, doubles in others: one kind)
                 elif pa.types.is_integer(t) or pa.types.is_boolean(t):
                     here[c] = "int"
-                elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+                elif (pa.types.is_timestamp(t) or pa.types.is_date(t)) and c == schema.time_key:
+                    # (a feature of times was mined as 'timestamp' ids, which the SQL could not group
+                    # beside integer ids: a raw DuckDB error, or Arrow's for dates)
                     here[c] = "timestamp"
                 elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
                     here[c] = "string"
