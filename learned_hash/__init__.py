@@ -15,6 +15,7 @@ _LAZY = {
     "iter_batches": "learned_hash.logs",
     "read_log": "learned_hash.logs",
     "fit_hash": "learned_hash.build",
+    "coaccess_matrix": "learned_hash.coaccess",
 }
 
 __all__ = [*_LAZY]
