@@ -77,6 +77,11 @@ def _scan(plan: MiningPlan, paths) -> str:
                 return f"NULL AS {q}"
             if casts.get(c) == "int64":
                 return _int64(c, c in unsigned, c in plan.list_ids)
+            if casts.get(c) == "bytes":  # a text part's values as their UTF-8 bytes (a BLOB cast reads escapes)
+                listed = "[]" if c in plan.list_ids else ""
+                if c in unsigned:  # (this part holds text: see MiningPlan.parts)
+                    return f"{f'list_transform({q}, lambda __x: encode(__x))' if listed else f'encode({q})'} AS {q}"
+                return f"CAST({q} AS BLOB{listed}) AS {q}"
             if c in casts:
                 types = dict(double='DOUBLE', us='TIMESTAMP', ns='TIMESTAMP_NS', string='VARCHAR[]', binary='BLOB[]')
                 return f"CAST({q} AS {types[casts[c]]}) AS {q}"

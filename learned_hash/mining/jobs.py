@@ -82,11 +82,13 @@ class MiningPlan:
     # Parquet columns whose type differs between files (schema drift: ids as int32 in older
     # parts and int64 in newer ones, labels as integers then doubles, times in microseconds then
     # nanoseconds), as ``(column, target)``: 'int64' (uint64 wrapping), 'double', times in 'us'
-    # or 'ns', or lists of 'string' or 'binary' (beside a part of lists of nulls); and files
-    # where a column is all missing (Arrow's null type, as pandas writes a column of None). An
-    # engine reads each of ``parts`` on its own: (indices into source.paths of files that agree,
-    # which 'int64' columns they hold as uint64, which columns they hold as null), the ``casts``
-    # applied, null columns as NULL, and takes the union. Empty when every file agrees.
+    # or 'ns', 'bytes' (string ids as text in some parts and BINARY in others: all as bytes), or
+    # lists of 'string' or 'binary' (beside a part of lists of nulls); and files where a column
+    # is all missing (Arrow's null type, as pandas writes a column of None). An engine reads each
+    # of ``parts`` on its own: (indices into source.paths of files that agree, which cast columns
+    # they hold in the form to convert: 'int64' ones as uint64, 'bytes' ones as text, which
+    # columns they hold as null), the ``casts`` applied, null columns as NULL, and takes the
+    # union. Empty when every file agrees.
     casts: tuple = ()
     parts: tuple = ()
     # Parquet feature columns of lists of ids (multi-hot): every id of a list is one access. Their

@@ -195,6 +195,12 @@ def _load(spark, plan: MiningPlan):
                     df = df.withColumn(c, each(f"CAST(CASE WHEN {x} >= {2**63}BD THEN {x} - {2**64}BD ELSE {x} END AS BIGINT)"))
                 if casts.get(c) == "int64" and listed:
                     df = df.withColumn(c, F.col(q).cast("array<bigint>"))
+                elif casts.get(c) == "bytes" and not isinstance(t, BinaryType):
+                    # text in this part, bytes in others: a text's UTF-8 bytes (a list of nulls is
+                    # read as of int32, cast to binary through text only)
+                    text = isinstance(t, StringType)
+                    via = F.col(q) if text else F.col(q).cast("array<string>" if listed else "string")
+                    df = df.withColumn(c, via.cast("array<binary>" if listed else "binary"))
                 elif casts.get(c) in ("string", "binary"):  # (lists, beside a part of lists of nulls)
                     # (Spark reads lists of nulls as of int32, which it casts to binary through text only)
                     text = isinstance(t, (StringType, BinaryType))
