@@ -126,7 +126,8 @@ def _pairs(pairs, features: list[str]) -> tuple[tuple[str, str], ...]:
             p = p.split(":")
         if isinstance(p, (tuple, list)) and all(isinstance(x, str) for x in p):
             p = tuple(x.strip() for x in p)  # as features are stripped (_names); _column_of finds the column
-        # (a feature paired with itself: the ids of one list, for a multi-hot column; _refuse_self_pairs)
+        # (a feature paired with itself: the ids of one list, for a multi-hot column; mine refuses it
+        # for a column of single ids once the log's types are known)
         if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)):
             raise _error(
                 "pairs",
@@ -460,9 +461,9 @@ def mine(
         it); for Spark in local mode, the driver memory (taken when the session starts; at least 480MiB).
     threads : engine threads (DuckDB ``threads``; Spark ``local[threads]``), default all cores.
     temp_directory : the folder of the run's temporary files (DuckDB's spill files, a libFM log's
-        Parquet copy, the spill of LogStats' sort of large counts), by default the system's temp folder; ``~`` is the home folder. A folder that
-        does not exist is made, in an existing folder, and removed afterwards, as DuckDB does with
-        its own ``temp_directory``. A local Spark session keeps its files in the system's temp
+        Parquet copy, the spill of LogStats' sort of large counts), by default the system's temp
+        folder; ``~`` is the home folder. A folder that does not exist is made, in an existing
+        folder, and removed afterwards, as DuckDB does with its own ``temp_directory``. A local Spark session keeps its files in the system's temp
         folder, set when it starts (``spark_conf={"spark.local.dir": ...}`` moves them).
     progress : ``progress(done, total)`` callback.
     """
