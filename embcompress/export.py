@@ -12,7 +12,10 @@ in a state dict (no module types to go by), every 2-D floating tensor whose key 
 ``sparse.embedding_bags.user.weight``) and no ``.bias`` beside it (that is a Linear layer). Pass
 ``tables=[...]`` to choose them by name instead: modules with a weight, parameters or buffers
 (a table used with ``F.embedding``; an embedding module's weight named so, ``user.weight``, keeps
-its module's pooling and options below), or state-dict keys (with or without ``.weight``). Tables are
+its module's pooling and options below), or state-dict keys (with or without ``.weight``); a table
+named by its weight, ``user.weight``, is named without it, ``user`` (its file ``user.embc``, as
+found without ``tables=``, which ``swap_embedding_bags`` looks for), and ``id_maps`` and
+``frequencies`` take either name. Tables are
 named as in the unwrapped model: a ``DataParallel`` / ``DistributedDataParallel`` or
 ``torch.compile`` wrapper is looked through, and a state dict whose keys all start with
 ``module.`` or ``_orig_mod.`` loses that prefix. Names that differ only in letter case are
@@ -54,6 +57,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -104,7 +108,8 @@ def _strip_wrapper_prefix(sd: Mapping) -> Mapping:
 
 
 def _find(model_or_state_dict, tables: Sequence[str] | None):
-    """``({name: tensor or array as given}, {name: its nn.Embedding / nn.EmbeddingBag})`` of the tables to export."""
+    """``({name: tensor or array as given}, {name: its nn.Embedding / nn.EmbeddingBag}, {name in tables=: name})``
+    of the tables to export (the last for names in ``tables=`` that differ from the table's, 'x.weight' -> 'x')."""
     import torch
     from torch import nn
 
@@ -112,6 +117,7 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
         raise param_error("tables", _OWNER, f"be a list of table names, e.g. [{tables!r}]", tables)
     found: dict[str, object] = {}
     modules: dict[str, object] = {}
+    given: dict[str, str] = {}  # a name in tables= -> the table's name, where they differ
     if isinstance(model_or_state_dict, nn.Module):
         model = _unwrap(model_or_state_dict)
         mods = dict(model.named_modules())
@@ -138,6 +144,8 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                 owner = mods[n] if n in mods else mods.get(base)
                 if isinstance(owner, (nn.Embedding, nn.EmbeddingBag)) and owner.weight is t:
                     modules[n] = owner
+                if base and n not in mods and getattr(mods.get(base), "weight", None) is t:
+                    given[n] = base  # named by the module, as found without tables= (and its file)
     elif isinstance(model_or_state_dict, Mapping):
         sd = _strip_wrapper_prefix(model_or_state_dict)
         if tables is None:
@@ -162,10 +170,14 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
         else:
             for n in tables:
                 # (a name with the wrapper prefix, as the keys have it, is found too)
-                t = next((d[k] for d in (sd, model_or_state_dict) for k in (f"{n}.weight", n) if k in d), None)
+                d, k = next(((d, k) for d in (sd, model_or_state_dict) for k in (f"{n}.weight", n) if k in d),
+                            (None, None))
+                t = None if d is None else d[k]
                 if t is None or not _is_table(t):
                     raise param_error("tables", _OWNER, "name 2-D float tensors of the state dict (with or without '.weight')", n)
                 found[n] = t
+                if k == n and n.endswith(".weight") and n != ".weight":
+                    given[n] = n[: -len(".weight")]  # the key 'x.weight' is the table 'x', as found without tables=
     else:
         raise param_error("model_or_state_dict", _OWNER, "be an nn.Module or a state dict (a mapping of names to tensors)",
                           type(model_or_state_dict).__name__)
@@ -176,7 +188,11 @@ def _find(model_or_state_dict, tables: Sequence[str] | None):
                 raise param_error("tables", _OWNER, f"name each table once: {named[id(t)]!r} and {n!r} are the "
                                   f"same tensor (keep one of the two names)", list(tables))
             named[id(t)] = n
-    return found, modules
+        # A table named by its weight ('x.weight', as a state dict names it) is named, and its file
+        # written, as without tables=: 'x', its module's path (swap_embedding_bags looks for x.embc).
+        found = {given.get(n, n): t for n, t in found.items()}
+        modules = {given.get(n, n): m for n, m in modules.items()}
+    return found, modules, given
 
 
 def _maybe_tables(model_or_state_dict) -> list[str]:
@@ -368,8 +384,9 @@ def export(
     ``fmt``, ``trained_shape``, ``shape``, ``bytes_before``, ``bytes_after``, ``compression``,
     ``qsnr_db`` and, for a folded table, ``qsnr_vs_trained_db``; the same list is written to
     ``out_dir/export.json``. ``progress(done_tables, total_tables)`` is called after each table is
-    written; the files move into ``out_dir`` once every table is (a table the format cannot hold is
-    refused with ``out_dir`` as it was).
+    written; the files move into ``out_dir``, ``export.json`` last, once every table is (a table the
+    format cannot hold is refused with ``out_dir`` as it was, and so is a file's place in ``out_dir``
+    that is a folder, a pipe or a device, before any work).
 
     ``mode`` ("sum", "mean", "max") and ``include_last_offset``: how the bags pool, recorded in
     the files of tables whose module does not say (a state dict's, a parameter's), for
@@ -387,7 +404,11 @@ def export(
     from .formats import get_format, quantize
     from .store import journal
     from .idmap import IdMap
-    get_format(fmt)
+    try:
+        get_format(fmt)
+    except ConfigError as exc:  # (the registry's error names no parameter: the command names --fmt by it)
+        exc.param = "fmt"
+        raise
     if out_dir is None:
         raise param_error("out_dir", _OWNER, "be a directory path", None)
     if mode is not None and mode not in ("sum", "mean", "max"):
@@ -399,7 +420,7 @@ def export(
             raise param_error(what, _OWNER, must, value)
     if include_last_offset is not None and not isinstance(include_last_offset, bool):
         raise param_error("include_last_offset", _OWNER, "be a bool or None", include_last_offset)
-    raw, embs = _find(model_or_state_dict, tables)
+    raw, embs, given = _find(model_or_state_dict, tables)
     # How each bag pools, recorded in its file so MXEmbeddingBag.from_file serves it alike.
     pooling = {name: {"mode": m.mode, "include_last_offset": bool(m.include_last_offset)}
                for name, m in embs.items() if hasattr(m, "mode")}  # the nn.EmbeddingBag ones
@@ -450,8 +471,14 @@ def export(
             param="tables")
     id_maps = dict(id_maps or {})
     frequencies = dict(frequencies or {})
-    for kind, given in (("id_maps", id_maps), ("frequencies", frequencies)):
-        unknown = sorted(set(given) - set(found))
+    for kind, keyed in (("id_maps", id_maps), ("frequencies", frequencies)):
+        for alias, name in given.items():  # (keyed by the name given in tables=, 'x.weight': the table 'x')
+            if alias in keyed:
+                if name in keyed:
+                    raise param_error(kind, _OWNER, f"give the table {name!r} one entry ({alias!r} names it too)",
+                                      [name, alias])
+                keyed[name] = keyed.pop(alias)
+        unknown = sorted(set(keyed) - set(found))
         if unknown:
             raise param_error(kind, _OWNER, f"be keyed by table names {sorted(found)}", unknown)
     for name, m in id_maps.items():
@@ -468,6 +495,11 @@ def export(
             raise param_error("tables", _OWNER, "have names that differ in more than letter case (they would be one "
                               "file on a case-insensitive file system): rename one module or choose with tables=[...]",
                               [other, name])
+    # Where the files go must take them (a folder there cannot be replaced; a pipe or device should
+    # not be), checked before any work, and again before any file moves: refused, out_dir is as it was.
+    out = Path(out_dir)
+    places = [out / f"{name}.embc" for name in found] + [out / "export.json"]
+    _check_replaceable(places)
     # Check every table before writing any file, so bad input leaves out_dir as it was.
     for name, weight in found.items():
         n = weight.shape[0]
@@ -516,7 +548,6 @@ def export(
     # out_dir, and the files move into place once every table is written: a table the format
     # cannot hold (beyond fp16's range, say) is refused with out_dir as it was, not after the
     # tables before it were written beside an older export.json, and no table is held whole.
-    out = Path(out_dir)
     made = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_stages(out)
@@ -529,11 +560,26 @@ def export(
                                         _bytes_of(raw[name]), untrained.get(name)))
             if progress is not None:
                 progress(done, len(found))
+        staged = [Path(entry["path"]) for entry in report]
         for entry in report:
-            path = out / Path(entry["path"]).name
-            os.replace(entry["path"], path)
-            entry["path"] = str(path)
-            journal.drop_replaced(path)  # (as write_table does for a table written over its path)
+            entry["path"] = str(out / Path(entry["path"]).name)
+        # export.json is staged with the tables and moves last, its place checked with theirs: a
+        # refused export leaves the old report and tables, and a new export.json describes tables
+        # already in place. (Renames of several files are no one step: a crash, or a place changed
+        # in the moment between check and move, can still leave some tables new beside the old report.)
+        # Strict JSON has no inf/NaN (an exact table's QSNR is +inf): those are written as null.
+        written = [{k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in e.items()} for e in report]
+        write_file_atomic(stage / "export.json",
+                          json.dumps(written, indent=2, default=_json_num, allow_nan=False) + "\n")
+        _check_replaceable(places)  # (again: the work above may have taken long)
+        for src in [*staged, stage / "export.json"]:
+            path = out / src.name
+            try:
+                os.replace(src, path)
+            except OSError as exc:  # (it named the hidden staged file first)
+                raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+            if src.suffix == ".embc":
+                journal.drop_replaced(path)  # (as write_table does for a table written over its path)
         _fsync_dir(out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -544,10 +590,24 @@ def export(
                 break
         raise
     stage.rmdir()
-    # strict JSON has no inf/NaN (an exact table's QSNR is +inf): those are written as null
-    written = [{k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in e.items()} for e in report]
-    write_file_atomic(out / "export.json", json.dumps(written, indent=2, default=_json_num, allow_nan=False) + "\n")
     return report
+
+
+def _check_replaceable(paths) -> None:
+    """Refuse a file's place in out_dir that a rename cannot replace (a folder) or should not (a
+    pipe, device or socket), naming it and the fix. A missing one, or a link, is replaced."""
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:  # (nothing there; an out_dir that is no folder is named when it is made)
+            continue
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"Cannot write {path}: it is a folder. Move the folder away, or export to another "
+                              f"out_dir. No file was written.", param="out_dir")
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise ConfigError(f"Cannot write {path}: it is not a regular file (a pipe, device or socket), which the "
+                              f"export would replace. Move it away, or export to another out_dir. No file was "
+                              f"written.", param="out_dir")
 
 
 _STAGE = ".export-"  # + host-pid-random: the hidden folder an export writes its tables into

@@ -81,8 +81,8 @@ def command(
                                              help="The bags take offsets with a last entry len(ids) (recorded likewise)."),
     max_norm: float = typer.Option(None, "--max-norm", help="The model's max_norm: rows longer than it are stored "
                                    "scaled to it, as the model's lookups scale them (a state dict does not say)."),
-    norm_type: float = typer.Option(2.0, "--norm-type", help="The p of the norm --max-norm bounds (the model's "
-                                    "norm_type)."),
+    norm_type: float = typer.Option(None, "--norm-type", help="The p of the norm --max-norm bounds (the model's "
+                                    "norm_type; default 2)."),
     key: str = typer.Option(None, "--key", help="The key of the state dict in a training checkpoint, e.g. model or "
                             "state_dict (dotted for a nested one); without it, the only one a checkpoint holds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -92,7 +92,13 @@ def command(
     from ..idmap import IdMap
     from . import input_path
     from .progress import progress_bar
+    from ..errors import ConfigError
 
+    # (None by default, so that one given alone is told from the default, which export takes as 2)
+    if norm_type is not None and max_norm is None:
+        raise ConfigError("The --norm-type option sets the norm --max-norm bounds, and there is no --max-norm, so "
+                          "it would do nothing. Give the model's --max-norm too, or leave --norm-type out.",
+                          param="norm_type")
     # '~' is the home folder ('--out-dir=~/x' and 'NAME=~/x' reach here as is), as in mine and fit-hash
     state_dict, out_dir = input_path(state_dict), out_dir.expanduser()
     id_maps = {name: input_path(path, "id_maps") for name, path in _pairs(id_map, "--id-map").items()}
@@ -108,7 +114,7 @@ def command(
         report = export(sd, fmt=fmt, id_maps=maps, frequencies=freqs, out_dir=out_dir, tables=table or None,
                         block_size=block_size, scale_mode=scale_mode, mode=mode,
                         include_last_offset=True if include_last_offset else None, max_norm=max_norm,
-                        norm_type=norm_type, progress=bar)
+                        norm_type=2.0 if norm_type is None else norm_type, progress=bar)
     for w in warned:  # one line each, as errors are (Python's form adds a source path and line)
         typer.echo(f"warning: {w.message}", err=True)
     typer.echo(f"{'table':<28} {'shape':>16} {'bytes before':>14} {'bytes after':>13} {'ratio':>7} {'QSNR dB':>8}")
