@@ -389,9 +389,9 @@ def cooccurrence(stats, feature: str, ids, *, partners: Sequence[str] | None = N
     ``partners`` defaults to every feature mined in a pair with ``feature``; ``feature`` itself
     among them stands for its session sequences (mined with a ``sequence_key``): an id's partners
     are then the ids just before and just after it in a session; for a multi-hot column mined
-    paired with itself, it stands for that pair: the other ids of the lists an id is in. ``label=1`` (``0``) counts only
-    positive (negative) rows (pairs only: sequences are not split by label). Ids with no pair get
-    an empty row.
+    paired with itself, it stands for that pair: the other ids of the lists an id is in.
+    ``label=1`` (``0``) counts only positive (negative) rows (pairs only: sequences are not split
+    by label). Ids with no pair get an empty row.
     """
     import scipy.sparse as sp
 

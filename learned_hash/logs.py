@@ -687,7 +687,8 @@ def _ids_of(col, kind: str):
     import pyarrow.compute as pc
 
     t = col.type
-    if kind == "list":  # lists of ids, never bad: only their rows' other values are read (mining.api.raise_first_bad_line)
+    if kind == "list":  # lists of ids, never bad: only their rows' other values are read
+        # (mining.api.raise_first_bad_line, which finds a bad row of a log with list columns)
         return np.zeros(len(col), dtype=np.int64), None
     if pa.types.is_dictionary(t):
         t = t.value_type

@@ -168,7 +168,7 @@ def _sorted_by(major: np.ndarray, minor: np.ndarray, *arrays):
         con = duckdb.connect(config={"temp_directory": spill})
         try:
             con.execute("SET enable_progress_bar = false")
-            counts = con.from_arrow(pa.table({"__major": major, "__minor": minor, **given}))  # (register imports pandas)
+            counts = con.from_arrow(pa.table({"__major": major, "__minor": minor, **given}))
             out = counts.order("__major, __minor").select(*given).to_arrow_table()
         finally:
             con.close()
