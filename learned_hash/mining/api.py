@@ -18,7 +18,7 @@ from learned_hash.logs import (FORMATS, ON_BAD_LINE, BadLineError, LogReader, Lo
                                 infer_kinds, list_value_type, schemas_read_once)
 
 from .jobs import MiningPlan, case_twins, key_columns
-from .stats import SORT_TEMP_DIR, LogStats
+from .stats import SORT_SETTINGS, LogStats
 
 ENGINES = ("duckdb", "spark")
 SPARK_MIN_MEMORY = 480 << 20  # Spark's driver refuses a heap that leaves it less than 450 MiB
@@ -461,7 +461,8 @@ def mine(
         it); for Spark in local mode, the driver memory (taken when the session starts; at least 480MiB).
     threads : engine threads (DuckDB ``threads``; Spark ``local[threads]``), default all cores.
     temp_directory : the folder of the run's temporary files (DuckDB's spill files, a libFM log's
-        Parquet copy, the spill of LogStats' sort of large counts), by default the system's temp
+        Parquet copy, the spill of LogStats' sort of large counts, which keeps to ``memory_limit``
+        and ``threads`` too), by default the system's temp
         folder; ``~`` is the home folder. A folder that does not exist is made, in an existing
         folder, and removed afterwards, as DuckDB does with its own ``temp_directory``. A local Spark session keeps its files in the system's temp
         folder, set when it starts (``spark_conf={"spark.local.dir": ...}`` moves them).
@@ -566,7 +567,9 @@ def mine(
                                            f"({exc.strerror}). Pass another temp_directory, or None.") from None
     try:
         with tempfile.TemporaryDirectory(prefix="embc-mine-", dir=temp_root) as tmp:
-            sorting = SORT_TEMP_DIR.set(tmp)  # (LogStats' sort of large counts spills there too)
+            # LogStats' sort of large counts runs within the run's limits and spills here too
+            sorting = SORT_SETTINGS.set({"temp_directory": tmp, "threads": threads, "memory_limit":
+                                         None if memory_limit is None else memory_bytes(memory_limit)})
             try:
                 pre_bad = 0
                 if src.format == "libfm":
@@ -582,7 +585,7 @@ def mine(
                     stats = run(plan, master=spark_master, conf=spark_conf, memory_limit=memory_limit,
                                 threads=threads, local_dir=tmp, progress=progress, source=described)
             finally:
-                SORT_TEMP_DIR.reset(sorting)
+                SORT_SETTINGS.reset(sorting)
     finally:
         if made:
             with contextlib.suppress(OSError):  # only while empty: nothing of anyone else's goes

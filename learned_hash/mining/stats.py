@@ -141,9 +141,11 @@ def _order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
 # along): NumPy's lexsort and gather took 8 s for the 13 million pairs of a multi-hot column
 # (benchmarks/bench_mining_multihot.py) where DuckDB takes 3 s on two cores.
 ENGINE_SORT_MIN = 1 << 20
-# Where that sort may spill (a folder it makes and removes): mine sets its run's temporary folder
-# (its temp_directory); else the system's. (DuckDB's own default is '.tmp' in the working folder.)
-SORT_TEMP_DIR: contextvars.ContextVar[str | None] = contextvars.ContextVar("SORT_TEMP_DIR", default=None)
+# How that sort runs: mine sets its run's settings, ``{"temp_directory": its temporary folder,
+# "memory_limit": bytes or None, "threads": n or None}`` (the sort spills into a folder it makes
+# there; DuckDB's own default is '.tmp' in the working folder); outside mine, the system's temp
+# folder and DuckDB's defaults.
+SORT_SETTINGS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("SORT_SETTINGS", default=None)
 
 
 def _ascending(major: np.ndarray, minor: np.ndarray) -> bool:
@@ -164,8 +166,14 @@ def _sorted_by(major: np.ndarray, minor: np.ndarray, *arrays):
     import pyarrow as pa
 
     given = {f"c{i}": a for i, a in enumerate(arrays) if a is not None}
-    with tempfile.TemporaryDirectory(prefix="embc-sort-", dir=SORT_TEMP_DIR.get()) as spill:
-        con = duckdb.connect(config={"temp_directory": spill})
+    settings = SORT_SETTINGS.get() or {}
+    with tempfile.TemporaryDirectory(prefix="embc-sort-", dir=settings.get("temp_directory")) as spill:
+        config = {"temp_directory": spill}
+        if settings.get("memory_limit") is not None:
+            config["memory_limit"] = f"{int(settings['memory_limit'])}B"
+        if settings.get("threads") is not None:
+            config["threads"] = int(settings["threads"])
+        con = duckdb.connect(config=config)
         try:
             con.execute("SET enable_progress_bar = false")
             counts = con.from_arrow(pa.table({"__major": major, "__minor": minor, **given}))

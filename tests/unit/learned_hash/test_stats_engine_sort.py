@@ -81,16 +81,26 @@ def test_string_lists_mined_alike_on_both_sorts(monkeypatch, tmp_path):
 
 
 def test_the_engine_sort_spills_into_mines_temp_directory(monkeypatch, tmp_path):
-    """Not into DuckDB's default '.tmp' of the working folder: into mine's temp_directory, or the
-    system's temp folder outside mine; the setting never outlives a run, failed or not."""
+    """Not into DuckDB's default '.tmp' of the working folder: into mine's temp_directory (within
+    its memory_limit and threads), or the system's temp folder outside mine; the setting never
+    outlives a run, failed or not."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from embcompress.errors import ConfigError
     from learned_hash import mine
 
-    made = []
+    import duckdb
+
+    made, configs = [], []
     real = stats_mod.tempfile.TemporaryDirectory
+    real_connect = duckdb.connect
+
+    def connect(*a, **k):  # (the engine's connections too: only the sort's are looked at)
+        configs.append(dict(k.get("config") or {}))
+        return real_connect(*a, **k)
+
+    monkeypatch.setattr(duckdb, "connect", connect)
 
     def recording(*a, **k):
         made.append(k.get("dir"))
@@ -100,13 +110,17 @@ def test_the_engine_sort_spills_into_mines_temp_directory(monkeypatch, tmp_path)
     monkeypatch.setattr(stats_mod, "ENGINE_SORT_MIN", 2)
     monkeypatch.chdir(tmp_path)
     pq.write_table(pa.table({"u": [1, 2, 2, 3], "items": [[1, 2], [3], [2, 2], []]}), tmp_path / "log.parquet")
-    mine(tmp_path / "log.parquet", features=["u", "items"], pairs=["items:u"], temp_directory=tmp_path / "spill")
+    mine(tmp_path / "log.parquet", features=["u", "items"], pairs=["items:u"], temp_directory=tmp_path / "spill",
+         memory_limit="300MB", threads=1)
     assert made and all(str(d).startswith(str(tmp_path / "spill")) for d in made)
-    assert stats_mod.SORT_TEMP_DIR.get() is None and not (tmp_path / ".tmp").exists()
+    sorts = [c for c in configs if str(c.get("temp_directory", "")).startswith(str(tmp_path / "spill" / "embc-mine-"))
+             and "embc-sort-" in str(c["temp_directory"])]
+    assert sorts and all(c["memory_limit"] == "300000000B" and c["threads"] == 1 for c in sorts)
+    assert stats_mod.SORT_SETTINGS.get() is None and not (tmp_path / ".tmp").exists()
     made.clear()
     LogStats(**_arrays())
     assert made and set(made) == {None}
     pq.write_table(pa.table({"y": [1, None], "items": [[1], [2]]}), tmp_path / "bad.parquet")
     with pytest.raises(ConfigError, match="not a number"):  # (raised by the engine's run: a missing label)
         mine(tmp_path / "bad.parquet", features=["items"], label="y", temp_directory=tmp_path / "spill")
-    assert stats_mod.SORT_TEMP_DIR.get() is None
+    assert stats_mod.SORT_SETTINGS.get() is None
