@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
@@ -134,6 +135,9 @@ class DeviceModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeviceModel":
+        if not isinstance(d, Mapping):  # (None: a raw "'NoneType' object is not iterable")
+            raise param_error("d", "DeviceModel.from_dict", "be a dict of the device's figures (from to_dict)",
+                              type(d).__name__)
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -287,14 +291,19 @@ def plan(
         raise param_error("frequencies", "plan", "be numeric counts, one a row or a group of rows",
                           f"{type(frequencies).__name__} of non-numbers") from None
     n_rows = table_bytes // row_bytes
-    if not 0 < len(freq) <= n_rows or not np.all(np.isfinite(freq)) or np.any(freq < 0) or freq.sum() <= 0:
-        got = f"{len(freq)} values" + (f" with sum {freq.sum():g}" if 0 < len(freq) <= n_rows and np.all(freq >= 0) else "")
+    with np.errstate(over="ignore"):  # (finite counts near float64's limit: rescaled below)
+        total = freq.sum()
+    if not 0 < len(freq) <= n_rows or not np.all(np.isfinite(freq)) or np.any(freq < 0) or total <= 0:
+        got = f"{len(freq)} values" + (f" with sum {total:g}" if 0 < len(freq) <= n_rows and np.all(freq >= 0) else "")
         raise param_error(
             "frequencies", "plan", f"be 1 to {n_rows} finite non-negative counts with a positive sum", got,
         )
+    if not math.isfinite(total):  # (the sum overflowed: every hit rate was NaN)
+        freq = freq / freq.max()
+        total = freq.sum()
     # Entry k of the histogram stands for n_rows / len(freq) rows (one row when it has n_rows), all
     # read alike, so a budget holding part of an entry's rows gets that part of its reads.
-    cum = np.concatenate([[0.0], np.cumsum(np.sort(freq)[::-1])]) / freq.sum()
+    cum = np.concatenate([[0.0], np.cumsum(np.sort(freq)[::-1])]) / total
     cum[-1] = 1.0  # (the rounding of the sum must not leave a whole-table budget below 1)
     # Rows whose record crosses a read-unit boundary cost two reads (records are packed back to back).
     g = dev.read_granularity
@@ -323,8 +332,10 @@ def plan(
         power = dram_gb / mem.capacity_gb * mem.power_w + n_dev * dev.power_w
         cost = dram_gb * mem.cost_per_gb + n_dev * dev.capacity_gb * dev.cost_per_gb
         ok = max_latency_us is None or latency <= max_latency_us
-        # (a budget raised to one row holds 1 / n_rows of the table, not the fraction asked for)
-        c = dict(dram_fraction=max(frac, 1 / n_rows), dram_bytes=rows * row_bytes, dram_index_bytes=index,
+        # (a budget raised to one row, or cut to whole rows, holds rows / n_rows of the table, not
+        # the fraction asked for; a budget of whole rows keeps the fraction asked for)
+        c = dict(dram_fraction=frac if rows == n_rows * frac else rows / n_rows, dram_bytes=rows * row_bytes,
+                 dram_index_bytes=index,
                  hit_rate=hit, iops_needed=iops, n_devices=n_dev, device_utilization=util, mean_read_latency_us=latency,
                  power_w=power, cost_usd=cost, feasible=ok)
         cands.append(c)

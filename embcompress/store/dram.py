@@ -75,10 +75,15 @@ class DramTier:
         slots = self.slot_of[rows]
         return self.data.take(slots, axis=0, mode="clip"), slots
 
-    def seed_counts(self, frequencies: np.ndarray) -> None:
-        """``lfu``: start every row's count at its given (mined) access count; others: nothing."""
+    def seed_counts(self, frequencies: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """``lfu``: start every row's count at its given (mined) access count; others: nothing.
+        ``rows``: the tier's row of each count (a reordered file's positions of original rows;
+        the counts are kept by the rows the tier is asked for)."""
         if self.counts is not None:
-            self.counts[:] = frequencies
+            if rows is None:
+                self.counts[:] = frequencies
+            else:
+                self.counts[rows] = frequencies
             self._low = None
 
     def note_access(self, rows: np.ndarray, counts: np.ndarray, slots: np.ndarray) -> None:

@@ -49,6 +49,25 @@ _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 _MAP_PARTS = ("idmap.keys", "idmap.vals", "idmap.fallback")  # the id map as it serves (see tablefile.py)
 
 
+def _array(x, name: str, owner: str, must: str) -> np.ndarray:
+    """``np.asarray(x)``, with numpy's raw "inhomogeneous shape" ValueError (lists of different
+    lengths) turned into the project's error; ``[]`` (float64 to numpy) as an empty int array."""
+    try:
+        a = np.asarray(x)
+    except ValueError:
+        raise param_error(name, owner, must, "lists of different lengths") from None
+    if a.size == 0 and a.dtype == np.float64 and not isinstance(x, np.ndarray):
+        a = a.astype(np.int64)
+    return a
+
+
+def _check_n_rows(n_rows, owner: str) -> int:
+    # (a float or a string reached scipy or a numpy comparison as a raw error, or passed)
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
+        raise param_error("n_rows", owner, "be a non-negative int (the table's rows)", n_rows)
+    return int(n_rows)
+
+
 def top_rows(frequencies: np.ndarray, k: int, rows: np.ndarray | None = None) -> np.ndarray:
     """The ``k`` rows with the highest frequencies, ties broken toward the lower row, sorted.
 
@@ -106,8 +125,13 @@ def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
     import scipy.sparse as sp
 
     owner = "mine_coaccess"
-    indices = np.asarray(indices)
-    offsets = np.asarray(offsets)
+    n_rows = _check_n_rows(n_rows, owner)
+    if isinstance(max_bag, bool) or not isinstance(max_bag, (int, np.integer)) or max_bag < 2:
+        raise param_error("max_bag", owner, "be an int of at least 2 (a bag's pairs are among its max_bag lowest "
+                          "ids)", max_bag)
+    max_bag = int(max_bag)
+    indices = _array(indices, "indices", owner, "be a 1-D array of int row ids")
+    offsets = _array(offsets, "offsets", owner, "be a 1-D array of int bag starts")
     if indices.dtype.kind not in "iu" or indices.ndim != 1:
         raise param_error("indices", owner, "be a 1-D array of int row ids", f"{indices.dtype} of shape {indices.shape}")
     if offsets.dtype.kind not in "iu" or offsets.ndim != 1:
@@ -283,6 +307,7 @@ def coaccess_order(
 ) -> np.ndarray:
     """The new row order (``order[new] = old``) that puts co-accessed rows in shared blocks."""
     owner = "coaccess_order"
+    n_rows = _check_n_rows(n_rows, owner)
     _check_block_bytes(block_bytes, owner)
     _check_row_bytes(row_bytes, owner)
     if (cooccurrence is None) == (clusters is None):
@@ -290,7 +315,7 @@ def coaccess_order(
     if frequencies is not None:  # (with clusters too: a wrong array is a mistake either way)
         check_counts(frequencies, n_rows, owner)
     if clusters is not None:
-        clusters = np.asarray(clusters)
+        clusters = _array(clusters, "clusters", owner, f"be {n_rows} int cluster labels, one a row")
         if clusters.shape != (n_rows,) or clusters.dtype.kind not in "iu":
             raise param_error("clusters", owner, f"be {n_rows} int cluster labels, one a row", f"{clusters.dtype} of shape {clusters.shape}")
         if frequencies is None:  # clusters in label order, rows in id order within
@@ -302,7 +327,11 @@ def coaccess_order(
         return np.lexsort((np.arange(n_rows), -heat, clusters, -np.bincount(label, heat)[label])).astype(np.int64)
     import scipy.sparse as sp
 
-    m = sp.coo_matrix(cooccurrence)
+    try:
+        m = sp.coo_matrix(cooccurrence)
+    except (TypeError, ValueError):  # (text, objects, ragged lists: scipy's own errors named nothing)
+        raise param_error("cooccurrence", owner, f"be a ({n_rows}, {n_rows}) sparse matrix of co-access counts "
+                          f"(e.g. from mine_coaccess)", type(cooccurrence).__name__) from None
     if m.shape != (n_rows, n_rows):
         raise param_error("cooccurrence", owner, f"be a ({n_rows}, {n_rows}) matrix", m.shape)
     # Rows a block holds whole wherever the records around it fall (the rows section starts on a
@@ -406,7 +435,11 @@ def coaccess_order(
 def check_counts(frequencies, n_rows: int, owner: str) -> np.ndarray:
     """``frequencies`` as an array of ``n_rows`` finite non-negative counts, one a row; a
     ConfigError naming ``owner`` otherwise."""
-    f = np.asarray(frequencies)
+    try:
+        f = np.asarray(frequencies)
+    except ValueError:  # (numpy's "inhomogeneous shape")
+        raise param_error("frequencies", owner, f"be {n_rows} finite non-negative counts, one a row",
+                          "lists of different lengths") from None
     if (f.dtype.kind not in "iuf" or f.shape != (n_rows,) or (f.dtype.kind == "f" and not np.all(np.isfinite(f)))
             or (f.size and f.min() < 0)):  # (isfinite of ints made a temporary of a byte a row, all True)
         raise param_error("frequencies", owner, f"be {n_rows} finite non-negative counts, one a row",
@@ -429,9 +462,13 @@ def _check_row_bytes(row_bytes, owner: str) -> None:
 def _check_batches(batches, n_rows: int | None, name: str, owner: str) -> list:
     """``batches`` of row ids as int64 arrays, each id in ``[0, n_rows)`` (non-negative when
     ``n_rows`` is None); a ConfigError naming the first problem otherwise."""
+    try:
+        batches = list(batches)
+    except TypeError:  # (a single int: "'int' object is not iterable")
+        raise param_error(name, owner, "be an iterable of batches (one array of row ids a batch)", batches) from None
     out = []
     for rows in batches:
-        a = np.asarray(rows)
+        a = _array(rows, name, owner, "hold int row ids (one array of ids a batch)")
         if a.size == 0:
             out.append(np.zeros(0, np.int64))
             continue
@@ -450,6 +487,11 @@ def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, bl
     """Distinct ``block_bytes`` blocks each batch of row ids touches (``new_row``: old -> new position)."""
     _check_block_bytes(block_bytes, "blocks_per_batch")
     _check_row_bytes(row_bytes, "blocks_per_batch")
+    if new_row is not None:  # (a list raised numpy's raw "only integer scalar arrays ..." below)
+        new_row = _array(new_row, "new_row", "blocks_per_batch", "be a 1-D int array (new_row[old] = new position)")
+        if new_row.ndim != 1 or new_row.dtype.kind not in "iu":
+            raise param_error("new_row", "blocks_per_batch", "be a 1-D int array (new_row[old] = new position)",
+                              f"{new_row.dtype} of shape {new_row.shape}")
     batches = _check_batches(batches, None if new_row is None else len(new_row), "batches", "blocks_per_batch")
     out = np.empty(len(batches), dtype=np.int64)
     for k, rows in enumerate(batches):
@@ -500,6 +542,9 @@ def reorder_rows(
     each window by one sequential read of the whole table, so a table larger than the window is
     read ``ceil(table size / window)`` times.
     """
+    for name, v in (("table_file", table_file), ("out_file", out_file)):  # (else a raw TypeError of os.fspath)
+        if not isinstance(v, (str, os.PathLike)):
+            raise param_error(name, "reorder_rows", "be a path (str or os.PathLike) to a table file", v)
     journal.replay_before_open(table_file)  # an update a crash interrupted: its rows whole, or a clear refusal
     art = read_artifact(table_file, kind="table")
     sec = art.section("rows")

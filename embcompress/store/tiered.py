@@ -160,6 +160,8 @@ class TieredStore:
             raise param_error("table_file", _OWNER, "be a path (str or os.PathLike) to a table file", table_file)
         if policy not in POLICIES:
             raise param_error("policy", _OWNER, f"be one of {POLICIES}", policy)
+        if not isinstance(direct_io, (bool, np.bool_)):  # ("no" or "false" is truthy: O_DIRECT silently)
+            raise param_error("direct_io", _OWNER, "be a bool", direct_io)
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise param_error("max_in_flight", _OWNER, "be a positive int", max_in_flight)
         if refresh_every is not None:
@@ -542,7 +544,9 @@ class TieredStore:
                             f"it. Pass frequencies= to warm_up, or open a new TieredStore on the file.")
                     rank = self._file_frequencies(art)
             hot = top_rows(rank, self._dram.capacity)
-            self._dram.seed_counts(rank)  # (lfu: counts start from the frequencies, not from zero)
+            # (lfu: counts start from the frequencies, not from zero; the tier counts by file
+            # position, the frequencies are by original row)
+            self._dram.seed_counts(rank, self._pos)
             del rank
             if self._score is not None:  # the ranking refreshes start from
                 self._hot = hot
@@ -774,14 +778,18 @@ class TieredStore:
     def rows(self, rows) -> np.ndarray:
         """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""
         self._check_open("TieredStore.rows")
-        r = np.asarray(rows)
+        try:
+            r = np.asarray(rows)
+        except ValueError:  # (numpy's "inhomogeneous shape")
+            raise param_error("rows", "TieredStore.rows", "be int row ids", "lists of different lengths") from None
         if r.size == 0 and not isinstance(rows, np.ndarray):
             r = r.astype(np.int64)  # ([] arrives as float64)
         if r.dtype.kind not in "iu":  # a float id would be truncated to some other row
             raise param_error("rows", "TieredStore.rows", "be int row ids", f"dtype {r.dtype}")
-        r = r.astype(np.int64).ravel()
+        # (checked before the cast: a uint64 id past 2**63 was reported as the negative it became)
         if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
             raise param_error("rows", "TieredStore.rows", f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
+        r = r.astype(np.int64).ravel()
         uniq, inverse, counts = unique_ids(r)
         staged = self._stage(uniq, counts, r.size)
         return staged[inverse]
@@ -796,17 +804,25 @@ class TieredStore:
         from ..formats import quantize
 
         where = "TieredStore.update_rows"
-        r = np.asarray(rows)
+        try:
+            r = np.asarray(rows)
+        except ValueError:  # (numpy's "inhomogeneous shape")
+            raise param_error("rows", where, "be a 1-D array of int row ids", "lists of different lengths") from None
         if r.size == 0 and not isinstance(rows, np.ndarray):
             r = r.astype(np.int64)  # ([] arrives as float64)
         if r.dtype.kind not in "iu" or r.ndim != 1:
             raise param_error("rows", where, "be a 1-D array of int row ids", f"{r.dtype} of shape {r.shape}")
-        r = r.astype(np.int64)
+        # (checked before the cast: a uint64 id past 2**63 was reported as the negative it became)
         if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
             raise param_error("rows", where, f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
+        r = r.astype(np.int64)
         if len(np.unique(r)) != len(r):
             raise param_error("rows", where, "hold each row once (which value would win is ambiguous)", "repeated ids")
-        v = np.asarray(values)
+        try:
+            v = np.asarray(values)
+        except ValueError:  # (numpy's "inhomogeneous shape")
+            raise param_error("values", where, f"be float rows ({len(r)}, {self.shape[1]}) or uint8 records "
+                              f"({len(r)}, {self.row_bytes})", "lists of different lengths") from None
         if v.dtype == np.uint8 and v.shape == (len(r), self.row_bytes):
             records = np.ascontiguousarray(v)
         elif v.dtype.kind == "f" and v.shape == (len(r), self.shape[1]):
