@@ -492,6 +492,20 @@ def _libfm_fields(fields, field_map):
 # --------------------------------------------------------------------------- kinds
 
 
+def is_text_type(t) -> bool:
+    """Whether an Arrow type is text (string, large_string, string_view)."""
+    import pyarrow as pa
+
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def is_bytes_type(t) -> bool:
+    """Whether an Arrow type is bytes without the UTF-8 annotation (binary, large_binary)."""
+    import pyarrow as pa
+
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
 def list_value_type(t):
     """The type of the values of a Parquet list column's lists (a dictionary's values), or None
     when ``t`` is no list type."""
@@ -567,9 +581,8 @@ def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> di
                     # lists of missing ids only (Arrow's list<null>: a part whose every list is empty
                     # or of nulls): any kind, read as lists of the other files' type (mining.api._id_types)
                     continue
-                if values is not None and not (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
-                                               or pa.types.is_large_string(t) or pa.types.is_binary(t)
-                                               or pa.types.is_large_binary(t) or pa.types.is_string_view(t)):
+                if values is not None and not (pa.types.is_integer(t) or pa.types.is_boolean(t) or is_text_type(t)
+                                               or is_bytes_type(t)):
                     raise ConfigError(
                         f"Column {c!r} of {path!r} has Parquet type {sch.field(c).type}, whose values cannot be "
                         f"categorical ids. Use lists of integers or strings."
@@ -582,7 +595,7 @@ def infer_kinds(src: LogSource, schema: LogSchema, *, lists: bool = False) -> di
                     # (a feature of times was mined as 'timestamp' ids, which the SQL could not group
                     # beside integer ids: a raw DuckDB error, or Arrow's for dates)
                     here[c] = "timestamp"
-                elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t):
+                elif is_text_type(t) or is_bytes_type(t):
                     here[c] = "string"
                 elif (pa.types.is_floating(t) or pa.types.is_decimal(t)) and c == schema.label:
                     here[c] = "number"

@@ -49,7 +49,7 @@ _ROW_VALUED = ("idmap.rows", "idmap.fallback_rows")
 _MAP_PARTS = ("idmap.keys", "idmap.vals", "idmap.fallback")  # the id map as it serves (see tablefile.py)
 
 
-def _array(x, name: str, owner: str, must: str) -> np.ndarray:
+def param_array(x, name: str, owner: str, must: str) -> np.ndarray:
     """``np.asarray(x)``, with numpy's raw "inhomogeneous shape" ValueError (lists of different
     lengths) turned into the project's error; ``[]`` (float64 to numpy) as an empty int array."""
     try:
@@ -130,8 +130,8 @@ def mine_coaccess(indices, offsets, n_rows: int, *, max_bag: int = 64):
         raise param_error("max_bag", owner, "be an int of at least 2 (a bag's pairs are among its max_bag lowest "
                           "ids)", max_bag)
     max_bag = int(max_bag)
-    indices = _array(indices, "indices", owner, "be a 1-D array of int row ids")
-    offsets = _array(offsets, "offsets", owner, "be a 1-D array of int bag starts")
+    indices = param_array(indices, "indices", owner, "be a 1-D array of int row ids")
+    offsets = param_array(offsets, "offsets", owner, "be a 1-D array of int bag starts")
     if indices.dtype.kind not in "iu" or indices.ndim != 1:
         raise param_error("indices", owner, "be a 1-D array of int row ids", f"{indices.dtype} of shape {indices.shape}")
     if offsets.dtype.kind not in "iu" or offsets.ndim != 1:
@@ -315,7 +315,7 @@ def coaccess_order(
     if frequencies is not None:  # (with clusters too: a wrong array is a mistake either way)
         check_counts(frequencies, n_rows, owner)
     if clusters is not None:
-        clusters = _array(clusters, "clusters", owner, f"be {n_rows} int cluster labels, one a row")
+        clusters = param_array(clusters, "clusters", owner, f"be {n_rows} int cluster labels, one a row")
         if clusters.shape != (n_rows,) or clusters.dtype.kind not in "iu":
             raise param_error("clusters", owner, f"be {n_rows} int cluster labels, one a row", f"{clusters.dtype} of shape {clusters.shape}")
         if frequencies is None:  # clusters in label order, rows in id order within
@@ -468,7 +468,7 @@ def _check_batches(batches, n_rows: int | None, name: str, owner: str) -> list:
         raise param_error(name, owner, "be an iterable of batches (one array of row ids a batch)", batches) from None
     out = []
     for rows in batches:
-        a = _array(rows, name, owner, "hold int row ids (one array of ids a batch)")
+        a = param_array(rows, name, owner, "hold int row ids (one array of ids a batch)")
         if a.size == 0:
             out.append(np.zeros(0, np.int64))
             continue
@@ -488,7 +488,7 @@ def blocks_per_batch(batches, row_bytes: int, *, new_row=None, base: int = 0, bl
     _check_block_bytes(block_bytes, "blocks_per_batch")
     _check_row_bytes(row_bytes, "blocks_per_batch")
     if new_row is not None:  # (a list raised numpy's raw "only integer scalar arrays ..." below)
-        new_row = _array(new_row, "new_row", "blocks_per_batch", "be a 1-D int array (new_row[old] = new position)")
+        new_row = param_array(new_row, "new_row", "blocks_per_batch", "be a 1-D int array (new_row[old] = new position)")
         if new_row.ndim != 1 or new_row.dtype.kind not in "iu":
             raise param_error("new_row", "blocks_per_batch", "be a 1-D int array (new_row[old] = new position)",
                               f"{new_row.dtype} of shape {new_row.shape}")

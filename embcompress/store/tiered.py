@@ -44,7 +44,7 @@ from ..kernels.unique import unique_ids
 from . import journal, updlog
 from .devices import DeviceModel, get_device
 from .dram import POLICIES, DramTier
-from .placement import ROW_ORDER, check_counts, invert, top_rows
+from .placement import ROW_ORDER, check_counts, invert, param_array, top_rows
 from .scm import BLOCK, RowReader
 
 _OWNER = "TieredStore"
@@ -778,21 +778,21 @@ class TieredStore:
     def rows(self, rows) -> np.ndarray:
         """Row records of ``rows`` (original ids, any order, repeats allowed), through the tiers."""
         self._check_open("TieredStore.rows")
-        try:
-            r = np.asarray(rows)
-        except ValueError:  # (numpy's "inhomogeneous shape")
-            raise param_error("rows", "TieredStore.rows", "be int row ids", "lists of different lengths") from None
-        if r.size == 0 and not isinstance(rows, np.ndarray):
-            r = r.astype(np.int64)  # ([] arrives as float64)
-        if r.dtype.kind not in "iu":  # a float id would be truncated to some other row
-            raise param_error("rows", "TieredStore.rows", "be int row ids", f"dtype {r.dtype}")
-        # (checked before the cast: a uint64 id past 2**63 was reported as the negative it became)
-        if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
-            raise param_error("rows", "TieredStore.rows", f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
-        r = r.astype(np.int64).ravel()
+        r = self._row_ids(rows, "TieredStore.rows", "be int row ids").ravel()
         uniq, inverse, counts = unique_ids(r)
         staged = self._stage(uniq, counts, r.size)
         return staged[inverse]
+
+    def _row_ids(self, rows, where: str, must: str, *, one_d: bool = False) -> np.ndarray:
+        """``rows`` checked as the table's original row ids (``[]`` taken, a ragged list, a float
+        or an id out of range named), as int64; ``one_d``: a 1-D array only."""
+        r = param_array(rows, "rows", where, must)
+        if r.dtype.kind not in "iu" or (one_d and r.ndim != 1):  # a float id would be truncated to some other row
+            raise param_error("rows", where, must, f"{r.dtype} of shape {r.shape}" if one_d else f"dtype {r.dtype}")
+        # (checked before the cast: a uint64 id past 2**63 was reported as the negative it became)
+        if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
+            raise param_error("rows", where, f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
+        return r.astype(np.int64)
 
     # -- updates -------------------------------------------------------------------------------------
     def update_rows(self, rows, values) -> None:
@@ -804,18 +804,7 @@ class TieredStore:
         from ..formats import quantize
 
         where = "TieredStore.update_rows"
-        try:
-            r = np.asarray(rows)
-        except ValueError:  # (numpy's "inhomogeneous shape")
-            raise param_error("rows", where, "be a 1-D array of int row ids", "lists of different lengths") from None
-        if r.size == 0 and not isinstance(rows, np.ndarray):
-            r = r.astype(np.int64)  # ([] arrives as float64)
-        if r.dtype.kind not in "iu" or r.ndim != 1:
-            raise param_error("rows", where, "be a 1-D array of int row ids", f"{r.dtype} of shape {r.shape}")
-        # (checked before the cast: a uint64 id past 2**63 was reported as the negative it became)
-        if r.size and (r.min() < 0 or r.max() >= self.shape[0]):
-            raise param_error("rows", where, f"hold row ids in [0, {self.shape[0]})", f"{r.min()}..{r.max()}")
-        r = r.astype(np.int64)
+        r = self._row_ids(rows, where, "be a 1-D array of int row ids", one_d=True)
         if len(np.unique(r)) != len(r):
             raise param_error("rows", where, "hold each row once (which value would win is ambiguous)", "repeated ids")
         try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from embcompress.errors import ConfigError
 from learned_hash.logs import (FORMATS, ON_BAD_LINE, BadLineError, LogReader, LogSchema, LogSource, _parquet_schema,
-                                infer_kinds, list_value_type, schemas_read_once)
+                                infer_kinds, is_bytes_type, is_text_type, list_value_type, schemas_read_once)
 
 from .jobs import MiningPlan, case_twins, key_columns
 from .stats import SORT_SETTINGS, LogStats
@@ -343,12 +343,12 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
             # microseconds: ties), Spark refuses another or reads nanoseconds as integers: every
             # time in nanoseconds where a part has them, else microseconds, as the readers order them
             casts[c] = "ns" if any(pa.types.is_timestamp(t) and t.unit == "ns" for t in held) else "us"
-        elif c in id_cols and kinds[c] == "string" and any(map(_is_text, held)) and any(map(_is_bytes, held)):
+        elif c in id_cols and kinds[c] == "string" and any(map(is_text_type, held)) and any(map(is_bytes_type, held)):
             # text in some parts, bytes (BINARY) in others: every value as its bytes, a text's UTF-8,
             # which hash alike (DuckDB read a later part's bytes as escaped text: other ids)
             casts[c] = "bytes"
         elif c in emptied:  # lists of strings beside lists of nulls: every part's lists as the others'
-            casts[c] = "binary" if pa.types.is_binary(typed[c]) or pa.types.is_large_binary(typed[c]) else "string"
+            casts[c] = "binary" if is_bytes_type(typed[c]) else "string"
     cast = sorted(casts)
     groups: dict[tuple, list[int]] = {}  # files by the types of the cast columns and the columns all missing
     for i, f in enumerate(files):
@@ -359,27 +359,15 @@ def _id_types(src: LogSource, schema: LogSchema, kinds: Mapping[str, str]) -> di
     text = {c for c in ids if kinds[c] in ("int", "hex32") and not pa.types.is_null(typed[c]) and c not in integer}
     wide = [(c, c not in casts and pa.types.is_uint64(typed[c])) for c in ids if kinds[c] == "int" and c in integer
             and (c in casts or pa.types.is_int64(typed[c]) or pa.types.is_uint64(typed[c]))]
-    binary = {c for c in ids if kinds[c] == "string" and (_is_bytes(typed[c]) or casts.get(c) == "bytes")}
+    binary = {c for c in ids if kinds[c] == "string" and (is_bytes_type(typed[c]) or casts.get(c) == "bytes")}
     # each part: its files, the cast columns it holds in the form to convert (uint64 for 'int64',
     # text for 'bytes'), its columns all missing
     parts = tuple((tuple(idx), frozenset(c for c in cast if pa.types.is_uint64(files[idx[0]][c])
-                                         or (casts[c] == "bytes" and _is_text(files[idx[0]][c]))), null)
+                                         or (casts[c] == "bytes" and is_text_type(files[idx[0]][c]))), null)
                   for (_, null), idx in groups.items())
     return {"text_ids": frozenset(text), "wide_ids": tuple(wide), "binary_ids": frozenset(binary),
             "casts": tuple(sorted(casts.items())), "parts": parts if len(parts) > 1 else (),
             "list_ids": frozenset(lists)}
-
-
-def _is_text(t) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-
-
-def _is_bytes(t) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
 
 
 def _libfm_to_parquet(plan: MiningPlan, tmp: str, progress) -> tuple[MiningPlan, int]:

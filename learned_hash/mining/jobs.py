@@ -557,8 +557,10 @@ def collect(plan: MiningPlan, counts, sequences: dict, *, engine: str, bad_lines
         # one grouping set's rows (all in one of the queries): take just its key columns (not a
         # filter of the whole table)
         mask = grouping_mask(nf, grouped)
-        tbl, g, n_all, p_all = next((r for r in results if (r[1] == mask).any()), results[0])
-        idx = np.flatnonzero(g == mask)
+        for tbl, g, n_all, p_all in results:
+            idx = np.flatnonzero(g == mask)
+            if len(idx):
+                break
         if len(idx) and idx[-1] - idx[0] + 1 == len(idx):  # the set's rows in one run (as engines give them): a view
             rows = lambda col: col.slice(int(idx[0]), len(idx))  # noqa: E731
         else:
